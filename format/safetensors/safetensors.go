@@ -21,6 +21,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/apr-llm/apr/tensor"
 )
@@ -178,15 +179,7 @@ func Parse(name string, data []byte) (*File, error) {
 		st.tensors = append(st.tensors, t)
 		st.byName[e.name] = t
 	}
-	slices.SortFunc(st.tensors, func(a, b *tensor.Tensor) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(st.tensors, func(a, b *tensor.Tensor) int { return strings.Compare(a.Name, b.Name) })
 	return st, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/apr-llm/apr/tensor"
@@ -56,13 +57,7 @@ func Write(w io.Writer, tensors []*tensor.Tensor, metadata map[string]string) er
 		if sa, sb := a.DType.TypeSize(), b.DType.TypeSize(); sa != sb {
 			return sb - sa
 		}
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
+		return strings.Compare(a.Name, b.Name)
 	})
 
 	var hdr bytes.Buffer
