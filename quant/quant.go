@@ -1,0 +1,80 @@
+// Package quant implements ggml's block formats bit-exactly: dequantization
+// to float32, the reference quantizers that llama-quantize uses (without an
+// importance matrix), the activation quantizers of ggml's CPU backend and
+// integer dot products between quantized weight rows and quantized
+// activations.
+//
+// Block layouts follow ggml-common.h; all multi-byte fields are little-endian.
+// Float arithmetic is written in float32 in the order ggml's C code uses, so
+// results match ggml bit for bit (explicit float32 conversions keep the Go
+// compiler from fusing a multiply and an add where C does not).
+//
+// This file holds the byte-level helpers shared by every format; the formats
+// live in dequant.go, quantize*.go and dot*.go.
+package quant
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/apr-llm/apr/tensor"
+)
+
+// Block sizes in elements.
+const (
+	qk   = 32  // legacy formats (Q4_0 ... Q8_1) and IQ4_NL
+	qkK  = 256 // K-quant super-blocks and IQ4_XS
+	kScl = 12  // bytes of packed 6-bit scales in Q4_K/Q5_K
+)
+
+// kvaluesIQ4NL is ggml's non-linear 4-bit code book (kvalues_iq4nl).
+var kvaluesIQ4NL = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
+
+// f16 reads a little-endian IEEE half at b[0:2] as float32.
+func f16(b []byte) float32 { return tensor.F16ToF32(binary.LittleEndian.Uint16(b)) }
+
+// putF16 writes f as a little-endian IEEE half (round to nearest even).
+func putF16(b []byte, f float32) { binary.LittleEndian.PutUint16(b, tensor.F32ToF16(f)) }
+
+// f32 reads a little-endian float32 at b[0:4].
+func f32(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) }
+
+// putF32 writes a little-endian float32.
+func putF32(b []byte, f float32) { binary.LittleEndian.PutUint32(b, math.Float32bits(f)) }
+
+// fabs is fabsf.
+func fabs(f float32) float32 { return math.Float32frombits(math.Float32bits(f) &^ (1 << 31)) }
+
+// sqrt32 is sqrtf (a correctly rounded double square root rounds to the
+// correctly rounded float one).
+func sqrt32(f float32) float32 { return float32(math.Sqrt(float64(f))) }
+
+// nearestInt is ggml's nearest_int: round to nearest, ties to even, through
+// the 1.5*2^23 trick (valid for |f| <= 4194303, like the C code).
+func nearestInt(f float32) int {
+	v := f + 12582912
+	return int(math.Float32bits(v)&0x007fffff) - 0x00400000
+}
+
+// checkLen validates that src holds exactly the bytes of n elements of dt,
+// that n is a whole number of blocks, and returns the block count.
+func checkLen(op string, dt tensor.DType, n, nbytes int) (int, error) {
+	if !dt.Valid() {
+		return 0, fmt.Errorf("quant: %s: unknown dtype %v", op, dt)
+	}
+	want, err := dt.RowBytes(n)
+	if err != nil {
+		return 0, fmt.Errorf("quant: %s: %w", op, err)
+	}
+	if nbytes != want {
+		return 0, fmt.Errorf("quant: %s: %d elements of %v need %d bytes, have %d", op, n, dt, want, nbytes)
+	}
+	return n / dt.BlockSize(), nil
+}
+
+// i8s views bytes as signed bytes (the int8 quants of Q8 blocks).
+func i8s(b []byte) []int8 {
+	return unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
+}
