@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -150,7 +151,7 @@ func parseIndex(raw []byte) (map[string]string, error) {
 	return wm, nil
 }
 
-func openIndex(dir, idxPath string, raw []byte) (s *Set, err error) {
+func openIndex(dir, idxPath string, raw []byte) (_ *Set, err error) {
 	wm, err := parseIndex(raw)
 	if err != nil {
 		return nil, formatErr(idxPath, err, "bad index")
@@ -165,10 +166,10 @@ func openIndex(dir, idxPath string, raw []byte) (s *Set, err error) {
 		}
 		shards[shard] = true
 	}
-	s = &Set{dir: dir, byName: map[string]*tensor.Tensor{}, metadata: map[string]string{}}
+	s := &Set{dir: dir, byName: map[string]*tensor.Tensor{}, metadata: map[string]string{}}
 	defer func() {
 		if err != nil {
-			s.Close()
+			s.Close() // unmap the shards opened so far
 		}
 	}()
 	owner := map[string]string{} // tensor name -> shard holding it
@@ -176,9 +177,9 @@ func openIndex(dir, idxPath string, raw []byte) (s *Set, err error) {
 		f, err := Open(filepath.Join(dir, filepath.FromSlash(shard)))
 		if err != nil {
 			if isNotExist(err) {
-				return nil, formatErr(idxPath, err, "shard %q is missing", shard)
+				return nil, formatErr(idxPath, fs.ErrNotExist, "shard %q is missing", shard)
 			}
-			return nil, fmt.Errorf("safetensors: shard %q of %s: %w", shard, idxPath, err)
+			return nil, err // names the shard's path
 		}
 		s.files = append(s.files, f)
 		for _, t := range f.tensors {

@@ -36,8 +36,12 @@ func parseHeader(b []byte) (*header, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
-	if err := expectDelim(dec, '{', "header"); err != nil {
-		return nil, err
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("malformed JSON: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fmt.Errorf("header is not a JSON object: found %s", describe(tok))
 	}
 	h := &header{}
 	seen := map[string]bool{}

@@ -305,8 +305,8 @@ func TestParseErrors(t *testing.T) {
 		{"zero header length", withLen(0, ``), "malformed JSON"},
 		{"bad JSON", rawFile(`{"a":{"dtype":"F32",}`, 0), "malformed JSON"},
 		{"truncated JSON", rawFile(`{"a":{"dtype":"F32"`, 0), "malformed JSON"},
-		{"non-object JSON", rawFile(`[1,2]`, 0), `want "{"`},
-		{"string JSON", rawFile(`"x"`, 0), `want "{"`},
+		{"non-object JSON", rawFile(`[1,2]`, 0), `not a JSON object: found "["`},
+		{"string JSON", rawFile(`"x"`, 0), `not a JSON object: found string "x"`},
 		{"trailing data", rawFile(`{}{}`, 0), "after the header"},
 		{"trailing garbage", rawFile(`{} x`, 0), "after the header"},
 		{"invalid UTF-8", rawFile("{\"\xff\":{}}", 0), "UTF-8"},
@@ -351,6 +351,7 @@ func TestParseErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "bad.safetensors") {
 				t.Errorf("error %q: want it to name the file and contain %q", err, tt.want)
 			}
+			t.Log(err)
 			var fe *FormatError
 			if !errors.As(err, &fe) {
 				t.Errorf("error %T is not a *FormatError", err)
