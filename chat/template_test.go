@@ -311,8 +311,8 @@ func TestGlobals(t *testing.T) {
 		{`{{ strftime_now("%-d %B %Y %H:%M") }}`, "5 July 2024 09:03", Request{}},
 		{`{{ bos_token }}|{{ eos_token }}`, "<s>|</s>", Request{}},
 		{`{{ bos_token }}|{{ eos_token }}`, "B|E", Request{BOSToken: "B", EOSToken: "E"}},
-		{`{{ tools is none }} {{ documents is none }}`, "true true", Request{}},
-		{`{{ enable_thinking }} {{ cfg | tojson }}`, "false {\"z\": 1, \"a\": [true, null, 2.5]}",
+		{`{{ tools is none }} {{ documents is none }}`, "True True", Request{}},
+		{`{{ enable_thinking }} {{ cfg | tojson }}`, "False {\"z\": 1, \"a\": [true, null, 2.5]}",
 			Request{Extra: map[string]any{"enable_thinking": false, "cfg": json.RawMessage(`{"z":1,"a":[true,null,2.5]}`)}}},
 		{`{% set ns = namespace(x=1) %}{{ ns.x }}`, "1", Request{}},
 	}
@@ -325,7 +325,7 @@ func TestGlobals(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Render(%q): %v", tt.src, err)
 		}
-		if strings.ToLower(got) != strings.ToLower(tt.want) {
+		if got != tt.want {
 			t.Errorf("%s: got %q, want %q", tt.src, got, tt.want)
 		}
 	}
