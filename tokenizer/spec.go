@@ -23,6 +23,12 @@ type Spec struct {
 	BOS int
 	// EOS ids end generation.
 	EOS []int
+	// IgnoreMerges looks a whole pre-token up in the vocabulary before
+	// running merges (Hugging Face's BPE ignore_merges, set by LLaMA-3).
+	IgnoreMerges bool
+	// AddBOS tells callers that the model expects BOS before a prompt
+	// (tokenizer_config.json's add_bos_token). Encode never adds it.
+	AddBOS bool
 }
 
 // AddedToken is a token matched verbatim in the input before BPE.

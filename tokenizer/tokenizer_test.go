@@ -1,0 +1,239 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/apr-llm/apr/internal/testref"
+)
+
+var (
+	qwenOnce sync.Once
+	qwenTok  *Tokenizer
+	qwenErr  error
+)
+
+// qwen loads the shared Qwen2.5 tokenizer once per test process.
+func qwen(t testing.TB) *Tokenizer {
+	t.Helper()
+	dir := testref.ModelDir(t)
+	qwenOnce.Do(func() { qwenTok, qwenErr = LoadDir(dir) })
+	if qwenErr != nil {
+		t.Fatalf("LoadDir: %v", qwenErr)
+	}
+	return qwenTok
+}
+
+type tokCase struct {
+	Text    string `json:"text"`
+	IDs     []int  `json:"ids"`
+	Decoded string `json:"decoded"`
+}
+
+func loadCases(t testing.TB) []tokCase {
+	t.Helper()
+	data, err := os.ReadFile(testref.Path(t, "testdata", "reference", "tokenizer_cases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Cases []tokCase `json:"cases"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Cases) == 0 {
+		t.Fatal("no tokenizer cases")
+	}
+	return f.Cases
+}
+
+type prompt struct {
+	Name     string `json:"name"`
+	Text     string `json:"text"`
+	TokenIDs []int  `json:"token_ids"`
+}
+
+func loadPrompts(t testing.TB) []prompt {
+	t.Helper()
+	data, err := os.ReadFile(testref.Path(t, "testdata", "reference", "hf_outputs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Prompts []prompt `json:"prompts"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Prompts) == 0 {
+		t.Fatal("no prompts")
+	}
+	return f.Prompts
+}
+
+func checkReference(t *testing.T, tok *Tokenizer) {
+	for i, c := range loadCases(t) {
+		got := tok.Encode(c.Text)
+		if !reflect.DeepEqual(got, c.IDs) && !(len(got) == 0 && len(c.IDs) == 0) {
+			t.Errorf("case %d Encode(%q) = %v, want %v", i, c.Text, got, c.IDs)
+		}
+		if dec := tok.Decode(c.IDs); dec != c.Decoded {
+			t.Errorf("case %d Decode(%v) = %q, want %q", i, c.IDs, dec, c.Decoded)
+		}
+	}
+	for _, p := range loadPrompts(t) {
+		got := tok.Encode(p.Text)
+		if !reflect.DeepEqual(got, p.TokenIDs) {
+			t.Errorf("prompt %s: Encode = %v, want %v", p.Name, got, p.TokenIDs)
+		}
+		if dec := tok.Decode(p.TokenIDs); dec != p.Text {
+			t.Errorf("prompt %s: Decode = %q, want %q", p.Name, dec, p.Text)
+		}
+	}
+}
+
+func TestReferenceTokenizerJSON(t *testing.T) {
+	checkReference(t, qwen(t))
+}
+
+func TestReferenceVocabMerges(t *testing.T) {
+	src := testref.ModelDir(t)
+	dir := t.TempDir()
+	for _, name := range []string{"vocab.json", "merges.txt", "tokenizer_config.json"} {
+		if err := os.Symlink(filepath.Join(src, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := LoadDir(dir)
+	if err != nil {
+		t.Fatalf("LoadDir(vocab.json+merges.txt): %v", err)
+	}
+	ref := qwen(t)
+	if tok.VocabSize() != ref.VocabSize() {
+		t.Errorf("VocabSize = %d, tokenizer.json gives %d", tok.VocabSize(), ref.VocabSize())
+	}
+	checkReference(t, tok)
+}
+
+func TestAccessors(t *testing.T) {
+	tok := qwen(t)
+	if got := tok.VocabSize(); got != 151665 {
+		t.Errorf("VocabSize = %d, want 151665", got)
+	}
+	if got := tok.EOS(); !reflect.DeepEqual(got, []int{151645}) {
+		t.Errorf("EOS = %v, want [151645]", got)
+	}
+	if got := tok.BOS(); got != -1 {
+		t.Errorf("BOS = %d, want -1", got)
+	}
+	if tok.AddBOS() {
+		t.Error("AddBOS = true, want false")
+	}
+	tests := []struct {
+		s       string
+		id      int
+		special bool
+	}{
+		{"<|im_start|>", 151644, true},
+		{"<|im_end|>", 151645, true},
+		{"<|endoftext|>", 151643, true},
+		{"<tool_call>", 151657, false},
+		{"Ġworld", 1879, false},
+		{"Hello", 9707, false},
+	}
+	for _, tc := range tests {
+		id, ok := tok.TokenID(tc.s)
+		if !ok || id != tc.id {
+			t.Errorf("TokenID(%q) = %d, %v; want %d", tc.s, id, ok, tc.id)
+		}
+		if got := tok.TokenString(tc.id); got != tc.s {
+			t.Errorf("TokenString(%d) = %q, want %q", tc.id, got, tc.s)
+		}
+		if got := tok.IsSpecial(tc.id); got != tc.special {
+			t.Errorf("IsSpecial(%d) = %v, want %v", tc.id, got, tc.special)
+		}
+	}
+	if _, ok := tok.TokenID("no such token"); ok {
+		t.Error("TokenID of a missing token reported ok")
+	}
+	for _, id := range []int{-1, 151665, 151935, 1 << 30} {
+		if tok.TokenString(id) != "" || tok.IsSpecial(id) || tok.TokenBytes(id) != nil {
+			t.Errorf("id %d out of range answered", id)
+		}
+	}
+	if got := tok.Decode([]int{9707, -5, 151900, 1879}); got != "Hello world" {
+		t.Errorf("Decode skipping unknown ids = %q", got)
+	}
+}
+
+func TestStreamDecoder(t *testing.T) {
+	tok := qwen(t)
+	texts := []string{
+		"🌍🚀👨‍👩‍👧",
+		"你好，世界",
+		"emoji 😀 in text",
+		"𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+		"नमस्ते <|im_end|>❤️",
+		"½ ⅓ ² ①",
+	}
+	for _, c := range loadCases(t) {
+		texts = append(texts, c.Text)
+	}
+	for _, text := range texts {
+		ids := tok.Encode(text)
+		d := tok.NewDecoder()
+		var all string
+		for _, id := range ids {
+			chunk := d.Add(id)
+			if !utf8.ValidString(chunk) {
+				t.Errorf("%q: chunk %q is not valid UTF-8", text, chunk)
+			}
+			all += chunk
+		}
+		all += d.Flush()
+		if want := tok.Decode(ids); all != want {
+			t.Errorf("stream of %q = %q, want %q", text, all, want)
+		}
+	}
+	// A sequence cut short comes out as one U+FFFD at Flush, as Decode does.
+	d := tok.NewDecoder()
+	emoji := tok.Encode("𝔘")
+	if len(emoji) < 2 {
+		t.Fatalf("𝔘 is one token; test needs a split sequence")
+	}
+	var got string
+	for _, id := range emoji[:len(emoji)-1] {
+		got += d.Add(id)
+	}
+	if got != "" {
+		t.Errorf("incomplete emoji emitted %q", got)
+	}
+	if got := d.Flush(); got != tok.Decode(emoji[:len(emoji)-1]) || got != "\uFFFD" {
+		t.Errorf("Flush of a cut emoji = %q", got)
+	}
+}
+
+func TestLossyMatchesRust(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"abc", "abc"},
+		{"\xF0\x9F\x98", "\uFFFD"},             // truncated 4-byte: one maximal subpart
+		{"\xF0\x9F\x98a", "\uFFFDa"},           // same, then ASCII
+		{"\x80\x80", "\uFFFD\uFFFD"},           // lone continuations
+		{"\xED\xA0\x80", "\uFFFD\uFFFD\uFFFD"}, // surrogate: E D then invalid second byte
+		{"\xE0\x80", "\uFFFD\uFFFD"},
+		{"\xC3\xA9\xC3", "é\uFFFD"},
+		{"\xF4\x90\x80\x80", "\uFFFD\uFFFD\uFFFD\uFFFD"},
+	}
+	for _, tc := range tests {
+		got, n := appendLossy(nil, []byte(tc.in), true)
+		if string(got) != tc.want || n != len(tc.in) {
+			t.Errorf("lossy(%q) = %q (%d), want %q", tc.in, got, n, tc.want)
+		}
+	}
+}
