@@ -1,17 +1,10 @@
-// Package quant implements ggml's block formats bit-exactly: dequantization
-// to float32, the reference quantizers that llama-quantize uses (without an
-// importance matrix), the activation quantizers of ggml's CPU backend and
-// integer dot products between quantized weight rows and quantized
-// activations.
-//
-// Block layouts follow ggml-common.h; all multi-byte fields are little-endian.
-// Float arithmetic is written in float32 in the order ggml's C code uses, so
-// results match ggml bit for bit (explicit float32 conversions keep the Go
-// compiler from fusing a multiply and an add where C does not).
-//
-// This file holds the byte-level helpers shared by every format; the formats
-// live in dequant.go, quantize*.go and dot*.go.
 package quant
+
+// Byte-level helpers shared by every format.
+//
+// Go may fuse x*y+z into one FMA (GOAMD64=v3, arm64); C as ggml builds it
+// rounds the product first. Every product that feeds an addition is therefore
+// wrapped in float32(...), which the Go spec defines to round and not fuse.
 
 import (
 	"encoding/binary"
@@ -52,9 +45,10 @@ func fabs(f float32) float32 { return math.Float32frombits(math.Float32bits(f) &
 func sqrt32(f float32) float32 { return float32(math.Sqrt(float64(f))) }
 
 // nearestInt is ggml's nearest_int: round to nearest, ties to even, through
-// the 1.5*2^23 trick (valid for |f| <= 4194303, like the C code).
+// the 1.5*2^23 trick (valid for |f| <= 4194303, like the C code). The
+// conversion keeps an inlined caller's product from fusing into the add.
 func nearestInt(f float32) int {
-	v := f + 12582912
+	v := float32(f) + 12582912
 	return int(math.Float32bits(v)&0x007fffff) - 0x00400000
 }
 

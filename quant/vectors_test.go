@@ -160,3 +160,49 @@ func TestVectorsDequantize(t *testing.T) {
 		})
 	}
 }
+
+// quantizeExact lists the types whose Quantize must equal ggml's bytes.
+var quantizeExact = map[tensor.DType]bool{
+	tensor.F16: true, tensor.BF16: true, tensor.Q4_0: true, tensor.Q4_1: true,
+	tensor.Q5_0: true, tensor.Q5_1: true, tensor.Q8_0: true, tensor.Q2_K: true,
+	tensor.Q3_K: true, tensor.Q4_K: true, tensor.Q5_K: true, tensor.Q6_K: true,
+	tensor.IQ4_NL: true, tensor.IQ4_XS: true,
+}
+
+func TestVectorsQuantize(t *testing.T) {
+	input, cases := loadVectors(t)
+	for _, c := range cases {
+		t.Run(c.dt.String(), func(t *testing.T) {
+			if !quantizeExact[c.dt] {
+				t.Fatalf("no quantizer expectation for %v", c.dt)
+			}
+			for r, row := range input {
+				got := make([]byte, c.rowBytes)
+				if err := Quantize(c.dt, row, got); err != nil {
+					t.Fatal(err)
+				}
+				want := c.quantized[r*c.rowBytes : (r+1)*c.rowBytes]
+				if i := firstDiff(got, want); i >= 0 {
+					bs := c.rowBytes * c.dt.BlockSize() / len(row)
+					_ = bs
+					blk := i / c.dt.TypeSize()
+					ts := c.dt.TypeSize()
+					t.Errorf("row %d: first difference at byte %d (block %d, offset %d)\n got %x\nwant %x",
+						r, i, blk, i%ts, got[blk*ts:(blk+1)*ts], want[blk*ts:(blk+1)*ts])
+				}
+			}
+		})
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range a {
+		if i >= len(b) || a[i] != b[i] {
+			return i
+		}
+	}
+	if len(a) != len(b) {
+		return len(a)
+	}
+	return -1
+}
