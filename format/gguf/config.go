@@ -1,7 +1,6 @@
 package gguf
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 
@@ -272,9 +271,6 @@ func (f *File) TokenizerSpec() (tokenizer.Spec, error) {
 
 // ChatTemplate returns tokenizer.chat_template, or "" when the file has none.
 func (f *File) ChatTemplate() string {
-	s, err := f.String(KeyChatTemplate)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return ""
-	}
+	s, _ := f.String(KeyChatTemplate)
 	return s
 }

@@ -96,25 +96,48 @@ func (r *reader) u64(what string) (uint64, error) {
 }
 
 func (r *reader) str(what string) (string, error) {
-	n, err := r.u64(what + " length")
-	if err != nil {
-		return "", err
+	s, ok := r.strFast()
+	if !ok {
+		return "", r.strErr(what)
 	}
-	if n > uint64(r.remaining()) {
-		return "", r.errf("%s length %d exceeds the %d bytes left", what, n, r.remaining())
+	return s, nil
+}
+
+// strFast reads a string, reporting only whether it fit (no message is built
+// on the hot path of 100k-entry token lists).
+func (r *reader) strFast() (string, bool) {
+	if r.remaining() < 8 {
+		return "", false
 	}
-	p, _ := r.take(n, what)
-	return string(p), nil
+	n := binary.LittleEndian.Uint64(r.b[r.off:])
+	if n > uint64(r.remaining()-8) {
+		return "", false
+	}
+	r.off += 8
+	s := string(r.b[r.off : r.off+int(n)])
+	r.off += int(n)
+	return s, true
+}
+
+// strErr describes why strFast failed at the current offset.
+func (r *reader) strErr(what string) error {
+	if r.remaining() < 8 {
+		return r.errf("truncated: %s length needs 8 bytes, %d left", what, r.remaining())
+	}
+	n := binary.LittleEndian.Uint64(r.b[r.off:])
+	return r.errf("%s length %d exceeds the %d bytes left", what, n, r.remaining()-8)
 }
 
 // count reads an element count and checks that n elements of at least minSize
 // bytes each can still fit, so that nothing is allocated from a lie.
 func (r *reader) count(what string, minSize int) (int, error) {
+	start := r.off
 	n, err := r.u64(what)
 	if err != nil {
 		return 0, err
 	}
 	if n > uint64(r.remaining()/minSize) {
+		r.off = start
 		return 0, r.errf("%s %d cannot fit in the %d bytes left", what, n, r.remaining())
 	}
 	return int(n), nil
@@ -401,8 +424,9 @@ func (r *reader) array(key string, depth int) (Array, error) {
 	if t == TypeString {
 		vs := make([]string, n)
 		for i := range vs {
-			if vs[i], err = r.str(fmt.Sprintf("%s[%d]", key, i)); err != nil {
-				return Array{}, err
+			var ok bool
+			if vs[i], ok = r.strFast(); !ok {
+				return Array{}, r.strErr(fmt.Sprintf("%s[%d]", key, i))
 			}
 		}
 		return Array{Type: t, Values: vs}, nil
