@@ -7,9 +7,11 @@ import (
 	"github.com/apr-llm/apr/internal/testref"
 )
 
-// FuzzRender renders random conversations through the model's real template,
-// and also through templates built from the fuzzed text: errors are fine,
-// panics are not.
+// FuzzRender renders random conversations through the model's real template
+// and ChatML, parses fuzzed text as a template and as tool calls: errors are
+// fine, panics are not. (Fuzzed templates are parsed, not rendered: a template
+// can recurse through macros without bound, which no content can make the
+// model's template do.)
 func FuzzRender(f *testing.F) {
 	f.Add("user", "What is 2+2?", "assistant", "4", "", `{"city": "Paris"}`, true)
 	f.Add("system", "", "tool", "{\"t\": 21}", `{"type": "function", "function": {"name": "f"}}`, `"x"`, false)
@@ -31,9 +33,7 @@ func FuzzRender(f *testing.F) {
 		req := Request{Messages: msgs, Tools: tools, AddGenerationPrompt: gen, System: content2}
 		_, _ = tmpl.Render(req)
 		_, _ = ChatML().Render(req)
-		if src, err := New(content1); err == nil {
-			_, _ = src.Render(req)
-		}
+		_, _ = New(content1)
 		_, _, _ = ParseToolCalls(content2)
 	})
 }

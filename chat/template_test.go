@@ -230,6 +230,9 @@ func TestRenderErrors(t *testing.T) {
 		{"unknown filter", "{{ messages | nosuchfilter }}", Request{}},
 		{"bad tool JSON", "{{ tools }}", Request{Tools: []json.RawMessage{json.RawMessage(`{"a":`)}}},
 		{"call of a non-callable", "{{ messages() }}", Request{}},
+		{"engine panic: negative repeat", "{{ 'a' * -1 }}", Request{}},
+		{"engine panic: negative indent", "{{ 'a' | indent(-5) }}", Request{}},
+		{"tojson of a callable", "{{ raise_exception | tojson }}", Request{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
