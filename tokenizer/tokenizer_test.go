@@ -237,3 +237,39 @@ func TestLossyMatchesRust(t *testing.T) {
 		}
 	}
 }
+
+// TestHFRandomCases compares with Hugging Face tokenizers on 1,500 random
+// strings that mix every character class the split regex tells apart
+// (testdata/gen_hf_cases.js made them).
+func TestHFRandomCases(t *testing.T) {
+	tok := qwen(t)
+	data, err := os.ReadFile(filepath.Join("testdata", "hf_random_cases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Cases []tokCase `json:"cases"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Cases) < 1000 {
+		t.Fatalf("only %d cases", len(f.Cases))
+	}
+	fails := 0
+	for i, c := range f.Cases {
+		got := tok.Encode(c.Text)
+		if !reflect.DeepEqual(got, c.IDs) {
+			fails++
+			if fails <= 20 {
+				t.Errorf("case %d Encode(%q) = %v, want %v", i, c.Text, got, c.IDs)
+			}
+		}
+		if dec := tok.Decode(c.IDs); dec != c.Decoded {
+			t.Errorf("case %d Decode = %q, want %q", i, dec, c.Decoded)
+		}
+	}
+	if fails > 0 {
+		t.Errorf("%d of %d cases differ", fails, len(f.Cases))
+	}
+}
