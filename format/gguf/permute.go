@@ -27,7 +27,7 @@ func (p rowPermutation) apply(data []byte, toGGML bool) []byte {
 	for h := 0; h < p.heads; h++ {
 		for i := 0; i < half; i++ {
 			for j := 0; j < 2; j++ {
-				g := h*d + 2*i + j    // GGUF row
+				g := h*d + 2*i + j     // GGUF row
 				hf := h*d + j*half + i // Hugging Face row
 				src, dst := g, hf
 				if toGGML {
