@@ -206,3 +206,61 @@ func firstDiff(a, b []byte) int {
 	}
 	return -1
 }
+
+func TestVectorsActivation(t *testing.T) {
+	input, cases := loadVectors(t)
+	for _, c := range cases {
+		t.Run(c.dt.String(), func(t *testing.T) {
+			got := make([]byte, len(c.activation))
+			if err := QuantizeActivation(c.vt, input[0], got); err != nil {
+				t.Fatal(err)
+			}
+			if i := firstDiff(got, c.activation); i >= 0 {
+				t.Errorf("%v activation: first difference at byte %d: got %#x, ggml %#x", c.vt, i, got[i], c.activation[i])
+			}
+			if c.dt.Quantized() && VecDotType(c.dt) != c.vt {
+				t.Errorf("VecDotType(%v) = %v, ggml uses %v", c.dt, VecDotType(c.dt), c.vt)
+			}
+		})
+	}
+}
+
+// TestVectorsVecDot compares each quantized row's dot product with ggml's.
+// ggml pairs F16 and BF16 weights with an F16/BF16 activation; apr uses F32,
+// so those rows are fed ggml's rounded activation widened to F32, which gives
+// the same products.
+func TestVectorsVecDot(t *testing.T) {
+	_, cases := loadVectors(t)
+	for _, c := range cases {
+		t.Run(c.dt.String(), func(t *testing.T) {
+			n := len(c.dequantized) / len(c.dots)
+			act := c.activation
+			if vt := VecDotType(c.dt); vt != c.vt {
+				if vt != tensor.F32 {
+					t.Fatalf("VecDotType(%v) = %v, ggml uses %v", c.dt, vt, c.vt)
+				}
+				x := make([]float32, n)
+				if err := Dequantize(c.vt, c.activation, x); err != nil {
+					t.Fatal(err)
+				}
+				act = make([]byte, 4*n)
+				if err := QuantizeActivation(tensor.F32, x, act); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out := make([]float32, len(c.dots))
+			if err := DotRows(c.dt, c.quantized, c.rowBytes, 0, len(c.dots), act, n, out); err != nil {
+				t.Fatal(err)
+			}
+			for r, want := range c.dots {
+				got := VecDot(c.dt, c.quantized[r*c.rowBytes:(r+1)*c.rowBytes], act, n)
+				if got != out[r] {
+					t.Errorf("row %d: VecDot %v != DotRows %v", r, got, out[r])
+				}
+				if tol := 1e-4*math.Abs(want) + 1e-9; math.Abs(float64(got)-want) > tol {
+					t.Errorf("row %d: got %v, ggml %v (tolerance %.3g)", r, got, want, tol)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,309 @@
+package quant
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// Portable dot-product kernels, one per weight type. The quantized ones follow
+// ggml-cpu/quants.c (ggml_vec_dot_*_generic): integer sums inside a block,
+// float scales applied per block. Lengths were validated by the caller.
+
+// dot16 and dot32 are the integer inner products of quants.
+func dot16(a, b *[16]int8) int {
+	var s int
+	for i := range a {
+		s += int(a[i]) * int(b[i])
+	}
+	return s
+}
+
+func dot32(a, b *[32]int8) int {
+	var s0, s1 int
+	for i := 0; i < 32; i += 2 {
+		s0 += int(a[i]) * int(b[i])
+		s1 += int(a[i+1]) * int(b[i+1])
+	}
+	return s0 + s1
+}
+
+// q8s views the quants of an activation block as an array.
+func q8s32(b []byte) *[32]int8 { return (*[32]int8)(i8s(b[:32])) }
+
+// --- float weights, F32 activation ---
+//
+// Four partial sums (element i goes to sum i%4) keep the loop free of a
+// single dependency chain; the result is (s0+s1)+(s2+s3).
+
+func dotF32F32(w, act []byte, n int) float32 {
+	var s [4]float32
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		a := (*[16]byte)(act[4*i:])
+		x := (*[16]byte)(w[4*i:])
+		s[0] += float32(f32(x[0:]) * f32(a[0:]))
+		s[1] += float32(f32(x[4:]) * f32(a[4:]))
+		s[2] += float32(f32(x[8:]) * f32(a[8:]))
+		s[3] += float32(f32(x[12:]) * f32(a[12:]))
+	}
+	for ; i < n; i++ {
+		s[i%4] += float32(f32(w[4*i:]) * f32(act[4*i:]))
+	}
+	return (s[0] + s[1]) + (s[2] + s[3])
+}
+
+func dotF16F32(w, act []byte, n int) float32 {
+	var s [4]float32
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		a := (*[16]byte)(act[4*i:])
+		x := (*[8]byte)(w[2*i:])
+		s[0] += float32(f16(x[0:]) * f32(a[0:]))
+		s[1] += float32(f16(x[2:]) * f32(a[4:]))
+		s[2] += float32(f16(x[4:]) * f32(a[8:]))
+		s[3] += float32(f16(x[6:]) * f32(a[12:]))
+	}
+	for ; i < n; i++ {
+		s[i%4] += float32(f16(w[2*i:]) * f32(act[4*i:]))
+	}
+	return (s[0] + s[1]) + (s[2] + s[3])
+}
+
+func bf16(b []byte) float32 {
+	return math.Float32frombits(uint32(binary.LittleEndian.Uint16(b)) << 16)
+}
+
+func dotBF16F32(w, act []byte, n int) float32 {
+	var s [4]float32
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		a := (*[16]byte)(act[4*i:])
+		x := (*[8]byte)(w[2*i:])
+		s[0] += float32(bf16(x[0:]) * f32(a[0:]))
+		s[1] += float32(bf16(x[2:]) * f32(a[4:]))
+		s[2] += float32(bf16(x[4:]) * f32(a[8:]))
+		s[3] += float32(bf16(x[6:]) * f32(a[12:]))
+	}
+	for ; i < n; i++ {
+		s[i%4] += float32(bf16(w[2*i:]) * f32(act[4*i:]))
+	}
+	return (s[0] + s[1]) + (s[2] + s[3])
+}
+
+// --- 32-element blocks with a Q8_0 activation (d f16, qs[32]) ---
+
+func dotQ4_0(w, act []byte, n int) float32 {
+	var q [qk]int8
+	var sum float32
+	for i := range n / qk {
+		x := (*[18]byte)(w[18*i:])
+		y := (*[34]byte)(act[34*i:])
+		unpackQ4((*[16]byte)(x[2:]), 8, &q)
+		sumi := dot32(&q, q8s32(y[2:]))
+		sum += float32(float32(sumi)*f16(x[0:])) * f16(y[0:])
+	}
+	return sum
+}
+
+func dotQ5_0(w, act []byte, n int) float32 {
+	var q [qk]int8
+	var sum float32
+	for i := range n / qk {
+		x := (*[22]byte)(w[22*i:])
+		y := (*[34]byte)(act[34*i:])
+		unpackQ5(binary.LittleEndian.Uint32(x[2:]), (*[16]byte)(x[6:]), 16, &q)
+		sumi := dot32(&q, q8s32(y[2:]))
+		sum += float32(f16(x[0:])*f16(y[0:])) * float32(sumi)
+	}
+	return sum
+}
+
+func dotQ8_0(w, act []byte, n int) float32 {
+	var sum float32
+	for i := range n / qk {
+		x := (*[34]byte)(w[34*i:])
+		y := (*[34]byte)(act[34*i:])
+		sumi := dot32(q8s32(x[2:]), q8s32(y[2:]))
+		sum += float32(sumi) * float32(f16(x[0:])*f16(y[0:]))
+	}
+	return sum
+}
+
+func dotIQ4NL(w, act []byte, n int) float32 {
+	var q [qk]int8
+	var sum float32
+	for i := range n / qk {
+		x := (*[18]byte)(w[18*i:])
+		y := (*[34]byte)(act[34*i:])
+		unpackIQ4((*[16]byte)(x[2:]), &q)
+		sumi := dot32(&q, q8s32(y[2:]))
+		sum += float32(f16(y[0:])*f16(x[0:])) * float32(sumi)
+	}
+	return sum
+}
+
+// --- 32-element blocks with a Q8_1 activation (d, s = d*sum(qs), qs[32]) ---
+
+func dotQ4_1(w, act []byte, n int) float32 {
+	var q [qk]int8
+	var sum float32
+	for i := range n / qk {
+		x := (*[20]byte)(w[20*i:])
+		y := (*[36]byte)(act[36*i:])
+		unpackQ4((*[16]byte)(x[4:]), 0, &q)
+		sumi := dot32(&q, q8s32(y[4:]))
+		sum += float32(float32(f16(x[0:])*f16(y[0:]))*float32(sumi)) + float32(f16(x[2:])*f16(y[2:]))
+	}
+	return sum
+}
+
+func dotQ5_1(w, act []byte, n int) float32 {
+	var q [qk]int8
+	var sum float32
+	for i := range n / qk {
+		x := (*[24]byte)(w[24*i:])
+		y := (*[36]byte)(act[36*i:])
+		unpackQ5(binary.LittleEndian.Uint32(x[4:]), (*[16]byte)(x[8:]), 0, &q)
+		sumi := dot32(&q, q8s32(y[4:]))
+		sum += float32(float32(f16(x[0:])*f16(y[0:]))*float32(sumi)) + float32(f16(x[2:])*f16(y[2:]))
+	}
+	return sum
+}
+
+// --- 256-element super-blocks with a Q8_K activation ---
+//
+// A Q8_K block is d (float32), qs[256], bsums[16] (int16 sums of 16 quants).
+
+// q8K splits a Q8_K block.
+func q8K(b *[292]byte) (d float32, qs *[qkK]int8) {
+	return f32(b[0:]), (*[qkK]int8)(i8s(b[4:260]))
+}
+
+// bsum returns the j-th 16-element sum of a Q8_K block.
+func bsum(b *[292]byte, j int) int { return int(int16(binary.LittleEndian.Uint16(b[260+2*j:]))) }
+
+// dotSub16 returns Σ scale[j] * (q·q8 over elements 16j..16j+15).
+func dotSub16[S int8 | uint8](q, q8 *[qkK]int8, scale *[16]S) int {
+	var isum int
+	for j := range 16 {
+		isum += int(scale[j]) * dot16((*[16]int8)(q[16*j:]), (*[16]int8)(q8[16*j:]))
+	}
+	return isum
+}
+
+// dotSub32 returns Σ scale[j] * (q·q8 over elements 32j..32j+31).
+func dotSub32(q, q8 *[qkK]int8, scale *[8]uint8) int {
+	var isum int
+	for j := range 8 {
+		isum += int(scale[j]) * dot32((*[32]int8)(q[32*j:]), (*[32]int8)(q8[32*j:]))
+	}
+	return isum
+}
+
+func dotQ2K(w, act []byte, n int) float32 {
+	var q [qkK]int8
+	var sc, mn [16]uint8
+	var sum float32
+	for i := range n / qkK {
+		x := (*[84]byte)(w[84*i:])
+		y := (*[292]byte)(act[292*i:])
+		yd, q8 := q8K(y)
+		summs := 0
+		for j, s := range x[:16] {
+			sc[j], mn[j] = s&0x0f, s>>4
+			summs += bsum(y, j) * int(mn[j])
+		}
+		unpackQ2K((*[64]byte)(x[16:]), &q)
+		isum := dotSub16(&q, q8, &sc)
+		dall := yd * f16(x[80:])
+		dmin := yd * f16(x[82:])
+		sum += float32(dall*float32(isum)) - float32(dmin*float32(summs))
+	}
+	return sum
+}
+
+func dotQ3K(w, act []byte, n int) float32 {
+	var q [qkK]int8
+	var sc [16]int8
+	var sum float32
+	for i := range n / qkK {
+		x := (*[110]byte)(w[110*i:])
+		y := (*[292]byte)(act[292*i:])
+		yd, q8 := q8K(y)
+		unpackQ3K((*[32]byte)(x[0:]), (*[64]byte)(x[32:]), &q)
+		scalesQ3K((*[12]byte)(x[96:]), &sc)
+		isum := dotSub16(&q, q8, &sc)
+		sum += float32(f16(x[108:])*yd) * float32(isum)
+	}
+	return sum
+}
+
+// dotAffineK finishes a Q4_K/Q5_K super-block: d*Σ sc·(q·q8) - dmin*Σ m·bsums.
+func dotAffineK(x *[16]byte, y *[292]byte, q *[qkK]int8) float32 {
+	var sc, m [8]uint8
+	scalesK4((*[kScl]byte)(x[4:]), &sc, &m)
+	yd, q8 := q8K(y)
+	summs := 0
+	for j := range 16 {
+		summs += bsum(y, j) * int(m[j/2])
+	}
+	isum := dotSub32(q, q8, &sc)
+	d := f16(x[0:]) * yd
+	dmin := f16(x[2:]) * yd
+	return float32(d*float32(isum)) - float32(dmin*float32(summs))
+}
+
+func dotQ4K(w, act []byte, n int) float32 {
+	var q [qkK]int8
+	var sum float32
+	for i := range n / qkK {
+		x := (*[144]byte)(w[144*i:])
+		unpackQ4K((*[128]byte)(x[16:]), &q)
+		sum += dotAffineK((*[16]byte)(x[:16]), (*[292]byte)(act[292*i:]), &q)
+	}
+	return sum
+}
+
+func dotQ5K(w, act []byte, n int) float32 {
+	var q [qkK]int8
+	var sum float32
+	for i := range n / qkK {
+		x := (*[176]byte)(w[176*i:])
+		unpackQ5K((*[32]byte)(x[16:]), (*[128]byte)(x[48:]), &q)
+		sum += dotAffineK((*[16]byte)(x[:16]), (*[292]byte)(act[292*i:]), &q)
+	}
+	return sum
+}
+
+func dotQ6K(w, act []byte, n int) float32 {
+	var q [qkK]int8
+	var sum float32
+	for i := range n / qkK {
+		x := (*[210]byte)(w[210*i:])
+		y := (*[292]byte)(act[292*i:])
+		yd, q8 := q8K(y)
+		unpackQ6K((*[128]byte)(x[0:]), (*[64]byte)(x[128:]), &q)
+		isum := dotSub16(&q, q8, (*[16]int8)(i8s(x[192:208])))
+		sum += float32(f16(x[208:])*yd) * float32(isum)
+	}
+	return sum
+}
+
+func dotIQ4XS(w, act []byte, n int) float32 {
+	var q [qk]int8
+	var sum float32
+	for i := range n / qkK {
+		x := (*[136]byte)(w[136*i:])
+		y := (*[292]byte)(act[292*i:])
+		yd, q8 := q8K(y)
+		d4d8 := f16(x[0:]) * yd
+		sh := binary.LittleEndian.Uint16(x[2:])
+		for ib := range 8 {
+			ls := int(x[4+ib/2]>>(4*(ib%2))&0x0f) | int(sh>>(2*ib)&3)<<4
+			unpackIQ4((*[16]byte)(x[8+16*ib:]), &q)
+			sumi := dot32(&q, (*[32]int8)(q8[32*ib:]))
+			sum += float32(d4d8*float32(ls-32)) * float32(sumi)
+		}
+	}
+	return sum
+}
