@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/apr-llm/apr/engine"
+	"github.com/apr-llm/apr/format"
+	"github.com/apr-llm/apr/model"
+)
+
+// loaded is a model bound to an engine.
+type loaded struct {
+	model   *model.Model
+	engine  *engine.Engine
+	elapsed time.Duration
+}
+
+func (l *loaded) Close() {
+	l.engine.Close()
+	l.model.Close()
+}
+
+// modelFlags are shared by every command that loads a model to compute.
+type modelFlags struct {
+	threads int
+	verbose bool
+}
+
+func (f *modelFlags) register(cmd *cobra.Command) {
+	cmd.Flags().IntVarP(&f.threads, "threads", "t", defaultThreads(), "number of threads to compute with")
+	cmd.Flags().BoolVar(&f.verbose, "verbose", false, "print load time, architecture, token counts and speeds to stderr")
+}
+
+// defaultThreads is the number of physical cores, as llama.cpp chooses; Go
+// sees logical CPUs, so assume two hardware threads per core on larger
+// machines.
+func defaultThreads() int {
+	n := runtime.NumCPU()
+	if n >= 8 {
+		return n / 2
+	}
+	return n
+}
+
+// load opens path and binds it to a CPU engine, with a spinner on stderr
+// when stderr is a terminal.
+func (e *env) load(path string, f *modelFlags) (*loaded, error) {
+	stop := e.spinner("loading " + path)
+	t0 := time.Now()
+	m, err := format.Open(path)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	eng, err := engine.New(m.Config, m.Tensors, engine.Options{Threads: f.threads})
+	stop()
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	l := &loaded{model: m, engine: eng, elapsed: time.Since(t0)}
+	if f.verbose {
+		c := m.Config
+		fmt.Fprintf(e.stderr, "apr: loaded %s (%s) in %.2fs: %s, %d layers, hidden %d, %d heads / %d kv heads, vocab %d, %d threads\n",
+			path, m.Format, l.elapsed.Seconds(), c.Arch, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.VocabSize, eng.Threads())
+	}
+	return l, nil
+}
+
+// spinner shows an indeterminate progress spinner on a terminal stderr and
+// returns the function that clears it.
+func (e *env) spinner(what string) func() {
+	f, ok := e.stderr.(*os.File)
+	if !ok || !isatty.IsTerminal(f.Fd()) {
+		return func() {}
+	}
+	bar := progressbar.NewOptions(-1,
+		progressbar.OptionSetWriter(e.stderr),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionClearOnFinish(),
+	)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(80 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				_ = bar.Finish()
+				_ = bar.Clear()
+				return
+			case <-t.C:
+				_ = bar.Add(1)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
