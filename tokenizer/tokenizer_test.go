@@ -273,3 +273,49 @@ func TestHFRandomCases(t *testing.T) {
 		t.Errorf("%d of %d cases differ", fails, len(f.Cases))
 	}
 }
+
+// TestHFAddedTokenOptions checks lstrip, rstrip, single_word and normalized
+// added tokens against Hugging Face (testdata/gen_hf_cases.js).
+func TestHFAddedTokenOptions(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "hf_added_cases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Added []jsonAddedToken `json:"added_tokens"`
+		Cases []tokCase        `json:"cases"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	tj, err := os.ReadFile(filepath.Join(testref.ModelDir(t), "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := SpecFromTokenizerJSON(tj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range f.Added {
+		spec.Added = append(spec.Added, a.toAdded(*a.ID))
+		for len(spec.Tokens) <= *a.ID {
+			spec.Tokens = append(spec.Tokens, "")
+		}
+		spec.Tokens[*a.ID] = a.Content
+	}
+	tok, err := New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Cases) < 100 {
+		t.Fatalf("only %d cases", len(f.Cases))
+	}
+	for i, c := range f.Cases {
+		if got := tok.Encode(c.Text); !reflect.DeepEqual(got, c.IDs) {
+			t.Errorf("case %d Encode(%q) = %v, want %v", i, c.Text, got, c.IDs)
+		}
+		if dec := tok.Decode(c.IDs); dec != c.Decoded {
+			t.Errorf("case %d Decode = %q, want %q", i, dec, c.Decoded)
+		}
+	}
+}

@@ -73,4 +73,28 @@ const llama3 = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|
     splits.push({ text: s, qwen2: pieces(qwen2Pre, s), llama3: pieces(llama3Pre, s), gpt2: pieces(gpt2Pre, s) });
   }
   fs.writeFileSync(path.join(out, 'hf_split_cases.json'), JSON.stringify({ producer, note: 'pieces in byte-level spelling', cases: splits }) + '\n');
+
+  // Added tokens with lstrip, rstrip, single_word and normalized set.
+  const k = JSON.parse(fs.readFileSync(src, 'utf8'));
+  const extra = [
+    { id: 151665, content: '<mask>', single_word: true, lstrip: true, rstrip: true, normalized: false, special: true },
+    { id: 151666, content: '<left>', single_word: false, lstrip: true, rstrip: false, normalized: false, special: false },
+    { id: 151667, content: '<right>', single_word: false, lstrip: false, rstrip: true, normalized: false, special: false },
+    { id: 151668, content: '<sw>', single_word: true, lstrip: false, rstrip: false, normalized: false, special: false },
+    { id: 151669, content: 'caf\u00e9', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false },
+  ];
+  k.added_tokens.push(...extra);
+  const tmp2 = path.join(os.tmpdir(), 'added-options-tokenizer.json');
+  fs.writeFileSync(tmp2, JSON.stringify(k));
+  const tok2 = Tokenizer.fromFile(tmp2);
+  const parts = ['<mask>', '<left>', '<right>', '<sw>', 'word', 'cafe\u0301', 'caf\u00e9', ' ', '  ', '\t', '\n', '\u3000', 'a', 'x_', '_', '7', ',', '\u0301', '<|im_end|>'];
+  const added = [];
+  for (let i = 0; i < 600; i++) {
+    const n = 1 + Math.floor(rand() * 10);
+    let s = '';
+    for (let j = 0; j < n; j++) s += parts[Math.floor(rand() * parts.length)];
+    const e = await tok2.encode(s, null, { addSpecialTokens: false });
+    added.push({ text: s, ids: e.getIds(), decoded: await tok2.decode(e.getIds(), false) });
+  }
+  fs.writeFileSync(path.join(out, 'hf_added_cases.json'), JSON.stringify({ producer, added_tokens: extra, cases: added }) + '\n');
 })();
