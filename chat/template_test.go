@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,7 +49,12 @@ func loadModelTemplate(t testing.TB) *Template {
 // TestReferencePrompts renders every chat prompt of hf_outputs.json through
 // the model's own template and compares with transformers' text.
 func TestReferencePrompts(t *testing.T) {
-	tmpl := loadModelTemplate(t)
+	loaded := loadModelTemplate(t)
+	// The same source as GGUF metadata would carry it.
+	fromSource, err := FromSource(loaded.Source())
+	if err != nil {
+		t.Fatalf("FromSource: %v", err)
+	}
 	n, withTools := 0, 0
 	for _, p := range loadRefPrompts(t) {
 		if p.Kind != "chat" {
@@ -59,12 +65,14 @@ func TestReferencePrompts(t *testing.T) {
 			withTools++
 		}
 		t.Run(p.Name, func(t *testing.T) {
-			got, err := tmpl.Render(Request{Messages: p.Messages, Tools: p.Tools, AddGenerationPrompt: true})
-			if err != nil {
-				t.Fatalf("Render: %v", err)
-			}
-			if got != p.Text {
-				t.Errorf("rendered prompt differs from transformers'\n got: %q\nwant: %q", got, p.Text)
+			for name, tmpl := range map[string]*Template{"LoadDir": loaded, "FromSource": fromSource} {
+				got, err := tmpl.Render(Request{Messages: p.Messages, Tools: p.Tools, AddGenerationPrompt: true})
+				if err != nil {
+					t.Fatalf("%s: Render: %v", name, err)
+				}
+				if got != p.Text {
+					t.Errorf("%s: rendered prompt differs from transformers'\n got: %q\nwant: %q", name, got, p.Text)
+				}
 			}
 		})
 	}
@@ -388,4 +396,30 @@ func TestMessageJSON(t *testing.T) {
 	if want := `{"id":"c","type":"function","function":{"name":"f","arguments":"{\"a\": 1}"}}`; string(out) != want {
 		t.Errorf("got %s, want %s", out, want)
 	}
+}
+
+// TestConcurrentRender renders one template from many goroutines (run with
+// -race).
+func TestConcurrentRender(t *testing.T) {
+	tmpl := loadModelTemplate(t)
+	prompts := loadRefPrompts(t)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				p := prompts[(g+i)%len(prompts)]
+				if p.Kind != "chat" {
+					continue
+				}
+				got, err := tmpl.Render(Request{Messages: p.Messages, Tools: p.Tools, AddGenerationPrompt: true})
+				if err != nil || got != p.Text {
+					t.Errorf("%s: concurrent render differs (err %v)", p.Name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
