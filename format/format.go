@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/apr-llm/apr/chat"
+	"github.com/apr-llm/apr/format/gguf"
 	"github.com/apr-llm/apr/format/hf"
+	"github.com/apr-llm/apr/tokenizer"
 	"github.com/apr-llm/apr/model"
 )
 
@@ -45,7 +48,40 @@ func readMagic(path string) (string, error) {
 	return string(b[:n]), nil
 }
 
-// openGGUF is wired to format/gguf once that loader exists.
-var openGGUF = func(path string) (*model.Model, error) {
-	return nil, fmt.Errorf("model %s: GGUF files are not supported yet", path)
+// openGGUF loads a GGUF file: hyperparameters, tokenizer and chat template
+// all come from its metadata. GGUF carries no generation_config, so the
+// sampling defaults are the command's own (llama.cpp's).
+func openGGUF(path string) (*model.Model, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := fromGGUF(path, f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+func fromGGUF(path string, f *gguf.File) (*model.Model, error) {
+	cfg, err := f.Config()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := f.TokenizerSpec()
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.New(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: tokenizer: %w", path, err)
+	}
+	tmpl := chat.ChatML()
+	if src := f.ChatTemplate(); src != "" {
+		if tmpl, err = chat.FromSource(src); err != nil {
+			return nil, fmt.Errorf("%s: chat template: %w", path, err)
+		}
+	}
+	return model.New(path, "gguf", cfg, f.Tensors(), tok, tmpl, model.Generation{}, f)
 }
