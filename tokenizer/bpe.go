@@ -48,7 +48,11 @@ func (t *Tokenizer) mergeSmall(syms []int32) []int32 {
 		return syms
 	}
 	var rbuf [32]merge
-	ranks := rbuf[:len(syms)-1]
+	ranks := rbuf[:0]
+	if len(syms)-1 > len(rbuf) {
+		ranks = make([]merge, 0, len(syms)-1)
+	}
+	ranks = ranks[:len(syms)-1]
 	for i := range ranks {
 		ranks[i] = t.lookup(syms[i], syms[i+1])
 	}

@@ -329,7 +329,7 @@ func templateBOS(p *jsonComponent) (int, bool) {
 }
 
 // maxTokens bounds vocabularies read from files (ids index a slice).
-const maxTokens = 1 << 24
+const maxTokens = 1 << 21
 
 // buildTokens lays a vocabulary map and added tokens out by id.
 func buildTokens(vocab map[string]int, added []AddedToken) ([]string, error) {
