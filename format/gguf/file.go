@@ -184,7 +184,10 @@ func assemble(path string, parts []*parsed) (*File, error) {
 	}
 	perm, err := llamaPermutations(&f.meta, f.tensors)
 	if err != nil {
-		return nil, fmt.Errorf("gguf: %s: %w", path, err)
+		if !errors.Is(err, ErrInvalid) {
+			err = fmt.Errorf("%w (%w)", err, ErrInvalid)
+		}
+		return nil, err
 	}
 	f.perm = perm
 	return f, nil

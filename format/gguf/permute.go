@@ -65,7 +65,7 @@ func llamaPermutations(m *meta, ts []*tensor.Tensor) ([]rowPermutation, error) {
 				return nil, err
 			}
 			if heads == 0 || kvHeads == 0 {
-				return nil, fmt.Errorf("%w: llama Q/K rows cannot be restored without %s.attention.head_count", ErrInvalid, arch)
+				return nil, fmt.Errorf("gguf: %s: %w: llama Q/K rows cannot be restored without %s.attention.head_count", m.file, ErrInvalid, arch)
 			}
 		}
 		n := heads
@@ -77,7 +77,7 @@ func llamaPermutations(m *meta, ts []*tensor.Tensor) ([]rowPermutation, error) {
 		}
 		rows := t.Shape[0]
 		if rows%(2*n) != 0 || len(t.Data)%rows != 0 {
-			return nil, fmt.Errorf("%w: tensor %q: %d rows do not split into %d heads of an even size", ErrInvalid, t.Name, rows, n)
+			return nil, fmt.Errorf("gguf: %s: %w: tensor %q: %d rows do not split into %d heads of an even size", m.file, ErrInvalid, t.Name, rows, n)
 		}
 		perms = append(perms, rowPermutation{index: i, heads: n, rows: rows, rowBytes: len(t.Data) / rows})
 	}

@@ -32,7 +32,7 @@ func Write(w io.Writer, meta []KV, tensors []*tensor.Tensor) error {
 // data in the given order, each padded to the alignment. For the llama
 // architecture the Q/K rows are permuted as llama.cpp's converter does.
 func (wr *Writer) Write(w io.Writer, meta []KV, tensors []*tensor.Tensor) error {
-	m := newMeta("writer", meta)
+	m := newMeta("write", meta)
 	if len(m.index) != len(meta) {
 		seen := map[string]bool{}
 		for _, kv := range meta {
@@ -67,7 +67,7 @@ func (wr *Writer) Write(w io.Writer, meta []KV, tensors []*tensor.Tensor) error 
 
 	perms, err := llamaPermutations(&m, tensors)
 	if err != nil {
-		return fmt.Errorf("gguf: write: %w", err)
+		return err
 	}
 	datas := make([][]byte, len(tensors))
 	for i, t := range tensors {
