@@ -41,6 +41,7 @@ type FormatError struct {
 	Err     error  // underlying cause, if any
 }
 
+// Error returns "safetensors: <path>: <problem>[: <cause>]".
 func (e *FormatError) Error() string {
 	s := "safetensors: " + e.Path + ": " + e.Problem
 	if e.Err != nil {

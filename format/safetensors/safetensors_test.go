@@ -464,3 +464,40 @@ func ExampleWrite() {
 	fmt.Printf("%q\n", buf.Bytes()[8:8+n])
 	// Output: "{\"__metadata__\":{\"format\":\"pt\"},\"w\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]}} "
 }
+
+// TestWriteMatchesPython rewrites the shared model (written by the Python
+// library) and expects the very same bytes: same header layout, key order and
+// padding.
+func TestWriteMatchesPython(t *testing.T) {
+	path := filepath.Join(testref.ModelDir(t), SingleFileName)
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if err := Write(&buf, f.Tensors(), f.Metadata()); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), orig) {
+		n := binary.LittleEndian.Uint64(orig)
+		got := buf.Bytes()
+		m := binary.LittleEndian.Uint64(got)
+		t.Errorf("rewrite differs from %s (%d vs %d bytes, header %d vs %d)", path, len(got), len(orig), m, n)
+	}
+}
+
+func BenchmarkOpen(b *testing.B) {
+	path := filepath.Join(testref.ModelDir(b), SingleFileName)
+	for b.Loop() {
+		f, err := Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+}
