@@ -187,7 +187,10 @@ var preTokenizers = map[string]string{
 // BPE) is supported. Control tokens (type 3) and user-defined tokens (type 4)
 // become added tokens, control ones special; unused tokens (type 5) get an
 // empty string. NFC is on for the qwen2 pre-tokenizer, as in Hugging Face's
-// tokenizer.json.
+// tokenizer.json; IgnoreMerges for llama3. BOS is set, with AddBOS, only when
+// tokenizer.ggml.add_bos_token is true (default: true for llama3 only); EOS
+// lists eos_token_id, eot/eom ids and the end-of-generation control tokens
+// llama.cpp recognises.
 func (f *File) TokenizerSpec() (tokenizer.Spec, error) {
 	var s tokenizer.Spec
 	bad := func(format string, args ...any) (tokenizer.Spec, error) {
@@ -250,6 +253,8 @@ func (f *File) TokenizerSpec() (tokenizer.Spec, error) {
 		}
 	}
 	s.BOS = -1
+	s.AddBOS = addBOS
+	s.IgnoreMerges = name == "llama3" // llama.cpp and Hugging Face both set it for LLaMA-3
 	if addBOS {
 		if !f.Has(keyBOS) {
 			return bad("%s is true but %s is missing", keyAddBOS, keyBOS)

@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/apr-llm/apr/internal/testref"
 	"github.com/apr-llm/apr/model"
 	"github.com/apr-llm/apr/tensor"
+	"github.com/apr-llm/apr/tokenizer"
 )
 
 func realPath(t testing.TB, quant string) string {
@@ -288,5 +290,70 @@ func TestNameTable(t *testing.T) {
 		if got, ok := CanonicalName(s); ok || got != s {
 			t.Errorf("CanonicalName(%q) = %q, %v; want unchanged", s, got, ok)
 		}
+	}
+}
+
+// The GGUF tokenizer matches the Hugging Face folder's: same tokens, merges,
+// added tokens and pre-tokenizer. Special differs only where llama.cpp's
+// converter marks a token CONTROL that Hugging Face leaves non-special (the
+// FIM and repo tokens).
+func TestTokenizerSpecMatchesHF(t *testing.T) {
+	g, err := openReal(t, "q4_k_m").TokenizerSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := tokenizer.SpecFromDir(testref.ModelDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The GGUF pads the vocabulary to the embedding's 151936 rows with unused ids.
+	if len(g.Tokens) < len(h.Tokens) || !slices.Equal(g.Tokens[:len(h.Tokens)], h.Tokens) {
+		t.Errorf("tokens differ (%d vs %d)", len(g.Tokens), len(h.Tokens))
+	}
+	for id := len(h.Tokens); id < len(g.Tokens); id++ {
+		if g.Tokens[id] != "" {
+			t.Fatalf("padding token %d is %q, want unused", id, g.Tokens[id])
+		}
+	}
+	if !slices.Equal(g.Merges, h.Merges) {
+		t.Errorf("merges differ (%d vs %d)", len(g.Merges), len(h.Merges))
+	}
+	if g.Pre != h.Pre || g.NFC != h.NFC || g.BOS != h.BOS || g.AddBOS != h.AddBOS || g.IgnoreMerges != h.IgnoreMerges {
+		t.Errorf("gguf pre %q nfc %v bos %d/%v ignore %v; hf pre %q nfc %v bos %d/%v ignore %v",
+			g.Pre, g.NFC, g.BOS, g.AddBOS, g.IgnoreMerges, h.Pre, h.NFC, h.BOS, h.AddBOS, h.IgnoreMerges)
+	}
+	if len(g.Added) != len(h.Added) {
+		t.Fatalf("%d added tokens, hf %d", len(g.Added), len(h.Added))
+	}
+	for i := range g.Added {
+		a, b := g.Added[i], h.Added[i]
+		if a.ID != b.ID || a.Content != b.Content || a.Normalized != b.Normalized || a.LStrip != b.LStrip || a.RStrip != b.RStrip {
+			t.Errorf("added %d: gguf %+v, hf %+v", i, a, b)
+		}
+		if a.Special != b.Special && !strings.Contains(a.Content, "fim") && a.Content != "<|repo_name|>" && a.Content != "<|file_sep|>" {
+			t.Errorf("added %q: special %v, hf %v", a.Content, a.Special, b.Special)
+		}
+	}
+}
+
+// The GGUF's Config equals the one read from the Hugging Face config.json,
+// except the end-of-generation ids, which GGUF lists like
+// generation_config.json does (151645 and 151643).
+func TestConfigMatchesHF(t *testing.T) {
+	g, err := openReal(t, "q8_0").Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(testref.ModelDir(t), "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := model.ParseHFConfig(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.EOSTokenIDs, h.EOSTokenIDs = nil, nil
+	if !reflect.DeepEqual(g, h) {
+		t.Errorf("gguf %+v\n  hf %+v", g, h)
 	}
 }

@@ -266,7 +266,10 @@ func TestSplit(t *testing.T) {
 		name string
 		prep func()
 	}{
-		{"wrong split.no", func() { write(3, 1, nil, ts[1]); os.Rename(filepath.Join(dir, "m-00002-of-00003.gguf"), filepath.Join(dir, "m-00003-of-00003.gguf")) }},
+		{"wrong split.no", func() {
+			write(3, 1, nil, ts[1])
+			os.Rename(filepath.Join(dir, "m-00002-of-00003.gguf"), filepath.Join(dir, "m-00003-of-00003.gguf"))
+		}},
 		{"missing sibling", func() { os.Remove(filepath.Join(dir, "m-00003-of-00003.gguf")) }},
 		{"duplicate across splits", func() { write(3, 2, nil, ts[1]) }},
 		{"tensor count", func() { write(3, 2, nil) }},
