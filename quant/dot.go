@@ -2,7 +2,6 @@ package quant
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/apr-llm/apr/tensor"
 )
@@ -97,7 +96,7 @@ func actQ8(x []float32, qs []byte) (d float32, sum int) {
 		id = 127 / amax
 	}
 	for j, v := range x {
-		q := int8(int32(math.RoundToEven(float64(v * id))))
+		q := int8(nearestInt(v * id)) // |v*id| <= 127: rounds half to even
 		qs[j] = byte(q)
 		sum += int(q)
 	}

@@ -36,58 +36,75 @@ func q8s32(b []byte) *[32]int8 { return (*[32]int8)(i8s(b[:32])) }
 // single dependency chain; the result is (s0+s1)+(s2+s3).
 
 func dotF32F32(w, act []byte, n int) float32 {
-	var s [4]float32
+	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+4 <= n; i += 4 {
 		a := (*[16]byte)(act[4*i:])
 		x := (*[16]byte)(w[4*i:])
-		s[0] += float32(f32(x[0:]) * f32(a[0:]))
-		s[1] += float32(f32(x[4:]) * f32(a[4:]))
-		s[2] += float32(f32(x[8:]) * f32(a[8:]))
-		s[3] += float32(f32(x[12:]) * f32(a[12:]))
+		s0 += float32(f32(x[0:]) * f32(a[0:]))
+		s1 += float32(f32(x[4:]) * f32(a[4:]))
+		s2 += float32(f32(x[8:]) * f32(a[8:]))
+		s3 += float32(f32(x[12:]) * f32(a[12:]))
 	}
 	for ; i < n; i++ {
-		s[i%4] += float32(f32(w[4*i:]) * f32(act[4*i:]))
+		s0, s1, s2, s3 = addLane(s0, s1, s2, s3, i, float32(f32(w[4*i:])*f32(act[4*i:])))
 	}
-	return (s[0] + s[1]) + (s[2] + s[3])
+	return (s0 + s1) + (s2 + s3)
 }
+
+// addLane adds p to partial sum i%4 (the tails of the float kernels).
+func addLane(s0, s1, s2, s3 float32, i int, p float32) (float32, float32, float32, float32) {
+	switch i % 4 {
+	case 0:
+		s0 += p
+	case 1:
+		s1 += p
+	case 2:
+		s2 += p
+	default:
+		s3 += p
+	}
+	return s0, s1, s2, s3
+}
+
+// u16 reads a little-endian uint16.
+func u16(b []byte) uint16 { return binary.LittleEndian.Uint16(b) }
 
 func dotF16F32(w, act []byte, n int) float32 {
-	var s [4]float32
+	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+4 <= n; i += 4 {
 		a := (*[16]byte)(act[4*i:])
 		x := (*[8]byte)(w[2*i:])
-		s[0] += float32(f16(x[0:]) * f32(a[0:]))
-		s[1] += float32(f16(x[2:]) * f32(a[4:]))
-		s[2] += float32(f16(x[4:]) * f32(a[8:]))
-		s[3] += float32(f16(x[6:]) * f32(a[12:]))
+		s0 += float32(halfToF32(u16(x[0:])) * f32(a[0:]))
+		s1 += float32(halfToF32(u16(x[2:])) * f32(a[4:]))
+		s2 += float32(halfToF32(u16(x[4:])) * f32(a[8:]))
+		s3 += float32(halfToF32(u16(x[6:])) * f32(a[12:]))
 	}
 	for ; i < n; i++ {
-		s[i%4] += float32(f16(w[2*i:]) * f32(act[4*i:]))
+		s0, s1, s2, s3 = addLane(s0, s1, s2, s3, i, float32(halfToF32(u16(w[2*i:]))*f32(act[4*i:])))
 	}
-	return (s[0] + s[1]) + (s[2] + s[3])
+	return (s0 + s1) + (s2 + s3)
 }
 
-func bf16(b []byte) float32 {
-	return math.Float32frombits(uint32(binary.LittleEndian.Uint16(b)) << 16)
-}
+// bf16 widens a bfloat16 bit pattern.
+func bf16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
 func dotBF16F32(w, act []byte, n int) float32 {
-	var s [4]float32
+	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+4 <= n; i += 4 {
 		a := (*[16]byte)(act[4*i:])
 		x := (*[8]byte)(w[2*i:])
-		s[0] += float32(bf16(x[0:]) * f32(a[0:]))
-		s[1] += float32(bf16(x[2:]) * f32(a[4:]))
-		s[2] += float32(bf16(x[4:]) * f32(a[8:]))
-		s[3] += float32(bf16(x[6:]) * f32(a[12:]))
+		s0 += float32(bf16(u16(x[0:])) * f32(a[0:]))
+		s1 += float32(bf16(u16(x[2:])) * f32(a[4:]))
+		s2 += float32(bf16(u16(x[4:])) * f32(a[8:]))
+		s3 += float32(bf16(u16(x[6:])) * f32(a[12:]))
 	}
 	for ; i < n; i++ {
-		s[i%4] += float32(bf16(w[2*i:]) * f32(act[4*i:]))
+		s0, s1, s2, s3 = addLane(s0, s1, s2, s3, i, float32(bf16(u16(w[2*i:]))*f32(act[4*i:])))
 	}
-	return (s[0] + s[1]) + (s[2] + s[3])
+	return (s0 + s1) + (s2 + s3)
 }
 
 // --- 32-element blocks with a Q8_0 activation (d f16, qs[32]) ---

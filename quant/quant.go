@@ -26,7 +26,20 @@ const (
 var kvaluesIQ4NL = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
 
 // f16 reads a little-endian IEEE half at b[0:2] as float32.
-func f16(b []byte) float32 { return tensor.F16ToF32(binary.LittleEndian.Uint16(b)) }
+func f16(b []byte) float32 { return halfToF32(binary.LittleEndian.Uint16(b)) }
+
+// halfToF32 is ggml_compute_fp16_to_fp32: exact, like tensor.F16ToF32, but
+// without branches (a select), which matters in the F16 kernels.
+func halfToF32(h uint16) float32 {
+	w := uint32(h) << 16
+	sign := w & 0x80000000
+	twoW := w + w
+	r := math.Float32bits(math.Float32frombits(twoW>>4+0xe0<<23) * 0x1p-112)
+	if twoW < 1<<27 { // zero or subnormal
+		r = math.Float32bits(math.Float32frombits(twoW>>17|126<<23) - 0.5)
+	}
+	return math.Float32frombits(sign | r)
+}
 
 // putF16 writes f as a little-endian IEEE half (round to nearest even).
 func putF16(b []byte, f float32) { binary.LittleEndian.PutUint16(b, tensor.F32ToF16(f)) }

@@ -41,6 +41,9 @@ func TestHalfMatchesGGML(t *testing.T) {
 	}
 	for h := range 1 << 16 {
 		f := tensor.F16ToF32(uint16(h))
+		if g := halfToF32(uint16(h)); math.Float32bits(g) != math.Float32bits(f) && !(isNaN32(f) && isNaN32(g)) {
+			t.Fatalf("halfToF32(%#04x) = %#08x, tensor.F16ToF32 %#08x", h, math.Float32bits(g), math.Float32bits(f))
+		}
 		if !isNaN32(f) && tensor.F32ToF16(f) != uint16(h) {
 			t.Fatalf("half %#04x does not round-trip", h)
 		}
