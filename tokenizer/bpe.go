@@ -3,7 +3,7 @@ package tokenizer
 import (
 	"container/heap"
 	"hash/maphash"
-	"sync"
+	"sync/atomic"
 )
 
 // merge is the result of merging an adjacent pair of tokens.
@@ -165,59 +165,58 @@ func (q *mergeQueue) Pop() any {
 	return x
 }
 
-// wordCache maps pre-token text to its ids. It is sharded to keep lock
-// contention low and bounded: a full shard is emptied before it grows.
+// wordCache maps pre-token text to its ids: a 4-way set-associative table of
+// atomic pointers, so lookups take no lock and the memory stays bounded (a
+// new word replaces an entry of its set when the set is full).
 type wordCache struct {
-	seed   maphash.Seed
-	shards [cacheShards]cacheShard
+	seed  maphash.Seed
+	slots []atomic.Pointer[cacheEntry]
+}
+
+type cacheEntry struct {
+	word string
+	ids  []int32
 }
 
 const (
-	cacheShards     = 32
-	cacheShardLimit = 4096 // entries per shard; 128k entries in all
-	cacheMaxWordLen = 256  // longer pre-tokens are not cached
+	cacheSlots      = 1 << 17 // 4-way sets; 1 MiB of pointers
+	cacheWays       = 4
+	cacheMaxWordLen = 256 // longer pre-tokens are not cached
 )
 
-type cacheShard struct {
-	mu sync.RWMutex
-	m  map[string][]int32
-}
-
 func newWordCache() *wordCache {
-	c := &wordCache{seed: maphash.MakeSeed()}
-	for i := range c.shards {
-		c.shards[i].m = make(map[string][]int32)
-	}
-	return c
+	return &wordCache{seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[cacheEntry], cacheSlots)}
 }
 
-func (c *wordCache) shard(word string) *cacheShard {
-	return &c.shards[maphash.String(c.seed, word)%cacheShards]
+func (c *wordCache) set(word string) ([]atomic.Pointer[cacheEntry], uint64) {
+	h := maphash.String(c.seed, word)
+	i := h & (cacheSlots - 1) &^ (cacheWays - 1)
+	return c.slots[i : i+cacheWays], h
 }
 
 func (c *wordCache) get(word string) ([]int32, bool) {
-	s := c.shard(word)
-	s.mu.RLock()
-	ids, ok := s.m[word]
-	s.mu.RUnlock()
-	return ids, ok
+	set, _ := c.set(word)
+	for i := range set {
+		if e := set[i].Load(); e != nil && e.word == word {
+			return e.ids, true
+		}
+	}
+	return nil, false
 }
 
 func (c *wordCache) put(word string, ids []int32) {
-	s := c.shard(word)
-	s.mu.Lock()
-	if len(s.m) >= cacheShardLimit {
-		clear(s.m)
+	set, h := c.set(word)
+	e := &cacheEntry{word: word, ids: ids}
+	for i := range set {
+		if set[i].Load() == nil && set[i].CompareAndSwap(nil, e) {
+			return
+		}
 	}
-	s.m[word] = ids
-	s.mu.Unlock()
+	set[(h>>32)%cacheWays].Store(e)
 }
 
 func (c *wordCache) reset() {
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		clear(s.m)
-		s.mu.Unlock()
+	for i := range c.slots {
+		c.slots[i].Store(nil)
 	}
 }

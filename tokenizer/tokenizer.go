@@ -199,13 +199,22 @@ func (t *Tokenizer) IsSpecial(id int) bool {
 // skip_special_tokens=false: token bytes are concatenated and invalid UTF-8
 // becomes U+FFFD. Unknown ids are skipped.
 func (t *Tokenizer) Decode(ids []int) string {
-	var buf []byte
+	n := 0
+	for _, id := range ids {
+		if id >= 0 && id < len(t.tokBytes) {
+			n += len(t.tokBytes[id])
+		}
+	}
+	buf := make([]byte, 0, n)
 	for _, id := range ids {
 		if id >= 0 && id < len(t.tokBytes) {
 			buf = append(buf, t.tokBytes[id]...)
 		}
 	}
-	out, _ := appendLossy(make([]byte, 0, len(buf)), buf, true)
+	if utf8.Valid(buf) {
+		return string(buf)
+	}
+	out, _ := appendLossy(make([]byte, 0, n+16), buf, true)
 	return string(out)
 }
 
@@ -236,6 +245,12 @@ func (t *Tokenizer) Encode(text string) []int {
 
 // encodeWord appends the ids of one pre-token, through the cache.
 func (t *Tokenizer) encodeWord(dst []int, word string) []int {
+	if len(word) == 1 && !t.ignoreMerges {
+		if id := t.byteID[word[0]]; id >= 0 {
+			return append(dst, int(id))
+		}
+		return dst
+	}
 	if len(word) > cacheMaxWordLen {
 		return t.bpeWord(dst, word)
 	}
