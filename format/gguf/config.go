@@ -3,8 +3,10 @@ package gguf
 import (
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/apr-llm/apr/model"
+	"github.com/apr-llm/apr/tensor"
 	"github.com/apr-llm/apr/tokenizer"
 )
 
@@ -72,18 +74,30 @@ func (f *File) Config() (*model.Config, error) {
 		}
 		// Stored as float32: 1e-6 arrives as 9.99999997e-07. Round to the
 		// nearest float32-representable decimal so it equals config.json's.
-		c.RMSNormEps = float64(float32(eps))
-		if e32, err := parseShortest(float32(eps)); err == nil {
-			c.RMSNormEps = e32
-		}
+		c.RMSNormEps = shortest32(eps)
 	}
 
-	switch emb, ok := f.Tensor("model.embed_tokens.weight"); {
+	if f.Has(arch + ".rope.scaling.type") {
+		if st, err := f.String(arch + ".rope.scaling.type"); err != nil || (st != "none" && st != "") {
+			return nil, fmt.Errorf("gguf: %s: %w: RoPE scaling %q is not supported", f.path, ErrInvalid, st)
+		}
+	}
+	if _, ok := f.byName["rope_freqs.weight"]; ok {
+		return nil, fmt.Errorf("gguf: %s: %w: RoPE frequency factors (rope_freqs.weight, LLaMA-3.1 scaling) are not supported", f.path, ErrInvalid)
+	}
+
+	// Shapes only: f.tensors is read directly so that Config does not
+	// trigger the llama Q/K copy that Tensors makes.
+	var emb *tensor.Tensor
+	if i, ok := f.byName[model.TokenEmbd]; ok {
+		emb = f.tensors[i]
+	}
+	switch {
 	case f.Has(arch + ".vocab_size"):
 		if c.VocabSize, err = f.intOr(arch+".vocab_size", 0, big); err != nil {
 			return nil, err
 		}
-	case ok && len(emb.Shape) == 2:
+	case emb != nil && len(emb.Shape) == 2:
 		c.VocabSize = emb.Shape[0]
 	default:
 		a, err := f.Array(keyTokens)
@@ -110,12 +124,14 @@ func (f *File) Config() (*model.Config, error) {
 	return c, nil
 }
 
-// parseShortest returns the float64 whose decimal form is the shortest one
-// that round-trips f as a float32 (1e-6 for float32(1e-6)).
-func parseShortest(f float32) (float64, error) {
-	var v float64
-	_, err := fmt.Sscan(fmt.Sprint(f), &v)
-	return v, err
+// shortest32 returns the float64 written by the shortest decimal that
+// round-trips x as a float32 (1e-6 for float32(1e-6)).
+func shortest32(x float64) float64 {
+	v, err := strconv.ParseFloat(strconv.FormatFloat(float64(float32(x)), 'g', -1, 32), 64)
+	if err != nil {
+		return float64(float32(x))
+	}
+	return v
 }
 
 // Tokenizer metadata keys.
