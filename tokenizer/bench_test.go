@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -16,7 +15,7 @@ func goSource(b *testing.B) string {
 	b.Helper()
 	root := os.Getenv("GOROOT")
 	if root == "" {
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "env", "GOROOT").Output()
+		out, err := exec.Command("go", "env", "GOROOT").Output()
 		if err != nil {
 			b.Fatalf("go env GOROOT: %v", err)
 		}
