@@ -43,6 +43,7 @@ func TestLoadDirBadFiles(t *testing.T) {
 		{"merge unknown", map[string]string{"tokenizer.json": `{"pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a c"]}}`}, "missing from the vocabulary"},
 		{"merge result unknown", map[string]string{"tokenizer.json": `{"pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": [["a", "b"]]}}`}, "makes"},
 		{"merge bad shape", map[string]string{"tokenizer.json": `{"pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a"]]}}`}, "merge 0"},
+		{"merges not a list", map[string]string{"tokenizer.json": `{"pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": 5}}`}, "merges"},
 		{"merge one word", map[string]string{"tokenizer.json": `{"pre_tokenizer": {"type": "ByteLevel"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a"]}}`}, "merge 0"},
 		{"added no id", map[string]string{"tokenizer.json": `{"pre_tokenizer": {"type": "ByteLevel"}, "added_tokens": [{"content": "<x>"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}`}, "no id"},
 		{"added duplicate id", map[string]string{"tokenizer.json": `{"pre_tokenizer": {"type": "ByteLevel"}, "added_tokens": [{"id": 1, "content": "<x>"}, {"id": 1, "content": "<y>"}], "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}`}, "id 1"},

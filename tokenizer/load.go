@@ -137,14 +137,14 @@ type tokenizerJSON struct {
 	PostProcessor *jsonComponent   `json:"post_processor"`
 	Decoder       *jsonComponent   `json:"decoder"`
 	Model         *struct {
-		Type                    string            `json:"type"`
-		Vocab                   map[string]int    `json:"vocab"`
-		Merges                  []json.RawMessage `json:"merges"`
-		Dropout                 *float64          `json:"dropout"`
-		ContinuingSubwordPrefix string            `json:"continuing_subword_prefix"`
-		EndOfWordSuffix         string            `json:"end_of_word_suffix"`
-		ByteFallback            bool              `json:"byte_fallback"`
-		IgnoreMerges            bool              `json:"ignore_merges"`
+		Type                    string          `json:"type"`
+		Vocab                   map[string]int  `json:"vocab"`
+		Merges                  json.RawMessage `json:"merges"`
+		Dropout                 *float64        `json:"dropout"`
+		ContinuingSubwordPrefix string          `json:"continuing_subword_prefix"`
+		EndOfWordSuffix         string          `json:"end_of_word_suffix"`
+		ByteFallback            bool            `json:"byte_fallback"`
+		IgnoreMerges            bool            `json:"ignore_merges"`
 	} `json:"model"`
 }
 
@@ -195,16 +195,37 @@ func SpecFromTokenizerJSON(data []byte) (Spec, error) {
 		return Spec{}, fmt.Errorf("tokenizer.json: %w", err)
 	}
 	spec.Added = added
-	spec.Merges = make([]string, len(m.Merges))
-	for i, raw := range m.Merges {
-		if spec.Merges[i], err = parseMerge(raw); err != nil {
-			return Spec{}, fmt.Errorf("tokenizer.json: merge %d: %w", i, err)
-		}
+	if spec.Merges, err = parseMerges(m.Merges); err != nil {
+		return Spec{}, fmt.Errorf("tokenizer.json: %w", err)
 	}
 	if bos, ok := templateBOS(tj.PostProcessor); ok {
 		spec.BOS, spec.AddBOS = bos, true
 	}
 	return spec, nil
+}
+
+// parseMerges reads model.merges: a list of "a b" strings (tried first, the
+// fast common case) or of ["a", "b"] pairs, or a mix.
+func parseMerges(raw json.RawMessage) ([]string, error) {
+	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+		return nil, nil
+	}
+	var strs []string
+	if err := json.Unmarshal(raw, &strs); err == nil {
+		return strs, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, fmt.Errorf("merges: %w", err)
+	}
+	out := make([]string, len(items))
+	for i, it := range items {
+		var err error
+		if out[i], err = parseMerge(it); err != nil {
+			return nil, fmt.Errorf("merge %d: %w", i, err)
+		}
+	}
+	return out, nil
 }
 
 // parseMerge accepts "a b" or ["a", "b"].

@@ -14,7 +14,8 @@ type Spec struct {
 	Merges []string
 	// Added tokens, matched in the raw text before normalisation and BPE.
 	Added []AddedToken
-	// Pre names the pre-tokenizer split: "qwen2" (default), "llama3", "gpt2".
+	// Pre names the pre-tokenizer split: "qwen2" (default), "llama3", "gpt2"
+	// (GGUF's tokenizer.ggml.pre names "llama-bpe" and "gpt-2" are accepted).
 	Pre string
 	// NFC applies Unicode NFC normalisation before pre-tokenisation (Qwen2's
 	// tokenizer.json does; HF is the reference).

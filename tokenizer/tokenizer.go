@@ -42,7 +42,7 @@ func New(spec Spec) (*Tokenizer, error) {
 		return nil, errors.New("tokenizer: empty vocabulary")
 	}
 	t := &Tokenizer{
-		tokens:       spec.Tokens,
+		tokens:       append([]string(nil), spec.Tokens...),
 		tokBytes:     make([][]byte, n),
 		vocab:        make(map[string]int32, n),
 		added:        make(map[string]int, len(spec.Added)),
@@ -58,9 +58,9 @@ func New(spec Spec) (*Tokenizer, error) {
 	switch spec.Pre {
 	case "", "qwen2":
 		t.split = func(s string, emit func(string)) { splitLlama(s, 1, emit) }
-	case "llama3", "llama-bpe":
+	case "llama3", "llama-bpe": // llama-bpe: llama.cpp's name in GGUF
 		t.split = func(s string, emit func(string)) { splitLlama(s, 3, emit) }
-	case "gpt2":
+	case "gpt2", "gpt-2":
 		t.split = splitGPT2
 	default:
 		return nil, fmt.Errorf("tokenizer: unsupported pre-tokenizer %q (want qwen2, llama3 or gpt2)", spec.Pre)

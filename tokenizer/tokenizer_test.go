@@ -319,3 +319,26 @@ func TestHFAddedTokenOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentEncode runs Encode from several goroutines over a shared
+// cache (run with -race).
+func TestConcurrentEncode(t *testing.T) {
+	tok := qwen(t)
+	cases := loadCases(t)
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < 3; r++ {
+				for i, c := range cases {
+					if got := tok.Encode(c.Text); !reflect.DeepEqual(got, c.IDs) && len(c.IDs) > 0 {
+						t.Errorf("goroutine %d case %d: Encode = %v, want %v", g, i, got, c.IDs)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
