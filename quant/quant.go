@@ -28,17 +28,20 @@ var kvaluesIQ4NL = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25,
 // f16 reads a little-endian IEEE half at b[0:2] as float32.
 func f16(b []byte) float32 { return halfToF32(binary.LittleEndian.Uint16(b)) }
 
-// halfToF32 is ggml_compute_fp16_to_fp32: exact, like tensor.F16ToF32, but
-// without branches (a select), which matters in the F16 kernels.
+// halfToF32 widens an IEEE half exactly, like tensor.F16ToF32, but small
+// enough to inline into the F16 kernels and free of branches (the selects
+// compile to conditional moves).
 func halfToF32(h uint16) float32 {
-	w := uint32(h) << 16
-	sign := w & 0x80000000
-	twoW := w + w
-	r := math.Float32bits(math.Float32frombits(twoW>>4+0xe0<<23) * 0x1p-112)
-	if twoW < 1<<27 { // zero or subnormal
-		r = math.Float32bits(math.Float32frombits(twoW>>17|126<<23) - 0.5)
+	m := uint32(h & 0x7fff)
+	bits := m<<13 + 0x38000000 // normal: rebias the exponent by 127-15
+	if m >= 0x7c00 {           // inf, NaN: exponent all ones
+		bits += 0x38000000
 	}
-	return math.Float32frombits(sign | r)
+	sub := math.Float32bits(float32(m) * 0x1p-24) // zero, subnormal: exact
+	if m < 0x0400 {
+		bits = sub
+	}
+	return math.Float32frombits(bits | uint32(h&0x8000)<<16)
 }
 
 // putF16 writes f as a little-endian IEEE half (round to nearest even).
