@@ -118,6 +118,15 @@ func TestReferenceVocabMerges(t *testing.T) {
 	if tok.VocabSize() != ref.VocabSize() {
 		t.Errorf("VocabSize = %d, tokenizer.json gives %d", tok.VocabSize(), ref.VocabSize())
 	}
+	if !reflect.DeepEqual(tok.EOS(), ref.EOS()) || tok.BOS() != ref.BOS() {
+		t.Errorf("EOS/BOS = %v/%d, tokenizer.json gives %v/%d", tok.EOS(), tok.BOS(), ref.EOS(), ref.BOS())
+	}
+	for id := 151643; id < ref.VocabSize(); id++ {
+		if tok.IsSpecial(id) != ref.IsSpecial(id) || tok.TokenString(id) != ref.TokenString(id) {
+			t.Errorf("added token %d: %q special=%v, tokenizer.json gives %q special=%v",
+				id, tok.TokenString(id), tok.IsSpecial(id), ref.TokenString(id), ref.IsSpecial(id))
+		}
+	}
 	checkReference(t, tok)
 }
 
