@@ -31,14 +31,15 @@ type File struct {
 // Open maps the GGUF file at path read-only and validates it. For a split
 // model (name-00001-of-00003.gguf) it opens every sibling and merges their
 // tensors; the metadata is the first split's.
-func Open(path string) (_ *File, err error) {
+func Open(path string) (*File, error) {
 	data, unmap, err := mapFile(path)
 	if err != nil {
 		return nil, err
 	}
 	unmaps := []func() error{unmap}
+	opened := false
 	defer func() {
-		if err != nil {
+		if !opened {
 			for _, u := range unmaps {
 				_ = u()
 			}
@@ -65,6 +66,7 @@ func Open(path string) (_ *File, err error) {
 		return nil, err
 	}
 	f.unmaps = unmaps
+	opened = true
 	return f, nil
 }
 

@@ -20,6 +20,12 @@
 // adjacent pairs; Tensors undoes that permutation (a copy of those tensors
 // only) and the writer applies it again, so apr always sees the Hugging Face
 // row order. Qwen2 files are not permuted.
+//
+// Open reads a file (and the siblings of a split model); Config,
+// TokenizerSpec and ChatTemplate read the model from the metadata, never from
+// the file name. Write produces GGUF v3 (Metadata builds the keys llama.cpp
+// expects from a Config and a tokenizer Spec); writing what Open read gives
+// back llama.cpp's bytes exactly.
 package gguf
 
 import (
