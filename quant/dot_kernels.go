@@ -110,14 +110,18 @@ func dotBF16F32(w, act []byte, n int) float32 {
 // --- 32-element blocks with a Q8_0 activation (d f16, qs[32]) ---
 
 func dotQ4_0(w, act []byte, n int) float32 {
-	var q [qk]int8
 	var sum float32
 	for i := range n / qk {
 		x := (*[18]byte)(w[18*i:])
 		y := (*[34]byte)(act[34*i:])
-		unpackQ4((*[16]byte)(x[2:]), 8, &q)
-		sumi := dot32(&q, q8s32(y[2:]))
-		sum += float32(float32(sumi)*f16(x[0:])) * f16(y[0:])
+		qs := (*[16]byte)(x[2:])
+		lo, hi := (*[16]int8)(i8s(y[2:18])), (*[16]int8)(i8s(y[18:34]))
+		var s0, s1 int
+		for j, b := range qs {
+			s0 += (int(b&0x0f) - 8) * int(lo[j])
+			s1 += (int(b>>4) - 8) * int(hi[j])
+		}
+		sum += float32(float32(s0+s1)*f16(x[0:])) * f16(y[0:])
 	}
 	return sum
 }
@@ -218,20 +222,36 @@ func dotSub32(q, q8 *[qkK]int8, scale *[8]uint8) int {
 }
 
 func dotQ2K(w, act []byte, n int) float32 {
-	var q [qkK]int8
-	var sc, mn [16]uint8
 	var sum float32
 	for i := range n / qkK {
 		x := (*[84]byte)(w[84*i:])
 		y := (*[292]byte)(act[292*i:])
 		yd, q8 := q8K(y)
+		sc := (*[16]byte)(x[0:])
 		summs := 0
-		for j, s := range x[:16] {
-			sc[j], mn[j] = s&0x0f, s>>4
-			summs += bsum(y, j) * int(mn[j])
+		for j, s := range sc {
+			summs += bsum(y, j) * int(s>>4)
 		}
-		unpackQ2K((*[64]byte)(x[16:]), &q)
-		isum := dotSub16(&q, q8, &sc)
+		// Each 32 bytes of qs hold four groups of 32 (bits 0-1, 2-3, ...);
+		// bytes 0-15 and 16-31 of a group are sub-blocks with own scales.
+		isum := 0
+		for half := range 2 {
+			a := q8[128*half:]
+			for sub := 0; sub < 32; sub += 16 {
+				q2 := (*[16]byte)(x[16+32*half+sub:])
+				a0, a1 := (*[16]int8)(a[sub:]), (*[16]int8)(a[32+sub:])
+				a2, a3 := (*[16]int8)(a[64+sub:]), (*[16]int8)(a[96+sub:])
+				var s0, s1, s2, s3 int
+				for l, b := range q2 {
+					s0 += int(b&3) * int(a0[l])
+					s1 += int(b>>2&3) * int(a1[l])
+					s2 += int(b>>4&3) * int(a2[l])
+					s3 += int(b>>6) * int(a3[l])
+				}
+				sc4 := sc[8*half+sub/16:]
+				isum += int(sc4[0]&0x0f)*s0 + int(sc4[2]&0x0f)*s1 + int(sc4[4]&0x0f)*s2 + int(sc4[6]&0x0f)*s3
+			}
+		}
 		dall := yd * f16(x[80:])
 		dmin := yd * f16(x[82:])
 		sum += float32(dall*float32(isum)) - float32(dmin*float32(summs))
@@ -255,28 +275,42 @@ func dotQ3K(w, act []byte, n int) float32 {
 	return sum
 }
 
-// dotAffineK finishes a Q4_K/Q5_K super-block: d*Σ sc·(q·q8) - dmin*Σ m·bsums.
-func dotAffineK(x *[16]byte, y *[292]byte, q *[qkK]int8) float32 {
-	var sc, m [8]uint8
-	scalesK4((*[kScl]byte)(x[4:]), &sc, &m)
-	yd, q8 := q8K(y)
+// affineK finishes a Q4_K/Q5_K super-block from isum = Σ sc·(q·q8):
+// d*isum - dmin*Σ m·bsums.
+// hdr is the block's first 4 bytes (the halves d and dmin).
+func affineK(hdr []byte, y *[292]byte, isum int, m *[8]uint8) float32 {
 	summs := 0
 	for j := range 16 {
 		summs += bsum(y, j) * int(m[j/2])
 	}
-	isum := dotSub32(q, q8, &sc)
-	d := f16(x[0:]) * yd
-	dmin := f16(x[2:]) * yd
+	yd := f32(y[0:])
+	d := f16(hdr[0:]) * yd
+	dmin := f16(hdr[2:]) * yd
 	return float32(d*float32(isum)) - float32(dmin*float32(summs))
 }
 
 func dotQ4K(w, act []byte, n int) float32 {
-	var q [qkK]int8
 	var sum float32
 	for i := range n / qkK {
 		x := (*[144]byte)(w[144*i:])
-		unpackQ4K((*[128]byte)(x[16:]), &q)
-		sum += dotAffineK((*[16]byte)(x[:16]), (*[292]byte)(act[292*i:]), &q)
+		y := (*[292]byte)(act[292*i:])
+		var sc, m [8]uint8
+		scalesK4((*[kScl]byte)(x[4:]), &sc, &m)
+		_, q8 := q8K(y)
+		// Each 32 bytes of qs hold two groups of 32: low then high nibbles.
+		isum := 0
+		for j := range 4 {
+			qs := (*[32]byte)(x[16+32*j:])
+			lo := (*[32]int8)(q8[64*j:])
+			hi := (*[32]int8)(q8[64*j+32:])
+			var s0, s1 int
+			for l, b := range qs {
+				s0 += int(b&0x0f) * int(lo[l])
+				s1 += int(b>>4) * int(hi[l])
+			}
+			isum += int(sc[2*j])*s0 + int(sc[2*j+1])*s1
+		}
+		sum += affineK(x[:4], y, isum, &m)
 	}
 	return sum
 }
@@ -286,8 +320,12 @@ func dotQ5K(w, act []byte, n int) float32 {
 	var sum float32
 	for i := range n / qkK {
 		x := (*[176]byte)(w[176*i:])
+		y := (*[292]byte)(act[292*i:])
+		var sc, m [8]uint8
+		scalesK4((*[kScl]byte)(x[4:]), &sc, &m)
+		_, q8 := q8K(y)
 		unpackQ5K((*[32]byte)(x[16:]), (*[128]byte)(x[48:]), &q)
-		sum += dotAffineK((*[16]byte)(x[:16]), (*[292]byte)(act[292*i:]), &q)
+		sum += affineK(x[:4], y, dotSub32(&q, q8, &sc), &m)
 	}
 	return sum
 }
