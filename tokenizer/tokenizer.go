@@ -348,6 +348,8 @@ func (m *addedMatcher) split(s string, emit func(string, int)) {
 		if startOffset < start {
 			emit(s[startOffset:start], -1)
 		}
+		// start can pass stop only when a token lies inside the spaces that
+		// the previous one's rstrip took; Hugging Face still emits its id.
 		emit(s[min(start, stop):stop], a.ID)
 		startOffset = stop
 	}
