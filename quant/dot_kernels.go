@@ -27,7 +27,7 @@ func dot32(a, b *[32]int8) int {
 	return s0 + s1
 }
 
-// q8s views the quants of an activation block as an array.
+// q8s32 views 32 int8 quants (of a Q8_0 or Q8_1 block) as an array.
 func q8s32(b []byte) *[32]int8 { return (*[32]int8)(i8s(b[:32])) }
 
 // --- float weights, F32 activation ---
@@ -127,14 +127,21 @@ func dotQ4_0(w, act []byte, n int) float32 {
 }
 
 func dotQ5_0(w, act []byte, n int) float32 {
-	var q [qk]int8
 	var sum float32
 	for i := range n / qk {
 		x := (*[22]byte)(w[22*i:])
 		y := (*[34]byte)(act[34*i:])
-		unpackQ5(binary.LittleEndian.Uint32(x[2:]), (*[16]byte)(x[6:]), 16, &q)
-		sumi := dot32(&q, q8s32(y[2:]))
-		sum += float32(f16(x[0:])*f16(y[0:])) * float32(sumi)
+		qh := binary.LittleEndian.Uint32(x[2:])
+		qs := (*[16]byte)(x[6:])
+		lo, hi := (*[16]int8)(i8s(y[2:18])), (*[16]int8)(i8s(y[18:34]))
+		var s0, s1 int
+		for j, b := range qs {
+			h0 := int(qh>>j&1) << 4
+			h1 := int(qh>>(j+16)&1) << 4
+			s0 += ((int(b&0x0f) | h0) - 16) * int(lo[j])
+			s1 += ((int(b>>4) | h1) - 16) * int(hi[j])
+		}
+		sum += float32(f16(x[0:])*f16(y[0:])) * float32(s0+s1)
 	}
 	return sum
 }
@@ -204,7 +211,7 @@ func q8K(b *[292]byte) (d float32, qs *[qkK]int8) {
 func bsum(b *[292]byte, j int) int { return int(int16(binary.LittleEndian.Uint16(b[260+2*j:]))) }
 
 // dotSub16 returns Σ scale[j] * (q·q8 over elements 16j..16j+15).
-func dotSub16[S int8 | uint8](q, q8 *[qkK]int8, scale *[16]S) int {
+func dotSub16(q, q8 *[qkK]int8, scale *[16]int8) int {
 	var isum int
 	for j := range 16 {
 		isum += int(scale[j]) * dot16((*[16]int8)(q[16*j:]), (*[16]int8)(q8[16*j:]))
