@@ -51,7 +51,7 @@ func Dequantize(dt tensor.DType, src []byte, dst []float32) error {
 	if err != nil {
 		return err
 	}
-	if _, err := checkLen("dequantize", dt, len(dst), len(src)); err != nil {
+	if err := checkLen("dequantize", dt, len(dst), len(src)); err != nil {
 		return err
 	}
 	f(src, dst)

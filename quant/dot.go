@@ -75,7 +75,7 @@ func QuantizeActivation(vt tensor.DType, x []float32, dst []byte) error {
 	default:
 		return fmt.Errorf("quant: quantize activation: %v is not an activation type", vt)
 	}
-	if _, err := checkLen("quantize activation", vt, len(x), len(dst)); err != nil {
+	if err := checkLen("quantize activation", vt, len(x), len(dst)); err != nil {
 		return err
 	}
 	f(x, dst)
@@ -141,10 +141,10 @@ func checkDot(w tensor.DType, wlen, alen, n int) (kernel, error) {
 	if !ok {
 		return kernel{}, fmt.Errorf("quant: dot: no dot product for weights of type %v", w)
 	}
-	if _, err := checkLen("dot: weights", w, n, wlen); err != nil {
+	if err := checkLen("dot: weights", w, n, wlen); err != nil {
 		return kernel{}, err
 	}
-	if _, err := checkLen("dot: activation", k.act, n, alen); err != nil {
+	if err := checkLen("dot: activation", k.act, n, alen); err != nil {
 		return kernel{}, err
 	}
 	return k, nil
@@ -165,7 +165,7 @@ func DotRows(w tensor.DType, wdata []byte, rowBytes, lo, hi int, act []byte, n i
 	if err != nil {
 		return fmt.Errorf("quant: dot rows: %w", err)
 	}
-	if _, err := checkLen("dot rows: activation", k.act, n, len(act)); err != nil {
+	if err := checkLen("dot rows: activation", k.act, n, len(act)); err != nil {
 		return err
 	}
 	switch {

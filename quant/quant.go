@@ -68,20 +68,20 @@ func nearestInt(f float32) int {
 	return int(math.Float32bits(v)&0x007fffff) - 0x00400000
 }
 
-// checkLen validates that src holds exactly the bytes of n elements of dt,
-// that n is a whole number of blocks, and returns the block count.
-func checkLen(op string, dt tensor.DType, n, nbytes int) (int, error) {
+// checkLen validates that nbytes is exactly the size of n elements of dt
+// (n a whole number of blocks).
+func checkLen(op string, dt tensor.DType, n, nbytes int) error {
 	if !dt.Valid() {
-		return 0, fmt.Errorf("quant: %s: unknown dtype %v", op, dt)
+		return fmt.Errorf("quant: %s: unknown dtype %v", op, dt)
 	}
 	want, err := dt.RowBytes(n)
 	if err != nil {
-		return 0, fmt.Errorf("quant: %s: %w", op, err)
+		return fmt.Errorf("quant: %s: %w", op, err)
 	}
 	if nbytes != want {
-		return 0, fmt.Errorf("quant: %s: %d elements of %v need %d bytes, have %d", op, n, dt, want, nbytes)
+		return fmt.Errorf("quant: %s: %d elements of %v need %d bytes, have %d", op, n, dt, want, nbytes)
 	}
-	return n / dt.BlockSize(), nil
+	return nil
 }
 
 // i8s views bytes as signed bytes (the int8 quants of Q8 blocks).

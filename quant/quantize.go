@@ -43,7 +43,7 @@ func Quantize(dt tensor.DType, src []float32, dst []byte) error {
 	if !ok {
 		return fmt.Errorf("quant: quantize: unsupported dtype %v", dt)
 	}
-	if _, err := checkLen("quantize", dt, len(src), len(dst)); err != nil {
+	if err := checkLen("quantize", dt, len(src), len(dst)); err != nil {
 		return err
 	}
 	f(src, dst)

@@ -183,8 +183,6 @@ func TestVectorsQuantize(t *testing.T) {
 				}
 				want := c.quantized[r*c.rowBytes : (r+1)*c.rowBytes]
 				if i := firstDiff(got, want); i >= 0 {
-					bs := c.rowBytes * c.dt.BlockSize() / len(row)
-					_ = bs
 					blk := i / c.dt.TypeSize()
 					ts := c.dt.TypeSize()
 					t.Errorf("row %d: first difference at byte %d (block %d, offset %d)\n got %x\nwant %x",
