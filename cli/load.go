@@ -59,7 +59,7 @@ func (e *env) load(path string, f *modelFlags) (*loaded, error) {
 		stop()
 		return nil, err
 	}
-	eng, err := engine.New(m.Config, m.Tensors, engine.Options{Threads: f.threads})
+	eng, err := engine.New(m.Config, m.Tensors, engine.OptionsFor(m, f.threads))
 	stop()
 	if err != nil {
 		m.Close()

@@ -14,11 +14,30 @@ import (
 // Options configure an Engine.
 type Options struct {
 	Threads int // worker threads; < 1 means all CPUs
+	// KVCacheF16 stores keys and values in F16 (llama.cpp's default),
+	// otherwise float32 (transformers').
+	KVCacheF16 bool
+	// Rope picks how rotary angles are rounded.
+	Rope cpu.RopeStyle
+}
+
+// OptionsFor returns the numerics of m's reference implementation: GGUF
+// files run as llama.cpp runs them (F16 KV cache, ggml's rotary angles),
+// SafeTensors folders as transformers does (float32 cache, its angles). The
+// two differ only in the last bits, which decide near ties.
+func OptionsFor(m *model.Model, threads int) Options {
+	o := Options{Threads: threads}
+	if m.Format == "gguf" {
+		o.KVCacheF16 = true
+		o.Rope = cpu.RopeGGML
+	}
+	return o
 }
 
 // Engine holds a model's weights bound to a backend and runs forward passes.
 type Engine struct {
 	Config *model.Config
+	opts   Options
 	be     *cpu.Backend
 	embed  *cpu.Matrix
 	layers []decoderLayer
@@ -56,7 +75,7 @@ func New(cfg *model.Config, tensors map[string]*tensor.Tensor, opts Options) (*E
 	}
 	b := binder{cfg: cfg, tensors: tensors}
 	h, kvDim, qDim := cfg.HiddenSize, cfg.NumKVHeads*cfg.HeadDim, cfg.NumHeads*cfg.HeadDim
-	e := &Engine{Config: cfg}
+	e := &Engine{Config: cfg, opts: opts}
 	e.embed = b.matrix(model.TokenEmbd, cfg.VocabSize, h)
 	e.norm = b.vector(model.OutputNorm, h)
 	// A model without lm_head.weight has tied embeddings, whatever the
@@ -95,7 +114,7 @@ func New(cfg *model.Config, tensors map[string]*tensor.Tensor, opts Options) (*E
 	if b.err != nil {
 		return nil, b.err
 	}
-	e.rope = cpu.NewRope(cfg.HeadDim, cfg.RopeTheta)
+	e.rope = cpu.NewRope(cfg.HeadDim, cfg.RopeTheta, opts.Rope)
 	e.be = cpu.New(opts.Threads)
 	return e, nil
 }

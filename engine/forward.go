@@ -12,11 +12,10 @@ var ErrContextFull = errors.New("context window is full")
 
 // Sequence is one conversation's state: its KV cache and position.
 type Sequence struct {
-	e      *Engine
-	ctx    int
-	pos    int
-	kcache [][]float32 // per layer: ctx x kvHeads*headDim
-	vcache [][]float32
+	e     *Engine
+	ctx   int
+	pos   int
+	cache []*cpu.KVCache // per layer
 }
 
 // NewSequence allocates a KV cache for ctx positions (ctx < 1 or larger than
@@ -28,14 +27,22 @@ func (e *Engine) NewSequence(ctx int) *Sequence {
 	s := &Sequence{e: e, ctx: ctx}
 	kvDim := e.Config.NumKVHeads * e.Config.HeadDim
 	for range e.layers {
-		s.kcache = append(s.kcache, make([]float32, ctx*kvDim))
-		s.vcache = append(s.vcache, make([]float32, ctx*kvDim))
+		s.cache = append(s.cache, cpu.NewKVCache(ctx, kvDim, e.opts.KVCacheF16))
 	}
 	return s
 }
 
 // Pos is the number of tokens in the cache.
 func (s *Sequence) Pos() int { return s.pos }
+
+// CacheBytes is the KV cache's memory footprint.
+func (s *Sequence) CacheBytes() int {
+	n := 0
+	for _, c := range s.cache {
+		n += c.Bytes()
+	}
+	return n
+}
 
 // Context is the cache's capacity in tokens.
 func (s *Sequence) Context() int { return s.ctx }
@@ -131,15 +138,14 @@ func (at *attention) forward(e *Engine, s *Sequence, li int, a *activations, n i
 		cpu.AddBias(a.v, at.vb, n)
 	}
 	qDim, kvDim := at.heads*at.headDim, at.kvHead*at.headDim
-	kc, vc := s.kcache[li], s.vcache[li]
+	cache := s.cache[li]
 	for t := 0; t < n; t++ {
 		pos := s.pos + t
 		e.rope.Apply(a.q[t*qDim:(t+1)*qDim], at.heads, pos)
 		e.rope.Apply(a.k[t*kvDim:(t+1)*kvDim], at.kvHead, pos)
-		copy(kc[pos*kvDim:(pos+1)*kvDim], a.k[t*kvDim:(t+1)*kvDim])
-		copy(vc[pos*kvDim:(pos+1)*kvDim], a.v[t*kvDim:(t+1)*kvDim])
+		cache.Store(pos, a.k[t*kvDim:(t+1)*kvDim], a.v[t*kvDim:(t+1)*kvDim])
 	}
-	be.Attention(a.attn, a.q, kc, vc, n, s.pos, at.heads, at.kvHead, at.headDim)
+	be.Attention(a.attn, a.q, cache, n, s.pos, at.heads, at.kvHead, at.headDim)
 	be.MatMul(a.proj, at.o, a.attn, n)
 }
 

@@ -15,8 +15,20 @@ func F32ToBF16(f float32) uint16 {
 	return uint16((u + (0x7fff + ((u >> 16) & 1))) >> 16)
 }
 
+// f16Table holds every half's float32 value (256 KiB), making F16ToF32 one
+// load, as ggml's table does.
+var f16Table = func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		t[i] = f16ToF32Slow(uint16(i))
+	}
+	return &t
+}()
+
 // F16ToF32 widens an IEEE half-precision bit pattern exactly.
-func F16ToF32(h uint16) float32 {
+func F16ToF32(h uint16) float32 { return f16Table[h] }
+
+func f16ToF32Slow(h uint16) float32 {
 	sign := uint32(h>>15) << 31
 	exp := uint32(h>>10) & 0x1f
 	mant := uint32(h) & 0x3ff

@@ -127,29 +127,52 @@ func Softmax(x []float32) {
 	}
 }
 
-// Rope holds cos/sin tables for rotary embeddings in the rotate-half layout
-// of transformers (pairs (i, i+d/2)).
+// RopeStyle says how rotary angles are computed. Both rotate pairs
+// (i, i+dim/2) (the rotate-half / NEOX layout); they differ in the last bits
+// of the angle, which is enough to flip near ties, so apr follows each
+// format's reference implementation.
+type RopeStyle int
+
+const (
+	// RopeHF computes inv_freq[i] = 1 / base^(2i/dim) in float32 and the
+	// angle pos * inv_freq[i], as transformers does.
+	RopeHF RopeStyle = iota
+	// RopeGGML computes theta_scale = base^(-2/dim) and takes the angle
+	// by repeated float32 multiplication, as ggml's rope cache does.
+	RopeGGML
+)
+
+// Rope applies rotary position embeddings.
 type Rope struct {
-	half    int
-	invFreq []float32
+	half  int
+	style RopeStyle
+	// invFreq (RopeHF) or the single theta_scale (RopeGGML).
+	invFreq    []float32
+	thetaScale float32
 }
 
-// NewRope prepares rotary embeddings for head dimension dim and base theta,
-// computing inverse frequencies as transformers does (float32).
-func NewRope(dim int, theta float64) *Rope {
-	r := &Rope{half: dim / 2, invFreq: make([]float32, dim/2)}
+// NewRope prepares rotary embeddings for head dimension dim and base theta.
+func NewRope(dim int, theta float64, style RopeStyle) *Rope {
+	r := &Rope{half: dim / 2, style: style, invFreq: make([]float32, dim/2)}
 	for i := range r.invFreq {
 		exp := float32(2*i) / float32(dim)
 		r.invFreq[i] = float32(1 / math.Pow(theta, float64(exp)))
 	}
+	r.thetaScale = float32(math.Pow(theta, -2/float64(dim)))
 	return r
 }
 
 // Apply rotates every head of vec (heads x dim, one token at position pos).
 func (r *Rope) Apply(vec []float32, heads int, pos int) {
 	dim := 2 * r.half
+	theta := float32(pos)
 	for i := 0; i < r.half; i++ {
-		ang := float32(pos) * r.invFreq[i]
+		ang := theta
+		if r.style == RopeHF {
+			ang = float32(pos) * r.invFreq[i]
+		} else {
+			theta *= r.thetaScale
+		}
 		c := float32(math.Cos(float64(ang)))
 		s := float32(math.Sin(float64(ang)))
 		for h := 0; h < heads; h++ {
@@ -161,38 +184,124 @@ func (r *Rope) Apply(vec []float32, heads int, pos int) {
 	}
 }
 
+// KVCache is one layer's keys and values for ctx positions, stored either
+// as float32 (transformers' precision) or F16 (llama.cpp's default cache
+// type, half the memory).
+type KVCache struct {
+	dim    int // kvHeads * headDim
+	f16    bool
+	k, v   []float32
+	kh, vh []uint16
+}
+
+// NewKVCache allocates a cache of ctx positions of dim values each.
+func NewKVCache(ctx, dim int, f16 bool) *KVCache {
+	c := &KVCache{dim: dim, f16: f16}
+	if f16 {
+		c.kh, c.vh = make([]uint16, ctx*dim), make([]uint16, ctx*dim)
+	} else {
+		c.k, c.v = make([]float32, ctx*dim), make([]float32, ctx*dim)
+	}
+	return c
+}
+
+// Store writes the keys and values of position pos.
+func (c *KVCache) Store(pos int, k, v []float32) {
+	lo, hi := pos*c.dim, (pos+1)*c.dim
+	if !c.f16 {
+		copy(c.k[lo:hi], k)
+		copy(c.v[lo:hi], v)
+		return
+	}
+	kh, vh := c.kh[lo:hi], c.vh[lo:hi]
+	for i := range kh {
+		kh[i] = tensor.F32ToF16(k[i])
+		vh[i] = tensor.F32ToF16(v[i])
+	}
+}
+
+// Bytes is the cache's memory footprint.
+func (c *KVCache) Bytes() int {
+	return 4*(len(c.k)+len(c.v)) + 2*(len(c.kh)+len(c.vh))
+}
+
 // Attention computes causal grouped-query attention for n query tokens at
-// positions start..start+n-1 against a KV cache holding positions
-// 0..start+n-1. q and out are n x (heads*dim); kc and vc are ctx x
-// (kvHeads*dim).
-func (b *Backend) Attention(out, q, kc, vc []float32, n, start, heads, kvHeads, dim int) {
+// positions start..start+n-1 against a cache holding positions
+// 0..start+n-1. q and out are n x (heads*dim). With an F16 cache the query
+// is rounded to F16 for the Q·K products, as ggml does; softmax and the
+// weighted sum of values run in float32.
+func (b *Backend) Attention(out, q []float32, c *KVCache, n, start, heads, kvHeads, dim int) {
 	group := heads / kvHeads
 	qStride := heads * dim
 	kvStride := kvHeads * dim
 	scale := float32(1 / math.Sqrt(float64(dim)))
-	total := n * heads
-	b.pool.Run(total, 1, func(lo, hi, worker int) {
-		scores := b.rowBuf(worker, start+n)
+	b.pool.Run(n*heads, 1, func(lo, hi, worker int) {
+		buf := b.rowBuf(worker, start+n+dim)
+		scores, qh := buf[:start+n], buf[start+n:]
 		for job := lo; job < hi; job++ {
 			t, h := job/heads, job%heads
-			kvh := h / group
+			off := (h / group) * dim // this head's slice of a cache row
 			qv := q[t*qStride+h*dim : t*qStride+(h+1)*dim]
-			L := start + t + 1
-			sc := scores[:L]
-			for j := 0; j < L; j++ {
-				sc[j] = Dot(qv, kc[j*kvStride+kvh*dim:j*kvStride+(kvh+1)*dim]) * scale
+			if c.f16 {
+				for i, v := range qv {
+					qh[i] = tensor.F16ToF32(tensor.F32ToF16(v))
+				}
+				qv = qh
+			}
+			sc := scores[:start+t+1]
+			for j := range sc {
+				r := j*kvStride + off
+				if c.f16 {
+					sc[j] = dotF16(c.kh[r:r+dim], qv) * scale
+				} else {
+					sc[j] = Dot(qv, c.k[r:r+dim]) * scale
+				}
 			}
 			Softmax(sc)
 			o := out[t*qStride+h*dim : t*qStride+(h+1)*dim]
-			for i := range o {
-				o[i] = 0
-			}
+			clear(o)
 			for j, p := range sc {
-				vv := vc[j*kvStride+kvh*dim : j*kvStride+(kvh+1)*dim]
-				for i, x := range vv {
-					o[i] += p * x
+				r := j*kvStride + off
+				if c.f16 {
+					axpyF16(o, p, c.vh[r:r+dim])
+				} else {
+					axpy(o, p, c.v[r:r+dim])
 				}
 			}
 		}
 	})
+}
+
+// axpy sets o += p * v.
+func axpy(o []float32, p float32, v []float32) {
+	v = v[:len(o)]
+	for i, x := range v {
+		o[i] += p * x
+	}
+}
+
+// axpyF16 sets o += p * v for an F16 v.
+func axpyF16(o []float32, p float32, v []uint16) {
+	v = v[:len(o)]
+	for i, x := range v {
+		o[i] += p * tensor.F16ToF32(x)
+	}
+}
+
+// dotF16 is the dot product of an F16 row with a float32 vector.
+func dotF16(w []uint16, x []float32) float32 {
+	n := len(x)
+	w = w[:n]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		s0 += tensor.F16ToF32(w[i]) * x[i]
+		s1 += tensor.F16ToF32(w[i+1]) * x[i+1]
+		s2 += tensor.F16ToF32(w[i+2]) * x[i+2]
+		s3 += tensor.F16ToF32(w[i+3]) * x[i+3]
+	}
+	for ; i < n; i++ {
+		s0 += tensor.F16ToF32(w[i]) * x[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
