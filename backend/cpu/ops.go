@@ -227,9 +227,10 @@ func (c *KVCache) Bytes() int {
 
 // Attention computes causal grouped-query attention for n query tokens at
 // positions start..start+n-1 against a cache holding positions
-// 0..start+n-1. q and out are n x (heads*dim). With an F16 cache the query
-// is rounded to F16 for the Q·K products, as ggml does; softmax and the
-// weighted sum of values run in float32.
+// 0..start+n-1. q and out are n x (heads*dim). With an F16 cache the
+// numerics follow ggml's attention without flash attention: the query is
+// rounded to F16 for the Q·K products, softmax runs in float32, and the
+// probabilities are rounded to F16 before weighting the values.
 func (b *Backend) Attention(out, q []float32, c *KVCache, n, start, heads, kvHeads, dim int) {
 	group := heads / kvHeads
 	qStride := heads * dim
@@ -258,6 +259,13 @@ func (b *Backend) Attention(out, q []float32, c *KVCache, n, start, heads, kvHea
 				}
 			}
 			Softmax(sc)
+			if c.f16 {
+				// ggml multiplies the F16 values by the probabilities
+				// converted to F16.
+				for j := range sc {
+					sc[j] = tensor.F16ToF32(tensor.F32ToF16(sc[j]))
+				}
+			}
 			o := out[t*qStride+h*dim : t*qStride+(h+1)*dim]
 			clear(o)
 			for j, p := range sc {
