@@ -20,6 +20,8 @@ import (
 	"github.com/apr-llm/apr/sample"
 )
 
+func init() { register(newChatCmd) }
+
 func newChatCmd(e *env) *cobra.Command {
 	var g genFlags
 	cmd := &cobra.Command{

@@ -37,9 +37,18 @@ func NewRoot(in io.Reader, out, errw io.Writer) *cobra.Command {
 	root.SetOut(out)
 	root.SetErr(errw)
 	root.SetGlobalNormalizationFunc(aliasFlags)
-	root.AddCommand(newRunCmd(e), newChatCmd(e), newTokenizeCmd(e))
+	for _, mk := range commands {
+		root.AddCommand(mk(e))
+	}
 	return root
 }
+
+// commands are the subcommand constructors; each command's file adds its
+// own in an init function, so commands can be added without touching this
+// file.
+var commands []func(*env) *cobra.Command
+
+func register(mk func(*env) *cobra.Command) { commands = append(commands, mk) }
 
 // Main runs apr with args and returns the process exit code.
 func Main(args []string, in io.Reader, out, errw io.Writer) int {

@@ -11,6 +11,8 @@ import (
 	"github.com/apr-llm/apr/chat"
 )
 
+func init() { register(newRunCmd) }
+
 func newRunCmd(e *env) *cobra.Command {
 	var g genFlags
 	var raw bool

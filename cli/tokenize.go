@@ -9,6 +9,8 @@ import (
 	"github.com/apr-llm/apr/format"
 )
 
+func init() { register(newTokenizeCmd) }
+
 func newTokenizeCmd(e *env) *cobra.Command {
 	var withText bool
 	cmd := &cobra.Command{
