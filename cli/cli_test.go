@@ -33,6 +33,18 @@ func TestRunAnswersTwoPlusTwo(t *testing.T) {
 	}
 }
 
+// TestRunBuiltinDemo: with no model argument the embedded Q4_K_M demo
+// model answers, with the default (llama.cpp) sampling settings.
+func TestRunBuiltinDemo(t *testing.T) {
+	code, out, errOut := apr(t, "", "run", "What is 2+2? Answer with just the number.")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if out != "4\n" {
+		t.Fatalf("stdout %q, want \"4\\n\"", out)
+	}
+}
+
 func TestRunVerboseGoesToStderr(t *testing.T) {
 	dir := testref.ModelDir(t)
 	code, out, errOut := apr(t, "", "run", dir, "--verbose", "--temp", "0", "-n", "8", "--raw", "def fibonacci(n):\n")

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/apr-llm/apr/chat"
+	"github.com/apr-llm/apr/demo"
 )
 
 func init() { register(newRunCmd) }
@@ -20,7 +21,8 @@ func newRunCmd(e *env) *cobra.Command {
 		Use:   "run [MODEL] PROMPT",
 		Short: "Answer one prompt and exit",
 		Long: "Run applies the model's chat template to PROMPT (unless --raw), generates the answer and prints\n" +
-			"only the answer on stdout. MODEL is a Hugging Face model folder or a GGUF file.",
+			"only the answer on stdout. MODEL is a Hugging Face model folder or a GGUF file; without it,\n" +
+			"the built-in demo model (" + demo.Name + ") answers.",
 		Example: `  apr run ./qwen2.5-coder-1.5b "Write a Go function that reverses a string"
   apr run model.gguf --raw --temperature 0 -n 64 "def fibonacci(n):"`,
 		Args: cobra.RangeArgs(1, 2),
@@ -77,7 +79,5 @@ func modelAndPrompt(args []string) (string, string, error) {
 	return path, args[0], nil
 }
 
-// defaultModel is the built-in demo model, when the binary has one.
-var defaultModel = func() (string, error) {
-	return "", fmt.Errorf("no model given: apr run MODEL PROMPT")
-}
+// defaultModel is the built-in demo model.
+func defaultModel() (string, error) { return demo.Name, nil }

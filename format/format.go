@@ -7,15 +7,23 @@ import (
 	"os"
 
 	"github.com/apr-llm/apr/chat"
+	"github.com/apr-llm/apr/demo"
 	"github.com/apr-llm/apr/format/gguf"
 	"github.com/apr-llm/apr/format/hf"
-	"github.com/apr-llm/apr/tokenizer"
 	"github.com/apr-llm/apr/model"
+	"github.com/apr-llm/apr/tokenizer"
 )
 
 // Open loads the model at path: a Hugging Face folder (config.json +
-// SafeTensors) or a GGUF file.
+// SafeTensors), a GGUF file, or demo.Name for the built-in demo model.
 func Open(path string) (*model.Model, error) {
+	if path == demo.Name {
+		f, err := gguf.OpenBytes(path, demo.GGUF)
+		if err != nil {
+			return nil, err
+		}
+		return fromGGUF(path, f)
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)

@@ -92,7 +92,7 @@ func kvOne(key string, typ Type, val func(b *raw)) func(b *raw) {
 }
 
 func TestValidRaw(t *testing.T) {
-	f, err := openBytes("valid.gguf", validRaw().bytes())
+	f, err := OpenBytes("valid.gguf", validRaw().bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			f, err := openBytes("bad.gguf", c.data)
+			f, err := OpenBytes("bad.gguf", c.data)
 			if err == nil {
 				t.Fatalf("no error; %d tensors", len(f.Tensors()))
 			}
@@ -192,7 +192,7 @@ func TestBadInput(t *testing.T) {
 func TestTruncatedSmall(t *testing.T) {
 	data := validRaw().bytes()
 	for n := 0; n < len(data); n++ {
-		if _, err := openBytes("cut.gguf", data[:n]); err == nil || !errors.Is(err, ErrInvalid) {
+		if _, err := OpenBytes("cut.gguf", data[:n]); err == nil || !errors.Is(err, ErrInvalid) {
 			t.Fatalf("prefix of %d bytes: err %v", n, err)
 		}
 	}
@@ -211,11 +211,11 @@ func TestTruncatedReal(t *testing.T) {
 	}
 	cuts = append(cuts, 5_934_000, 5_934_056, 5_934_060, 5_934_100, 6_000_000, len(data)/2, len(data)-1)
 	for _, n := range cuts {
-		if _, err := openBytes("cut.gguf", data[:n]); err == nil || !errors.Is(err, ErrInvalid) {
+		if _, err := OpenBytes("cut.gguf", data[:n]); err == nil || !errors.Is(err, ErrInvalid) {
 			t.Errorf("prefix of %d bytes: err %v", n, err)
 		}
 	}
-	if _, err := openBytes("whole.gguf", data); err != nil {
+	if _, err := OpenBytes("whole.gguf", data); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -60,7 +60,7 @@ func openWritten(t *testing.T, meta []KV, ts []*tensor.Tensor) *File {
 	if err := Write(&buf, meta, ts); err != nil {
 		t.Fatal(err)
 	}
-	f, err := openBytes("synthetic.gguf", buf.Bytes())
+	f, err := OpenBytes("synthetic.gguf", buf.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}

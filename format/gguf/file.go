@@ -131,9 +131,10 @@ func splitNo(path string, p *parsed) (int, error) {
 	return m.intOr(KeySplitNo, 0, 9998)
 }
 
-// openBytes builds a File from one GGUF held in memory (split keys are not
-// followed). Used by the fuzz target and tests.
-func openBytes(name string, data []byte) (*File, error) {
+// OpenBytes builds a File from one GGUF held in memory (split keys are not
+// followed), for example a model embedded in the binary. name is used in
+// error messages. The File references data, which must not change.
+func OpenBytes(name string, data []byte) (*File, error) {
 	p, err := parse(name, data)
 	if err != nil {
 		return nil, err

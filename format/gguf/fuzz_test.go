@@ -25,7 +25,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(validRaw().bytes())
 	f.Add([]byte("GGUF\x03\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		file, err := openBytes("fuzz.gguf", data)
+		file, err := OpenBytes("fuzz.gguf", data)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error does not wrap ErrInvalid: %v", err)
@@ -47,7 +47,7 @@ func FuzzParse(f *testing.F) {
 		if err := Write(&w1, file.KVs(), file.Tensors()); err != nil {
 			return // e.g. names ggml would refuse
 		}
-		back, err := openBytes("rewritten.gguf", w1.Bytes())
+		back, err := OpenBytes("rewritten.gguf", w1.Bytes())
 		if err != nil {
 			t.Fatalf("reading a written file: %v", err)
 		}

@@ -243,7 +243,7 @@ func TestRoundTripReal(t *testing.T) {
 				}
 				t.Errorf("written file (%d bytes) differs from llama.cpp's (%d bytes) from byte %d", buf.Len(), len(orig), n)
 			}
-			back, err := openBytes("roundtrip.gguf", buf.Bytes())
+			back, err := OpenBytes("roundtrip.gguf", buf.Bytes())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -71,7 +71,7 @@ func TestMetadataMatchesConverter(t *testing.T) {
 			if err := Write(&buf, meta, f.Tensors()); err != nil {
 				t.Fatal(err)
 			}
-			back, err := openBytes("built.gguf", buf.Bytes())
+			back, err := OpenBytes("built.gguf", buf.Bytes())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -61,7 +61,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 		f32Tensor("rope_freqs.weight", []int{2, 1, 5}, func(i int) float32 { return -float32(i) }),
 	}
 	data := writeBytes(t, meta, ts)
-	f, err := openBytes("meta.gguf", data)
+	f, err := OpenBytes("meta.gguf", data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestLlamaPermutation(t *testing.T) {
 			t.Errorf("%s stored rows %v, want %v", ti.Name, got, want[ti.Name])
 		}
 	}
-	f, err := openBytes("llama.gguf", data)
+	f, err := OpenBytes("llama.gguf", data)
 	if err != nil {
 		t.Fatal(err)
 	}
