@@ -5,6 +5,7 @@ package engine
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/apr-llm/apr/backend/cpu"
 	"github.com/apr-llm/apr/model"
@@ -36,14 +37,16 @@ func OptionsFor(m *model.Model, threads int) Options {
 
 // Engine holds a model's weights bound to a backend and runs forward passes.
 type Engine struct {
-	Config *model.Config
-	opts   Options
-	be     *cpu.Backend
-	embed  *cpu.Matrix
-	layers []decoderLayer
-	norm   []float32
-	output *cpu.Matrix
-	rope   *cpu.Rope
+	Config  *model.Config
+	opts    Options
+	be      *cpu.Backend
+	mu      sync.Mutex  // one forward pass at a time
+	scratch activations // reused by every forward pass, under mu
+	embed   *cpu.Matrix
+	layers  []decoderLayer
+	norm    []float32
+	output  *cpu.Matrix
+	rope    *cpu.Rope
 }
 
 // attention is one layer's self-attention block.

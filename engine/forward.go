@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/apr-llm/apr/backend/cpu"
+	"github.com/apr-llm/apr/model"
 )
 
 // ErrContextFull is returned when tokens would not fit the sequence's context.
@@ -54,70 +55,154 @@ func (s *Sequence) Truncate(n int) {
 	}
 }
 
-// Forward runs tokens through the model at the next positions, appending
-// them to the cache. It returns the logits of the last token, or of every
-// token (n x vocab) when all is true. The whole batch goes through each
-// matrix product at once.
+// Forward runs tokens through the model at the sequence's next positions,
+// appending them to its cache. It returns the logits of the last token, or
+// of every token (n x vocab) when all is true. The whole prompt goes through
+// each matrix product at once.
 func (s *Sequence) Forward(tokens []int, all bool) ([]float32, error) {
-	e, cfg := s.e, s.e.Config
-	n := len(tokens)
-	if n == 0 {
-		return nil, errors.New("forward: no tokens")
+	out, err := s.e.ForwardBatch([]BatchEntry{{Seq: s, Tokens: tokens, AllLogits: all}})
+	if err != nil {
+		return nil, err
 	}
-	if s.pos+n > s.ctx {
-		return nil, fmt.Errorf("%w: %d cached + %d new tokens > context of %d", ErrContextFull, s.pos, n, s.ctx)
+	return out[0], nil
+}
+
+// BatchEntry is one sequence's share of a batched forward pass.
+type BatchEntry struct {
+	Seq       *Sequence
+	Tokens    []int // appended at Seq's next positions
+	AllLogits bool  // logits for every token, not only the last
+}
+
+// ForwardBatch runs several sequences' tokens through the model in one pass:
+// every matrix product sees all rows of all entries at once (continuous
+// batching mixes one sequence's prompt with others' single decode tokens),
+// while attention reads each row's own sequence cache. It returns each
+// entry's logits (last token, or all tokens when AllLogits). An entry's
+// sequence must not appear twice. Calls on one Engine are serialised.
+func (e *Engine) ForwardBatch(entries []BatchEntry) ([][]float32, error) {
+	cfg := e.Config
+	rows, outRows := 0, 0
+	seen := make(map[*Sequence]bool, len(entries))
+	for _, b := range entries {
+		s, n := b.Seq, len(b.Tokens)
+		switch {
+		case s == nil || s.e != e:
+			return nil, errors.New("forward: sequence of another engine")
+		case seen[s]:
+			return nil, errors.New("forward: a sequence appears twice in one batch")
+		case n == 0:
+			return nil, errors.New("forward: no tokens")
+		case s.pos+n > s.ctx:
+			return nil, fmt.Errorf("%w: %d cached + %d new tokens > context of %d", ErrContextFull, s.pos, n, s.ctx)
+		}
+		seen[s] = true
+		for _, t := range b.Tokens {
+			if t < 0 || t >= cfg.VocabSize {
+				return nil, fmt.Errorf("forward: token id %d outside the vocabulary (%d)", t, cfg.VocabSize)
+			}
+		}
+		rows += n
+		if b.AllLogits {
+			outRows += n
+		} else {
+			outRows++
+		}
 	}
-	for _, t := range tokens {
-		if t < 0 || t >= cfg.VocabSize {
-			return nil, fmt.Errorf("forward: token id %d outside the vocabulary (%d)", t, cfg.VocabSize)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a := e.scratch.get(cfg, rows, outRows)
+	// Each row's sequence and position, for RoPE, the cache and attention.
+	r := 0
+	for _, b := range entries {
+		for i, t := range b.Tokens {
+			a.seqs[r] = b.Seq
+			a.pos[r] = b.Seq.pos + i
+			a.tokens[r] = t
+			r++
 		}
 	}
 	h := cfg.HiddenSize
-	x := make([]float32, n*h)
-	for i, t := range tokens {
+	x := a.x
+	for i, t := range a.tokens {
 		e.embed.RowF32(x[i*h:(i+1)*h], t)
 	}
-	a := newActivations(cfg.HiddenSize, cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim, cfg.IntermediateSize, n)
 	for li := range e.layers {
-		e.layers[li].forward(e, s, li, x, a, n)
+		e.layers[li].forward(e, li, x, a, rows)
 	}
-	rows := x
-	if !all {
-		rows = x[(n-1)*h:]
-		n = 1
+	// Gather the rows whose logits are wanted, then norm and LM head.
+	sel := a.sel
+	r, o := 0, 0
+	for _, b := range entries {
+		n := len(b.Tokens)
+		from := r + n - 1
+		if b.AllLogits {
+			from = r
+		}
+		k := r + n - from
+		copy(sel[o*h:(o+k)*h], x[from*h:(r+n)*h])
+		r += n
+		o += k
 	}
-	normed := a.norm[:n*h]
-	e.be.RMSNorm(normed, rows, e.norm, n, float32(cfg.RMSNormEps))
-	logits := make([]float32, n*cfg.VocabSize)
-	e.be.MatMul(logits, e.output, normed, n)
-	s.pos += len(tokens)
-	return logits, nil
+	e.be.RMSNorm(sel, sel, e.norm, outRows, float32(cfg.RMSNormEps))
+	logits := make([]float32, outRows*cfg.VocabSize)
+	e.be.MatMul(logits, e.output, sel, outRows)
+	out := make([][]float32, len(entries))
+	o = 0
+	for i, b := range entries {
+		k := 1
+		if b.AllLogits {
+			k = len(b.Tokens)
+		}
+		out[i] = logits[o*cfg.VocabSize : (o+k)*cfg.VocabSize : (o+k)*cfg.VocabSize]
+		o += k
+		b.Seq.pos += len(b.Tokens)
+	}
+	return out, nil
 }
 
-// activations are the scratch buffers of one forward call.
+// activations are the scratch buffers of a forward pass, kept by the engine
+// and grown as needed so that decoding allocates only its logits.
 type activations struct {
-	norm, q, k, v, attn, proj, gate, up []float32
+	x, norm, q, k, v, attn, proj, gate, up, sel []float32
+	seqs                                        []*Sequence
+	pos, tokens                                 []int
+	caches                                      []*cpu.KVCache
 }
 
-func newActivations(h, qDim, kvDim, ffn, n int) *activations {
-	return &activations{
-		norm: make([]float32, n*h),
-		q:    make([]float32, n*qDim),
-		k:    make([]float32, n*kvDim),
-		v:    make([]float32, n*kvDim),
-		attn: make([]float32, n*qDim),
-		proj: make([]float32, n*h),
-		gate: make([]float32, n*ffn),
-		up:   make([]float32, n*ffn),
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
 	}
+	return s[:n]
+}
+
+// get sizes the buffers for n rows (outRows of them wanting logits).
+func (a *activations) get(cfg *model.Config, n, outRows int) *activations {
+	h, qDim, kvDim, ffn := cfg.Dims()
+	a.x = grow(a.x, n*h)
+	a.norm = grow(a.norm, n*h)
+	a.q = grow(a.q, n*qDim)
+	a.k = grow(a.k, n*kvDim)
+	a.v = grow(a.v, n*kvDim)
+	a.attn = grow(a.attn, n*qDim)
+	a.proj = grow(a.proj, n*h)
+	a.gate = grow(a.gate, n*ffn)
+	a.up = grow(a.up, n*ffn)
+	a.sel = grow(a.sel, outRows*h)
+	a.seqs = grow(a.seqs, n)
+	a.pos = grow(a.pos, n)
+	a.tokens = grow(a.tokens, n)
+	a.caches = grow(a.caches, n)
+	return a
 }
 
 // forward applies one decoder layer to the n hidden states x in place:
 // x += attn(norm(x)); x += mlp(norm(x)).
-func (l *decoderLayer) forward(e *Engine, s *Sequence, li int, x []float32, a *activations, n int) {
+func (l *decoderLayer) forward(e *Engine, li int, x []float32, a *activations, n int) {
 	eps := float32(e.Config.RMSNormEps)
 	e.be.RMSNorm(a.norm, x, l.attnNorm, n, eps)
-	l.attn.forward(e, s, li, a, n)
+	l.attn.forward(e, li, a, n)
 	cpu.Add(x, a.proj)
 
 	e.be.RMSNorm(a.norm, x, l.mlpNorm, n, eps)
@@ -127,7 +212,7 @@ func (l *decoderLayer) forward(e *Engine, s *Sequence, li int, x []float32, a *a
 
 // forward: q, k, v projections with bias, RoPE, cache append, causal GQA,
 // output projection into a.proj.
-func (at *attention) forward(e *Engine, s *Sequence, li int, a *activations, n int) {
+func (at *attention) forward(e *Engine, li int, a *activations, n int) {
 	be := e.be
 	be.MatMul(a.q, at.q, a.norm, n)
 	be.MatMul(a.k, at.k, a.norm, n)
@@ -138,14 +223,14 @@ func (at *attention) forward(e *Engine, s *Sequence, li int, a *activations, n i
 		cpu.AddBias(a.v, at.vb, n)
 	}
 	qDim, kvDim := at.heads*at.headDim, at.kvHead*at.headDim
-	cache := s.cache[li]
 	for t := 0; t < n; t++ {
-		pos := s.pos + t
+		pos := a.pos[t]
 		e.rope.Apply(a.q[t*qDim:(t+1)*qDim], at.heads, pos)
 		e.rope.Apply(a.k[t*kvDim:(t+1)*kvDim], at.kvHead, pos)
-		cache.Store(pos, a.k[t*kvDim:(t+1)*kvDim], a.v[t*kvDim:(t+1)*kvDim])
+		a.caches[t] = a.seqs[t].cache[li]
+		a.caches[t].Store(pos, a.k[t*kvDim:(t+1)*kvDim], a.v[t*kvDim:(t+1)*kvDim])
 	}
-	be.Attention(a.attn, a.q, cache, n, s.pos, at.heads, at.kvHead, at.headDim)
+	be.Attention(a.attn, a.q, a.caches, a.pos, n, at.heads, at.kvHead, at.headDim)
 	be.MatMul(a.proj, at.o, a.attn, n)
 }
 

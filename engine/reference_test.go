@@ -165,3 +165,48 @@ func TestContextFull(t *testing.T) {
 		t.Fatal("negative token id: no error")
 	}
 }
+
+// TestForwardBatchMatchesSeparate: a batch mixing one sequence's prompt with
+// another's decode token gives each the logits it gets alone.
+func TestForwardBatchMatchesSeparate(t *testing.T) {
+	e := tinyEngine(t)
+	ps := testref.HFOutputs(t)
+	a, b := ps[0].TokenIDs, ps[1].TokenIDs
+	// Alone.
+	sa := e.NewSequence(0)
+	wantA, err := sa.Forward(a, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := e.NewSequence(0)
+	if _, err := sb.Forward(b[:len(b)-1], false); err != nil {
+		t.Fatal(err)
+	}
+	wantB, err := sb.Forward(b[len(b)-1:], false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Together: a's whole prompt and b's last token in one pass.
+	sa2, sb2 := e.NewSequence(0), e.NewSequence(0)
+	if _, err := sb2.Forward(b[:len(b)-1], false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.ForwardBatch([]BatchEntry{{Seq: sa2, Tokens: a}, {Seq: sb2, Tokens: b[len(b)-1:]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, pair := range [][2][]float32{{got[0], wantA}, {got[1], wantB}} {
+		scale := float64(maxAbs(pair[1]))
+		for j := range pair[1] {
+			if d := math.Abs(float64(pair[0][j] - pair[1][j])); d > 1e-5*scale {
+				t.Fatalf("entry %d logit %d: batched %g, alone %g", i, j, pair[0][j], pair[1][j])
+			}
+		}
+	}
+	if sa2.Pos() != len(a) || sb2.Pos() != len(b) {
+		t.Fatalf("positions after the batch: %d, %d; want %d, %d", sa2.Pos(), sb2.Pos(), len(a), len(b))
+	}
+	if _, err := e.ForwardBatch([]BatchEntry{{Seq: sa2, Tokens: a[:1]}, {Seq: sa2, Tokens: a[:1]}}); err == nil {
+		t.Fatal("the same sequence twice in a batch: no error")
+	}
+}

@@ -58,6 +58,12 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Dims returns the activation widths of one token: hidden, all query
+// heads, all key/value heads, and the MLP's intermediate size.
+func (c *Config) Dims() (h, qDim, kvDim, ffn int) {
+	return c.HiddenSize, c.NumHeads * c.HeadDim, c.NumKVHeads * c.HeadDim, c.IntermediateSize
+}
+
 // hfConfig is the subset of a Hugging Face config.json apr reads.
 type hfConfig struct {
 	Architectures     []string        `json:"architectures"`
