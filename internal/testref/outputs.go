@@ -89,3 +89,24 @@ func LlamaCppOutputs(t testing.TB, key string) []LlamaPrompt {
 	}
 	return e.Prompts
 }
+
+// TokenizerCase is one entry of tokenizer_cases.json (Hugging Face's fast
+// tokenizer, add_special_tokens=False).
+type TokenizerCase struct {
+	Text    string `json:"text"`
+	IDs     []int  `json:"ids"`
+	Decoded string `json:"decoded"`
+}
+
+// TokenizerCases reads testdata/reference/tokenizer_cases.json.
+func TokenizerCases(t testing.TB) []TokenizerCase {
+	t.Helper()
+	var f struct {
+		Cases []TokenizerCase `json:"cases"`
+	}
+	readJSON(t, Path(t, "testdata", "reference", "tokenizer_cases.json"), &f)
+	if len(f.Cases) == 0 {
+		t.Fatalf("testref: tokenizer_cases.json has no cases")
+	}
+	return f.Cases
+}
