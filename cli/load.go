@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/format"
+	"github.com/apr-llm/apr/internal/cpuinfo"
 	"github.com/apr-llm/apr/model"
 )
 
@@ -38,16 +38,8 @@ func (f *modelFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.verbose, "verbose", false, "print load time, architecture, token counts and speeds to stderr")
 }
 
-// defaultThreads is the number of physical cores, as llama.cpp chooses; Go
-// sees logical CPUs, so assume two hardware threads per core on larger
-// machines.
-func defaultThreads() int {
-	n := runtime.NumCPU()
-	if n >= 8 {
-		return n / 2
-	}
-	return n
-}
+// defaultThreads is the number of physical cores, as llama.cpp chooses.
+func defaultThreads() int { return cpuinfo.PhysicalCores() }
 
 // load opens path and binds it to a CPU engine, with a spinner on stderr
 // when stderr is a terminal.
