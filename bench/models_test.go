@@ -1,0 +1,145 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/apr-llm/apr/engine"
+	"github.com/apr-llm/apr/format"
+	"github.com/apr-llm/apr/format/gguf"
+	"github.com/apr-llm/apr/internal/testref"
+	"github.com/apr-llm/apr/model"
+	"github.com/apr-llm/apr/quant"
+	"github.com/apr-llm/apr/tensor"
+)
+
+// The per-tensor types the benchmark writes are llama-quantize's: applied
+// to the shared tiny model's tensors, they reproduce the types of the files
+// llama.cpp's own llama-quantize made from it.
+func TestTypesMatchLlamaQuantize(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(testref.ModelDir(t), "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := model.ParseHFConfig(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		file string
+		kind fileKind
+	}{
+		{"qwen2-tiny-coder-q4_k_m.gguf", kindQ4KM},
+		{"qwen2-tiny-coder-q8_0.gguf", kindQ8_0},
+	} {
+		t.Run(c.kind.Name, func(t *testing.T) {
+			f, err := gguf.Open(testref.Path(t, "models", "qwen2-tiny-coder-gguf", c.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			kinds := map[tensor.DType]int{}
+			for _, ts := range f.Tensors() {
+				got := c.kind.typeFor(cfg, ts.Name, ts.Shape, layerOf(ts.Name))
+				if got != ts.DType {
+					t.Errorf("%s %v: bench writes %v, llama-quantize wrote %v", ts.Name, ts.Shape, got, ts.DType)
+				}
+				kinds[ts.DType]++
+			}
+			if len(kinds) < 2 {
+				t.Errorf("only types %v: the file does not exercise the mixture", kinds)
+			}
+		})
+	}
+}
+
+// A small model written as each file kind loads through format.Open with
+// the configured shape, runs without NaN, and every file holds the same
+// weights (the quantized embedding stays near the BF16 one).
+func TestWriteModelTiny(t *testing.T) {
+	s := qwenShape("tiny", "tiny", 2, 128, 512, 2, 1)
+	v, err := loadVocab(testref.ModelDir(t), s.Cfg.VocabSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var bf16Row []float32
+	for _, k := range []fileKind{kindBF16, kindF16, kindQ8_0, kindQ4KM} {
+		t.Run(k.Name, func(t *testing.T) {
+			path := k.path(dir, s)
+			if err := writeModel(path, s, k, v, 7); err != nil {
+				t.Fatal(err)
+			}
+			m, err := format.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			c := m.Config
+			if c.NumLayers != 2 || c.HiddenSize != 128 || c.IntermediateSize != 512 || c.NumHeads != 2 ||
+				c.NumKVHeads != 1 || c.VocabSize != 151936 || !c.AttentionBias || c.RopeTheta != 1e6 {
+				t.Fatalf("config read back: %+v", c)
+			}
+			if _, ok := m.Tensors[model.Output]; ok {
+				t.Error("lm_head written: embeddings should be tied")
+			}
+			if k.typeFor != nil {
+				for name, ts := range m.Tensors {
+					if want := k.typeFor(&s.Cfg, name, ts.Shape, layerOf(name)); ts.DType != want {
+						t.Errorf("%s is %v, want %v", name, ts.DType, want)
+					}
+				}
+			}
+			eng, err := engine.New(c, m.Tensors, engine.OptionsFor(m, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer eng.Close()
+			logits, err := eng.NewSequence(16).Forward([]int{1, 100, 1000, 151000}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, x := range logits {
+				if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+					t.Fatalf("logit %d is %v", i, x)
+				}
+			}
+			emb := m.Tensors[model.TokenEmbd]
+			row := make([]float32, c.HiddenSize)
+			if err := quant.Dequantize(emb.DType, emb.Row(12345), row); err != nil {
+				t.Fatal(err)
+			}
+			if bf16Row == nil {
+				bf16Row = row
+				return
+			}
+			var num, den float64
+			for i := range row {
+				d := float64(row[i] - bf16Row[i])
+				num += d * d
+				den += float64(bf16Row[i]) * float64(bf16Row[i])
+			}
+			if rel := math.Sqrt(num / den); rel > 0.02 {
+				t.Errorf("embedding row differs from the BF16 file's by %.3f (relative RMS)", rel)
+			}
+		})
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newBenchRunCmd) }
+
+// benchResult is what bench-run prints: the timings of one prompt pass and
+// one greedy decode, and the process's memory high-water mark, as the
+// benchmark command (go run ./bench) reads them.
+type benchResult struct {
+	Engine        string  `json:"engine"`
+	Threads       int     `json:"threads"`
+	LoadSeconds   float64 `json:"load_s"`
+	PromptTokens  int     `json:"prompt_tokens"`
+	PromptSeconds float64 `json:"prompt_s"`
+	DecodeTokens  int     `json:"decode_tokens"`
+	DecodeSeconds float64 `json:"decode_s"`
+	BaseRSSBytes  int64   `json:"base_rss_bytes"`
+	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
+	Output        []int   `json:"output"`
+}
+
+// newBenchRunCmd is the hidden command the benchmark runs as a child
+// process: it feeds token ids (no tokenizer), so apr and llama.cpp see the
+// same input, and reports load, prompt and decode times and peak RSS.
+func newBenchRunCmd(e *env) *cobra.Command {
+	var (
+		f       modelFlags
+		tokens  string
+		predict int
+		ctxSize int
+	)
+	cmd := &cobra.Command{
+		Use:    "bench-run MODEL",
+		Short:  "Time one prompt pass and a greedy decode on token ids (used by go run ./bench)",
+		Hidden: true,
+		Long: "bench-run loads MODEL, evaluates the prompt given as token ids in one pass, then decodes\n" +
+			"--n-predict tokens greedily (EOS does not stop it), and prints one JSON object on stdout:\n" +
+			"load, prompt and decode times, and the peak resident memory (VmHWM) of the process.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ids, err := parseIDs(tokens)
+			if err != nil {
+				return err
+			}
+			if predict < 1 {
+				return fmt.Errorf("--n-predict must be at least 1, got %d", predict)
+			}
+			r := benchResult{Engine: "apr", PromptTokens: len(ids), DecodeTokens: predict}
+			if r.BaseRSSBytes, err = procStatusBytes("VmRSS"); err != nil {
+				return err
+			}
+			t0 := time.Now()
+			l, err := e.load(args[0], &f)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if ctxSize < len(ids)+predict {
+				ctxSize = len(ids) + predict
+			}
+			seq := l.engine.NewSequence(ctxSize)
+			r.LoadSeconds = time.Since(t0).Seconds()
+			r.Threads = l.engine.Threads()
+			vocab := l.model.Config.VocabSize
+			for _, id := range ids {
+				if id < 0 || id >= vocab {
+					return fmt.Errorf("token id %d is outside the vocabulary of %d", id, vocab)
+				}
+			}
+
+			t1 := time.Now()
+			logits, err := seq.Forward(ids, false)
+			if err != nil {
+				return fmt.Errorf("prompt: %w", err)
+			}
+			r.PromptSeconds = time.Since(t1).Seconds()
+			next := argmax(logits)
+			r.Output = append(r.Output, next)
+			t2 := time.Now()
+			for i := 0; i < predict; i++ {
+				if logits, err = seq.Forward([]int{next}, false); err != nil {
+					return fmt.Errorf("decode step %d: %w", i, err)
+				}
+				next = argmax(logits)
+				r.Output = append(r.Output, next)
+			}
+			r.DecodeSeconds = time.Since(t2).Seconds()
+			if r.PeakRSSBytes, err = procStatusBytes("VmHWM"); err != nil {
+				return err
+			}
+			out, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(e.stdout, "%s\n", out)
+			return err
+		},
+	}
+	f.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&tokens, "tokens", "", "prompt token ids, comma-separated")
+	fl.IntVarP(&predict, "n-predict", "n", 128, "tokens to decode after the prompt")
+	fl.IntVarP(&ctxSize, "ctx-size", "c", 512, "KV cache size in tokens (at least prompt + n-predict)")
+	return cmd
+}
+
+// parseIDs reads comma-separated token ids.
+func parseIDs(s string) ([]int, error) {
+	var ids []int
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		id, err := strconv.Atoi(p)
+		if err != nil {
+			return nil, fmt.Errorf("--tokens: %q is not a token id", p)
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("--tokens: no token ids given")
+	}
+	return ids, nil
+}
+
+// argmax is the index of the largest logit (the first on ties).
+func argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// procStatusBytes reads a "kB" field of /proc/self/status (VmRSS, VmHWM).
+func procStatusBytes(field string) (int64, error) {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, fmt.Errorf("peak memory: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok || name != field {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/self/status %s: %w", field, err)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("/proc/self/status has no %s", field)
+}
