@@ -1,0 +1,495 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// AVX2 + FMA + F16C dot-product kernels. Each mirrors a portable Go kernel
+// in dot_kernels.go; the integer parts are exact, the float sums run in
+// eight lanes (as ggml's AVX2 code does), so results differ from the
+// portable ones only in summation order.
+
+// bytes_from_bits_32's shuffle: byte j of the result takes byte j/8 of qh.
+DATA shufBits<>+0(SB)/8, $0x0000000000000000
+DATA shufBits<>+8(SB)/8, $0x0101010101010101
+DATA shufBits<>+16(SB)/8, $0x0202020202020202
+DATA shufBits<>+24(SB)/8, $0x0303030303030303
+GLOBL shufBits<>(SB), RODATA|NOPTR, $32
+
+// BCAST32 broadcasts the 32-bit constant c into the ymm register Y via AX.
+#define BCAST32(c, X, Y) \
+	MOVL $c, AX; \
+	VMOVD AX, X; \
+	VPBROADCASTD X, Y
+
+// SCALE2 sets Y (all lanes) to f16(a) * f16(b); X is Y's low half, T a
+// scratch xmm.
+#define SCALE2(a, b, X, Y, T) \
+	MOVWLZX a, AX; \
+	VMOVD AX, X; \
+	VCVTPH2PS X, X; \
+	MOVWLZX b, AX; \
+	VMOVD AX, T; \
+	VCVTPH2PS T, T; \
+	VMULSS T, X, X; \
+	VBROADCASTSS X, Y
+
+// MULSUM adds S * float(Σ pairs of x*y as int32) to ACC for signed bytes x,
+// y (ggml's mul_sum_i8_pairs_float); Y15 holds int16 ones. Clobbers T1, T2.
+#define MULSUM(x, y, T1, T2, S, ACC) \
+	VPSIGNB x, x, T1; \
+	VPSIGNB x, y, T2; \
+	VPMADDUBSW T2, T1, T1; \
+	VPMADDWD Y15, T1, T1; \
+	VCVTDQ2PS T1, T1; \
+	VFMADD231PS T1, S, ACC
+
+// HSUM leaves the sum of the eight floats of Y (low half X) in X.
+#define HSUM(Y, X, T) \
+	VEXTRACTF128 $1, Y, T; \
+	VADDPS T, X, X; \
+	VHADDPS X, X, X; \
+	VHADDPS X, X, X
+
+// HSUMI leaves the sum of the eight int32 of Y (low half X) in X.
+#define HSUMI(Y, X, T) \
+	VEXTRACTI128 $1, Y, T; \
+	VPADDD T, X, X; \
+	VPHADDD X, X, X; \
+	VPHADDD X, X, X
+
+// func q8_0DotAVX2(w, act *byte, nb int) float32
+TEXT ·q8_0DotAVX2(SB), NOSPLIT, $0-28
+	MOVQ w+0(FP), SI
+	MOVQ act+8(FP), DI
+	MOVQ nb+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	BCAST32(0x00010001, X15, Y15)
+	TESTQ CX, CX
+	JEQ q80done
+
+q80loop:
+	SCALE2((SI), (DI), X1, Y1, X2)
+	VMOVDQU 2(SI), Y2
+	VMOVDQU 2(DI), Y3
+	MULSUM(Y2, Y3, Y4, Y5, Y1, Y0)
+	ADDQ $34, SI
+	ADDQ $34, DI
+	DECQ CX
+	JNE  q80loop
+
+q80done:
+	HSUM(Y0, X0, X1)
+	VMOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func q4_0DotAVX2(w, act *byte, nb int) float32
+TEXT ·q4_0DotAVX2(SB), NOSPLIT, $0-28
+	MOVQ w+0(FP), SI
+	MOVQ act+8(FP), DI
+	MOVQ nb+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	BCAST32(0x00010001, X15, Y15)
+	BCAST32(0x0f0f0f0f, X14, Y14)
+	BCAST32(0x08080808, X13, Y13)
+	TESTQ CX, CX
+	JEQ q40done
+
+q40loop:
+	SCALE2((SI), (DI), X1, Y1, X2)
+	VMOVDQU 2(SI), X2
+	VPSRLW $4, X2, X3
+	VINSERTI128 $1, X3, Y2, Y2
+	VPAND Y14, Y2, Y2
+	VPSUBB Y13, Y2, Y2
+	VMOVDQU 2(DI), Y3
+	MULSUM(Y2, Y3, Y4, Y5, Y1, Y0)
+	ADDQ $18, SI
+	ADDQ $34, DI
+	DECQ CX
+	JNE  q40loop
+
+q40done:
+	HSUM(Y0, X0, X1)
+	VMOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func q5_0DotAVX2(w, act *byte, nb int) float32
+TEXT ·q5_0DotAVX2(SB), NOSPLIT, $0-28
+	MOVQ w+0(FP), SI
+	MOVQ act+8(FP), DI
+	MOVQ nb+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	BCAST32(0x00010001, X15, Y15)
+	BCAST32(0x0f0f0f0f, X14, Y14)
+	BCAST32(0xf0f0f0f0, X13, Y13)
+	VMOVDQU shufBits<>(SB), Y12
+	// bytes_from_bits_32's mask 0x7fbfdfeff7fbfdfe, and all ones.
+	MOVQ $0x7fbfdfeff7fbfdfe, AX
+	VMOVQ AX, X11
+	VPBROADCASTQ X11, Y11
+	VPCMPEQB Y10, Y10, Y10
+	TESTQ CX, CX
+	JEQ q50done
+
+q50loop:
+	SCALE2((SI), (DI), X1, Y1, X2)
+	// High bits: 0x00 where bit j of qh is set, 0xf0 where it is clear.
+	VPBROADCASTD 2(SI), Y6
+	VPSHUFB Y12, Y6, Y6
+	VPOR Y11, Y6, Y6
+	VPCMPEQB Y10, Y6, Y6
+	VPANDN Y13, Y6, Y6
+	VMOVDQU 6(SI), X2
+	VPSRLW $4, X2, X3
+	VINSERTI128 $1, X3, Y2, Y2
+	VPAND Y14, Y2, Y2
+	VPOR Y6, Y2, Y2
+	VMOVDQU 2(DI), Y3
+	MULSUM(Y2, Y3, Y4, Y5, Y1, Y0)
+	ADDQ $22, SI
+	ADDQ $34, DI
+	DECQ CX
+	JNE  q50loop
+
+q50done:
+	HSUM(Y0, X0, X1)
+	VMOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// KMINS sets AX to Σ_j m[j] * (bsums[2j] + bsums[2j+1]) for the Q8_K block
+// at DI and the eight mins at M (bytes). Clobbers Y7, Y8, Y9.
+#define KMINS(M) \
+	VMOVDQU 256(DI), Y7; \
+	VEXTRACTI128 $1, Y7, X8; \
+	VPHADDW X8, X7, X7; \
+	VPMOVZXBW M, X9; \
+	VPMADDWD X9, X7, X7; \
+	VPHADDD X7, X7, X7; \
+	VPHADDD X7, X7, X7; \
+	VMOVD X7, AX
+
+// BSCALE broadcasts the unsigned byte at m as an int16 into Y (low half X).
+#define BSCALE(m, X, Y) \
+	MOVBLZX m, AX; \
+	VMOVD AX, X; \
+	VPBROADCASTW X, Y
+
+// KSUB adds sc * (q · q8) for 32 unsigned quants Q and 32 Q8_K quants at
+// q8 into the int32 lanes of Y0; sc is a byte. Clobbers Q, Y5, Y6.
+#define KSUB(Q, q8, sc) \
+	VPMADDUBSW q8, Q, Q; \
+	BSCALE(sc, X6, Y6); \
+	VPMADDWD Y6, Q, Q; \
+	VPADDD Q, Y0, Y0
+
+// func q4KBlockAVX2(qs, q8, sm *byte) (isum, summs int32)
+// qs: the block's 128 quant bytes; q8: a Q8_K block (qs then bsums at 256);
+// sm: 8 scales then 8 mins.
+TEXT ·q4KBlockAVX2(SB), NOSPLIT, $0-32
+	MOVQ qs+0(FP), SI
+	MOVQ q8+8(FP), DI
+	MOVQ sm+16(FP), DX
+	VPXOR Y0, Y0, Y0
+	BCAST32(0x0f0f0f0f, X14, Y14)
+	XORQ CX, CX
+
+q4kloop:
+	VMOVDQU (SI), Y1
+	VPSRLW $4, Y1, Y2
+	VPAND Y14, Y1, Y1
+	VPAND Y14, Y2, Y2
+	KSUB(Y1, (DI), (DX))
+	KSUB(Y2, 32(DI), 1(DX))
+	ADDQ $32, SI
+	ADDQ $64, DI
+	ADDQ $2, DX
+	INCQ CX
+	CMPQ CX, $4
+	JNE  q4kloop
+
+	HSUMI(Y0, X0, X1)
+	VMOVD X0, AX
+	MOVL AX, isum+24(FP)
+	SUBQ $256, DI
+	KMINS((DX))
+	MOVL AX, summs+28(FP)
+	VZEROUPPER
+	RET
+
+// func q5KBlockAVX2(qh, qs, q8, sm *byte) (isum, summs int32)
+// As q4KBlockAVX2, with qh the 32 bytes of fifth bits.
+TEXT ·q5KBlockAVX2(SB), NOSPLIT, $0-40
+	MOVQ qh+0(FP), BX
+	MOVQ qs+8(FP), SI
+	MOVQ q8+16(FP), DI
+	MOVQ sm+24(FP), DX
+	VPXOR Y0, Y0, Y0
+	BCAST32(0x0f0f0f0f, X14, Y14)
+	BCAST32(0x01010101, X13, Y13)
+	VMOVDQU (BX), Y12
+	XORQ CX, CX
+
+q5kloop:
+	VMOVDQU (SI), Y1
+	VPSRLW $4, Y1, Y2
+	VPAND Y14, Y1, Y1
+	VPAND Y14, Y2, Y2
+	// fifth bits: bit 2j of qh for the low nibbles, 2j+1 for the high.
+	VPAND Y13, Y12, Y3
+	VPSLLW $4, Y3, Y3
+	VPOR Y3, Y1, Y1
+	VPSRLW $1, Y12, Y12
+	VPAND Y13, Y12, Y3
+	VPSLLW $4, Y3, Y3
+	VPOR Y3, Y2, Y2
+	VPSRLW $1, Y12, Y12
+	KSUB(Y1, (DI), (DX))
+	KSUB(Y2, 32(DI), 1(DX))
+	ADDQ $32, SI
+	ADDQ $64, DI
+	ADDQ $2, DX
+	INCQ CX
+	CMPQ CX, $4
+	JNE  q5kloop
+
+	HSUMI(Y0, X0, X1)
+	VMOVD X0, AX
+	MOVL AX, isum+32(FP)
+	SUBQ $256, DI
+	KMINS((DX))
+	MOVL AX, summs+36(FP)
+	VZEROUPPER
+	RET
+
+// SSCALE sets Y to int16 lanes: the signed byte at a in the low 128 bits,
+// the one at b in the high 128 bits. Clobbers T (xmm).
+#define SSCALE(a, b, X, Y, T) \
+	MOVBLSX a, AX; \
+	VMOVD AX, X; \
+	VPBROADCASTW X, X; \
+	MOVBLSX b, AX; \
+	VMOVD AX, T; \
+	VPBROADCASTW T, T; \
+	VINSERTI128 $1, T, Y, Y
+
+// Q6SUB adds Σ scale * ((q - 32) · q8) for 32 quants Q (0..63) and the
+// Q8_K quants at q8, scales at sa (first 16) and sb (last 16), into Y0.
+// Y13 holds bytes of 32, Y15 int16 ones. Clobbers Q, Y5, Y6, Y7.
+#define Q6SUB(Q, q8, sa, sb) \
+	VMOVDQU q8, Y5; \
+	VPMADDUBSW Y5, Y13, Y7; \
+	VPMADDUBSW Y5, Q, Q; \
+	VPSUBW Y7, Q, Q; \
+	SSCALE(sa, sb, X6, Y6, X7); \
+	VPMADDWD Y6, Q, Q; \
+	VPADDD Q, Y0, Y0
+
+// func q6KBlockAVX2(x, q8 *byte) int32
+// x: a Q6_K block (ql[128], qh[64], scales[16]); q8: a Q8_K block's quants.
+TEXT ·q6KBlockAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ q8+8(FP), DI
+	LEAQ 128(SI), BX  // qh
+	LEAQ 192(SI), DX  // scales
+	VPXOR Y0, Y0, Y0
+	BCAST32(0x0f0f0f0f, X14, Y14)
+	BCAST32(0x20202020, X13, Y13)
+	BCAST32(0x03030303, X12, Y12)
+	XORQ CX, CX
+
+q6kloop:
+	VMOVDQU (SI), Y1   // ql[0:32]
+	VMOVDQU 32(SI), Y2 // ql[32:64]
+	VMOVDQU (BX), Y8   // qh[0:32]
+	VPSRLW $4, Y1, Y3
+	VPSRLW $4, Y2, Y4
+	VPAND Y14, Y1, Y1
+	VPAND Y14, Y2, Y2
+	VPAND Y14, Y3, Y3
+	VPAND Y14, Y4, Y4
+	VPAND Y12, Y8, Y9
+	VPSLLW $4, Y9, Y9
+	VPOR Y9, Y1, Y1
+	VPSRLW $2, Y8, Y8
+	VPAND Y12, Y8, Y9
+	VPSLLW $4, Y9, Y9
+	VPOR Y9, Y2, Y2
+	VPSRLW $2, Y8, Y8
+	VPAND Y12, Y8, Y9
+	VPSLLW $4, Y9, Y9
+	VPOR Y9, Y3, Y3
+	VPSRLW $2, Y8, Y8
+	VPAND Y12, Y8, Y9
+	VPSLLW $4, Y9, Y9
+	VPOR Y9, Y4, Y4
+	Q6SUB(Y1, (DI), (DX), 1(DX))
+	Q6SUB(Y2, 32(DI), 2(DX), 3(DX))
+	Q6SUB(Y3, 64(DI), 4(DX), 5(DX))
+	Q6SUB(Y4, 96(DI), 6(DX), 7(DX))
+	ADDQ $64, SI
+	ADDQ $32, BX
+	ADDQ $128, DI
+	ADDQ $8, DX
+	INCQ CX
+	CMPQ CX, $2
+	JNE  q6kloop
+
+	HSUMI(Y0, X0, X1)
+	VMOVD X0, AX
+	MOVL AX, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// FSUM4 adds Y5..Y7 into Y0 and leaves the horizontal sum in X0.
+#define FSUM4 \
+	VADDPS Y5, Y0, Y0; \
+	VADDPS Y7, Y6, Y6; \
+	VADDPS Y6, Y0, Y0; \
+	HSUM(Y0, X0, X1)
+
+// func f16DotAVX2(w *byte, x *float32, n int) float32  (n a multiple of 32)
+TEXT ·f16DotAVX2(SB), NOSPLIT, $0-28
+	MOVQ w+0(FP), SI
+	MOVQ x+8(FP), DI
+	MOVQ n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ CX, CX
+	JEQ f16done
+
+f16loop:
+	VCVTPH2PS (SI), Y1
+	VCVTPH2PS 16(SI), Y2
+	VCVTPH2PS 32(SI), Y3
+	VCVTPH2PS 48(SI), Y4
+	VFMADD231PS (DI), Y1, Y0
+	VFMADD231PS 32(DI), Y2, Y5
+	VFMADD231PS 64(DI), Y3, Y6
+	VFMADD231PS 96(DI), Y4, Y7
+	ADDQ $64, SI
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JNE  f16loop
+
+f16done:
+	FSUM4
+	VMOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func bf16DotAVX2(w *byte, x *float32, n int) float32  (n a multiple of 32)
+TEXT ·bf16DotAVX2(SB), NOSPLIT, $0-28
+	MOVQ w+0(FP), SI
+	MOVQ x+8(FP), DI
+	MOVQ n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ CX, CX
+	JEQ bf16done
+
+bf16loop:
+	VPMOVZXWD (SI), Y1
+	VPMOVZXWD 16(SI), Y2
+	VPMOVZXWD 32(SI), Y3
+	VPMOVZXWD 48(SI), Y4
+	VPSLLD $16, Y1, Y1
+	VPSLLD $16, Y2, Y2
+	VPSLLD $16, Y3, Y3
+	VPSLLD $16, Y4, Y4
+	VFMADD231PS (DI), Y1, Y0
+	VFMADD231PS 32(DI), Y2, Y5
+	VFMADD231PS 64(DI), Y3, Y6
+	VFMADD231PS 96(DI), Y4, Y7
+	ADDQ $64, SI
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JNE  bf16loop
+
+bf16done:
+	FSUM4
+	VMOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func f32DotAVX2(w, x *float32, n int) float32  (n a multiple of 32)
+TEXT ·f32DotAVX2(SB), NOSPLIT, $0-28
+	MOVQ w+0(FP), SI
+	MOVQ x+8(FP), DI
+	MOVQ n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ CX, CX
+	JEQ f32done
+
+f32loop:
+	VMOVUPS (SI), Y1
+	VMOVUPS 32(SI), Y2
+	VMOVUPS 64(SI), Y3
+	VMOVUPS 96(SI), Y4
+	VFMADD231PS (DI), Y1, Y0
+	VFMADD231PS 32(DI), Y2, Y5
+	VFMADD231PS 64(DI), Y3, Y6
+	VFMADD231PS 96(DI), Y4, Y7
+	ADDQ $128, SI
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JNE  f32loop
+
+f32done:
+	FSUM4
+	VMOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func f32AxpyAVX2(o *float32, p float32, v *float32, n int)  (n a multiple of 8)
+TEXT ·f32AxpyAVX2(SB), NOSPLIT, $0-32
+	MOVQ o+0(FP), DI
+	VBROADCASTSS p+8(FP), Y0
+	MOVQ v+16(FP), SI
+	MOVQ n+24(FP), CX
+	TESTQ CX, CX
+	JEQ axdone
+
+axloop:
+	VMOVUPS (DI), Y1
+	VFMADD231PS (SI), Y0, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNE  axloop
+
+axdone:
+	VZEROUPPER
+	RET
+
+// func f16AxpyAVX2(o *float32, p float32, v *byte, n int)  (n a multiple of 8)
+TEXT ·f16AxpyAVX2(SB), NOSPLIT, $0-32
+	MOVQ o+0(FP), DI
+	VBROADCASTSS p+8(FP), Y0
+	MOVQ v+16(FP), SI
+	MOVQ n+24(FP), CX
+	TESTQ CX, CX
+	JEQ ahdone
+
+ahloop:
+	VCVTPH2PS (SI), Y2
+	VMOVUPS (DI), Y1
+	VFMADD231PS Y2, Y0, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $16, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNE  ahloop
+
+ahdone:
+	VZEROUPPER
+	RET
