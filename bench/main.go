@@ -39,12 +39,12 @@ func main() {
 // options are the command's flags.
 type options struct {
 	threads, reps, promptLen, nPredict, ctxSize int
-	cache, shared, out, llamaDir               string
-	models, quants                             string
-	bf16                                       bool
-	seed                                       uint64
-	timeout                                    time.Duration
-	bandwidthMiB                               int
+	cache, shared, out, llamaDir                string
+	models, quants                              string
+	bf16                                        bool
+	seed                                        uint64
+	timeout                                     time.Duration
+	bandwidthMiB                                int
 }
 
 func parseFlags(args []string) (*options, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -159,12 +160,9 @@ func memBandwidth(size, threads, reps int) float64 {
 		}
 		best = max(best, float64(part*threads*8)/d)
 	}
-	bandwidthSink = sink
+	runtime.KeepAlive(sink)
 	return best
 }
-
-// bandwidthSink keeps the sums alive, so the compiler cannot drop the loop.
-var bandwidthSink uint64
 
 // sum8 sums x (a multiple of 8 long) with eight independent accumulators,
 // so the loop is bound by memory, not by the add latency.

@@ -158,7 +158,7 @@ type fileKind struct {
 	Ext  string // file name suffix
 	// typeFor picks each tensor's type (canonical name, shape, layer index
 	// or -1); nil for the SafeTensors folder (BF16 throughout).
-	typeFor func(c *model.Config, name string, shp []int, layer int) tensor.DType
+	typeFor  func(c *model.Config, name string, shp []int, layer int) tensor.DType
 	fileType uint32 // general.file_type (llama_ftype)
 }
 
