@@ -42,6 +42,7 @@ type Engine struct {
 	be      *cpu.Backend
 	mu      sync.Mutex  // one forward pass at a time
 	scratch activations // reused by every forward pass, under mu
+	probe   Probe       // observes bricks when set, under mu
 	embed   *cpu.Matrix
 	layers  []decoderLayer
 	norm    []float32

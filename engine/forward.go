@@ -124,9 +124,11 @@ func (e *Engine) ForwardBatch(entries []BatchEntry) ([][]float32, error) {
 	}
 	h := cfg.HiddenSize
 	x := a.x
+	t0 := e.mark()
 	for i, t := range a.tokens {
 		e.embed.RowF32(x[i*h:(i+1)*h], t)
 	}
+	e.report(BrickEmbed, -1, t0, rows, x)
 	for li := range e.layers {
 		e.layers[li].forward(e, li, x, a, rows)
 	}
@@ -144,9 +146,13 @@ func (e *Engine) ForwardBatch(entries []BatchEntry) ([][]float32, error) {
 		r += n
 		o += k
 	}
+	t0 = e.mark()
 	e.be.RMSNorm(sel, sel, e.norm, outRows, float32(cfg.RMSNormEps))
+	e.report(BrickNorm, -1, t0, outRows, sel)
+	t0 = e.mark()
 	logits := make([]float32, outRows*cfg.VocabSize)
 	e.be.MatMul(logits, e.output, sel, outRows)
+	e.report(BrickLMHead, -1, t0, outRows, logits)
 	out := make([][]float32, len(entries))
 	o = 0
 	for i, b := range entries {
@@ -201,19 +207,28 @@ func (a *activations) get(cfg *model.Config, n, outRows int) *activations {
 // x += attn(norm(x)); x += mlp(norm(x)).
 func (l *decoderLayer) forward(e *Engine, li int, x []float32, a *activations, n int) {
 	eps := float32(e.Config.RMSNormEps)
+	t0 := e.mark()
 	e.be.RMSNorm(a.norm, x, l.attnNorm, n, eps)
+	e.report(BrickNorm, li, t0, n, a.norm)
 	l.attn.forward(e, li, a, n)
+	t0 = e.mark()
 	cpu.Add(x, a.proj)
+	e.report(BrickResidual, li, t0, n, x)
 
+	t0 = e.mark()
 	e.be.RMSNorm(a.norm, x, l.mlpNorm, n, eps)
-	l.mlp.forward(e, a, n)
+	e.report(BrickNorm, li, t0, n, a.norm)
+	l.mlp.forward(e, li, a, n)
+	t0 = e.mark()
 	cpu.Add(x, a.proj)
+	e.report(BrickResidual, li, t0, n, x)
 }
 
 // forward: q, k, v projections with bias, RoPE, cache append, causal GQA,
 // output projection into a.proj.
 func (at *attention) forward(e *Engine, li int, a *activations, n int) {
 	be := e.be
+	t0 := e.mark()
 	be.MatMul(a.q, at.q, a.norm, n)
 	be.MatMul(a.k, at.k, a.norm, n)
 	be.MatMul(a.v, at.v, a.norm, n)
@@ -222,7 +237,9 @@ func (at *attention) forward(e *Engine, li int, a *activations, n int) {
 		cpu.AddBias(a.k, at.kb, n)
 		cpu.AddBias(a.v, at.vb, n)
 	}
+	e.report(BrickQKV, li, t0, n, a.q, a.k, a.v)
 	qDim, kvDim := at.heads*at.headDim, at.kvHead*at.headDim
+	t0 = e.mark()
 	for t := 0; t < n; t++ {
 		pos := a.pos[t]
 		e.rope.Apply(a.q[t*qDim:(t+1)*qDim], at.heads, pos)
@@ -230,14 +247,23 @@ func (at *attention) forward(e *Engine, li int, a *activations, n int) {
 		a.caches[t] = a.seqs[t].cache[li]
 		a.caches[t].Store(pos, a.k[t*kvDim:(t+1)*kvDim], a.v[t*kvDim:(t+1)*kvDim])
 	}
+	e.report(BrickRope, li, t0, n, a.q, a.k)
+	t0 = e.mark()
 	be.Attention(a.attn, a.q, a.caches, a.pos, n, at.heads, at.kvHead, at.headDim)
+	e.report(BrickScore, li, t0, n, a.attn)
+	t0 = e.mark()
 	be.MatMul(a.proj, at.o, a.attn, n)
+	e.report(BrickAttnOut, li, t0, n, a.proj)
 }
 
 // forward: down(silu(gate(x)) * up(x)) into a.proj.
-func (m *mlp) forward(e *Engine, a *activations, n int) {
+func (m *mlp) forward(e *Engine, li int, a *activations, n int) {
+	t0 := e.mark()
 	e.be.MatMul(a.gate, m.gate, a.norm, n)
 	e.be.MatMul(a.up, m.up, a.norm, n)
 	cpu.SiLUMul(a.gate, a.up)
+	e.report(BrickMLPGateUp, li, t0, n, a.gate)
+	t0 = e.mark()
 	e.be.MatMul(a.proj, m.down, a.gate, n)
+	e.report(BrickMLPDown, li, t0, n, a.proj)
 }

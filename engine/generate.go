@@ -77,7 +77,9 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int, opts GenerateOpti
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
+		ts := s.e.mark()
 		next := opts.Sampler.Sample(logits, history)
+		s.e.report(BrickSampling, -1, ts, 1, logits)
 		st.Tokens++
 		if isEOS[next] {
 			st.StopReason = "eos"
