@@ -183,7 +183,7 @@ func fromGGUF(path string, f *gguf.File) (*Model, error) {
 // file layout, never copied from a source.
 func derivedKey(key string) bool {
 	switch key {
-	case gguf.KeyAlignment, keyFileType, keyQuantVersion, gguf.KeySplitNo, gguf.KeySplitCount, gguf.KeySplitTensors:
+	case gguf.KeyAlignment, gguf.KeySplitNo, gguf.KeySplitCount, gguf.KeySplitTensors:
 		return true
 	}
 	return false

@@ -71,6 +71,8 @@ func FileTypeNames() []string {
 func ParseFileType(s string) (FileType, error) {
 	u := strings.ToUpper(strings.TrimSpace(s))
 	switch u {
+	case "", "KEEP":
+		return Keep, nil
 	case "Q4_K":
 		u = "Q4_K_M"
 	case "Q5_K":
@@ -83,6 +85,12 @@ func ParseFileType(s string) (FileType, error) {
 	}
 	return FileType{}, fmt.Errorf("unknown type %q (want one of %s)", s, strings.Join(FileTypeNames(), ", "))
 }
+
+// Keep is the file type that leaves every tensor's type as it is.
+var Keep = FileType{Name: "keep"}
+
+// Keep reports whether ft is Keep.
+func (ft FileType) Keep() bool { return ft.Default == tensor.Invalid }
 
 // Quantized reports whether the type's weights are GGML blocks.
 func (ft FileType) Quantized() bool { return ft.Default.Quantized() }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -29,7 +30,9 @@ type GGUFResult struct {
 	Fallbacks []string
 }
 
-// ToGGUF lays m out as a GGUF of file type ft, as llama.cpp would: a model
+// ToGGUF lays m out as a GGUF of file type ft, as llama.cpp would (with
+// Keep, the tensors stay as they are, except that a model read from
+// SafeTensors is written as F16): a model
 // read from SafeTensors first goes through convert_hf_to_gguf.py's pass (1-D
 // tensors and norms F32; other weights F16, or BF16/F32 for those output
 // types), then every tensor gets llama-quantize's type for ft (mixture rules
@@ -37,6 +40,9 @@ type GGUFResult struct {
 // float32 with the bit-exact reference quantizers. Tensors already of their
 // target type are passed through byte for byte.
 func ToGGUF(m *Model, ft FileType) (*GGUFResult, error) {
+	if ft.Keep() && m.Origin == FormatSafeTensors {
+		ft = fileTypes[1] // F16
+	}
 	ts := make([]*tensor.Tensor, len(m.Tensors))
 	copy(ts, m.Tensors)
 	SortTensors(ts)
@@ -57,6 +63,9 @@ func ToGGUF(m *Model, ft FileType) (*GGUFResult, error) {
 	}
 	mix := newMixState(m.Config, names, ft)
 	for i, t := range ts {
+		if ft.Keep() {
+			break
+		}
 		if ts[i], err = Cast(t, mix.typeFor(names[i], t.Shape, t.DType)); err != nil {
 			return nil, err
 		}
@@ -122,6 +131,11 @@ func ggufMetadata(m *Model, ft FileType) ([]gguf.KV, error) {
 	if g.RepeatPenalty != nil {
 		add(gguf.KV{Key: "general.sampling.penalty_repeat", Value: float32(*g.RepeatPenalty)})
 	}
+	if ft.Keep() {
+		add(gguf.KV{Key: keyQuantVersion, Value: ggmlQntVersion})
+		return meta, nil
+	}
+	meta = slices.DeleteFunc(meta, func(kv gguf.KV) bool { return kv.Key == keyFileType || kv.Key == keyQuantVersion })
 	meta = append(meta, gguf.KV{Key: keyQuantVersion, Value: ggmlQntVersion}, gguf.KV{Key: keyFileType, Value: ft.ID})
 	return meta, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/apr-llm/apr/chat"
 	"github.com/apr-llm/apr/demo"
+	"github.com/apr-llm/apr/format/apr"
 	"github.com/apr-llm/apr/format/gguf"
 	"github.com/apr-llm/apr/format/hf"
 	"github.com/apr-llm/apr/model"
@@ -15,7 +16,7 @@ import (
 )
 
 // Open loads the model at path: a Hugging Face folder (config.json +
-// SafeTensors), a GGUF file, or demo.Name for the built-in demo model.
+// SafeTensors), a GGUF file, an APR file, or demo.Name for the built-in demo model.
 func Open(path string) (*model.Model, error) {
 	if path == demo.Name {
 		f, err := gguf.OpenBytes(path, demo.GGUF)
@@ -41,8 +42,10 @@ func Open(path string) (*model.Model, error) {
 	switch magic {
 	case "GGUF":
 		return openGGUF(path)
+	case apr.Magic:
+		return apr.Load(path, apr.Options{})
 	}
-	return nil, fmt.Errorf("model %s: unrecognised file (magic %q): want a GGUF file or a Hugging Face folder", path, magic)
+	return nil, fmt.Errorf("model %s: unrecognised file (magic %q): want a GGUF or APR file or a Hugging Face folder", path, magic)
 }
 
 func readMagic(path string) (string, error) {
