@@ -1,0 +1,598 @@
+// Kernels of apr's CUDA backend: the operations of one decode step of the
+// Qwen2/LLaMA forward pass. Compiled to PTX for sm_90 (see ../cuda.go's
+// go:generate line) and loaded with cuModuleLoadData; no CUDA headers are
+// used, so the file also passes a host C++ syntax check.
+//
+// Numerics follow apr's CPU backend (backend/cpu, quant): activations are
+// quantized to ggml's 8-bit blocks with the same rounding, quantized weights
+// are multiplied in integers per block with the block's float scales applied
+// as ggml-cpu's generic kernels do, so GPU and CPU differ only in the order
+// of float sums.
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+
+#define WARP 32
+#define FULL 0xffffffffu
+
+// ---------------------------------------------------------------- helpers
+
+__device__ __forceinline__ float h2f(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ u16 f2h(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+__device__ __forceinline__ float bf2f(u16 h) { return __uint_as_float(((u32)h) << 16); }
+
+__device__ __forceinline__ u16 ld16(const u8* p) { return *(const u16*)p; }
+
+// ld32u reads 4 bytes at a 2-byte aligned address.
+__device__ __forceinline__ int ld32u(const u8* p) {
+    return (int)((u32)ld16(p) | ((u32)ld16(p + 2) << 16));
+}
+
+__device__ __forceinline__ int ld32(const u8* p) { return *(const int*)p; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL, v, o);
+    return v;
+}
+
+__device__ __forceinline__ int warp_isum(int v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL, v, o));
+    return v;
+}
+
+// block_max reduces over a block of up to 1024 threads (a multiple of 32);
+// every thread gets the maximum. red holds 32 floats of shared memory.
+__device__ float block_max(float v, float* red) {
+    int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    v = lane < nw ? red[lane] : -3.402823466e38f;
+    return warp_max(v);
+}
+
+// ------------------------------------------------- activation quantizers
+
+// quantize_q8_0 encodes n floats (a multiple of 32) as Q8_0 blocks (f16 d,
+// 32 int8), as ggml's x86 quantize_row_q8_0: d = amax/127, q = round-half-
+// even(x * 127/amax). One warp per block.
+extern "C" __global__ void quantize_q8_0(const float* __restrict__ x, u8* __restrict__ out, int n) {
+    int b = (blockIdx.x * blockDim.x + threadIdx.x) / WARP;
+    int lane = threadIdx.x % WARP;
+    if (b * 32 >= n) return;  // whole warps exit together
+    float v = x[b * 32 + lane];
+    float amax = warp_max(fabsf(v));
+    float d = amax / 127.0f;
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    u8* blk = out + (i64)b * 34;
+    blk[2 + lane] = (u8)(i8)__float2int_rn(__fmul_rn(v, id));
+    if (lane == 0) *(u16*)blk = f2h(d);
+}
+
+// quantize_q8_k encodes n floats (a multiple of 256) as Q8_K blocks (f32 d,
+// 256 int8, 16 int16 sums), as quantize_row_q8_K_ref: the element of largest
+// magnitude (the first one on ties) sets iscale = -127/max. One warp per
+// block, each lane 8 consecutive elements.
+extern "C" __global__ void quantize_q8_k(const float* __restrict__ x, u8* __restrict__ out, int n) {
+    int b = (blockIdx.x * blockDim.x + threadIdx.x) / WARP;
+    int lane = threadIdx.x % WARP;
+    if (b * 256 >= n) return;
+    const float* xb = x + (i64)b * 256 + lane * 8;
+    float v[8];
+    float amax = 0.0f, xmax = 0.0f;
+    int idx = 1 << 30;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        v[j] = xb[j];
+        float a = fabsf(v[j]);
+        if (a > amax) { amax = a; xmax = v[j]; idx = lane * 8 + j; }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float a2 = __shfl_xor_sync(FULL, amax, o);
+        float x2 = __shfl_xor_sync(FULL, xmax, o);
+        int i2 = __shfl_xor_sync(FULL, idx, o);
+        if (a2 > amax || (a2 == amax && i2 < idx)) { amax = a2; xmax = x2; idx = i2; }
+    }
+    u8* blk = out + (i64)b * 292;
+    if (amax == 0.0f) {
+        // ggml clears the whole block.
+#pragma unroll
+        for (int j = 0; j < 8; j++) blk[4 + lane * 8 + j] = 0;
+        if (lane < 16) *(short*)(blk + 260 + 2 * lane) = 0;
+        if (lane == 0) *(float*)blk = 0.0f;
+        return;
+    }
+    float iscale = -127.0f / xmax;
+    int s = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        int q = min(127, __float2int_rn(__fmul_rn(iscale, v[j])));
+        blk[4 + lane * 8 + j] = (u8)(i8)q;
+        s += q;
+    }
+    s += __shfl_xor_sync(FULL, s, 1);
+    if ((lane & 1) == 0) *(short*)(blk + 260 + lane) = (short)s;
+    if (lane == 0) *(float*)blk = 1.0f / iscale;
+}
+
+// ------------------------------------------------ matrix-vector products
+//
+// Every matvec kernel has one signature: y[r] (+)= W[r,:] · act (+ bias[r])
+// for rows r, one warp per row, blockDim.x a multiple of 32. act is the
+// activation in the weights' dot type: Q8_0 blocks for Q8_0/Q5_0, Q8_K for
+// Q4_K/Q6_K, float32 for F32/F16/BF16. acc != 0 adds into y (a residual).
+
+#define MATVEC_PROLOGUE                                                         \
+    int row = (blockIdx.x * blockDim.x + threadIdx.x) / WARP;                   \
+    int lane = threadIdx.x % WARP;                                              \
+    if (row >= rows) return;                                                    \
+    const u8* w = W + (i64)row * rowBytes;
+
+#define MATVEC_EPILOGUE                                                         \
+    sum = warp_sum(sum);                                                        \
+    if (lane == 0) {                                                            \
+        if (bias) sum += bias[row];                                             \
+        y[row] = acc ? y[row] + sum : sum;                                      \
+    }
+
+// ordered_add adds the per-block terms of one pass of a 32-element-block
+// matvec (held by lanes 0, 4, ..., 28 for blocks base/4 ...) to lane 0's
+// sum one block after the other, as the CPU's scalar kernels do: the result
+// is bit-identical to quant.VecDot.
+__device__ __forceinline__ float ordered_add(float sum, float term, int base, int units) {
+    int lane = threadIdx.x % WARP;
+#pragma unroll
+    for (int g = 0; g < 8; g++) {
+        float t = __shfl_sync(FULL, term, 4 * g);
+        if (lane == 0 && base + 4 * g < units) sum = __fadd_rn(sum, t);
+    }
+    return sum;
+}
+
+// Q8_0 weights: 34-byte blocks; four lanes share a block, 8 quants each.
+extern "C" __global__ void matvec_q8_0(const u8* __restrict__ W, const u8* __restrict__ act,
+                                       float* __restrict__ y, const float* __restrict__ bias,
+                                       int rows, int cols, i64 rowBytes, int acc) {
+    MATVEC_PROLOGUE
+    int units = cols / 32 * 4;
+    float sum = 0.0f;
+    for (int base = 0; base < units; base += WARP) {
+        int u = base + lane;
+        int s = 0;
+        int b = u >> 2, p = u & 3;
+        if (u < units) {
+            const u8* wb = w + b * 34 + 2 + 8 * p;
+            const u8* ab = act + b * 34 + 2 + 8 * p;
+            s = __dp4a(ld32u(wb), ld32u(ab), s);
+            s = __dp4a(ld32u(wb + 4), ld32u(ab + 4), s);
+        }
+        s += __shfl_xor_sync(FULL, s, 1);
+        s += __shfl_xor_sync(FULL, s, 2);
+        float term = 0.0f;
+        if (u < units && p == 0) {
+            float d = __fmul_rn(h2f(ld16(w + b * 34)), h2f(ld16(act + b * 34)));
+            term = __fmul_rn((float)s, d);
+        }
+        sum = ordered_add(sum, term, base, units);
+    }
+    MATVEC_EPILOGUE
+}
+
+// Q5_0 weights: 22-byte blocks (f16 d, u32 high bits, 16 bytes of nibbles);
+// four lanes share a block, each 4 bytes of nibbles = 8 quants.
+extern "C" __global__ void matvec_q5_0(const u8* __restrict__ W, const u8* __restrict__ act,
+                                       float* __restrict__ y, const float* __restrict__ bias,
+                                       int rows, int cols, i64 rowBytes, int acc) {
+    MATVEC_PROLOGUE
+    int units = cols / 32 * 4;
+    float sum = 0.0f;
+    for (int base = 0; base < units; base += WARP) {
+        int u = base + lane;
+        int s = 0;
+        int b = u >> 2, p = u & 3;
+        if (u < units) {
+            const u8* wb = w + b * 22;
+            u32 qh = (u32)ld32u(wb + 2);
+            u32 qs = (u32)ld32u(wb + 6 + 4 * p);
+            u32 lo = 0, hi = 0;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                int j = 4 * p + k;
+                u32 byte = (qs >> (8 * k)) & 0xff;
+                int q0 = (int)((byte & 0x0f) | (((qh >> j) & 1) << 4)) - 16;
+                int q1 = (int)((byte >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16;
+                lo |= ((u32)(u8)(i8)q0) << (8 * k);
+                hi |= ((u32)(u8)(i8)q1) << (8 * k);
+            }
+            const u8* ab = act + b * 34 + 2;
+            s = __dp4a((int)lo, ld32u(ab + 4 * p), s);
+            s = __dp4a((int)hi, ld32u(ab + 16 + 4 * p), s);
+        }
+        s += __shfl_xor_sync(FULL, s, 1);
+        s += __shfl_xor_sync(FULL, s, 2);
+        float term = 0.0f;
+        if (u < units && p == 0) {
+            float d = __fmul_rn(h2f(ld16(w + b * 22)), h2f(ld16(act + b * 34)));
+            term = __fmul_rn(d, (float)s);
+        }
+        sum = ordered_add(sum, term, base, units);
+    }
+    MATVEC_EPILOGUE
+}
+
+// scale_min_k4 is ggml's get_scale_min_k4.
+__device__ __forceinline__ void scale_min_k4(int j, const u8* s, int* sc, int* m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+// Q4_K weights: 144-byte super-blocks of 256 (f16 d, f16 dmin, 12 bytes of
+// 6-bit scales and mins, 128 bytes of nibbles). The whole warp takes one
+// super-block: lane = 8*j + part reads 4 bytes of chunk j (low nibbles are
+// elements 64j+4part.., high nibbles 64j+32+4part..).
+extern "C" __global__ void matvec_q4_k(const u8* __restrict__ W, const u8* __restrict__ act,
+                                       float* __restrict__ y, const float* __restrict__ bias,
+                                       int rows, int cols, i64 rowBytes, int acc) {
+    MATVEC_PROLOGUE
+    int nb = cols / 256;
+    int j = lane >> 3, part = lane & 7;
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        const u8* wb = w + b * 144;
+        const u8* ab = act + (i64)b * 292;
+        int sc0, m0, sc1, m1;
+        scale_min_k4(2 * j, wb + 4, &sc0, &m0);
+        scale_min_k4(2 * j + 1, wb + 4, &sc1, &m1);
+        u32 q = (u32)ld32(wb + 16 + 32 * j + 4 * part);
+        int s0 = __dp4a((int)(q & 0x0f0f0f0f), ld32(ab + 4 + 64 * j + 4 * part), 0);
+        int s1 = __dp4a((int)((q >> 4) & 0x0f0f0f0f), ld32(ab + 4 + 64 * j + 32 + 4 * part), 0);
+        int isum = sc0 * s0 + sc1 * s1;
+        int summs = 0;
+        if (lane < 16) {
+            int sc, m;
+            scale_min_k4(lane / 2, wb + 4, &sc, &m);
+            summs = (int)*(const short*)(ab + 260 + 2 * lane) * m;
+        }
+        isum = warp_isum(isum);
+        summs = warp_isum(summs);
+        if (lane == 0) {
+            float yd = *(const float*)ab;
+            float d = __fmul_rn(h2f(ld16(wb)), yd);
+            float dmin = __fmul_rn(h2f(ld16(wb + 2)), yd);
+            sum += __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)summs));
+        }
+    }
+    MATVEC_EPILOGUE
+}
+
+// Q6_K weights: 210-byte super-blocks (128 bytes low 4 bits, 64 bytes high
+// 2 bits, 16 int8 scales, f16 d). Lane = 16*half + i handles l = 2i, 2i+1
+// of its half: elements l, l+32, l+64, l+96 of the half's 128.
+extern "C" __global__ void matvec_q6_k(const u8* __restrict__ W, const u8* __restrict__ act,
+                                       float* __restrict__ y, const float* __restrict__ bias,
+                                       int rows, int cols, i64 rowBytes, int acc) {
+    MATVEC_PROLOGUE
+    int nb = cols / 256;
+    int half = lane >> 4, l0 = (lane & 15) * 2;
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        const u8* wb = w + b * 210;
+        const u8* ql = wb + 64 * half;
+        const u8* qh = wb + 128 + 32 * half;
+        const i8* scales = (const i8*)(wb + 192);
+        const i8* a8 = (const i8*)(act + (i64)b * 292 + 4) + 128 * half;
+        int isum = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            int s = 0;
+#pragma unroll
+            for (int t = 0; t < 2; t++) {
+                int l = l0 + t;
+                int hb = qh[l];
+                int q;
+                switch (k) {
+                    case 0: q = (ql[l] & 0x0f) | (((hb >> 0) & 3) << 4); break;
+                    case 1: q = (ql[l + 32] & 0x0f) | (((hb >> 2) & 3) << 4); break;
+                    case 2: q = (ql[l] >> 4) | (((hb >> 4) & 3) << 4); break;
+                    default: q = (ql[l + 32] >> 4) | (((hb >> 6) & 3) << 4); break;
+                }
+                s += (q - 32) * (int)a8[l + 32 * k];
+            }
+            isum += (int)scales[(128 * half + 32 * k + l0) / 16] * s;
+        }
+        isum = warp_isum(isum);
+        if (lane == 0) {
+            float yd = *(const float*)(act + (i64)b * 292);
+            sum += __fmul_rn(__fmul_rn(h2f(ld16(wb + 208)), yd), (float)isum);
+        }
+    }
+    MATVEC_EPILOGUE
+}
+
+// Float weights with a float32 activation: each lane takes pairs of columns
+// (cols is even; rows start 4-byte aligned).
+extern "C" __global__ void matvec_f32(const u8* __restrict__ W, const u8* __restrict__ act,
+                                      float* __restrict__ y, const float* __restrict__ bias,
+                                      int rows, int cols, i64 rowBytes, int acc) {
+    MATVEC_PROLOGUE
+    const float* x = (const float*)act;
+    const float* wr = (const float*)w;
+    float sum = 0.0f;
+    for (int i = lane; i < cols; i += WARP) sum += wr[i] * x[i];
+    MATVEC_EPILOGUE
+}
+
+extern "C" __global__ void matvec_f16(const u8* __restrict__ W, const u8* __restrict__ act,
+                                      float* __restrict__ y, const float* __restrict__ bias,
+                                      int rows, int cols, i64 rowBytes, int acc) {
+    MATVEC_PROLOGUE
+    const float2* x = (const float2*)act;
+    const u32* wr = (const u32*)w;
+    float sum = 0.0f;
+    for (int i = lane; i < cols / 2; i += WARP) {
+        u32 p = wr[i];
+        float2 xv = x[i];
+        sum += h2f((u16)(p & 0xffff)) * xv.x + h2f((u16)(p >> 16)) * xv.y;
+    }
+    MATVEC_EPILOGUE
+}
+
+extern "C" __global__ void matvec_bf16(const u8* __restrict__ W, const u8* __restrict__ act,
+                                       float* __restrict__ y, const float* __restrict__ bias,
+                                       int rows, int cols, i64 rowBytes, int acc) {
+    MATVEC_PROLOGUE
+    const float2* x = (const float2*)act;
+    const u32* wr = (const u32*)w;
+    float sum = 0.0f;
+    for (int i = lane; i < cols / 2; i += WARP) {
+        u32 p = wr[i];
+        float2 xv = x[i];
+        sum += __uint_as_float(p << 16) * xv.x + __uint_as_float(p & 0xffff0000u) * xv.y;
+    }
+    MATVEC_EPILOGUE
+}
+
+// ------------------------------------------------------ embedding rows
+
+// Every get_row kernel writes row `row` of W (cols values) as float32.
+
+extern "C" __global__ void get_row_f32(const u8* __restrict__ W, float* __restrict__ out, int row, int cols, i64 rowBytes) {
+    const float* w = (const float*)(W + (i64)row * rowBytes);
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) out[i] = w[i];
+}
+
+extern "C" __global__ void get_row_f16(const u8* __restrict__ W, float* __restrict__ out, int row, int cols, i64 rowBytes) {
+    const u16* w = (const u16*)(W + (i64)row * rowBytes);
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) out[i] = h2f(w[i]);
+}
+
+extern "C" __global__ void get_row_bf16(const u8* __restrict__ W, float* __restrict__ out, int row, int cols, i64 rowBytes) {
+    const u16* w = (const u16*)(W + (i64)row * rowBytes);
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) out[i] = bf2f(w[i]);
+}
+
+extern "C" __global__ void get_row_q8_0(const u8* __restrict__ W, float* __restrict__ out, int row, int cols, i64 rowBytes) {
+    const u8* w = W + (i64)row * rowBytes;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) {
+        const u8* b = w + (i / 32) * 34;
+        out[i] = (float)(i8)b[2 + i % 32] * h2f(ld16(b));
+    }
+}
+
+// ------------------------------------------------------- normalisation
+
+// rmsnorm writes w * (x / rms(x)) for one row of n values: one block.
+extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __restrict__ w,
+                                   float* __restrict__ out, int n, float eps) {
+    // The sum of squares runs in one thread in element order, as the CPU
+    // backend's loop does, so that both round alike (activation
+    // quantization turns one-ulp differences into different quants).
+    __shared__ float total;
+    if (threadIdx.x == 0) {
+        float ss = 0.0f;
+        for (int i = 0; i < n; i++) ss = __fadd_rn(ss, __fmul_rn(x[i], x[i]));
+        total = ss;
+    }
+    __syncthreads();
+    float ss = total;
+    float scale = (float)(1.0 / sqrt((double)(ss / (float)n + eps)));
+    for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = __fmul_rn(w[i], __fmul_rn(x[i], scale));
+}
+
+// ---------------------------------------------------------------- RoPE
+
+// rope rotates pairs (i, i+dim/2) of every head of v (heads x dim) at
+// position pos. style 0 (transformers): angle = pos * invFreq[i]; style 1
+// (ggml): angle = pos * thetaScale^i by repeated float32 products. Sine and
+// cosine in double, rounded, as the CPU backend does.
+extern "C" __global__ void rope(float* __restrict__ v, const float* __restrict__ invFreq, int heads, int dim,
+                                int pos, float thetaScale, int style) {
+    int half = dim / 2;
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= heads * half) return;
+    int h = t / half, i = t % half;
+    float ang;
+    if (style == 0) {
+        ang = __fmul_rn((float)pos, invFreq[i]);
+    } else {
+        ang = (float)pos;
+        for (int k = 0; k < i; k++) ang = __fmul_rn(ang, thetaScale);
+    }
+    float c = (float)cos((double)ang), s = (float)sin((double)ang);
+    float* p = v + h * dim;
+    float a = p[i], b = p[i + half];
+    p[i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+    p[i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+}
+
+// ------------------------------------------------------------ KV cache
+
+// kv_store writes keys and values (dim floats each) at position pos of a
+// layer's cache, as F16 (f16 != 0) or float32.
+extern "C" __global__ void kv_store(const float* __restrict__ k, const float* __restrict__ v,
+                                    u8* __restrict__ kc, u8* __restrict__ vc, int pos, int dim, int f16) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= dim) return;
+    i64 off = (i64)pos * dim + i;
+    if (f16) {
+        ((u16*)kc)[off] = f2h(k[i]);
+        ((u16*)vc)[off] = f2h(v[i]);
+    } else {
+        ((float*)kc)[off] = k[i];
+        ((float*)vc)[off] = v[i];
+    }
+}
+
+// ----------------------------------------------------------- attention
+
+// attention is causal grouped-query attention of one token at position
+// n-1 over cache positions 0..n-1: one block per query head. scores is
+// scratch of heads x ctx floats. Every sum runs in the order of the CPU
+// backend's loops (four partial sums for F16 rows, eight for float32, the
+// softmax denominator and each output element over positions in order), so
+// that GPU and CPU round alike. With an F16 cache the query is rounded to
+// F16 first, as ggml does.
+extern "C" __global__ void attention(const float* __restrict__ q, const u8* __restrict__ kc,
+                                     const u8* __restrict__ vc, float* __restrict__ out,
+                                     float* __restrict__ scores, int heads, int kvHeads, int dim,
+                                     int n, int ctx, float scale, int f16) {
+    extern __shared__ float qs[];  // dim floats
+    __shared__ float red[32];
+    __shared__ float total;
+    int h = blockIdx.x;
+    int group = heads / kvHeads;
+    int kvStride = kvHeads * dim;
+    int off = (h / group) * dim;
+    float* sc = scores + (i64)h * ctx;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float v = q[h * dim + i];
+        qs[i] = f16 ? h2f(f2h(v)) : v;
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        i64 r = (i64)j * kvStride + off;
+        float dot;
+        int i = 0;
+        if (f16) {
+            const u16* kr = (const u16*)kc + r;
+            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+            for (; i + 4 <= dim; i += 4) {
+                s0 = __fadd_rn(s0, __fmul_rn(h2f(kr[i]), qs[i]));
+                s1 = __fadd_rn(s1, __fmul_rn(h2f(kr[i + 1]), qs[i + 1]));
+                s2 = __fadd_rn(s2, __fmul_rn(h2f(kr[i + 2]), qs[i + 2]));
+                s3 = __fadd_rn(s3, __fmul_rn(h2f(kr[i + 3]), qs[i + 3]));
+            }
+            for (; i < dim; i++) s0 = __fadd_rn(s0, __fmul_rn(h2f(kr[i]), qs[i]));
+            dot = __fadd_rn(__fadd_rn(s0, s1), __fadd_rn(s2, s3));
+        } else {
+            const float* kr = (const float*)kc + r;
+            float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+            for (; i + 8 <= dim; i += 8) {
+#pragma unroll
+                for (int k = 0; k < 8; k++) s[k] = __fadd_rn(s[k], __fmul_rn(qs[i + k], kr[i + k]));
+            }
+            for (; i < dim; i++) s[0] = __fadd_rn(s[0], __fmul_rn(qs[i], kr[i]));
+            dot = __fadd_rn(__fadd_rn(__fadd_rn(s[0], s[1]), __fadd_rn(s[2], s[3])),
+                            __fadd_rn(__fadd_rn(s[4], s[5]), __fadd_rn(s[6], s[7])));
+        }
+        sc[j] = __fmul_rn(dot, scale);
+    }
+    __syncthreads();
+    float m = -3.402823466e38f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, sc[j]);
+    m = block_max(m, red);
+    for (int j = threadIdx.x; j < n; j += blockDim.x) sc[j] = (float)exp((double)(sc[j] - m));
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float sum = 0.0f;
+        for (int j = 0; j < n; j++) sum = __fadd_rn(sum, sc[j]);
+        total = sum;
+    }
+    __syncthreads();
+    float inv = 1.0f / total;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) sc[j] = __fmul_rn(sc[j], inv);
+    __syncthreads();
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float o = 0.0f;
+        if (f16) {
+            const u16* vr = (const u16*)vc + off + i;
+            for (int j = 0; j < n; j++) o = __fadd_rn(o, __fmul_rn(sc[j], h2f(vr[(i64)j * kvStride])));
+        } else {
+            const float* vr = (const float*)vc + off + i;
+            for (int j = 0; j < n; j++) o = __fadd_rn(o, __fmul_rn(sc[j], vr[(i64)j * kvStride]));
+        }
+        out[h * dim + i] = o;
+    }
+}
+
+// ------------------------------------------------------ pointwise ops
+
+// silu_mul sets g = silu(g) * u.
+extern "C" __global__ void silu_mul(float* __restrict__ g, const float* __restrict__ u, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float x = g[i];
+    float e = (float)exp((double)-x);
+    g[i] = __fmul_rn(x / (1.0f + e), u[i]);
+}
+
+// add sets x += y.
+extern "C" __global__ void add(float* __restrict__ x, const float* __restrict__ y, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+// argmax writes the index of the largest of n values (the first on ties)
+// to out[0]: one block.
+extern "C" __global__ void argmax(const float* __restrict__ x, int n, int* __restrict__ out) {
+    __shared__ float bv[32];
+    __shared__ int bi[32];
+    float best = -3.402823466e38f;
+    int idx = 0x7fffffff;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = x[i];
+        if (v > best) { best = v; idx = i; }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float v2 = __shfl_xor_sync(FULL, best, o);
+        int i2 = __shfl_xor_sync(FULL, idx, o);
+        if (v2 > best || (v2 == best && i2 < idx)) { best = v2; idx = i2; }
+    }
+    int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    if (lane == 0) { bv[w] = best; bi[w] = idx; }
+    __syncthreads();
+    if (w == 0) {
+        best = lane < nw ? bv[lane] : -3.402823466e38f;
+        idx = lane < nw ? bi[lane] : 0x7fffffff;
+        for (int o = 16; o > 0; o >>= 1) {
+            float v2 = __shfl_xor_sync(FULL, best, o);
+            int i2 = __shfl_xor_sync(FULL, idx, o);
+            if (v2 > best || (v2 == best && i2 < idx)) { best = v2; idx = i2; }
+        }
+        if (lane == 0) out[0] = idx;
+    }
+}

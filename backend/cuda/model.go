@@ -1,0 +1,406 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/apr-llm/apr/backend/cpu"
+	"github.com/apr-llm/apr/model"
+	"github.com/apr-llm/apr/quant"
+	"github.com/apr-llm/apr/tensor"
+)
+
+// Options configure a device-resident Model.
+type Options struct {
+	// Context is the KV cache's capacity in positions (< 1: 4096, capped
+	// at the model's context length).
+	Context int
+	// KVCacheF16 stores keys and values in F16 (llama.cpp's default),
+	// otherwise float32 (transformers').
+	KVCacheF16 bool
+	// Rope picks how rotary angles are rounded, as in the CPU engine.
+	Rope cpu.RopeStyle
+}
+
+// OptionsFor returns the numerics of m's reference implementation, as the
+// CPU engine chooses them: GGUF files run as llama.cpp does (F16 cache,
+// ggml's angles), SafeTensors folders as transformers does.
+func OptionsFor(m *model.Model, ctx int) Options {
+	o := Options{Context: ctx}
+	if m.Format == "gguf" {
+		o.KVCacheF16 = true
+		o.Rope = cpu.RopeGGML
+	}
+	return o
+}
+
+// layer is one decoder layer's weights on the device.
+type layer struct {
+	attnNorm, mlpNorm devptr
+	q, k, v, o        *matrix
+	qb, kb, vb        devptr // 0 without biases (LLaMA)
+	gate, up, down    *matrix
+	kc, vc            devptr // this layer's KV cache
+}
+
+// Model is a Qwen2/LLaMA model whose weights, KV cache (one sequence) and
+// activations live on the GPU; Decode runs one token's forward pass there.
+// A Model is not safe for concurrent use.
+type Model struct {
+	Config *model.Config
+	dev    *Device
+	opts   Options
+	ctx    int
+
+	embed, output *matrix
+	embedHost     *tensor.Tensor // for embedding types without a row kernel
+	rowHost       []float32
+	norm          devptr
+	layers        []layer
+	invFreq       devptr
+	thetaScale    float32
+
+	// activations
+	x, xn, q, k, v, attn, gate, up, logits, scores devptr
+	actQ8_0, actQ8K, best                          devptr
+
+	allocs []devptr
+}
+
+// Load uploads m's weights to the GPU (once; they stay resident) and
+// allocates a KV cache of opts.Context positions for one sequence.
+func Load(m *model.Model, opts Options) (*Model, error) {
+	d, err := Open()
+	if err != nil {
+		return nil, err
+	}
+	cfg := m.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx := opts.Context
+	if ctx < 1 {
+		ctx = 4096
+	}
+	if cfg.MaxPositions > 0 && ctx > cfg.MaxPositions {
+		ctx = cfg.MaxPositions
+	}
+	unlock := d.bind()
+	defer unlock()
+	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx}
+	if err := g.load(m); err != nil {
+		g.freeAll()
+		return nil, fmt.Errorf("cuda: load %s: %w", m.Path, err)
+	}
+	return g, nil
+}
+
+// Context is the KV cache's capacity in positions.
+func (g *Model) Context() int { return g.ctx }
+
+func (g *Model) track(p devptr, err error) (devptr, error) {
+	if err == nil {
+		g.allocs = append(g.allocs, p)
+	}
+	return p, err
+}
+
+// loader binds tensors by canonical name, remembering the first error.
+type loader struct {
+	g   *Model
+	m   *model.Model
+	err error
+}
+
+func (l *loader) tensor(name string, shape ...int) *tensor.Tensor {
+	if l.err != nil {
+		return nil
+	}
+	t, ok := l.m.Tensors[name]
+	if !ok {
+		l.err = fmt.Errorf("missing tensor %s", name)
+		return nil
+	}
+	if len(t.Shape) != len(shape) {
+		l.err = fmt.Errorf("tensor %s: shape %v, but the config needs %v", name, t.Shape, shape)
+		return nil
+	}
+	for i := range shape {
+		if t.Shape[i] != shape[i] {
+			l.err = fmt.Errorf("tensor %s: shape %v, but the config needs %v", name, t.Shape, shape)
+			return nil
+		}
+	}
+	return t
+}
+
+func (l *loader) matrix(name string, rows, cols int) *matrix {
+	t := l.tensor(name, rows, cols)
+	if t == nil {
+		return nil
+	}
+	w, err := l.g.dev.uploadMatrix(t)
+	if err != nil {
+		l.err = err
+		return nil
+	}
+	l.g.allocs = append(l.g.allocs, w.ptr)
+	return w
+}
+
+func (l *loader) vector(name string, n int) devptr {
+	t := l.tensor(name, n)
+	if t == nil {
+		return 0
+	}
+	v, err := cpu.Vector(t)
+	if err != nil {
+		l.err = err
+		return 0
+	}
+	p, err := l.g.track(l.g.dev.uploadF32(v))
+	if err != nil {
+		l.err = fmt.Errorf("tensor %s: %w", name, err)
+	}
+	return p
+}
+
+func (g *Model) load(m *model.Model) error {
+	cfg := g.Config
+	h, qDim, kvDim, ffn := cfg.Dims()
+	l := &loader{g: g, m: m}
+	g.embed = l.matrix(model.TokenEmbd, cfg.VocabSize, h)
+	if l.err != nil {
+		return l.err
+	}
+	if _, ok := getRowKernels[g.embed.dt]; !ok {
+		g.embedHost = m.Tensors[model.TokenEmbd]
+		g.rowHost = make([]float32, h)
+	}
+	g.norm = l.vector(model.OutputNorm, h)
+	if _, ok := m.Tensors[model.Output]; ok {
+		g.output = l.matrix(model.Output, cfg.VocabSize, h)
+	} else {
+		g.output = g.embed
+	}
+	f16 := g.opts.KVCacheF16
+	elem := 4
+	if f16 {
+		elem = 2
+	}
+	for i := 0; i < cfg.NumLayers; i++ {
+		ly := layer{
+			attnNorm: l.vector(model.Layer(i, model.AttnNorm), h),
+			mlpNorm:  l.vector(model.Layer(i, model.FFNNorm), h),
+			q:        l.matrix(model.Layer(i, model.AttnQ), qDim, h),
+			k:        l.matrix(model.Layer(i, model.AttnK), kvDim, h),
+			v:        l.matrix(model.Layer(i, model.AttnV), kvDim, h),
+			o:        l.matrix(model.Layer(i, model.AttnO), h, qDim),
+			gate:     l.matrix(model.Layer(i, model.FFNGate), ffn, h),
+			up:       l.matrix(model.Layer(i, model.FFNUp), ffn, h),
+			down:     l.matrix(model.Layer(i, model.FFNDown), h, ffn),
+		}
+		if cfg.AttentionBias {
+			ly.qb = l.vector(model.Layer(i, model.AttnQB), qDim)
+			ly.kb = l.vector(model.Layer(i, model.AttnKB), kvDim)
+			ly.vb = l.vector(model.Layer(i, model.AttnVB), kvDim)
+		}
+		if l.err != nil {
+			return l.err
+		}
+		var err error
+		if ly.kc, err = g.track(g.dev.alloc(g.ctx * kvDim * elem)); err != nil {
+			return err
+		}
+		if ly.vc, err = g.track(g.dev.alloc(g.ctx * kvDim * elem)); err != nil {
+			return err
+		}
+		g.layers = append(g.layers, ly)
+	}
+	if l.err != nil {
+		return l.err
+	}
+	// Rotary frequencies as the CPU backend computes them.
+	dim := cfg.HeadDim
+	inv := make([]float32, dim/2)
+	for i := range inv {
+		inv[i] = float32(1 / math.Pow(cfg.RopeTheta, float64(float32(2*i)/float32(dim))))
+	}
+	g.thetaScale = float32(math.Pow(cfg.RopeTheta, -2/float64(dim)))
+	widest := max(h, qDim, ffn)
+	q8_0, err := tensor.Q8_0.RowBytes(widest / 32 * 32)
+	if err != nil {
+		return err
+	}
+	q8k, err := tensor.Q8_K.RowBytes(widest / 256 * 256)
+	if err != nil {
+		return err
+	}
+	bufs := []struct {
+		p *devptr
+		n int
+	}{
+		{&g.x, 4 * h}, {&g.xn, 4 * h}, {&g.q, 4 * qDim}, {&g.k, 4 * kvDim}, {&g.v, 4 * kvDim},
+		{&g.attn, 4 * qDim}, {&g.gate, 4 * ffn}, {&g.up, 4 * ffn}, {&g.logits, 4 * cfg.VocabSize},
+		{&g.scores, 4 * cfg.NumHeads * g.ctx}, {&g.actQ8_0, q8_0}, {&g.actQ8K, q8k}, {&g.best, 4},
+	}
+	for _, b := range bufs {
+		if *b.p, err = g.track(g.dev.alloc(b.n)); err != nil {
+			return err
+		}
+	}
+	if g.invFreq, err = g.track(g.dev.uploadF32(inv)); err != nil {
+		return err
+	}
+	return g.dev.sync()
+}
+
+// Close frees the model's device memory.
+func (g *Model) Close() {
+	unlock := g.dev.bind()
+	defer unlock()
+	g.freeAll()
+}
+
+func (g *Model) freeAll() {
+	for _, p := range g.allocs {
+		g.dev.free(p)
+	}
+	g.allocs = nil
+}
+
+// prepare quantizes x (n floats) into every activation encoding that the
+// matrices ws read, once each.
+func (g *Model) prepare(x devptr, n int, ws ...*matrix) error {
+	var did8, didK bool
+	for _, w := range ws {
+		switch actType(w.dt) {
+		case tensor.Q8_0:
+			if !did8 {
+				did8 = true
+				if err := g.dev.quantizeAct(tensor.Q8_0, x, g.actQ8_0, n); err != nil {
+					return err
+				}
+			}
+		case tensor.Q8_K:
+			if !didK {
+				didK = true
+				if err := g.dev.quantizeAct(tensor.Q8_K, x, g.actQ8K, n); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// mul runs y (+)= w·x (+ bias) after prepare(x, ...).
+func (g *Model) mul(w *matrix, x, y, bias devptr, acc bool) error {
+	act := x
+	switch actType(w.dt) {
+	case tensor.Q8_0:
+		act = g.actQ8_0
+	case tensor.Q8_K:
+		act = g.actQ8K
+	}
+	return g.dev.matvec(w, act, y, bias, acc)
+}
+
+// step enqueues one token's forward pass at position pos, leaving the
+// logits in g.logits.
+func (g *Model) step(token, pos int) error {
+	cfg := g.Config
+	if token < 0 || token >= cfg.VocabSize {
+		return fmt.Errorf("cuda: decode: token id %d outside the vocabulary (%d)", token, cfg.VocabSize)
+	}
+	if pos < 0 || pos >= g.ctx {
+		return fmt.Errorf("cuda: decode: position %d outside the context of %d", pos, g.ctx)
+	}
+	h, qDim, kvDim, ffn := cfg.Dims()
+	d := g.dev
+	eps := float32(cfg.RMSNormEps)
+	style := 0
+	if g.opts.Rope == cpu.RopeGGML {
+		style = 1
+	}
+	scale := float32(1 / math.Sqrt(float64(cfg.HeadDim)))
+	f16 := g.opts.KVCacheF16
+	if g.embedHost != nil {
+		row := g.embedHost.Row(token)
+		if err := quant.Dequantize(g.embedHost.DType, row, g.rowHost); err != nil {
+			return fmt.Errorf("cuda: embedding row %d: %w", token, err)
+		}
+		r := d.drv.cuMemcpyHtoDAsync(g.x, unsafe.Pointer(&g.rowHost[0]), uintptr(4*h), d.stream)
+		if err := d.drv.check("cuMemcpyHtoDAsync", r); err != nil {
+			return err
+		}
+	} else if err := d.getRow(g.embed, g.x, token); err != nil {
+		return err
+	}
+	for li := range g.layers {
+		l := &g.layers[li]
+		err := errors.Join(
+			d.rmsNorm(g.x, l.attnNorm, g.xn, h, eps),
+			g.prepare(g.xn, h, l.q, l.k, l.v),
+			g.mul(l.q, g.xn, g.q, l.qb, false),
+			g.mul(l.k, g.xn, g.k, l.kb, false),
+			g.mul(l.v, g.xn, g.v, l.vb, false),
+			d.rope(g.q, g.invFreq, cfg.NumHeads, cfg.HeadDim, pos, g.thetaScale, style),
+			d.rope(g.k, g.invFreq, cfg.NumKVHeads, cfg.HeadDim, pos, g.thetaScale, style),
+			d.kvStore(g.k, g.v, l.kc, l.vc, pos, kvDim, f16),
+			d.attention(g.q, l.kc, l.vc, g.attn, g.scores, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, pos+1, g.ctx, scale, f16),
+			g.prepare(g.attn, qDim, l.o),
+			g.mul(l.o, g.attn, g.x, 0, true),
+			d.rmsNorm(g.x, l.mlpNorm, g.xn, h, eps),
+			g.prepare(g.xn, h, l.gate, l.up),
+			g.mul(l.gate, g.xn, g.gate, 0, false),
+			g.mul(l.up, g.xn, g.up, 0, false),
+			d.siluMul(g.gate, g.up, ffn),
+			g.prepare(g.gate, ffn, l.down),
+			g.mul(l.down, g.gate, g.x, 0, true),
+		)
+		if err != nil {
+			return fmt.Errorf("cuda: decode layer %d: %w", li, err)
+		}
+	}
+	return errors.Join(
+		d.rmsNorm(g.x, g.norm, g.xn, h, eps),
+		g.prepare(g.xn, h, g.output),
+		g.mul(g.output, g.xn, g.logits, 0, false),
+	)
+}
+
+// Decode runs token at position pos (the cache must hold positions
+// 0..pos-1 of the same sequence) and returns its logits.
+func (g *Model) Decode(token, pos int) ([]float32, error) {
+	unlock := g.dev.bind()
+	defer unlock()
+	if err := g.step(token, pos); err != nil {
+		return nil, err
+	}
+	logits := make([]float32, g.Config.VocabSize)
+	if err := g.dev.downloadF32(logits, g.logits); err != nil {
+		return nil, fmt.Errorf("cuda: decode: %w", err)
+	}
+	return logits, nil
+}
+
+// DecodeArgmax runs token at position pos like Decode and returns the
+// greedy next token, chosen on the device (only 4 bytes come back).
+func (g *Model) DecodeArgmax(token, pos int) (int, error) {
+	unlock := g.dev.bind()
+	defer unlock()
+	if err := g.step(token, pos); err != nil {
+		return 0, err
+	}
+	if err := g.dev.argmax(g.logits, g.Config.VocabSize, g.best); err != nil {
+		return 0, err
+	}
+	var best [4]byte
+	if err := g.dev.download(best[:], g.best); err != nil {
+		return 0, fmt.Errorf("cuda: decode: %w", err)
+	}
+	return int(int32(uint32(best[0]) | uint32(best[1])<<8 | uint32(best[2])<<16 | uint32(best[3])<<24)), nil
+}
