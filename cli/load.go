@@ -44,6 +44,10 @@ func defaultThreads() int { return cpuinfo.PhysicalCores() }
 // load opens path and binds it to a CPU engine, with a spinner on stderr
 // when stderr is a terminal.
 func (e *env) load(path string, f *modelFlags) (*loaded, error) {
+	path, err := resolveModel(path)
+	if err != nil {
+		return nil, err
+	}
 	stop := e.spinner("loading " + path)
 	t0 := time.Now()
 	m, err := format.Open(path)

@@ -21,7 +21,11 @@ func newTokenizeCmd(e *env) *cobra.Command {
   apr tokenize model.gguf --with-text "func main() {}"`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := format.Open(args[0])
+			path, err := resolveModel(args[0])
+			if err != nil {
+				return err
+			}
+			m, err := format.Open(path)
 			if err != nil {
 				return err
 			}
