@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/apr-llm/apr/server"
+)
+
+func init() { register(newServeCmd) }
+
+func newServeCmd(e *env) *cobra.Command {
+	var (
+		mf        modelFlags
+		host      string
+		port      int
+		apiKey    string
+		parallel  int
+		ctxSize   int
+		queue     int
+		alias     string
+		batchToks int
+	)
+	cmd := &cobra.Command{
+		Use:   "serve MODEL",
+		Short: "Serve a model over an OpenAI-compatible HTTP API",
+		Long: "Serve loads MODEL and answers the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models)\n" +
+			"and apr's native endpoints (/tokenize, /detokenize, /generate, /batch/generate, /health,\n" +
+			"/metrics). Up to --parallel requests are decoded together (continuous batching); up to --queue\n" +
+			"more wait, and beyond that requests get 503 with Retry-After. SIGINT or SIGTERM stops accepting\n" +
+			"connections and lets in-flight requests finish.",
+		Example: `  apr serve ./qwen2.5-coder-1.5b --port 8080
+  apr serve model.gguf --host 0.0.0.0 --api-key secret --parallel 8 --ctx-size 8192`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := e.load(args[0], &mf)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			name := alias
+			if name == "" {
+				name = filepath.Base(args[0])
+			}
+			logger := slog.New(slog.NewTextHandler(e.stderr, nil))
+			srv, err := server.New(l.model, l.engine, server.Config{
+				ModelName: name, APIKey: apiKey, Parallel: parallel, CtxSize: ctxSize,
+				QueueSize: queue, BatchTokens: batchToks, Logger: logger,
+			})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+			if err != nil {
+				_ = srv.Close(context.Background())
+				return fmt.Errorf("listen: %w", err)
+			}
+			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer cancel()
+			fmt.Fprintf(e.stderr, "apr: serving %s on http://%s (%d parallel, context %d)\n",
+				name, ln.Addr(), parallel, srv.Scheduler().Context())
+			return srv.Serve(ctx, ln, 60*time.Second)
+		},
+	}
+	mf.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&host, "host", "127.0.0.1", "address to listen on")
+	fl.IntVar(&port, "port", 8080, "port to listen on")
+	fl.StringVar(&apiKey, "api-key", "", "require Authorization: Bearer KEY on every endpoint but /health")
+	fl.IntVarP(&parallel, "parallel", "p", 4, "requests decoded together, each with its own KV cache (llama.cpp: --parallel)")
+	fl.IntVarP(&ctxSize, "ctx-size", "c", 4096, "context window in tokens per request; 0 for the model's full context")
+	fl.IntVar(&queue, "queue", 64, "requests that may wait for a free slot before the server answers 503")
+	fl.IntVarP(&batchToks, "batch-size", "b", 512, "prompt tokens fed per forward pass, across requests")
+	fl.StringVar(&alias, "alias", "", "model name reported by /v1/models (default: the model's file or folder name)")
+	cmd.SetContext(context.Background())
+	return cmd
+}
