@@ -57,11 +57,21 @@ func (s *Sequence) Truncate(n int) {
 
 // Forward runs tokens through the model at the sequence's next positions,
 // appending them to its cache. It returns the logits of the last token, or
-// of every token (n x vocab) when all is true. The whole prompt goes through
-// each matrix product at once.
+// of every token (n x vocab) when all is true, in a new slice. The whole
+// prompt goes through each matrix product at once.
 func (s *Sequence) Forward(tokens []int, all bool) ([]float32, error) {
-	out, err := s.e.ForwardBatch([]BatchEntry{{Seq: s, Tokens: tokens, AllLogits: all}})
-	if err != nil {
+	return s.ForwardInto(nil, tokens, all)
+}
+
+// ForwardInto is Forward writing the logits into dst when its capacity
+// suffices (vocab values, or n x vocab when all is true), so that a decode
+// loop that passes the previous step's logits back allocates nothing. It
+// returns the logits slice (dst resliced, or a new slice when dst is too
+// small).
+func (s *Sequence) ForwardInto(dst []float32, tokens []int, all bool) ([]float32, error) {
+	entries := [1]BatchEntry{{Seq: s, Tokens: tokens, AllLogits: all, Logits: dst}}
+	var out [1][]float32
+	if err := s.e.forward(entries[:], out[:]); err != nil {
 		return nil, err
 	}
 	return out[0], nil
@@ -72,34 +82,48 @@ type BatchEntry struct {
 	Seq       *Sequence
 	Tokens    []int // appended at Seq's next positions
 	AllLogits bool  // logits for every token, not only the last
+	// Logits, when its capacity holds the entry's logits, receives them
+	// (ForwardBatch returns it resliced); otherwise a new slice is made.
+	Logits []float32
 }
 
 // ForwardBatch runs several sequences' tokens through the model in one pass:
 // every matrix product sees all rows of all entries at once (continuous
 // batching mixes one sequence's prompt with others' single decode tokens),
 // while attention reads each row's own sequence cache. It returns each
-// entry's logits (last token, or all tokens when AllLogits). An entry's
+// entry's logits (last token, or all tokens when AllLogits), in the entry's
+// Logits buffer when it is large enough, else in a new slice. An entry's
 // sequence must not appear twice. Calls on one Engine are serialised.
 func (e *Engine) ForwardBatch(entries []BatchEntry) ([][]float32, error) {
-	cfg := e.Config
-	rows, outRows := 0, 0
-	seen := make(map[*Sequence]bool, len(entries))
-	for _, b := range entries {
+	out := make([][]float32, len(entries))
+	if err := e.forward(entries, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// check validates a batch and returns its row count and the number of
+// rows whose logits are wanted.
+func (e *Engine) check(entries []BatchEntry) (rows, outRows int, err error) {
+	vocab := e.Config.VocabSize
+	for i, b := range entries {
 		s, n := b.Seq, len(b.Tokens)
 		switch {
 		case s == nil || s.e != e:
-			return nil, errors.New("forward: sequence of another engine")
-		case seen[s]:
-			return nil, errors.New("forward: a sequence appears twice in one batch")
+			return 0, 0, errors.New("forward: sequence of another engine")
 		case n == 0:
-			return nil, errors.New("forward: no tokens")
+			return 0, 0, errors.New("forward: no tokens")
 		case s.pos+n > s.ctx:
-			return nil, fmt.Errorf("%w: %d cached + %d new tokens > context of %d", ErrContextFull, s.pos, n, s.ctx)
+			return 0, 0, fmt.Errorf("%w: %d cached + %d new tokens > context of %d", ErrContextFull, s.pos, n, s.ctx)
 		}
-		seen[s] = true
+		for _, o := range entries[:i] {
+			if o.Seq == s {
+				return 0, 0, errors.New("forward: a sequence appears twice in one batch")
+			}
+		}
 		for _, t := range b.Tokens {
-			if t < 0 || t >= cfg.VocabSize {
-				return nil, fmt.Errorf("forward: token id %d outside the vocabulary (%d)", t, cfg.VocabSize)
+			if t < 0 || t >= vocab {
+				return 0, 0, fmt.Errorf("forward: token id %d outside the vocabulary (%d)", t, vocab)
 			}
 		}
 		rows += n
@@ -108,6 +132,18 @@ func (e *Engine) ForwardBatch(entries []BatchEntry) ([][]float32, error) {
 		} else {
 			outRows++
 		}
+	}
+	return rows, outRows, nil
+}
+
+// forward runs a batch and stores entry i's logits in out[i]. Once the
+// scratch buffers have grown, it allocates only logits that do not fit
+// their entry's Logits buffer.
+func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
+	cfg := e.Config
+	rows, outRows, err := e.check(entries)
+	if err != nil {
+		return err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -124,11 +160,9 @@ func (e *Engine) ForwardBatch(entries []BatchEntry) ([][]float32, error) {
 	}
 	h := cfg.HiddenSize
 	x := a.x
-	t0 := e.mark()
 	for i, t := range a.tokens {
 		e.embed.RowF32(x[i*h:(i+1)*h], t)
 	}
-	e.report(BrickEmbed, -1, t0, rows, x)
 	for li := range e.layers {
 		e.layers[li].forward(e, li, x, a, rows)
 	}
@@ -146,31 +180,41 @@ func (e *Engine) ForwardBatch(entries []BatchEntry) ([][]float32, error) {
 		r += n
 		o += k
 	}
-	t0 = e.mark()
 	e.be.RMSNorm(sel, sel, e.norm, outRows, float32(cfg.RMSNormEps))
-	e.report(BrickNorm, -1, t0, outRows, sel)
-	t0 = e.mark()
-	logits := make([]float32, outRows*cfg.VocabSize)
-	e.be.MatMul(logits, e.output, sel, outRows)
-	e.report(BrickLMHead, -1, t0, outRows, logits)
-	out := make([][]float32, len(entries))
-	o = 0
+	vocab := cfg.VocabSize
 	for i, b := range entries {
 		k := 1
 		if b.AllLogits {
 			k = len(b.Tokens)
 		}
-		out[i] = logits[o*cfg.VocabSize : (o+k)*cfg.VocabSize : (o+k)*cfg.VocabSize]
-		o += k
+		if cap(b.Logits) >= k*vocab {
+			out[i] = b.Logits[: k*vocab : k*vocab]
+		} else {
+			out[i] = make([]float32, k*vocab)
+		}
+	}
+	if len(entries) == 1 {
+		// One sequence: the LM head writes straight into its logits.
+		e.be.MatMul(out[0], e.output, sel, outRows)
+	} else {
+		a.logits = grow(a.logits, outRows*vocab)
+		e.be.MatMul(a.logits, e.output, sel, outRows)
+		o = 0
+		for i := range entries {
+			o += copy(out[i], a.logits[o:])
+		}
+	}
+	for _, b := range entries {
 		b.Seq.pos += len(b.Tokens)
 	}
-	return out, nil
+	return nil
 }
 
 // activations are the scratch buffers of a forward pass, kept by the engine
-// and grown as needed so that decoding allocates only its logits.
+// and grown as needed so that decoding allocates nothing.
 type activations struct {
 	x, norm, q, k, v, attn, proj, gate, up, sel []float32
+	logits                                      []float32 // LM head output of a batch of several entries
 	seqs                                        []*Sequence
 	pos, tokens                                 []int
 	caches                                      []*cpu.KVCache

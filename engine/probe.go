@@ -42,6 +42,14 @@ type Probe interface {
 	Brick(ev BrickEvent)
 }
 
+// BrickDelayer is an optional method of a Probe, for testing profilers: a
+// probe that has it gets BrickDelay(b) called inside brick b's timing
+// window, before the clock is read, so the time it takes counts as the
+// brick's, as a slower kernel's would.
+type BrickDelayer interface {
+	BrickDelay(b Brick)
+}
+
 // SetProbe installs p (nil removes it). Without a probe the forward pass
 // reads no clock.
 func (e *Engine) SetProbe(p Probe) {
@@ -63,5 +71,10 @@ func (e *Engine) report(b Brick, layer int, start time.Time, rows int, outs ...[
 	if e.probe == nil {
 		return
 	}
-	e.probe.Brick(BrickEvent{Brick: b, Layer: layer, Elapsed: time.Since(start), Rows: rows, Outputs: outs})
+	if d, ok := e.probe.(BrickDelayer); ok {
+		d.BrickDelay(b)
+	}
+	// Copying outs keeps the variadic slice on the caller's stack: without
+	// a probe the forward pass allocates nothing.
+	e.probe.Brick(BrickEvent{Brick: b, Layer: layer, Elapsed: time.Since(start), Rows: rows, Outputs: append([][]float32(nil), outs...)})
 }

@@ -11,30 +11,36 @@ import (
 // least the bytes of n elements; n is a whole number of blocks.
 type dotFunc func(w, act []byte, n int) float32
 
-// kernel pairs a weight type with its activation type and dot product.
+// rowsFunc computes out[r-lo] = dot(row r) for the rows lo..hi-1 of w,
+// stride bytes apart (arguments validated by DotRows).
+type rowsFunc func(w []byte, stride, lo, hi int, act []byte, n int, out []float32)
+
+// kernel pairs a weight type with its activation type and dot product, and
+// optionally a kernel over many rows (fewer calls for short rows).
 type kernel struct {
-	act tensor.DType
-	dot dotFunc
+	act  tensor.DType
+	dot  dotFunc
+	rows rowsFunc
 }
 
 // kernels is indexed by the weight DType (an array, not a map: VecDot is
 // called once per row).
 var kernels = func() (k [tensor.IQ4_XS + 1]kernel) {
-	k[tensor.F32] = kernel{tensor.F32, dotF32F32}
-	k[tensor.F16] = kernel{tensor.F32, dotF16F32}
-	k[tensor.BF16] = kernel{tensor.F32, dotBF16F32}
-	k[tensor.Q4_0] = kernel{tensor.Q8_0, dotQ4_0}
-	k[tensor.Q4_1] = kernel{tensor.Q8_1, dotQ4_1}
-	k[tensor.Q5_0] = kernel{tensor.Q8_0, dotQ5_0}
-	k[tensor.Q5_1] = kernel{tensor.Q8_1, dotQ5_1}
-	k[tensor.Q8_0] = kernel{tensor.Q8_0, dotQ8_0}
-	k[tensor.IQ4_NL] = kernel{tensor.Q8_0, dotIQ4NL}
-	k[tensor.Q2_K] = kernel{tensor.Q8_K, dotQ2K}
-	k[tensor.Q3_K] = kernel{tensor.Q8_K, dotQ3K}
-	k[tensor.Q4_K] = kernel{tensor.Q8_K, dotQ4K}
-	k[tensor.Q5_K] = kernel{tensor.Q8_K, dotQ5K}
-	k[tensor.Q6_K] = kernel{tensor.Q8_K, dotQ6K}
-	k[tensor.IQ4_XS] = kernel{tensor.Q8_K, dotIQ4XS}
+	k[tensor.F32] = kernel{act: tensor.F32, dot: dotF32F32}
+	k[tensor.F16] = kernel{act: tensor.F32, dot: dotF16F32}
+	k[tensor.BF16] = kernel{act: tensor.F32, dot: dotBF16F32}
+	k[tensor.Q4_0] = kernel{act: tensor.Q8_0, dot: dotQ4_0}
+	k[tensor.Q4_1] = kernel{act: tensor.Q8_1, dot: dotQ4_1}
+	k[tensor.Q5_0] = kernel{act: tensor.Q8_0, dot: dotQ5_0}
+	k[tensor.Q5_1] = kernel{act: tensor.Q8_1, dot: dotQ5_1}
+	k[tensor.Q8_0] = kernel{act: tensor.Q8_0, dot: dotQ8_0}
+	k[tensor.IQ4_NL] = kernel{act: tensor.Q8_0, dot: dotIQ4NL}
+	k[tensor.Q2_K] = kernel{act: tensor.Q8_K, dot: dotQ2K}
+	k[tensor.Q3_K] = kernel{act: tensor.Q8_K, dot: dotQ3K}
+	k[tensor.Q4_K] = kernel{act: tensor.Q8_K, dot: dotQ4K}
+	k[tensor.Q5_K] = kernel{act: tensor.Q8_K, dot: dotQ5K}
+	k[tensor.Q6_K] = kernel{act: tensor.Q8_K, dot: dotQ6K}
+	k[tensor.IQ4_XS] = kernel{act: tensor.Q8_K, dot: dotIQ4XS}
 	return k
 }()
 
@@ -179,6 +185,10 @@ func DotRows(w tensor.DType, wdata []byte, rowBytes, lo, hi int, act []byte, n i
 		return fmt.Errorf("quant: dot rows: row stride %d must be positive", rowBytes)
 	case hi > lo && (len(wdata) < need || hi-1 > (len(wdata)-need)/rowBytes):
 		return fmt.Errorf("quant: dot rows: rows [%d, %d) of stride %d exceed the %d weight bytes", lo, hi, rowBytes, len(wdata))
+	}
+	if k.rows != nil {
+		k.rows(wdata, rowBytes, lo, hi, act, n, out)
+		return nil
 	}
 	for r := lo; r < hi; r++ {
 		off := r * rowBytes

@@ -14,14 +14,17 @@ import (
 // F16C (every x86-64-v3 CPU).
 var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
 
-//go:noescape
-func q8_0DotAVX2(w, act *byte, nb int) float32
+// The 32-element block kernels dot rows weight rows, stride bytes apart,
+// with one activation of nb blocks into out[0:rows].
 
 //go:noescape
-func q4_0DotAVX2(w, act *byte, nb int) float32
+func q8_0DotRowsAVX2(w *byte, stride int, act *byte, nb int, out *float32, rows int)
 
 //go:noescape
-func q5_0DotAVX2(w, act *byte, nb int) float32
+func q4_0DotRowsAVX2(w *byte, stride int, act *byte, nb int, out *float32, rows int)
+
+//go:noescape
+func q5_0DotRowsAVX2(w *byte, stride int, act *byte, nb int, out *float32, rows int)
 
 //go:noescape
 func q4KBlockAVX2(qs, q8, sm *byte) (isum, summs int32)
@@ -54,6 +57,9 @@ func init() {
 	for dt, f := range fastDots {
 		kernels[dt].dot = f
 	}
+	for dt, f := range fastRows {
+		kernels[dt].rows = f
+	}
 	dotF32, dotF16, axpyF32, axpyF16 = dotF32Fast, dotF16Fast, axpyF32Fast, axpyF16Fast
 }
 
@@ -70,28 +76,62 @@ var fastDots = map[tensor.DType]dotFunc{
 	tensor.Q6_K: dotQ6KFast,
 }
 
-func dotQ8_0Fast(w, act []byte, n int) float32 {
-	if n < qk {
-		return 0
+// rowKernel is an assembly kernel over several rows.
+type rowKernel func(w *byte, stride int, act *byte, nb int, out *float32, rows int)
+
+// oneRow runs a row kernel on a single row.
+func oneRow(k rowKernel, w, act []byte, n int) float32 {
+	var out float32
+	if n >= qk {
+		k(&w[0], 0, &act[0], n/qk, &out, 1)
 	}
-	_, _ = w[34*(n/qk)-1], act[34*(n/qk)-1]
-	return q8_0DotAVX2(&w[0], &act[0], n/qk)
+	return out
+}
+
+// manyRows runs a row kernel over rows lo..hi-1 (validated by DotRows).
+func manyRows(k rowKernel, w []byte, stride, lo, hi int, act []byte, n int, out []float32) {
+	if hi <= lo {
+		return
+	}
+	if n < qk {
+		clear(out[:hi-lo])
+		return
+	}
+	k(&w[lo*stride], stride, &act[0], n/qk, &out[0], hi-lo)
+}
+
+func dotQ8_0Fast(w, act []byte, n int) float32 {
+	if n >= qk {
+		_, _ = w[34*(n/qk)-1], act[34*(n/qk)-1]
+	}
+	return oneRow(q8_0DotRowsAVX2, w, act, n)
 }
 
 func dotQ4_0Fast(w, act []byte, n int) float32 {
-	if n < qk {
-		return 0
+	if n >= qk {
+		_, _ = w[18*(n/qk)-1], act[34*(n/qk)-1]
 	}
-	_, _ = w[18*(n/qk)-1], act[34*(n/qk)-1]
-	return q4_0DotAVX2(&w[0], &act[0], n/qk)
+	return oneRow(q4_0DotRowsAVX2, w, act, n)
 }
 
 func dotQ5_0Fast(w, act []byte, n int) float32 {
-	if n < qk {
-		return 0
+	if n >= qk {
+		_, _ = w[22*(n/qk)-1], act[34*(n/qk)-1]
 	}
-	_, _ = w[22*(n/qk)-1], act[34*(n/qk)-1]
-	return q5_0DotAVX2(&w[0], &act[0], n/qk)
+	return oneRow(q5_0DotRowsAVX2, w, act, n)
+}
+
+// fastRows are the multi-row assembly kernels by weight type.
+var fastRows = map[tensor.DType]rowsFunc{
+	tensor.Q4_0: func(w []byte, stride, lo, hi int, act []byte, n int, out []float32) {
+		manyRows(q4_0DotRowsAVX2, w, stride, lo, hi, act, n, out)
+	},
+	tensor.Q5_0: func(w []byte, stride, lo, hi int, act []byte, n int, out []float32) {
+		manyRows(q5_0DotRowsAVX2, w, stride, lo, hi, act, n, out)
+	},
+	tensor.Q8_0: func(w []byte, stride, lo, hi int, act []byte, n int, out []float32) {
+		manyRows(q8_0DotRowsAVX2, w, stride, lo, hi, act, n, out)
+	},
 }
 
 // scaleMinsK4 unpacks a Q4_K/Q5_K block's twelve scale bytes into eight

@@ -56,15 +56,44 @@ GLOBL shufBits<>(SB), RODATA|NOPTR, $32
 	VPHADDD X, X, X; \
 	VPHADDD X, X, X
 
-// func q8_0DotAVX2(w, act *byte, nb int) float32
-TEXT ·q8_0DotAVX2(SB), NOSPLIT, $0-28
-	MOVQ w+0(FP), SI
-	MOVQ act+8(FP), DI
-	MOVQ nb+16(FP), CX
-	VXORPS Y0, Y0, Y0
+// ROWS_BEGIN loads the arguments of a row kernel
+// func(w *byte, stride int, act *byte, nb int, out *float32, rows int)
+// and opens the loop over rows: SI the weight row, DI the activation, CX
+// the block count, Y0 the accumulator.
+#define ROWS_BEGIN(rowloop, rowdone) \
+	MOVQ w+0(FP), R8; \
+	MOVQ stride+8(FP), R9; \
+	MOVQ act+16(FP), R10; \
+	MOVQ nb+24(FP), R11; \
+	MOVQ out+32(FP), R12; \
+	MOVQ rows+40(FP), R13; \
 	BCAST32(0x00010001, X15, Y15)
-	TESTQ CX, CX
-	JEQ q80done
+
+#define ROW_START(rowdone) \
+	MOVQ R8, SI; \
+	MOVQ R10, DI; \
+	MOVQ R11, CX; \
+	VXORPS Y0, Y0, Y0; \
+	TESTQ CX, CX; \
+	JEQ rowdone
+
+// ROW_END stores the row's sum and moves to the next row.
+#define ROW_END(rowloop) \
+	HSUM(Y0, X0, X1); \
+	VMOVSS X0, (R12); \
+	ADDQ $4, R12; \
+	ADDQ R9, R8; \
+	DECQ R13; \
+	JNE rowloop
+
+// func q8_0DotRowsAVX2(w *byte, stride int, act *byte, nb int, out *float32, rows int)
+TEXT ·q8_0DotRowsAVX2(SB), NOSPLIT, $0-48
+	ROWS_BEGIN(q80row, q80rowdone)
+	TESTQ R13, R13
+	JEQ q80end
+
+q80row:
+	ROW_START(q80rowdone)
 
 q80loop:
 	SCALE2((SI), (DI), X1, Y1, X2)
@@ -76,23 +105,23 @@ q80loop:
 	DECQ CX
 	JNE  q80loop
 
-q80done:
-	HSUM(Y0, X0, X1)
-	VMOVSS X0, ret+24(FP)
+q80rowdone:
+	ROW_END(q80row)
+
+q80end:
 	VZEROUPPER
 	RET
 
-// func q4_0DotAVX2(w, act *byte, nb int) float32
-TEXT ·q4_0DotAVX2(SB), NOSPLIT, $0-28
-	MOVQ w+0(FP), SI
-	MOVQ act+8(FP), DI
-	MOVQ nb+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	BCAST32(0x00010001, X15, Y15)
+// func q4_0DotRowsAVX2(w *byte, stride int, act *byte, nb int, out *float32, rows int)
+TEXT ·q4_0DotRowsAVX2(SB), NOSPLIT, $0-48
+	ROWS_BEGIN(q40row, q40rowdone)
 	BCAST32(0x0f0f0f0f, X14, Y14)
 	BCAST32(0x08080808, X13, Y13)
-	TESTQ CX, CX
-	JEQ q40done
+	TESTQ R13, R13
+	JEQ q40end
+
+q40row:
+	ROW_START(q40rowdone)
 
 q40loop:
 	SCALE2((SI), (DI), X1, Y1, X2)
@@ -108,19 +137,16 @@ q40loop:
 	DECQ CX
 	JNE  q40loop
 
-q40done:
-	HSUM(Y0, X0, X1)
-	VMOVSS X0, ret+24(FP)
+q40rowdone:
+	ROW_END(q40row)
+
+q40end:
 	VZEROUPPER
 	RET
 
-// func q5_0DotAVX2(w, act *byte, nb int) float32
-TEXT ·q5_0DotAVX2(SB), NOSPLIT, $0-28
-	MOVQ w+0(FP), SI
-	MOVQ act+8(FP), DI
-	MOVQ nb+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	BCAST32(0x00010001, X15, Y15)
+// func q5_0DotRowsAVX2(w *byte, stride int, act *byte, nb int, out *float32, rows int)
+TEXT ·q5_0DotRowsAVX2(SB), NOSPLIT, $0-48
+	ROWS_BEGIN(q50row, q50rowdone)
 	BCAST32(0x0f0f0f0f, X14, Y14)
 	BCAST32(0xf0f0f0f0, X13, Y13)
 	VMOVDQU shufBits<>(SB), Y12
@@ -129,8 +155,11 @@ TEXT ·q5_0DotAVX2(SB), NOSPLIT, $0-28
 	VMOVQ AX, X11
 	VPBROADCASTQ X11, Y11
 	VPCMPEQB Y10, Y10, Y10
-	TESTQ CX, CX
-	JEQ q50done
+	TESTQ R13, R13
+	JEQ q50end
+
+q50row:
+	ROW_START(q50rowdone)
 
 q50loop:
 	SCALE2((SI), (DI), X1, Y1, X2)
@@ -152,9 +181,10 @@ q50loop:
 	DECQ CX
 	JNE  q50loop
 
-q50done:
-	HSUM(Y0, X0, X1)
-	VMOVSS X0, ret+24(FP)
+q50rowdone:
+	ROW_END(q50row)
+
+q50end:
 	VZEROUPPER
 	RET
 

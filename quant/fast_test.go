@@ -137,3 +137,40 @@ func TestFloatVectorKernels(t *testing.T) {
 		}
 	}
 }
+
+// TestDotRowsMatchPortable checks DotRows (the multi-row assembly kernels
+// where they exist) against the portable kernel row by row, with padded
+// rows and sub-ranges.
+func TestDotRowsMatchPortable(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for dt, ref := range portableDots {
+		n := 512
+		need, _ := dt.RowBytes(n)
+		for _, stride := range []int{need, need + 6} {
+			const rows = 9
+			w := make([]byte, rows*stride)
+			for r := range rows {
+				copy(w[r*stride:], randomWeights(t, rng, dt, n, r%2 == 1))
+			}
+			x := randomRow(rng, n)
+			act := mustQuantize(t, VecDotType(dt), x, true)
+			for _, lh := range [][2]int{{0, rows}, {2, 7}, {4, 5}, {3, 3}} {
+				lo, hi := lh[0], lh[1]
+				out := make([]float32, hi-lo+1)
+				out[hi-lo] = 42
+				if err := DotRows(dt, w, stride, lo, hi, act, n, out); err != nil {
+					t.Fatal(err)
+				}
+				if out[hi-lo] != 42 {
+					t.Errorf("%v rows [%d,%d): wrote past the output", dt, lo, hi)
+				}
+				for r := lo; r < hi; r++ {
+					want := ref(w[r*stride:r*stride+need], act, n)
+					if d := math.Abs(float64(out[r-lo] - want)); d > 1e-4*(1+math.Abs(float64(want))) {
+						t.Errorf("%v stride %d row %d: %v, portable %v", dt, stride, r, out[r-lo], want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/apr-llm/apr/quant"
 	"github.com/apr-llm/apr/tensor"
 )
 
@@ -98,41 +99,4 @@ func Vector(t *tensor.Tensor) ([]float32, error) {
 }
 
 // Dot is the float32 dot product of equal-length slices.
-func Dot(a, b []float32) float32 {
-	n := len(a)
-	b = b[:n]
-	var s0, s1, s2, s3, s4, s5, s6, s7 float32
-	i := 0
-	for ; i+8 <= n; i += 8 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-		s4 += a[i+4] * b[i+4]
-		s5 += a[i+5] * b[i+5]
-		s6 += a[i+6] * b[i+6]
-		s7 += a[i+7] * b[i+7]
-	}
-	for ; i < n; i++ {
-		s0 += a[i] * b[i]
-	}
-	return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-}
-
-// dotBF16 is the dot product of a bf16 row with a float32 vector.
-func dotBF16(w []uint16, x []float32) float32 {
-	n := len(x)
-	w = w[:n]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= n; i += 4 {
-		s0 += tensor.BF16ToF32(w[i]) * x[i]
-		s1 += tensor.BF16ToF32(w[i+1]) * x[i+1]
-		s2 += tensor.BF16ToF32(w[i+2]) * x[i+2]
-		s3 += tensor.BF16ToF32(w[i+3]) * x[i+3]
-	}
-	for ; i < n; i++ {
-		s0 += tensor.BF16ToF32(w[i]) * x[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
+func Dot(a, b []float32) float32 { return quant.DotF32(a, b[:len(a)]) }

@@ -3,19 +3,32 @@ package cpu
 import (
 	"math"
 
+	"github.com/apr-llm/apr/quant"
 	"github.com/apr-llm/apr/tensor"
 )
 
-// Backend runs the forward pass's operations on the CPU.
+// Backend runs the forward pass's operations on the CPU. Its methods run
+// one operation at a time (the engine serialises its forward passes); each
+// is split over the worker pool and allocates nothing once its scratch
+// buffers have grown to the largest batch seen.
 type Backend struct {
 	pool    *Pool
 	scratch [][]float32 // per-worker row buffers
+
+	// The operation in flight and its pool functions, bound once in New.
+	mm                 matMulOp
+	mmQuantize, mmRows func(lo, hi, worker int)
+	at                 attentionOp
+	atRun              func(lo, hi, worker int)
 }
 
 // New returns a CPU backend using threads workers (< 1: all CPUs).
 func New(threads int) *Backend {
 	p := NewPool(threads)
-	return &Backend{pool: p, scratch: make([][]float32, p.Threads())}
+	b := &Backend{pool: p, scratch: make([][]float32, p.Threads())}
+	b.mmQuantize, b.mmRows = b.mm.quantize, b.mm.rows
+	b.atRun = b.attentionJobs
+	return b
 }
 
 // Threads is the number of workers.
@@ -33,33 +46,14 @@ func (b *Backend) rowBuf(worker, n int) []float32 {
 
 // MatMul computes dst[t][r] = sum_c x[t][c] * w[r][c] for n input rows x
 // (n x w.Cols) into dst (n x w.Rows): y = x · Wᵀ, as torch's Linear does.
-// Output rows of W are split over the workers; each weight row is read once
-// for all n inputs.
+// Output rows of W are split over the workers in blocks of rows that stay
+// in cache while all n inputs pass over them, so each weight row is read
+// from memory once.
 func (b *Backend) MatMul(dst []float32, w *Matrix, x []float32, n int) {
 	in, out := w.Cols, w.Rows
 	_ = x[n*in-1]
 	_ = dst[n*out-1]
-	if w.DType.Quantized() {
-		b.matMulQuant(dst, w, x, n)
-		return
-	}
-	grain := 16
-	b.pool.Run(out, grain, func(lo, hi, worker int) {
-		switch {
-		case n == 1 && w.DType == tensor.BF16:
-			for r := lo; r < hi; r++ {
-				dst[r] = dotBF16(asU16(w.row(r)), x[:in])
-			}
-		default:
-			buf := b.rowBuf(worker, in)
-			for r := lo; r < hi; r++ {
-				decodeRow(w.DType, w.row(r), buf)
-				for t := 0; t < n; t++ {
-					dst[t*out+r] = Dot(buf, x[t*in:(t+1)*in])
-				}
-			}
-		}
-	})
+	b.matMul(dst, w, x, n)
 }
 
 // RMSNorm writes x / rms(x) * weight for each of the n rows of x (row length
@@ -68,10 +62,7 @@ func (b *Backend) RMSNorm(dst, x, weight []float32, n int, eps float32) {
 	d := len(weight)
 	for t := 0; t < n; t++ {
 		row := x[t*d : (t+1)*d]
-		var ss float32
-		for _, v := range row {
-			ss += v * v
-		}
+		ss := quant.DotF32(row, row)
 		scale := float32(1 / math.Sqrt(float64(ss/float32(d)+eps)))
 		o := dst[t*d : (t+1)*d]
 		for i, v := range row {
@@ -228,89 +219,98 @@ func (c *KVCache) Bytes() int {
 // Attention computes causal grouped-query attention for n query rows. Row
 // t sits at position pos[t] of its sequence, whose cache caches[t] holds
 // positions 0..pos[t]; rows of different sequences may share a batch. q and
-// out are n x (heads*dim). With an F16 cache the query is rounded to F16
-// for the Q·K products, as ggml does; softmax and the weighted sum of the
-// values run in float32. (Rounding the probabilities to F16 too, as ggml's
-// path without flash attention does, matched llama.cpp's argmax slightly
-// worse on Q8_0 (98.7% against 99.2% of positions) and flipped a near tie
-// against the SafeTensors model.)
+// out are n x (heads*dim). The query heads that share a KV head are
+// computed together, so each cached key and value row is read once per
+// group. With an F16 cache the query is rounded to F16 for the Q·K
+// products, as ggml does; softmax and the weighted sum of the values run in
+// float32. (Rounding the probabilities to F16 too, as ggml's path without
+// flash attention does, matched llama.cpp's argmax slightly worse on Q8_0
+// (98.7% against 99.2% of positions) and flipped a near tie against the
+// SafeTensors model.)
 func (b *Backend) Attention(out, q []float32, caches []*KVCache, pos []int, n, heads, kvHeads, dim int) {
-	group := heads / kvHeads
-	qStride := heads * dim
-	kvStride := kvHeads * dim
-	scale := float32(1 / math.Sqrt(float64(dim)))
 	maxLen := 0
 	for _, p := range pos[:n] {
 		maxLen = max(maxLen, p+1)
 	}
-	b.pool.Run(n*heads, 1, func(lo, hi, worker int) {
-		buf := b.rowBuf(worker, maxLen+dim)
-		scores, qh := buf[:maxLen], buf[maxLen:]
-		for job := lo; job < hi; job++ {
-			t, h := job/heads, job%heads
-			c := caches[t]
-			off := (h / group) * dim // this head's slice of a cache row
-			qv := q[t*qStride+h*dim : t*qStride+(h+1)*dim]
+	group := heads / kvHeads
+	// Split a group's heads over several jobs only when there are fewer
+	// groups than workers (decoding with few KV heads).
+	split := 1
+	if jobs := n * kvHeads; jobs < b.Threads() {
+		split = min(group, (b.Threads()+jobs-1)/jobs)
+	}
+	b.at = attentionOp{
+		out: out, q: q, caches: caches, pos: pos,
+		heads: heads, kvHeads: kvHeads, dim: dim, maxLen: maxLen, split: split,
+		scale: float32(1 / math.Sqrt(float64(dim))),
+	}
+	b.pool.Run(n*kvHeads*split, 1, b.atRun)
+	b.at = attentionOp{}
+}
+
+// attentionOp is the attention in flight (see Attention).
+type attentionOp struct {
+	out, q                             []float32
+	caches                             []*KVCache
+	pos                                []int
+	heads, kvHeads, dim, maxLen, split int
+	scale                              float32
+}
+
+// attentionJobs runs jobs lo..hi-1; job = (row, KV head, part of the
+// group's query heads).
+func (b *Backend) attentionJobs(lo, hi, worker int) {
+	op := &b.at
+	dim, group := op.dim, op.heads/op.kvHeads
+	per := (group + op.split - 1) / op.split
+	qStride, kvStride := op.heads*dim, op.kvHeads*dim
+	buf := b.rowBuf(worker, per*(op.maxLen+dim))
+	for job := lo; job < hi; job++ {
+		part := job % op.split
+		t, g := job/op.split/op.kvHeads, job/op.split%op.kvHeads
+		h0 := g*group + part*per
+		nh := min(per, g*group+group-h0)
+		if nh <= 0 {
+			continue
+		}
+		c, L := op.caches[t], op.pos[t]+1
+		off := g * dim // this group's slice of a cache row
+		scores, qs := buf[:nh*L], buf[per*op.maxLen:per*op.maxLen+nh*dim]
+		for i := range nh {
+			qv := op.q[t*qStride+(h0+i)*dim:][:dim]
+			dq := qs[i*dim : (i+1)*dim]
 			if c.f16 {
-				for i, v := range qv {
-					qh[i] = tensor.F16ToF32(tensor.F32ToF16(v))
+				for k, v := range qv {
+					dq[k] = tensor.F16ToF32(tensor.F32ToF16(v))
 				}
-				qv = qh
+			} else {
+				copy(dq, qv)
 			}
-			sc := scores[:pos[t]+1]
-			for j := range sc {
-				r := j*kvStride + off
+		}
+		for j := range L {
+			r := j*kvStride + off
+			for i := range nh {
 				if c.f16 {
-					sc[j] = dotF16(c.kh[r:r+dim], qv) * scale
+					scores[i*L+j] = quant.DotF16(c.kh[r:r+dim], qs[i*dim:(i+1)*dim]) * op.scale
 				} else {
-					sc[j] = Dot(qv, c.k[r:r+dim]) * scale
-				}
-			}
-			Softmax(sc)
-			o := out[t*qStride+h*dim : t*qStride+(h+1)*dim]
-			clear(o)
-			for j, p := range sc {
-				r := j*kvStride + off
-				if c.f16 {
-					axpyF16(o, p, c.vh[r:r+dim])
-				} else {
-					axpy(o, p, c.v[r:r+dim])
+					scores[i*L+j] = quant.DotF32(qs[i*dim:(i+1)*dim], c.k[r:r+dim]) * op.scale
 				}
 			}
 		}
-	})
-}
-
-// axpy sets o += p * v.
-func axpy(o []float32, p float32, v []float32) {
-	v = v[:len(o)]
-	for i, x := range v {
-		o[i] += p * x
+		for i := range nh {
+			Softmax(scores[i*L : (i+1)*L])
+			clear(op.out[t*qStride+(h0+i)*dim:][:dim])
+		}
+		for j := range L {
+			r := j*kvStride + off
+			for i := range nh {
+				o := op.out[t*qStride+(h0+i)*dim:][:dim]
+				if c.f16 {
+					quant.AxpyF16(o, scores[i*L+j], c.vh[r:r+dim])
+				} else {
+					quant.AxpyF32(o, scores[i*L+j], c.v[r:r+dim])
+				}
+			}
+		}
 	}
-}
-
-// axpyF16 sets o += p * v for an F16 v.
-func axpyF16(o []float32, p float32, v []uint16) {
-	v = v[:len(o)]
-	for i, x := range v {
-		o[i] += p * tensor.F16ToF32(x)
-	}
-}
-
-// dotF16 is the dot product of an F16 row with a float32 vector.
-func dotF16(w []uint16, x []float32) float32 {
-	n := len(x)
-	w = w[:n]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= n; i += 4 {
-		s0 += tensor.F16ToF32(w[i]) * x[i]
-		s1 += tensor.F16ToF32(w[i+1]) * x[i+1]
-		s2 += tensor.F16ToF32(w[i+2]) * x[i+2]
-		s3 += tensor.F16ToF32(w[i+3]) * x[i+3]
-	}
-	for ; i < n; i++ {
-		s0 += tensor.F16ToF32(w[i]) * x[i]
-	}
-	return (s0 + s1) + (s2 + s3)
 }

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/apr-llm/apr/quant"
 	"github.com/apr-llm/apr/tensor"
@@ -25,38 +26,89 @@ func decodeQuantRow(dt tensor.DType, src []byte, dst []float32) {
 	f(src, dst)
 }
 
-// quantRowBlock is how many weight rows stay hot in cache while every input
-// row is multiplied with them.
-const quantRowBlock = 16
+// rowBlock is how many weight rows stay hot in L1 while every input row is
+// multiplied with them (prefill reads each weight row from memory once).
+const rowBlock = 16
 
-// matMulQuant multiplies by a block-quantized matrix as ggml does: each
-// input row is quantized once to the weights' activation type (8-bit
-// blocks), then every weight row is dotted with it in integers. The weight
-// matrix is never expanded to float32.
-func (b *Backend) matMulQuant(dst []float32, w *Matrix, x []float32, n int) {
-	in, out := w.Cols, w.Rows
-	vt := quant.VecDotType(w.DType)
-	actBytes, err := vt.RowBytes(in)
-	if err != nil {
-		panic(fmt.Sprintf("cpu: %s: %v", w.Name, err))
+// matMulOp is the matrix product in flight: Backend.MatMul fills it and the
+// pool runs its bound methods, so that no closure is allocated per call.
+type matMulOp struct {
+	dst      []float32
+	w        *Matrix
+	x        []float32
+	n        int
+	act      []byte // the n input rows in the kernel's activation type
+	buf      []byte // act's storage for block types, kept across calls
+	actBytes int
+	vt       tensor.DType
+}
+
+// quantize encodes input rows lo..hi-1 as the weights' activation type.
+func (op *matMulOp) quantize(lo, hi, _ int) {
+	in, ab := op.w.Cols, op.actBytes
+	for t := lo; t < hi; t++ {
+		if err := quant.QuantizeActivation(op.vt, op.x[t*in:(t+1)*in], op.act[t*ab:(t+1)*ab]); err != nil {
+			panic(fmt.Sprintf("cpu: %s: %v", op.w.Name, err))
+		}
 	}
-	act := make([]byte, n*actBytes)
-	b.pool.Run(n, 1, func(lo, hi, _ int) {
-		for t := lo; t < hi; t++ {
-			if err := quant.QuantizeActivation(vt, x[t*in:(t+1)*in], act[t*actBytes:(t+1)*actBytes]); err != nil {
+}
+
+// rows computes output columns lo..hi-1 for every input row, rowBlock weight
+// rows at a time.
+func (op *matMulOp) rows(lo, hi, _ int) {
+	w, in, out, ab := op.w, op.w.Cols, op.w.Rows, op.actBytes
+	for rb := lo; rb < hi; rb += rowBlock {
+		re := min(rb+rowBlock, hi)
+		for t := 0; t < op.n; t++ {
+			err := quant.DotRows(w.DType, w.data, w.rowB, rb, re, op.act[t*ab:(t+1)*ab], in, op.dst[t*out+rb:t*out+re])
+			if err != nil {
 				panic(fmt.Sprintf("cpu: %s: %v", w.Name, err))
 			}
 		}
-	})
-	b.pool.Run(out, quantRowBlock, func(lo, hi, _ int) {
-		for rb := lo; rb < hi; rb += quantRowBlock {
-			re := min(rb+quantRowBlock, hi)
-			for t := 0; t < n; t++ {
-				err := quant.DotRows(w.DType, w.data, w.rowB, rb, re, act[t*actBytes:(t+1)*actBytes], in, dst[t*out+rb:t*out+re])
-				if err != nil {
-					panic(fmt.Sprintf("cpu: %s: %v", w.Name, err))
-				}
-			}
+	}
+}
+
+// bytesOfF32 views float32s as their little-endian bytes (amd64, arm64).
+func bytesOfF32(x []float32) []byte {
+	if len(x) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), 4*len(x))
+}
+
+// matMul multiplies as ggml does: each input row is quantized once to the
+// weights' activation type (8-bit blocks for GGML block weights, float32 for
+// F32/F16/BF16 weights, used in place), then every weight row is dotted
+// with it by the quant kernels. The weight matrix is never expanded to
+// float32.
+func (b *Backend) matMul(dst []float32, w *Matrix, x []float32, n int) {
+	op := &b.mm
+	in := w.Cols
+	vt := quant.VecDotType(w.DType)
+	ab, err := vt.RowBytes(in)
+	if err != nil {
+		panic(fmt.Sprintf("cpu: %s: %v", w.Name, err))
+	}
+	*op = matMulOp{dst: dst, w: w, x: x, n: n, actBytes: ab, vt: vt, buf: op.buf}
+	if vt == tensor.F32 {
+		op.act = bytesOfF32(x[:n*in])
+	} else {
+		op.buf = growBytes(op.buf, n*ab)
+		op.act = op.buf
+		if n == 1 {
+			op.quantize(0, 1, 0)
+		} else {
+			b.pool.Run(n, 1, b.mmQuantize)
 		}
-	})
+	}
+	b.pool.Run(w.Rows, rowBlock, b.mmRows)
+	op.dst, op.w, op.x, op.act = nil, nil, nil, nil
+}
+
+// growBytes returns s resized to n, reallocating only when it is too small.
+func growBytes(s []byte, n int) []byte {
+	if cap(s) < n {
+		return make([]byte, n)
+	}
+	return s[:n]
 }
