@@ -74,5 +74,7 @@ func (e *Engine) report(b Brick, layer int, start time.Time, rows int, outs ...[
 	if d, ok := e.probe.(BrickDelayer); ok {
 		d.BrickDelay(b)
 	}
-	e.probe.Brick(BrickEvent{Brick: b, Layer: layer, Elapsed: time.Since(start), Rows: rows, Outputs: outs})
+	// Copying outs keeps the variadic slice on the caller's stack: without
+	// a probe the forward pass allocates nothing.
+	e.probe.Brick(BrickEvent{Brick: b, Layer: layer, Elapsed: time.Since(start), Rows: rows, Outputs: append([][]float32(nil), outs...)})
 }
