@@ -56,6 +56,12 @@ type driver struct {
 	cuLaunchKernel            uintptr // called through purego.SyscallN (11 arguments, no reflection)
 	cuFuncSetAttribute        func(fn uintptr, attr int32, v int32) result
 	cuMemGetInfo              func(free, total *uint64) result
+	cuStreamBeginCapture      func(s uintptr, mode uint32) result
+	cuStreamEndCapture        func(s uintptr, graph *uintptr) result
+	cuGraphInstantiate        func(exec *uintptr, graph uintptr, flags uint64) result
+	cuGraphLaunch             func(exec uintptr, s uintptr) result
+	cuGraphExecDestroy        func(exec uintptr) result
+	cuGraphDestroy            func(graph uintptr) result
 }
 
 // symbols maps each entry point to its exported name (the _v2 names are
@@ -100,6 +106,12 @@ func (d *driver) symbols() []struct {
 		{"cuGetErrorString", &d.cuGetErrorString},
 		{"cuFuncSetAttribute", &d.cuFuncSetAttribute},
 		{"cuMemGetInfo_v2", &d.cuMemGetInfo},
+		{"cuStreamBeginCapture_v2", &d.cuStreamBeginCapture},
+		{"cuStreamEndCapture", &d.cuStreamEndCapture},
+		{"cuGraphInstantiateWithFlags", &d.cuGraphInstantiate},
+		{"cuGraphLaunch", &d.cuGraphLaunch},
+		{"cuGraphExecDestroy", &d.cuGraphExecDestroy},
+		{"cuGraphDestroy", &d.cuGraphDestroy},
 	}
 }
 

@@ -133,13 +133,14 @@ func (d *Device) matvec(w *matrix, act, y, bias devptr, accumulate bool) error {
 		w.ptr, act, y, bias, w.rows, w.cols, int64(w.rowBytes), acc)
 }
 
-// getRow decodes row r of w to float32 at out.
-func (d *Device) getRow(w *matrix, out devptr, r int) error {
+// getRow decodes row r of w (or the row that rowp holds, when not 0) to
+// float32 at out.
+func (d *Device) getRow(w *matrix, out, rowp devptr, r int) error {
 	k, ok := getRowKernels[w.dt]
 	if !ok {
 		return fmt.Errorf("cuda: no row kernel for %v", w.dt)
 	}
-	return d.launch(k, ceilDiv(w.cols, 256), 256, 0, w.ptr, out, r, w.cols, int64(w.rowBytes))
+	return d.launch(k, ceilDiv(w.cols, 256), 256, 0, w.ptr, out, rowp, r, w.cols, int64(w.rowBytes))
 }
 
 // rmsNorm writes w * x/rms(x) (n values) to out.
@@ -147,20 +148,23 @@ func (d *Device) rmsNorm(x, w, out devptr, n int, eps float32) error {
 	return d.launch("rmsnorm", 1, 1024, 0, x, w, out, n, eps)
 }
 
-// rope rotates heads x dim values at v for position pos.
-func (d *Device) rope(v, invFreq devptr, heads, dim, pos int, thetaScale float32, style int) error {
+// rope rotates heads x dim values at v for position pos (or the one posp
+// holds, when not 0).
+func (d *Device) rope(v, invFreq devptr, heads, dim int, posp devptr, pos int, thetaScale float32, style int) error {
 	n := heads * dim / 2
-	return d.launch("rope", ceilDiv(n, 256), 256, 0, v, invFreq, heads, dim, pos, thetaScale, style)
+	return d.launch("rope", ceilDiv(n, 256), 256, 0, v, invFreq, heads, dim, posp, pos, thetaScale, style)
 }
 
-// kvStore writes dim keys and values at position pos of a cache.
-func (d *Device) kvStore(k, v, kc, vc devptr, pos, dim int, f16 bool) error {
-	return d.launch("kv_store", ceilDiv(dim, 256), 256, 0, k, v, kc, vc, pos, dim, boolInt(f16))
+// kvStore writes dim keys and values at position pos (or posp's) of a
+// cache.
+func (d *Device) kvStore(k, v, kc, vc, posp devptr, pos, dim int, f16 bool) error {
+	return d.launch("kv_store", ceilDiv(dim, 256), 256, 0, k, v, kc, vc, posp, pos, dim, boolInt(f16))
 }
 
-// attention runs one token's attention over n cached positions.
-func (d *Device) attention(q, kc, vc, out, scores devptr, heads, kvHeads, dim, n, ctx int, scale float32, f16 bool) error {
-	return d.launch("attention", heads, 256, 4*dim, q, kc, vc, out, scores, heads, kvHeads, dim, n, ctx, scale, boolInt(f16))
+// attention runs one token's attention over n cached positions (or
+// *posp+1, when posp is not 0).
+func (d *Device) attention(q, kc, vc, out, scores devptr, heads, kvHeads, dim int, posp devptr, n, ctx int, scale float32, f16 bool) error {
+	return d.launch("attention", heads, 256, 4*dim, q, kc, vc, out, scores, heads, kvHeads, dim, posp, n, ctx, scale, boolInt(f16))
 }
 
 // siluMul sets g = silu(g) * u over n values.

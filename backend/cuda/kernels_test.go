@@ -219,7 +219,7 @@ func TestGetRow(t *testing.T) {
 		}
 		w := &matrix{dt: dt, rows: rows, cols: cols, rowBytes: rb, ptr: b.bytes(wq)}
 		out := b.poisoned(4 * cols)
-		if err := d.getRow(w, out, 7); err != nil {
+		if err := d.getRow(w, out, 0, 7); err != nil {
 			t.Fatal(err)
 		}
 		compare(t, dt.String()+" row", b.readFloats(out, cols), want, 0)
@@ -258,7 +258,7 @@ func TestRoPE(t *testing.T) {
 				inv[i] = float32(1 / math.Pow(theta, float64(float32(2*i)/float32(dim))))
 			}
 			vd := b.floats(v)
-			if err := d.rope(vd, b.floats(inv), heads, dim, pos, float32(math.Pow(theta, -2.0/dim)), style); err != nil {
+			if err := d.rope(vd, b.floats(inv), heads, dim, 0, pos, float32(math.Pow(theta, -2.0/dim)), style); err != nil {
 				t.Fatal(err)
 			}
 			compare(t, "rope", b.readFloats(vd, heads*dim), want, 1e-6)
@@ -284,7 +284,7 @@ func TestAttention(t *testing.T) {
 		for p := 0; p < n; p++ {
 			k, v := randn(r, kvDim, 1), randn(r, kvDim, 1)
 			c.Store(p, k, v)
-			if err := d.kvStore(b.floats(k), b.floats(v), kc, vc, p, kvDim, f16); err != nil {
+			if err := d.kvStore(b.floats(k), b.floats(v), kc, vc, 0, p, kvDim, f16); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -293,7 +293,7 @@ func TestAttention(t *testing.T) {
 		be.Attention(want, q, []*cpu.KVCache{c}, []int{n - 1}, 1, heads, kvHeads, dim)
 		out := b.poisoned(4 * heads * dim)
 		scale := float32(1 / math.Sqrt(dim))
-		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, n, ctx, scale, f16); err != nil {
+		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16); err != nil {
 			t.Fatal(err)
 		}
 		compare(t, "attention", b.readFloats(out, heads*dim), want, 1e-5)

@@ -22,6 +22,9 @@ type Options struct {
 	KVCacheF16 bool
 	// Rope picks how rotary angles are rounded, as in the CPU engine.
 	Rope cpu.RopeStyle
+	// NoGraph launches each step's kernels one by one instead of replaying
+	// the step captured once as a CUDA graph.
+	NoGraph bool
 }
 
 // OptionsFor returns the numerics of m's reference implementation, as the
@@ -66,6 +69,12 @@ type Model struct {
 	x, xn, q, k, v, attn, gate, up, logits, scores devptr
 	actQ8_0, actQ8K, best                          devptr
 
+	// The step as a CUDA graph: its kernels read the token and position
+	// from state (two int32), written before each replay.
+	state     devptr
+	stateHost *[2]int32
+	exec      uintptr
+
 	allocs []devptr
 }
 
@@ -89,7 +98,7 @@ func Load(m *model.Model, opts Options) (*Model, error) {
 	}
 	unlock := d.bind()
 	defer unlock()
-	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx}
+	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx, stateHost: new([2]int32)}
 	if err := g.load(m); err != nil {
 		g.freeAll()
 		return nil, fmt.Errorf("cuda: load %s: %w", m.Path, err)
@@ -245,6 +254,7 @@ func (g *Model) load(m *model.Model) error {
 		{&g.x, 4 * h}, {&g.xn, 4 * h}, {&g.q, 4 * qDim}, {&g.k, 4 * kvDim}, {&g.v, 4 * kvDim},
 		{&g.attn, 4 * qDim}, {&g.gate, 4 * ffn}, {&g.up, 4 * ffn}, {&g.logits, 4 * cfg.VocabSize},
 		{&g.scores, 4 * cfg.NumHeads * g.ctx}, {&g.actQ8_0, q8_0}, {&g.actQ8K, q8k}, {&g.best, 4},
+		{&g.state, 8},
 	}
 	for _, b := range bufs {
 		if *b.p, err = g.track(g.dev.alloc(b.n)); err != nil {
@@ -265,6 +275,10 @@ func (g *Model) Close() {
 }
 
 func (g *Model) freeAll() {
+	if g.exec != 0 {
+		g.dev.drv.cuGraphExecDestroy(g.exec)
+		g.exec = 0
+	}
 	for _, p := range g.allocs {
 		g.dev.free(p)
 	}
@@ -308,8 +322,10 @@ func (g *Model) mul(w *matrix, x, y, bias devptr, acc bool) error {
 	return g.dev.matvec(w, act, y, bias, acc)
 }
 
-// step enqueues one token's forward pass at position pos, leaving the
-// logits in g.logits.
+// step runs one token's forward pass at position pos, leaving the logits
+// in g.logits and their argmax in g.best: by replaying the captured graph
+// (capturing it on the first call), or kernel by kernel with NoGraph or an
+// embedding that is decoded on the host.
 func (g *Model) step(token, pos int) error {
 	cfg := g.Config
 	if token < 0 || token >= cfg.VocabSize {
@@ -318,6 +334,49 @@ func (g *Model) step(token, pos int) error {
 	if pos < 0 || pos >= g.ctx {
 		return fmt.Errorf("cuda: decode: position %d outside the context of %d", pos, g.ctx)
 	}
+	d := g.dev
+	if g.opts.NoGraph || g.embedHost != nil {
+		return g.enqueue(0, 0, token, pos)
+	}
+	g.stateHost[0], g.stateHost[1] = int32(token), int32(pos)
+	r := d.drv.cuMemcpyHtoDAsync(g.state, unsafe.Pointer(g.stateHost), 8, d.stream)
+	if err := d.drv.check("cuMemcpyHtoDAsync (token, position)", r); err != nil {
+		return err
+	}
+	if g.exec == 0 {
+		if err := g.capture(); err != nil {
+			return err
+		}
+	}
+	return d.drv.check("cuGraphLaunch", d.drv.cuGraphLaunch(g.exec, d.stream))
+}
+
+// capture records the step's kernels, reading token and position from
+// g.state, as a CUDA graph and instantiates it.
+func (g *Model) capture() error {
+	d := g.dev
+	const captureThreadLocal = 1
+	if err := d.drv.check("cuStreamBeginCapture", d.drv.cuStreamBeginCapture(d.stream, captureThreadLocal)); err != nil {
+		return err
+	}
+	errEnq := g.enqueue(g.state, g.state+4, 0, 0)
+	var graph uintptr
+	errEnd := d.drv.check("cuStreamEndCapture", d.drv.cuStreamEndCapture(d.stream, &graph))
+	if err := errors.Join(errEnq, errEnd); err != nil {
+		if graph != 0 {
+			d.drv.cuGraphDestroy(graph)
+		}
+		return fmt.Errorf("cuda: capture the decode step: %w", err)
+	}
+	defer d.drv.cuGraphDestroy(graph)
+	return d.drv.check("cuGraphInstantiate", d.drv.cuGraphInstantiate(&g.exec, graph, 0))
+}
+
+// enqueue issues one token's forward pass and the argmax of its logits.
+// With tokp and posp not 0 the kernels read the token and position from
+// there (a captured graph); otherwise token and pos are passed by value.
+func (g *Model) enqueue(tokp, posp devptr, token, pos int) error {
+	cfg := g.Config
 	h, qDim, kvDim, ffn := cfg.Dims()
 	d := g.dev
 	eps := float32(cfg.RMSNormEps)
@@ -336,7 +395,7 @@ func (g *Model) step(token, pos int) error {
 		if err := d.drv.check("cuMemcpyHtoDAsync", r); err != nil {
 			return err
 		}
-	} else if err := d.getRow(g.embed, g.x, token); err != nil {
+	} else if err := d.getRow(g.embed, g.x, tokp, token); err != nil {
 		return err
 	}
 	for li := range g.layers {
@@ -347,10 +406,10 @@ func (g *Model) step(token, pos int) error {
 			g.mul(l.q, g.xn, g.q, l.qb, false),
 			g.mul(l.k, g.xn, g.k, l.kb, false),
 			g.mul(l.v, g.xn, g.v, l.vb, false),
-			d.rope(g.q, g.invFreq, cfg.NumHeads, cfg.HeadDim, pos, g.thetaScale, style),
-			d.rope(g.k, g.invFreq, cfg.NumKVHeads, cfg.HeadDim, pos, g.thetaScale, style),
-			d.kvStore(g.k, g.v, l.kc, l.vc, pos, kvDim, f16),
-			d.attention(g.q, l.kc, l.vc, g.attn, g.scores, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, pos+1, g.ctx, scale, f16),
+			d.rope(g.q, g.invFreq, cfg.NumHeads, cfg.HeadDim, posp, pos, g.thetaScale, style),
+			d.rope(g.k, g.invFreq, cfg.NumKVHeads, cfg.HeadDim, posp, pos, g.thetaScale, style),
+			d.kvStore(g.k, g.v, l.kc, l.vc, posp, pos, kvDim, f16),
+			d.attention(g.q, l.kc, l.vc, g.attn, g.scores, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, posp, pos+1, g.ctx, scale, f16),
 			g.prepare(g.attn, qDim, l.o),
 			g.mul(l.o, g.attn, g.x, 0, true),
 			d.rmsNorm(g.x, l.mlpNorm, g.xn, h, eps),
@@ -369,6 +428,7 @@ func (g *Model) step(token, pos int) error {
 		d.rmsNorm(g.x, g.norm, g.xn, h, eps),
 		g.prepare(g.xn, h, g.output),
 		g.mul(g.output, g.xn, g.logits, 0, false),
+		d.argmax(g.logits, cfg.VocabSize, g.best),
 	)
 }
 
@@ -388,14 +448,12 @@ func (g *Model) Decode(token, pos int) ([]float32, error) {
 }
 
 // DecodeArgmax runs token at position pos like Decode and returns the
-// greedy next token, chosen on the device (only 4 bytes come back).
+// greedy next token, chosen on the device (only 4 bytes come back: the
+// step's one host synchronisation).
 func (g *Model) DecodeArgmax(token, pos int) (int, error) {
 	unlock := g.dev.bind()
 	defer unlock()
 	if err := g.step(token, pos); err != nil {
-		return 0, err
-	}
-	if err := g.dev.argmax(g.logits, g.Config.VocabSize, g.best); err != nil {
 		return 0, err
 	}
 	var best [4]byte

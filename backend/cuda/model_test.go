@@ -156,35 +156,78 @@ func TestDecodeMatchesCPU(t *testing.T) {
 	}
 }
 
+// TestGraphMatchesDirect checks that replaying the captured decode step
+// gives the same logits, bit for bit, as launching its kernels one by one.
+func TestGraphMatchesDirect(t *testing.T) {
+	skipWithoutGPU(t)
+	p := testref.HFOutputs(t)[0]
+	for _, rel := range tinyModels {
+		m, err := format.Open(testref.Path(t, filepath.FromSlash(rel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		var out [2][]float32
+		for i, noGraph := range []bool{false, true} {
+			o := cuda.OptionsFor(m, len(p.TokenIDs))
+			o.NoGraph = noGraph
+			g, err := cuda.Load(m, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for pos, id := range p.TokenIDs {
+				if out[i], err = g.Decode(id, pos); err != nil {
+					t.Fatal(err)
+				}
+			}
+			g.Close()
+		}
+		for i := range out[0] {
+			if math.Float32bits(out[0][i]) != math.Float32bits(out[1][i]) {
+				t.Fatalf("%s: logit %d: graph %v, direct %v", rel, i, out[0][i], out[1][i])
+			}
+		}
+	}
+}
+
 // BenchmarkDecode measures the GPU decode step (token in, greedy token out,
-// one host synchronisation) of each shared model at positions 0..255.
+// one host synchronisation) of each shared model at positions 0..255, by
+// graph replay and by launching kernel by kernel.
 func BenchmarkDecode(b *testing.B) {
 	skipWithoutGPU(b)
 	for _, rel := range tinyModels {
-		b.Run(filepath.Base(rel), func(b *testing.B) {
-			m, err := format.Open(testref.Path(b, filepath.FromSlash(rel)))
-			if err != nil {
-				b.Fatal(err)
+		for _, noGraph := range []bool{false, true} {
+			name := filepath.Base(rel) + "/graph"
+			if noGraph {
+				name = filepath.Base(rel) + "/direct"
 			}
-			defer m.Close()
-			g, err := cuda.Load(m, cuda.OptionsFor(m, 256))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer g.Close()
-			tok := 9707
-			for i := 0; i < 16; i++ { // warm-up
-				if tok, err = g.DecodeArgmax(tok, i); err != nil {
+			b.Run(name, func(b *testing.B) {
+				m, err := format.Open(testref.Path(b, filepath.FromSlash(rel)))
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if tok, err = g.DecodeArgmax(tok, i%256); err != nil {
+				defer m.Close()
+				o := cuda.OptionsFor(m, 256)
+				o.NoGraph = noGraph
+				g, err := cuda.Load(m, o)
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
-		})
+				defer g.Close()
+				tok := 9707
+				for i := 0; i < 16; i++ { // warm-up (and graph capture)
+					if tok, err = g.DecodeArgmax(tok, i); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if tok, err = g.DecodeArgmax(tok, i%256); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+			})
+		}
 	}
 }

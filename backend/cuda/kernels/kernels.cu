@@ -378,24 +378,29 @@ extern "C" __global__ void matvec_bf16(const u8* __restrict__ W, const u8* __res
 
 // ------------------------------------------------------ embedding rows
 
-// Every get_row kernel writes row `row` of W (cols values) as float32.
+// Every get_row kernel writes row `row` of W (cols values) as float32; a
+// non-null rowp holds the row instead (the token id of a captured graph).
 
-extern "C" __global__ void get_row_f32(const u8* __restrict__ W, float* __restrict__ out, int row, int cols, i64 rowBytes) {
+extern "C" __global__ void get_row_f32(const u8* __restrict__ W, float* __restrict__ out, const int* __restrict__ rowp, int row, int cols, i64 rowBytes) {
+    if (rowp) row = *rowp;
     const float* w = (const float*)(W + (i64)row * rowBytes);
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) out[i] = w[i];
 }
 
-extern "C" __global__ void get_row_f16(const u8* __restrict__ W, float* __restrict__ out, int row, int cols, i64 rowBytes) {
+extern "C" __global__ void get_row_f16(const u8* __restrict__ W, float* __restrict__ out, const int* __restrict__ rowp, int row, int cols, i64 rowBytes) {
+    if (rowp) row = *rowp;
     const u16* w = (const u16*)(W + (i64)row * rowBytes);
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) out[i] = h2f(w[i]);
 }
 
-extern "C" __global__ void get_row_bf16(const u8* __restrict__ W, float* __restrict__ out, int row, int cols, i64 rowBytes) {
+extern "C" __global__ void get_row_bf16(const u8* __restrict__ W, float* __restrict__ out, const int* __restrict__ rowp, int row, int cols, i64 rowBytes) {
+    if (rowp) row = *rowp;
     const u16* w = (const u16*)(W + (i64)row * rowBytes);
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) out[i] = bf2f(w[i]);
 }
 
-extern "C" __global__ void get_row_q8_0(const u8* __restrict__ W, float* __restrict__ out, int row, int cols, i64 rowBytes) {
+extern "C" __global__ void get_row_q8_0(const u8* __restrict__ W, float* __restrict__ out, const int* __restrict__ rowp, int row, int cols, i64 rowBytes) {
+    if (rowp) row = *rowp;
     const u8* w = W + (i64)row * rowBytes;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) {
         const u8* b = w + (i / 32) * 34;
@@ -428,9 +433,11 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
 // rope rotates pairs (i, i+dim/2) of every head of v (heads x dim) at
 // position pos. style 0 (transformers): angle = pos * invFreq[i]; style 1
 // (ggml): angle = pos * thetaScale^i by repeated float32 products. Sine and
-// cosine in double, rounded, as the CPU backend does.
+// cosine in double, rounded, as the CPU backend does. A non-null posp holds
+// the position instead of pos.
 extern "C" __global__ void rope(float* __restrict__ v, const float* __restrict__ invFreq, int heads, int dim,
-                                int pos, float thetaScale, int style) {
+                                const int* __restrict__ posp, int pos, float thetaScale, int style) {
+    if (posp) pos = *posp;
     int half = dim / 2;
     int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= heads * half) return;
@@ -452,9 +459,12 @@ extern "C" __global__ void rope(float* __restrict__ v, const float* __restrict__
 // ------------------------------------------------------------ KV cache
 
 // kv_store writes keys and values (dim floats each) at position pos of a
-// layer's cache, as F16 (f16 != 0) or float32.
+// layer's cache, as F16 (f16 != 0) or float32; a non-null posp holds the
+// position.
 extern "C" __global__ void kv_store(const float* __restrict__ k, const float* __restrict__ v,
-                                    u8* __restrict__ kc, u8* __restrict__ vc, int pos, int dim, int f16) {
+                                    u8* __restrict__ kc, u8* __restrict__ vc, const int* __restrict__ posp, int pos,
+                                    int dim, int f16) {
+    if (posp) pos = *posp;
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= dim) return;
     i64 off = (i64)pos * dim + i;
@@ -475,11 +485,13 @@ extern "C" __global__ void kv_store(const float* __restrict__ k, const float* __
 // backend's loops (four partial sums for F16 rows, eight for float32, the
 // softmax denominator and each output element over positions in order), so
 // that GPU and CPU round alike. With an F16 cache the query is rounded to
-// F16 first, as ggml does.
+// F16 first, as ggml does. A non-null posp holds the token's position
+// (n = *posp + 1).
 extern "C" __global__ void attention(const float* __restrict__ q, const u8* __restrict__ kc,
                                      const u8* __restrict__ vc, float* __restrict__ out,
                                      float* __restrict__ scores, int heads, int kvHeads, int dim,
-                                     int n, int ctx, float scale, int f16) {
+                                     const int* __restrict__ posp, int n, int ctx, float scale, int f16) {
+    if (posp) n = *posp + 1;
     extern __shared__ float qs[];  // dim floats
     __shared__ float red[32];
     __shared__ float total;
