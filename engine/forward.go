@@ -160,9 +160,11 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 	}
 	h := cfg.HiddenSize
 	x := a.x
+	t0 := e.mark()
 	for i, t := range a.tokens {
 		e.embed.RowF32(x[i*h:(i+1)*h], t)
 	}
+	e.report(BrickEmbed, -1, t0, rows, x)
 	for li := range e.layers {
 		e.layers[li].forward(e, li, x, a, rows)
 	}
@@ -180,7 +182,10 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 		r += n
 		o += k
 	}
+	t0 = e.mark()
 	e.be.RMSNorm(sel, sel, e.norm, outRows, float32(cfg.RMSNormEps))
+	e.report(BrickNorm, -1, t0, outRows, sel)
+	t0 = e.mark()
 	vocab := cfg.VocabSize
 	for i, b := range entries {
 		k := 1
@@ -196,9 +201,11 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 	if len(entries) == 1 {
 		// One sequence: the LM head writes straight into its logits.
 		e.be.MatMul(out[0], e.output, sel, outRows)
+		e.report(BrickLMHead, -1, t0, outRows, out[0])
 	} else {
 		a.logits = grow(a.logits, outRows*vocab)
 		e.be.MatMul(a.logits, e.output, sel, outRows)
+		e.report(BrickLMHead, -1, t0, outRows, a.logits)
 		o = 0
 		for i := range entries {
 			o += copy(out[i], a.logits[o:])
