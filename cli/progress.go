@@ -125,6 +125,7 @@ func (b *bars) Start(file string, size, have int64) {
 		progressbar.OptionSetWriter(io.Discard),
 		progressbar.OptionSetDescription(file),
 		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowCount(),
 		progressbar.OptionSetWidth(24),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionShowTotalBytes(true),
@@ -158,7 +159,9 @@ func (b *bars) Done(file string, err error) {
 		return
 	}
 	if bar := b.bar[file]; bar != nil {
-		_ = bar.Finish()
+		st := bar.State()
+		b.note[file] = fmt.Sprintf("%s: done (%s in %.1fs)", file, humanBytes(st.Max), st.SecondsSince)
+		delete(b.bar, file)
 	}
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -189,6 +190,54 @@ func TestPullBadNames(t *testing.T) {
 		code, out, errOut := apr(t, "", "pull", tt.name)
 		if code == 0 || out != "" || !strings.Contains(errOut, tt.want) {
 			t.Errorf("apr pull %s: exit %d, %q, %s; want an error with %q", tt.name, code, out, errOut, tt.want)
+		}
+	}
+}
+
+// TestPullTokenNotShown: the token reaches the hub and never the output.
+func TestPullTokenNotShown(t *testing.T) {
+	const token = "hf_cliSECRET42"
+	s, _ := fakeHub(t)
+	s.Token = token
+	t.Setenv("HF_TOKEN", token)
+	code, out, errOut := apr(t, "", "pull", ggufName)
+	if code != 0 {
+		t.Fatalf("apr pull with HF_TOKEN: %s", errOut)
+	}
+	t.Setenv("HF_TOKEN", "hf_wrongSECRET")
+	code, out2, errOut2 := apr(t, "", "pull", stRepo)
+	if code == 0 || !strings.Contains(errOut2, "HF_TOKEN") {
+		t.Errorf("apr pull with a wrong token: exit %d, %s", code, errOut2)
+	}
+	for _, o := range []string{out, errOut, out2, errOut2} {
+		if strings.Contains(o, "SECRET") {
+			t.Errorf("a token is shown: %q", o)
+		}
+	}
+}
+
+// TestDownloadBars: on a terminal each file has its own line, redrawn in
+// place, with bytes and a final state.
+func TestDownloadBars(t *testing.T) {
+	var buf strings.Builder
+	b := newBars(&buf)
+	b.Start("model.safetensors", 2000, 500)
+	b.Start("config.json", 10, 10)
+	b.Progress("model.safetensors", 1500)
+	b.Done("model.safetensors", nil)
+	b.Start("tokenizer.json", 100, 0)
+	b.Done("tokenizer.json", errors.New("boom"))
+	b.draw()
+	b.stop()
+	out := buf.String()
+	i := strings.LastIndex(out, "\x1b[3A") // the last frame moves up over the 3 lines of the one before
+	if i < 0 {
+		t.Fatalf("no redraw in place: %q", out)
+	}
+	last := out[i:]
+	for _, want := range []string{"model.safetensors: done (2.0 kB in ", "config.json: in the cache (10 B)", "tokenizer.json: failed: boom"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("last frame lacks %q: %q", want, last)
 		}
 	}
 }

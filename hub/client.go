@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,6 +53,9 @@ type Client struct {
 	UserAgent string
 	// Backoff is the wait before the first retry, doubled after each.
 	Backoff time.Duration
+	// StallTimeout ends a transfer (to be resumed) when no byte arrives for
+	// this long (default one minute).
+	StallTimeout time.Duration
 }
 
 // FromEnv builds a client from the Hugging Face environment: HF_ENDPOINT,
@@ -665,7 +669,18 @@ func (c *Client) downloadOnce(ctx context.Context, file string, meta *fileMeta, 
 	if meta.size >= 0 && have == meta.size {
 		return nil
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, meta.url)
+	// A watchdog cancels the request when no byte arrives for StallTimeout,
+	// so that a stalled connection is resumed rather than waited on.
+	stall := c.StallTimeout
+	if stall <= 0 {
+		stall = time.Minute
+	}
+	reqCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stalled atomic.Bool
+	watchdog := time.AfterFunc(stall, func() { stalled.Store(true); cancel() })
+	defer watchdog.Stop()
+	req, err := c.newRequest(reqCtx, http.MethodGet, meta.url)
 	if err != nil {
 		return err
 	}
@@ -676,6 +691,9 @@ func (c *Client) downloadOnce(ctx context.Context, file string, meta *fileMeta, 
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if stalled.Load() {
+			return retryable{fmt.Errorf("%s: no answer for %s", file, stall)}
 		}
 		return retryable{fmt.Errorf("%s: %w", file, unwrapURL(err))}
 	}
@@ -705,14 +723,14 @@ func (c *Client) downloadOnce(ctx context.Context, file string, meta *fileMeta, 
 	default:
 		return statusError(resp, file, "")
 	}
-	w := io.Writer(f)
-	if c.Observer != nil {
-		w = &observed{w: f, file: file, obs: c.Observer}
-	}
+	w := &observed{w: f, file: file, obs: c.Observer, alive: func() { watchdog.Reset(stall) }}
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if stalled.Load() {
+			return retryable{fmt.Errorf("%s: no data for %s after %d bytes", file, stall, have+n)}
 		}
 		return retryable{fmt.Errorf("%s: the transfer broke after %d bytes: %w", file, have+n, err)}
 	}
@@ -749,15 +767,21 @@ func contentRangeStart(h string) (int64, bool) {
 	return n, err == nil
 }
 
+// observed writes a download to its file, reporting progress to the
+// observer (if any) and to the stall watchdog.
 type observed struct {
-	w    io.Writer
-	file string
-	obs  Observer
+	w     io.Writer
+	file  string
+	obs   Observer
+	alive func()
 }
 
 func (o *observed) Write(b []byte) (int, error) {
 	n, err := o.w.Write(b)
-	o.obs.Progress(o.file, int64(n))
+	o.alive()
+	if o.obs != nil {
+		o.obs.Progress(o.file, int64(n))
+	}
 	return n, err
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -257,6 +258,34 @@ func TestPullResumesDroppedConnection(t *testing.T) {
 				t.Errorf("CDN GETs with ranges %q, want %q", ranges, want)
 			}
 		})
+	}
+}
+
+func TestPullResumesStalledTransfer(t *testing.T) {
+	s := newHub(t)
+	c, _ := newClient(t, s)
+	c.StallTimeout = time.Second
+	s.StallAfter(ggufQ4, 1<<20)
+	ref, _ := Parse("hf://" + ggufRepo + "/" + ggufQ4)
+	t0 := time.Now()
+	got, err := c.Pull(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 8*time.Second {
+		t.Errorf("the stalled transfer was waited on for %s", d)
+	}
+	sameFile(t, got.Path, testref.Path(t, "models", "qwen2-tiny-coder-gguf", ggufQ4))
+	var ranges []string
+	for _, r := range s.Requests() {
+		if r.Server == "cdn" && r.Method == "GET" {
+			ranges = append(ranges, r.Range)
+		}
+	}
+	// On a loaded machine a resumed transfer may stall again; the first
+	// resume must start where the stall left off.
+	if want := []string{"", "bytes=1048576-"}; len(ranges) < 2 || !slices.Equal(ranges[:2], want) {
+		t.Errorf("CDN GETs with ranges %q, want %q first", ranges, want)
 	}
 }
 
@@ -574,4 +603,33 @@ func TestTokenFromFile(t *testing.T) {
 	if c := FromEnv(); c.Token != "hf_env" {
 		t.Error("HF_TOKEN does not win over the token file")
 	}
+}
+
+func FuzzResponseHeaders(f *testing.F) {
+	f.Add("bytes 100-199/200", `"abc"`, "", "123", "0123456789012345678901234567890123456789")
+	f.Add("bytes */200", `W/"x"`, `"4f4115b08b12813b12dcaf8c964c2a03a4a98c89dfbff488825fc146a36467ea"`, "-1", "main")
+	f.Fuzz(func(t *testing.T, contentRange, etag, linkedEtag, size, commit string) {
+		if n, ok := contentRangeStart(contentRange); ok && n < 0 {
+			t.Fatalf("contentRangeStart(%q) = %d", contentRange, n)
+		}
+		h := http.Header{}
+		h.Set("ETag", etag)
+		h.Set("X-Linked-Etag", linkedEtag)
+		h.Set("X-Linked-Size", size)
+		h.Set("X-Repo-Commit", commit)
+		m, err := metaFrom(&http.Response{Header: h}).check("o/n", "f")
+		if err != nil {
+			return
+		}
+		// What becomes a blob's name and a snapshot folder stays one path
+		// element inside the cache.
+		for _, name := range []string{m.etag, m.commit} {
+			if name != "" && (filepath.Base(name) != name || name == "." || name == ".." || strings.ContainsAny(name, `/\`)) {
+				t.Fatalf("unsafe name %q accepted", name)
+			}
+		}
+		if m.size < -1 {
+			t.Fatalf("size %d", m.size)
+		}
+	})
 }

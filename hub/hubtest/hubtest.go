@@ -59,13 +59,14 @@ type Server struct {
 	repos    map[string]*repo
 	renamed  map[string]string
 	drop     map[string]int64 // file name -> bytes served before the connection drops (once)
+	stall    map[string]int64 // file name -> bytes served before the transfer stalls (once)
 	corrupt  map[string]bool  // file name -> serve flipped bytes
 	requests []Request
 }
 
 // New starts a fake hub and its CDN; Close stops them.
 func New() *Server {
-	s := &Server{repos: map[string]*repo{}, renamed: map[string]string{}, drop: map[string]int64{}, corrupt: map[string]bool{}}
+	s := &Server{repos: map[string]*repo{}, renamed: map[string]string{}, drop: map[string]int64{}, stall: map[string]int64{}, corrupt: map[string]bool{}}
 	s.CDN = httptest.NewServer(http.HandlerFunc(s.serveCDN))
 	s.Hub = httptest.NewServer(http.HandlerFunc(s.serveHub))
 	return s
@@ -167,6 +168,14 @@ func (s *Server) DropAfter(name string, n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.drop[name] = n
+}
+
+// StallAfter makes the next download of the file name send n bytes and
+// then nothing more until the client gives up (or 10 s pass).
+func (s *Server) StallAfter(name string, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stall[name] = n
 }
 
 // Corrupt makes every download of the file name serve one flipped byte.
@@ -313,16 +322,30 @@ func (s *Server) serveData(w http.ResponseWriter, r *http.Request, f *file) {
 		data[len(data)/2] ^= 0x55
 	}
 	drop, dropping := s.drop[f.name]
-	if dropping && r.Method == http.MethodGet {
+	stall, stalling := s.stall[f.name]
+	if r.Method == http.MethodGet && r.Header.Get("Range") == "" {
 		delete(s.drop, f.name)
+		delete(s.stall, f.name)
+	} else {
+		dropping, stalling = false, false
 	}
 	s.mu.Unlock()
-	if dropping && r.Method == http.MethodGet && r.Header.Get("Range") == "" && drop < int64(len(data)) {
+	if (dropping && drop < int64(len(data))) || (stalling && stall < int64(len(data))) {
+		n := drop
+		if stalling {
+			n = stall
+		}
 		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 		w.Header().Set("Accept-Ranges", "bytes")
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(data[:drop])
+		_, _ = w.Write(data[:n])
 		_ = http.NewResponseController(w).Flush()
+		if stalling {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		}
 		panic(http.ErrAbortHandler) // the server closes the connection
 	}
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
