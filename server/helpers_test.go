@@ -51,6 +51,7 @@ type testServer struct {
 	*Server
 	url    string
 	client *http.Client
+	stop   func() error // graceful shutdown; Serve's result
 }
 
 // start serves the tiny model on 127.0.0.1 until the test ends, then shuts
@@ -73,10 +74,18 @@ func start(t testing.TB, cfg Config) *testServer {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ctx, ln, 30*time.Second) }()
 	ts := &testServer{Server: srv, url: "http://" + ln.Addr().String(), client: &http.Client{Transport: &http.Transport{}}}
+	var once sync.Once
+	var serveErr error
+	ts.stop = func() error {
+		once.Do(func() {
+			cancel()
+			serveErr = <-errc
+			ts.client.CloseIdleConnections()
+		})
+		return serveErr
+	}
 	t.Cleanup(func() {
-		ts.client.CloseIdleConnections()
-		cancel()
-		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := ts.stop(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			t.Errorf("serve: %v", err)
 		}
 	})
