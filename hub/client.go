@@ -115,6 +115,7 @@ func (c *Client) Pull(ctx context.Context, r Ref) (*Pulled, error) {
 	}
 	var files []string
 	var pathFile, commit string
+	p := &pull{c: c, repo: r.Repo}
 	if r.File != "" {
 		files, commit = []string{r.File}, r.Revision
 		pathFile = r.File
@@ -132,11 +133,11 @@ func (c *Client) Pull(ctx context.Context, r Ref) (*Pulled, error) {
 			return nil, err
 		}
 		commit = info.SHA
-		if files, pathFile, err = c.modelFiles(ctx, r, info); err != nil {
+		if files, pathFile, err = p.modelFiles(ctx, r, info); err != nil {
+			p.undo()
 			return nil, err
 		}
 	}
-	p := &pull{c: c, repo: r.Repo}
 	got, err := p.run(ctx, commit, files)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", r, err)
@@ -163,7 +164,7 @@ var repoFiles = []string{
 // SafeTensors model (config, tokenizer files, the weights or the index and
 // every shard it names), or the chosen GGUF file. pathFile is the file to
 // open for GGUF, "" for a folder.
-func (c *Client) modelFiles(ctx context.Context, r Ref, info *repoInfo) (files []string, pathFile string, err error) {
+func (p *pull) modelFiles(ctx context.Context, r Ref, info *repoInfo) (files []string, pathFile string, err error) {
 	all := info.files()
 	if r.Quant != "" || !slices.Contains(all, "config.json") {
 		first, parts, err := chooseGGUF(r.Repo, r.Quant, all)
@@ -180,7 +181,7 @@ func (c *Client) modelFiles(ctx context.Context, r Ref, info *repoInfo) (files [
 	const index = "model.safetensors.index.json"
 	switch {
 	case slices.Contains(all, index):
-		shards, err := c.indexShards(ctx, r.Repo, info.SHA, index)
+		shards, err := p.indexShards(ctx, info.SHA, index)
 		if err != nil {
 			return nil, "", err
 		}
@@ -198,15 +199,15 @@ func (c *Client) modelFiles(ctx context.Context, r Ref, info *repoInfo) (files [
 	return files, "", nil
 }
 
-// indexShards downloads the SafeTensors index into the cache and returns the
-// shard files its weight_map names.
-func (c *Client) indexShards(ctx context.Context, repo, commit, index string) ([]string, error) {
-	p := &pull{c: c, repo: repo}
+// indexShards downloads the SafeTensors index into the cache (as part of
+// the pull p) and returns the shard files its weight_map names.
+func (p *pull) indexShards(ctx context.Context, commit, index string) ([]string, error) {
+	repo := p.repo
 	got, err := p.run(ctx, commit, []string{index})
 	if err != nil {
 		return nil, err
 	}
-	ip := filepath.Join(c.Cache.RepoDir(repo), "snapshots", got, index)
+	ip := filepath.Join(p.c.Cache.RepoDir(repo), "snapshots", got, index)
 	raw, err := os.ReadFile(ip)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", repo, err)
@@ -468,11 +469,19 @@ func (p *pull) run(ctx context.Context, rev string, files []string) (string, err
 		}()
 	}
 	wg.Wait()
-	var failed []error
+	// Report the failures, not the downloads they cancelled.
+	var failed, cancelled []error
 	for _, err := range errs {
-		if err != nil && !(errors.Is(err, context.Canceled) && len(failed) > 0) {
+		switch {
+		case err == nil:
+		case errors.Is(err, context.Canceled):
+			cancelled = append(cancelled, err)
+		default:
 			failed = append(failed, err)
 		}
+	}
+	if len(failed) == 0 {
+		failed = cancelled
 	}
 	if len(failed) > 0 {
 		p.undo()

@@ -497,6 +497,18 @@ func TestShardedModel(t *testing.T) {
 	c, _ := newClient(t, s)
 	c.Jobs = 3
 	ref, _ := Parse("x/sharded")
+	// A corrupted shard fails the pull and leaves no file of it visible,
+	// the index included.
+	s.Corrupt("model-00002-of-00003.safetensors", true)
+	if _, err := c.Pull(context.Background(), ref); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("pull with a corrupted shard: %v", err)
+	}
+	for _, f := range cacheFiles(t, c.Cache.Dir) {
+		if strings.Contains(f, "snapshots") || strings.Contains(f, "refs") {
+			t.Errorf("left visible: %s", f)
+		}
+	}
+	s.Corrupt("model-00002-of-00003.safetensors", false)
 	got, err := c.Pull(context.Background(), ref)
 	if err != nil {
 		t.Fatal(err)
