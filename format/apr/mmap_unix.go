@@ -9,28 +9,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mapFile maps path read-only. The returned function unmaps it.
+// mapFile maps a regular, non-empty file read-only; the returned function
+// unmaps it.
 func mapFile(path string) ([]byte, func() error, error) {
-	fd, err := os.Open(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("apr: %w", err)
 	}
-	defer fd.Close()
-	st, err := fd.Stat()
-	if err != nil {
+	defer f.Close()
+	st, err := f.Stat()
+	switch {
+	case err != nil:
 		return nil, nil, fmt.Errorf("apr: %w", err)
+	case !st.Mode().IsRegular() || st.Size() == 0 || st.Size() > int64(maxInt):
+		return nil, nil, fmt.Errorf("apr: %s: %w: not a regular file of 1 to %d bytes", path, ErrInvalid, maxInt)
 	}
-	size := st.Size()
-	if !st.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("apr: %s: %w: not a regular file", path, ErrInvalid)
-	}
-	if size == 0 {
-		return nil, nil, fmt.Errorf("apr: %s: %w: empty file", path, ErrInvalid)
-	}
-	if size > int64(maxInt) {
-		return nil, nil, fmt.Errorf("apr: %s: file of %d bytes is too large to map", path, size)
-	}
-	data, err := unix.Mmap(int(fd.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	data, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, nil, fmt.Errorf("apr: %s: mmap: %w", path, err)
 	}

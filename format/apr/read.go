@@ -350,3 +350,13 @@ func (f *File) Close() error {
 	}
 	return nil
 }
+
+// VerifyFile opens the APR file at path and checks every checksum (header,
+// metadata, index, each tensor, the whole file), for `apr check`.
+func VerifyFile(path string) error {
+	f, err := Open(path, Options{Verify: true})
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
