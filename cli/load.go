@@ -20,9 +20,11 @@ type loaded struct {
 	model   *model.Model
 	engine  *engine.Engine
 	elapsed time.Duration
+	trace   *traceFile // --trace, when given
 }
 
 func (l *loaded) Close() {
+	_ = l.trace.close()
 	l.engine.Close()
 	l.model.Close()
 }
@@ -31,6 +33,7 @@ func (l *loaded) Close() {
 type modelFlags struct {
 	threads int
 	verbose bool
+	trace   string // --trace FILE (see registerTrace); empty: none
 }
 
 func (f *modelFlags) register(cmd *cobra.Command) {
@@ -62,6 +65,12 @@ func (e *env) load(path string, f *modelFlags) (*loaded, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	l := &loaded{model: m, engine: eng, elapsed: time.Since(t0)}
+	if f.trace != "" {
+		if l.trace, err = startTrace(f.trace, l); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
 	if f.verbose {
 		c := m.Config
 		fmt.Fprintf(e.stderr, "apr: loaded %s (%s) in %.2fs: %s, %d layers, hidden %d, %d heads / %d kv heads, vocab %d, %d threads\n",
