@@ -103,7 +103,8 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int, opts GenerateOpti
 			st.StopReason = "context"
 			return st, emitIf(emit, stop.flush(opts.Decoder.Flush()))
 		}
-		if logits, err = s.Forward([]int{next}, false); err != nil {
+		// The step writes into the previous logits: no allocation per token.
+		if logits, err = s.ForwardInto(logits, []int{next}, false); err != nil {
 			return st, err
 		}
 	}

@@ -27,13 +27,13 @@ func q4_0DotRowsAVX2(w *byte, stride int, act *byte, nb int, out *float32, rows 
 func q5_0DotRowsAVX2(w *byte, stride int, act *byte, nb int, out *float32, rows int)
 
 //go:noescape
-func q4KBlockAVX2(qs, q8, sm *byte) (isum, summs int32)
-
-//go:noescape
 func q5KBlockAVX2(qh, qs, q8, sm *byte) (isum, summs int32)
 
 //go:noescape
-func q6KBlockAVX2(x, q8 *byte) int32
+func q6KDotAVX2(w, act *byte, nb int) float32
+
+//go:noescape
+func q4KDotAVX2(w, act *byte, nb int) float32
 
 //go:noescape
 func f16DotAVX2(w *byte, x *float32, n int) float32
@@ -155,16 +155,11 @@ func scaleMinsK4(s *[kScl]byte) [16]byte {
 func leU32(b []byte) uint32 { return *(*uint32)(unsafe.Pointer(&b[0])) }
 
 func dotQ4KFast(w, act []byte, n int) float32 {
-	var sum float32
-	for i := range n / qkK {
-		x := (*[144]byte)(w[144*i:])
-		y := (*[292]byte)(act[292*i:])
-		sm := scaleMinsK4((*[kScl]byte)(x[4:]))
-		isum, summs := q4KBlockAVX2(&x[16], &y[4], &sm[0])
-		yd := f32(y[0:])
-		sum += float32(f16(x[0:])*yd)*float32(isum) - float32(f16(x[2:])*yd)*float32(summs)
+	if n < qkK {
+		return 0
 	}
-	return sum
+	_, _ = w[144*(n/qkK)-1], act[292*(n/qkK)-1]
+	return q4KDotAVX2(&w[0], &act[0], n/qkK)
 }
 
 func dotQ5KFast(w, act []byte, n int) float32 {
@@ -181,14 +176,11 @@ func dotQ5KFast(w, act []byte, n int) float32 {
 }
 
 func dotQ6KFast(w, act []byte, n int) float32 {
-	var sum float32
-	for i := range n / qkK {
-		x := (*[210]byte)(w[210*i:])
-		y := (*[292]byte)(act[292*i:])
-		isum := q6KBlockAVX2(&x[0], &y[4])
-		sum += float32(f16(x[208:])*f32(y[0:])) * float32(isum)
+	if n < qkK {
+		return 0
 	}
-	return sum
+	_, _ = w[210*(n/qkK)-1], act[292*(n/qkK)-1]
+	return q6KDotAVX2(&w[0], &act[0], n/qkK)
 }
 
 // floatsOf views the first n float32 of little-endian bytes.

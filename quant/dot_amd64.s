@@ -56,6 +56,59 @@ GLOBL shufBits<>(SB), RODATA|NOPTR, $32
 	VPHADDD X, X, X; \
 	VPHADDD X, X, X
 
+// KSCALES unpacks the twelve scale bytes at 4(R8) of a Q4_K/Q5_K block
+// into eight scales at 0(SP) and eight mins at 8(SP) (ggml's utmp
+// shuffle). Clobbers AX, BX, DX, R9.
+#define KSCALES \
+	MOVL 4(R8), AX; \
+	MOVL 8(R8), BX; \
+	MOVL 12(R8), DX; \
+	MOVL AX, R9; \
+	ANDL $0x3f3f3f3f, R9; \
+	MOVL R9, 0(SP); \
+	MOVL BX, R9; \
+	ANDL $0x3f3f3f3f, R9; \
+	MOVL R9, 8(SP); \
+	SHRL $6, AX; \
+	ANDL $0x03030303, AX; \
+	SHLL $4, AX; \
+	MOVL DX, R9; \
+	ANDL $0x0f0f0f0f, R9; \
+	ORL R9, AX; \
+	MOVL AX, 4(SP); \
+	SHRL $6, BX; \
+	ANDL $0x03030303, BX; \
+	SHLL $4, BX; \
+	SHRL $4, DX; \
+	ANDL $0x0f0f0f0f, DX; \
+	ORL DX, BX; \
+	MOVL BX, 12(SP)
+
+// KFINISH adds the block's d*yd*isum (int32 lanes of Y0) to Y11 and
+// dmin*yd*Σ m·bsums (int32 lanes of X7 from KMINSV) to X10.
+#define KFINISH \
+	MOVL (R8), AX; \
+	VMOVD AX, X1; \
+	VCVTPH2PS X1, X1; \
+	VBROADCASTSS (R10), X2; \
+	VMULPS X2, X1, X1; \
+	VBROADCASTSS X1, Y2; \
+	VCVTDQ2PS Y0, Y0; \
+	VFMADD231PS Y0, Y2, Y11; \
+	VMOVSHDUP X1, X3; \
+	VBROADCASTSS X3, X3; \
+	VCVTDQ2PS X7, X7; \
+	VFMADD231PS X7, X3, X10
+
+// KMINSV leaves m[j] * (bsums[2j] + bsums[2j+1]) summed in pairs in the
+// four int32 lanes of X7, for the Q8_K block at R10 and the mins at 8(SP).
+#define KMINSV \
+	VMOVDQU 260(R10), Y7; \
+	VEXTRACTI128 $1, Y7, X8; \
+	VPHADDW X8, X7, X7; \
+	VPMOVZXBW 8(SP), X9; \
+	VPMADDWD X9, X7, X7
+
 // ROWS_BEGIN loads the arguments of a row kernel
 // func(w *byte, stride int, act *byte, nb int, out *float32, rows int)
 // and opens the loop over rows: SI the weight row, DI the activation, CX
@@ -214,40 +267,6 @@ q50end:
 	VPMADDWD Y6, Q, Q; \
 	VPADDD Q, Y0, Y0
 
-// func q4KBlockAVX2(qs, q8, sm *byte) (isum, summs int32)
-// qs: the block's 128 quant bytes; q8: a Q8_K block (qs then bsums at 256);
-// sm: 8 scales then 8 mins.
-TEXT ·q4KBlockAVX2(SB), NOSPLIT, $0-32
-	MOVQ qs+0(FP), SI
-	MOVQ q8+8(FP), DI
-	MOVQ sm+16(FP), DX
-	VPXOR Y0, Y0, Y0
-	BCAST32(0x0f0f0f0f, X14, Y14)
-	XORQ CX, CX
-
-q4kloop:
-	VMOVDQU (SI), Y1
-	VPSRLW $4, Y1, Y2
-	VPAND Y14, Y1, Y1
-	VPAND Y14, Y2, Y2
-	KSUB(Y1, (DI), (DX))
-	KSUB(Y2, 32(DI), 1(DX))
-	ADDQ $32, SI
-	ADDQ $64, DI
-	ADDQ $2, DX
-	INCQ CX
-	CMPQ CX, $4
-	JNE  q4kloop
-
-	HSUMI(Y0, X0, X1)
-	VMOVD X0, AX
-	MOVL AX, isum+24(FP)
-	SUBQ $256, DI
-	KMINS((DX))
-	MOVL AX, summs+28(FP)
-	VZEROUPPER
-	RET
-
 // func q5KBlockAVX2(qh, qs, q8, sm *byte) (isum, summs int32)
 // As q4KBlockAVX2, with qh the 32 bytes of fifth bits.
 TEXT ·q5KBlockAVX2(SB), NOSPLIT, $0-40
@@ -315,62 +334,6 @@ q5kloop:
 	SSCALE(sa, sb, X6, Y6, X7); \
 	VPMADDWD Y6, Q, Q; \
 	VPADDD Q, Y0, Y0
-
-// func q6KBlockAVX2(x, q8 *byte) int32
-// x: a Q6_K block (ql[128], qh[64], scales[16]); q8: a Q8_K block's quants.
-TEXT ·q6KBlockAVX2(SB), NOSPLIT, $0-20
-	MOVQ x+0(FP), SI
-	MOVQ q8+8(FP), DI
-	LEAQ 128(SI), BX  // qh
-	LEAQ 192(SI), DX  // scales
-	VPXOR Y0, Y0, Y0
-	BCAST32(0x0f0f0f0f, X14, Y14)
-	BCAST32(0x20202020, X13, Y13)
-	BCAST32(0x03030303, X12, Y12)
-	XORQ CX, CX
-
-q6kloop:
-	VMOVDQU (SI), Y1   // ql[0:32]
-	VMOVDQU 32(SI), Y2 // ql[32:64]
-	VMOVDQU (BX), Y8   // qh[0:32]
-	VPSRLW $4, Y1, Y3
-	VPSRLW $4, Y2, Y4
-	VPAND Y14, Y1, Y1
-	VPAND Y14, Y2, Y2
-	VPAND Y14, Y3, Y3
-	VPAND Y14, Y4, Y4
-	VPAND Y12, Y8, Y9
-	VPSLLW $4, Y9, Y9
-	VPOR Y9, Y1, Y1
-	VPSRLW $2, Y8, Y8
-	VPAND Y12, Y8, Y9
-	VPSLLW $4, Y9, Y9
-	VPOR Y9, Y2, Y2
-	VPSRLW $2, Y8, Y8
-	VPAND Y12, Y8, Y9
-	VPSLLW $4, Y9, Y9
-	VPOR Y9, Y3, Y3
-	VPSRLW $2, Y8, Y8
-	VPAND Y12, Y8, Y9
-	VPSLLW $4, Y9, Y9
-	VPOR Y9, Y4, Y4
-	Q6SUB(Y1, (DI), (DX), 1(DX))
-	Q6SUB(Y2, 32(DI), 2(DX), 3(DX))
-	Q6SUB(Y3, 64(DI), 4(DX), 5(DX))
-	Q6SUB(Y4, 96(DI), 6(DX), 7(DX))
-	ADDQ $64, SI
-	ADDQ $32, BX
-	ADDQ $128, DI
-	ADDQ $8, DX
-	INCQ CX
-	CMPQ CX, $2
-	JNE  q6kloop
-
-	HSUMI(Y0, X0, X1)
-	VMOVD X0, AX
-	MOVL AX, ret+16(FP)
-	VZEROUPPER
-	RET
 
 // FSUM4 adds Y5..Y7 into Y0 and leaves the horizontal sum in X0.
 #define FSUM4 \
@@ -521,5 +484,137 @@ ahloop:
 	JNE  ahloop
 
 ahdone:
+	VZEROUPPER
+	RET
+
+// Q6INNER adds Σ scale * ((q - 32) · q8) over the Q6_K block at R8 and the
+// Q8_K quants at R10+4 into the int32 lanes of Y0 (cleared first).
+#define Q6INNER(loop) \
+	MOVQ R8, SI; \
+	LEAQ 4(R10), DI; \
+	LEAQ 128(R8), BX; \
+	LEAQ 192(R8), DX; \
+	VPXOR Y0, Y0, Y0; \
+	XORQ CX, CX
+
+// func q6KDotAVX2(w, act *byte, nb int) float32
+// A whole Q6_K row of nb blocks against a Q8_K activation.
+TEXT ·q6KDotAVX2(SB), NOSPLIT, $0-28
+	MOVQ w+0(FP), R8
+	MOVQ act+8(FP), R10
+	MOVQ nb+16(FP), R11
+	VXORPS Y11, Y11, Y11
+	BCAST32(0x0f0f0f0f, X14, Y14)
+	BCAST32(0x20202020, X13, Y13)
+	BCAST32(0x03030303, X12, Y12)
+	TESTQ R11, R11
+	JEQ q6rdone
+
+q6rblock:
+	Q6INNER(q6rloop)
+
+q6rloop:
+	VMOVDQU (SI), Y1
+	VMOVDQU 32(SI), Y2
+	VMOVDQU (BX), Y8
+	VPSRLW $4, Y1, Y3
+	VPSRLW $4, Y2, Y4
+	VPAND Y14, Y1, Y1
+	VPAND Y14, Y2, Y2
+	VPAND Y14, Y3, Y3
+	VPAND Y14, Y4, Y4
+	VPAND Y12, Y8, Y9
+	VPSLLW $4, Y9, Y9
+	VPOR Y9, Y1, Y1
+	VPSRLW $2, Y8, Y8
+	VPAND Y12, Y8, Y9
+	VPSLLW $4, Y9, Y9
+	VPOR Y9, Y2, Y2
+	VPSRLW $2, Y8, Y8
+	VPAND Y12, Y8, Y9
+	VPSLLW $4, Y9, Y9
+	VPOR Y9, Y3, Y3
+	VPSRLW $2, Y8, Y8
+	VPAND Y12, Y8, Y9
+	VPSLLW $4, Y9, Y9
+	VPOR Y9, Y4, Y4
+	Q6SUB(Y1, (DI), (DX), 1(DX))
+	Q6SUB(Y2, 32(DI), 2(DX), 3(DX))
+	Q6SUB(Y3, 64(DI), 4(DX), 5(DX))
+	Q6SUB(Y4, 96(DI), 6(DX), 7(DX))
+	ADDQ $64, SI
+	ADDQ $32, BX
+	ADDQ $128, DI
+	ADDQ $8, DX
+	INCQ CX
+	CMPQ CX, $2
+	JNE  q6rloop
+
+	// acc += f16(d) * yd * float(isum lanes)
+	MOVWLZX 208(R8), AX
+	VMOVD AX, X1
+	VCVTPH2PS X1, X1
+	VMULSS (R10), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS Y0, Y0
+	VFMADD231PS Y0, Y1, Y11
+	ADDQ $210, R8
+	ADDQ $292, R10
+	DECQ R11
+	JNE  q6rblock
+
+q6rdone:
+	HSUM(Y11, X11, X1)
+	VMOVSS X11, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func q4KDotAVX2(w, act *byte, nb int) float32
+// A whole Q4_K row of nb blocks against a Q8_K activation.
+TEXT ·q4KDotAVX2(SB), NOSPLIT, $16-28
+	MOVQ w+0(FP), R8
+	MOVQ act+8(FP), R10
+	MOVQ nb+16(FP), R11
+	VXORPS Y11, Y11, Y11
+	VXORPS X10, X10, X10
+	BCAST32(0x0f0f0f0f, X14, Y14)
+	TESTQ R11, R11
+	JEQ q4rdone
+
+q4rblock:
+	KSCALES
+	LEAQ 16(R8), SI
+	LEAQ 4(R10), DI
+	MOVQ SP, DX
+	VPXOR Y0, Y0, Y0
+	XORQ CX, CX
+
+q4rloop:
+	VMOVDQU (SI), Y1
+	VPSRLW $4, Y1, Y2
+	VPAND Y14, Y1, Y1
+	VPAND Y14, Y2, Y2
+	KSUB(Y1, (DI), (DX))
+	KSUB(Y2, 32(DI), 1(DX))
+	ADDQ $32, SI
+	ADDQ $64, DI
+	ADDQ $2, DX
+	INCQ CX
+	CMPQ CX, $4
+	JNE  q4rloop
+
+	KMINSV
+	KFINISH
+	ADDQ $144, R8
+	ADDQ $292, R10
+	DECQ R11
+	JNE  q4rblock
+
+q4rdone:
+	HSUM(Y11, X11, X1)
+	VHADDPS X10, X10, X10
+	VHADDPS X10, X10, X10
+	VSUBSS X10, X11, X11
+	VMOVSS X11, ret+24(FP)
 	VZEROUPPER
 	RET

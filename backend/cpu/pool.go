@@ -9,33 +9,52 @@ import (
 	"sync/atomic"
 )
 
-// spinLimit is how many polls a worker makes for its next chunk before it
-// parks: the operations of a forward pass follow each other within
+// spinLimit is how many polls a helper makes for the next operation before
+// it parks: the operations of a forward pass follow each other within
 // microseconds, and waking a parked goroutine costs more than that.
 const spinLimit = 1 << 14
 
+// pureSpins is how many of those polls run before the waiting goroutine
+// starts yielding to the scheduler (Gosched takes the scheduler's lock:
+// too costly for the short waits inside one operation).
+const pureSpins = 1 << 11
+
+// chunksPerThread is how many chunks each thread's share of an operation
+// is cut into, so that a thread that runs late (another process holds its
+// core) leaves its chunks to the others instead of holding everyone up.
+const chunksPerThread = 4
+
 // Pool is a fixed set of worker goroutines that run row-block splits of an
 // operation. One Pool serves a whole engine; it starts no goroutine per call
-// and allocates nothing per call. Between operations the workers spin
-// briefly, then park. Run calls are serialised by the caller (one
-// operation at a time).
+// and allocates nothing per call. The caller's goroutine and the helpers
+// take chunks from a shared counter; the caller waits only for chunks
+// already started. Between operations the helpers spin briefly, then park.
+// Run calls must not overlap (the engine runs one operation at a time).
 type Pool struct {
 	n       int
-	workers []*worker
-	pending atomic.Int32 // helpers still running the current operation
-	wg      sync.WaitGroup
-	once    sync.Once
-	closed  atomic.Bool
+	helpers []*helper
+	seq     atomic.Uint64 // bumped for each operation
+	// next packs the operation's chunk count (high 32 bits) with the next
+	// chunk to take (low 32 bits): a helper that arrives late, after the
+	// operation ended, reads a count that its index exceeds, and so never
+	// reads a field of the next operation unsynchronised.
+	next   atomic.Uint64
+	done   atomic.Int64 // chunks finished
+	wg     sync.WaitGroup
+	once   sync.Once
+	closed atomic.Bool
+
+	// The operation in flight, written before next is reset and seq bumped;
+	// read only by a goroutine holding one of its chunks.
+	fn                       func(lo, hi, worker int)
+	total, grain, per, extra int
 }
 
-// worker is one helper goroutine's mailbox.
-type worker struct {
-	seq    atomic.Uint64 // bumped by Run for each chunk posted
+// helper is one helper goroutine's parking place.
+type helper struct {
 	parked atomic.Bool
-	wake   chan struct{} // one token: Run found the worker parked
-	fn     func(lo, hi, worker int)
-	lo, hi int
-	_      [64]byte // keep mailboxes on separate cache lines
+	wake   chan struct{} // one token: Run found the helper parked
+	_      [64]byte      // keep helpers on separate cache lines
 }
 
 // NewPool starts a pool with n workers (n < 1 means runtime.NumCPU()).
@@ -44,55 +63,61 @@ func NewPool(n int) *Pool {
 		n = runtime.NumCPU()
 	}
 	p := &Pool{n: n}
-	// The calling goroutine does the first chunk itself, so n-1 helpers suffice.
+	// The calling goroutine works too, so n-1 helpers suffice.
 	for i := 1; i < n; i++ {
-		w := &worker{wake: make(chan struct{}, 1)}
-		p.workers = append(p.workers, w)
+		h := &helper{wake: make(chan struct{}, 1)}
+		p.helpers = append(p.helpers, h)
 		p.wg.Add(1)
-		go p.loop(w, i)
+		go p.loop(h, i)
 	}
 	return p
 }
 
-// loop runs one helper: wait for a new chunk (spinning, then parked), run
-// it, report it done.
-func (p *Pool) loop(w *worker, id int) {
+// loop runs one helper: wait for a new operation (spinning, then parked)
+// and take chunks of it.
+func (p *Pool) loop(h *helper, id int) {
 	defer p.wg.Done()
 	var last uint64
 	for {
-		for spins := 0; w.seq.Load() == last; spins++ {
+		for spins := 0; p.seq.Load() == last; spins++ {
 			if spins < spinLimit {
-				if spins&255 == 255 {
+				if spins >= pureSpins && spins&255 == 255 {
 					runtime.Gosched()
 				}
 				continue
 			}
-			w.parked.Store(true)
-			if w.seq.Load() == last {
-				<-w.wake
+			h.parked.Store(true)
+			if p.seq.Load() == last {
+				<-h.wake
 			}
-			w.parked.Store(false)
+			h.parked.Store(false)
 			spins = 0
 		}
-		last = w.seq.Load()
+		last = p.seq.Load()
 		if p.closed.Load() {
 			return
 		}
-		w.fn(w.lo, w.hi, id)
-		w.fn = nil
-		p.pending.Add(-1)
+		p.work(id)
 	}
 }
 
-// post hands a chunk to worker w.
-func (w *worker) post(fn func(lo, hi, worker int), lo, hi int) {
-	w.fn, w.lo, w.hi = fn, lo, hi
-	w.seq.Add(1)
-	if w.parked.Load() {
-		select {
-		case w.wake <- struct{}{}:
-		default:
+// work takes chunks of the current operation until none is left.
+func (p *Pool) work(id int) {
+	for {
+		v := p.next.Add(1)
+		c, chunks := int(uint32(v))-1, int(v>>32)
+		if c >= chunks {
+			return
 		}
+		// Chunk c spans blocks [c*per + min(c, extra), ...) of grain rows.
+		b := c*p.per + min(c, p.extra)
+		nb := p.per
+		if c < p.extra {
+			nb++
+		}
+		lo := b * p.grain
+		p.fn(lo, min(lo+nb*p.grain, p.total), id)
+		p.done.Add(1)
 	}
 }
 
@@ -103,18 +128,30 @@ func (p *Pool) Threads() int { return p.n }
 func (p *Pool) Close() {
 	p.once.Do(func() {
 		p.closed.Store(true)
-		for _, w := range p.workers {
-			w.post(nil, 0, 0)
-		}
+		p.post()
 		p.wg.Wait()
 	})
 }
 
-// Run splits [0, total) into at most Threads() contiguous chunks whose sizes
-// are multiples of grain (except the last) and runs fn on each, the caller's
-// goroutine taking the first. worker is the chunk index, usable to pick
-// per-worker scratch space. fn should be a long-lived function value (a
-// closure built per call is allocated per call).
+// post publishes the operation and wakes parked helpers.
+func (p *Pool) post() {
+	p.seq.Add(1)
+	for _, h := range p.helpers {
+		if h.parked.Load() {
+			select {
+			case h.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// Run splits [0, total) into contiguous chunks whose sizes are multiples
+// of grain (except the last) and runs fn on each, on the caller's goroutine
+// and the helpers. worker (0 for the caller, < Threads()) identifies the
+// goroutine running the chunk, usable to pick per-worker scratch space; one
+// worker runs its chunks one after another. fn should be a long-lived
+// function value (a closure built per call is allocated per call).
 func (p *Pool) Run(total, grain int, fn func(lo, hi, worker int)) {
 	if total <= 0 {
 		return
@@ -123,31 +160,21 @@ func (p *Pool) Run(total, grain int, fn func(lo, hi, worker int)) {
 		grain = 1
 	}
 	blocks := (total + grain - 1) / grain
-	chunks := min(p.n, blocks)
-	if chunks <= 1 {
+	chunks := min(blocks, p.n*chunksPerThread)
+	if p.n == 1 || chunks <= 1 {
 		fn(0, total, 0)
 		return
 	}
-	per, extra := blocks/chunks, blocks%chunks
-	end := func(c, lo int) int {
-		nb := per
-		if c < extra {
-			nb++
-		}
-		return min(lo+nb*grain, total)
-	}
-	first := end(0, 0)
-	p.pending.Store(int32(chunks - 1))
-	lo := first
-	for c := 1; c < chunks; c++ {
-		hi := end(c, lo)
-		p.workers[c-1].post(fn, lo, hi)
-		lo = hi
-	}
-	fn(0, first, 0)
-	for spins := 0; p.pending.Load() != 0; spins++ {
-		if spins&63 == 63 {
+	p.fn, p.total, p.grain = fn, total, grain
+	p.per, p.extra = blocks/chunks, blocks%chunks
+	p.done.Store(0)
+	p.next.Store(uint64(chunks) << 32)
+	p.post()
+	p.work(0)
+	for spins := 0; p.done.Load() != int64(chunks); spins++ {
+		if spins >= pureSpins && spins&63 == 63 {
 			runtime.Gosched()
 		}
 	}
+	p.fn = nil
 }

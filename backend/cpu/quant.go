@@ -57,8 +57,12 @@ func (op *matMulOp) quantize(lo, hi, _ int) {
 // rows at a time.
 func (op *matMulOp) rows(lo, hi, _ int) {
 	w, in, out, ab := op.w, op.w.Cols, op.w.Rows, op.actBytes
-	for rb := lo; rb < hi; rb += rowBlock {
-		re := min(rb+rowBlock, hi)
+	block := rowBlock
+	if op.n == 1 {
+		block = hi - lo // one input row: nothing to keep hot, one call
+	}
+	for rb := lo; rb < hi; rb += block {
+		re := min(rb+block, hi)
 		for t := 0; t < op.n; t++ {
 			err := quant.DotRows(w.DType, w.data, w.rowB, rb, re, op.act[t*ab:(t+1)*ab], in, op.dst[t*out+rb:t*out+re])
 			if err != nil {
