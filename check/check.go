@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/apr-llm/apr/engine"
+	"github.com/apr-llm/apr/format/apr"
 	"github.com/apr-llm/apr/model"
 )
 
@@ -38,6 +39,10 @@ type Report struct {
 	Pass   bool      `json:"pass"`
 	Stages []Stage   `json:"stages"`
 	Files  []FileSum `json:"files"`
+	// Integrity is the verification of checksums the file carries (APR's
+	// whole-file and per-tensor sums); empty for formats without them.
+	Integrity   string `json:"integrity,omitempty"`
+	IntegrityOK bool   `json:"integrity_ok"`
 }
 
 // Failed returns the stages that failed.
@@ -71,9 +76,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, f := range r.Files {
 		fmt.Fprintf(w, "sha256 %s  %d bytes  %s\n", f.SHA256, f.Bytes, f.Path)
 	}
+	if r.Integrity != "" {
+		fmt.Fprintf(w, "integrity: %s\n", r.Integrity)
+	}
 	verdict := "all 10 stages passed"
 	if !r.Pass {
 		var names []string
+		if !r.IntegrityOK {
+			names = append(names, "file integrity")
+		}
 		for _, s := range r.Failed() {
 			names = append(names, fmt.Sprintf("%d %s", s.N, s.Name))
 		}
@@ -93,7 +104,13 @@ func Run(m *model.Model, eng *engine.Engine) (*Report, error) {
 		return nil, err
 	}
 	c := newChecker(m, eng)
-	r := &Report{Model: m.Path, Format: m.Format, Pass: true, Files: files}
+	r := &Report{Model: m.Path, Format: m.Format, Pass: true, Files: files, IntegrityOK: true}
+	if m.Format == "apr" {
+		r.Integrity = "embedded whole-file and per-tensor checksums verified"
+		if err := apr.VerifyFile(m.Path); err != nil {
+			r.Integrity, r.IntegrityOK, r.Pass = err.Error(), false, false
+		}
+	}
 	for i, st := range stages {
 		s := Stage{N: i + 1, Name: st.name}
 		val, err := c.run(st.fn)

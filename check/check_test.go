@@ -3,9 +3,12 @@ package check
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/apr-llm/apr/convert"
 	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/format"
 	"github.com/apr-llm/apr/internal/breakmodel"
@@ -103,5 +106,39 @@ func TestBrokenModelsFail(t *testing.T) {
 				t.Errorf("the verdict does not name stage %q", s.Name)
 			}
 		})
+	}
+}
+
+// TestAPRIntegrity: an APR copy of the tiny model passes with its embedded
+// checksums verified; the same file with one byte of tensor data flipped
+// fails the integrity check while it still loads.
+func TestAPRIntegrity(t *testing.T) {
+	src, err := convert.Open(testref.ModelDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "m.apr")
+	if err := convert.WriteAPR(path, src, convert.APROptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, flip := range []bool{false, true} {
+		if flip {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)-100] ^= 0x01 // inside the last tensor's data
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, eng := open(t, path, nil)
+		r, err := Run(m, eng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.IntegrityOK == flip || r.Pass == flip || r.Integrity == "" {
+			t.Errorf("flipped %v: integrity ok %v (%s), pass %v", flip, r.IntegrityOK, r.Integrity, r.Pass)
+		}
 	}
 }
