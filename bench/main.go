@@ -94,9 +94,10 @@ type benchCase struct {
 	Shape        shape
 	APR, Llama   fileKind
 	APRSum, LSum summary
-	WeightBytes  int64 // read per decoded token (apr's file)
-	LlamaBytes   int64 // the same for llama.cpp's file
-	Agree        int   // leading greedy tokens on which the engines agree (first run)
+	WeightBytes  int64  // read per decoded token (apr's file)
+	LlamaBytes   int64  // the same for llama.cpp's file
+	Agree        int    // leading greedy tokens on which the engines agree (first run)
+	Err          string // why the case stopped, if it failed
 }
 
 func run(args []string) error {
@@ -139,25 +140,6 @@ func run(args []string) error {
 	}
 	for i := range cases {
 		c := &cases[i]
-		j := job{Threads: o.threads, Prompt: prompt, NPredict: o.nPredict, CtxSize: o.ctxSize, Timeout: o.timeout}
-		var aprRuns, llamaRuns []*runResult
-		for rep := 0; rep < o.reps; rep++ {
-			j.Model = c.APR.path(o.cache, c.Shape)
-			a, err := runAPR(apr, j)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", c.Shape.Name, c.APR.Name, err)
-			}
-			logRun(c, rep, a)
-			j.Model = c.Llama.path(o.cache, c.Shape)
-			l, err := runLlama(o.llamaDir, j)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", c.Shape.Name, c.Llama.Name, err)
-			}
-			logRun(c, rep, l)
-			aprRuns, llamaRuns = append(aprRuns, a), append(llamaRuns, l)
-		}
-		c.APRSum, c.LSum = summarize(aprRuns), summarize(llamaRuns)
-		c.Agree = agreement(aprRuns[0].Output, llamaRuns[0].Output)
 		for _, p := range []struct {
 			k   fileKind
 			dst *int64
@@ -169,28 +151,75 @@ func run(args []string) error {
 			*p.dst = weightBytes(ts)
 		}
 	}
-
 	rep := &report{
-		Date: time.Now().UTC(), CPU: readCPUInfo(), Threads: o.threads, Reps: o.reps,
+		CPU: readCPUInfo(), Threads: o.threads, Reps: o.reps,
 		PromptLen: o.promptLen, NPredict: o.nPredict, CtxSize: o.ctxSize,
 		Bandwidth: bw, Bandwidth1: bw1, Cases: cases, GoVersion: runtime.Version(),
-		Llama: llamaVersion(o.llamaDir), Elapsed: time.Since(start), Load: loadAverage(),
+		Llama: llamaVersion(o.llamaDir), LoadStart: loadAverage(), Commit: gitCommit(),
 	}
-	if len(cases) > 0 && len(cases[0].LSum.Runs) > 0 {
-		rep.FlashAttention = fmt.Sprint(cases[0].LSum.Runs[0].FlashAttention)
-	}
-	w := os.Stdout
-	if o.out != "-" {
-		if w, err = os.Create(o.out); err != nil {
-			return err
+	// Repetitions are the outer loop and the report is rewritten after
+	// every run pair, so that an interrupted run still leaves a report of
+	// every case measured so far.
+	j := job{Threads: o.threads, Prompt: prompt, NPredict: o.nPredict, CtxSize: o.ctxSize, Timeout: o.timeout}
+	for k := 0; k < o.reps; k++ {
+		for i := range cases {
+			c := &cases[i]
+			if c.Err != "" {
+				continue
+			}
+			j.Model = c.APR.path(o.cache, c.Shape)
+			a, err := runAPR(apr, j)
+			if err == nil {
+				logRun(c, k, a)
+				j.Model = c.Llama.path(o.cache, c.Shape)
+				var l *runResult
+				if l, err = runLlama(o.llamaDir, j); err == nil {
+					logRun(c, k, l)
+					c.APRSum = summarize(append(c.APRSum.Runs, a))
+					c.LSum = summarize(append(c.LSum.Runs, l))
+					c.Agree = agreement(c.APRSum.Runs[0].Output, c.LSum.Runs[0].Output)
+					if rep.FlashAttention == "" {
+						rep.FlashAttention = fmt.Sprint(l.FlashAttention)
+					}
+				}
+			}
+			if err != nil {
+				// One failing case (a timeout, a crash) must not lose the
+				// others: it is reported and not run again.
+				c.Err = err.Error()
+				logf("%s %s: %v", c.Shape.Name, c.APR.Name, err)
+			}
+			rep.Date, rep.Elapsed, rep.Load = time.Now().UTC(), time.Since(start), loadAverage()
+			if err := writeReport(o.out, rep); err != nil {
+				return err
+			}
 		}
-		defer w.Close()
-	}
-	if err := rep.write(w); err != nil {
-		return fmt.Errorf("writing %s: %w", o.out, err)
 	}
 	logf("wrote %s in %s", o.out, time.Since(start).Round(time.Second))
 	return nil
+}
+
+// writeReport writes the report to path (- for stdout) through a temporary
+// file, so a reader never sees half a report.
+func writeReport(path string, r *report) error {
+	if path == "-" {
+		return r.write(os.Stdout)
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if err := r.write(f); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // plan lists the cases the flags select.

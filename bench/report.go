@@ -13,15 +13,16 @@ import (
 
 // report is everything BENCHMARKS.md shows.
 type report struct {
-	Date                           time.Time
-	CPU                            cpuInfo
-	Threads, Reps                  int
-	PromptLen, NPredict, CtxSize   int
-	Bandwidth, Bandwidth1          float64 // bytes/s with Threads and with 1 thread
-	Cases                          []benchCase
-	GoVersion, Llama, Load, Commit string
-	FlashAttention                 string
-	Elapsed                        time.Duration
+	Date                         time.Time
+	CPU                          cpuInfo
+	Threads, Reps                int
+	PromptLen, NPredict, CtxSize int
+	Bandwidth, Bandwidth1        float64 // bytes/s with Threads and with 1 thread
+	Cases                        []benchCase
+	GoVersion, Llama, Commit     string
+	LoadStart, Load              string // load averages at the start and now
+	FlashAttention               string
+	Elapsed                      time.Duration
 }
 
 // Targets of the CPU speed issue: apr / llama.cpp.
@@ -62,6 +63,16 @@ func gitCommit() string {
 	return c
 }
 
+// busy reports whether a load average (/proc/loadavg's fields) exceeds the
+// number of CPUs.
+func busy(load string, cpus int) bool {
+	var one float64
+	if _, err := fmt.Sscan(load, &one); err != nil {
+		return false
+	}
+	return one > float64(cpus)
+}
+
 func ratio(a, b float64) float64 {
 	if b == 0 {
 		return 0
@@ -84,9 +95,6 @@ func (c *benchCase) title() string {
 }
 
 func (r *report) write(w io.Writer) error {
-	if r.Commit == "" {
-		r.Commit = gitCommit()
-	}
 	b := &strings.Builder{}
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	p("# Benchmarks: apr against llama.cpp on the CPU\n\n")
@@ -100,14 +108,19 @@ func (r *report) write(w io.Writer) error {
 	p("| apr | commit %s, %s |\n", r.Commit, r.GoVersion)
 	p("| llama.cpp | %s; flash attention %q (its default) |\n", r.Llama, r.FlashAttention)
 	p("| workload | %d random prompt token ids evaluated in one batch, then %d greedy decode steps (one token each); KV cache of %d; "+
-		"%d runs per engine and model, alternating apr and llama.cpp, each a fresh process; medians |\n",
+		"%d runs per engine and model planned, alternating apr and llama.cpp, each a fresh process; medians |\n",
 		r.PromptLen, r.NPredict, r.CtxSize, r.Reps)
 	p("| models | random weights (normal(0, 0.02), norms 1 + normal(0, 0.02), rounded to BF16) with the exact dimensions of " +
 		"Qwen2.5-Coder-0.5B (24 layers, hidden 896, FFN 4864, 14 heads, 2 KV heads) and -1.5B (28 layers, hidden 1536, FFN 8960, " +
 		"12 heads, 2 KV heads), vocab 151936, tied embeddings, Q/K/V biases; written by apr's GGUF writer and quantizers " +
 		"(Q4_K_M: llama-quantize's per-tensor mixture); both engines read the same file, except BF16, where apr reads the SafeTensors " +
 		"folder and llama.cpp an F16 GGUF of the same weights |\n")
-	p("| load average | %s at the end (1, 5, 15 min) |\n\n", r.Load)
+	p("| load average | %s at the start, %s at the end (1, 5, 15 min) |\n\n", r.LoadStart, r.Load)
+	if busy(r.LoadStart, r.CPU.Logical) || busy(r.Load, r.CPU.Logical) {
+		p("**The machine was busy**: its load average exceeded its %d logical CPUs, so other processes competed with both "+
+			"engines for the cores, and the figures below are noisy (llama.cpp's threads spin at barriers and lose the most "+
+			"when a core is taken away). Rerun `go run ./bench` on a quiet machine for figures to rely on.\n\n", r.CPU.Logical)
+	}
 	p("Load time: from opening the file to a ready KV cache (apr: format.Open + engine.New + NewSequence; llama.cpp: " +
 		"loadModel + createContext). Peak RSS: VmHWM of the process (llama.cpp's includes Node.js, about 90 MiB before the model loads). " +
 		"Roofline: the bytes of weights one decode step reads (every matrix once; the tied embedding as the output matrix) " +
@@ -124,6 +137,10 @@ func (r *report) write(w io.Writer) error {
 		if c.APR.Name != c.Llama.Name {
 			weights += " / " + c.Llama.Name
 		}
+		if len(c.APRSum.Runs) == 0 {
+			p("| %s | %s | | | | not measured | | | | not measured |\n", c.Shape.Name, weights)
+			continue
+		}
 		p("| %s | %s | %.2f | %.2f | %.2fx | %s | %.1f | %.1f | %.2fx | %s |\n", c.Shape.Name, weights,
 			c.APRSum.Decode, c.LSum.Decode, dr, verdict(dr, decodeTarget),
 			c.APRSum.Prompt, c.LSum.Prompt, pr, verdict(pr, promptTarget))
@@ -134,7 +151,16 @@ func (r *report) write(w io.Writer) error {
 		c := &r.Cases[i]
 		a, l := c.APRSum, c.LSum
 		p("\n## %s\n\n", c.title())
-		p("| median of %d | apr | llama.cpp | apr / llama.cpp |\n| --- | ---: | ---: | ---: |\n", r.Reps)
+		if c.Err != "" {
+			p("A run failed, so this case stopped after %d runs: `%s`\n\n", len(a.Runs), strings.Join(strings.Fields(tail(c.Err, 600)), " "))
+		}
+		if len(a.Runs) == 0 {
+			if c.Err == "" {
+				p("Not measured: the run ended before this case.\n")
+			}
+			continue
+		}
+		p("| median of %d | apr | llama.cpp | apr / llama.cpp |\n| --- | ---: | ---: | ---: |\n", len(a.Runs))
 		p("| load (s) | %.2f | %.2f | %.2fx |\n", a.Load, l.Load, ratio(a.Load, l.Load))
 		p("| prompt (tok/s) | %.1f | %.1f | %.2fx |\n", a.Prompt, l.Prompt, ratio(a.Prompt, l.Prompt))
 		p("| decode (tok/s) | %.2f | %.2f | %.2fx |\n", a.Decode, l.Decode, ratio(a.Decode, l.Decode))
