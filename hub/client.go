@@ -560,8 +560,7 @@ func (p *pull) link(dir, commit, file, blob string) error {
 	if old, err := os.Readlink(entry); err == nil && old == rel {
 		return nil
 	}
-	tmp := entry + ".tmp-link"
-	_ = os.Remove(tmp)
+	tmp := uniqueTemp(entry)
 	if err := os.Symlink(rel, tmp); err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
@@ -588,14 +587,23 @@ func (c *Client) writeRef(repo, rev, commit string) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
-	tmp := p + ".tmp"
+	tmp := uniqueTemp(p)
 	if err := os.WriteFile(tmp, []byte(commit), 0o644); err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
 	if err := os.Rename(tmp, p); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("cache: %w", err)
 	}
 	return nil
+}
+
+var tempSeq atomic.Int64
+
+// uniqueTemp names a temporary file beside p that no other goroutine or
+// process uses, for placing p atomically by renaming.
+func uniqueTemp(p string) string {
+	return fmt.Sprintf("%s.%d-%d-%d.tmp", p, os.Getpid(), time.Now().UnixNano(), tempSeq.Add(1))
 }
 
 // fetchBlob makes blob hold the verified content: it is already there, or

@@ -645,3 +645,43 @@ func FuzzResponseHeaders(f *testing.F) {
 		}
 	})
 }
+
+// TestConcurrentPulls: two clients pulling the same model into one cache at
+// once (two apr processes, or apr beside Hugging Face's tools) take turns
+// on each blob's lock and both end with the verified files.
+func TestConcurrentPulls(t *testing.T) {
+	s := newHub(t)
+	c1, _ := newClient(t, s)
+	c2 := &Client{Endpoint: s.URL(), Cache: c1.Cache}
+	ref, _ := Parse(tinyRepo)
+	var wg sync.WaitGroup
+	paths := make([]string, 2)
+	errs := make([]error, 2)
+	for i, c := range []*Client{c1, c2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := c.Pull(context.Background(), ref)
+			if err == nil {
+				paths[i] = got.Path
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil || paths[0] != paths[1] {
+		t.Fatalf("concurrent pulls: %v, %v; paths %q", errs[0], errs[1], paths)
+	}
+	for _, f := range tinyFiles {
+		sameFile(t, filepath.Join(paths[0], f), filepath.Join(testref.ModelDir(t), f))
+	}
+	var gets int
+	for _, r := range s.Requests() {
+		if r.Method == "GET" && r.Path != "/api/models/"+tinyRepo+"/revision/main" {
+			gets++
+		}
+	}
+	if gets > 2*len(tinyFiles) {
+		t.Errorf("%d downloads for %d files", gets, len(tinyFiles))
+	}
+}
