@@ -16,10 +16,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/apr-llm/apr/constrain"
 	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/model"
 )
@@ -45,6 +47,9 @@ type Server struct {
 	mux     *http.ServeMux
 	log     *slog.Logger
 	created int64
+
+	vocabOnce  sync.Once
+	vocabBytes constrain.Vocab
 }
 
 // New starts the scheduler of a server for m running on eng. Close stops it.
