@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/apr-llm/apr/engine"
@@ -140,6 +141,38 @@ func TestMedian(t *testing.T) {
 	} {
 		if got := median(c.in); got != c.want {
 			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+// The report marks each target met or not from the medians, and says which
+// cases were not measured.
+func TestReportVerdicts(t *testing.T) {
+	run := func(engine string, prompt, decode float64) *runResult {
+		return &runResult{Engine: engine, PromptTokens: 128, PromptSeconds: 128 / prompt,
+			DecodeTokens: 128, DecodeSeconds: 128 / decode, PeakRSSBytes: 500 << 20}
+	}
+	c := []benchCase{
+		{Shape: shapes[0], APR: kindQ4KM, Llama: kindQ4KM, WeightBytes: 400 << 20, LlamaBytes: 400 << 20,
+			APRSum: summarize([]*runResult{run("apr", 100, 36)}),
+			LSum:   summarize([]*runResult{run("llama.cpp", 110, 30)})},
+		{Shape: shapes[1], APR: kindQ8_0, Llama: kindQ8_0, Err: "timed out"},
+	}
+	r := &report{Threads: 2, Reps: 1, PromptLen: 128, NPredict: 128, Bandwidth: 10e9, Bandwidth1: 6e9, Cases: c,
+		LoadStart: "0.5 0.5 0.5", Load: "3.0 1.0 1.0", CPU: cpuInfo{Model: "test", Logical: 2}}
+	var b strings.Builder
+	if err := r.write(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"| 0.5B | Q4_K_M | 36.00 | 30.00 | 1.20x | met | 100.0 | 110.0 | 0.91x | **not met** |",
+		"| 1.5B | Q8_0 | | | | not measured |",
+		"this case stopped after 0 runs: `timed out`",
+		"**The machine was busy**",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
 }
