@@ -125,7 +125,9 @@ func (c *Client) Pull(ctx context.Context, r Ref) (*Pulled, error) {
 				return nil, err
 			}
 			commit = info.SHA
-			files = splitParts(r.File, info.files())
+			if files = splitParts(r.File, info.files()); !slices.Contains(files, r.File) {
+				return nil, fmt.Errorf("%s/%s: not found on the hub", r.Repo, r.File)
+			}
 		}
 	} else {
 		info, err := c.repoInfo(ctx, r.Repo, r.Revision)

@@ -467,6 +467,7 @@ func TestPullErrors(t *testing.T) {
 		{"x/bad-index", "bad file name"},
 		{"x/missing-shard", "which the repository lacks"},
 		{ggufRepo + ":Q2_K", "no GGUF file for"},
+		{"hf://" + ggufRepo + "/m-00001-of-00002.gguf", "not found"},
 	}
 	for _, tt := range tests {
 		ref, err := Parse(tt.ref)
@@ -683,5 +684,35 @@ func TestConcurrentPulls(t *testing.T) {
 	}
 	if gets > 2*len(tinyFiles) {
 		t.Errorf("%d downloads for %d files", gets, len(tinyFiles))
+	}
+}
+
+func TestPullSplitGGUF(t *testing.T) {
+	s := hubtest.New()
+	t.Cleanup(s.Close)
+	parts := []string{"m-q4_k_m-00001-of-00002.gguf", "m-q4_k_m-00002-of-00002.gguf"}
+	for i, p := range parts {
+		s.Add("x/split", p, bytes.Repeat([]byte{byte(i + 1)}, 1000))
+	}
+	s.Add("x/split", "m-q8_0.gguf", []byte("other"))
+	for _, name := range []string{"x/split", "hf://x/split/" + parts[0]} {
+		c, _ := newClient(t, s)
+		ref, _ := Parse(name)
+		got, err := c.Pull(context.Background(), ref)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if filepath.Base(got.Path) != parts[0] || !slices.Equal(got.Files, parts) {
+			t.Errorf("%s: pulled %s, files %q", name, got.Path, got.Files)
+		}
+		for _, p := range parts {
+			if _, err := os.Stat(filepath.Join(filepath.Dir(got.Path), p)); err != nil {
+				t.Error(err)
+			}
+		}
+		entries, err := c.Cache.List()
+		if err != nil || len(entries) != 1 || entries[0].Size != 2000 {
+			t.Errorf("%s: List = %+v, %v", name, entries, err)
+		}
 	}
 }
