@@ -93,15 +93,16 @@ func (e *env) convertModel(cmd *cobra.Command, in string, f *convertFlags) error
 	defer m.Close()
 	fmt.Fprintf(e.stderr, "apr: converting %s (%s, %s, %d tensors) to %s\n", in, m.Format, m.Config.Arch, len(m.Tensors), format)
 	done := make(chan error, 1)
-	go func() { done <- e.write(format, f.output, m, ft, f.fuseQKV) }()
+	go func() { done <- e.write(ctx, format, f.output, m, ft, f.fuseQKV) }()
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		// The writer's temporary file is removed when it returns; wait so
-		// that nothing is left behind.
+		// The writers stop at their next write once ctx is cancelled and
+		// remove their temporary file; wait so that nothing is left behind.
 		fmt.Fprintln(e.stderr, "apr: interrupted, removing the partial output")
-		<-done
-		return fmt.Errorf("interrupted: nothing written")
+		if err = <-done; err != nil {
+			return fmt.Errorf("interrupted: nothing written")
+		}
 	}
 	if err != nil {
 		return err
@@ -116,10 +117,10 @@ func (e *env) convertModel(cmd *cobra.Command, in string, f *convertFlags) error
 }
 
 // write writes m in format to out.
-func (e *env) write(format, out string, m *convert.Model, ft convert.FileType, fuseQKV bool) error {
+func (e *env) write(ctx context.Context, format, out string, m *convert.Model, ft convert.FileType, fuseQKV bool) error {
 	switch format {
 	case "gguf":
-		r, err := convert.WriteGGUF(out, m, ft)
+		r, err := convert.WriteGGUF(ctx, out, m, ft)
 		if err != nil {
 			return err
 		}
@@ -133,9 +134,9 @@ func (e *env) write(format, out string, m *convert.Model, ft convert.FileType, f
 	}
 	switch format {
 	case "apr":
-		return convert.WriteAPR(out, m, convert.APROptions{FuseQKV: fuseQKV})
+		return convert.WriteAPR(ctx, out, m, convert.APROptions{FuseQKV: fuseQKV})
 	case "safetensors":
-		r, err := convert.WriteSafeTensors(out, m)
+		r, err := convert.WriteSafeTensors(ctx, out, m)
 		if err != nil {
 			return err
 		}

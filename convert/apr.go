@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -62,7 +63,7 @@ type APROptions struct {
 // WriteAPR checks m (see Check) and writes it atomically as an APR file,
 // tensors stored as they are (never re-quantized), with m's provenance: the
 // source path, the SHA-256 of its weight files and the converter version.
-func WriteAPR(path string, m *Model, opts APROptions) error {
+func WriteAPR(ctx context.Context, path string, m *Model, opts APROptions) error {
 	if err := Check(m); err != nil {
 		return err
 	}
@@ -70,7 +71,7 @@ func WriteAPR(path string, m *Model, opts APROptions) error {
 	if err != nil {
 		return err
 	}
-	return WriteAtomic(path, func(w io.Writer) error {
+	return WriteAtomic(ctx, path, func(w io.Writer) error {
 		return apr.Write(w, md, m.Tensors, apr.WriteOptions{FuseQKV: opts.FuseQKV})
 	})
 }

@@ -10,6 +10,7 @@ package convert
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -218,9 +219,9 @@ func SortTensors(ts []*tensor.Tensor) {
 }
 
 // WriteAtomic writes a file through write into a temporary file beside
-// path, then renames it to path; on any error the temporary file is removed
-// and path is untouched.
-func WriteAtomic(path string, write func(w io.Writer) error) (err error) {
+// path, then renames it to path; on any error, or when ctx is cancelled, the
+// temporary file is removed and path is untouched.
+func WriteAtomic(ctx context.Context, path string, write func(w io.Writer) error) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("convert: %w", err)
@@ -232,8 +233,11 @@ func WriteAtomic(path string, write func(w io.Writer) error) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if err = write(f); err != nil {
+	if err = write(&ctxWriter{ctx, f}); err != nil {
 		return err
+	}
+	if err = ctx.Err(); err != nil {
+		return fmt.Errorf("convert: %s: %w", path, err)
 	}
 	if err = f.Sync(); err != nil {
 		return fmt.Errorf("convert: %s: %w", path, err)
@@ -248,4 +252,18 @@ func WriteAtomic(path string, write func(w io.Writer) error) (err error) {
 		return fmt.Errorf("convert: %s: %w", path, err)
 	}
 	return nil
+}
+
+// ctxWriter fails writes once its context is cancelled, so that an
+// interrupted conversion stops at its next write.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c *ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }

@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -17,7 +18,7 @@ func f16GGUF(t *testing.T) *Model {
 	}
 	defer src.Close()
 	path := filepath.Join(t.TempDir(), "f16.gguf")
-	if _, err := WriteGGUF(path, src, mustType(t, "f16")); err != nil {
+	if _, err := WriteGGUF(context.Background(), path, src, mustType(t, "f16")); err != nil {
 		t.Fatal(err)
 	}
 	m, err := Open(path)
@@ -54,7 +55,7 @@ func TestQuantizeMatchesLlamaQuantize(t *testing.T) {
 			}
 			defer ref.Close()
 			path := filepath.Join(t.TempDir(), "q.gguf")
-			r, err := WriteGGUF(path, f16, mustType(t, c.typ))
+			r, err := WriteGGUF(context.Background(), path, f16, mustType(t, c.typ))
 			if err != nil {
 				t.Fatal(err)
 			}

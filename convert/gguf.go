@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"runtime"
@@ -40,6 +41,10 @@ type GGUFResult struct {
 // float32 with the bit-exact reference quantizers. Tensors already of their
 // target type are passed through byte for byte.
 func ToGGUF(m *Model, ft FileType) (*GGUFResult, error) {
+	return toGGUF(context.Background(), m, ft)
+}
+
+func toGGUF(ctx context.Context, m *Model, ft FileType) (*GGUFResult, error) {
 	if ft.Keep() && m.Origin == FormatSafeTensors {
 		ft = fileTypes[1] // F16
 	}
@@ -65,6 +70,9 @@ func ToGGUF(m *Model, ft FileType) (*GGUFResult, error) {
 	for i, t := range ts {
 		if ft.Keep() {
 			break
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("convert: %w", err)
 		}
 		if ts[i], err = Cast(t, mix.typeFor(names[i], t.Shape, t.DType)); err != nil {
 			return nil, err
@@ -141,16 +149,16 @@ func ggufMetadata(m *Model, ft FileType) ([]gguf.KV, error) {
 }
 
 // WriteGGUF checks m (see Check), lays it out as a GGUF of type ft and
-// writes it atomically to path. It returns the layout written.
-func WriteGGUF(path string, m *Model, ft FileType) (*GGUFResult, error) {
+// writes it atomically to path (nothing, when ctx is cancelled first). It returns the layout written.
+func WriteGGUF(ctx context.Context, path string, m *Model, ft FileType) (*GGUFResult, error) {
 	if err := Check(m); err != nil {
 		return nil, err
 	}
-	r, err := ToGGUF(m, ft)
+	r, err := toGGUF(ctx, m, ft)
 	if err != nil {
 		return nil, err
 	}
-	err = WriteAtomic(path, func(w io.Writer) error { return gguf.Write(w, r.Meta, r.Tensors) })
+	err = WriteAtomic(ctx, path, func(w io.Writer) error { return gguf.Write(w, r.Meta, r.Tensors) })
 	if err != nil {
 		return nil, err
 	}

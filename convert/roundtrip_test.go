@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -39,7 +40,7 @@ func TestSafeTensorsAPRSafeTensors(t *testing.T) {
 		t.Run(map[bool]string{false: "separate", true: "fused"}[fuse], func(t *testing.T) {
 			dir := t.TempDir()
 			aprPath := filepath.Join(dir, "m.apr")
-			if err := WriteAPR(aprPath, src, APROptions{FuseQKV: fuse}); err != nil {
+			if err := WriteAPR(context.Background(), aprPath, src, APROptions{FuseQKV: fuse}); err != nil {
 				t.Fatal(err)
 			}
 			a := openT(t, aprPath)
@@ -59,7 +60,7 @@ func TestSafeTensorsAPRSafeTensors(t *testing.T) {
 			compareTensors(t, a, src)
 			sameModel(t, a, src)
 			out := filepath.Join(dir, "hf")
-			if _, err := WriteSafeTensors(out, a); err != nil {
+			if _, err := WriteSafeTensors(context.Background(), out, a); err != nil {
 				t.Fatal(err)
 			}
 			back := openT(t, out)
@@ -116,14 +117,14 @@ func TestGGUFAPRGGUF(t *testing.T) {
 			src := openT(t, srcPath)
 			dir := t.TempDir()
 			aprPath := filepath.Join(dir, "m.apr")
-			if err := WriteAPR(aprPath, src, APROptions{FuseQKV: true}); err != nil {
+			if err := WriteAPR(context.Background(), aprPath, src, APROptions{FuseQKV: true}); err != nil {
 				t.Fatal(err)
 			}
 			a := openT(t, aprPath)
 			compareTensors(t, a, src)
 			sameModel(t, a, src)
 			out := filepath.Join(dir, "back.gguf")
-			if _, err := WriteGGUF(out, a, Keep); err != nil {
+			if _, err := WriteGGUF(context.Background(), out, a, Keep); err != nil {
 				t.Fatal(err)
 			}
 			compareTensors(t, openT(t, out), src)
@@ -157,7 +158,7 @@ func TestGGUFAPRGGUF(t *testing.T) {
 func TestGGUFToSafeTensors(t *testing.T) {
 	src := openT(t, sharedGGUF(t, "q4_k_m"))
 	out := filepath.Join(t.TempDir(), "hf")
-	r, err := WriteSafeTensors(out, src)
+	r, err := WriteSafeTensors(context.Background(), out, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestGGUFToSafeTensors(t *testing.T) {
 func TestHFToQuantizedGGUF(t *testing.T) {
 	src := openT(t, testref.ModelDir(t))
 	out := filepath.Join(t.TempDir(), "q8.gguf")
-	if _, err := WriteGGUF(out, src, mustType(t, "q8_0")); err != nil {
+	if _, err := WriteGGUF(context.Background(), out, src, mustType(t, "q8_0")); err != nil {
 		t.Fatal(err)
 	}
 	compareTensors(t, openT(t, out), openT(t, sharedGGUF(t, "q8_0")))
@@ -240,10 +241,10 @@ func TestJidoka(t *testing.T) {
 			c.mutate(m)
 			dir := t.TempDir()
 			errs := []error{}
-			_, err := WriteGGUF(filepath.Join(dir, "m.gguf"), m, Keep)
+			_, err := WriteGGUF(context.Background(), filepath.Join(dir, "m.gguf"), m, Keep)
 			errs = append(errs, err)
-			errs = append(errs, WriteAPR(filepath.Join(dir, "m.apr"), m, APROptions{}))
-			_, err = WriteSafeTensors(filepath.Join(dir, "hf"), m)
+			errs = append(errs, WriteAPR(context.Background(), filepath.Join(dir, "m.apr"), m, APROptions{}))
+			_, err = WriteSafeTensors(context.Background(), filepath.Join(dir, "hf"), m)
 			errs = append(errs, err)
 			for _, err := range errs {
 				if !errors.Is(err, ErrCheck) {
@@ -256,5 +257,26 @@ func TestJidoka(t *testing.T) {
 				t.Errorf("output left behind: %v", ents)
 			}
 		})
+	}
+}
+
+// TestCancelledWritesNothing: a conversion whose context is cancelled (as
+// Ctrl-C does in the CLI) leaves no output and no temporary file.
+func TestCancelledWritesNothing(t *testing.T) {
+	src := openT(t, sharedGGUF(t, "q8_0"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := t.TempDir()
+	if _, err := WriteGGUF(ctx, filepath.Join(dir, "m.gguf"), src, mustType(t, "q4_0")); !errors.Is(err, context.Canceled) {
+		t.Errorf("GGUF: %v, want context.Canceled", err)
+	}
+	if err := WriteAPR(ctx, filepath.Join(dir, "m.apr"), src, APROptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("APR: %v, want context.Canceled", err)
+	}
+	if _, err := WriteSafeTensors(ctx, filepath.Join(dir, "hf"), src); !errors.Is(err, context.Canceled) {
+		t.Errorf("SafeTensors: %v, want context.Canceled", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left behind: %v", ents)
 	}
 }

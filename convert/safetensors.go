@@ -2,6 +2,7 @@ package convert
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,7 +33,7 @@ type SafeTensorsResult struct {
 // chat template). Float tensors are stored as they are; quantized tensors
 // are dequantized exactly to float32 (much larger). The folder is built
 // beside dir and renamed into place.
-func WriteSafeTensors(dir string, m *Model) (*SafeTensorsResult, error) {
+func WriteSafeTensors(ctx context.Context, dir string, m *Model) (*SafeTensorsResult, error) {
 	if err := Check(m); err != nil {
 		return nil, err
 	}
@@ -59,7 +60,7 @@ func WriteSafeTensors(dir string, m *Model) (*SafeTensorsResult, error) {
 	if g := generationJSON(m); g != nil {
 		files["generation_config.json"] = jsonFile(g)
 	}
-	if err := writeDirAtomic(dir, files); err != nil {
+	if err := writeDirAtomic(ctx, dir, files); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -81,7 +82,7 @@ func jsonFile(v any) func(io.Writer) error {
 
 // writeDirAtomic writes files into a temporary folder beside dir and renames
 // it to dir (replacing an empty folder).
-func writeDirAtomic(dir string, files map[string]func(io.Writer) error) (err error) {
+func writeDirAtomic(ctx context.Context, dir string, files map[string]func(io.Writer) error) (err error) {
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		return fmt.Errorf("convert: %s exists and is not empty", dir)
 	}
@@ -95,7 +96,7 @@ func writeDirAtomic(dir string, files map[string]func(io.Writer) error) (err err
 		}
 	}()
 	for name, write := range files {
-		if err = WriteAtomic(filepath.Join(tmp, name), write); err != nil {
+		if err = WriteAtomic(ctx, filepath.Join(tmp, name), write); err != nil {
 			return fmt.Errorf("convert: %s: %w", name, err)
 		}
 	}

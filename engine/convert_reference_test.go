@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/binary"
 	"math"
 	"path/filepath"
@@ -28,7 +29,7 @@ func writeF16GGUF(t *testing.T) (string, *convert.Model) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "qwen2-tiny-coder-f16.gguf")
-	if _, err := convert.WriteGGUF(path, src, ft); err != nil {
+	if _, err := convert.WriteGGUF(context.Background(), path, src, ft); err != nil {
 		t.Fatal(err)
 	}
 	return path, src
@@ -246,7 +247,7 @@ func TestConversionPathsGreedy(t *testing.T) {
 	ggml := Options{KVCacheF16: true, Rope: cpu.RopeGGML} // llama.cpp's numerics
 	t.Run("import", func(t *testing.T) {
 		path := filepath.Join(dir, "import.apr")
-		if err := convert.WriteAPR(path, open(t, testref.ModelDir(t)), convert.APROptions{FuseQKV: true}); err != nil {
+		if err := convert.WriteAPR(context.Background(), path, open(t, testref.ModelDir(t)), convert.APROptions{FuseQKV: true}); err != nil {
 			t.Fatal(err)
 		}
 		_, e := openModel(t, path)
@@ -254,7 +255,7 @@ func TestConversionPathsGreedy(t *testing.T) {
 	})
 	t.Run("gguf to apr", func(t *testing.T) {
 		path := filepath.Join(dir, "q8_0.apr")
-		if err := convert.WriteAPR(path, open(t, q8), convert.APROptions{}); err != nil {
+		if err := convert.WriteAPR(context.Background(), path, open(t, q8), convert.APROptions{}); err != nil {
 			t.Fatal(err)
 		}
 		m, err := format.Open(path)
@@ -271,7 +272,7 @@ func TestConversionPathsGreedy(t *testing.T) {
 	})
 	t.Run("gguf to safetensors", func(t *testing.T) {
 		path := filepath.Join(dir, "q8_0-hf")
-		if _, err := convert.WriteSafeTensors(path, open(t, q8)); err != nil {
+		if _, err := convert.WriteSafeTensors(context.Background(), path, open(t, q8)); err != nil {
 			t.Fatal(err)
 		}
 		_, e := openModel(t, path)

@@ -1,6 +1,7 @@
 package rosetta
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,10 +44,10 @@ func derived(t *testing.T) (q4, aprPath string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := convert.WriteGGUF(q4, src, ft); err != nil {
+	if _, err := convert.WriteGGUF(context.Background(), q4, src, ft); err != nil {
 		t.Fatal(err)
 	}
-	if err := convert.WriteAPR(aprPath, src, convert.APROptions{FuseQKV: true}); err != nil {
+	if err := convert.WriteAPR(context.Background(), aprPath, src, convert.APROptions{FuseQKV: true}); err != nil {
 		t.Fatal(err)
 	}
 	return q4, aprPath
