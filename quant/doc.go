@@ -14,4 +14,13 @@
 //   - VecDotType, QuantizeActivation, VecDot, DotRows: the CPU matrix-vector
 //     product as ggml does it, weights times an activation quantized to
 //     Q8_0, Q8_1 or Q8_K with integer dot products per block.
+//   - DotF32, DotF16, AxpyF32, AxpyF16: float vector kernels for attention.
+//
+// On amd64 CPUs with AVX2, FMA and F16C (x86-64-v3), chosen at start-up
+// through golang.org/x/sys/cpu, the dot products of F32, F16, BF16, Q4_0,
+// Q5_0, Q8_0, Q4_K, Q5_K and Q6_K weights run in assembly (dot_amd64.s,
+// written after ggml's AVX2 code); the portable Go kernels stay as the
+// reference that tests compare them with. Integer block sums are identical;
+// float sums run in eight lanes, so results differ in the last bits. The
+// purego build tag keeps the portable kernels.
 package quant
