@@ -132,10 +132,8 @@ func (s *Server) Commit(repoName string) string {
 
 // SHA256 is the sha256 (the LFS ETag) of a file of repo.
 func (s *Server) SHA256(repoName, name string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r := s.repos[repoName]; r != nil && r.files[name] != nil {
-		return r.files[name].sha256
+	if f := s.file(repoName, name); f != nil {
+		return f.sha256
 	}
 	return ""
 }
@@ -143,15 +141,23 @@ func (s *Server) SHA256(repoName, name string) string {
 // ETag is the content hash the hub gives for a file of repo: the sha256
 // of an LFS file, the git blob sha1 of another.
 func (s *Server) ETag(repoName, name string) string {
+	f := s.file(repoName, name)
+	switch {
+	case f == nil:
+		return ""
+	case f.lfs:
+		return f.sha256
+	}
+	return f.gitSHA
+}
+
+func (s *Server) file(repoName, name string) *file {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := s.repos[repoName]; r != nil && r.files[name] != nil {
-		if f := r.files[name]; f.lfs {
-			return f.sha256
-		}
-		return r.files[name].gitSHA
+	if r := s.repos[repoName]; r != nil {
+		return r.files[name]
 	}
-	return ""
+	return nil
 }
 
 // Rename makes old answer with a relative redirect to repo to, as the hub
