@@ -93,8 +93,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// Run prepares the binary and models and runs the checks and cells.
+// Run prepares the binary and models and runs the checks and cells,
+// logging each to progress (may be nil).
 func Run(ctx context.Context, o Options, progress io.Writer) (*Summary, error) {
+	if progress == nil {
+		progress = io.Discard
+	}
 	dir, err := os.MkdirTemp("", "apr-qa-")
 	if err != nil {
 		return nil, err

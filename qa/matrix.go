@@ -71,7 +71,19 @@ type Matrix struct {
 // rawTokens matches output that leaked token ids or special tokens.
 var rawTokens = regexp.MustCompile(`<\|[a-z_]+\|>|<\|?\d+\|?>|\[\d+(,\s*\d+)+\]|\btoken_?id`)
 
-var expected = regexp.MustCompile(`(^|\W)` + regexp.QuoteMeta(Expected) + `($|\W)`)
+// words splits an answer into words and numbers (a decimal point or
+// thousands separator inside a number keeps it one word).
+var words = regexp.MustCompile(`[\p{L}\p{N}_]+(?:[.,]\p{N}+)*`)
+
+// hasWord reports whether want is one of s's words.
+func hasWord(s, want string) bool {
+	for _, w := range words.FindAllString(s, -1) {
+		if w == want {
+			return true
+		}
+	}
+	return false
+}
 
 // checkAnswer returns why an answer is wrong, or "".
 func checkAnswer(s string) string {
@@ -82,7 +94,7 @@ func checkAnswer(s string) string {
 		return fmt.Sprintf("answer %q holds U+FFFD or invalid UTF-8", s)
 	case rawTokens.MatchString(s):
 		return fmt.Sprintf("answer %q holds raw token ids or special tokens", s)
-	case !expected.MatchString(s):
+	case !hasWord(s, Expected):
 		return fmt.Sprintf("answer %q lacks the word %q", s, Expected)
 	}
 	return ""
