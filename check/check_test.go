@@ -2,6 +2,7 @@ package check
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -102,7 +103,7 @@ func TestBrokenModelsFail(t *testing.T) {
 			if s.Pass || !strings.Contains(s.Detail, tc.want) {
 				t.Errorf("stage %d %s: pass %v, detail %q; want a failure naming %q", s.N, s.Name, s.Pass, s.Detail, tc.want)
 			}
-			if !strings.Contains(b.String(), fmt.Sprintf("FAILED: ")) || !strings.Contains(b.String(), s.Name) {
+			if !strings.Contains(b.String(), fmt.Sprintf("FAILED: %d %s", s.N, s.Name)) && !strings.Contains(b.String(), fmt.Sprintf(", %d %s", s.N, s.Name)) {
 				t.Errorf("the verdict does not name stage %q", s.Name)
 			}
 		})
@@ -118,7 +119,7 @@ func TestAPRIntegrity(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "m.apr")
-	if err := convert.WriteAPR(path, src, convert.APROptions{}); err != nil {
+	if err := convert.WriteAPR(context.Background(), path, src, convert.APROptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, flip := range []bool{false, true} {

@@ -21,7 +21,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -157,11 +156,12 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Summary, error) {
 	return s, nil
 }
 
-// build compiles ./cmd/apr (the module holding this command) into bin.
+// build compiles ./cmd/apr (the module holding this command) into bin
+// with the go command on PATH, else the toolchain's at /usr/local/go.
 func build(ctx context.Context, bin string) error {
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = "/usr/local/go/bin/go"
 	}
 	cmd := exec.CommandContext(ctx, gobin, "build", "-o", bin, "github.com/apr-llm/apr/cmd/apr")
 	var errb bytes.Buffer
