@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/apr-llm/apr/sample"
 )
 
 func init() { register(newBenchRunCmd) }
@@ -86,14 +88,14 @@ func newBenchRunCmd(e *env) *cobra.Command {
 				return fmt.Errorf("prompt: %w", err)
 			}
 			r.PromptSeconds = time.Since(t1).Seconds()
-			next := argmax(logits)
+			next := sample.Argmax(logits)
 			r.Output = append(r.Output, next)
 			t2 := time.Now()
 			for i := 0; i < predict; i++ {
 				if logits, err = seq.Forward([]int{next}, false); err != nil {
 					return fmt.Errorf("decode step %d: %w", i, err)
 				}
-				next = argmax(logits)
+				next = sample.Argmax(logits)
 				r.Output = append(r.Output, next)
 			}
 			r.DecodeSeconds = time.Since(t2).Seconds()
@@ -134,17 +136,6 @@ func parseIDs(s string) ([]int, error) {
 		return nil, fmt.Errorf("--tokens: no token ids given")
 	}
 	return ids, nil
-}
-
-// argmax is the index of the largest logit (the first on ties).
-func argmax(x []float32) int {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 // procStatusBytes reads a "kB" field of /proc/self/status (VmRSS, VmHWM).
