@@ -3,13 +3,18 @@ package profile
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"math"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/format"
 	"github.com/apr-llm/apr/internal/testref"
+	"github.com/apr-llm/apr/model"
+	"github.com/apr-llm/apr/tensor"
 )
 
 func tinyEngine(t *testing.T, path string) (*engine.Engine, []int) {
@@ -109,5 +114,78 @@ func TestInjectedDelayMovesShare(t *testing.T) {
 				t.Errorf("slowed run: %.1f%% unattributed", 100*frac)
 			}
 		})
+	}
+}
+
+// halfDimEngine binds random F16 weights with Qwen2.5-Coder-0.5B's layer
+// dimensions (hidden 896, MLP 4864, 14 heads, 2 KV heads of 64) to an
+// engine: two layers and a 32,000-token vocabulary keep it small for CI.
+func halfDimEngine(t *testing.T) *engine.Engine {
+	t.Helper()
+	cfg := &model.Config{Arch: model.ArchQwen2, HiddenSize: 896, IntermediateSize: 4864, NumLayers: 2, NumHeads: 14,
+		NumKVHeads: 2, HeadDim: 64, VocabSize: 32000, MaxPositions: 4096, RopeTheta: 1e6, RMSNormEps: 1e-6,
+		AttentionBias: true, BOSTokenID: -1}
+	rng := rand.New(rand.NewPCG(1, 2))
+	ts := map[string]*tensor.Tensor{}
+	add := func(name string, shape ...int) {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		data := make([]byte, 2*n)
+		for i := 0; i < n; i++ {
+			v := float32(rng.NormFloat64() * 0.05)
+			if len(shape) == 1 && strings.HasSuffix(name, "norm.weight") {
+				v = 1
+			}
+			binary.LittleEndian.PutUint16(data[2*i:], tensor.F32ToF16(v))
+		}
+		ts[name] = &tensor.Tensor{Name: name, DType: tensor.F16, Shape: shape, Data: data}
+	}
+	h, q, kv, ffn := cfg.Dims()
+	add(model.TokenEmbd, cfg.VocabSize, h)
+	add(model.OutputNorm, h)
+	for i := 0; i < cfg.NumLayers; i++ {
+		add(model.Layer(i, model.AttnNorm), h)
+		add(model.Layer(i, model.FFNNorm), h)
+		add(model.Layer(i, model.AttnQ), q, h)
+		add(model.Layer(i, model.AttnK), kv, h)
+		add(model.Layer(i, model.AttnV), kv, h)
+		add(model.Layer(i, model.AttnQB), q)
+		add(model.Layer(i, model.AttnKB), kv)
+		add(model.Layer(i, model.AttnVB), kv)
+		add(model.Layer(i, model.AttnO), h, q)
+		add(model.Layer(i, model.FFNGate), ffn, h)
+		add(model.Layer(i, model.FFNUp), ffn, h)
+		add(model.Layer(i, model.FFNDown), h, ffn)
+	}
+	eng, err := engine.New(cfg, ts, engine.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	return eng
+}
+
+// TestBrickSumNearMeasuredTotal05BDims: with the 0.5B model's layer
+// dimensions the bricks also account for the measured total within 10%.
+func TestBrickSumNearMeasuredTotal05BDims(t *testing.T) {
+	eng := halfDimEngine(t)
+	ids := make([]int, 32)
+	for i := range ids {
+		ids[i] = 100 + 37*i
+	}
+	r, err := Run(context.Background(), eng, ids, Options{Tokens: 8, Warmup: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	_ = r.WriteTable(&b)
+	t.Log("\n" + b.String())
+	if frac := math.Abs(r.Unattributed.Seconds()) / r.Measured.Seconds(); frac > 0.10 {
+		t.Errorf("bricks sum to %v of %v measured: %.1f%% unattributed", r.BrickSum, r.Measured, 100*frac)
+	}
+	if r.Share(engine.BrickMLPGateUp) <= r.Share(engine.BrickRope) {
+		t.Errorf("mlp_gate_up (%.3f) should outweigh rope (%.3f) at these dimensions", r.Share(engine.BrickMLPGateUp), r.Share(engine.BrickRope))
 	}
 }
