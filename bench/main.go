@@ -116,9 +116,6 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := ensureModels(o, cases); err != nil {
-		return err
-	}
 	apr := filepath.Join(o.cache, "apr")
 	logf("building apr into %s", apr)
 	if out, err := exec.Command("go", "build", "-o", apr, "./cmd/apr").CombinedOutput(); err != nil {
@@ -138,19 +135,6 @@ func run(args []string) error {
 	for i := range prompt {
 		prompt[i] = r.IntN(151643) // ordinary tokens: below the added ones
 	}
-	for i := range cases {
-		c := &cases[i]
-		for _, p := range []struct {
-			k   fileKind
-			dst *int64
-		}{{c.APR, &c.WeightBytes}, {c.Llama, &c.LlamaBytes}} {
-			ts, err := fileTensors(p.k.path(o.cache, c.Shape))
-			if err != nil {
-				return err
-			}
-			*p.dst = weightBytes(ts)
-		}
-	}
 	rep := &report{
 		CPU: readCPUInfo(), Threads: o.threads, Reps: o.reps,
 		PromptLen: o.promptLen, NPredict: o.nPredict, CtxSize: o.ctxSize,
@@ -160,12 +144,20 @@ func run(args []string) error {
 	// Repetitions are the outer loop and the report is rewritten after
 	// every run pair, so that an interrupted run still leaves a report of
 	// every case measured so far.
+	var vocab *vocabSource
 	j := job{Threads: o.threads, Prompt: prompt, NPredict: o.nPredict, CtxSize: o.ctxSize, Timeout: o.timeout}
 	for k := 0; k < o.reps; k++ {
 		for i := range cases {
 			c := &cases[i]
 			if c.Err != "" {
 				continue
+			}
+			// Models are written when first needed, so the cases whose
+			// files exist are measured first.
+			if k == 0 {
+				if err := ensureModels(o, &vocab, c); err != nil {
+					return err
+				}
 			}
 			j.Model = c.APR.path(o.cache, c.Shape)
 			a, err := runAPR(apr, j)
@@ -261,28 +253,33 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// ensureModels writes the files the cases need that are not in the cache.
-func ensureModels(o *options, cases []benchCase) error {
-	var vocab *vocabSource
-	for _, c := range cases {
-		for _, k := range []fileKind{c.APR, c.Llama} {
-			path := k.path(o.cache, c.Shape)
-			if _, err := os.Stat(path); err == nil {
-				continue
-			}
-			if vocab == nil {
-				var err error
-				if vocab, err = loadVocab(filepath.Join(o.shared, "models", "qwen2-tiny-coder"), c.Shape.Cfg.VocabSize); err != nil {
+// ensureModels writes the files case c needs that are not in the cache
+// (loading the tokenizer into *vocab when first needed), and records the
+// bytes a decode step reads from each.
+func ensureModels(o *options, vocab **vocabSource, c *benchCase) error {
+	for _, p := range []struct {
+		k   fileKind
+		dst *int64
+	}{{c.APR, &c.WeightBytes}, {c.Llama, &c.LlamaBytes}} {
+		path := p.k.path(o.cache, c.Shape)
+		if _, err := os.Stat(path); err != nil {
+			if *vocab == nil {
+				if *vocab, err = loadVocab(filepath.Join(o.shared, "models", "qwen2-tiny-coder"), c.Shape.Cfg.VocabSize); err != nil {
 					return err
 				}
 			}
 			logf("writing %s", path)
 			t0 := time.Now()
-			if err := writeModel(path, c.Shape, k, vocab, o.seed); err != nil {
+			if err := writeModel(path, c.Shape, p.k, *vocab, o.seed); err != nil {
 				return err
 			}
 			logf("  done in %s", time.Since(t0).Round(time.Second))
 		}
+		ts, err := fileTensors(path)
+		if err != nil {
+			return err
+		}
+		*p.dst = weightBytes(ts)
 	}
 	return nil
 }
