@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -97,6 +98,7 @@ func (g *genFlags) sequence(l *loaded) *engine.Sequence {
 // generate streams the answer for prompt ids to stdout and returns it.
 func (e *env) generate(ctx context.Context, g *genFlags, l *loaded, seq *engine.Sequence, ids []int, s *sample.Sampler) (*engine.Stats, string, error) {
 	var answer strings.Builder
+	start, ttft := time.Now(), time.Duration(0)
 	st, err := seq.Generate(ctx, ids, engine.GenerateOptions{
 		MaxTokens: g.maxTokens,
 		Sampler:   s,
@@ -104,13 +106,15 @@ func (e *env) generate(ctx context.Context, g *genFlags, l *loaded, seq *engine.
 		Stop:      g.stop,
 		Decoder:   l.model.Tokenizer.NewDecoder(),
 	}, func(text string) error {
+		if ttft == 0 {
+			ttft = time.Since(start)
+		}
 		answer.WriteString(text)
 		_, err := fmt.Fprint(e.stdout, text)
 		return err
 	})
 	if err == nil && g.verbose {
-		fmt.Fprintf(e.stderr, "apr: prompt %d tokens, prefill %.1f tok/s; generated %d tokens, decode %.1f tok/s; stop: %s\n",
-			st.PromptTokens, st.PrefillRate(), st.Tokens, st.DecodeRate(), st.StopReason)
+		e.verboseGenerate(st, ttft, seq)
 	}
 	return st, answer.String(), err
 }

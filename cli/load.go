@@ -75,6 +75,7 @@ func (e *env) load(path string, f *modelFlags) (*loaded, error) {
 		c := m.Config
 		fmt.Fprintf(e.stderr, "apr: loaded %s (%s) in %.2fs: %s, %d layers, hidden %d, %d heads / %d kv heads, vocab %d, %d threads\n",
 			path, m.Format, l.elapsed.Seconds(), c.Arch, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.VocabSize, eng.Threads())
+		e.verboseLoad(m)
 	}
 	return l, nil
 }
