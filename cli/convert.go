@@ -130,7 +130,11 @@ func (e *env) write(ctx context.Context, format, out string, m *convert.Model, f
 		return nil
 	}
 	if !ft.Keep() {
-		return fmt.Errorf("--type applies to GGUF output; use apr quantize to requantize, then convert")
+		q, err := convert.Quantize(ctx, m, ft)
+		if err != nil {
+			return err
+		}
+		m = q
 	}
 	switch format {
 	case "apr":

@@ -32,6 +32,8 @@ func TestConvertCommands(t *testing.T) {
 	ok("export", p("m.apr"), "--format", "gguf", "-o", p("f16.gguf"))
 	ok("quantize", p("f16.gguf"), "--type", "q8_0", "-o", p("q8_0.gguf"))
 	ok("export", p("m.apr"), "-o", p("hf"))
+	ok("quantize", p("f16.gguf"), "--type", "q4_0", "-o", p("q4_0.apr"))
+	ok("rosetta", "diff", p("q4_0.apr"), p("q4_0.gguf"), "--threshold", "0")
 	if out := ok("run", p("m.apr"), "--temp", "0", "What is 2+2? Answer with just the number."); out != "4\n" {
 		t.Errorf("run on the imported APR file: %q, want 4", out)
 	}

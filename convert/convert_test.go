@@ -66,6 +66,21 @@ func TestQuantizeMatchesLlamaQuantize(t *testing.T) {
 			}
 			defer got.Close()
 			compareTensors(t, got, ref)
+			// The same tensors in an APR file (apr quantize -o m.apr).
+			q, err := Quantize(context.Background(), f16, mustType(t, c.typ))
+			if err != nil {
+				t.Fatal(err)
+			}
+			aprPath := filepath.Join(t.TempDir(), "q.apr")
+			if err := WriteAPR(context.Background(), aprPath, q, APROptions{FuseQKV: true}); err != nil {
+				t.Fatal(err)
+			}
+			a, err := Open(aprPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			compareTensors(t, a, ref)
 		})
 	}
 }

@@ -215,3 +215,30 @@ func Cast(t *tensor.Tensor, dt tensor.DType) (*tensor.Tensor, error) {
 	}
 	return out, nil
 }
+
+// Quantize returns m with its tensors laid out as a GGUF of type ft would
+// hold them (see ToGGUF), for writing in any format; the returned model
+// shares m's source, so it is valid while m is open and needs no Close.
+func Quantize(ctx context.Context, m *Model, ft FileType) (*Model, error) {
+	r, err := toGGUF(ctx, m, ft)
+	if err != nil {
+		return nil, err
+	}
+	q := *m
+	q.closer = nil
+	q.Tensors = r.Tensors
+	q.Origin = FormatGGUF // the tensors are now in GGUF form
+	q.Extra = nil
+	for _, kv := range r.Meta {
+		switch kv.Key {
+		case keyFileType, keyQuantVersion:
+			q.Extra = append(q.Extra, kv)
+		}
+	}
+	for _, kv := range m.Extra {
+		if kv.Key != keyFileType && kv.Key != keyQuantVersion {
+			q.Extra = append(q.Extra, kv)
+		}
+	}
+	return &q, nil
+}
