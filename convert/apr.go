@@ -15,10 +15,10 @@ import (
 
 func init() { openers[apr.Magic] = openAPR }
 
-// openAPR opens an APR file (checksums of header, metadata and index
-// verified; tensors' on Verify).
+// openAPR opens an APR file, verifying every checksum first: a conversion
+// must not copy damaged weights.
 func openAPR(path string) (*Model, error) {
-	f, err := apr.Open(path, apr.Options{})
+	f, err := apr.Open(path, apr.Options{Verify: true})
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/apr-llm/apr/format"
@@ -278,5 +279,28 @@ func TestCancelledWritesNothing(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("left behind: %v", ents)
+	}
+}
+
+// TestDamagedAPRIsRefused: converting an APR file with a flipped tensor
+// byte stops at open, naming the tensor whose checksum failed.
+func TestDamagedAPRIsRefused(t *testing.T) {
+	src := openT(t, sharedGGUF(t, "q8_0"))
+	path := filepath.Join(t.TempDir(), "m.apr")
+	if err := WriteAPR(context.Background(), path, src, APROptions{}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-100] ^= 1 // inside the last tensor's data
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	last := src.Tensors[len(src.Tensors)-1].Name
+	_, err = Open(path)
+	if !errors.Is(err, apr.ErrChecksum) || !strings.Contains(err.Error(), last) {
+		t.Fatalf("error %v, want a checksum failure naming %s", err, last)
 	}
 }
