@@ -312,7 +312,7 @@ func (m *mlp) forward(e *Engine, li int, a *activations, n int) {
 	t0 := e.mark()
 	e.be.MatMul(a.gate, m.gate, a.norm, n)
 	e.be.MatMul(a.up, m.up, a.norm, n)
-	cpu.SiLUMul(a.gate, a.up)
+	e.be.SiLUMul(a.gate, a.up, n)
 	e.report(BrickMLPGateUp, li, t0, n, a.gate)
 	t0 = e.mark()
 	e.be.MatMul(a.proj, m.down, a.gate, n)

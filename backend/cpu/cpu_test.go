@@ -234,3 +234,31 @@ func roundF16(x []float32) {
 		x[i] = tensor.F16ToF32(tensor.F32ToF16(v))
 	}
 }
+
+// TestSiLUMulMatchesMathExp compares the vectorised SiLU x up with the
+// math.Exp version over normal values, large magnitudes (where exp
+// overflows or underflows) and lengths around the vector width.
+func TestSiLUMulMatchesMathExp(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	be := New(2)
+	defer be.Close()
+	for _, n := range []int{1, 7, 8, 9, 64, 1000, 4099} {
+		for _, scale := range []float64{1, 10, 200} {
+			g, u := randVec(rng, n), randVec(rng, n)
+			for i := range g {
+				g[i] *= float32(scale)
+			}
+			want := append([]float32(nil), g...)
+			siluMulGeneric(want, u)
+			for _, run := range []func(g, u []float32){SiLUMul, func(g, u []float32) { be.SiLUMul(g, u, 1) }} {
+				got := append([]float32(nil), g...)
+				run(got, u)
+				for i := range got {
+					if d := math.Abs(float64(got[i] - want[i])); d > 4e-7*math.Abs(float64(want[i]))+1e-30 || math.IsNaN(float64(got[i])) {
+						t.Fatalf("n=%d scale %v [%d]: silu(%v)*%v = %v, want %v", n, scale, i, g[i], u[i], got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
