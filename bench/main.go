@@ -171,7 +171,7 @@ func run(args []string) error {
 					c.LSum = summarize(append(c.LSum.Runs, l))
 					c.Agree = agreement(c.APRSum.Runs[0].Output, c.LSum.Runs[0].Output)
 					if rep.FlashAttention == "" {
-						rep.FlashAttention = fmt.Sprint(l.FlashAttention)
+						rep.FlashAttention, rep.CPUBackend = fmt.Sprint(l.FlashAttention), l.CPUBackend
 					}
 				}
 			}

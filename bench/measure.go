@@ -30,6 +30,7 @@ type runResult struct {
 	Output         []int   `json:"output"`
 	FlashAttention any     `json:"flash_attention,omitempty"`
 	Binary         string  `json:"binary,omitempty"`
+	CPUBackend     string  `json:"cpu_backend,omitempty"` // llama.cpp's ggml CPU variant
 }
 
 // PromptRate is prompt tokens per second.

@@ -21,7 +21,7 @@ type report struct {
 	Cases                        []benchCase
 	GoVersion, Llama, Commit     string
 	LoadStart, Load              string // load averages at the start and now
-	FlashAttention               string
+	FlashAttention, CPUBackend   string // as llama.cpp reported them
 	Elapsed                      time.Duration
 }
 
@@ -106,7 +106,7 @@ func (r *report) write(w io.Writer) error {
 	p("| memory read bandwidth | %.1f GB/s with %d threads, %.1f GB/s with 1 (summing a 1 GiB buffer, best of 5) |\n",
 		r.Bandwidth/1e9, r.Threads, r.Bandwidth1/1e9)
 	p("| apr | commit %s, %s |\n", r.Commit, r.GoVersion)
-	p("| llama.cpp | %s; flash attention %q (its default) |\n", r.Llama, r.FlashAttention)
+	p("| llama.cpp | %s; ggml CPU variant %q; flash attention %q (its default) |\n", r.Llama, r.CPUBackend, r.FlashAttention)
 	p("| workload | %d random prompt token ids evaluated in one batch, then %d greedy decode steps (one token each); KV cache of %d; "+
 		"%d runs per engine and model planned, alternating apr and llama.cpp, each a fresh process; medians |\n",
 		r.PromptLen, r.NPredict, r.CtxSize, r.Reps)
@@ -122,7 +122,7 @@ func (r *report) write(w io.Writer) error {
 			"when a core is taken away). Rerun `go run ./bench` on a quiet machine for figures to rely on.\n\n", r.CPU.Logical)
 	}
 	p("Load time: from opening the file to a ready KV cache (apr: format.Open + engine.New + NewSequence; llama.cpp: " +
-		"loadModel + createContext). Peak RSS: VmHWM of the process (llama.cpp's includes Node.js, about 90 MiB before the model loads). " +
+		"loadModel + createContext, which includes node-llama-cpp reading the GGUF metadata in JavaScript). Peak RSS: VmHWM of the process (llama.cpp's includes Node.js, about 90 MiB before the model loads). " +
 		"Roofline: the bytes of weights one decode step reads (every matrix once; the tied embedding as the output matrix) " +
 		"divided into the measured bandwidth.\n\n")
 

@@ -79,7 +79,9 @@ const result = {
     peak_rss_bytes: statusBytes("VmHWM"),
     output,
     flash_attention: context.flashAttention,
-    binary: llama.buildType + " " + (llama.cpuMathCores !== undefined ? "" : "") + llama.llamaCppRelease?.release,
+    binary: `${llama.buildType} ${llama.llamaCppRelease?.release ?? ""}`.trim(),
+    // The CPU variant of ggml the prebuilt package picked for this machine.
+    cpu_backend: (fs.readFileSync("/proc/self/maps", "utf8").match(/libggml-cpu-([\w-]+)\.so/) ?? [])[1],
 };
 process.stdout.write(JSON.stringify(result) + "\n");
 await context.dispose();
