@@ -2,8 +2,10 @@ package rosetta
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/apr-llm/apr/convert"
@@ -29,28 +31,51 @@ func side(t *testing.T, path string) Side {
 	return Side{m, e}
 }
 
+var (
+	derivedOnce           sync.Once
+	derivedQ4, derivedAPR string
+	derivedErr            error
+	derivedDir            string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if derivedDir != "" {
+		os.RemoveAll(derivedDir)
+	}
+	os.Exit(code)
+}
+
 // derived writes the shared SafeTensors model as a Q4_0 GGUF and as an
-// APR copy.
+// APR copy, once for all tests.
 func derived(t *testing.T) (q4, aprPath string) {
 	t.Helper()
-	src, err := convert.Open(testref.ModelDir(t))
-	if err != nil {
-		t.Fatal(err)
+	modelDir := testref.ModelDir(t)
+	derivedOnce.Do(func() {
+		src, err := convert.Open(modelDir)
+		if err != nil {
+			derivedErr = err
+			return
+		}
+		defer src.Close()
+		if derivedDir, derivedErr = os.MkdirTemp("", "rosetta-test-"); derivedErr != nil {
+			return
+		}
+		derivedQ4, derivedAPR = filepath.Join(derivedDir, "q4_0.gguf"), filepath.Join(derivedDir, "copy.apr")
+		ft, err := convert.ParseFileType("q4_0")
+		if err != nil {
+			derivedErr = err
+			return
+		}
+		if _, derivedErr = convert.WriteGGUF(context.Background(), derivedQ4, src, ft); derivedErr != nil {
+			return
+		}
+		derivedErr = convert.WriteAPR(context.Background(), derivedAPR, src, convert.APROptions{FuseQKV: true})
+	})
+	if derivedErr != nil {
+		t.Fatal(derivedErr)
 	}
-	defer src.Close()
-	dir := t.TempDir()
-	q4, aprPath = filepath.Join(dir, "q4_0.gguf"), filepath.Join(dir, "copy.apr")
-	ft, err := convert.ParseFileType("q4_0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := convert.WriteGGUF(context.Background(), q4, src, ft); err != nil {
-		t.Fatal(err)
-	}
-	if err := convert.WriteAPR(context.Background(), aprPath, src, convert.APROptions{FuseQKV: true}); err != nil {
-		t.Fatal(err)
-	}
-	return q4, aprPath
+	return derivedQ4, derivedAPR
 }
 
 // TestCompareInference: the SafeTensors model against its Q4_0 GGUF
