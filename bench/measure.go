@@ -192,13 +192,18 @@ type cpuInfo struct {
 }
 
 func readCPUInfo() cpuInfo {
-	var ci cpuInfo
 	raw, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
-		ci.Model = "unknown (" + err.Error() + ")"
-		return ci
+		return cpuInfo{Model: "unknown (" + err.Error() + ")"}
 	}
-	for _, line := range strings.Split(string(raw), "\n") {
+	return parseCPUInfo(string(raw))
+}
+
+// parseCPUInfo reads the text of /proc/cpuinfo: the first model name, the
+// number of processors, the first flags line's SIMD features.
+func parseCPUInfo(text string) cpuInfo {
+	var ci cpuInfo
+	for _, line := range strings.Split(text, "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue

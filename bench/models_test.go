@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -175,4 +176,42 @@ func TestReportVerdicts(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+func TestParseCPUInfo(t *testing.T) {
+	for _, c := range []struct {
+		name, text string
+		want       cpuInfo
+	}{
+		{"two cpus", "processor\t: 0\nmodel name\t: Xeon X\nflags\t\t: fpu avx2 fma avx512f\n\nprocessor\t: 1\nmodel name\t: Xeon X\nflags\t\t: fpu\n",
+			cpuInfo{"Xeon X", 2, []string{"avx2", "fma", "avx512f"}}},
+		{"empty", "", cpuInfo{}},
+		{"no colon", "garbage\nmore", cpuInfo{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := parseCPUInfo(c.text)
+			if got.Model != c.want.Model || got.Logical != c.want.Logical || !slices.Equal(got.Features, c.want.Features) {
+				t.Errorf("got %+v, want %+v", got, c.want)
+			}
+		})
+	}
+}
+
+// FuzzParseCPUInfo: any text parses without a panic, counting one
+// processor per "processor" line.
+func FuzzParseCPUInfo(f *testing.F) {
+	f.Add("processor\t: 0\nmodel name\t: Xeon\nflags\t: avx2 fma\n")
+	f.Add(":\n::\nprocessor:\nflags:")
+	f.Fuzz(func(t *testing.T, text string) {
+		ci := parseCPUInfo(text)
+		n := 0
+		for _, line := range strings.Split(text, "\n") {
+			if k, _, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "processor" {
+				n++
+			}
+		}
+		if ci.Logical != n {
+			t.Fatalf("%d processors, want %d", ci.Logical, n)
+		}
+	})
 }
