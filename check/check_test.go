@@ -11,30 +11,16 @@ import (
 
 	"github.com/apr-llm/apr/convert"
 	"github.com/apr-llm/apr/engine"
-	"github.com/apr-llm/apr/format"
 	"github.com/apr-llm/apr/internal/breakmodel"
+	"github.com/apr-llm/apr/internal/enginetest"
 	"github.com/apr-llm/apr/internal/testref"
 	"github.com/apr-llm/apr/model"
 )
 
-// open loads a model and binds it to an engine with the numerics of its
-// format; mutate (may be nil) may replace tensors first.
+// open loads a model bound to an engine.
 func open(t *testing.T, path string, mutate func(m *model.Model)) (*model.Model, *engine.Engine) {
 	t.Helper()
-	m, err := format.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if mutate != nil {
-		mutate(m)
-	}
-	eng, err := engine.New(m.Config, m.Tensors, engine.OptionsFor(m, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
-	return m, eng
+	return enginetest.Open(t, path, mutate)
 }
 
 // TestHealthyModelsPass: the tiny model passes every stage as SafeTensors

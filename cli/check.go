@@ -32,14 +32,7 @@ func newCheckCmd(e *env) *cobra.Command {
   apr check model.gguf --json`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := defaultModel()
-			if err != nil {
-				return err
-			}
-			if len(args) == 1 {
-				path = args[0]
-			}
-			l, err := e.load(path, &mf)
+			path, l, err := e.loadOptional(args, &mf)
 			if err != nil {
 				return err
 			}
@@ -70,4 +63,18 @@ func newCheckCmd(e *env) *cobra.Command {
 	mf.register(cmd)
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return cmd
+}
+
+// loadOptional loads the model named by an optional MODEL argument (the
+// built-in demo model without one) and returns its path.
+func (e *env) loadOptional(args []string, mf *modelFlags) (string, *loaded, error) {
+	path, err := defaultModel()
+	if err != nil {
+		return "", nil, err
+	}
+	if len(args) > 0 {
+		path = args[0]
+	}
+	l, err := e.load(path, mf)
+	return path, l, err
 }

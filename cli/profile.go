@@ -35,14 +35,7 @@ func newProfileCmd(e *env) *cobra.Command {
   apr profile ./qwen2.5-coder-1.5b --json`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := defaultModel()
-			if err != nil {
-				return err
-			}
-			if len(args) == 1 {
-				path = args[0]
-			}
-			l, err := e.load(path, &mf)
+			path, l, err := e.loadOptional(args, &mf)
 			if err != nil {
 				return err
 			}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/apr-llm/apr/engine"
-	"github.com/apr-llm/apr/format"
+	"github.com/apr-llm/apr/internal/enginetest"
 	"github.com/apr-llm/apr/internal/testref"
 	"github.com/apr-llm/apr/model"
 	"github.com/apr-llm/apr/tensor"
@@ -19,16 +19,7 @@ import (
 
 func tinyEngine(t *testing.T, path string) (*engine.Engine, []int) {
 	t.Helper()
-	m, err := format.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	eng, err := engine.New(m.Config, m.Tensors, engine.OptionsFor(m, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
+	_, eng := enginetest.Open(t, path, nil)
 	return eng, testref.HFOutputs(t)[0].TokenIDs
 }
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/apr-llm/apr/engine"
-	"github.com/apr-llm/apr/format"
 	"github.com/apr-llm/apr/internal/breakmodel"
+	"github.com/apr-llm/apr/internal/enginetest"
 	"github.com/apr-llm/apr/internal/testref"
 	"github.com/apr-llm/apr/model"
 	"github.com/apr-llm/apr/sample"
@@ -17,17 +17,7 @@ import (
 
 func openEngine(t *testing.T, path string) (*model.Model, *engine.Engine) {
 	t.Helper()
-	m, err := format.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	eng, err := engine.New(m.Config, m.Tensors, engine.OptionsFor(m, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
-	return m, eng
+	return enginetest.Open(t, path, nil)
 }
 
 // traceGeneration generates n greedy tokens from ids with a trace
