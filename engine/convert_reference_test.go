@@ -244,7 +244,6 @@ func TestConversionPathsGreedy(t *testing.T) {
 		return m
 	}
 	q8 := testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q8_0.gguf")
-	ggml := Options{KVCacheF16: true, Rope: cpu.RopeGGML} // llama.cpp's numerics
 	t.Run("import", func(t *testing.T) {
 		path := filepath.Join(dir, "import.apr")
 		if err := convert.WriteAPR(context.Background(), path, open(t, testref.ModelDir(t)), convert.APROptions{FuseQKV: true}); err != nil {
@@ -263,7 +262,13 @@ func TestConversionPathsGreedy(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer m.Close()
-		e, err := New(m.Config, m.Tensors, ggml)
+		// The APR file remembers that its weights came from GGUF, so it
+		// runs with llama.cpp's numerics.
+		o := OptionsFor(m, 0)
+		if !o.KVCacheF16 || o.Rope != cpu.RopeGGML {
+			t.Fatalf("APR from GGUF (origin %q) gets options %+v, want llama.cpp's numerics", m.Origin, o)
+		}
+		e, err := New(m.Config, m.Tensors, o)
 		if err != nil {
 			t.Fatal(err)
 		}

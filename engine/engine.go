@@ -22,13 +22,14 @@ type Options struct {
 	Rope cpu.RopeStyle
 }
 
-// OptionsFor returns the numerics of m's reference implementation: GGUF
-// files run as llama.cpp runs them (F16 KV cache, ggml's rotary angles),
-// SafeTensors folders as transformers does (float32 cache, its angles). The
-// two differ only in the last bits, which decide near ties.
+// OptionsFor returns the numerics of m's reference implementation: weights
+// that came from GGUF (directly or through APR) run as llama.cpp runs them
+// (F16 KV cache, ggml's rotary angles), SafeTensors weights as transformers
+// does (float32 cache, its angles). The two differ only in the last bits,
+// which decide near ties.
 func OptionsFor(m *model.Model, threads int) Options {
 	o := Options{Threads: threads}
-	if m.Format == "gguf" {
+	if m.GGMLNumerics() {
 		o.KVCacheF16 = true
 		o.Rope = cpu.RopeGGML
 	}

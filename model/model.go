@@ -14,8 +14,11 @@ import (
 // Model is everything a file gives apr: hyperparameters, weights under
 // canonical names, the tokenizer, the chat template and generation defaults.
 type Model struct {
-	Path       string
-	Format     string // "safetensors", "gguf", "apr"
+	Path   string
+	Format string // "safetensors", "gguf", "apr"
+	// Origin is the format the weights were first read from ("gguf" for an
+	// APR file converted from GGUF); it picks the reference numerics.
+	Origin     string
 	Config     *Config
 	Tensors    map[string]*tensor.Tensor
 	Tokenizer  *tokenizer.Tokenizer
@@ -27,7 +30,7 @@ type Model struct {
 // New assembles a Model; closer (may be nil) releases the mapped files.
 func New(path, format string, cfg *Config, tensors []*tensor.Tensor, tok *tokenizer.Tokenizer, tmpl *chat.Template, gen Generation, closer io.Closer) (*Model, error) {
 	m := &Model{Path: path, Format: format, Config: cfg, Tensors: map[string]*tensor.Tensor{},
-		Tokenizer: tok, Template: tmpl, Generation: gen, closer: closer}
+		Tokenizer: tok, Template: tmpl, Generation: gen, closer: closer, Origin: format}
 	for _, t := range tensors {
 		if _, dup := m.Tensors[t.Name]; dup {
 			return nil, fmt.Errorf("%s: tensor %s appears twice", path, t.Name)
@@ -42,6 +45,11 @@ func New(path, format string, cfg *Config, tensors []*tensor.Tensor, tok *tokeni
 	}
 	return m, nil
 }
+
+// GGMLNumerics reports whether the weights came from GGUF (directly or
+// through APR), so that they run with llama.cpp's numerics (F16 KV cache,
+// ggml's rotary angles) rather than transformers'.
+func (m *Model) GGMLNumerics() bool { return m.Format == "gguf" || m.Origin == "gguf" }
 
 // EOS returns the ids that end generation: the generation config's, the
 // model config's and the tokenizer's, without duplicates.

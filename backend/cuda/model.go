@@ -32,7 +32,7 @@ type Options struct {
 // ggml's angles), SafeTensors folders as transformers does.
 func OptionsFor(m *model.Model, ctx int) Options {
 	o := Options{Context: ctx}
-	if m.Format == "gguf" {
+	if m.GGMLNumerics() {
 		o.KVCacheF16 = true
 		o.Rope = cpu.RopeGGML
 	}

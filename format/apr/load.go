@@ -41,5 +41,12 @@ func (f *File) Model() (*model.Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apr: %s: chat template: %w", f.path, err)
 	}
-	return model.New(f.path, "apr", cfg, f.Tensors(), tok, tmpl, f.Meta.ModelGeneration(), f)
+	m, err := model.New(f.path, "apr", cfg, f.Tensors(), tok, tmpl, f.Meta.ModelGeneration(), f)
+	if err != nil {
+		return nil, err
+	}
+	if o := f.Meta.Provenance.Origin; o != "" {
+		m.Origin = o
+	}
+	return m, nil
 }
