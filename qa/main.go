@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -63,13 +64,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Bin, "apr", "", "apr binary to test (default: build ./cmd/apr into a temporary folder)")
 	fs.StringVar(&o.GGUF, "gguf", filepath.Join(shared, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q4_k_m.gguf"), "GGUF model")
 	fs.StringVar(&o.SafeTensors, "safetensors", filepath.Join(shared, "models", "qwen2-tiny-coder"), "Hugging Face SafeTensors model folder")
-	fs.StringVar(&o.APR, "apr-model", "", "APR model (default: `apr import` of the SafeTensors folder)")
+	fs.StringVar(&o.APR, "apr-model", "", "APR model (default: apr import of the SafeTensors folder)")
 	fs.StringVar(&o.Modalities, "modalities", "run,chat,serve", "comma-separated modalities")
 	fs.StringVar(&o.Formats, "formats", "gguf,safetensors,apr", "comma-separated formats")
 	fs.DurationVar(&o.Timeout, "timeout", 60*time.Second, "per-cell hang timeout")
 	fs.BoolVar(&o.JSON, "json", false, "print the summary as JSON")
-	fs.BoolVar(&o.NoCheck, "no-check", false, "skip `apr check` of each model")
+	fs.BoolVar(&o.NoCheck, "no-check", false, "skip apr check of each model")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
