@@ -264,13 +264,13 @@ func ensureModels(o *options, vocab **vocabSource, c *benchCase) error {
 		path := p.k.path(o.cache, c.Shape)
 		if _, err := os.Stat(path); err != nil {
 			if *vocab == nil {
-				if *vocab, err = loadVocab(filepath.Join(o.shared, "models", "qwen2-tiny-coder"), c.Shape.Cfg.VocabSize); err != nil {
+				if *vocab, err = loadVocab(filepath.Join(o.shared, "models", "qwen2-tiny-coder")); err != nil {
 					return err
 				}
 			}
 			logf("writing %s", path)
 			t0 := time.Now()
-			if err := writeModel(path, c.Shape, p.k, *vocab, o.seed); err != nil {
+			if err := writeModel(o.cache, c.Shape, p.k, *vocab, o.seed); err != nil {
 				return err
 			}
 			logf("  done in %s", time.Since(t0).Round(time.Second))

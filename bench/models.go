@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -12,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/apr-llm/apr/chat"
+	"github.com/apr-llm/apr/convert"
 	"github.com/apr-llm/apr/format/gguf"
 	"github.com/apr-llm/apr/format/safetensors"
 	"github.com/apr-llm/apr/model"
@@ -154,101 +156,72 @@ func encode(dt tensor.DType, shp []int, vals []float32) ([]byte, error) {
 
 // fileKind is one file the benchmark writes for a shape.
 type fileKind struct {
-	Name string // "Q4_K_M", "Q8_0", "F16" (GGUF) or "BF16" (SafeTensors folder)
+	Name string // "Q4_K_M", "Q8_0", "F16" (GGUF; convert.ParseFileType names) or "BF16" (SafeTensors folder)
 	Ext  string // file name suffix
-	// typeFor picks each tensor's type (canonical name, shape, layer index
-	// or -1); nil for the SafeTensors folder (BF16 throughout).
-	typeFor  func(c *model.Config, name string, shp []int, layer int) tensor.DType
-	fileType uint32 // general.file_type (llama_ftype)
 }
 
 var (
-	kindQ4KM = fileKind{"Q4_K_M", "-q4_k_m.gguf", typeQ4KM, 15}
-	kindQ8_0 = fileKind{"Q8_0", "-q8_0.gguf", uniform(tensor.Q8_0), 7}
-	kindF16  = fileKind{"F16", "-f16.gguf", uniform(tensor.F16), 1}
-	kindBF16 = fileKind{Name: "BF16", Ext: "-bf16"}
+	kindQ4KM = fileKind{"Q4_K_M", "-q4_k_m.gguf"}
+	kindQ8_0 = fileKind{"Q8_0", "-q8_0.gguf"}
+	kindF16  = fileKind{"F16", "-f16.gguf"}
+	kindBF16 = fileKind{"BF16", "-bf16"}
 )
 
 // path is where kind's file of shape s lives in dir.
 func (k fileKind) path(dir string, s shape) string { return filepath.Join(dir, s.File+k.Ext) }
 
-// uniform gives every matrix type dt (llama-quantize's Q8_0, the converter's
-// F16); vectors (norms, biases) stay F32.
-func uniform(dt tensor.DType) func(*model.Config, string, []int, int) tensor.DType {
-	return func(_ *model.Config, _ string, shp []int, _ int) tensor.DType {
-		if len(shp) < 2 {
-			return tensor.F32
-		}
-		return dt
-	}
-}
-
-// typeQ4KM is llama-quantize's Q4_K_M choice (llama_tensor_get_type in
-// src/llama-quant.cpp, no importance matrix) for a Qwen2 model with tied
-// embeddings: the embedding (which is also the output) Q6_K, or Q8_0 when its
-// rows are not whole 256-blocks; attn_v and ffn_down Q6_K in the layers
-// use_more_bits picks; every other matrix Q4_K; then the fallback of a type
-// whose block does not divide the row (Q4_K -> Q5_0, Q6_K -> Q8_0).
-func typeQ4KM(c *model.Config, name string, shp []int, layer int) tensor.DType {
-	if len(shp) < 2 {
-		return tensor.F32
-	}
-	cols := shp[len(shp)-1]
-	useMoreBits := func(i, n int) bool { return i < n/8 || i >= 7*n/8 || (i-n/8)%3 == 2 }
-	t := tensor.Q4_K
-	switch {
-	case name == model.TokenEmbd || name == model.Output:
-		if cols%tensor.Q6_K.BlockSize() != 0 {
-			return tensor.Q8_0
-		}
-		t = tensor.Q6_K
-	case name == model.Layer(layer, model.AttnV) || name == model.Layer(layer, model.FFNDown):
-		if useMoreBits(layer, c.NumLayers) {
-			t = tensor.Q6_K
-		}
-	}
-	if cols%t.BlockSize() != 0 {
-		t = map[tensor.DType]tensor.DType{tensor.Q4_K: tensor.Q5_0, tensor.Q6_K: tensor.Q8_0}[t]
-	}
-	return t
-}
-
-// layerOf is the layer index of a canonical per-layer name, or -1.
-func layerOf(name string) int {
-	var i int
-	if _, err := fmt.Sscanf(name, "model.layers.%d.", &i); err != nil {
-		return -1
-	}
-	return i
-}
-
-// vocabSource is the tokenizer and chat template the models carry (those of
-// ../shared/models/qwen2-tiny-coder, the real Qwen2.5 ones).
+// vocabSource is the folder whose tokenizer and chat template the models
+// carry (../shared/models/qwen2-tiny-coder: the real Qwen2.5 ones).
 type vocabSource struct {
-	Dir      string
-	Spec     tokenizer.Spec
-	Template string
+	Dir string
 }
 
-func loadVocab(dir string, vocab int) (*vocabSource, error) {
-	spec, err := tokenizer.SpecFromDir(dir)
-	if err != nil {
+// loadVocab checks that dir's tokenizer and chat template load.
+func loadVocab(dir string) (*vocabSource, error) {
+	if _, err := tokenizer.SpecFromDir(dir); err != nil {
 		return nil, fmt.Errorf("tokenizer of %s: %w", dir, err)
 	}
-	for len(spec.Tokens) < vocab {
-		spec.Tokens = append(spec.Tokens, "")
-	}
-	tmpl, err := chat.LoadDir(dir)
-	if err != nil {
+	if _, err := chat.LoadDir(dir); err != nil {
 		return nil, fmt.Errorf("chat template of %s: %w", dir, err)
 	}
-	return &vocabSource{Dir: dir, Spec: spec, Template: tmpl.Source()}, nil
+	return &vocabSource{Dir: dir}, nil
 }
 
-// writeModel writes kind's file of shape s to path (through a temporary
-// name, so an interrupted run leaves nothing half-written), drawing the
-// random weights from seed.
-func writeModel(path string, s shape, kind fileKind, v *vocabSource, seed uint64) error {
+// writeModel writes kind's file of shape s into dir, drawing the random
+// weights from seed. The BF16 SafeTensors folder is the master copy; every
+// GGUF is made from it by apr's converter (package convert: F16 as
+// convert_hf_to_gguf.py writes it, then llama-quantize's per-tensor mixture
+// with the reference quantizers), so all files hold the same weights. Files
+// appear complete or not at all.
+func writeModel(dir string, s shape, kind fileKind, v *vocabSource, seed uint64) error {
+	master := kindBF16.path(dir, s)
+	if _, err := os.Stat(master); err != nil {
+		if err := writeHFDir(master, s, v, seed); err != nil {
+			return err
+		}
+	}
+	if kind == kindBF16 {
+		return nil
+	}
+	ft, err := convert.ParseFileType(kind.Name)
+	if err != nil {
+		return err
+	}
+	m, err := convert.Open(master)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if _, err := convert.WriteGGUF(context.Background(), kind.path(dir, s), m, ft); err != nil {
+		return fmt.Errorf("%s: %w", kind.path(dir, s), err)
+	}
+	return nil
+}
+
+// writeHFDir writes a Hugging Face folder of random BF16 weights
+// (config.json, the tokenizer files of v, model.safetensors) through a
+// temporary folder renamed into place.
+func writeHFDir(dir string, s shape, v *vocabSource, seed uint64) error {
 	var tensors []*tensor.Tensor
 	for _, w := range weightSpecs(&s.Cfg) {
 		n, err := tensor.NumElements(w.Shape)
@@ -257,59 +230,25 @@ func writeModel(path string, s shape, kind fileKind, v *vocabSource, seed uint64
 		}
 		vals := make([]float32, n)
 		w.values(seed, vals)
-		dt := tensor.BF16
-		if kind.typeFor != nil {
-			dt = kind.typeFor(&s.Cfg, w.Name, w.Shape, layerOf(w.Name))
-		}
-		data, err := encode(dt, w.Shape, vals)
+		data, err := encode(tensor.BF16, w.Shape, vals)
 		if err != nil {
 			return fmt.Errorf("%s: %w", w.Name, err)
 		}
-		tensors = append(tensors, &tensor.Tensor{Name: w.Name, DType: dt, Shape: w.Shape, Data: data})
+		tensors = append(tensors, &tensor.Tensor{Name: w.Name, DType: tensor.BF16, Shape: w.Shape, Data: data})
 	}
-	tmp := path + ".tmp"
+	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
-	var err error
-	if kind.typeFor == nil {
-		err = writeHFDir(tmp, s, tensors, v)
-	} else {
-		err = writeGGUF(tmp, s, kind, tensors, v)
-	}
-	if err != nil {
+	if err := writeHFFiles(tmp, s, tensors, v); err != nil {
 		os.RemoveAll(tmp)
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", dir, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
 	}
 	return nil
 }
 
-func writeGGUF(path string, s shape, kind fileKind, tensors []*tensor.Tensor, v *vocabSource) error {
-	meta, err := gguf.Metadata(&s.Cfg, &v.Spec, v.Template)
-	if err != nil {
-		return err
-	}
-	meta = append(meta,
-		gguf.KV{Key: "general.name", Value: "random weights, Qwen2.5-Coder-" + s.Name + " dimensions"},
-		gguf.KV{Key: "general.file_type", Value: kind.fileType})
-	if kind.Name != "F16" {
-		meta = append(meta, gguf.KV{Key: "general.quantization_version", Value: uint32(2)})
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := gguf.Write(f, meta, tensors); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// writeHFDir writes a Hugging Face folder: config.json, the tokenizer files
-// of v, and model.safetensors.
-func writeHFDir(dir string, s shape, tensors []*tensor.Tensor, v *vocabSource) error {
+func writeHFFiles(dir string, s shape, tensors []*tensor.Tensor, v *vocabSource) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

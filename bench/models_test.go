@@ -2,8 +2,6 @@ package main
 
 import (
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,87 +12,60 @@ import (
 	"github.com/apr-llm/apr/internal/testref"
 	"github.com/apr-llm/apr/model"
 	"github.com/apr-llm/apr/quant"
-	"github.com/apr-llm/apr/tensor"
 )
 
-// The per-tensor types the benchmark writes are llama-quantize's: applied
-// to the shared tiny model's tensors, they reproduce the types of the files
-// llama.cpp's own llama-quantize made from it.
-func TestTypesMatchLlamaQuantize(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(testref.ModelDir(t), "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := model.ParseHFConfig(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		file string
-		kind fileKind
-	}{
-		{"qwen2-tiny-coder-q4_k_m.gguf", kindQ4KM},
-		{"qwen2-tiny-coder-q8_0.gguf", kindQ8_0},
-	} {
-		t.Run(c.kind.Name, func(t *testing.T) {
-			f, err := gguf.Open(testref.Path(t, "models", "qwen2-tiny-coder-gguf", c.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			kinds := map[tensor.DType]int{}
-			for _, ts := range f.Tensors() {
-				got := c.kind.typeFor(cfg, ts.Name, ts.Shape, layerOf(ts.Name))
-				if got != ts.DType {
-					t.Errorf("%s %v: bench writes %v, llama-quantize wrote %v", ts.Name, ts.Shape, got, ts.DType)
-				}
-				kinds[ts.DType]++
-			}
-			if len(kinds) < 2 {
-				t.Errorf("only types %v: the file does not exercise the mixture", kinds)
-			}
-		})
-	}
-}
-
-// A small model written as each file kind loads through format.Open with
-// the configured shape, runs without NaN, and every file holds the same
-// weights (the quantized embedding stays near the BF16 one).
+// A model of the shared tiny coder's dimensions, written as each file kind,
+// loads through format.Open with that shape, runs without NaN, holds the same
+// weights in every file (the embedding rows stay near the BF16 ones), and
+// its GGUFs have, tensor for tensor, the types that llama.cpp's own
+// llama-quantize gave the shared tiny model's files.
 func TestWriteModelTiny(t *testing.T) {
-	s := qwenShape("tiny", "tiny", 2, 128, 512, 2, 1)
-	v, err := loadVocab(testref.ModelDir(t), s.Cfg.VocabSize)
+	s := qwenShape("tiny", "tiny", 4, 128, 512, 2, 1)
+	v, err := loadVocab(testref.ModelDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	var bf16Row []float32
-	for _, k := range []fileKind{kindBF16, kindF16, kindQ8_0, kindQ4KM} {
-		t.Run(k.Name, func(t *testing.T) {
-			path := k.path(dir, s)
-			if err := writeModel(path, s, k, v, 7); err != nil {
+	for _, c := range []struct {
+		kind fileKind
+		ref  string // llama.cpp's file of the same type
+	}{
+		{kindBF16, ""},
+		{kindF16, ""},
+		{kindQ8_0, "qwen2-tiny-coder-q8_0.gguf"},
+		{kindQ4KM, "qwen2-tiny-coder-q4_k_m.gguf"},
+	} {
+		t.Run(c.kind.Name, func(t *testing.T) {
+			if err := writeModel(dir, s, c.kind, v, 7); err != nil {
 				t.Fatal(err)
 			}
-			m, err := format.Open(path)
+			m, err := format.Open(c.kind.path(dir, s))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			c := m.Config
-			if c.NumLayers != 2 || c.HiddenSize != 128 || c.IntermediateSize != 512 || c.NumHeads != 2 ||
-				c.NumKVHeads != 1 || c.VocabSize != 151936 || !c.AttentionBias || c.RopeTheta != 1e6 {
-				t.Fatalf("config read back: %+v", c)
+			cfg := m.Config
+			if cfg.NumLayers != 4 || cfg.HiddenSize != 128 || cfg.IntermediateSize != 512 || cfg.NumHeads != 2 ||
+				cfg.NumKVHeads != 1 || cfg.VocabSize != 151936 || !cfg.AttentionBias || cfg.RopeTheta != 1e6 {
+				t.Fatalf("config read back: %+v", cfg)
 			}
 			if _, ok := m.Tensors[model.Output]; ok {
 				t.Error("lm_head written: embeddings should be tied")
 			}
-			if k.typeFor != nil {
-				for name, ts := range m.Tensors {
-					if want := k.typeFor(&s.Cfg, name, ts.Shape, layerOf(name)); ts.DType != want {
-						t.Errorf("%s is %v, want %v", name, ts.DType, want)
+			if c.ref != "" {
+				ref, err := gguf.Open(testref.Path(t, "models", "qwen2-tiny-coder-gguf", c.ref))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ref.Close()
+				for _, rt := range ref.Tensors() {
+					if got, ok := m.Tensors[rt.Name]; !ok || got.DType != rt.DType {
+						t.Errorf("%s: bench wrote %v, llama-quantize %v", rt.Name, got, rt.DType)
 					}
 				}
 			}
-			eng, err := engine.New(c, m.Tensors, engine.OptionsFor(m, 1))
+			eng, err := engine.New(cfg, m.Tensors, engine.OptionsFor(m, 1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +80,7 @@ func TestWriteModelTiny(t *testing.T) {
 				}
 			}
 			emb := m.Tensors[model.TokenEmbd]
-			row := make([]float32, c.HiddenSize)
+			row := make([]float32, cfg.HiddenSize)
 			if err := quant.Dequantize(emb.DType, emb.Row(12345), row); err != nil {
 				t.Fatal(err)
 			}
