@@ -66,8 +66,8 @@ func newServeCmd(e *env) *cobra.Command {
 			}
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
-			fmt.Fprintf(e.stderr, "apr: serving %s on http://%s (%d parallel, context %d)\n",
-				name, ln.Addr(), parallel, srv.Scheduler().Context())
+			fmt.Fprintf(e.stderr, "apr: serving %s on http://%s (%d parallel, context %d, KV cache %.1f MiB)\n",
+				name, ln.Addr(), parallel, srv.Scheduler().Context(), float64(srv.Scheduler().CacheBytes())/(1<<20))
 			return srv.Serve(ctx, ln, 60*time.Second)
 		},
 	}
@@ -82,6 +82,5 @@ func newServeCmd(e *env) *cobra.Command {
 	fl.IntVar(&queue, "queue", 64, "requests that may wait for a free slot before the server answers 503")
 	fl.IntVarP(&batchToks, "batch-size", "b", 512, "prompt tokens fed per forward pass, across requests")
 	fl.StringVar(&alias, "alias", "", "model name reported by /v1/models (default: the model's file or folder name)")
-	cmd.SetContext(context.Background())
 	return cmd
 }

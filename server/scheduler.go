@@ -154,6 +154,15 @@ func NewScheduler(eng *engine.Engine, tok *tokenizer.Tokenizer, eos []int, opts 
 // Context is the number of positions each sequence holds.
 func (s *Scheduler) Context() int { return s.opts.CtxSize }
 
+// CacheBytes is the memory of every slot's KV cache together.
+func (s *Scheduler) CacheBytes() int {
+	n := 0
+	for _, sl := range s.slots {
+		n += sl.seq.CacheBytes()
+	}
+	return n
+}
+
 // Active is the number of sequences being generated.
 func (s *Scheduler) Active() int { return int(s.active.Load()) }
 
