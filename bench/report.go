@@ -112,8 +112,8 @@ func (r *report) write(w io.Writer) error {
 		r.PromptLen, r.NPredict, r.CtxSize, r.Reps)
 	p("| models | random weights (normal(0, 0.02), norms 1 + normal(0, 0.02), rounded to BF16) with the exact dimensions of " +
 		"Qwen2.5-Coder-0.5B (24 layers, hidden 896, FFN 4864, 14 heads, 2 KV heads) and -1.5B (28 layers, hidden 1536, FFN 8960, " +
-		"12 heads, 2 KV heads), vocab 151936, tied embeddings, Q/K/V biases; written by apr's GGUF writer and quantizers " +
-		"(Q4_K_M: llama-quantize's per-tensor mixture); both engines read the same file, except BF16, where apr reads the SafeTensors " +
+		"12 heads, 2 KV heads), vocab 151936, tied embeddings, Q/K/V biases; written by apr's writers and quantizers " +
+		"(a BF16 SafeTensors master, converted by package convert as convert_hf_to_gguf.py and llama-quantize would: F16, Q8_0, and Q4_K_M with llama-quantize's per-tensor mixture); both engines read the same file, except BF16, where apr reads the SafeTensors " +
 		"folder and llama.cpp an F16 GGUF of the same weights |\n")
 	p("| load average | %s at the start, %s at the end (1, 5, 15 min) |\n\n", r.LoadStart, r.Load)
 	if busy(r.LoadStart, r.CPU.Logical) || busy(r.Load, r.CPU.Logical) {
@@ -175,7 +175,8 @@ func (r *report) write(w io.Writer) error {
 			p("; llama.cpp's file is %.0f MiB per token (roofline %.1f tok/s), it reaches %.0f%%.",
 				float64(c.LlamaBytes)/(1<<20), lroof, 100*l.Decode/lroof)
 		}
-		p(" Greedy outputs: the first %d of %d tokens are the same in both engines.\n", c.Agree, r.NPredict+1)
+		p(" Greedy outputs: the first %d of %d tokens are the same in both engines (a loose check only: random weights give "+
+			"nearly flat logits, whose near ties quantization and summation order decide).\n", c.Agree, r.NPredict+1)
 	}
 
 	p("\n## Every run\n\n| model | weights | engine | run | load (s) | prompt (tok/s) | decode (tok/s) | peak RSS (MiB) |\n")
