@@ -282,7 +282,8 @@ func writeHFFiles(dir string, s shape, tensors []*tensor.Tensor, v *vocabSource)
 }
 
 // weightBytes is what one decode step reads from the weights: every tensor
-// but the embedding, which is read as the (tied) output matrix instead.
+// once (the tied embedding as the output matrix; the one embedding row the
+// token looks up is not counted again).
 func weightBytes(ts []tensorInfo) int64 {
 	var n int64
 	for _, t := range ts {
