@@ -95,3 +95,32 @@ func BenchmarkQuantizeActivation(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDotRows measures a 256-row matrix-vector product through
+// DotRows (one call, as the CPU backend makes it when decoding) with rows
+// of 896 (Qwen2.5-0.5B's hidden size; 1024 for the K-quants).
+func BenchmarkDotRows(b *testing.B) {
+	const rows = 256
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, dt := range []tensor.DType{tensor.Q4_0, tensor.Q5_0, tensor.Q8_0, tensor.Q4_K, tensor.Q6_K} {
+		n := 896
+		if dt >= tensor.Q2_K {
+			n = 1024
+		}
+		b.Run(dt.String(), func(b *testing.B) {
+			rb, _ := dt.RowBytes(n)
+			w := make([]byte, 0, rows*rb)
+			for range rows {
+				w = append(w, mustQuantize(b, dt, randomRow(rng, n), false)...)
+			}
+			act := mustQuantize(b, VecDotType(dt), randomRow(rng, n), true)
+			out := make([]float32, rows)
+			b.SetBytes(int64(len(w)))
+			for b.Loop() {
+				if err := DotRows(dt, w, rb, 0, rows, act, n, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

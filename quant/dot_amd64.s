@@ -197,7 +197,30 @@ q40end:
 	VZEROUPPER
 	RET
 
+// Q5UNPACK sets Q (low half XQ) to the 32 signed quants (-16..15) of the
+// Q5_0 block at P. Clobbers T and Y4; Y10..Y14 hold its constants.
+#define Q5UNPACK(P, Q, XQ, T) \
+	VPBROADCASTD 2(P), T; \
+	VPSHUFB Y12, T, T; \
+	VPOR Y11, T, T; \
+	VPCMPEQB Y10, T, T; \
+	VPANDN Y13, T, T; \
+	VMOVDQU 6(P), XQ; \
+	VPSRLW $4, XQ, X4; \
+	VINSERTI128 $1, X4, Q, Q; \
+	VPAND Y14, Q, Q; \
+	VPOR T, Q, Q
+
+// WSCALE sets Y1 (all lanes) to f16(the weight block at P) times X8.
+#define WSCALE(P) \
+	MOVWLZX (P), AX; \
+	VMOVD AX, X1; \
+	VCVTPH2PS X1, X1; \
+	VMULSS X8, X1, X1; \
+	VBROADCASTSS X1, Y1
+
 // func q5_0DotRowsAVX2(w *byte, stride int, act *byte, nb int, out *float32, rows int)
+// Rows go in pairs that share the activation's loads and scales.
 TEXT ·q5_0DotRowsAVX2(SB), NOSPLIT, $0-48
 	ROWS_BEGIN(q50row, q50rowdone)
 	BCAST32(0x0f0f0f0f, X14, Y14)
@@ -208,6 +231,47 @@ TEXT ·q5_0DotRowsAVX2(SB), NOSPLIT, $0-48
 	VMOVQ AX, X11
 	VPBROADCASTQ X11, Y11
 	VPCMPEQB Y10, Y10, Y10
+
+q50pair:
+	CMPQ R13, $2
+	JLT  q50single
+	MOVQ R8, SI
+	LEAQ (R8)(R9*1), BX
+	MOVQ R10, DI
+	MOVQ R11, CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+	TESTQ CX, CX
+	JEQ q50pairdone
+
+q50ploop:
+	MOVWLZX (DI), AX
+	VMOVD AX, X8
+	VCVTPH2PS X8, X8
+	VMOVDQU 2(DI), Y3
+	Q5UNPACK(SI, Y2, X2, Y6)
+	WSCALE(SI)
+	MULSUM(Y2, Y3, Y4, Y5, Y1, Y0)
+	Q5UNPACK(BX, Y7, X7, Y6)
+	WSCALE(BX)
+	MULSUM(Y7, Y3, Y4, Y5, Y1, Y9)
+	ADDQ $22, SI
+	ADDQ $22, BX
+	ADDQ $34, DI
+	DECQ CX
+	JNE  q50ploop
+
+q50pairdone:
+	HSUM(Y0, X0, X1)
+	VMOVSS X0, (R12)
+	HSUM(Y9, X9, X1)
+	VMOVSS X9, 4(R12)
+	ADDQ $8, R12
+	LEAQ (R8)(R9*2), R8
+	SUBQ $2, R13
+	JMP  q50pair
+
+q50single:
 	TESTQ R13, R13
 	JEQ q50end
 
@@ -215,18 +279,11 @@ q50row:
 	ROW_START(q50rowdone)
 
 q50loop:
-	SCALE2((SI), (DI), X1, Y1, X2)
-	// High bits: 0x00 where bit j of qh is set, 0xf0 where it is clear.
-	VPBROADCASTD 2(SI), Y6
-	VPSHUFB Y12, Y6, Y6
-	VPOR Y11, Y6, Y6
-	VPCMPEQB Y10, Y6, Y6
-	VPANDN Y13, Y6, Y6
-	VMOVDQU 6(SI), X2
-	VPSRLW $4, X2, X3
-	VINSERTI128 $1, X3, Y2, Y2
-	VPAND Y14, Y2, Y2
-	VPOR Y6, Y2, Y2
+	MOVWLZX (DI), AX
+	VMOVD AX, X8
+	VCVTPH2PS X8, X8
+	Q5UNPACK(SI, Y2, X2, Y6)
+	WSCALE(SI)
 	VMOVDQU 2(DI), Y3
 	MULSUM(Y2, Y3, Y4, Y5, Y1, Y0)
 	ADDQ $22, SI
