@@ -139,9 +139,73 @@ GLOBL shufBits<>(SB), RODATA|NOPTR, $32
 	DECQ R13; \
 	JNE rowloop
 
+// Q5UNPACK sets Q (low half XQ) to the 32 signed quants (-16..15) of the
+// Q5_0 block at P. Clobbers T and Y4; Y10..Y14 hold its constants.
+#define Q5UNPACK(P, Q, XQ, T) \
+	VPBROADCASTD 2(P), T; \
+	VPSHUFB Y12, T, T; \
+	VPOR Y11, T, T; \
+	VPCMPEQB Y10, T, T; \
+	VPANDN Y13, T, T; \
+	VMOVDQU 6(P), XQ; \
+	VPSRLW $4, XQ, X4; \
+	VINSERTI128 $1, X4, Q, Q; \
+	VPAND Y14, Q, Q; \
+	VPOR T, Q, Q
+
+// WSCALE sets Y1 (all lanes) to f16(the weight block at P) times X8.
+#define WSCALE(P) \
+	MOVWLZX (P), AX; \
+	VMOVD AX, X1; \
+	VCVTPH2PS X1, X1; \
+	VMULSS X8, X1, X1; \
+	VBROADCASTSS X1, Y1
+
 // func q8_0DotRowsAVX2(w *byte, stride int, act *byte, nb int, out *float32, rows int)
+// Rows go in pairs that share the activation's loads and scales.
 TEXT ·q8_0DotRowsAVX2(SB), NOSPLIT, $0-48
 	ROWS_BEGIN(q80row, q80rowdone)
+
+q80pair:
+	CMPQ R13, $2
+	JLT  q80single
+	MOVQ R8, SI
+	LEAQ (R8)(R9*1), BX
+	MOVQ R10, DI
+	MOVQ R11, CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+	TESTQ CX, CX
+	JEQ q80pairdone
+
+q80ploop:
+	MOVWLZX (DI), AX
+	VMOVD AX, X8
+	VCVTPH2PS X8, X8
+	VMOVDQU 2(DI), Y3
+	VMOVDQU 2(SI), Y2
+	VMOVDQU 2(BX), Y7
+	WSCALE(SI)
+	MULSUM(Y2, Y3, Y4, Y5, Y1, Y0)
+	WSCALE(BX)
+	MULSUM(Y7, Y3, Y4, Y5, Y1, Y9)
+	ADDQ $34, SI
+	ADDQ $34, BX
+	ADDQ $34, DI
+	DECQ CX
+	JNE  q80ploop
+
+q80pairdone:
+	HSUM(Y0, X0, X1)
+	VMOVSS X0, (R12)
+	HSUM(Y9, X9, X1)
+	VMOVSS X9, 4(R12)
+	ADDQ $8, R12
+	LEAQ (R8)(R9*2), R8
+	SUBQ $2, R13
+	JMP  q80pair
+
+q80single:
 	TESTQ R13, R13
 	JEQ q80end
 
@@ -196,28 +260,6 @@ q40rowdone:
 q40end:
 	VZEROUPPER
 	RET
-
-// Q5UNPACK sets Q (low half XQ) to the 32 signed quants (-16..15) of the
-// Q5_0 block at P. Clobbers T and Y4; Y10..Y14 hold its constants.
-#define Q5UNPACK(P, Q, XQ, T) \
-	VPBROADCASTD 2(P), T; \
-	VPSHUFB Y12, T, T; \
-	VPOR Y11, T, T; \
-	VPCMPEQB Y10, T, T; \
-	VPANDN Y13, T, T; \
-	VMOVDQU 6(P), XQ; \
-	VPSRLW $4, XQ, X4; \
-	VINSERTI128 $1, X4, Q, Q; \
-	VPAND Y14, Q, Q; \
-	VPOR T, Q, Q
-
-// WSCALE sets Y1 (all lanes) to f16(the weight block at P) times X8.
-#define WSCALE(P) \
-	MOVWLZX (P), AX; \
-	VMOVD AX, X1; \
-	VCVTPH2PS X1, X1; \
-	VMULSS X8, X1, X1; \
-	VBROADCASTSS X1, Y1
 
 // func q5_0DotRowsAVX2(w *byte, stride int, act *byte, nb int, out *float32, rows int)
 // Rows go in pairs that share the activation's loads and scales.
