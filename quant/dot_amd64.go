@@ -189,16 +189,25 @@ func floatsOf(b []byte, n int) []float32 {
 }
 
 func dotF32F32Fast(w, act []byte, n int) float32 {
+	if n == 0 {
+		return 0
+	}
 	_, _ = w[4*n-1], act[4*n-1]
 	return dotF32Fast(floatsOf(w, n), floatsOf(act, n))
 }
 
 func dotF16F32Fast(w, act []byte, n int) float32 {
+	if n == 0 {
+		return 0
+	}
 	_, _ = w[2*n-1], act[4*n-1]
 	return dotF16Fast(unsafe.Slice((*uint16)(unsafe.Pointer(&w[0])), n), floatsOf(act, n))
 }
 
 func dotBF16F32Fast(w, act []byte, n int) float32 {
+	if n == 0 {
+		return 0
+	}
 	_, _ = w[2*n-1], act[4*n-1]
 	m := n &^ 31
 	var s float32

@@ -63,11 +63,11 @@ func TestFastDotsMatchPortable(t *testing.T) {
 		if fast == nil {
 			t.Fatalf("%v: no fast kernel", dt)
 		}
-		sizes := []int{32, 224, 896, 4096}
+		sizes := []int{0, 32, 224, 896, 4096}
 		if dt >= tensor.Q2_K {
-			sizes = []int{256, 768, 4864}
+			sizes = []int{0, 256, 768, 4864}
 		} else if !dt.Quantized() {
-			sizes = []int{1, 7, 31, 33, 64, 100, 896}
+			sizes = []int{0, 1, 7, 31, 33, 64, 100, 896}
 		}
 		for _, n := range sizes {
 			for _, raw := range []bool{false, true} {
