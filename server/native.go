@@ -84,17 +84,16 @@ func (s *Server) runText(ctx context.Context, prompt string, f *genFields) (*gen
 	}
 	var text strings.Builder
 	for {
-		select {
-		case ev := <-j.events:
-			if ev.err != nil {
-				return nil, ev.err
-			}
-			text.WriteString(ev.text)
-			if ev.done {
-				return &generateResult{Text: text.String(), FinishReason: ev.finish, Usage: toUsage(ev.usage)}, nil
-			}
-		case <-ctx.Done():
+		ev, ok := j.next()
+		if !ok {
 			return nil, ctx.Err()
+		}
+		if ev.err != nil {
+			return nil, ev.err
+		}
+		text.WriteString(ev.text)
+		if ev.done {
+			return &generateResult{Text: text.String(), FinishReason: ev.finish, Usage: toUsage(ev.usage)}, nil
 		}
 	}
 }

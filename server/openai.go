@@ -215,10 +215,8 @@ func (c *chatOutput) whole(w http.ResponseWriter, r *http.Request, j *job) {
 	var text strings.Builder
 	var lps []chatLogprob
 	for {
-		var ev event
-		select {
-		case ev = <-j.events:
-		case <-r.Context().Done():
+		ev, ok := j.next()
+		if !ok {
 			return
 		}
 		if ev.err != nil {
@@ -273,10 +271,8 @@ func (c *chatOutput) stream(w http.ResponseWriter, r *http.Request, j *job, incl
 	holding := c.tools
 	var heldLps []chatLogprob
 	for {
-		var ev event
-		select {
-		case ev = <-j.events:
-		case <-r.Context().Done():
+		ev, ok := j.next()
+		if !ok {
 			return
 		}
 		if ev.err != nil {
@@ -435,10 +431,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 		sse := newSSE(w)
 		for {
-			var ev event
-			select {
-			case ev = <-j.events:
-			case <-r.Context().Done():
+			ev, ok := j.next()
+			if !ok {
 				return
 			}
 			if ev.err != nil {
@@ -470,10 +464,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 	}
 	var text strings.Builder
 	for {
-		var ev event
-		select {
-		case ev = <-j.events:
-		case <-r.Context().Done():
+		ev, ok := j.next()
+		if !ok {
 			return
 		}
 		if ev.err != nil {

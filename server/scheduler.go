@@ -200,6 +200,17 @@ func (s *Scheduler) submit(j *job) error {
 	return nil
 }
 
+// next waits for the job's next event; false when the request's context
+// ended first (the client went away).
+func (j *job) next() (event, bool) {
+	select {
+	case ev := <-j.events:
+		return ev, true
+	case <-j.ctx.Done():
+		return event{}, false
+	}
+}
+
 // contextError is a prompt that does not fit the context.
 type contextError struct{ prompt, ctx int }
 
