@@ -12,6 +12,8 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"go.uber.org/goleak"
+
+	"github.com/apr-llm/apr/sample"
 )
 
 // post sends a JSON body and returns the response.
@@ -290,5 +292,42 @@ func TestRequestErrors(t *testing.T) {
 	}
 	if out.Choices[0].FinishReason != "length" || out.Usage.TotalTokens != 64 {
 		t.Fatalf("finish %q with %d total tokens, want length at 64", out.Choices[0].FinishReason, out.Usage.TotalTokens)
+	}
+}
+
+// TestCloseFinishesQueued closes the scheduler while one request runs and
+// another waits: both finish with their full answers before Close returns.
+func TestCloseFinishesQueued(t *testing.T) {
+	m, eng := tiny(t)
+	s := NewScheduler(eng, m.Tokenizer, m.EOS(), SchedulerOptions{Parallel: 1, QueueSize: 2, CtxSize: 128}, newMetrics())
+	p := refs(t)["raw_go"]
+	var jobs []*job
+	for range 2 {
+		j := &job{ctx: context.Background(), prompt: p.TokenIDs, maxTokens: 6, sampler: sample.New(sample.Params{})}
+		if err := s.submit(j); err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, j)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want, _, _ := expected(t, p, 6)
+	for i, j := range jobs {
+		var text string
+		for ev := range j.events {
+			if ev.err != nil {
+				t.Fatalf("job %d: %v", i, ev.err)
+			}
+			text += ev.text
+			if ev.done {
+				break
+			}
+		}
+		if text != want {
+			t.Fatalf("job %d: %q, want %q", i, text, want)
+		}
 	}
 }

@@ -238,22 +238,23 @@ func (s *Scheduler) Close(ctx context.Context) error {
 // run is the scheduler's loop.
 func (s *Scheduler) run() {
 	defer close(s.done)
-	quit := s.quit
+	quit, closing := s.quit, false
 	for {
 		s.release()
 		s.admit()
 		if s.active.Load() == 0 {
+			// Closing: submit accepts nothing new, so an empty queue with
+			// no active sequence means all work is done.
+			if closing && len(s.queue) == 0 {
+				return
+			}
 			select {
 			case j := <-s.queue:
 				s.start(j)
-				continue
 			case <-quit:
-				if len(s.queue) == 0 {
-					return
-				}
-				quit = nil // drain the queue first
-				continue
+				quit, closing = nil, true
 			}
+			continue
 		}
 		s.step()
 	}
