@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/apr-llm/apr/format"
@@ -89,15 +90,26 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// TestDecodeAllocatesNothing checks that a decode step with a reused logits
-// buffer makes no heap allocation, for every file type.
+// TestDecodeAllocatesNothing checks that decode steps with a reused logits
+// buffer make no heap allocation of their own, for every file type.
 func TestDecodeAllocatesNothing(t *testing.T) {
 	for _, m := range decodeModels {
 		t.Run(m.name, func(t *testing.T) {
 			d := newDecoder(t, decodeEngine(t, m.path))
 			d.step(t) // grow the scratch buffers for a decode step
-			if n := testing.AllocsPerRun(20, func() { d.step(t) }); n != 0 {
-				t.Errorf("%v allocations per decode step, want 0", n)
+			// 200 steps counted in total (testing.AllocsPerRun rounds down,
+			// hiding a buffer that reallocates every few steps). A few
+			// allocations are the runtime's own (sudogs for the pool's
+			// parked helpers); one per step would be 200.
+			const steps, allowed = 200, 10
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			for range steps {
+				d.step(t)
+			}
+			runtime.ReadMemStats(&after)
+			if n := after.Mallocs - before.Mallocs; n > allowed {
+				t.Errorf("%d allocations in %d decode steps, want at most %d (none of the forward pass's own)", n, steps, allowed)
 			}
 		})
 	}

@@ -42,7 +42,9 @@ func (b *Backend) Close() { b.pool.Close() }
 
 func (b *Backend) rowBuf(worker, n int) []float32 {
 	if cap(b.scratch[worker]) < n {
-		b.scratch[worker] = make([]float32, n)
+		// Grow by half again at least: attention's buffer grows with the
+		// context, one position per decode step.
+		b.scratch[worker] = make([]float32, max(n, cap(b.scratch[worker])*3/2, 1024))
 	}
 	return b.scratch[worker][:n]
 }
