@@ -157,7 +157,8 @@ func TestLoadContinuousBatching(t *testing.T) {
 }
 
 // BenchmarkServeClients measures aggregate generated tokens/s with 1, 8
-// and 32 concurrent streaming clients (32 tokens per request).
+// and 32 concurrent streaming clients (at most 32 tokens per request, at
+// least 32 requests in all).
 func BenchmarkServeClients(b *testing.B) {
 	for _, clients := range []int{1, 8, 32} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
@@ -165,7 +166,7 @@ func BenchmarkServeClients(b *testing.B) {
 			var tokens int
 			var elapsed time.Duration
 			for b.Loop() {
-				res := runLoad(b, ts, clients, 2, 32)
+				res := runLoad(b, ts, clients, max(2, 32/clients), 32)
 				if len(res.errs) > 0 {
 					b.Fatal(res.errs[0])
 				}
