@@ -109,6 +109,66 @@ GLOBL shufBits<>(SB), RODATA|NOPTR, $32
 	VPMOVZXBW 8(SP), X9; \
 	VPMADDWD X9, X7, X7
 
+// FSUM4 adds Y5..Y7 into Y0 and leaves the horizontal sum in X0.
+#define FSUM4 \
+	VADDPS Y5, Y0, Y0; \
+	VADDPS Y7, Y6, Y6; \
+	VADDPS Y6, Y0, Y0; \
+	HSUM(Y0, X0, X1)
+
+// FDOT_BEGIN loads a float dot product's arguments (w, x, n: SI, DI, CX)
+// and clears its four accumulators Y0, Y5, Y6, Y7.
+#define FDOT_BEGIN(done) \
+	MOVQ w+0(FP), SI; \
+	MOVQ x+8(FP), DI; \
+	MOVQ n+16(FP), CX; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y6, Y6, Y6; \
+	VXORPS Y7, Y7, Y7; \
+	TESTQ CX, CX; \
+	JEQ done
+
+// FDOT_STEP multiplies the 32 floats widened into Y1..Y4 with the next 32
+// of x, advances SI by wstep bytes and loops while elements remain.
+#define FDOT_STEP(wstep, loop) \
+	VFMADD231PS (DI), Y1, Y0; \
+	VFMADD231PS 32(DI), Y2, Y5; \
+	VFMADD231PS 64(DI), Y3, Y6; \
+	VFMADD231PS 96(DI), Y4, Y7; \
+	ADDQ $wstep, SI; \
+	ADDQ $128, DI; \
+	SUBQ $32, CX; \
+	JNE  loop
+
+// FDOT_END returns the sum of the accumulators.
+#define FDOT_END \
+	FSUM4; \
+	VMOVSS X0, ret+24(FP); \
+	VZEROUPPER; \
+	RET
+
+// AXPY_BEGIN loads an axpy's arguments: o in DI, p broadcast in Y0, v in
+// SI, n in CX.
+#define AXPY_BEGIN(done) \
+	MOVQ o+0(FP), DI; \
+	VBROADCASTSS p+8(FP), Y0; \
+	MOVQ v+16(FP), SI; \
+	MOVQ n+24(FP), CX; \
+	TESTQ CX, CX; \
+	JEQ done
+
+// AXPY_STEP sets o[0:8] += p * Y2, advances by 8 elements (vstep bytes of
+// v) and loops while elements remain.
+#define AXPY_STEP(vstep, loop) \
+	VMOVUPS (DI), Y1; \
+	VFMADD231PS Y2, Y0, Y1; \
+	VMOVUPS Y1, (DI); \
+	ADDQ $vstep, SI; \
+	ADDQ $32, DI; \
+	SUBQ $8, CX; \
+	JNE  loop
+
 // ROWS_BEGIN loads the arguments of a row kernel
 // func(w *byte, stride int, act *byte, nb int, out *float32, rows int)
 // and opens the loop over rows: SI the weight row, DI the activation, CX
@@ -434,56 +494,23 @@ q5kloop:
 	VPMADDWD Y6, Q, Q; \
 	VPADDD Q, Y0, Y0
 
-// FSUM4 adds Y5..Y7 into Y0 and leaves the horizontal sum in X0.
-#define FSUM4 \
-	VADDPS Y5, Y0, Y0; \
-	VADDPS Y7, Y6, Y6; \
-	VADDPS Y6, Y0, Y0; \
-	HSUM(Y0, X0, X1)
-
 // func f16DotAVX2(w *byte, x *float32, n int) float32  (n a multiple of 32)
 TEXT ·f16DotAVX2(SB), NOSPLIT, $0-28
-	MOVQ w+0(FP), SI
-	MOVQ x+8(FP), DI
-	MOVQ n+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	TESTQ CX, CX
-	JEQ f16done
+	FDOT_BEGIN(f16done)
 
 f16loop:
 	VCVTPH2PS (SI), Y1
 	VCVTPH2PS 16(SI), Y2
 	VCVTPH2PS 32(SI), Y3
 	VCVTPH2PS 48(SI), Y4
-	VFMADD231PS (DI), Y1, Y0
-	VFMADD231PS 32(DI), Y2, Y5
-	VFMADD231PS 64(DI), Y3, Y6
-	VFMADD231PS 96(DI), Y4, Y7
-	ADDQ $64, SI
-	ADDQ $128, DI
-	SUBQ $32, CX
-	JNE  f16loop
+	FDOT_STEP(64, f16loop)
 
 f16done:
-	FSUM4
-	VMOVSS X0, ret+24(FP)
-	VZEROUPPER
-	RET
+	FDOT_END
 
 // func bf16DotAVX2(w *byte, x *float32, n int) float32  (n a multiple of 32)
 TEXT ·bf16DotAVX2(SB), NOSPLIT, $0-28
-	MOVQ w+0(FP), SI
-	MOVQ x+8(FP), DI
-	MOVQ n+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	TESTQ CX, CX
-	JEQ bf16done
+	FDOT_BEGIN(bf16done)
 
 bf16loop:
 	VPMOVZXWD (SI), Y1
@@ -494,70 +521,32 @@ bf16loop:
 	VPSLLD $16, Y2, Y2
 	VPSLLD $16, Y3, Y3
 	VPSLLD $16, Y4, Y4
-	VFMADD231PS (DI), Y1, Y0
-	VFMADD231PS 32(DI), Y2, Y5
-	VFMADD231PS 64(DI), Y3, Y6
-	VFMADD231PS 96(DI), Y4, Y7
-	ADDQ $64, SI
-	ADDQ $128, DI
-	SUBQ $32, CX
-	JNE  bf16loop
+	FDOT_STEP(64, bf16loop)
 
 bf16done:
-	FSUM4
-	VMOVSS X0, ret+24(FP)
-	VZEROUPPER
-	RET
+	FDOT_END
 
 // func f32DotAVX2(w, x *float32, n int) float32  (n a multiple of 32)
 TEXT ·f32DotAVX2(SB), NOSPLIT, $0-28
-	MOVQ w+0(FP), SI
-	MOVQ x+8(FP), DI
-	MOVQ n+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	TESTQ CX, CX
-	JEQ f32done
+	FDOT_BEGIN(f32done)
 
 f32loop:
 	VMOVUPS (SI), Y1
 	VMOVUPS 32(SI), Y2
 	VMOVUPS 64(SI), Y3
 	VMOVUPS 96(SI), Y4
-	VFMADD231PS (DI), Y1, Y0
-	VFMADD231PS 32(DI), Y2, Y5
-	VFMADD231PS 64(DI), Y3, Y6
-	VFMADD231PS 96(DI), Y4, Y7
-	ADDQ $128, SI
-	ADDQ $128, DI
-	SUBQ $32, CX
-	JNE  f32loop
+	FDOT_STEP(128, f32loop)
 
 f32done:
-	FSUM4
-	VMOVSS X0, ret+24(FP)
-	VZEROUPPER
-	RET
+	FDOT_END
 
 // func f32AxpyAVX2(o *float32, p float32, v *float32, n int)  (n a multiple of 8)
 TEXT ·f32AxpyAVX2(SB), NOSPLIT, $0-32
-	MOVQ o+0(FP), DI
-	VBROADCASTSS p+8(FP), Y0
-	MOVQ v+16(FP), SI
-	MOVQ n+24(FP), CX
-	TESTQ CX, CX
-	JEQ axdone
+	AXPY_BEGIN(axdone)
 
 axloop:
-	VMOVUPS (DI), Y1
-	VFMADD231PS (SI), Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $32, SI
-	ADDQ $32, DI
-	SUBQ $8, CX
-	JNE  axloop
+	VMOVUPS (SI), Y2
+	AXPY_STEP(32, axloop)
 
 axdone:
 	VZEROUPPER
@@ -565,22 +554,11 @@ axdone:
 
 // func f16AxpyAVX2(o *float32, p float32, v *byte, n int)  (n a multiple of 8)
 TEXT ·f16AxpyAVX2(SB), NOSPLIT, $0-32
-	MOVQ o+0(FP), DI
-	VBROADCASTSS p+8(FP), Y0
-	MOVQ v+16(FP), SI
-	MOVQ n+24(FP), CX
-	TESTQ CX, CX
-	JEQ ahdone
+	AXPY_BEGIN(ahdone)
 
 ahloop:
 	VCVTPH2PS (SI), Y2
-	VMOVUPS (DI), Y1
-	VFMADD231PS Y2, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $16, SI
-	ADDQ $32, DI
-	SUBQ $8, CX
-	JNE  ahloop
+	AXPY_STEP(16, ahloop)
 
 ahdone:
 	VZEROUPPER
