@@ -183,7 +183,7 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 		o += k
 	}
 	t0 = e.mark()
-	e.be.RMSNorm(sel, sel, e.norm, outRows, float32(cfg.RMSNormEps))
+	e.rmsNorm(sel, sel, e.norm, outRows, float32(cfg.RMSNormEps))
 	e.report(BrickNorm, -1, t0, outRows, sel)
 	t0 = e.mark()
 	vocab := cfg.VocabSize
@@ -254,12 +254,21 @@ func (a *activations) get(cfg *model.Config, n, outRows int) *activations {
 	return a
 }
 
+// rmsNorm normalises n rows with the numerics of the model's reference.
+func (e *Engine) rmsNorm(dst, x, weight []float32, n int, eps float32) {
+	if e.opts.GGMLOps {
+		e.be.RMSNormGGML(dst, x, weight, n, eps)
+	} else {
+		e.be.RMSNorm(dst, x, weight, n, eps)
+	}
+}
+
 // forward applies one decoder layer to the n hidden states x in place:
 // x += attn(norm(x)); x += mlp(norm(x)).
 func (l *decoderLayer) forward(e *Engine, li int, x []float32, a *activations, n int) {
 	eps := float32(e.Config.RMSNormEps)
 	t0 := e.mark()
-	e.be.RMSNorm(a.norm, x, l.attnNorm, n, eps)
+	e.rmsNorm(a.norm, x, l.attnNorm, n, eps)
 	e.report(BrickNorm, li, t0, n, a.norm)
 	l.attn.forward(e, li, a, n)
 	t0 = e.mark()
@@ -267,7 +276,7 @@ func (l *decoderLayer) forward(e *Engine, li int, x []float32, a *activations, n
 	e.report(BrickResidual, li, t0, n, x)
 
 	t0 = e.mark()
-	e.be.RMSNorm(a.norm, x, l.mlpNorm, n, eps)
+	e.rmsNorm(a.norm, x, l.mlpNorm, n, eps)
 	e.report(BrickNorm, li, t0, n, a.norm)
 	l.mlp.forward(e, li, a, n)
 	t0 = e.mark()
@@ -300,7 +309,11 @@ func (at *attention) forward(e *Engine, li int, a *activations, n int) {
 	}
 	e.report(BrickRope, li, t0, n, a.q, a.k)
 	t0 = e.mark()
-	be.Attention(a.attn, a.q, a.caches, a.pos, n, at.heads, at.kvHead, at.headDim)
+	if e.opts.FlashAttention && e.opts.KVCacheF16 {
+		be.FlashAttentionGGML(a.attn, a.q, a.caches, a.pos, n, at.heads, at.kvHead, at.headDim)
+	} else {
+		be.Attention(a.attn, a.q, a.caches, a.pos, n, at.heads, at.kvHead, at.headDim)
+	}
 	e.report(BrickScore, li, t0, n, a.attn)
 	t0 = e.mark()
 	be.MatMul(a.proj, at.o, a.attn, n)
@@ -312,7 +325,11 @@ func (m *mlp) forward(e *Engine, li int, a *activations, n int) {
 	t0 := e.mark()
 	e.be.MatMul(a.gate, m.gate, a.norm, n)
 	e.be.MatMul(a.up, m.up, a.norm, n)
-	e.be.SiLUMul(a.gate, a.up, n)
+	if e.opts.GGMLOps {
+		e.be.SiLUMulGGML(a.gate, a.up, n)
+	} else {
+		e.be.SiLUMul(a.gate, a.up, n)
+	}
 	e.report(BrickMLPGateUp, li, t0, n, a.gate)
 	t0 = e.mark()
 	e.be.MatMul(a.proj, m.down, a.gate, n)

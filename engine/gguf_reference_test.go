@@ -11,11 +11,11 @@ import (
 )
 
 // minArgmaxAgreement is the share of prompt positions where apr's argmax
-// must equal llama.cpp's. The GGUF issue asks for 99%; apr reaches 98.7% to
-// 99.2% depending on the file. llama.cpp's own logits for an identical token
-// prefix differ by up to 0.13 between prompt lengths (batch-size-dependent
-// kernels), which bounds how closely any reimplementation can track it.
-const minArgmaxAgreement = 0.985
+// must equal llama.cpp's (the GGUF issue asks for 99%). llama.cpp's logits for
+// one token prefix depend on the prompt length because its CPU flash
+// attention (on by default) switches kernels at 64 rows; apr follows that
+// choice and ggml's elementwise numerics.
+const minArgmaxAgreement = 0.99
 
 // nearTie is how close the top two logits must be for a greedy divergence
 // between apr and llama.cpp to be blamed on quantization rounding.

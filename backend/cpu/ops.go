@@ -14,6 +14,7 @@ import (
 type Backend struct {
 	pool    *Pool
 	scratch [][]float32 // per-worker row buffers
+	half    [][]uint16  // per-worker F16 buffers
 
 	// The operation in flight and its pool functions, bound once in New.
 	mm                 matMulOp
@@ -22,15 +23,18 @@ type Backend struct {
 	atRun              func(lo, hi, worker int)
 	silu               siluOp
 	siluRun            func(lo, hi, worker int)
+	fa                 faOp
+	faRun              func(lo, hi, worker int)
 }
 
 // New returns a CPU backend using threads workers (< 1: all CPUs).
 func New(threads int) *Backend {
 	p := NewPool(threads)
-	b := &Backend{pool: p, scratch: make([][]float32, p.Threads())}
+	b := &Backend{pool: p, scratch: make([][]float32, p.Threads()), half: make([][]uint16, p.Threads())}
 	b.mmQuantize, b.mmRows = b.mm.quantize, b.mm.rows
 	b.atRun = b.attentionJobs
 	b.siluRun = b.siluRange
+	b.faRun = b.faJobs
 	return b
 }
 
@@ -47,6 +51,14 @@ func (b *Backend) rowBuf(worker, n int) []float32 {
 		b.scratch[worker] = make([]float32, max(n, cap(b.scratch[worker])*3/2, 1024))
 	}
 	return b.scratch[worker][:n]
+}
+
+// halfBuf is rowBuf for F16 values.
+func (b *Backend) halfBuf(worker, n int) []uint16 {
+	if cap(b.half[worker]) < n {
+		b.half[worker] = make([]uint16, n)
+	}
+	return b.half[worker][:n]
 }
 
 // MatMul computes dst[t][r] = sum_c x[t][c] * w[r][c] for n input rows x
@@ -113,18 +125,31 @@ func siluMulGeneric(gate, up []float32) {
 
 // SiLUMul is the package's SiLUMul over rows of gate and up (n rows of
 // width d each), split over the workers.
-func (b *Backend) SiLUMul(gate, up []float32, n int) {
+func (b *Backend) SiLUMul(gate, up []float32, n int) { b.siluMul(gate, up, n, false) }
+
+// SiLUMulGGML is SiLUMul with ggml's exact numerics (SiLUMulGGML's
+// exponential on every value), split over the workers.
+func (b *Backend) SiLUMulGGML(gate, up []float32, n int) { b.siluMul(gate, up, n, true) }
+
+func (b *Backend) siluMul(gate, up []float32, n int, ggml bool) {
 	d := len(gate) / max(n, 1)
-	b.silu = siluOp{gate: gate[:n*d], up: up[:n*d]}
+	b.silu = siluOp{gate: gate[:n*d], up: up[:n*d], ggml: ggml}
 	// Blocks of 256 values: enough work per chunk to pay for the split.
 	b.pool.Run(n*d, 256, b.siluRun)
 	b.silu = siluOp{}
 }
 
 // siluOp is the SiLUMul in flight.
-type siluOp struct{ gate, up []float32 }
+type siluOp struct {
+	gate, up []float32
+	ggml     bool
+}
 
 func (b *Backend) siluRange(lo, hi, _ int) {
+	if b.silu.ggml {
+		SiLUMulGGML(b.silu.gate[lo:hi], b.silu.up[lo:hi])
+		return
+	}
 	SiLUMul(b.silu.gate[lo:hi], b.silu.up[lo:hi])
 }
 
