@@ -86,7 +86,7 @@ func (e *env) convertModel(cmd *cobra.Command, in string, f *convertFlags) error
 	ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	t0 := time.Now()
-	m, err := convert.Open(in)
+	m, err := openForConversion(in)
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,13 @@ func TestPullThenRun(t *testing.T) {
 	if code != 0 || out != "[14990,1879]\n" {
 		t.Errorf("apr tokenize %s: exit %d, %q, %s", stRepo, code, out, errOut)
 	}
+	// Conversions take cached names too.
+	converted := filepath.Join(t.TempDir(), "from-cache.gguf")
+	if code, _, errOut := apr(t, "", "convert", stRepo, "--format", "gguf", "--type", "q8_0", "-o", converted); code != 0 {
+		t.Errorf("apr convert %s: exit %d, %s", stRepo, code, errOut)
+	} else if _, err := os.Stat(converted); err != nil {
+		t.Errorf("apr convert %s wrote nothing: %v", stRepo, err)
+	}
 	code, out, _ = apr(t, "", "list")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/apr-llm/apr/convert"
 	"github.com/apr-llm/apr/demo"
 	"github.com/apr-llm/apr/hub"
 )
@@ -34,4 +35,14 @@ func resolveModel(arg string) (string, error) {
 		return "", fmt.Errorf("model %s: %w", arg, err)
 	}
 	return p, nil
+}
+
+// openForConversion resolves arg like resolveModel and opens it for the
+// conversion commands (convert, import, export, quantize, rosetta diff).
+func openForConversion(arg string) (*convert.Model, error) {
+	path, err := resolveModel(arg)
+	if err != nil {
+		return nil, err
+	}
+	return convert.Open(path)
 }

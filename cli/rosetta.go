@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/apr-llm/apr/convert"
 	"github.com/apr-llm/apr/rosetta"
 )
 
@@ -121,12 +120,12 @@ func newDiffCmd(e *env) *cobra.Command {
   apr rosetta diff coder.apr coder.gguf --threshold 0`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := convert.Open(args[0])
+			a, err := openForConversion(args[0])
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			b, err := convert.Open(args[1])
+			b, err := openForConversion(args[1])
 			if err != nil {
 				return err
 			}
