@@ -33,9 +33,13 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		var chatReq chatRequest
 		if json.NewDecoder(bytes.NewReader(body)).Decode(&chatReq) == nil {
-			if prompt, _, err := s.chatPrompt(&chatReq); err != nil {
+			if prompt, tools, choice, err := s.chatPrompt(&chatReq); err != nil {
 				check(err)
 			} else {
+				if choice.forced() {
+					_, err := choice.callSchema(tools)
+					check(err)
+				}
 				_, err := s.job(context.Background(), &chatReq.genFields, prompt, chatReq.MaxCompletionTokens)
 				check(err)
 				if chatReq.ResponseFormat != nil {

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/apr-llm/apr/chat"
+	"github.com/apr-llm/apr/constrain"
 )
 
 // chatRequest is POST /v1/chat/completions.
@@ -72,40 +73,46 @@ func newID(prefix string) string {
 var validRoles = map[string]bool{"system": true, "developer": true, "user": true, "assistant": true, "tool": true}
 
 // chatPrompt renders the request's conversation with the model's template.
-func (s *Server) chatPrompt(req *chatRequest) ([]int, bool, error) {
+// It returns the prompt, the parsed tools (none under tool_choice "none")
+// and the tool choice; when a call is forced the prompt ends with the
+// opening <tool_call> marker.
+func (s *Server) chatPrompt(req *chatRequest) ([]int, []toolSpec, toolChoice, error) {
+	var tc toolChoice
 	if len(req.Messages) == 0 {
-		return nil, false, invalid("messages", "messages must not be empty")
+		return nil, nil, tc, invalid("messages", "messages must not be empty")
 	}
 	msgs := make([]chat.Message, len(req.Messages))
 	for i, m := range req.Messages {
 		if !validRoles[m.Role] {
-			return nil, false, invalid(fmt.Sprintf("messages[%d].role", i), "messages[%d]: unknown role %q (want system, user, assistant or tool)", i, m.Role)
+			return nil, nil, tc, invalid(fmt.Sprintf("messages[%d].role", i), "messages[%d]: unknown role %q (want system, user, assistant or tool)", i, m.Role)
 		}
 		if m.Role == "developer" {
 			m.Role = "system"
 		}
 		msgs[i] = m
 	}
-	tools := req.Tools
-	if tc := bytes.TrimSpace(req.ToolChoice); bytes.Equal(tc, []byte(`"none"`)) {
-		tools = nil
+	specs := make([]toolSpec, len(req.Tools))
+	for i, t := range req.Tools {
+		if err := json.Unmarshal(t, &specs[i]); err != nil || specs[i].Function.Name == "" {
+			return nil, nil, tc, invalid(fmt.Sprintf("tools[%d]", i), "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ...}}", i)
+		}
 	}
-	for i, t := range tools {
-		var probe struct {
-			Type     string `json:"type"`
-			Function struct {
-				Name string `json:"name"`
-			} `json:"function"`
-		}
-		if err := json.Unmarshal(t, &probe); err != nil || probe.Function.Name == "" {
-			return nil, false, invalid(fmt.Sprintf("tools[%d]", i), "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ...}}", i)
-		}
+	tc, err := parseToolChoice(req.ToolChoice, specs)
+	if err != nil {
+		return nil, nil, tc, err
+	}
+	tools := req.Tools
+	if tc.mode == "none" {
+		tools, specs = nil, nil
 	}
 	text, err := s.model.Template.Render(chat.Request{Messages: msgs, Tools: tools, AddGenerationPrompt: true})
 	if err != nil {
-		return nil, false, invalid("messages", "chat template: %v", err)
+		return nil, nil, tc, invalid("messages", "chat template: %v", err)
 	}
-	return s.model.Tokenizer.Encode(text), len(tools) > 0, nil
+	if tc.forced() {
+		text += toolCallPrefix
+	}
+	return s.model.Tokenizer.Encode(text), specs, tc, nil
 }
 
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
@@ -113,7 +120,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	prompt, tools, err := s.chatPrompt(&req)
+	prompt, tools, choice, err := s.chatPrompt(&req)
 	if err != nil {
 		requestError(w, err)
 		return
@@ -145,11 +152,24 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	c := &chatOutput{s: s, id: newID("chatcmpl-"), model: s.cfg.ModelName, created: time.Now().Unix(), tools: len(tools) > 0}
+	if choice.forced() {
+		if j.filter != nil {
+			badRequest(w, "tool_choice", "a forced tool call cannot be combined with response_format "+req.ResponseFormat.Type)
+			return
+		}
+		schema, err := choice.callSchema(tools)
+		if err != nil {
+			requestError(w, err)
+			return
+		}
+		j.filter = constrain.NewFilter(schema, s.vocab(), s.model.EOS())
+		c.open, c.close = toolCallPrefix, toolCallSuffix
+	}
 	if err := s.sched.submit(j); err != nil {
 		submitError(w, err)
 		return
 	}
-	c := &chatOutput{s: s, id: newID("chatcmpl-"), model: s.cfg.ModelName, created: time.Now().Unix(), tools: tools}
 	if req.Stream {
 		c.stream(w, r, j, req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
 		return
@@ -164,6 +184,9 @@ type chatOutput struct {
 	model   string
 	created int64
 	tools   bool
+	// open and close wrap the generated text of a forced tool call (its
+	// prompt ended with open; the constrained JSON body ends the output).
+	open, close string
 }
 
 // chatLogprob is one entry of choices[].logprobs.content.
@@ -230,7 +253,7 @@ func (c *chatOutput) whole(w http.ResponseWriter, r *http.Request, j *job) {
 		if !ev.done {
 			continue
 		}
-		msg, finish := c.message(text.String(), ev.finish)
+		msg, finish := c.message(c.open+text.String()+c.close, ev.finish)
 		choice := map[string]any{"index": 0, "message": msg, "finish_reason": finish, "logprobs": nil}
 		if j.logprobs {
 			choice["logprobs"] = map[string]any{"content": nonNil(lps)}
@@ -268,6 +291,7 @@ func (c *chatOutput) stream(w http.ResponseWriter, r *http.Request, j *job, incl
 	sse := newSSE(w)
 	sse.send(c.chunk(map[string]any{"role": "assistant", "content": ""}, nil, nil, false))
 	var held strings.Builder
+	held.WriteString(c.open)
 	holding := c.tools
 	var heldLps []chatLogprob
 	for {
@@ -292,7 +316,7 @@ func (c *chatOutput) stream(w http.ResponseWriter, r *http.Request, j *job, incl
 				if !ev.done {
 					continue
 				}
-				msg, finish := c.message(held.String(), ev.finish)
+				msg, finish := c.message(held.String()+c.close, ev.finish)
 				if calls, ok := msg["tool_calls"].([]chat.ToolCall); ok {
 					deltas := make([]map[string]any, len(calls))
 					for i, tc := range calls {
