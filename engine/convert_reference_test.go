@@ -81,9 +81,20 @@ func llamaCppRefs(t *testing.T, key string) []greedyRef {
 
 // compareGreedyWithTransformers checks 32 greedy steps of every prompt
 // against hf_outputs.json (see compareGreedy).
+// The F16 file runs with llama.cpp's numerics, and llama.cpp's own F16 run
+// equals transformers' greedy continuations for all 11 prompts: so must
+// apr's, strictly (no near-tie allowance).
 func compareGreedyWithTransformers(t *testing.T, e *Engine) {
 	t.Helper()
-	compareGreedy(t, e, "transformers", transformersRefs(t))
+	for _, p := range transformersRefs(t) {
+		got, _, err := greedy(e, p.tokens, len(p.greedy))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, p.greedy) {
+			t.Errorf("%s: greedy32 %v, transformers %v", p.name, got, p.greedy)
+		}
+	}
 }
 
 // compareGreedy checks 32 greedy steps of every prompt against a
