@@ -52,10 +52,14 @@ func newServeCmd(e *env) *cobra.Command {
 				name = filepath.Base(args[0])
 			}
 			logger := slog.New(slog.NewTextHandler(e.stderr, nil))
-			srv, err := server.New(l.model, l.engine, server.Config{
+			cfg := server.Config{
 				ModelName: name, APIKey: apiKey, Parallel: parallel, CtxSize: ctxSize,
 				QueueSize: queue, BatchTokens: batchToks, Logger: logger,
-			})
+			}
+			if l.trace != nil {
+				cfg.Probe = l.trace.w
+			}
+			srv, err := server.New(l.model, l.engine, cfg)
 			if err != nil {
 				return err
 			}

@@ -148,6 +148,10 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	a := e.scratch.get(cfg, rows, outRows)
+	// The probe attributes the rows of every brick to their sequences:
+	// a.seqs until the final norm, then the owners of the selected rows.
+	a.owners = a.seqs
+	defer func() { a.owners = nil }()
 	// Each row's sequence and position, for RoPE, the cache and attention.
 	r := 0
 	for _, b := range entries {
@@ -179,9 +183,13 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 		}
 		k := r + n - from
 		copy(sel[o*h:(o+k)*h], x[from*h:(r+n)*h])
+		for i := o; i < o+k; i++ {
+			a.selSeqs[i] = b.Seq
+		}
 		r += n
 		o += k
 	}
+	a.owners = a.selSeqs
 	t0 = e.mark()
 	e.rmsNorm(sel, sel, e.norm, outRows, float32(cfg.RMSNormEps))
 	e.report(BrickNorm, -1, t0, outRows, sel)
@@ -223,6 +231,8 @@ type activations struct {
 	x, norm, q, k, v, attn, proj, gate, up, sel []float32
 	logits                                      []float32 // LM head output of a batch of several entries
 	seqs                                        []*Sequence
+	selSeqs                                     []*Sequence // the sequence of each row of sel
+	owners                                      []*Sequence // the rows' sequences the probe is told (seqs or selSeqs)
 	pos, tokens                                 []int
 	caches                                      []*cpu.KVCache
 }
@@ -248,6 +258,7 @@ func (a *activations) get(cfg *model.Config, n, outRows int) *activations {
 	a.up = grow(a.up, n*ffn)
 	a.sel = grow(a.sel, outRows*h)
 	a.seqs = grow(a.seqs, n)
+	a.selSeqs = grow(a.selSeqs, outRows)
 	a.pos = grow(a.pos, n)
 	a.tokens = grow(a.tokens, n)
 	a.caches = grow(a.caches, n)

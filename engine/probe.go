@@ -33,6 +33,11 @@ type BrickEvent struct {
 	// (biases added), for rope q and k after rotation, for attention_score
 	// the attention-weighted values, otherwise one output.
 	Outputs [][]float32
+	// Seqs are the sequences the rows belong to, parallel to the rows
+	// (Rows of them; for the final rms_norm and lm_head the sequences of
+	// the rows whose logits were wanted), valid only during the call; nil
+	// for sampling, which Generate times for its one sequence.
+	Seqs []*Sequence
 }
 
 // Probe observes forward passes: timings from timers around the real kernel
@@ -76,5 +81,10 @@ func (e *Engine) report(b Brick, layer int, start time.Time, rows int, outs ...[
 	}
 	// Copying outs keeps the variadic slice on the caller's stack: without
 	// a probe the forward pass allocates nothing.
-	e.probe.Brick(BrickEvent{Brick: b, Layer: layer, Elapsed: time.Since(start), Rows: rows, Outputs: append([][]float32(nil), outs...)})
+	ev := BrickEvent{Brick: b, Layer: layer, Elapsed: time.Since(start), Rows: rows, Outputs: append([][]float32(nil), outs...)}
+	if b != BrickSampling {
+		// Only forward (under e.mu) sets owners; sampling runs outside it.
+		ev.Seqs = e.scratch.owners
+	}
+	e.probe.Brick(ev)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/apr-llm/apr/chat"
 	"github.com/apr-llm/apr/constrain"
+	"github.com/apr-llm/apr/trace"
 )
 
 // chatRequest is POST /v1/chat/completions.
@@ -130,6 +131,9 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		maxTok = req.MaxTokens
 	}
 	j, err := s.job(r.Context(), &req.genFields, prompt, maxTok)
+	if err == nil {
+		err = requestTrace(w, r, j)
+	}
 	if err != nil {
 		requestError(w, err)
 		return
@@ -258,10 +262,12 @@ func (c *chatOutput) whole(w http.ResponseWriter, r *http.Request, j *job) {
 		if j.logprobs {
 			choice["logprobs"] = map[string]any{"content": nonNil(lps)}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{
+		out := map[string]any{
 			"id": c.id, "object": "chat.completion", "created": c.created, "model": c.model,
 			"choices": []any{choice}, "usage": toUsage(ev.usage), "system_fingerprint": "apr",
-		})
+		}
+		addTrace(out, j, ev)
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
 }
@@ -325,7 +331,7 @@ func (c *chatOutput) stream(w http.ResponseWriter, r *http.Request, j *job, incl
 					}
 					sse.send(c.chunk(map[string]any{"tool_calls": deltas}, nil, heldLps, j.logprobs))
 					sse.send(c.chunk(map[string]any{}, finish, nil, false))
-					c.end(sse, ev, includeUsage)
+					c.end(sse, j, ev, includeUsage)
 					return
 				}
 			}
@@ -337,17 +343,25 @@ func (c *chatOutput) stream(w http.ResponseWriter, r *http.Request, j *job, incl
 		}
 		if ev.done {
 			sse.send(c.chunk(map[string]any{}, ev.finish, nil, false))
-			c.end(sse, ev, includeUsage)
+			c.end(sse, j, ev, includeUsage)
 			return
 		}
 	}
 }
 
-func (c *chatOutput) end(sse *sseWriter, ev event, includeUsage bool) {
+// end sends the usage chunk when asked for, the trace chunk of a traced
+// request, and [DONE].
+func (c *chatOutput) end(sse *sseWriter, j *job, ev event, includeUsage bool) {
 	if includeUsage {
 		sse.send(map[string]any{
 			"id": c.id, "object": "chat.completion.chunk", "created": c.created, "model": c.model,
 			"choices": []any{}, "usage": toUsage(ev.usage),
+		})
+	}
+	if j.traceLevel != trace.LevelNone {
+		sse.send(map[string]any{
+			"id": c.id, "object": "chat.completion.chunk", "created": c.created, "model": c.model,
+			"choices": []any{}, "trace": traceObject(j, ev.trace),
 		})
 	}
 	sse.done()
@@ -426,6 +440,9 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j, err := s.job(r.Context(), &req.genFields, prompt, nil)
+	if err == nil {
+		err = requestTrace(w, r, j)
+	}
 	if err != nil {
 		requestError(w, err)
 		return
@@ -481,6 +498,11 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 					out["choices"] = []any{}
 					sse.send(out)
 				}
+				if j.traceLevel != trace.LevelNone {
+					out := wrap(nil, nil)
+					out["choices"], out["trace"] = []any{}, traceObject(j, ev.trace)
+					sse.send(out)
+				}
 				sse.done()
 				return
 			}
@@ -505,7 +527,9 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 			if j.logprobs {
 				choice["logprobs"] = lp
 			}
-			writeJSON(w, http.StatusOK, wrap(choice, toUsage(ev.usage)))
+			out := wrap(choice, toUsage(ev.usage))
+			addTrace(out, j, ev)
+			writeJSON(w, http.StatusOK, out)
 			return
 		}
 	}

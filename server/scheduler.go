@@ -12,6 +12,7 @@ import (
 	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/sample"
 	"github.com/apr-llm/apr/tokenizer"
+	"github.com/apr-llm/apr/trace"
 )
 
 // Errors of the scheduler, mapped to HTTP statuses by the handlers.
@@ -44,6 +45,7 @@ type job struct {
 	logprobs    bool
 	topLogprobs int
 	filter      TokenFilter
+	traceLevel  trace.Level // X-Trace-Level: the request's own trace, or none
 	events      chan event
 	enqueued    time.Time
 	cancelStep  atomic.Int64 // decode step at which ctx was cancelled, -1 before
@@ -65,6 +67,7 @@ type event struct {
 	finish string // "stop" or "length" when done
 	usage  usage
 	err    error
+	trace  []any // the final event of a traced request: its trace lines
 }
 
 // usage counts a request's tokens.
@@ -88,6 +91,7 @@ type slot struct {
 	stop      *engine.StopMatcher
 	reuse     int
 	firstTok  time.Time
+	traced    bool // a recorder follows seq for this request
 }
 
 // SchedulerOptions configure a Scheduler.
@@ -96,6 +100,9 @@ type SchedulerOptions struct {
 	CtxSize     int // KV cache positions per slot
 	QueueSize   int // requests waiting for a slot before 503
 	BatchTokens int // prompt tokens fed per step, across slots
+	// Probe is the server-wide probe (--trace) already installed on the
+	// engine, which keeps every brick while requests are traced.
+	Probe engine.Probe
 }
 
 // Scheduler runs continuous batching: requests join the running batch
@@ -112,6 +119,7 @@ type Scheduler struct {
 	done    chan struct{}
 	slots   []*slot
 	metrics *metrics
+	tracer  *tracer
 
 	closeOnce sync.Once
 	mu        sync.RWMutex // guards closed against submit
@@ -137,7 +145,7 @@ func NewScheduler(eng *engine.Engine, tok *tokenizer.Tokenizer, eos []int, opts 
 	s := &Scheduler{
 		eng: eng, tok: tok, eos: map[int]bool{}, opts: opts,
 		queue: make(chan *job, opts.QueueSize), quit: make(chan struct{}), done: make(chan struct{}),
-		metrics: m,
+		metrics: m, tracer: newTracer(eng, opts.Probe),
 	}
 	for _, id := range eos {
 		s.eos[id] = true
@@ -322,6 +330,10 @@ func (s *Scheduler) start(j *job) {
 	sl.dec = s.tok.NewDecoder()
 	sl.stop = engine.NewStopMatcher(j.stop)
 	sl.firstTok = time.Time{}
+	if j.traceLevel != trace.LevelNone {
+		s.tracer.attach(sl.seq, j.traceLevel)
+		sl.traced = true
+	}
 	s.active.Add(1)
 	s.metrics.active.Set(float64(s.active.Load()))
 	s.metrics.queueWait.Observe(time.Since(j.enqueued).Seconds())
@@ -447,6 +459,13 @@ func (s *Scheduler) finish(sl *slot, ev event) {
 		if d := time.Since(sl.firstTok); len(sl.generated) > 1 && d > 0 {
 			s.metrics.tokensPerSec.Observe(float64(len(sl.generated)-1) / d.Seconds())
 		}
+	}
+	if sl.traced {
+		if r := s.tracer.recorder(sl.seq); r != nil {
+			ev.trace = r.Lines()
+		}
+		s.tracer.detach(sl.seq)
+		sl.traced = false
 	}
 	j.events <- ev
 	sl.job = nil

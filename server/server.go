@@ -36,6 +36,10 @@ type Config struct {
 	BatchTokens int    // prompt tokens fed per step (default 512)
 	MaxBody     int64  // request body cap in bytes (default 8 MiB)
 	Logger      *slog.Logger
+	// Probe is the probe already installed on the engine (apr serve
+	// --trace), kept receiving every brick while requests with
+	// X-Trace-Level are traced.
+	Probe engine.Probe
 }
 
 // Server is the HTTP front end of one model.
@@ -79,6 +83,7 @@ func New(m *model.Model, eng *engine.Engine, cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, model: m, metrics: met, log: cfg.Logger, created: time.Now().Unix()}
 	s.sched = NewScheduler(eng, m.Tokenizer, m.EOS(), SchedulerOptions{
 		Parallel: cfg.Parallel, CtxSize: cfg.CtxSize, QueueSize: cfg.QueueSize, BatchTokens: cfg.BatchTokens,
+		Probe: cfg.Probe,
 	}, met)
 	s.routes()
 	return s, nil
