@@ -18,6 +18,9 @@ import (
 
 func init() { register(newServeCmd) }
 
+// mib converts bytes to MiB for messages.
+func mib[T int | int64](b T) float64 { return float64(b) / (1 << 20) }
+
 func newServeCmd(e *env) *cobra.Command {
 	var (
 		mf        modelFlags
@@ -29,6 +32,7 @@ func newServeCmd(e *env) *cobra.Command {
 		queue     int
 		alias     string
 		batchToks int
+		kvBudget  string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve MODEL",
@@ -51,10 +55,14 @@ func newServeCmd(e *env) *cobra.Command {
 			if name == "" {
 				name = filepath.Base(args[0])
 			}
+			budget, err := server.ParseBytes(kvBudget)
+			if err != nil {
+				return fmt.Errorf("--kv-budget: %w", err)
+			}
 			logger := slog.New(slog.NewTextHandler(e.stderr, nil))
 			cfg := server.Config{
 				ModelName: name, APIKey: apiKey, Parallel: parallel, CtxSize: ctxSize,
-				QueueSize: queue, BatchTokens: batchToks, Logger: logger,
+				QueueSize: queue, BatchTokens: batchToks, Logger: logger, KVBudget: budget,
 			}
 			if l.trace != nil {
 				cfg.Probe = l.trace.w
@@ -70,8 +78,15 @@ func newServeCmd(e *env) *cobra.Command {
 			}
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
-			fmt.Fprintf(e.stderr, "apr: serving %s on http://%s (%d parallel, context %d, KV cache %.1f MiB)\n",
-				name, ln.Addr(), parallel, srv.Scheduler().Context(), float64(srv.Scheduler().CacheBytes())/(1<<20))
+			sc := srv.Scheduler()
+			kv := fmt.Sprintf("KV cache %.1f MiB", mib(sc.CacheBytes()))
+			if b := sc.KVBudget(); b > 0 {
+				full := int64(sc.Context()) * sc.PositionBytes()
+				kv = fmt.Sprintf("KV budget %.1f MiB: %d tokens, %d full-context sequences at once; a request waits until its cache fits",
+					mib(b), b/sc.PositionBytes(), min(int64(parallel), b/full))
+			}
+			fmt.Fprintf(e.stderr, "apr: serving %s on http://%s (%d parallel, context %d, %s)\n",
+				name, ln.Addr(), parallel, sc.Context(), kv)
 			return srv.Serve(ctx, ln, 60*time.Second)
 		},
 	}
@@ -85,6 +100,7 @@ func newServeCmd(e *env) *cobra.Command {
 	fl.IntVarP(&ctxSize, "ctx-size", "c", 4096, "context window in tokens per request; 0 for the model's full context")
 	fl.IntVar(&queue, "queue", 64, "requests that may wait for a free slot before the server answers 503")
 	fl.IntVarP(&batchToks, "batch-size", "b", 512, "prompt tokens fed per forward pass, across requests")
+	fl.StringVar(&kvBudget, "kv-budget", "", "memory all KV caches may take together (512MiB, 2GiB; a plain number is MiB); requests wait in the queue until theirs fits (default: --parallel caches of --ctx-size)")
 	fl.StringVar(&alias, "alias", "", "model name reported by /v1/models (default: the model's file or folder name)")
 	return cmd
 }

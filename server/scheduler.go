@@ -103,7 +103,20 @@ type SchedulerOptions struct {
 	// Probe is the server-wide probe (--trace) already installed on the
 	// engine, which keeps every brick while requests are traced.
 	Probe engine.Probe
+	// KVBudget is the memory, in bytes, that the KV caches of all
+	// sequences may take together. With a budget a slot's cache is
+	// allocated when a request needs it, sized to the request (its prompt
+	// and max tokens, rounded up to kvGrain positions), and a request waits
+	// in the queue until its cache fits beside the running ones (idle
+	// slots' caches are dropped, least recently used first, to make room);
+	// CtxSize is cut to what the budget holds. 0: no budget, every slot's
+	// cache of CtxSize positions is allocated at start.
+	KVBudget int64
 }
+
+// kvGrain rounds the KV cache sizes a budgeted scheduler allocates, so
+// that a slot's cache serves later requests of similar size.
+const kvGrain = 64
 
 // Scheduler runs continuous batching: requests join the running batch
 // between steps, each step feeds every active sequence (a chunk of a prompt
@@ -120,6 +133,16 @@ type Scheduler struct {
 	slots   []*slot
 	metrics *metrics
 	tracer  *tracer
+	// posBytes is one position's KV cache bytes (all layers).
+	posBytes int64
+	// waiting is the head of the queue, taken out by admit but not yet
+	// started because its KV cache does not fit the budget; only the run
+	// goroutine touches it. nWaiting (0 or 1) counts it against QueueSize.
+	waiting  *job
+	nWaiting atomic.Int64
+	// peakKV records, for tests, the most KV cache bytes allocated at once
+	// and peakActive the most sequences running at once.
+	peakKV, peakActive atomic.Int64
 
 	closeOnce sync.Once
 	mu        sync.RWMutex // guards closed against submit
@@ -150,14 +173,34 @@ func NewScheduler(eng *engine.Engine, tok *tokenizer.Tokenizer, eos []int, opts 
 	for _, id := range eos {
 		s.eos[id] = true
 	}
-	for range opts.Parallel {
-		seq := eng.NewSequence(opts.CtxSize)
-		s.slots = append(s.slots, &slot{seq: seq, next: -1})
+	s.posBytes = int64(eng.NewSequence(1).CacheBytes())
+	if opts.KVBudget > 0 {
+		ctx := opts.CtxSize
+		if maxPos := eng.Config.MaxPositions; ctx < 1 || (maxPos > 0 && ctx > maxPos) {
+			ctx = maxPos
+		}
+		s.opts.CtxSize = max(1, min(ctx, int(opts.KVBudget/s.posBytes)))
+		for range opts.Parallel {
+			s.slots = append(s.slots, &slot{next: -1})
+		}
+	} else {
+		for range opts.Parallel {
+			seq := eng.NewSequence(opts.CtxSize)
+			s.slots = append(s.slots, &slot{seq: seq, next: -1})
+		}
+		s.opts.CtxSize = s.slots[0].seq.Context()
 	}
-	s.opts.CtxSize = s.slots[0].seq.Context()
+	s.peakKV.Store(int64(s.CacheBytes()))
 	go s.run()
 	return s
 }
+
+// KVBudget is the KV cache budget in bytes (0: none).
+func (s *Scheduler) KVBudget() int64 { return s.opts.KVBudget }
+
+// PositionBytes is the KV cache memory of one token position of one
+// sequence.
+func (s *Scheduler) PositionBytes() int64 { return s.posBytes }
 
 // Context is the number of positions each sequence holds.
 func (s *Scheduler) Context() int { return s.opts.CtxSize }
@@ -166,7 +209,9 @@ func (s *Scheduler) Context() int { return s.opts.CtxSize }
 func (s *Scheduler) CacheBytes() int {
 	n := 0
 	for _, sl := range s.slots {
-		n += sl.seq.CacheBytes()
+		if sl.seq != nil {
+			n += sl.seq.CacheBytes()
+		}
 	}
 	return n
 }
@@ -197,6 +242,9 @@ func (s *Scheduler) submit(j *job) error {
 	defer s.mu.RUnlock()
 	if s.closed {
 		return ErrShuttingDown
+	}
+	if s.opts.QueueSize > 0 && len(s.queue)+int(s.nWaiting.Load()) >= s.opts.QueueSize {
+		return ErrQueueFull
 	}
 	select {
 	case s.queue <- j:
@@ -253,12 +301,21 @@ func (s *Scheduler) run() {
 		if s.active.Load() == 0 {
 			// Closing: submit accepts nothing new, so an empty queue with
 			// no active sequence means all work is done.
-			if closing && len(s.queue) == 0 {
+			if closing && len(s.queue) == 0 && s.waiting == nil {
 				return
+			}
+			if j := s.waiting; j != nil {
+				// Nothing runs and every idle cache may be dropped, so
+				// only a request larger than the whole budget waits here.
+				s.setWaiting(nil)
+				s.finishUnstarted(j, fmt.Errorf("the request's KV cache does not fit the server's budget of %d bytes", s.opts.KVBudget))
+				continue
 			}
 			select {
 			case j := <-s.queue:
-				s.start(j)
+				if !s.start(j) {
+					s.setWaiting(j)
+				}
 			case <-quit:
 				quit, closing = nil, true
 			}
@@ -285,35 +342,142 @@ func (s *Scheduler) release() {
 	}
 }
 
-// admit moves queued requests into free slots.
+// admit moves queued requests into free slots, in order, while their KV
+// caches fit the budget.
 func (s *Scheduler) admit() {
 	for int(s.active.Load()) < len(s.slots) {
-		select {
-		case j := <-s.queue:
-			s.start(j)
-		default:
+		j := s.waiting
+		if j == nil {
+			select {
+			case j = <-s.queue:
+			default:
+				return
+			}
+		}
+		s.setWaiting(nil)
+		if !s.start(j) {
+			s.setWaiting(j)
 			return
 		}
 	}
 }
 
-// start gives j the free slot whose cache shares the longest prefix with
-// its prompt (the least recently used one on ties), keeping that prefix.
-func (s *Scheduler) start(j *job) {
-	s.metrics.queueDepth.Set(float64(len(s.queue)))
-	if j.ctx.Err() != nil {
-		j.events <- event{done: true, err: j.ctx.Err()}
-		return
+// setWaiting makes j the queue's head that waits for KV memory (nil: none).
+func (s *Scheduler) setWaiting(j *job) {
+	s.waiting = j
+	if j == nil {
+		s.nWaiting.Store(0)
+	} else {
+		s.nWaiting.Store(1)
 	}
+}
+
+// finishUnstarted ends a request that never got a slot.
+func (s *Scheduler) finishUnstarted(j *job, err error) {
+	s.metrics.queueDepth.Set(float64(len(s.queue)))
+	j.events <- event{done: true, err: err}
+}
+
+// positions is the KV cache size a budgeted scheduler gives j: its prompt
+// and most tokens, rounded up to kvGrain, at most the context.
+func (s *Scheduler) positions(j *job) int {
+	n := len(j.prompt) + j.maxTokens
+	return min(s.opts.CtxSize, (n+kvGrain-1)/kvGrain*kvGrain)
+}
+
+// budgetSlot finds j a free slot under the KV budget: the free slot with a
+// large enough cache sharing the longest prefix with j's prompt (least
+// recently used on ties), else a free slot given a new cache of j's size,
+// dropping idle caches (least recently used first) to make room. It
+// returns nil when j's cache does not fit beside the running sequences.
+func (s *Scheduler) budgetSlot(j *job) (*slot, int) {
+	need := s.positions(j)
 	var best *slot
 	bestN := -1
+	var free []*slot
 	for _, sl := range s.slots {
 		if sl.job != nil {
+			continue
+		}
+		free = append(free, sl)
+		if sl.seq == nil || sl.seq.Context() < need {
 			continue
 		}
 		n := commonPrefix(sl.cached, j.prompt)
 		if n > bestN || (n == bestN && sl.lastUsed < best.lastUsed) {
 			best, bestN = sl, n
+		}
+	}
+	if best != nil {
+		return best, bestN
+	}
+	// Free slots without a cache first, then the least recently used.
+	slices.SortStableFunc(free, func(a, b *slot) int {
+		switch {
+		case (a.seq == nil) != (b.seq == nil):
+			if a.seq == nil {
+				return -1
+			}
+			return 1
+		case a.lastUsed < b.lastUsed:
+			return -1
+		case a.lastUsed > b.lastUsed:
+			return 1
+		}
+		return 0
+	})
+	used, freeable := int64(s.CacheBytes()), int64(0)
+	for _, sl := range free {
+		if sl.seq != nil {
+			freeable += int64(sl.seq.CacheBytes())
+		}
+	}
+	want := int64(need) * s.posBytes
+	if len(free) == 0 || used-freeable+want > s.opts.KVBudget {
+		return nil, 0
+	}
+	for _, sl := range free {
+		if used+want <= s.opts.KVBudget && sl != free[0] {
+			break
+		}
+		if sl.seq != nil {
+			used -= int64(sl.seq.CacheBytes())
+			sl.seq, sl.cached = nil, nil
+		}
+	}
+	sl := free[0]
+	sl.seq, sl.cached = s.eng.NewSequence(need), nil
+	if kv := int64(s.CacheBytes()); kv > s.peakKV.Load() {
+		s.peakKV.Store(kv)
+	}
+	return sl, 0
+}
+
+// start gives j the free slot whose cache shares the longest prefix with
+// its prompt (the least recently used one on ties), keeping that prefix.
+// Under a KV budget it reports false, starting nothing, when j's cache does
+// not fit yet.
+func (s *Scheduler) start(j *job) bool {
+	s.metrics.queueDepth.Set(float64(len(s.queue)))
+	if j.ctx.Err() != nil {
+		j.events <- event{done: true, err: j.ctx.Err()}
+		return true
+	}
+	var best *slot
+	bestN := -1
+	if s.opts.KVBudget > 0 {
+		if best, bestN = s.budgetSlot(j); best == nil {
+			return false
+		}
+	} else {
+		for _, sl := range s.slots {
+			if sl.job != nil {
+				continue
+			}
+			n := commonPrefix(sl.cached, j.prompt)
+			if n > bestN || (n == bestN && sl.lastUsed < best.lastUsed) {
+				best, bestN = sl, n
+			}
 		}
 	}
 	sl := best
@@ -335,8 +499,12 @@ func (s *Scheduler) start(j *job) {
 		sl.traced = true
 	}
 	s.active.Add(1)
+	if a := s.active.Load(); a > s.peakActive.Load() {
+		s.peakActive.Store(a)
+	}
 	s.metrics.active.Set(float64(s.active.Load()))
 	s.metrics.queueWait.Observe(time.Since(j.enqueued).Seconds())
+	return true
 }
 
 func commonPrefix(a, b []int) int {

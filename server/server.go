@@ -40,7 +40,14 @@ type Config struct {
 	// --trace), kept receiving every brick while requests with
 	// X-Trace-Level are traced.
 	Probe engine.Probe
+	// KVBudget caps the KV caches of all sequences together, in bytes
+	// (0: none; see SchedulerOptions.KVBudget). Requests wait in the queue
+	// while theirs does not fit.
+	KVBudget int64
 }
+
+// minBudgetPositions is the fewest token positions a KV budget must hold.
+const minBudgetPositions = 16
 
 // Server is the HTTP front end of one model.
 type Server struct {
@@ -79,11 +86,21 @@ func New(m *model.Model, eng *engine.Engine, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.KVBudget < 0 {
+		return nil, fmt.Errorf("server: negative KV budget %d", cfg.KVBudget)
+	}
+	if cfg.KVBudget > 0 {
+		per := int64(eng.NewSequence(1).CacheBytes())
+		if cfg.KVBudget < minBudgetPositions*per {
+			return nil, fmt.Errorf("server: a KV budget of %d bytes holds %d token positions (%d bytes each); it must hold at least %d",
+				cfg.KVBudget, cfg.KVBudget/per, per, minBudgetPositions)
+		}
+	}
 	met := newMetrics()
 	s := &Server{cfg: cfg, model: m, metrics: met, log: cfg.Logger, created: time.Now().Unix()}
 	s.sched = NewScheduler(eng, m.Tokenizer, m.EOS(), SchedulerOptions{
 		Parallel: cfg.Parallel, CtxSize: cfg.CtxSize, QueueSize: cfg.QueueSize, BatchTokens: cfg.BatchTokens,
-		Probe: cfg.Probe,
+		Probe: cfg.Probe, KVBudget: cfg.KVBudget,
 	}, met)
 	s.routes()
 	return s, nil
