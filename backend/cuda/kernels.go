@@ -143,9 +143,14 @@ func (d *Device) getRow(w *matrix, out, rowp devptr, r int) error {
 	return d.launch(k, ceilDiv(w.cols, 256), 256, 0, w.ptr, out, rowp, r, w.cols, int64(w.rowBytes))
 }
 
-// rmsNorm writes w * x/rms(x) (n values) to out.
-func (d *Device) rmsNorm(x, w, out devptr, n int, eps float32) error {
-	return d.launch("rmsnorm", 1, 1024, 0, x, w, out, n, eps)
+// rmsNorm writes w * x/rms(x) (n values) to out, with ggml's numerics
+// (cpu's RMSNormGGML) when ggml is set, else transformers' (RMSNorm).
+func (d *Device) rmsNorm(x, w, out devptr, n int, eps float32, ggml bool) error {
+	name := "rmsnorm"
+	if ggml {
+		name = "rmsnorm_ggml"
+	}
+	return d.launch(name, 1, 1024, 0, x, w, out, n, eps)
 }
 
 // rope rotates heads x dim values at v for position pos (or the one posp
@@ -163,13 +168,23 @@ func (d *Device) kvStore(k, v, kc, vc, posp devptr, pos, dim int, f16 bool) erro
 
 // attention runs one token's attention over n cached positions (or
 // *posp+1, when posp is not 0).
-func (d *Device) attention(q, kc, vc, out, scores devptr, heads, kvHeads, dim int, posp devptr, n, ctx int, scale float32, f16 bool) error {
+// With fa (an F16 cache only) it is ggml's one-row flash attention, as
+// cpu's FlashAttentionGGML computes it.
+func (d *Device) attention(q, kc, vc, out, scores devptr, heads, kvHeads, dim int, posp devptr, n, ctx int, scale float32, f16, fa bool) error {
+	if fa && f16 {
+		return d.launch("attention_fa", heads, 256, 4*dim, q, kc, vc, out, scores, heads, kvHeads, dim, posp, n, ctx, scale)
+	}
 	return d.launch("attention", heads, 256, 4*dim, q, kc, vc, out, scores, heads, kvHeads, dim, posp, n, ctx, scale, boolInt(f16))
 }
 
-// siluMul sets g = silu(g) * u over n values.
-func (d *Device) siluMul(g, u devptr, n int) error {
-	return d.launch("silu_mul", ceilDiv(n, 256), 256, 0, g, u, n)
+// siluMul sets g = silu(g) * u over n values, with ggml's exponential
+// (cpu's SiLUMulGGML) when ggml is set.
+func (d *Device) siluMul(g, u devptr, n int, ggml bool) error {
+	name := "silu_mul"
+	if ggml {
+		name = "silu_mul_ggml"
+	}
+	return d.launch(name, ceilDiv(n, 256), 256, 0, g, u, n)
 }
 
 // add sets x += y over n values.

@@ -237,10 +237,16 @@ func TestRMSNorm(t *testing.T) {
 	defer be.Close()
 	be.RMSNorm(want, x, w, 1, 1e-6)
 	out := b.poisoned(4 * n)
-	if err := d.rmsNorm(b.floats(x), b.floats(w), out, n, 1e-6); err != nil {
+	if err := d.rmsNorm(b.floats(x), b.floats(w), out, n, 1e-6, false); err != nil {
 		t.Fatal(err)
 	}
 	compare(t, "rmsnorm", b.readFloats(out, n), want, 1e-6)
+
+	be.RMSNormGGML(want, x, w, 1, 1e-6)
+	if err := d.rmsNorm(b.floats(x), b.floats(w), out, n, 1e-6, true); err != nil {
+		t.Fatal(err)
+	}
+	compare(t, "rmsnorm_ggml", b.readFloats(out, n), want, 0)
 }
 
 func TestRoPE(t *testing.T) {
@@ -293,10 +299,19 @@ func TestAttention(t *testing.T) {
 		be.Attention(want, q, []*cpu.KVCache{c}, []int{n - 1}, 1, heads, kvHeads, dim)
 		out := b.poisoned(4 * heads * dim)
 		scale := float32(1 / math.Sqrt(dim))
-		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16); err != nil {
+		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16, false); err != nil {
 			t.Fatal(err)
 		}
 		compare(t, "attention", b.readFloats(out, heads*dim), want, 1e-5)
+		if !f16 {
+			continue
+		}
+		// ggml's flash attention, bit for bit.
+		be.FlashAttentionGGML(want, q, []*cpu.KVCache{c}, []int{n - 1}, 1, heads, kvHeads, dim)
+		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16, true); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, "attention_fa", b.readFloats(out, heads*dim), want, 0)
 	}
 }
 
@@ -309,10 +324,19 @@ func TestPointwise(t *testing.T) {
 	want := append([]float32(nil), g...)
 	cpu.SiLUMul(want, u)
 	gd := b.floats(g)
-	if err := d.siluMul(gd, b.floats(u), n); err != nil {
+	if err := d.siluMul(gd, b.floats(u), n, false); err != nil {
 		t.Fatal(err)
 	}
 	compare(t, "silu_mul", b.readFloats(gd, n), want, 1e-6)
+
+	g[0], g[1], g[2] = 100, -100, -200 // ggml_expf's range limits
+	want = append(want[:0], g...)
+	cpu.SiLUMulGGML(want, u)
+	gd = b.floats(g)
+	if err := d.siluMul(gd, b.floats(u), n, true); err != nil {
+		t.Fatal(err)
+	}
+	compare(t, "silu_mul_ggml", b.readFloats(gd, n), want, 0)
 
 	x, y := randn(r, n, 1), randn(r, n, 1)
 	want = append([]float32(nil), x...)

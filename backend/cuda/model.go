@@ -22,6 +22,14 @@ type Options struct {
 	KVCacheF16 bool
 	// Rope picks how rotary angles are rounded, as in the CPU engine.
 	Rope cpu.RopeStyle
+	// FlashAttention runs attention as ggml's CPU flash attention does for
+	// one row (the F16 one-chunk kernel; needs KVCacheF16), as the CPU
+	// engine's FlashAttention option does.
+	FlashAttention bool
+	// GGMLOps computes RMSNorm and the SiLU gate as ggml's CPU backend does
+	// (double-precision sum of squares, ggml's SIMD exponential), as the CPU
+	// engine's GGMLOps option does.
+	GGMLOps bool
 	// NoGraph launches each step's kernels one by one instead of replaying
 	// the step captured once as a CUDA graph.
 	NoGraph bool
@@ -29,12 +37,15 @@ type Options struct {
 
 // OptionsFor returns the numerics of m's reference implementation, as the
 // CPU engine chooses them: GGUF files run as llama.cpp does (F16 cache,
-// ggml's angles), SafeTensors folders as transformers does.
+// ggml's angles, its flash attention and elementwise kernels), SafeTensors
+// folders as transformers does.
 func OptionsFor(m *model.Model, ctx int) Options {
 	o := Options{Context: ctx}
 	if m.GGMLNumerics() {
 		o.KVCacheF16 = true
 		o.Rope = cpu.RopeGGML
+		o.FlashAttention = true
+		o.GGMLOps = true
 	}
 	return o
 }
@@ -386,6 +397,8 @@ func (g *Model) enqueue(tokp, posp devptr, token, pos int) error {
 	}
 	scale := float32(1 / math.Sqrt(float64(cfg.HeadDim)))
 	f16 := g.opts.KVCacheF16
+	fa := g.opts.FlashAttention && f16
+	ggml := g.opts.GGMLOps
 	if g.embedHost != nil {
 		row := g.embedHost.Row(token)
 		if err := quant.Dequantize(g.embedHost.DType, row, g.rowHost); err != nil {
@@ -401,7 +414,7 @@ func (g *Model) enqueue(tokp, posp devptr, token, pos int) error {
 	for li := range g.layers {
 		l := &g.layers[li]
 		err := errors.Join(
-			d.rmsNorm(g.x, l.attnNorm, g.xn, h, eps),
+			d.rmsNorm(g.x, l.attnNorm, g.xn, h, eps, ggml),
 			g.prepare(g.xn, h, l.q, l.k, l.v),
 			g.mul(l.q, g.xn, g.q, l.qb, false),
 			g.mul(l.k, g.xn, g.k, l.kb, false),
@@ -409,14 +422,14 @@ func (g *Model) enqueue(tokp, posp devptr, token, pos int) error {
 			d.rope(g.q, g.invFreq, cfg.NumHeads, cfg.HeadDim, posp, pos, g.thetaScale, style),
 			d.rope(g.k, g.invFreq, cfg.NumKVHeads, cfg.HeadDim, posp, pos, g.thetaScale, style),
 			d.kvStore(g.k, g.v, l.kc, l.vc, posp, pos, kvDim, f16),
-			d.attention(g.q, l.kc, l.vc, g.attn, g.scores, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, posp, pos+1, g.ctx, scale, f16),
+			d.attention(g.q, l.kc, l.vc, g.attn, g.scores, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, posp, pos+1, g.ctx, scale, f16, fa),
 			g.prepare(g.attn, qDim, l.o),
 			g.mul(l.o, g.attn, g.x, 0, true),
-			d.rmsNorm(g.x, l.mlpNorm, g.xn, h, eps),
+			d.rmsNorm(g.x, l.mlpNorm, g.xn, h, eps, ggml),
 			g.prepare(g.xn, h, l.gate, l.up),
 			g.mul(l.gate, g.xn, g.gate, 0, false),
 			g.mul(l.up, g.xn, g.up, 0, false),
-			d.siluMul(g.gate, g.up, ffn),
+			d.siluMul(g.gate, g.up, ffn, ggml),
 			g.prepare(g.gate, ffn, l.down),
 			g.mul(l.down, g.gate, g.x, 0, true),
 		)
@@ -425,7 +438,7 @@ func (g *Model) enqueue(tokp, posp devptr, token, pos int) error {
 		}
 	}
 	return errors.Join(
-		d.rmsNorm(g.x, g.norm, g.xn, h, eps),
+		d.rmsNorm(g.x, g.norm, g.xn, h, eps, ggml),
 		g.prepare(g.xn, h, g.output),
 		g.mul(g.output, g.xn, g.logits, 0, false),
 		d.argmax(g.logits, cfg.VocabSize, g.best),

@@ -428,6 +428,24 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
     for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = __fmul_rn(w[i], __fmul_rn(x[i], scale));
 }
 
+// rmsnorm_ggml is ggml_compute_forward_rms_norm_f32 fused with the weight
+// multiply, as the CPU backend's RMSNormGGML runs it (GGUF models): the
+// squares are float32, summed in double in element order (one thread);
+// mean and scale are float32; y = x*scale*w.
+extern "C" __global__ void rmsnorm_ggml(const float* __restrict__ x, const float* __restrict__ w,
+                                        float* __restrict__ out, int n, float eps) {
+    __shared__ float scl;
+    if (threadIdx.x == 0) {
+        double sum = 0.0;
+        for (int i = 0; i < n; i++) sum = __dadd_rn(sum, (double)__fmul_rn(x[i], x[i]));
+        float mean = (float)__ddiv_rn(sum, (double)n);
+        scl = __fdiv_rn(1.0f, (float)sqrt((double)__fadd_rn(mean, eps)));
+    }
+    __syncthreads();
+    float scale = scl;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = __fmul_rn(__fmul_rn(x[i], scale), w[i]);
+}
+
 // ---------------------------------------------------------------- RoPE
 
 // rope rotates pairs (i, i+dim/2) of every head of v (heads x dim) at
@@ -561,6 +579,107 @@ extern "C" __global__ void attention(const float* __restrict__ q, const u8* __re
     }
 }
 
+// dot_f16_ggml is ggml_vec_dot_f16 as the CPU backend's dotF16GGML runs
+// it: for dim a multiple of 64, four 16-lane accumulators of fused
+// multiply-adds, reduced (a0+a2)+(a1+a3), then halves added pairwise
+// (_mm512_reduce_add_ps); otherwise one fused sum in order.
+__device__ __forceinline__ float dot_f16_ggml(const u16* __restrict__ k, const float* __restrict__ q, int dim) {
+    if (dim % 64 != 0) {
+        float s = 0.0f;
+        for (int i = 0; i < dim; i++) s = __fmaf_rn(h2f(k[i]), q[i], s);
+        return s;
+    }
+    float a[4][16];
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int l = 0; l < 16; l++) a[j][l] = 0.0f;
+    for (int i = 0; i < dim; i += 64) {
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int l = 0; l < 16; l++) {
+                int e = i + 16 * j + l;
+                a[j][l] = __fmaf_rn(h2f(k[e]), q[e], a[j][l]);
+            }
+    }
+    float v[16];
+#pragma unroll
+    for (int l = 0; l < 16; l++) v[l] = __fadd_rn(__fadd_rn(a[0][l], a[2][l]), __fadd_rn(a[1][l], a[3][l]));
+#pragma unroll
+    for (int w = 8; w >= 1; w /= 2)
+#pragma unroll
+        for (int l = 0; l < w; l++) v[l] = __fadd_rn(v[l], v[l + w]);
+    return v[0];
+}
+
+// attention_fa is ggml's CPU flash attention for one query row
+// (ggml_compute_forward_flash_attn_ext_f16_one_chunk, the CPU backend's
+// faOneChunkRow) over an F16 cache: one block per query head. The query is
+// rounded to F16; each key's score is dot_f16_ggml * scale (one thread per
+// key); one thread then runs the online softmax over the keys in order
+// (expf as exp in double, rounded), leaving per key in scores either -ms
+// (a new maximum: the accumulator is scaled by ms, the value added with
+// weight 1) or vs (the value's weight); finally each thread owns output
+// elements whose F16 accumulator takes the keys in order, rounded to F16
+// after every scale and fused multiply-add, as ggml_vec_scale_f16 and
+// ggml_vec_mad_f16 do. A non-null posp holds the token's position.
+extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* __restrict__ kc,
+                                        const u8* __restrict__ vc, float* __restrict__ out,
+                                        float* __restrict__ scores, int heads, int kvHeads, int dim,
+                                        const int* __restrict__ posp, int n, int ctx, float scale) {
+    if (posp) n = *posp + 1;
+    extern __shared__ float qs[];  // dim floats
+    __shared__ float total;
+    int h = blockIdx.x;
+    int group = heads / kvHeads;
+    int kvStride = kvHeads * dim;
+    int off = (h / group) * dim;
+    float* sc = scores + (i64)h * ctx;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(q[h * dim + i]));
+    __syncthreads();
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        const u16* kr = (const u16*)kc + (i64)j * kvStride + off;
+        sc[j] = __fmul_rn(dot_f16_ggml(kr, qs, dim), scale);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float S = 0.0f, M = __uint_as_float(0xff800000u);
+        for (int j = 0; j < n; j++) {
+            float s = sc[j];
+            float ms = 1.0f, vs = 1.0f;
+            if (s > M) {
+                float Mold = M;
+                M = s;
+                ms = (float)exp((double)__fsub_rn(Mold, M));
+                sc[j] = -ms;
+            } else {
+                vs = (float)exp((double)__fsub_rn(s, M));
+                sc[j] = vs;
+            }
+            S = __fadd_rn(__fmul_rn(S, ms), vs);
+        }
+        total = S;
+    }
+    __syncthreads();
+    float S = total;
+    float inv = S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        const u16* vr = (const u16*)vc + off + i;
+        u16 acc = 0;
+        for (int j = 0; j < n; j++) {
+            float w = sc[j];
+            float vs = w;
+            if (__float_as_uint(w) >> 31) {
+                acc = f2h(__fmul_rn(h2f(acc), -w));
+                vs = 1.0f;
+            }
+            acc = f2h(__fmaf_rn(h2f(vr[(i64)j * kvStride]), vs, h2f(acc)));
+        }
+        out[h * dim + i] = __fmul_rn(h2f(acc), inv);
+    }
+}
+
 // ------------------------------------------------------ pointwise ops
 
 // silu_mul sets g = silu(g) * u.
@@ -570,6 +689,30 @@ extern "C" __global__ void silu_mul(float* __restrict__ g, const float* __restri
     float x = g[i];
     float e = (float)exp((double)-x);
     g[i] = __fmul_rn(x / (1.0f + e), u[i]);
+}
+
+// ggml_expf is ggml_v_expf (ggml-cpu's vec.h), as the CPU backend's
+// GGMLExpf computes it: the same float32 polynomial, fused where ggml fuses.
+__device__ __forceinline__ float ggml_expf(float x) {
+    const float r = 0x1.8p23f;
+    float z = __fmaf_rn(x, 0x1.715476p+0f, r);
+    float n = __fsub_rn(z, r);
+    float b = __fmaf_rn(-n, 0x1.7f7d1cp-20f, __fmaf_rn(-n, 0x1.62e4p-1f, x));
+    float u = __fmul_rn(b, b);
+    float j = __fmaf_rn(
+        __fmaf_rn(__fmaf_rn(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, __fmaf_rn(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+        u, __fmaf_rn(0x1.ffffecp-1f, b, 1.0f));
+    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : __uint_as_float(0x7f800000u);
+    return (float)ldexp((double)j, (int)n);
+}
+
+// silu_mul_ggml sets g = silu(g) * u as ggml_vec_swiglu_f32 (the CPU
+// backend's SiLUMulGGML): g / (1 + ggml_expf(-g)) * u.
+extern "C" __global__ void silu_mul_ggml(float* __restrict__ g, const float* __restrict__ u, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float x = g[i];
+    g[i] = __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, ggml_expf(-x))), u[i]);
 }
 
 // add sets x += y.
