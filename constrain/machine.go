@@ -256,6 +256,15 @@ func (m *Machine) startValue(top *frame, c byte) bool {
 	if n != nil {
 		k = n.kind
 	}
+	if k == kUnion {
+		for _, a := range n.alts {
+			if m.s.startsWith(a, c) {
+				top.node = int32(a)
+				return m.startValue(top, c)
+			}
+		}
+		return false
+	}
 	if k == kEnum {
 		*top = frame{typ: fEnum, node: top.node, cand: 1<<len(n.enum) - 1}
 		return m.feedByteTop(c)

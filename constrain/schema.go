@@ -1,8 +1,8 @@
 // Package constrain restricts generation to valid JSON: a byte-level
 // pushdown recognizer for JSON values, optionally shaped by a JSON schema
 // (the subset OpenAI's structured outputs use: object properties and
-// required keys, arrays, strings, numbers, integers, booleans, null, enum
-// and const), and a token filter that masks every token whose bytes cannot
+// required keys, arrays, strings, numbers, integers, booleans, null, enum,
+// const, anyOf/oneOf and local $ref), and a token filter that masks every token whose bytes cannot
 // extend the output toward a valid document.
 package constrain
 
@@ -11,6 +11,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // kind is a schema node's JSON type.
@@ -25,7 +28,8 @@ const (
 	kInteger
 	kBoolean
 	kNull
-	kEnum // one of fixed JSON texts
+	kEnum  // one of fixed JSON texts
+	kUnion // anyOf/oneOf: the alternative whose first byte the value starts with
 )
 
 // node is one compiled schema.
@@ -36,6 +40,7 @@ type node struct {
 	extra    int    // kObject: schema index of additional properties, -1 for none allowed, -2 for any
 	items    int    // kArray: schema index of items
 	enum     []string
+	alts     []int // kUnion: schema indexes of the alternatives, which start with distinct bytes
 }
 
 // prop is one declared object property.
@@ -48,6 +53,11 @@ type prop struct {
 // safe for concurrent use.
 type Schema struct {
 	nodes []node
+
+	// Only while compiling: the root document, for local $ref, and the
+	// node of each reference compiled so far (recursive schemas refer back).
+	root []byte
+	refs map[string]int
 }
 
 // maxProps is the number of properties one object schema may declare.
@@ -60,8 +70,14 @@ func AnyObject() *Schema {
 
 // Compile compiles a JSON schema. Keywords outside the supported subset
 // (descriptions, titles, formats, patterns, bounds) are ignored; an empty
-// schema or {} accepts any JSON value; "$ref", "anyOf", "oneOf", "allOf"
-// and type lists are refused with an error.
+// schema or {} accepts any JSON value. "anyOf" and "oneOf" are supported
+// when their alternatives start with distinct bytes (different JSON types,
+// as in a nullable field; enums and consts merge, and integer gives way to
+// number), since the recognizer picks the alternative by the value's first
+// byte; oneOf is read as anyOf. "$ref" may point into the document itself
+// ("#", "#/$defs/X", "#/definitions/X", any JSON pointer), recursion
+// included. "allOf", remote references and type lists are refused with an
+// error.
 func Compile(raw []byte) (*Schema, error) {
 	s := &Schema{}
 	raw = bytes.TrimSpace(raw)
@@ -69,6 +85,8 @@ func Compile(raw []byte) (*Schema, error) {
 		s.nodes = append(s.nodes, node{kind: kAny})
 		return s, nil
 	}
+	s.root, s.refs = raw, map[string]int{"#": 0}
+	defer func() { s.root, s.refs = nil, nil }()
 	if _, err := s.compile(raw, 0); err != nil {
 		return nil, fmt.Errorf("json schema: %w", err)
 	}
@@ -109,9 +127,12 @@ func (s *Schema) compile(raw []byte, depth int) (int, error) {
 	}
 	switch {
 	case sj.Ref != "":
-		return 0, fmt.Errorf("$ref %q is not supported", sj.Ref)
-	case sj.AnyOf != nil || sj.OneOf != nil || sj.AllOf != nil:
-		return 0, errors.New("anyOf, oneOf and allOf are not supported")
+		s.nodes = s.nodes[:idx] // the reference's target takes its place
+		return s.compileRef(sj.Ref, depth)
+	case sj.AllOf != nil:
+		return 0, errors.New("allOf is not supported")
+	case sj.AnyOf != nil || sj.OneOf != nil:
+		return idx, s.compileUnion(idx, append(sj.AnyOf, sj.OneOf...), depth)
 	}
 	if len(sj.Const) > 0 {
 		sj.Enum = []json.RawMessage{sj.Const}
@@ -276,4 +297,154 @@ func orderedObject(raw json.RawMessage) ([]string, []json.RawMessage, error) {
 		vals = append(vals, v)
 	}
 	return names, vals, nil
+}
+
+// compileRef compiles the schema a local reference points to, once: later
+// references (and recursive ones) share its node.
+func (s *Schema) compileRef(ref string, depth int) (int, error) {
+	if i, ok := s.refs[ref]; ok {
+		return i, nil
+	}
+	target, err := resolvePointer(s.root, ref)
+	if err != nil {
+		return 0, err
+	}
+	// compile puts the target's node at the next index; register it first
+	// so that the target may refer to itself.
+	s.refs[ref] = len(s.nodes)
+	i, err := s.compile(target, depth+1)
+	if err != nil {
+		return 0, fmt.Errorf("$ref %q: %w", ref, err)
+	}
+	return i, nil
+}
+
+// resolvePointer returns the value a local reference ("#" and a JSON
+// pointer) names in root.
+func resolvePointer(root []byte, ref string) ([]byte, error) {
+	ptr, ok := strings.CutPrefix(ref, "#")
+	if !ok {
+		return nil, fmt.Errorf("$ref %q: only references within the schema (#/...) are supported", ref)
+	}
+	cur := json.RawMessage(root)
+	if ptr == "" {
+		return cur, nil
+	}
+	if !strings.HasPrefix(ptr, "/") {
+		return nil, fmt.Errorf("$ref %q: not a JSON pointer", ref)
+	}
+	for _, tok := range strings.Split(ptr[1:], "/") {
+		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(cur, &obj); err != nil {
+			var arr []json.RawMessage
+			i, aerr := strconv.Atoi(tok)
+			if json.Unmarshal(cur, &arr) != nil || aerr != nil || i < 0 || i >= len(arr) {
+				return nil, fmt.Errorf("$ref %q: %q not found", ref, tok)
+			}
+			cur = arr[i]
+			continue
+		}
+		next, ok := obj[tok]
+		if !ok {
+			return nil, fmt.Errorf("$ref %q: %q not found", ref, tok)
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// compileUnion compiles anyOf/oneOf alternatives into node idx: a kUnion
+// whose alternatives start with distinct bytes, enums merged into one and
+// integer absorbed by number; any alternative that accepts anything makes
+// the node accept anything.
+func (s *Schema) compileUnion(idx int, raws []json.RawMessage, depth int) error {
+	if len(raws) == 0 {
+		return errors.New("anyOf/oneOf needs at least one schema")
+	}
+	var alts []int
+	var enum []string
+	for i, r := range raws {
+		a, err := s.compile(r, depth+1)
+		if err != nil {
+			return fmt.Errorf("anyOf/oneOf[%d]: %w", i, err)
+		}
+		n := &s.nodes[a]
+		switch n.kind {
+		case kAny:
+			s.nodes[idx] = node{kind: kAny}
+			return nil
+		case kEnum:
+			enum = append(enum, n.enum...)
+			continue
+		case kUnion:
+			alts = append(alts, n.alts...)
+			continue
+		}
+		alts = append(alts, a)
+	}
+	if len(enum) > 0 {
+		if len(enum) > maxProps {
+			return fmt.Errorf("anyOf/oneOf: more than %d enum values together", maxProps)
+		}
+		alts = append(alts, len(s.nodes))
+		s.nodes = append(s.nodes, node{kind: kEnum, enum: enum})
+	}
+	// integer is a subset of number: keep number.
+	hasNumber := slices.ContainsFunc(alts, func(a int) bool { return s.nodes[a].kind == kNumber })
+	if hasNumber {
+		alts = slices.DeleteFunc(alts, func(a int) bool { return s.nodes[a].kind == kInteger })
+	}
+	var seen [256]int
+	for _, a := range alts {
+		for c := range 256 {
+			if !s.startsWith(a, byte(c)) {
+				continue
+			}
+			if seen[c] != 0 {
+				return fmt.Errorf("anyOf/oneOf: two alternatives can start with %q (alternatives must differ in JSON type; objects of different shapes are not supported)", rune(c))
+			}
+			seen[c] = a + 1
+		}
+	}
+	if len(alts) == 1 {
+		s.nodes[idx] = s.nodes[alts[0]]
+		return nil
+	}
+	s.nodes[idx] = node{kind: kUnion, alts: alts}
+	return nil
+}
+
+// startsWith reports whether a value of schema node i can start with c.
+func (s *Schema) startsWith(i int, c byte) bool {
+	n := &s.nodes[i]
+	switch n.kind {
+	case kAny:
+		return c == '{' || c == '[' || c == '"' || c == '-' || c >= '0' && c <= '9' || c == 't' || c == 'f' || c == 'n'
+	case kObject:
+		return c == '{'
+	case kArray:
+		return c == '['
+	case kString:
+		return c == '"'
+	case kNumber, kInteger:
+		return c == '-' || c >= '0' && c <= '9'
+	case kBoolean:
+		return c == 't' || c == 'f'
+	case kNull:
+		return c == 'n'
+	case kEnum:
+		for _, e := range n.enum {
+			if e != "" && e[0] == c {
+				return true
+			}
+		}
+	case kUnion:
+		for _, a := range n.alts {
+			if s.startsWith(a, c) {
+				return true
+			}
+		}
+	}
+	return false
 }
