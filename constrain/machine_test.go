@@ -69,7 +69,7 @@ func TestCompileErrors(t *testing.T) {
 	for _, s := range []string{
 		`{"$ref": "#/x"}`, `{"$ref": "other.json#/a"}`, `{"$ref": "#/$defs/missing", "$defs": {}}`,
 		`{"allOf": [{}]}`, `{"anyOf": []}`, `{"anyOf": [{"type": "object"}, {"type": "object", "properties": {"a": {}}}]}`,
-		`{"oneOf": [{"type": "string"}, {"enum": ["a"]}]}`, `{"type": ["string", "null"]}`, `{"type": "date"}`,
+		`{"oneOf": [{"type": "string"}, {"enum": ["a"]}]}`, `{"type": []}`, `{"type": ["string", "date"]}`, `{"type": "date"}`,
 		`{"type": "object", "properties": {"a": {}}, "required": ["b"]}`, `[1]`, `{"enum": []}`,
 		`{"type": "object", "properties": {"a\"b": {}}}`,
 	} {

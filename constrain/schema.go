@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,8 +77,8 @@ func AnyObject() *Schema {
 // number), since the recognizer picks the alternative by the value's first
 // byte; oneOf is read as anyOf. "$ref" may point into the document itself
 // ("#", "#/$defs/X", "#/definitions/X", any JSON pointer), recursion
-// included. "allOf", remote references and type lists are refused with an
-// error.
+// included. A type list (["string", "null"]) is the anyOf of the schema
+// with each type. "allOf" and remote references are refused with an error.
 func Compile(raw []byte) (*Schema, error) {
 	s := &Schema{}
 	raw = bytes.TrimSpace(raw)
@@ -153,9 +154,16 @@ func (s *Schema) compile(raw []byte, depth int) (int, error) {
 		return idx, nil
 	}
 	typ := ""
+	if t := bytes.TrimSpace(sj.Type); len(t) > 0 && t[0] == '[' {
+		alts, err := typeAlternatives(raw)
+		if err != nil {
+			return 0, err
+		}
+		return idx, s.compileUnion(idx, alts, depth)
+	}
 	if len(sj.Type) > 0 {
 		if err := json.Unmarshal(sj.Type, &typ); err != nil {
-			return 0, fmt.Errorf("type must be one string (type lists are not supported): %s", sj.Type)
+			return 0, fmt.Errorf("type must be a string or a list of strings: %s", sj.Type)
 		}
 	}
 	if typ == "" && sj.Properties != nil {
@@ -447,4 +455,29 @@ func (s *Schema) startsWith(i int, c byte) bool {
 		}
 	}
 	return false
+}
+
+// typeAlternatives splits a schema whose type is a list into one schema per
+// type, each keeping the other keywords.
+func typeAlternatives(raw []byte) ([]json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, fmt.Errorf("not a schema object: %w", err)
+	}
+	var types []string
+	if err := json.Unmarshal(obj["type"], &types); err != nil || len(types) == 0 {
+		return nil, fmt.Errorf("type must be a string or a non-empty list of strings: %s", obj["type"])
+	}
+	alts := make([]json.RawMessage, len(types))
+	for i, t := range types {
+		one := maps.Clone(obj)
+		var err error
+		if one["type"], err = json.Marshal(t); err != nil {
+			return nil, fmt.Errorf("type %q: %w", t, err)
+		}
+		if alts[i], err = json.Marshal(one); err != nil {
+			return nil, fmt.Errorf("type %q: %w", t, err)
+		}
+	}
+	return alts, nil
 }

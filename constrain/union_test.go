@@ -19,6 +19,7 @@ func TestUnionAndRef(t *testing.T) {
 		"kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}}, "required": ["v"]}}}`
 	pydantic := `{"type": "object", "properties": {"pet": {"anyOf": [{"$ref": "#/$defs/Cat"}, {"type": "null"}]}}, "required": ["pet"],
 		"$defs": {"Cat": {"type": "object", "properties": {"lives": {"type": "integer"}}, "required": ["lives"]}}}`
+	typeList := `{"type": ["object", "null"], "properties": {"a": {"type": ["integer", "string"]}}, "required": ["a"]}`
 	escaped := `{"$ref": "#/$defs/a~1b", "$defs": {"a/b": {"type": "boolean"}}}`
 	cases := []struct {
 		name, schema, doc string
@@ -45,6 +46,11 @@ func TestUnionAndRef(t *testing.T) {
 		{"ref in anyOf null", pydantic, `{"pet": null}`, true, true},
 		{"ref in anyOf wrong", pydantic, `{"pet": {"lives": "9"}}`, false, false},
 		{"escaped pointer", escaped, `true`, true, true},
+		{"type list object", typeList, `{"a": 1}`, true, true},
+		{"type list inner string", typeList, `{"a": "x"}`, true, true},
+		{"type list null", typeList, `null`, true, true},
+		{"type list wrong", typeList, `{"a": true}`, false, false},
+		{"type list missing", typeList, `{}`, false, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
