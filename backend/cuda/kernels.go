@@ -168,11 +168,12 @@ func (d *Device) kvStore(k, v, kc, vc, posp devptr, pos, dim int, f16 bool) erro
 
 // attention runs one token's attention over n cached positions (or
 // *posp+1, when posp is not 0).
-// With fa (an F16 cache only) it is ggml's one-row flash attention, as
-// cpu's FlashAttentionGGML computes it.
-func (d *Device) attention(q, kc, vc, out, scores devptr, heads, kvHeads, dim int, posp devptr, n, ctx int, scale float32, f16, fa bool) error {
+// With fa (an F16 cache only) it is ggml's flash attention for one row of
+// a pass of rows rows (or *rowsp, when rowsp is not 0), as cpu's
+// FlashAttentionGGML computes it: ggml's tiled kernel from 64 rows on.
+func (d *Device) attention(q, kc, vc, out, scores devptr, heads, kvHeads, dim int, posp devptr, n, ctx int, scale float32, f16, fa bool, rowsp devptr, rows int) error {
 	if fa && f16 {
-		return d.launch("attention_fa", heads, 256, 4*dim, q, kc, vc, out, scores, heads, kvHeads, dim, posp, n, ctx, scale)
+		return d.launch("attention_fa", heads, 256, 4*(2*dim+64), q, kc, vc, out, scores, heads, kvHeads, dim, posp, n, ctx, scale, rowsp, rows)
 	}
 	return d.launch("attention", heads, 256, 4*dim, q, kc, vc, out, scores, heads, kvHeads, dim, posp, n, ctx, scale, boolInt(f16))
 }

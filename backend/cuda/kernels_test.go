@@ -299,7 +299,7 @@ func TestAttention(t *testing.T) {
 		be.Attention(want, q, []*cpu.KVCache{c}, []int{n - 1}, 1, heads, kvHeads, dim)
 		out := b.poisoned(4 * heads * dim)
 		scale := float32(1 / math.Sqrt(dim))
-		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16, false); err != nil {
+		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16, false, 0, 1); err != nil {
 			t.Fatal(err)
 		}
 		compare(t, "attention", b.readFloats(out, heads*dim), want, 1e-5)
@@ -308,10 +308,23 @@ func TestAttention(t *testing.T) {
 		}
 		// ggml's flash attention, bit for bit.
 		be.FlashAttentionGGML(want, q, []*cpu.KVCache{c}, []int{n - 1}, 1, heads, kvHeads, dim)
-		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16, true); err != nil {
+		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16, true, 0, 1); err != nil {
 			t.Fatal(err)
 		}
 		compare(t, "attention_fa", b.readFloats(out, heads*dim), want, 0)
+		// The tiled kernel, as ggml runs passes of 64 rows and more.
+		const rows = 64
+		qs := make([]float32, 0, rows*heads*dim)
+		cs, ps := make([]*cpu.KVCache, rows), make([]int, rows)
+		for i := range rows {
+			qs, cs[i], ps[i] = append(qs, q...), c, n-1
+		}
+		wantRows := make([]float32, rows*heads*dim)
+		be.FlashAttentionGGML(wantRows, qs, cs, ps, rows, heads, kvHeads, dim)
+		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16, true, 0, rows); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, "attention_fa tiled", b.readFloats(out, heads*dim), wantRows[:heads*dim], 0)
 	}
 }
 

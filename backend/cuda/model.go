@@ -83,8 +83,9 @@ type Model struct {
 	// The step as a CUDA graph: its kernels read the token and position
 	// from state (two int32), written before each replay.
 	state     devptr
-	stateHost *[2]int32
+	stateHost *[3]int32 // token, position, rows
 	exec      uintptr
+	rows      int
 
 	allocs []devptr
 }
@@ -109,7 +110,7 @@ func Load(m *model.Model, opts Options) (*Model, error) {
 	}
 	unlock := d.bind()
 	defer unlock()
-	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx, stateHost: new([2]int32)}
+	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx, stateHost: new([3]int32), rows: 1}
 	if err := g.load(m); err != nil {
 		g.freeAll()
 		return nil, fmt.Errorf("cuda: load %s: %w", m.Path, err)
@@ -265,7 +266,7 @@ func (g *Model) load(m *model.Model) error {
 		{&g.x, 4 * h}, {&g.xn, 4 * h}, {&g.q, 4 * qDim}, {&g.k, 4 * kvDim}, {&g.v, 4 * kvDim},
 		{&g.attn, 4 * qDim}, {&g.gate, 4 * ffn}, {&g.up, 4 * ffn}, {&g.logits, 4 * cfg.VocabSize},
 		{&g.scores, 4 * cfg.NumHeads * g.ctx}, {&g.actQ8_0, q8_0}, {&g.actQ8K, q8k}, {&g.best, 4},
-		{&g.state, 8},
+		{&g.state, 12},
 	}
 	for _, b := range bufs {
 		if *b.p, err = g.track(g.dev.alloc(b.n)); err != nil {
@@ -347,11 +348,11 @@ func (g *Model) step(token, pos int) error {
 	}
 	d := g.dev
 	if g.opts.NoGraph || g.embedHost != nil {
-		return g.enqueue(0, 0, token, pos)
+		return g.enqueue(0, 0, 0, token, pos, g.rows)
 	}
-	g.stateHost[0], g.stateHost[1] = int32(token), int32(pos)
-	r := d.drv.cuMemcpyHtoDAsync(g.state, unsafe.Pointer(g.stateHost), 8, d.stream)
-	if err := d.drv.check("cuMemcpyHtoDAsync (token, position)", r); err != nil {
+	g.stateHost[0], g.stateHost[1], g.stateHost[2] = int32(token), int32(pos), int32(g.rows)
+	r := d.drv.cuMemcpyHtoDAsync(g.state, unsafe.Pointer(g.stateHost), 12, d.stream)
+	if err := d.drv.check("cuMemcpyHtoDAsync (token, position, rows)", r); err != nil {
 		return err
 	}
 	if g.exec == 0 {
@@ -370,7 +371,7 @@ func (g *Model) capture() error {
 	if err := d.drv.check("cuStreamBeginCapture", d.drv.cuStreamBeginCapture(d.stream, captureThreadLocal)); err != nil {
 		return err
 	}
-	errEnq := g.enqueue(g.state, g.state+4, 0, 0)
+	errEnq := g.enqueue(g.state, g.state+4, g.state+8, 0, 0, 1)
 	var graph uintptr
 	errEnd := d.drv.check("cuStreamEndCapture", d.drv.cuStreamEndCapture(d.stream, &graph))
 	if err := errors.Join(errEnq, errEnd); err != nil {
@@ -384,9 +385,10 @@ func (g *Model) capture() error {
 }
 
 // enqueue issues one token's forward pass and the argmax of its logits.
-// With tokp and posp not 0 the kernels read the token and position from
-// there (a captured graph); otherwise token and pos are passed by value.
-func (g *Model) enqueue(tokp, posp devptr, token, pos int) error {
+// With tokp, posp and rowsp not 0 the kernels read the token, position and
+// the reference's rows per pass from there (a captured graph); otherwise
+// token, pos and rows are passed by value.
+func (g *Model) enqueue(tokp, posp, rowsp devptr, token, pos, rows int) error {
 	cfg := g.Config
 	h, qDim, kvDim, ffn := cfg.Dims()
 	d := g.dev
@@ -422,7 +424,7 @@ func (g *Model) enqueue(tokp, posp devptr, token, pos int) error {
 			d.rope(g.q, g.invFreq, cfg.NumHeads, cfg.HeadDim, posp, pos, g.thetaScale, style),
 			d.rope(g.k, g.invFreq, cfg.NumKVHeads, cfg.HeadDim, posp, pos, g.thetaScale, style),
 			d.kvStore(g.k, g.v, l.kc, l.vc, posp, pos, kvDim, f16),
-			d.attention(g.q, l.kc, l.vc, g.attn, g.scores, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, posp, pos+1, g.ctx, scale, f16, fa),
+			d.attention(g.q, l.kc, l.vc, g.attn, g.scores, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, posp, pos+1, g.ctx, scale, f16, fa, rowsp, rows),
 			g.prepare(g.attn, qDim, l.o),
 			g.mul(l.o, g.attn, g.x, 0, true),
 			d.rmsNorm(g.x, l.mlpNorm, g.xn, h, eps, ggml),
@@ -444,6 +446,13 @@ func (g *Model) enqueue(tokp, posp devptr, token, pos int) error {
 		d.argmax(g.logits, cfg.VocabSize, g.best),
 	)
 }
+
+// SetBatchRows tells the following Decode and DecodeArgmax calls how many
+// rows the reference engine runs their position's pass with: n for a
+// prompt of n tokens forwarded in one batch, 1 (the default) for decoding.
+// Only ggml's flash attention (Options.FlashAttention) depends on it: from
+// 64 rows on ggml runs its tiled kernel, which rounds differently.
+func (g *Model) SetBatchRows(n int) { g.rows = max(n, 1) }
 
 // Decode runs token at position pos (the cache must hold positions
 // 0..pos-1 of the same sequence) and returns its logits.

@@ -105,6 +105,7 @@ func TestDecodeMatchesCPU(t *testing.T) {
 					t.Fatal(err)
 				}
 				var got []float32
+				g.SetBatchRows(len(ids)) // the CPU forwards the prompt in one pass
 				for i, id := range ids {
 					if got, err = g.Decode(id, i); err != nil {
 						t.Fatal(err)
@@ -140,6 +141,7 @@ func TestDecodeMatchesCPU(t *testing.T) {
 						break
 					}
 					same++
+					g.SetBatchRows(1)
 					if want, err = seq.Forward([]int{ct}, false); err != nil {
 						t.Fatal(err)
 					}

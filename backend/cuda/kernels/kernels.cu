@@ -579,6 +579,21 @@ extern "C" __global__ void attention(const float* __restrict__ q, const u8* __re
     }
 }
 
+// ggml_expf is ggml_v_expf (ggml-cpu's vec.h), as the CPU backend's
+// GGMLExpf computes it: the same float32 polynomial, fused where ggml fuses.
+__device__ __forceinline__ float ggml_expf(float x) {
+    const float r = 0x1.8p23f;
+    float z = __fmaf_rn(x, 0x1.715476p+0f, r);
+    float n = __fsub_rn(z, r);
+    float b = __fmaf_rn(-n, 0x1.7f7d1cp-20f, __fmaf_rn(-n, 0x1.62e4p-1f, x));
+    float u = __fmul_rn(b, b);
+    float j = __fmaf_rn(
+        __fmaf_rn(__fmaf_rn(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, __fmaf_rn(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+        u, __fmaf_rn(0x1.ffffecp-1f, b, 1.0f));
+    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : __uint_as_float(0x7f800000u);
+    return (float)ldexp((double)j, (int)n);
+}
+
 // dot_f16_ggml is ggml_vec_dot_f16 as the CPU backend's dotF16GGML runs
 // it: for dim a multiple of 64, four 16-lane accumulators of fused
 // multiply-adds, reduced (a0+a2)+(a1+a3), then halves added pairwise
@@ -613,28 +628,117 @@ __device__ __forceinline__ float dot_f16_ggml(const u16* __restrict__ k, const f
     return v[0];
 }
 
-// attention_fa is ggml's CPU flash attention for one query row
-// (ggml_compute_forward_flash_attn_ext_f16_one_chunk, the CPU backend's
-// faOneChunkRow) over an F16 cache: one block per query head. The query is
-// rounded to F16; each key's score is dot_f16_ggml * scale (one thread per
-// key); one thread then runs the online softmax over the keys in order
-// (expf as exp in double, rounded), leaving per key in scores either -ms
-// (a new maximum: the accumulator is scaled by ms, the value added with
-// weight 1) or vs (the value's weight); finally each thread owns output
-// elements whose F16 accumulator takes the keys in order, rounded to F16
-// after every scale and fused multiply-add, as ggml_vec_scale_f16 and
-// ggml_vec_mad_f16 do. A non-null posp holds the token's position.
+// attention_fa is ggml's CPU flash attention for one query row over an F16
+// cache, as the CPU backend's FlashAttentionGGML computes it: one block per
+// query head. ggml picks the kernel by the rows of the pass: below 64 rows
+// (rows, or *rowsp when not null) the F16 one-chunk kernel, from 64 on the
+// float32 tiled one. A non-null posp holds the token's position.
+//
+// One chunk (faOneChunkRow): the query is rounded to F16; each key's score
+// is dot_f16_ggml * scale (one thread per key); one thread then runs the
+// online softmax over the keys in order (expf as exp in double, rounded),
+// leaving per key in scores either -ms (a new maximum: the accumulator is
+// scaled by ms, the value added with weight 1) or vs (the value's weight);
+// finally each thread owns output elements whose F16 accumulator takes the
+// keys in order, rounded to F16 after every scale and fused multiply-add,
+// as ggml_vec_scale_f16 and ggml_vec_mad_f16 do.
+//
+// Tiled (faTiledRow): key tiles of 64; scores as fused chains over the
+// head dimension with the float32 query; per tile thread 0 takes the
+// maximum, rescales, and sums ggml_expf(s - M) in 16-lane trees added in
+// double; the float32 accumulator takes the tile's keys by fused
+// multiply-adds in order.
 extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* __restrict__ kc,
                                         const u8* __restrict__ vc, float* __restrict__ out,
                                         float* __restrict__ scores, int heads, int kvHeads, int dim,
-                                        const int* __restrict__ posp, int n, int ctx, float scale) {
+                                        const int* __restrict__ posp, int n, int ctx, float scale,
+                                        const int* __restrict__ rowsp, int rows) {
     if (posp) n = *posp + 1;
-    extern __shared__ float qs[];  // dim floats
-    __shared__ float total;
+    if (rowsp) rows = *rowsp;
+    extern __shared__ float qs[];  // dim floats (+ dim accumulators and 64 scores when tiled)
+    __shared__ float total, tms, ms;
+    __shared__ int tflag;
     int h = blockIdx.x;
     int group = heads / kvHeads;
     int kvStride = kvHeads * dim;
     int off = (h / group) * dim;
+    if (rows >= 64) {
+        float* acc = qs + dim;
+        float* kq = acc + dim;
+        const float ninf = __uint_as_float(0xff800000u);
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+            qs[i] = q[h * dim + i];
+            acc[i] = 0.0f;
+        }
+        if (threadIdx.x == 0) {
+            total = 0.0f;
+            tms = ninf;  // M while no tile runs
+        }
+        __syncthreads();
+        for (int ic = 0; ic < n; ic += 64) {
+            int nk = min(64, n - ic);
+            for (int tk = threadIdx.x; tk < 64; tk += blockDim.x) {
+                float s = ninf;
+                if (tk < nk) {
+                    const u16* kr = (const u16*)kc + (i64)(ic + tk) * kvStride + off;
+                    s = 0.0f;
+                    for (int d = 0; d < dim; d++) s = __fmaf_rn(qs[d], h2f(kr[d]), s);
+                    s = __fmul_rn(s, scale);
+                }
+                kq[tk] = s;
+            }
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                float M = tms, S = total;
+                float tileMax = ninf;
+                for (int tk = 0; tk < 64; tk++) tileMax = fmaxf(tileMax, kq[tk]);
+                int flag = 0;  // 0: skip the tile, 1: add, 2: rescale and add
+                if (tileMax != ninf) {
+                    flag = 1;
+                    float Mnew = fmaxf(M, tileMax);
+                    if (Mnew > M) {
+                        ms = (float)exp((double)__fsub_rn(M, Mnew));
+                        S = __fmul_rn(S, ms);
+                        flag = 2;
+                    }
+                    M = Mnew;
+                    double sum = 0.0;
+                    for (int l0 = 0; l0 < 64; l0 += 16) {
+                        float v[16];
+                        for (int l = 0; l < 16; l++) {
+                            float e = ggml_expf(__fsub_rn(kq[l0 + l], M));
+                            kq[l0 + l] = e;
+                            v[l] = e;
+                        }
+                        for (int w = 8; w >= 1; w /= 2)
+                            for (int l = 0; l < w; l++) v[l] = __fadd_rn(v[l], v[l + w]);
+                        sum = __dadd_rn(sum, (double)v[0]);
+                    }
+                    S = (float)__dadd_rn((double)S, sum);
+                }
+                tms = M;
+                total = S;
+                tflag = flag;
+            }
+            __syncthreads();
+            int flag = tflag;
+            if (flag != 0) {
+                float m = ms;
+                for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+                    float a = acc[i];
+                    if (flag == 2) a = __fmul_rn(a, m);
+                    const u16* vr = (const u16*)vc + (i64)ic * kvStride + off + i;
+                    for (int tk = 0; tk < nk; tk++) a = __fmaf_rn(kq[tk], h2f(vr[(i64)tk * kvStride]), a);
+                    acc[i] = a;
+                }
+            }
+            __syncthreads();
+        }
+        float S = total;
+        float inv = S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f;
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) out[h * dim + i] = __fmul_rn(acc[i], inv);
+        return;
+    }
     float* sc = scores + (i64)h * ctx;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(q[h * dim + i]));
     __syncthreads();
@@ -689,21 +793,6 @@ extern "C" __global__ void silu_mul(float* __restrict__ g, const float* __restri
     float x = g[i];
     float e = (float)exp((double)-x);
     g[i] = __fmul_rn(x / (1.0f + e), u[i]);
-}
-
-// ggml_expf is ggml_v_expf (ggml-cpu's vec.h), as the CPU backend's
-// GGMLExpf computes it: the same float32 polynomial, fused where ggml fuses.
-__device__ __forceinline__ float ggml_expf(float x) {
-    const float r = 0x1.8p23f;
-    float z = __fmaf_rn(x, 0x1.715476p+0f, r);
-    float n = __fsub_rn(z, r);
-    float b = __fmaf_rn(-n, 0x1.7f7d1cp-20f, __fmaf_rn(-n, 0x1.62e4p-1f, x));
-    float u = __fmul_rn(b, b);
-    float j = __fmaf_rn(
-        __fmaf_rn(__fmaf_rn(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, __fmaf_rn(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
-        u, __fmaf_rn(0x1.ffffecp-1f, b, 1.0f));
-    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : __uint_as_float(0x7f800000u);
-    return (float)ldexp((double)j, (int)n);
 }
 
 // silu_mul_ggml sets g = silu(g) * u as ggml_vec_swiglu_f32 (the CPU
