@@ -15,35 +15,13 @@ import (
 // Options configure an Engine.
 type Options struct {
 	Threads int // worker threads; < 1 means all CPUs
-	// KVCacheF16 stores keys and values in F16 (llama.cpp's default),
-	// otherwise float32 (transformers').
-	KVCacheF16 bool
-	// Rope picks how rotary angles are rounded.
-	Rope cpu.RopeStyle
-	// FlashAttention runs attention with ggml's CPU flash-attention kernels
-	// (llama.cpp's default; needs KVCacheF16): the F16 kernel for passes of
-	// fewer than 64 rows, the float32 tiled one from 64 rows on.
-	FlashAttention bool
-	// GGMLOps computes RMSNorm and the SiLU gate as ggml's CPU backend does
-	// (double-precision sum of squares, ggml's SIMD exponential).
-	GGMLOps bool
+	cpu.Numerics
 }
 
-// OptionsFor returns the numerics of m's reference implementation: weights
-// that came from GGUF (directly or through APR) run as llama.cpp's CPU
-// backend runs them (F16 KV cache, ggml's rotary angles, its flash attention
-// and elementwise kernels), SafeTensors weights as transformers does
-// (float32 cache and math). The two differ only in the last bits, which
-// decide near ties.
+// OptionsFor returns options with the numerics of m's reference
+// implementation (see cpu.NumericsFor).
 func OptionsFor(m *model.Model, threads int) Options {
-	o := Options{Threads: threads}
-	if m.GGMLNumerics() {
-		o.KVCacheF16 = true
-		o.Rope = cpu.RopeGGML
-		o.FlashAttention = true
-		o.GGMLOps = true
-	}
-	return o
+	return Options{Threads: threads, Numerics: cpu.NumericsFor(m)}
 }
 
 // Engine holds a model's weights bound to a backend and runs forward passes.

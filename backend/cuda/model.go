@@ -17,37 +17,19 @@ type Options struct {
 	// Context is the KV cache's capacity in positions (< 1: 4096, capped
 	// at the model's context length).
 	Context int
-	// KVCacheF16 stores keys and values in F16 (llama.cpp's default),
-	// otherwise float32 (transformers').
-	KVCacheF16 bool
-	// Rope picks how rotary angles are rounded, as in the CPU engine.
-	Rope cpu.RopeStyle
-	// FlashAttention runs attention as ggml's CPU flash attention does for
-	// one row (the F16 one-chunk kernel; needs KVCacheF16), as the CPU
-	// engine's FlashAttention option does.
-	FlashAttention bool
-	// GGMLOps computes RMSNorm and the SiLU gate as ggml's CPU backend does
-	// (double-precision sum of squares, ggml's SIMD exponential), as the CPU
-	// engine's GGMLOps option does.
-	GGMLOps bool
+	// Numerics are the CPU engine's: the device follows the same rounding
+	// (for FlashAttention, ggml's one-row kernel, and the tiled one for
+	// positions fed as part of a pass of 64 rows or more: SetBatchRows).
+	cpu.Numerics
 	// NoGraph launches each step's kernels one by one instead of replaying
 	// the step captured once as a CUDA graph.
 	NoGraph bool
 }
 
 // OptionsFor returns the numerics of m's reference implementation, as the
-// CPU engine chooses them: GGUF files run as llama.cpp does (F16 cache,
-// ggml's angles, its flash attention and elementwise kernels), SafeTensors
-// folders as transformers does.
+// CPU engine chooses them (cpu.NumericsFor).
 func OptionsFor(m *model.Model, ctx int) Options {
-	o := Options{Context: ctx}
-	if m.GGMLNumerics() {
-		o.KVCacheF16 = true
-		o.Rope = cpu.RopeGGML
-		o.FlashAttention = true
-		o.GGMLOps = true
-	}
-	return o
+	return Options{Context: ctx, Numerics: cpu.NumericsFor(m)}
 }
 
 // layer is one decoder layer's weights on the device.

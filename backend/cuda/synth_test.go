@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/apr-llm/apr/backend/cpu"
 	"github.com/apr-llm/apr/backend/cuda"
 	"github.com/apr-llm/apr/model"
 	"github.com/apr-llm/apr/tensor"
@@ -75,7 +76,7 @@ func BenchmarkDecodeSynthetic(b *testing.B) {
 			cfg := base
 			cfg.NumLayers, cfg.HiddenSize, cfg.IntermediateSize = s.layers, s.h, s.ffn
 			cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim = s.heads, s.kvHds, s.h/s.heads
-			g, err := cuda.Load(synthModel(&cfg), cuda.Options{Context: 512, KVCacheF16: true})
+			g, err := cuda.Load(synthModel(&cfg), cuda.Options{Context: 512, Numerics: cpu.Numerics{KVCacheF16: true}})
 			if err != nil {
 				b.Fatal(err)
 			}
