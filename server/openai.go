@@ -130,12 +130,8 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if maxTok == nil {
 		maxTok = req.MaxTokens
 	}
-	j, err := s.job(r.Context(), &req.genFields, prompt, maxTok)
-	if err == nil {
-		err = requestTrace(w, r, j)
-	}
-	if err != nil {
-		requestError(w, err)
+	j, ok := s.startJob(w, r, &req.genFields, prompt, maxTok)
+	if !ok {
 		return
 	}
 	if req.TopLogprobs != nil {
@@ -439,12 +435,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "echo", "echo is not supported")
 		return
 	}
-	j, err := s.job(r.Context(), &req.genFields, prompt, nil)
-	if err == nil {
-		err = requestTrace(w, r, j)
-	}
-	if err != nil {
-		requestError(w, err)
+	j, ok := s.startJob(w, r, &req.genFields, prompt, nil)
+	if !ok {
 		return
 	}
 	if req.Logprobs != nil {
@@ -557,4 +549,18 @@ func (l *completionLogprobs) add(t *tokenInfo, _ string, offset int) {
 	}
 	l.TopLogprobs = append(l.TopLogprobs, top)
 	l.TextOffset = append(l.TextOffset, offset)
+}
+
+// startJob builds the request's job and its trace recorder (X-Trace-Level);
+// on failure it writes the error response and returns false.
+func (s *Server) startJob(w http.ResponseWriter, r *http.Request, f *genFields, prompt []int, maxTokens *int) (*job, bool) {
+	j, err := s.job(r.Context(), f, prompt, maxTokens)
+	if err == nil {
+		err = requestTrace(w, r, j)
+	}
+	if err != nil {
+		requestError(w, err)
+		return nil, false
+	}
+	return j, true
 }
