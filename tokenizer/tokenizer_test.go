@@ -29,53 +29,16 @@ func qwen(t testing.TB) *Tokenizer {
 	return qwenTok
 }
 
-type tokCase struct {
-	Text    string `json:"text"`
-	IDs     []int  `json:"ids"`
-	Decoded string `json:"decoded"`
-}
+// The shared reference files, read through testref (one loader for every
+// package).
+type (
+	tokCase = testref.TokenizerCase
+	prompt  = testref.Prompt
+)
 
-func loadCases(t testing.TB) []tokCase {
-	t.Helper()
-	data, err := os.ReadFile(testref.Path(t, "testdata", "reference", "tokenizer_cases.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f struct {
-		Cases []tokCase `json:"cases"`
-	}
-	if err := json.Unmarshal(data, &f); err != nil {
-		t.Fatal(err)
-	}
-	if len(f.Cases) == 0 {
-		t.Fatal("no tokenizer cases")
-	}
-	return f.Cases
-}
+func loadCases(t testing.TB) []tokCase { return testref.TokenizerCases(t) }
 
-type prompt struct {
-	Name     string `json:"name"`
-	Text     string `json:"text"`
-	TokenIDs []int  `json:"token_ids"`
-}
-
-func loadPrompts(t testing.TB) []prompt {
-	t.Helper()
-	data, err := os.ReadFile(testref.Path(t, "testdata", "reference", "hf_outputs.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f struct {
-		Prompts []prompt `json:"prompts"`
-	}
-	if err := json.Unmarshal(data, &f); err != nil {
-		t.Fatal(err)
-	}
-	if len(f.Prompts) == 0 {
-		t.Fatal("no prompts")
-	}
-	return f.Prompts
-}
+func loadPrompts(t testing.TB) []prompt { return testref.HFOutputs(t) }
 
 func checkReference(t *testing.T, tok *Tokenizer) {
 	for i, c := range loadCases(t) {
