@@ -378,3 +378,17 @@ func (d *Device) free(p devptr) {
 func (d *Device) sync() error {
 	return d.drv.check("cuStreamSynchronize", d.drv.cuStreamSynchronize(d.stream))
 }
+
+// MemInfo returns the device's free and total memory in bytes.
+func MemInfo() (free, total uint64, err error) {
+	d, err := Open()
+	if err != nil {
+		return 0, 0, err
+	}
+	unlock := d.bind()
+	defer unlock()
+	if err := d.drv.check("cuMemGetInfo", d.drv.cuMemGetInfo(&free, &total)); err != nil {
+		return 0, 0, err
+	}
+	return free, total, nil
+}

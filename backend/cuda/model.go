@@ -24,6 +24,15 @@ type Options struct {
 	// NoGraph launches each step's kernels one by one instead of replaying
 	// the step captured once as a CUDA graph.
 	NoGraph bool
+	// Slots is the number of sequences with their own device KV cache of
+	// Context positions (< 1: 1).
+	Slots int
+}
+
+// Row is one token of a forward pass.
+type Row struct {
+	Slot, Token, Pos int
+	Logits           bool // return this row's logits
 }
 
 // OptionsFor returns the numerics of m's reference implementation, as the
@@ -38,7 +47,7 @@ type layer struct {
 	q, k, v, o        *matrix
 	qb, kb, vb        devptr // 0 without biases (LLaMA)
 	gate, up, down    *matrix
-	kc, vc            devptr // this layer's KV cache
+	kc, vc            devptr // this layer's KV caches, slot after slot
 }
 
 // Model is a Qwen2/LLaMA model whose weights, KV cache (one sequence) and
@@ -49,6 +58,9 @@ type Model struct {
 	dev    *Device
 	opts   Options
 	ctx    int
+	slots  int
+	// slotBytes is the size of one slot's keys (or values) in one layer.
+	slotBytes int
 
 	embed, output *matrix
 	embedHost     *tensor.Tensor // for embedding types without a row kernel
@@ -66,7 +78,7 @@ type Model struct {
 	// from state (two int32), written before each replay.
 	state     devptr
 	stateHost *[3]int32 // token, position, rows
-	exec      uintptr
+	execs     []uintptr // per slot, captured on first use
 	rows      int
 
 	allocs []devptr
@@ -92,7 +104,9 @@ func Load(m *model.Model, opts Options) (*Model, error) {
 	}
 	unlock := d.bind()
 	defer unlock()
-	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx, stateHost: new([3]int32), rows: 1}
+	slots := max(opts.Slots, 1)
+	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx, slots: slots, stateHost: new([3]int32), rows: 1,
+		execs: make([]uintptr, slots)}
 	if err := g.load(m); err != nil {
 		g.freeAll()
 		return nil, fmt.Errorf("cuda: load %s: %w", m.Path, err)
@@ -102,6 +116,12 @@ func Load(m *model.Model, opts Options) (*Model, error) {
 
 // Context is the KV cache's capacity in positions.
 func (g *Model) Context() int { return g.ctx }
+
+// Device is the GPU the model lives on.
+func (g *Model) Device() *Device { return g.dev }
+
+// Slots is the number of sequences with their own KV cache.
+func (g *Model) Slots() int { return g.slots }
 
 func (g *Model) track(p devptr, err error) (devptr, error) {
 	if err == nil {
@@ -193,6 +213,7 @@ func (g *Model) load(m *model.Model) error {
 	if f16 {
 		elem = 2
 	}
+	g.slotBytes = g.ctx * kvDim * elem
 	for i := 0; i < cfg.NumLayers; i++ {
 		ly := layer{
 			attnNorm: l.vector(model.Layer(i, model.AttnNorm), h),
@@ -214,10 +235,10 @@ func (g *Model) load(m *model.Model) error {
 			return l.err
 		}
 		var err error
-		if ly.kc, err = g.track(g.dev.alloc(g.ctx * kvDim * elem)); err != nil {
+		if ly.kc, err = g.track(g.dev.alloc(g.slots * g.slotBytes)); err != nil {
 			return err
 		}
-		if ly.vc, err = g.track(g.dev.alloc(g.ctx * kvDim * elem)); err != nil {
+		if ly.vc, err = g.track(g.dev.alloc(g.slots * g.slotBytes)); err != nil {
 			return err
 		}
 		g.layers = append(g.layers, ly)
@@ -269,9 +290,11 @@ func (g *Model) Close() {
 }
 
 func (g *Model) freeAll() {
-	if g.exec != 0 {
-		g.dev.drv.cuGraphExecDestroy(g.exec)
-		g.exec = 0
+	for i, e := range g.execs {
+		if e != 0 {
+			g.dev.drv.cuGraphExecDestroy(e)
+			g.execs[i] = 0
+		}
 	}
 	for _, p := range g.allocs {
 		g.dev.free(p)
@@ -316,11 +339,11 @@ func (g *Model) mul(w *matrix, x, y, bias devptr, acc bool) error {
 	return g.dev.matvec(w, act, y, bias, acc)
 }
 
-// step runs one token's forward pass at position pos, leaving the logits
-// in g.logits and their argmax in g.best: by replaying the captured graph
-// (capturing it on the first call), or kernel by kernel with NoGraph or an
-// embedding that is decoded on the host.
-func (g *Model) step(token, pos int) error {
+// step runs one token's forward pass at position pos of slot's cache,
+// leaving the logits in g.logits and their argmax in g.best: by replaying
+// the slot's captured graph (capturing it on the first call), or kernel by
+// kernel with NoGraph or an embedding that is decoded on the host.
+func (g *Model) step(slot, token, pos int) error {
 	cfg := g.Config
 	if token < 0 || token >= cfg.VocabSize {
 		return fmt.Errorf("cuda: decode: token id %d outside the vocabulary (%d)", token, cfg.VocabSize)
@@ -328,32 +351,35 @@ func (g *Model) step(token, pos int) error {
 	if pos < 0 || pos >= g.ctx {
 		return fmt.Errorf("cuda: decode: position %d outside the context of %d", pos, g.ctx)
 	}
+	if slot < 0 || slot >= g.slots {
+		return fmt.Errorf("cuda: decode: slot %d outside 0..%d", slot, g.slots-1)
+	}
 	d := g.dev
 	if g.opts.NoGraph || g.embedHost != nil {
-		return g.enqueue(0, 0, 0, token, pos, g.rows)
+		return g.enqueue(slot, 0, 0, 0, token, pos, g.rows)
 	}
 	g.stateHost[0], g.stateHost[1], g.stateHost[2] = int32(token), int32(pos), int32(g.rows)
 	r := d.drv.cuMemcpyHtoDAsync(g.state, unsafe.Pointer(g.stateHost), 12, d.stream)
 	if err := d.drv.check("cuMemcpyHtoDAsync (token, position, rows)", r); err != nil {
 		return err
 	}
-	if g.exec == 0 {
-		if err := g.capture(); err != nil {
+	if g.execs[slot] == 0 {
+		if err := g.capture(slot); err != nil {
 			return err
 		}
 	}
-	return d.drv.check("cuGraphLaunch", d.drv.cuGraphLaunch(g.exec, d.stream))
+	return d.drv.check("cuGraphLaunch", d.drv.cuGraphLaunch(g.execs[slot], d.stream))
 }
 
-// capture records the step's kernels, reading token and position from
+// capture records slot's step kernels, reading token and position from
 // g.state, as a CUDA graph and instantiates it.
-func (g *Model) capture() error {
+func (g *Model) capture(slot int) error {
 	d := g.dev
 	const captureThreadLocal = 1
 	if err := d.drv.check("cuStreamBeginCapture", d.drv.cuStreamBeginCapture(d.stream, captureThreadLocal)); err != nil {
 		return err
 	}
-	errEnq := g.enqueue(g.state, g.state+4, g.state+8, 0, 0, 1)
+	errEnq := g.enqueue(slot, g.state, g.state+4, g.state+8, 0, 0, 1)
 	var graph uintptr
 	errEnd := d.drv.check("cuStreamEndCapture", d.drv.cuStreamEndCapture(d.stream, &graph))
 	if err := errors.Join(errEnq, errEnd); err != nil {
@@ -363,14 +389,14 @@ func (g *Model) capture() error {
 		return fmt.Errorf("cuda: capture the decode step: %w", err)
 	}
 	defer d.drv.cuGraphDestroy(graph)
-	return d.drv.check("cuGraphInstantiate", d.drv.cuGraphInstantiate(&g.exec, graph, 0))
+	return d.drv.check("cuGraphInstantiate", d.drv.cuGraphInstantiate(&g.execs[slot], graph, 0))
 }
 
-// enqueue issues one token's forward pass and the argmax of its logits.
-// With tokp, posp and rowsp not 0 the kernels read the token, position and
-// the reference's rows per pass from there (a captured graph); otherwise
-// token, pos and rows are passed by value.
-func (g *Model) enqueue(tokp, posp, rowsp devptr, token, pos, rows int) error {
+// enqueue issues one token's forward pass on slot's cache and the argmax
+// of its logits. With tokp, posp and rowsp not 0 the kernels read the
+// token, position and the reference's rows per pass from there (a captured
+// graph); otherwise token, pos and rows are passed by value.
+func (g *Model) enqueue(slot int, tokp, posp, rowsp devptr, token, pos, rows int) error {
 	cfg := g.Config
 	h, qDim, kvDim, ffn := cfg.Dims()
 	d := g.dev
@@ -395,8 +421,10 @@ func (g *Model) enqueue(tokp, posp, rowsp devptr, token, pos, rows int) error {
 	} else if err := d.getRow(g.embed, g.x, tokp, token); err != nil {
 		return err
 	}
+	so := devptr(slot * g.slotBytes)
 	for li := range g.layers {
 		l := &g.layers[li]
+		kc, vc := l.kc+so, l.vc+so
 		err := errors.Join(
 			d.rmsNorm(g.x, l.attnNorm, g.xn, h, eps, ggml),
 			g.prepare(g.xn, h, l.q, l.k, l.v),
@@ -405,8 +433,8 @@ func (g *Model) enqueue(tokp, posp, rowsp devptr, token, pos, rows int) error {
 			g.mul(l.v, g.xn, g.v, l.vb, false),
 			d.rope(g.q, g.invFreq, cfg.NumHeads, cfg.HeadDim, posp, pos, g.thetaScale, style),
 			d.rope(g.k, g.invFreq, cfg.NumKVHeads, cfg.HeadDim, posp, pos, g.thetaScale, style),
-			d.kvStore(g.k, g.v, l.kc, l.vc, posp, pos, kvDim, f16),
-			d.attention(g.q, l.kc, l.vc, g.attn, g.scores, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, posp, pos+1, g.ctx, scale, f16, fa, rowsp, rows),
+			d.kvStore(g.k, g.v, kc, vc, posp, pos, kvDim, f16),
+			d.attention(g.q, kc, vc, g.attn, g.scores, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, posp, pos+1, g.ctx, scale, f16, fa, rowsp, rows),
 			g.prepare(g.attn, qDim, l.o),
 			g.mul(l.o, g.attn, g.x, 0, true),
 			d.rmsNorm(g.x, l.mlpNorm, g.xn, h, eps, ggml),
@@ -441,7 +469,7 @@ func (g *Model) SetBatchRows(n int) { g.rows = max(n, 1) }
 func (g *Model) Decode(token, pos int) ([]float32, error) {
 	unlock := g.dev.bind()
 	defer unlock()
-	if err := g.step(token, pos); err != nil {
+	if err := g.step(0, token, pos); err != nil {
 		return nil, err
 	}
 	logits := make([]float32, g.Config.VocabSize)
@@ -457,7 +485,7 @@ func (g *Model) Decode(token, pos int) ([]float32, error) {
 func (g *Model) DecodeArgmax(token, pos int) (int, error) {
 	unlock := g.dev.bind()
 	defer unlock()
-	if err := g.step(token, pos); err != nil {
+	if err := g.step(0, token, pos); err != nil {
 		return 0, err
 	}
 	var best [4]byte
@@ -465,4 +493,42 @@ func (g *Model) DecodeArgmax(token, pos int) (int, error) {
 		return 0, fmt.Errorf("cuda: decode: %w", err)
 	}
 	return int(int32(uint32(best[0]) | uint32(best[1])<<8 | uint32(best[2])<<16 | uint32(best[3])<<24)), nil
+}
+
+// Forward runs rows (tokens of any slots at any positions) and writes the
+// logits of each row with Logits set, vocab floats each in row order, to
+// logits. Each row attends to its slot's cached positions up to its own
+// Pos: rows of one slot in one call must come in increasing positions and
+// are causal among themselves. The number of rows is the pass size that
+// picks ggml's flash-attention kernel (Options.FlashAttention), as the CPU
+// engine does for its passes.
+func (g *Model) Forward(rows []Row, logits []float32) error {
+	vocab := g.Config.VocabSize
+	want := 0
+	for _, r := range rows {
+		if r.Logits {
+			want++
+		}
+	}
+	if len(logits) < want*vocab {
+		return fmt.Errorf("cuda: forward: %d logits rows need %d floats, got %d", want, want*vocab, len(logits))
+	}
+	unlock := g.dev.bind()
+	defer unlock()
+	saved := g.rows
+	g.rows = max(len(rows), 1)
+	defer func() { g.rows = saved }()
+	o := 0
+	for i, r := range rows {
+		if err := g.step(r.Slot, r.Token, r.Pos); err != nil {
+			return fmt.Errorf("cuda: forward row %d: %w", i, err)
+		}
+		if r.Logits {
+			if err := g.dev.downloadF32(logits[o*vocab:(o+1)*vocab], g.logits); err != nil {
+				return fmt.Errorf("cuda: forward row %d: %w", i, err)
+			}
+			o++
+		}
+	}
+	return nil
 }

@@ -1,0 +1,197 @@
+package cuda_test
+
+import (
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/apr-llm/apr/backend/cuda"
+	"github.com/apr-llm/apr/engine"
+	"github.com/apr-llm/apr/format"
+	"github.com/apr-llm/apr/internal/testref"
+	"github.com/apr-llm/apr/sample"
+)
+
+// logitRatio is max|got-want| / max|want|; NaN in got counts as infinite.
+func logitRatio(got, want []float32) float64 {
+	maxLogit, maxDiff := 0.0, 0.0
+	for i := range want {
+		maxLogit = max(maxLogit, math.Abs(float64(want[i])))
+		d := math.Abs(float64(got[i]) - float64(want[i]))
+		if math.IsNaN(d) {
+			return math.Inf(1)
+		}
+		maxDiff = max(maxDiff, d)
+	}
+	return maxDiff / maxLogit
+}
+
+// TestForwardMatchesCPU feeds several reference prompts to Forward at once,
+// each into its own slot with the rows interleaved, then decodes every slot
+// one row each per call, and compares with the CPU engine running the same
+// passes (ForwardBatch of every sequence): each row's logits within
+// tolerance (1e-2 x max|logit|, 5e-2 without -tags purego on GGUF files)
+// and the greedy tokens equal, as TestDecodeMatchesCPU demands of Decode.
+func TestForwardMatchesCPU(t *testing.T) {
+	skipWithoutGPU(t)
+	prompts := testref.HFOutputs(t)
+	const nSlots, steps = 3, 12
+	prompts = prompts[:nSlots]
+	cases := []struct {
+		name  string
+		slots int
+		batch bool // all slots in one call; otherwise one slot after the other
+	}{
+		{"batched", nSlots, true},
+		{"each-alone", 1, false},
+	}
+	for _, rel := range tinyModels {
+		for _, c := range cases {
+			t.Run(filepath.Base(rel)+"/"+c.name, func(t *testing.T) {
+				m, err := format.Open(testref.Path(t, filepath.FromSlash(rel)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { m.Close() })
+				e, err := engine.New(m.Config, m.Tensors, engine.OptionsFor(m, 0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(e.Close)
+				ctx := 0
+				for _, p := range prompts {
+					ctx = max(ctx, len(p.TokenIDs)+steps+1)
+				}
+				o := cuda.OptionsFor(m, ctx)
+				o.Slots = c.slots
+				g, err := cuda.Load(m, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(g.Close)
+				if g.Slots() != c.slots {
+					t.Fatalf("Slots() = %d, want %d", g.Slots(), c.slots)
+				}
+				tol := 1e-2
+				if !portableCPU && m.Format == "gguf" {
+					tol = 5e-2
+				}
+				groups := [][]int{{0, 1, 2}}
+				if !c.batch {
+					groups = [][]int{{0}, {1}, {2}}
+				}
+				vocab := m.Config.VocabSize
+				worst := 0.0
+				for _, grp := range groups {
+					seqs := make([]*engine.Sequence, len(grp))
+					entries := make([]engine.BatchEntry, len(grp))
+					var rows []cuda.Row
+					longest := 0
+					for i, pi := range grp {
+						seqs[i] = e.NewSequence(ctx)
+						entries[i] = engine.BatchEntry{Seq: seqs[i], Tokens: prompts[pi].TokenIDs}
+						longest = max(longest, len(prompts[pi].TokenIDs))
+					}
+					// Interleave the prompts' rows: position j of every slot, then j+1.
+					for j := 0; j < longest; j++ {
+						for i, pi := range grp {
+							ids := prompts[pi].TokenIDs
+							if j < len(ids) {
+								rows = append(rows, cuda.Row{Slot: i % c.slots, Token: ids[j], Pos: j, Logits: j == len(ids)-1})
+							}
+						}
+					}
+					// Logits come in row order: the slot whose prompt ends first comes first.
+					order := make([]int, 0, len(grp))
+					for _, r := range rows {
+						if r.Logits {
+							order = append(order, r.Slot)
+						}
+					}
+					got := make([]float32, len(grp)*vocab)
+					pos := make([]int, len(grp))
+					for i, pi := range grp {
+						pos[i] = len(prompts[pi].TokenIDs)
+					}
+					for step := 0; ; step++ {
+						want, err := e.ForwardBatch(entries)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := g.Forward(rows, got); err != nil {
+							t.Fatal(err)
+						}
+						for k, slot := range order {
+							i := slot
+							if !c.batch {
+								i = 0
+							}
+							gl := got[k*vocab : (k+1)*vocab]
+							r := logitRatio(gl, want[i])
+							worst = max(worst, r)
+							if r > tol {
+								t.Fatalf("prompt %s step %d: logits differ by %.3g x max|logit| > %g", prompts[grp[i]].Name, step, r, tol)
+							}
+							if gt, ct := sample.Argmax(gl), sample.Argmax(want[i]); gt != ct {
+								a, av, b, bv := top2(want[i])
+								if portableCPU || m.Format != "gguf" || av-bv >= nearTie {
+									t.Fatalf("prompt %s step %d: greedy GPU %d, CPU %d (CPU top-2 %d %.4f / %d %.4f)", prompts[grp[i]].Name, step, gt, ct, a, av, b, bv)
+								}
+								t.Logf("prompt %s step %d: greedy splits at a near tie; stopping", prompts[grp[i]].Name, step)
+								return
+							}
+						}
+						if step == steps {
+							break
+						}
+						// Next: one row per slot, the CPU's greedy token.
+						rows = rows[:0]
+						order = order[:0]
+						for i := range grp {
+							tok := sample.Argmax(want[i])
+							entries[i].Tokens = []int{tok}
+							slot := i % c.slots
+							rows = append(rows, cuda.Row{Slot: slot, Token: tok, Pos: pos[i], Logits: true})
+							order = append(order, slot)
+							pos[i]++
+						}
+					}
+				}
+				t.Logf("worst logit difference over all rows and steps: %.3g x max|logit|", worst)
+			})
+		}
+	}
+}
+
+// TestForwardRejects checks Forward's argument errors.
+func TestForwardRejects(t *testing.T) {
+	skipWithoutGPU(t)
+	m, err := format.Open(testref.Path(t, filepath.FromSlash(tinyModels[1])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	o := cuda.OptionsFor(m, 16)
+	o.Slots = 2
+	g, err := cuda.Load(m, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	vocab := m.Config.VocabSize
+	for _, c := range []struct {
+		name   string
+		rows   []cuda.Row
+		logits int
+	}{
+		{"slot", []cuda.Row{{Slot: 2, Token: 1}}, 0},
+		{"negative slot", []cuda.Row{{Slot: -1, Token: 1}}, 0},
+		{"token", []cuda.Row{{Token: vocab}}, 0},
+		{"position", []cuda.Row{{Token: 1, Pos: 16}}, 0},
+		{"logits buffer", []cuda.Row{{Token: 1, Logits: true}}, vocab - 1},
+	} {
+		if err := g.Forward(c.rows, make([]float32, c.logits)); err == nil {
+			t.Errorf("%s: Forward accepted %+v", c.name, c.rows)
+		}
+	}
+}
