@@ -37,6 +37,7 @@ type Engine struct {
 	norm    []float32
 	output  *cpu.Matrix
 	rope    *cpu.Rope
+	dev     *onDevice // when set, every forward pass runs there
 }
 
 // attention is one layer's self-attention block.
@@ -115,8 +116,13 @@ func New(cfg *model.Config, tensors map[string]*tensor.Tensor, opts Options) (*E
 // Threads is the number of worker threads.
 func (e *Engine) Threads() int { return e.be.Threads() }
 
-// Close releases the worker pool.
-func (e *Engine) Close() { e.be.Close() }
+// Close releases the worker pool and, on a GPU, the device memory.
+func (e *Engine) Close() {
+	if e.dev != nil {
+		e.dev.close()
+	}
+	e.be.Close()
+}
 
 // binder looks tensors up by canonical name and checks their shapes,
 // remembering the first error.

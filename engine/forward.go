@@ -16,7 +16,8 @@ type Sequence struct {
 	e     *Engine
 	ctx   int
 	pos   int
-	cache []*cpu.KVCache // per layer
+	cache []*cpu.KVCache // per layer (CPU engines)
+	dev   *deviceSeq     // its device KV cache (GPU engines)
 }
 
 // NewSequence allocates a KV cache for ctx positions (ctx < 1 or larger than
@@ -26,6 +27,10 @@ func (e *Engine) NewSequence(ctx int) *Sequence {
 		ctx = e.Config.MaxPositions
 	}
 	s := &Sequence{e: e, ctx: ctx}
+	if e.dev != nil {
+		e.dev.attach(s)
+		return s
+	}
 	kvDim := e.Config.NumKVHeads * e.Config.HeadDim
 	for range e.layers {
 		s.cache = append(s.cache, cpu.NewKVCache(ctx, kvDim, e.opts.KVCacheF16))
@@ -38,6 +43,9 @@ func (s *Sequence) Pos() int { return s.pos }
 
 // CacheBytes is the KV cache's memory footprint.
 func (s *Sequence) CacheBytes() int {
+	if s.dev != nil {
+		return cacheBytes(s.e.Config, s.e.opts, s.ctx)
+	}
 	n := 0
 	for _, c := range s.cache {
 		n += c.Bytes()
@@ -52,6 +60,9 @@ func (s *Sequence) Context() int { return s.ctx }
 func (s *Sequence) Truncate(n int) {
 	if n >= 0 && n < s.pos {
 		s.pos = n
+		if s.dev != nil {
+			s.dev.hist = s.dev.hist[:n]
+		}
 	}
 }
 
@@ -145,6 +156,9 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 	if err != nil {
 		return err
 	}
+	if e.dev != nil {
+		return e.forwardDevice(entries, out, outRows)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	a := e.scratch.get(cfg, rows, outRows)
@@ -195,17 +209,7 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 	e.report(BrickNorm, -1, t0, outRows, sel)
 	t0 = e.mark()
 	vocab := cfg.VocabSize
-	for i, b := range entries {
-		k := 1
-		if b.AllLogits {
-			k = len(b.Tokens)
-		}
-		if cap(b.Logits) >= k*vocab {
-			out[i] = b.Logits[: k*vocab : k*vocab]
-		} else {
-			out[i] = make([]float32, k*vocab)
-		}
-	}
+	sizeLogits(entries, out, vocab)
 	if len(entries) == 1 {
 		// One sequence: the LM head writes straight into its logits.
 		e.be.MatMul(out[0], e.output, sel, outRows)

@@ -79,9 +79,14 @@ func (e *Engine) report(b Brick, layer int, start time.Time, rows int, outs ...[
 	if d, ok := e.probe.(BrickDelayer); ok {
 		d.BrickDelay(b)
 	}
+	e.emit(b, layer, time.Since(start), rows, outs...)
+}
+
+// emit hands a brick that took elapsed to the probe.
+func (e *Engine) emit(b Brick, layer int, elapsed time.Duration, rows int, outs ...[]float32) {
 	// Copying outs keeps the variadic slice on the caller's stack: without
 	// a probe the forward pass allocates nothing.
-	ev := BrickEvent{Brick: b, Layer: layer, Elapsed: time.Since(start), Rows: rows, Outputs: append([][]float32(nil), outs...)}
+	ev := BrickEvent{Brick: b, Layer: layer, Elapsed: elapsed, Rows: rows, Outputs: append([][]float32(nil), outs...)}
 	if b != BrickSampling {
 		// Only forward (under e.mu) sets owners; sampling runs outside it.
 		ev.Seqs = e.scratch.owners

@@ -1,0 +1,180 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/apr-llm/apr/backend/cuda"
+	"github.com/apr-llm/apr/model"
+)
+
+// Device names where an engine computes, as the --device flag spells it.
+type Device string
+
+// The devices.
+const (
+	DeviceCPU  Device = "cpu"
+	DeviceCUDA Device = "cuda"
+	// DeviceAuto picks CUDA when a GPU is usable and the model fits in its
+	// memory, else the CPU.
+	DeviceAuto Device = "auto"
+)
+
+// ParseDevice reads a --device value (case-insensitive; "gpu" is cuda).
+func ParseDevice(s string) (Device, error) {
+	switch d := Device(strings.ToLower(strings.TrimSpace(s))); d {
+	case DeviceCPU, DeviceCUDA, DeviceAuto:
+		return d, nil
+	case "gpu":
+		return DeviceCUDA, nil
+	}
+	return "", fmt.Errorf("unknown device %q: cpu, cuda or auto", s)
+}
+
+// Offload says where Load puts a model.
+type Offload struct {
+	Device Device // "" is DeviceCPU
+	// GPULayers is how many decoder layers run on the GPU, counted from the
+	// last as llama.cpp's -ngl counts them; < 0 means all. 0 keeps the
+	// model on the CPU.
+	GPULayers int
+	// Slots is how many sequences may keep their KV cache on the device at
+	// once (the server's parallel requests; < 1: 1). Sequences beyond it
+	// take the least recently used slot and have their tokens fed again
+	// when they come back.
+	Slots int
+	// Context is each slot's KV cache in positions (< 1: the model's
+	// context length).
+	Context int
+}
+
+// Load binds m to an engine on the device off asks for. A CUDA request that
+// cannot be met (no usable GPU, a model too large for the device, a split
+// of layers the GPU backend cannot run yet, a failed upload) runs on the
+// CPU; the returned notice then says why in one line, for stderr. The
+// notice is empty when the engine runs where it was asked to, and when
+// DeviceAuto chose the CPU because no GPU is usable.
+func Load(m *model.Model, opts Options, off Offload) (*Engine, string, error) {
+	dev := off.Device
+	if dev == "" {
+		dev = DeviceCPU
+	}
+	notice := ""
+	if dev != DeviceCPU && off.GPULayers != 0 {
+		d, why, err := openGPU(m, opts, off)
+		switch {
+		case err != nil:
+			return nil, "", err
+		case d != nil:
+			return newOnDevice(m.Config, opts, d), "", nil
+		case dev == DeviceCUDA || why.always:
+			notice = fmt.Sprintf("apr: %s; running on the CPU", why.reason)
+		}
+	}
+	e, err := New(m.Config, m.Tensors, opts)
+	return e, notice, err
+}
+
+// fallback is why openGPU did not place a model on the GPU.
+type fallback struct {
+	reason string
+	// always: worth a notice even when the device was chosen
+	// automatically (the GPU exists but the model did not go there).
+	always bool
+}
+
+// openGPU uploads m to the GPU when it is usable and the model fits; it
+// returns a nil device and the reason when it is not. An error is returned
+// only for a bad request.
+func openGPU(m *model.Model, opts Options, off Offload) (device, fallback, error) {
+	cfg := m.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, fallback{}, err
+	}
+	if off.GPULayers > 0 && off.GPULayers < cfg.NumLayers {
+		return nil, fallback{reason: fmt.Sprintf("--gpu-layers %d of %d: splitting layers between the CPU and the GPU is not supported yet",
+			off.GPULayers, cfg.NumLayers), always: true}, nil
+	}
+	if ok, why := cuda.Available(); !ok {
+		return nil, fallback{reason: "no usable GPU: " + why}, nil
+	}
+	slots := max(off.Slots, 1)
+	ctx := off.Context
+	if ctx < 1 || (cfg.MaxPositions > 0 && ctx > cfg.MaxPositions) {
+		ctx = cfg.MaxPositions
+	}
+	need := deviceBytes(m, opts, slots, ctx)
+	if free, _, err := cuda.MemInfo(); err == nil && need > free {
+		return nil, fallback{reason: fmt.Sprintf("the model needs about %d MiB of GPU memory (weights and %d KV caches of %d positions), the GPU has %d MiB free",
+			need>>20, slots, ctx, free>>20), always: true}, nil
+	}
+	g, err := cuda.Load(m, cuda.Options{Context: ctx, Numerics: opts.Numerics, Slots: slots})
+	if err != nil {
+		return nil, fallback{reason: err.Error(), always: true}, nil
+	}
+	return &cudaDevice{Model: g, name: "cuda (" + g.Device().Name() + ")"}, fallback{}, nil
+}
+
+// deviceBytes estimates the GPU memory m takes with slots KV caches of ctx
+// positions: the weights as stored, the caches, and the logits and
+// activations of a prompt chunk.
+func deviceBytes(m *model.Model, opts Options, slots, ctx int) uint64 {
+	var n uint64
+	for _, t := range m.Tensors {
+		n += uint64(len(t.Data))
+	}
+	cfg := m.Config
+	_, _, kvDim, _ := cfg.Dims()
+	elem := uint64(4)
+	if opts.KVCacheF16 {
+		elem = 2
+	}
+	n += uint64(slots) * uint64(ctx) * uint64(cfg.NumLayers) * 2 * uint64(kvDim) * elem
+	return n + 256<<20
+}
+
+// device runs whole forward passes away from the CPU engine: the GPU
+// (cuda.Model) behind the same Sequence and ForwardBatch API. A fake of it
+// tests the routing without a GPU.
+type device interface {
+	// Name says where it computes, for --verbose and traces.
+	Name() string
+	// Slots is how many sequences have a KV cache on the device.
+	Slots() int
+	// Context is each slot's KV cache in positions.
+	Context() int
+	// Forward runs rows (increasing positions per slot, causal among a
+	// slot's rows) and writes vocab logits for each row with Logits set,
+	// in row order.
+	Forward(rows []cuda.Row, logits []float32) error
+	// Timer measures the device time of the work between its Start and
+	// Stop (CUDA events).
+	Timer() (deviceTimer, error)
+	Close()
+}
+
+// deviceTimer is cuda.Timer.
+type deviceTimer interface {
+	Start() error
+	Stop() (time.Duration, error)
+	Close()
+}
+
+// cudaDevice is a model resident on the GPU.
+type cudaDevice struct {
+	*cuda.Model
+	name string
+}
+
+func (c *cudaDevice) Name() string { return c.name }
+
+func (c *cudaDevice) Timer() (deviceTimer, error) { return cuda.NewTimer() }
+
+// Device says where the engine computes: "cpu", or "cuda (device name)".
+func (e *Engine) Device() string {
+	if e.dev != nil {
+		return e.dev.d.Name()
+	}
+	return string(DeviceCPU)
+}

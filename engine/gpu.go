@@ -1,0 +1,198 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/apr-llm/apr/backend/cpu"
+	"github.com/apr-llm/apr/backend/cuda"
+	"github.com/apr-llm/apr/model"
+)
+
+// BrickDevice is a whole forward pass on the GPU: every brick from
+// token_embed to lm_head and the logits' copy to the host, timed with CUDA
+// events (the device runs the pass as one graph of kernels, so its bricks
+// are not timed one by one). It closes the pass as lm_head does on the CPU.
+const BrickDevice Brick = "device_forward"
+
+// onDevice is the GPU side of an engine: the device and which sequence
+// holds each of its KV cache slots.
+type onDevice struct {
+	d      device
+	owners []*Sequence // per slot; nil while free
+	tick   uint64      // counts passes, for least-recently-used slots
+	rows   []cuda.Row  // the pass's rows, reused
+	seqs   []*Sequence // each row's sequence, for the probe
+	logits []float32   // a batch's logits before they go to their entries
+	timer  deviceTimer // made when a probe first listens
+}
+
+// deviceSeq is a sequence's state on the device.
+type deviceSeq struct {
+	slot int // -1: none
+	// hist holds the tokens at positions 0..pos-1, fed again when the
+	// sequence gets a slot back after another sequence took it.
+	hist []int
+	used uint64 // the pass that last fed it
+}
+
+// newOnDevice makes an engine whose forward passes all run on d.
+func newOnDevice(cfg *model.Config, opts Options, d device) *Engine {
+	return &Engine{Config: cfg, opts: opts, be: cpu.New(opts.Threads),
+		dev: &onDevice{d: d, owners: make([]*Sequence, d.Slots())}}
+}
+
+// attach makes s a device sequence of ctx positions at most.
+func (g *onDevice) attach(s *Sequence) {
+	s.ctx = min(s.ctx, g.d.Context())
+	s.dev = &deviceSeq{slot: -1, hist: make([]int, 0, s.ctx)}
+}
+
+// cacheBytes is the device KV cache memory of ctx positions.
+func cacheBytes(cfg *model.Config, opts Options, ctx int) int {
+	elem := 4
+	if opts.KVCacheF16 {
+		elem = 2
+	}
+	_, _, kvDim, _ := cfg.Dims()
+	return ctx * cfg.NumLayers * 2 * kvDim * elem
+}
+
+// acquire gives s a free slot, or the least recently used one of a
+// sequence outside the current pass (which feeds its tokens again when it
+// next runs).
+func (g *onDevice) acquire(s *Sequence) error {
+	best := -1
+	for i, o := range g.owners {
+		if o == nil {
+			best = i
+			break
+		}
+		if o.dev.used < g.tick && (best < 0 || o.dev.used < g.owners[best].dev.used) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return fmt.Errorf("forward: more sequences in one pass than the GPU's %d KV cache slots", len(g.owners))
+	}
+	if o := g.owners[best]; o != nil {
+		o.dev.slot = -1
+	}
+	g.owners[best], s.dev.slot = s, best
+	return nil
+}
+
+// release frees the slots of a failed pass's sequences: what their caches
+// hold is unknown, so they are fed again.
+func (g *onDevice) release(entries []BatchEntry) {
+	for _, b := range entries {
+		if d := b.Seq.dev; d.slot >= 0 {
+			g.owners[d.slot], d.slot = nil, -1
+		}
+	}
+}
+
+// forwardDevice runs a checked batch on the device: entry i's logits
+// (outRows rows over all entries) go to out[i].
+func (e *Engine) forwardDevice(entries []BatchEntry, out [][]float32, outRows int) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	g := e.dev
+	g.tick++
+	for _, b := range entries {
+		b.Seq.dev.used = g.tick
+	}
+	g.rows, g.seqs = g.rows[:0], g.seqs[:0]
+	for _, b := range entries {
+		s, d := b.Seq, b.Seq.dev
+		from := s.pos
+		if d.slot < 0 {
+			if err := g.acquire(s); err != nil {
+				return err
+			}
+			from = 0
+		}
+		for p := from; p < s.pos; p++ {
+			g.rows = append(g.rows, cuda.Row{Slot: d.slot, Token: d.hist[p], Pos: p})
+			g.seqs = append(g.seqs, s)
+		}
+		for i, t := range b.Tokens {
+			last := i == len(b.Tokens)-1
+			g.rows = append(g.rows, cuda.Row{Slot: d.slot, Token: t, Pos: s.pos + i, Logits: b.AllLogits || last})
+			g.seqs = append(g.seqs, s)
+		}
+	}
+	vocab := e.Config.VocabSize
+	sizeLogits(entries, out, vocab)
+	dst := out[0]
+	if len(entries) > 1 {
+		g.logits = grow(g.logits, outRows*vocab)
+		dst = g.logits
+	}
+	if err := g.timed(e, func() error { return g.d.Forward(g.rows, dst) }); err != nil {
+		g.release(entries)
+		return err
+	}
+	if len(entries) > 1 {
+		o := 0
+		for i := range entries {
+			o += copy(out[i], g.logits[o:])
+		}
+	}
+	for _, b := range entries {
+		b.Seq.dev.hist = append(b.Seq.dev.hist, b.Tokens...)
+		b.Seq.pos += len(b.Tokens)
+	}
+	return nil
+}
+
+// timed runs pass, reporting it to the probe as one device_forward brick
+// timed with the device's timer when a probe listens.
+func (g *onDevice) timed(e *Engine, pass func() error) error {
+	if e.probe == nil {
+		return pass()
+	}
+	if g.timer == nil {
+		t, err := g.d.Timer()
+		if err != nil {
+			return fmt.Errorf("forward: device timer: %w", err)
+		}
+		g.timer = t
+	}
+	if err := g.timer.Start(); err != nil {
+		return err
+	}
+	errPass := pass()
+	elapsed, errStop := g.timer.Stop()
+	if err := errors.Join(errPass, errStop); err != nil {
+		return err
+	}
+	e.scratch.owners = g.seqs
+	defer func() { e.scratch.owners = nil }()
+	e.emit(BrickDevice, -1, elapsed, len(g.rows))
+	return nil
+}
+
+// close frees the device's memory.
+func (g *onDevice) close() {
+	if g.timer != nil {
+		g.timer.Close()
+	}
+	g.d.Close()
+}
+
+// sizeLogits points out[i] at entry i's logits: its Logits buffer when
+// large enough (vocab values per wanted row), else a new slice.
+func sizeLogits(entries []BatchEntry, out [][]float32, vocab int) {
+	for i, b := range entries {
+		k := 1
+		if b.AllLogits {
+			k = len(b.Tokens)
+		}
+		if cap(b.Logits) >= k*vocab {
+			out[i] = b.Logits[: k*vocab : k*vocab]
+		} else {
+			out[i] = make([]float32, k*vocab)
+		}
+	}
+}
