@@ -27,7 +27,7 @@ func startTrace(path string, l *loaded) (*traceFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--trace: %w", err)
 	}
-	t := &traceFile{f: f, w: trace.NewWriter(f, l.model.Path, l.model.Format)}
+	t := &traceFile{f: f, w: trace.NewWriter(f, l.model.Path, l.model.Format, l.engine.Device())}
 	l.engine.SetProbe(t.w)
 	return t, nil
 }

@@ -111,7 +111,7 @@ func (r *Recorder) Brick(ev engine.BrickEvent) {
 		w := len(o) / ev.Rows
 		line.Outputs = append(line.Outputs, Summarize(o[lo*w:hi*w]))
 	}
-	if ev.Brick == engine.BrickEmbed {
+	if opensPass(ev.Brick) {
 		r.cur.Rows = line.Rows
 	}
 	r.cur.Bricks++
@@ -124,7 +124,7 @@ func (r *Recorder) Brick(ev engine.BrickEvent) {
 		}
 	}
 	r.add(line, ev.Rows)
-	if ev.Brick == engine.BrickLMHead {
+	if closesPass(ev.Brick) {
 		r.flushLayer()
 		r.cur.EndedUnix = float64(time.Now().UnixNano()) / 1e9
 		r.lines = append(r.lines, r.cur)

@@ -24,6 +24,7 @@ type Header struct {
 	Version int       `json:"version"`
 	Model   string    `json:"model,omitempty"`
 	Format  string    `json:"format,omitempty"`
+	Device  string    `json:"device,omitempty"` // "cpu" or "cuda (GPU name)"
 	Started time.Time `json:"started"`
 }
 
@@ -65,11 +66,12 @@ type Writer struct {
 	cur  PassLine // the open pass's totals
 }
 
-// NewWriter starts a trace on w with a header line naming the model.
-func NewWriter(w io.Writer, model, format string) *Writer {
+// NewWriter starts a trace on w with a header line naming the model and
+// the device it runs on (engine.Engine.Device).
+func NewWriter(w io.Writer, model, format, device string) *Writer {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	t := &Writer{bw: bw, enc: json.NewEncoder(bw)}
-	t.write(Header{Type: "header", Version: Version, Model: model, Format: format, Started: time.Now().UTC()})
+	t.write(Header{Type: "header", Version: Version, Model: model, Format: format, Device: device, Started: time.Now().UTC()})
 	t.flush()
 	return t
 }
@@ -113,7 +115,7 @@ func (t *Writer) Brick(ev engine.BrickEvent) {
 		t.flush()
 		return
 	}
-	if ev.Brick == engine.BrickEmbed {
+	if opensPass(ev.Brick) {
 		t.cur.Rows = ev.Rows
 	}
 	t.cur.Bricks++
@@ -125,13 +127,20 @@ func (t *Writer) Brick(ev engine.BrickEvent) {
 			t.cur.FirstBad = fmt.Sprintf("%s@%d", ev.Brick, ev.Layer)
 		}
 	}
-	if ev.Brick == engine.BrickLMHead {
+	if closesPass(ev.Brick) {
 		t.cur.EndedUnix = float64(time.Now().UnixNano()) / 1e9
 		t.write(t.cur)
 		t.open = false
 		t.flush()
 	}
 }
+
+// opensPass reports whether b is a pass's first brick, whose rows are the
+// pass's: token_embed, or device_forward, a whole pass on the GPU.
+func opensPass(b engine.Brick) bool { return b == engine.BrickEmbed || b == engine.BrickDevice }
+
+// closesPass reports whether b ends a pass: lm_head, or device_forward.
+func closesPass(b engine.Brick) bool { return b == engine.BrickLMHead || b == engine.BrickDevice }
 
 // Err returns the first write error.
 func (t *Writer) Err() error {

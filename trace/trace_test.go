@@ -25,7 +25,7 @@ func openEngine(t *testing.T, path string) (*model.Model, *engine.Engine) {
 func traceGeneration(t *testing.T, m *model.Model, eng *engine.Engine, ids []int, n int) *File {
 	t.Helper()
 	var buf bytes.Buffer
-	w := NewWriter(&buf, m.Path, m.Format)
+	w := NewWriter(&buf, m.Path, m.Format, "cpu")
 	eng.SetProbe(w)
 	_, err := eng.NewSequence(len(ids)+n+1).Generate(context.Background(), ids, engine.GenerateOptions{
 		MaxTokens: n, Sampler: sample.New(sample.Params{}), Decoder: m.Tokenizer.NewDecoder(),
@@ -51,7 +51,7 @@ func TestTraceOfGeneration(t *testing.T) {
 	m, eng := openEngine(t, testref.ModelDir(t))
 	ids := testref.HFOutputs(t)[0].TokenIDs
 	f := traceGeneration(t, m, eng, ids, 4)
-	if f.Header.Model != m.Path || f.Header.Format != "safetensors" {
+	if f.Header.Model != m.Path || f.Header.Format != "safetensors" || f.Header.Device != "cpu" {
 		t.Errorf("header %+v", f.Header)
 	}
 	if len(f.Passes) != 4 {
@@ -157,4 +157,34 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("second parse differs: %v", err)
 		}
 	})
+}
+
+// TestTraceOfDevicePasses: on the GPU each pass is one device_forward
+// brick (followed by sampling), which opens and closes its pass; the
+// header names the device.
+func TestTraceOfDevicePasses(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, "m.gguf", "gguf", "cuda (NVIDIA H100 80GB HBM3)")
+	for _, rows := range []int{7, 1, 1} {
+		w.Brick(engine.BrickEvent{Brick: engine.BrickDevice, Layer: -1, Elapsed: 3000, Rows: rows})
+		w.Brick(engine.BrickEvent{Brick: engine.BrickSampling, Layer: -1, Elapsed: 1000, Rows: 1, Outputs: [][]float32{{1, 2}}})
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Parse(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Header.Device != "cuda (NVIDIA H100 80GB HBM3)" {
+		t.Errorf("header device %q", f.Header.Device)
+	}
+	if len(f.Passes) != 3 || len(f.Bricks) != 6 {
+		t.Fatalf("%d passes, %d bricks; want 3 and 6", len(f.Passes), len(f.Bricks))
+	}
+	for i, want := range []int{7, 1, 1} {
+		if p := f.Passes[i]; p.Pass != i || p.Rows != want || p.Bricks != 1 || p.BricksUS != 3 {
+			t.Errorf("pass %d: %+v, want %d rows and one brick of 3 us", i, p, want)
+		}
+	}
 }
