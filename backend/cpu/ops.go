@@ -17,21 +17,21 @@ type Backend struct {
 	half    [][]uint16  // per-worker F16 buffers
 
 	// The operation in flight and its pool functions, bound once in New.
-	mm                 matMulOp
-	mmQuantize, mmRows func(lo, hi, worker int)
-	at                 attentionOp
-	atRun              func(lo, hi, worker int)
-	silu               siluOp
-	siluRun            func(lo, hi, worker int)
-	fa                 faOp
-	faRun              func(lo, hi, worker int)
+	mm                                  matMulOp
+	mmQuantize, mmQuantizeTiles, mmRows func(lo, hi, worker int)
+	at                                  attentionOp
+	atRun                               func(lo, hi, worker int)
+	silu                                siluOp
+	siluRun                             func(lo, hi, worker int)
+	fa                                  faOp
+	faRun                               func(lo, hi, worker int)
 }
 
 // New returns a CPU backend using threads workers (< 1: all CPUs).
 func New(threads int) *Backend {
 	p := NewPool(threads)
 	b := &Backend{pool: p, scratch: make([][]float32, p.Threads()), half: make([][]uint16, p.Threads())}
-	b.mmQuantize, b.mmRows = b.mm.quantize, b.mm.rows
+	b.mmQuantize, b.mmQuantizeTiles, b.mmRows = b.mm.quantize, b.mm.quantizeTiles, b.mm.rows
 	b.atRun = b.attentionJobs
 	b.siluRun = b.siluRange
 	b.faRun = b.faJobs

@@ -26,8 +26,8 @@ func decodeQuantRow(dt tensor.DType, src []byte, dst []float32) {
 	f(src, dst)
 }
 
-// rowBlock is how many weight rows stay hot in L1 while every input row is
-// multiplied with them (prefill reads each weight row from memory once).
+// rowBlock is the grain of a matrix product's split over weight rows: a
+// multiple of the tiled kernels' rows, small enough to balance the workers.
 const rowBlock = 16
 
 // matMulOp is the matrix product in flight: Backend.MatMul fills it and the
@@ -39,6 +39,8 @@ type matMulOp struct {
 	n        int
 	act      []byte // the n input rows in the kernel's activation type
 	buf      []byte // act's storage for block types, kept across calls
+	tiles    []byte // act packed for the tiled kernels (nil: row kernels)
+	tileBuf  []byte // tiles' storage, kept across calls
 	actBytes int
 	vt       tensor.DType
 }
@@ -53,22 +55,28 @@ func (op *matMulOp) quantize(lo, hi, _ int) {
 	}
 }
 
-// rows computes output columns lo..hi-1 for every input row, rowBlock weight
-// rows at a time.
-func (op *matMulOp) rows(lo, hi, _ int) {
-	w, in, out, ab := op.w, op.w.Cols, op.w.Rows, op.actBytes
-	block := rowBlock
-	if op.n == 1 {
-		block = hi - lo // one input row: nothing to keep hot, one call
+// quantizeTiles encodes the input rows of the groups lo..hi-1 and packs
+// them for the tiled kernels.
+func (op *matMulOp) quantizeTiles(lo, hi, worker int) {
+	op.quantize(lo*quant.TileCols, min(hi*quant.TileCols, op.n), worker)
+	if err := quant.PackTiles(op.w.DType, op.act, op.n, op.w.Cols, lo, hi, op.tiles); err != nil {
+		panic(fmt.Sprintf("cpu: %s: %v", op.w.Name, err))
 	}
-	for rb := lo; rb < hi; rb += block {
-		re := min(rb+block, hi)
-		for t := 0; t < op.n; t++ {
-			err := quant.DotRows(w.DType, w.data, w.rowB, rb, re, op.act[t*ab:(t+1)*ab], in, op.dst[t*out+rb:t*out+re])
-			if err != nil {
-				panic(fmt.Sprintf("cpu: %s: %v", w.Name, err))
-			}
-		}
+}
+
+// rows computes output columns lo..hi-1 for every input row: the tiled
+// kernels when the input rows were packed for them, otherwise the row
+// kernels, a few weight rows at a time.
+func (op *matMulOp) rows(lo, hi, _ int) {
+	w := op.w
+	var err error
+	if op.n == 1 { // one input row: nothing to keep hot, one call
+		err = quant.DotRows(w.DType, w.data, w.rowB, lo, hi, op.act, w.Cols, op.dst[lo:hi])
+	} else {
+		err = quant.MulTiles(w.DType, w.data, w.rowB, lo, hi, op.act, op.tiles, op.n, w.Cols, op.dst, w.Rows)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("cpu: %s: %v", w.Name, err))
 	}
 }
 
@@ -93,20 +101,27 @@ func (b *Backend) matMul(dst []float32, w *Matrix, x []float32, n int) {
 	if err != nil {
 		panic(fmt.Sprintf("cpu: %s: %v", w.Name, err))
 	}
-	*op = matMulOp{dst: dst, w: w, x: x, n: n, actBytes: ab, vt: vt, buf: op.buf}
-	if vt == tensor.F32 {
+	*op = matMulOp{dst: dst, w: w, x: x, n: n, actBytes: ab, vt: vt, buf: op.buf, tileBuf: op.tileBuf}
+	switch size, tiled := quant.TiledBytes(w.DType, n, in); {
+	case vt == tensor.F32:
 		op.act = bytesOfF32(x[:n*in])
-	} else {
+	case n == 1:
+		op.buf = growBytes(op.buf, ab)
+		op.act = op.buf
+		op.quantize(0, 1, 0)
+	case tiled:
 		op.buf = growBytes(op.buf, n*ab)
 		op.act = op.buf
-		if n == 1 {
-			op.quantize(0, 1, 0)
-		} else {
-			b.pool.Run(n, 1, b.mmQuantize)
-		}
+		op.tileBuf = growBytes(op.tileBuf, size)
+		op.tiles = op.tileBuf
+		b.pool.Run(quant.TileGroups(n), 1, b.mmQuantizeTiles)
+	default:
+		op.buf = growBytes(op.buf, n*ab)
+		op.act = op.buf
+		b.pool.Run(n, 1, b.mmQuantize)
 	}
 	b.pool.Run(w.Rows, rowBlock, b.mmRows)
-	op.dst, op.w, op.x, op.act = nil, nil, nil, nil
+	op.dst, op.w, op.x, op.act, op.tiles = nil, nil, nil, nil, nil
 }
 
 // growBytes returns s resized to n, reallocating only when it is too small.

@@ -1,0 +1,200 @@
+package quant
+
+import (
+	"fmt"
+
+	"github.com/apr-llm/apr/tensor"
+)
+
+// Matrix-matrix products for prompt processing. The n activation rows are
+// quantized once (QuantizeActivation, as for one row), then packed in
+// groups of tileCols rows into the layout of a tiled kernel, which unpacks
+// each weight block once for tileRows weight rows and multiplies it with
+// the tileCols activation blocks of a group, keeping the tileRows x
+// tileCols sums in registers. Every sum is formed exactly as the row kernel
+// of the same weight type forms it (the same integer lanes, the same float
+// operations in the same order), so a tiled product equals the row-by-row
+// one bit for bit; the tiles only read each weight and activation block
+// fewer times. Without a tiled kernel (another weight type, another CPU)
+// MulTiles runs the row kernels.
+
+const (
+	tileRows = 4 // weight rows of one tile
+	tileCols = 4 // activation rows of one tile (a group)
+	// rowBlock is how many weight rows the row-kernel fallback keeps hot
+	// while every activation row is multiplied with them.
+	rowBlock = 16
+	// maxTileBlocks bounds the blocks of a row that the tiled kernels take
+	// (their per-tile scratch lives on the stack).
+	maxTileBlocks = 512
+)
+
+// tiler is the tiled kernel of one weight type.
+type tiler struct {
+	blockElems int // elements of one weight (and activation) block
+	blockBytes int // bytes of one weight block
+	packBytes  int // bytes of one packed block of a group
+	// pack writes the packed block of a group from the activation blocks
+	// of its rows (nil past the last row).
+	pack func(dst []byte, src *[tileCols][]byte)
+	// mul runs the tiles of the weight rows w (stride bytes apart, nb
+	// blocks each, tileRows of them) with groups packed groups at act,
+	// writing out[c*ostride+r] for the groups' tileCols*groups columns.
+	mul func(w []byte, stride int, act []byte, groups, nb int, out []float32, ostride int)
+}
+
+// tilers is indexed by weight type; assembly files fill it at start-up.
+var tilers [tensor.IQ4_XS + 1]*tiler
+
+func tilerFor(w tensor.DType) *tiler {
+	if w < 0 || int(w) >= len(tilers) {
+		return nil
+	}
+	return tilers[w]
+}
+
+// TileCols is how many activation rows one packed group holds.
+const TileCols = tileCols
+
+// HasTiles reports whether weights of type w have a tiled kernel on this CPU.
+func HasTiles(w tensor.DType) bool { return tilerFor(w) != nil }
+
+// TileGroups returns the number of packed groups of n activation rows.
+func TileGroups(n int) int { return (n + tileCols - 1) / tileCols }
+
+// TiledBytes returns the bytes of n packed activation rows of cols
+// elements for weights of type w, and whether w has a tiled kernel here.
+func TiledBytes(w tensor.DType, n, cols int) (int, bool) {
+	tl := tilerFor(w)
+	if tl == nil || n < 0 || cols <= 0 || cols%tl.blockElems != 0 || cols/tl.blockElems > maxTileBlocks {
+		return 0, false
+	}
+	return TileGroups(n) * (cols / tl.blockElems) * tl.packBytes, true
+}
+
+// PackTiles packs the groups glo..ghi-1 of the n activation rows act (each
+// of cols elements in VecDotType(w), one after the other, as
+// QuantizeActivation writes them) into dst, which holds TiledBytes(w, n,
+// cols). Distinct group ranges may be packed concurrently.
+func PackTiles(w tensor.DType, act []byte, n, cols, glo, ghi int, dst []byte) error {
+	tl, ab, err := checkTiles(w, act, n, cols, dst)
+	if err != nil {
+		return err
+	}
+	if glo < 0 || ghi < glo || ghi > TileGroups(n) {
+		return fmt.Errorf("quant: pack tiles: bad group range [%d, %d) of %d", glo, ghi, TileGroups(n))
+	}
+	nb := cols / tl.blockElems
+	actBlock := ab / max(nb, 1)
+	for g := glo; g < ghi; g++ {
+		for b := range nb {
+			var src [tileCols][]byte
+			for c := range tileCols {
+				if t := g*tileCols + c; t < n {
+					off := t*ab + b*actBlock
+					src[c] = act[off : off+actBlock]
+				}
+			}
+			off := (g*nb + b) * tl.packBytes
+			tl.pack(dst[off:off+tl.packBytes], &src)
+		}
+	}
+	return nil
+}
+
+// checkTiles validates the activation and packed buffers of n rows.
+func checkTiles(w tensor.DType, act []byte, n, cols int, tiles []byte) (*tiler, int, error) {
+	size, ok := TiledBytes(w, n, cols)
+	if !ok {
+		return nil, 0, fmt.Errorf("quant: tiles: no tiled kernel for %d-element rows of %v", cols, w)
+	}
+	ab, err := VecDotType(w).RowBytes(cols)
+	if err != nil {
+		return nil, 0, fmt.Errorf("quant: tiles: %w", err)
+	}
+	if len(act) < n*ab {
+		return nil, 0, fmt.Errorf("quant: tiles: %d activation bytes, %d rows of %d need %d", len(act), n, ab, n*ab)
+	}
+	if len(tiles) < size {
+		return nil, 0, fmt.Errorf("quant: tiles: %d packed bytes, need %d", len(tiles), size)
+	}
+	return tilerFor(w), ab, nil
+}
+
+// MulTiles computes out[t*ostride+r] = VecDot(w, row r, activation row t,
+// cols) for the weight rows lo..hi-1 of wdata (rows rowBytes apart) and
+// every activation row t < n of act. tiles, when not nil, holds the rows
+// packed by PackTiles, and the tiled kernel runs; with nil tiles the row
+// kernels do. The results are the same either way.
+func MulTiles(w tensor.DType, wdata []byte, rowBytes, lo, hi int, act, tiles []byte, n, cols int, out []float32, ostride int) error {
+	ab, err := VecDotType(w).RowBytes(cols)
+	if err != nil || !VecDotType(w).Valid() {
+		return fmt.Errorf("quant: mul tiles: no dot product for %v rows of %d: %v", w, cols, err)
+	}
+	switch {
+	case lo < 0 || hi < lo:
+		return fmt.Errorf("quant: mul tiles: bad row range [%d, %d)", lo, hi)
+	case n < 0 || len(act) < n*ab:
+		return fmt.Errorf("quant: mul tiles: %d activation bytes for %d rows of %d", len(act), n, ab)
+	case n > 0 && (ostride < hi || len(out) < (n-1)*ostride+hi):
+		return fmt.Errorf("quant: mul tiles: output of %d values with stride %d cannot hold rows [%d, %d) of %d columns", len(out), ostride, lo, hi, n)
+	}
+	// Rows that make no whole tile, and everything without tiles, go
+	// through the row kernels (DotRows validates the weight range).
+	tail := lo
+	if tiles != nil && n > 0 {
+		tl, _, err := checkTiles(w, act, n, cols, tiles)
+		if err != nil {
+			return err
+		}
+		if err := checkWeightRows(w, len(wdata), rowBytes, lo, hi, cols); err != nil {
+			return err
+		}
+		tail = lo + (hi-lo)/tileRows*tileRows
+		mulTiled(tl, wdata, rowBytes, lo, tail, tiles, n, cols, out, ostride)
+	}
+	for rb := tail; rb < hi; rb += rowBlock {
+		re := min(rb+rowBlock, hi)
+		for t := range n {
+			if err := DotRows(w, wdata, rowBytes, rb, re, act[t*ab:(t+1)*ab], cols, out[t*ostride+rb:t*ostride+re]); err != nil {
+				return fmt.Errorf("quant: mul tiles: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkWeightRows validates that rows lo..hi-1 of cols elements of type w,
+// rowBytes apart, lie inside wlen bytes.
+func checkWeightRows(w tensor.DType, wlen, rowBytes, lo, hi, cols int) error {
+	need, err := w.RowBytes(cols)
+	switch {
+	case err != nil:
+		return fmt.Errorf("quant: mul tiles: %w", err)
+	case lo < 0 || hi < lo:
+		return fmt.Errorf("quant: mul tiles: bad row range [%d, %d)", lo, hi)
+	case hi > lo && (rowBytes < need || wlen < need || hi-1 > (wlen-need)/rowBytes):
+		return fmt.Errorf("quant: mul tiles: rows [%d, %d) of %d bytes, stride %d, exceed the %d weight bytes", lo, hi, need, rowBytes, wlen)
+	}
+	return nil
+}
+
+// mulTiled runs the tiled kernel over the weight rows lo..hi-1 (a multiple
+// of tileRows) and all n packed rows.
+func mulTiled(tl *tiler, wdata []byte, rowBytes, lo, hi int, tiles []byte, n, cols int, out []float32, ostride int) {
+	nb := cols / tl.blockElems
+	full := n / tileCols
+	var last [tileRows * tileCols]float32
+	for r := lo; r < hi; r += tileRows {
+		w := wdata[r*rowBytes:]
+		if full > 0 {
+			tl.mul(w, rowBytes, tiles, full, nb, out[r:], ostride)
+		}
+		if rest := n - full*tileCols; rest > 0 {
+			tl.mul(w, rowBytes, tiles[full*nb*tl.packBytes:], 1, nb, last[:], tileRows)
+			for c := range rest {
+				copy(out[(full*tileCols+c)*ostride+r:][:tileRows], last[c*tileRows:])
+			}
+		}
+	}
+}
