@@ -17,6 +17,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,6 +46,7 @@ type options struct {
 	seed                                        uint64
 	timeout                                     time.Duration
 	bandwidthMiB                                int
+	gpu                                         gpuOptions
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -75,6 +77,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the random weights and prompt")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit of one run")
 	fs.IntVar(&o.bandwidthMiB, "bandwidth-mib", 1024, "buffer size of the memory bandwidth measurement")
+	o.gpu.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -108,6 +111,9 @@ func run(args []string) error {
 		}
 		return err
 	}
+	if o.gpu.on || o.gpu.prepare {
+		return runGPU(o)
+	}
 	start := time.Now()
 	if err := os.MkdirAll(o.cache, 0o755); err != nil {
 		return err
@@ -116,10 +122,9 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	apr := filepath.Join(o.cache, "apr")
-	logf("building apr into %s", apr)
-	if out, err := exec.Command("go", "build", "-o", apr, "./cmd/apr").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/apr: %w\n%s", err, out)
+	apr, err := buildAPR(o)
+	if err != nil {
+		return err
 	}
 	if err := ensureLlama(o.llamaDir); err != nil {
 		return err
@@ -192,26 +197,35 @@ func run(args []string) error {
 }
 
 // writeReport writes the report to path (- for stdout) through a temporary
-// file, so a reader never sees half a report.
+// file, so a reader never sees half a report; the file's GPU section, if
+// any, is kept.
 func writeReport(path string, r *report) error {
 	if path == "-" {
 		return r.write(os.Stdout)
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	var b bytes.Buffer
+	if err := r.write(&b); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	data, err := keepGPUSection(path, b.Bytes())
 	if err != nil {
 		return err
 	}
-	if err := r.write(f); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
+	return writeFileAtomic(path, data)
+}
+
+// buildAPR returns the apr binary to run: -apr, or one built from
+// ./cmd/apr into the cache folder.
+func buildAPR(o *options) (string, error) {
+	if o.gpu.apr != "" {
+		return o.gpu.apr, nil
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
+	apr := filepath.Join(o.cache, "apr")
+	logf("building apr into %s", apr)
+	if out, err := exec.Command("go", "build", "-o", apr, "./cmd/apr").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/apr: %w\n%s", err, out)
 	}
-	return os.Rename(tmp, path)
+	return apr, nil
 }
 
 // plan lists the cases the flags select.

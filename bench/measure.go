@@ -52,7 +52,20 @@ type job struct {
 // runChild runs a command that prints one runResult as the last line of
 // its stdout.
 func runChild(j job, name string, args []string, dir string, env []string) (*runResult, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), j.Timeout)
+	var r runResult
+	if err := runJSON(j.Timeout, name, args, dir, env, &r); err != nil {
+		return nil, err
+	}
+	if r.PromptSeconds <= 0 || r.DecodeSeconds <= 0 || r.DecodeTokens != j.NPredict || r.PromptTokens != len(j.Prompt) {
+		return nil, fmt.Errorf("%s: implausible result %+v", name, r)
+	}
+	return &r, nil
+}
+
+// runJSON runs a command (in dir, with env added) that prints a JSON object
+// as the last line of its stdout, and decodes that line into dst.
+func runJSON(timeout time.Duration, name string, args []string, dir string, env []string, dst any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
@@ -60,17 +73,13 @@ func runChild(j job, name string, args []string, dir string, env []string) (*run
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args[:1], " "), err, tail(stderr.String(), 2000))
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args[:min(len(args), 1)], " "), err, tail(stderr.String(), 2000))
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	var r runResult
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		return nil, fmt.Errorf("%s: reading its result: %w\n%s", name, err, tail(stdout.String(), 500))
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), dst); err != nil {
+		return fmt.Errorf("%s: reading its result: %w\n%s", name, err, tail(stdout.String(), 500))
 	}
-	if r.PromptSeconds <= 0 || r.DecodeSeconds <= 0 || r.DecodeTokens != j.NPredict || r.PromptTokens != len(j.Prompt) {
-		return nil, fmt.Errorf("%s: implausible result %+v", name, r)
-	}
-	return &r, nil
+	return nil
 }
 
 func tail(s string, n int) string {

@@ -31,6 +31,8 @@ type benchResult struct {
 	BaseRSSBytes  int64   `json:"base_rss_bytes"`
 	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
 	Output        []int   `json:"output"`
+	Device        string  `json:"device,omitempty"` // --cuda: the GPU's name
+	streamResult
 }
 
 // newBenchRunCmd is the hidden command the benchmark runs as a child
@@ -42,6 +44,8 @@ func newBenchRunCmd(e *env) *cobra.Command {
 		tokens  string
 		predict int
 		ctxSize int
+		onGPU   bool
+		gpu     gpuBench
 	)
 	cmd := &cobra.Command{
 		Use:    "bench-run MODEL",
@@ -49,7 +53,9 @@ func newBenchRunCmd(e *env) *cobra.Command {
 		Hidden: true,
 		Long: "bench-run loads MODEL, evaluates the prompt given as token ids in one pass, then decodes\n" +
 			"--n-predict tokens greedily (EOS does not stop it), and prints one JSON object on stdout:\n" +
-			"load, prompt and decode times, and the peak resident memory (VmHWM) of the process.",
+			"load, prompt and decode times, and the peak resident memory (VmHWM) of the process.\n" +
+			"With --cuda it runs on the GPU (backend/cuda): each timed part once untimed first, and with\n" +
+			"--streams N also N sequences of --stream-prompt tokens decoding --n-predict steps together.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ids, err := parseIDs(tokens)
@@ -63,6 +69,13 @@ func newBenchRunCmd(e *env) *cobra.Command {
 			if r.BaseRSSBytes, err = procStatusBytes("VmRSS"); err != nil {
 				return err
 			}
+			if onGPU {
+				r.Engine = "apr-cuda"
+				if err := benchCUDA(&r, args[0], ids, predict, ctxSize, gpu); err != nil {
+					return err
+				}
+				return e.printBenchResult(&r)
+			}
 			t0 := time.Now()
 			l, err := e.load(args[0], &f)
 			if err != nil {
@@ -75,11 +88,8 @@ func newBenchRunCmd(e *env) *cobra.Command {
 			seq := l.engine.NewSequence(ctxSize)
 			r.LoadSeconds = time.Since(t0).Seconds()
 			r.Threads = l.engine.Threads()
-			vocab := l.model.Config.VocabSize
-			for _, id := range ids {
-				if id < 0 || id >= vocab {
-					return fmt.Errorf("token id %d is outside the vocabulary of %d", id, vocab)
-				}
+			if err := checkIDs(ids, l.model.Config.VocabSize); err != nil {
+				return err
 			}
 
 			t1 := time.Now()
@@ -99,15 +109,7 @@ func newBenchRunCmd(e *env) *cobra.Command {
 				r.Output = append(r.Output, next)
 			}
 			r.DecodeSeconds = time.Since(t2).Seconds()
-			if r.PeakRSSBytes, err = procStatusBytes("VmHWM"); err != nil {
-				return err
-			}
-			out, err := json.Marshal(r)
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(e.stdout, "%s\n", out)
-			return err
+			return e.printBenchResult(&r)
 		},
 	}
 	f.register(cmd)
@@ -115,7 +117,35 @@ func newBenchRunCmd(e *env) *cobra.Command {
 	fl.StringVar(&tokens, "tokens", "", "prompt token ids, comma-separated")
 	fl.IntVarP(&predict, "n-predict", "n", 128, "tokens to decode after the prompt")
 	fl.IntVarP(&ctxSize, "ctx-size", "c", 512, "KV cache size in tokens (at least prompt + n-predict)")
+	fl.BoolVar(&onGPU, "cuda", false, "run on the GPU (backend/cuda) instead of the CPU engine")
+	fl.IntVar(&gpu.Streams, "streams", 0, "with --cuda: also decode this many sequences together")
+	fl.IntVar(&gpu.StreamPrompt, "stream-prompt", 128, "with --streams: prompt tokens of each sequence")
 	return cmd
+}
+
+// printBenchResult completes r with the peak memory and prints it as one
+// JSON line.
+func (e *env) printBenchResult(r *benchResult) error {
+	var err error
+	if r.PeakRSSBytes, err = procStatusBytes("VmHWM"); err != nil {
+		return err
+	}
+	out, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.stdout, "%s\n", out)
+	return err
+}
+
+// checkIDs reports the first id outside a vocabulary of vocab tokens.
+func checkIDs(ids []int, vocab int) error {
+	for _, id := range ids {
+		if id < 0 || id >= vocab {
+			return fmt.Errorf("token id %d is outside the vocabulary of %d", id, vocab)
+		}
+	}
+	return nil
 }
 
 // parseIDs reads comma-separated token ids.

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// gpuOptions are the flags of the GPU mode (-gpu): apr's CUDA backend
+// against llama.cpp's CUDA build (its llama-bench and llama-batched-bench
+// programs, built by the caller) and PyTorch on the same files.
+type gpuOptions struct {
+	on, prepare, torchCompile     bool
+	apr, llamaBench, llamaBatched string
+	python, torchScript           string
+	prompt, streams, streamPrompt int
+	llamaStreamReps               int
+}
+
+func (g *gpuOptions) register(fs *flag.FlagSet) {
+	fs.BoolVar(&g.on, "gpu", false, "GPU mode: apr (bench-run --cuda) against llama.cpp's CUDA build and PyTorch; writes the GPU section of the report")
+	fs.BoolVar(&g.prepare, "gpu-prepare", false, "GPU mode: only write the models the GPU cases need into --cache, then stop")
+	fs.StringVar(&g.apr, "apr", "", "a built apr binary to run (default: go build ./cmd/apr into --cache)")
+	fs.StringVar(&g.llamaBench, "llama-bench", "", "GPU mode: path of llama.cpp's llama-bench (a CUDA build)")
+	fs.StringVar(&g.llamaBatched, "llama-batched-bench", "", "GPU mode: path of llama.cpp's llama-batched-bench (a CUDA build)")
+	fs.StringVar(&g.python, "python", "python3", "GPU mode: Python with torch and transformers for the PyTorch reference and the bandwidth (empty: skip)")
+	fs.StringVar(&g.torchScript, "torch-script", filepath.Join("bench", "torch", "bench.py"), "GPU mode: the PyTorch driver")
+	fs.BoolVar(&g.torchCompile, "torch-compile", true, "GPU mode: PyTorch decodes through torch.compile(mode=reduce-overhead) (CUDA graphs)")
+	fs.IntVar(&g.prompt, "gpu-prompt", 512, "GPU mode: prompt tokens (llama-bench's pp)")
+	fs.IntVar(&g.streams, "streams", 32, "GPU mode: concurrent streams of the aggregate decode figure (0: skip)")
+	fs.IntVar(&g.streamPrompt, "stream-prompt", 128, "GPU mode: prompt tokens of each stream")
+	fs.IntVar(&g.llamaStreamReps, "stream-reps", 1, "GPU mode: runs of llama-batched-bench per case")
+}
+
+// gpuRun is one run of apr's or PyTorch's GPU driver: runResult plus the
+// device and the many-stream figures.
+type gpuRun struct {
+	runResult
+	Device              string  `json:"device"`
+	Streams             int     `json:"streams"`
+	StreamPromptTokens  int     `json:"stream_prompt_tokens"`
+	StreamPromptSeconds float64 `json:"stream_prompt_s"`
+	StreamDecodeTokens  int     `json:"stream_decode_tokens"`
+	StreamDecodeSeconds float64 `json:"stream_decode_s"`
+	Torch               string  `json:"torch"`
+	Transformers        string  `json:"transformers"`
+	Compiled            bool    `json:"compiled"`
+}
+
+// StreamRate is the aggregate decode tokens/s of the streams (0 without).
+func (r *gpuRun) StreamRate() float64 {
+	if r.StreamDecodeSeconds <= 0 {
+		return 0
+	}
+	return float64(r.StreamDecodeTokens) / r.StreamDecodeSeconds
+}
+
+// llamaBenchRow is one test of llama-bench's JSON-lines output.
+type llamaBenchRow struct {
+	BuildCommit string    `json:"build_commit"`
+	BuildNumber int       `json:"build_number"`
+	GPUInfo     string    `json:"gpu_info"`
+	Backends    string    `json:"backends"`
+	FlashAttn   any       `json:"flash_attn"`
+	NGPULayers  int       `json:"n_gpu_layers"`
+	NPrompt     int       `json:"n_prompt"`
+	NGen        int       `json:"n_gen"`
+	AvgTS       float64   `json:"avg_ts"`
+	SamplesTS   []float64 `json:"samples_ts"`
+}
+
+// batchedRow is one line of llama-batched-bench's JSON-lines output.
+type batchedRow struct {
+	PP      int     `json:"pp"`
+	TG      int     `json:"tg"`
+	PL      int     `json:"pl"`
+	SpeedPP float64 `json:"speed_pp"`
+	SpeedTG float64 `json:"speed_tg"`
+}
+
+// gpuCase is one row of the GPU tables: apr on one file, llama.cpp on the
+// same file (F16 GGUF for apr's BF16 SafeTensors), PyTorch on the BF16
+// folder of the same weights.
+type gpuCase struct {
+	Shape                   shape
+	APR, Llama              fileKind
+	WeightBytes, LlamaBytes int64
+	APRRuns                 []*gpuRun
+	LlamaPP, LlamaTG        *llamaBenchRow
+	LlamaStreams            []batchedRow
+	Torch                   *gpuRun
+	Errs                    []string // engine: why a part failed
+}
+
+func (c *gpuCase) title() string {
+	if c.APR.Name == c.Llama.Name {
+		return c.APR.Name
+	}
+	return c.APR.Name + " / " + c.Llama.Name
+}
+
+// gpuReport is the GPU section of BENCHMARKS.md.
+type gpuReport struct {
+	Date                time.Time
+	Device              string
+	ReadBW, CopyBW      float64 // bytes/s, measured through PyTorch (0: not measured)
+	BWBytes             int64
+	BWErr               string
+	Prompt, NPredict    int
+	Streams, StreamPP   int
+	Reps                int
+	Commit, LlamaBuild  string
+	Torch, Transformers string
+	TorchCompiled       bool
+	Cases               []gpuCase
+	Elapsed             time.Duration
+}
+
+// planGPU lists the GPU cases: each selected size as Q4_K_M, Q8_0 and BF16
+// SafeTensors (against an F16 GGUF).
+func planGPU(o *options) ([]gpuCase, error) {
+	cpu, err := plan(o)
+	if err != nil {
+		return nil, err
+	}
+	var cases []gpuCase
+	for _, c := range cpu {
+		if c.APR == kindBF16 {
+			continue
+		}
+		cases = append(cases, gpuCase{Shape: c.Shape, APR: c.APR, Llama: c.Llama})
+	}
+	if o.bf16 {
+		var withBF16 []gpuCase
+		for i, c := range cases {
+			withBF16 = append(withBF16, c)
+			if i == len(cases)-1 || cases[i+1].Shape.Name != c.Shape.Name {
+				withBF16 = append(withBF16, gpuCase{Shape: c.Shape, APR: kindBF16, Llama: kindF16})
+			}
+		}
+		cases = withBF16
+	}
+	return cases, nil
+}
+
+// runGPU is the GPU mode: it writes the models, measures the device's
+// bandwidth, runs each case's engines and rewrites the GPU section of the
+// report after every case.
+func runGPU(o *options) error {
+	start := time.Now()
+	g := &o.gpu
+	if err := os.MkdirAll(o.cache, 0o755); err != nil {
+		return err
+	}
+	cases, err := planGPU(o)
+	if err != nil {
+		return err
+	}
+	var vocab *vocabSource
+	for i := range cases {
+		c := &cases[i]
+		bc := benchCase{Shape: c.Shape, APR: c.APR, Llama: c.Llama}
+		if err := ensureModels(o, &vocab, &bc); err != nil {
+			return err
+		}
+		c.WeightBytes, c.LlamaBytes = bc.WeightBytes, bc.LlamaBytes
+	}
+	if g.prepare {
+		logf("models ready in %s", o.cache)
+		return nil
+	}
+	if g.llamaBench == "" || g.llamaBatched == "" {
+		return errors.New("-gpu needs -llama-bench and -llama-batched-bench: the programs of a llama.cpp CUDA build")
+	}
+	apr, err := buildAPR(o)
+	if err != nil {
+		return err
+	}
+
+	r := rand.New(rand.NewPCG(o.seed, 0x70726f6d7074))
+	prompt := make([]int, g.prompt)
+	for i := range prompt {
+		prompt[i] = r.IntN(151643)
+	}
+	rep := &gpuReport{Prompt: g.prompt, NPredict: o.nPredict, Streams: g.streams, StreamPP: g.streamPrompt,
+		Reps: o.reps, Commit: gitCommit(), TorchCompiled: g.torchCompile, Cases: cases}
+	if g.python != "" {
+		var bw struct {
+			Device string  `json:"device"`
+			Read   float64 `json:"read_bytes_per_s"`
+			Copy   float64 `json:"copy_bytes_per_s"`
+			Bytes  int64   `json:"buffer_bytes"`
+		}
+		if err := runJSON(o.timeout, g.python, []string{g.torchScript, "--bandwidth"}, "", nil, &bw); err != nil {
+			rep.BWErr = err.Error()
+			logf("bandwidth: %v", err)
+		} else {
+			rep.Device, rep.ReadBW, rep.CopyBW, rep.BWBytes = bw.Device, bw.Read, bw.Copy, bw.Bytes
+			logf("%s: read %.0f GB/s, copy %.0f GB/s", bw.Device, bw.Read/1e9, bw.Copy/1e9)
+		}
+	}
+	for i := range cases {
+		c := &cases[i]
+		measureGPUCase(o, apr, prompt, c, rep)
+		rep.Date, rep.Elapsed = time.Now().UTC(), time.Since(start)
+		if err := writeGPUSection(o.out, rep); err != nil {
+			return err
+		}
+	}
+	logf("wrote the GPU section of %s in %s", o.out, time.Since(start).Round(time.Second))
+	return nil
+}
+
+// measureGPUCase runs apr (o.reps processes), llama-bench (-r o.reps),
+// llama-batched-bench and, for BF16, PyTorch on case c. A failing engine
+// is noted in c.Errs; the others still run.
+func measureGPUCase(o *options, apr string, prompt []int, c *gpuCase, rep *gpuReport) {
+	g := &o.gpu
+	fail := func(engine string, err error) {
+		c.Errs = append(c.Errs, engine+": "+strings.Join(strings.Fields(tail(err.Error(), 600)), " "))
+		logf("%s %s %s: %v", c.Shape.Name, c.APR.Name, engine, err)
+	}
+	aprFile, llamaFile := c.APR.path(o.cache, c.Shape), c.Llama.path(o.cache, c.Shape)
+	ids := joinIDs(prompt)
+	for k := 0; k < o.reps; k++ {
+		var run gpuRun
+		args := []string{"bench-run", aprFile, "--cuda", "--tokens", ids, "--n-predict", strconv.Itoa(o.nPredict),
+			"--ctx-size", strconv.Itoa(o.ctxSize), "--streams", strconv.Itoa(g.streams), "--stream-prompt", strconv.Itoa(g.streamPrompt)}
+		if err := runJSON(o.timeout, apr, args, "", nil, &run); err != nil {
+			fail("apr", err)
+			break
+		}
+		if err := run.check(len(prompt), o.nPredict); err != nil {
+			fail("apr", err)
+			break
+		}
+		c.APRRuns = append(c.APRRuns, &run)
+		if rep.Device == "" {
+			rep.Device = run.Device
+		}
+		logf("%s %s apr rep %d: load %.2fs, prompt %.0f tok/s, decode %.1f tok/s, %d streams %.0f tok/s",
+			c.Shape.Name, c.APR.Name, k+1, run.LoadSeconds, run.PromptRate(), run.DecodeRate(), run.Streams, run.StreamRate())
+	}
+
+	rows, err := llamaBench(o, llamaFile, len(prompt))
+	if err != nil {
+		fail("llama-bench", err)
+	}
+	for i := range rows {
+		switch {
+		case rows[i].NPrompt > 0 && rows[i].NGen == 0:
+			c.LlamaPP = &rows[i]
+		case rows[i].NGen > 0 && rows[i].NPrompt == 0:
+			c.LlamaTG = &rows[i]
+		}
+		if rep.LlamaBuild == "" {
+			rep.LlamaBuild = fmt.Sprintf("build %d (commit %s), backends %s, GPU %s, -ngl %d, flash attention %v (its default)",
+				rows[i].BuildNumber, rows[i].BuildCommit, rows[i].Backends, rows[i].GPUInfo, rows[i].NGPULayers, rows[i].FlashAttn)
+		}
+	}
+	if c.LlamaPP != nil && c.LlamaTG != nil {
+		logf("%s %s llama-bench: pp%d %.0f tok/s, tg%d %.1f tok/s", c.Shape.Name, c.Llama.Name,
+			c.LlamaPP.NPrompt, median(c.LlamaPP.SamplesTS), c.LlamaTG.NGen, median(c.LlamaTG.SamplesTS))
+	}
+	if g.streams > 0 {
+		for k := 0; k < g.llamaStreamReps; k++ {
+			b, err := llamaBatched(o, llamaFile)
+			if err != nil {
+				fail("llama-batched-bench", err)
+				break
+			}
+			c.LlamaStreams = append(c.LlamaStreams, *b)
+			logf("%s %s llama-batched-bench: %d streams %.0f tok/s", c.Shape.Name, c.Llama.Name, b.PL, b.SpeedTG)
+		}
+	}
+
+	if c.APR == kindBF16 && g.python != "" {
+		var run gpuRun
+		args := []string{g.torchScript, aprFile, "--tokens", ids, "--n-predict", strconv.Itoa(o.nPredict),
+			"--streams", strconv.Itoa(g.streams), "--stream-prompt", strconv.Itoa(g.streamPrompt)}
+		if g.torchCompile {
+			args = append(args, "--compile")
+		}
+		if err := runJSON(o.timeout, g.python, args, "", nil, &run); err != nil {
+			fail("PyTorch", err)
+		} else if err := run.check(len(prompt), o.nPredict); err != nil {
+			fail("PyTorch", err)
+		} else {
+			c.Torch = &run
+			rep.Torch, rep.Transformers = run.Torch, run.Transformers
+			logf("%s PyTorch: prompt %.0f tok/s, decode %.1f tok/s, %d streams %.0f tok/s",
+				c.Shape.Name, run.PromptRate(), run.DecodeRate(), run.Streams, run.StreamRate())
+		}
+	}
+}
+
+// check rejects a result whose counts are not the job's or whose times are
+// not positive.
+func (r *gpuRun) check(prompt, predict int) error {
+	if r.PromptTokens != prompt || r.DecodeTokens != predict || r.PromptSeconds <= 0 || r.DecodeSeconds <= 0 ||
+		(r.Streams > 0 && (r.StreamDecodeSeconds <= 0 || r.StreamDecodeTokens <= 0)) {
+		return fmt.Errorf("implausible result %+v", *r)
+	}
+	return nil
+}
+
+// llamaBench runs llama-bench on file: pp<prompt> and tg<n-predict>, all
+// layers on the GPU, o.reps repetitions.
+func llamaBench(o *options, file string, prompt int) ([]llamaBenchRow, error) {
+	out, err := runOutput(o.timeout, o.gpu.llamaBench, "-m", file, "-ngl", "99", "-p", strconv.Itoa(prompt),
+		"-n", strconv.Itoa(o.nPredict), "-r", strconv.Itoa(o.reps), "-o", "jsonl")
+	if err != nil {
+		return nil, err
+	}
+	var rows []llamaBenchRow
+	for _, line := range jsonLines(out) {
+		var r llamaBenchRow
+		if err := json.Unmarshal(line, &r); err != nil {
+			return nil, fmt.Errorf("llama-bench output: %w", err)
+		}
+		if len(r.SamplesTS) == 0 {
+			return nil, fmt.Errorf("llama-bench: a test without samples: %s", line)
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("llama-bench printed no results:\n%s", tail(string(out), 1000))
+	}
+	return rows, nil
+}
+
+// llamaBatched runs llama-batched-bench on file: o.gpu.streams sequences of
+// stream-prompt tokens each, then n-predict steps of one token per stream.
+func llamaBatched(o *options, file string) (*batchedRow, error) {
+	g := &o.gpu
+	ctx := g.streams * (g.streamPrompt + o.nPredict)
+	out, err := runOutput(o.timeout, g.llamaBatched, "-m", file, "-ngl", "99", "-c", strconv.Itoa(ctx),
+		"-npp", strconv.Itoa(g.streamPrompt), "-ntg", strconv.Itoa(o.nPredict), "-npl", strconv.Itoa(g.streams),
+		"--output-format", "jsonl")
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range jsonLines(out) {
+		var r batchedRow
+		if json.Unmarshal(line, &r) == nil && r.PL == g.streams && r.SpeedTG > 0 {
+			return &r, nil
+		}
+	}
+	return nil, fmt.Errorf("llama-batched-bench printed no result for %d streams:\n%s", g.streams, tail(string(out), 1000))
+}
+
+// jsonLines returns the lines of out that hold a JSON object.
+func jsonLines(out []byte) [][]byte {
+	var lines [][]byte
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) > 1 && line[0] == '{' && line[len(line)-1] == '}' {
+			lines = append(lines, append([]byte(nil), line...))
+		}
+	}
+	return lines
+}
+
+// runOutput runs a program and returns its stdout and stderr together
+// (llama.cpp's tools print results on either).
+func runOutput(timeout time.Duration, name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w\n%s", name, err, tail(string(out), 2000))
+	}
+	return out, nil
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSpliceSection(t *testing.T) {
+	sec := gpuBegin + "\nnew\n" + gpuEnd + "\n"
+	old := gpuBegin + "\nold\n" + gpuEnd
+	for _, c := range []struct {
+		name, doc, want string
+	}{
+		{"empty file", "", sec},
+		{"CPU report only", "# CPU\n", "# CPU\n\n" + sec},
+		{"no final newline", "# CPU", "# CPU\n\n" + sec},
+		{"replaced at the end", "# CPU\n\n" + old + "\n", "# CPU\n\n" + sec + "\n"},
+		{"replaced in the middle", "a\n" + old + "\nb\n", "a\n" + sec + "\nb\n"},
+		{"end marker before begin: appended", gpuEnd + "\n" + gpuBegin + "\n", gpuEnd + "\n" + gpuBegin + "\n\n" + sec},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := spliceSection(c.doc, sec); got != c.want {
+				t.Errorf("got %q\nwant %q", got, c.want)
+			}
+		})
+	}
+}
+
+// The CPU report, rewritten, keeps the GPU section the file had; a file
+// without one, or no file, leaves the CPU report as it is.
+func TestKeepGPUSection(t *testing.T) {
+	dir := t.TempDir()
+	sec := gpuBegin + "\n# GPU\n" + gpuEnd + "\n"
+	for _, c := range []struct {
+		name  string
+		file  *string
+		cpu   string
+		want  string
+		count int
+	}{
+		{"with a section", ptr("# old CPU\n\n" + sec), "# new CPU\n", "# new CPU\n\n" + sec, 1},
+		{"without", ptr("# old CPU\n"), "# new CPU\n", "# new CPU\n", 0},
+		{"no file", nil, "# new CPU\n", "# new CPU\n", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".md")
+			if c.file != nil {
+				if err := os.WriteFile(path, []byte(*c.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := keepGPUSection(path, []byte(c.cpu))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != c.want || strings.Count(string(got), gpuBegin) != c.count {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+// planGPU gives each size Q4_K_M, Q8_0 and BF16 (against F16), in order.
+func TestPlanGPU(t *testing.T) {
+	o, err := parseFlags([]string{"-gpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, err := planGPU(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range cases {
+		got = append(got, c.Shape.Name+" "+c.APR.Name+"/"+c.Llama.Name)
+	}
+	want := "0.5B Q4_K_M/Q4_K_M,0.5B Q8_0/Q8_0,0.5B BF16/F16,1.5B Q4_K_M/Q4_K_M,1.5B Q8_0/Q8_0,1.5B BF16/F16"
+	if strings.Join(got, ",") != want {
+		t.Errorf("cases %v, want %s", got, want)
+	}
+}
+
+// fakeTool writes an executable shell script that prints out on stdout and
+// noise on stderr, as llama.cpp's tools print logs around their results.
+func fakeTool(t *testing.T, name, out string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	script := "#!/bin/sh\necho 'ggml_cuda_init: found 1 CUDA devices' >&2\ncat <<'EOF'\n" + out + "EOF\n"
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// llama-bench's and llama-batched-bench's JSON lines (the fields and layout
+// of their jsonl printers) are read into the figures the report uses.
+func TestLlamaToolsOutput(t *testing.T) {
+	o, err := parseFlags([]string{"-gpu", "-reps", "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.gpu.llamaBench = fakeTool(t, "llama-bench",
+		`{"build_commit": "de3ff81", "build_number": 1, "gpu_info": "NVIDIA H100 80GB HBM3", "backends": "CUDA", "n_gpu_layers": 99, "flash_attn": -1, "n_prompt": 512, "n_gen": 0, "avg_ts": 25000.0, "samples_ns": [ 1, 2 ],"samples_ts": [ 24000.0, 26000.0 ]}
+{"build_commit": "de3ff81", "build_number": 1, "gpu_info": "NVIDIA H100 80GB HBM3", "backends": "CUDA", "n_gpu_layers": 99, "flash_attn": -1, "n_prompt": 0, "n_gen": 128, "avg_ts": 550.0, "samples_ns": [ 1, 2 ],"samples_ts": [ 540.0, 560.0 ]}
+`)
+	o.gpu.llamaBatched = fakeTool(t, "llama-batched-bench",
+		`|    PP |     TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s |
+{"n_kv_max": 8192, "n_batch": 2048, "n_ubatch": 512, "flash_attn": -1, "is_pp_shared": 0, "n_gpu_layers": 99, "n_threads": 8, "n_threads_batch": 8, "pp": 128, "tg": 128, "pl": 32, "n_kv": 8192, "t_pp": 0.2, "speed_pp": 20480.0, "t_tg": 0.5, "speed_tg": 8192.0, "t": 0.7, "speed": 11702.8}
+`)
+	rows, err := llamaBench(o, "model.gguf", 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].NPrompt != 512 || median(rows[0].SamplesTS) != 25000 || rows[1].NGen != 128 ||
+		median(rows[1].SamplesTS) != 550 || rows[1].GPUInfo != "NVIDIA H100 80GB HBM3" {
+		t.Errorf("llama-bench rows %+v", rows)
+	}
+	b, err := llamaBatched(o, "model.gguf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.PL != 32 || b.SpeedTG != 8192 || b.SpeedPP != 20480 {
+		t.Errorf("llama-batched-bench row %+v", b)
+	}
+
+	o.gpu.streams = 16 // no line for 16 streams
+	if _, err := llamaBatched(o, "model.gguf"); err == nil || !strings.Contains(err.Error(), "no result for 16 streams") {
+		t.Errorf("a missing row: error %v", err)
+	}
+	o.gpu.llamaBench = fakeTool(t, "llama-bench", "error: failed to load model\n")
+	if _, err := llamaBench(o, "model.gguf", 512); err == nil || !strings.Contains(err.Error(), "no results") {
+		t.Errorf("no results: error %v", err)
+	}
+}
+
+// The report's verdicts follow the targets: decode >= 1.2x llama.cpp,
+// >= 50% of the roofline, prompt >= 1.0x; a missing engine is "n/a".
+func TestGPUReportVerdicts(t *testing.T) {
+	s := shapes[1]
+	run := func(prompt, decode float64) *gpuRun {
+		r := &gpuRun{Streams: 32, StreamDecodeTokens: 32 * 128, StreamDecodeSeconds: 1}
+		r.PromptTokens, r.PromptSeconds, r.DecodeTokens, r.DecodeSeconds = 512, 512/prompt, 128, 128/decode
+		return r
+	}
+	tg := &llamaBenchRow{NGen: 128, SamplesTS: []float64{500}}
+	pp := &llamaBenchRow{NPrompt: 512, SamplesTS: []float64{20000}}
+	r := &gpuReport{Device: "NVIDIA H100 80GB HBM3", ReadBW: 3e12, Prompt: 512, NPredict: 128, Streams: 32, Reps: 1,
+		Date: time.Unix(0, 0), Cases: []gpuCase{
+			// 1e9 bytes per token at 3 TB/s: roofline 3000 tok/s.
+			{Shape: s, APR: kindQ4KM, Llama: kindQ4KM, WeightBytes: 1e9, APRRuns: []*gpuRun{run(21000, 1600)}, LlamaTG: tg, LlamaPP: pp},
+			{Shape: s, APR: kindQ8_0, Llama: kindQ8_0, WeightBytes: 1e9, APRRuns: []*gpuRun{run(19000, 590)}, LlamaTG: tg, LlamaPP: pp},
+			{Shape: s, APR: kindBF16, Llama: kindF16, WeightBytes: 1e9, Errs: []string{"apr: cuda: out of memory | x"}},
+		}}
+	var b bytes.Buffer
+	r.write(&b)
+	doc := b.String()
+	for _, want := range []string{
+		"| 1.5B | Q4_K_M | 1600.0 | 500.0 | n/a | 3.20x | met | 3000 | 53% | met |",
+		"| 1.5B | Q8_0 | 590.0 | 500.0 | n/a | 1.18x | **not met** | 3000 | 20% | **not met** |",
+		"| 1.5B | BF16 / F16 | n/a | n/a | n/a | n/a | not measured | 3000 | n/a | not measured |",
+		"| 1.5B | Q4_K_M | 21000 | 20000 | n/a | 1.05x | met |",
+		"| 1.5B | Q8_0 | 19000 | 20000 | n/a | 0.95x | **not met** |",
+		"| 1.5B | Q4_K_M | 4096 | n/a | n/a | n/a |",
+		"`apr: cuda: out of memory \\| x`",
+		"**NVIDIA H100 80GB HBM3**",
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("report lacks %q:\n%s", want, doc)
+		}
+	}
+	if !strings.HasPrefix(doc, gpuBegin) || !strings.HasSuffix(doc, gpuEnd+"\n") {
+		t.Error("the section is not enclosed in its markers")
+	}
+}

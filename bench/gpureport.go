@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+)
+
+// The GPU section of BENCHMARKS.md lies between these markers: the GPU mode
+// rewrites only that part, and the CPU report keeps it when it rewrites the
+// file.
+const (
+	gpuBegin = "<!-- begin GPU section: written by `go run ./bench -gpu`; `go run ./bench` keeps it -->"
+	gpuEnd   = "<!-- end GPU section -->"
+)
+
+// Targets of the CUDA issue: decode apr / llama.cpp, the share of the
+// decode roofline, prompt apr / llama.cpp.
+const (
+	gpuDecodeTarget   = 1.2
+	gpuRooflineTarget = 0.5
+	gpuPromptTarget   = 1.0
+)
+
+// spliceSection returns doc with its GPU section (markers included)
+// replaced by section, or section appended when doc has none.
+func spliceSection(doc, section string) string {
+	i := strings.Index(doc, gpuBegin)
+	j := strings.Index(doc, gpuEnd)
+	if i < 0 || j < i {
+		if doc != "" && !strings.HasSuffix(doc, "\n") {
+			doc += "\n"
+		}
+		if doc != "" {
+			doc += "\n"
+		}
+		return doc + section
+	}
+	return doc[:i] + section + doc[j+len(gpuEnd):]
+}
+
+// gpuSection returns doc's GPU section with its markers and the newline
+// after them, or "" when it has none.
+func gpuSection(doc string) string {
+	i := strings.Index(doc, gpuBegin)
+	j := strings.Index(doc, gpuEnd)
+	if i < 0 || j < i {
+		return ""
+	}
+	return strings.TrimRight(doc[i:j+len(gpuEnd)], "\n") + "\n"
+}
+
+// keepGPUSection appends the GPU section of the file at path (if any) to a
+// freshly written CPU report, so that the CPU run does not drop it.
+func keepGPUSection(path string, cpu []byte) ([]byte, error) {
+	old, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return cpu, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := gpuSection(string(old))
+	if s == "" {
+		return cpu, nil
+	}
+	return []byte(spliceSection(string(cpu), s)), nil
+}
+
+// writeGPUSection puts r's section into the report at path (- for stdout),
+// keeping the rest of the file.
+func writeGPUSection(path string, r *gpuReport) error {
+	var b bytes.Buffer
+	r.write(&b)
+	if path == "-" {
+		_, err := os.Stdout.Write(b.Bytes())
+		return err
+	}
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return writeFileAtomic(path, []byte(spliceSection(string(old), b.String())))
+}
+
+// writeFileAtomic writes data to path through a temporary file renamed into
+// place, so that a reader never sees half a report.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// aprSummary is the medians of a case's apr runs.
+type aprSummary struct {
+	N                             int
+	Load, Prompt, Decode, Streams float64
+	StreamPrompt                  float64
+}
+
+func summarizeGPU(runs []*gpuRun) aprSummary {
+	var load, prompt, decode, streams, sp []float64
+	for _, r := range runs {
+		load = append(load, r.LoadSeconds)
+		prompt = append(prompt, r.PromptRate())
+		decode = append(decode, r.DecodeRate())
+		streams = append(streams, r.StreamRate())
+		if r.StreamPromptSeconds > 0 {
+			sp = append(sp, float64(r.StreamPromptTokens)/r.StreamPromptSeconds)
+		}
+	}
+	return aprSummary{N: len(runs), Load: median(load), Prompt: median(prompt), Decode: median(decode),
+		Streams: median(streams), StreamPrompt: median(sp)}
+}
+
+// caseFigures are a case's tokens/s per engine and part (0: not measured):
+// medians of apr's runs, of llama-bench's samples and of
+// llama-batched-bench's runs, PyTorch's one run.
+type caseFigures struct {
+	apr                                           aprSummary
+	llamaPP, llamaTG, llamaStreams, llamaStreamPP float64
+	torchPP, torchTG, torchStreams                float64
+}
+
+func (c *gpuCase) figures() caseFigures {
+	f := caseFigures{apr: summarizeGPU(c.APRRuns)}
+	if c.LlamaPP != nil {
+		f.llamaPP = median(c.LlamaPP.SamplesTS)
+	}
+	if c.LlamaTG != nil {
+		f.llamaTG = median(c.LlamaTG.SamplesTS)
+	}
+	var tg, pp []float64
+	for _, s := range c.LlamaStreams {
+		tg, pp = append(tg, s.SpeedTG), append(pp, s.SpeedPP)
+	}
+	f.llamaStreams, f.llamaStreamPP = median(tg), median(pp)
+	if t := c.Torch; t != nil {
+		f.torchPP, f.torchTG, f.torchStreams = t.PromptRate(), t.DecodeRate(), t.StreamRate()
+	}
+	return f
+}
+
+// rate formats a tokens/s figure, or what stands in for a missing one.
+func rate(v float64, format string) string {
+	if v <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf(format, v)
+}
+
+// ratioCell is "a/b x" and the verdict against target (target 0: none).
+func ratioCell(a, b, target float64) (string, string) {
+	if a <= 0 || b <= 0 {
+		return "n/a", "not measured"
+	}
+	r := a / b
+	return fmt.Sprintf("%.2fx", r), verdict(r, target)
+}
+
+func (r *gpuReport) write(b *bytes.Buffer) {
+	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	p("%s\n\n# Benchmarks: apr against llama.cpp on the GPU\n\n", gpuBegin)
+	p("Written by `go run ./bench -gpu` (see `bench/gpu.go`) on %s UTC on **%s**; the run took %s.\n\n",
+		r.Date.Format("2006-01-02 15:04"), orUnknown(r.Device), r.Elapsed.Round(time.Second))
+	p("| | |\n| --- | --- |\n")
+	p("| device | %s |\n", orUnknown(r.Device))
+	if r.ReadBW > 0 {
+		p("| memory bandwidth | %.0f GB/s read (PyTorch summing a %d MiB float32 buffer), %.0f GB/s copy (bytes read + written); best of 10 each |\n",
+			r.ReadBW/1e9, r.BWBytes>>20, r.CopyBW/1e9)
+	} else {
+		p("| memory bandwidth | not measured: %s |\n", orUnknown(r.BWErr))
+	}
+	p("| apr | commit %s: `apr bench-run --cuda` (backend/cuda: weights resident in their file's encoding, "+
+		"numerics as the CPU engine picks them, decode step replayed as a CUDA graph, greedy token chosen on the device) |\n", r.Commit)
+	p("| llama.cpp | its CUDA build from the source node-llama-cpp carries (sm_90), %s; `llama-bench -ngl 99 -p %d -n %d -r %d`, "+
+		"`llama-batched-bench -ngl 99 -npp %d -ntg %d -npl %d` |\n",
+		orUnknown(r.LlamaBuild), r.Prompt, r.NPredict, r.Reps, r.StreamPP, r.NPredict, r.Streams)
+	compiled := "eager"
+	if r.TorchCompiled {
+		compiled = "decode steps through `torch.compile(mode=\"reduce-overhead\")` (CUDA graphs)"
+	}
+	p("| PyTorch | torch %s, transformers %s: bf16, SDPA attention, `StaticCache`, %s, on the BF16 SafeTensors folder (`bench/torch/bench.py`) |\n",
+		orUnknown(r.Torch), orUnknown(r.Transformers), compiled)
+	p("| workload | prompt: %d random token ids in one pass (pp%d); decode: %d greedy steps at batch 1 after it (tg%d); "+
+		"streams: %d sequences of %d prompt tokens, then %d steps of one token per sequence, every row's logits returned, "+
+		"aggregate decode tokens/s (llama-batched-bench's S_TG). Every engine runs each part once untimed first. "+
+		"apr: %d fresh processes per model, medians; llama-bench: medians of its %d samples |\n",
+		r.Prompt, r.Prompt, r.NPredict, r.NPredict, r.Streams, r.StreamPP, r.NPredict, r.Reps, r.Reps)
+	p("| models | the CPU section's random-weight files, Qwen2.5-Coder-0.5B and -1.5B dimensions; BF16 is apr and PyTorch on the " +
+		"SafeTensors folder, llama.cpp on an F16 GGUF of the same weights |\n\n")
+	p("Roofline: the bytes of weights one decode step reads (every matrix once; the tied embedding as the output " +
+		"matrix) divided into the measured read bandwidth: the most tokens/s batch-1 decode can reach.\n\n")
+
+	p("## Decode at batch 1 (tokens/s)\n\n")
+	p("| model | weights | apr | llama.cpp | PyTorch | apr / llama.cpp | >= %.1fx | roofline | apr / roofline | >= %.0f%% |\n",
+		gpuDecodeTarget, 100*gpuRooflineTarget)
+	p("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |\n")
+	for i := range r.Cases {
+		c := &r.Cases[i]
+		f := c.figures()
+		rc, rv := ratioCell(f.apr.Decode, f.llamaTG, gpuDecodeTarget)
+		roof, share, sv := 0.0, "n/a", "not measured"
+		if r.ReadBW > 0 && c.WeightBytes > 0 {
+			roof = r.ReadBW / float64(c.WeightBytes)
+			if f.apr.Decode > 0 {
+				share, sv = fmt.Sprintf("%.0f%%", 100*f.apr.Decode/roof), verdict(f.apr.Decode/roof, gpuRooflineTarget)
+			}
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), rate(f.apr.Decode, "%.1f"),
+			rate(f.llamaTG, "%.1f"), rate(f.torchTG, "%.1f"), rc, rv, rate(roof, "%.0f"), share, sv)
+	}
+
+	p("\n## Prompt processing, %d tokens in one pass (tokens/s)\n\n", r.Prompt)
+	p("| model | weights | apr | llama.cpp | PyTorch | apr / llama.cpp | >= %.1fx |\n| --- | --- | ---: | ---: | ---: | ---: | --- |\n",
+		gpuPromptTarget)
+	for i := range r.Cases {
+		c := &r.Cases[i]
+		f := c.figures()
+		rc, rv := ratioCell(f.apr.Prompt, f.llamaPP, gpuPromptTarget)
+		p("| %s | %s | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), rate(f.apr.Prompt, "%.0f"),
+			rate(f.llamaPP, "%.0f"), rate(f.torchPP, "%.0f"), rc, rv)
+	}
+
+	if r.Streams > 0 {
+		p("\n## %d concurrent streams: aggregate decode (tokens/s)\n\n", r.Streams)
+		p("| model | weights | apr | llama.cpp | PyTorch | apr / llama.cpp | apr streams' prompts | llama.cpp streams' prompts |\n")
+		p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for i := range r.Cases {
+			c := &r.Cases[i]
+			f := c.figures()
+			rc, _ := ratioCell(f.apr.Streams, f.llamaStreams, 0)
+			p("| %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), rate(f.apr.Streams, "%.0f"),
+				rate(f.llamaStreams, "%.0f"), rate(f.torchStreams, "%.0f"), rc, rate(f.apr.StreamPrompt, "%.0f"),
+				rate(f.llamaStreamPP, "%.0f"))
+		}
+	}
+
+	p("\n## Load and failures\n\n| model | weights | apr load (s) | apr runs | weights per token (MiB) | failures |\n| --- | --- | ---: | ---: | ---: | --- |\n")
+	for i := range r.Cases {
+		c := &r.Cases[i]
+		a := summarizeGPU(c.APRRuns)
+		errs := "none"
+		if len(c.Errs) > 0 {
+			errs = "`" + strings.ReplaceAll(strings.Join(c.Errs, "`; `"), "|", "\\|") + "`"
+		}
+		p("| %s | %s | %s | %d | %.0f | %s |\n", c.Shape.Name, c.title(), rate(a.Load, "%.2f"), a.N,
+			float64(c.WeightBytes)/(1<<20), errs)
+	}
+	p("\n## Reproduce (on the GPU machine)\n\n```sh\n" +
+		"# llama.cpp's CUDA build, from the source the node-llama-cpp package carries (not committed):\n" +
+		"cmake -S llama.cpp -B build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_BUILD_TESTS=OFF \\\n" +
+		"  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF && cmake --build build -j --target llama-bench llama-batched-bench\n" +
+		"go run ./bench -gpu -llama-bench build/bin/llama-bench -llama-batched-bench build/bin/llama-batched-bench\n" +
+		"```\n\nWithout Go on the GPU machine, build `apr` and the bench here, carry them, and pass `-apr PATH`.\n\n")
+	p("%s\n", gpuEnd)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
