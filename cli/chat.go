@@ -35,7 +35,7 @@ func newChatCmd(e *env) *cobra.Command {
   echo "What is 2+2?" | apr chat model.gguf`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := e.load(args[0], &g.modelFlags)
+			l, err := e.load(args[0], g.loadFlags())
 			if err != nil {
 				return err
 			}

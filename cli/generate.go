@@ -36,6 +36,7 @@ func (g *genFlags) register(cmd *cobra.Command) {
 	g.cmd = cmd
 	g.modelFlags.register(cmd)
 	g.modelFlags.registerTrace(cmd)
+	g.modelFlags.registerDevice(cmd)
 	fl := cmd.Flags()
 	fl.Float64Var(&g.temperature, "temperature", 0.8, "sampling temperature; 0 is greedy (alias --temp; default: the model's)")
 	fl.IntVar(&g.topK, "top-k", 40, "keep the k most likely tokens; 0 disables (default: the model's)")
@@ -88,6 +89,13 @@ func (g *genFlags) sampler(l *loaded) *sample.Sampler {
 		p.Seed = uint64(g.seed)
 	}
 	return sample.New(p)
+}
+
+// loadFlags are the model flags with one sequence of --ctx-size positions
+// at a time, for sizing the GPU's KV cache.
+func (g *genFlags) loadFlags() *modelFlags {
+	g.slots, g.ctx = 1, g.ctxSize
+	return &g.modelFlags
 }
 
 // sequence allocates the KV cache for the requested context.

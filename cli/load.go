@@ -34,6 +34,14 @@ type modelFlags struct {
 	threads int
 	verbose bool
 	trace   string // --trace FILE (see registerTrace); empty: none
+	// --device, --gpu and --gpu-layers (see registerDevice); commands
+	// without them compute on the CPU.
+	device    string
+	gpu       bool
+	gpuLayers int
+	// Set by the command before loading: how many sequences it runs at
+	// once and their context, which size the GPU's KV caches.
+	slots, ctx int
 }
 
 func (f *modelFlags) register(cmd *cobra.Command) {
@@ -58,11 +66,20 @@ func (e *env) load(path string, f *modelFlags) (*loaded, error) {
 		stop()
 		return nil, err
 	}
-	eng, err := engine.New(m.Config, m.Tensors, engine.OptionsFor(m, f.threads))
+	off, err := f.offload()
+	if err != nil {
+		stop()
+		m.Close()
+		return nil, err
+	}
+	eng, notice, err := engine.Load(m, engine.OptionsFor(m, f.threads), off)
 	stop()
 	if err != nil {
 		m.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if notice != "" {
+		fmt.Fprintln(e.stderr, notice)
 	}
 	l := &loaded{model: m, engine: eng, elapsed: time.Since(t0)}
 	if f.trace != "" {
@@ -73,8 +90,8 @@ func (e *env) load(path string, f *modelFlags) (*loaded, error) {
 	}
 	if f.verbose {
 		c := m.Config
-		fmt.Fprintf(e.stderr, "apr: loaded %s (%s) in %.2fs: %s, %d layers, hidden %d, %d heads / %d kv heads, vocab %d, %d threads\n",
-			path, m.Format, l.elapsed.Seconds(), c.Arch, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.VocabSize, eng.Threads())
+		fmt.Fprintf(e.stderr, "apr: loaded %s (%s) in %.2fs: %s, %d layers, hidden %d, %d heads / %d kv heads, vocab %d, %d threads; device %s\n",
+			path, m.Format, l.elapsed.Seconds(), c.Arch, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.VocabSize, eng.Threads(), eng.Device())
 		e.verboseLoad(m)
 	}
 	return l, nil

@@ -49,7 +49,7 @@ func newProfileCmd(e *env) *cobra.Command {
 			ids := l.model.Tokenizer.Encode(text)
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
-			fmt.Fprintf(e.stderr, "apr: profiling %s: %d prompt tokens, %d warm-up and %d measured tokens\n", path, len(ids), opts.Warmup, opts.Tokens)
+			fmt.Fprintf(e.stderr, "apr: profiling %s on %s: %d prompt tokens, %d warm-up and %d measured tokens\n", path, l.engine.Device(), len(ids), opts.Warmup, opts.Tokens)
 			r, err := profile.Run(ctx, l.engine, ids, opts)
 			if err != nil {
 				return err
@@ -63,6 +63,7 @@ func newProfileCmd(e *env) *cobra.Command {
 		},
 	}
 	mf.register(cmd)
+	mf.registerDevice(cmd)
 	fl := cmd.Flags()
 	fl.IntVarP(&opts.Tokens, "tokens", "n", 32, "tokens generated in the measured run (EOS does not stop it)")
 	fl.IntVar(&opts.Warmup, "warmup", 4, "tokens generated in the warm-up run; -1 for none")

@@ -53,7 +53,7 @@ func register(mk func(*env) *cobra.Command) { commands = append(commands, mk) }
 // Main runs apr with args and returns the process exit code.
 func Main(args []string, in io.Reader, out, errw io.Writer) int {
 	root := NewRoot(in, out, errw)
-	root.SetArgs(args)
+	root.SetArgs(llamaShortFlags(args))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintf(errw, "apr: %v\n", err)
 		var ee *exitError
@@ -84,6 +84,8 @@ func aliasFlags(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		name = "stop"
 	case "ctx-size", "num-ctx", "num_ctx":
 		name = "ctx-size"
+	case "n-gpu-layers", "ngl", "num-gpu", "num_gpu":
+		name = "gpu-layers"
 	}
 	return pflag.NormalizedName(strings.ReplaceAll(name, "_", "-"))
 }

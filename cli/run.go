@@ -31,7 +31,7 @@ func newRunCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			l, err := e.load(path, &g.modelFlags)
+			l, err := e.load(path, g.loadFlags())
 			if err != nil {
 				return err
 			}

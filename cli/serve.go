@@ -46,6 +46,7 @@ func newServeCmd(e *env) *cobra.Command {
   apr serve model.gguf --host 0.0.0.0 --api-key secret --parallel 8 --ctx-size 8192`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			mf.slots, mf.ctx = parallel, ctxSize
 			l, err := e.load(args[0], &mf)
 			if err != nil {
 				return err
@@ -85,13 +86,14 @@ func newServeCmd(e *env) *cobra.Command {
 				kv = fmt.Sprintf("KV budget %.1f MiB: %d tokens, %d full-context sequences at once; a request waits until its cache fits",
 					mib(b), b/sc.PositionBytes(), min(int64(parallel), b/full))
 			}
-			fmt.Fprintf(e.stderr, "apr: serving %s on http://%s (%d parallel, context %d, %s)\n",
-				name, ln.Addr(), parallel, sc.Context(), kv)
+			fmt.Fprintf(e.stderr, "apr: serving %s on http://%s (%d parallel, context %d, %s; device %s)\n",
+				name, ln.Addr(), parallel, sc.Context(), kv, l.engine.Device())
 			return srv.Serve(ctx, ln, 60*time.Second)
 		},
 	}
 	mf.register(cmd)
 	mf.registerTrace(cmd)
+	mf.registerDevice(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&host, "host", "127.0.0.1", "address to listen on")
 	fl.IntVar(&port, "port", 8080, "port to listen on")

@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/apr-llm/apr/backend/cuda"
+	"github.com/apr-llm/apr/internal/testref"
+)
+
+func TestLlamaShortFlags(t *testing.T) {
+	cases := []struct{ in, want []string }{
+		{[]string{"run", "m.gguf", "-ngl", "99", "hi"}, []string{"run", "m.gguf", "--gpu-layers", "99", "hi"}},
+		{[]string{"run", "-ngl=20", "x"}, []string{"run", "--gpu-layers=20", "x"}},
+		{[]string{"run", "m", "--", "-ngl"}, []string{"run", "m", "--", "-ngl"}},
+		{[]string{"run", "-n", "8", "-nglx"}, []string{"run", "-n", "8", "-nglx"}},
+	}
+	for _, c := range cases {
+		if got := llamaShortFlags(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("llamaShortFlags(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+// TestDeviceFlags runs `apr run` with each spelling of the device flags.
+// Without a usable GPU (CI) a cuda request answers on the CPU with a
+// one-line notice naming cuda.Available's reason; with one it answers on
+// the GPU. Either way the answer is right and --verbose names the device.
+func TestDeviceFlags(t *testing.T) {
+	dir := testref.ModelDir(t)
+	gpu, why := cuda.Available()
+	onGPU := "device cpu"
+	if gpu {
+		onGPU = "device cuda ("
+	}
+	cases := []struct {
+		name   string
+		flags  []string
+		code   int
+		device string // substring of --verbose's load line
+		notice string // substring of stderr; "" for no notice
+	}{
+		{"default auto", nil, 0, onGPU, ""},
+		{"cpu", []string{"--device", "cpu"}, 0, "device cpu", ""},
+		{"cuda", []string{"--device", "cuda"}, 0, onGPU, why},
+		{"gpu", []string{"--gpu"}, 0, onGPU, why},
+		{"ngl all", []string{"-ngl", "99"}, 0, onGPU, ""},
+		{"n-gpu-layers 0", []string{"--n-gpu-layers", "0", "--gpu"}, 0, "device cpu", ""},
+		{"split", []string{"-ngl", "2"}, 0, "device cpu", "--gpu-layers 2 of 4"},
+		{"unknown device", []string{"--device", "tpu"}, 1, "", `unknown device "tpu"`},
+		{"gpu against cpu", []string{"--gpu", "--device", "cpu"}, 1, "", "disagree"},
+		{"negative layers", []string{"--gpu-layers", "-2"}, 1, "", "--gpu-layers -2"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"run", dir, "--temp", "0", "--verbose", "What is 2+2? Answer with just the number."}, c.flags...)
+			code, out, errOut := apr(t, "", args...)
+			if code != c.code {
+				t.Fatalf("apr %q: exit %d, want %d; stderr %q", args, code, c.code, errOut)
+			}
+			if c.code != 0 {
+				if !strings.Contains(errOut, c.notice) {
+					t.Fatalf("stderr %q lacks %q", errOut, c.notice)
+				}
+				return
+			}
+			if out != "4\n" {
+				t.Fatalf("stdout %q, want \"4\\n\"", out)
+			}
+			if !strings.Contains(errOut, c.device) {
+				t.Fatalf("stderr %q does not name %q", errOut, c.device)
+			}
+			notice := ""
+			for _, l := range strings.Split(errOut, "\n") {
+				if strings.Contains(l, "running on the CPU") {
+					notice = l
+				}
+			}
+			wantNotice := c.notice != "" && (!gpu || c.notice != why)
+			switch {
+			case wantNotice && !strings.Contains(notice, c.notice):
+				t.Fatalf("no notice naming %q on stderr %q", c.notice, errOut)
+			case !wantNotice && notice != "":
+				t.Fatalf("unexpected notice %q", notice)
+			}
+		})
+	}
+}
+
+func TestDeviceHelp(t *testing.T) {
+	for _, cmd := range []string{"run", "chat", "serve", "profile"} {
+		code, out, errOut := apr(t, "", cmd, "--help")
+		if code != 0 {
+			t.Fatalf("%s --help: exit %d: %s", cmd, code, errOut)
+		}
+		for _, want := range []string{"--device", "--gpu-layers", "--gpu ", "-ngl"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s --help lacks %q", cmd, want)
+			}
+		}
+	}
+}
