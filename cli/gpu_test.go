@@ -1,0 +1,172 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/apr-llm/apr/backend/cuda"
+	"github.com/apr-llm/apr/internal/testref"
+)
+
+// needGPU skips a test without a usable GPU, with cuda.Available's reason.
+func needGPU(t *testing.T) {
+	t.Helper()
+	if ok, why := cuda.Available(); !ok {
+		t.Skip("no usable GPU: " + why)
+	}
+}
+
+// sharedModels are the shared model files by format, and an APR file
+// imported from the SafeTensors folder.
+func sharedModels(t *testing.T) [][2]string {
+	t.Helper()
+	dir := testref.ModelDir(t)
+	aprFile := filepath.Join(t.TempDir(), "tiny.apr")
+	if code, _, errOut := apr(t, "", "import", dir, "-o", aprFile); code != 0 {
+		t.Fatalf("apr import: exit %d: %s", code, errOut)
+	}
+	gguf := func(q string) string {
+		return testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-"+q+".gguf")
+	}
+	return [][2]string{{"safetensors", dir}, {"gguf-q8_0", gguf("q8_0")}, {"gguf-q4_k_m", gguf("q4_k_m")}, {"apr", aprFile}}
+}
+
+// greedyArgs are `apr run` arguments for a raw greedy continuation of
+// text without repeat penalty, as the reference runs were made.
+func greedyArgs(model, text string, n int, device string) []string {
+	return []string{"run", model, "--raw", "--temp", "0", "--repeat-penalty", "1", "-n", fmt.Sprint(n), "--device", device, "--verbose", text}
+}
+
+// TestRunOnGPUMatchesCPU: for every shared model and reference prompt,
+// `apr run --device cuda` writes the CPU's greedy continuation (32 tokens
+// or up to EOS) and says it ran on the GPU.
+func TestRunOnGPUMatchesCPU(t *testing.T) {
+	needGPU(t)
+	for _, m := range sharedModels(t) {
+		t.Run(m[0], func(t *testing.T) {
+			for _, p := range testref.HFOutputs(t) {
+				code, want, errOut := apr(t, "", greedyArgs(m[1], p.Text, 32, "cpu")...)
+				if code != 0 {
+					t.Fatalf("%s on the CPU: exit %d: %s", p.Name, code, errOut)
+				}
+				code, got, errOut := apr(t, "", greedyArgs(m[1], p.Text, 32, "cuda")...)
+				if code != 0 {
+					t.Fatalf("%s on the GPU: exit %d: %s", p.Name, code, errOut)
+				}
+				if !strings.Contains(errOut, "device cuda (") {
+					t.Fatalf("%s: not on the GPU: %s", p.Name, errOut)
+				}
+				if got != want {
+					t.Errorf("%s: GPU %q, CPU %q", p.Name, got, want)
+				}
+			}
+		})
+	}
+}
+
+// startServe runs `apr serve` in process with args (a free port is added)
+// and returns its base URL and a function that stops it and checks that
+// it exited cleanly.
+func startServe(t *testing.T, args ...string) (string, func()) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	root := NewRoot(strings.NewReader(""), io.Discard, pw)
+	root.SetArgs(append(append([]string{"serve"}, args...), "--port", "0"))
+	done := make(chan error, 1)
+	go func() {
+		done <- root.ExecuteContext(ctx)
+		pw.Close()
+	}()
+	addr := regexp.MustCompile(`on http://(\S+) `)
+	sc := bufio.NewScanner(pr)
+	var base string
+	for sc.Scan() {
+		if m := addr.FindStringSubmatch(sc.Text()); m != nil {
+			base = "http://" + m[1]
+			break
+		}
+	}
+	if base == "" {
+		cancel()
+		t.Fatalf("apr serve printed no address: %v", <-done)
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	return base, func() {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("apr serve after shutdown: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("apr serve did not stop")
+		}
+	}
+}
+
+// TestServeOnGPUConcurrentStreams: `apr serve --device cuda` with four
+// parallel slots answers twelve concurrent streamed completions (more
+// requests than slots, so slots are reused) with the CPU's greedy
+// continuation of each reference prompt.
+func TestServeOnGPUConcurrentStreams(t *testing.T) {
+	needGPU(t)
+	const n = 24
+	model := testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q4_k_m.gguf")
+	prompts := testref.HFOutputs(t)
+	want := map[string]string{}
+	for _, p := range prompts {
+		code, out, errOut := apr(t, "", greedyArgs(model, p.Text, n, "cpu")...)
+		if code != 0 {
+			t.Fatalf("%s on the CPU: exit %d: %s", p.Name, code, errOut)
+		}
+		want[p.Name] = strings.TrimSuffix(out, "\n")
+	}
+	base, stop := startServe(t, model, "--device", "cuda", "--parallel", "4", "--ctx-size", "1024")
+	defer stop()
+	client := openai.NewClient(option.WithBaseURL(base+"/v1/"), option.WithMaxRetries(0))
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	for i := range 12 {
+		p := prompts[i%len(prompts)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := client.Completions.NewStreaming(context.Background(), openai.CompletionNewParams{
+				Model:       "tiny",
+				Prompt:      openai.CompletionNewParamsPromptUnion{OfString: openai.String(p.Text)},
+				Temperature: openai.Float(0),
+				MaxTokens:   openai.Int(n),
+			}, option.WithJSONSet("repetition_penalty", 1))
+			text := ""
+			for s.Next() {
+				if ch := s.Current(); len(ch.Choices) > 0 {
+					text += ch.Choices[0].Text
+				}
+			}
+			switch {
+			case s.Err() != nil:
+				errs <- fmt.Errorf("stream %d (%s): %w", i, p.Name, s.Err())
+			case text != want[p.Name]:
+				errs <- fmt.Errorf("stream %d (%s): GPU %q, CPU %q", i, p.Name, text, want[p.Name])
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
