@@ -37,36 +37,49 @@ func kernelPTX() ([]byte, error) {
 	return embeddedPTX, nil
 }
 
-// Threads per block of the row-per-warp kernels (8 rows a block).
+// Threads per block of the row-per-warp kernels (8 weight rows a block:
+// MM_WARPS in kernels.cu).
 const matvecThreads = 256
 
-// matvecKernels names the matrix-vector kernel of each weight type.
-var matvecKernels = map[tensor.DType]string{
-	tensor.Q8_0: "matvec_q8_0",
-	tensor.Q5_0: "matvec_q5_0",
-	tensor.Q4_K: "matvec_q4_k",
-	tensor.Q6_K: "matvec_q6_k",
-	tensor.F32:  "matvec_f32",
-	tensor.F16:  "matvec_f16",
-	tensor.BF16: "matvec_bf16",
+// mmTile is the activation rows a matrix-product block takes when a pass
+// has more than one (the kernels' _r16 instances); one row uses _r1.
+const mmTile = 16
+
+// matmulKernels names the matrix-product kernels of each weight type
+// (suffixed _r1 or _r16).
+var matmulKernels = map[tensor.DType]string{
+	tensor.Q8_0: "matmul_q8_0",
+	tensor.Q4_0: "matmul_q4_0",
+	tensor.Q5_0: "matmul_q5_0",
+	tensor.Q4_K: "matmul_q4_k",
+	tensor.Q5_K: "matmul_q5_k",
+	tensor.Q6_K: "matmul_q6_k",
+	tensor.F32:  "matmul_f32",
+	tensor.F16:  "matmul_f16",
+	tensor.BF16: "matmul_bf16",
 }
 
-// getRowKernels names the row-decoding kernel of each type that has one;
-// other types decode embedding rows on the host.
-var getRowKernels = map[tensor.DType]string{
-	tensor.F32:  "get_row_f32",
-	tensor.F16:  "get_row_f16",
-	tensor.BF16: "get_row_bf16",
-	tensor.Q8_0: "get_row_q8_0",
+// getRowsKernels names the row-decoding kernel of each weight type.
+var getRowsKernels = map[tensor.DType]string{
+	tensor.F32:  "get_rows_f32",
+	tensor.F16:  "get_rows_f16",
+	tensor.BF16: "get_rows_bf16",
+	tensor.Q8_0: "get_rows_q8_0",
+	tensor.Q4_0: "get_rows_q4_0",
+	tensor.Q5_0: "get_rows_q5_0",
+	tensor.Q4_K: "get_rows_q4_k",
+	tensor.Q5_K: "get_rows_q5_k",
+	tensor.Q6_K: "get_rows_q6_k",
 }
 
-// actType is the activation encoding a weight type's matvec reads: Q8_0
-// or Q8_K blocks for quantized weights, float32 otherwise.
+// actType is the activation encoding a weight type's matrix product reads:
+// Q8_0 or Q8_K blocks for quantized weights, float32 otherwise (as
+// quant.VecDotType).
 func actType(dt tensor.DType) tensor.DType {
 	switch dt {
-	case tensor.Q8_0, tensor.Q5_0:
+	case tensor.Q8_0, tensor.Q4_0, tensor.Q5_0:
 		return tensor.Q8_0
-	case tensor.Q4_K, tensor.Q6_K:
+	case tensor.Q4_K, tensor.Q5_K, tensor.Q6_K:
 		return tensor.Q8_K
 	}
 	return tensor.F32
@@ -90,11 +103,14 @@ func checkMatrix(t *tensor.Tensor) error {
 	if err := t.Validate(); err != nil {
 		return fmt.Errorf("tensor %s: %w", t.Name, err)
 	}
-	if _, ok := matvecKernels[t.DType]; !ok {
+	if _, ok := matmulKernels[t.DType]; !ok {
 		return fmt.Errorf("tensor %s: the CUDA backend has no kernel for %v weights", t.Name, t.DType)
 	}
 	if (t.DType == tensor.F16 || t.DType == tensor.BF16) && t.Shape[1]%2 != 0 {
 		return fmt.Errorf("tensor %s: %v rows of odd length %d", t.Name, t.DType, t.Shape[1])
+	}
+	if t.DType == tensor.F32 && t.Shape[1]%2 != 0 {
+		return fmt.Errorf("tensor %s: F32 rows of odd length %d", t.Name, t.Shape[1])
 	}
 	return nil
 }
@@ -111,81 +127,121 @@ func (d *Device) uploadMatrix(t *tensor.Tensor) (*matrix, error) {
 	return &matrix{name: t.Name, dt: t.DType, rows: t.Shape[0], cols: t.Shape[1], rowBytes: t.RowBytes(), ptr: p}, nil
 }
 
+// uploadStacked copies matrices of one type and width stacked row-wise
+// ([a; b; ...]) to the device as one matrix, so that one launch multiplies
+// by all of them. It returns nil when their types or widths differ.
+func (d *Device) uploadStacked(name string, ts ...*tensor.Tensor) (*matrix, error) {
+	var data []byte
+	rows := 0
+	for _, t := range ts {
+		if err := checkMatrix(t); err != nil {
+			return nil, err
+		}
+		if t.DType != ts[0].DType || t.Shape[1] != ts[0].Shape[1] {
+			return nil, nil
+		}
+		data = append(data, t.Data[:t.Shape[0]*t.RowBytes()]...)
+		rows += t.Shape[0]
+	}
+	p, err := d.upload(data)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %s: %w", name, err)
+	}
+	t := ts[0]
+	return &matrix{name: name, dt: t.DType, rows: rows, cols: t.Shape[1], rowBytes: t.RowBytes(), ptr: p}, nil
+}
+
+// quantize encodes n floats at x (rows of a multiple of 32) as Q8_0 blocks
+// into q80 and/or Q8_K blocks into q8k (0: not wanted).
+func (d *Device) quantize(x devptr, n int, q80, q8k devptr) error {
+	if q80 == 0 && q8k == 0 {
+		return nil
+	}
+	return d.launch("quantize", ceilDiv(ceilDiv(n, 256)*32, matvecThreads), matvecThreads, 0, x, int64(n), q80, q8k)
+}
+
 // quantizeAct encodes n floats at x as vt (Q8_0 or Q8_K) into out.
 func (d *Device) quantizeAct(vt tensor.DType, x, out devptr, n int) error {
 	switch vt {
 	case tensor.Q8_0:
-		return d.launch("quantize_q8_0", ceilDiv(n/32*32, matvecThreads), matvecThreads, 0, x, out, n)
+		return d.quantize(x, n, out, 0)
 	case tensor.Q8_K:
-		return d.launch("quantize_q8_k", ceilDiv(n/256*32, matvecThreads), matvecThreads, 0, x, out, n)
+		return d.quantize(x, n, 0, out)
 	}
 	return fmt.Errorf("cuda: no activation quantizer for %v", vt)
 }
 
-// matvec computes y (+)= W·act + bias; act is in actType(w.dt), bias may
-// be 0.
-func (d *Device) matvec(w *matrix, act, y, bias devptr, accumulate bool) error {
-	acc := 0
-	if accumulate {
-		acc = 1
+// matmul computes y[c] (+)= W·act[c] + bias for m activation rows; act is
+// in actType(w.dt) with rows actStride bytes apart, y rows are yStride
+// floats apart; bias may be 0.
+func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride int, bias devptr, accumulate bool, m int) error {
+	name, tile := matmulKernels[w.dt]+"_r1", 1
+	if m > 1 {
+		name, tile = matmulKernels[w.dt]+"_r16", mmTile
 	}
-	return d.launch(matvecKernels[w.dt], ceilDiv(w.rows*32, matvecThreads), matvecThreads, 0,
-		w.ptr, act, y, bias, w.rows, w.cols, int64(w.rowBytes), acc)
+	return d.launch2(name, ceilDiv(w.rows*32, matvecThreads), ceilDiv(m, tile), matvecThreads, 0,
+		w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
 }
 
-// getRow decodes row r of w (or the row that rowp holds, when not 0) to
-// float32 at out.
-func (d *Device) getRow(w *matrix, out, rowp devptr, r int) error {
-	k, ok := getRowKernels[w.dt]
+// getRows decodes, for each of the m rows of a pass, the row of w that the
+// row's token (info) names to float32, m rows of w.cols at out.
+func (d *Device) getRows(w *matrix, out, info devptr, m int) error {
+	k, ok := getRowsKernels[w.dt]
 	if !ok {
 		return fmt.Errorf("cuda: no row kernel for %v", w.dt)
 	}
-	return d.launch(k, ceilDiv(w.cols, 256), 256, 0, w.ptr, out, rowp, r, w.cols, int64(w.rowBytes))
+	return d.launch2(k, ceilDiv(w.cols, 256), m, 256, 0, w.ptr, out, info, w.cols, int64(w.rowBytes))
 }
 
-// rmsNorm writes w * x/rms(x) (n values) to out, with ggml's numerics
-// (cpu's RMSNormGGML) when ggml is set, else transformers' (RMSNorm).
-func (d *Device) rmsNorm(x, w, out devptr, n int, eps float32, ggml bool) error {
-	name := "rmsnorm"
-	if ggml {
-		name = "rmsnorm_ggml"
+// rmsNorm writes w * x/rms(x) for m rows of n values to out, with ggml's
+// numerics (cpu's RMSNormGGML) when ggml is set, else transformers'
+// (RMSNorm); output row r reads row sel[r] of x when sel is not 0. The
+// output is also quantized into q80 and/or q8k when not 0.
+func (d *Device) rmsNorm(x, w, out devptr, n, m int, eps float32, ggml bool, sel, q80, q8k devptr) error {
+	threads := min(1024, max(32, ceilDiv(n/4, 32)*32))
+	return d.launch("rmsnorm", m, threads, 0, x, w, out, n, eps, boolInt(ggml), sel, q80, q8k)
+}
+
+// ropeStore rotates the queries and keys of m rows of qkv (each stride
+// floats: heads x dim queries, then kvHeads x dim keys and as many values)
+// at their positions (info) and stores keys and values in the rows' slots
+// of the caches kc and vc (slotBytes each).
+func (d *Device) ropeStore(qkv devptr, stride int, invFreq devptr, heads, kvHeads, dim int, info devptr, thetaScale float32, style int, kc, vc devptr, f16 bool, slotBytes, m int) error {
+	n := (heads+kvHeads)*dim/2 + kvHeads*dim
+	return d.launch2("rope_store", ceilDiv(n, 256), m, 256, 0, qkv, stride, invFreq, heads, kvHeads, dim, info,
+		thetaScale, style, kc, vc, boolInt(f16), int64(slotBytes))
+}
+
+// attnArgs are the shapes of attention.
+type attnArgs struct {
+	heads, kvHeads, dim, ctx int
+	scale                    float32
+	f16, fa                  bool
+	qStride, slotBytes       int
+}
+
+// attention runs m rows' causal attention: row r's query at q +
+// r*qStride attends to its slot's cached positions 0..its position (info);
+// out receives heads x dim floats per row; scores is scratch of m x heads x
+// ctx floats. With fa (an F16 cache only) it is ggml's flash attention as
+// cpu's FlashAttentionGGML computes it, for a pass of *passp rows (ggml's
+// tiled kernel from 64 rows on).
+func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArgs, m int) error {
+	if a.fa && a.f16 {
+		return d.launch2("attention_fa", a.heads, m, 256, 4*(2*a.dim+64), q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
+			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
-	return d.launch(name, 1, 1024, 0, x, w, out, n, eps)
+	return d.launch2("attention", a.heads, m, 256, 4*a.dim, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
+		info, a.ctx, a.scale, boolInt(a.f16), a.qStride, int64(a.slotBytes))
 }
 
-// rope rotates heads x dim values at v for position pos (or the one posp
-// holds, when not 0).
-func (d *Device) rope(v, invFreq devptr, heads, dim int, posp devptr, pos int, thetaScale float32, style int) error {
-	n := heads * dim / 2
-	return d.launch("rope", ceilDiv(n, 256), 256, 0, v, invFreq, heads, dim, posp, pos, thetaScale, style)
-}
-
-// kvStore writes dim keys and values at position pos (or posp's) of a
-// cache.
-func (d *Device) kvStore(k, v, kc, vc, posp devptr, pos, dim int, f16 bool) error {
-	return d.launch("kv_store", ceilDiv(dim, 256), 256, 0, k, v, kc, vc, posp, pos, dim, boolInt(f16))
-}
-
-// attention runs one token's attention over n cached positions (or
-// *posp+1, when posp is not 0).
-// With fa (an F16 cache only) it is ggml's flash attention for one row of
-// a pass of rows rows (or *rowsp, when rowsp is not 0), as cpu's
-// FlashAttentionGGML computes it: ggml's tiled kernel from 64 rows on.
-func (d *Device) attention(q, kc, vc, out, scores devptr, heads, kvHeads, dim int, posp devptr, n, ctx int, scale float32, f16, fa bool, rowsp devptr, rows int) error {
-	if fa && f16 {
-		return d.launch("attention_fa", heads, 256, 4*(2*dim+64), q, kc, vc, out, scores, heads, kvHeads, dim, posp, n, ctx, scale, rowsp, rows)
-	}
-	return d.launch("attention", heads, 256, 4*dim, q, kc, vc, out, scores, heads, kvHeads, dim, posp, n, ctx, scale, boolInt(f16))
-}
-
-// siluMul sets g = silu(g) * u over n values, with ggml's exponential
-// (cpu's SiLUMulGGML) when ggml is set.
-func (d *Device) siluMul(g, u devptr, n int, ggml bool) error {
-	name := "silu_mul"
-	if ggml {
-		name = "silu_mul_ggml"
-	}
-	return d.launch(name, ceilDiv(n, 256), 256, 0, g, u, n)
+// siluQuant writes silu(gate) * up for m rows of gu (gate then up, n
+// floats each) to out (m x n), with ggml's exponential (cpu's SiLUMulGGML)
+// when ggml is set, and quantizes the result into q80 and/or q8k when not 0.
+func (d *Device) siluQuant(gu, out devptr, n, m int, ggml bool, q80, q8k devptr) error {
+	total := n * m
+	return d.launch("silu_quant", ceilDiv(ceilDiv(total, 256)*32, matvecThreads), matvecThreads, 0,
+		gu, out, n, int64(total), boolInt(ggml), q80, q8k)
 }
 
 // add sets x += y over n values.
@@ -193,9 +249,18 @@ func (d *Device) add(x, y devptr, n int) error {
 	return d.launch("add", ceilDiv(n, 256), 256, 0, x, y, n)
 }
 
-// argmax writes the index of the largest of n values to out (an int32).
-func (d *Device) argmax(x devptr, n int, out devptr) error {
-	return d.launch("argmax", 1, 1024, 0, x, n, out)
+// argmaxParts is the number of blocks of argmax's first stage; its
+// scratch holds argmaxParts floats and as many int32.
+const argmaxParts = 64
+
+// argmax writes the index of the largest of n values (the first on ties)
+// to out (an int32), using scratch (8*argmaxParts bytes).
+func (d *Device) argmax(x devptr, n int, scratch, out devptr) error {
+	pv, pi := scratch, scratch+4*argmaxParts
+	if err := d.launch("argmax_part", argmaxParts, 1024, 0, x, n, pv, pi); err != nil {
+		return err
+	}
+	return d.launch("argmax_final", 1, 64, 0, pv, pi, argmaxParts, out)
 }
 
 func boolInt(b bool) int {

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -144,187 +145,294 @@ func TestQuantizeActivation(t *testing.T) {
 	}
 }
 
-func TestMatVec(t *testing.T) {
+// ints uploads int32 values.
+func (b *buffers) ints(v []int32) devptr {
+	return b.bytes(unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v)))
+}
+
+// rowInfo is the kernels' per-row state (token, position, slot, 0).
+func rowInfo(rows ...Row) []int32 {
+	v := make([]int32, 0, 4*len(rows))
+	for _, r := range rows {
+		v = append(v, int32(r.Token), int32(r.Pos), int32(r.Slot), 0)
+	}
+	return v
+}
+
+// quantTypes are the weight types with device matrix kernels.
+var quantTypes = []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K, tensor.F16, tensor.BF16, tensor.F32}
+
+// TestMatMul compares every weight type's matrix product, for one
+// activation row (the _r1 kernels) and 19 (_r16, a partial tile), with
+// quant.VecDot on the same quantized activations, accumulating with a
+// bias and overwriting without.
+func TestMatMul(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(3, 4))
 	const rows, cols = 77, 512
-	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q5_0, tensor.Q4_K, tensor.Q6_K, tensor.F16, tensor.BF16, tensor.F32} {
-		func() {
+	for _, dt := range quantTypes {
+		for _, m := range []int{1, 19} {
 			rb, err := dt.RowBytes(cols)
 			if err != nil {
 				t.Fatal(err)
 			}
-			wf := randn(r, rows*cols, 1)
 			wq := make([]byte, rows*rb)
-			for i := 0; i < rows; i++ {
-				if err := quant.Quantize(dt, wf[i*cols:(i+1)*cols], wq[i*rb:(i+1)*rb]); err != nil {
+			if err := quant.Quantize(dt, randn(r, rows*cols, 1), wq); err != nil {
+				t.Fatal(err)
+			}
+			vt := quant.VecDotType(dt)
+			if vt != actType(dt) {
+				t.Fatalf("%v: actType %v, quant.VecDotType %v", dt, actType(dt), vt)
+			}
+			ab, _ := vt.RowBytes(cols)
+			act := make([]byte, m*ab)
+			for c := range m {
+				if err := quant.QuantizeActivation(vt, randn(r, cols, 1), act[c*ab:(c+1)*ab]); err != nil {
 					t.Fatal(err)
 				}
 			}
-			x := randn(r, cols, 1)
-			bias := randn(r, rows, 1)
-			y0 := randn(r, rows, 1)
-			vt := quant.VecDotType(dt)
-			ab, _ := vt.RowBytes(cols)
-			act := make([]byte, ab)
-			if err := quant.QuantizeActivation(vt, x, act); err != nil {
-				t.Fatal(err)
-			}
-			want := make([]float32, rows)
-			for i := range want {
-				want[i] = y0[i] + (quant.VecDot(dt, wq[i*rb:(i+1)*rb], act, cols) + bias[i])
+			bias, y0 := randn(r, rows, 1), randn(r, rows*m, 1)
+			want := make([]float32, rows*m)
+			for c := range m {
+				for i := range rows {
+					want[c*rows+i] = y0[c*rows+i] + (quant.VecDot(dt, wq[i*rb:(i+1)*rb], act[c*ab:(c+1)*ab], cols) + bias[i])
+				}
 			}
 			w := &matrix{name: "w", dt: dt, rows: rows, cols: cols, rowBytes: rb, ptr: b.bytes(wq)}
-			xd := b.floats(x)
-			a := xd
-			if at := actType(dt); at != tensor.F32 {
-				a = b.poisoned(ab)
-				if err := d.quantizeAct(at, xd, a, cols); err != nil {
-					t.Fatal(err)
+			a := b.bytes(act)
+			y := b.floats(y0)
+			if err := d.matmul(w, a, ab, y, rows, b.floats(bias), true, m); err != nil {
+				t.Fatal(err)
+			}
+			what := fmt.Sprintf("%v matmul of %d rows", dt, m)
+			compare(t, what+" (accumulate, bias)", b.readFloats(y, rows*m), want, 1e-5)
+			for c := range m {
+				for i := range rows {
+					want[c*rows+i] = quant.VecDot(dt, wq[i*rb:(i+1)*rb], act[c*ab:(c+1)*ab], cols)
 				}
 			}
-			y := b.floats(y0)
-			if err := d.matvec(w, a, y, b.floats(bias), true); err != nil {
+			y = b.poisoned(4 * rows * m)
+			if err := d.matmul(w, a, ab, y, rows, 0, false, m); err != nil {
 				t.Fatal(err)
 			}
-			compare(t, dt.String()+" matvec (accumulate, bias)", b.readFloats(y, rows), want, 1e-5)
-			// Overwrite, no bias.
-			for i := range want {
-				want[i] = quant.VecDot(dt, wq[i*rb:(i+1)*rb], act, cols)
-			}
-			y = b.poisoned(4 * rows)
-			if err := d.matvec(w, a, y, 0, false); err != nil {
-				t.Fatal(err)
-			}
-			compare(t, dt.String()+" matvec", b.readFloats(y, rows), want, 1e-5)
-		}()
+			compare(t, what, b.readFloats(y, rows*m), want, 1e-5)
+		}
 	}
 }
 
-func TestGetRow(t *testing.T) {
+func TestGetRows(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(5, 6))
-	const rows, cols = 9, 256
-	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.F16, tensor.BF16, tensor.F32} {
+	const rows, cols = 9, 512
+	tokens := []int{7, 2, 7}
+	info := make([]Row, len(tokens))
+	for i, tok := range tokens {
+		info[i] = Row{Token: tok}
+	}
+	for _, dt := range quantTypes {
 		rb, _ := dt.RowBytes(cols)
 		wq := make([]byte, rows*rb)
 		if err := quant.Quantize(dt, randn(r, rows*cols, 1), wq); err != nil {
 			t.Fatal(err)
 		}
-		want := make([]float32, cols)
-		if err := quant.Dequantize(dt, wq[7*rb:8*rb], want); err != nil {
-			t.Fatal(err)
+		want := make([]float32, len(tokens)*cols)
+		for i, tok := range tokens {
+			if err := quant.Dequantize(dt, wq[tok*rb:(tok+1)*rb], want[i*cols:(i+1)*cols]); err != nil {
+				t.Fatal(err)
+			}
 		}
 		w := &matrix{dt: dt, rows: rows, cols: cols, rowBytes: rb, ptr: b.bytes(wq)}
-		out := b.poisoned(4 * cols)
-		if err := d.getRow(w, out, 0, 7); err != nil {
+		out := b.poisoned(4 * len(want))
+		if err := d.getRows(w, out, b.ints(rowInfo(info...)), len(tokens)); err != nil {
 			t.Fatal(err)
 		}
-		compare(t, dt.String()+" row", b.readFloats(out, cols), want, 0)
+		compare(t, dt.String()+" rows", b.readFloats(out, len(want)), want, 0)
 	}
 }
 
+// TestRMSNorm checks both numerics on two rows read through a selection
+// (reversed), and the fused quantization of the output.
 func TestRMSNorm(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(7, 8))
-	const n = 896
-	x, w := randn(r, n, 3), randn(r, n, 1)
-	want := make([]float32, n)
+	const n = 1536
+	x, w := randn(r, 2*n, 3), randn(r, n, 1)
+	swapped := append(append([]float32(nil), x[n:]...), x[:n]...)
 	be := cpu.New(1)
 	defer be.Close()
-	be.RMSNorm(want, x, w, 1, 1e-6)
-	out := b.poisoned(4 * n)
-	if err := d.rmsNorm(b.floats(x), b.floats(w), out, n, 1e-6, false); err != nil {
-		t.Fatal(err)
-	}
-	compare(t, "rmsnorm", b.readFloats(out, n), want, 1e-6)
-
-	be.RMSNormGGML(want, x, w, 1, 1e-6)
-	if err := d.rmsNorm(b.floats(x), b.floats(w), out, n, 1e-6, true); err != nil {
-		t.Fatal(err)
-	}
-	compare(t, "rmsnorm_ggml", b.readFloats(out, n), want, 0)
-}
-
-func TestRoPE(t *testing.T) {
-	d := testDevice(t)
-	b := newBuffers(t, d)
-	r := rand.New(rand.NewPCG(9, 10))
-	const heads, dim, theta = 3, 64, 1e6
-	for style, rs := range []cpu.RopeStyle{cpu.RopeHF, cpu.RopeGGML} {
-		for _, pos := range []int{0, 1, 17, 1234} {
-			v := randn(r, heads*dim, 1)
-			want := append([]float32(nil), v...)
-			cpu.NewRope(dim, theta, rs).Apply(want, heads, pos)
-			inv := make([]float32, dim/2)
-			for i := range inv {
-				inv[i] = float32(1 / math.Pow(theta, float64(float32(2*i)/float32(dim))))
+	want := make([]float32, 2*n)
+	q80n, _ := tensor.Q8_0.RowBytes(n)
+	q8kn, _ := tensor.Q8_K.RowBytes(n)
+	for _, ggml := range []bool{false, true} {
+		if ggml {
+			be.RMSNormGGML(want, swapped, w, 2, 1e-6)
+		} else {
+			be.RMSNorm(want, swapped, w, 2, 1e-6)
+		}
+		out, q80, q8k := b.poisoned(4*2*n), b.poisoned(2*q80n), b.poisoned(2*q8kn)
+		if err := d.rmsNorm(b.floats(x), b.floats(w), out, n, 2, 1e-6, ggml, b.ints([]int32{1, 0}), q80, q8k); err != nil {
+			t.Fatal(err)
+		}
+		got := b.readFloats(out, 2*n)
+		compare(t, fmt.Sprintf("rmsnorm (ggml %v)", ggml), got, want, 1e-6)
+		for _, c := range []struct {
+			vt  tensor.DType
+			p   devptr
+			per int
+		}{{tensor.Q8_0, q80, q80n}, {tensor.Q8_K, q8k, q8kn}} {
+			wantQ := make([]byte, 2*c.per)
+			for row := range 2 {
+				if err := quant.QuantizeActivation(c.vt, got[row*n:(row+1)*n], wantQ[row*c.per:(row+1)*c.per]); err != nil {
+					t.Fatal(err)
+				}
 			}
-			vd := b.floats(v)
-			if err := d.rope(vd, b.floats(inv), heads, dim, 0, pos, float32(math.Pow(theta, -2.0/dim)), style); err != nil {
-				t.Fatal(err)
+			if gotQ := b.readBytes(c.p, 2*c.per); string(gotQ) != string(wantQ) {
+				t.Errorf("rmsnorm's %v output differs from quant.QuantizeActivation of its floats", c.vt)
 			}
-			compare(t, "rope", b.readFloats(vd, heads*dim), want, 1e-6)
 		}
 	}
 }
 
+// TestRoPEStore rotates two rows' queries and keys (at positions of two
+// slots) and checks the rotated queries and the cached keys and values.
+func TestRoPEStore(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(9, 10))
+	const heads, kvHeads, dim, theta, ctx = 3, 2, 64, 1e6, 1300
+	const kvDim = kvHeads * dim
+	const stride = (heads+2*kvHeads)*dim + 5
+	rows := []Row{{Slot: 1, Pos: 1234}, {Slot: 0, Pos: 17}}
+	inv := make([]float32, dim/2)
+	for i := range inv {
+		inv[i] = float32(1 / math.Pow(theta, float64(float32(2*i)/float32(dim))))
+	}
+	for style, rs := range []cpu.RopeStyle{cpu.RopeHF, cpu.RopeGGML} {
+		for _, f16 := range []bool{false, true} {
+			elem := 4
+			if f16 {
+				elem = 2
+			}
+			slotBytes := ctx * kvDim * elem
+			qkv := randn(r, len(rows)*stride, 1)
+			want := append([]float32(nil), qkv...)
+			rope := cpu.NewRope(dim, theta, rs)
+			for i, row := range rows {
+				w := want[i*stride:]
+				rope.Apply(w[:heads*dim], heads, row.Pos)
+				rope.Apply(w[heads*dim:(heads+kvHeads)*dim], kvHeads, row.Pos)
+			}
+			qd := b.floats(qkv)
+			kc, vc := b.poisoned(2*slotBytes), b.poisoned(2*slotBytes)
+			err := d.ropeStore(qd, stride, b.floats(inv), heads, kvHeads, dim, b.ints(rowInfo(rows...)),
+				float32(math.Pow(theta, -2.0/dim)), style, kc, vc, f16, slotBytes, len(rows))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := b.readFloats(qd, len(qkv))
+			for i := range rows {
+				compare(t, "rope queries", got[i*stride:i*stride+heads*dim], want[i*stride:i*stride+heads*dim], 1e-6)
+			}
+			kb, vb := b.readBytes(kc, 2*slotBytes), b.readBytes(vc, 2*slotBytes)
+			for i, row := range rows {
+				at := row.Slot*slotBytes + row.Pos*kvDim*elem
+				w := want[i*stride+heads*dim:]
+				wk, wv := encodeKV(w[:kvDim], f16), encodeKV(w[kvDim:2*kvDim], f16)
+				if string(kb[at:at+kvDim*elem]) != string(wk) || string(vb[at:at+kvDim*elem]) != string(wv) {
+					t.Errorf("style %d f16 %v: slot %d position %d: cached keys or values differ from cpu's", style, f16, row.Slot, row.Pos)
+				}
+			}
+		}
+	}
+}
+
+// encodeKV returns cache values as the device stores them.
+func encodeKV(v []float32, f16 bool) []byte {
+	if !f16 {
+		return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))...)
+	}
+	out := make([]byte, 0, 2*len(v))
+	for _, x := range v {
+		h := tensor.F32ToF16(x)
+		out = append(out, byte(h), byte(h>>8))
+	}
+	return out
+}
+
+// TestAttention runs three rows of two slots (one row at a position below
+// another row's) through the device attention, with a strided query as in
+// the fused q/k/v buffer, and compares with the CPU backend's: Attention
+// within 1e-5, ggml's flash attention bit for bit (one-chunk and, for a
+// pass of 64 rows, tiled).
 func TestAttention(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(11, 12))
 	const heads, kvHeads, dim, n, ctx = 4, 2, 64, 37, 64
-	kvDim := kvHeads * dim
+	const kvDim = kvHeads * dim
+	const qStride = heads*dim + 2*kvDim
 	be := cpu.New(1)
 	defer be.Close()
+	rows := []Row{{Slot: 1, Pos: n - 1}, {Slot: 0, Pos: n - 1}, {Slot: 1, Pos: n - 9}}
 	for _, f16 := range []bool{true, false} {
-		c := cpu.NewKVCache(ctx, kvDim, f16)
 		elem := 4
 		if f16 {
 			elem = 2
 		}
-		kc, vc := b.poisoned(ctx*kvDim*elem), b.poisoned(ctx*kvDim*elem)
-		for p := 0; p < n; p++ {
-			k, v := randn(r, kvDim, 1), randn(r, kvDim, 1)
-			c.Store(p, k, v)
-			if err := d.kvStore(b.floats(k), b.floats(v), kc, vc, 0, p, kvDim, f16); err != nil {
-				t.Fatal(err)
+		slotBytes := ctx * kvDim * elem
+		caches := []*cpu.KVCache{cpu.NewKVCache(ctx, kvDim, f16), cpu.NewKVCache(ctx, kvDim, f16)}
+		kh, vh := make([]byte, 2*slotBytes), make([]byte, 2*slotBytes)
+		for s, c := range caches {
+			for p := 0; p < n; p++ {
+				k, v := randn(r, kvDim, 1), randn(r, kvDim, 1)
+				c.Store(p, k, v)
+				at := s*slotBytes + p*kvDim*elem
+				copy(kh[at:], encodeKV(k, f16))
+				copy(vh[at:], encodeKV(v, f16))
 			}
 		}
-		q := randn(r, heads*dim, 2)
-		want := make([]float32, heads*dim)
-		be.Attention(want, q, []*cpu.KVCache{c}, []int{n - 1}, 1, heads, kvHeads, dim)
-		out := b.poisoned(4 * heads * dim)
-		scale := float32(1 / math.Sqrt(dim))
-		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16, false, 0, 1); err != nil {
-			t.Fatal(err)
+		kc, vc := b.bytes(kh), b.bytes(vh)
+		q := randn(r, len(rows)*heads*dim, 2)
+		qs := make([]float32, len(rows)*qStride)
+		rc, rp := make([]*cpu.KVCache, len(rows)), make([]int, len(rows))
+		for i, row := range rows {
+			copy(qs[i*qStride:], q[i*heads*dim:(i+1)*heads*dim])
+			rc[i], rp[i] = caches[row.Slot], row.Pos
 		}
-		compare(t, "attention", b.readFloats(out, heads*dim), want, 1e-5)
+		info := b.ints(rowInfo(rows...))
+		want := make([]float32, len(q))
+		run := func(what string, fa bool, pass int, tol float64) {
+			a := attnArgs{heads: heads, kvHeads: kvHeads, dim: dim, ctx: ctx, scale: float32(1 / math.Sqrt(dim)),
+				f16: f16, fa: fa, qStride: qStride, slotBytes: slotBytes}
+			out := b.poisoned(4 * len(q))
+			if err := d.attention(b.floats(qs), kc, vc, out, b.poisoned(4*len(rows)*heads*ctx), info, b.ints([]int32{int32(pass)}), a, len(rows)); err != nil {
+				t.Fatal(err)
+			}
+			compare(t, what, b.readFloats(out, len(q)), want, tol)
+		}
+		be.Attention(want, q, rc, rp, len(rows), heads, kvHeads, dim)
+		run("attention", false, len(rows), 1e-5)
 		if !f16 {
 			continue
 		}
-		// ggml's flash attention, bit for bit.
-		be.FlashAttentionGGML(want, q, []*cpu.KVCache{c}, []int{n - 1}, 1, heads, kvHeads, dim)
-		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16, true, 0, 1); err != nil {
-			t.Fatal(err)
+		be.FlashAttentionGGML(want, q, rc, rp, len(rows), heads, kvHeads, dim)
+		run("attention_fa", true, len(rows), 0)
+		// The tiled kernel, as ggml runs passes of 64 rows and more: the
+		// CPU pass repeats the three rows.
+		const pass = 64
+		qp := make([]float32, 0, pass*heads*dim)
+		cp, pp := make([]*cpu.KVCache, pass), make([]int, pass)
+		for i := range pass {
+			j := i % len(rows)
+			qp, cp[i], pp[i] = append(qp, q[j*heads*dim:(j+1)*heads*dim]...), rc[j], rp[j]
 		}
-		compare(t, "attention_fa", b.readFloats(out, heads*dim), want, 0)
-		// The tiled kernel, as ggml runs passes of 64 rows and more.
-		const rows = 64
-		qs := make([]float32, 0, rows*heads*dim)
-		cs, ps := make([]*cpu.KVCache, rows), make([]int, rows)
-		for i := range rows {
-			qs, cs[i], ps[i] = append(qs, q...), c, n-1
-		}
-		wantRows := make([]float32, rows*heads*dim)
-		be.FlashAttentionGGML(wantRows, qs, cs, ps, rows, heads, kvHeads, dim)
-		if err := d.attention(b.floats(q), kc, vc, out, b.poisoned(4*heads*ctx), heads, kvHeads, dim, 0, n, ctx, scale, f16, true, 0, rows); err != nil {
-			t.Fatal(err)
-		}
-		compare(t, "attention_fa tiled", b.readFloats(out, heads*dim), wantRows[:heads*dim], 0)
+		wantPass := make([]float32, pass*heads*dim)
+		be.FlashAttentionGGML(wantPass, qp, cp, pp, pass, heads, kvHeads, dim)
+		copy(want, wantPass)
+		run("attention_fa tiled", true, pass, 0)
 	}
 }
 
@@ -332,27 +440,42 @@ func TestPointwise(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(13, 14))
-	const n = 1000
-	g, u := randn(r, n, 3), randn(r, n, 1)
-	want := append([]float32(nil), g...)
-	cpu.SiLUMul(want, u)
-	gd := b.floats(g)
-	if err := d.siluMul(gd, b.floats(u), n, false); err != nil {
-		t.Fatal(err)
+	const n, m = 1024, 2
+	gu := randn(r, m*2*n, 3)
+	gu[0], gu[1], gu[2] = 100, -100, -200 // ggml_expf's range limits
+	for _, ggml := range []bool{false, true} {
+		want := make([]float32, 0, m*n)
+		for row := range m {
+			g := append([]float32(nil), gu[row*2*n:row*2*n+n]...)
+			if ggml {
+				cpu.SiLUMulGGML(g, gu[row*2*n+n:(row+1)*2*n])
+			} else {
+				cpu.SiLUMul(g, gu[row*2*n+n:(row+1)*2*n])
+			}
+			want = append(want, g...)
+		}
+		q80n, _ := tensor.Q8_0.RowBytes(n)
+		out, q80 := b.poisoned(4*m*n), b.poisoned(m*q80n)
+		if err := d.siluQuant(b.floats(gu), out, n, m, ggml, q80, 0); err != nil {
+			t.Fatal(err)
+		}
+		tol := 1e-6
+		if ggml {
+			tol = 0
+		}
+		got := b.readFloats(out, m*n)
+		compare(t, fmt.Sprintf("silu_quant (ggml %v)", ggml), got, want, tol)
+		wantQ := make([]byte, m*q80n)
+		if err := quant.QuantizeActivation(tensor.Q8_0, got, wantQ); err != nil {
+			t.Fatal(err)
+		}
+		if gotQ := b.readBytes(q80, m*q80n); string(gotQ) != string(wantQ) {
+			t.Errorf("silu_quant's Q8_0 output differs from quant.QuantizeActivation of its floats")
+		}
 	}
-	compare(t, "silu_mul", b.readFloats(gd, n), want, 1e-6)
-
-	g[0], g[1], g[2] = 100, -100, -200 // ggml_expf's range limits
-	want = append(want[:0], g...)
-	cpu.SiLUMulGGML(want, u)
-	gd = b.floats(g)
-	if err := d.siluMul(gd, b.floats(u), n, true); err != nil {
-		t.Fatal(err)
-	}
-	compare(t, "silu_mul_ggml", b.readFloats(gd, n), want, 0)
 
 	x, y := randn(r, n, 1), randn(r, n, 1)
-	want = append([]float32(nil), x...)
+	want := append([]float32(nil), x...)
 	cpu.Add(want, y)
 	xd := b.floats(x)
 	if err := d.add(xd, b.floats(y), n); err != nil {
@@ -362,13 +485,16 @@ func TestPointwise(t *testing.T) {
 
 	const vocab = 151936
 	logits := randn(r, vocab, 1)
-	logits[100000], logits[120000] = 9, 9 // a tie: the first wins
-	out := b.poisoned(4)
-	if err := d.argmax(b.floats(logits), vocab, out); err != nil {
-		t.Fatal(err)
-	}
-	raw := b.readBytes(out, 4)
-	if got := int(int32(uint32(raw[0]) | uint32(raw[1])<<8 | uint32(raw[2])<<16 | uint32(raw[3])<<24)); got != 100000 {
-		t.Fatalf("argmax = %d, want 100000", got)
+	for _, c := range []struct{ a, b, want int }{{100000, 120000, 100000}, {5, 151935, 5}, {151935, 151934, 151934}} {
+		l := append([]float32(nil), logits...)
+		l[c.a], l[c.b] = 9, 9 // a tie: the first wins
+		out := b.poisoned(4)
+		if err := d.argmax(b.floats(l), vocab, b.poisoned(8*argmaxParts), out); err != nil {
+			t.Fatal(err)
+		}
+		raw := b.readBytes(out, 4)
+		if got := int(int32(uint32(raw[0]) | uint32(raw[1])<<8 | uint32(raw[2])<<16 | uint32(raw[3])<<24)); got != c.want {
+			t.Fatalf("argmax = %d, want %d", got, c.want)
+		}
 	}
 }

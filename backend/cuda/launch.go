@@ -23,6 +23,11 @@ type args struct {
 // blocks of threads threads each. Arguments are devptr, int (passed as a
 // 32-bit int), int64, or float32, in the kernel's parameter order.
 func (d *Device) launch(name string, blocks, threads, shmem int, a ...any) error {
+	return d.launch2(name, blocks, 1, threads, shmem, a...)
+}
+
+// launch2 is launch with a 2-D grid of bx x by blocks.
+func (d *Device) launch2(name string, bx, by, threads, shmem int, a ...any) error {
 	f, err := d.fn(name)
 	if err != nil {
 		return err
@@ -46,11 +51,14 @@ func (d *Device) launch(name string, blocks, threads, shmem int, a ...any) error
 		}
 		p.ptrs[i] = unsafe.Pointer(&p.slots[i])
 	}
-	if blocks < 1 {
-		blocks = 1
+	if bx < 1 {
+		bx = 1
+	}
+	if by < 1 {
+		return nil // no rows
 	}
 	r, _, _ := purego.SyscallN(d.drv.cuLaunchKernel, f,
-		uintptr(blocks), 1, 1, uintptr(threads), 1, 1,
+		uintptr(bx), uintptr(by), 1, uintptr(threads), 1, 1,
 		uintptr(shmem), d.stream, uintptr(unsafe.Pointer(&p.ptrs[0])), 0)
 	return d.drv.check("cuLaunchKernel "+name, result(r))
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/apr-llm/apr/backend/cpu"
 	"github.com/apr-llm/apr/model"
-	"github.com/apr-llm/apr/quant"
 	"github.com/apr-llm/apr/tensor"
 )
 
@@ -19,7 +18,7 @@ type Options struct {
 	Context int
 	// Numerics are the CPU engine's: the device follows the same rounding
 	// (for FlashAttention, ggml's one-row kernel, and the tiled one for
-	// positions fed as part of a pass of 64 rows or more: SetBatchRows).
+	// rows of a pass of 64 rows or more: Forward's rows, SetBatchRows).
 	cpu.Numerics
 	// NoGraph launches each step's kernels one by one instead of replaying
 	// the step captured once as a CUDA graph.
@@ -44,15 +43,19 @@ func OptionsFor(m *model.Model, ctx int) Options {
 // layer is one decoder layer's weights on the device.
 type layer struct {
 	attnNorm, mlpNorm devptr
-	q, k, v, o        *matrix
-	qb, kb, vb        devptr // 0 without biases (LLaMA)
-	gate, up, down    *matrix
-	kc, vc            devptr // this layer's KV caches, slot after slot
+	// qkv is q, k and v stacked when they share a type (one launch);
+	// otherwise q, k and v are set.
+	qkv, q, k, v, o *matrix
+	qkvBias         devptr // q, k and v biases stacked; 0 without (LLaMA)
+	// gateUp is gate and up stacked when they share a type.
+	gateUp, gate, up, down *matrix
+	kc, vc                 devptr // this layer's KV caches, slot after slot
 }
 
-// Model is a Qwen2/LLaMA model whose weights, KV cache (one sequence) and
-// activations live on the GPU; Decode runs one token's forward pass there.
-// A Model is not safe for concurrent use.
+// Model is a Qwen2/LLaMA model whose weights, KV caches (Slots sequences)
+// and activations live on the GPU. Forward runs passes of rows of any
+// slots; Decode and DecodeArgmax run one token of slot 0 by replaying a
+// captured CUDA graph. A Model is not safe for concurrent use.
 type Model struct {
 	Config *model.Config
 	dev    *Device
@@ -61,31 +64,36 @@ type Model struct {
 	slots  int
 	// slotBytes is the size of one slot's keys (or values) in one layer.
 	slotBytes int
+	// chunk is the most rows one pass runs on the device (longer Forward
+	// calls run in chunks); logitRows the most rows the LM head takes at once.
+	chunk, logitRows int
 
 	embed, output *matrix
-	embedHost     *tensor.Tensor // for embedding types without a row kernel
-	rowHost       []float32
 	norm          devptr
 	layers        []layer
 	invFreq       devptr
 	thetaScale    float32
 
-	// activations
-	x, xn, q, k, v, attn, gate, up, logits, scores devptr
-	actQ8_0, actQ8K, best                          devptr
+	// activations, chunk rows each
+	x, xn, qkv, attn, gu, act, logits, scores devptr
+	q80, q8k                                  devptr
+	best, argScratch                          devptr
 
-	// The step as a CUDA graph: its kernels read the token and position
-	// from state (two int32), written before each replay.
+	// state is what the kernels read of a pass: the pass's rows for ggml's
+	// attention choice (int32), 3 int32 of padding, 4 int32 per row
+	// (token, position, slot, 0), then the indices of the rows whose
+	// logits are wanted. The decode graph reads it too.
 	state     devptr
-	stateHost *[3]int32 // token, position, rows
-	execs     []uintptr // per slot, captured on first use
-	rows      int
+	stateHost []int32
+	exec      uintptr
+	rows      int // SetBatchRows
 
 	allocs []devptr
 }
 
 // Load uploads m's weights to the GPU (once; they stay resident) and
-// allocates a KV cache of opts.Context positions for one sequence.
+// allocates a KV cache of opts.Context positions for each of opts.Slots
+// sequences.
 func Load(m *model.Model, opts Options) (*Model, error) {
 	d, err := Open()
 	if err != nil {
@@ -105,8 +113,12 @@ func Load(m *model.Model, opts Options) (*Model, error) {
 	unlock := d.bind()
 	defer unlock()
 	slots := max(opts.Slots, 1)
-	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx, slots: slots, stateHost: new([3]int32), rows: 1,
-		execs: make([]uintptr, slots)}
+	// A pass's attention scratch (chunk x heads x ctx floats) stays under
+	// 256 MiB; at most 512 rows.
+	chunk := min(512, max(1, (256<<20)/(4*cfg.NumHeads*ctx)))
+	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx, slots: slots, rows: 1, chunk: chunk,
+		logitRows: min(chunk, 32)}
+	g.stateHost = make([]int32, 4+5*chunk)
 	if err := g.load(m); err != nil {
 		g.freeAll()
 		return nil, fmt.Errorf("cuda: load %s: %w", m.Path, err)
@@ -173,21 +185,82 @@ func (l *loader) matrix(name string, rows, cols int) *matrix {
 	return w
 }
 
-func (l *loader) vector(name string, n int) devptr {
+// stacked uploads the named matrices (rows[i] x cols each) as one when
+// they share a type, returning nil (and nothing uploaded) otherwise.
+func (l *loader) stacked(names []string, rows []int, cols int) *matrix {
+	ts := make([]*tensor.Tensor, len(names))
+	for i, n := range names {
+		if ts[i] = l.tensor(n, rows[i], cols); ts[i] == nil {
+			return nil
+		}
+	}
+	w, err := l.g.dev.uploadStacked(names[0]+"+", ts...)
+	if err != nil {
+		l.err = err
+		return nil
+	}
+	if w != nil {
+		l.g.allocs = append(l.g.allocs, w.ptr)
+	}
+	return w
+}
+
+// floats returns a float vector tensor's values.
+func (l *loader) floats(name string, n int) []float32 {
 	t := l.tensor(name, n)
 	if t == nil {
-		return 0
+		return nil
 	}
 	v, err := cpu.Vector(t)
 	if err != nil {
 		l.err = err
+	}
+	return v
+}
+
+// upload copies floats to the device.
+func (l *loader) upload(what string, v []float32) devptr {
+	if l.err != nil {
 		return 0
 	}
 	p, err := l.g.track(l.g.dev.uploadF32(v))
 	if err != nil {
-		l.err = fmt.Errorf("tensor %s: %w", name, err)
+		l.err = fmt.Errorf("tensor %s: %w", what, err)
 	}
 	return p
+}
+
+func (l *loader) vector(name string, n int) devptr {
+	return l.upload(name, l.floats(name, n))
+}
+
+func (g *Model) loadLayer(l *loader, i int) layer {
+	cfg := g.Config
+	h, qDim, kvDim, ffn := cfg.Dims()
+	ly := layer{
+		attnNorm: l.vector(model.Layer(i, model.AttnNorm), h),
+		mlpNorm:  l.vector(model.Layer(i, model.FFNNorm), h),
+		o:        l.matrix(model.Layer(i, model.AttnO), h, qDim),
+		down:     l.matrix(model.Layer(i, model.FFNDown), h, ffn),
+	}
+	qkv := []string{model.Layer(i, model.AttnQ), model.Layer(i, model.AttnK), model.Layer(i, model.AttnV)}
+	if ly.qkv = l.stacked(qkv, []int{qDim, kvDim, kvDim}, h); ly.qkv == nil {
+		ly.q = l.matrix(qkv[0], qDim, h)
+		ly.k = l.matrix(qkv[1], kvDim, h)
+		ly.v = l.matrix(qkv[2], kvDim, h)
+	}
+	gu := []string{model.Layer(i, model.FFNGate), model.Layer(i, model.FFNUp)}
+	if ly.gateUp = l.stacked(gu, []int{ffn, ffn}, h); ly.gateUp == nil {
+		ly.gate = l.matrix(gu[0], ffn, h)
+		ly.up = l.matrix(gu[1], ffn, h)
+	}
+	if cfg.AttentionBias {
+		b := l.floats(model.Layer(i, model.AttnQB), qDim)
+		b = append(b, l.floats(model.Layer(i, model.AttnKB), kvDim)...)
+		b = append(b, l.floats(model.Layer(i, model.AttnVB), kvDim)...)
+		ly.qkvBias = l.upload(model.Layer(i, model.AttnQB)+"+", b)
+	}
+	return ly
 }
 
 func (g *Model) load(m *model.Model) error {
@@ -195,42 +268,22 @@ func (g *Model) load(m *model.Model) error {
 	h, qDim, kvDim, ffn := cfg.Dims()
 	l := &loader{g: g, m: m}
 	g.embed = l.matrix(model.TokenEmbd, cfg.VocabSize, h)
-	if l.err != nil {
-		return l.err
-	}
-	if _, ok := getRowKernels[g.embed.dt]; !ok {
-		g.embedHost = m.Tensors[model.TokenEmbd]
-		g.rowHost = make([]float32, h)
-	}
 	g.norm = l.vector(model.OutputNorm, h)
 	if _, ok := m.Tensors[model.Output]; ok {
 		g.output = l.matrix(model.Output, cfg.VocabSize, h)
 	} else {
 		g.output = g.embed
 	}
-	f16 := g.opts.KVCacheF16
+	if l.err != nil {
+		return l.err
+	}
 	elem := 4
-	if f16 {
+	if g.opts.KVCacheF16 {
 		elem = 2
 	}
 	g.slotBytes = g.ctx * kvDim * elem
 	for i := 0; i < cfg.NumLayers; i++ {
-		ly := layer{
-			attnNorm: l.vector(model.Layer(i, model.AttnNorm), h),
-			mlpNorm:  l.vector(model.Layer(i, model.FFNNorm), h),
-			q:        l.matrix(model.Layer(i, model.AttnQ), qDim, h),
-			k:        l.matrix(model.Layer(i, model.AttnK), kvDim, h),
-			v:        l.matrix(model.Layer(i, model.AttnV), kvDim, h),
-			o:        l.matrix(model.Layer(i, model.AttnO), h, qDim),
-			gate:     l.matrix(model.Layer(i, model.FFNGate), ffn, h),
-			up:       l.matrix(model.Layer(i, model.FFNUp), ffn, h),
-			down:     l.matrix(model.Layer(i, model.FFNDown), h, ffn),
-		}
-		if cfg.AttentionBias {
-			ly.qb = l.vector(model.Layer(i, model.AttnQB), qDim)
-			ly.kb = l.vector(model.Layer(i, model.AttnKB), kvDim)
-			ly.vb = l.vector(model.Layer(i, model.AttnVB), kvDim)
-		}
+		ly := g.loadLayer(l, i)
 		if l.err != nil {
 			return l.err
 		}
@@ -243,9 +296,6 @@ func (g *Model) load(m *model.Model) error {
 		}
 		g.layers = append(g.layers, ly)
 	}
-	if l.err != nil {
-		return l.err
-	}
 	// Rotary frequencies as the CPU backend computes them.
 	dim := cfg.HeadDim
 	inv := make([]float32, dim/2)
@@ -254,7 +304,7 @@ func (g *Model) load(m *model.Model) error {
 	}
 	g.thetaScale = float32(math.Pow(cfg.RopeTheta, -2/float64(dim)))
 	widest := max(h, qDim, ffn)
-	q8_0, err := tensor.Q8_0.RowBytes(widest / 32 * 32)
+	q80, err := tensor.Q8_0.RowBytes(widest / 32 * 32)
 	if err != nil {
 		return err
 	}
@@ -262,17 +312,18 @@ func (g *Model) load(m *model.Model) error {
 	if err != nil {
 		return err
 	}
+	c := g.chunk
 	bufs := []struct {
 		p *devptr
 		n int
 	}{
-		{&g.x, 4 * h}, {&g.xn, 4 * h}, {&g.q, 4 * qDim}, {&g.k, 4 * kvDim}, {&g.v, 4 * kvDim},
-		{&g.attn, 4 * qDim}, {&g.gate, 4 * ffn}, {&g.up, 4 * ffn}, {&g.logits, 4 * cfg.VocabSize},
-		{&g.scores, 4 * cfg.NumHeads * g.ctx}, {&g.actQ8_0, q8_0}, {&g.actQ8K, q8k}, {&g.best, 4},
-		{&g.state, 12},
+		{&g.x, 4 * c * h}, {&g.xn, 4 * c * h}, {&g.qkv, 4 * c * (qDim + 2*kvDim)}, {&g.attn, 4 * c * qDim},
+		{&g.gu, 4 * c * 2 * ffn}, {&g.act, 4 * c * ffn}, {&g.logits, 4 * g.logitRows * cfg.VocabSize},
+		{&g.scores, 4 * c * cfg.NumHeads * g.ctx}, {&g.q80, c * q80}, {&g.q8k, c * q8k}, {&g.best, 4},
+		{&g.argScratch, 8 * argmaxParts}, {&g.state, 4 * len(g.stateHost)},
 	}
 	for _, b := range bufs {
-		if *b.p, err = g.track(g.dev.alloc(b.n)); err != nil {
+		if *b.p, err = g.track(g.dev.alloc(max(b.n, 4))); err != nil {
 			return err
 		}
 	}
@@ -290,11 +341,9 @@ func (g *Model) Close() {
 }
 
 func (g *Model) freeAll() {
-	for i, e := range g.execs {
-		if e != 0 {
-			g.dev.drv.cuGraphExecDestroy(e)
-			g.execs[i] = 0
-		}
+	if g.exec != 0 {
+		g.dev.drv.cuGraphExecDestroy(g.exec)
+		g.exec = 0
 	}
 	for _, p := range g.allocs {
 		g.dev.free(p)
@@ -302,84 +351,143 @@ func (g *Model) freeAll() {
 	g.allocs = nil
 }
 
-// prepare quantizes x (n floats) into every activation encoding that the
-// matrices ws read, once each.
-func (g *Model) prepare(x devptr, n int, ws ...*matrix) error {
-	var did8, didK bool
+// quants returns the activation buffers that the matrices ws read (0 for
+// an encoding none of them reads).
+func (g *Model) quants(ws ...*matrix) (q80, q8k devptr) {
 	for _, w := range ws {
+		if w == nil {
+			continue
+		}
 		switch actType(w.dt) {
 		case tensor.Q8_0:
-			if !did8 {
-				did8 = true
-				if err := g.dev.quantizeAct(tensor.Q8_0, x, g.actQ8_0, n); err != nil {
-					return err
-				}
-			}
+			q80 = g.q80
 		case tensor.Q8_K:
-			if !didK {
-				didK = true
-				if err := g.dev.quantizeAct(tensor.Q8_K, x, g.actQ8K, n); err != nil {
-					return err
-				}
-			}
+			q8k = g.q8k
+		}
+	}
+	return q80, q8k
+}
+
+// mul runs y[r] (+)= w·x[r] (+ bias) for m rows of x (n floats each, in the
+// activation buffers that quants named when x was written); y rows are
+// yStride floats apart.
+func (g *Model) mul(w *matrix, x devptr, n int, y devptr, yStride int, bias devptr, acc bool, m int) error {
+	act, stride := x, 4*n
+	switch vt := actType(w.dt); vt {
+	case tensor.Q8_0, tensor.Q8_K:
+		act = g.q80
+		if vt == tensor.Q8_K {
+			act = g.q8k
+		}
+		var err error
+		if stride, err = vt.RowBytes(n); err != nil {
+			return err
+		}
+	}
+	return g.dev.matmul(w, act, stride, y, yStride, bias, acc, m)
+}
+
+// offset returns p advanced by i floats, or 0 for p == 0.
+func offset(p devptr, i int) devptr {
+	if p == 0 {
+		return 0
+	}
+	return p + devptr(4*i)
+}
+
+// The state buffer's parts.
+func (g *Model) passp() devptr    { return g.state }
+func (g *Model) info() devptr     { return g.state + 16 }
+func (g *Model) sel(m int) devptr { return g.state + 16 + devptr(16*m) }
+func (g *Model) style() int {
+	if g.opts.Rope == cpu.RopeGGML {
+		return 1
+	}
+	return 0
+}
+
+// enqueue issues the decoder layers for the m rows of the state buffer,
+// leaving their hidden states in g.x.
+func (g *Model) enqueue(m int) error {
+	cfg := g.Config
+	h, qDim, kvDim, ffn := cfg.Dims()
+	d := g.dev
+	eps := float32(cfg.RMSNormEps)
+	f16 := g.opts.KVCacheF16
+	ggml := g.opts.GGMLOps
+	info := g.info()
+	qkvDim := qDim + 2*kvDim
+	at := attnArgs{heads: cfg.NumHeads, kvHeads: cfg.NumKVHeads, dim: cfg.HeadDim, ctx: g.ctx,
+		scale: float32(1 / math.Sqrt(float64(cfg.HeadDim))), f16: f16, fa: g.opts.FlashAttention && f16,
+		qStride: qkvDim, slotBytes: g.slotBytes}
+	if err := d.getRows(g.embed, g.x, info, m); err != nil {
+		return err
+	}
+	for li := range g.layers {
+		l := &g.layers[li]
+		q80, q8k := g.quants(l.qkv, l.q, l.k, l.v)
+		err := d.rmsNorm(g.x, l.attnNorm, g.xn, h, m, eps, ggml, 0, q80, q8k)
+		if l.qkv != nil {
+			err = errors.Join(err, g.mul(l.qkv, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
+		} else {
+			err = errors.Join(err,
+				g.mul(l.q, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m),
+				g.mul(l.k, g.xn, h, offset(g.qkv, qDim), qkvDim, offset(l.qkvBias, qDim), false, m),
+				g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
+		}
+		q80o, q8ko := g.quants(l.o)
+		err = errors.Join(err,
+			d.ropeStore(g.qkv, qkvDim, g.invFreq, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, info, g.thetaScale, g.style(),
+				l.kc, l.vc, f16, g.slotBytes, m),
+			d.attention(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), at, m),
+			d.quantize(g.attn, qDim*m, q80o, q8ko),
+			g.mul(l.o, g.attn, qDim, g.x, h, 0, true, m))
+		q80, q8k = g.quants(l.gateUp, l.gate, l.up)
+		err = errors.Join(err, d.rmsNorm(g.x, l.mlpNorm, g.xn, h, m, eps, ggml, 0, q80, q8k))
+		if l.gateUp != nil {
+			err = errors.Join(err, g.mul(l.gateUp, g.xn, h, g.gu, 2*ffn, 0, false, m))
+		} else {
+			err = errors.Join(err,
+				g.mul(l.gate, g.xn, h, g.gu, 2*ffn, 0, false, m),
+				g.mul(l.up, g.xn, h, offset(g.gu, ffn), 2*ffn, 0, false, m))
+		}
+		q80, q8k = g.quants(l.down)
+		err = errors.Join(err,
+			d.siluQuant(g.gu, g.act, ffn, m, ggml, q80, q8k),
+			g.mul(l.down, g.act, ffn, g.x, h, 0, true, m))
+		if err != nil {
+			return fmt.Errorf("cuda: layer %d: %w", li, err)
 		}
 	}
 	return nil
 }
 
-// mul runs y (+)= w·x (+ bias) after prepare(x, ...).
-func (g *Model) mul(w *matrix, x, y, bias devptr, acc bool) error {
-	act := x
-	switch actType(w.dt) {
-	case tensor.Q8_0:
-		act = g.actQ8_0
-	case tensor.Q8_K:
-		act = g.actQ8K
-	}
-	return g.dev.matvec(w, act, y, bias, acc)
-}
-
-// step runs one token's forward pass at position pos of slot's cache,
-// leaving the logits in g.logits and their argmax in g.best: by replaying
-// the slot's captured graph (capturing it on the first call), or kernel by
-// kernel with NoGraph or an embedding that is decoded on the host.
-func (g *Model) step(slot, token, pos int) error {
+// head issues the final norm and the LM head for n rows of the pass: those
+// that the state's selection lists from index from on; their logits go to
+// g.logits (n x vocab).
+func (g *Model) head(from, n, m int) error {
 	cfg := g.Config
-	if token < 0 || token >= cfg.VocabSize {
-		return fmt.Errorf("cuda: decode: token id %d outside the vocabulary (%d)", token, cfg.VocabSize)
-	}
-	if pos < 0 || pos >= g.ctx {
-		return fmt.Errorf("cuda: decode: position %d outside the context of %d", pos, g.ctx)
-	}
-	if slot < 0 || slot >= g.slots {
-		return fmt.Errorf("cuda: decode: slot %d outside 0..%d", slot, g.slots-1)
-	}
-	d := g.dev
-	if g.opts.NoGraph || g.embedHost != nil {
-		return g.enqueue(slot, 0, 0, 0, token, pos, g.rows)
-	}
-	g.stateHost[0], g.stateHost[1], g.stateHost[2] = int32(token), int32(pos), int32(g.rows)
-	r := d.drv.cuMemcpyHtoDAsync(g.state, unsafe.Pointer(g.stateHost), 12, d.stream)
-	if err := d.drv.check("cuMemcpyHtoDAsync (token, position, rows)", r); err != nil {
-		return err
-	}
-	if g.execs[slot] == 0 {
-		if err := g.capture(slot); err != nil {
-			return err
-		}
-	}
-	return d.drv.check("cuGraphLaunch", d.drv.cuGraphLaunch(g.execs[slot], d.stream))
+	h := cfg.HiddenSize
+	q80, q8k := g.quants(g.output)
+	return errors.Join(
+		g.dev.rmsNorm(g.x, g.norm, g.xn, h, n, float32(cfg.RMSNormEps), g.opts.GGMLOps, offset(g.sel(m), from), q80, q8k),
+		g.mul(g.output, g.xn, h, g.logits, cfg.VocabSize, 0, false, n))
 }
 
-// capture records slot's step kernels, reading token and position from
-// g.state, as a CUDA graph and instantiates it.
-func (g *Model) capture(slot int) error {
+// decodeStep issues one row's pass (the state's row 0), its logits and
+// their argmax in g.best.
+func (g *Model) decodeStep() error {
+	return errors.Join(g.enqueue(1), g.head(0, 1, 1), g.dev.argmax(g.logits, g.Config.VocabSize, g.argScratch, g.best))
+}
+
+// capture records decodeStep as a CUDA graph and instantiates it.
+func (g *Model) capture() error {
 	d := g.dev
 	const captureThreadLocal = 1
 	if err := d.drv.check("cuStreamBeginCapture", d.drv.cuStreamBeginCapture(d.stream, captureThreadLocal)); err != nil {
 		return err
 	}
-	errEnq := g.enqueue(slot, g.state, g.state+4, g.state+8, 0, 0, 1)
+	errEnq := g.decodeStep()
 	var graph uintptr
 	errEnd := d.drv.check("cuStreamEndCapture", d.drv.cuStreamEndCapture(d.stream, &graph))
 	if err := errors.Join(errEnq, errEnd); err != nil {
@@ -389,72 +497,65 @@ func (g *Model) capture(slot int) error {
 		return fmt.Errorf("cuda: capture the decode step: %w", err)
 	}
 	defer d.drv.cuGraphDestroy(graph)
-	return d.drv.check("cuGraphInstantiate", d.drv.cuGraphInstantiate(&g.execs[slot], graph, 0))
+	return d.drv.check("cuGraphInstantiate", d.drv.cuGraphInstantiate(&g.exec, graph, 0))
 }
 
-// enqueue issues one token's forward pass on slot's cache and the argmax
-// of its logits. With tokp, posp and rowsp not 0 the kernels read the
-// token, position and the reference's rows per pass from there (a captured
-// graph); otherwise token, pos and rows are passed by value.
-func (g *Model) enqueue(slot int, tokp, posp, rowsp devptr, token, pos, rows int) error {
-	cfg := g.Config
-	h, qDim, kvDim, ffn := cfg.Dims()
-	d := g.dev
-	eps := float32(cfg.RMSNormEps)
-	style := 0
-	if g.opts.Rope == cpu.RopeGGML {
-		style = 1
+// check validates a row.
+func (g *Model) check(r Row) error {
+	switch {
+	case r.Token < 0 || r.Token >= g.Config.VocabSize:
+		return fmt.Errorf("token id %d outside the vocabulary (%d)", r.Token, g.Config.VocabSize)
+	case r.Pos < 0 || r.Pos >= g.ctx:
+		return fmt.Errorf("position %d outside the context of %d", r.Pos, g.ctx)
+	case r.Slot < 0 || r.Slot >= g.slots:
+		return fmt.Errorf("slot %d outside 0..%d", r.Slot, g.slots-1)
 	}
-	scale := float32(1 / math.Sqrt(float64(cfg.HeadDim)))
-	f16 := g.opts.KVCacheF16
-	fa := g.opts.FlashAttention && f16
-	ggml := g.opts.GGMLOps
-	if g.embedHost != nil {
-		row := g.embedHost.Row(token)
-		if err := quant.Dequantize(g.embedHost.DType, row, g.rowHost); err != nil {
-			return fmt.Errorf("cuda: embedding row %d: %w", token, err)
+	return nil
+}
+
+// setState uploads a pass of pass rows' part rows and their selection of
+// logits rows; it returns the number selected.
+func (g *Model) setState(pass int, rows []Row) (int, error) {
+	s := g.stateHost
+	s[0], s[1], s[2], s[3] = int32(pass), 0, 0, 0
+	m := len(rows)
+	sel := s[4+4*m:]
+	n := 0
+	for i, r := range rows {
+		s[4+4*i], s[5+4*i], s[6+4*i], s[7+4*i] = int32(r.Token), int32(r.Pos), int32(r.Slot), 0
+		if r.Logits {
+			sel[n] = int32(i)
+			n++
 		}
-		r := d.drv.cuMemcpyHtoDAsync(g.x, unsafe.Pointer(&g.rowHost[0]), uintptr(4*h), d.stream)
-		if err := d.drv.check("cuMemcpyHtoDAsync", r); err != nil {
-			return err
-		}
-	} else if err := d.getRow(g.embed, g.x, tokp, token); err != nil {
+	}
+	if m == 1 && n == 0 {
+		sel[0] = 0 // the decode graph's head reads one row
+	}
+	d := g.dev
+	r := d.drv.cuMemcpyHtoDAsync(g.state, unsafe.Pointer(&s[0]), uintptr(4*(4+4*m+max(n, 1))), d.stream)
+	return n, d.drv.check("cuMemcpyHtoDAsync (pass state)", r)
+}
+
+// step runs one row (a whole pass of pass rows for ggml's attention choice)
+// with its logits and their argmax: by replaying the captured graph
+// (capturing it on the first call), or kernel by kernel with NoGraph.
+func (g *Model) step(r Row, pass int) error {
+	if err := g.check(r); err != nil {
+		return fmt.Errorf("cuda: decode: %w", err)
+	}
+	if _, err := g.setState(pass, []Row{r}); err != nil {
 		return err
 	}
-	so := devptr(slot * g.slotBytes)
-	for li := range g.layers {
-		l := &g.layers[li]
-		kc, vc := l.kc+so, l.vc+so
-		err := errors.Join(
-			d.rmsNorm(g.x, l.attnNorm, g.xn, h, eps, ggml),
-			g.prepare(g.xn, h, l.q, l.k, l.v),
-			g.mul(l.q, g.xn, g.q, l.qb, false),
-			g.mul(l.k, g.xn, g.k, l.kb, false),
-			g.mul(l.v, g.xn, g.v, l.vb, false),
-			d.rope(g.q, g.invFreq, cfg.NumHeads, cfg.HeadDim, posp, pos, g.thetaScale, style),
-			d.rope(g.k, g.invFreq, cfg.NumKVHeads, cfg.HeadDim, posp, pos, g.thetaScale, style),
-			d.kvStore(g.k, g.v, kc, vc, posp, pos, kvDim, f16),
-			d.attention(g.q, kc, vc, g.attn, g.scores, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, posp, pos+1, g.ctx, scale, f16, fa, rowsp, rows),
-			g.prepare(g.attn, qDim, l.o),
-			g.mul(l.o, g.attn, g.x, 0, true),
-			d.rmsNorm(g.x, l.mlpNorm, g.xn, h, eps, ggml),
-			g.prepare(g.xn, h, l.gate, l.up),
-			g.mul(l.gate, g.xn, g.gate, 0, false),
-			g.mul(l.up, g.xn, g.up, 0, false),
-			d.siluMul(g.gate, g.up, ffn, ggml),
-			g.prepare(g.gate, ffn, l.down),
-			g.mul(l.down, g.gate, g.x, 0, true),
-		)
-		if err != nil {
-			return fmt.Errorf("cuda: decode layer %d: %w", li, err)
+	if g.opts.NoGraph {
+		return g.decodeStep()
+	}
+	if g.exec == 0 {
+		if err := g.capture(); err != nil {
+			return err
 		}
 	}
-	return errors.Join(
-		d.rmsNorm(g.x, g.norm, g.xn, h, eps, ggml),
-		g.prepare(g.xn, h, g.output),
-		g.mul(g.output, g.xn, g.logits, 0, false),
-		d.argmax(g.logits, cfg.VocabSize, g.best),
-	)
+	d := g.dev
+	return d.drv.check("cuGraphLaunch", d.drv.cuGraphLaunch(g.exec, d.stream))
 }
 
 // SetBatchRows tells the following Decode and DecodeArgmax calls how many
@@ -464,12 +565,12 @@ func (g *Model) enqueue(slot int, tokp, posp, rowsp devptr, token, pos, rows int
 // 64 rows on ggml runs its tiled kernel, which rounds differently.
 func (g *Model) SetBatchRows(n int) { g.rows = max(n, 1) }
 
-// Decode runs token at position pos (the cache must hold positions
-// 0..pos-1 of the same sequence) and returns its logits.
+// Decode runs token at position pos of slot 0 (its cache must hold
+// positions 0..pos-1 of the same sequence) and returns its logits.
 func (g *Model) Decode(token, pos int) ([]float32, error) {
 	unlock := g.dev.bind()
 	defer unlock()
-	if err := g.step(0, token, pos); err != nil {
+	if err := g.step(Row{Token: token, Pos: pos}, g.rows); err != nil {
 		return nil, err
 	}
 	logits := make([]float32, g.Config.VocabSize)
@@ -485,7 +586,7 @@ func (g *Model) Decode(token, pos int) ([]float32, error) {
 func (g *Model) DecodeArgmax(token, pos int) (int, error) {
 	unlock := g.dev.bind()
 	defer unlock()
-	if err := g.step(0, token, pos); err != nil {
+	if err := g.step(Row{Token: token, Pos: pos}, g.rows); err != nil {
 		return 0, err
 	}
 	var best [4]byte
@@ -495,17 +596,22 @@ func (g *Model) DecodeArgmax(token, pos int) (int, error) {
 	return int(int32(uint32(best[0]) | uint32(best[1])<<8 | uint32(best[2])<<16 | uint32(best[3])<<24)), nil
 }
 
-// Forward runs rows (tokens of any slots at any positions) and writes the
-// logits of each row with Logits set, vocab floats each in row order, to
-// logits. Each row attends to its slot's cached positions up to its own
-// Pos: rows of one slot in one call must come in increasing positions and
-// are causal among themselves. The number of rows is the pass size that
-// picks ggml's flash-attention kernel (Options.FlashAttention), as the CPU
-// engine does for its passes.
+// Forward runs rows (tokens of any slots at any positions) as one pass and
+// writes the logits of each row with Logits set, vocab floats each in row
+// order, to logits. Each row attends to its slot's cached positions up to
+// its own Pos, including those of earlier rows of the call: rows of one
+// slot must come in increasing positions. The number of rows is the pass
+// size that picks ggml's flash-attention kernel (Options.FlashAttention),
+// as the CPU engine does for its passes. A pass longer than the device's
+// chunk runs in chunks, one after the other; one row replays the decode
+// graph.
 func (g *Model) Forward(rows []Row, logits []float32) error {
 	vocab := g.Config.VocabSize
 	want := 0
-	for _, r := range rows {
+	for i, r := range rows {
+		if err := g.check(r); err != nil {
+			return fmt.Errorf("cuda: forward row %d: %w", i, err)
+		}
 		if r.Logits {
 			want++
 		}
@@ -515,20 +621,37 @@ func (g *Model) Forward(rows []Row, logits []float32) error {
 	}
 	unlock := g.dev.bind()
 	defer unlock()
-	saved := g.rows
-	g.rows = max(len(rows), 1)
-	defer func() { g.rows = saved }()
-	o := 0
-	for i, r := range rows {
-		if err := g.step(r.Slot, r.Token, r.Pos); err != nil {
-			return fmt.Errorf("cuda: forward row %d: %w", i, err)
+	pass := len(rows)
+	if pass == 1 {
+		if err := g.step(rows[0], 1); err != nil {
+			return err
 		}
-		if r.Logits {
-			if err := g.dev.downloadF32(logits[o*vocab:(o+1)*vocab], g.logits); err != nil {
-				return fmt.Errorf("cuda: forward row %d: %w", i, err)
+		if rows[0].Logits {
+			return g.dev.downloadF32(logits[:vocab], g.logits)
+		}
+		return nil
+	}
+	o := 0
+	for start := 0; start < pass; start += g.chunk {
+		part := rows[start:min(pass, start+g.chunk)]
+		m := len(part)
+		n, err := g.setState(pass, part)
+		if err != nil {
+			return err
+		}
+		if err := g.enqueue(m); err != nil {
+			return fmt.Errorf("cuda: forward: %w", err)
+		}
+		for from := 0; from < n; from += g.logitRows {
+			k := min(g.logitRows, n-from)
+			if err := g.head(from, k, m); err != nil {
+				return fmt.Errorf("cuda: forward: %w", err)
 			}
-			o++
+			if err := g.dev.downloadF32(logits[o*vocab:(o+k)*vocab], g.logits); err != nil {
+				return fmt.Errorf("cuda: forward: %w", err)
+			}
+			o += k
 		}
 	}
-	return nil
+	return g.dev.sync()
 }

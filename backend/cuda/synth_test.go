@@ -12,24 +12,61 @@ import (
 	"github.com/apr-llm/apr/tensor"
 )
 
-// synthModel builds a Qwen2 model of the given dimensions with random Q8_0
-// matrices (scale 0.01, random quants), F32 norms of ones and zero biases:
-// the weight bytes of a real checkpoint of that size, for timing only.
-func synthModel(cfg *model.Config) *model.Model {
+// scaleFields are the offsets of each block type's f16 scales in its
+// block: random bytes there would make infinities and NaNs.
+var scaleFields = map[tensor.DType][]int{
+	tensor.Q8_0: {0}, tensor.Q4_0: {0}, tensor.Q5_0: {0},
+	tensor.Q4_K: {0, 2}, tensor.Q5_K: {0, 2}, tensor.Q6_K: {208},
+}
+
+// quantMix picks a matrix's type: quant for every matrix (Q8_0), or as
+// llama.cpp's Q4_K_M roughly does (Q4_K, with Q6_K for attn_v, ffn_down
+// and the embedding; Q5_0 and Q8_0 where rows are not a multiple of 256).
+type quantMix func(name string, cols int) tensor.DType
+
+func allQ8_0(string, int) tensor.DType { return tensor.Q8_0 }
+
+func q4KM(name string, cols int) tensor.DType {
+	six := name == model.TokenEmbd
+	for _, suffix := range []string{model.AttnV, model.FFNDown} {
+		if len(name) >= len(suffix) && name[len(name)-len(suffix):] == suffix {
+			six = true
+		}
+	}
+	switch {
+	case cols%256 != 0 && six:
+		return tensor.Q8_0
+	case cols%256 != 0:
+		return tensor.Q5_0
+	case six:
+		return tensor.Q6_K
+	}
+	return tensor.Q4_K
+}
+
+// synthModel builds a Qwen2 model of the given dimensions with random
+// quantized matrices (the types mix picks, scales 0.01), F32 norms of ones
+// and zero biases: the weight bytes of a real checkpoint of that size, for
+// timing only.
+func synthModel(cfg *model.Config, mix quantMix) *model.Model {
 	r := rand.New(rand.NewPCG(1, 1))
 	h, qDim, kvDim, ffn := cfg.Dims()
 	ts := map[string]*tensor.Tensor{}
 	half := tensor.F32ToF16(0.01)
-	q8 := func(name string, rows, cols int) {
-		rb, _ := tensor.Q8_0.RowBytes(cols)
+	mat := func(name string, rows, cols int) {
+		dt := mix(name, cols)
+		rb, _ := dt.RowBytes(cols)
+		bs, _ := dt.RowBytes(dt.BlockSize())
 		b := make([]byte, rows*rb)
 		for i := 0; i+8 <= len(b); i += 8 {
 			binary.LittleEndian.PutUint64(b[i:], r.Uint64())
 		}
-		for blk := 0; blk < len(b); blk += 34 {
-			binary.LittleEndian.PutUint16(b[blk:], half)
+		for blk := 0; blk+bs <= len(b); blk += bs {
+			for _, off := range scaleFields[dt] {
+				binary.LittleEndian.PutUint16(b[blk+off:], half)
+			}
 		}
-		ts[name] = &tensor.Tensor{Name: name, DType: tensor.Q8_0, Shape: []int{rows, cols}, Data: b}
+		ts[name] = &tensor.Tensor{Name: name, DType: dt, Shape: []int{rows, cols}, Data: b}
 	}
 	vec := func(name string, n int, v float32) {
 		b := make([]byte, 4*n)
@@ -38,18 +75,18 @@ func synthModel(cfg *model.Config) *model.Model {
 		}
 		ts[name] = &tensor.Tensor{Name: name, DType: tensor.F32, Shape: []int{n}, Data: b}
 	}
-	q8(model.TokenEmbd, cfg.VocabSize, h)
+	mat(model.TokenEmbd, cfg.VocabSize, h)
 	vec(model.OutputNorm, h, 1)
 	for i := 0; i < cfg.NumLayers; i++ {
 		vec(model.Layer(i, model.AttnNorm), h, 1)
 		vec(model.Layer(i, model.FFNNorm), h, 1)
-		q8(model.Layer(i, model.AttnQ), qDim, h)
-		q8(model.Layer(i, model.AttnK), kvDim, h)
-		q8(model.Layer(i, model.AttnV), kvDim, h)
-		q8(model.Layer(i, model.AttnO), h, qDim)
-		q8(model.Layer(i, model.FFNGate), ffn, h)
-		q8(model.Layer(i, model.FFNUp), ffn, h)
-		q8(model.Layer(i, model.FFNDown), h, ffn)
+		mat(model.Layer(i, model.AttnQ), qDim, h)
+		mat(model.Layer(i, model.AttnK), kvDim, h)
+		mat(model.Layer(i, model.AttnV), kvDim, h)
+		mat(model.Layer(i, model.AttnO), h, qDim)
+		mat(model.Layer(i, model.FFNGate), ffn, h)
+		mat(model.Layer(i, model.FFNUp), ffn, h)
+		mat(model.Layer(i, model.FFNDown), h, ffn)
 		vec(model.Layer(i, model.AttnQB), qDim, 0)
 		vec(model.Layer(i, model.AttnKB), kvDim, 0)
 		vec(model.Layer(i, model.AttnVB), kvDim, 0)
@@ -57,31 +94,46 @@ func synthModel(cfg *model.Config) *model.Model {
 	return &model.Model{Path: "synthetic", Format: "gguf", Config: cfg, Tensors: ts}
 }
 
+// synthCases are Qwen2.5-Coder-0.5B and -1.5B dimensions in Q8_0 and
+// Q4_K_M.
+var synthCases = []struct {
+	name                         string
+	layers, h, ffn, heads, kvHds int
+	mix                          quantMix
+}{
+	{"0.5B-Q8_0", 24, 896, 4864, 14, 2, allQ8_0},
+	{"0.5B-Q4_K_M", 24, 896, 4864, 14, 2, q4KM},
+	{"1.5B-Q8_0", 28, 1536, 8960, 12, 2, allQ8_0},
+	{"1.5B-Q4_K_M", 28, 1536, 8960, 12, 2, q4KM},
+}
+
+// loadSynth loads synthCases[i] with GGUF numerics (F16 cache, ggml's
+// flash attention and ops) and a context of ctx positions.
+func loadSynth(b *testing.B, i, ctx int) (*cuda.Model, *model.Config) {
+	s := synthCases[i]
+	cfg := model.Config{Arch: model.ArchQwen2, VocabSize: 151936, MaxPositions: 32768, RopeTheta: 1e6,
+		RMSNormEps: 1e-6, AttentionBias: true, TieWordEmbeddings: true, BOSTokenID: -1}
+	cfg.NumLayers, cfg.HiddenSize, cfg.IntermediateSize = s.layers, s.h, s.ffn
+	cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim = s.heads, s.kvHds, s.h/s.heads
+	num := cpu.Numerics{KVCacheF16: true, FlashAttention: true, GGMLOps: true, Rope: cpu.RopeGGML}
+	g, err := cuda.Load(synthModel(&cfg, s.mix), cuda.Options{Context: ctx, Numerics: num})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return g, &cfg
+}
+
 // BenchmarkDecodeSynthetic times the graph decode step (positions 0..127,
-// as llama-bench's tg128) on random Q8_0 models of Qwen2.5-Coder-0.5B and
-// -1.5B dimensions.
+// as llama-bench's tg128) on random models of Qwen2.5-Coder-0.5B and -1.5B
+// dimensions, Q8_0 and Q4_K_M.
 func BenchmarkDecodeSynthetic(b *testing.B) {
 	skipWithoutGPU(b)
-	base := model.Config{Arch: model.ArchQwen2, VocabSize: 151936, MaxPositions: 32768, RopeTheta: 1e6,
-		RMSNormEps: 1e-6, AttentionBias: true, TieWordEmbeddings: true, BOSTokenID: -1}
-	sizes := []struct {
-		name                         string
-		layers, h, ffn, heads, kvHds int
-	}{
-		{"0.5B-Q8_0", 24, 896, 4864, 14, 2},
-		{"1.5B-Q8_0", 28, 1536, 8960, 12, 2},
-	}
-	for _, s := range sizes {
+	for i, s := range synthCases {
 		b.Run(s.name, func(b *testing.B) {
-			cfg := base
-			cfg.NumLayers, cfg.HiddenSize, cfg.IntermediateSize = s.layers, s.h, s.ffn
-			cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim = s.heads, s.kvHds, s.h/s.heads
-			g, err := cuda.Load(synthModel(&cfg), cuda.Options{Context: 512, Numerics: cpu.Numerics{KVCacheF16: true}})
-			if err != nil {
-				b.Fatal(err)
-			}
+			g, cfg := loadSynth(b, i, 512)
 			defer g.Close()
 			tok := 9707
+			var err error
 			for i := 0; i < 16; i++ {
 				if tok, err = g.DecodeArgmax(tok%cfg.VocabSize, i); err != nil {
 					b.Fatal(err)
@@ -94,6 +146,34 @@ func BenchmarkDecodeSynthetic(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
+
+// BenchmarkPrefillSynthetic times Forward of a 512-token prompt (as
+// llama-bench's pp512, logits of the last row only) on the synthetic models.
+func BenchmarkPrefillSynthetic(b *testing.B) {
+	skipWithoutGPU(b)
+	const n = 512
+	for i, s := range synthCases {
+		b.Run(s.name, func(b *testing.B) {
+			g, cfg := loadSynth(b, i, n)
+			defer g.Close()
+			rows := make([]cuda.Row, n)
+			for p := range rows {
+				rows[p] = cuda.Row{Token: (p * 7919) % cfg.VocabSize, Pos: p, Logits: p == n-1}
+			}
+			logits := make([]float32, cfg.VocabSize)
+			if err := g.Forward(rows, logits); err != nil { // warm-up
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := g.Forward(rows, logits); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
 		})
 	}
 }

@@ -1,5 +1,6 @@
-// Kernels of apr's CUDA backend: the operations of one decode step of the
-// Qwen2/LLaMA forward pass. Compiled to PTX for sm_90 (see ../cuda.go's
+// Kernels of apr's CUDA backend: the operations of a forward pass of the
+// Qwen2/LLaMA models over a pass of rows (tokens of any slots and positions;
+// one row when decoding). Compiled to PTX for sm_90 (see ../cuda.go's
 // go:generate line) and loaded with cuModuleLoadData; no CUDA headers are
 // used, so the file also passes a host C++ syntax check.
 //
@@ -70,174 +71,224 @@ __device__ float block_max(float v, float* red) {
     return warp_max(v);
 }
 
+
+// A pass's rows: info holds four int32 per row (token, position, slot, 0).
+#define ROW_TOKEN(info, r) ((info)[4 * (r)])
+#define ROW_POS(info, r) ((info)[4 * (r) + 1])
+#define ROW_SLOT(info, r) ((info)[4 * (r) + 2])
+
 // ------------------------------------------------- activation quantizers
-
-// quantize_q8_0 encodes n floats (a multiple of 32) as Q8_0 blocks (f16 d,
-// 32 int8), as ggml's x86 quantize_row_q8_0: d = amax/127, q = round-half-
-// even(x * 127/amax). One warp per block.
-extern "C" __global__ void quantize_q8_0(const float* __restrict__ x, u8* __restrict__ out, int n) {
-    int b = (blockIdx.x * blockDim.x + threadIdx.x) / WARP;
-    int lane = threadIdx.x % WARP;
-    if (b * 32 >= n) return;  // whole warps exit together
-    float v = x[b * 32 + lane];
-    float amax = warp_max(fabsf(v));
-    float d = amax / 127.0f;
-    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    u8* blk = out + (i64)b * 34;
-    blk[2 + lane] = (u8)(i8)__float2int_rn(__fmul_rn(v, id));
-    if (lane == 0) *(u16*)blk = f2h(d);
-}
-
-// quantize_q8_k encodes n floats (a multiple of 256) as Q8_K blocks (f32 d,
-// 256 int8, 16 int16 sums), as quantize_row_q8_K_ref: the element of largest
-// magnitude (the first one on ties) sets iscale = -127/max. One warp per
-// block, each lane 8 consecutive elements.
-extern "C" __global__ void quantize_q8_k(const float* __restrict__ x, u8* __restrict__ out, int n) {
-    int b = (blockIdx.x * blockDim.x + threadIdx.x) / WARP;
-    int lane = threadIdx.x % WARP;
-    if (b * 256 >= n) return;
-    const float* xb = x + (i64)b * 256 + lane * 8;
-    float v[8];
-    float amax = 0.0f, xmax = 0.0f;
-    int idx = 1 << 30;
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        v[j] = xb[j];
-        float a = fabsf(v[j]);
-        if (a > amax) { amax = a; xmax = v[j]; idx = lane * 8 + j; }
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        float a2 = __shfl_xor_sync(FULL, amax, o);
-        float x2 = __shfl_xor_sync(FULL, xmax, o);
-        int i2 = __shfl_xor_sync(FULL, idx, o);
-        if (a2 > amax || (a2 == amax && i2 < idx)) { amax = a2; xmax = x2; idx = i2; }
-    }
-    u8* blk = out + (i64)b * 292;
-    if (amax == 0.0f) {
-        // ggml clears the whole block.
-#pragma unroll
-        for (int j = 0; j < 8; j++) blk[4 + lane * 8 + j] = 0;
-        if (lane < 16) *(short*)(blk + 260 + 2 * lane) = 0;
-        if (lane == 0) *(float*)blk = 0.0f;
-        return;
-    }
-    float iscale = -127.0f / xmax;
-    int s = 0;
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        int q = min(127, __float2int_rn(__fmul_rn(iscale, v[j])));
-        blk[4 + lane * 8 + j] = (u8)(i8)q;
-        s += q;
-    }
-    s += __shfl_xor_sync(FULL, s, 1);
-    if ((lane & 1) == 0) *(short*)(blk + 260 + lane) = (short)s;
-    if (lane == 0) *(float*)blk = 1.0f / iscale;
-}
-
-// ------------------------------------------------ matrix-vector products
 //
-// Every matvec kernel has one signature: y[r] (+)= W[r,:] · act (+ bias[r])
-// for rows r, one warp per row, blockDim.x a multiple of 32. act is the
-// activation in the weights' dot type: Q8_0 blocks for Q8_0/Q5_0, Q8_K for
-// Q4_K/Q6_K, float32 for F32/F16/BF16. acc != 0 adds into y (a residual).
-
-#define MATVEC_PROLOGUE                                                         \
-    int row = (blockIdx.x * blockDim.x + threadIdx.x) / WARP;                   \
-    int lane = threadIdx.x % WARP;                                              \
-    if (row >= rows) return;                                                    \
-    const u8* w = W + (i64)row * rowBytes;
-
-#define MATVEC_EPILOGUE                                                         \
-    sum = warp_sum(sum);                                                        \
-    if (lane == 0) {                                                            \
-        if (bias) sum += bias[row];                                             \
-        y[row] = acc ? y[row] + sum : sum;                                      \
-    }
-
-// ordered_add adds the per-block terms of one pass of a 32-element-block
-// matvec (held by lanes 0, 4, ..., 28 for blocks base/4 ...) to lane 0's
-// sum one block after the other, as the CPU's scalar kernels do: the result
-// is bit-identical to quant.VecDot.
-__device__ __forceinline__ float ordered_add(float sum, float term, int base, int units) {
+// A warp quantizes a chunk of 256 floats, each lane 8 consecutive ones
+// (v[0..7] = elements 8*lane..8*lane+7 of the chunk): as Q8_0 blocks (four
+// lanes a block) into q80 and/or, for a whole chunk, as one Q8_K block into
+// q8k (either may be null). base is the chunk's first element, n the
+// elements in all; lanes past n hold zeros and write nothing.
+//
+// Q8_0 as ggml's x86 quantize_row_q8_0: d = amax/127, q = round-half-even(
+// x * 127/amax). Q8_K as quantize_row_q8_K_ref: the element of largest
+// magnitude (the first one on ties) sets iscale = -127/max.
+__device__ void quant_chunk(const float v[8], i64 base, i64 n, u8* __restrict__ q80, u8* __restrict__ q8k) {
     int lane = threadIdx.x % WARP;
+    i64 e0 = base + 8 * lane;
+    if (q80) {
+        float amax = 0.0f;
 #pragma unroll
-    for (int g = 0; g < 8; g++) {
-        float t = __shfl_sync(FULL, term, 4 * g);
-        if (lane == 0 && base + 4 * g < units) sum = __fadd_rn(sum, t);
+        for (int j = 0; j < 8; j++) amax = fmaxf(amax, fabsf(v[j]));
+        amax = fmaxf(amax, __shfl_xor_sync(FULL, amax, 1));
+        amax = fmaxf(amax, __shfl_xor_sync(FULL, amax, 2));
+        if (e0 < n) {
+            float d = amax / 127.0f;
+            float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            u8* blk = q80 + (e0 / 32) * 34;
+            u8* qs = blk + 2 + (lane % 4) * 8;
+#pragma unroll
+            for (int j = 0; j < 8; j++) qs[j] = (u8)(i8)__float2int_rn(__fmul_rn(v[j], id));
+            if (lane % 4 == 0) *(u16*)blk = f2h(d);
+        }
     }
-    return sum;
-}
-
-// Q8_0 weights: 34-byte blocks; four lanes share a block, 8 quants each.
-extern "C" __global__ void matvec_q8_0(const u8* __restrict__ W, const u8* __restrict__ act,
-                                       float* __restrict__ y, const float* __restrict__ bias,
-                                       int rows, int cols, i64 rowBytes, int acc) {
-    MATVEC_PROLOGUE
-    int units = cols / 32 * 4;
-    float sum = 0.0f;
-    for (int base = 0; base < units; base += WARP) {
-        int u = base + lane;
+    if (q8k && base + 256 <= n) {
+        float amax = 0.0f, xmax = 0.0f;
+        int idx = 1 << 30;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            float a = fabsf(v[j]);
+            if (a > amax) { amax = a; xmax = v[j]; idx = lane * 8 + j; }
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            float a2 = __shfl_xor_sync(FULL, amax, o);
+            float x2 = __shfl_xor_sync(FULL, xmax, o);
+            int i2 = __shfl_xor_sync(FULL, idx, o);
+            if (a2 > amax || (a2 == amax && i2 < idx)) { amax = a2; xmax = x2; idx = i2; }
+        }
+        u8* blk = q8k + (base / 256) * 292;
+        if (amax == 0.0f) {
+            // ggml clears the whole block.
+#pragma unroll
+            for (int j = 0; j < 8; j++) blk[4 + lane * 8 + j] = 0;
+            if (lane < 16) *(short*)(blk + 260 + 2 * lane) = 0;
+            if (lane == 0) *(float*)blk = 0.0f;
+            return;
+        }
+        float iscale = -127.0f / xmax;
         int s = 0;
-        int b = u >> 2, p = u & 3;
-        if (u < units) {
-            const u8* wb = w + b * 34 + 2 + 8 * p;
-            const u8* ab = act + b * 34 + 2 + 8 * p;
-            s = __dp4a(ld32u(wb), ld32u(ab), s);
-            s = __dp4a(ld32u(wb + 4), ld32u(ab + 4), s);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            int q = min(127, __float2int_rn(__fmul_rn(iscale, v[j])));
+            blk[4 + lane * 8 + j] = (u8)(i8)q;
+            s += q;
         }
         s += __shfl_xor_sync(FULL, s, 1);
-        s += __shfl_xor_sync(FULL, s, 2);
-        float term = 0.0f;
-        if (u < units && p == 0) {
-            float d = __fmul_rn(h2f(ld16(w + b * 34)), h2f(ld16(act + b * 34)));
-            term = __fmul_rn((float)s, d);
-        }
-        sum = ordered_add(sum, term, base, units);
+        if ((lane & 1) == 0) *(short*)(blk + 260 + lane) = (short)s;
+        if (lane == 0) *(float*)blk = 1.0f / iscale;
     }
-    MATVEC_EPILOGUE
 }
 
-// Q5_0 weights: 22-byte blocks (f16 d, u32 high bits, 16 bytes of nibbles);
-// four lanes share a block, each 4 bytes of nibbles = 8 quants.
-extern "C" __global__ void matvec_q5_0(const u8* __restrict__ W, const u8* __restrict__ act,
-                                       float* __restrict__ y, const float* __restrict__ bias,
-                                       int rows, int cols, i64 rowBytes, int acc) {
-    MATVEC_PROLOGUE
-    int units = cols / 32 * 4;
-    float sum = 0.0f;
-    for (int base = 0; base < units; base += WARP) {
-        int u = base + lane;
-        int s = 0;
-        int b = u >> 2, p = u & 3;
-        if (u < units) {
-            const u8* wb = w + b * 22;
-            u32 qh = (u32)ld32u(wb + 2);
-            u32 qs = (u32)ld32u(wb + 6 + 4 * p);
-            u32 lo = 0, hi = 0;
+// quantize encodes n floats (rows of a multiple of 32 each, so blocks never
+// straddle rows) as Q8_0 into q80 and/or Q8_K into q8k: one warp per 256.
+extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __restrict__ q80, u8* __restrict__ q8k) {
+    i64 base = ((i64)blockIdx.x * blockDim.x + threadIdx.x) / WARP * 256;
+    if (base >= n) return;  // whole warps exit together
+    int lane = threadIdx.x % WARP;
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        i64 e = base + 8 * lane + j;
+        v[j] = e < n ? x[e] : 0.0f;
+    }
+    quant_chunk(v, base, n, q80, q8k);
+}
+
+// ------------------------------------------------ matrix products
+//
+// y[c][r] (+)= W[r,:] · act[c] (+ bias[r]) for weight rows r and activation
+// rows c < m: a warp per weight row, MM_WARPS rows a block (grid.x), R
+// activation rows per block (grid.y). act rows are actStride bytes apart in
+// the weights' dot type (Q8_0 blocks for Q4_0/Q5_0/Q8_0, Q8_K for the
+// K-quants, float32 for float weights); y rows are yStride floats apart.
+//
+// Quantized types: each lane takes L of a block's lanes' share (32 weights
+// a lane); the block's integer dot is exact in any order, and its float
+// term (the block's scales applied as quant's portable Go kernels do) goes
+// to shared memory; lane c then adds the pass's terms of activation row c
+// one block after the other, so every row's sum is bit-identical to
+// quant.VecDot's. Float weights: lanes take strided column pairs, summed by
+// a warp tree.
+
+#define MM_WARPS 8
+
+// unaligned loads of 4 bytes at a 2-byte aligned address, 8 words.
+__device__ __forceinline__ void ld8u(const u8* p, int v[8]) {
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = ld32u(p + 4 * k);
+}
+
+__device__ __forceinline__ void ld8(const u8* p, int v[8]) {
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = ld32(p + 4 * k);
+}
+
+// Each block type's pass: the terms of blocks b0.. (per a pass) of every
+// activation row c < nc into t[c][k], k = block - b0.
+
+struct TQ8_0 {
+    static const int PER = 32;
+    static __device__ __forceinline__ int blocks(int cols) { return cols / 32; }
+    template <int R>
+    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
+        int lane = threadIdx.x % WARP;
+        int b = b0 + lane;
+        if (b >= nb) return;
+        const u8* wb = w + (i64)b * 34;
+        int q[8];
+        ld8u(wb + 2, q);
+        float wd = h2f(ld16(wb));
+#pragma unroll
+        for (int c = 0; c < R; c++) {
+            if (c >= nc) break;
+            const u8* ab = a + c * as + (i64)b * 34;
+            int s = 0;
+#pragma unroll
+            for (int k = 0; k < 8; k++) s = __dp4a(q[k], ld32u(ab + 2 + 4 * k), s);
+            t[c][lane] = __fmul_rn((float)s, __fmul_rn(wd, h2f(ld16(ab))));
+        }
+    }
+};
+
+// asum4 is the sum of 4 int8 of a word.
+__device__ __forceinline__ int asum4(int a, int s) { return __dp4a(0x01010101, a, s); }
+
+struct TQ4_0 {
+    static const int PER = 32;
+    static __device__ __forceinline__ int blocks(int cols) { return cols / 32; }
+    template <int R>
+    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
+        int lane = threadIdx.x % WARP;
+        int b = b0 + lane;
+        if (b >= nb) return;
+        const u8* wb = w + (i64)b * 18;
+        int q[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) q[k] = ld32u(wb + 2 + 4 * k);
+        float wd = h2f(ld16(wb));
+#pragma unroll
+        for (int c = 0; c < R; c++) {
+            if (c >= nc) break;
+            const u8* ab = a + c * as + (i64)b * 34;
+            int s = 0, sa = 0;
 #pragma unroll
             for (int k = 0; k < 4; k++) {
-                int j = 4 * p + k;
-                u32 byte = (qs >> (8 * k)) & 0xff;
-                int q0 = (int)((byte & 0x0f) | (((qh >> j) & 1) << 4)) - 16;
-                int q1 = (int)((byte >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16;
-                lo |= ((u32)(u8)(i8)q0) << (8 * k);
-                hi |= ((u32)(u8)(i8)q1) << (8 * k);
+                int lo = ld32u(ab + 2 + 4 * k), hi = ld32u(ab + 18 + 4 * k);
+                s = __dp4a(q[k] & 0x0f0f0f0f, lo, s);
+                s = __dp4a((q[k] >> 4) & 0x0f0f0f0f, hi, s);
+                sa = asum4(lo, asum4(hi, sa));
             }
-            const u8* ab = act + b * 34 + 2;
-            s = __dp4a((int)lo, ld32u(ab + 4 * p), s);
-            s = __dp4a((int)hi, ld32u(ab + 16 + 4 * p), s);
+            s -= 8 * sa;
+            t[c][lane] = __fmul_rn(__fmul_rn((float)s, wd), h2f(ld16(ab)));
         }
-        s += __shfl_xor_sync(FULL, s, 1);
-        s += __shfl_xor_sync(FULL, s, 2);
-        float term = 0.0f;
-        if (u < units && p == 0) {
-            float d = __fmul_rn(h2f(ld16(w + b * 22)), h2f(ld16(act + b * 34)));
-            term = __fmul_rn(d, (float)s);
-        }
-        sum = ordered_add(sum, term, base, units);
     }
-    MATVEC_EPILOGUE
+};
+
+// spread4 moves bits 0..3 of h to bit 4 of bytes 0..3.
+__device__ __forceinline__ int spread4(u32 h) {
+    return (int)(((h & 1) << 4) | ((h & 2) << 11) | ((h & 4) << 18) | ((h & 8) << 25));
 }
+
+struct TQ5_0 {
+    static const int PER = 32;
+    static __device__ __forceinline__ int blocks(int cols) { return cols / 32; }
+    template <int R>
+    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
+        int lane = threadIdx.x % WARP;
+        int b = b0 + lane;
+        if (b >= nb) return;
+        const u8* wb = w + (i64)b * 22;
+        u32 qh = (u32)ld32u(wb + 2);
+        int lo[4], hi[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            int q = ld32u(wb + 6 + 4 * k);
+            lo[k] = (q & 0x0f0f0f0f) | spread4((qh >> (4 * k)) & 0xf);
+            hi[k] = ((q >> 4) & 0x0f0f0f0f) | spread4((qh >> (16 + 4 * k)) & 0xf);
+        }
+        float wd = h2f(ld16(wb));
+#pragma unroll
+        for (int c = 0; c < R; c++) {
+            if (c >= nc) break;
+            const u8* ab = a + c * as + (i64)b * 34;
+            int s = 0, sa = 0;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                int al = ld32u(ab + 2 + 4 * k), ah = ld32u(ab + 18 + 4 * k);
+                s = __dp4a(lo[k], al, s);
+                s = __dp4a(hi[k], ah, s);
+                sa = asum4(al, asum4(ah, sa));
+            }
+            s -= 16 * sa;
+            t[c][lane] = __fmul_rn(__fmul_rn(wd, h2f(ld16(ab))), (float)s);
+        }
+    }
+};
 
 // scale_min_k4 is ggml's get_scale_min_k4.
 __device__ __forceinline__ void scale_min_k4(int j, const u8* s, int* sc, int* m) {
@@ -250,248 +301,398 @@ __device__ __forceinline__ void scale_min_k4(int j, const u8* s, int* sc, int* m
     }
 }
 
-// Q4_K weights: 144-byte super-blocks of 256 (f16 d, f16 dmin, 12 bytes of
-// 6-bit scales and mins, 128 bytes of nibbles). The whole warp takes one
-// super-block: lane = 8*j + part reads 4 bytes of chunk j (low nibbles are
-// elements 64j+4part.., high nibbles 64j+32+4part..).
-extern "C" __global__ void matvec_q4_k(const u8* __restrict__ W, const u8* __restrict__ act,
-                                       float* __restrict__ y, const float* __restrict__ bias,
-                                       int rows, int cols, i64 rowBytes, int acc) {
-    MATVEC_PROLOGUE
-    int nb = cols / 256;
-    int j = lane >> 3, part = lane & 7;
-    float sum = 0.0f;
-    for (int b = 0; b < nb; b++) {
-        const u8* wb = w + b * 144;
-        const u8* ab = act + (i64)b * 292;
+__device__ __forceinline__ int bsum(const u8* ab, int j) { return (int)*(const short*)(ab + 260 + 2 * j); }
+
+// kaffine finishes a Q4_K/Q5_K super-block: the four lanes of a block (j =
+// lane%4 held sub-blocks 2j, 2j+1) add their integer parts, and lane j = 0
+// returns d*isum - dmin*summs as quant's affineK.
+__device__ __forceinline__ float kaffine(int isum, int summs, const u8* wb, const u8* ab) {
+    isum += __shfl_xor_sync(FULL, isum, 1);
+    isum += __shfl_xor_sync(FULL, isum, 2);
+    summs += __shfl_xor_sync(FULL, summs, 1);
+    summs += __shfl_xor_sync(FULL, summs, 2);
+    float yd = *(const float*)ab;
+    float d = __fmul_rn(h2f(ld16(wb)), yd);
+    float dmin = __fmul_rn(h2f(ld16(wb + 2)), yd);
+    return __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)summs));
+}
+
+// Q4_K and Q5_K: 4 lanes a super-block, 8 super-blocks a pass; lane j of a
+// block takes the 32 bytes of nibbles of sub-blocks 2j (low) and 2j+1 (high).
+template <bool Q5>
+struct TQ45K {
+    static const int PER = 8;
+    static const int BYTES = Q5 ? 176 : 144;
+    static __device__ __forceinline__ int blocks(int cols) { return cols / 256; }
+    template <int R>
+    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
+        int lane = threadIdx.x % WARP;
+        int b = b0 + lane / 4, j = lane % 4;
+        bool ok = b < nb;  // the shuffles need every lane
+        const u8* wb = w + (i64)(ok ? b : 0) * BYTES;
+        int lo[8], hi[8];
         int sc0, m0, sc1, m1;
         scale_min_k4(2 * j, wb + 4, &sc0, &m0);
         scale_min_k4(2 * j + 1, wb + 4, &sc1, &m1);
-        u32 q = (u32)ld32(wb + 16 + 32 * j + 4 * part);
-        int s0 = __dp4a((int)(q & 0x0f0f0f0f), ld32(ab + 4 + 64 * j + 4 * part), 0);
-        int s1 = __dp4a((int)((q >> 4) & 0x0f0f0f0f), ld32(ab + 4 + 64 * j + 32 + 4 * part), 0);
-        int isum = sc0 * s0 + sc1 * s1;
-        int summs = 0;
-        if (lane < 16) {
-            int sc, m;
-            scale_min_k4(lane / 2, wb + 4, &sc, &m);
-            summs = (int)*(const short*)(ab + 260 + 2 * lane) * m;
-        }
-        isum = warp_isum(isum);
-        summs = warp_isum(summs);
-        if (lane == 0) {
-            float yd = *(const float*)ab;
-            float d = __fmul_rn(h2f(ld16(wb)), yd);
-            float dmin = __fmul_rn(h2f(ld16(wb + 2)), yd);
-            sum += __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)summs));
-        }
-    }
-    MATVEC_EPILOGUE
-}
-
-// Q6_K weights: 210-byte super-blocks (128 bytes low 4 bits, 64 bytes high
-// 2 bits, 16 int8 scales, f16 d). Lane = 16*half + i handles l = 2i, 2i+1
-// of its half: elements l, l+32, l+64, l+96 of the half's 128.
-extern "C" __global__ void matvec_q6_k(const u8* __restrict__ W, const u8* __restrict__ act,
-                                       float* __restrict__ y, const float* __restrict__ bias,
-                                       int rows, int cols, i64 rowBytes, int acc) {
-    MATVEC_PROLOGUE
-    int nb = cols / 256;
-    int half = lane >> 4, l0 = (lane & 15) * 2;
-    float sum = 0.0f;
-    for (int b = 0; b < nb; b++) {
-        const u8* wb = w + b * 210;
-        const u8* ql = wb + 64 * half;
-        const u8* qh = wb + 128 + 32 * half;
-        const i8* scales = (const i8*)(wb + 192);
-        const i8* a8 = (const i8*)(act + (i64)b * 292 + 4) + 128 * half;
-        int isum = 0;
+        {
+            int q[8];
+            ld8(wb + (Q5 ? 48 : 16) + 32 * j, q);
+            int h[8];
+            if (Q5) ld8(wb + 16, h);
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
-            int s = 0;
-#pragma unroll
-            for (int t = 0; t < 2; t++) {
-                int l = l0 + t;
-                int hb = qh[l];
-                int q;
-                switch (k) {
-                    case 0: q = (ql[l] & 0x0f) | (((hb >> 0) & 3) << 4); break;
-                    case 1: q = (ql[l + 32] & 0x0f) | (((hb >> 2) & 3) << 4); break;
-                    case 2: q = (ql[l] >> 4) | (((hb >> 4) & 3) << 4); break;
-                    default: q = (ql[l + 32] >> 4) | (((hb >> 6) & 3) << 4); break;
+            for (int k = 0; k < 8; k++) {
+                lo[k] = q[k] & 0x0f0f0f0f;
+                hi[k] = (q[k] >> 4) & 0x0f0f0f0f;
+                if (Q5) {
+                    lo[k] |= ((h[k] >> (2 * j)) & 0x01010101) << 4;
+                    hi[k] |= ((h[k] >> (2 * j + 1)) & 0x01010101) << 4;
                 }
-                s += (q - 32) * (int)a8[l + 32 * k];
             }
-            isum += (int)scales[(128 * half + 32 * k + l0) / 16] * s;
         }
-        isum = warp_isum(isum);
-        if (lane == 0) {
-            float yd = *(const float*)(act + (i64)b * 292);
-            sum += __fmul_rn(__fmul_rn(h2f(ld16(wb + 208)), yd), (float)isum);
+#pragma unroll
+        for (int c = 0; c < R; c++) {
+            if (c >= nc) break;
+            const u8* ab = a + c * as + (i64)(ok ? b : 0) * 292;
+            int s0 = 0, s1 = 0;
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                s0 = __dp4a(lo[k], ld32(ab + 4 + 64 * j + 4 * k), s0);
+                s1 = __dp4a(hi[k], ld32(ab + 4 + 64 * j + 32 + 4 * k), s1);
+            }
+            int isum = sc0 * s0 + sc1 * s1;
+            int summs = (bsum(ab, 4 * j) + bsum(ab, 4 * j + 1)) * m0 + (bsum(ab, 4 * j + 2) + bsum(ab, 4 * j + 3)) * m1;
+            float term = kaffine(isum, summs, wb, ab);
+            if (ok && j == 0) t[c][lane / 4] = term;
         }
     }
-    MATVEC_EPILOGUE
+};
+
+// Q6_K: 8 lanes a super-block, 4 super-blocks a pass; lane k of a block
+// takes elements 32k..32k+31 (half k/4, quarter k%4 of ggml's layout).
+struct TQ6K {
+    static const int PER = 4;
+    static __device__ __forceinline__ int blocks(int cols) { return cols / 256; }
+    template <int R>
+    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
+        int lane = threadIdx.x % WARP;
+        int b = b0 + lane / 8, k8 = lane % 8;
+        bool ok = b < nb;
+        const u8* wb = w + (i64)(ok ? b : 0) * 210;
+        int half = k8 / 4, sub = k8 % 4;
+        int ql[8], qh[8], q[8];
+        ld8u(wb + 64 * half + 32 * (sub & 1), ql);
+        ld8u(wb + 128 + 32 * half, qh);
+        int ns = 4 * (sub >> 1), hs = 2 * sub;
+#pragma unroll
+        for (int k = 0; k < 8; k++) q[k] = ((ql[k] >> ns) & 0x0f0f0f0f) | (((qh[k] >> hs) & 0x03030303) << 4);
+        int e0 = 128 * half + 32 * sub;
+        int sc0 = (int)(i8)wb[192 + e0 / 16], sc1 = (int)(i8)wb[192 + e0 / 16 + 1];
+        float wd = h2f(ld16(wb + 208));
+#pragma unroll
+        for (int c = 0; c < R; c++) {
+            if (c >= nc) break;
+            const u8* ab = a + c * as + (i64)(ok ? b : 0) * 292;
+            const u8* a8 = ab + 4 + e0;
+            int s0 = 0, s1 = 0, sa0 = 0, sa1 = 0;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                int x0 = ld32(a8 + 4 * k), x1 = ld32(a8 + 16 + 4 * k);
+                s0 = __dp4a(q[k], x0, s0);
+                s1 = __dp4a(q[k + 4], x1, s1);
+                sa0 = asum4(x0, sa0);
+                sa1 = asum4(x1, sa1);
+            }
+            int isum = sc0 * (s0 - 32 * sa0) + sc1 * (s1 - 32 * sa1);
+            isum += __shfl_xor_sync(FULL, isum, 1);
+            isum += __shfl_xor_sync(FULL, isum, 2);
+            isum += __shfl_xor_sync(FULL, isum, 4);
+            if (ok && k8 == 0) t[c][lane / 8] = __fmul_rn(__fmul_rn(wd, *(const float*)ab), (float)isum);
+        }
+    }
+};
+
+template <int R, class T>
+__device__ __forceinline__ void matmul_q(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
+                                         float* __restrict__ y, int yStride, const float* __restrict__ bias,
+                                         int rows, int cols, i64 rowBytes, int acc, int m) {
+    __shared__ float terms[MM_WARPS][R][33];
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int row = blockIdx.x * MM_WARPS + warp;
+    int c0 = blockIdx.y * R;
+    int nc = min(R, m - c0);
+    if (row >= rows || nc <= 0) return;  // whole warps; only __syncwarp below
+    const u8* w = W + (i64)row * rowBytes;
+    const u8* a = act + (i64)c0 * actStride;
+    float (*t)[33] = terms[warp];
+    int nb = T::blocks(cols);
+    float sum = 0.0f;
+    for (int b0 = 0; b0 < nb; b0 += T::PER) {
+        T::template pass<R>(w, a, actStride, b0, nb, nc, t);
+        __syncwarp();
+        if (lane < nc) {
+            int kn = min(T::PER, nb - b0);
+            for (int k = 0; k < kn; k++) sum = __fadd_rn(sum, t[lane][k]);
+        }
+        __syncwarp();
+    }
+    if (lane < nc) {
+        if (bias) sum += bias[row];
+        float* yp = y + (i64)(c0 + lane) * yStride + row;
+        *yp = acc ? *yp + sum : sum;
+    }
 }
 
-// Float weights with a float32 activation: each lane takes pairs of columns
+// Float weights with float32 activations: each lane takes pairs of columns
 // (cols is even; rows start 4-byte aligned).
-extern "C" __global__ void matvec_f32(const u8* __restrict__ W, const u8* __restrict__ act,
-                                      float* __restrict__ y, const float* __restrict__ bias,
-                                      int rows, int cols, i64 rowBytes, int acc) {
-    MATVEC_PROLOGUE
-    const float* x = (const float*)act;
-    const float* wr = (const float*)w;
-    float sum = 0.0f;
-    for (int i = lane; i < cols; i += WARP) sum += wr[i] * x[i];
-    MATVEC_EPILOGUE
+template <int KIND>  // 0 f32, 1 f16, 2 bf16
+__device__ __forceinline__ float2 wpair(const u8* w, int i) {
+    if (KIND == 0) return ((const float2*)w)[i];
+    u32 p = ((const u32*)w)[i];
+    if (KIND == 1) return make_float2(h2f((u16)(p & 0xffff)), h2f((u16)(p >> 16)));
+    return make_float2(__uint_as_float(p << 16), __uint_as_float(p & 0xffff0000u));
 }
 
-extern "C" __global__ void matvec_f16(const u8* __restrict__ W, const u8* __restrict__ act,
-                                      float* __restrict__ y, const float* __restrict__ bias,
-                                      int rows, int cols, i64 rowBytes, int acc) {
-    MATVEC_PROLOGUE
-    const float2* x = (const float2*)act;
-    const u32* wr = (const u32*)w;
-    float sum = 0.0f;
+template <int R, int KIND>
+__device__ __forceinline__ void matmul_f(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
+                                         float* __restrict__ y, int yStride, const float* __restrict__ bias,
+                                         int rows, int cols, i64 rowBytes, int acc, int m) {
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int row = blockIdx.x * MM_WARPS + warp;
+    int c0 = blockIdx.y * R;
+    int nc = min(R, m - c0);
+    if (row >= rows || nc <= 0) return;
+    const u8* w = W + (i64)row * rowBytes;
+    float sum[R];
+#pragma unroll
+    for (int c = 0; c < R; c++) sum[c] = 0.0f;
     for (int i = lane; i < cols / 2; i += WARP) {
-        u32 p = wr[i];
-        float2 xv = x[i];
-        sum += h2f((u16)(p & 0xffff)) * xv.x + h2f((u16)(p >> 16)) * xv.y;
+        float2 wv = wpair<KIND>(w, i);
+#pragma unroll
+        for (int c = 0; c < R; c++) {
+            if (c >= nc) break;
+            float2 xv = ((const float2*)(act + (i64)(c0 + c) * actStride))[i];
+            sum[c] += wv.x * xv.x + wv.y * xv.y;
+        }
     }
-    MATVEC_EPILOGUE
+#pragma unroll
+    for (int c = 0; c < R; c++) {
+        if (c >= nc) break;
+        float s = warp_sum(sum[c]);
+        if (lane == 0) {
+            if (bias) s += bias[row];
+            float* yp = y + (i64)(c0 + c) * yStride + row;
+            *yp = acc ? *yp + s : s;
+        }
+    }
 }
 
-extern "C" __global__ void matvec_bf16(const u8* __restrict__ W, const u8* __restrict__ act,
-                                       float* __restrict__ y, const float* __restrict__ bias,
-                                       int rows, int cols, i64 rowBytes, int acc) {
-    MATVEC_PROLOGUE
-    const float2* x = (const float2*)act;
-    const u32* wr = (const u32*)w;
-    float sum = 0.0f;
-    for (int i = lane; i < cols / 2; i += WARP) {
-        u32 p = wr[i];
-        float2 xv = x[i];
-        sum += __uint_as_float(p << 16) * xv.x + __uint_as_float(p & 0xffff0000u) * xv.y;
-    }
-    MATVEC_EPILOGUE
-}
+#define MM_PARAMS                                                                                  \
+    const u8 *__restrict__ W, const u8 *__restrict__ act, i64 actStride, float *__restrict__ y,    \
+        int yStride, const float *__restrict__ bias, int rows, int cols, i64 rowBytes, int acc, int m
+#define MM_ARGS W, act, actStride, y, yStride, bias, rows, cols, rowBytes, acc, m
+
+#define MM_Q(name, T)                                                                              \
+    extern "C" __global__ void name##_r1(MM_PARAMS) { matmul_q<1, T>(MM_ARGS); }                  \
+    extern "C" __global__ void name##_r16(MM_PARAMS) { matmul_q<16, T>(MM_ARGS); }
+#define MM_F(name, KIND)                                                                           \
+    extern "C" __global__ void name##_r1(MM_PARAMS) { matmul_f<1, KIND>(MM_ARGS); }               \
+    extern "C" __global__ void name##_r16(MM_PARAMS) { matmul_f<16, KIND>(MM_ARGS); }
+
+MM_Q(matmul_q8_0, TQ8_0)
+MM_Q(matmul_q4_0, TQ4_0)
+MM_Q(matmul_q5_0, TQ5_0)
+MM_Q(matmul_q4_k, TQ45K<false>)
+MM_Q(matmul_q5_k, TQ45K<true>)
+MM_Q(matmul_q6_k, TQ6K)
+MM_F(matmul_f32, 0)
+MM_F(matmul_f16, 1)
+MM_F(matmul_bf16, 2)
 
 // ------------------------------------------------------ embedding rows
+//
+// get_rows_T writes, for every row r of the pass (grid.y), row
+// ROW_TOKEN(info, r) of W (cols values) as float32 at out + r*cols, as
+// quant.Dequantize does.
 
-// Every get_row kernel writes row `row` of W (cols values) as float32; a
-// non-null rowp holds the row instead (the token id of a captured graph).
-
-extern "C" __global__ void get_row_f32(const u8* __restrict__ W, float* __restrict__ out, const int* __restrict__ rowp, int row, int cols, i64 rowBytes) {
-    if (rowp) row = *rowp;
-    const float* w = (const float*)(W + (i64)row * rowBytes);
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) out[i] = w[i];
+__device__ __forceinline__ float deq_f32(const u8* w, int i) { return ((const float*)w)[i]; }
+__device__ __forceinline__ float deq_f16(const u8* w, int i) { return h2f(((const u16*)w)[i]); }
+__device__ __forceinline__ float deq_bf16(const u8* w, int i) { return bf2f(((const u16*)w)[i]); }
+__device__ __forceinline__ float deq_q8_0(const u8* w, int i) {
+    const u8* b = w + (i / 32) * 34;
+    return __fmul_rn((float)(i8)b[2 + i % 32], h2f(ld16(b)));
+}
+__device__ __forceinline__ float deq_q4_0(const u8* w, int i) {
+    const u8* b = w + (i / 32) * 18;
+    int j = i % 32;
+    int q = j < 16 ? (b[2 + j] & 0x0f) : (b[2 + j - 16] >> 4);
+    return __fmul_rn((float)(q - 8), h2f(ld16(b)));
+}
+__device__ __forceinline__ float deq_q5_0(const u8* w, int i) {
+    const u8* b = w + (i / 32) * 22;
+    int j = i % 32;
+    u32 qh = (u32)ld32u(b + 2);
+    int byte = b[6 + j % 16];
+    int q = (j < 16 ? (byte & 0x0f) : (byte >> 4)) | (int)(((qh >> j) & 1) << 4);
+    return __fmul_rn((float)(q - 16), h2f(ld16(b)));
+}
+template <bool Q5>
+__device__ __forceinline__ float deq_q45k(const u8* w, int i) {
+    const u8* b = w + (i / 256) * (Q5 ? 176 : 144);
+    int e = i % 256, chunk = e / 64, l = e % 32;
+    bool high = (e % 64) >= 32;
+    int byte = b[(Q5 ? 48 : 16) + 32 * chunk + l];
+    int q = high ? (byte >> 4) : (byte & 0x0f);
+    if (Q5) q |= ((b[16 + l] >> (2 * chunk + (high ? 1 : 0))) & 1) << 4;
+    int sc, m;
+    scale_min_k4(e / 32, b + 4, &sc, &m);
+    float d1 = __fmul_rn(h2f(ld16(b)), (float)sc), m1 = __fmul_rn(h2f(ld16(b + 2)), (float)m);
+    return __fsub_rn(__fmul_rn(d1, (float)q), m1);
+}
+__device__ __forceinline__ float deq_q6_k(const u8* w, int i) {
+    const u8* b = w + (i / 256) * 210;
+    int e = i % 256, half = e / 128, sub = (e % 128) / 32, l = e % 32;
+    int ql = b[64 * half + 32 * (sub & 1) + l];
+    int nib = sub >= 2 ? (ql >> 4) : (ql & 0x0f);
+    int hb = (b[128 + 32 * half + l] >> (2 * sub)) & 3;
+    int q = (nib | (hb << 4)) - 32;
+    return __fmul_rn((float)q, __fmul_rn(h2f(ld16(b + 208)), (float)(i8)b[192 + e / 16]));
 }
 
-extern "C" __global__ void get_row_f16(const u8* __restrict__ W, float* __restrict__ out, const int* __restrict__ rowp, int row, int cols, i64 rowBytes) {
-    if (rowp) row = *rowp;
-    const u16* w = (const u16*)(W + (i64)row * rowBytes);
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) out[i] = h2f(w[i]);
-}
-
-extern "C" __global__ void get_row_bf16(const u8* __restrict__ W, float* __restrict__ out, const int* __restrict__ rowp, int row, int cols, i64 rowBytes) {
-    if (rowp) row = *rowp;
-    const u16* w = (const u16*)(W + (i64)row * rowBytes);
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) out[i] = bf2f(w[i]);
-}
-
-extern "C" __global__ void get_row_q8_0(const u8* __restrict__ W, float* __restrict__ out, const int* __restrict__ rowp, int row, int cols, i64 rowBytes) {
-    if (rowp) row = *rowp;
-    const u8* w = W + (i64)row * rowBytes;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) {
-        const u8* b = w + (i / 32) * 34;
-        out[i] = (float)(i8)b[2 + i % 32] * h2f(ld16(b));
+#define GET_ROWS(name, deq)                                                                        \
+    extern "C" __global__ void name(const u8* __restrict__ W, float* __restrict__ out,            \
+                                    const int* __restrict__ info, int cols, i64 rowBytes) {        \
+        int r = blockIdx.y;                                                                        \
+        const u8* w = W + (i64)ROW_TOKEN(info, r) * rowBytes;                                      \
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) \
+            out[(i64)r * cols + i] = deq(w, i);                                                    \
     }
-}
+
+GET_ROWS(get_rows_f32, deq_f32)
+GET_ROWS(get_rows_f16, deq_f16)
+GET_ROWS(get_rows_bf16, deq_bf16)
+GET_ROWS(get_rows_q8_0, deq_q8_0)
+GET_ROWS(get_rows_q4_0, deq_q4_0)
+GET_ROWS(get_rows_q5_0, deq_q5_0)
+GET_ROWS(get_rows_q4_k, deq_q45k<false>)
+GET_ROWS(get_rows_q5_k, deq_q45k<true>)
+GET_ROWS(get_rows_q6_k, deq_q6_k)
 
 // ------------------------------------------------------- normalisation
 
-// rmsnorm writes w * (x / rms(x)) for one row of n values: one block.
+// rmsnorm writes w * x/rms(x) for rows of n values, one block (a multiple
+// of 32 threads, at most 1024) per row: output row r reads input row
+// sel[r] (r when sel is null). The squares (float32) are summed in double
+// by a block tree; ggml != 0 follows RMSNormGGML (mean and scale float32,
+// y = x*scale*w), otherwise RMSNorm (sum rounded to float, y = w*(x*scale)).
+// The output rows are then quantized as quantize does into q80 / q8k
+// (either may be null).
 extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __restrict__ w,
-                                   float* __restrict__ out, int n, float eps) {
-    // The sum of squares runs in one thread in element order, as the CPU
-    // backend's loop does, so that both round alike (activation
-    // quantization turns one-ulp differences into different quants).
-    __shared__ float total;
-    if (threadIdx.x == 0) {
-        float ss = 0.0f;
-        for (int i = 0; i < n; i++) ss = __fadd_rn(ss, __fmul_rn(x[i], x[i]));
-        total = ss;
-    }
-    __syncthreads();
-    float ss = total;
-    float scale = (float)(1.0 / sqrt((double)(ss / (float)n + eps)));
-    for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = __fmul_rn(w[i], __fmul_rn(x[i], scale));
-}
-
-// rmsnorm_ggml is ggml_compute_forward_rms_norm_f32 fused with the weight
-// multiply, as the CPU backend's RMSNormGGML runs it (GGUF models): the
-// squares are float32, summed in double in element order (one thread);
-// mean and scale are float32; y = x*scale*w.
-extern "C" __global__ void rmsnorm_ggml(const float* __restrict__ x, const float* __restrict__ w,
-                                        float* __restrict__ out, int n, float eps) {
+                                   float* __restrict__ out, int n, float eps, int ggml,
+                                   const int* __restrict__ sel, u8* __restrict__ q80, u8* __restrict__ q8k) {
+    __shared__ double red[32];
     __shared__ float scl;
+    int r = blockIdx.x;
+    const float* xr = x + (i64)(sel ? sel[r] : r) * n;
+    float* o = out + (i64)r * n;
+    double s = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += (double)__fmul_rn(xr[i], xr[i]);
+    for (int k = 16; k > 0; k >>= 1) s += __shfl_xor_sync(FULL, s, k);
+    int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    if (lane == 0) red[wi] = s;
+    __syncthreads();
     if (threadIdx.x == 0) {
         double sum = 0.0;
-        for (int i = 0; i < n; i++) sum = __dadd_rn(sum, (double)__fmul_rn(x[i], x[i]));
-        float mean = (float)__ddiv_rn(sum, (double)n);
-        scl = __fdiv_rn(1.0f, (float)sqrt((double)__fadd_rn(mean, eps)));
+        for (int k = 0; k < nw; k++) sum += red[k];
+        if (ggml) {
+            float mean = (float)__ddiv_rn(sum, (double)n);
+            scl = __fdiv_rn(1.0f, (float)sqrt((double)__fadd_rn(mean, eps)));
+        } else {
+            float ss = (float)sum;
+            scl = (float)(1.0 / sqrt((double)(ss / (float)n + eps)));
+        }
     }
     __syncthreads();
     float scale = scl;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = __fmul_rn(__fmul_rn(x[i], scale), w[i]);
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        o[i] = ggml ? __fmul_rn(__fmul_rn(xr[i], scale), w[i]) : __fmul_rn(w[i], __fmul_rn(xr[i], scale));
+    if (!q80 && !q8k) return;
+    __syncthreads();
+    u8* q80r = q80 ? q80 + (i64)r * (n / 32) * 34 : 0;
+    u8* q8kr = q8k ? q8k + (i64)r * (n / 256) * 292 : 0;
+    for (int base = wi * 256; base < n; base += nw * 256) {
+        float v[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            int e = base + 8 * lane + j;
+            v[j] = e < n ? o[e] : 0.0f;
+        }
+        quant_chunk(v, base, n, q80r, q8kr);
+    }
 }
 
 // ---------------------------------------------------------------- RoPE
 
-// rope rotates pairs (i, i+dim/2) of every head of v (heads x dim) at
-// position pos. style 0 (transformers): angle = pos * invFreq[i]; style 1
-// (ggml): angle = pos * thetaScale^i by repeated float32 products. Sine and
-// cosine in double, rounded, as the CPU backend does. A non-null posp holds
-// the position instead of pos.
-extern "C" __global__ void rope(float* __restrict__ v, const float* __restrict__ invFreq, int heads, int dim,
-                                const int* __restrict__ posp, int pos, float thetaScale, int style) {
-    if (posp) pos = *posp;
-    int half = dim / 2;
-    int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= heads * half) return;
-    int h = t / half, i = t % half;
-    float ang;
-    if (style == 0) {
-        ang = __fmul_rn((float)pos, invFreq[i]);
-    } else {
-        ang = (float)pos;
-        for (int k = 0; k < i; k++) ang = __fmul_rn(ang, thetaScale);
-    }
+// rope_angle is the rotation of pair i at position pos. style 0
+// (transformers): pos * invFreq[i]; style 1 (ggml): pos * thetaScale^i by
+// repeated float32 products.
+__device__ __forceinline__ float rope_angle(int pos, int i, const float* invFreq, float thetaScale, int style) {
+    if (style == 0) return __fmul_rn((float)pos, invFreq[i]);
+    float ang = (float)pos;
+    for (int k = 0; k < i; k++) ang = __fmul_rn(ang, thetaScale);
+    return ang;
+}
+
+// rotate turns pair (p[i], p[i+half]) by ang (sine and cosine in double,
+// rounded, as the CPU backend does).
+__device__ __forceinline__ void rotate(float* p, int i, int half, float ang) {
     float c = (float)cos((double)ang), s = (float)sin((double)ang);
-    float* p = v + h * dim;
     float a = p[i], b = p[i + half];
     p[i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
     p[i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
 }
 
-// ------------------------------------------------------------ KV cache
-
-// kv_store writes keys and values (dim floats each) at position pos of a
-// layer's cache, as F16 (f16 != 0) or float32; a non-null posp holds the
-// position.
-extern "C" __global__ void kv_store(const float* __restrict__ k, const float* __restrict__ v,
-                                    u8* __restrict__ kc, u8* __restrict__ vc, const int* __restrict__ posp, int pos,
-                                    int dim, int f16) {
-    if (posp) pos = *posp;
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= dim) return;
-    i64 off = (i64)pos * dim + i;
-    if (f16) {
-        ((u16*)kc)[off] = f2h(k[i]);
-        ((u16*)vc)[off] = f2h(v[i]);
-    } else {
-        ((float*)kc)[off] = k[i];
-        ((float*)vc)[off] = v[i];
+// rope_store rotates the queries (heads x dim at qkv + r*stride) and keys
+// (kvHeads x dim after them) of every row r of the pass (grid.y) at the
+// row's position, and stores the keys and the values (after the keys) in
+// the row's slot of the caches (F16 when f16, else float32; a slot is
+// slotBytes, a position kvHeads*dim elements).
+extern "C" __global__ void rope_store(float* __restrict__ qkv, int stride, const float* __restrict__ invFreq,
+                                      int heads, int kvHeads, int dim, const int* __restrict__ info,
+                                      float thetaScale, int style, u8* __restrict__ kc, u8* __restrict__ vc,
+                                      int f16, i64 slotBytes) {
+    int r = blockIdx.y;
+    int pos = ROW_POS(info, r);
+    int half = dim / 2, kvDim = kvHeads * dim;
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    float* row = qkv + (i64)r * stride;
+    i64 at = (i64)ROW_SLOT(info, r) * slotBytes + (i64)pos * kvDim * (f16 ? 2 : 4);
+    int nq = heads * half, nk = kvHeads * half;
+    if (t < nq) {
+        int h = t / half, i = t % half;
+        rotate(row + h * dim, i, half, rope_angle(pos, i, invFreq, thetaScale, style));
+        return;
+    }
+    t -= nq;
+    float* k = row + heads * dim;
+    if (t < nk) {
+        int h = t / half, i = t % half;
+        float* p = k + h * dim;
+        rotate(p, i, half, rope_angle(pos, i, invFreq, thetaScale, style));
+        int e0 = h * dim + i, e1 = e0 + half;
+        if (f16) {
+            ((u16*)(kc + at))[e0] = f2h(p[i]);
+            ((u16*)(kc + at))[e1] = f2h(p[i + half]);
+        } else {
+            ((float*)(kc + at))[e0] = p[i];
+            ((float*)(kc + at))[e1] = p[i + half];
+        }
+        return;
+    }
+    t -= nk;
+    if (t < kvDim) {
+        float v = k[kvDim + t];
+        if (f16) ((u16*)(vc + at))[t] = f2h(v);
+        else ((float*)(vc + at))[t] = v;
     }
 }
 
@@ -503,13 +704,22 @@ extern "C" __global__ void kv_store(const float* __restrict__ k, const float* __
 // backend's loops (four partial sums for F16 rows, eight for float32, the
 // softmax denominator and each output element over positions in order), so
 // that GPU and CPU round alike. With an F16 cache the query is rounded to
-// F16 first, as ggml does. A non-null posp holds the token's position
-// (n = *posp + 1).
+// F16 first, as ggml does. Grid (heads, rows): row r of the pass reads its
+// query at q + r*qStride, its position and slot from info (ROW_POS,
+// ROW_SLOT; the slot's cache starts slot*slotBytes into kc and vc) and
+// writes heads x dim floats at out + r*heads*dim.
 extern "C" __global__ void attention(const float* __restrict__ q, const u8* __restrict__ kc,
                                      const u8* __restrict__ vc, float* __restrict__ out,
                                      float* __restrict__ scores, int heads, int kvHeads, int dim,
-                                     const int* __restrict__ posp, int n, int ctx, float scale, int f16) {
-    if (posp) n = *posp + 1;
+                                     const int* __restrict__ info, int ctx, float scale, int f16,
+                                     int qStride, i64 slotBytes) {
+    int r = blockIdx.y;
+    int n = ROW_POS(info, r) + 1;
+    kc += (i64)ROW_SLOT(info, r) * slotBytes;
+    vc += (i64)ROW_SLOT(info, r) * slotBytes;
+    q += (i64)r * qStride;
+    out += (i64)r * heads * dim;
+    scores += (i64)r * heads * ctx;
     extern __shared__ float qs[];  // dim floats
     __shared__ float red[32];
     __shared__ float total;
@@ -629,10 +839,9 @@ __device__ __forceinline__ float dot_f16_ggml(const u16* __restrict__ k, const f
 }
 
 // attention_fa is ggml's CPU flash attention for one query row over an F16
-// cache, as the CPU backend's FlashAttentionGGML computes it: one block per
-// query head. ggml picks the kernel by the rows of the pass: below 64 rows
-// (rows, or *rowsp when not null) the F16 one-chunk kernel, from 64 on the
-// float32 tiled one. A non-null posp holds the token's position.
+// cache, as the CPU backend's FlashAttentionGGML computes it: grid (heads,
+// rows) as attention's. ggml picks the kernel by the rows of the pass (*passp):
+// below 64 rows the F16 one-chunk kernel, from 64 on the float32 tiled one.
 //
 // One chunk (faOneChunkRow): the query is rounded to F16; each key's score
 // is dot_f16_ggml * scale (one thread per key); one thread then runs the
@@ -651,10 +860,16 @@ __device__ __forceinline__ float dot_f16_ggml(const u16* __restrict__ k, const f
 extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* __restrict__ kc,
                                         const u8* __restrict__ vc, float* __restrict__ out,
                                         float* __restrict__ scores, int heads, int kvHeads, int dim,
-                                        const int* __restrict__ posp, int n, int ctx, float scale,
-                                        const int* __restrict__ rowsp, int rows) {
-    if (posp) n = *posp + 1;
-    if (rowsp) rows = *rowsp;
+                                        const int* __restrict__ info, int ctx, float scale,
+                                        const int* __restrict__ passp, int qStride, i64 slotBytes) {
+    int rows = *passp;
+    int r = blockIdx.y;
+    int n = ROW_POS(info, r) + 1;
+    kc += (i64)ROW_SLOT(info, r) * slotBytes;
+    vc += (i64)ROW_SLOT(info, r) * slotBytes;
+    q += (i64)r * qStride;
+    out += (i64)r * heads * dim;
+    scores += (i64)r * heads * ctx;
     extern __shared__ float qs[];  // dim floats (+ dim accumulators and 64 scores when tiled)
     __shared__ float total, tms, ms;
     __shared__ int tflag;
@@ -784,24 +999,39 @@ extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* _
     }
 }
 
+
 // ------------------------------------------------------ pointwise ops
 
-// silu_mul sets g = silu(g) * u.
-extern "C" __global__ void silu_mul(float* __restrict__ g, const float* __restrict__ u, int n) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float x = g[i];
-    float e = (float)exp((double)-x);
-    g[i] = __fmul_rn(x / (1.0f + e), u[i]);
-}
-
-// silu_mul_ggml sets g = silu(g) * u as ggml_vec_swiglu_f32 (the CPU
-// backend's SiLUMulGGML): g / (1 + ggml_expf(-g)) * u.
-extern "C" __global__ void silu_mul_ggml(float* __restrict__ g, const float* __restrict__ u, int n) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float x = g[i];
-    g[i] = __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, ggml_expf(-x))), u[i]);
+// silu_quant sets out[r][i] = silu(g) * u for the gate g = gu[r][i] and up
+// u = gu[r][n+i] of rows of 2n values, over all rows' m*n outputs (the
+// flat index e = r*n + i); with ggml != 0 as ggml_vec_swiglu_f32 (the CPU
+// backend's SiLUMulGGML: g / (1 + ggml_expf(-g)) * u), otherwise as
+// SiLUMul (exp in double). It then quantizes the outputs as quantize does
+// (q80 / q8k may be null): one warp per 256 outputs.
+extern "C" __global__ void silu_quant(const float* __restrict__ gu, float* __restrict__ out, int n, i64 total,
+                                      int ggml, u8* __restrict__ q80, u8* __restrict__ q8k) {
+    i64 base = ((i64)blockIdx.x * blockDim.x + threadIdx.x) / WARP * 256;
+    if (base >= total) return;
+    int lane = threadIdx.x % WARP;
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        i64 e = base + 8 * lane + j;
+        float r = 0.0f;
+        if (e < total) {
+            i64 row = e / n, i = e % n;
+            float x = gu[row * 2 * n + i], u = gu[row * 2 * n + n + i];
+            if (ggml) {
+                r = __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, ggml_expf(-x))), u);
+            } else {
+                float ex = (float)exp((double)-x);
+                r = __fmul_rn(x / (1.0f + ex), u);
+            }
+            out[e] = r;
+        }
+        v[j] = r;
+    }
+    if (q80 || q8k) quant_chunk(v, base, total, q80, q8k);
 }
 
 // add sets x += y.
@@ -810,33 +1040,44 @@ extern "C" __global__ void add(float* __restrict__ x, const float* __restrict__ 
     if (i < n) x[i] += y[i];
 }
 
-// argmax writes the index of the largest of n values (the first on ties)
-// to out[0]: one block.
-extern "C" __global__ void argmax(const float* __restrict__ x, int n, int* __restrict__ out) {
+// argmax_merge keeps the larger value, the lower index on ties.
+__device__ __forceinline__ void argmax_merge(float* best, int* idx, float v2, int i2) {
+    if (v2 > *best || (v2 == *best && i2 < *idx)) { *best = v2; *idx = i2; }
+}
+
+// argmax_block reduces (best, idx) over a block; thread 0 gets the result.
+__device__ void argmax_block(float* best, int* idx) {
     __shared__ float bv[32];
     __shared__ int bi[32];
-    float best = -3.402823466e38f;
-    int idx = 0x7fffffff;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = x[i];
-        if (v > best) { best = v; idx = i; }
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        float v2 = __shfl_xor_sync(FULL, best, o);
-        int i2 = __shfl_xor_sync(FULL, idx, o);
-        if (v2 > best || (v2 == best && i2 < idx)) { best = v2; idx = i2; }
-    }
+    for (int o = 16; o > 0; o >>= 1)
+        argmax_merge(best, idx, __shfl_xor_sync(FULL, *best, o), __shfl_xor_sync(FULL, *idx, o));
     int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
-    if (lane == 0) { bv[w] = best; bi[w] = idx; }
+    if (lane == 0) { bv[w] = *best; bi[w] = *idx; }
     __syncthreads();
     if (w == 0) {
-        best = lane < nw ? bv[lane] : -3.402823466e38f;
-        idx = lane < nw ? bi[lane] : 0x7fffffff;
-        for (int o = 16; o > 0; o >>= 1) {
-            float v2 = __shfl_xor_sync(FULL, best, o);
-            int i2 = __shfl_xor_sync(FULL, idx, o);
-            if (v2 > best || (v2 == best && i2 < idx)) { best = v2; idx = i2; }
-        }
-        if (lane == 0) out[0] = idx;
+        *best = lane < nw ? bv[lane] : -3.402823466e38f;
+        *idx = lane < nw ? bi[lane] : 0x7fffffff;
+        for (int o = 16; o > 0; o >>= 1)
+            argmax_merge(best, idx, __shfl_xor_sync(FULL, *best, o), __shfl_xor_sync(FULL, *idx, o));
     }
+}
+
+// argmax_part writes the largest of its block's share of n values (the
+// first on ties) and its index to pv[blockIdx.x], pi[blockIdx.x].
+extern "C" __global__ void argmax_part(const float* __restrict__ x, int n, float* __restrict__ pv, int* __restrict__ pi) {
+    float best = -3.402823466e38f;
+    int idx = 0x7fffffff;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        argmax_merge(&best, &idx, x[i], i);
+    argmax_block(&best, &idx);
+    if (threadIdx.x == 0) { pv[blockIdx.x] = best; pi[blockIdx.x] = idx; }
+}
+
+// argmax_final merges parts partial results (one block) into out[0].
+extern "C" __global__ void argmax_final(const float* __restrict__ pv, const int* __restrict__ pi, int parts, int* __restrict__ out) {
+    float best = -3.402823466e38f;
+    int idx = 0x7fffffff;
+    for (int i = threadIdx.x; i < parts; i += blockDim.x) argmax_merge(&best, &idx, pv[i], pi[i]);
+    argmax_block(&best, &idx);
+    if (threadIdx.x == 0) out[0] = idx;
 }
