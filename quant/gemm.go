@@ -24,9 +24,6 @@ const (
 	// rowBlock is how many weight rows the row-kernel fallback keeps hot
 	// while every activation row is multiplied with them.
 	rowBlock = 16
-	// maxTileBlocks bounds the blocks of a row that the tiled kernels take
-	// (their per-tile scratch lives on the stack).
-	maxTileBlocks = 512
 )
 
 // tiler is the tiled kernel of one weight type.
@@ -34,6 +31,7 @@ type tiler struct {
 	blockElems int // elements of one weight (and activation) block
 	blockBytes int // bytes of one weight block
 	packBytes  int // bytes of one packed block of a group
+	maxBlocks  int // the most blocks per row the kernel takes
 	// pack writes the packed block of a group from the activation blocks
 	// of its rows (nil past the last row).
 	pack func(dst []byte, src *[tileCols][]byte)
@@ -66,7 +64,7 @@ func TileGroups(n int) int { return (n + tileCols - 1) / tileCols }
 // elements for weights of type w, and whether w has a tiled kernel here.
 func TiledBytes(w tensor.DType, n, cols int) (int, bool) {
 	tl := tilerFor(w)
-	if tl == nil || n < 0 || cols <= 0 || cols%tl.blockElems != 0 || cols/tl.blockElems > maxTileBlocks {
+	if tl == nil || n < 0 || cols <= 0 || cols%tl.blockElems != 0 || cols/tl.blockElems > tl.maxBlocks {
 		return 0, false
 	}
 	return TileGroups(n) * (cols / tl.blockElems) * tl.packBytes, true

@@ -15,24 +15,122 @@ import (
 var hasVNNI = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW &&
 	cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI
 
-// A 32-element tile kernel multiplies tileRows weight rows (stride bytes
-// apart, nb blocks each; wsc holds their block scales as float32, block by
-// block) with groups packed groups at act, writing out[c*ostride+r].
+// A tile kernel multiplies tileRows weight rows (stride bytes apart, nb
+// blocks each) with groups packed groups at act, writing out[c*ostride+r]
+// for the groups' columns c and the rows r < tileRows. side is the rows'
+// side table: their block scales as float32 and, for the K-quants, their
+// sub-block scales widened, block by block.
+type tileKernel func(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
 
 //go:noescape
-func q8_0TileVNNI(w *byte, stride int, wsc *float32, act *byte, groups, nb int, out *float32, ostride int)
+func q8_0TileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
 
 //go:noescape
-func q5_0TileVNNI(w *byte, stride int, wsc *float32, act *byte, groups, nb int, out *float32, ostride int)
+func q5_0TileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
 
-type tile32Kernel func(w *byte, stride int, wsc *float32, act *byte, groups, nb int, out *float32, ostride int)
+//go:noescape
+func q4KTileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
+
+//go:noescape
+func q6KTileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
 
 func init() {
 	if !hasVNNI {
 		return
 	}
-	tilers[tensor.Q8_0] = tiler32(q8_0TileVNNI, 34, 128)
-	tilers[tensor.Q5_0] = tiler32(q5_0TileVNNI, 22, 16)
+	pack := func(bias int32) func([]byte, *[tileCols][]byte) {
+		return func(dst []byte, src *[tileCols][]byte) { pack32(dst, src, bias) }
+	}
+	tilers[tensor.Q8_0] = asmTiler(q8_0TileVNNI, qk, 34, pack32Bytes, 16, side32(34), pack(128))
+	tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16, side32(22), pack(16))
+	tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, 224, sideQ4K, packK)
+	tilers[tensor.Q6_K] = asmTiler(q6KTileVNNI, qkK, 210, packKBytes, 272, sideQ6K, packK)
+}
+
+// tileSideBytes bounds a side table (it lives on the stack).
+const tileSideBytes = 20 << 10
+
+// asmTiler wraps an assembly tile kernel: side fills the side table of
+// tileRows weight rows, sideBytes per block.
+func asmTiler(k tileKernel, blockElems, blockBytes, packBytes, sideBytes int,
+	side func(dst, w []byte, stride, nb int), pack func([]byte, *[tileCols][]byte)) *tiler {
+	return &tiler{
+		blockElems: blockElems,
+		blockBytes: blockBytes,
+		packBytes:  packBytes,
+		maxBlocks:  tileSideBytes / sideBytes,
+		pack:       pack,
+		mul: func(w []byte, stride int, act []byte, groups, nb int, out []float32, ostride int) {
+			var tab [tileSideBytes]byte
+			_ = w[(tileRows-1)*stride+nb*blockBytes-1]
+			_ = act[groups*nb*packBytes-1]
+			_ = out[(groups*tileCols-1)*ostride+tileRows-1]
+			side(tab[:nb*sideBytes], w, stride, nb)
+			k(&w[0], stride, &tab[0], &act[0], groups, nb, &out[0], ostride)
+		},
+	}
+}
+
+// f32s views b (4-byte aligned where it is read by kernels) as float32.
+func f32s(b []byte) []float32 {
+	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)
+}
+
+// i32s views b as int32.
+func i32s(b []byte) []int32 {
+	return unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)
+}
+
+// side32 returns the side table of 32-element blocks of blockBytes bytes
+// that start with their half scale: per block, the rows' scales.
+func side32(blockBytes int) func(dst, w []byte, stride, nb int) {
+	return func(dst, w []byte, stride, nb int) {
+		sc := f32s(dst)
+		for b := range nb {
+			for r := range tileRows {
+				sc[tileRows*b+r] = f16(w[r*stride+b*blockBytes:])
+			}
+		}
+	}
+}
+
+// pair repeats a 16-bit value in both halves of an int32 (a VPDPWSSD
+// operand broadcast from memory).
+func pair(v int16) int32 { return int32(uint32(uint16(v)) * 0x10001) }
+
+// sideQ4K writes, per Q4_K block: each row's d and dmin as float32, its
+// eight sub-block scales as pairs, its eight mins as int16.
+func sideQ4K(dst, w []byte, stride, nb int) {
+	for b := range nb {
+		t := dst[224*b : 224*b+224]
+		f, s := f32s(t[:32]), i32s(t[32:160])
+		for r := range tileRows {
+			x := (*[144]byte)(w[r*stride+144*b:])
+			f[2*r], f[2*r+1] = f16(x[0:]), f16(x[2:])
+			var sc, m [8]uint8
+			scalesK4((*[kScl]byte)(x[4:]), &sc, &m)
+			for j := range 8 {
+				s[8*r+j] = pair(int16(sc[j]))
+				t[160+16*r+2*j], t[160+16*r+2*j+1] = m[j], 0
+			}
+		}
+	}
+}
+
+// sideQ6K writes, per Q6_K block: each row's d as float32 and its sixteen
+// signed sub-block scales as pairs.
+func sideQ6K(dst, w []byte, stride, nb int) {
+	for b := range nb {
+		t := dst[272*b : 272*b+272]
+		f, s := f32s(t[:16]), i32s(t[16:272])
+		for r := range tileRows {
+			x := (*[210]byte)(w[r*stride+210*b:])
+			f[r] = f16(x[208:])
+			for g, v := range i8s(x[192:208]) {
+				s[16*r+g] = pair(int16(v))
+			}
+		}
+	}
 }
 
 // pack32Bytes is one packed block of a group of Q8_0 activation rows: the
@@ -41,39 +139,12 @@ func init() {
 // bytes, biased by +bias), then per row its scale eight times.
 const pack32Bytes = tileCols * (32 + 8*4 + 8*4)
 
-// tiler32 is the tiler of a 32-element block type whose weight scale is
-// the half at the start of its blockBytes-byte blocks and whose kernel
-// takes weights biased by +bias.
-func tiler32(k tile32Kernel, blockBytes int, bias int32) *tiler {
-	return &tiler{
-		blockElems: qk,
-		blockBytes: blockBytes,
-		packBytes:  pack32Bytes,
-		pack: func(dst []byte, src *[tileCols][]byte) {
-			pack32(dst, src, bias)
-		},
-		mul: func(w []byte, stride int, act []byte, groups, nb int, out []float32, ostride int) {
-			var wsc [tileRows * maxTileBlocks]float32
-			_ = w[(tileRows-1)*stride+nb*blockBytes-1]
-			_ = act[groups*nb*pack32Bytes-1]
-			_ = out[(groups*tileCols-1)*ostride+tileRows-1]
-			for b := range nb {
-				for r := range tileRows {
-					wsc[tileRows*b+r] = f16(w[r*stride+b*blockBytes:])
-				}
-			}
-			k(&w[0], stride, &wsc[0], &act[0], groups, nb, &out[0], ostride)
-		},
-	}
-}
-
 // pack32 packs one block of a group from Q8_0 activation blocks (34
 // bytes: half scale, 32 quants); a nil block packs as zeros.
 func pack32(dst []byte, src *[tileCols][]byte, bias int32) {
 	dst = dst[:pack32Bytes]
 	clear(dst)
-	lanes := unsafe.Slice((*int32)(unsafe.Pointer(&dst[tileCols*32])), tileCols*8)
-	scales := unsafe.Slice((*float32)(unsafe.Pointer(&dst[tileCols*64])), tileCols*8)
+	lanes, scales := i32s(dst[tileCols*32:tileCols*64]), f32s(dst[tileCols*64:])
 	for c, b := range src {
 		if b == nil {
 			continue
@@ -84,6 +155,36 @@ func pack32(dst []byte, src *[tileCols][]byte, bias int32) {
 		for l := range 8 {
 			lanes[8*c+l] = -bias * (int32(q[4*l]) + int32(q[4*l+1]) + int32(q[4*l+2]) + int32(q[4*l+3]))
 			scales[8*c+l] = d
+		}
+	}
+}
+
+// packKBytes is one packed block of a group of Q8_K activation rows: for
+// each 16-element group, the tileCols rows' 16 quants; then per row the
+// eight sums of two adjacent bsums as int16; then per row its scale four
+// times.
+const packKBytes = tileCols * (qkK + 16 + 16)
+
+// packK packs one block of a group from Q8_K activation blocks (292
+// bytes: float32 scale, 256 quants, 16 bsums); a nil block packs as zeros.
+func packK(dst []byte, src *[tileCols][]byte) {
+	dst = dst[:packKBytes]
+	clear(dst)
+	scales := f32s(dst[tileCols*(qkK+16):])
+	for c, b := range src {
+		if b == nil {
+			continue
+		}
+		for g := range qkK / 16 {
+			copy(dst[64*g+16*c:64*g+16*c+16], b[4+16*g:])
+		}
+		y := (*[292]byte)(b)
+		for k := range 8 {
+			s := uint16(bsum(y, 2*k) + bsum(y, 2*k+1))
+			dst[qkK*tileCols+16*c+2*k], dst[qkK*tileCols+16*c+2*k+1] = byte(s), byte(s>>8)
+		}
+		for l := range 4 {
+			scales[4*c+l] = f32(b[0:])
 		}
 	}
 }
