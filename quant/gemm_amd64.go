@@ -29,6 +29,12 @@ func q8_0TileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, ou
 func q5_0TileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
 
 //go:noescape
+func bf16TileAVX512(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
+
+//go:noescape
+func f16TileAVX512(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
+
+//go:noescape
 func q4KTileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
 
 //go:noescape
@@ -45,27 +51,31 @@ func init() {
 	tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16, side32(22), pack(16))
 	tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, 224, sideQ4K, packK)
 	tilers[tensor.Q6_K] = asmTiler(q6KTileVNNI, qkK, 210, packKBytes, 272, sideQ6K, packK)
+	tilers[tensor.BF16] = asmTiler(bf16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
+	tilers[tensor.F16] = asmTiler(f16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
 }
 
 // tileSideBytes bounds a side table (it lives on the stack).
 const tileSideBytes = 20 << 10
 
-// asmTiler wraps an assembly tile kernel: side fills the side table of
-// tileRows weight rows, sideBytes per block.
+// asmTiler wraps an assembly tile kernel: side, if not nil, fills the side
+// table of tileRows weight rows, sideBytes per block.
 func asmTiler(k tileKernel, blockElems, blockBytes, packBytes, sideBytes int,
 	side func(dst, w []byte, stride, nb int), pack func([]byte, *[tileCols][]byte)) *tiler {
 	return &tiler{
 		blockElems: blockElems,
 		blockBytes: blockBytes,
 		packBytes:  packBytes,
-		maxBlocks:  tileSideBytes / sideBytes,
+		maxBlocks:  tileSideBytes / max(sideBytes, 1),
 		pack:       pack,
 		mul: func(w []byte, stride int, act []byte, groups, nb int, out []float32, ostride int) {
 			var tab [tileSideBytes]byte
 			_ = w[(tileRows-1)*stride+nb*blockBytes-1]
 			_ = act[groups*nb*packBytes-1]
 			_ = out[(groups*tileCols-1)*ostride+tileRows-1]
-			side(tab[:nb*sideBytes], w, stride, nb)
+			if side != nil {
+				side(tab[:nb*sideBytes], w, stride, nb)
+			}
 			k(&w[0], stride, &tab[0], &act[0], groups, nb, &out[0], ostride)
 		},
 	}
@@ -186,5 +196,22 @@ func packK(dst []byte, src *[tileCols][]byte) {
 		for l := range 4 {
 			scales[4*c+l] = f32(b[0:])
 		}
+	}
+}
+
+// packF32Bytes is one packed block of a group of float32 activation rows:
+// the tileCols rows' 32 floats.
+const packF32Bytes = tileCols * qk * 4
+
+// packF32 packs one block of a group from float32 activation rows (128
+// bytes each); a nil block packs as zeros.
+func packF32(dst []byte, src *[tileCols][]byte) {
+	for c, b := range src {
+		d := dst[4*qk*c : 4*qk*(c+1)]
+		if b == nil {
+			clear(d)
+			continue
+		}
+		copy(d, b)
 	}
 }

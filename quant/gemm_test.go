@@ -101,7 +101,7 @@ func TestMulTilesMatchesRows(t *testing.T) {
 
 // TestTiledTypes pins which weight types have tiled kernels on this CPU.
 func TestTiledTypes(t *testing.T) {
-	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q5_0, tensor.Q4_K, tensor.Q6_K} {
+	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q5_0, tensor.Q4_K, tensor.Q6_K, tensor.BF16, tensor.F16} {
 		if _, ok := TiledBytes(dt, 4, 256); ok != hasVNNI {
 			t.Errorf("%v: tiled %v, want %v (AVX-512 VNNI %v)", dt, ok, hasVNNI, hasVNNI)
 		}

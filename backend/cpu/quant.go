@@ -58,7 +58,9 @@ func (op *matMulOp) quantize(lo, hi, _ int) {
 // quantizeTiles encodes the input rows of the groups lo..hi-1 and packs
 // them for the tiled kernels.
 func (op *matMulOp) quantizeTiles(lo, hi, worker int) {
-	op.quantize(lo*quant.TileCols, min(hi*quant.TileCols, op.n), worker)
+	if op.vt != tensor.F32 {
+		op.quantize(lo*quant.TileCols, min(hi*quant.TileCols, op.n), worker)
+	}
 	if err := quant.PackTiles(op.w.DType, op.act, op.n, op.w.Cols, lo, hi, op.tiles); err != nil {
 		panic(fmt.Sprintf("cpu: %s: %v", op.w.Name, err))
 	}
@@ -103,18 +105,22 @@ func (b *Backend) matMul(dst []float32, w *Matrix, x []float32, n int) {
 	}
 	*op = matMulOp{dst: dst, w: w, x: x, n: n, actBytes: ab, vt: vt, buf: op.buf, tileBuf: op.tileBuf}
 	switch size, tiled := quant.TiledBytes(w.DType, n, in); {
+	case tiled && n > 1:
+		if vt == tensor.F32 {
+			op.act = bytesOfF32(x[:n*in])
+		} else {
+			op.buf = growBytes(op.buf, n*ab)
+			op.act = op.buf
+		}
+		op.tileBuf = growBytes(op.tileBuf, size)
+		op.tiles = op.tileBuf
+		b.pool.Run(quant.TileGroups(n), 1, b.mmQuantizeTiles)
 	case vt == tensor.F32:
 		op.act = bytesOfF32(x[:n*in])
 	case n == 1:
 		op.buf = growBytes(op.buf, ab)
 		op.act = op.buf
 		op.quantize(0, 1, 0)
-	case tiled:
-		op.buf = growBytes(op.buf, n*ab)
-		op.act = op.buf
-		op.tileBuf = growBytes(op.tileBuf, size)
-		op.tiles = op.tileBuf
-		b.pool.Run(quant.TileGroups(n), 1, b.mmQuantizeTiles)
 	default:
 		op.buf = growBytes(op.buf, n*ab)
 		op.act = op.buf
