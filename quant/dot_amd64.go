@@ -61,6 +61,9 @@ func init() {
 		kernels[dt].rows = f
 	}
 	dotF32, dotF16, axpyF32, axpyF16 = dotF32Fast, dotF16Fast, axpyF32Fast, axpyF16Fast
+	if hasAVX512VNNI {
+		useVNNI()
+	}
 }
 
 // fastDots are the assembly row kernels by weight type.

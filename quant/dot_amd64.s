@@ -1,6 +1,7 @@
 //go:build !purego
 
 #include "textflag.h"
+#include "dot_amd64.h"
 
 // AVX2 + FMA + F16C dot-product kernels. Each mirrors a portable Go kernel
 // in dot_kernels.go; the integer parts are exact, the float sums run in
@@ -13,12 +14,6 @@ DATA shufBits<>+8(SB)/8, $0x0101010101010101
 DATA shufBits<>+16(SB)/8, $0x0202020202020202
 DATA shufBits<>+24(SB)/8, $0x0303030303030303
 GLOBL shufBits<>(SB), RODATA|NOPTR, $32
-
-// BCAST32 broadcasts the 32-bit constant c into the ymm register Y via AX.
-#define BCAST32(c, X, Y) \
-	MOVL $c, AX; \
-	VMOVD AX, X; \
-	VPBROADCASTD X, Y
 
 // SCALE2 sets Y (all lanes) to f16(a) * f16(b); X is Y's low half, T a
 // scratch xmm.
@@ -41,73 +36,6 @@ GLOBL shufBits<>(SB), RODATA|NOPTR, $32
 	VPMADDWD Y15, T1, T1; \
 	VCVTDQ2PS T1, T1; \
 	VFMADD231PS T1, S, ACC
-
-// HSUM leaves the sum of the eight floats of Y (low half X) in X.
-#define HSUM(Y, X, T) \
-	VEXTRACTF128 $1, Y, T; \
-	VADDPS T, X, X; \
-	VHADDPS X, X, X; \
-	VHADDPS X, X, X
-
-// HSUMI leaves the sum of the eight int32 of Y (low half X) in X.
-#define HSUMI(Y, X, T) \
-	VEXTRACTI128 $1, Y, T; \
-	VPADDD T, X, X; \
-	VPHADDD X, X, X; \
-	VPHADDD X, X, X
-
-// KSCALES unpacks the twelve scale bytes at 4(R8) of a Q4_K/Q5_K block
-// into eight scales at 0(SP) and eight mins at 8(SP) (ggml's utmp
-// shuffle). Clobbers AX, BX, DX, R9.
-#define KSCALES \
-	MOVL 4(R8), AX; \
-	MOVL 8(R8), BX; \
-	MOVL 12(R8), DX; \
-	MOVL AX, R9; \
-	ANDL $0x3f3f3f3f, R9; \
-	MOVL R9, 0(SP); \
-	MOVL BX, R9; \
-	ANDL $0x3f3f3f3f, R9; \
-	MOVL R9, 8(SP); \
-	SHRL $6, AX; \
-	ANDL $0x03030303, AX; \
-	SHLL $4, AX; \
-	MOVL DX, R9; \
-	ANDL $0x0f0f0f0f, R9; \
-	ORL R9, AX; \
-	MOVL AX, 4(SP); \
-	SHRL $6, BX; \
-	ANDL $0x03030303, BX; \
-	SHLL $4, BX; \
-	SHRL $4, DX; \
-	ANDL $0x0f0f0f0f, DX; \
-	ORL DX, BX; \
-	MOVL BX, 12(SP)
-
-// KFINISH adds the block's d*yd*isum (int32 lanes of Y0) to Y11 and
-// dmin*yd*Σ m·bsums (int32 lanes of X7 from KMINSV) to X10.
-#define KFINISH \
-	MOVL (R8), AX; \
-	VMOVD AX, X1; \
-	VCVTPH2PS X1, X1; \
-	VBROADCASTSS (R10), X2; \
-	VMULPS X2, X1, X1; \
-	VBROADCASTSS X1, Y2; \
-	VCVTDQ2PS Y0, Y0; \
-	VFMADD231PS Y0, Y2, Y11; \
-	VMOVSHDUP X1, X3; \
-	VBROADCASTSS X3, X3; \
-	VCVTDQ2PS X7, X7; \
-	VFMADD231PS X7, X3, X10
-
-// KMINSV leaves m[j] * (bsums[2j] + bsums[2j+1]) summed in pairs in the
-// four int32 lanes of X7, for the Q8_K block at R10 and the mins at 8(SP).
-#define KMINSV \
-	VMOVDQU 260(R10), Y7; \
-	VEXTRACTI128 $1, Y7, X8; \
-	VPHADDW X8, X7, X7; \
-	VPMOVZXBW 8(SP), X9; \
-	VPMADDWD X9, X7, X7
 
 // FSUM4 adds Y5..Y7 into Y0 and leaves the horizontal sum in X0.
 #define FSUM4 \
@@ -627,14 +555,7 @@ q6rloop:
 	CMPQ CX, $2
 	JNE  q6rloop
 
-	// acc += f16(d) * yd * float(isum lanes)
-	MOVWLZX 208(R8), AX
-	VMOVD AX, X1
-	VCVTPH2PS X1, X1
-	VMULSS (R10), X1, X1
-	VBROADCASTSS X1, Y1
-	VCVTDQ2PS Y0, Y0
-	VFMADD231PS Y0, Y1, Y11
+	Q6FINISH
 	ADDQ $210, R8
 	ADDQ $292, R10
 	DECQ R11
