@@ -25,9 +25,20 @@ import (
 // So llama.cpp's logits for one token prefix depend on the prompt length (a
 // prompt of 42 tokens runs the F16 kernel, one of 67 the float32 one), and
 // apr reproduces that choice.
+//
+// Every rounding of ggml's kernels is element-wise (F16 conversions, fused
+// multiply-adds in a fixed order per output value), so the vectorised
+// primitives below (AVX2/F16C assembly where the CPU has it, see
+// flashattn_amd64.go) give exactly the values of their portable versions;
+// flashattn_test.go compares both with the scalar per-row code this file
+// replaced, with tolerance 0.
 const (
 	ggmlFATileQ  = 64
 	ggmlFATileKV = 64
+	// faBlockRows is how many query rows one job of the tiled kernel takes:
+	// each key and value tile is widened to float32 once per job and used by
+	// all of its rows and all query heads of its KV head.
+	faBlockRows = 16
 )
 
 // FlashAttentionGGML computes the causal grouped-query attention of
@@ -35,92 +46,157 @@ const (
 // must be F16. n is the number of rows of the forward pass (llama.cpp's
 // micro-batch), which picks the kernel.
 func (b *Backend) FlashAttentionGGML(out, q []float32, caches []*KVCache, pos []int, n, heads, kvHeads, dim int) {
+	maxLen := 0
+	for _, p := range pos[:n] {
+		maxLen = max(maxLen, p+1)
+	}
 	b.fa = faOp{
 		out: out, q: q, caches: caches, pos: pos,
-		heads: heads, kvHeads: kvHeads, dim: dim,
+		n: n, heads: heads, kvHeads: kvHeads, dim: dim, maxLen: maxLen,
 		scale: float32(1 / math.Sqrt(float64(dim))),
-		tiled: n >= ggmlFATileQ,
 	}
-	b.pool.Run(n*heads, 1, b.faRun)
+	if n >= ggmlFATileQ {
+		b.pool.Run(kvHeads*((n+faBlockRows-1)/faBlockRows), 1, b.faTiledRun)
+	} else {
+		b.pool.Run(n*heads, 1, b.faRun)
+	}
 	b.fa = faOp{}
 }
 
 // faOp is the flash attention in flight (kept on the Backend, like
 // attentionOp, so a pass allocates nothing).
 type faOp struct {
-	out, q              []float32
-	caches              []*KVCache
-	pos                 []int
-	heads, kvHeads, dim int
-	scale               float32
-	tiled               bool
+	out, q                         []float32
+	caches                         []*KVCache
+	pos                            []int
+	n, heads, kvHeads, dim, maxLen int
+	scale                          float32
 }
 
-// faJobs runs jobs lo..hi-1; job = (row, query head).
+// faJobs runs jobs lo..hi-1 of the one-chunk (F16) kernel; job = (row,
+// query head).
 func (b *Backend) faJobs(lo, hi, worker int) {
 	op := &b.fa
 	dim, heads := op.dim, op.heads
 	group := heads / op.kvHeads
 	qStride, kvStride := heads*dim, op.kvHeads*dim
-	buf := b.rowBuf(worker, 3*dim+ggmlFATileKV)
-	qf, acc, kq := buf[:dim], buf[dim:2*dim], buf[2*dim:2*dim+ggmlFATileKV]
-	acc16 := b.halfBuf(worker, dim)
+	buf := b.rowBuf(worker, 2*dim+3*op.maxLen)
+	qf, acc, sc := buf[:dim], buf[dim:2*dim], buf[2*dim:]
 	for job := lo; job < hi; job++ {
 		t, h := job/heads, job%heads
 		c := op.caches[t]
 		off := (h / group) * dim
-		qv := op.q[t*qStride+h*dim : t*qStride+(h+1)*dim]
-		o := op.out[t*qStride+h*dim : t*qStride+(h+1)*dim]
-		if op.tiled {
-			faTiledRow(o, qv, c, op.pos[t], off, kvStride, op.scale, acc, kq)
-		} else {
-			faOneChunkRow(o, qv, c, op.pos[t], off, kvStride, op.scale, qf, acc16)
+		L := op.pos[t] + 1
+		s, ms, vs := sc[:L], sc[L:2*L], sc[2*L:3*L]
+		faRoundF16(qf, op.q[t*qStride+h*dim:][:dim]) // q_to_vec_dot: fp32 -> fp16
+		faScoresF16(s, c.kh[off:], kvStride, qf, op.scale)
+		S := faOnlineSoftmax(s, ms, vs)
+		clear(acc)
+		faMadF16(acc, c.vh[off:], kvStride, ms, vs)
+		inv := float32(0)
+		if S != 0 {
+			inv = 1 / S
 		}
+		faScale(op.out[t*qStride+h*dim:][:dim], acc, inv)
 	}
 }
 
-// fma32 is a float32 fused multiply-add a*b + c.
+// fma32 is a float32 fused multiply-add a*b + c, rounded once as the
+// hardware's VFMADD does. The product of two float32 is exact in float64;
+// the float64 sum is rounded to odd (its exact error, by TwoSum, decides
+// the last bit), after which rounding to float32 cannot round twice.
 func fma32(a, b, c float32) float32 {
-	return float32(math.FMA(float64(a), float64(b), float64(c)))
+	p, z := float64(a)*float64(b), float64(c)
+	s := p + z
+	bb := s - p
+	e := (p - (s - bb)) + (z - bb)
+	if e != 0 && e == e { // inexact (and not Inf/NaN): round to odd
+		u := math.Float64bits(s)
+		if u&1 == 0 {
+			if (e > 0) == (s > 0) {
+				u++
+			} else {
+				u--
+			}
+			s = math.Float64frombits(u)
+		}
+	}
+	return float32(s)
 }
 
 func expf(x float32) float32 { return float32(math.Exp(float64(x))) }
 
-// faOneChunkRow is ggml_compute_forward_flash_attn_ext_f16_one_chunk for one
-// query row of one head over keys 0..p (the causal mask skips the rest).
-func faOneChunkRow(o, qv []float32, c *KVCache, p, off, kvStride int, scale float32, qf []float32, acc []uint16) {
-	dim := len(qv)
-	for i, v := range qv { // q_to_vec_dot: fp32 -> fp16
-		qf[i] = tensor.F16ToF32(tensor.F32ToF16(v))
-	}
-	clear(acc)
+// faOnlineSoftmax runs the one-chunk kernel's online softmax over the
+// scores s of keys 0..len(s)-1: for each key the factor ms[j] that rescales
+// the accumulated values (a new maximum; otherwise 1) and the weight vs[j] of
+// its value row (1 for a new maximum). It returns the sum S.
+func faOnlineSoftmax(s, ms, vs []float32) float32 {
 	S, M := float32(0), float32(math.Inf(-1))
-	for j := 0; j <= p; j++ {
-		r := j*kvStride + off
-		s := dotF16GGML(c.kh[r:r+dim], qf) * scale
-		ms, vs := float32(1), float32(1)
-		if s > M {
+	for j, x := range s {
+		m, v := float32(1), float32(1)
+		if x > M {
 			Mold := M
-			M = s
-			ms = expf(Mold - M)
-			for i, a := range acc { // ggml_vec_scale_f16
-				acc[i] = tensor.F32ToF16(tensor.F16ToF32(a) * ms)
-			}
+			M = x
+			m = expf(Mold - M)
 		} else {
-			vs = expf(s - M)
+			v = expf(x - M)
 		}
-		v := c.vh[r : r+dim]
-		for i, a := range acc { // ggml_vec_mad_f16
-			acc[i] = tensor.F32ToF16(fma32(tensor.F16ToF32(v[i]), vs, tensor.F16ToF32(a)))
+		ms[j], vs[j] = m, v
+		S = S*m + v
+	}
+	return S
+}
+
+// faRoundF16 sets dst[i] to src[i] rounded to F16.
+func faRoundF16(dst, src []float32) {
+	if faRoundF16Fast(dst, src) {
+		return
+	}
+	for i, v := range src {
+		dst[i] = tensor.F16ToF32(tensor.F32ToF16(v))
+	}
+}
+
+// faScale sets dst[i] = src[i] * s.
+func faScale(dst, src []float32, s float32) {
+	if faScaleFast(dst, src, s) {
+		return
+	}
+	for i, v := range src {
+		dst[i] = v * s
+	}
+}
+
+// faScoresF16 sets s[j] = ggml_vec_dot_f16(k row j, q) * scale for the
+// F16 key rows k[j*stride:][:len(q)].
+func faScoresF16(s []float32, k []uint16, stride int, q []float32, scale float32) {
+	if faScoresF16Fast(s, k, stride, q, scale) {
+		return
+	}
+	dim := len(q)
+	for j := range s {
+		s[j] = dotF16GGML(k[j*stride:][:dim], q) * scale
+	}
+}
+
+// faMadF16 accumulates the value rows v[j*stride:][:len(acc)] into acc
+// as ggml's F16 VKQ16 does: for each key j, acc *= ms[j] when ms[j] is not 1
+// (ggml_vec_scale_f16), then acc += v * vs[j] (ggml_vec_mad_f16), every
+// update rounded to F16. acc holds F16 values widened to float32.
+func faMadF16(acc []float32, v []uint16, stride int, ms, vs []float32) {
+	if faMadF16Fast(acc, v, stride, ms, vs) {
+		return
+	}
+	for j, m := range ms {
+		if m != 1 {
+			for i, a := range acc {
+				acc[i] = tensor.F16ToF32(tensor.F32ToF16(a * m))
+			}
 		}
-		S = S*ms + vs
-	}
-	inv := float32(0)
-	if S != 0 {
-		inv = 1 / S
-	}
-	for i, a := range acc {
-		o[i] = tensor.F16ToF32(a) * inv
+		vr := v[j*stride:][:len(acc)]
+		for i, a := range acc {
+			acc[i] = tensor.F16ToF32(tensor.F32ToF16(fma32(tensor.F16ToF32(vr[i]), vs[j], a)))
+		}
 	}
 }
 
@@ -157,76 +233,178 @@ func dotF16GGML(k []uint16, q []float32) float32 {
 	return v[0]
 }
 
-// faTiledRow is ggml_compute_forward_flash_attn_ext_tiled for one query row
-// of one head over keys 0..p: key tiles of 64 at multiples of 64, tiles past
-// p fully masked (skipped).
-func faTiledRow(o, qv []float32, c *KVCache, p, off, kvStride int, scale float32, acc, kq []float32) {
-	dim := len(qv)
-	clear(acc)
-	S, M := float32(0), float32(math.Inf(-1))
+// faTiledJobs runs jobs lo..hi-1 of the tiled (float32) kernel; job = (KV
+// head, block of faBlockRows query rows). ggml_compute_forward_flash_attn_ext_tiled
+// for each row and query head of the group: key tiles of 64 at multiples of
+// 64, tiles past the row's position fully masked (skipped), keys past it in
+// its last tile masked.
+func (b *Backend) faTiledJobs(lo, hi, worker int) {
+	op := &b.fa
+	dim, heads, group := op.dim, op.heads, op.heads/op.kvHeads
+	qStride, kvStride := heads*dim, op.kvHeads*dim
+	blocks := (op.n + faBlockRows - 1) / faBlockRows
+	states := faBlockRows * group
+	buf := b.rowBuf(worker, 2*ggmlFATileKV*dim+ggmlFATileKV+states*(dim+2))
+	kt, vt := buf[:ggmlFATileKV*dim], buf[ggmlFATileKV*dim:2*ggmlFATileKV*dim]
+	kq := buf[2*ggmlFATileKV*dim:][:ggmlFATileKV]
+	accs := buf[2*ggmlFATileKV*dim+ggmlFATileKV:][:states*dim]
+	sm := buf[2*ggmlFATileKV*dim+ggmlFATileKV+states*dim:][:2*states]
 	ninf := float32(math.Inf(-1))
-	for ic := 0; ic <= p; ic += ggmlFATileKV {
-		nk := min(ggmlFATileKV, p+1-ic)
-		tileMax := ninf
-		for tk := 0; tk < ggmlFATileKV; tk++ {
-			if tk >= nk {
-				kq[tk] = ninf
-				continue
-			}
-			r := (ic+tk)*kvStride + off
-			kr := c.kh[r : r+dim]
-			var s float32
-			for d, x := range qv { // simd_gemm: FMA chain over dk
-				s = fma32(x, tensor.F16ToF32(kr[d]), s)
-			}
-			s *= scale
-			kq[tk] = s
-			tileMax = max(tileMax, s)
+	for job := lo; job < hi; job++ {
+		g, blk := job/blocks, job%blocks
+		t0, t1 := blk*faBlockRows, min((blk+1)*faBlockRows, op.n)
+		off := g * dim
+		maxP := 0
+		for t := t0; t < t1; t++ {
+			maxP = max(maxP, op.pos[t])
 		}
-		if tileMax == ninf {
-			continue
+		clear(accs)
+		for i := range states {
+			sm[2*i], sm[2*i+1] = 0, ninf // S, M
 		}
-		Mnew := max(M, tileMax)
-		if Mnew > M {
-			ms := expf(M - Mnew)
-			for i := range acc {
-				acc[i] *= ms
-			}
-			S *= ms
-		}
-		M = Mnew
-		// ggml_vec_soft_max_f32: ggml_v_expf(x - M), 16-lane float sums
-		// (AVX-512's reduce order) added in double.
-		var sum float64
-		for l0 := 0; l0 < ggmlFATileKV; l0 += 16 {
-			var v [16]float32
-			for l := range 16 {
-				e := GGMLExpf(kq[l0+l] - M)
-				kq[l0+l] = e
-				v[l] = e
-			}
-			for w := 8; w >= 1; w /= 2 {
-				for l := 0; l < w; l++ {
-					v[l] += v[l+w]
+		for ic := 0; ic <= maxP; ic += ggmlFATileKV {
+			var cur *KVCache // the cache whose tile kt/vt hold
+			for t := t0; t < t1; t++ {
+				p, c := op.pos[t], op.caches[t]
+				if ic > p {
+					continue
+				}
+				if c != cur {
+					nk := min(ggmlFATileKV, len(c.kh)/kvStride-ic)
+					faTileLoad(kt, vt, c.kh[ic*kvStride+off:], c.vh[ic*kvStride+off:], kvStride, nk, dim)
+					cur = c
+				}
+				nk := min(ggmlFATileKV, p+1-ic)
+				for h := range group {
+					st := (t-t0)*group + h
+					qv := op.q[t*qStride+(g*group+h)*dim:][:dim]
+					faTileStep(accs[st*dim:][:dim], &sm[2*st], &sm[2*st+1], qv, kt, vt, kq, nk, op.scale)
 				}
 			}
-			sum += float64(v[0])
 		}
-		S = float32(float64(S) + sum)
-		for tk := 0; tk < nk; tk++ { // simd_gemm: VKQ += P·V, FMA chain over keys
-			r := (ic+tk)*kvStride + off
-			v := c.vh[r : r+dim]
-			pk := kq[tk]
-			for d := range acc {
-				acc[d] = fma32(pk, tensor.F16ToF32(v[d]), acc[d])
+		for t := t0; t < t1; t++ {
+			for h := range group {
+				st := (t-t0)*group + h
+				inv := float32(0)
+				if S := sm[2*st]; S != 0 {
+					inv = 1 / S
+				}
+				faScale(op.out[t*qStride+(g*group+h)*dim:][:dim], accs[st*dim:][:dim], inv)
 			}
 		}
 	}
-	inv := float32(0)
-	if S != 0 {
-		inv = 1 / S
+}
+
+// faTileLoad widens the key and value rows k[j*stride:][:dim] and
+// v[j*stride:][:dim] of one tile's first nk keys to float32: keys
+// transposed into kt (dim rows of 64 keys, zero past nk, so that the lanes
+// of masked keys compute on plain numbers), values as rows of dim into vt.
+func faTileLoad(kt, vt []float32, k, v []uint16, stride, nk, dim int) {
+	for j := faTileLoadFast(kt, vt, k, v, stride, nk, dim); j < nk; j++ {
+		for d, h := range k[j*stride:][:dim] {
+			kt[d*ggmlFATileKV+j] = tensor.F16ToF32(h)
+		}
+		for d, h := range v[j*stride:][:dim] {
+			vt[j*dim+d] = tensor.F16ToF32(h)
+		}
 	}
-	for i, a := range acc {
-		o[i] = a * inv
+	if nk < ggmlFATileKV {
+		for d := range dim {
+			clear(kt[d*ggmlFATileKV+nk : (d+1)*ggmlFATileKV])
+		}
+	}
+}
+
+// faTileStep is one key tile of the tiled kernel for one query row: the
+// row's running sum *S, maximum *M and accumulator acc are updated with the
+// tile's first nk keys (kt, vt from faTileLoad); kq is scratch for 64
+// scores.
+func faTileStep(acc []float32, S, M *float32, qv, kt, vt, kq []float32, nk int, scale float32) {
+	ninf := float32(math.Inf(-1))
+	faTileScores(kq, qv, kt, nk, scale) // simd_gemm: FMA chain over dk
+	tileMax := ninf
+	for tk := range kq {
+		if tk >= nk {
+			kq[tk] = ninf
+			continue
+		}
+		tileMax = max(tileMax, kq[tk])
+	}
+	if tileMax == ninf {
+		return
+	}
+	ms := float32(1)
+	Mnew := max(*M, tileMax)
+	if Mnew > *M {
+		ms = expf(*M - Mnew)
+		*S *= ms
+	}
+	*M = Mnew
+	*S = float32(float64(*S) + faTileSoftmax(kq, Mnew))
+	faTilePV(acc, kq[:nk], vt, ms) // simd_gemm: VKQ += P·V, FMA chain over keys
+}
+
+// faTileScores sets kq[tk] = (q · key tk) * scale for the tile's keys
+// tk < nk (kt transposed by faTileLoad), the products summed in feature
+// order with fused multiply-adds; the other entries of kq are left
+// undefined.
+func faTileScores(kq, q, kt []float32, nk int, scale float32) {
+	if faTileScoresFast(kq, q, kt, scale) {
+		return
+	}
+	for tk := range nk {
+		var s float32
+		for d, x := range q {
+			s = fma32(x, kt[d*ggmlFATileKV+tk], s)
+		}
+		kq[tk] = s * scale
+	}
+}
+
+// faTileSoftmax is ggml_vec_soft_max_f32 over the 64 scores of a tile:
+// kq[i] = ggml_v_expf(kq[i] - M); it returns their sum, 16-lane float sums
+// (AVX-512's reduce order) added in double.
+func faTileSoftmax(kq []float32, M float32) float64 {
+	if sum, ok := faTileSoftmaxFast(kq, M); ok {
+		return sum
+	}
+	return faTileSoftmaxGo(kq, M)
+}
+
+// faTileSoftmaxGo is faTileSoftmax's portable code.
+func faTileSoftmaxGo(kq []float32, M float32) float64 {
+	var sum float64
+	for l0 := 0; l0 < ggmlFATileKV; l0 += 16 {
+		var v [16]float32
+		for l := range 16 {
+			e := GGMLExpf(kq[l0+l] - M)
+			kq[l0+l] = e
+			v[l] = e
+		}
+		for w := 8; w >= 1; w /= 2 {
+			for l := 0; l < w; l++ {
+				v[l] += v[l+w]
+			}
+		}
+		sum += float64(v[0])
+	}
+	return sum
+}
+
+// faTilePV scales acc by ms, then adds p[tk] * value row tk of vt (rows of
+// len(acc)) for every tk < len(p), one fused multiply-add per key in key
+// order.
+func faTilePV(acc, p, vt []float32, ms float32) {
+	if faTilePVFast(acc, p, vt, ms) {
+		return
+	}
+	dim := len(acc)
+	for i := range acc {
+		acc[i] *= ms
+	}
+	for tk, pk := range p {
+		for d, x := range vt[tk*dim:][:dim] {
+			acc[d] = fma32(pk, x, acc[d])
+		}
 	}
 }

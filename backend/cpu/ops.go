@@ -14,7 +14,6 @@ import (
 type Backend struct {
 	pool    *Pool
 	scratch [][]float32 // per-worker row buffers
-	half    [][]uint16  // per-worker F16 buffers
 
 	// The operation in flight and its pool functions, bound once in New.
 	mm                                  matMulOp
@@ -24,17 +23,17 @@ type Backend struct {
 	silu                                siluOp
 	siluRun                             func(lo, hi, worker int)
 	fa                                  faOp
-	faRun                               func(lo, hi, worker int)
+	faRun, faTiledRun                   func(lo, hi, worker int)
 }
 
 // New returns a CPU backend using threads workers (< 1: all CPUs).
 func New(threads int) *Backend {
 	p := NewPool(threads)
-	b := &Backend{pool: p, scratch: make([][]float32, p.Threads()), half: make([][]uint16, p.Threads())}
+	b := &Backend{pool: p, scratch: make([][]float32, p.Threads())}
 	b.mmQuantize, b.mmQuantizeTiles, b.mmRows = b.mm.quantize, b.mm.quantizeTiles, b.mm.rows
 	b.atRun = b.attentionJobs
 	b.siluRun = b.siluRange
-	b.faRun = b.faJobs
+	b.faRun, b.faTiledRun = b.faJobs, b.faTiledJobs
 	return b
 }
 
@@ -51,14 +50,6 @@ func (b *Backend) rowBuf(worker, n int) []float32 {
 		b.scratch[worker] = make([]float32, max(n, cap(b.scratch[worker])*3/2, 1024))
 	}
 	return b.scratch[worker][:n]
-}
-
-// halfBuf is rowBuf for F16 values.
-func (b *Backend) halfBuf(worker, n int) []uint16 {
-	if cap(b.half[worker]) < n {
-		b.half[worker] = make([]uint16, n)
-	}
-	return b.half[worker][:n]
 }
 
 // MatMul computes dst[t][r] = sum_c x[t][c] * w[r][c] for n input rows x

@@ -1,0 +1,124 @@
+//go:build !purego
+
+package cpu
+
+import "golang.org/x/sys/cpu"
+
+// hasFA selects the flash-attention assembly of flashattn_amd64.s (AVX2,
+// FMA and F16C). Each ...Fast function below runs it when the shapes suit
+// and reports whether it did; otherwise the caller runs the portable code.
+var hasFA = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+
+//go:noescape
+func faRoundF16AVX2(dst, src *float32, n int)
+
+//go:noescape
+func faScaleAVX2(dst, src *float32, n int, s float32)
+
+//go:noescape
+func faScoresF16AVX2(s *float32, k *uint16, stride int, q *float32, dim, n int, scale float32)
+
+//go:noescape
+func faMadF16AVX2(acc *float32, v *uint16, stride int, ms, vs *float32, n, dim int)
+
+//go:noescape
+func faTransposeKAVX2(kt *float32, k *uint16, stride, nk8, dim int)
+
+//go:noescape
+func faConvertRowsAVX2(dst *float32, v *uint16, stride, rows, dim int)
+
+//go:noescape
+func faTileScoresAVX2(kq, q, kt *float32, dim int, scale float32)
+
+//go:noescape
+func faTileSoftmaxAVX2(kq *float32, m float32) float64
+
+//go:noescape
+func faTilePVAVX2(acc, p, vt *float32, nk, dim int, ms float32)
+
+func faRoundF16Fast(dst, src []float32) bool {
+	n := len(src)
+	if !hasFA || n == 0 || n%8 != 0 {
+		return false
+	}
+	_ = dst[n-1]
+	faRoundF16AVX2(&dst[0], &src[0], n)
+	return true
+}
+
+func faScaleFast(dst, src []float32, s float32) bool {
+	n := len(src)
+	if !hasFA || n == 0 || n%8 != 0 {
+		return false
+	}
+	_ = dst[n-1]
+	faScaleAVX2(&dst[0], &src[0], n, s)
+	return true
+}
+
+// faScoresF16Fast needs whole 64-wide steps (the dot product's lane order).
+func faScoresF16Fast(s []float32, k []uint16, stride int, q []float32, scale float32) bool {
+	dim := len(q)
+	if !hasFA || len(s) == 0 || dim == 0 || dim%64 != 0 {
+		return false
+	}
+	_ = k[(len(s)-1)*stride+dim-1]
+	faScoresF16AVX2(&s[0], &k[0], stride, &q[0], dim, len(s), scale)
+	return true
+}
+
+func faMadF16Fast(acc []float32, v []uint16, stride int, ms, vs []float32) bool {
+	dim, n := len(acc), len(ms)
+	if !hasFA || n == 0 || dim == 0 || dim%64 != 0 {
+		return false
+	}
+	_ = vs[n-1]
+	_ = v[(n-1)*stride+dim-1]
+	faMadF16AVX2(&acc[0], &v[0], stride, &ms[0], &vs[0], n, dim)
+	return true
+}
+
+// faTileLoadFast widens the tile's keys in whole groups of 8 and returns
+// how many it did; the caller does the rest (and the zero padding).
+func faTileLoadFast(kt, vt []float32, k, v []uint16, stride, nk, dim int) int {
+	nk8 := nk &^ 7
+	if !hasFA || nk8 == 0 || dim == 0 || dim%64 != 0 {
+		return 0
+	}
+	_ = kt[ggmlFATileKV*dim-1]
+	_ = vt[nk8*dim-1]
+	_ = k[(nk8-1)*stride+dim-1]
+	_ = v[(nk8-1)*stride+dim-1]
+	faTransposeKAVX2(&kt[0], &k[0], stride, nk8, dim)
+	faConvertRowsAVX2(&vt[0], &v[0], stride, nk8, dim)
+	return nk8
+}
+
+func faTileScoresFast(kq, q, kt []float32, scale float32) bool {
+	dim := len(q)
+	if !hasFA || dim == 0 || dim%64 != 0 {
+		return false
+	}
+	_ = kq[ggmlFATileKV-1]
+	_ = kt[ggmlFATileKV*dim-1]
+	faTileScoresAVX2(&kq[0], &q[0], &kt[0], dim, scale)
+	return true
+}
+
+func faTileSoftmaxFast(kq []float32, m float32) (float64, bool) {
+	if !hasFA {
+		return 0, false
+	}
+	_ = kq[ggmlFATileKV-1]
+	return faTileSoftmaxAVX2(&kq[0], m), true
+}
+
+func faTilePVFast(acc, p, vt []float32, ms float32) bool {
+	dim, nk := len(acc), len(p)
+	if !hasFA || nk == 0 || dim == 0 || dim%64 != 0 {
+		return false
+	}
+	_ = vt[nk*dim-1]
+	faTilePVAVX2(&acc[0], &p[0], &vt[0], nk, dim, ms)
+	return true
+}

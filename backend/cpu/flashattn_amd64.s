@@ -1,0 +1,599 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// Flash-attention primitives (AVX2, FMA, F16C); see flashattn.go for what
+// each computes. Every value is rounded exactly as in the portable code:
+// F16 conversions round to nearest even (VCVTPS2PH $0), multiply-adds are
+// fused, and sums run in the same order.
+
+// 8-lane constants of the tile softmax's exponential.
+DATA faconst<>+0(SB)/4, $0x3f800000 // 1
+DATA faconst<>+4(SB)/4, $0x3f800000
+DATA faconst<>+8(SB)/4, $0x3f800000
+DATA faconst<>+12(SB)/4, $0x3f800000
+DATA faconst<>+16(SB)/4, $0x3f800000
+DATA faconst<>+20(SB)/4, $0x3f800000
+DATA faconst<>+24(SB)/4, $0x3f800000
+DATA faconst<>+28(SB)/4, $0x3f800000
+DATA faconst<>+32(SB)/4, $0xffffff82 // -126
+DATA faconst<>+36(SB)/4, $0xffffff82
+DATA faconst<>+40(SB)/4, $0xffffff82
+DATA faconst<>+44(SB)/4, $0xffffff82
+DATA faconst<>+48(SB)/4, $0xffffff82
+DATA faconst<>+52(SB)/4, $0xffffff82
+DATA faconst<>+56(SB)/4, $0xffffff82
+DATA faconst<>+60(SB)/4, $0xffffff82
+DATA faconst<>+64(SB)/4, $127
+DATA faconst<>+68(SB)/4, $127
+DATA faconst<>+72(SB)/4, $127
+DATA faconst<>+76(SB)/4, $127
+DATA faconst<>+80(SB)/4, $127
+DATA faconst<>+84(SB)/4, $127
+DATA faconst<>+88(SB)/4, $127
+DATA faconst<>+92(SB)/4, $127
+DATA faconst<>+96(SB)/4, $0x7fffffff // |x| mask
+DATA faconst<>+100(SB)/4, $0x7fffffff
+DATA faconst<>+104(SB)/4, $0x7fffffff
+DATA faconst<>+108(SB)/4, $0x7fffffff
+DATA faconst<>+112(SB)/4, $0x7fffffff
+DATA faconst<>+116(SB)/4, $0x7fffffff
+DATA faconst<>+120(SB)/4, $0x7fffffff
+DATA faconst<>+124(SB)/4, $0x7fffffff
+DATA faconst<>+128(SB)/4, $0x43400000 // 192
+DATA faconst<>+132(SB)/4, $0x43400000
+DATA faconst<>+136(SB)/4, $0x43400000
+DATA faconst<>+140(SB)/4, $0x43400000
+DATA faconst<>+144(SB)/4, $0x43400000
+DATA faconst<>+148(SB)/4, $0x43400000
+DATA faconst<>+152(SB)/4, $0x43400000
+DATA faconst<>+156(SB)/4, $0x43400000
+DATA faconst<>+160(SB)/4, $0x7f800000 // +Inf
+DATA faconst<>+164(SB)/4, $0x7f800000
+DATA faconst<>+168(SB)/4, $0x7f800000
+DATA faconst<>+172(SB)/4, $0x7f800000
+DATA faconst<>+176(SB)/4, $0x7f800000
+DATA faconst<>+180(SB)/4, $0x7f800000
+DATA faconst<>+184(SB)/4, $0x7f800000
+DATA faconst<>+188(SB)/4, $0x7f800000
+// Scalars, broadcast where used.
+DATA faconst<>+192(SB)/4, $0x4b400000 // 0x1.8p23
+DATA faconst<>+196(SB)/4, $0x3fb8aa3b // log2(e)
+DATA faconst<>+200(SB)/4, $0x3f317200 // ln 2, high part
+DATA faconst<>+204(SB)/4, $0x35bfbe8e // ln 2, low part
+DATA faconst<>+208(SB)/4, $0x3c072010 // polynomial coefficients
+DATA faconst<>+212(SB)/4, $0x3d2b9f17
+DATA faconst<>+216(SB)/4, $0x3e2aaf33
+DATA faconst<>+220(SB)/4, $0x3efffedb
+DATA faconst<>+224(SB)/4, $0x3f7ffff6
+GLOBL faconst<>(SB), RODATA|NOPTR, $228
+
+#define FA_ONES faconst<>+0(SB)
+#define FA_M126 faconst<>+32(SB)
+#define FA_P127 faconst<>+64(SB)
+#define FA_ABS faconst<>+96(SB)
+#define FA_192 faconst<>+128(SB)
+#define FA_INF faconst<>+160(SB)
+
+// func faRoundF16AVX2(dst, src *float32, n int)  (n a multiple of 8)
+TEXT ·faRoundF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	JEQ  rounddone
+
+roundloop:
+	VMOVUPS   (SI), Y0
+	VCVTPS2PH $0, Y0, X1
+	VCVTPH2PS X1, Y1
+	VMOVUPS   Y1, (DI)
+	ADDQ      $32, SI
+	ADDQ      $32, DI
+	DECQ      CX
+	JNE       roundloop
+
+rounddone:
+	VZEROUPPER
+	RET
+
+// func faScaleAVX2(dst, src *float32, n int, s float32)  (n a multiple of 8)
+TEXT ·faScaleAVX2(SB), NOSPLIT, $0-28
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS s+24(FP), Y2
+	SHRQ         $3, CX
+	JEQ          scaledone
+
+scaleloop:
+	VMULPS  (SI), Y2, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	DECQ    CX
+	JNE     scaleloop
+
+scaledone:
+	VZEROUPPER
+	RET
+
+// func faScoresF16AVX2(s *float32, k *uint16, stride int, q *float32, dim, n int, scale float32)
+// s[j] = dot(k[j*stride:][:dim], q) * scale for j < n, dim a multiple of 64:
+// ggml_vec_dot_f16's four 16-lane accumulators are Y0-Y1, Y2-Y3, Y4-Y5 and
+// Y6-Y7 (elements i+16a+l, l < 16), summed (0+2)+(1+3), then halved.
+TEXT ·faScoresF16AVX2(SB), NOSPLIT, $0-52
+	MOVQ   s+0(FP), DI
+	MOVQ   k+8(FP), SI
+	MOVQ   stride+16(FP), R8
+	SHLQ   $1, R8
+	MOVQ   q+24(FP), DX
+	MOVQ   dim+32(FP), R9
+	MOVQ   n+40(FP), CX
+	VMOVSS scale+48(FP), X15
+	TESTQ  CX, CX
+	JEQ    scoresdone
+
+scoreskey:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   SI, AX
+	MOVQ   DX, BX
+	MOVQ   R9, R10
+
+scoresstep:
+	VCVTPH2PS   0(AX), Y8
+	VFMADD231PS 0(BX), Y8, Y0
+	VCVTPH2PS   16(AX), Y9
+	VFMADD231PS 32(BX), Y9, Y1
+	VCVTPH2PS   32(AX), Y10
+	VFMADD231PS 64(BX), Y10, Y2
+	VCVTPH2PS   48(AX), Y11
+	VFMADD231PS 96(BX), Y11, Y3
+	VCVTPH2PS   64(AX), Y12
+	VFMADD231PS 128(BX), Y12, Y4
+	VCVTPH2PS   80(AX), Y13
+	VFMADD231PS 160(BX), Y13, Y5
+	VCVTPH2PS   96(AX), Y14
+	VFMADD231PS 192(BX), Y14, Y6
+	VCVTPH2PS   112(AX), Y8
+	VFMADD231PS 224(BX), Y8, Y7
+	ADDQ        $128, AX
+	ADDQ        $256, BX
+	SUBQ        $64, R10
+	JNE         scoresstep
+
+	VADDPS       Y4, Y0, Y0 // lanes 0-7: (a0 + a2) + (a1 + a3)
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VADDPS       Y5, Y1, Y1 // lanes 8-15
+	VADDPS       Y7, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0 // v[l] += v[l+8]
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0 // v[l] += v[l+4]
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0 // v[l] += v[l+2]
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0 // v[0] += v[1]
+	VMULSS       X15, X0, X0
+	VMOVSS       X0, (DI)
+	ADDQ         $4, DI
+	ADDQ         R8, SI
+	DECQ         CX
+	JNE          scoreskey
+
+scoresdone:
+	VZEROUPPER
+	RET
+
+// ROUND16(Y, X) rounds the 8 floats of Y to F16 and back.
+#define ROUND16(Y, X) \
+	VCVTPS2PH $0, Y, X; \
+	VCVTPH2PS X, Y
+
+// MAD16(off, Y) is ggml_vec_mad_f16 on 8 values: Y = f16(v[off:]*Y15 + Y).
+#define MAD16(off, Y) \
+	VCVTPH2PS   off(AX), Y8; \
+	VFMADD231PS Y15, Y8, Y; \
+	ROUND16(Y, X8)
+
+// SCALE16(Y) is ggml_vec_scale_f16 on 8 values: Y = f16(Y*Y15).
+#define SCALE16(Y) \
+	VMULPS Y15, Y, Y; \
+	ROUND16(Y, X9)
+
+// func faMadF16AVX2(acc *float32, v *uint16, stride int, ms, vs *float32, n, dim int)
+// For 64 columns at a time (Y0-Y7) and each key j < n: acc = f16(acc*ms[j])
+// when ms[j] != 1, then acc = f16(v_j*vs[j] + acc).
+TEXT ·faMadF16AVX2(SB), NOSPLIT, $0-56
+	MOVQ  acc+0(FP), DI
+	MOVQ  v+8(FP), SI
+	MOVQ  stride+16(FP), R8
+	SHLQ  $1, R8
+	MOVQ  ms+24(FP), R11
+	MOVQ  vs+32(FP), R12
+	MOVQ  n+40(FP), R13
+	MOVQ  dim+48(FP), R9
+	MOVL  $0x3f800000, AX
+	VMOVD AX, X14
+	TESTQ R13, R13
+	JEQ   maddone
+
+madcols:
+	VMOVUPS 0(DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	VMOVUPS 128(DI), Y4
+	VMOVUPS 160(DI), Y5
+	VMOVUPS 192(DI), Y6
+	VMOVUPS 224(DI), Y7
+	MOVQ    SI, AX
+	XORQ    BX, BX
+
+madkey:
+	VMOVSS   (R11)(BX*4), X15
+	VUCOMISS X14, X15
+	JNE      madscale
+	JPS      madscale
+
+madadd:
+	VBROADCASTSS (R12)(BX*4), Y15
+	MAD16(0, Y0)
+	MAD16(16, Y1)
+	MAD16(32, Y2)
+	MAD16(48, Y3)
+	MAD16(64, Y4)
+	MAD16(80, Y5)
+	MAD16(96, Y6)
+	MAD16(112, Y7)
+	ADDQ         R8, AX
+	INCQ         BX
+	CMPQ         BX, R13
+	JLT          madkey
+
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	VMOVUPS Y4, 128(DI)
+	VMOVUPS Y5, 160(DI)
+	VMOVUPS Y6, 192(DI)
+	VMOVUPS Y7, 224(DI)
+	ADDQ    $256, DI
+	ADDQ    $128, SI
+	SUBQ    $64, R9
+	JGT     madcols
+
+maddone:
+	VZEROUPPER
+	RET
+
+madscale:
+	VBROADCASTSS X15, Y15
+	SCALE16(Y0)
+	SCALE16(Y1)
+	SCALE16(Y2)
+	SCALE16(Y3)
+	SCALE16(Y4)
+	SCALE16(Y5)
+	SCALE16(Y6)
+	SCALE16(Y7)
+	JMP          madadd
+
+// func faTransposeKAVX2(kt *float32, k *uint16, stride, nk8, dim int)
+// kt[d*64+j] = k[j*stride+d] for j < nk8 (a multiple of 8), d < dim (a
+// multiple of 8): 8x8 blocks widened, then transposed in registers.
+TEXT ·faTransposeKAVX2(SB), NOSPLIT, $0-40
+	MOVQ kt+0(FP), DI
+	MOVQ k+8(FP), SI
+	MOVQ stride+16(FP), R8
+	SHLQ $1, R8
+	MOVQ nk8+24(FP), CX
+	MOVQ dim+32(FP), R9
+	SHRQ $3, CX
+	JEQ  trdone
+
+trkeys:
+	MOVQ SI, AX  // row 0 of this group of 8 keys, at column d
+	MOVQ DI, DX  // kt + 32*group, at row d
+	MOVQ R9, R10
+
+trcols:
+	MOVQ      AX, BX
+	VCVTPH2PS (BX), Y0
+	ADDQ      R8, BX
+	VCVTPH2PS (BX), Y1
+	ADDQ      R8, BX
+	VCVTPH2PS (BX), Y2
+	ADDQ      R8, BX
+	VCVTPH2PS (BX), Y3
+	ADDQ      R8, BX
+	VCVTPH2PS (BX), Y4
+	ADDQ      R8, BX
+	VCVTPH2PS (BX), Y5
+	ADDQ      R8, BX
+	VCVTPH2PS (BX), Y6
+	ADDQ      R8, BX
+	VCVTPH2PS (BX), Y7
+
+	VUNPCKLPS Y1, Y0, Y8 // r0[0] r1[0] r0[1] r1[1] | [4] [5]
+	VUNPCKHPS Y1, Y0, Y9 // [2] [3] | [6] [7]
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+
+	VSHUFPS $0x44, Y10, Y8, Y0  // r0..r3 [0] | [4]
+	VSHUFPS $0xee, Y10, Y8, Y1  // [1] | [5]
+	VSHUFPS $0x44, Y11, Y9, Y2  // [2] | [6]
+	VSHUFPS $0xee, Y11, Y9, Y3  // [3] | [7]
+	VSHUFPS $0x44, Y14, Y12, Y4 // r4..r7
+	VSHUFPS $0xee, Y14, Y12, Y5
+	VSHUFPS $0x44, Y15, Y13, Y6
+	VSHUFPS $0xee, Y15, Y13, Y7
+
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+
+	VMOVUPS Y8, 0(DX)
+	VMOVUPS Y9, 256(DX)
+	VMOVUPS Y10, 512(DX)
+	VMOVUPS Y11, 768(DX)
+	VMOVUPS Y12, 1024(DX)
+	VMOVUPS Y13, 1280(DX)
+	VMOVUPS Y14, 1536(DX)
+	VMOVUPS Y15, 1792(DX)
+
+	ADDQ $16, AX
+	ADDQ $2048, DX
+	SUBQ $8, R10
+	JNE  trcols
+
+	LEAQ (SI)(R8*8), SI
+	ADDQ $32, DI
+	DECQ CX
+	JNE  trkeys
+
+trdone:
+	VZEROUPPER
+	RET
+
+// func faConvertRowsAVX2(dst *float32, v *uint16, stride, rows, dim int)
+// dst[r*dim+d] = v[r*stride+d] for r < rows, d < dim (a multiple of 8).
+TEXT ·faConvertRowsAVX2(SB), NOSPLIT, $0-40
+	MOVQ  dst+0(FP), DI
+	MOVQ  v+8(FP), SI
+	MOVQ  stride+16(FP), R8
+	SHLQ  $1, R8
+	MOVQ  rows+24(FP), CX
+	MOVQ  dim+32(FP), R9
+	TESTQ CX, CX
+	JEQ   cvdone
+
+cvrow:
+	MOVQ SI, AX
+	MOVQ R9, R10
+
+cvcol:
+	VCVTPH2PS (AX), Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $16, AX
+	ADDQ      $32, DI
+	SUBQ      $8, R10
+	JNE       cvcol
+
+	ADDQ R8, SI
+	DECQ CX
+	JNE  cvrow
+
+cvdone:
+	VZEROUPPER
+	RET
+
+// func faTileScoresAVX2(kq, q, kt *float32, dim int, scale float32)
+// kq[j] = (Σ_d q[d]*kt[d*64+j], fused in order d) * scale for the 64 keys.
+TEXT ·faTileScoresAVX2(SB), NOSPLIT, $0-36
+	MOVQ         kq+0(FP), DI
+	MOVQ         q+8(FP), SI
+	MOVQ         kt+16(FP), DX
+	MOVQ         dim+24(FP), CX
+	VBROADCASTSS scale+32(FP), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VXORPS       Y6, Y6, Y6
+	VXORPS       Y7, Y7, Y7
+
+tsloop:
+	VBROADCASTSS (SI), Y8
+	VFMADD231PS  0(DX), Y8, Y0
+	VFMADD231PS  32(DX), Y8, Y1
+	VFMADD231PS  64(DX), Y8, Y2
+	VFMADD231PS  96(DX), Y8, Y3
+	VFMADD231PS  128(DX), Y8, Y4
+	VFMADD231PS  160(DX), Y8, Y5
+	VFMADD231PS  192(DX), Y8, Y6
+	VFMADD231PS  224(DX), Y8, Y7
+	ADDQ         $4, SI
+	ADDQ         $256, DX
+	DECQ         CX
+	JNE          tsloop
+
+	VMULPS  Y15, Y0, Y0
+	VMULPS  Y15, Y1, Y1
+	VMULPS  Y15, Y2, Y2
+	VMULPS  Y15, Y3, Y3
+	VMULPS  Y15, Y4, Y4
+	VMULPS  Y15, Y5, Y5
+	VMULPS  Y15, Y6, Y6
+	VMULPS  Y15, Y7, Y7
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	VMOVUPS Y4, 128(DI)
+	VMOVUPS Y5, 160(DI)
+	VMOVUPS Y6, 192(DI)
+	VMOVUPS Y7, 224(DI)
+	VZEROUPPER
+	RET
+
+// EXPF(off) replaces the 8 floats at off(DI) by GGMLExpf(x - M), M in Y15,
+// and leaves them in Y1 too: z = x*log2e + 0x1.8p23, n = z - 0x1.8p23,
+// b = x - n*ln2 (two parts), j = polynomial(b) (fused as GGMLExpf), then
+// j*2^n as (j*2^(n-n1))*2^n1 with n1 = clamp(n, -126, 127), exact but for
+// the one rounding of the result; |n| > 192 gives 0 or +Inf.
+// Constants: Y5 0x1.8p23, Y6 log2e, Y7 ln2hi, Y8 ln2lo, Y9-Y13 the
+// coefficients; temporaries Y0-Y4.
+#define EXPF(off) \
+	VMOVUPS      off(DI), Y0; \
+	VSUBPS       Y15, Y0, Y0; \
+	VMOVAPS      Y5, Y1; \
+	VFMADD231PS  Y6, Y0, Y1; \
+	VSUBPS       Y5, Y1, Y2; \
+	VFNMADD231PS Y7, Y2, Y0; \
+	VFNMADD231PS Y8, Y2, Y0; \
+	VMULPS       Y0, Y0, Y4; \
+	VMOVAPS      Y10, Y1; \
+	VFMADD231PS  Y9, Y0, Y1; \
+	VMOVAPS      Y12, Y3; \
+	VFMADD231PS  Y11, Y0, Y3; \
+	VFMADD231PS  Y4, Y1, Y3; \
+	VMOVUPS      FA_ONES, Y1; \
+	VFMADD231PS  Y13, Y0, Y1; \
+	VFMADD231PS  Y4, Y3, Y1; \
+	VCVTTPS2DQ   Y2, Y3; \
+	VPMAXSD      FA_M126, Y3, Y4; \
+	VPMINSD      FA_P127, Y4, Y4; \
+	VPSUBD       Y4, Y3, Y3; \
+	VPADDD       FA_P127, Y4, Y4; \
+	VPSLLD       $23, Y4, Y4; \
+	VPADDD       FA_P127, Y3, Y3; \
+	VPSLLD       $23, Y3, Y3; \
+	VMULPS       Y3, Y1, Y1; \
+	VMULPS       Y4, Y1, Y1; \
+	VANDPS       FA_ABS, Y2, Y3; \
+	VCMPPS       $0x1e, FA_192, Y3, Y3; \
+	VXORPS       Y4, Y4, Y4; \
+	VCMPPS       $0x1e, Y4, Y2, Y4; \
+	VANDPS       FA_INF, Y4, Y4; \
+	VBLENDVPS    Y3, Y4, Y1, Y1; \
+	VMOVUPS      Y1, off(DI)
+
+// SUM16(off) adds the 16 exponentials at off(DI) (the high 8 still in Y1)
+// as _mm512_reduce_add_ps does, widened to double, to X14.
+#define SUM16(off) \
+	VADDPS       off(DI), Y1, Y1; \
+	VEXTRACTF128 $1, Y1, X0; \
+	VADDPS       X0, X1, X1; \
+	VMOVHLPS     X1, X1, X0; \
+	VADDPS       X0, X1, X1; \
+	VMOVSHDUP    X1, X0; \
+	VADDSS       X0, X1, X1; \
+	VCVTSS2SD    X1, X1, X0; \
+	VADDSD       X0, X14, X14
+
+// func faTileSoftmaxAVX2(kq *float32, m float32) float64
+TEXT ·faTileSoftmaxAVX2(SB), NOSPLIT, $0-24
+	MOVQ         kq+0(FP), DI
+	VBROADCASTSS m+8(FP), Y15
+	VBROADCASTSS faconst<>+192(SB), Y5
+	VBROADCASTSS faconst<>+196(SB), Y6
+	VBROADCASTSS faconst<>+200(SB), Y7
+	VBROADCASTSS faconst<>+204(SB), Y8
+	VBROADCASTSS faconst<>+208(SB), Y9
+	VBROADCASTSS faconst<>+212(SB), Y10
+	VBROADCASTSS faconst<>+216(SB), Y11
+	VBROADCASTSS faconst<>+220(SB), Y12
+	VBROADCASTSS faconst<>+224(SB), Y13
+	VXORPS       Y14, Y14, Y14
+	EXPF(0)
+	EXPF(32)
+	SUM16(0)
+	EXPF(64)
+	EXPF(96)
+	SUM16(64)
+	EXPF(128)
+	EXPF(160)
+	SUM16(128)
+	EXPF(192)
+	EXPF(224)
+	SUM16(192)
+	VMOVSD       X14, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func faTilePVAVX2(acc, p, vt *float32, nk, dim int, ms float32)
+// For 64 columns at a time: acc = acc*ms, then acc = p[j]*vt[j*dim:] + acc
+// for j < nk in order.
+TEXT ·faTilePVAVX2(SB), NOSPLIT, $0-44
+	MOVQ         acc+0(FP), DI
+	MOVQ         p+8(FP), SI
+	MOVQ         vt+16(FP), DX
+	MOVQ         nk+24(FP), CX
+	MOVQ         dim+32(FP), R9
+	VBROADCASTSS ms+40(FP), Y15
+	MOVQ         R9, R8
+	SHLQ         $2, R8 // bytes per value row
+
+pvcols:
+	VMULPS (DI), Y15, Y0
+	VMULPS 32(DI), Y15, Y1
+	VMULPS 64(DI), Y15, Y2
+	VMULPS 96(DI), Y15, Y3
+	VMULPS 128(DI), Y15, Y4
+	VMULPS 160(DI), Y15, Y5
+	VMULPS 192(DI), Y15, Y6
+	VMULPS 224(DI), Y15, Y7
+	MOVQ   DX, AX
+	XORQ   BX, BX
+
+pvkey:
+	VBROADCASTSS (SI)(BX*4), Y8
+	VFMADD231PS  0(AX), Y8, Y0
+	VFMADD231PS  32(AX), Y8, Y1
+	VFMADD231PS  64(AX), Y8, Y2
+	VFMADD231PS  96(AX), Y8, Y3
+	VFMADD231PS  128(AX), Y8, Y4
+	VFMADD231PS  160(AX), Y8, Y5
+	VFMADD231PS  192(AX), Y8, Y6
+	VFMADD231PS  224(AX), Y8, Y7
+	ADDQ         R8, AX
+	INCQ         BX
+	CMPQ         BX, CX
+	JLT          pvkey
+
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	VMOVUPS Y4, 128(DI)
+	VMOVUPS Y5, 160(DI)
+	VMOVUPS Y6, 192(DI)
+	VMOVUPS Y7, 224(DI)
+	ADDQ    $256, DI
+	ADDQ    $256, DX
+	SUBQ    $64, R9
+	JGT     pvcols
+
+	VZEROUPPER
+	RET

@@ -1,0 +1,27 @@
+//go:build !amd64 || purego
+
+package cpu
+
+// Where no assembly exists, every flash-attention primitive runs its
+// portable code.
+
+func faRoundF16Fast(dst, src []float32) bool { return false }
+
+func faScaleFast(dst, src []float32, s float32) bool { return false }
+
+func faScoresF16Fast(s []float32, k []uint16, stride int, q []float32, scale float32) bool {
+	return false
+}
+
+func faMadF16Fast(acc []float32, v []uint16, stride int, ms, vs []float32) bool { return false }
+
+func faTileLoadFast(kt, vt []float32, k, v []uint16, stride, nk, dim int) int { return 0 }
+
+func faTileScoresFast(kq, q, kt []float32, scale float32) bool { return false }
+
+func faTileSoftmaxFast(kq []float32, m float32) (float64, bool) { return 0, false }
+
+func faTilePVFast(acc, p, vt []float32, ms float32) bool { return false }
+
+// hasFA is false: no assembly (the tests switch it like the amd64 one).
+var hasFA = false
