@@ -24,6 +24,8 @@ const (
 	// rowBlock is how many weight rows the row-kernel fallback keeps hot
 	// while every activation row is multiplied with them.
 	rowBlock = 16
+	// tileSideBytes bounds a tile's side table (it lives on the stack).
+	tileSideBytes = 20 << 10
 )
 
 // tiler is the tiled kernel of one weight type.
@@ -38,7 +40,8 @@ type tiler struct {
 	// mul runs the tiles of the weight rows w (stride bytes apart, nb
 	// blocks each, tileRows of them) with groups packed groups at act,
 	// writing out[c*ostride+r] for the groups' tileCols*groups columns.
-	mul func(w []byte, stride int, act []byte, groups, nb int, out []float32, ostride int)
+	// side is scratch for the rows' side table (tileSideBytes).
+	mul func(w []byte, stride int, act []byte, groups, nb int, out []float32, ostride int, side []byte)
 }
 
 // tilers is indexed by weight type; assembly files fill it at start-up.
@@ -183,13 +186,14 @@ func mulTiled(tl *tiler, wdata []byte, rowBytes, lo, hi int, tiles []byte, n, co
 	nb := cols / tl.blockElems
 	full := n / tileCols
 	var last [tileRows * tileCols]float32
+	var side [tileSideBytes]byte
 	for r := lo; r < hi; r += tileRows {
 		w := wdata[r*rowBytes:]
 		if full > 0 {
-			tl.mul(w, rowBytes, tiles, full, nb, out[r:], ostride)
+			tl.mul(w, rowBytes, tiles, full, nb, out[r:], ostride, side[:])
 		}
 		if rest := n - full*tileCols; rest > 0 {
-			tl.mul(w, rowBytes, tiles[full*nb*tl.packBytes:], 1, nb, last[:], tileRows)
+			tl.mul(w, rowBytes, tiles[full*nb*tl.packBytes:], 1, nb, last[:], tileRows, side[:])
 			for c := range rest {
 				copy(out[(full*tileCols+c)*ostride+r:][:tileRows], last[c*tileRows:])
 			}

@@ -55,9 +55,6 @@ func init() {
 	tilers[tensor.F16] = asmTiler(f16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
 }
 
-// tileSideBytes bounds a side table (it lives on the stack).
-const tileSideBytes = 20 << 10
-
 // asmTiler wraps an assembly tile kernel: side, if not nil, fills the side
 // table of tileRows weight rows, sideBytes per block.
 func asmTiler(k tileKernel, blockElems, blockBytes, packBytes, sideBytes int,
@@ -68,8 +65,8 @@ func asmTiler(k tileKernel, blockElems, blockBytes, packBytes, sideBytes int,
 		packBytes:  packBytes,
 		maxBlocks:  tileSideBytes / max(sideBytes, 1),
 		pack:       pack,
-		mul: func(w []byte, stride int, act []byte, groups, nb int, out []float32, ostride int) {
-			var tab [tileSideBytes]byte
+		mul: func(w []byte, stride int, act []byte, groups, nb int, out []float32, ostride int, tab []byte) {
+			_ = tab[tileSideBytes-1]
 			_ = w[(tileRows-1)*stride+nb*blockBytes-1]
 			_ = act[groups*nb*packBytes-1]
 			_ = out[(groups*tileCols-1)*ostride+tileRows-1]
