@@ -3,8 +3,10 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,7 +18,10 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/apr-llm/apr/backend/cuda"
+	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/internal/testref"
+	"github.com/apr-llm/apr/profile"
+	"github.com/apr-llm/apr/trace"
 )
 
 // needGPU skips a test without a usable GPU, with cuda.Available's reason.
@@ -168,5 +173,58 @@ func TestServeOnGPUConcurrentStreams(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestProfileTraceChatOnGPU: apr profile on the GPU times each pass as one
+// device_forward brick (CUDA events) beside sampling, their sum and the
+// unattributed rest making up the measured total; --trace names the GPU
+// in its header and writes one pass per forward pass; chat answers each
+// piped message on the GPU.
+func TestProfileTraceChatOnGPU(t *testing.T) {
+	needGPU(t)
+	model := testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q8_0.gguf")
+	code, out, errOut := apr(t, "", "profile", model, "--json", "-n", "8", "--device", "cuda")
+	if code != 0 {
+		t.Fatalf("profile: exit %d: %s", code, errOut)
+	}
+	var r profile.Result
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("profile --json: %v in %q", err, out)
+	}
+	calls := map[engine.Brick]int{}
+	for _, b := range r.Bricks {
+		calls[b.Name] = b.Calls
+		if b.Total <= 0 {
+			t.Errorf("brick %s: total %v", b.Name, b.Total)
+		}
+	}
+	if len(r.Bricks) != 2 || calls[engine.BrickDevice] != 8 || calls[engine.BrickSampling] != 8 || r.BrickSum+r.Unattributed != r.Measured || r.BrickSum > r.Measured {
+		t.Errorf("profile on the GPU: %+v", r)
+	}
+	t.Logf("profile on the GPU: %d tokens, prefill %.0f tok/s, decode %.0f tok/s, bricks %+v", r.Tokens, r.PrefillRate, r.DecodeRate, r.Bricks)
+
+	q := "What is 2+2? Answer with just the number."
+	path := filepath.Join(t.TempDir(), "trace.jsonl")
+	code, out, errOut = apr(t, "", "run", model, "--temperature", "0", "--device", "cuda", "--trace", path, q)
+	if code != 0 || out != "4\n" {
+		t.Fatalf("run --trace: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := trace.Parse(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tr.Header.Device, "cuda (") || len(tr.Passes) != 2 || tr.Passes[0].Bricks != 1 || tr.Passes[0].Rows < 10 {
+		t.Errorf("trace on the GPU: header %+v, passes %+v", tr.Header, tr.Passes)
+	}
+
+	code, out, errOut = apr(t, q+"\nWhat is 3+3? Answer with just the number.\n", "chat", model, "--temperature", "0", "--device", "cuda", "--verbose")
+	if code != 0 || !strings.Contains(errOut, "device cuda (") || !strings.Contains(out, "4") || !strings.Contains(out, "6") {
+		t.Errorf("chat on the GPU: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }

@@ -36,10 +36,10 @@ func TestCheckCommand(t *testing.T) {
 	}
 }
 
-// TestProfileCommand: apr profile --json reports every brick and a sum
-// that the measured total accounts for.
+// TestProfileCommand: apr profile --json reports every brick of the CPU's
+// forward pass and a sum that the measured total accounts for.
 func TestProfileCommand(t *testing.T) {
-	code, out, errOut := apr(t, "", "profile", "--json", "-n", "4", "-t", "2")
+	code, out, errOut := apr(t, "", "profile", "--json", "-n", "4", "-t", "2", "--device", "cpu")
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
