@@ -24,6 +24,7 @@ type gpuOptions struct {
 	on, prepare, torchCompile     bool
 	apr, llamaBench, llamaBatched string
 	python, torchScript           string
+	llamaSource                   string
 	prompt, streams, streamPrompt int
 	llamaStreamReps               int
 }
@@ -36,6 +37,7 @@ func (g *gpuOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.llamaBatched, "llama-batched-bench", "", "GPU mode: path of llama.cpp's llama-batched-bench (a CUDA build)")
 	fs.StringVar(&g.python, "python", "python3", "GPU mode: Python with torch and transformers for the PyTorch reference and the bandwidth (empty: skip)")
 	fs.StringVar(&g.torchScript, "torch-script", filepath.Join("bench", "torch", "bench.py"), "GPU mode: the PyTorch driver")
+	fs.StringVar(&g.llamaSource, "llama-source", "the llama.cpp source the node-llama-cpp package carries", "GPU mode: where the llama.cpp build came from, for the report")
 	fs.BoolVar(&g.torchCompile, "torch-compile", true, "GPU mode: PyTorch decodes through torch.compile(mode=reduce-overhead) (CUDA graphs)")
 	fs.IntVar(&g.prompt, "gpu-prompt", 512, "GPU mode: prompt tokens (llama-bench's pp)")
 	fs.IntVar(&g.streams, "streams", 32, "GPU mode: concurrent streams of the aggregate decode figure (0: skip)")
@@ -121,6 +123,7 @@ type gpuReport struct {
 	Streams, StreamPP   int
 	Reps                int
 	Commit, LlamaBuild  string
+	LlamaSource         string
 	Torch, Transformers string
 	TorchCompiled       bool
 	Cases               []gpuCase
@@ -194,7 +197,7 @@ func runGPU(o *options) error {
 		prompt[i] = r.IntN(151643)
 	}
 	rep := &gpuReport{Prompt: g.prompt, NPredict: o.nPredict, Streams: g.streams, StreamPP: g.streamPrompt,
-		Reps: o.reps, Commit: gitCommit(), TorchCompiled: g.torchCompile, Cases: cases}
+		Reps: o.reps, Commit: binaryCommit(), TorchCompiled: g.torchCompile, LlamaSource: g.llamaSource, Cases: cases}
 	if g.python != "" {
 		var bw struct {
 			Device string  `json:"device"`
@@ -228,7 +231,7 @@ func runGPU(o *options) error {
 func measureGPUCase(o *options, apr string, prompt []int, c *gpuCase, rep *gpuReport) {
 	g := &o.gpu
 	fail := func(engine string, err error) {
-		c.Errs = append(c.Errs, engine+": "+strings.Join(strings.Fields(tail(err.Error(), 600)), " "))
+		c.Errs = append(c.Errs, engine+": "+strings.Join(strings.Fields(tail(err.Error(), 300)), " "))
 		logf("%s %s %s: %v", c.Shape.Name, c.APR.Name, engine, err)
 	}
 	aprFile, llamaFile := c.APR.path(o.cache, c.Shape), c.Llama.path(o.cache, c.Shape)
@@ -265,8 +268,8 @@ func measureGPUCase(o *options, apr string, prompt []int, c *gpuCase, rep *gpuRe
 			c.LlamaTG = &rows[i]
 		}
 		if rep.LlamaBuild == "" {
-			rep.LlamaBuild = fmt.Sprintf("build %d (commit %s), backends %s, GPU %s, -ngl %d, flash attention %v (its default)",
-				rows[i].BuildNumber, rows[i].BuildCommit, rows[i].Backends, rows[i].GPUInfo, rows[i].NGPULayers, rows[i].FlashAttn)
+			rep.LlamaBuild = fmt.Sprintf("build commit %s, backends %s, GPU %s, -ngl %d, flash attention %s (its default)",
+				rows[i].BuildCommit, rows[i].Backends, rows[i].GPUInfo, rows[i].NGPULayers, flashAttn(rows[i].FlashAttn))
 		}
 	}
 	if c.LlamaPP != nil && c.LlamaTG != nil {
@@ -303,6 +306,29 @@ func measureGPUCase(o *options, apr string, prompt []int, c *gpuCase, rep *gpuRe
 				c.Shape.Name, run.PromptRate(), run.DecodeRate(), run.Streams, run.StreamRate())
 		}
 	}
+}
+
+// flashAttn names llama-bench's flash_attn field: -1 auto, 0 off, 1 on.
+func flashAttn(v any) string {
+	switch fmt.Sprint(v) {
+	case "-1":
+		return "auto"
+	case "0", "false":
+		return "off"
+	case "1", "true":
+		return "on"
+	}
+	return fmt.Sprint(v)
+}
+
+// binaryCommit is the commit the bench binary was built from when the
+// build recorded one (-X main.buildCommit), else the checkout's HEAD: on a
+// GPU machine the carried binaries are what runs, whatever tree is there.
+func binaryCommit() string {
+	if buildCommit != "unknown" {
+		return buildCommit
+	}
+	return gitCommit()
 }
 
 // check rejects a result whose counts are not the job's or whose times are

@@ -180,9 +180,9 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 	}
 	p("| apr | commit %s: `apr bench-run --cuda` (backend/cuda: weights resident in their file's encoding, "+
 		"numerics as the CPU engine picks them, decode step replayed as a CUDA graph, greedy token chosen on the device) |\n", r.Commit)
-	p("| llama.cpp | its CUDA build from the source node-llama-cpp carries (sm_90), %s; `llama-bench -ngl 99 -p %d -n %d -r %d`, "+
+	p("| llama.cpp | CUDA build (sm_90) of %s: %s; `llama-bench -ngl 99 -p %d -n %d -r %d`, "+
 		"`llama-batched-bench -ngl 99 -npp %d -ntg %d -npl %d` |\n",
-		orUnknown(r.LlamaBuild), r.Prompt, r.NPredict, r.Reps, r.StreamPP, r.NPredict, r.Streams)
+		orUnknown(r.LlamaSource), orUnknown(r.LlamaBuild), r.Prompt, r.NPredict, r.Reps, r.StreamPP, r.NPredict, r.Streams)
 	compiled := "eager"
 	if r.TorchCompiled {
 		compiled = "decode steps through `torch.compile(mode=\"reduce-overhead\")` (CUDA graphs)"

@@ -73,7 +73,8 @@ func runJSON(timeout time.Duration, name string, args []string, dir string, env 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args[:min(len(args), 1)], " "), err, tail(stderr.String(), 2000))
+		return fmt.Errorf("%s %s: %w\n%s%s", name, strings.Join(args[:min(len(args), 1)], " "), err,
+			tail(stderr.String(), 2000), tail(stdout.String(), 500))
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), dst); err != nil {

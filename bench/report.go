@@ -50,11 +50,15 @@ func llamaVersion(dir string) string {
 	return fmt.Sprintf("node-llama-cpp %s with @node-llama-cpp/linux-x64 (prebuilt CPU libllama, llama.cpp release %s)", pkg.Version, rel.Release)
 }
 
+// buildCommit names the commit the bench was built from when it runs
+// outside a git checkout (a GPU machine): go build -ldflags "-X main.buildCommit=...".
+var buildCommit = "unknown"
+
 // gitCommit is the repository's HEAD, marked when the tree has changes.
 func gitCommit() string {
 	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
 	if err != nil {
-		return "unknown"
+		return buildCommit
 	}
 	c := strings.TrimSpace(string(out))
 	if st, err := exec.Command("git", "status", "--porcelain").Output(); err == nil && len(st) > 0 {

@@ -13,8 +13,10 @@ and for --compile the compilation), as apr's and llama.cpp's runs do.
 
 import argparse
 import json
+import os
 import sys
 import time
+import traceback
 
 import torch
 
@@ -71,6 +73,10 @@ def run_sequences(model, step_fn, cache, prompt, n_predict, feed=None):
     cache is reused between runs (positions are overwritten in order), so
     a compiled step keeps its graphs."""
     n = prompt.shape[1]
+    # transformers may place tokens after the positions its cache holds
+    # (StaticLayer counts the occupied ones), so each run starts empty;
+    # reset zeroes in place and keeps the tensors' addresses.
+    cache.reset()
     with torch.inference_mode():
         sync()
         t0 = time.perf_counter()
@@ -151,4 +157,10 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        main()
+    except Exception as e:  # one line for the bench's report, the traceback on stderr
+        traceback.print_exc()
+        print(json.dumps({"error": f"{type(e).__name__}: {e}"[:500]}), flush=True)
+        sys.stderr.flush()
+        os._exit(1)  # skip CUDA teardown, whose device-assert echoes would bury the traceback
