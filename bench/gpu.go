@@ -38,7 +38,7 @@ func (g *gpuOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.python, "python", "python3", "GPU mode: Python with torch and transformers for the PyTorch reference and the bandwidth (empty: skip)")
 	fs.StringVar(&g.torchScript, "torch-script", filepath.Join("bench", "torch", "bench.py"), "GPU mode: the PyTorch driver")
 	fs.StringVar(&g.llamaSource, "llama-source", "the llama.cpp source the node-llama-cpp package carries", "GPU mode: where the llama.cpp build came from, for the report")
-	fs.BoolVar(&g.torchCompile, "torch-compile", true, "GPU mode: PyTorch decodes through torch.compile(mode=reduce-overhead) (CUDA graphs)")
+	fs.BoolVar(&g.torchCompile, "torch-compile", false, "GPU mode: PyTorch decodes through torch.compile(mode=reduce-overhead) (CUDA graphs)")
 	fs.IntVar(&g.prompt, "gpu-prompt", 512, "GPU mode: prompt tokens (llama-bench's pp)")
 	fs.IntVar(&g.streams, "streams", 32, "GPU mode: concurrent streams of the aggregate decode figure (0: skip)")
 	fs.IntVar(&g.streamPrompt, "stream-prompt", 128, "GPU mode: prompt tokens of each stream")

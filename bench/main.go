@@ -14,6 +14,15 @@
 // alternately, and reports the medians of load time, prompt and decode
 // tokens/s and peak RSS (VmHWM), beside the machine's measured memory
 // bandwidth and the decode roofline it implies.
+//
+// With -gpu it measures the GPU instead (bench/gpu.go): apr's CUDA backend
+// (bench-run --cuda) against a CUDA build of llama.cpp (-llama-bench and
+// -llama-batched-bench name its programs) and PyTorch (bench/torch/bench.py)
+// on the same files, for both sizes as Q4_K_M, Q8_0 and BF16 (F16 GGUF for
+// llama.cpp): prompt tokens/s (512 tokens), decode tokens/s at batch 1 and
+// the aggregate decode tokens/s of 32 streams, beside the device's measured
+// bandwidth and decode roofline. It rewrites only the GPU section of the
+// report, and the CPU run keeps that section.
 package main
 
 import (
