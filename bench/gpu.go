@@ -238,8 +238,14 @@ func measureGPUCase(o *options, apr string, prompt []int, c *gpuCase, rep *gpuRe
 	ids := joinIDs(prompt)
 	for k := 0; k < o.reps; k++ {
 		var run gpuRun
+		// The streams run in the first process only: one run per engine,
+		// as llama-batched-bench's.
+		streams := 0
+		if k == 0 {
+			streams = g.streams
+		}
 		args := []string{"bench-run", aprFile, "--cuda", "--tokens", ids, "--n-predict", strconv.Itoa(o.nPredict),
-			"--ctx-size", strconv.Itoa(o.ctxSize), "--streams", strconv.Itoa(g.streams), "--stream-prompt", strconv.Itoa(g.streamPrompt)}
+			"--ctx-size", strconv.Itoa(o.ctxSize), "--streams", strconv.Itoa(streams), "--stream-prompt", strconv.Itoa(g.streamPrompt)}
 		if err := runJSON(o.timeout, apr, args, "", nil, &run); err != nil {
 			fail("apr", err)
 			break

@@ -148,12 +148,18 @@ func TestGPUReportVerdicts(t *testing.T) {
 		r.PromptTokens, r.PromptSeconds, r.DecodeTokens, r.DecodeSeconds = 512, 512/prompt, 128, 128/decode
 		return r
 	}
+	noStreams := func(r *gpuRun) *gpuRun {
+		r.Streams, r.StreamDecodeTokens, r.StreamDecodeSeconds = 0, 0, 0
+		return r
+	}
 	tg := &llamaBenchRow{NGen: 128, SamplesTS: []float64{500}}
 	pp := &llamaBenchRow{NPrompt: 512, SamplesTS: []float64{20000}}
 	r := &gpuReport{Device: "NVIDIA H100 80GB HBM3", ReadBW: 3e12, Prompt: 512, NPredict: 128, Streams: 32, Reps: 1,
 		Date: time.Unix(0, 0), Cases: []gpuCase{
 			// 1e9 bytes per token at 3 TB/s: roofline 3000 tok/s.
-			{Shape: s, APR: kindQ4KM, Llama: kindQ4KM, WeightBytes: 1e9, APRRuns: []*gpuRun{run(21000, 1600)}, LlamaTG: tg, LlamaPP: pp},
+			// Streams run in the first process only: the others do not count as 0.
+			{Shape: s, APR: kindQ4KM, Llama: kindQ4KM, WeightBytes: 1e9, APRRuns: []*gpuRun{run(21000, 1600), noStreams(run(21000, 1600))},
+				LlamaTG: tg, LlamaPP: pp},
 			{Shape: s, APR: kindQ8_0, Llama: kindQ8_0, WeightBytes: 1e9, APRRuns: []*gpuRun{run(19000, 590)}, LlamaTG: tg, LlamaPP: pp},
 			{Shape: s, APR: kindBF16, Llama: kindF16, WeightBytes: 1e9, Errs: []string{"apr: cuda: out of memory | x"}},
 		}}

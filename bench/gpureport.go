@@ -111,7 +111,9 @@ func summarizeGPU(runs []*gpuRun) aprSummary {
 		load = append(load, r.LoadSeconds)
 		prompt = append(prompt, r.PromptRate())
 		decode = append(decode, r.DecodeRate())
-		streams = append(streams, r.StreamRate())
+		if r.StreamRate() > 0 {
+			streams = append(streams, r.StreamRate())
+		}
 		if r.StreamPromptSeconds > 0 {
 			sp = append(sp, float64(r.StreamPromptTokens)/r.StreamPromptSeconds)
 		}
@@ -192,7 +194,7 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 	p("| workload | prompt: %d random token ids in one pass (pp%d); decode: %d greedy steps at batch 1 after it (tg%d); "+
 		"streams: %d sequences of %d prompt tokens, then %d steps of one token per sequence, every row's logits returned, "+
 		"aggregate decode tokens/s (llama-batched-bench's S_TG). Every engine runs each part once untimed first. "+
-		"apr: %d fresh processes per model, medians; llama-bench: medians of its %d samples |\n",
+		"apr: %d fresh processes per model, medians; llama-bench: medians of its %d samples; streams and PyTorch: one run each |\n",
 		r.Prompt, r.Prompt, r.NPredict, r.NPredict, r.Streams, r.StreamPP, r.NPredict, r.Reps, r.Reps)
 	p("| models | the CPU section's random-weight files, Qwen2.5-Coder-0.5B and -1.5B dimensions; BF16 is apr and PyTorch on the " +
 		"SafeTensors folder, llama.cpp on an F16 GGUF of the same weights |\n\n")
