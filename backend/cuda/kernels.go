@@ -59,6 +59,21 @@ var matmulKernels = map[tensor.DType]string{
 	tensor.BF16: "matmul_bf16",
 }
 
+// mmqKernels names the tensor-core matrix-product kernels of the quantized
+// types, for passes of at least mmqMinRows activation rows (blocks of 128
+// threads computing 64 x 64 outputs).
+var mmqKernels = map[tensor.DType]string{
+	tensor.Q8_0: "mmq_q8_0",
+	tensor.Q4_0: "mmq_q4_0",
+	tensor.Q5_0: "mmq_q5_0",
+	tensor.Q4_K: "mmq_q4_k",
+	tensor.Q5_K: "mmq_q5_k",
+	tensor.Q6_K: "mmq_q6_k",
+}
+
+// mmqMinRows is the fewest activation rows that the mmq kernels take.
+const mmqMinRows = 16
+
 // getRowsKernels names the row-decoding kernel of each weight type.
 var getRowsKernels = map[tensor.DType]string{
 	tensor.F32:  "get_rows_f32",
@@ -175,6 +190,10 @@ func (d *Device) quantizeAct(vt tensor.DType, x, out devptr, n int) error {
 // in actType(w.dt) with rows actStride bytes apart, y rows are yStride
 // floats apart; bias may be 0.
 func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride int, bias devptr, accumulate bool, m int) error {
+	if k, ok := mmqKernels[w.dt]; ok && m >= mmqMinRows {
+		return d.launch2(k, ceilDiv(w.rows, 64), ceilDiv(m, 64), 128, 0,
+			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
+	}
 	name, tile := matmulKernels[w.dt]+"_r1", 1
 	if m > 1 {
 		name, tile = matmulKernels[w.dt]+"_r16", mmTile

@@ -163,7 +163,8 @@ func rowInfo(rows ...Row) []int32 {
 var quantTypes = []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K, tensor.F16, tensor.BF16, tensor.F32}
 
 // TestMatMul compares every weight type's matrix product, for one
-// activation row (the _r1 kernels) and 19 (_r16, a partial tile), with
+// activation row (the _r1 kernels), 7 (_r16, a partial tile) and 70 (the
+// tensor-core mmq kernels of quantized types, partial tiles), with
 // quant.VecDot on the same quantized activations, accumulating with a
 // bias and overwriting without.
 func TestMatMul(t *testing.T) {
@@ -172,7 +173,7 @@ func TestMatMul(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	const rows, cols = 77, 512
 	for _, dt := range quantTypes {
-		for _, m := range []int{1, 19} {
+		for _, m := range []int{1, 7, 70} {
 			rb, err := dt.RowBytes(cols)
 			if err != nil {
 				t.Fatal(err)

@@ -77,6 +77,35 @@ __device__ float block_max(float v, float* red) {
 #define ROW_POS(info, r) ((info)[4 * (r) + 1])
 #define ROW_SLOT(info, r) ((info)[4 * (r) + 2])
 
+// block_excl_max returns the maximum of v over the block's threads before
+// the calling one (-inf for thread 0): an exclusive scan. Every thread of
+// the block must call it.
+__device__ float block_excl_max(float v) {
+    __shared__ float wm[32];
+    const float ninf = __uint_as_float(0xff800000u);
+    int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    float incl = v;
+    for (int o = 1; o < WARP; o <<= 1) {
+        float t = __shfl_up_sync(FULL, incl, o);
+        if (lane >= o) incl = fmaxf(incl, t);
+    }
+    float excl = __shfl_up_sync(FULL, incl, 1);
+    if (lane == 0) excl = ninf;
+    __syncthreads();
+    if (lane == WARP - 1) wm[w] = incl;
+    __syncthreads();
+    if (w == 0) {
+        float x = lane < nw ? wm[lane] : ninf;
+        for (int o = 1; o < WARP; o <<= 1) {
+            float t = __shfl_up_sync(FULL, x, o);
+            if (lane >= o) x = fmaxf(x, t);
+        }
+        wm[lane] = x;  // inclusive over warps 0..lane
+    }
+    __syncthreads();
+    return w > 0 ? fmaxf(wm[w - 1], excl) : excl;
+}
+
 // ------------------------------------------------- activation quantizers
 //
 // A warp quantizes a chunk of 256 floats, each lane 8 consecutive ones
@@ -508,6 +537,300 @@ MM_F(matmul_f32, 0)
 MM_F(matmul_f16, 1)
 MM_F(matmul_bf16, 2)
 
+// ---------------------------------------- tensor-core products (MMQ)
+//
+// For passes of many rows: integer tensor-core products (mma.sync s8) of
+// 32-element blocks (16-element groups for Q6_K), which are exact, so the
+// per-block float terms and their sums in block order are those of
+// quant.VecDot, bit for bit, as in matmul_q. A block of 4 warps computes
+// 64 weight rows x 64 activation rows, a warp 32 x 32 (2 x 4 tiles of
+// m16n8). Thread (g = lane/4, t = lane%4) of a tile holds the outputs of
+// weight rows g and g+8 and activation rows 2t and 2t+1; its A operand is
+// bytes 4t.. and 16+4t.. of rows g and g+8, its B operand the same bytes of
+// activation row g.
+
+__device__ __forceinline__ void mma_k32(int c[4], const int a[4], const int b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ void mma_k16(int c[4], const int a[2], int b) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
+                 : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(b));
+}
+
+// vsub4 subtracts bytewise, modulo 256 (SWAR, no borrow between bytes).
+__device__ __forceinline__ int vsub4(int a, int b) {
+    u32 x = (u32)a, y = (u32)b;
+    return (int)(((x | 0x80808080u) - (y & 0x7f7f7f7fu)) ^ ((x ^ ~y) & 0x80808080u));
+}
+
+// The operands of one thread: w[mt][h] is weight row rowBase+16mt+g+8h,
+// a[nt] activation row colBase+8nt+g (B), ac[nt][i] activation row
+// colBase+8nt+2t+i (the outputs' scales); rows past the end repeat the
+// last one.
+struct MMQRows {
+    const u8* w[2][2];
+    const u8* a[4];
+    const u8* ac[4][2];
+};
+
+// A 32-element block type's operand word k (0..31 step 4) of block wb, as
+// signed bytes, and its float term.
+template <int KIND>  // 0 Q8_0, 1 Q4_0, 2 Q5_0
+struct B32 {
+    static const int BYTES = KIND == 0 ? 34 : (KIND == 1 ? 18 : 22);
+    static __device__ __forceinline__ int word(const u8* wb, int k) {
+        if (KIND == 0) return ld32u(wb + 2 + k);
+        if (KIND == 1) {
+            int q = k < 16 ? ld32u(wb + 2 + k) : (ld32u(wb + 2 + k - 16) >> 4);
+            return vsub4(q & 0x0f0f0f0f, 0x08080808);
+        }
+        u32 qh = (u32)ld32u(wb + 2);
+        int q = k < 16 ? ld32u(wb + 6 + k) : (ld32u(wb + 6 + k - 16) >> 4);
+        return vsub4((q & 0x0f0f0f0f) | spread4((qh >> k) & 0xf), 0x10101010);
+    }
+    static __device__ __forceinline__ float term(int s, float wd, float ad) {
+        if (KIND == 0) return __fmul_rn((float)s, __fmul_rn(wd, ad));
+        if (KIND == 1) return __fmul_rn(__fmul_rn((float)s, wd), ad);
+        return __fmul_rn(__fmul_rn(wd, ad), (float)s);
+    }
+    static __device__ void run(const MMQRows& R, int cols, float acc[2][4][4]) {
+        int lane = threadIdx.x % WARP, t = lane % 4;
+        int nb = cols / 32;
+        for (int b = 0; b < nb; b++) {
+            int A[2][4], Bv[4][2];
+            float wd[2][2], ad[4][2];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const u8* wb = R.w[mt][h] + (i64)b * BYTES;
+                    A[mt][h] = word(wb, 4 * t);
+                    A[mt][h + 2] = word(wb, 16 + 4 * t);
+                    wd[mt][h] = h2f(ld16(wb));
+                }
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) {
+                const u8* ab = R.a[nt] + (i64)b * 34;
+                Bv[nt][0] = ld32u(ab + 2 + 4 * t);
+                Bv[nt][1] = ld32u(ab + 18 + 4 * t);
+                ad[nt][0] = h2f(ld16(R.ac[nt][0] + (i64)b * 34));
+                ad[nt][1] = h2f(ld16(R.ac[nt][1] + (i64)b * 34));
+            }
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) {
+                    int c[4] = {0, 0, 0, 0};
+                    mma_k32(c, A[mt], Bv[nt]);
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        acc[mt][nt][i] = __fadd_rn(acc[mt][nt][i], term(c[i], wd[mt][i >> 1], ad[nt][i & 1]));
+                }
+        }
+    }
+};
+
+// byte k of three little-endian words.
+__device__ __forceinline__ int byte3(const u32 s[3], int k) { return (s[k >> 2] >> (8 * (k & 3))) & 0xff; }
+
+// Q4_K and Q5_K: a super-block is 8 steps of k32 (sub-block j: nibbles
+// j%2 of bytes 32(j/2)..; Q5_K's fifth bit is bit j of the qh bytes).
+template <bool Q5>
+struct BK45 {
+    static const int BYTES = Q5 ? 176 : 144;
+    static __device__ void run(const MMQRows& R, int cols, float acc[2][4][4]) {
+        int lane = threadIdx.x % WARP, t = lane % 4;
+        int nb = cols / 256;
+        for (int b = 0; b < nb; b++) {
+            int isum[2][4][4], summs[2][4][4];
+            u32 sc[2][2][3];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+#pragma unroll
+                    for (int k = 0; k < 3; k++) sc[mt][h][k] = (u32)ld32(R.w[mt][h] + (i64)b * BYTES + 4 + 4 * k);
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) isum[mt][nt][i] = summs[mt][nt][i] = 0;
+            for (int j = 0; j < 8; j++) {
+                int A[2][4], Bv[4][2], scj[2][2], mj[2][2], bs[4][2];
+                int qo = (Q5 ? 48 : 16) + 32 * (j / 2), sh = 4 * (j & 1);
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const u8* wb = R.w[mt][h] + (i64)b * BYTES;
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            int k = 16 * e + 4 * t;
+                            int q = (ld32(wb + qo + k) >> sh) & 0x0f0f0f0f;
+                            if (Q5) q |= ((ld32(wb + 16 + k) >> j) & 0x01010101) << 4;
+                            A[mt][h + 2 * e] = q;
+                        }
+                        int s0, s1;
+                        const u32* s = sc[mt][h];
+                        if (j < 4) {
+                            s0 = byte3(s, j) & 63;
+                            s1 = byte3(s, j + 4) & 63;
+                        } else {
+                            s0 = (byte3(s, j + 4) & 0x0f) | ((byte3(s, j - 4) >> 6) << 4);
+                            s1 = (byte3(s, j + 4) >> 4) | ((byte3(s, j) >> 6) << 4);
+                        }
+                        scj[mt][h] = s0;
+                        mj[mt][h] = s1;
+                    }
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) {
+                    const u8* ab = R.a[nt] + (i64)b * 292 + 4 + 32 * j;
+                    Bv[nt][0] = ld32(ab + 4 * t);
+                    Bv[nt][1] = ld32(ab + 16 + 4 * t);
+#pragma unroll
+                    for (int i = 0; i < 2; i++) {
+                        int w2 = ld32(R.ac[nt][i] + (i64)b * 292 + 260 + 4 * j);
+                        bs[nt][i] = (int)(short)(w2 & 0xffff) + (int)(short)(w2 >> 16);
+                    }
+                }
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                    for (int nt = 0; nt < 4; nt++) {
+                        int c[4] = {0, 0, 0, 0};
+                        mma_k32(c, A[mt], Bv[nt]);
+#pragma unroll
+                        for (int i = 0; i < 4; i++) {
+                            isum[mt][nt][i] += scj[mt][i >> 1] * c[i];
+                            summs[mt][nt][i] += mj[mt][i >> 1] * bs[nt][i & 1];
+                        }
+                    }
+            }
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const u8* wb = R.w[mt][i >> 1] + (i64)b * BYTES;
+                        float yd = *(const float*)(R.ac[nt][i & 1] + (i64)b * 292);
+                        float d = __fmul_rn(h2f(ld16(wb)), yd), dmin = __fmul_rn(h2f(ld16(wb + 2)), yd);
+                        float term = __fsub_rn(__fmul_rn(d, (float)isum[mt][nt][i]), __fmul_rn(dmin, (float)summs[mt][nt][i]));
+                        acc[mt][nt][i] = __fadd_rn(acc[mt][nt][i], term);
+                    }
+        }
+    }
+};
+
+// Q6_K: 16 steps of k16 (group g16 of 16 elements, its own int8 scale).
+struct BK6 {
+    static __device__ void run(const MMQRows& R, int cols, float acc[2][4][4]) {
+        int lane = threadIdx.x % WARP, t = lane % 4;
+        int nb = cols / 256;
+        for (int b = 0; b < nb; b++) {
+            int isum[2][4][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) isum[mt][nt][i] = 0;
+            for (int g16 = 0; g16 < 16; g16++) {
+                int half = g16 / 8, sub = (g16 % 8) / 2, l = 16 * (g16 % 2) + 4 * t;
+                int A[2][2], Bv[4], scg[2][2];
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const u8* wb = R.w[mt][h] + (i64)b * 210;
+                        int ql = ld32u(wb + 64 * half + 32 * (sub & 1) + l);
+                        int qh = ld32u(wb + 128 + 32 * half + l);
+                        int q = ((ql >> (4 * (sub >> 1))) & 0x0f0f0f0f) | (((qh >> (2 * sub)) & 0x03030303) << 4);
+                        A[mt][h] = vsub4(q, 0x20202020);
+                        scg[mt][h] = (int)(i8)wb[192 + g16];
+                    }
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) Bv[nt] = ld32(R.a[nt] + (i64)b * 292 + 4 + 16 * g16 + 4 * t);
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                    for (int nt = 0; nt < 4; nt++) {
+                        int c[4] = {0, 0, 0, 0};
+                        mma_k16(c, A[mt], Bv[nt]);
+#pragma unroll
+                        for (int i = 0; i < 4; i++) isum[mt][nt][i] += scg[mt][i >> 1] * c[i];
+                    }
+            }
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const u8* wb = R.w[mt][i >> 1] + (i64)b * 210;
+                        float yd = *(const float*)(R.ac[nt][i & 1] + (i64)b * 292);
+                        acc[mt][nt][i] = __fadd_rn(acc[mt][nt][i], __fmul_rn(__fmul_rn(h2f(ld16(wb + 208)), yd), (float)isum[mt][nt][i]));
+                    }
+        }
+    }
+};
+
+// mmq is matmul's contract (MM_PARAMS) for a grid of (rows/64, m/64)
+// blocks of 128 threads.
+template <class T>
+__device__ __forceinline__ void mmq(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
+                                    float* __restrict__ y, int yStride, const float* __restrict__ bias,
+                                    int rows, int cols, i64 rowBytes, int acc, int m) {
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int g = lane / 4, t = lane % 4;
+    int rowBase = blockIdx.x * 64 + (warp & 1) * 32, colBase = blockIdx.y * 64 + (warp >> 1) * 32;
+    if (rowBase >= rows || colBase >= m) return;
+    MMQRows R;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) R.w[mt][h] = W + (i64)min(rows - 1, rowBase + 16 * mt + g + 8 * h) * rowBytes;
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++) {
+        R.a[nt] = act + (i64)min(m - 1, colBase + 8 * nt + g) * actStride;
+#pragma unroll
+        for (int i = 0; i < 2; i++) R.ac[nt][i] = act + (i64)min(m - 1, colBase + 8 * nt + 2 * t + i) * actStride;
+    }
+    float sum[2][4][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) sum[mt][nt][i] = 0.0f;
+    T::run(R, cols, sum);
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int row = rowBase + 16 * mt + g + 8 * (i >> 1), col = colBase + 8 * nt + 2 * t + (i & 1);
+                if (row >= rows || col >= m) continue;
+                float s = sum[mt][nt][i];
+                if (bias) s += bias[row];
+                float* yp = y + (i64)col * yStride + row;
+                *yp = acc ? *yp + s : s;
+            }
+}
+
+extern "C" __global__ void mmq_q8_0(MM_PARAMS) { mmq<B32<0> >(MM_ARGS); }
+extern "C" __global__ void mmq_q4_0(MM_PARAMS) { mmq<B32<1> >(MM_ARGS); }
+extern "C" __global__ void mmq_q5_0(MM_PARAMS) { mmq<B32<2> >(MM_ARGS); }
+extern "C" __global__ void mmq_q4_k(MM_PARAMS) { mmq<BK45<false> >(MM_ARGS); }
+extern "C" __global__ void mmq_q5_k(MM_PARAMS) { mmq<BK45<true> >(MM_ARGS); }
+extern "C" __global__ void mmq_q6_k(MM_PARAMS) { mmq<BK6>(MM_ARGS); }
+
 // ------------------------------------------------------ embedding rows
 //
 // get_rows_T writes, for every row r of the pass (grid.y), row
@@ -903,37 +1226,45 @@ extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* _
                 kq[tk] = s;
             }
             __syncthreads();
-            if (threadIdx.x == 0) {
+            // Warp 0: the tile's maximum (exact in any order), the
+            // rescale, the 64 exponentials (two a lane) and their four
+            // 16-lane trees (shuffles pair the same elements as ggml's
+            // loop), the trees' sums added in double in order.
+            if (threadIdx.x < WARP) {
+                int lane = threadIdx.x;
+                float k0 = kq[lane], k1 = kq[lane + 32];
+                float tileMax = warp_max(fmaxf(k0, k1));
                 float M = tms, S = total;
-                float tileMax = ninf;
-                for (int tk = 0; tk < 64; tk++) tileMax = fmaxf(tileMax, kq[tk]);
                 int flag = 0;  // 0: skip the tile, 1: add, 2: rescale and add
                 if (tileMax != ninf) {
                     flag = 1;
                     float Mnew = fmaxf(M, tileMax);
                     if (Mnew > M) {
-                        ms = (float)exp((double)__fsub_rn(M, Mnew));
-                        S = __fmul_rn(S, ms);
+                        float m = (float)exp((double)__fsub_rn(M, Mnew));
+                        if (lane == 0) ms = m;
+                        S = __fmul_rn(S, m);
                         flag = 2;
                     }
                     M = Mnew;
-                    double sum = 0.0;
-                    for (int l0 = 0; l0 < 64; l0 += 16) {
-                        float v[16];
-                        for (int l = 0; l < 16; l++) {
-                            float e = ggml_expf(__fsub_rn(kq[l0 + l], M));
-                            kq[l0 + l] = e;
-                            v[l] = e;
+                    float e0 = ggml_expf(__fsub_rn(k0, M)), e1 = ggml_expf(__fsub_rn(k1, M));
+                    kq[lane] = e0;
+                    kq[lane + 32] = e1;
+                    for (int w = 8; w >= 1; w /= 2) {
+                        float t0 = __shfl_down_sync(FULL, e0, w, 16), t1 = __shfl_down_sync(FULL, e1, w, 16);
+                        if ((lane % 16) < w) {
+                            e0 = __fadd_rn(e0, t0);
+                            e1 = __fadd_rn(e1, t1);
                         }
-                        for (int w = 8; w >= 1; w /= 2)
-                            for (int l = 0; l < w; l++) v[l] = __fadd_rn(v[l], v[l + w]);
-                        sum = __dadd_rn(sum, (double)v[0]);
                     }
+                    float g1 = __shfl_sync(FULL, e0, 16), g3 = __shfl_sync(FULL, e1, 16);
+                    double sum = __dadd_rn(__dadd_rn(__dadd_rn(__dadd_rn(0.0, (double)e0), (double)g1), (double)e1), (double)g3);
                     S = (float)__dadd_rn((double)S, sum);
                 }
-                tms = M;
-                total = S;
-                tflag = flag;
+                if (lane == 0) {
+                    tms = M;
+                    total = S;
+                    tflag = flag;
+                }
             }
             __syncthreads();
             int flag = tflag;
@@ -962,21 +1293,33 @@ extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* _
         sc[j] = __fmul_rn(dot_f16_ggml(kr, qs, dim), scale);
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-        float S = 0.0f, M = __uint_as_float(0xff800000u);
-        for (int j = 0; j < n; j++) {
+    // The online softmax's maxima are prefix maxima: each thread takes a
+    // segment of keys, a block scan gives the maximum before it, and the
+    // exponentials run in parallel; only the running sum S stays serial.
+    {
+        const float ninf = __uint_as_float(0xff800000u);
+        int per = (n + blockDim.x - 1) / blockDim.x;
+        int lo = min(n, (int)threadIdx.x * per), hi = min(n, lo + per);
+        float seg = ninf;
+        for (int j = lo; j < hi; j++) seg = fmaxf(seg, sc[j]);
+        float M = block_excl_max(seg);
+        for (int j = lo; j < hi; j++) {
             float s = sc[j];
-            float ms = 1.0f, vs = 1.0f;
             if (s > M) {
-                float Mold = M;
+                sc[j] = -(float)exp((double)__fsub_rn(M, s));
                 M = s;
-                ms = (float)exp((double)__fsub_rn(Mold, M));
-                sc[j] = -ms;
             } else {
-                vs = (float)exp((double)__fsub_rn(s, M));
-                sc[j] = vs;
+                sc[j] = (float)exp((double)__fsub_rn(s, M));
             }
-            S = __fadd_rn(__fmul_rn(S, ms), vs);
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float S = 0.0f;
+#pragma unroll 8
+        for (int j = 0; j < n; j++) {
+            float w = sc[j];
+            S = (__float_as_uint(w) >> 31) ? __fadd_rn(__fmul_rn(S, -w), 1.0f) : __fadd_rn(S, w);
         }
         total = S;
     }
