@@ -30,6 +30,13 @@ func (b *Backend) RMSNormGGML(dst, x, weight []float32, n int, eps float32) {
 // (AVX2 and AVX-512 give the same values) and ARM builds.
 func SiLUMulGGML(gate, up []float32) {
 	up = up[:len(gate)]
+	m := siluMulGGMLFast(gate, up) // the same values, eight at a time
+	siluMulGGMLGeneric(gate[m:], up[m:])
+}
+
+// siluMulGGMLGeneric is SiLUMulGGML in Go, element by element.
+func siluMulGGMLGeneric(gate, up []float32) {
+	up = up[:len(gate)]
 	for i, g := range gate {
 		gate[i] = g / (1 + GGMLExpf(-g)) * up[i]
 	}
