@@ -129,22 +129,36 @@ func expf(x float32) float32 { return float32(math.Exp(float64(x))) }
 // faOnlineSoftmax runs the one-chunk kernel's online softmax over the
 // scores s of keys 0..len(s)-1: for each key the factor ms[j] that rescales
 // the accumulated values (a new maximum; otherwise 1) and the weight vs[j] of
-// its value row (1 for a new maximum). It returns the sum S.
+// its value row (1 for a new maximum). It returns the sum S. The running
+// maximum goes first, then every exponential at once, then the sum.
 func faOnlineSoftmax(s, ms, vs []float32) float32 {
-	S, M := float32(0), float32(math.Inf(-1))
-	for j, x := range s {
-		m, v := float32(1), float32(1)
+	M := float32(math.Inf(-1))
+	for j, x := range s { // vs: expf's argument; ms: 0 marks a new maximum
 		if x > M {
-			Mold := M
+			vs[j], ms[j] = M-x, 0
 			M = x
-			m = expf(Mold - M)
 		} else {
-			v = expf(x - M)
+			vs[j], ms[j] = x-M, 1
+		}
+	}
+	faExp(vs)
+	S := float32(0)
+	for j, m := range ms {
+		v := vs[j]
+		if m == 0 {
+			m, v = v, 1
 		}
 		ms[j], vs[j] = m, v
 		S = S*m + v
 	}
 	return S
+}
+
+// faExp sets x[i] = expf(x[i]).
+func faExp(x []float32) {
+	for i := faExpFast(x); i < len(x); i++ {
+		x[i] = expf(x[i])
+	}
 }
 
 // faRoundF16 sets dst[i] to src[i] rounded to F16.

@@ -34,6 +34,9 @@ func faTileScoresAVX2(kq, q, kt *float32, dim int, scale float32)
 func faTileSoftmaxAVX2(kq *float32, m float32) float64
 
 //go:noescape
+func faExpAVX2(x *float32, n int)
+
+//go:noescape
 func faTilePVAVX2(acc, p, vt *float32, nk, dim int, ms float32)
 
 func faRoundF16Fast(dst, src []float32) bool {
@@ -121,4 +124,14 @@ func faTilePVFast(acc, p, vt []float32, ms float32) bool {
 	_ = vt[nk*dim-1]
 	faTilePVAVX2(&acc[0], &p[0], &vt[0], nk, dim, ms)
 	return true
+}
+
+// faExpFast does the multiple of 4 and returns how many it did.
+func faExpFast(x []float32) int {
+	n := len(x) &^ 3
+	if !hasFA || n == 0 {
+		return 0
+	}
+	faExpAVX2(&x[0], n)
+	return n
 }

@@ -597,3 +597,95 @@ pvkey:
 
 	VZEROUPPER
 	RET
+
+// Constants of Go's math.Exp on amd64 with FMA (math/exp_amd64.s, the
+// avxfma path), as float64.
+DATA faexp<>+0(SB)/8, $0x3ff71547652b82fe  // log2(e)
+DATA faexp<>+8(SB)/8, $0x3fe62e42fefa3000  // ln 2, upper part
+DATA faexp<>+16(SB)/8, $0x3d53de6af278ece6 // ln 2, lower part
+DATA faexp<>+24(SB)/8, $0x3fb0000000000000 // 1/16
+DATA faexp<>+32(SB)/8, $0x3efa01a01a01a01a // Taylor coefficients 1/8! ... 1/3!
+DATA faexp<>+40(SB)/8, $0x3f2a01a01a01a01a
+DATA faexp<>+48(SB)/8, $0x3f56c16c16c16c17
+DATA faexp<>+56(SB)/8, $0x3f81111111111111
+DATA faexp<>+64(SB)/8, $0x3fa5555555555555
+DATA faexp<>+72(SB)/8, $0x3fc5555555555555
+DATA faexp<>+80(SB)/8, $0x3fe0000000000000 // 1/2
+DATA faexp<>+88(SB)/8, $0x3ff0000000000000 // 1
+DATA faexp<>+96(SB)/8, $0x4000000000000000 // 2
+DATA faexp<>+104(SB)/8, $0x00000000000003ff // exponent bias
+DATA faexp<>+112(SB)/4, $0xc2d00000 // -104 (float32): below, the result rounds to 0
+DATA faexp<>+116(SB)/4, $0x42b20000 // 89 (float32): above, it rounds to +Inf
+GLOBL faexp<>(SB), RODATA|NOPTR, $120
+
+// func faExpAVX2(x *float32, n int)  (n a multiple of 4)
+// x[i] = float32(math.Exp(float64(x[i]))), four at a time in double
+// precision with math.Exp's own steps: k = round(x*log2e), r = (x - k*ln2)/16
+// (fused, ln 2 in two parts), p = r*Taylor(r) (fused Horner), four times
+// p = p*(p+2) (the last fused with +1), times 2^k. Where math.Exp takes
+// another path (underflow, overflow, -Inf) the float32 result is 0 or +Inf.
+TEXT ·faExpAVX2(SB), NOSPLIT, $0-16
+	MOVQ         x+0(FP), DI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSD faexp<>+0(SB), Y8
+	VBROADCASTSD faexp<>+8(SB), Y9
+	VBROADCASTSD faexp<>+16(SB), Y10
+	VBROADCASTSD faexp<>+24(SB), Y11
+	VBROADCASTSD faexp<>+96(SB), Y12
+	VBROADCASTSD faexp<>+88(SB), Y13
+	VBROADCASTSD faexp<>+104(SB), Y14
+	VBROADCASTSS faexp<>+112(SB), X15
+	SHRQ         $2, CX
+	JEQ          expdone
+
+exploop:
+	VCVTPS2PD    (DI), Y0
+	VMULPD       Y8, Y0, Y1
+	VCVTPD2DQY   Y1, X2
+	VCVTDQ2PD    X2, Y1
+	VFNMADD231PD Y9, Y1, Y0
+	VFNMADD231PD Y10, Y1, Y0
+	VMULPD       Y11, Y0, Y0
+	VBROADCASTSD faexp<>+32(SB), Y3
+	VBROADCASTSD faexp<>+40(SB), Y4
+	VFMADD213PD  Y4, Y0, Y3
+	VBROADCASTSD faexp<>+48(SB), Y4
+	VFMADD213PD  Y4, Y0, Y3
+	VBROADCASTSD faexp<>+56(SB), Y4
+	VFMADD213PD  Y4, Y0, Y3
+	VBROADCASTSD faexp<>+64(SB), Y4
+	VFMADD213PD  Y4, Y0, Y3
+	VBROADCASTSD faexp<>+72(SB), Y4
+	VFMADD213PD  Y4, Y0, Y3
+	VBROADCASTSD faexp<>+80(SB), Y4
+	VFMADD213PD  Y4, Y0, Y3
+	VFMADD213PD  Y13, Y0, Y3
+	VMULPD       Y3, Y0, Y0
+	VADDPD       Y12, Y0, Y3
+	VMULPD       Y3, Y0, Y0
+	VADDPD       Y12, Y0, Y3
+	VMULPD       Y3, Y0, Y0
+	VADDPD       Y12, Y0, Y3
+	VMULPD       Y3, Y0, Y0
+	VADDPD       Y12, Y0, Y3
+	VFMADD213PD  Y13, Y3, Y0
+	VPMOVSXDQ    X2, Y4
+	VPADDQ       Y14, Y4, Y4
+	VPSLLQ       $52, Y4, Y4
+	VMULPD       Y4, Y0, Y0
+	VCVTPD2PSY   Y0, X0
+	VMOVUPS      (DI), X5
+	VCMPPS       $1, X15, X5, X6 // x < -104
+	VANDNPS      X0, X6, X0
+	VBROADCASTSS faexp<>+116(SB), X7
+	VCMPPS       $0x1e, X7, X5, X6 // x > 89
+	VBROADCASTSS faconst<>+160(SB), X7
+	VBLENDVPS    X6, X7, X0, X0
+	VMOVUPS      X0, (DI)
+	ADDQ         $16, DI
+	DECQ         CX
+	JNE          exploop
+
+expdone:
+	VZEROUPPER
+	RET

@@ -21,6 +21,8 @@ func faTileScoresFast(kq, q, kt []float32, scale float32) bool { return false }
 
 func faTileSoftmaxFast(kq []float32, m float32) (float64, bool) { return 0, false }
 
+func faExpFast(x []float32) int { return 0 }
+
 func faTilePVFast(acc, p, vt []float32, ms float32) bool { return false }
 
 // hasFA is false: no assembly (the tests switch it like the amd64 one).
