@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -267,6 +268,66 @@ func TestLoadFallsBackToCPU(t *testing.T) {
 			}
 			if got := argmax(logits); got != p.Greedy32[0] {
 				t.Fatalf("first greedy token %d, want %d", got, p.Greedy32[0])
+			}
+		})
+	}
+}
+
+// constDevice answers every row with logits that favour the next token id,
+// allocating nothing: the engine's own device path is what allocations
+// are counted of.
+type constDevice struct{ vocab int }
+
+func (d constDevice) Name() string                { return "const" }
+func (d constDevice) Slots() int                  { return 1 }
+func (d constDevice) Context() int                { return 256 }
+func (d constDevice) Close()                      {}
+func (d constDevice) Timer() (deviceTimer, error) { return &wallTimer{}, nil }
+
+func (d constDevice) Forward(rows []cuda.Row, logits []float32) error {
+	o := 0
+	for _, r := range rows {
+		if r.Logits {
+			clear(logits[o : o+d.vocab])
+			logits[o+(r.Token+1)%d.vocab] = 1
+			o += d.vocab
+		}
+	}
+	return nil
+}
+
+// TestDeviceDecodeAllocatesNothing: decode steps on a GPU engine make no
+// heap allocation of the engine's own (a fake device), nor of the CUDA
+// backend's when a GPU is usable.
+func TestDeviceDecodeAllocatesNothing(t *testing.T) {
+	cpuEng := tinyEngine(t)
+	engines := map[string]*Engine{"fake": newOnDevice(cpuEng.Config, cpuEng.opts, constDevice{cpuEng.Config.VocabSize})}
+	if ok, _ := cuda.Available(); ok {
+		m, err := format.Open(testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q8_0.gguf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		e, notice, err := Load(m, OptionsFor(m, 0), Offload{Device: DeviceCUDA, GPULayers: -1, Context: 256})
+		if err != nil || notice != "" {
+			t.Fatalf("load on the GPU: %v %s", err, notice)
+		}
+		defer e.Close()
+		engines["cuda"] = e
+	}
+	for name, e := range engines {
+		t.Run(name, func(t *testing.T) {
+			d := newDecoder(t, e)
+			d.step(t)
+			const steps, allowed = 200, 10
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			for range steps {
+				d.step(t)
+			}
+			runtime.ReadMemStats(&after)
+			if n := after.Mallocs - before.Mallocs; n > allowed {
+				t.Errorf("%d allocations in %d decode steps on %s, want at most %d", n, steps, e.Device(), allowed)
 			}
 		})
 	}
