@@ -23,7 +23,7 @@
 
 // PF is how far ahead of the super-block kernels' current block their
 // prefetches run, in bytes.
-#define PF 1024
+#define PF 2048
 
 // shufK4: entry i (32 bytes) broadcasts the int16 lane i of a vector of
 // eight int16 in both 128-bit lanes (ggml's get_scale_shuffle_k4).

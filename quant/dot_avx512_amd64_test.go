@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/apr-llm/apr/tensor"
 )
@@ -236,6 +240,7 @@ func BenchmarkRowKernels(b *testing.B) {
 			}{{"avx2", avx2}, {"vnni", vnniKernels[dt].rows}} {
 				b.Run(fmt.Sprintf("%v/%s/%s", dt, size.name, k.name), func(b *testing.B) {
 					b.SetBytes(int64(len(w)))
+					defer threadCPU(b, int64(len(w)))()
 					for b.Loop() {
 						k.f(w, rb, 0, size.rows, act, n, out)
 					}
@@ -243,4 +248,30 @@ func BenchmarkRowKernels(b *testing.B) {
 			}
 		}
 	}
+}
+
+// threadCPU locks the benchmark to its OS thread and returns a function
+// that reports the thread's own CPU time per operation (cpu-ns/op) and the
+// bytes per CPU second (cpu-MB/s): on a shared machine, where other
+// processes take the core for a while, these vary far less than wall time.
+func threadCPU(b *testing.B, bytes int64) func() {
+	runtime.LockOSThread()
+	start := threadTime(b)
+	return func() {
+		d := threadTime(b) - start
+		runtime.UnlockOSThread()
+		if b.N > 0 && d > 0 {
+			b.ReportMetric(float64(d.Nanoseconds())/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(bytes)*float64(b.N)/d.Seconds()/1e6, "cpu-MB/s")
+		}
+	}
+}
+
+// threadTime is the calling thread's user and system CPU time.
+func threadTime(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
