@@ -58,7 +58,7 @@ func (b *Backend) FlashAttentionGGML(out, q []float32, caches []*KVCache, pos []
 	if n >= ggmlFATileQ {
 		b.pool.Run(kvHeads*((n+faBlockRows-1)/faBlockRows), 1, b.faTiledRun)
 	} else {
-		b.pool.Run(n*heads, 1, b.faRun)
+		b.pool.Run(n*kvHeads*((heads/kvHeads+1)/2), 1, b.faRun)
 	}
 	b.fa = faOp{}
 }
@@ -73,32 +73,47 @@ type faOp struct {
 	scale                          float32
 }
 
-// faJobs runs jobs lo..hi-1 of the one-chunk (F16) kernel; job = (row,
-// query head).
+// faJobs runs jobs lo..hi-1 of the one-chunk (F16) kernel; job = (row, KV
+// head, pair of its query heads): the two heads of a pair share each key
+// and value row as it is read. A group of odd size ends with a pair of one
+// head twice (the second result unused), as fast as a lone head would be.
 func (b *Backend) faJobs(lo, hi, worker int) {
 	op := &b.fa
 	dim, heads := op.dim, op.heads
 	group := heads / op.kvHeads
+	pairs := (group + 1) / 2
 	qStride, kvStride := heads*dim, op.kvHeads*dim
-	buf := b.rowBuf(worker, 2*dim+3*op.maxLen)
-	qf, acc, sc := buf[:dim], buf[dim:2*dim], buf[2*dim:]
+	buf := b.rowBuf(worker, 4*dim+6*op.maxLen)
+	qf0, qf1, acc0, acc1 := buf[:dim], buf[dim:2*dim], buf[2*dim:3*dim], buf[3*dim:4*dim]
 	for job := lo; job < hi; job++ {
-		t, h := job/heads, job%heads
+		t, g, pair := job/(op.kvHeads*pairs), job/pairs%op.kvHeads, job%pairs
 		c := op.caches[t]
-		off := (h / group) * dim
 		L := op.pos[t] + 1
-		s, ms, vs := sc[:L], sc[L:2*L], sc[2*L:3*L]
-		faRoundF16(qf, op.q[t*qStride+h*dim:][:dim]) // q_to_vec_dot: fp32 -> fp16
-		faScoresF16(s, c.kh[off:], kvStride, qf, op.scale)
-		S := faOnlineSoftmax(s, ms, vs)
-		clear(acc)
-		faMadF16(acc, c.vh[off:], kvStride, ms, vs)
-		inv := float32(0)
-		if S != 0 {
-			inv = 1 / S
+		sc := buf[4*dim:]
+		s0, s1, ms0, ms1, vs := sc[:L], sc[L:2*L], sc[2*L:3*L], sc[3*L:4*L], sc[4*L:6*L]
+		h0 := g*group + 2*pair
+		h1 := min(h0+1, (g+1)*group-1)
+		faRoundF16(qf0, op.q[t*qStride+h0*dim:][:dim]) // q_to_vec_dot: fp32 -> fp16
+		faRoundF16(qf1, op.q[t*qStride+h1*dim:][:dim])
+		k, v := c.kh[g*dim:], c.vh[g*dim:]
+		faScores2F16(s0, s1, k, kvStride, qf0, qf1, op.scale)
+		S0, S1 := faOnlineSoftmax2(s0, s1, ms0, ms1, vs)
+		clear(acc0)
+		clear(acc1)
+		faMad2F16(acc0, acc1, v, kvStride, ms0, vs[:L], ms1, vs[L:])
+		faScale(op.out[t*qStride+h0*dim:][:dim], acc0, faInv(S0))
+		if h1 != h0 {
+			faScale(op.out[t*qStride+h1*dim:][:dim], acc1, faInv(S1))
 		}
-		faScale(op.out[t*qStride+h*dim:][:dim], acc, inv)
 	}
+}
+
+// faInv is 1/S, 0 for S = 0 (a row that attended to nothing).
+func faInv(S float32) float32 {
+	if S == 0 {
+		return 0
+	}
+	return 1 / S
 }
 
 // fma32 is a float32 fused multiply-add a*b + c, rounded once as the
@@ -126,32 +141,50 @@ func fma32(a, b, c float32) float32 {
 
 func expf(x float32) float32 { return float32(math.Exp(float64(x))) }
 
-// faOnlineSoftmax runs the one-chunk kernel's online softmax over the
-// scores s of keys 0..len(s)-1: for each key the factor ms[j] that rescales
-// the accumulated values (a new maximum; otherwise 1) and the weight vs[j] of
-// its value row (1 for a new maximum). It returns the sum S. The running
-// maximum goes first, then every exponential at once, then the sum.
-func faOnlineSoftmax(s, ms, vs []float32) float32 {
-	M := float32(math.Inf(-1))
-	for j, x := range s { // vs: expf's argument; ms: 0 marks a new maximum
-		if x > M {
-			vs[j], ms[j] = M-x, 0
-			M = x
+// faOnlineSoftmax2 runs the one-chunk kernel's online softmax over the
+// scores s0 and s1 of two query heads (keys 0..L-1): for each key the
+// factor ms[j] that rescales the accumulated values (a new maximum;
+// otherwise 1) and the weight vs[j] of its value row (1 for a new maximum),
+// vs holding the first head's L weights, then the second's. It returns the
+// two sums. The running maxima go first, then every exponential at once,
+// then the two sums, whose chains of additions interleave.
+func faOnlineSoftmax2(s0, s1, ms0, ms1, vs []float32) (S0, S1 float32) {
+	L := len(s0)
+	vs0, vs1 := vs[:L], vs[L:2*L]
+	faSoftmaxArgs(s0, ms0, vs0)
+	faSoftmaxArgs(s1, ms1, vs1)
+	faExp(vs[:2*L])
+	ms0, ms1 = ms0[:L], ms1[:L]
+	for j := range L {
+		if ms0[j] != 0 {
+			S0 += vs0[j] // S*1 + v
 		} else {
-			vs[j], ms[j] = x-M, 1
+			ms0[j], vs0[j] = vs0[j], 1
+			S0 = S0*ms0[j] + 1
+		}
+		if ms1[j] != 0 {
+			S1 += vs1[j]
+		} else {
+			ms1[j], vs1[j] = vs1[j], 1
+			S1 = S1*ms1[j] + 1
 		}
 	}
-	faExp(vs)
-	S := float32(0)
-	for j, m := range ms {
-		v := vs[j]
-		if m == 0 {
-			m, v = v, 1
+	return S0, S1
+}
+
+// faSoftmaxArgs sets vs[j] to the argument of key j's exponential: Mold - M
+// where score j is a new maximum (ms[j] = 0 marks it), else s[j] - M.
+func faSoftmaxArgs(s, ms, vs []float32) {
+	ms, vs = ms[:len(s)], vs[:len(s)]
+	M := float32(math.Inf(-1))
+	for j, x := range s {
+		d := x - M
+		vs[j], ms[j] = d, 1
+		if x > M {
+			vs[j], ms[j] = -d, 0 // Mold - M
+			M = x
 		}
-		ms[j], vs[j] = m, v
-		S = S*m + v
 	}
-	return S
 }
 
 // faExp sets x[i] = expf(x[i]).
@@ -212,6 +245,24 @@ func faMadF16(acc []float32, v []uint16, stride int, ms, vs []float32) {
 			acc[i] = tensor.F16ToF32(tensor.F32ToF16(fma32(tensor.F16ToF32(vr[i]), vs[j], a)))
 		}
 	}
+}
+
+// faScores2F16 is faScoresF16 for two query heads q0, q1 of one KV head.
+func faScores2F16(s0, s1 []float32, k []uint16, stride int, q0, q1 []float32, scale float32) {
+	if faScores2F16Fast(s0, s1, k, stride, q0, q1, scale) {
+		return
+	}
+	faScoresF16(s0, k, stride, q0, scale)
+	faScoresF16(s1, k, stride, q1, scale)
+}
+
+// faMad2F16 is faMadF16 for two query heads of one KV head.
+func faMad2F16(acc0, acc1 []float32, v []uint16, stride int, ms0, vs0, ms1, vs1 []float32) {
+	if faMad2F16Fast(acc0, acc1, v, stride, ms0, vs0, ms1, vs1) {
+		return
+	}
+	faMadF16(acc0, v, stride, ms0, vs0)
+	faMadF16(acc1, v, stride, ms1, vs1)
 }
 
 // dotF16GGML is ggml_vec_dot_f16 on a 64-wide SIMD step (AVX-512: four

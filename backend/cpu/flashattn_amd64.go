@@ -9,6 +9,9 @@ import "golang.org/x/sys/cpu"
 // and reports whether it did; otherwise the caller runs the portable code.
 var hasFA = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
 
+// hasFA512 selects the AVX-512 kernels that take two query heads at once.
+var hasFA512 = hasFA && cpu.X86.HasAVX512F
+
 //go:noescape
 func faRoundF16AVX2(dst, src *float32, n int)
 
@@ -20,6 +23,12 @@ func faScoresF16AVX2(s *float32, k *uint16, stride int, q *float32, dim, n int, 
 
 //go:noescape
 func faMadF16AVX2(acc *float32, v *uint16, stride int, ms, vs *float32, n, dim int)
+
+//go:noescape
+func faScores2F16AVX512(s0, s1 *float32, k *uint16, stride int, q0, q1 *float32, dim, n int, scale float32)
+
+//go:noescape
+func faMad2F16AVX512(acc0, acc1 *float32, v *uint16, stride int, ms0, vs0, ms1, vs1 *float32, n, dim int)
 
 //go:noescape
 func faTransposeKAVX2(kt *float32, k *uint16, stride, nk8, dim int)
@@ -78,6 +87,28 @@ func faMadF16Fast(acc []float32, v []uint16, stride int, ms, vs []float32) bool 
 	_ = vs[n-1]
 	_ = v[(n-1)*stride+dim-1]
 	faMadF16AVX2(&acc[0], &v[0], stride, &ms[0], &vs[0], n, dim)
+	return true
+}
+
+func faScores2F16Fast(s0, s1 []float32, k []uint16, stride int, q0, q1 []float32, scale float32) bool {
+	dim, n := len(q0), len(s0)
+	if !hasFA512 || n == 0 || dim == 0 || dim%64 != 0 {
+		return false
+	}
+	_, _ = s1[n-1], q1[dim-1]
+	_ = k[(n-1)*stride+dim-1]
+	faScores2F16AVX512(&s0[0], &s1[0], &k[0], stride, &q0[0], &q1[0], dim, n, scale)
+	return true
+}
+
+func faMad2F16Fast(acc0, acc1 []float32, v []uint16, stride int, ms0, vs0, ms1, vs1 []float32) bool {
+	dim, n := len(acc0), len(ms0)
+	if !hasFA512 || n == 0 || dim == 0 || dim%64 != 0 {
+		return false
+	}
+	_, _, _, _ = acc1[dim-1], vs0[n-1], ms1[n-1], vs1[n-1]
+	_ = v[(n-1)*stride+dim-1]
+	faMad2F16AVX512(&acc0[0], &acc1[0], &v[0], stride, &ms0[0], &vs0[0], &ms1[0], &vs1[0], n, dim)
 	return true
 }
 

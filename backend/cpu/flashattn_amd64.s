@@ -689,3 +689,196 @@ exploop:
 expdone:
 	VZEROUPPER
 	RET
+
+// AVX-512 versions of faScoresF16AVX2 and faMadF16AVX2 for two query heads
+// of one KV head at once: each key or value row is widened once for both,
+// and the two heads' accumulators make twice as many independent chains.
+// ggml_vec_dot_f16's 16-lane accumulators are one register each here.
+
+// DOT16(Q, A0, A1, A2, A3) accumulates the widened key chunk Z8-Z11 times
+// the query at Q into A0-A3.
+#define DOT16(Q, A0, A1, A2, A3) \
+	VFMADD231PS 0(Q), Z8, A0; \
+	VFMADD231PS 64(Q), Z9, A1; \
+	VFMADD231PS 128(Q), Z10, A2; \
+	VFMADD231PS 192(Q), Z11, A3
+
+// REDUCE16(A0, A1, A2, A3, S) stores ((A0+A2) + (A1+A3)) reduced as
+// _mm512_reduce_add_ps, times X15, at S; it clobbers A0-A3 (A0 must be
+// Z0 or Z4, whose low halves are Y0/X0 or Y4/X4: see the callers).
+#define REDUCE16(A0, A1, A2, A3, Y0, X0, Y1, X1, S) \
+	VADDPS        A2, A0, A0; \
+	VADDPS        A3, A1, A1; \
+	VADDPS        A1, A0, A0; \
+	VEXTRACTF64X4 $1, A0, Y1; \
+	VADDPS        Y1, Y0, Y0; \
+	VEXTRACTF128  $1, Y0, X1; \
+	VADDPS        X1, X0, X0; \
+	VMOVHLPS      X0, X0, X1; \
+	VADDPS        X1, X0, X0; \
+	VMOVSHDUP     X0, X1; \
+	VADDSS        X1, X0, X0; \
+	VMULSS        X15, X0, X0; \
+	VMOVSS        X0, S
+
+// func faScores2F16AVX512(s0, s1 *float32, k *uint16, stride int, q0, q1 *float32, dim, n int, scale float32)
+TEXT ·faScores2F16AVX512(SB), NOSPLIT, $0-68
+	MOVQ   s0+0(FP), DI
+	MOVQ   s1+8(FP), R11
+	MOVQ   k+16(FP), SI
+	MOVQ   stride+24(FP), R8
+	SHLQ   $1, R8
+	MOVQ   q0+32(FP), DX
+	MOVQ   q1+40(FP), R12
+	MOVQ   dim+48(FP), R9
+	MOVQ   n+56(FP), CX
+	VMOVSS scale+64(FP), X15
+	TESTQ  CX, CX
+	JEQ    s2done
+
+s2key:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   SI, AX
+	MOVQ   DX, BX
+	MOVQ   R12, R13
+	MOVQ   R9, R10
+
+s2step:
+	VCVTPH2PS 0(AX), Z8
+	VCVTPH2PS 32(AX), Z9
+	VCVTPH2PS 64(AX), Z10
+	VCVTPH2PS 96(AX), Z11
+	DOT16(BX, Z0, Z1, Z2, Z3)
+	DOT16(R13, Z4, Z5, Z6, Z7)
+	ADDQ      $128, AX
+	ADDQ      $256, BX
+	ADDQ      $256, R13
+	SUBQ      $64, R10
+	JNE       s2step
+
+	REDUCE16(Z0, Z1, Z2, Z3, Y0, X0, Y1, X1, (DI))
+	REDUCE16(Z4, Z5, Z6, Z7, Y4, X4, Y5, X5, (R11))
+	ADDQ R8, SI
+	ADDQ $4, DI
+	ADDQ $4, R11
+	DECQ CX
+	JNE  s2key
+
+s2done:
+	VZEROUPPER
+	RET
+
+// ROUND16Z(Z, Y) rounds the 16 floats of Z to F16 and back.
+#define ROUND16Z(Z, Y) \
+	VCVTPS2PH $0, Z, Y; \
+	VCVTPH2PS Y, Z
+
+// MAD2(V, Z0, Z1) is ggml_vec_mad_f16 of the widened values V for both
+// heads: Z0 = f16(V*Z12 + Z0), Z1 = f16(V*Z13 + Z1).
+#define MAD2(V, Z0, Z1) \
+	VFMADD231PS Z12, V, Z0; \
+	VFMADD231PS Z13, V, Z1; \
+	ROUND16Z(Z0, Y14); \
+	ROUND16Z(Z1, Y15)
+
+// SCALE4(A0, A1, A2, A3) is ggml_vec_scale_f16 by Z12 on 64 values.
+#define SCALE4(A0, A1, A2, A3) \
+	VMULPS Z12, A0, A0; \
+	VMULPS Z12, A1, A1; \
+	VMULPS Z12, A2, A2; \
+	VMULPS Z12, A3, A3; \
+	ROUND16Z(A0, Y14); \
+	ROUND16Z(A1, Y15); \
+	ROUND16Z(A2, Y14); \
+	ROUND16Z(A3, Y15)
+
+// func faMad2F16AVX512(acc0, acc1 *float32, v *uint16, stride int, ms0, vs0, ms1, vs1 *float32, n, dim int)
+TEXT ·faMad2F16AVX512(SB), NOSPLIT, $0-80
+	MOVQ  acc0+0(FP), DI
+	MOVQ  acc1+8(FP), R15
+	MOVQ  v+16(FP), SI
+	MOVQ  stride+24(FP), R8
+	SHLQ  $1, R8
+	MOVQ  ms0+32(FP), R11
+	MOVQ  vs0+40(FP), R12
+	MOVQ  ms1+48(FP), R14
+	MOVQ  vs1+56(FP), DX
+	MOVQ  n+64(FP), R13
+	MOVQ  dim+72(FP), R9
+	TESTQ R13, R13
+	JEQ   m2done
+
+m2cols:
+	VMOVUPS 0(DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 0(R15), Z4
+	VMOVUPS 64(R15), Z5
+	VMOVUPS 128(R15), Z6
+	VMOVUPS 192(R15), Z7
+	MOVQ    SI, AX
+	XORQ    BX, BX
+
+m2key:
+	VCVTPH2PS 0(AX), Z8
+	VCVTPH2PS 32(AX), Z9
+	VCVTPH2PS 64(AX), Z10
+	VCVTPH2PS 96(AX), Z11
+	VMOVSS    (R11)(BX*4), X12
+	VUCOMISS  faconst<>+0(SB), X12
+	JNE       m2scale0
+	JPS       m2scale0
+
+m2check1:
+	VMOVSS   (R14)(BX*4), X12
+	VUCOMISS faconst<>+0(SB), X12
+	JNE      m2scale1
+	JPS      m2scale1
+
+m2add:
+	VBROADCASTSS (R12)(BX*4), Z12
+	VBROADCASTSS (DX)(BX*4), Z13
+	MAD2(Z8, Z0, Z4)
+	MAD2(Z9, Z1, Z5)
+	MAD2(Z10, Z2, Z6)
+	MAD2(Z11, Z3, Z7)
+	ADDQ         R8, AX
+	INCQ         BX
+	CMPQ         BX, R13
+	JLT          m2key
+
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z4, 0(R15)
+	VMOVUPS Z5, 64(R15)
+	VMOVUPS Z6, 128(R15)
+	VMOVUPS Z7, 192(R15)
+	ADDQ    $256, DI
+	ADDQ    $256, R15
+	ADDQ    $128, SI
+	SUBQ    $64, R9
+	JGT     m2cols
+
+m2done:
+	VZEROUPPER
+	RET
+
+m2scale0:
+	VBROADCASTSS X12, Z12
+	SCALE4(Z0, Z1, Z2, Z3)
+	JMP          m2check1
+
+m2scale1:
+	VBROADCASTSS X12, Z12
+	SCALE4(Z4, Z5, Z6, Z7)
+	JMP          m2add

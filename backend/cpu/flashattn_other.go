@@ -15,6 +15,14 @@ func faScoresF16Fast(s []float32, k []uint16, stride int, q []float32, scale flo
 
 func faMadF16Fast(acc []float32, v []uint16, stride int, ms, vs []float32) bool { return false }
 
+func faScores2F16Fast(s0, s1 []float32, k []uint16, stride int, q0, q1 []float32, scale float32) bool {
+	return false
+}
+
+func faMad2F16Fast(acc0, acc1 []float32, v []uint16, stride int, ms0, vs0, ms1, vs1 []float32) bool {
+	return false
+}
+
 func faTileLoadFast(kt, vt []float32, k, v []uint16, stride, nk, dim int) int { return 0 }
 
 func faTileScoresFast(kq, q, kt []float32, scale float32) bool { return false }
@@ -25,5 +33,6 @@ func faExpFast(x []float32) int { return 0 }
 
 func faTilePVFast(acc, p, vt []float32, ms float32) bool { return false }
 
-// hasFA is false: no assembly (the tests switch it like the amd64 one).
-var hasFA = false
+// hasFA and hasFA512 are false: no assembly (the tests switch them like
+// the amd64 ones).
+var hasFA, hasFA512 = false, false

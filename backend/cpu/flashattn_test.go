@@ -198,9 +198,11 @@ func TestFlashAttentionGGMLMatchesScalar(t *testing.T) {
 		{shape{2, 1, 64}, 67, 67, 1, 150, 1},  // 67 sequences, one row each
 		{shape{4, 2, 40}, 75, 1, 75, 0, 1},    // no assembly (dim 40)
 	}
-	for _, fast := range []bool{true, false} {
-		saved := hasFA
-		hasFA = hasFA && fast
+	// Each available level of assembly, then none.
+	saved, saved512 := hasFA, hasFA512
+	defer func() { hasFA, hasFA512 = saved, saved512 }()
+	for _, mode := range [][2]bool{{true, true}, {true, false}, {false, false}} {
+		hasFA, hasFA512 = saved && mode[0], saved512 && mode[1]
 		for _, threads := range []int{1, 2} {
 			b := New(threads)
 			for _, tc := range cases {
@@ -212,14 +214,13 @@ func TestFlashAttentionGGMLMatchesScalar(t *testing.T) {
 				b.FlashAttentionGGML(got, c.q, c.caches, c.pos, c.n, c.heads, c.kvHeads, c.dim)
 				for i := range want {
 					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("asm %v threads %d %+v: value %d (row %d): %g, scalar %g",
-							hasFA, threads, tc, i, i/(c.heads*c.dim), got[i], want[i])
+						t.Fatalf("avx2 %v avx512 %v threads %d %+v: value %d (row %d): %g, scalar %g",
+							hasFA, hasFA512, threads, tc, i, i/(c.heads*c.dim), got[i], want[i])
 					}
 				}
 			}
 			b.Close()
 		}
-		hasFA = saved
 	}
 }
 
@@ -241,8 +242,9 @@ func TestFlashAttentionPrimitivesMatchPortable(t *testing.T) {
 		}
 	}
 	portable := func(f func()) {
-		hasFA = false
-		defer func() { hasFA = true }()
+		saved512 := hasFA512
+		hasFA, hasFA512 = false, false
+		defer func() { hasFA, hasFA512 = true, saved512 }()
 		f()
 	}
 	for rep := range 200 {
@@ -288,12 +290,31 @@ func TestFlashAttentionPrimitivesMatchPortable(t *testing.T) {
 		portable(func() { faScoresF16(s2, kh, stride, got, scale) })
 		check("faScoresF16", s1, s2)
 
-		ms, vs := make([]float32, keys), make([]float32, keys)
-		faOnlineSoftmax(s1, ms, vs)
+		ms, ms2, vsBoth := make([]float32, keys), make([]float32, keys), make([]float32, 2*keys)
+		faOnlineSoftmax2(s1, s1, ms, ms2, vsBoth)
+		vs := vsBoth[:keys]
 		a1, a2 := make([]float32, dim), make([]float32, dim)
 		faMadF16(a1, kh, stride, ms, vs)
 		portable(func() { faMadF16(a2, kh, stride, ms, vs) })
 		check("faMadF16", a1, a2)
+
+		// Two heads at once: the second with its own query and weights.
+		q2 := append([]float32(nil), got...)
+		rng.Shuffle(dim, func(i, j int) { q2[i], q2[j] = q2[j], q2[i] })
+		p1, p2 := make([]float32, keys), make([]float32, keys)
+		faScores2F16(p1, p2, kh, stride, got, q2, scale)
+		check("faScores2F16 head 0", p1, s2)
+		portable(func() { faScoresF16(s2, kh, stride, q2, scale) })
+		check("faScores2F16 head 1", p2, s2)
+		vs2 := make([]float32, 2*keys)
+		faOnlineSoftmax2(p2, p2, ms2, make([]float32, keys), vs2)
+		vs2 = vs2[:keys]
+		b1, b2 := make([]float32, dim), make([]float32, dim)
+		clear(a1)
+		faMad2F16(a1, b1, kh, stride, ms, vs, ms2, vs2)
+		check("faMad2F16 head 0", a1, a2)
+		portable(func() { faMadF16(b2, kh, stride, ms2, vs2) })
+		check("faMad2F16 head 1", b1, b2)
 
 		nk := min(keys, ggmlFATileKV)
 		kt1, vt1 := make([]float32, ggmlFATileKV*dim), make([]float32, ggmlFATileKV*dim)
