@@ -91,8 +91,8 @@ GLOBL shufQ6<>(SB), RODATA|NOPTR, $128
 
 // ROWS4_BEGIN loads the arguments of
 // func(w *byte, stride int, act *byte, nb int, out *float32, rows int)
-// (rows a positive multiple of four, nb positive) and sets Y15 to the
-// offset byte o in every byte.
+// (rows a positive multiple of four, nb positive), sets Y15 to the offset
+// byte o in every byte and K2 to the high eight words of a ymm.
 #define ROWS4_BEGIN(o) \
 	MOVQ w+0(FP), R8; \
 	MOVQ stride+8(FP), R9; \
@@ -102,7 +102,9 @@ GLOBL shufQ6<>(SB), RODATA|NOPTR, $128
 	MOVQ rows+40(FP), R13; \
 	VPXOR Y13, Y13, Y13; \
 	BCAST32(o, X15, Y15); \
-	BCAST32(0x0f0f0f0f, X14, Y14)
+	BCAST32(0x0f0f0f0f, X14, Y14); \
+	MOVL $0xff00, AX; \
+	KMOVD AX, K2
 
 // GROUP4_BEGIN points at the first block of the next four rows and clears
 // their sums.
@@ -181,11 +183,11 @@ GLOBL shufQ6<>(SB), RODATA|NOPTR, $128
 	VPXOR 2(P), Y15, Y7
 
 // NIBBLES sets Y7 to the 32 nibbles of the 16 bytes at a: low nibbles
-// first, then high nibbles. Clobbers X10.
+// first, then high nibbles (the bytes in both halves, the high half
+// shifted under the mask K2).
 #define NIBBLES(a) \
-	VMOVDQU a, X7; \
-	VPSRLW $4, X7, X10; \
-	VINSERTI128 $1, X10, Y7, Y7; \
+	VBROADCASTI128 a, Y7; \
+	VPSRLW $4, Y7, K2, Y7; \
 	VPAND Y14, Y7, Y7
 
 // Q50Q sets Y7 to the Q5_0 quants at P as unsigned bytes q + 16: the
