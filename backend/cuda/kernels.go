@@ -71,6 +71,13 @@ var mmqKernels = map[tensor.DType]string{
 	tensor.Q6_K: "mmq_q6_k",
 }
 
+// perPass is how many blocks of each quantized type a warp takes in one
+// pass of the matrix kernels (TQ*::PER in kernels.cu).
+var perPass = map[tensor.DType]int{
+	tensor.Q8_0: 32, tensor.Q4_0: 32, tensor.Q5_0: 32,
+	tensor.Q4_K: 8, tensor.Q5_K: 8, tensor.Q6_K: 4,
+}
+
 // mmqMinRows is the fewest activation rows that the mmq kernels take.
 const mmqMinRows = 16
 
@@ -194,6 +201,15 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 		return d.launch2(k, ceilDiv(w.rows, 64), ceilDiv(m, 64), 128, 0,
 			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
 	}
+	if per, ok := perPass[w.dt]; ok && m == 1 {
+		// One row: the _mv kernels split each weight row's passes over a
+		// block's 8 warps, rpc rows a block, so that every warp has work.
+		nb := w.cols / w.dt.BlockSize()
+		passes := ceilDiv(nb, per)
+		rpc := max(1, min(8, ceilDiv(8, passes), (48<<10)/(4*nb)))
+		return d.launch2(matmulKernels[w.dt]+"_mv", ceilDiv(w.rows, rpc), 1, matvecThreads, 4*rpc*nb,
+			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m, rpc)
+	}
 	name, tile := matmulKernels[w.dt]+"_r1", 1
 	if m > 1 {
 		name, tile = matmulKernels[w.dt]+"_r16", mmTile
@@ -247,7 +263,7 @@ type attnArgs struct {
 // tiled kernel from 64 rows on).
 func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArgs, m int) error {
 	if a.fa && a.f16 {
-		return d.launch2("attention_fa", a.heads, m, 256, 4*(2*a.dim+64), q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
+		return d.launch2("attention_fa", a.heads, m, 256, 4*(2*a.dim+64+64*(a.dim+1)), q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
 	return d.launch2("attention", a.heads, m, 256, 4*a.dim, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,

@@ -54,6 +54,13 @@ func (d *Device) launch2(name string, bx, by, threads, shmem int, a ...any) erro
 	if bx < 1 {
 		bx = 1
 	}
+	if shmem > 48<<10 {
+		// Dynamic shared memory past 48 KiB must be asked for.
+		const maxDynamicShared = 8 // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+		if err := d.drv.check("cuFuncSetAttribute "+name, d.drv.cuFuncSetAttribute(f, maxDynamicShared, int32(shmem))); err != nil {
+			return err
+		}
+	}
 	if by < 1 {
 		return nil // no rows
 	}

@@ -471,6 +471,39 @@ __device__ __forceinline__ void matmul_q(const u8* __restrict__ W, const u8* __r
     }
 }
 
+// matvec_q is matmul_q for one activation row, split over the warps of a
+// block: the block takes rpc weight rows, its warps the (row, pass) items
+// round-robin, every block's term goes to shared memory (rpc x blocks
+// floats, dynamic), and thread r then adds row r's terms in block order.
+// More warps in flight than one per row keep more weight bytes loading.
+template <class T>
+__device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
+                                         float* __restrict__ y, int yStride, const float* __restrict__ bias,
+                                         int rows, int cols, i64 rowBytes, int acc, int m, int rpc) {
+    extern __shared__ float mvTerms[];
+    int warp = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    int r0 = blockIdx.x * rpc;
+    int nr = min(rpc, rows - r0);
+    int nb = T::blocks(cols);
+    int np = (nb + T::PER - 1) / T::PER;
+    for (int it = warp; it < nr * np; it += nw) {
+        int rr = it / np, p = it % np;
+        T::template pass<1>(W + (i64)(r0 + rr) * rowBytes, act, actStride, p * T::PER, nb, 1,
+                            (float (*)[33])(mvTerms + rr * nb + p * T::PER));
+    }
+    __syncthreads();
+    int rr = threadIdx.x;
+    if (rr < nr) {
+        float sum = 0.0f;
+        const float* t = mvTerms + rr * nb;
+        for (int k = 0; k < nb; k++) sum = __fadd_rn(sum, t[k]);
+        int row = r0 + rr;
+        if (bias) sum += bias[row];
+        float* yp = y + row;
+        *yp = acc ? *yp + sum : sum;
+    }
+}
+
 // Float weights with float32 activations: each lane takes pairs of columns
 // (cols is even; rows start 4-byte aligned).
 template <int KIND>  // 0 f32, 1 f16, 2 bf16
@@ -521,6 +554,7 @@ __device__ __forceinline__ void matmul_f(const u8* __restrict__ W, const u8* __r
 #define MM_ARGS W, act, actStride, y, yStride, bias, rows, cols, rowBytes, acc, m
 
 #define MM_Q(name, T)                                                                              \
+    extern "C" __global__ void name##_mv(MM_PARAMS, int rpc) { matvec_q<T>(MM_ARGS, rpc); }       \
     extern "C" __global__ void name##_r1(MM_PARAMS) { matmul_q<1, T>(MM_ARGS); }                  \
     extern "C" __global__ void name##_r16(MM_PARAMS) { matmul_q<16, T>(MM_ARGS); }
 #define MM_F(name, KIND)                                                                           \
@@ -918,7 +952,10 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
     const float* xr = x + (i64)(sel ? sel[r] : r) * n;
     float* o = out + (i64)r * n;
     double s = 0.0;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) s += (double)__fmul_rn(xr[i], xr[i]);
+    for (int i = threadIdx.x * 8; i < n; i += blockDim.x * 8)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            if (i + j < n) s += (double)__fmul_rn(xr[i + j], xr[i + j]);
     for (int k = 16; k > 0; k >>= 1) s += __shfl_xor_sync(FULL, s, k);
     int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nw = blockDim.x / WARP;
     if (lane == 0) red[wi] = s;
@@ -936,10 +973,7 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
     }
     __syncthreads();
     float scale = scl;
-    for (int i = threadIdx.x; i < n; i += blockDim.x)
-        o[i] = ggml ? __fmul_rn(__fmul_rn(xr[i], scale), w[i]) : __fmul_rn(w[i], __fmul_rn(xr[i], scale));
-    if (!q80 && !q8k) return;
-    __syncthreads();
+    // Each warp takes chunks of 256 outputs, quantized from registers.
     u8* q80r = q80 ? q80 + (i64)r * (n / 32) * 34 : 0;
     u8* q8kr = q8k ? q8k + (i64)r * (n / 256) * 292 : 0;
     for (int base = wi * 256; base < n; base += nw * 256) {
@@ -947,9 +981,13 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             int e = base + 8 * lane + j;
-            v[j] = e < n ? o[e] : 0.0f;
+            v[j] = 0.0f;
+            if (e < n) {
+                v[j] = ggml ? __fmul_rn(__fmul_rn(xr[e], scale), w[e]) : __fmul_rn(w[e], __fmul_rn(xr[e], scale));
+                o[e] = v[j];
+            }
         }
-        quant_chunk(v, base, n, q80r, q8kr);
+        if (q80r || q8kr) quant_chunk(v, base, n, q80r, q8kr);
     }
 }
 
@@ -1131,10 +1169,15 @@ __device__ __forceinline__ float ggml_expf(float x) {
 // it: for dim a multiple of 64, four 16-lane accumulators of fused
 // multiply-adds, reduced (a0+a2)+(a1+a3), then halves added pairwise
 // (_mm512_reduce_add_ps); otherwise one fused sum in order.
-__device__ __forceinline__ float dot_f16_ggml(const u16* __restrict__ k, const float* __restrict__ q, int dim) {
+// The keys k are F16 values (u8*: in global memory) or already widened
+// to float32 (exact; in shared memory).
+__device__ __forceinline__ float kval(const float* k, int i) { return k[i]; }
+__device__ __forceinline__ float kval(const u8* k, int i) { return h2f(((const u16*)k)[i]); }
+template <class K>
+__device__ __forceinline__ float dot_f16_ggml(const K* __restrict__ k, const float* __restrict__ q, int dim) {
     if (dim % 64 != 0) {
         float s = 0.0f;
-        for (int i = 0; i < dim; i++) s = __fmaf_rn(h2f(k[i]), q[i], s);
+        for (int i = 0; i < dim; i++) s = __fmaf_rn(kval(k, i), q[i], s);
         return s;
     }
     float a[4][16];
@@ -1148,7 +1191,7 @@ __device__ __forceinline__ float dot_f16_ggml(const u16* __restrict__ k, const f
 #pragma unroll
             for (int l = 0; l < 16; l++) {
                 int e = i + 16 * j + l;
-                a[j][l] = __fmaf_rn(h2f(k[e]), q[e], a[j][l]);
+                a[j][l] = __fmaf_rn(kval(k, e), q[e], a[j][l]);
             }
     }
     float v[16];
@@ -1159,6 +1202,29 @@ __device__ __forceinline__ float dot_f16_ggml(const u16* __restrict__ k, const f
 #pragma unroll
         for (int l = 0; l < w; l++) v[l] = __fadd_rn(v[l], v[l + w]);
     return v[0];
+}
+
+// stage_keys widens keys ic..ic+nk-1 (F16, head offset off, rows kvStride
+// apart) into ks, 64 rows of dim+1 floats (zeros past nk).
+// Pairs of values (dim is even) in batches of 8 loads a thread.
+__device__ void stage_keys(const u8* kc, int kvStride, int off, int ic, int nk, int dim, float* ks) {
+    int half = dim / 2, total = 64 * half;
+    for (int i0 = threadIdx.x; i0 < total; i0 += 8 * blockDim.x) {
+        u32 v[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            int idx = i0 + u * blockDim.x, key = idx / half, p = idx % half;
+            v[u] = idx < total && key < nk ? ((const u32*)kc)[((i64)(ic + key) * kvStride + off) / 2 + p] : 0u;
+        }
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            int idx = i0 + u * blockDim.x, key = idx / half, p = idx % half;
+            if (idx < total) {
+                ks[key * (dim + 1) + 2 * p] = h2f((u16)(v[u] & 0xffff));
+                ks[key * (dim + 1) + 2 * p + 1] = h2f((u16)(v[u] >> 16));
+            }
+        }
+    }
 }
 
 // attention_fa is ggml's CPU flash attention for one query row over an F16
@@ -1176,10 +1242,14 @@ __device__ __forceinline__ float dot_f16_ggml(const u16* __restrict__ k, const f
 // as ggml_vec_scale_f16 and ggml_vec_mad_f16 do.
 //
 // Tiled (faTiledRow): key tiles of 64; scores as fused chains over the
-// head dimension with the float32 query; per tile thread 0 takes the
+// head dimension with the float32 query; per tile warp 0 takes the
 // maximum, rescales, and sums ggml_expf(s - M) in 16-lane trees added in
 // double; the float32 accumulator takes the tile's keys by fused
 // multiply-adds in order.
+//
+// Both stage each tile of 64 keys in shared memory first (widened to
+// float32, rows padded to dim+1 floats: no bank conflicts), as the
+// threads' serial dot products would otherwise read strided rows.
 extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* __restrict__ kc,
                                         const u8* __restrict__ vc, float* __restrict__ out,
                                         float* __restrict__ scores, int heads, int kvHeads, int dim,
@@ -1193,7 +1263,7 @@ extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* _
     q += (i64)r * qStride;
     out += (i64)r * heads * dim;
     scores += (i64)r * heads * ctx;
-    extern __shared__ float qs[];  // dim floats (+ dim accumulators and 64 scores when tiled)
+    extern __shared__ float qs[];  // dim floats, (tiled: dim accumulators, 64 scores), 64 x (dim+1) keys
     __shared__ float total, tms, ms;
     __shared__ int tflag;
     int h = blockIdx.x;
@@ -1213,14 +1283,17 @@ extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* _
             tms = ninf;  // M while no tile runs
         }
         __syncthreads();
+        float* ks = kq + 64;
         for (int ic = 0; ic < n; ic += 64) {
             int nk = min(64, n - ic);
+            stage_keys(kc, kvStride, off, ic, nk, dim, ks);
+            __syncthreads();
             for (int tk = threadIdx.x; tk < 64; tk += blockDim.x) {
                 float s = ninf;
                 if (tk < nk) {
-                    const u16* kr = (const u16*)kc + (i64)(ic + tk) * kvStride + off;
+                    const float* kr = ks + tk * (dim + 1);
                     s = 0.0f;
-                    for (int d = 0; d < dim; d++) s = __fmaf_rn(qs[d], h2f(kr[d]), s);
+                    for (int d = 0; d < dim; d++) s = __fmaf_rn(qs[d], kr[d], s);
                     s = __fmul_rn(s, scale);
                 }
                 kq[tk] = s;
@@ -1274,7 +1347,16 @@ extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* _
                     float a = acc[i];
                     if (flag == 2) a = __fmul_rn(a, m);
                     const u16* vr = (const u16*)vc + (i64)ic * kvStride + off + i;
-                    for (int tk = 0; tk < nk; tk++) a = __fmaf_rn(kq[tk], h2f(vr[(i64)tk * kvStride]), a);
+                    // Batches of 8 values loaded before their fused
+                    // multiply-adds, so the loads overlap.
+                    for (int t0 = 0; t0 < nk; t0 += 8) {
+                        float vv[8];
+#pragma unroll
+                        for (int u = 0; u < 8; u++) vv[u] = t0 + u < nk ? h2f(vr[(i64)(t0 + u) * kvStride]) : 0.0f;
+#pragma unroll
+                        for (int u = 0; u < 8; u++)
+                            if (t0 + u < nk) a = __fmaf_rn(kq[t0 + u], vv[u], a);
+                    }
                     acc[i] = a;
                 }
             }
@@ -1288,9 +1370,19 @@ extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* _
     float* sc = scores + (i64)h * ctx;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(q[h * dim + i]));
     __syncthreads();
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        const u16* kr = (const u16*)kc + (i64)j * kvStride + off;
-        sc[j] = __fmul_rn(dot_f16_ggml(kr, qs, dim), scale);
+    if (n <= (int)blockDim.x) {
+        // One key a thread, read from global memory: one round (decoding).
+        if ((int)threadIdx.x < n)
+            sc[threadIdx.x] = __fmul_rn(dot_f16_ggml(kc + ((i64)threadIdx.x * kvStride + off) * 2, qs, dim), scale);
+    } else {
+        float* ks = qs + dim;
+        for (int ic = 0; ic < n; ic += 64) {
+            int nk = min(64, n - ic);
+            stage_keys(kc, kvStride, off, ic, nk, dim, ks);
+            __syncthreads();
+            if ((int)threadIdx.x < nk) sc[ic + threadIdx.x] = __fmul_rn(dot_f16_ggml(ks + threadIdx.x * (dim + 1), qs, dim), scale);
+            __syncthreads();
+        }
     }
     __syncthreads();
     // The online softmax's maxima are prefix maxima: each thread takes a
@@ -1329,14 +1421,21 @@ extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* _
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         const u16* vr = (const u16*)vc + off + i;
         u16 acc = 0;
-        for (int j = 0; j < n; j++) {
-            float w = sc[j];
-            float vs = w;
-            if (__float_as_uint(w) >> 31) {
-                acc = f2h(__fmul_rn(h2f(acc), -w));
-                vs = 1.0f;
+        for (int j0 = 0; j0 < n; j0 += 8) {
+            float vv[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) vv[u] = j0 + u < n ? h2f(vr[(i64)(j0 + u) * kvStride]) : 0.0f;
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                if (j0 + u >= n) break;
+                float w = sc[j0 + u];
+                float vs = w;
+                if (__float_as_uint(w) >> 31) {
+                    acc = f2h(__fmul_rn(h2f(acc), -w));
+                    vs = 1.0f;
+                }
+                acc = f2h(__fmaf_rn(vv[u], vs, h2f(acc)));
             }
-            acc = f2h(__fmaf_rn(h2f(vr[(i64)j * kvStride]), vs, h2f(acc)));
         }
         out[h * dim + i] = __fmul_rn(h2f(acc), inv);
     }
