@@ -180,23 +180,35 @@ func checkWeightRows(w tensor.DType, wlen, rowBytes, lo, hi, cols int) error {
 	return nil
 }
 
+// tileBlockBytes bounds the packed activations that one sweep over a
+// chunk's weight rows reads: the groups beyond it wait for the next sweep,
+// so that the ones in flight stay in the L2 cache while every tile of
+// weight rows passes over them.
+const tileBlockBytes = 768 << 10
+
 // mulTiled runs the tiled kernel over the weight rows lo..hi-1 (a multiple
-// of tileRows) and all n packed rows.
+// of tileRows) and all n packed rows, in sweeps of a few groups.
 func mulTiled(tl *tiler, wdata []byte, rowBytes, lo, hi int, tiles []byte, n, cols int, out []float32, ostride int) {
 	nb := cols / tl.blockElems
+	groupBytes := nb * tl.packBytes
 	full := n / tileCols
-	var last [tileRows * tileCols]float32
+	sweep := max(1, tileBlockBytes/groupBytes)
 	var side [tileSideBytes]byte
-	for r := lo; r < hi; r += tileRows {
-		w := wdata[r*rowBytes:]
-		if full > 0 {
-			tl.mul(w, rowBytes, tiles, full, nb, out[r:], ostride, side[:])
+	for g0 := 0; g0 < full; g0 += sweep {
+		g1 := min(g0+sweep, full)
+		for r := lo; r < hi; r += tileRows {
+			tl.mul(wdata[r*rowBytes:], rowBytes, tiles[g0*groupBytes:], g1-g0, nb, out[g0*tileCols*ostride+r:], ostride, side[:])
 		}
-		if rest := n - full*tileCols; rest > 0 {
-			tl.mul(w, rowBytes, tiles[full*nb*tl.packBytes:], 1, nb, last[:], tileRows, side[:])
-			for c := range rest {
-				copy(out[(full*tileCols+c)*ostride+r:][:tileRows], last[c*tileRows:])
-			}
+	}
+	rest := n - full*tileCols
+	if rest == 0 {
+		return
+	}
+	var last [tileRows * tileCols]float32
+	for r := lo; r < hi; r += tileRows {
+		tl.mul(wdata[r*rowBytes:], rowBytes, tiles[full*groupBytes:], 1, nb, last[:], tileRows, side[:])
+		for c := range rest {
+			copy(out[(full*tileCols+c)*ostride+r:][:tileRows], last[c*tileRows:])
 		}
 	}
 }

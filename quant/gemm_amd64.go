@@ -44,11 +44,8 @@ func init() {
 	if !hasVNNI {
 		return
 	}
-	pack := func(bias int32) func([]byte, *[tileCols][]byte) {
-		return func(dst []byte, src *[tileCols][]byte) { pack32(dst, src, bias) }
-	}
-	tilers[tensor.Q8_0] = asmTiler(q8_0TileVNNI, qk, 34, pack32Bytes, 16, side32(34), pack(128))
-	tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16, side32(22), pack(16))
+	tilers[tensor.Q8_0] = asmTiler(q8_0TileVNNI, qk, 34, pack32Bytes, 16, side32(34), pack32)
+	tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16, side32(22), pack32)
 	tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, 224, sideQ4K, packK)
 	tilers[tensor.Q6_K] = asmTiler(q6KTileVNNI, qkK, 210, packKBytes, 272, sideQ6K, packK)
 	tilers[tensor.BF16] = asmTiler(bf16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
@@ -141,28 +138,22 @@ func sideQ6K(dst, w []byte, stride, nb int) {
 }
 
 // pack32Bytes is one packed block of a group of Q8_0 activation rows: the
-// tileCols rows' 32 quants, then per row the eight int32 lanes of -bias
-// times the sums of four quants (the weights enter the kernel as unsigned
-// bytes, biased by +bias), then per row its scale eight times.
-const pack32Bytes = tileCols * (32 + 8*4 + 8*4)
+// tileCols rows' 32 quants, then their scales as float32.
+const pack32Bytes = tileCols * (32 + 4)
 
 // pack32 packs one block of a group from Q8_0 activation blocks (34
 // bytes: half scale, 32 quants); a nil block packs as zeros.
-func pack32(dst []byte, src *[tileCols][]byte, bias int32) {
+func pack32(dst []byte, src *[tileCols][]byte) {
 	dst = dst[:pack32Bytes]
-	clear(dst)
-	lanes, scales := i32s(dst[tileCols*32:tileCols*64]), f32s(dst[tileCols*64:])
+	scales := f32s(dst[tileCols*32:])
 	for c, b := range src {
 		if b == nil {
+			clear(dst[32*c : 32*c+32])
+			scales[c] = 0
 			continue
 		}
 		copy(dst[32*c:32*c+32], b[2:34])
-		q := i8s(b[2:34])
-		d := f16(b[0:])
-		for l := range 8 {
-			lanes[8*c+l] = -bias * (int32(q[4*l]) + int32(q[4*l+1]) + int32(q[4*l+2]) + int32(q[4*l+3]))
-			scales[8*c+l] = d
-		}
+		scales[c] = f16(b[0:])
 	}
 }
 

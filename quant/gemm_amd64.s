@@ -3,12 +3,33 @@
 #include "textflag.h"
 
 // Tiled AVX-512 VNNI kernels for prompt processing: a tile of 4 weight rows
-// x 4 activation rows, the activations packed by pack32. Each zmm
+// x 4 activation rows, the activations packed by pack32 (the four rows'
+// 32 quants, then their scales as float32). Each zmm
 // accumulator holds two of the AVX2 row kernels' eight-lane float sums
 // (activation rows 2p and 2p+1 of one weight row), and every lane receives
 // exactly the integer sum and the float operations of the row kernel, so
 // the tile's results equal q8_0DotRowsAVX2's and q5_0DotRowsAVX2's bit for
 // bit.
+
+// permHalves spreads four floats over the halves of two zmm: 0 and 1,
+// then 2 and 3, eight times each.
+DATA permHalves<>+0(SB)/8, $0
+DATA permHalves<>+8(SB)/8, $0
+DATA permHalves<>+16(SB)/8, $0
+DATA permHalves<>+24(SB)/8, $0
+DATA permHalves<>+32(SB)/8, $0x0000000100000001
+DATA permHalves<>+40(SB)/8, $0x0000000100000001
+DATA permHalves<>+48(SB)/8, $0x0000000100000001
+DATA permHalves<>+56(SB)/8, $0x0000000100000001
+DATA permHalves<>+64(SB)/8, $0x0000000200000002
+DATA permHalves<>+72(SB)/8, $0x0000000200000002
+DATA permHalves<>+80(SB)/8, $0x0000000200000002
+DATA permHalves<>+88(SB)/8, $0x0000000200000002
+DATA permHalves<>+96(SB)/8, $0x0000000300000003
+DATA permHalves<>+104(SB)/8, $0x0000000300000003
+DATA permHalves<>+112(SB)/8, $0x0000000300000003
+DATA permHalves<>+120(SB)/8, $0x0000000300000003
+GLOBL permHalves<>(SB), RODATA|NOPTR, $128
 
 // TILE32_ARGS loads the arguments: weight rows at AX, BX, CX, DX, the
 // float scales at R13, the packed groups at DI, their count in R10, the
@@ -25,7 +46,10 @@
 	MOVQ nb+40(FP), R14; \
 	MOVQ out+48(FP), R11; \
 	MOVQ ostride+56(FP), R12; \
-	SHLQ $2, R12
+	SHLQ $2, R12; \
+	VPXORD Z28, Z28, Z28; \
+	VMOVDQU32 permHalves<>(SB), Z29; \
+	VMOVDQU32 permHalves<>+64(SB), Z7
 
 // TILE32_GROUP clears the eight accumulators Z16..Z23 and rewinds the
 // weights (SI) and scales (R8) for the next group.
@@ -52,15 +76,23 @@
 	VMULPS.BCST s(R8), D, S; \
 	VFMADD231PS S, T, ACC
 
-// TILE32_BLOCK multiplies the weight blocks in Z0..Z3 with the packed
-// block at DI and moves to the next block.
-#define TILE32_BLOCK(bs) \
+// TILE32_BLOCK multiplies the weight blocks in Z0..Z3 (biased by the
+// bytes in BIAS) with the packed block at DI and moves to the next block.
+// The activations' bias lanes -bias*Σ(4 quants) are formed here (Z28 holds
+// zeros) and their scales spread over the halves by VPERMPS (indices in
+// Z29 and Z7).
+#define TILE32_BLOCK(bs, BIAS) \
 	VMOVDQU64 (DI), Z4; \
 	VMOVDQU64 64(DI), Z5; \
-	VMOVDQU64 128(DI), Z10; \
-	VMOVDQU64 192(DI), Z11; \
-	VMOVUPS 256(DI), Z8; \
-	VMOVUPS 320(DI), Z9; \
+	VPXORD Z10, Z10, Z10; \
+	VPDPBUSD Z4, BIAS, Z10; \
+	VPSUBD Z10, Z28, Z10; \
+	VPXORD Z11, Z11, Z11; \
+	VPDPBUSD Z5, BIAS, Z11; \
+	VPSUBD Z11, Z28, Z11; \
+	VBROADCASTF32X4 128(DI), Z6; \
+	VPERMPS Z6, Z29, Z8; \
+	VPERMPS Z6, Z7, Z9; \
 	PAIR(Z0, Z4, Z10, Z8, 0, Z16, Z12, Z13); \
 	PAIR(Z0, Z5, Z11, Z9, 0, Z17, Z14, Z15); \
 	PAIR(Z1, Z4, Z10, Z8, 4, Z18, Z24, Z25); \
@@ -71,7 +103,7 @@
 	PAIR(Z3, Z5, Z11, Z9, 12, Z23, Z26, Z27); \
 	ADDQ $bs, SI; \
 	ADDQ $16, R8; \
-	ADDQ $384, DI; \
+	ADDQ $144, DI; \
 	DECQ R9
 
 // HSUM leaves the sum of the eight floats of Y (low half X) in X, as the
@@ -126,7 +158,7 @@ q80block:
 	VPXORD Z31, Z2, Z2
 	VBROADCASTI64X4 2(DX)(SI*1), Z3
 	VPXORD Z31, Z3, Z3
-	TILE32_BLOCK(34)
+	TILE32_BLOCK(34, Z31)
 	JNE q80block
 
 	TILE32_STORE
@@ -165,7 +197,7 @@ q50block:
 	Q5W(BX, Z1)
 	Q5W(CX, Z2)
 	Q5W(DX, Z3)
-	TILE32_BLOCK(22)
+	TILE32_BLOCK(22, Z30)
 	JNE q50block
 
 	TILE32_STORE
