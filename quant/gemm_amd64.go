@@ -40,16 +40,31 @@ func q4KTileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, out
 //go:noescape
 func q6KTileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
 
-func init() {
-	if !hasVNNI {
-		return
+//go:noescape
+func q8_0TileAVX2(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
+
+//go:noescape
+func q5_0TileAVX2(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
+
+func init() { installTilers(hasVNNI, hasAVX2) }
+
+// installTilers sets the tiled kernels for a CPU with AVX-512 VNNI (vnni)
+// or only AVX2 (avx2): without VNNI, the 32-element block types get AVX2
+// tiles and the other types keep their row kernels.
+func installTilers(vnni, avx2 bool) {
+	clear(tilers[:])
+	switch {
+	case vnni:
+		tilers[tensor.Q8_0] = asmTiler(q8_0TileVNNI, qk, 34, pack32Bytes, 16, side32(34), pack32)
+		tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16, side32(22), pack32)
+		tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, 224, sideQ4K, packK)
+		tilers[tensor.Q6_K] = asmTiler(q6KTileVNNI, qkK, 210, packKBytes, 272, sideQ6K, packK)
+		tilers[tensor.BF16] = asmTiler(bf16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
+		tilers[tensor.F16] = asmTiler(f16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
+	case avx2:
+		tilers[tensor.Q8_0] = asmTiler(q8_0TileAVX2, qk, 34, pack32Bytes, 16, side32(34), pack32)
+		tilers[tensor.Q5_0] = asmTiler(q5_0TileAVX2, qk, 22, pack32Bytes, 16, side32(22), pack32)
 	}
-	tilers[tensor.Q8_0] = asmTiler(q8_0TileVNNI, qk, 34, pack32Bytes, 16, side32(34), pack32)
-	tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16, side32(22), pack32)
-	tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, 224, sideQ4K, packK)
-	tilers[tensor.Q6_K] = asmTiler(q6KTileVNNI, qkK, 210, packKBytes, 272, sideQ6K, packK)
-	tilers[tensor.BF16] = asmTiler(bf16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
-	tilers[tensor.F16] = asmTiler(f16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
 }
 
 // asmTiler wraps an assembly tile kernel: side, if not nil, fills the side

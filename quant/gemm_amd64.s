@@ -1032,3 +1032,404 @@ f16loop1:
 	VZEROUPPER
 	RET
 
+
+// AVX2 tiles (no AVX-512 VNNI): the same packed groups as the VNNI tiles,
+// four passes of 2 weight rows x 2 activation rows over each group, each
+// sum formed exactly as q8_0DotRowsAVX2 and q5_0DotRowsAVX2 form it:
+// |w| times the activations signed by w (VPMADDUBSW), pairs summed
+// (VPMADDWD), converted, times f16(w)*f16(a) added by FMA into eight
+// lanes, the lanes summed as HSUM.
+
+DATA onesW<>+0(SB)/8, $0x0001000100010001
+DATA onesW<>+8(SB)/8, $0x0001000100010001
+DATA onesW<>+16(SB)/8, $0x0001000100010001
+DATA onesW<>+24(SB)/8, $0x0001000100010001
+GLOBL onesW<>(SB), RODATA|NOPTR, $32
+
+// q5Consts: bytes_from_bits_32's shuffle and mask, then bytes 0xf0 and
+// 0x0f.
+DATA q5Consts<>+0(SB)/8, $0x0000000000000000
+DATA q5Consts<>+8(SB)/8, $0x0101010101010101
+DATA q5Consts<>+16(SB)/8, $0x0202020202020202
+DATA q5Consts<>+24(SB)/8, $0x0303030303030303
+DATA q5Consts<>+32(SB)/8, $0x7fbfdfeff7fbfdfe
+DATA q5Consts<>+40(SB)/8, $0x7fbfdfeff7fbfdfe
+DATA q5Consts<>+48(SB)/8, $0x7fbfdfeff7fbfdfe
+DATA q5Consts<>+56(SB)/8, $0x7fbfdfeff7fbfdfe
+DATA q5Consts<>+64(SB)/8, $0xf0f0f0f0f0f0f0f0
+DATA q5Consts<>+72(SB)/8, $0xf0f0f0f0f0f0f0f0
+DATA q5Consts<>+80(SB)/8, $0xf0f0f0f0f0f0f0f0
+DATA q5Consts<>+88(SB)/8, $0xf0f0f0f0f0f0f0f0
+DATA q5Consts<>+96(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA q5Consts<>+104(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA q5Consts<>+112(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA q5Consts<>+120(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL q5Consts<>(SB), RODATA|NOPTR, $128
+
+// A2_ARGS loads the arguments: the first weight row at CX, the stride in
+// DX, the side table at R13, the packed groups at DI, their count in R10,
+// the bytes of a group in R14, the output at R11 and its stride in bytes
+// in R12.
+#define A2_ARGS \
+	MOVQ w+0(FP), CX; \
+	MOVQ stride+8(FP), DX; \
+	MOVQ side+16(FP), R13; \
+	MOVQ act+24(FP), DI; \
+	MOVQ groups+32(FP), R10; \
+	MOVQ nb+40(FP), R14; \
+	IMULQ $144, R14; \
+	MOVQ out+48(FP), R11; \
+	MOVQ ostride+56(FP), R12; \
+	SHLQ $2, R12
+
+// A2W8 loads the Q8_0 quants of weight row R into W and |W| into A.
+#define A2W8(R, W, A) \
+	VMOVDQU 2(R)(SI*1), W; \
+	VPABSB W, A
+
+// A2W5 unpacks the Q5_0 quants (-16..15) of weight row R into W (low
+// half XW), |W| into A, as Q5UNPACK does. Clobbers Y14, Y15.
+#define A2W5(R, W, XW, A) \
+	VPBROADCASTD 2(R)(SI*1), Y14; \
+	VPSHUFB q5Consts<>+0(SB), Y14, Y14; \
+	VPOR q5Consts<>+32(SB), Y14, Y14; \
+	VPCMPEQB Y15, Y15, Y15; \
+	VPCMPEQB Y15, Y14, Y14; \
+	VPANDN q5Consts<>+64(SB), Y14, Y14; \
+	VMOVDQU 6(R)(SI*1), X15; \
+	VPSRLW $4, X15, XW; \
+	VINSERTI128 $1, XW, Y15, W; \
+	VPAND q5Consts<>+96(SB), W, W; \
+	VPOR Y14, W, W; \
+	VPABSB W, A
+
+// A2PAIR adds weight row (W, |W| in A, scale SW) times activation row X
+// (scale SX) to ACC. Clobbers Y14, Y15.
+#define A2PAIR(W, A, SW, X, SX, ACC) \
+	VPSIGNB W, X, Y14; \
+	VPMADDUBSW Y14, A, Y14; \
+	VPMADDWD onesW<>(SB), Y14, Y14; \
+	VCVTDQ2PS Y14, Y14; \
+	VMULPS SX, SW, Y15; \
+	VFMADD231PS Y15, Y14, ACC
+
+// func q8_0TileAVX2(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
+TEXT ·q8_0TileAVX2(SB), NOSPLIT, $0-64
+	A2_ARGS
+
+q8_0a2group:
+	// rows 0, 1; activation rows 0, 1
+	MOVQ CX, AX
+	LEAQ (AX)(DX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ SI, SI
+	XORQ R8, R8
+	XORQ R9, R9
+q8_0a2p00:
+	A2W8(AX, Y4, Y6)
+	A2W8(BX, Y5, Y7)
+	VBROADCASTSS 0(R13)(R8*1), Y12
+	VBROADCASTSS 4(R13)(R8*1), Y13
+	VMOVDQU 0(DI)(R9*1), Y8
+	VMOVDQU 32(DI)(R9*1), Y9
+	VBROADCASTSS 128(DI)(R9*1), Y10
+	VBROADCASTSS 132(DI)(R9*1), Y11
+	A2PAIR(Y4, Y6, Y12, Y8, Y10, Y0)
+	A2PAIR(Y4, Y6, Y12, Y9, Y11, Y1)
+	A2PAIR(Y5, Y7, Y13, Y8, Y10, Y2)
+	A2PAIR(Y5, Y7, Y13, Y9, Y11, Y3)
+	ADDQ $34, SI
+	ADDQ $16, R8
+	ADDQ $144, R9
+	CMPQ R9, R14
+	JNE  q8_0a2p00
+	MOVQ R11, SI
+	HSUM(Y0, X0, X15)
+	VMOVSS X0, 0(SI)
+	HSUM(Y1, X1, X15)
+	VMOVSS X1, 0(SI)(R12*1)
+	HSUM(Y2, X2, X15)
+	VMOVSS X2, 4(SI)
+	HSUM(Y3, X3, X15)
+	VMOVSS X3, 4(SI)(R12*1)
+	// rows 0, 1; activation rows 2, 3
+	MOVQ CX, AX
+	LEAQ (AX)(DX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ SI, SI
+	XORQ R8, R8
+	XORQ R9, R9
+q8_0a2p01:
+	A2W8(AX, Y4, Y6)
+	A2W8(BX, Y5, Y7)
+	VBROADCASTSS 0(R13)(R8*1), Y12
+	VBROADCASTSS 4(R13)(R8*1), Y13
+	VMOVDQU 64(DI)(R9*1), Y8
+	VMOVDQU 96(DI)(R9*1), Y9
+	VBROADCASTSS 136(DI)(R9*1), Y10
+	VBROADCASTSS 140(DI)(R9*1), Y11
+	A2PAIR(Y4, Y6, Y12, Y8, Y10, Y0)
+	A2PAIR(Y4, Y6, Y12, Y9, Y11, Y1)
+	A2PAIR(Y5, Y7, Y13, Y8, Y10, Y2)
+	A2PAIR(Y5, Y7, Y13, Y9, Y11, Y3)
+	ADDQ $34, SI
+	ADDQ $16, R8
+	ADDQ $144, R9
+	CMPQ R9, R14
+	JNE  q8_0a2p01
+	LEAQ (R11)(R12*2), SI
+	HSUM(Y0, X0, X15)
+	VMOVSS X0, 0(SI)
+	HSUM(Y1, X1, X15)
+	VMOVSS X1, 0(SI)(R12*1)
+	HSUM(Y2, X2, X15)
+	VMOVSS X2, 4(SI)
+	HSUM(Y3, X3, X15)
+	VMOVSS X3, 4(SI)(R12*1)
+	// rows 2, 3; activation rows 0, 1
+	LEAQ (CX)(DX*2), AX
+	LEAQ (AX)(DX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ SI, SI
+	XORQ R8, R8
+	XORQ R9, R9
+q8_0a2p10:
+	A2W8(AX, Y4, Y6)
+	A2W8(BX, Y5, Y7)
+	VBROADCASTSS 8(R13)(R8*1), Y12
+	VBROADCASTSS 12(R13)(R8*1), Y13
+	VMOVDQU 0(DI)(R9*1), Y8
+	VMOVDQU 32(DI)(R9*1), Y9
+	VBROADCASTSS 128(DI)(R9*1), Y10
+	VBROADCASTSS 132(DI)(R9*1), Y11
+	A2PAIR(Y4, Y6, Y12, Y8, Y10, Y0)
+	A2PAIR(Y4, Y6, Y12, Y9, Y11, Y1)
+	A2PAIR(Y5, Y7, Y13, Y8, Y10, Y2)
+	A2PAIR(Y5, Y7, Y13, Y9, Y11, Y3)
+	ADDQ $34, SI
+	ADDQ $16, R8
+	ADDQ $144, R9
+	CMPQ R9, R14
+	JNE  q8_0a2p10
+	MOVQ R11, SI
+	HSUM(Y0, X0, X15)
+	VMOVSS X0, 8(SI)
+	HSUM(Y1, X1, X15)
+	VMOVSS X1, 8(SI)(R12*1)
+	HSUM(Y2, X2, X15)
+	VMOVSS X2, 12(SI)
+	HSUM(Y3, X3, X15)
+	VMOVSS X3, 12(SI)(R12*1)
+	// rows 2, 3; activation rows 2, 3
+	LEAQ (CX)(DX*2), AX
+	LEAQ (AX)(DX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ SI, SI
+	XORQ R8, R8
+	XORQ R9, R9
+q8_0a2p11:
+	A2W8(AX, Y4, Y6)
+	A2W8(BX, Y5, Y7)
+	VBROADCASTSS 8(R13)(R8*1), Y12
+	VBROADCASTSS 12(R13)(R8*1), Y13
+	VMOVDQU 64(DI)(R9*1), Y8
+	VMOVDQU 96(DI)(R9*1), Y9
+	VBROADCASTSS 136(DI)(R9*1), Y10
+	VBROADCASTSS 140(DI)(R9*1), Y11
+	A2PAIR(Y4, Y6, Y12, Y8, Y10, Y0)
+	A2PAIR(Y4, Y6, Y12, Y9, Y11, Y1)
+	A2PAIR(Y5, Y7, Y13, Y8, Y10, Y2)
+	A2PAIR(Y5, Y7, Y13, Y9, Y11, Y3)
+	ADDQ $34, SI
+	ADDQ $16, R8
+	ADDQ $144, R9
+	CMPQ R9, R14
+	JNE  q8_0a2p11
+	LEAQ (R11)(R12*2), SI
+	HSUM(Y0, X0, X15)
+	VMOVSS X0, 8(SI)
+	HSUM(Y1, X1, X15)
+	VMOVSS X1, 8(SI)(R12*1)
+	HSUM(Y2, X2, X15)
+	VMOVSS X2, 12(SI)
+	HSUM(Y3, X3, X15)
+	VMOVSS X3, 12(SI)(R12*1)
+	ADDQ R14, DI
+	LEAQ (R11)(R12*4), R11
+	DECQ R10
+	JNE  q8_0a2group
+	VZEROUPPER
+	RET
+
+// func q5_0TileAVX2(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
+TEXT ·q5_0TileAVX2(SB), NOSPLIT, $0-64
+	A2_ARGS
+
+q5_0a2group:
+	// rows 0, 1; activation rows 0, 1
+	MOVQ CX, AX
+	LEAQ (AX)(DX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ SI, SI
+	XORQ R8, R8
+	XORQ R9, R9
+q5_0a2p00:
+	A2W5(AX, Y4, X4, Y6)
+	A2W5(BX, Y5, X5, Y7)
+	VBROADCASTSS 0(R13)(R8*1), Y12
+	VBROADCASTSS 4(R13)(R8*1), Y13
+	VMOVDQU 0(DI)(R9*1), Y8
+	VMOVDQU 32(DI)(R9*1), Y9
+	VBROADCASTSS 128(DI)(R9*1), Y10
+	VBROADCASTSS 132(DI)(R9*1), Y11
+	A2PAIR(Y4, Y6, Y12, Y8, Y10, Y0)
+	A2PAIR(Y4, Y6, Y12, Y9, Y11, Y1)
+	A2PAIR(Y5, Y7, Y13, Y8, Y10, Y2)
+	A2PAIR(Y5, Y7, Y13, Y9, Y11, Y3)
+	ADDQ $22, SI
+	ADDQ $16, R8
+	ADDQ $144, R9
+	CMPQ R9, R14
+	JNE  q5_0a2p00
+	MOVQ R11, SI
+	HSUM(Y0, X0, X15)
+	VMOVSS X0, 0(SI)
+	HSUM(Y1, X1, X15)
+	VMOVSS X1, 0(SI)(R12*1)
+	HSUM(Y2, X2, X15)
+	VMOVSS X2, 4(SI)
+	HSUM(Y3, X3, X15)
+	VMOVSS X3, 4(SI)(R12*1)
+	// rows 0, 1; activation rows 2, 3
+	MOVQ CX, AX
+	LEAQ (AX)(DX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ SI, SI
+	XORQ R8, R8
+	XORQ R9, R9
+q5_0a2p01:
+	A2W5(AX, Y4, X4, Y6)
+	A2W5(BX, Y5, X5, Y7)
+	VBROADCASTSS 0(R13)(R8*1), Y12
+	VBROADCASTSS 4(R13)(R8*1), Y13
+	VMOVDQU 64(DI)(R9*1), Y8
+	VMOVDQU 96(DI)(R9*1), Y9
+	VBROADCASTSS 136(DI)(R9*1), Y10
+	VBROADCASTSS 140(DI)(R9*1), Y11
+	A2PAIR(Y4, Y6, Y12, Y8, Y10, Y0)
+	A2PAIR(Y4, Y6, Y12, Y9, Y11, Y1)
+	A2PAIR(Y5, Y7, Y13, Y8, Y10, Y2)
+	A2PAIR(Y5, Y7, Y13, Y9, Y11, Y3)
+	ADDQ $22, SI
+	ADDQ $16, R8
+	ADDQ $144, R9
+	CMPQ R9, R14
+	JNE  q5_0a2p01
+	LEAQ (R11)(R12*2), SI
+	HSUM(Y0, X0, X15)
+	VMOVSS X0, 0(SI)
+	HSUM(Y1, X1, X15)
+	VMOVSS X1, 0(SI)(R12*1)
+	HSUM(Y2, X2, X15)
+	VMOVSS X2, 4(SI)
+	HSUM(Y3, X3, X15)
+	VMOVSS X3, 4(SI)(R12*1)
+	// rows 2, 3; activation rows 0, 1
+	LEAQ (CX)(DX*2), AX
+	LEAQ (AX)(DX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ SI, SI
+	XORQ R8, R8
+	XORQ R9, R9
+q5_0a2p10:
+	A2W5(AX, Y4, X4, Y6)
+	A2W5(BX, Y5, X5, Y7)
+	VBROADCASTSS 8(R13)(R8*1), Y12
+	VBROADCASTSS 12(R13)(R8*1), Y13
+	VMOVDQU 0(DI)(R9*1), Y8
+	VMOVDQU 32(DI)(R9*1), Y9
+	VBROADCASTSS 128(DI)(R9*1), Y10
+	VBROADCASTSS 132(DI)(R9*1), Y11
+	A2PAIR(Y4, Y6, Y12, Y8, Y10, Y0)
+	A2PAIR(Y4, Y6, Y12, Y9, Y11, Y1)
+	A2PAIR(Y5, Y7, Y13, Y8, Y10, Y2)
+	A2PAIR(Y5, Y7, Y13, Y9, Y11, Y3)
+	ADDQ $22, SI
+	ADDQ $16, R8
+	ADDQ $144, R9
+	CMPQ R9, R14
+	JNE  q5_0a2p10
+	MOVQ R11, SI
+	HSUM(Y0, X0, X15)
+	VMOVSS X0, 8(SI)
+	HSUM(Y1, X1, X15)
+	VMOVSS X1, 8(SI)(R12*1)
+	HSUM(Y2, X2, X15)
+	VMOVSS X2, 12(SI)
+	HSUM(Y3, X3, X15)
+	VMOVSS X3, 12(SI)(R12*1)
+	// rows 2, 3; activation rows 2, 3
+	LEAQ (CX)(DX*2), AX
+	LEAQ (AX)(DX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ SI, SI
+	XORQ R8, R8
+	XORQ R9, R9
+q5_0a2p11:
+	A2W5(AX, Y4, X4, Y6)
+	A2W5(BX, Y5, X5, Y7)
+	VBROADCASTSS 8(R13)(R8*1), Y12
+	VBROADCASTSS 12(R13)(R8*1), Y13
+	VMOVDQU 64(DI)(R9*1), Y8
+	VMOVDQU 96(DI)(R9*1), Y9
+	VBROADCASTSS 136(DI)(R9*1), Y10
+	VBROADCASTSS 140(DI)(R9*1), Y11
+	A2PAIR(Y4, Y6, Y12, Y8, Y10, Y0)
+	A2PAIR(Y4, Y6, Y12, Y9, Y11, Y1)
+	A2PAIR(Y5, Y7, Y13, Y8, Y10, Y2)
+	A2PAIR(Y5, Y7, Y13, Y9, Y11, Y3)
+	ADDQ $22, SI
+	ADDQ $16, R8
+	ADDQ $144, R9
+	CMPQ R9, R14
+	JNE  q5_0a2p11
+	LEAQ (R11)(R12*2), SI
+	HSUM(Y0, X0, X15)
+	VMOVSS X0, 8(SI)
+	HSUM(Y1, X1, X15)
+	VMOVSS X1, 8(SI)(R12*1)
+	HSUM(Y2, X2, X15)
+	VMOVSS X2, 12(SI)
+	HSUM(Y3, X3, X15)
+	VMOVSS X3, 12(SI)(R12*1)
+	ADDQ R14, DI
+	LEAQ (R11)(R12*4), R11
+	DECQ R10
+	JNE  q5_0a2group
+	VZEROUPPER
+	RET
+

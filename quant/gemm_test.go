@@ -48,8 +48,14 @@ func randomMatrix(t *testing.T, rng *rand.Rand, dt tensor.DType, rows, cols int,
 // by row, bit for bit: with the tiled kernel where this CPU has one and
 // with the row-kernel fallback (nil tiles) for every type.
 func TestMulTilesMatchesRows(t *testing.T) {
+	checkMulTiles(t, benchTypes)
+}
+
+// checkMulTiles runs TestMulTilesMatchesRows's comparison for the types.
+func checkMulTiles(t *testing.T, types []tensor.DType) {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, dt := range benchTypes {
+	for _, dt := range types {
 		blockElems := qk
 		if dt >= tensor.Q2_K {
 			blockElems = qkK
@@ -144,9 +150,14 @@ func TestMulTilesRejectsBadArguments(t *testing.T) {
 // weight rows of 896 (1024 for the K-quants), tiled and row by row; the
 // throughput is in multiply-adds.
 func BenchmarkMulTiles(b *testing.B) {
+	benchMulTiles(b, []tensor.DType{tensor.Q5_0, tensor.Q8_0, tensor.Q4_K, tensor.Q6_K, tensor.BF16})
+}
+
+// benchMulTiles runs BenchmarkMulTiles's cases for the types.
+func benchMulTiles(b *testing.B, types []tensor.DType) {
 	const rows, n = 256, 128
 	rng := rand.New(rand.NewPCG(7, 8))
-	for _, dt := range []tensor.DType{tensor.Q5_0, tensor.Q8_0, tensor.Q4_K, tensor.Q6_K, tensor.BF16} {
+	for _, dt := range types {
 		cols := 896
 		if dt >= tensor.Q2_K {
 			cols = 1024
