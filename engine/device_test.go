@@ -297,38 +297,55 @@ func (d constDevice) Forward(rows []cuda.Row, logits []float32) error {
 }
 
 // TestDeviceDecodeAllocatesNothing: decode steps on a GPU engine make no
-// heap allocation of the engine's own (a fake device), nor of the CUDA
-// backend's when a GPU is usable.
+// heap allocation of the engine's own (a fake device stands for the GPU;
+// BenchmarkDecodeGPU shows the CUDA backend's own allocations).
 func TestDeviceDecodeAllocatesNothing(t *testing.T) {
 	cpuEng := tinyEngine(t)
-	engines := map[string]*Engine{"fake": newOnDevice(cpuEng.Config, cpuEng.opts, constDevice{cpuEng.Config.VocabSize})}
-	if ok, _ := cuda.Available(); ok {
-		m, err := format.Open(testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q8_0.gguf"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		e, notice, err := Load(m, OptionsFor(m, 0), Offload{Device: DeviceCUDA, GPULayers: -1, Context: 256})
-		if err != nil || notice != "" {
-			t.Fatalf("load on the GPU: %v %s", err, notice)
-		}
-		defer e.Close()
-		engines["cuda"] = e
+	e := newOnDevice(cpuEng.Config, cpuEng.opts, constDevice{cpuEng.Config.VocabSize})
+	d := newDecoder(t, e)
+	d.step(t)
+	const steps, allowed = 200, 2
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range steps {
+		d.step(t)
 	}
-	for name, e := range engines {
-		t.Run(name, func(t *testing.T) {
-			d := newDecoder(t, e)
-			d.step(t)
-			const steps, allowed = 200, 10
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			for range steps {
-				d.step(t)
+	runtime.ReadMemStats(&after)
+	if n := after.Mallocs - before.Mallocs; n > allowed {
+		t.Errorf("%d allocations in %d decode steps, want at most %d", n, steps, allowed)
+	}
+}
+
+// BenchmarkDecodeGPU measures one decode step through the engine on the
+// GPU (a token in, its logits copied back into the previous step's
+// buffer) for each shared file; -benchmem shows the allocations per token.
+// It skips without a usable GPU.
+func BenchmarkDecodeGPU(b *testing.B) {
+	if ok, why := cuda.Available(); !ok {
+		b.Skip("no usable GPU: " + why)
+	}
+	for _, dm := range decodeModels {
+		b.Run(dm.name, func(b *testing.B) {
+			path := testref.ModelDir(b)
+			if dm.path != "" {
+				path = testref.Path(b, "models", "qwen2-tiny-coder-gguf", dm.path)
 			}
-			runtime.ReadMemStats(&after)
-			if n := after.Mallocs - before.Mallocs; n > allowed {
-				t.Errorf("%d allocations in %d decode steps on %s, want at most %d", n, steps, e.Device(), allowed)
+			m, err := format.Open(path)
+			if err != nil {
+				b.Fatal(err)
 			}
+			defer m.Close()
+			e, notice, err := Load(m, OptionsFor(m, 0), Offload{Device: DeviceCUDA, GPULayers: -1, Context: 256})
+			if err != nil || notice != "" {
+				b.Fatalf("load on the GPU: %v %s", err, notice)
+			}
+			defer e.Close()
+			d := newDecoder(b, e)
+			b.ReportAllocs()
+			for b.Loop() {
+				d.step(b)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
 		})
 	}
 }
