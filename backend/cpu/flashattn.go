@@ -406,7 +406,7 @@ func faTileStep(acc []float32, S, M *float32, qv, kt, vt, kq []float32, nk int, 
 	}
 	*M = Mnew
 	*S = float32(float64(*S) + faTileSoftmax(kq, Mnew))
-	faTilePV(acc, kq[:nk], vt, ms) // simd_gemm: VKQ += P·V, FMA chain over keys
+	faTilePV(acc, kq[:nk], vt, len(acc), ms) // simd_gemm: VKQ += P·V, FMA chain over keys
 }
 
 // faTileScores sets kq[tk] = (q · key tk) * scale for the tile's keys
@@ -456,19 +456,18 @@ func faTileSoftmaxGo(kq []float32, M float32) float64 {
 	return sum
 }
 
-// faTilePV scales acc by ms, then adds p[tk] * value row tk of vt (rows of
-// len(acc)) for every tk < len(p), one fused multiply-add per key in key
-// order.
-func faTilePV(acc, p, vt []float32, ms float32) {
-	if faTilePVFast(acc, p, vt, ms) {
+// faTilePV scales acc by ms, then adds p[tk] * value row tk of vt (rows
+// vt[tk*stride:][:len(acc)]) for every tk < len(p), one fused multiply-add
+// per key in key order.
+func faTilePV(acc, p, vt []float32, stride int, ms float32) {
+	if faTilePVFast(acc, p, vt, stride, ms) {
 		return
 	}
-	dim := len(acc)
 	for i := range acc {
 		acc[i] *= ms
 	}
 	for tk, pk := range p {
-		for d, x := range vt[tk*dim:][:dim] {
+		for d, x := range vt[tk*stride:][:len(acc)] {
 			acc[d] = fma32(pk, x, acc[d])
 		}
 	}

@@ -46,7 +46,7 @@ func faTileSoftmaxAVX2(kq *float32, m float32) float64
 func faExpAVX2(x *float32, n int)
 
 //go:noescape
-func faTilePVAVX2(acc, p, vt *float32, nk, dim int, ms float32)
+func faTilePVAVX2(acc, p, vt *float32, stride, nk, dim int, ms float32)
 
 func faRoundF16Fast(dst, src []float32) bool {
 	n := len(src)
@@ -147,13 +147,13 @@ func faTileSoftmaxFast(kq []float32, m float32) (float64, bool) {
 	return faTileSoftmaxAVX2(&kq[0], m), true
 }
 
-func faTilePVFast(acc, p, vt []float32, ms float32) bool {
+func faTilePVFast(acc, p, vt []float32, stride int, ms float32) bool {
 	dim, nk := len(acc), len(p)
 	if !hasFA || nk == 0 || dim == 0 || dim%64 != 0 {
 		return false
 	}
-	_ = vt[nk*dim-1]
-	faTilePVAVX2(&acc[0], &p[0], &vt[0], nk, dim, ms)
+	_ = vt[(nk-1)*stride+dim-1]
+	faTilePVAVX2(&acc[0], &p[0], &vt[0], stride, nk, dim, ms)
 	return true
 }
 

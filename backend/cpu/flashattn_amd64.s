@@ -542,18 +542,18 @@ TEXT ·faTileSoftmaxAVX2(SB), NOSPLIT, $0-24
 	VZEROUPPER
 	RET
 
-// func faTilePVAVX2(acc, p, vt *float32, nk, dim int, ms float32)
-// For 64 columns at a time: acc = acc*ms, then acc = p[j]*vt[j*dim:] + acc
-// for j < nk in order.
-TEXT ·faTilePVAVX2(SB), NOSPLIT, $0-44
+// func faTilePVAVX2(acc, p, vt *float32, stride, nk, dim int, ms float32)
+// For 64 columns at a time: acc = acc*ms, then acc = p[j]*vt[j*stride:] +
+// acc for j < nk in order.
+TEXT ·faTilePVAVX2(SB), NOSPLIT, $0-52
 	MOVQ         acc+0(FP), DI
 	MOVQ         p+8(FP), SI
 	MOVQ         vt+16(FP), DX
-	MOVQ         nk+24(FP), CX
-	MOVQ         dim+32(FP), R9
-	VBROADCASTSS ms+40(FP), Y15
-	MOVQ         R9, R8
+	MOVQ         stride+24(FP), R8
 	SHLQ         $2, R8 // bytes per value row
+	MOVQ         nk+32(FP), CX
+	MOVQ         dim+40(FP), R9
+	VBROADCASTSS ms+48(FP), Y15
 
 pvcols:
 	VMULPS (DI), Y15, Y0

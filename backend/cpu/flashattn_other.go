@@ -31,7 +31,7 @@ func faTileSoftmaxFast(kq []float32, m float32) (float64, bool) { return 0, fals
 
 func faExpFast(x []float32) int { return 0 }
 
-func faTilePVFast(acc, p, vt []float32, ms float32) bool { return false }
+func faTilePVFast(acc, p, vt []float32, stride int, ms float32) bool { return false }
 
 // hasFA and hasFA512 are false: no assembly (the tests switch them like
 // the amd64 ones).

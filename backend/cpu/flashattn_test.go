@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/apr-llm/apr/quant"
 	"github.com/apr-llm/apr/tensor"
 )
 
@@ -335,8 +336,8 @@ func TestFlashAttentionPrimitivesMatchPortable(t *testing.T) {
 		}
 		copy(a2, a1)
 		ms0 := float32(rng.Float64())
-		faTilePV(a1, p, vt1, ms0)
-		portable(func() { faTilePV(a2, p, vt1, ms0) })
+		faTilePV(a1, p, vt1, dim, ms0)
+		portable(func() { faTilePV(a2, p, vt1, dim, ms0) })
 		check("faTilePV", a1, a2)
 
 		faScale(got, a1, scale)
@@ -425,4 +426,90 @@ func BenchmarkFlashAttentionGGML(b *testing.B) {
 	b.Run("decode256-scalar", func(b *testing.B) { benchFA(b, 1, 255, true) })
 	b.Run("prefill128", func(b *testing.B) { benchFA(b, 128, 0, false) })
 	b.Run("prefill128-scalar", func(b *testing.B) { benchFA(b, 128, 0, true) })
+}
+
+// refAttention is Attention as it was computed before its softmax and
+// weighted sum were vectorised: quant's dot product per key, math.Exp per
+// score, quant's axpy per key.
+func refAttention(out, q []float32, caches []*KVCache, pos []int, n, heads, kvHeads, dim int) {
+	scale := float32(1 / math.Sqrt(float64(dim)))
+	group := heads / kvHeads
+	qStride, kvStride := heads*dim, kvHeads*dim
+	for t := range n {
+		c, L := caches[t], pos[t]+1
+		for h := range heads {
+			off := h / group * dim
+			qv := append([]float32(nil), q[t*qStride+h*dim:][:dim]...)
+			if c.f16 {
+				for i, v := range qv {
+					qv[i] = tensor.F16ToF32(tensor.F32ToF16(v))
+				}
+			}
+			p := make([]float32, L)
+			for j := range L {
+				r := j*kvStride + off
+				if c.f16 {
+					p[j] = quant.DotF16(c.kh[r:r+dim], qv) * scale
+				} else {
+					p[j] = quant.DotF32(qv, c.k[r:r+dim]) * scale
+				}
+			}
+			m := float32(math.Inf(-1))
+			for _, v := range p {
+				m = max(m, v)
+			}
+			var sum float32
+			for j, v := range p {
+				p[j] = float32(math.Exp(float64(v - m)))
+				sum += p[j]
+			}
+			for j := range p {
+				p[j] *= 1 / sum
+			}
+			o := out[t*qStride+h*dim:][:dim]
+			clear(o)
+			for j := range L {
+				r := j*kvStride + off
+				if c.f16 {
+					quant.AxpyF16(o, p[j], c.vh[r:r+dim])
+				} else {
+					quant.AxpyF32(o, p[j], c.v[r:r+dim])
+				}
+			}
+		}
+	}
+}
+
+// TestAttentionMatchesPerKeyKernels: the float32 attention (SafeTensors
+// models) gives bit for bit what it gave with one kernel call per key, for
+// both cache types and the shapes of the 0.5B and 1.5B models.
+func TestAttentionMatchesPerKeyKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	b := New(2)
+	defer b.Close()
+	for _, tc := range []struct{ heads, kvHeads, dim, n, start int }{
+		{14, 2, 64, 1, 300}, {12, 2, 128, 1, 100}, {14, 2, 64, 70, 0}, {4, 4, 64, 9, 20}, {2, 1, 48, 5, 3},
+	} {
+		for _, f16 := range []bool{false, true} {
+			ctx := tc.start + tc.n
+			kvDim := tc.kvHeads * tc.dim
+			c := NewKVCache(ctx, kvDim, f16)
+			for p := range ctx {
+				c.Store(p, randVec(rng, kvDim), randVec(rng, kvDim))
+			}
+			caches, pos := make([]*KVCache, tc.n), make([]int, tc.n)
+			for i := range pos {
+				caches[i], pos[i] = c, tc.start+i
+			}
+			q := randVec(rng, tc.n*tc.heads*tc.dim)
+			got, want := make([]float32, len(q)), make([]float32, len(q))
+			b.Attention(got, q, caches, pos, tc.n, tc.heads, tc.kvHeads, tc.dim)
+			refAttention(want, q, caches, pos, tc.n, tc.heads, tc.kvHeads, tc.dim)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%+v f16 %v: value %d: %g, per-key kernels %g", tc, f16, i, got[i], want[i])
+				}
+			}
+		}
+	}
 }

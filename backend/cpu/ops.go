@@ -152,10 +152,12 @@ func Softmax(x []float32) {
 			m = v
 		}
 	}
-	var sum float32
 	for i, v := range x {
-		e := float32(math.Exp(float64(v - m)))
-		x[i] = e
+		x[i] = v - m
+	}
+	faExp(x) // float32(math.Exp(float64(v - m))), vectorised
+	var sum float32
+	for _, e := range x {
 		sum += e
 	}
 	inv := 1 / sum
@@ -347,10 +349,15 @@ func (b *Backend) attentionJobs(lo, hi, worker int) {
 			Softmax(scores[i*L : (i+1)*L])
 			clear(op.out[t*qStride+(h0+i)*dim:][:dim])
 		}
-		for j := range L {
-			r := j*kvStride + off
-			for i := range nh {
-				o := op.out[t*qStride+(h0+i)*dim:][:dim]
+		for i := range nh {
+			o := op.out[t*qStride+(h0+i)*dim:][:dim]
+			// One head over all keys with its sums in registers (the same
+			// fused multiply-adds as AxpyF32's, key by key) where it can.
+			if !c.f16 && faTilePVFast(o, scores[i*L:(i+1)*L], c.v[off:], kvStride, 1) {
+				continue
+			}
+			for j := range L {
+				r := j*kvStride + off
 				if c.f16 {
 					quant.AxpyF16(o, scores[i*L+j], c.vh[r:r+dim])
 				} else {
