@@ -312,13 +312,17 @@ func (d *Device) fn(name string) (uintptr, error) {
 	return f, nil
 }
 
+// allocSlack is allocated past every buffer's end: the kernels' aligned
+// wide loads (ld8u) may read up to 4 bytes past the last block.
+const allocSlack = 16
+
 // alloc allocates n bytes of device memory.
 func (d *Device) alloc(n int) (devptr, error) {
 	var p devptr
 	if n <= 0 {
 		n = 1
 	}
-	if err := d.drv.check(fmt.Sprintf("cuMemAlloc %d bytes", n), d.drv.cuMemAlloc(&p, uintptr(n))); err != nil {
+	if err := d.drv.check(fmt.Sprintf("cuMemAlloc %d bytes", n), d.drv.cuMemAlloc(&p, uintptr(n+allocSlack))); err != nil {
 		return 0, err
 	}
 	return p, nil

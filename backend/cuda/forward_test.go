@@ -35,15 +35,21 @@ func logitRatio(got, want []float32) float64 {
 func TestForwardMatchesCPU(t *testing.T) {
 	skipWithoutGPU(t)
 	prompts := testref.HFOutputs(t)
-	const nSlots, steps = 3, 12
-	prompts = prompts[:nSlots]
+	const steps = 12
+	byName := map[string]int{}
+	for i, p := range prompts {
+		byName[p.Name] = i
+	}
+	long := []int{byName["tools"], byName["raw_long_code"]} // 179 and 600 tokens: mmq, tiled attention, two chunks
 	cases := []struct {
-		name  string
-		slots int
-		batch bool // all slots in one call; otherwise one slot after the other
+		name   string
+		slots  int
+		batch  bool    // all of a group's slots in one call
+		groups [][]int // prompts by index, a group's in slots 0, 1, ...
 	}{
-		{"batched", nSlots, true},
-		{"each-alone", 1, false},
+		{"batched", 3, true, [][]int{{0, 1, 2}}},
+		{"each-alone", 1, false, [][]int{{0}, {1}, {2}}},
+		{"long", 2, true, [][]int{long}},
 	}
 	for _, rel := range tinyModels {
 		for _, c := range cases {
@@ -59,8 +65,10 @@ func TestForwardMatchesCPU(t *testing.T) {
 				}
 				t.Cleanup(e.Close)
 				ctx := 0
-				for _, p := range prompts {
-					ctx = max(ctx, len(p.TokenIDs)+steps+1)
+				for _, grp := range c.groups {
+					for _, pi := range grp {
+						ctx = max(ctx, len(prompts[pi].TokenIDs)+steps+1)
+					}
 				}
 				o := cuda.OptionsFor(m, ctx)
 				o.Slots = c.slots
@@ -76,13 +84,9 @@ func TestForwardMatchesCPU(t *testing.T) {
 				if !portableCPU && m.Format == "gguf" {
 					tol = 5e-2
 				}
-				groups := [][]int{{0, 1, 2}}
-				if !c.batch {
-					groups = [][]int{{0}, {1}, {2}}
-				}
 				vocab := m.Config.VocabSize
 				worst := 0.0
-				for _, grp := range groups {
+				for _, grp := range c.groups {
 					seqs := make([]*engine.Sequence, len(grp))
 					entries := make([]engine.BatchEntry, len(grp))
 					var rows []cuda.Row

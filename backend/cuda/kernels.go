@@ -253,6 +253,10 @@ type attnArgs struct {
 	scale                    float32
 	f16, fa                  bool
 	qStride, slotBytes       int
+	// pass is the pass's rows when the host knows them (0 in the decode
+	// graph, which reads them from passp): 64 or more picks the tiled-only
+	// flash-attention kernel.
+	pass int
 }
 
 // attention runs m rows' causal attention: row r's query at q +
@@ -263,7 +267,11 @@ type attnArgs struct {
 // tiled kernel from 64 rows on).
 func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArgs, m int) error {
 	if a.fa && a.f16 {
-		return d.launch2("attention_fa", a.heads, m, 256, 4*(2*a.dim+64+64*(a.dim+1)), q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
+		name := "attention_fa"
+		if a.pass >= 64 {
+			name = "attention_fa_tiled"
+		}
+		return d.launch2(name, a.heads, m, 256, 4*(2*a.dim+64+64*(a.dim+1)), q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
 	return d.launch2("attention", a.heads, m, 256, 4*a.dim, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,

@@ -405,9 +405,14 @@ func TestAttention(t *testing.T) {
 		}
 		info := b.ints(rowInfo(rows...))
 		want := make([]float32, len(q))
-		run := func(what string, fa bool, pass int, tol float64) {
+		// run runs the rows as a pass of pass rows, which the host tells
+		// the launch when hostPass (the tiled-only kernel from 64 rows).
+		run := func(what string, fa bool, pass int, hostPass bool, tol float64) {
 			a := attnArgs{heads: heads, kvHeads: kvHeads, dim: dim, ctx: ctx, scale: float32(1 / math.Sqrt(dim)),
 				f16: f16, fa: fa, qStride: qStride, slotBytes: slotBytes}
+			if hostPass {
+				a.pass = pass
+			}
 			out := b.poisoned(4 * len(q))
 			if err := d.attention(b.floats(qs), kc, vc, out, b.poisoned(4*len(rows)*heads*ctx), info, b.ints([]int32{int32(pass)}), a, len(rows)); err != nil {
 				t.Fatal(err)
@@ -415,12 +420,12 @@ func TestAttention(t *testing.T) {
 			compare(t, what, b.readFloats(out, len(q)), want, tol)
 		}
 		be.Attention(want, q, rc, rp, len(rows), heads, kvHeads, dim)
-		run("attention", false, len(rows), 1e-5)
+		run("attention", false, len(rows), false, 1e-5)
 		if !f16 {
 			continue
 		}
 		be.FlashAttentionGGML(want, q, rc, rp, len(rows), heads, kvHeads, dim)
-		run("attention_fa", true, len(rows), 0)
+		run("attention_fa", true, len(rows), false, 0)
 		// The tiled kernel, as ggml runs passes of 64 rows and more: the
 		// CPU pass repeats the three rows.
 		const pass = 64
@@ -433,7 +438,8 @@ func TestAttention(t *testing.T) {
 		wantPass := make([]float32, pass*heads*dim)
 		be.FlashAttentionGGML(wantPass, qp, cp, pp, pass, heads, kvHeads, dim)
 		copy(want, wantPass)
-		run("attention_fa tiled", true, pass, 0)
+		run("attention_fa tiled", true, pass, false, 0)
+		run("attention_fa_tiled", true, pass, true, 0)
 	}
 }
 

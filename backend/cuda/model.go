@@ -406,9 +406,10 @@ func (g *Model) style() int {
 	return 0
 }
 
-// enqueue issues the decoder layers for the m rows of the state buffer,
-// leaving their hidden states in g.x.
-func (g *Model) enqueue(m int) error {
+// enqueue issues the decoder layers for the m rows of the state buffer
+// (of a pass of pass rows; 0: the kernels read it from the state), leaving
+// their hidden states in g.x.
+func (g *Model) enqueue(m, pass int) error {
 	cfg := g.Config
 	h, qDim, kvDim, ffn := cfg.Dims()
 	d := g.dev
@@ -419,7 +420,7 @@ func (g *Model) enqueue(m int) error {
 	qkvDim := qDim + 2*kvDim
 	at := attnArgs{heads: cfg.NumHeads, kvHeads: cfg.NumKVHeads, dim: cfg.HeadDim, ctx: g.ctx,
 		scale: float32(1 / math.Sqrt(float64(cfg.HeadDim))), f16: f16, fa: g.opts.FlashAttention && f16,
-		qStride: qkvDim, slotBytes: g.slotBytes}
+		qStride: qkvDim, slotBytes: g.slotBytes, pass: pass}
 	if err := d.getRows(g.embed, g.x, info, m); err != nil {
 		return err
 	}
@@ -477,7 +478,7 @@ func (g *Model) head(from, n, m int) error {
 // decodeStep issues one row's pass (the state's row 0), its logits and
 // their argmax in g.best.
 func (g *Model) decodeStep() error {
-	return errors.Join(g.enqueue(1), g.head(0, 1, 1), g.dev.argmax(g.logits, g.Config.VocabSize, g.argScratch, g.best))
+	return errors.Join(g.enqueue(1, 0), g.head(0, 1, 1), g.dev.argmax(g.logits, g.Config.VocabSize, g.argScratch, g.best))
 }
 
 // capture records decodeStep as a CUDA graph and instantiates it.
@@ -639,7 +640,7 @@ func (g *Model) Forward(rows []Row, logits []float32) error {
 		if err != nil {
 			return err
 		}
-		if err := g.enqueue(m); err != nil {
+		if err := g.enqueue(m, pass); err != nil {
 			return fmt.Errorf("cuda: forward: %w", err)
 		}
 		for from := 0; from < n; from += g.logitRows {

@@ -206,10 +206,25 @@ extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __re
 
 #define MM_WARPS 8
 
-// unaligned loads of 4 bytes at a 2-byte aligned address, 8 words.
+// ld8u reads 32 bytes at a 2-byte aligned address as 8 words: aligned
+// words funnel-shifted (the ninth only when p is not 4-byte aligned, so
+// nothing past the 32 bytes is read).
 __device__ __forceinline__ void ld8u(const u8* p, int v[8]) {
+    unsigned long long a = (unsigned long long)p;
+    const u32* b = (const u32*)(a & ~3ull);
+    u32 sh = (u32)(a & 3) * 8;
+    u32 w[9];
 #pragma unroll
-    for (int k = 0; k < 8; k++) v[k] = ld32u(p + 4 * k);
+    for (int k = 0; k < 8; k++) w[k] = b[k];
+    w[8] = sh ? b[8] : 0u;
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = (int)__funnelshift_r(w[k], w[k + 1], sh);
+}
+
+// ld8v reads 32 bytes at a 16-byte aligned address in two vector loads.
+__device__ __forceinline__ void ld8v(const u8* p, int v[8]) {
+    int4 x = ((const int4*)p)[0], y = ((const int4*)p)[1];
+    v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w, v[4] = y.x, v[5] = y.y, v[6] = y.z, v[7] = y.w;
 }
 
 __device__ __forceinline__ void ld8(const u8* p, int v[8]) {
@@ -236,9 +251,11 @@ struct TQ8_0 {
         for (int c = 0; c < R; c++) {
             if (c >= nc) break;
             const u8* ab = a + c * as + (i64)b * 34;
+            int x[8];
+            ld8u(ab + 2, x);
             int s = 0;
 #pragma unroll
-            for (int k = 0; k < 8; k++) s = __dp4a(q[k], ld32u(ab + 2 + 4 * k), s);
+            for (int k = 0; k < 8; k++) s = __dp4a(q[k], x[k], s);
             t[c][lane] = __fmul_rn((float)s, __fmul_rn(wd, h2f(ld16(ab))));
         }
     }
@@ -365,9 +382,9 @@ struct TQ45K {
         scale_min_k4(2 * j + 1, wb + 4, &sc1, &m1);
         {
             int q[8];
-            ld8(wb + (Q5 ? 48 : 16) + 32 * j, q);
+            ld8v(wb + (Q5 ? 48 : 16) + 32 * j, q);
             int h[8];
-            if (Q5) ld8(wb + 16, h);
+            if (Q5) ld8v(wb + 16, h);
 #pragma unroll
             for (int k = 0; k < 8; k++) {
                 lo[k] = q[k] & 0x0f0f0f0f;
@@ -1250,12 +1267,18 @@ __device__ void stage_keys(const u8* kc, int kvStride, int off, int ic, int nk, 
 // Both stage each tile of 64 keys in shared memory first (widened to
 // float32, rows padded to dim+1 floats: no bank conflicts), as the
 // threads' serial dot products would otherwise read strided rows.
-extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* __restrict__ kc,
-                                        const u8* __restrict__ vc, float* __restrict__ out,
-                                        float* __restrict__ scores, int heads, int kvHeads, int dim,
-                                        const int* __restrict__ info, int ctx, float scale,
-                                        const int* __restrict__ passp, int qStride, i64 slotBytes) {
-    int rows = *passp;
+//
+// attention_fa_tiled is the tiled kernel alone, for passes the host knows to
+// have 64 rows or more (fewer registers than both together: more blocks
+// resident).
+#define ATTN_FA_PARAMS                                                                             \
+    const float *__restrict__ q, const u8 *__restrict__ kc, const u8 *__restrict__ vc,             \
+        float *__restrict__ out, float *__restrict__ scores, int heads, int kvHeads, int dim,      \
+        const int *__restrict__ info, int ctx, float scale, const int *__restrict__ passp,         \
+        int qStride, i64 slotBytes
+template <bool TILED_ONLY>
+__device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
+    int rows = TILED_ONLY ? 64 : *passp;
     int r = blockIdx.y;
     int n = ROW_POS(info, r) + 1;
     kc += (i64)ROW_SLOT(info, r) * slotBytes;
@@ -1367,6 +1390,7 @@ extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* _
         for (int i = threadIdx.x; i < dim; i += blockDim.x) out[h * dim + i] = __fmul_rn(acc[i], inv);
         return;
     }
+    if (TILED_ONLY) return;
     float* sc = scores + (i64)h * ctx;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(q[h * dim + i]));
     __syncthreads();
@@ -1440,6 +1464,10 @@ extern "C" __global__ void attention_fa(const float* __restrict__ q, const u8* _
         out[h * dim + i] = __fmul_rn(h2f(acc), inv);
     }
 }
+
+#define ATTN_FA_ARGS q, kc, vc, out, scores, heads, kvHeads, dim, info, ctx, scale, passp, qStride, slotBytes
+extern "C" __global__ void attention_fa(ATTN_FA_PARAMS) { attention_fa_body<false>(ATTN_FA_ARGS); }
+extern "C" __global__ void __launch_bounds__(256) attention_fa_tiled(ATTN_FA_PARAMS) { attention_fa_body<true>(ATTN_FA_ARGS); }
 
 
 // ------------------------------------------------------ pointwise ops
