@@ -19,10 +19,12 @@ const spinLimit = 1 << 14
 // too costly for the short waits inside one operation).
 const pureSpins = 1 << 11
 
-// chunksPerThread is how many chunks each thread's share of an operation
-// is cut into, so that a thread that runs late (another process holds its
-// core) leaves its chunks to the others instead of holding everyone up.
-const chunksPerThread = 4
+// guide sets the chunk sizes (guided self-scheduling): a goroutine takes
+// 1/(guide*threads) of the blocks still left, at least one block. The
+// first chunks are long (few calls, long sequential runs of weights), the
+// last ones short, so that the goroutines finish together even when one of
+// them runs late (another process holds its core).
+const guide = 2
 
 // Pool is a fixed set of worker goroutines that run row-block splits of an
 // operation. One Pool serves a whole engine; it starts no goroutine per call
@@ -34,20 +36,23 @@ type Pool struct {
 	n       int
 	helpers []*helper
 	seq     atomic.Uint64 // bumped for each operation
-	// next packs the operation's chunk count (high 32 bits) with the next
-	// chunk to take (low 32 bits): a helper that arrives late, after the
-	// operation ended, reads a count that its index exceeds, and so never
-	// reads a field of the next operation unsynchronised.
+	// next packs the operation's block count (high 32 bits) with the next
+	// block to take (low 32 bits); a chunk is taken by compare-and-swap. A
+	// helper that arrives late, after the operation ended, reads a count
+	// that its block reaches and stops; one whose swap succeeds holds blocks
+	// of the operation now published (a swap from a stale value succeeds
+	// only on the current operation's own value), so it never reads a field
+	// of another operation unsynchronised.
 	next   atomic.Uint64
-	done   atomic.Int64 // chunks finished
+	done   atomic.Int64 // blocks finished
 	wg     sync.WaitGroup
 	once   sync.Once
 	closed atomic.Bool
 
 	// The operation in flight, written before next is reset and seq bumped;
 	// read only by a goroutine holding one of its chunks.
-	fn                       func(lo, hi, worker int)
-	total, grain, per, extra int
+	fn           func(lo, hi, worker int)
+	total, grain int
 }
 
 // helper is one helper goroutine's parking place.
@@ -104,20 +109,18 @@ func (p *Pool) loop(h *helper, id int) {
 // work takes chunks of the current operation until none is left.
 func (p *Pool) work(id int) {
 	for {
-		v := p.next.Add(1)
-		c, chunks := int(uint32(v))-1, int(v>>32)
-		if c >= chunks {
+		v := p.next.Load()
+		b, blocks := int(uint32(v)), int(v>>32)
+		if b >= blocks {
 			return
 		}
-		// Chunk c spans blocks [c*per + min(c, extra), ...) of grain rows.
-		b := c*p.per + min(c, p.extra)
-		nb := p.per
-		if c < p.extra {
-			nb++
+		nb := max(1, (blocks-b)/(guide*p.n))
+		if !p.next.CompareAndSwap(v, v+uint64(nb)) {
+			continue
 		}
 		lo := b * p.grain
 		p.fn(lo, min(lo+nb*p.grain, p.total), id)
-		p.done.Add(1)
+		p.done.Add(int64(nb))
 	}
 }
 
@@ -160,18 +163,16 @@ func (p *Pool) Run(total, grain int, fn func(lo, hi, worker int)) {
 		grain = 1
 	}
 	blocks := (total + grain - 1) / grain
-	chunks := min(blocks, p.n*chunksPerThread)
-	if p.n == 1 || chunks <= 1 {
+	if p.n == 1 || blocks <= 1 {
 		fn(0, total, 0)
 		return
 	}
 	p.fn, p.total, p.grain = fn, total, grain
-	p.per, p.extra = blocks/chunks, blocks%chunks
 	p.done.Store(0)
-	p.next.Store(uint64(chunks) << 32)
+	p.next.Store(uint64(blocks) << 32)
 	p.post()
 	p.work(0)
-	for spins := 0; p.done.Load() != int64(chunks); spins++ {
+	for spins := 0; p.done.Load() != int64(blocks); spins++ {
 		if spins >= pureSpins && spins&63 == 63 {
 			runtime.Gosched()
 		}
