@@ -2,6 +2,7 @@ package quant
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/apr-llm/apr/tensor"
 )
@@ -193,11 +194,13 @@ func mulTiled(tl *tiler, wdata []byte, rowBytes, lo, hi int, tiles []byte, n, co
 	groupBytes := nb * tl.packBytes
 	full := n / tileCols
 	sweep := max(1, tileBlockBytes/groupBytes)
-	var side [tileSideBytes]byte
+	// The side table is read as float32 and int32: keep it 8-byte aligned.
+	var sideWords [tileSideBytes / 8]uint64
+	side := unsafe.Slice((*byte)(unsafe.Pointer(&sideWords[0])), tileSideBytes)
 	for g0 := 0; g0 < full; g0 += sweep {
 		g1 := min(g0+sweep, full)
 		for r := lo; r < hi; r += tileRows {
-			tl.mul(wdata[r*rowBytes:], rowBytes, tiles[g0*groupBytes:], g1-g0, nb, out[g0*tileCols*ostride+r:], ostride, side[:])
+			tl.mul(wdata[r*rowBytes:], rowBytes, tiles[g0*groupBytes:], g1-g0, nb, out[g0*tileCols*ostride+r:], ostride, side)
 		}
 	}
 	rest := n - full*tileCols
@@ -206,7 +209,7 @@ func mulTiled(tl *tiler, wdata []byte, rowBytes, lo, hi int, tiles []byte, n, co
 	}
 	var last [tileRows * tileCols]float32
 	for r := lo; r < hi; r += tileRows {
-		tl.mul(wdata[r*rowBytes:], rowBytes, tiles[full*groupBytes:], 1, nb, last[:], tileRows, side[:])
+		tl.mul(wdata[r*rowBytes:], rowBytes, tiles[full*groupBytes:], 1, nb, last[:], tileRows, side)
 		for c := range rest {
 			copy(out[(full*tileCols+c)*ostride+r:][:tileRows], last[c*tileRows:])
 		}
