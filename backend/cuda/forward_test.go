@@ -1,6 +1,7 @@
 package cuda_test
 
 import (
+	"fmt"
 	"math"
 	"path/filepath"
 	"testing"
@@ -196,6 +197,95 @@ func TestForwardRejects(t *testing.T) {
 	} {
 		if err := g.Forward(c.rows, make([]float32, c.logits)); err == nil {
 			t.Errorf("%s: Forward accepted %+v", c.name, c.rows)
+		}
+	}
+}
+
+// hiddenProbe keeps the CPU's hidden states entering decoder layer layer:
+// the embedding for layer 0, else the last residual of layer-1.
+type hiddenProbe struct {
+	layer int
+	out   []float32
+}
+
+func (p *hiddenProbe) Brick(ev engine.BrickEvent) {
+	if (p.layer == 0 && ev.Brick == engine.BrickEmbed) || (ev.Brick == engine.BrickResidual && ev.Layer == p.layer-1) {
+		p.out = append(p.out[:0], ev.Outputs[0]...)
+	}
+}
+
+// TestForwardHidden runs the device's layers from FirstLayer on (0, the
+// middle one, the last) with the hidden states the CPU engine computed for
+// the layers before, on a 67-token prompt (a pass of 64+ rows) and four
+// greedy steps, and compares the logits with the CPU's as
+// TestForwardMatchesCPU does.
+func TestForwardHidden(t *testing.T) {
+	skipWithoutGPU(t)
+	p := testref.HFOutputs(t)[2] // multi_turn
+	const steps = 4
+	for _, rel := range tinyModels {
+		m, err := format.Open(testref.Path(t, filepath.FromSlash(rel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		n := m.Config.NumLayers
+		for _, first := range []int{0, n / 2, n - 1} {
+			t.Run(fmt.Sprintf("%s/first-%d", filepath.Base(rel), first), func(t *testing.T) {
+				e, err := engine.New(m.Config, m.Tensors, engine.OptionsFor(m, 0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer e.Close()
+				probe := &hiddenProbe{layer: first}
+				e.SetProbe(probe)
+				ctx := len(p.TokenIDs) + steps + 1
+				o := cuda.OptionsFor(m, ctx)
+				o.FirstLayer = first
+				g, err := cuda.Load(m, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer g.Close()
+				if first > 0 {
+					if err := g.Forward([]cuda.Row{{Token: 1}}, nil); err == nil {
+						t.Error("Forward ran on a model without the first layers")
+					}
+				}
+				tol := 1e-2
+				if !portableCPU && m.Format == "gguf" {
+					tol = 5e-2
+				}
+				seq := e.NewSequence(ctx)
+				tokens := p.TokenIDs
+				got := make([]float32, m.Config.VocabSize)
+				for step, pos := 0, 0; step <= steps; step++ {
+					want, err := seq.Forward(tokens, false)
+					if err != nil {
+						t.Fatal(err)
+					}
+					rows := make([]cuda.Row, len(tokens))
+					for i, tok := range tokens {
+						rows[i] = cuda.Row{Token: tok, Pos: pos + i, Logits: i == len(tokens)-1}
+					}
+					if err := g.ForwardHidden(rows, probe.out, got); err != nil {
+						t.Fatal(err)
+					}
+					if r := logitRatio(got, want); r > tol {
+						t.Fatalf("step %d: logits differ by %.3g x max|logit| > %g", step, r, tol)
+					}
+					if gt, ct := sample.Argmax(got), sample.Argmax(want); gt != ct {
+						a, av, b, bv := top2(want)
+						if portableCPU || m.Format != "gguf" || av-bv >= nearTie {
+							t.Fatalf("step %d: greedy GPU %d, CPU %d (CPU top-2 %d %.4f / %d %.4f)", step, gt, ct, a, av, b, bv)
+						}
+						t.Logf("step %d: greedy splits at a near tie; stopping", step)
+						return
+					}
+					pos += len(tokens)
+					tokens = []int{sample.Argmax(want)}
+				}
+			})
 		}
 	}
 }

@@ -26,6 +26,11 @@ type Options struct {
 	// Slots is the number of sequences with their own device KV cache of
 	// Context positions (< 1: 1).
 	Slots int
+	// FirstLayer > 0 keeps only decoder layers FirstLayer.. and the output
+	// head on the device (llama.cpp's -ngl counts layers from the last):
+	// the host computes the layers before and passes their hidden states
+	// to ForwardHidden.
+	FirstLayer int
 }
 
 // Row is one token of a forward pass.
@@ -62,6 +67,7 @@ type Model struct {
 	opts   Options
 	ctx    int
 	slots  int
+	first  int // the first decoder layer on the device
 	// slotBytes is the size of one slot's keys (or values) in one layer.
 	slotBytes int
 	// chunk is the most rows one pass runs on the device (longer Forward
@@ -113,10 +119,13 @@ func Load(m *model.Model, opts Options) (*Model, error) {
 	unlock := d.bind()
 	defer unlock()
 	slots := max(opts.Slots, 1)
+	if opts.FirstLayer < 0 || opts.FirstLayer >= cfg.NumLayers {
+		return nil, fmt.Errorf("cuda: first layer %d outside 0..%d", opts.FirstLayer, cfg.NumLayers-1)
+	}
 	// A pass's attention scratch (chunk x heads x ctx floats) stays under
 	// 256 MiB; at most 512 rows.
 	chunk := min(512, max(1, (256<<20)/(4*cfg.NumHeads*ctx)))
-	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx, slots: slots, rows: 1, chunk: chunk,
+	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx, slots: slots, first: opts.FirstLayer, rows: 1, chunk: chunk,
 		logitRows: min(chunk, 32)}
 	g.stateHost = make([]int32, 4+5*chunk)
 	if err := g.load(m); err != nil {
@@ -267,9 +276,12 @@ func (g *Model) load(m *model.Model) error {
 	cfg := g.Config
 	h, qDim, kvDim, ffn := cfg.Dims()
 	l := &loader{g: g, m: m}
-	g.embed = l.matrix(model.TokenEmbd, cfg.VocabSize, h)
+	_, untied := m.Tensors[model.Output]
+	if g.first == 0 || !untied {
+		g.embed = l.matrix(model.TokenEmbd, cfg.VocabSize, h)
+	}
 	g.norm = l.vector(model.OutputNorm, h)
-	if _, ok := m.Tensors[model.Output]; ok {
+	if untied {
 		g.output = l.matrix(model.Output, cfg.VocabSize, h)
 	} else {
 		g.output = g.embed
@@ -282,7 +294,7 @@ func (g *Model) load(m *model.Model) error {
 		elem = 2
 	}
 	g.slotBytes = g.ctx * kvDim * elem
-	for i := 0; i < cfg.NumLayers; i++ {
+	for i := g.first; i < cfg.NumLayers; i++ {
 		ly := g.loadLayer(l, i)
 		if l.err != nil {
 			return l.err
@@ -409,7 +421,7 @@ func (g *Model) style() int {
 // enqueue issues the decoder layers for the m rows of the state buffer
 // (of a pass of pass rows; 0: the kernels read it from the state), leaving
 // their hidden states in g.x.
-func (g *Model) enqueue(m, pass int) error {
+func (g *Model) enqueue(m, pass int, hidden []float32) error {
 	cfg := g.Config
 	h, qDim, kvDim, ffn := cfg.Dims()
 	d := g.dev
@@ -421,7 +433,13 @@ func (g *Model) enqueue(m, pass int) error {
 	at := attnArgs{heads: cfg.NumHeads, kvHeads: cfg.NumKVHeads, dim: cfg.HeadDim, ctx: g.ctx,
 		scale: float32(1 / math.Sqrt(float64(cfg.HeadDim))), f16: f16, fa: g.opts.FlashAttention && f16,
 		qStride: qkvDim, slotBytes: g.slotBytes, pass: pass}
-	if err := d.getRows(g.embed, g.x, info, m); err != nil {
+	if hidden != nil {
+		// The host's hidden states entering the first layer on the device.
+		r := d.drv.cuMemcpyHtoDAsync(g.x, unsafe.Pointer(&hidden[0]), uintptr(4*m*h), d.stream)
+		if err := d.drv.check("cuMemcpyHtoDAsync (hidden states)", r); err != nil {
+			return err
+		}
+	} else if err := d.getRows(g.embed, g.x, info, m); err != nil {
 		return err
 	}
 	for li := range g.layers {
@@ -457,7 +475,7 @@ func (g *Model) enqueue(m, pass int) error {
 			d.siluQuant(g.gu, g.act, ffn, m, ggml, q80, q8k),
 			g.mul(l.down, g.act, ffn, g.x, h, 0, true, m))
 		if err != nil {
-			return fmt.Errorf("cuda: layer %d: %w", li, err)
+			return fmt.Errorf("cuda: layer %d: %w", g.first+li, err)
 		}
 	}
 	return nil
@@ -478,7 +496,7 @@ func (g *Model) head(from, n, m int) error {
 // decodeStep issues one row's pass (the state's row 0), its logits and
 // their argmax in g.best.
 func (g *Model) decodeStep() error {
-	return errors.Join(g.enqueue(1, 0), g.head(0, 1, 1), g.dev.argmax(g.logits, g.Config.VocabSize, g.argScratch, g.best))
+	return errors.Join(g.enqueue(1, 0, nil), g.head(0, 1, 1), g.dev.argmax(g.logits, g.Config.VocabSize, g.argScratch, g.best))
 }
 
 // capture records decodeStep as a CUDA graph and instantiates it.
@@ -541,6 +559,9 @@ func (g *Model) setState(pass int, rows []Row) (int, error) {
 // with its logits and their argmax: by replaying the captured graph
 // (capturing it on the first call), or kernel by kernel with NoGraph.
 func (g *Model) step(r Row, pass int) error {
+	if g.first > 0 {
+		return fmt.Errorf("cuda: the device holds layers %d.. only: run ForwardHidden", g.first)
+	}
 	if err := g.check(r); err != nil {
 		return fmt.Errorf("cuda: decode: %w", err)
 	}
@@ -607,7 +628,27 @@ func (g *Model) DecodeArgmax(token, pos int) (int, error) {
 // chunk runs in chunks, one after the other; one row replays the decode
 // graph.
 func (g *Model) Forward(rows []Row, logits []float32) error {
-	vocab := g.Config.VocabSize
+	if g.first > 0 {
+		return fmt.Errorf("cuda: forward: the device holds layers %d.. only: run ForwardHidden", g.first)
+	}
+	return g.forward(rows, nil, logits)
+}
+
+// ForwardHidden is Forward for a model loaded with Options.FirstLayer:
+// hidden holds each row's hidden state entering that layer (HiddenSize
+// floats a row, in row order), as the host computed it.
+func (g *Model) ForwardHidden(rows []Row, hidden, logits []float32) error {
+	h := g.Config.HiddenSize
+	if len(hidden) < len(rows)*h {
+		return fmt.Errorf("cuda: forward: %d rows need %d hidden floats, got %d", len(rows), len(rows)*h, len(hidden))
+	}
+	return g.forward(rows, hidden, logits)
+}
+
+// forward runs a pass, from the embedding or (hidden not nil) from the
+// host's hidden states.
+func (g *Model) forward(rows []Row, hidden, logits []float32) error {
+	vocab, h := g.Config.VocabSize, g.Config.HiddenSize
 	want := 0
 	for i, r := range rows {
 		if err := g.check(r); err != nil {
@@ -623,7 +664,7 @@ func (g *Model) Forward(rows []Row, logits []float32) error {
 	unlock := g.dev.bind()
 	defer unlock()
 	pass := len(rows)
-	if pass == 1 {
+	if pass == 1 && hidden == nil {
 		if err := g.step(rows[0], 1); err != nil {
 			return err
 		}
@@ -640,7 +681,11 @@ func (g *Model) Forward(rows []Row, logits []float32) error {
 		if err != nil {
 			return err
 		}
-		if err := g.enqueue(m, pass); err != nil {
+		var hs []float32
+		if hidden != nil {
+			hs = hidden[start*h : (start+m)*h]
+		}
+		if err := g.enqueue(m, pass, hs); err != nil {
 			return fmt.Errorf("cuda: forward: %w", err)
 		}
 		for from := 0; from < n; from += g.logitRows {

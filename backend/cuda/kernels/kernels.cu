@@ -1179,6 +1179,9 @@ __device__ __forceinline__ float ggml_expf(float x) {
         __fmaf_rn(__fmaf_rn(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, __fmaf_rn(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
         u, __fmaf_rn(0x1.ffffecp-1f, b, 1.0f));
     if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : __uint_as_float(0x7f800000u);
+    // j * 2^n: a float product by a power of two is exact while the
+    // result stays normal (j is near 1); otherwise in double, rounded once.
+    if (n >= -125.0f && n <= 127.0f) return __fmul_rn(j, __int_as_float(((int)n + 127) << 23));
     return (float)ldexp((double)j, (int)n);
 }
 
@@ -1286,7 +1289,8 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
     q += (i64)r * qStride;
     out += (i64)r * heads * dim;
     scores += (i64)r * heads * ctx;
-    extern __shared__ float qs[];  // dim floats, (tiled: dim accumulators, 64 scores), 64 x (dim+1) keys
+    extern __shared__ float faShared[];  // dim floats, (tiled: dim accumulators, 64 scores), 64 x (dim+1) keys
+    float* qs = faShared;
     __shared__ float total, tms, ms;
     __shared__ int tflag;
     int h = blockIdx.x;
