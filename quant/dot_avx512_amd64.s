@@ -307,15 +307,36 @@ q40loop:
 	VHADDPS X10, X10, X10; \
 	VSUBSS X10, X11, X11
 
-// KSCALESV unpacks the scales of the Q4_K/Q5_K block at R8 (KSCALESR):
-// Y12 gets the eight scales as int16, then the eight mins (ggml's
-// mins_and_scales), Y16 the scales in both 128-bit lanes. Clobbers AX, BX,
-// DX, SI, R9.
+// kscl: KSCALESV's per-dword shift counts and masks.
+DATA kscl<>+0(SB)/4, $0
+DATA kscl<>+4(SB)/4, $0
+DATA kscl<>+8(SB)/4, $0
+DATA kscl<>+12(SB)/4, $4
+DATA kscl<>+16(SB)/4, $0x3f3f3f3f
+DATA kscl<>+20(SB)/4, $0x0f0f0f0f
+DATA kscl<>+24(SB)/4, $0x3f3f3f3f
+DATA kscl<>+28(SB)/4, $0x0f0f0f0f
+DATA kscl<>+32(SB)/4, $0
+DATA kscl<>+36(SB)/4, $0x30303030
+DATA kscl<>+40(SB)/4, $0
+DATA kscl<>+44(SB)/4, $0x30303030
+GLOBL kscl<>(SB), RODATA|NOPTR, $48
+
+// KSCALESV unpacks the twelve scale bytes a, b, c (dwords) at 4(R8) of a
+// Q4_K/Q5_K block as ggml's utmp shuffle does, in vector registers:
+// [a & 0x3f, (c & 0xf) | (a >> 6) << 4, b & 0x3f, (c >> 4) | (b >> 6) << 4]
+// per byte. Y12 gets the eight scales as int16, then the eight mins
+// (ggml's mins_and_scales), Y16 the scales in both 128-bit lanes.
+// Clobbers X1, X2.
 #define KSCALESV \
-	KSCALESR; \
-	VMOVQ AX, X12; \
-	VPINSRQ $1, BX, X12, X12; \
-	VPMOVZXBW X12, Y12; \
+	VMOVDQU 4(R8), X12; \
+	VPSHUFD $0x98, X12, X1; \
+	VPSRLVD kscl<>+0(SB), X1, X1; \
+	VPSHUFD $0x50, X12, X2; \
+	VPSRLD $2, X2, X2; \
+	VPAND kscl<>+32(SB), X2, X2; \
+	VPTERNLOGD $0xEC, kscl<>+16(SB), X2, X1; \
+	VPMOVZXBW X1, Y12; \
 	VPERMQ $0x44, Y12, Y16
 
 // KMINSR leaves m[j] * (bsums[2j] + bsums[2j+1]) summed in pairs in the
