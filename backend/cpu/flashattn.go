@@ -385,17 +385,9 @@ func faTileLoad(kt, vt []float32, k, v []uint16, stride, nk, dim int) {
 // tile's first nk keys (kt, vt from faTileLoad); kq is scratch for 64
 // scores.
 func faTileStep(acc []float32, S, M *float32, qv, kt, vt, kq []float32, nk int, scale float32) {
-	ninf := float32(math.Inf(-1))
 	faTileScores(kq, qv, kt, nk, scale) // simd_gemm: FMA chain over dk
-	tileMax := ninf
-	for tk := range kq {
-		if tk >= nk {
-			kq[tk] = ninf
-			continue
-		}
-		tileMax = max(tileMax, kq[tk])
-	}
-	if tileMax == ninf {
+	tileMax := faTileMax(kq, nk)
+	if math.IsInf(float64(tileMax), -1) {
 		return
 	}
 	ms := float32(1)
@@ -407,6 +399,24 @@ func faTileStep(acc []float32, S, M *float32, qv, kt, vt, kq []float32, nk int, 
 	*M = Mnew
 	*S = float32(float64(*S) + faTileSoftmax(kq, Mnew))
 	faTilePV(acc, kq[:nk], vt, len(acc), ms) // simd_gemm: VKQ += P·V, FMA chain over keys
+}
+
+// faTileMax sets the scores of masked keys (kq[nk:]) to -Inf and returns
+// the maximum of the others.
+func faTileMax(kq []float32, nk int) float32 {
+	if m, ok := faTileMaxFast(kq, nk); ok {
+		return m
+	}
+	ninf := float32(math.Inf(-1))
+	tileMax := ninf
+	for tk := range kq {
+		if tk >= nk {
+			kq[tk] = ninf
+			continue
+		}
+		tileMax = max(tileMax, kq[tk])
+	}
+	return tileMax
 }
 
 // faTileScores sets kq[tk] = (q · key tk) * scale for the tile's keys

@@ -43,6 +43,9 @@ func faTileScoresAVX2(kq, q, kt *float32, dim int, scale float32)
 func faTileSoftmaxAVX2(kq *float32, m float32) float64
 
 //go:noescape
+func faTileMaxAVX2(kq *float32, nk int) float32
+
+//go:noescape
 func faExpAVX2(x *float32, n int)
 
 //go:noescape
@@ -137,6 +140,14 @@ func faTileScoresFast(kq, q, kt []float32, scale float32) bool {
 	_ = kt[ggmlFATileKV*dim-1]
 	faTileScoresAVX2(&kq[0], &q[0], &kt[0], dim, scale)
 	return true
+}
+
+func faTileMaxFast(kq []float32, nk int) (float32, bool) {
+	if !hasFA {
+		return 0, false
+	}
+	_ = kq[ggmlFATileKV-1]
+	return faTileMaxAVX2(&kq[0], nk), true
 }
 
 func faTileSoftmaxFast(kq []float32, m float32) (float64, bool) {

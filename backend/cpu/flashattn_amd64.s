@@ -882,3 +882,60 @@ m2scale1:
 	VBROADCASTSS X12, Z12
 	SCALE4(Z4, Z5, Z6, Z7)
 	JMP          m2add
+
+// func faTileMaxAVX2(kq *float32, nk int) float32
+// Sets kq[j] = -Inf for j >= nk (masked keys) and returns the maximum of
+// kq[:nk], NaN if one of them is NaN (as Go's max).
+TEXT ·faTileMaxAVX2(SB), NOSPLIT, $0-20
+	MOVQ         kq+0(FP), DI
+	MOVQ         nk+8(FP), AX
+	VMOVD        AX, X0
+	VPBROADCASTD X0, Y15              // nk in every lane
+	VBROADCASTSS FA_INF, Y14
+	VXORPS       Y13, Y13, Y13
+	VSUBPS       Y14, Y13, Y13        // -Inf
+	VMOVDQU      faidx<>+0(SB), Y12   // lane indices 0..7
+	VPBROADCASTD faidx<>+32(SB), Y11  // 8
+	VMOVAPS      Y13, Y10             // running maximum
+	VXORPS       Y9, Y9, Y9           // NaN lanes
+	MOVQ         $8, CX
+
+tmloop:
+	VPCMPGTD  Y12, Y15, Y1   // index < nk
+	VMOVUPS   (DI), Y0
+	VBLENDVPS Y1, Y0, Y13, Y0 // masked lanes -Inf
+	VMOVUPS   Y0, (DI)
+	VCMPPS    $3, Y0, Y0, Y2  // unordered
+	VORPS     Y2, Y9, Y9
+	VMAXPS    Y0, Y10, Y10
+	VPADDD    Y11, Y12, Y12
+	ADDQ      $32, DI
+	DECQ      CX
+	JNE       tmloop
+
+	VEXTRACTF128 $1, Y10, X0
+	VMAXPS       X0, X10, X10
+	VMOVHLPS     X10, X10, X0
+	VMAXPS       X0, X10, X10
+	VMOVSHDUP    X10, X0
+	VMAXSS       X0, X10, X10
+	VMOVMSKPS    Y9, AX
+	TESTL        AX, AX
+	JEQ          tmdone
+	VPCMPEQD     X10, X10, X10 // all ones: a NaN
+
+tmdone:
+	VMOVSS X10, ret+16(FP)
+	VZEROUPPER
+	RET
+
+DATA faidx<>+0(SB)/4, $0
+DATA faidx<>+4(SB)/4, $1
+DATA faidx<>+8(SB)/4, $2
+DATA faidx<>+12(SB)/4, $3
+DATA faidx<>+16(SB)/4, $4
+DATA faidx<>+20(SB)/4, $5
+DATA faidx<>+24(SB)/4, $6
+DATA faidx<>+28(SB)/4, $7
+DATA faidx<>+32(SB)/4, $8
+GLOBL faidx<>(SB), RODATA|NOPTR, $36

@@ -27,6 +27,8 @@ func faTileLoadFast(kt, vt []float32, k, v []uint16, stride, nk, dim int) int { 
 
 func faTileScoresFast(kq, q, kt []float32, scale float32) bool { return false }
 
+func faTileMaxFast(kq []float32, nk int) (float32, bool) { return 0, false }
+
 func faTileSoftmaxFast(kq []float32, m float32) (float64, bool) { return 0, false }
 
 func faExpFast(x []float32) int { return 0 }

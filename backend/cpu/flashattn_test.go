@@ -267,6 +267,34 @@ func TestFlashAttentionPrimitivesMatchPortable(t *testing.T) {
 			t.Fatalf("faTileSoftmax sum: asm %g, portable %g", gs, ws)
 		}
 
+		// Tile maximum: masked keys set to -Inf; NaN, zeros and -Inf
+		// among the scores.
+		nk0 := 1 + rng.IntN(ggmlFATileKV)
+		for i := range kq {
+			switch rng.IntN(40) {
+			case 0:
+				kq[i] = float32(math.NaN())
+			case 1:
+				kq[i] = float32(math.Copysign(0, -1))
+			case 2:
+				kq[i] = 0
+			default:
+				kq[i] = float32(rng.NormFloat64())
+			}
+		}
+		got, want = append([]float32(nil), kq...), append([]float32(nil), kq...)
+		gm := faTileMax(got, nk0)
+		var wm float32
+		portable(func() { wm = faTileMax(want, nk0) })
+		if gm != wm && !(gm != gm && wm != wm) && !(gm == 0 && wm == 0) {
+			t.Fatalf("faTileMax(nk %d): asm %g, portable %g", nk0, gm, wm)
+		}
+		for i := range want {
+			if got[i] != want[i] && !(got[i] != got[i] && want[i] != want[i]) {
+				t.Fatalf("faTileMax(nk %d) [%d]: asm %g, portable %g", nk0, i, got[i], want[i])
+			}
+		}
+
 		dim := 64 * (1 + rep%2)
 		keys := 1 + rng.IntN(80)
 		stride := dim + 64*rng.IntN(2)
