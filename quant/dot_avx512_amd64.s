@@ -84,10 +84,12 @@ GLOBL shufQ6<>(SB), RODATA|NOPTR, $128
 // --- 32-element blocks, four rows at a time ---
 //
 // Registers: R8 the group's first row, R9 the stride, R10 four strides,
-// R12 out, R13 rows left; SI, BX, DX, R14 the four rows' current blocks,
-// DI the activation block, CX blocks left. Y0-Y3 the rows' float sums, Y4
-// the activation quants, Y5 their offset correction, Y6 their scale, Y13
-// zero, Y14 low-nibble mask, Y15 the offset bytes.
+// R12 out, R13 rows left; SI, BX, DX, R14 the group's four rows and R11
+// the offset of the current block in them (one index for all four rows),
+// AX the next group (prefetched), DI the activation block, CX the pairs of
+// blocks left. Y0-Y3 the rows' float sums, Y4 the activation quants, Y5
+// their offset correction, Y6 their scale, Y13 zero, Y14 low-nibble mask,
+// Y15 the offset bytes. The loop takes two blocks a step.
 
 // ROWS4_BEGIN loads the arguments of
 // func(w *byte, stride int, act *byte, nb int, out *float32, rows int)
@@ -106,60 +108,92 @@ GLOBL shufQ6<>(SB), RODATA|NOPTR, $128
 	MOVL $0xff00, AX; \
 	KMOVD AX, K2
 
-// GROUP4_BEGIN points at the first block of the next four rows and clears
-// their sums.
-#define GROUP4_BEGIN \
+// GROUP4_BEGIN points at the next four rows, clears their sums and jumps
+// to one if the block count is odd (the single block goes first).
+#define GROUP4_BEGIN(one) \
 	MOVQ R8, SI; \
 	LEAQ (R8)(R9*1), BX; \
 	LEAQ (R8)(R9*2), DX; \
 	LEAQ (BX)(R9*2), R14; \
+	LEAQ (R8)(R10*1), AX; \
+	XORQ R11, R11; \
 	MOVQ act+16(FP), DI; \
 	MOVQ nb+24(FP), CX; \
 	VXORPS Y0, Y0, Y0; \
 	VXORPS Y1, Y1, Y1; \
 	VXORPS Y2, Y2, Y2; \
-	VXORPS Y3, Y3, Y3
+	VXORPS Y3, Y3, Y3; \
+	SHRQ $1, CX; \
+	JCS  one
 
-// PREFETCH4 prefetches the blocks the next group of rows reads at this step.
-#define PREFETCH4 \
-	PREFETCHT0 (SI)(R10*1); \
-	PREFETCHT0 (BX)(R10*1); \
-	PREFETCHT0 (DX)(R10*1); \
-	PREFETCHT0 (R14)(R10*1)
-
-// ACT32 loads the activation block at DI: its quants into Y4, -o times the
-// sums of their groups of four into Y5, its scale into all lanes of Y6.
-#define ACT32 \
-	VMOVDQU 2(DI), Y4; \
+// ACT32 loads the activation block at a(DI): its quants into Y4, -o times
+// the sums of their groups of four into Y5, its scale into all lanes of Y6.
+#define ACT32(a) \
+	VMOVDQU (a+2)(DI), Y4; \
 	VPXOR Y5, Y5, Y5; \
 	VPDPBUSD Y4, Y15, Y5; \
 	VPSUBD Y5, Y13, Y5; \
-	MOVWLZX (DI), AX; \
-	VMOVD AX, X6; \
-	VCVTPH2PS X6, X6; \
-	VBROADCASTSS X6, Y6
+	VPBROADCASTW a(DI), X6; \
+	VCVTPH2PS X6, Y6
 
-// ROW32 adds f16(block at P) * f16(activation) * (lanes of q · y) to ACC,
-// for the unsigned quants q in Y7 (ggml's acc = fmadd(d, q, acc)).
-#define ROW32(P, ACC) \
+// ROW32 adds f16(the block at d(P)(R11)) * f16(activation) * (lanes of
+// q · y) to ACC, for the unsigned quants q in Y7 (ggml's
+// acc = fmadd(d, q, acc)).
+#define ROW32(P, d, ACC) \
 	VMOVDQA Y5, Y8; \
 	VPDPBUSD Y4, Y7, Y8; \
 	VCVTDQ2PS Y8, Y8; \
-	VPBROADCASTW (P), X9; \
+	VPBROADCASTW d(P)(R11*1), X9; \
 	VCVTPH2PS X9, Y9; \
 	VMULPS Y6, Y9, Y9; \
 	VFMADD231PS Y8, Y9, ACC
 
-// NEXT4 advances the four rows and the activation by one block (size bytes
-// of weights) and loops while blocks remain.
-#define NEXT4(size, loop) \
-	ADDQ $size, SI; \
-	ADDQ $size, BX; \
-	ADDQ $size, DX; \
-	ADDQ $size, R14; \
-	ADDQ $34, DI; \
+// BLOCK4 multiplies the block at offset d of the four rows (unpacked by U)
+// with the activation block at a(DI).
+#define BLOCK4(U, d, a) \
+	ACT32(a); \
+	U(SI, d); \
+	ROW32(SI, d, Y0); \
+	U(BX, d); \
+	ROW32(BX, d, Y1); \
+	U(DX, d); \
+	ROW32(DX, d, Y2); \
+	U(R14, d); \
+	ROW32(R14, d, Y3)
+
+// PAIR4 is one loop step over two blocks of size bytes: it prefetches the
+// next group's bytes at the same place (8*size bytes from AX + 4*R11, by
+// the macro PF), multiplies both blocks and loops while pairs remain.
+#define PAIR4(U, size, PF, loop) \
+	PF; \
+	BLOCK4(U, 0, 0); \
+	BLOCK4(U, size, 34); \
+	ADDQ $(2*size), R11; \
+	ADDQ $68, DI; \
 	DECQ CX; \
 	JNE  loop
+
+// PREFETCH_3 and PREFETCH_5 prefetch three and five cache lines from
+// AX + 4*R11.
+#define PREFETCH_3 \
+	PREFETCHT0 (AX)(R11*4); \
+	PREFETCHT0 64(AX)(R11*4); \
+	PREFETCHT0 128(AX)(R11*4)
+
+#define PREFETCH_5 \
+	PREFETCH_3; \
+	PREFETCHT0 192(AX)(R11*4); \
+	PREFETCHT0 256(AX)(R11*4)
+
+// ONE4 multiplies the first block alone (odd block counts) and goes on
+// with the pairs, if any.
+#define ONE4(U, size, loop, end) \
+	BLOCK4(U, 0, 0); \
+	ADDQ $size, R11; \
+	ADDQ $34, DI; \
+	TESTQ CX, CX; \
+	JNE  loop; \
+	JMP  end
 
 // GROUP4_END stores the four sums and moves to the next group.
 #define GROUP4_END(group) \
@@ -178,9 +212,11 @@ GLOBL shufQ6<>(SB), RODATA|NOPTR, $128
 	VZEROUPPER; \
 	RET
 
-// Q80Q sets Y7 to the Q8_0 quants at P as unsigned bytes q + 128.
-#define Q80Q(P) \
-	VPXOR 2(P), Y15, Y7
+// Q80Q sets Y7 to the Q8_0 quants of the block at d(P)(R11) as unsigned
+// bytes q + 128.
+#define Q80Q(P, d) \
+	VMOVDQU (d+2)(P)(R11*1), Y7; \
+	VPXOR Y15, Y7, Y7
 
 // NIBBLES sets Y7 to the 32 nibbles of the 16 bytes at a: low nibbles
 // first, then high nibbles (the bytes in both halves, the high half
@@ -190,64 +226,45 @@ GLOBL shufQ6<>(SB), RODATA|NOPTR, $128
 	VPSRLW $4, Y7, K2, Y7; \
 	VPAND Y14, Y7, Y7
 
-// Q50Q sets Y7 to the Q5_0 quants at P as unsigned bytes q + 16: the
-// nibbles plus 16 where the block's bit is set.
-#define Q50Q(P) \
-	NIBBLES(6(P)); \
-	KMOVD 2(P), K1; \
+// Q50Q sets Y7 to the Q5_0 quants of the block at d(P)(R11) as unsigned
+// bytes q + 16: the nibbles plus 16 where the block's bit is set.
+#define Q50Q(P, d) \
+	NIBBLES((d+6)(P)(R11*1)); \
+	KMOVD (d+2)(P)(R11*1), K1; \
 	VPADDB Y15, Y7, K1, Y7
 
-// BODY4 is one block step of a four-row kernel whose macro U unpacks a
-// row's quants into Y7, for blocks of size bytes.
-#define BODY4(U, size, loop) \
-	PREFETCH4; \
-	ACT32; \
-	U(SI); \
-	ROW32(SI, Y0); \
-	U(BX); \
-	ROW32(BX, Y1); \
-	U(DX); \
-	ROW32(DX, Y2); \
-	U(R14); \
-	ROW32(R14, Y3); \
-	NEXT4(size, loop)
+// Q40Q sets Y7 to the Q4_0 quants of the block at d(P)(R11) as unsigned
+// bytes q + 8.
+#define Q40Q(P, d) \
+	NIBBLES((d+2)(P)(R11*1))
 
-// Q40Q sets Y7 to the Q4_0 quants at P as unsigned bytes q + 8.
-#define Q40Q(P) \
-	NIBBLES(2(P))
+// KERNEL4 is the body of a four-row kernel: unpacking macro U, blocks of
+// size bytes, prefetch macro PF for a pair of blocks, and the kernel's
+// labels.
+#define KERNEL4(U, size, PF, group, one, loop, end) \
+group: \
+	GROUP4_BEGIN(one); \
+loop: \
+	PAIR4(U, size, PF, loop); \
+end: \
+	GROUP4_END(group); \
+one: \
+	ONE4(U, size, loop, end)
 
 // func q8_0DotRowsVNNI(w *byte, stride int, act *byte, nb int, out *float32, rows int)
 TEXT ·q8_0DotRowsVNNI(SB), NOSPLIT, $0-48
 	ROWS4_BEGIN(0x80808080)
-
-q80group:
-	GROUP4_BEGIN
-
-q80loop:
-	BODY4(Q80Q, 34, q80loop)
-	GROUP4_END(q80group)
+	KERNEL4(Q80Q, 34, PREFETCH_5, q80group, q80one, q80loop, q80end)
 
 // func q5_0DotRowsVNNI(w *byte, stride int, act *byte, nb int, out *float32, rows int)
 TEXT ·q5_0DotRowsVNNI(SB), NOSPLIT, $0-48
 	ROWS4_BEGIN(0x10101010)
-
-q50group:
-	GROUP4_BEGIN
-
-q50loop:
-	BODY4(Q50Q, 22, q50loop)
-	GROUP4_END(q50group)
+	KERNEL4(Q50Q, 22, PREFETCH_3, q50group, q50one, q50loop, q50end)
 
 // func q4_0DotRowsVNNI(w *byte, stride int, act *byte, nb int, out *float32, rows int)
 TEXT ·q4_0DotRowsVNNI(SB), NOSPLIT, $0-48
 	ROWS4_BEGIN(0x08080808)
-
-q40group:
-	GROUP4_BEGIN
-
-q40loop:
-	BODY4(Q40Q, 18, q40loop)
-	GROUP4_END(q40group)
+	KERNEL4(Q40Q, 18, PREFETCH_3, q40group, q40one, q40loop, q40end)
 
 // --- 256-element super-blocks with a Q8_K activation, row by row ---
 //
