@@ -104,6 +104,40 @@ func PackTiles(w tensor.DType, act []byte, n, cols, glo, ghi int, dst []byte) er
 	return nil
 }
 
+// fastActivation holds, by activation type, quantizers that assembly files
+// install: bit-identical to QuantizeActivation's for finite inputs.
+var fastActivation [tensor.IQ4_XS + 1]func(x []float32, dst []byte)
+
+// QuantizeTiles quantizes the input rows of the groups glo..ghi-1 of the n
+// rows x (cols floats each) into act, as QuantizeActivation would with
+// VecDotType(w), and packs the groups into tiles as PackTiles does. For
+// float weights (a float32 activation) act must already hold x's bytes.
+// Distinct group ranges may be processed concurrently.
+func QuantizeTiles(w tensor.DType, x []float32, n, cols, glo, ghi int, act, tiles []byte) error {
+	vt := VecDotType(w)
+	ab, err := vt.RowBytes(cols)
+	switch {
+	case err != nil || !vt.Valid():
+		return fmt.Errorf("quant: quantize tiles: no activation type for %v rows of %d: %v", w, cols, err)
+	case n < 0 || len(x) < n*cols || len(act) < n*ab:
+		return fmt.Errorf("quant: quantize tiles: %d floats and %d bytes for %d rows of %d", len(x), len(act), n, cols)
+	case glo < 0 || ghi < glo || ghi > TileGroups(n):
+		return fmt.Errorf("quant: quantize tiles: bad group range [%d, %d) of %d", glo, ghi, TileGroups(n))
+	}
+	if vt != tensor.F32 {
+		fast := fastActivation[vt]
+		for t := glo * tileCols; t < min(ghi*tileCols, n); t++ {
+			row, dst := x[t*cols:(t+1)*cols], act[t*ab:(t+1)*ab]
+			if fast != nil {
+				fast(row, dst)
+			} else if err := QuantizeActivation(vt, row, dst); err != nil {
+				return err
+			}
+		}
+	}
+	return PackTiles(w, act, n, cols, glo, ghi, tiles)
+}
+
 // checkTiles validates the activation and packed buffers of n rows.
 func checkTiles(w tensor.DType, act []byte, n, cols int, tiles []byte) (*tiler, int, error) {
 	size, ok := TiledBytes(w, n, cols)

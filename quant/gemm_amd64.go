@@ -53,8 +53,10 @@ func init() { installTilers(hasVNNI, hasAVX2) }
 // tiles and the other types keep their row kernels.
 func installTilers(vnni, avx2 bool) {
 	clear(tilers[:])
+	fastActivation = [tensor.IQ4_XS + 1]func([]float32, []byte){}
 	switch {
 	case vnni:
+		fastActivation[tensor.Q8_0] = actQ8_0Fast
 		tilers[tensor.Q8_0] = asmTiler(q8_0TileVNNI, qk, 34, pack32Bytes, 16, side32(34), pack32)
 		tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16, side32(22), pack32)
 		tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, 224, sideQ4K, packK)
@@ -100,17 +102,30 @@ func i32s(b []byte) []int32 {
 	return unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)
 }
 
+//go:noescape
+func f16Scales4(w *byte, stride, blockBytes, nb int, dst *float32)
+
 // side32 returns the side table of 32-element blocks of blockBytes bytes
 // that start with their half scale: per block, the rows' scales.
 func side32(blockBytes int) func(dst, w []byte, stride, nb int) {
 	return func(dst, w []byte, stride, nb int) {
 		sc := f32s(dst)
-		for b := range nb {
-			for r := range tileRows {
-				sc[tileRows*b+r] = f16(w[r*stride+b*blockBytes:])
-			}
-		}
+		_, _ = w[(tileRows-1)*stride+(nb-1)*blockBytes+1], sc[tileRows*nb-1]
+		f16Scales4(&w[0], stride, blockBytes, nb, &sc[0])
 	}
+}
+
+//go:noescape
+func actQ8_0AVX512(x *float32, dst *byte, nb int)
+
+// actQ8_0Fast is actQ8_0 (bit-identical for finite inputs) in AVX-512.
+func actQ8_0Fast(x []float32, dst []byte) {
+	nb := len(x) / qk
+	if nb == 0 {
+		return
+	}
+	_ = dst[34*nb-1]
+	actQ8_0AVX512(&x[0], &dst[0], nb)
 }
 
 // pair repeats a 16-bit value in both halves of an int32 (a VPDPWSSD

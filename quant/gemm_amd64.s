@@ -1433,3 +1433,92 @@ q5_0a2p11:
 	VZEROUPPER
 	RET
 
+
+// func f16Scales4(w *byte, stride, blockBytes, nb int, dst *float32)
+// dst[4b+r] = the half at the start of block b of row r (rows stride bytes
+// apart, blocks blockBytes apart), widened exactly (VCVTPH2PS).
+TEXT ·f16Scales4(SB), NOSPLIT, $0-40
+	MOVQ w+0(FP), SI
+	MOVQ stride+8(FP), DX
+	MOVQ blockBytes+16(FP), BX
+	MOVQ nb+24(FP), CX
+	MOVQ dst+32(FP), DI
+	LEAQ (SI)(DX*1), R8
+	LEAQ (R8)(DX*1), R9
+	LEAQ (R9)(DX*1), R10
+	TESTQ CX, CX
+	JEQ  f16sdone
+
+f16sloop:
+	MOVWLZX (SI), AX
+	VMOVD AX, X0
+	VPINSRW $1, (R8), X0, X0
+	VPINSRW $2, (R9), X0, X0
+	VPINSRW $3, (R10), X0, X0
+	VCVTPH2PS X0, X0
+	VMOVUPS X0, (DI)
+	ADDQ BX, SI
+	ADDQ BX, R8
+	ADDQ BX, R9
+	ADDQ BX, R10
+	ADDQ $16, DI
+	DECQ CX
+	JNE  f16sloop
+
+f16sdone:
+	RET
+
+// func actQ8_0AVX512(x *float32, dst *byte, nb int)
+// quantize_row_q8_0 as actQ8_0 computes it, for finite inputs: per block
+// of 32, amax = max |x|, d = amax/127 stored as a half, quants
+// round-half-even(x * 127/amax) (0 when amax is 0).
+TEXT ·actQ8_0AVX512(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ dst+8(FP), DI
+	MOVQ nb+16(FP), CX
+	MOVL $0x7fffffff, AX
+	VPBROADCASTD AX, Z31
+	MOVL $0x42fe0000, AX
+	VMOVD AX, X30
+	TESTQ CX, CX
+	JEQ  aq8done
+
+aq8loop:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VPANDD Z31, Z0, Z2
+	VPANDD Z31, Z1, Z3
+	VMAXPS Z3, Z2, Z2
+	VEXTRACTF64X4 $1, Z2, Y3
+	VMAXPS Y3, Y2, Y2
+	VEXTRACTF128 $1, Y2, X3
+	VMAXPS X3, X2, X2
+	VPERMILPS $0x4e, X2, X3
+	VMAXPS X3, X2, X2
+	VPERMILPS $0xb1, X2, X3
+	VMAXPS X3, X2, X2
+	VDIVSS X30, X2, X4
+	VCVTPS2PH $0, X4, X5
+	VPEXTRW $0, X5, AX
+	MOVW AX, (DI)
+	VXORPS X7, X7, X7
+	VUCOMISS X7, X2
+	JEQ  aq8zero
+	VDIVSS X2, X30, X7
+
+aq8zero:
+	VBROADCASTSS X7, Z7
+	VMULPS Z7, Z0, Z0
+	VMULPS Z7, Z1, Z1
+	VCVTPS2DQ Z0, Z0
+	VCVTPS2DQ Z1, Z1
+	VPMOVDB Z0, 2(DI)
+	VPMOVDB Z1, 18(DI)
+	ADDQ $128, SI
+	ADDQ $34, DI
+	DECQ CX
+	JNE  aq8loop
+
+aq8done:
+	VZEROUPPER
+	RET

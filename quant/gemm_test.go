@@ -1,6 +1,7 @@
 package quant
 
 import (
+	"bytes"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -198,6 +199,93 @@ func benchMulTiles(b *testing.B, types []tensor.DType) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// activationRows returns rows of activations that exercise a quantizer:
+// normal values at several magnitudes, zero blocks, halves (ties after
+// scaling), subnormals and the float32 extremes.
+func activationRows(rng *rand.Rand, cols int) [][]float32 {
+	var rows [][]float32
+	for _, scale := range []float64{1, 1e-3, 1e3, 1e-30, 1e30, 1e-42} {
+		x := randomRow(rng, cols)
+		for i := range x {
+			x[i] = float32(float64(x[i]) * scale)
+		}
+		rows = append(rows, x)
+	}
+	ties := make([]float32, cols)
+	for i := range ties {
+		ties[i] = float32(i%255-127) / 2 // multiples of 1/2 up to 63.5 against an amax of 63.5
+	}
+	zeros := make([]float32, cols)
+	mixed := randomRow(rng, cols)
+	clear(mixed[:min(cols, 32)])
+	mixed[len(mixed)-1] = math.MaxFloat32
+	mixed[len(mixed)-2] = -math.SmallestNonzeroFloat32
+	return append(rows, ties, zeros, mixed)
+}
+
+// TestFastActivationsMatch checks the assembly activation quantizers byte
+// for byte against QuantizeActivation.
+func TestFastActivationsMatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for vt, fast := range fastActivation {
+		if fast == nil {
+			continue
+		}
+		dt := tensor.DType(vt)
+		for _, cols := range []int{256, 512, 4864} {
+			for i, x := range activationRows(rng, cols) {
+				want := mustQuantize(t, dt, x, true)
+				got := make([]byte, len(want))
+				fast(x, got)
+				if !bytes.Equal(got, want) {
+					for j := range got {
+						if got[j] != want[j] {
+							t.Fatalf("%v cols %d row %d: byte %d is %#x, QuantizeActivation %#x", dt, cols, i, j, got[j], want[j])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestQuantizeTilesMatches checks QuantizeTiles against QuantizeActivation
+// and PackTiles.
+func TestQuantizeTilesMatches(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q5_0, tensor.Q4_K, tensor.Q6_K} {
+		const n, cols = 10, 512
+		size, ok := TiledBytes(dt, n, cols)
+		if !ok {
+			continue
+		}
+		vt := VecDotType(dt)
+		ab, _ := vt.RowBytes(cols)
+		x := randomRow(rng, n*cols)
+		want, wantTiles := make([]byte, n*ab), make([]byte, size)
+		for r := range n {
+			if err := QuantizeActivation(vt, x[r*cols:(r+1)*cols], want[r*ab:(r+1)*ab]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := PackTiles(dt, want, n, cols, 0, TileGroups(n), wantTiles); err != nil {
+			t.Fatal(err)
+		}
+		got, gotTiles := make([]byte, n*ab), make([]byte, size)
+		for g := range TileGroups(n) {
+			if err := QuantizeTiles(dt, x, n, cols, g, g+1, got, gotTiles); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(got, want) || !bytes.Equal(gotTiles, wantTiles) {
+			t.Errorf("%v: QuantizeTiles differs from QuantizeActivation + PackTiles", dt)
+		}
+		if err := QuantizeTiles(dt, x[:10], n, cols, 0, 1, got, gotTiles); err == nil {
+			t.Errorf("%v: QuantizeTiles accepted a short input", dt)
 		}
 	}
 }

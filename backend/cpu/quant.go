@@ -57,11 +57,8 @@ func (op *matMulOp) quantize(lo, hi, _ int) {
 
 // quantizeTiles encodes the input rows of the groups lo..hi-1 and packs
 // them for the tiled kernels.
-func (op *matMulOp) quantizeTiles(lo, hi, worker int) {
-	if op.vt != tensor.F32 {
-		op.quantize(lo*quant.TileCols, min(hi*quant.TileCols, op.n), worker)
-	}
-	if err := quant.PackTiles(op.w.DType, op.act, op.n, op.w.Cols, lo, hi, op.tiles); err != nil {
+func (op *matMulOp) quantizeTiles(lo, hi, _ int) {
+	if err := quant.QuantizeTiles(op.w.DType, op.x, op.n, op.w.Cols, lo, hi, op.act, op.tiles); err != nil {
 		panic(fmt.Sprintf("cpu: %s: %v", op.w.Name, err))
 	}
 }
