@@ -275,3 +275,39 @@ func threadTime(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// vnniTypes lists the weight types with VNNI kernels, in a fixed order.
+var vnniTypes = []tensor.DType{tensor.Q8_0, tensor.Q5_0, tensor.Q4_0, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K}
+
+// FuzzVNNIMatchesAVX2 gives the VNNI kernels arbitrary weight bytes
+// (scales of every half, NaN and Inf included) in 1 to 9 rows of 1 to 8
+// blocks, with an activation quantized from floats, through DotRows: each
+// row must equal the AVX2 kernel's result bit for bit (any NaN for NaN).
+func FuzzVNNIMatchesAVX2(f *testing.F) {
+	f.Add(uint8(0), uint8(5), uint8(3), uint64(1), []byte{1, 2, 3})
+	f.Add(uint8(3), uint8(1), uint8(1), uint64(2), []byte{0xff, 0x7c, 0, 0x80})
+	f.Add(uint8(5), uint8(8), uint8(2), uint64(3), []byte{0x3c, 0x00, 0x55})
+	f.Fuzz(func(t *testing.T, typ, rows, blocks uint8, seed uint64, data []byte) {
+		if !hasAVX512VNNI || len(data) == 0 {
+			return
+		}
+		dt := vnniTypes[int(typ)%len(vnniTypes)]
+		nr, n := 1+int(rows)%9, (1+int(blocks)%8)*dt.BlockSize()
+		rb, _ := dt.RowBytes(n)
+		w := make([]byte, nr*rb)
+		for i := range w {
+			w[i] = data[i%len(data)] ^ byte(i/len(data))
+		}
+		act := mustQuantize(t, VecDotType(dt), randomRow(rand.New(rand.NewPCG(seed, 7)), n), true)
+		out := make([]float32, nr)
+		if err := DotRows(dt, w, rb, 0, nr, act, n, out); err != nil {
+			t.Fatal(err)
+		}
+		for r := range nr {
+			want := fastDots[dt](w[r*rb:(r+1)*rb], act, n)
+			if math.Float32bits(out[r]) != math.Float32bits(want) && !(out[r] != out[r] && want != want) {
+				t.Fatalf("%v row %d of %d, n=%d: VNNI %v, AVX2 %v", dt, r, nr, n, out[r], want)
+			}
+		}
+	})
+}
