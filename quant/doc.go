@@ -21,6 +21,12 @@
 // Q5_0, Q8_0, Q4_K, Q5_K and Q6_K weights run in assembly (dot_amd64.s,
 // written after ggml's AVX2 code); the portable Go kernels stay as the
 // reference that tests compare them with. Integer block sums are identical;
-// float sums run in eight lanes, so results differ in the last bits. The
-// purego build tag keeps the portable kernels.
+// float sums run in eight lanes, so results differ in the last bits. Where
+// the CPU also has AVX-512 F/BW/VL and VNNI (Ice Lake, Zen 4 and later), the
+// Q4_0, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K row kernels are replaced by
+// VPDPBUSD/VPDPWSSD versions (dot_avx512_amd64.s: the 32-element types four
+// rows at a time, all with software prefetch) that compute the same lanes
+// in the same order, so their results are bit-identical to the AVX2
+// kernels'; GODEBUG=cpu.avx512vnni=off turns them off. The purego build
+// tag keeps the portable kernels.
 package quant
