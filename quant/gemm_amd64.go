@@ -57,6 +57,7 @@ func installTilers(vnni, avx2 bool) {
 	switch {
 	case vnni:
 		fastActivation[tensor.Q8_0] = actQ8_0Fast
+		fastActivation[tensor.Q8_K] = actQ8KFast
 		tilers[tensor.Q8_0] = asmTiler(q8_0TileVNNI, qk, 34, pack32Bytes, 16, side32(34), pack32)
 		tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16, side32(22), pack32)
 		tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, 224, sideQ4K, packK)
@@ -117,6 +118,19 @@ func side32(blockBytes int) func(dst, w []byte, stride, nb int) {
 
 //go:noescape
 func actQ8_0AVX512(x *float32, dst *byte, nb int)
+
+//go:noescape
+func actQ8KAVX512(x *float32, dst *byte, nb int)
+
+// actQ8KFast is quantQ8K (bit-identical for finite inputs) in AVX-512.
+func actQ8KFast(x []float32, dst []byte) {
+	nb := len(x) / qkK
+	if nb == 0 {
+		return
+	}
+	_ = dst[292*nb-1]
+	actQ8KAVX512(&x[0], &dst[0], nb)
+}
 
 // actQ8_0Fast is actQ8_0 (bit-identical for finite inputs) in AVX-512.
 func actQ8_0Fast(x []float32, dst []byte) {

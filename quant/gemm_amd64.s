@@ -1522,3 +1522,116 @@ aq8zero:
 aq8done:
 	VZEROUPPER
 	RET
+
+// func actQ8KAVX512(x *float32, dst *byte, nb int)
+// quantize_row_q8_K_ref as quantQ8K computes it, for finite inputs: per
+// block of 256, xmax = the first x of the largest |x|, iscale =
+// -127/xmax, quants min(127, round-half-even(iscale*x)), the sixteen sums
+// of 16 quants, d = 1/iscale (a zero block when max |x| is 0).
+TEXT ·actQ8KAVX512(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ dst+8(FP), DI
+	MOVQ nb+16(FP), CX
+	MOVL $0x7fffffff, AX
+	VPBROADCASTD AX, Z31
+	MOVL $127, AX
+	VPBROADCASTD AX, Z30
+	MOVL $0xc2fe0000, AX // -127.0
+	VMOVD AX, X29
+	MOVL $0x3f800000, AX // 1.0
+	VMOVD AX, X28
+	TESTQ CX, CX
+	JEQ  aqkdone
+
+aqkblock:
+	// amax = max |x| over the block.
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	XORQ DX, DX
+
+aqkmax:
+	VPANDD (SI)(DX*1), Z31, Z2
+	VPANDD 64(SI)(DX*1), Z31, Z3
+	VMAXPS Z2, Z0, Z0
+	VMAXPS Z3, Z1, Z1
+	ADDQ $128, DX
+	CMPQ DX, $1024
+	JNE  aqkmax
+	VMAXPS Z1, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VXORPS X1, X1, X1
+	VUCOMISS X1, X0
+	JNE  aqkfind
+	// A zero block: 292 zero bytes.
+	VPXORD Z2, Z2, Z2
+	VMOVDQU64 Z2, (DI)
+	VMOVDQU64 Z2, 64(DI)
+	VMOVDQU64 Z2, 128(DI)
+	VMOVDQU64 Z2, 192(DI)
+	VMOVDQU64 Z2, 228(DI)
+	JMP  aqknext
+
+aqkfind:
+	// xmax: the first x whose |x| is amax.
+	VBROADCASTSS X0, Z0
+	XORQ DX, DX
+
+aqkfindloop:
+	VPANDD (SI)(DX*4), Z31, Z2
+	VCMPPS $0, Z0, Z2, K1
+	KMOVW K1, AX
+	TESTL AX, AX
+	JNE  aqkfound
+	ADDQ $16, DX
+	JMP  aqkfindloop
+
+aqkfound:
+	TZCNTL AX, AX
+	ADDQ AX, DX
+	VMOVSS (SI)(DX*4), X2
+	VDIVSS X2, X29, X3    // iscale = -127/xmax
+	VDIVSS X3, X28, X4    // d = 1/iscale
+	VMOVSS X4, (DI)
+	VBROADCASTSS X3, Z3
+	XORQ DX, DX
+	XORQ BX, BX
+
+aqkquant:
+	VMULPS (SI)(DX*4), Z3, Z5
+	VCVTPS2DQ Z5, Z5
+	VPMINSD Z30, Z5, Z5
+	VPMOVDB Z5, 4(DI)(DX*1)
+	// the sum of the 16 quants as int8 values
+	VPSLLD $24, Z5, Z5
+	VPSRAD $24, Z5, Z5
+	VEXTRACTI64X4 $1, Z5, Y6
+	VPADDD Y6, Y5, Y5
+	VEXTRACTI128 $1, Y5, X6
+	VPADDD X6, X5, X5
+	VPSHUFD $0x4e, X5, X6
+	VPADDD X6, X5, X5
+	VPSHUFD $0xb1, X5, X6
+	VPADDD X6, X5, X5
+	VMOVD X5, AX
+	MOVW AX, 260(DI)(BX*2)
+	INCQ BX
+	ADDQ $16, DX
+	CMPQ DX, $256
+	JNE  aqkquant
+
+aqknext:
+	ADDQ $1024, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNE  aqkblock
+
+aqkdone:
+	VZEROUPPER
+	RET
