@@ -55,29 +55,13 @@ func TestForwardMatchesCPU(t *testing.T) {
 	for _, rel := range tinyModels {
 		for _, c := range cases {
 			t.Run(filepath.Base(rel)+"/"+c.name, func(t *testing.T) {
-				m, err := format.Open(testref.Path(t, filepath.FromSlash(rel)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { m.Close() })
-				e, err := engine.New(m.Config, m.Tensors, engine.OptionsFor(m, 0))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(e.Close)
 				ctx := 0
 				for _, grp := range c.groups {
 					for _, pi := range grp {
 						ctx = max(ctx, len(prompts[pi].TokenIDs)+steps+1)
 					}
 				}
-				o := cuda.OptionsFor(m, ctx)
-				o.Slots = c.slots
-				g, err := cuda.Load(m, o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(g.Close)
+				m, e, g := openBoth(t, rel, ctx, func(o *cuda.Options) { o.Slots = c.slots })
 				if g.Slots() != c.slots {
 					t.Fatalf("Slots() = %d, want %d", g.Slots(), c.slots)
 				}

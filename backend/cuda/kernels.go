@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/apr-llm/apr/tensor"
 )
@@ -45,54 +46,26 @@ const matvecThreads = 256
 // has more than one (the kernels' _r16 instances); one row uses _r1.
 const mmTile = 16
 
-// matmulKernels names the matrix-product kernels of each weight type
-// (suffixed _r1 or _r16).
-var matmulKernels = map[tensor.DType]string{
-	tensor.Q8_0: "matmul_q8_0",
-	tensor.Q4_0: "matmul_q4_0",
-	tensor.Q5_0: "matmul_q5_0",
-	tensor.Q4_K: "matmul_q4_k",
-	tensor.Q5_K: "matmul_q5_k",
-	tensor.Q6_K: "matmul_q6_k",
-	tensor.F32:  "matmul_f32",
-	tensor.F16:  "matmul_f16",
-	tensor.BF16: "matmul_bf16",
-}
-
-// mmqKernels names the tensor-core matrix-product kernels of the quantized
-// types, for passes of at least mmqMinRows activation rows (blocks of 128
-// threads computing 64 x 64 outputs).
-var mmqKernels = map[tensor.DType]string{
-	tensor.Q8_0: "mmq_q8_0",
-	tensor.Q4_0: "mmq_q4_0",
-	tensor.Q5_0: "mmq_q5_0",
-	tensor.Q4_K: "mmq_q4_k",
-	tensor.Q5_K: "mmq_q5_k",
-	tensor.Q6_K: "mmq_q6_k",
-}
-
-// perPass is how many blocks of each quantized type a warp takes in one
-// pass of the matrix kernels (TQ*::PER in kernels.cu).
-var perPass = map[tensor.DType]int{
+// weightTypes are the weight types the device multiplies by, with the
+// blocks of each quantized type a warp takes in one pass of the matrix
+// kernels (TQ*::PER in kernels.cu; 0 for float types). Every type has
+// kernels named after it (kernelName): matmul_T_r1, matmul_T_r16 and
+// get_rows_T; quantized types also matmul_T_mv and mmq_T.
+var weightTypes = map[tensor.DType]int{
 	tensor.Q8_0: 32, tensor.Q4_0: 32, tensor.Q5_0: 32,
 	tensor.Q4_K: 8, tensor.Q5_K: 8, tensor.Q6_K: 4,
+	tensor.F32: 0, tensor.F16: 0, tensor.BF16: 0,
 }
 
-// mmqMinRows is the fewest activation rows that the mmq kernels take.
+// kernelName is the kernel prefix's instance for weight type dt
+// ("matmul_" and Q4_K: "matmul_q4_k").
+func kernelName(prefix string, dt tensor.DType) string {
+	return prefix + strings.ToLower(dt.String())
+}
+
+// mmqMinRows is the fewest activation rows that the tensor-core mmq
+// kernels take (blocks of 128 threads computing 64 x 64 outputs).
 const mmqMinRows = 16
-
-// getRowsKernels names the row-decoding kernel of each weight type.
-var getRowsKernels = map[tensor.DType]string{
-	tensor.F32:  "get_rows_f32",
-	tensor.F16:  "get_rows_f16",
-	tensor.BF16: "get_rows_bf16",
-	tensor.Q8_0: "get_rows_q8_0",
-	tensor.Q4_0: "get_rows_q4_0",
-	tensor.Q5_0: "get_rows_q5_0",
-	tensor.Q4_K: "get_rows_q4_k",
-	tensor.Q5_K: "get_rows_q5_k",
-	tensor.Q6_K: "get_rows_q6_k",
-}
 
 // actType is the activation encoding a weight type's matrix product reads:
 // Q8_0 or Q8_K blocks for quantized weights, float32 otherwise (as
@@ -125,7 +98,7 @@ func checkMatrix(t *tensor.Tensor) error {
 	if err := t.Validate(); err != nil {
 		return fmt.Errorf("tensor %s: %w", t.Name, err)
 	}
-	if _, ok := matmulKernels[t.DType]; !ok {
+	if _, ok := weightTypes[t.DType]; !ok {
 		return fmt.Errorf("tensor %s: the CUDA backend has no kernel for %v weights", t.Name, t.DType)
 	}
 	if (t.DType == tensor.F16 || t.DType == tensor.BF16) && t.Shape[1]%2 != 0 {
@@ -197,22 +170,23 @@ func (d *Device) quantizeAct(vt tensor.DType, x, out devptr, n int) error {
 // in actType(w.dt) with rows actStride bytes apart, y rows are yStride
 // floats apart; bias may be 0.
 func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride int, bias devptr, accumulate bool, m int) error {
-	if k, ok := mmqKernels[w.dt]; ok && m >= mmqMinRows {
-		return d.launch2(k, ceilDiv(w.rows, 64), ceilDiv(m, 64), 128, 0,
+	per := weightTypes[w.dt]
+	if per > 0 && m >= mmqMinRows {
+		return d.launch2(kernelName("mmq_", w.dt), ceilDiv(w.rows, 64), ceilDiv(m, 64), 128, 0,
 			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
 	}
-	if per, ok := perPass[w.dt]; ok && m == 1 {
+	if per > 0 && m == 1 {
 		// One row: the _mv kernels split each weight row's passes over a
 		// block's 8 warps, rpc rows a block, so that every warp has work.
 		nb := w.cols / w.dt.BlockSize()
 		passes := ceilDiv(nb, per)
 		rpc := max(1, min(8, ceilDiv(8, passes), (48<<10)/(4*nb)))
-		return d.launch2(matmulKernels[w.dt]+"_mv", ceilDiv(w.rows, rpc), 1, matvecThreads, 4*rpc*nb,
+		return d.launch2(kernelName("matmul_", w.dt)+"_mv", ceilDiv(w.rows, rpc), 1, matvecThreads, 4*rpc*nb,
 			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m, rpc)
 	}
-	name, tile := matmulKernels[w.dt]+"_r1", 1
+	name, tile := kernelName("matmul_", w.dt)+"_r1", 1
 	if m > 1 {
-		name, tile = matmulKernels[w.dt]+"_r16", mmTile
+		name, tile = kernelName("matmul_", w.dt)+"_r16", mmTile
 	}
 	return d.launch2(name, ceilDiv(w.rows*32, matvecThreads), ceilDiv(m, tile), matvecThreads, 0,
 		w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
@@ -221,11 +195,10 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 // getRows decodes, for each of the m rows of a pass, the row of w that the
 // row's token (info) names to float32, m rows of w.cols at out.
 func (d *Device) getRows(w *matrix, out, info devptr, m int) error {
-	k, ok := getRowsKernels[w.dt]
-	if !ok {
+	if _, ok := weightTypes[w.dt]; !ok {
 		return fmt.Errorf("cuda: no row kernel for %v", w.dt)
 	}
-	return d.launch2(k, ceilDiv(w.cols, 256), m, 256, 0, w.ptr, out, info, w.cols, int64(w.rowBytes))
+	return d.launch2(kernelName("get_rows_", w.dt), ceilDiv(w.cols, 256), m, 256, 0, w.ptr, out, info, w.cols, int64(w.rowBytes))
 }
 
 // rmsNorm writes w * x/rms(x) for m rows of n values to out, with ggml's

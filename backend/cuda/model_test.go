@@ -33,8 +33,9 @@ var tinyModels = []string{
 // on summation order when the CPU runs quant's assembly kernels.
 const nearTie = 0.05
 
-// openBoth opens a model file and binds it to the CPU engine and the GPU.
-func openBoth(t testing.TB, rel string, ctx int) (*model.Model, *engine.Engine, *cuda.Model) {
+// openBoth opens a model file and binds it to the CPU engine and the GPU
+// (options as cuda.OptionsFor, then tune when not nil).
+func openBoth(t testing.TB, rel string, ctx int, tune func(*cuda.Options)) (*model.Model, *engine.Engine, *cuda.Model) {
 	t.Helper()
 	m, err := format.Open(testref.Path(t, filepath.FromSlash(rel)))
 	if err != nil {
@@ -46,7 +47,11 @@ func openBoth(t testing.TB, rel string, ctx int) (*model.Model, *engine.Engine, 
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	g, err := cuda.Load(m, cuda.OptionsFor(m, ctx))
+	o := cuda.OptionsFor(m, ctx)
+	if tune != nil {
+		tune(&o)
+	}
+	g, err := cuda.Load(m, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +95,7 @@ func TestDecodeMatchesCPU(t *testing.T) {
 			for _, p := range prompts {
 				ctx = max(ctx, len(p.TokenIDs)+40)
 			}
-			m, e, g := openBoth(t, rel, ctx)
+			m, e, g := openBoth(t, rel, ctx, nil)
 			strict := portableCPU || m.Format != "gguf"
 			tol := 1e-2
 			if !strict {

@@ -235,7 +235,47 @@ __device__ __forceinline__ void ld8(const u8* p, int v[8]) {
 // Each block type's pass: the terms of blocks b0.. (per a pass) of every
 // activation row c < nc into t[c][k], k = block - b0.
 
-struct TQ8_0 {
+// asum4 is the sum of 4 int8 of a word.
+__device__ __forceinline__ int asum4(int a, int s) { return __dp4a(0x01010101, a, s); }
+
+// spread4 moves bits 0..3 of h to bit 4 of bytes 0..3.
+__device__ __forceinline__ int spread4(u32 h) {
+    return (int)(((h & 1) << 4) | ((h & 2) << 11) | ((h & 4) << 18) | ((h & 8) << 25));
+}
+
+// vsub4 subtracts bytewise, modulo 256 (SWAR, no borrow between bytes).
+__device__ __forceinline__ int vsub4(int a, int b) {
+    u32 x = (u32)a, y = (u32)b;
+    return (int)(((x | 0x80808080u) - (y & 0x7f7f7f7fu)) ^ ((x ^ ~y) & 0x80808080u));
+}
+
+// A 32-element block type's operand word k (0..31 step 4) of block wb, as
+// signed bytes, and its float term.
+template <int KIND>  // 0 Q8_0, 1 Q4_0, 2 Q5_0
+struct Q32 {
+    static const int BYTES = KIND == 0 ? 34 : (KIND == 1 ? 18 : 22);
+    static __device__ __forceinline__ int word(const u8* wb, int k) {
+        if (KIND == 0) return ld32u(wb + 2 + k);
+        if (KIND == 1) {
+            int q = k < 16 ? ld32u(wb + 2 + k) : (ld32u(wb + 2 + k - 16) >> 4);
+            return vsub4(q & 0x0f0f0f0f, 0x08080808);
+        }
+        u32 qh = (u32)ld32u(wb + 2);
+        int q = k < 16 ? ld32u(wb + 6 + k) : (ld32u(wb + 6 + k - 16) >> 4);
+        return vsub4((q & 0x0f0f0f0f) | spread4((qh >> k) & 0xf), 0x10101010);
+    }
+    static __device__ __forceinline__ float term(int s, float wd, float ad) {
+        if (KIND == 0) return __fmul_rn((float)s, __fmul_rn(wd, ad));
+        if (KIND == 1) return __fmul_rn(__fmul_rn((float)s, wd), ad);
+        return __fmul_rn(__fmul_rn(wd, ad), (float)s);
+    }
+};
+
+// TQ32 is the 32-element block types' pass: a lane a block, its 32
+// quants as signed bytes against the Q8_0 activation's.
+template <int KIND>
+struct TQ32 {
+    typedef Q32<KIND> Q;
     static const int PER = 32;
     static __device__ __forceinline__ int blocks(int cols) { return cols / 32; }
     template <int R>
@@ -243,9 +283,14 @@ struct TQ8_0 {
         int lane = threadIdx.x % WARP;
         int b = b0 + lane;
         if (b >= nb) return;
-        const u8* wb = w + (i64)b * 34;
+        const u8* wb = w + (i64)b * Q::BYTES;
         int q[8];
-        ld8u(wb + 2, q);
+        if (KIND == 0) {
+            ld8u(wb + 2, q);
+        } else {
+#pragma unroll
+            for (int k = 0; k < 8; k++) q[k] = Q::word(wb, 4 * k);
+        }
         float wd = h2f(ld16(wb));
 #pragma unroll
         for (int c = 0; c < R; c++) {
@@ -256,82 +301,7 @@ struct TQ8_0 {
             int s = 0;
 #pragma unroll
             for (int k = 0; k < 8; k++) s = __dp4a(q[k], x[k], s);
-            t[c][lane] = __fmul_rn((float)s, __fmul_rn(wd, h2f(ld16(ab))));
-        }
-    }
-};
-
-// asum4 is the sum of 4 int8 of a word.
-__device__ __forceinline__ int asum4(int a, int s) { return __dp4a(0x01010101, a, s); }
-
-struct TQ4_0 {
-    static const int PER = 32;
-    static __device__ __forceinline__ int blocks(int cols) { return cols / 32; }
-    template <int R>
-    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
-        int lane = threadIdx.x % WARP;
-        int b = b0 + lane;
-        if (b >= nb) return;
-        const u8* wb = w + (i64)b * 18;
-        int q[4];
-#pragma unroll
-        for (int k = 0; k < 4; k++) q[k] = ld32u(wb + 2 + 4 * k);
-        float wd = h2f(ld16(wb));
-#pragma unroll
-        for (int c = 0; c < R; c++) {
-            if (c >= nc) break;
-            const u8* ab = a + c * as + (i64)b * 34;
-            int s = 0, sa = 0;
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                int lo = ld32u(ab + 2 + 4 * k), hi = ld32u(ab + 18 + 4 * k);
-                s = __dp4a(q[k] & 0x0f0f0f0f, lo, s);
-                s = __dp4a((q[k] >> 4) & 0x0f0f0f0f, hi, s);
-                sa = asum4(lo, asum4(hi, sa));
-            }
-            s -= 8 * sa;
-            t[c][lane] = __fmul_rn(__fmul_rn((float)s, wd), h2f(ld16(ab)));
-        }
-    }
-};
-
-// spread4 moves bits 0..3 of h to bit 4 of bytes 0..3.
-__device__ __forceinline__ int spread4(u32 h) {
-    return (int)(((h & 1) << 4) | ((h & 2) << 11) | ((h & 4) << 18) | ((h & 8) << 25));
-}
-
-struct TQ5_0 {
-    static const int PER = 32;
-    static __device__ __forceinline__ int blocks(int cols) { return cols / 32; }
-    template <int R>
-    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
-        int lane = threadIdx.x % WARP;
-        int b = b0 + lane;
-        if (b >= nb) return;
-        const u8* wb = w + (i64)b * 22;
-        u32 qh = (u32)ld32u(wb + 2);
-        int lo[4], hi[4];
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            int q = ld32u(wb + 6 + 4 * k);
-            lo[k] = (q & 0x0f0f0f0f) | spread4((qh >> (4 * k)) & 0xf);
-            hi[k] = ((q >> 4) & 0x0f0f0f0f) | spread4((qh >> (16 + 4 * k)) & 0xf);
-        }
-        float wd = h2f(ld16(wb));
-#pragma unroll
-        for (int c = 0; c < R; c++) {
-            if (c >= nc) break;
-            const u8* ab = a + c * as + (i64)b * 34;
-            int s = 0, sa = 0;
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                int al = ld32u(ab + 2 + 4 * k), ah = ld32u(ab + 18 + 4 * k);
-                s = __dp4a(lo[k], al, s);
-                s = __dp4a(hi[k], ah, s);
-                sa = asum4(al, asum4(ah, sa));
-            }
-            s -= 16 * sa;
-            t[c][lane] = __fmul_rn(__fmul_rn(wd, h2f(ld16(ab))), (float)s);
+            t[c][lane] = Q::term(s, wd, h2f(ld16(ab)));
         }
     }
 };
@@ -578,9 +548,9 @@ __device__ __forceinline__ void matmul_f(const u8* __restrict__ W, const u8* __r
     extern "C" __global__ void name##_r1(MM_PARAMS) { matmul_f<1, KIND>(MM_ARGS); }               \
     extern "C" __global__ void name##_r16(MM_PARAMS) { matmul_f<16, KIND>(MM_ARGS); }
 
-MM_Q(matmul_q8_0, TQ8_0)
-MM_Q(matmul_q4_0, TQ4_0)
-MM_Q(matmul_q5_0, TQ5_0)
+MM_Q(matmul_q8_0, TQ32<0>)
+MM_Q(matmul_q4_0, TQ32<1>)
+MM_Q(matmul_q5_0, TQ32<2>)
 MM_Q(matmul_q4_k, TQ45K<false>)
 MM_Q(matmul_q5_k, TQ45K<true>)
 MM_Q(matmul_q6_k, TQ6K)
@@ -612,11 +582,6 @@ __device__ __forceinline__ void mma_k16(int c[4], const int a[2], int b) {
                  : "r"(a[0]), "r"(a[1]), "r"(b));
 }
 
-// vsub4 subtracts bytewise, modulo 256 (SWAR, no borrow between bytes).
-__device__ __forceinline__ int vsub4(int a, int b) {
-    u32 x = (u32)a, y = (u32)b;
-    return (int)(((x | 0x80808080u) - (y & 0x7f7f7f7fu)) ^ ((x ^ ~y) & 0x80808080u));
-}
 
 // The operands of one thread: w[mt][h] is weight row rowBase+16mt+g+8h,
 // a[nt] activation row colBase+8nt+g (B), ac[nt][i] activation row
@@ -628,26 +593,10 @@ struct MMQRows {
     const u8* ac[4][2];
 };
 
-// A 32-element block type's operand word k (0..31 step 4) of block wb, as
-// signed bytes, and its float term.
-template <int KIND>  // 0 Q8_0, 1 Q4_0, 2 Q5_0
+// B32 runs the 32-element block types (Q32<KIND>).
+template <int KIND>
 struct B32 {
-    static const int BYTES = KIND == 0 ? 34 : (KIND == 1 ? 18 : 22);
-    static __device__ __forceinline__ int word(const u8* wb, int k) {
-        if (KIND == 0) return ld32u(wb + 2 + k);
-        if (KIND == 1) {
-            int q = k < 16 ? ld32u(wb + 2 + k) : (ld32u(wb + 2 + k - 16) >> 4);
-            return vsub4(q & 0x0f0f0f0f, 0x08080808);
-        }
-        u32 qh = (u32)ld32u(wb + 2);
-        int q = k < 16 ? ld32u(wb + 6 + k) : (ld32u(wb + 6 + k - 16) >> 4);
-        return vsub4((q & 0x0f0f0f0f) | spread4((qh >> k) & 0xf), 0x10101010);
-    }
-    static __device__ __forceinline__ float term(int s, float wd, float ad) {
-        if (KIND == 0) return __fmul_rn((float)s, __fmul_rn(wd, ad));
-        if (KIND == 1) return __fmul_rn(__fmul_rn((float)s, wd), ad);
-        return __fmul_rn(__fmul_rn(wd, ad), (float)s);
-    }
+    typedef Q32<KIND> Q;
     static __device__ void run(const MMQRows& R, int cols, float acc[2][4][4]) {
         int lane = threadIdx.x % WARP, t = lane % 4;
         int nb = cols / 32;
@@ -658,9 +607,9 @@ struct B32 {
             for (int mt = 0; mt < 2; mt++)
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
-                    const u8* wb = R.w[mt][h] + (i64)b * BYTES;
-                    A[mt][h] = word(wb, 4 * t);
-                    A[mt][h + 2] = word(wb, 16 + 4 * t);
+                    const u8* wb = R.w[mt][h] + (i64)b * Q::BYTES;
+                    A[mt][h] = Q::word(wb, 4 * t);
+                    A[mt][h + 2] = Q::word(wb, 16 + 4 * t);
                     wd[mt][h] = h2f(ld16(wb));
                 }
 #pragma unroll
@@ -679,7 +628,7 @@ struct B32 {
                     mma_k32(c, A[mt], Bv[nt]);
 #pragma unroll
                     for (int i = 0; i < 4; i++)
-                        acc[mt][nt][i] = __fadd_rn(acc[mt][nt][i], term(c[i], wd[mt][i >> 1], ad[nt][i & 1]));
+                        acc[mt][nt][i] = __fadd_rn(acc[mt][nt][i], Q::term(c[i], wd[mt][i >> 1], ad[nt][i & 1]));
                 }
         }
     }

@@ -1,0 +1,25 @@
+package cuda
+
+import (
+	"bytes"
+	"testing"
+)
+
+// TestKernelNamesInPTX checks, without a GPU, that every kernel the Go side
+// launches is an entry of the embedded PTX (a renamed or missing kernel
+// would otherwise only fail on a GPU machine).
+func TestKernelNamesInPTX(t *testing.T) {
+	names := []string{"quantize", "rmsnorm", "rope_store", "attention", "attention_fa", "attention_fa_tiled",
+		"silu_quant", "add", "argmax_part", "argmax_final"}
+	for dt, per := range weightTypes {
+		names = append(names, kernelName("matmul_", dt)+"_r1", kernelName("matmul_", dt)+"_r16", kernelName("get_rows_", dt))
+		if per > 0 {
+			names = append(names, kernelName("matmul_", dt)+"_mv", kernelName("mmq_", dt))
+		}
+	}
+	for _, n := range names {
+		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
+			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)
+		}
+	}
+}
