@@ -14,8 +14,8 @@ const deviceHelp = "\n\nDevice: --device auto (the default) computes on the GPU 
 	"usable and the model fits in its memory, else on the CPU; --device cuda (or --gpu) asks for the\n" +
 	"GPU and, where there is none, runs on the CPU with a one-line notice on stderr saying why;\n" +
 	"--device cpu never touches the GPU. --gpu-layers N (-ngl N, as llama.cpp spells it) offloads\n" +
-	"the last N decoder layers; a split below all layers is not supported yet and runs on the CPU\n" +
-	"with a notice. --verbose names the device that ran."
+	"the last N decoder layers and the output head; the CPU runs the embedding and the layers before\n" +
+	"them (0: all on the CPU). --verbose names the device that ran."
 
 // registerDevice adds --device, --gpu and --gpu-layers (run, chat, serve,
 // profile) and the device story to cmd's help.

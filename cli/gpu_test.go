@@ -55,7 +55,8 @@ func greedyArgs(model, text string, n int, device string) []string {
 
 // TestRunOnGPUMatchesCPU: for every shared model and reference prompt,
 // `apr run --device cuda` writes the CPU's greedy continuation (32 tokens
-// or up to EOS) and says it ran on the GPU.
+// or up to EOS) and says it ran on the GPU, with every layer there and
+// with the last two (-ngl 2: the CPU runs the first two).
 func TestRunOnGPUMatchesCPU(t *testing.T) {
 	needGPU(t)
 	for _, m := range sharedModels(t) {
@@ -65,15 +66,17 @@ func TestRunOnGPUMatchesCPU(t *testing.T) {
 				if code != 0 {
 					t.Fatalf("%s on the CPU: exit %d: %s", p.Name, code, errOut)
 				}
-				code, got, errOut := apr(t, "", greedyArgs(m[1], p.Text, 32, "cuda")...)
-				if code != 0 {
-					t.Fatalf("%s on the GPU: exit %d: %s", p.Name, code, errOut)
-				}
-				if !strings.Contains(errOut, "device cuda (") {
-					t.Fatalf("%s: not on the GPU: %s", p.Name, errOut)
-				}
-				if got != want {
-					t.Errorf("%s: GPU %q, CPU %q", p.Name, got, want)
+				for _, ngl := range []string{"-1", "2"} {
+					code, got, errOut := apr(t, "", append(greedyArgs(m[1], p.Text, 32, "cuda"), "-ngl", ngl)...)
+					if code != 0 {
+						t.Fatalf("%s on the GPU (-ngl %s): exit %d: %s", p.Name, ngl, code, errOut)
+					}
+					if !strings.Contains(errOut, "device cuda (") {
+						t.Fatalf("%s (-ngl %s): not on the GPU: %s", p.Name, ngl, errOut)
+					}
+					if got != want {
+						t.Errorf("%s: GPU (-ngl %s) %q, CPU %q", p.Name, ngl, got, want)
+					}
 				}
 			}
 		})

@@ -37,7 +37,9 @@ type Offload struct {
 	Device Device // "" is DeviceCPU
 	// GPULayers is how many decoder layers run on the GPU, counted from the
 	// last as llama.cpp's -ngl counts them; < 0 means all. 0 keeps the
-	// model on the CPU.
+	// model on the CPU. With fewer than all, the CPU runs the embedding and
+	// the layers before them and hands the GPU their hidden states; the
+	// output head runs on the GPU.
 	GPULayers int
 	// Slots is how many sequences may keep their KV cache on the device at
 	// once (the server's parallel requests; < 1: 1). Sequences beyond it
@@ -50,9 +52,9 @@ type Offload struct {
 }
 
 // Load binds m to an engine on the device off asks for. A CUDA request that
-// cannot be met (no usable GPU, a model too large for the device, a split
-// of layers the GPU backend cannot run yet, a failed upload) runs on the
-// CPU; the returned notice then says why in one line, for stderr. The
+// cannot be met (no usable GPU, a model too large for the device, a failed
+// upload) runs on the CPU; the returned notice then says why in one line,
+// for stderr. The
 // notice is empty when the engine runs where it was asked to, and when
 // DeviceAuto chose the CPU because no GPU is usable.
 func Load(m *model.Model, opts Options, off Offload) (*Engine, string, error) {
@@ -66,6 +68,12 @@ func Load(m *model.Model, opts Options, off Offload) (*Engine, string, error) {
 		switch {
 		case err != nil:
 			return nil, "", err
+		case d != nil && why.first > 0:
+			e, err := newSplit(m, opts, d, why.first)
+			if err != nil {
+				d.Close()
+			}
+			return e, "", err
 		case d != nil:
 			return newOnDevice(m.Config, opts, d), "", nil
 		case dev == DeviceCUDA || why.always:
@@ -76,12 +84,14 @@ func Load(m *model.Model, opts Options, off Offload) (*Engine, string, error) {
 	return e, notice, err
 }
 
-// fallback is why openGPU did not place a model on the GPU.
+// fallback is why openGPU did not place a model on the GPU, or, when it
+// did, the first layer it placed there.
 type fallback struct {
 	reason string
 	// always: worth a notice even when the device was chosen
 	// automatically (the GPU exists but the model did not go there).
 	always bool
+	first  int
 }
 
 // openGPU uploads m to the GPU when it is usable and the model fits; it
@@ -92,9 +102,9 @@ func openGPU(m *model.Model, opts Options, off Offload) (device, fallback, error
 	if err := cfg.Validate(); err != nil {
 		return nil, fallback{}, err
 	}
+	first := 0
 	if off.GPULayers > 0 && off.GPULayers < cfg.NumLayers {
-		return nil, fallback{reason: fmt.Sprintf("--gpu-layers %d of %d: splitting layers between the CPU and the GPU is not supported yet",
-			off.GPULayers, cfg.NumLayers), always: true}, nil
+		first = cfg.NumLayers - off.GPULayers
 	}
 	if ok, why := cuda.Available(); !ok {
 		return nil, fallback{reason: "no usable GPU: " + why}, nil
@@ -104,33 +114,33 @@ func openGPU(m *model.Model, opts Options, off Offload) (device, fallback, error
 	if ctx < 1 || (cfg.MaxPositions > 0 && ctx > cfg.MaxPositions) {
 		ctx = cfg.MaxPositions
 	}
-	need := deviceBytes(m, opts, slots, ctx)
+	need := deviceBytes(m, opts, slots, ctx, first)
 	if free, _, err := cuda.MemInfo(); err == nil && need > free {
 		return nil, fallback{reason: fmt.Sprintf("the model needs about %d MiB of GPU memory (weights and %d KV caches of %d positions), the GPU has %d MiB free",
 			need>>20, slots, ctx, free>>20), always: true}, nil
 	}
-	g, err := cuda.Load(m, cuda.Options{Context: ctx, Numerics: opts.Numerics, Slots: slots})
+	g, err := cuda.Load(m, cuda.Options{Context: ctx, Numerics: opts.Numerics, Slots: slots, FirstLayer: first})
 	if err != nil {
 		return nil, fallback{reason: err.Error(), always: true}, nil
 	}
-	return &cudaDevice{Model: g, name: "cuda (" + g.Device().Name() + ")"}, fallback{}, nil
+	name := "cuda (" + g.Device().Name() + ")"
+	if first > 0 {
+		name += fmt.Sprintf(", layers %d-%d; cpu: embedding and layers 0-%d", first, cfg.NumLayers-1, first-1)
+	}
+	return &cudaDevice{Model: g, name: name}, fallback{first: first}, nil
 }
 
 // deviceBytes estimates the GPU memory m takes with slots KV caches of ctx
-// positions: the weights as stored, the caches, and the logits and
-// activations of a prompt chunk.
-func deviceBytes(m *model.Model, opts Options, slots, ctx int) uint64 {
+// positions from decoder layer first on: the weights as stored (all of
+// them: an upper bound for a split), the caches, and 256 MiB for the
+// logits and activations of a prompt chunk.
+func deviceBytes(m *model.Model, opts Options, slots, ctx, first int) uint64 {
 	var n uint64
 	for _, t := range m.Tensors {
 		n += uint64(len(t.Data))
 	}
 	cfg := m.Config
-	_, _, kvDim, _ := cfg.Dims()
-	elem := uint64(4)
-	if opts.KVCacheF16 {
-		elem = 2
-	}
-	n += uint64(slots) * uint64(ctx) * uint64(cfg.NumLayers) * 2 * uint64(kvDim) * elem
+	n += uint64(slots) * uint64(cacheBytes(cfg, opts, ctx, cfg.NumLayers-first))
 	return n + 256<<20
 }
 
@@ -148,6 +158,9 @@ type device interface {
 	// slot's rows) and writes vocab logits for each row with Logits set,
 	// in row order.
 	Forward(rows []cuda.Row, logits []float32) error
+	// ForwardHidden is Forward from the hidden states (HiddenSize floats a
+	// row) entering the device's first layer, for a split of layers.
+	ForwardHidden(rows []cuda.Row, hidden, logits []float32) error
 	// Timer measures the device time of the work between its Start and
 	// Stop (CUDA events).
 	Timer() (deviceTimer, error)

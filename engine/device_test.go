@@ -2,12 +2,14 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apr-llm/apr/backend/cpu"
 	"github.com/apr-llm/apr/backend/cuda"
 	"github.com/apr-llm/apr/format"
 	"github.com/apr-llm/apr/internal/testref"
@@ -18,6 +20,7 @@ import (
 // tested against plain CPU sequences without a GPU.
 type cpuDevice struct {
 	e     *Engine
+	first int // the split's first GPU layer, for ForwardHidden
 	seqs  []*Sequence
 	fail  error // returned by the next Forward, once
 	calls int
@@ -37,6 +40,33 @@ func (d *cpuDevice) Context() int { return d.seqs[0].Context() }
 func (d *cpuDevice) Close()       {}
 
 func (d *cpuDevice) Timer() (deviceTimer, error) { return &wallTimer{}, nil }
+
+// ForwardHidden runs the rows from their tokens and checks that hidden
+// holds, row by row, the output of layer first-1 that this pass computed
+// (a split engine's CPU layers, with their caches and replays, must hand
+// over exactly that).
+func (d *cpuDevice) ForwardHidden(rows []cuda.Row, hidden, logits []float32) error {
+	h := d.e.Config.HiddenSize
+	if len(hidden) < len(rows)*h {
+		return fmt.Errorf("fake device: %d hidden floats for %d rows of %d", len(hidden), len(rows), h)
+	}
+	var want []float32
+	d.e.SetProbe(probeFunc(func(ev BrickEvent) {
+		if ev.Brick == BrickResidual && ev.Layer == d.first-1 {
+			want = append(want[:0], ev.Outputs[0]...)
+		}
+	}))
+	defer d.e.SetProbe(nil)
+	if err := d.Forward(rows, logits); err != nil {
+		return err
+	}
+	for i, w := range want {
+		if hidden[i] != w {
+			return fmt.Errorf("fake device: hidden state %d (row %d) is %g, layer %d gave %g", i, i/h, hidden[i], d.first-1, w)
+		}
+	}
+	return nil
+}
 
 // Forward feeds each slot's run of rows as one entry of one batch, after
 // cutting the slot's cache back to the run's first position.
@@ -91,8 +121,27 @@ func (w *wallTimer) Close()                       {}
 // every pass's logits against the same operations on CPU sequences.
 func TestDeviceRoutingMatchesCPU(t *testing.T) {
 	cpuEng := tinyEngine(t)
-	fake := newCPUDevice(cpuEng, 2)
-	dev := newOnDevice(cpuEng.Config, cpuEng.opts, fake)
+	for _, first := range []int{0, 1, cpuEng.Config.NumLayers - 1} {
+		t.Run(fmt.Sprintf("first-layer-%d", first), func(t *testing.T) {
+			fake := newCPUDevice(cpuEng, 2)
+			fake.first = first
+			testDeviceRouting(t, cpuEng, splitOf(cpuEng, fake, first))
+		})
+	}
+}
+
+// splitOf is base's model on d from decoder layer first on (0: all of it),
+// base's CPU weights running the layers before.
+func splitOf(base *Engine, d device, first int) *Engine {
+	if first == 0 {
+		return newOnDevice(base.Config, base.opts, d)
+	}
+	return &Engine{Config: base.Config, opts: base.opts, be: cpu.New(1), embed: base.embed, layers: base.layers,
+		norm: base.norm, output: base.output, rope: base.rope,
+		dev: &onDevice{d: d, first: first, owners: make([]*Sequence, d.Slots())}}
+}
+
+func testDeviceRouting(t *testing.T, cpuEng, dev *Engine) {
 	ps := testref.HFOutputs(t)
 	a, b, c := ps[0].TokenIDs, ps[1].TokenIDs, ps[2].TokenIDs
 	type step struct {
@@ -219,8 +268,8 @@ func TestParseDevice(t *testing.T) {
 
 // TestLoadFallsBackToCPU: without a usable GPU an explicit cuda request
 // runs on the CPU with a notice naming cuda.Available's reason, auto runs
-// there silently; a layer split the backend cannot run yet falls back with
-// a notice either way.
+// there silently; with one, each runs there (a split of layers too) and
+// answers as the CPU does.
 func TestLoadFallsBackToCPU(t *testing.T) {
 	m, err := format.Open(testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q8_0.gguf"))
 	if err != nil {
@@ -238,7 +287,8 @@ func TestLoadFallsBackToCPU(t *testing.T) {
 		{"cuda", Offload{Device: DeviceCUDA, GPULayers: -1}, why, true},
 		{"auto", Offload{Device: DeviceAuto, GPULayers: -1}, "", true},
 		{"gpu-layers 0", Offload{Device: DeviceCUDA, GPULayers: 0}, "", false},
-		{"split", Offload{Device: DeviceAuto, GPULayers: 2}, "--gpu-layers 2 of 4", false},
+		{"split", Offload{Device: DeviceCUDA, GPULayers: 2}, why, true},
+		{"split auto", Offload{Device: DeviceAuto, GPULayers: 3}, "", true},
 		{"all layers", Offload{Device: DeviceCUDA, GPULayers: 4}, why, true},
 	}
 	for _, c := range cases {
@@ -283,6 +333,10 @@ func (d constDevice) Slots() int                  { return 1 }
 func (d constDevice) Context() int                { return 256 }
 func (d constDevice) Close()                      {}
 func (d constDevice) Timer() (deviceTimer, error) { return &wallTimer{}, nil }
+
+func (d constDevice) ForwardHidden(rows []cuda.Row, _, logits []float32) error {
+	return d.Forward(rows, logits)
+}
 
 func (d constDevice) Forward(rows []cuda.Row, logits []float32) error {
 	o := 0

@@ -27,13 +27,14 @@ func (e *Engine) NewSequence(ctx int) *Sequence {
 		ctx = e.Config.MaxPositions
 	}
 	s := &Sequence{e: e, ctx: ctx}
+	layers := len(e.layers)
 	if e.dev != nil {
 		e.dev.attach(s)
-		return s
+		layers = e.dev.first // the layers the CPU runs before the GPU's
 	}
 	kvDim := e.Config.NumKVHeads * e.Config.HeadDim
-	for range e.layers {
-		s.cache = append(s.cache, cpu.NewKVCache(ctx, kvDim, e.opts.KVCacheF16))
+	for range layers {
+		s.cache = append(s.cache, cpu.NewKVCache(s.ctx, kvDim, e.opts.KVCacheF16))
 	}
 	return s
 }
@@ -43,10 +44,10 @@ func (s *Sequence) Pos() int { return s.pos }
 
 // CacheBytes is the KV cache's memory footprint.
 func (s *Sequence) CacheBytes() int {
-	if s.dev != nil {
-		return cacheBytes(s.e.Config, s.e.opts, s.ctx)
-	}
 	n := 0
+	if s.dev != nil {
+		n = cacheBytes(s.e.Config, s.e.opts, s.ctx, s.e.Config.NumLayers-s.e.dev.first)
+	}
 	for _, c := range s.cache {
 		n += c.Bytes()
 	}
@@ -176,16 +177,9 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 			r++
 		}
 	}
+	e.decoderStack(a, rows, len(e.layers))
 	h := cfg.HiddenSize
 	x := a.x
-	t0 := e.mark()
-	for i, t := range a.tokens {
-		e.embed.RowF32(x[i*h:(i+1)*h], t)
-	}
-	e.report(BrickEmbed, -1, t0, rows, x)
-	for li := range e.layers {
-		e.layers[li].forward(e, li, x, a, rows)
-	}
 	// Gather the rows whose logits are wanted, then norm and LM head.
 	sel := a.sel
 	r, o := 0, 0
@@ -204,7 +198,7 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 		o += k
 	}
 	a.owners = a.selSeqs
-	t0 = e.mark()
+	t0 := e.mark()
 	e.rmsNorm(sel, sel, e.norm, outRows, float32(cfg.RMSNormEps))
 	e.report(BrickNorm, -1, t0, outRows, sel)
 	t0 = e.mark()
@@ -227,6 +221,21 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 		b.Seq.pos += len(b.Tokens)
 	}
 	return nil
+}
+
+// decoderStack embeds the n rows of a (their tokens, positions and
+// sequences set) into a.x and runs decoder layers 0..layers-1 on them.
+func (e *Engine) decoderStack(a *activations, n, layers int) {
+	h := e.Config.HiddenSize
+	x := a.x
+	t0 := e.mark()
+	for i, t := range a.tokens[:n] {
+		e.embed.RowF32(x[i*h:(i+1)*h], t)
+	}
+	e.report(BrickEmbed, -1, t0, n, x[:n*h])
+	for li := range e.layers[:layers] {
+		e.layers[li].forward(e, li, x, a, n)
+	}
 }
 
 // activations are the scratch buffers of a forward pass, kept by the engine

@@ -18,7 +18,11 @@ const BrickDevice Brick = "device_forward"
 // onDevice is the GPU side of an engine: the device and which sequence
 // holds each of its KV cache slots.
 type onDevice struct {
-	d      device
+	d device
+	// first is the first decoder layer on the device: 0 when it runs the
+	// whole pass, else the CPU engine runs the embedding and layers
+	// 0..first-1 (--gpu-layers) and hands the device their hidden states.
+	first  int
 	owners []*Sequence // per slot; nil while free
 	tick   uint64      // counts passes, for least-recently-used slots
 	rows   []cuda.Row  // the pass's rows, reused
@@ -42,20 +46,31 @@ func newOnDevice(cfg *model.Config, opts Options, d device) *Engine {
 		dev: &onDevice{d: d, owners: make([]*Sequence, d.Slots())}}
 }
 
+// newSplit makes an engine that runs the embedding and decoder layers
+// 0..first-1 of m on the CPU and the rest and the output head on d.
+func newSplit(m *model.Model, opts Options, d device, first int) (*Engine, error) {
+	e, err := New(m.Config, m.Tensors, opts)
+	if err != nil {
+		return nil, err
+	}
+	e.dev = &onDevice{d: d, first: first, owners: make([]*Sequence, d.Slots())}
+	return e, nil
+}
+
 // attach makes s a device sequence of ctx positions at most.
 func (g *onDevice) attach(s *Sequence) {
 	s.ctx = min(s.ctx, g.d.Context())
 	s.dev = &deviceSeq{slot: -1, hist: make([]int, 0, s.ctx)}
 }
 
-// cacheBytes is the device KV cache memory of ctx positions.
-func cacheBytes(cfg *model.Config, opts Options, ctx int) int {
+// cacheBytes is the KV cache memory of ctx positions in layers layers.
+func cacheBytes(cfg *model.Config, opts Options, ctx, layers int) int {
 	elem := 4
 	if opts.KVCacheF16 {
 		elem = 2
 	}
 	_, _, kvDim, _ := cfg.Dims()
-	return ctx * cfg.NumLayers * 2 * kvDim * elem
+	return ctx * layers * 2 * kvDim * elem
 }
 
 // acquire gives s a free slot, or the least recently used one of a
@@ -129,7 +144,12 @@ func (e *Engine) forwardDevice(entries []BatchEntry, out [][]float32, outRows in
 		g.logits = grow(g.logits, outRows*vocab)
 		dst = g.logits
 	}
-	if err := g.timed(e, func() error { return g.d.Forward(g.rows, dst) }); err != nil {
+	pass := func() error { return g.d.Forward(g.rows, dst) }
+	if g.first > 0 {
+		hidden := e.hiddenStates(g.rows, g.seqs, g.first)
+		pass = func() error { return g.d.ForwardHidden(g.rows, hidden, dst) }
+	}
+	if err := g.timed(e, pass); err != nil {
 		g.release(entries)
 		return err
 	}
@@ -144,6 +164,21 @@ func (e *Engine) forwardDevice(entries []BatchEntry, out [][]float32, outRows in
 		b.Seq.pos += len(b.Tokens)
 	}
 	return nil
+}
+
+// hiddenStates runs the embedding and decoder layers 0..layers-1 on the
+// CPU for rows (of seqs, whose CPU caches hold those layers) and returns
+// the hidden states entering layer layers, a row after another.
+func (e *Engine) hiddenStates(rows []cuda.Row, seqs []*Sequence, layers int) []float32 {
+	n := len(rows)
+	a := e.scratch.get(e.Config, n, 0)
+	a.owners = a.seqs
+	defer func() { a.owners = nil }()
+	for i, r := range rows {
+		a.seqs[i], a.pos[i], a.tokens[i] = seqs[i], r.Pos, r.Token
+	}
+	e.decoderStack(a, n, layers)
+	return a.x
 }
 
 // timed runs pass, reporting it to the probe as one device_forward brick
