@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/apr-llm/apr/backend/cuda"
 	"github.com/apr-llm/apr/internal/testref"
+	"github.com/apr-llm/apr/trace"
 )
 
 func TestLlamaShortFlags(t *testing.T) {
@@ -101,4 +103,19 @@ func TestDeviceHelp(t *testing.T) {
 			}
 		}
 	}
+}
+
+// readTrace parses the --trace file at path.
+func readTrace(t *testing.T, path string) *trace.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr, err := trace.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -21,7 +20,6 @@ import (
 	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/internal/testref"
 	"github.com/apr-llm/apr/profile"
-	"github.com/apr-llm/apr/trace"
 )
 
 // needGPU skips a test without a usable GPU, with cuda.Available's reason.
@@ -217,15 +215,7 @@ func TestProfileTraceChatOnGPU(t *testing.T) {
 	if code != 0 || out != "4\n" {
 		t.Fatalf("run --trace: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := trace.Parse(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := readTrace(t, path)
 	if !strings.HasPrefix(tr.Header.Device, "cuda (") || len(tr.Passes) != 2 || tr.Passes[0].Bricks != 1 || tr.Passes[0].Rows < 10 {
 		t.Errorf("trace on the GPU: header %+v, passes %+v", tr.Header, tr.Passes)
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"github.com/apr-llm/apr/internal/testref"
 	"github.com/apr-llm/apr/model"
 	"github.com/apr-llm/apr/profile"
-	"github.com/apr-llm/apr/trace"
 )
 
 // TestCheckCommand: apr check passes the tiny model (table on stdout, exit
@@ -65,15 +63,7 @@ func TestTraceFlag(t *testing.T) {
 		if code != 0 || strings.TrimSpace(out) != "4" {
 			t.Fatalf("%s: exit %d, stdout %q, stderr %q", args[0], code, out, errOut)
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr, err := trace.Parse(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr := readTrace(t, path)
 		// "4" then EOS: the prompt's pass and the pass feeding "4".
 		if len(tr.Passes) != 2 || tr.Header.Format != "safetensors" {
 			t.Errorf("%s: %d passes, header %+v", args[0], len(tr.Passes), tr.Header)

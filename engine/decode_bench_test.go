@@ -90,6 +90,17 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// decodeMallocs counts the heap allocations of steps decode steps.
+func decodeMallocs(tb testing.TB, d *decoder, steps int) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range steps {
+		d.step(tb)
+	}
+	runtime.ReadMemStats(&after)
+	return after.Mallocs - before.Mallocs
+}
+
 // TestDecodeAllocatesNothing checks that decode steps with a reused logits
 // buffer make no heap allocation of their own, for every file type.
 func TestDecodeAllocatesNothing(t *testing.T) {
@@ -102,13 +113,7 @@ func TestDecodeAllocatesNothing(t *testing.T) {
 			// allocations are the runtime's own (sudogs for the pool's
 			// parked helpers); one per step would be 200.
 			const steps, allowed = 200, 10
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			for range steps {
-				d.step(t)
-			}
-			runtime.ReadMemStats(&after)
-			if n := after.Mallocs - before.Mallocs; n > allowed {
+			if n := decodeMallocs(t, d, steps); n > allowed {
 				t.Errorf("%d allocations in %d decode steps, want at most %d (none of the forward pass's own)", n, steps, allowed)
 			}
 		})

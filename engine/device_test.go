@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -359,13 +358,7 @@ func TestDeviceDecodeAllocatesNothing(t *testing.T) {
 	d := newDecoder(t, e)
 	d.step(t)
 	const steps, allowed = 200, 2
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for range steps {
-		d.step(t)
-	}
-	runtime.ReadMemStats(&after)
-	if n := after.Mallocs - before.Mallocs; n > allowed {
+	if n := decodeMallocs(t, d, steps); n > allowed {
 		t.Errorf("%d allocations in %d decode steps, want at most %d", n, steps, allowed)
 	}
 }
