@@ -2,6 +2,7 @@ package quant
 
 import (
 	"fmt"
+	"sync"
 	"unsafe"
 
 	"github.com/apr-llm/apr/tensor"
@@ -25,8 +26,9 @@ const (
 	// rowBlock is how many weight rows the row-kernel fallback keeps hot
 	// while every activation row is multiplied with them.
 	rowBlock = 16
-	// tileSideBytes bounds a tile's side table (it lives on the stack).
-	tileSideBytes = 20 << 10
+	// tileSideBytes bounds a tile's side table (its scratch comes from
+	// sidePool, 8-byte aligned: it is read as float32 and int32).
+	tileSideBytes = 128 << 10
 )
 
 // tiler is the tiled kernel of one weight type.
@@ -215,6 +217,9 @@ func checkWeightRows(w tensor.DType, wlen, rowBytes, lo, hi, cols int) error {
 	return nil
 }
 
+// sidePool holds the side tables' scratch, one per concurrent product.
+var sidePool = sync.Pool{New: func() any { return new([tileSideBytes / 8]uint64) }}
+
 // tileBlockBytes bounds the packed activations that one sweep over a
 // chunk's weight rows reads: the groups beyond it wait for the next sweep,
 // so that the ones in flight stay in the L2 cache while every tile of
@@ -228,8 +233,8 @@ func mulTiled(tl *tiler, wdata []byte, rowBytes, lo, hi int, tiles []byte, n, co
 	groupBytes := nb * tl.packBytes
 	full := n / tileCols
 	sweep := max(1, tileBlockBytes/groupBytes)
-	// The side table is read as float32 and int32: keep it 8-byte aligned.
-	var sideWords [tileSideBytes / 8]uint64
+	sideWords := sidePool.Get().(*[tileSideBytes / 8]uint64)
+	defer sidePool.Put(sideWords)
 	side := unsafe.Slice((*byte)(unsafe.Pointer(&sideWords[0])), tileSideBytes)
 	for g0 := 0; g0 < full; g0 += sweep {
 		g1 := min(g0+sweep, full)

@@ -58,8 +58,8 @@ func installTilers(vnni, avx2 bool) {
 	case vnni:
 		fastActivation[tensor.Q8_0] = actQ8_0Fast
 		fastActivation[tensor.Q8_K] = actQ8KFast
-		tilers[tensor.Q8_0] = asmTiler(q8_0TileVNNI, qk, 34, pack32Bytes, 16, side32(34), pack32)
-		tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16, side32(22), pack32)
+		tilers[tensor.Q8_0] = asmTiler(q8_0TileVNNI, qk, 34, pack32Bytes, 16+4*32, side32(34), pack32)
+		tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16+4*32, side32(22), pack32)
 		tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, 224, sideQ4K, packK)
 		tilers[tensor.Q6_K] = asmTiler(q6KTileVNNI, qkK, 210, packKBytes, 272, sideQ6K, packK)
 		tilers[tensor.BF16] = asmTiler(bf16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
@@ -107,7 +107,8 @@ func i32s(b []byte) []int32 {
 func f16Scales4(w *byte, stride, blockBytes, nb int, dst *float32)
 
 // side32 returns the side table of 32-element blocks of blockBytes bytes
-// that start with their half scale: per block, the rows' scales.
+// that start with their half scale: per block, the rows' scales (the VNNI
+// kernels write their unpacked weights after them).
 func side32(blockBytes int) func(dst, w []byte, stride, nb int) {
 	return func(dst, w []byte, stride, nb int) {
 		sc := f32s(dst)

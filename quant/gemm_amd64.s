@@ -52,7 +52,7 @@ GLOBL permHalves<>(SB), RODATA|NOPTR, $128
 	VMOVDQU32 permHalves<>+64(SB), Z7
 
 // TILE32_GROUP clears the eight accumulators Z16..Z23 and rewinds the
-// weights (SI) and scales (R8) for the next group.
+// unpacked weights (SI, from AX) and scales (R8) for the next group.
 #define TILE32_GROUP \
 	VPXORD Z16, Z16, Z16; \
 	VPXORD Z17, Z17, Z17; \
@@ -62,9 +62,25 @@ GLOBL permHalves<>(SB), RODATA|NOPTR, $128
 	VPXORD Z21, Z21, Z21; \
 	VPXORD Z22, Z22, Z22; \
 	VPXORD Z23, Z23, Z23; \
-	XORQ SI, SI; \
+	MOVQ AX, SI; \
 	MOVQ R13, R8; \
 	MOVQ R14, R9
+
+// TILE32_PROLOGUE opens the loop that writes the four rows' weight blocks,
+// unpacked to biased bytes by the kernel's code (SI: the blocks' offset in
+// the rows), 32 bytes per row, after the scales in the side table (R8).
+#define TILE32_PROLOGUE \
+	MOVQ R14, R9; \
+	MOVQ R14, R8; \
+	SHLQ $4, R8; \
+	ADDQ R13, R8; \
+	XORQ SI, SI
+
+// TILE32_UNPACKED ends the prologue: AX points at the unpacked weights.
+#define TILE32_UNPACKED \
+	MOVQ R14, AX; \
+	SHLQ $4, AX; \
+	ADDQ R13, AX
 
 // PAIR adds weight row W (biased bytes) times the activation rows of A
 // (two rows, their bias lanes O, their scales D) to ACC, scaled by the
@@ -76,12 +92,16 @@ GLOBL permHalves<>(SB), RODATA|NOPTR, $128
 	VMULPS.BCST s(R8), D, S; \
 	VFMADD231PS S, T, ACC
 
-// TILE32_BLOCK multiplies the weight blocks in Z0..Z3 (biased by the
+// TILE32_BLOCK multiplies the unpacked weight blocks at SI (biased by the
 // bytes in BIAS) with the packed block at DI and moves to the next block.
 // The activations' bias lanes -bias*Σ(4 quants) are formed here (Z28 holds
 // zeros) and their scales spread over the halves by VPERMPS (indices in
 // Z29 and Z7).
-#define TILE32_BLOCK(bs, BIAS) \
+#define TILE32_BLOCK(BIAS) \
+	VBROADCASTI64X4 (SI), Z0; \
+	VBROADCASTI64X4 32(SI), Z1; \
+	VBROADCASTI64X4 64(SI), Z2; \
+	VBROADCASTI64X4 96(SI), Z3; \
 	VMOVDQU64 (DI), Z4; \
 	VMOVDQU64 64(DI), Z5; \
 	VPXORD Z10, Z10, Z10; \
@@ -101,7 +121,7 @@ GLOBL permHalves<>(SB), RODATA|NOPTR, $128
 	PAIR(Z2, Z5, Z11, Z9, 8, Z21, Z14, Z15); \
 	PAIR(Z3, Z4, Z10, Z8, 12, Z22, Z24, Z25); \
 	PAIR(Z3, Z5, Z11, Z9, 12, Z23, Z26, Z27); \
-	ADDQ $bs, SI; \
+	ADDQ $128, SI; \
 	ADDQ $16, R8; \
 	ADDQ $144, DI; \
 	DECQ R9
@@ -145,20 +165,33 @@ TEXT ·q8_0TileVNNI(SB), NOSPLIT, $0-64
 	MOVL $0x80808080, R9
 	VPBROADCASTD R9, Z31
 
+	TILE32_PROLOGUE
+
+q80unpack:
+	// Q8_0 quants + 128 as unsigned bytes.
+	VMOVDQU 2(AX)(SI*1), Y0
+	VPXORD Y31, Y0, Y0
+	VMOVDQU Y0, (R8)
+	VMOVDQU 2(BX)(SI*1), Y0
+	VPXORD Y31, Y0, Y0
+	VMOVDQU Y0, 32(R8)
+	VMOVDQU 2(CX)(SI*1), Y0
+	VPXORD Y31, Y0, Y0
+	VMOVDQU Y0, 64(R8)
+	VMOVDQU 2(DX)(SI*1), Y0
+	VPXORD Y31, Y0, Y0
+	VMOVDQU Y0, 96(R8)
+	ADDQ $34, SI
+	ADDQ $128, R8
+	DECQ R9
+	JNE  q80unpack
+	TILE32_UNPACKED
+
 q80group:
 	TILE32_GROUP
 
 q80block:
-	// Q8_0 quants + 128 as unsigned bytes, each block in both halves.
-	VBROADCASTI64X4 2(AX)(SI*1), Z0
-	VPXORD Z31, Z0, Z0
-	VBROADCASTI64X4 2(BX)(SI*1), Z1
-	VPXORD Z31, Z1, Z1
-	VBROADCASTI64X4 2(CX)(SI*1), Z2
-	VPXORD Z31, Z2, Z2
-	VBROADCASTI64X4 2(DX)(SI*1), Z3
-	VPXORD Z31, Z3, Z3
-	TILE32_BLOCK(34, Z31)
+	TILE32_BLOCK(Z31)
 	JNE q80block
 
 	TILE32_STORE
@@ -189,15 +222,28 @@ TEXT ·q5_0TileVNNI(SB), NOSPLIT, $0-64
 	MOVL $0xff00ff00, R9
 	KMOVD R9, K2
 
+	TILE32_PROLOGUE
+
+q50unpack:
+	Q5W(AX, Z0)
+	VMOVDQU Y0, (R8)
+	Q5W(BX, Z0)
+	VMOVDQU Y0, 32(R8)
+	Q5W(CX, Z0)
+	VMOVDQU Y0, 64(R8)
+	Q5W(DX, Z0)
+	VMOVDQU Y0, 96(R8)
+	ADDQ $22, SI
+	ADDQ $128, R8
+	DECQ R9
+	JNE  q50unpack
+	TILE32_UNPACKED
+
 q50group:
 	TILE32_GROUP
 
 q50block:
-	Q5W(AX, Z0)
-	Q5W(BX, Z1)
-	Q5W(CX, Z2)
-	Q5W(DX, Z3)
-	TILE32_BLOCK(22, Z30)
+	TILE32_BLOCK(Z30)
 	JNE q50block
 
 	TILE32_STORE
