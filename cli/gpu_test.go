@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -126,7 +127,8 @@ func startServe(t *testing.T, args ...string) (string, func()) {
 // TestServeOnGPUConcurrentStreams: `apr serve --device cuda` with four
 // parallel slots answers twelve concurrent streamed completions (more
 // requests than slots, so slots are reused) with the CPU's greedy
-// continuation of each reference prompt. The model is the SafeTensors one:
+// continuation of each reference prompt, and a request with X-Trace-Level
+// gets its passes as device_forward bricks. The model is the SafeTensors one:
 // with GGUF files the numerics follow llama.cpp's, whose flash attention
 // rounds differently in passes of 64 rows or more, so a batch of several
 // prompts may tip a near tie another way than one prompt alone would, on
@@ -178,6 +180,39 @@ func TestServeOnGPUConcurrentStreams(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+	// A request's own trace: its passes are device_forward bricks.
+	req, err := http.NewRequest("POST", base+"/v1/completions",
+		strings.NewReader(`{"prompt": "def fib(n):", "max_tokens": 4, "temperature": 0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Trace-Level", "brick")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body struct {
+		Trace struct {
+			Lines []struct {
+				Type, Brick string
+				Rows        int
+			}
+		}
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	bricks := 0
+	for _, l := range body.Trace.Lines {
+		if l.Brick == string(engine.BrickDevice) && l.Rows > 0 {
+			bricks++
+		}
+	}
+	if res.StatusCode != http.StatusOK || bricks < 2 {
+		t.Errorf("traced request: status %d, %d device_forward bricks in %+v", res.StatusCode, bricks, body.Trace.Lines)
 	}
 }
 
