@@ -60,8 +60,8 @@ func installTilers(vnni, avx2 bool) {
 		fastActivation[tensor.Q8_K] = actQ8KFast
 		tilers[tensor.Q8_0] = asmTiler(q8_0TileVNNI, qk, 34, pack32Bytes, 16+4*32, side32(34), pack32)
 		tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16+4*32, side32(22), pack32)
-		tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, 224, sideQ4K, packK)
-		tilers[tensor.Q6_K] = asmTiler(q6KTileVNNI, qkK, 210, packKBytes, 272, sideQ6K, packK)
+		tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, sideQ4KBytes, sideQ4K, packK)
+		tilers[tensor.Q6_K] = asmTiler(q6KTileVNNI, qkK, 210, packKBytes, sideQ6KBytes, sideQ6K, packK)
 		tilers[tensor.BF16] = asmTiler(bf16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
 		tilers[tensor.F16] = asmTiler(f16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
 	case avx2:
@@ -147,11 +147,15 @@ func actQ8_0Fast(x []float32, dst []byte) {
 // operand broadcast from memory).
 func pair(v int16) int32 { return int32(uint32(uint16(v)) * 0x10001) }
 
+// sideQ4KBytes is a Q4_K block's side table: 224 bytes from sideQ4K, then
+// the four rows' quants, unpacked by the kernel.
+const sideQ4KBytes = 224 + tileRows*qkK
+
 // sideQ4K writes, per Q4_K block: each row's d and dmin as float32, its
 // eight sub-block scales as pairs, its eight mins as int16.
 func sideQ4K(dst, w []byte, stride, nb int) {
 	for b := range nb {
-		t := dst[224*b : 224*b+224]
+		t := dst[sideQ4KBytes*b : sideQ4KBytes*b+224]
 		f, s := f32s(t[:32]), i32s(t[32:160])
 		for r := range tileRows {
 			x := (*[144]byte)(w[r*stride+144*b:])
@@ -166,11 +170,15 @@ func sideQ4K(dst, w []byte, stride, nb int) {
 	}
 }
 
+// sideQ6KBytes is a Q6_K block's side table: 272 bytes from sideQ6K, then
+// the four rows' quants, unpacked by the kernel.
+const sideQ6KBytes = 272 + tileRows*qkK
+
 // sideQ6K writes, per Q6_K block: each row's d as float32 and its sixteen
 // signed sub-block scales as pairs.
 func sideQ6K(dst, w []byte, stride, nb int) {
 	for b := range nb {
-		t := dst[272*b : 272*b+272]
+		t := dst[sideQ6KBytes*b : sideQ6KBytes*b+272]
 		f, s := f32s(t[:16]), i32s(t[16:272])
 		for r := range tileRows {
 			x := (*[210]byte)(w[r*stride+210*b:])
