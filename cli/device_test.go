@@ -119,3 +119,12 @@ func readTrace(t *testing.T, path string) *trace.File {
 	}
 	return tr
 }
+
+// TestServeRejectsNoParallel: serve sizes the GPU's KV cache slots by
+// --parallel, which must be at least 1.
+func TestServeRejectsNoParallel(t *testing.T) {
+	code, _, errOut := apr(t, "", "serve", testref.ModelDir(t), "--parallel", "0", "--port", "0")
+	if code != 1 || !strings.Contains(errOut, "--parallel 0") {
+		t.Fatalf("exit %d, stderr %q; want 1 naming --parallel 0", code, errOut)
+	}
+}

@@ -46,6 +46,10 @@ func newServeCmd(e *env) *cobra.Command {
   apr serve model.gguf --host 0.0.0.0 --api-key secret --parallel 8 --ctx-size 8192`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if parallel < 1 {
+				return fmt.Errorf("--parallel %d: at least 1", parallel)
+			}
+			// The GPU keeps a KV cache slot for each parallel request.
 			mf.slots, mf.ctx = parallel, ctxSize
 			l, err := e.load(args[0], &mf)
 			if err != nil {
