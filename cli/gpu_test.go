@@ -239,7 +239,7 @@ func TestProfileTraceChatOnGPU(t *testing.T) {
 			t.Errorf("brick %s: total %v", b.Name, b.Total)
 		}
 	}
-	if len(r.Bricks) != 2 || calls[engine.BrickDevice] != 8 || calls[engine.BrickSampling] != 8 || r.BrickSum+r.Unattributed != r.Measured || r.BrickSum > r.Measured {
+	if !strings.HasPrefix(r.Device, "cuda (") || len(r.Bricks) != 2 || calls[engine.BrickDevice] != 8 || calls[engine.BrickSampling] != 8 || r.BrickSum+r.Unattributed != r.Measured || r.BrickSum > r.Measured {
 		t.Errorf("profile on the GPU: %+v", r)
 	}
 	t.Logf("profile on the GPU: %d tokens, prefill %.0f tok/s, decode %.0f tok/s, bricks %+v", r.Tokens, r.PrefillRate, r.DecodeRate, r.Bricks)

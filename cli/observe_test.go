@@ -45,7 +45,7 @@ func TestProfileCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("--json: %v in %q", err, out)
 	}
-	if len(r.Bricks) != len(profile.Order) || r.Tokens != 4 || r.BrickSum+r.Unattributed != r.Measured {
+	if len(r.Bricks) != len(profile.Order) || r.Tokens != 4 || r.BrickSum+r.Unattributed != r.Measured || r.Device != "cpu" {
 		t.Errorf("profile %+v", r)
 	}
 }

@@ -45,6 +45,7 @@ type Brick struct {
 // Result is a profile: per-brick times, their sum and the measured total.
 type Result struct {
 	Threads      int           `json:"threads"`
+	Device       string        `json:"device"` // engine.Engine.Device: "cpu" or "cuda (GPU name)"
 	PromptTokens int           `json:"prompt_tokens"`
 	Tokens       int           `json:"generated_tokens"`
 	Bricks       []Brick       `json:"bricks"`
@@ -137,7 +138,7 @@ func Run(ctx context.Context, eng *engine.Engine, prompt []int, opts Options) (*
 		return nil, fmt.Errorf("profile: %w", err)
 	}
 	r := &Result{
-		Threads: eng.Threads(), PromptTokens: len(prompt), Tokens: st.Tokens, Measured: wall,
+		Threads: eng.Threads(), Device: eng.Device(), PromptTokens: len(prompt), Tokens: st.Tokens, Measured: wall,
 		Prefill: st.Prefill, Decode: st.Decode, PrefillRate: st.PrefillRate(), DecodeRate: st.DecodeRate(),
 	}
 	for _, b := range Order {
@@ -181,8 +182,8 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\nprefill: %d tokens in %.1f ms (%.1f tok/s); decode: %d tokens in %.1f ms (%.1f tok/s); %d threads\n",
-		r.PromptTokens, ms(r.Prefill), r.PrefillRate, r.Tokens, ms(r.Decode), r.DecodeRate, r.Threads)
+	_, err := fmt.Fprintf(w, "\nprefill: %d tokens in %.1f ms (%.1f tok/s); decode: %d tokens in %.1f ms (%.1f tok/s); %d threads; device %s\n",
+		r.PromptTokens, ms(r.Prefill), r.PrefillRate, r.Tokens, ms(r.Decode), r.DecodeRate, r.Threads, r.Device)
 	return err
 }
 
