@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,9 +55,8 @@ type Offload struct {
 // Load binds m to an engine on the device off asks for. A CUDA request that
 // cannot be met (no usable GPU, a model too large for the device, a failed
 // upload) runs on the CPU; the returned notice then says why in one line,
-// for stderr. The
-// notice is empty when the engine runs where it was asked to, and when
-// DeviceAuto chose the CPU because no GPU is usable.
+// for stderr. The notice is empty when the engine runs where it was asked
+// to, and when DeviceAuto chose the CPU because no GPU is usable.
 func Load(m *model.Model, opts Options, off Offload) (*Engine, string, error) {
 	dev := off.Device
 	if dev == "" {
@@ -64,12 +64,12 @@ func Load(m *model.Model, opts Options, off Offload) (*Engine, string, error) {
 	}
 	notice := ""
 	if dev != DeviceCPU && off.GPULayers != 0 {
-		d, why, err := openGPU(m, opts, off)
+		d, first, why, err := openGPU(m, opts, off)
 		switch {
 		case err != nil:
 			return nil, "", err
-		case d != nil && why.first > 0:
-			e, err := newSplit(m, opts, d, why.first)
+		case d != nil && first > 0:
+			e, err := newSplit(m, opts, d, first)
 			if err != nil {
 				d.Close()
 			}
@@ -84,30 +84,29 @@ func Load(m *model.Model, opts Options, off Offload) (*Engine, string, error) {
 	return e, notice, err
 }
 
-// fallback is why openGPU did not place a model on the GPU, or, when it
-// did, the first layer it placed there.
+// fallback is why openGPU did not place a model on the GPU.
 type fallback struct {
 	reason string
 	// always: worth a notice even when the device was chosen
 	// automatically (the GPU exists but the model did not go there).
 	always bool
-	first  int
 }
 
-// openGPU uploads m to the GPU when it is usable and the model fits; it
-// returns a nil device and the reason when it is not. An error is returned
-// only for a bad request.
-func openGPU(m *model.Model, opts Options, off Offload) (device, fallback, error) {
+// openGPU uploads m's layers from first on (0 unless off asks for a split)
+// and the output head to the GPU when it is usable and they fit; it returns
+// a nil device and the reason when not. An error is returned only for a
+// bad request.
+func openGPU(m *model.Model, opts Options, off Offload) (device, int, fallback, error) {
 	cfg := m.Config
 	if err := cfg.Validate(); err != nil {
-		return nil, fallback{}, err
+		return nil, 0, fallback{}, err
 	}
 	first := 0
 	if off.GPULayers > 0 && off.GPULayers < cfg.NumLayers {
 		first = cfg.NumLayers - off.GPULayers
 	}
-	if ok, why := cuda.Available(); !ok {
-		return nil, fallback{reason: "no usable GPU: " + why}, nil
+	if ok, reason := cuda.Available(); !ok {
+		return nil, 0, fallback{reason: "no usable GPU: " + reason}, nil
 	}
 	slots := max(off.Slots, 1)
 	ctx := off.Context
@@ -116,32 +115,45 @@ func openGPU(m *model.Model, opts Options, off Offload) (device, fallback, error
 	}
 	need := deviceBytes(m, opts, slots, ctx, first)
 	if free, _, err := cuda.MemInfo(); err == nil && need > free {
-		return nil, fallback{reason: fmt.Sprintf("the model needs about %d MiB of GPU memory (weights and %d KV caches of %d positions), the GPU has %d MiB free",
+		return nil, 0, fallback{reason: fmt.Sprintf("the model needs about %d MiB of GPU memory (weights and %d KV caches of %d positions), the GPU has %d MiB free",
 			need>>20, slots, ctx, free>>20), always: true}, nil
 	}
 	g, err := cuda.Load(m, cuda.Options{Context: ctx, Numerics: opts.Numerics, Slots: slots, FirstLayer: first})
 	if err != nil {
-		return nil, fallback{reason: err.Error(), always: true}, nil
+		return nil, 0, fallback{reason: err.Error(), always: true}, nil
 	}
 	name := "cuda (" + g.Device().Name() + ")"
 	if first > 0 {
 		name += fmt.Sprintf(", layers %d-%d; cpu: embedding and layers 0-%d", first, cfg.NumLayers-1, first-1)
 	}
-	return &cudaDevice{Model: g, name: name}, fallback{first: first}, nil
+	return &cudaDevice{Model: g, name: name}, first, fallback{}, nil
 }
 
-// deviceBytes estimates the GPU memory m takes with slots KV caches of ctx
-// positions from decoder layer first on: the weights as stored (all of
-// them: an upper bound for a split), the caches, and 256 MiB for the
+// deviceBytes estimates the GPU memory m takes from decoder layer first on
+// with slots KV caches of ctx positions: those layers' weights and the
+// others outside the layers as stored, the caches, and 256 MiB for the
 // logits and activations of a prompt chunk.
 func deviceBytes(m *model.Model, opts Options, slots, ctx, first int) uint64 {
 	var n uint64
-	for _, t := range m.Tensors {
-		n += uint64(len(t.Data))
+	for name, t := range m.Tensors {
+		if layer, ok := layerOf(name); !ok || layer >= first {
+			n += uint64(len(t.Data))
+		}
 	}
 	cfg := m.Config
 	n += uint64(slots) * uint64(cacheBytes(cfg, opts, ctx, cfg.NumLayers-first))
 	return n + 256<<20
+}
+
+// layerOf is the decoder layer a canonical tensor name belongs to.
+func layerOf(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, "model.layers.")
+	if !ok {
+		return 0, false
+	}
+	i, _, ok := strings.Cut(rest, ".")
+	n, err := strconv.Atoi(i)
+	return n, ok && err == nil
 }
 
 // device runs whole forward passes away from the CPU engine: the GPU

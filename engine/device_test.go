@@ -396,3 +396,42 @@ func BenchmarkDecodeGPU(b *testing.B) {
 		})
 	}
 }
+
+func TestDeviceBytes(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		layer int
+		ok    bool
+	}{
+		{"model.layers.12.mlp.up_proj.weight", 12, true},
+		{"model.layers.0.input_layernorm.weight", 0, true},
+		{"model.embed_tokens.weight", 0, false},
+		{"model.layers.x.mlp", 0, false},
+		{"lm_head.weight", 0, false},
+	} {
+		if l, ok := layerOf(c.name); l != c.layer || ok != c.ok {
+			t.Errorf("layerOf(%q) = %d, %v; want %d, %v", c.name, l, ok, c.layer, c.ok)
+		}
+	}
+	m, err := format.Open(testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q8_0.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	opts := OptionsFor(m, 1)
+	var weights, layer0 uint64
+	for name, tt := range m.Tensors {
+		weights += uint64(len(tt.Data))
+		if l, ok := layerOf(name); ok && l == 0 {
+			layer0 += uint64(len(tt.Data))
+		}
+	}
+	// Q8_0 GGUF: F16 KV cache, 4 layers of 64-wide keys and values.
+	kv := uint64(2 * 100 * 4 * 2 * 64 * 2)
+	if got, want := deviceBytes(m, opts, 2, 100, 0), weights+kv+256<<20; got != want {
+		t.Errorf("whole model: %d bytes, want %d", got, want)
+	}
+	if got, want := deviceBytes(m, opts, 2, 100, 1), weights-layer0+kv*3/4+256<<20; got != want {
+		t.Errorf("layers 1..: %d bytes, want %d", got, want)
+	}
+}
