@@ -176,13 +176,10 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
 	}
 	if per > 0 && m == 1 {
-		// One row: the _mv kernels split each weight row's passes over a
-		// block's 8 warps, rpc rows a block, so that every warp has work.
 		nb := w.cols / w.dt.BlockSize()
-		passes := ceilDiv(nb, per)
-		rpc := max(1, min(8, ceilDiv(8, passes), (48<<10)/(4*nb)))
-		return d.launch2(kernelName("matmul_", w.dt)+"_mv", ceilDiv(w.rows, rpc), 1, matvecThreads, 4*rpc*nb,
-			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m, rpc)
+		g := planMatvec(w.rows, nb, per)
+		return d.launch2(kernelName("matmul_", w.dt)+"_mv", ceilDiv(w.rows, g.rpc), 1, 32*g.warps, 4*g.rpc*nb,
+			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m, g.rpc, g.rw)
 	}
 	name, tile := kernelName("matmul_", w.dt)+"_r1", 1
 	if m > 1 {
@@ -190,6 +187,34 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 	}
 	return d.launch2(name, ceilDiv(w.rows*32, matvecThreads), ceilDiv(m, tile), matvecThreads, 0,
 		w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
+}
+
+// mvTargetWarps is about the warps a GPU of ~132 SMs keeps in flight: a
+// one-row product takes groups of up to 4 weight rows a warp while it still
+// has this many items (a variable for the tests of the smaller splits).
+var mvTargetWarps = 4096
+
+// mvSharedBytes bounds a _mv block's terms in shared memory.
+const mvSharedBytes = 48 << 10
+
+// matvecPlan is how a _mv kernel splits a one-row product: rw weight rows
+// a warp item (sharing the activation's loads), rpc rows a block, warps a
+// block (one per (group, pass) item, at most 32).
+type matvecPlan struct{ rw, rpc, warps int }
+
+// planMatvec picks the _mv split of a rows x nb-block matrix whose passes
+// take per blocks each.
+func planMatvec(rows, nb, per int) matvecPlan {
+	passes := ceilDiv(nb, per)
+	rw := 4
+	for rw > 1 && (ceilDiv(rows, rw)*passes < mvTargetWarps || 4*rw*nb > mvSharedBytes) {
+		rw /= 2
+	}
+	groups := max(1, min(8, ceilDiv(8, passes)))
+	for groups > 1 && 4*groups*rw*nb > mvSharedBytes {
+		groups--
+	}
+	return matvecPlan{rw: rw, rpc: groups * rw, warps: min(32, groups*passes)}
 }
 
 // getRows decodes, for each of the m rows of a pass, the row of w that the

@@ -163,7 +163,8 @@ func rowInfo(rows ...Row) []int32 {
 var quantTypes = []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K, tensor.F16, tensor.BF16, tensor.F32}
 
 // TestMatMul compares every weight type's matrix product, for one
-// activation row (the _r1 kernels), 7 (_r16, a partial tile) and 70 (the
+// activation row (the _mv kernels of quantized types, with groups of 1, 2
+// and 4 weight rows and one or several passes a row; _r1 of float types), 7 (_r16, a partial tile) and 70 (the
 // tensor-core mmq kernels of quantized types, partial tiles), with
 // quant.VecDot on the same quantized activations, accumulating with a
 // bias and overwriting without.
@@ -171,9 +172,17 @@ func TestMatMul(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(3, 4))
-	const rows, cols = 77, 512
-	for _, dt := range quantTypes {
-		for _, m := range []int{1, 7, 70} {
+	const rows = 77
+	defer func(w int) { mvTargetWarps = w }(mvTargetWarps)
+	for _, tc := range []struct{ cols, m, targetWarps int }{
+		{512, 1, 4096}, {512, 1, 1}, {2304, 1, 4096}, {2304, 1, 100}, {2304, 1, 1},
+		{512, 7, 0}, {512, 70, 0},
+	} {
+		for _, dt := range quantTypes {
+			cols, m := tc.cols, tc.m
+			if tc.targetWarps > 0 {
+				mvTargetWarps = tc.targetWarps
+			}
 			rb, err := dt.RowBytes(cols)
 			if err != nil {
 				t.Fatal(err)
@@ -206,7 +215,7 @@ func TestMatMul(t *testing.T) {
 			if err := d.matmul(w, a, ab, y, rows, b.floats(bias), true, m); err != nil {
 				t.Fatal(err)
 			}
-			what := fmt.Sprintf("%v matmul of %d rows", dt, m)
+			what := fmt.Sprintf("%v matmul of %d rows, %d columns, mvTargetWarps %d", dt, m, cols, mvTargetWarps)
 			compare(t, what+" (accumulate, bias)", b.readFloats(y, rows*m), want, 1e-5)
 			for c := range m {
 				for i := range rows {

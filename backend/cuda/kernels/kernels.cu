@@ -272,37 +272,66 @@ struct Q32 {
 };
 
 // TQ32 is the 32-element block types' pass: a lane a block, its 32
-// quants as signed bytes against the Q8_0 activation's.
+// quants as signed bytes against the Q8_0 activation's. wload and aload
+// read a lane's weight and activation operands, wdot is the block's term;
+// pass takes one weight row against R activation rows, passw R weight rows
+// (nr of them real, rowBytes apart) against one activation row, its loads
+// all issued before the first dot so that R rows' bytes are in flight.
 template <int KIND>
 struct TQ32 {
     typedef Q32<KIND> Q;
     static const int PER = 32;
     static __device__ __forceinline__ int blocks(int cols) { return cols / 32; }
-    template <int R>
-    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
-        int lane = threadIdx.x % WARP;
-        int b = b0 + lane;
-        if (b >= nb) return;
-        const u8* wb = w + (i64)b * Q::BYTES;
-        int q[8];
+    static __device__ __forceinline__ void wload(const u8* wb, int q[8], float* wd) {
         if (KIND == 0) {
             ld8u(wb + 2, q);
         } else {
 #pragma unroll
             for (int k = 0; k < 8; k++) q[k] = Q::word(wb, 4 * k);
         }
-        float wd = h2f(ld16(wb));
+        *wd = h2f(ld16(wb));
+    }
+    static __device__ __forceinline__ void aload(const u8* ab, int x[8], float* ad) {
+        ld8u(ab + 2, x);
+        *ad = h2f(ld16(ab));
+    }
+    static __device__ __forceinline__ float wdot(const int q[8], float wd, const int x[8], float ad) {
+        int s = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) s = __dp4a(q[k], x[k], s);
+        return Q::term(s, wd, ad);
+    }
+    template <int R>
+    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
+        int lane = threadIdx.x % WARP;
+        int b = b0 + lane;
+        if (b >= nb) return;
+        int q[8];
+        float wd;
+        wload(w + (i64)b * Q::BYTES, q, &wd);
 #pragma unroll
         for (int c = 0; c < R; c++) {
             if (c >= nc) break;
-            const u8* ab = a + c * as + (i64)b * 34;
             int x[8];
-            ld8u(ab + 2, x);
-            int s = 0;
-#pragma unroll
-            for (int k = 0; k < 8; k++) s = __dp4a(q[k], x[k], s);
-            t[c][lane] = Q::term(s, wd, h2f(ld16(ab)));
+            float ad;
+            aload(a + c * as + (i64)b * 34, x, &ad);
+            t[c][lane] = wdot(q, wd, x, ad);
         }
+    }
+    template <int R>
+    static __device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u8* a, int b0, int nb, float* t) {
+        int b = b0 + threadIdx.x % WARP;
+        if (b >= nb) return;
+        int q[R][8];
+        float wd[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) wload(w + (i64)min(r, nr - 1) * rowBytes + (i64)b * Q::BYTES, q[r], &wd[r]);
+        int x[8];
+        float ad;
+        aload(a + (i64)b * 34, x, &ad);
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (r < nr) t[r * nb + b] = wdot(q[r], wd[r], x, ad);
     }
 };
 
@@ -321,108 +350,188 @@ __device__ __forceinline__ int bsum(const u8* ab, int j) { return (int)*(const s
 
 // kaffine finishes a Q4_K/Q5_K super-block: the four lanes of a block (j =
 // lane%4 held sub-blocks 2j, 2j+1) add their integer parts, and lane j = 0
-// returns d*isum - dmin*summs as quant's affineK.
-__device__ __forceinline__ float kaffine(int isum, int summs, const u8* wb, const u8* ab) {
+// returns d*isum - dmin*summs as quant's affineK (wd, wdmin: the weight
+// block's scales, yd: the activation's).
+__device__ __forceinline__ float kaffine(int isum, int summs, float wd, float wdmin, float yd) {
     isum += __shfl_xor_sync(FULL, isum, 1);
     isum += __shfl_xor_sync(FULL, isum, 2);
     summs += __shfl_xor_sync(FULL, summs, 1);
     summs += __shfl_xor_sync(FULL, summs, 2);
-    float yd = *(const float*)ab;
-    float d = __fmul_rn(h2f(ld16(wb)), yd);
-    float dmin = __fmul_rn(h2f(ld16(wb + 2)), yd);
+    float d = __fmul_rn(wd, yd);
+    float dmin = __fmul_rn(wdmin, yd);
     return __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)summs));
 }
 
 // Q4_K and Q5_K: 4 lanes a super-block, 8 super-blocks a pass; lane j of a
 // block takes the 32 bytes of nibbles of sub-blocks 2j (low) and 2j+1 (high).
+// KW is a lane's weight operands, KA its activation's (as TQ32's).
+struct KW {
+    int q[8], sc[4];
+    float d, dmin;
+};
+struct KA {
+    int x[16], bs0, bs1;
+    float yd;
+};
 template <bool Q5>
 struct TQ45K {
     static const int PER = 8;
     static const int BYTES = Q5 ? 176 : 144;
     static __device__ __forceinline__ int blocks(int cols) { return cols / 256; }
+    // wload reads the nibbles and scales; for Q5_K the fifth bits are
+    // merged in at once (h is the same 32 bytes for every lane).
+    static __device__ __forceinline__ void wload(const u8* wb, int j, KW& o, int h[8]) {
+        scale_min_k4(2 * j, wb + 4, &o.sc[0], &o.sc[1]);
+        scale_min_k4(2 * j + 1, wb + 4, &o.sc[2], &o.sc[3]);
+        ld8v(wb + (Q5 ? 48 : 16) + 32 * j, o.q);
+        if (Q5) ld8v(wb + 16, h);
+        o.d = h2f(ld16(wb));
+        o.dmin = h2f(ld16(wb + 2));
+    }
+    static __device__ __forceinline__ void aload(const u8* ab, int j, KA& o) {
+#pragma unroll
+        for (int k = 0; k < 16; k++) o.x[k] = ld32(ab + 4 + 64 * j + 4 * k);
+        o.bs0 = bsum(ab, 4 * j) + bsum(ab, 4 * j + 1);
+        o.bs1 = bsum(ab, 4 * j + 2) + bsum(ab, 4 * j + 3);
+        o.yd = *(const float*)ab;
+    }
+    static __device__ __forceinline__ float wdot(const KW& w, const int h[8], int j, const KA& a) {
+        int s0 = 0, s1 = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            int lo = w.q[k] & 0x0f0f0f0f, hi = (w.q[k] >> 4) & 0x0f0f0f0f;
+            if (Q5) {
+                lo |= ((h[k] >> (2 * j)) & 0x01010101) << 4;
+                hi |= ((h[k] >> (2 * j + 1)) & 0x01010101) << 4;
+            }
+            s0 = __dp4a(lo, a.x[k], s0);
+            s1 = __dp4a(hi, a.x[8 + k], s1);
+        }
+        int isum = w.sc[0] * s0 + w.sc[2] * s1;
+        int summs = a.bs0 * w.sc[1] + a.bs1 * w.sc[3];
+        return kaffine(isum, summs, w.d, w.dmin, a.yd);
+    }
     template <int R>
     static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
         int lane = threadIdx.x % WARP;
         int b = b0 + lane / 4, j = lane % 4;
         bool ok = b < nb;  // the shuffles need every lane
-        const u8* wb = w + (i64)(ok ? b : 0) * BYTES;
-        int lo[8], hi[8];
-        int sc0, m0, sc1, m1;
-        scale_min_k4(2 * j, wb + 4, &sc0, &m0);
-        scale_min_k4(2 * j + 1, wb + 4, &sc1, &m1);
-        {
-            int q[8];
-            ld8v(wb + (Q5 ? 48 : 16) + 32 * j, q);
-            int h[8];
-            if (Q5) ld8v(wb + 16, h);
-#pragma unroll
-            for (int k = 0; k < 8; k++) {
-                lo[k] = q[k] & 0x0f0f0f0f;
-                hi[k] = (q[k] >> 4) & 0x0f0f0f0f;
-                if (Q5) {
-                    lo[k] |= ((h[k] >> (2 * j)) & 0x01010101) << 4;
-                    hi[k] |= ((h[k] >> (2 * j + 1)) & 0x01010101) << 4;
-                }
-            }
-        }
+        int bb = ok ? b : 0;
+        KW kw;
+        int h[8];
+        wload(w + (i64)bb * BYTES, j, kw, h);
 #pragma unroll
         for (int c = 0; c < R; c++) {
             if (c >= nc) break;
-            const u8* ab = a + c * as + (i64)(ok ? b : 0) * 292;
-            int s0 = 0, s1 = 0;
-#pragma unroll
-            for (int k = 0; k < 8; k++) {
-                s0 = __dp4a(lo[k], ld32(ab + 4 + 64 * j + 4 * k), s0);
-                s1 = __dp4a(hi[k], ld32(ab + 4 + 64 * j + 32 + 4 * k), s1);
-            }
-            int isum = sc0 * s0 + sc1 * s1;
-            int summs = (bsum(ab, 4 * j) + bsum(ab, 4 * j + 1)) * m0 + (bsum(ab, 4 * j + 2) + bsum(ab, 4 * j + 3)) * m1;
-            float term = kaffine(isum, summs, wb, ab);
+            KA ka;
+            aload(a + c * as + (i64)bb * 292, j, ka);
+            float term = wdot(kw, h, j, ka);
             if (ok && j == 0) t[c][lane / 4] = term;
+        }
+    }
+    template <int R>
+    static __device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u8* a, int b0, int nb, float* t) {
+        int lane = threadIdx.x % WARP;
+        int b = b0 + lane / 4, j = lane % 4;
+        bool ok = b < nb;
+        int bb = ok ? b : 0;
+        KW kw[R];
+        int h[R][8];
+#pragma unroll
+        for (int r = 0; r < R; r++) wload(w + (i64)min(r, nr - 1) * rowBytes + (i64)bb * BYTES, j, kw[r], h[r]);
+        KA ka;
+        aload(a + (i64)bb * 292, j, ka);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            float term = wdot(kw[r], h[r], j, ka);
+            if (ok && j == 0 && r < nr) t[r * nb + b] = term;
         }
     }
 };
 
 // Q6_K: 8 lanes a super-block, 4 super-blocks a pass; lane k of a block
 // takes elements 32k..32k+31 (half k/4, quarter k%4 of ggml's layout).
+struct SW {
+    int q[8], sc0, sc1;
+    float d;
+};
+struct SA {
+    int x[8], sa0, sa1;
+    float yd;
+};
 struct TQ6K {
     static const int PER = 4;
     static __device__ __forceinline__ int blocks(int cols) { return cols / 256; }
+    static __device__ __forceinline__ void wload(const u8* wb, int k8, SW& o) {
+        int half = k8 / 4, sub = k8 % 4;
+        int ql[8], qh[8];
+        ld8u(wb + 64 * half + 32 * (sub & 1), ql);
+        ld8u(wb + 128 + 32 * half, qh);
+        int ns = 4 * (sub >> 1), hs = 2 * sub;
+#pragma unroll
+        for (int k = 0; k < 8; k++) o.q[k] = ((ql[k] >> ns) & 0x0f0f0f0f) | (((qh[k] >> hs) & 0x03030303) << 4);
+        int e0 = 128 * half + 32 * sub;
+        o.sc0 = (int)(i8)wb[192 + e0 / 16];
+        o.sc1 = (int)(i8)wb[192 + e0 / 16 + 1];
+        o.d = h2f(ld16(wb + 208));
+    }
+    static __device__ __forceinline__ void aload(const u8* ab, int k8, SA& o) {
+        const u8* a8 = ab + 4 + 128 * (k8 / 4) + 32 * (k8 % 4);
+        o.sa0 = 0, o.sa1 = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) o.x[k] = ld32(a8 + 4 * k);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            o.sa0 = asum4(o.x[k], o.sa0);
+            o.sa1 = asum4(o.x[k + 4], o.sa1);
+        }
+        o.yd = *(const float*)ab;
+    }
+    static __device__ __forceinline__ float wdot(const SW& w, const SA& a) {
+        int s0 = 0, s1 = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            s0 = __dp4a(w.q[k], a.x[k], s0);
+            s1 = __dp4a(w.q[k + 4], a.x[k + 4], s1);
+        }
+        int isum = w.sc0 * (s0 - 32 * a.sa0) + w.sc1 * (s1 - 32 * a.sa1);
+        isum += __shfl_xor_sync(FULL, isum, 1);
+        isum += __shfl_xor_sync(FULL, isum, 2);
+        isum += __shfl_xor_sync(FULL, isum, 4);
+        return __fmul_rn(__fmul_rn(w.d, a.yd), (float)isum);
+    }
     template <int R>
     static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
         int lane = threadIdx.x % WARP;
         int b = b0 + lane / 8, k8 = lane % 8;
         bool ok = b < nb;
-        const u8* wb = w + (i64)(ok ? b : 0) * 210;
-        int half = k8 / 4, sub = k8 % 4;
-        int ql[8], qh[8], q[8];
-        ld8u(wb + 64 * half + 32 * (sub & 1), ql);
-        ld8u(wb + 128 + 32 * half, qh);
-        int ns = 4 * (sub >> 1), hs = 2 * sub;
-#pragma unroll
-        for (int k = 0; k < 8; k++) q[k] = ((ql[k] >> ns) & 0x0f0f0f0f) | (((qh[k] >> hs) & 0x03030303) << 4);
-        int e0 = 128 * half + 32 * sub;
-        int sc0 = (int)(i8)wb[192 + e0 / 16], sc1 = (int)(i8)wb[192 + e0 / 16 + 1];
-        float wd = h2f(ld16(wb + 208));
+        int bb = ok ? b : 0;
+        SW sw;
+        wload(w + (i64)bb * 210, k8, sw);
 #pragma unroll
         for (int c = 0; c < R; c++) {
             if (c >= nc) break;
-            const u8* ab = a + c * as + (i64)(ok ? b : 0) * 292;
-            const u8* a8 = ab + 4 + e0;
-            int s0 = 0, s1 = 0, sa0 = 0, sa1 = 0;
+            SA sa;
+            aload(a + c * as + (i64)bb * 292, k8, sa);
+            float term = wdot(sw, sa);
+            if (ok && k8 == 0) t[c][lane / 8] = term;
+        }
+    }
+    template <int R>
+    static __device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u8* a, int b0, int nb, float* t) {
+        int lane = threadIdx.x % WARP;
+        int b = b0 + lane / 8, k8 = lane % 8;
+        bool ok = b < nb;
+        int bb = ok ? b : 0;
+        SW sw[R];
 #pragma unroll
-            for (int k = 0; k < 4; k++) {
-                int x0 = ld32(a8 + 4 * k), x1 = ld32(a8 + 16 + 4 * k);
-                s0 = __dp4a(q[k], x0, s0);
-                s1 = __dp4a(q[k + 4], x1, s1);
-                sa0 = asum4(x0, sa0);
-                sa1 = asum4(x1, sa1);
-            }
-            int isum = sc0 * (s0 - 32 * sa0) + sc1 * (s1 - 32 * sa1);
-            isum += __shfl_xor_sync(FULL, isum, 1);
-            isum += __shfl_xor_sync(FULL, isum, 2);
-            isum += __shfl_xor_sync(FULL, isum, 4);
-            if (ok && k8 == 0) t[c][lane / 8] = __fmul_rn(__fmul_rn(wd, *(const float*)ab), (float)isum);
+        for (int r = 0; r < R; r++) wload(w + (i64)min(r, nr - 1) * rowBytes + (i64)bb * 210, k8, sw[r]);
+        SA sa;
+        aload(a + (i64)bb * 292, k8, sa);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            float term = wdot(sw[r], sa);
+            if (ok && k8 == 0 && r < nr) t[r * nb + b] = term;
         }
     }
 };
@@ -454,39 +563,6 @@ __device__ __forceinline__ void matmul_q(const u8* __restrict__ W, const u8* __r
     if (lane < nc) {
         if (bias) sum += bias[row];
         float* yp = y + (i64)(c0 + lane) * yStride + row;
-        *yp = acc ? *yp + sum : sum;
-    }
-}
-
-// matvec_q is matmul_q for one activation row, split over the warps of a
-// block: the block takes rpc weight rows, its warps the (row, pass) items
-// round-robin, every block's term goes to shared memory (rpc x blocks
-// floats, dynamic), and thread r then adds row r's terms in block order.
-// More warps in flight than one per row keep more weight bytes loading.
-template <class T>
-__device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
-                                         float* __restrict__ y, int yStride, const float* __restrict__ bias,
-                                         int rows, int cols, i64 rowBytes, int acc, int m, int rpc) {
-    extern __shared__ float mvTerms[];
-    int warp = threadIdx.x / WARP, nw = blockDim.x / WARP;
-    int r0 = blockIdx.x * rpc;
-    int nr = min(rpc, rows - r0);
-    int nb = T::blocks(cols);
-    int np = (nb + T::PER - 1) / T::PER;
-    for (int it = warp; it < nr * np; it += nw) {
-        int rr = it / np, p = it % np;
-        T::template pass<1>(W + (i64)(r0 + rr) * rowBytes, act, actStride, p * T::PER, nb, 1,
-                            (float (*)[33])(mvTerms + rr * nb + p * T::PER));
-    }
-    __syncthreads();
-    int rr = threadIdx.x;
-    if (rr < nr) {
-        float sum = 0.0f;
-        const float* t = mvTerms + rr * nb;
-        for (int k = 0; k < nb; k++) sum = __fadd_rn(sum, t[k]);
-        int row = r0 + rr;
-        if (bias) sum += bias[row];
-        float* yp = y + row;
         *yp = acc ? *yp + sum : sum;
     }
 }
@@ -540,8 +616,51 @@ __device__ __forceinline__ void matmul_f(const u8* __restrict__ W, const u8* __r
         int yStride, const float *__restrict__ bias, int rows, int cols, i64 rowBytes, int acc, int m
 #define MM_ARGS W, act, actStride, y, yStride, bias, rows, cols, rowBytes, acc, m
 
+// matvec_q is matmul_q for one activation row, split over the warps of a
+// block: the block takes rpc weight rows in groups of R, its warps the
+// (group, pass) items round-robin (passw: the activation's operands are
+// loaded once for the group's R rows, all of whose weight loads are in
+// flight together), every block's term goes to shared memory (rpc x blocks
+// floats, dynamic), and thread r then adds row r's terms in block order.
+template <class T, int R>
+__device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __restrict__ act,
+                                         float* __restrict__ y, const float* __restrict__ bias,
+                                         int rows, int cols, i64 rowBytes, int acc, int rpc) {
+    extern __shared__ float mvTerms[];
+    int warp = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    int r0 = blockIdx.x * rpc;
+    int nr = min(rpc, rows - r0);
+    int nb = T::blocks(cols);
+    int np = (nb + T::PER - 1) / T::PER;
+    int ng = (nr + R - 1) / R;
+    for (int it = warp; it < ng * np; it += nw) {
+        int g = it / np, p = it % np;
+        T::template passw<R>(W + (i64)(r0 + g * R) * rowBytes, rowBytes, min(R, nr - g * R), act, p * T::PER, nb,
+                             mvTerms + g * R * nb);
+    }
+    __syncthreads();
+    for (int rr = threadIdx.x; rr < nr; rr += blockDim.x) {
+        float sum = 0.0f;
+        const float* t = mvTerms + rr * nb;
+        for (int k = 0; k < nb; k++) sum = __fadd_rn(sum, t[k]);
+        int row = r0 + rr;
+        if (bias) sum += bias[row];
+        float* yp = y + row;
+        *yp = acc ? *yp + sum : sum;
+    }
+}
+
+// The _mv kernels take rw (1, 2 or 4): the weight rows of a group.
+#define MV_ARGS W, act, y, bias, rows, cols, rowBytes, acc, rpc
 #define MM_Q(name, T)                                                                              \
-    extern "C" __global__ void name##_mv(MM_PARAMS, int rpc) { matvec_q<T>(MM_ARGS, rpc); }       \
+    extern "C" __global__ void name##_mv(MM_PARAMS, int rpc, int rw) {                            \
+        if (rw == 4)                                                                               \
+            matvec_q<T, 4>(MV_ARGS);                                                               \
+        else if (rw == 2)                                                                          \
+            matvec_q<T, 2>(MV_ARGS);                                                               \
+        else                                                                                       \
+            matvec_q<T, 1>(MV_ARGS);                                                               \
+    }                                                                                              \
     extern "C" __global__ void name##_r1(MM_PARAMS) { matmul_q<1, T>(MM_ARGS); }                  \
     extern "C" __global__ void name##_r16(MM_PARAMS) { matmul_q<16, T>(MM_ARGS); }
 #define MM_F(name, KIND)                                                                           \
