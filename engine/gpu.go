@@ -9,10 +9,12 @@ import (
 	"github.com/apr-llm/apr/model"
 )
 
-// BrickDevice is a whole forward pass on the GPU: every brick from
+// BrickDevice is the GPU's part of a forward pass: every brick from
 // token_embed to lm_head and the logits' copy to the host, timed with CUDA
-// events (the device runs the pass as one graph of kernels, so its bricks
-// are not timed one by one). It closes the pass as lm_head does on the CPU.
+// events (the device fuses bricks into shared kernels and queues them
+// without waiting, so they are not timed one by one). With --gpu-layers
+// the CPU's embedding and layers come before it as their own bricks. It
+// closes the pass as lm_head does on the CPU.
 const BrickDevice Brick = "device_forward"
 
 // onDevice is the GPU side of an engine: the device and which sequence
