@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,7 +87,7 @@ func TestRunOnGPUMatchesCPU(t *testing.T) {
 // startServe runs `apr serve` in process with args (a free port is added)
 // and returns its base URL and a function that stops it and checks that
 // it exited cleanly.
-func startServe(t *testing.T, args ...string) (string, func()) {
+func startServe(t testing.TB, args ...string) (string, func()) {
 	t.Helper()
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -259,4 +261,47 @@ func TestProfileTraceChatOnGPU(t *testing.T) {
 	if code != 0 || !strings.Contains(errOut, "device cuda (") || !strings.Contains(out, "4") || !strings.Contains(out, "6") {
 		t.Errorf("chat on the GPU: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+}
+
+// BenchmarkServeStreamsGPU measures `apr serve` on the GPU end to end:
+// -streams (32) concurrent completions of 128 tokens each (EOS ignored by
+// the random-weight models it is meant for), their aggregate generated
+// tokens/s through the HTTP API, the scheduler's continuous batching and
+// the engine. The model is $APR_BENCH_MODEL (a bench -gpu-prepare file);
+// it skips without it or without a usable GPU.
+func BenchmarkServeStreamsGPU(b *testing.B) {
+	model := os.Getenv("APR_BENCH_MODEL")
+	if model == "" {
+		b.Skip("APR_BENCH_MODEL names no model")
+	}
+	if ok, why := cuda.Available(); !ok {
+		b.Skip("no usable GPU: " + why)
+	}
+	const streams, tokens = 32, 128
+	base, stop := startServe(b, model, "--device", "cuda", "--parallel", fmt.Sprint(streams), "--ctx-size", "512")
+	defer stop()
+	client := openai.NewClient(option.WithBaseURL(base+"/v1/"), option.WithMaxRetries(0))
+	var total atomic.Int64
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for i := range streams {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := client.Completions.New(context.Background(), openai.CompletionNewParams{
+					Model:       "bench",
+					Prompt:      openai.CompletionNewParamsPromptUnion{OfString: openai.String(fmt.Sprintf("def f%d(x):", i))},
+					Temperature: openai.Float(0),
+					MaxTokens:   openai.Int(tokens),
+				})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				total.Add(res.Usage.CompletionTokens)
+			}()
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(float64(total.Load())/b.Elapsed().Seconds(), "tok/s")
 }
