@@ -154,27 +154,15 @@ func faOnlineSoftmax2(s0, s1, ms0, ms1, vs []float32) (S0, S1 float32) {
 	faSoftmaxArgs(s0, ms0, vs0)
 	faSoftmaxArgs(s1, ms1, vs1)
 	faExp(vs[:2*L])
-	ms0, ms1 = ms0[:L], ms1[:L]
-	for j := range L {
-		if ms0[j] != 0 {
-			S0 += vs0[j] // S*1 + v
-		} else {
-			ms0[j], vs0[j] = vs0[j], 1
-			S0 = S0*ms0[j] + 1
-		}
-		if ms1[j] != 0 {
-			S1 += vs1[j]
-		} else {
-			ms1[j], vs1[j] = vs1[j], 1
-			S1 = S1*ms1[j] + 1
-		}
-	}
-	return S0, S1
+	return faSoftmaxSum2(ms0[:L], ms1[:L], vs0, vs1)
 }
 
 // faSoftmaxArgs sets vs[j] to the argument of key j's exponential: Mold - M
 // where score j is a new maximum (ms[j] = 0 marks it), else s[j] - M.
 func faSoftmaxArgs(s, ms, vs []float32) {
+	if faSoftmaxArgsFast(s, ms, vs) {
+		return
+	}
 	ms, vs = ms[:len(s)], vs[:len(s)]
 	M := float32(math.Inf(-1))
 	for j, x := range s {
@@ -185,6 +173,33 @@ func faSoftmaxArgs(s, ms, vs []float32) {
 			M = x
 		}
 	}
+}
+
+// faSoftmaxSum2 turns the exponentials vs0, vs1 of two heads (ms marking
+// new maxima as faSoftmaxArgs left them) into the factors ms and weights
+// vs of faOnlineSoftmax2 and returns the two sums S = S*ms + vs, the
+// product rounded before the sum (never fused); the two chains of additions
+// interleave.
+func faSoftmaxSum2(ms0, ms1, vs0, vs1 []float32) (S0, S1 float32) {
+	if s0, s1, ok := faSoftmaxSum2Fast(ms0, ms1, vs0, vs1); ok {
+		return s0, s1
+	}
+	ms1, vs0, vs1 = ms1[:len(ms0)], vs0[:len(ms0)], vs1[:len(ms0)]
+	for j := range ms0 {
+		if ms0[j] != 0 {
+			S0 += vs0[j] // S*1 + v
+		} else {
+			ms0[j], vs0[j] = vs0[j], 1
+			S0 = float32(S0*ms0[j]) + 1
+		}
+		if ms1[j] != 0 {
+			S1 += vs1[j]
+		} else {
+			ms1[j], vs1[j] = vs1[j], 1
+			S1 = float32(S1*ms1[j]) + 1
+		}
+	}
+	return S0, S1
 }
 
 // faExp sets x[i] = expf(x[i]).

@@ -939,3 +939,156 @@ DATA faidx<>+24(SB)/4, $6
 DATA faidx<>+28(SB)/4, $7
 DATA faidx<>+32(SB)/4, $8
 GLOBL faidx<>(SB), RODATA|NOPTR, $36
+
+// func faExpAVX512(x *float32, n int)  (n a multiple of 8)
+// faExpAVX2's steps on eight doubles at a time.
+TEXT ·faExpAVX512(SB), NOSPLIT, $0-16
+	MOVQ         x+0(FP), DI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSD faexp<>+0(SB), Z8
+	VBROADCASTSD faexp<>+8(SB), Z9
+	VBROADCASTSD faexp<>+16(SB), Z10
+	VBROADCASTSD faexp<>+24(SB), Z11
+	VBROADCASTSD faexp<>+96(SB), Z12
+	VBROADCASTSD faexp<>+88(SB), Z13
+	VBROADCASTSD faexp<>+104(SB), Z14
+	VBROADCASTSS faexp<>+112(SB), Y15
+	SHRQ         $3, CX
+	JEQ          exp8done
+
+exp8loop:
+	VCVTPS2PD    (DI), Z0
+	VMULPD       Z8, Z0, Z1
+	VCVTPD2DQ    Z1, Y2
+	VCVTDQ2PD    Y2, Z1
+	VFNMADD231PD Z9, Z1, Z0
+	VFNMADD231PD Z10, Z1, Z0
+	VMULPD       Z11, Z0, Z0
+	VBROADCASTSD faexp<>+32(SB), Z3
+	VBROADCASTSD faexp<>+40(SB), Z4
+	VFMADD213PD  Z4, Z0, Z3
+	VBROADCASTSD faexp<>+48(SB), Z4
+	VFMADD213PD  Z4, Z0, Z3
+	VBROADCASTSD faexp<>+56(SB), Z4
+	VFMADD213PD  Z4, Z0, Z3
+	VBROADCASTSD faexp<>+64(SB), Z4
+	VFMADD213PD  Z4, Z0, Z3
+	VBROADCASTSD faexp<>+72(SB), Z4
+	VFMADD213PD  Z4, Z0, Z3
+	VBROADCASTSD faexp<>+80(SB), Z4
+	VFMADD213PD  Z4, Z0, Z3
+	VFMADD213PD  Z13, Z0, Z3
+	VMULPD       Z3, Z0, Z0
+	VADDPD       Z12, Z0, Z3
+	VMULPD       Z3, Z0, Z0
+	VADDPD       Z12, Z0, Z3
+	VMULPD       Z3, Z0, Z0
+	VADDPD       Z12, Z0, Z3
+	VMULPD       Z3, Z0, Z0
+	VADDPD       Z12, Z0, Z3
+	VFMADD213PD  Z13, Z3, Z0
+	VPMOVSXDQ    Y2, Z4
+	VPADDQ       Z14, Z4, Z4
+	VPSLLQ       $52, Z4, Z4
+	VMULPD       Z4, Z0, Z0
+	VCVTPD2PS    Z0, Y0
+	VMOVUPS      (DI), Y5
+	VCMPPS       $1, Y15, Y5, Y6 // x < -104
+	VANDNPS      Y0, Y6, Y0
+	VBROADCASTSS faexp<>+116(SB), Y7
+	VCMPPS       $0x1e, Y7, Y5, Y6 // x > 89
+	VBROADCASTSS faconst<>+160(SB), Y7
+	VBLENDVPS    Y6, Y7, Y0, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $32, DI
+	DECQ         CX
+	JNE          exp8loop
+
+exp8done:
+	VZEROUPPER
+	RET
+
+// func faSoftmaxArgsAsm(s, ms, vs *float32, n int)
+// faSoftmaxArgs: for each score x (running maximum M in X0): a new maximum
+// (x > M) stores vs = M - x, ms = 0 and sets M = x; any other stores
+// vs = x - M, ms = 1.
+TEXT ·faSoftmaxArgsAsm(SB), NOSPLIT, $0-32
+	MOVQ  s+0(FP), SI
+	MOVQ  ms+8(FP), DI
+	MOVQ  vs+16(FP), DX
+	MOVQ  n+24(FP), CX
+	MOVL  $0xff800000, AX
+	VMOVD AX, X0
+	MOVL  $0x3f800000, R8
+	XORQ  BX, BX
+	TESTQ CX, CX
+	JEQ   argsdone
+
+argsloop:
+	VMOVSS   (SI)(BX*4), X1
+	VUCOMISS X0, X1
+	JA       argsnew
+	VSUBSS   X0, X1, X2
+	VMOVSS   X2, (DX)(BX*4)
+	MOVL     R8, (DI)(BX*4)
+	INCQ     BX
+	CMPQ     BX, CX
+	JLT      argsloop
+	RET
+
+argsnew:
+	VSUBSS  X1, X0, X2
+	VMOVSS  X2, (DX)(BX*4)
+	MOVL    $0, (DI)(BX*4)
+	VMOVAPS X1, X0
+	INCQ    BX
+	CMPQ    BX, CX
+	JLT     argsloop
+
+argsdone:
+	RET
+
+// SUMSTEP(ms, vs, S, next) is one key of faSoftmaxSum2 for one head:
+// S += vs[j] where ms[j] != 0, else ms[j] = vs[j], vs[j] = 1,
+// S = S*ms[j] + 1 (X7 holds 1, X6 zero).
+#define SUMSTEP(ms, vs, S, newmax, next) \
+	VMOVSS   (ms)(BX*4), X2; \
+	VUCOMISS X6, X2; \
+	JEQ      newmax; \
+	VADDSS   (vs)(BX*4), S, S; \
+	JMP      next; \
+newmax: \
+	VMOVSS   (vs)(BX*4), X3; \
+	VMOVSS   X3, (ms)(BX*4); \
+	VMOVSS   X7, (vs)(BX*4); \
+	VMULSS   X3, S, S; \
+	VADDSS   X7, S, S; \
+next:
+
+// func faSoftmaxSum2Asm(ms0, ms1, vs0, vs1 *float32, n int) (s0, s1 float32)
+TEXT ·faSoftmaxSum2Asm(SB), NOSPLIT, $0-48
+	MOVQ   ms0+0(FP), R8
+	MOVQ   ms1+8(FP), R9
+	MOVQ   vs0+16(FP), R10
+	MOVQ   vs1+24(FP), R11
+	MOVQ   n+32(FP), CX
+	VXORPS X0, X0, X0
+	VXORPS X1, X1, X1
+	VXORPS X6, X6, X6
+	MOVL   $0x3f800000, AX
+	VMOVD  AX, X7
+	XORQ   BX, BX
+	TESTQ  CX, CX
+	JEQ    sumdone
+
+sumloop:
+	SUMSTEP(R8, R10, X0, sumnew0, sumnext0)
+	SUMSTEP(R9, R11, X1, sumnew1, sumnext1)
+	INCQ BX
+	CMPQ BX, CX
+	JLT  sumloop
+
+sumdone:
+	VMOVSS X0, s0+40(FP)
+	VMOVSS X1, s1+44(FP)
+	RET

@@ -27,6 +27,10 @@ func faTileLoadFast(kt, vt []float32, k, v []uint16, stride, nk, dim int) int { 
 
 func faTileScoresFast(kq, q, kt []float32, scale float32) bool { return false }
 
+func faSoftmaxArgsFast(s, ms, vs []float32) bool { return false }
+
+func faSoftmaxSum2Fast(ms0, ms1, vs0, vs1 []float32) (float32, float32, bool) { return 0, 0, false }
+
 func faTileMaxFast(kq []float32, nk int) (float32, bool) { return 0, false }
 
 func faTileSoftmaxFast(kq []float32, m float32) (float64, bool) { return 0, false }

@@ -62,7 +62,7 @@ func refOneChunkRow(o, qv []float32, c *KVCache, p, off, kvStride int, scale flo
 		for i, a := range acc { // ggml_vec_mad_f16
 			acc[i] = tensor.F32ToF16(fma32(tensor.F16ToF32(v[i]), vs, tensor.F16ToF32(a)))
 		}
-		S = S*ms + vs
+		S = float32(S*ms) + vs // never fused (GOAMD64=v3 would fuse S*ms + vs)
 	}
 	inv := float32(0)
 	if S != 0 {
@@ -295,6 +295,38 @@ func TestFlashAttentionPrimitivesMatchPortable(t *testing.T) {
 			}
 		}
 
+		// Online softmax: ties, -Inf and NaN among the scores.
+		keys0 := 1 + rng.IntN(100)
+		sc0, sc1 := make([]float32, keys0), make([]float32, keys0)
+		for i := range sc0 {
+			for _, sc := range [][]float32{sc0, sc1} {
+				switch rng.IntN(30) {
+				case 0:
+					sc[i] = float32(math.NaN())
+				case 1:
+					sc[i] = float32(math.Inf(-1))
+				case 2:
+					sc[i] = 1
+				default:
+					sc[i] = float32(rng.NormFloat64() * 3)
+				}
+			}
+		}
+		gm0, gm1, gv := make([]float32, keys0), make([]float32, keys0), make([]float32, 2*keys0)
+		wm0, wm1, wv := make([]float32, keys0), make([]float32, keys0), make([]float32, 2*keys0)
+		gS0, gS1 := faOnlineSoftmax2(sc0, sc1, gm0, gm1, gv)
+		var wS0, wS1 float32
+		portable(func() { wS0, wS1 = faOnlineSoftmax2(sc0, sc1, wm0, wm1, wv) })
+		same := func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) || a != a && b != b }
+		if !same(gS0, wS0) || !same(gS1, wS1) {
+			t.Fatalf("faOnlineSoftmax2 sums: asm %g %g, portable %g %g", gS0, gS1, wS0, wS1)
+		}
+		for i := range gv {
+			if !same(gv[i], wv[i]) || i < keys0 && (!same(gm0[i], wm0[i]) || !same(gm1[i], wm1[i])) {
+				t.Fatalf("faOnlineSoftmax2 [%d]: asm %g, portable %g", i, gv[i], wv[i])
+			}
+		}
+
 		dim := 64 * (1 + rep%2)
 		keys := 1 + rng.IntN(80)
 		stride := dim + 64*rng.IntN(2)
@@ -391,11 +423,16 @@ func TestFAExpMatchesMathExp(t *testing.T) {
 		}
 	}
 	xs = append(xs, float32(math.Inf(-1)), float32(math.Inf(1)), -1e30, 1e30, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 3)
-	got := append([]float32(nil), xs...)
-	faExp(got)
-	for i, x := range xs {
-		if want := expf(x); math.Float32bits(got[i]) != math.Float32bits(want) {
-			t.Fatalf("faExp(%g) = %g, expf %g", x, got[i], want)
+	saved512 := hasFA512
+	defer func() { hasFA512 = saved512 }()
+	for _, wide := range []bool{true, false} { // AVX-512 (where present), AVX2
+		hasFA512 = saved512 && wide
+		got := append([]float32(nil), xs...)
+		faExp(got)
+		for i, x := range xs {
+			if want := expf(x); math.Float32bits(got[i]) != math.Float32bits(want) {
+				t.Fatalf("avx512 %v: faExp(%g) = %g, expf %g", hasFA512, x, got[i], want)
+			}
 		}
 	}
 }
