@@ -35,6 +35,12 @@ func bf16TileAVX512(w *byte, stride int, side *byte, act *byte, groups, nb int, 
 func f16TileAVX512(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
 
 //go:noescape
+func bf16TileWideAVX512(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
+
+//go:noescape
+func f16TileWideAVX512(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
+
+//go:noescape
 func q4KTileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
 
 //go:noescape
@@ -62,8 +68,8 @@ func installTilers(vnni, avx2 bool) {
 		tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16+4*32, side32(22), pack32)
 		tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, sideQ4KBytes, sideQ4K, packK)
 		tilers[tensor.Q6_K] = asmTiler(q6KTileVNNI, qkK, 210, packKBytes, sideQ6KBytes, sideQ6K, packK)
-		tilers[tensor.BF16] = asmTiler(bf16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
-		tilers[tensor.F16] = asmTiler(f16TileAVX512, qk, 2*qk, packF32Bytes, 0, nil, packF32)
+		tilers[tensor.BF16] = floatTiler(bf16TileAVX512, bf16TileWideAVX512)
+		tilers[tensor.F16] = floatTiler(f16TileAVX512, f16TileWideAVX512)
 	case avx2:
 		tilers[tensor.Q8_0] = asmTiler(q8_0TileAVX2, qk, 34, pack32Bytes, 16, side32(34), pack32)
 		tilers[tensor.Q5_0] = asmTiler(q5_0TileAVX2, qk, 22, pack32Bytes, 16, side32(22), pack32)
@@ -91,6 +97,28 @@ func asmTiler(k tileKernel, blockElems, blockBytes, packBytes, sideBytes int,
 			k(&w[0], stride, &tab[0], &act[0], groups, nb, &out[0], ostride)
 		},
 	}
+}
+
+// wideBlocks is the longest row (in blocks of 32) that the float tiles
+// widen into the side table: 4 rows of it, 32 KiB, stay in L1.
+const wideBlocks = 64
+
+// floatTiler is the tiler of F16 or BF16 weights: rows of up to wideBlocks
+// blocks go through wide (weights widened once per tile, four rows per
+// activation load), longer ones through narrow (two rows per pass,
+// widened as they are read).
+func floatTiler(narrow, wide tileKernel) *tiler {
+	n := asmTiler(narrow, qk, 2*qk, packF32Bytes, 0, nil, packF32)
+	w := asmTiler(wide, qk, 2*qk, packF32Bytes, tileRows*qk*4, nil, packF32)
+	mulNarrow, mulWide := n.mul, w.mul
+	n.mul = func(wt []byte, stride int, act []byte, groups, nb int, out []float32, ostride int, side []byte) {
+		if nb <= wideBlocks {
+			mulWide(wt, stride, act, groups, nb, out, ostride, side)
+			return
+		}
+		mulNarrow(wt, stride, act, groups, nb, out, ostride, side)
+	}
+	return n
 }
 
 // f32s views b (4-byte aligned where it is read by kernels) as float32.

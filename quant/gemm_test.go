@@ -26,6 +26,7 @@ func tileCases(blockElems int) []tileCase {
 		{rows: 16, lo: 4, hi: 16, n: 9, cols: 4 * blockElems},
 		{rows: 20, lo: 0, hi: 20, n: 16, cols: 7 * blockElems, raw: true},
 		{rows: 9, lo: 0, hi: 9, n: 130, cols: 2 * blockElems},
+		{rows: 8, lo: 0, hi: 8, n: 5, cols: 70 * blockElems}, // long rows (the float tiles' narrow kernel)
 	}
 }
 
