@@ -703,23 +703,31 @@ expdone:
 	VFMADD231PS 128(Q), Z10, A2; \
 	VFMADD231PS 192(Q), Z11, A3
 
-// REDUCE16(A0, A1, A2, A3, S) stores ((A0+A2) + (A1+A3)) reduced as
-// _mm512_reduce_add_ps, times X15, at S; it clobbers A0-A3 (A0 must be
-// Z0 or Z4, whose low halves are Y0/X0 or Y4/X4: see the callers).
-#define REDUCE16(A0, A1, A2, A3, Y0, X0, Y1, X1, S) \
-	VADDPS        A2, A0, A0; \
-	VADDPS        A3, A1, A1; \
-	VADDPS        A1, A0, A0; \
-	VEXTRACTF64X4 $1, A0, Y1; \
-	VADDPS        Y1, Y0, Y0; \
-	VEXTRACTF128  $1, Y0, X1; \
-	VADDPS        X1, X0, X0; \
-	VMOVHLPS      X0, X0, X1; \
-	VADDPS        X1, X0, X0; \
-	VMOVSHDUP     X0, X1; \
-	VADDSS        X1, X0, X0; \
-	VMULSS        X15, X0, X0; \
-	VMOVSS        X0, S
+// REDUCE2 stores ((Z0+Z2) + (Z1+Z3)) and ((Z4+Z6) + (Z5+Z7)), each
+// reduced as _mm512_reduce_add_ps (v[l] += v[l+w] for w = 8, 4, 2, 1),
+// times Z15, at (DI) and (R11). The two heads share every shuffle: after
+// the first step Z1 holds the first head's 8 partial sums in lanes 0-7 and
+// the second's in lanes 8-15.
+#define REDUCE2 \
+	VADDPS     Z2, Z0, Z0; \
+	VADDPS     Z3, Z1, Z1; \
+	VADDPS     Z1, Z0, Z0; \
+	VADDPS     Z6, Z4, Z4; \
+	VADDPS     Z7, Z5, Z5; \
+	VADDPS     Z5, Z4, Z4; \
+	VSHUFF32X4 $0x44, Z4, Z0, Z1; \
+	VSHUFF32X4 $0xee, Z4, Z0, Z2; \
+	VADDPS     Z2, Z1, Z1; \
+	VSHUFF32X4 $0xb1, Z1, Z1, Z2; \
+	VADDPS     Z2, Z1, Z1; \
+	VPERMILPS  $0x4e, Z1, Z2; \
+	VADDPS     Z2, Z1, Z1; \
+	VMOVSHDUP  Z1, Z2; \
+	VADDPS     Z2, Z1, Z1; \
+	VMULPS     Z15, Z1, Z1; \
+	VMOVSS     X1, (DI); \
+	VEXTRACTF32X4 $2, Z1, X2; \
+	VMOVSS     X2, (R11)
 
 // func faScores2F16AVX512(s0, s1 *float32, k *uint16, stride int, q0, q1 *float32, dim, n int, scale float32)
 TEXT ·faScores2F16AVX512(SB), NOSPLIT, $0-68
@@ -731,8 +739,8 @@ TEXT ·faScores2F16AVX512(SB), NOSPLIT, $0-68
 	MOVQ   q0+32(FP), DX
 	MOVQ   q1+40(FP), R12
 	MOVQ   dim+48(FP), R9
-	MOVQ   n+56(FP), CX
-	VMOVSS scale+64(FP), X15
+	MOVQ         n+56(FP), CX
+	VBROADCASTSS scale+64(FP), Z15
 	TESTQ  CX, CX
 	JEQ    s2done
 
@@ -763,8 +771,7 @@ s2step:
 	SUBQ      $64, R10
 	JNE       s2step
 
-	REDUCE16(Z0, Z1, Z2, Z3, Y0, X0, Y1, X1, (DI))
-	REDUCE16(Z4, Z5, Z6, Z7, Y4, X4, Y5, X5, (R11))
+	REDUCE2
 	ADDQ R8, SI
 	ADDQ $4, DI
 	ADDQ $4, R11
