@@ -189,10 +189,14 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 		w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
 }
 
-// mvTargetWarps is about the warps a GPU of ~132 SMs keeps in flight: a
-// one-row product takes groups of up to 4 weight rows a warp while it still
-// has this many items (a variable for the tests of the smaller splits).
-var mvTargetWarps = 4096
+// mvTargetWarps is the fewest (group, pass) items for which a one-row
+// product takes groups of 4 (else 2, else 1) weight rows a warp: fewer
+// items would leave SMs idle. BenchmarkMatVec on an H200 (1.5B Q4_K_M
+// shapes): groups of 4 take ffn_down (3456 items) in 6.8 us, 2 in 7.6 us;
+// gate+up 8.7 us (1.78 TB/s) against 12.9 us a row at a time; the small
+// q/k/v/o products are ~4-6 us either way. A variable for the tests of the
+// smaller splits.
+var mvTargetWarps = 2048
 
 // mvSharedBytes bounds a _mv block's terms in shared memory.
 const mvSharedBytes = 48 << 10

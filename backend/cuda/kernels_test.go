@@ -14,7 +14,7 @@ import (
 
 // testDevice returns the device, skipping the test on machines without a
 // CUDA driver (CI), and binds the calling goroutine to the context.
-func testDevice(t *testing.T) *Device {
+func testDevice(t testing.TB) *Device {
 	t.Helper()
 	if ok, why := Available(); !ok {
 		t.Skipf("skipping CUDA test: %s", why)
@@ -27,11 +27,11 @@ func testDevice(t *testing.T) *Device {
 
 // buffers tracks device allocations of one test.
 type buffers struct {
-	t *testing.T
+	t testing.TB
 	d *Device
 }
 
-func newBuffers(t *testing.T, d *Device) *buffers { return &buffers{t: t, d: d} }
+func newBuffers(t testing.TB, d *Device) *buffers { return &buffers{t: t, d: d} }
 
 func (b *buffers) bytes(v []byte) devptr {
 	p, err := b.d.upload(v)

@@ -13,7 +13,7 @@ func TestPlanMatvec(t *testing.T) {
 	}{
 		{"ffn gate/up Q4_K 17920x1536", 17920, 6, 8, matvecPlan{rw: 4, rpc: 32, warps: 8}},
 		{"output Q6_K 151936x1536", 151936, 6, 4, matvecPlan{rw: 4, rpc: 16, warps: 8}},
-		{"ffn down Q6_K 1536x8960", 1536, 35, 4, matvecPlan{rw: 2, rpc: 2, warps: 9}},
+		{"ffn down Q6_K 1536x8960", 1536, 35, 4, matvecPlan{rw: 4, rpc: 4, warps: 9}},
 		{"attn q+k Q4_K 1792x1536", 1792, 6, 8, matvecPlan{rw: 1, rpc: 8, warps: 8}},
 		{"attn v Q6_K 256x1536", 256, 6, 4, matvecPlan{rw: 1, rpc: 4, warps: 8}},
 		{"one row", 1, 1, 32, matvecPlan{rw: 1, rpc: 8, warps: 8}},

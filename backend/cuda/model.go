@@ -49,7 +49,8 @@ func OptionsFor(m *model.Model, ctx int) Options {
 type layer struct {
 	attnNorm, mlpNorm devptr
 	// qkv is q, k and v stacked when they share a type (one launch);
-	// otherwise q, k and v are set.
+	// otherwise q (q and k stacked when those two share a type, k nil), k
+	// and v are set.
 	qkv, q, k, v, o *matrix
 	qkvBias         devptr // q, k and v biases stacked; 0 without (LLaMA)
 	// gateUp is gate and up stacked when they share a type.
@@ -254,8 +255,11 @@ func (g *Model) loadLayer(l *loader, i int) layer {
 	}
 	qkv := []string{model.Layer(i, model.AttnQ), model.Layer(i, model.AttnK), model.Layer(i, model.AttnV)}
 	if ly.qkv = l.stacked(qkv, []int{qDim, kvDim, kvDim}, h); ly.qkv == nil {
-		ly.q = l.matrix(qkv[0], qDim, h)
-		ly.k = l.matrix(qkv[1], kvDim, h)
+		// Q4_K_M's attn_v is often Q6_K: q and k still go as one.
+		if ly.q = l.stacked(qkv[:2], []int{qDim, kvDim}, h); ly.q == nil {
+			ly.q = l.matrix(qkv[0], qDim, h)
+			ly.k = l.matrix(qkv[1], kvDim, h)
+		}
 		ly.v = l.matrix(qkv[2], kvDim, h)
 	}
 	gu := []string{model.Layer(i, model.FFNGate), model.Layer(i, model.FFNUp)}
@@ -449,10 +453,11 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 		if l.qkv != nil {
 			err = errors.Join(err, g.mul(l.qkv, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
 		} else {
-			err = errors.Join(err,
-				g.mul(l.q, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m),
-				g.mul(l.k, g.xn, h, offset(g.qkv, qDim), qkvDim, offset(l.qkvBias, qDim), false, m),
-				g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
+			err = errors.Join(err, g.mul(l.q, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
+			if l.k != nil {
+				err = errors.Join(err, g.mul(l.k, g.xn, h, offset(g.qkv, qDim), qkvDim, offset(l.qkvBias, qDim), false, m))
+			}
+			err = errors.Join(err, g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
 		}
 		q80o, q8ko := g.quants(l.o)
 		err = errors.Join(err,

@@ -232,9 +232,6 @@ __device__ __forceinline__ void ld8(const u8* p, int v[8]) {
     for (int k = 0; k < 8; k++) v[k] = ld32(p + 4 * k);
 }
 
-// Each block type's pass: the terms of blocks b0.. (per a pass) of every
-// activation row c < nc into t[c][k], k = block - b0.
-
 // asum4 is the sum of 4 int8 of a word.
 __device__ __forceinline__ int asum4(int a, int s) { return __dp4a(0x01010101, a, s); }
 
@@ -271,67 +268,47 @@ struct Q32 {
     }
 };
 
-// TQ32 is the 32-element block types' pass: a lane a block, its 32
-// quants as signed bytes against the Q8_0 activation's. wload and aload
-// read a lane's weight and activation operands, wdot is the block's term;
-// pass takes one weight row against R activation rows, passw R weight rows
-// (nr of them real, rowBytes apart) against one activation row, its loads
-// all issued before the first dot so that R rows' bytes are in flight.
+// Each quantized weight type T describes its pass: LANES lanes a block
+// (PER = 32/LANES blocks a pass), BYTES a block, ABYTES an activation
+// block; wload reads lane sub's weight operands of a block into a T::W,
+// aload the activation block's into a T::A, and wdot returns the block's
+// term (in every lane: the integer parts of the block's lanes are added by
+// shuffles, so every lane must call it). The integer dots are exact in any
+// order; the float term is computed as quant's Go kernel does.
+
+// TQ32 is the 32-element block types: a lane a block, its 32 quants as
+// signed bytes against the Q8_0 activation's.
 template <int KIND>
 struct TQ32 {
     typedef Q32<KIND> Q;
-    static const int PER = 32;
+    static const int LANES = 1, PER = 32, BYTES = Q::BYTES, ABYTES = 34;
+    struct W {
+        int q[8];
+        float d;
+    };
+    struct A {
+        int x[8];
+        float d;
+    };
     static __device__ __forceinline__ int blocks(int cols) { return cols / 32; }
-    static __device__ __forceinline__ void wload(const u8* wb, int q[8], float* wd) {
+    static __device__ __forceinline__ void wload(const u8* wb, int, W& o) {
         if (KIND == 0) {
-            ld8u(wb + 2, q);
+            ld8u(wb + 2, o.q);
         } else {
 #pragma unroll
-            for (int k = 0; k < 8; k++) q[k] = Q::word(wb, 4 * k);
+            for (int k = 0; k < 8; k++) o.q[k] = Q::word(wb, 4 * k);
         }
-        *wd = h2f(ld16(wb));
+        o.d = h2f(ld16(wb));
     }
-    static __device__ __forceinline__ void aload(const u8* ab, int x[8], float* ad) {
-        ld8u(ab + 2, x);
-        *ad = h2f(ld16(ab));
+    static __device__ __forceinline__ void aload(const u8* ab, int, A& o) {
+        ld8u(ab + 2, o.x);
+        o.d = h2f(ld16(ab));
     }
-    static __device__ __forceinline__ float wdot(const int q[8], float wd, const int x[8], float ad) {
+    static __device__ __forceinline__ float wdot(const W& w, const A& a, int) {
         int s = 0;
 #pragma unroll
-        for (int k = 0; k < 8; k++) s = __dp4a(q[k], x[k], s);
-        return Q::term(s, wd, ad);
-    }
-    template <int R>
-    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
-        int lane = threadIdx.x % WARP;
-        int b = b0 + lane;
-        if (b >= nb) return;
-        int q[8];
-        float wd;
-        wload(w + (i64)b * Q::BYTES, q, &wd);
-#pragma unroll
-        for (int c = 0; c < R; c++) {
-            if (c >= nc) break;
-            int x[8];
-            float ad;
-            aload(a + c * as + (i64)b * 34, x, &ad);
-            t[c][lane] = wdot(q, wd, x, ad);
-        }
-    }
-    template <int R>
-    static __device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u8* a, int b0, int nb, float* t) {
-        int b = b0 + threadIdx.x % WARP;
-        if (b >= nb) return;
-        int q[R][8];
-        float wd[R];
-#pragma unroll
-        for (int r = 0; r < R; r++) wload(w + (i64)min(r, nr - 1) * rowBytes + (i64)b * Q::BYTES, q[r], &wd[r]);
-        int x[8];
-        float ad;
-        aload(a + (i64)b * 34, x, &ad);
-#pragma unroll
-        for (int r = 0; r < R; r++)
-            if (r < nr) t[r * nb + b] = wdot(q[r], wd[r], x, ad);
+        for (int k = 0; k < 8; k++) s = __dp4a(w.q[k], a.x[k], s);
+        return Q::term(s, w.d, a.d);
     }
 };
 
@@ -349,7 +326,7 @@ __device__ __forceinline__ void scale_min_k4(int j, const u8* s, int* sc, int* m
 __device__ __forceinline__ int bsum(const u8* ab, int j) { return (int)*(const short*)(ab + 260 + 2 * j); }
 
 // kaffine finishes a Q4_K/Q5_K super-block: the four lanes of a block (j =
-// lane%4 held sub-blocks 2j, 2j+1) add their integer parts, and lane j = 0
+// lane%4 held sub-blocks 2j, 2j+1) add their integer parts, and every lane
 // returns d*isum - dmin*summs as quant's affineK (wd, wdmin: the weight
 // block's scales, yd: the activation's).
 __device__ __forceinline__ float kaffine(int isum, int summs, float wd, float wdmin, float yd) {
@@ -362,107 +339,68 @@ __device__ __forceinline__ float kaffine(int isum, int summs, float wd, float wd
     return __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)summs));
 }
 
-// Q4_K and Q5_K: 4 lanes a super-block, 8 super-blocks a pass; lane j of a
-// block takes the 32 bytes of nibbles of sub-blocks 2j (low) and 2j+1 (high).
-// KW is a lane's weight operands, KA its activation's (as TQ32's).
-struct KW {
-    int q[8], sc[4];
-    float d, dmin;
-};
-struct KA {
-    int x[16], bs0, bs1;
-    float yd;
-};
+// Q4_K and Q5_K: 4 lanes a super-block; lane j of a block takes the 32
+// bytes of nibbles of sub-blocks 2j (low) and 2j+1 (high) and, for Q5_K,
+// the 32 bytes of fifth bits (the same for every lane).
 template <bool Q5>
 struct TQ45K {
-    static const int PER = 8;
-    static const int BYTES = Q5 ? 176 : 144;
+    static const int LANES = 4, PER = 8, BYTES = Q5 ? 176 : 144, ABYTES = 292;
+    struct W {
+        int q[8], h[8], sc[4];  // h: Q5_K only
+        float d, dmin;
+    };
+    struct A {
+        int x[16], bs0, bs1;
+        float d;
+    };
     static __device__ __forceinline__ int blocks(int cols) { return cols / 256; }
-    // wload reads the nibbles and scales; for Q5_K the fifth bits are
-    // merged in at once (h is the same 32 bytes for every lane).
-    static __device__ __forceinline__ void wload(const u8* wb, int j, KW& o, int h[8]) {
+    static __device__ __forceinline__ void wload(const u8* wb, int j, W& o) {
         scale_min_k4(2 * j, wb + 4, &o.sc[0], &o.sc[1]);
         scale_min_k4(2 * j + 1, wb + 4, &o.sc[2], &o.sc[3]);
         ld8v(wb + (Q5 ? 48 : 16) + 32 * j, o.q);
-        if (Q5) ld8v(wb + 16, h);
+        if (Q5) ld8v(wb + 16, o.h);
         o.d = h2f(ld16(wb));
         o.dmin = h2f(ld16(wb + 2));
     }
-    static __device__ __forceinline__ void aload(const u8* ab, int j, KA& o) {
+    static __device__ __forceinline__ void aload(const u8* ab, int j, A& o) {
 #pragma unroll
         for (int k = 0; k < 16; k++) o.x[k] = ld32(ab + 4 + 64 * j + 4 * k);
         o.bs0 = bsum(ab, 4 * j) + bsum(ab, 4 * j + 1);
         o.bs1 = bsum(ab, 4 * j + 2) + bsum(ab, 4 * j + 3);
-        o.yd = *(const float*)ab;
+        o.d = *(const float*)ab;
     }
-    static __device__ __forceinline__ float wdot(const KW& w, const int h[8], int j, const KA& a) {
+    static __device__ __forceinline__ float wdot(const W& w, const A& a, int j) {
         int s0 = 0, s1 = 0;
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             int lo = w.q[k] & 0x0f0f0f0f, hi = (w.q[k] >> 4) & 0x0f0f0f0f;
             if (Q5) {
-                lo |= ((h[k] >> (2 * j)) & 0x01010101) << 4;
-                hi |= ((h[k] >> (2 * j + 1)) & 0x01010101) << 4;
+                lo |= ((w.h[k] >> (2 * j)) & 0x01010101) << 4;
+                hi |= ((w.h[k] >> (2 * j + 1)) & 0x01010101) << 4;
             }
             s0 = __dp4a(lo, a.x[k], s0);
             s1 = __dp4a(hi, a.x[8 + k], s1);
         }
         int isum = w.sc[0] * s0 + w.sc[2] * s1;
         int summs = a.bs0 * w.sc[1] + a.bs1 * w.sc[3];
-        return kaffine(isum, summs, w.d, w.dmin, a.yd);
-    }
-    template <int R>
-    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
-        int lane = threadIdx.x % WARP;
-        int b = b0 + lane / 4, j = lane % 4;
-        bool ok = b < nb;  // the shuffles need every lane
-        int bb = ok ? b : 0;
-        KW kw;
-        int h[8];
-        wload(w + (i64)bb * BYTES, j, kw, h);
-#pragma unroll
-        for (int c = 0; c < R; c++) {
-            if (c >= nc) break;
-            KA ka;
-            aload(a + c * as + (i64)bb * 292, j, ka);
-            float term = wdot(kw, h, j, ka);
-            if (ok && j == 0) t[c][lane / 4] = term;
-        }
-    }
-    template <int R>
-    static __device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u8* a, int b0, int nb, float* t) {
-        int lane = threadIdx.x % WARP;
-        int b = b0 + lane / 4, j = lane % 4;
-        bool ok = b < nb;
-        int bb = ok ? b : 0;
-        KW kw[R];
-        int h[R][8];
-#pragma unroll
-        for (int r = 0; r < R; r++) wload(w + (i64)min(r, nr - 1) * rowBytes + (i64)bb * BYTES, j, kw[r], h[r]);
-        KA ka;
-        aload(a + (i64)bb * 292, j, ka);
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            float term = wdot(kw[r], h[r], j, ka);
-            if (ok && j == 0 && r < nr) t[r * nb + b] = term;
-        }
+        return kaffine(isum, summs, w.d, w.dmin, a.d);
     }
 };
 
-// Q6_K: 8 lanes a super-block, 4 super-blocks a pass; lane k of a block
-// takes elements 32k..32k+31 (half k/4, quarter k%4 of ggml's layout).
-struct SW {
-    int q[8], sc0, sc1;
-    float d;
-};
-struct SA {
-    int x[8], sa0, sa1;
-    float yd;
-};
+// Q6_K: 8 lanes a super-block; lane k of a block takes elements
+// 32k..32k+31 (half k/4, quarter k%4 of ggml's layout).
 struct TQ6K {
-    static const int PER = 4;
+    static const int LANES = 8, PER = 4, BYTES = 210, ABYTES = 292;
+    struct W {
+        int q[8], sc0, sc1;
+        float d;
+    };
+    struct A {
+        int x[8], sa0, sa1;
+        float d;
+    };
     static __device__ __forceinline__ int blocks(int cols) { return cols / 256; }
-    static __device__ __forceinline__ void wload(const u8* wb, int k8, SW& o) {
+    static __device__ __forceinline__ void wload(const u8* wb, int k8, W& o) {
         int half = k8 / 4, sub = k8 % 4;
         int ql[8], qh[8];
         ld8u(wb + 64 * half + 32 * (sub & 1), ql);
@@ -475,9 +413,10 @@ struct TQ6K {
         o.sc1 = (int)(i8)wb[192 + e0 / 16 + 1];
         o.d = h2f(ld16(wb + 208));
     }
-    static __device__ __forceinline__ void aload(const u8* ab, int k8, SA& o) {
+    static __device__ __forceinline__ void aload(const u8* ab, int k8, A& o) {
         const u8* a8 = ab + 4 + 128 * (k8 / 4) + 32 * (k8 % 4);
-        o.sa0 = 0, o.sa1 = 0;
+        o.sa0 = 0;
+        o.sa1 = 0;
 #pragma unroll
         for (int k = 0; k < 8; k++) o.x[k] = ld32(a8 + 4 * k);
 #pragma unroll
@@ -485,9 +424,9 @@ struct TQ6K {
             o.sa0 = asum4(o.x[k], o.sa0);
             o.sa1 = asum4(o.x[k + 4], o.sa1);
         }
-        o.yd = *(const float*)ab;
+        o.d = *(const float*)ab;
     }
-    static __device__ __forceinline__ float wdot(const SW& w, const SA& a) {
+    static __device__ __forceinline__ float wdot(const W& w, const A& a, int) {
         int s0 = 0, s1 = 0;
 #pragma unroll
         for (int k = 0; k < 4; k++) {
@@ -498,43 +437,54 @@ struct TQ6K {
         isum += __shfl_xor_sync(FULL, isum, 1);
         isum += __shfl_xor_sync(FULL, isum, 2);
         isum += __shfl_xor_sync(FULL, isum, 4);
-        return __fmul_rn(__fmul_rn(w.d, a.yd), (float)isum);
-    }
-    template <int R>
-    static __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
-        int lane = threadIdx.x % WARP;
-        int b = b0 + lane / 8, k8 = lane % 8;
-        bool ok = b < nb;
-        int bb = ok ? b : 0;
-        SW sw;
-        wload(w + (i64)bb * 210, k8, sw);
-#pragma unroll
-        for (int c = 0; c < R; c++) {
-            if (c >= nc) break;
-            SA sa;
-            aload(a + c * as + (i64)bb * 292, k8, sa);
-            float term = wdot(sw, sa);
-            if (ok && k8 == 0) t[c][lane / 8] = term;
-        }
-    }
-    template <int R>
-    static __device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u8* a, int b0, int nb, float* t) {
-        int lane = threadIdx.x % WARP;
-        int b = b0 + lane / 8, k8 = lane % 8;
-        bool ok = b < nb;
-        int bb = ok ? b : 0;
-        SW sw[R];
-#pragma unroll
-        for (int r = 0; r < R; r++) wload(w + (i64)min(r, nr - 1) * rowBytes + (i64)bb * 210, k8, sw[r]);
-        SA sa;
-        aload(a + (i64)bb * 292, k8, sa);
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            float term = wdot(sw[r], sa);
-            if (ok && k8 == 0 && r < nr) t[r * nb + b] = term;
-        }
+        return __fmul_rn(__fmul_rn(w.d, a.d), (float)isum);
     }
 };
+
+// pass computes the terms of blocks b0.. (a pass: PER of them) of one
+// weight row w against activation rows c < nc (R at most, as bytes apart)
+// into t[c][block - b0]: the weight operands are loaded once.
+template <class T, int R>
+__device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
+    int lane = threadIdx.x % WARP;
+    int b = b0 + lane / T::LANES, sub = lane % T::LANES;
+    bool ok = b < nb;
+    if (T::LANES == 1 && !ok) return;  // no shuffles in a one-lane block
+    int bb = ok ? b : 0;
+    typename T::W ws;
+    T::wload(w + (i64)bb * T::BYTES, sub, ws);
+#pragma unroll
+    for (int c = 0; c < R; c++) {
+        if (c >= nc) break;
+        typename T::A xa;
+        T::aload(a + c * as + (i64)bb * T::ABYTES, sub, xa);
+        float term = T::wdot(ws, xa, sub);
+        if (ok && sub == 0) t[c][lane / T::LANES] = term;
+    }
+}
+
+// passw is pass for R weight rows (nr of them real, rowBytes apart) of one
+// activation row, terms into t[r*nb + block]: the activation's operands are
+// loaded once, and every row's weight loads are issued before the first
+// dot so that R rows' bytes are in flight together.
+template <class T, int R>
+__device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u8* a, int b0, int nb, float* t) {
+    int lane = threadIdx.x % WARP;
+    int b = b0 + lane / T::LANES, sub = lane % T::LANES;
+    bool ok = b < nb;
+    if (T::LANES == 1 && !ok) return;
+    int bb = ok ? b : 0;
+    typename T::W ws[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) T::wload(w + (i64)min(r, nr - 1) * rowBytes + (i64)bb * T::BYTES, sub, ws[r]);
+    typename T::A xa;
+    T::aload(a + (i64)bb * T::ABYTES, sub, xa);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float term = T::wdot(ws[r], xa, sub);
+        if (ok && sub == 0 && r < nr) t[r * nb + b] = term;
+    }
+}
 
 template <int R, class T>
 __device__ __forceinline__ void matmul_q(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
@@ -552,7 +502,7 @@ __device__ __forceinline__ void matmul_q(const u8* __restrict__ W, const u8* __r
     int nb = T::blocks(cols);
     float sum = 0.0f;
     for (int b0 = 0; b0 < nb; b0 += T::PER) {
-        T::template pass<R>(w, a, actStride, b0, nb, nc, t);
+        pass<T, R>(w, a, actStride, b0, nb, nc, t);
         __syncwarp();
         if (lane < nc) {
             int kn = min(T::PER, nb - b0);
@@ -635,8 +585,8 @@ __device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __r
     int ng = (nr + R - 1) / R;
     for (int it = warp; it < ng * np; it += nw) {
         int g = it / np, p = it % np;
-        T::template passw<R>(W + (i64)(r0 + g * R) * rowBytes, rowBytes, min(R, nr - g * R), act, p * T::PER, nb,
-                             mvTerms + g * R * nb);
+        passw<T, R>(W + (i64)(r0 + g * R) * rowBytes, rowBytes, min(R, nr - g * R), act, p * T::PER, nb,
+                    mvTerms + g * R * nb);
     }
     __syncthreads();
     for (int rr = threadIdx.x; rr < nr; rr += blockDim.x) {

@@ -1,0 +1,111 @@
+package cuda
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"github.com/apr-llm/apr/quant"
+	"github.com/apr-llm/apr/tensor"
+)
+
+// BenchmarkMatVec times the one-row matrix products of the
+// Qwen2.5-Coder-1.5B Q4_K_M decode step (a quantized block of 64 rows
+// repeated to the full shape) with CUDA events around b.N back-to-back
+// launches, for the planned split and for groups of 1, 2 and 4 rows forced.
+func BenchmarkMatVec(b *testing.B) {
+	d := testDevice(b)
+	bufs := newBuffers(b, d)
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, s := range []struct {
+		name       string
+		dt         tensor.DType
+		rows, cols int
+	}{
+		{"q+k", tensor.Q4_K, 1792, 1536},
+		{"v", tensor.Q6_K, 256, 1536},
+		{"o", tensor.Q4_K, 1536, 1536},
+		{"gate+up", tensor.Q4_K, 17920, 1536},
+		{"down", tensor.Q6_K, 1536, 8960},
+		{"output", tensor.Q6_K, 151936, 1536},
+	} {
+		rb, _ := s.dt.RowBytes(s.cols)
+		block := make([]byte, 64*rb)
+		if err := quant.Quantize(s.dt, randn(r, 64*s.cols, 1), block); err != nil {
+			b.Fatal(err)
+		}
+		wq := make([]byte, s.rows*rb)
+		for i := 0; i < len(wq); i += len(block) {
+			copy(wq[i:], block)
+		}
+		vt := actType(s.dt)
+		ab, _ := vt.RowBytes(s.cols)
+		act := make([]byte, ab)
+		if err := quant.QuantizeActivation(vt, randn(r, s.cols, 1), act); err != nil {
+			b.Fatal(err)
+		}
+		w := &matrix{name: s.name, dt: s.dt, rows: s.rows, cols: s.cols, rowBytes: rb, ptr: bufs.bytes(wq)}
+		a, y := bufs.bytes(act), bufs.poisoned(4*s.rows)
+		nb, per := s.cols/s.dt.BlockSize(), weightTypes[s.dt]
+		passes := ceilDiv(nb, per)
+		for _, v := range []struct {
+			name   string
+			target int
+		}{
+			{"plan", mvTargetWarps}, {"rw1", 1 << 30}, {"rw2", ceilDiv(s.rows, 2) * passes}, {"rw4", 1},
+		} {
+			b.Run(fmt.Sprintf("%s-%v-%dx%d/%s", s.name, s.dt, s.rows, s.cols, v.name), func(b *testing.B) {
+				// A sub-benchmark runs on its own goroutine: the context
+				// goes current on its thread (the parent, which holds the
+				// device, waits meanwhile).
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				d.drv.cuCtxSetCurrent(d.ctx)
+				defer func(t int) { mvTargetWarps = t }(mvTargetWarps)
+				mvTargetWarps = v.target
+				run := func(n int) {
+					for range n {
+						if err := d.matmul(w, a, ab, y, s.rows, 0, false, 1); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				run(3)
+				ms := eventTime(b, d, func() { run(b.N) })
+				us := 1000 * float64(ms) / float64(b.N)
+				b.ReportMetric(us, "us/launch")
+				b.ReportMetric(float64(len(wq))/us/1e3, "GB/s")
+			})
+		}
+	}
+}
+
+// eventTime returns the device milliseconds that the work f enqueues
+// takes, between two CUDA events on the device's stream.
+func eventTime(b *testing.B, d *Device, f func()) float32 {
+	var ev [2]uintptr
+	for i := range ev {
+		if err := d.drv.check("cuEventCreate", d.drv.cuEventCreate(&ev[i], 0)); err != nil {
+			b.Fatal(err)
+		}
+		defer d.drv.cuEventDestroy(ev[i])
+	}
+	b.ResetTimer()
+	if err := d.drv.check("cuEventRecord", d.drv.cuEventRecord(ev[0], d.stream)); err != nil {
+		b.Fatal(err)
+	}
+	f()
+	if err := d.drv.check("cuEventRecord", d.drv.cuEventRecord(ev[1], d.stream)); err != nil {
+		b.Fatal(err)
+	}
+	if err := d.drv.check("cuEventSynchronize", d.drv.cuEventSynchronize(ev[1])); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	var ms float32
+	if err := d.drv.check("cuEventElapsedTime", d.drv.cuEventElapsedTime(&ms, ev[0], ev[1])); err != nil {
+		b.Fatal(err)
+	}
+	return ms
+}
