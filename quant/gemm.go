@@ -9,16 +9,17 @@ import (
 )
 
 // Matrix-matrix products for prompt processing. The n activation rows are
-// quantized once (QuantizeActivation, as for one row), then packed in
-// groups of tileCols rows into the layout of a tiled kernel, which unpacks
-// each weight block once for tileRows weight rows and multiplies it with
-// the tileCols activation blocks of a group, keeping the tileRows x
-// tileCols sums in registers. Every sum is formed exactly as the row kernel
-// of the same weight type forms it (the same integer lanes, the same float
-// operations in the same order), so a tiled product equals the row-by-row
-// one bit for bit; the tiles only read each weight and activation block
-// fewer times. Without a tiled kernel (another weight type, another CPU)
-// MulTiles runs the row kernels.
+// quantized once (QuantizeTiles: the same bytes as QuantizeActivation),
+// then packed in groups of tileCols rows into the layout of a tiled kernel.
+// A kernel takes tileRows weight rows at a time: it unpacks (or widens)
+// their blocks once into a side table, then sweeps the packed groups,
+// multiplying each weight block with the tileCols activation blocks of a
+// group while the tileRows x tileCols sums stay in registers. Every sum is
+// formed exactly as the row kernel of the same weight type forms it (the
+// same integer lanes, the same float operations in the same order), so a
+// tiled product equals the row-by-row one bit for bit; the tiles only read
+// and unpack each weight and activation block fewer times. Without a tiled
+// kernel (another weight type, another CPU) MulTiles runs the row kernels.
 
 const (
 	tileRows = 4 // weight rows of one tile
