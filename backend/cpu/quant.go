@@ -49,7 +49,7 @@ type matMulOp struct {
 func (op *matMulOp) quantize(lo, hi, _ int) {
 	in, ab := op.w.Cols, op.actBytes
 	for t := lo; t < hi; t++ {
-		if err := quant.QuantizeActivation(op.vt, op.x[t*in:(t+1)*in], op.act[t*ab:(t+1)*ab]); err != nil {
+		if err := quant.QuantizeActivationFast(op.vt, op.x[t*in:(t+1)*in], op.act[t*ab:(t+1)*ab]); err != nil {
 			panic(fmt.Sprintf("cpu: %s: %v", op.w.Name, err))
 		}
 	}
