@@ -618,73 +618,86 @@ DATA faexp<>+112(SB)/4, $0xc2d00000 // -104 (float32): below, the result rounds 
 DATA faexp<>+116(SB)/4, $0x42b20000 // 89 (float32): above, it rounds to +Inf
 GLOBL faexp<>(SB), RODATA|NOPTR, $120
 
+// EXPSETUP loads the constants of EXPSTEP: double-precision vectors in
+// C8-C14, the float32 -104 in F15.
+#define EXPSETUP(C8, C9, C10, C11, C12, C13, C14, F15) \
+	VBROADCASTSD faexp<>+0(SB), C8; \
+	VBROADCASTSD faexp<>+8(SB), C9; \
+	VBROADCASTSD faexp<>+16(SB), C10; \
+	VBROADCASTSD faexp<>+24(SB), C11; \
+	VBROADCASTSD faexp<>+96(SB), C12; \
+	VBROADCASTSD faexp<>+88(SB), C13; \
+	VBROADCASTSD faexp<>+104(SB), C14; \
+	VBROADCASTSS faexp<>+112(SB), F15
+
+// EXPSTEP replaces the floats at (DI) (as many as the double-precision
+// registers D0-D4 hold; F0, F2, F5-F7 and F15 are the float32 / int32
+// registers of half their width) by float32(math.Exp(x)): k = round(x*log2e),
+// r = (x - k*ln2)/16 (fused, ln 2 in two parts), p = r*Taylor(r) (fused
+// Horner), four times p = p*(p+2) (the last fused with +1), times 2^k; 0
+// below -104 and +Inf above 89, where math.Exp takes its other paths.
+// CVTDQ and CVTPS are the width's double-to-int32 and double-to-float
+// conversions.
+#define EXPSTEP(CVTDQ, CVTPS, D0, D1, D3, D4, C8, C9, C10, C11, C12, C13, C14, F0, F2, F5, F6, F7, F15) \
+	VCVTPS2PD    (DI), D0; \
+	VMULPD       C8, D0, D1; \
+	CVTDQ        D1, F2; \
+	VCVTDQ2PD    F2, D1; \
+	VFNMADD231PD C9, D1, D0; \
+	VFNMADD231PD C10, D1, D0; \
+	VMULPD       C11, D0, D0; \
+	VBROADCASTSD faexp<>+32(SB), D3; \
+	VBROADCASTSD faexp<>+40(SB), D4; \
+	VFMADD213PD  D4, D0, D3; \
+	VBROADCASTSD faexp<>+48(SB), D4; \
+	VFMADD213PD  D4, D0, D3; \
+	VBROADCASTSD faexp<>+56(SB), D4; \
+	VFMADD213PD  D4, D0, D3; \
+	VBROADCASTSD faexp<>+64(SB), D4; \
+	VFMADD213PD  D4, D0, D3; \
+	VBROADCASTSD faexp<>+72(SB), D4; \
+	VFMADD213PD  D4, D0, D3; \
+	VBROADCASTSD faexp<>+80(SB), D4; \
+	VFMADD213PD  D4, D0, D3; \
+	VFMADD213PD  C13, D0, D3; \
+	VMULPD       D3, D0, D0; \
+	VADDPD       C12, D0, D3; \
+	VMULPD       D3, D0, D0; \
+	VADDPD       C12, D0, D3; \
+	VMULPD       D3, D0, D0; \
+	VADDPD       C12, D0, D3; \
+	VMULPD       D3, D0, D0; \
+	VADDPD       C12, D0, D3; \
+	VFMADD213PD  C13, D3, D0; \
+	VPMOVSXDQ    F2, D4; \
+	VPADDQ       C14, D4, D4; \
+	VPSLLQ       $52, D4, D4; \
+	VMULPD       D4, D0, D0; \
+	CVTPS        D0, F0; \
+	VMOVUPS      (DI), F5; \
+	VCMPPS       $1, F15, F5, F6; \
+	VANDNPS      F0, F6, F0; \
+	VBROADCASTSS faexp<>+116(SB), F7; \
+	VCMPPS       $0x1e, F7, F5, F6; \
+	VBROADCASTSS faconst<>+160(SB), F7; \
+	VBLENDVPS    F6, F7, F0, F0; \
+	VMOVUPS      F0, (DI)
+
 // func faExpAVX2(x *float32, n int)  (n a multiple of 4)
 // x[i] = float32(math.Exp(float64(x[i]))), four at a time in double
-// precision with math.Exp's own steps: k = round(x*log2e), r = (x - k*ln2)/16
-// (fused, ln 2 in two parts), p = r*Taylor(r) (fused Horner), four times
-// p = p*(p+2) (the last fused with +1), times 2^k. Where math.Exp takes
-// another path (underflow, overflow, -Inf) the float32 result is 0 or +Inf.
+// precision with math.Exp's own steps (math/exp_amd64.s, the path with FMA).
 TEXT ·faExpAVX2(SB), NOSPLIT, $0-16
-	MOVQ         x+0(FP), DI
-	MOVQ         n+8(FP), CX
-	VBROADCASTSD faexp<>+0(SB), Y8
-	VBROADCASTSD faexp<>+8(SB), Y9
-	VBROADCASTSD faexp<>+16(SB), Y10
-	VBROADCASTSD faexp<>+24(SB), Y11
-	VBROADCASTSD faexp<>+96(SB), Y12
-	VBROADCASTSD faexp<>+88(SB), Y13
-	VBROADCASTSD faexp<>+104(SB), Y14
-	VBROADCASTSS faexp<>+112(SB), X15
-	SHRQ         $2, CX
-	JEQ          expdone
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	EXPSETUP(Y8, Y9, Y10, Y11, Y12, Y13, Y14, X15)
+	SHRQ $2, CX
+	JEQ  expdone
 
 exploop:
-	VCVTPS2PD    (DI), Y0
-	VMULPD       Y8, Y0, Y1
-	VCVTPD2DQY   Y1, X2
-	VCVTDQ2PD    X2, Y1
-	VFNMADD231PD Y9, Y1, Y0
-	VFNMADD231PD Y10, Y1, Y0
-	VMULPD       Y11, Y0, Y0
-	VBROADCASTSD faexp<>+32(SB), Y3
-	VBROADCASTSD faexp<>+40(SB), Y4
-	VFMADD213PD  Y4, Y0, Y3
-	VBROADCASTSD faexp<>+48(SB), Y4
-	VFMADD213PD  Y4, Y0, Y3
-	VBROADCASTSD faexp<>+56(SB), Y4
-	VFMADD213PD  Y4, Y0, Y3
-	VBROADCASTSD faexp<>+64(SB), Y4
-	VFMADD213PD  Y4, Y0, Y3
-	VBROADCASTSD faexp<>+72(SB), Y4
-	VFMADD213PD  Y4, Y0, Y3
-	VBROADCASTSD faexp<>+80(SB), Y4
-	VFMADD213PD  Y4, Y0, Y3
-	VFMADD213PD  Y13, Y0, Y3
-	VMULPD       Y3, Y0, Y0
-	VADDPD       Y12, Y0, Y3
-	VMULPD       Y3, Y0, Y0
-	VADDPD       Y12, Y0, Y3
-	VMULPD       Y3, Y0, Y0
-	VADDPD       Y12, Y0, Y3
-	VMULPD       Y3, Y0, Y0
-	VADDPD       Y12, Y0, Y3
-	VFMADD213PD  Y13, Y3, Y0
-	VPMOVSXDQ    X2, Y4
-	VPADDQ       Y14, Y4, Y4
-	VPSLLQ       $52, Y4, Y4
-	VMULPD       Y4, Y0, Y0
-	VCVTPD2PSY   Y0, X0
-	VMOVUPS      (DI), X5
-	VCMPPS       $1, X15, X5, X6 // x < -104
-	VANDNPS      X0, X6, X0
-	VBROADCASTSS faexp<>+116(SB), X7
-	VCMPPS       $0x1e, X7, X5, X6 // x > 89
-	VBROADCASTSS faconst<>+160(SB), X7
-	VBLENDVPS    X6, X7, X0, X0
-	VMOVUPS      X0, (DI)
-	ADDQ         $16, DI
-	DECQ         CX
-	JNE          exploop
+	EXPSTEP(VCVTPD2DQY, VCVTPD2PSY, Y0, Y1, Y3, Y4, Y8, Y9, Y10, Y11, Y12, Y13, Y14, X0, X2, X5, X6, X7, X15)
+	ADDQ $16, DI
+	DECQ CX
+	JNE  exploop
 
 expdone:
 	VZEROUPPER
@@ -731,18 +744,18 @@ expdone:
 
 // func faScores2F16AVX512(s0, s1 *float32, k *uint16, stride int, q0, q1 *float32, dim, n int, scale float32)
 TEXT ·faScores2F16AVX512(SB), NOSPLIT, $0-68
-	MOVQ   s0+0(FP), DI
-	MOVQ   s1+8(FP), R11
-	MOVQ   k+16(FP), SI
-	MOVQ   stride+24(FP), R8
-	SHLQ   $1, R8
-	MOVQ   q0+32(FP), DX
-	MOVQ   q1+40(FP), R12
-	MOVQ   dim+48(FP), R9
+	MOVQ         s0+0(FP), DI
+	MOVQ         s1+8(FP), R11
+	MOVQ         k+16(FP), SI
+	MOVQ         stride+24(FP), R8
+	SHLQ         $1, R8
+	MOVQ         q0+32(FP), DX
+	MOVQ         q1+40(FP), R12
+	MOVQ         dim+48(FP), R9
 	MOVQ         n+56(FP), CX
 	VBROADCASTSS scale+64(FP), Z15
-	TESTQ  CX, CX
-	JEQ    s2done
+	TESTQ        CX, CX
+	JEQ          s2done
 
 s2key:
 	VPXORD Z0, Z0, Z0
@@ -948,68 +961,19 @@ DATA faidx<>+32(SB)/4, $8
 GLOBL faidx<>(SB), RODATA|NOPTR, $36
 
 // func faExpAVX512(x *float32, n int)  (n a multiple of 8)
-// faExpAVX2's steps on eight doubles at a time.
+// faExpAVX2 eight at a time.
 TEXT ·faExpAVX512(SB), NOSPLIT, $0-16
-	MOVQ         x+0(FP), DI
-	MOVQ         n+8(FP), CX
-	VBROADCASTSD faexp<>+0(SB), Z8
-	VBROADCASTSD faexp<>+8(SB), Z9
-	VBROADCASTSD faexp<>+16(SB), Z10
-	VBROADCASTSD faexp<>+24(SB), Z11
-	VBROADCASTSD faexp<>+96(SB), Z12
-	VBROADCASTSD faexp<>+88(SB), Z13
-	VBROADCASTSD faexp<>+104(SB), Z14
-	VBROADCASTSS faexp<>+112(SB), Y15
-	SHRQ         $3, CX
-	JEQ          exp8done
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	EXPSETUP(Z8, Z9, Z10, Z11, Z12, Z13, Z14, Y15)
+	SHRQ $3, CX
+	JEQ  exp8done
 
 exp8loop:
-	VCVTPS2PD    (DI), Z0
-	VMULPD       Z8, Z0, Z1
-	VCVTPD2DQ    Z1, Y2
-	VCVTDQ2PD    Y2, Z1
-	VFNMADD231PD Z9, Z1, Z0
-	VFNMADD231PD Z10, Z1, Z0
-	VMULPD       Z11, Z0, Z0
-	VBROADCASTSD faexp<>+32(SB), Z3
-	VBROADCASTSD faexp<>+40(SB), Z4
-	VFMADD213PD  Z4, Z0, Z3
-	VBROADCASTSD faexp<>+48(SB), Z4
-	VFMADD213PD  Z4, Z0, Z3
-	VBROADCASTSD faexp<>+56(SB), Z4
-	VFMADD213PD  Z4, Z0, Z3
-	VBROADCASTSD faexp<>+64(SB), Z4
-	VFMADD213PD  Z4, Z0, Z3
-	VBROADCASTSD faexp<>+72(SB), Z4
-	VFMADD213PD  Z4, Z0, Z3
-	VBROADCASTSD faexp<>+80(SB), Z4
-	VFMADD213PD  Z4, Z0, Z3
-	VFMADD213PD  Z13, Z0, Z3
-	VMULPD       Z3, Z0, Z0
-	VADDPD       Z12, Z0, Z3
-	VMULPD       Z3, Z0, Z0
-	VADDPD       Z12, Z0, Z3
-	VMULPD       Z3, Z0, Z0
-	VADDPD       Z12, Z0, Z3
-	VMULPD       Z3, Z0, Z0
-	VADDPD       Z12, Z0, Z3
-	VFMADD213PD  Z13, Z3, Z0
-	VPMOVSXDQ    Y2, Z4
-	VPADDQ       Z14, Z4, Z4
-	VPSLLQ       $52, Z4, Z4
-	VMULPD       Z4, Z0, Z0
-	VCVTPD2PS    Z0, Y0
-	VMOVUPS      (DI), Y5
-	VCMPPS       $1, Y15, Y5, Y6 // x < -104
-	VANDNPS      Y0, Y6, Y0
-	VBROADCASTSS faexp<>+116(SB), Y7
-	VCMPPS       $0x1e, Y7, Y5, Y6 // x > 89
-	VBROADCASTSS faconst<>+160(SB), Y7
-	VBLENDVPS    Y6, Y7, Y0, Y0
-	VMOVUPS      Y0, (DI)
-	ADDQ         $32, DI
-	DECQ         CX
-	JNE          exp8loop
+	EXPSTEP(VCVTPD2DQ, VCVTPD2PS, Z0, Z1, Z3, Z4, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Y0, Y2, Y5, Y6, Y7, Y15)
+	ADDQ $32, DI
+	DECQ CX
+	JNE  exp8loop
 
 exp8done:
 	VZEROUPPER
