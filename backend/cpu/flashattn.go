@@ -27,11 +27,14 @@ import (
 // apr reproduces that choice.
 //
 // Every rounding of ggml's kernels is element-wise (F16 conversions, fused
-// multiply-adds in a fixed order per output value), so the vectorised
-// primitives below (AVX2/F16C assembly where the CPU has it, see
+// multiply-adds in a fixed order per output value, ggml's SIMD lane order
+// for the F16 dot product), so the vectorised primitives below (AVX2/FMA/F16C
+// assembly where the CPU has it, AVX-512 for two query heads at once, see
 // flashattn_amd64.go) give exactly the values of their portable versions;
 // flashattn_test.go compares both with the scalar per-row code this file
-// replaced, with tolerance 0.
+// replaced, with tolerance 0. The exponentials are those of the scalar
+// code too: float32(math.Exp) in the F16 kernel (math.Exp's own steps,
+// vectorised), ggml_v_expf in the tiled one.
 const (
 	ggmlFATileQ  = 64
 	ggmlFATileKV = 64
@@ -365,11 +368,7 @@ func (b *Backend) faTiledJobs(lo, hi, worker int) {
 		for t := t0; t < t1; t++ {
 			for h := range group {
 				st := (t-t0)*group + h
-				inv := float32(0)
-				if S := sm[2*st]; S != 0 {
-					inv = 1 / S
-				}
-				faScale(op.out[t*qStride+(g*group+h)*dim:][:dim], accs[st*dim:][:dim], inv)
+				faScale(op.out[t*qStride+(g*group+h)*dim:][:dim], accs[st*dim:][:dim], faInv(sm[2*st]))
 			}
 		}
 	}
