@@ -327,11 +327,12 @@ func (b *Backend) faTiledJobs(lo, hi, worker int) {
 	qStride, kvStride := heads*dim, op.kvHeads*dim
 	blocks := (op.n + faBlockRows - 1) / faBlockRows
 	states := faBlockRows * group
-	buf := b.rowBuf(worker, 2*ggmlFATileKV*dim+ggmlFATileKV+states*(dim+2))
+	buf := b.rowBuf(worker, 2*ggmlFATileKV*dim+2*ggmlFATileKV+states*(dim+2))
 	kt, vt := buf[:ggmlFATileKV*dim], buf[ggmlFATileKV*dim:2*ggmlFATileKV*dim]
-	kq := buf[2*ggmlFATileKV*dim:][:ggmlFATileKV]
-	accs := buf[2*ggmlFATileKV*dim+ggmlFATileKV:][:states*dim]
-	sm := buf[2*ggmlFATileKV*dim+ggmlFATileKV+states*dim:][:2*states]
+	kq0 := buf[2*ggmlFATileKV*dim:][:ggmlFATileKV]
+	kq1 := buf[2*ggmlFATileKV*dim+ggmlFATileKV:][:ggmlFATileKV]
+	accs := buf[2*ggmlFATileKV*dim+2*ggmlFATileKV:][:states*dim]
+	sm := buf[2*ggmlFATileKV*dim+2*ggmlFATileKV+states*dim:][:2*states]
 	ninf := float32(math.Inf(-1))
 	for job := lo; job < hi; job++ {
 		g, blk := job/blocks, job%blocks
@@ -358,10 +359,15 @@ func (b *Backend) faTiledJobs(lo, hi, worker int) {
 					cur = c
 				}
 				nk := min(ggmlFATileKV, p+1-ic)
-				for h := range group {
+				for h := 0; h < group; h += 2 { // query heads by pairs
+					h1 := min(h+1, group-1)
 					st := (t-t0)*group + h
-					qv := op.q[t*qStride+(g*group+h)*dim:][:dim]
-					faTileStep(accs[st*dim:][:dim], &sm[2*st], &sm[2*st+1], qv, kt, vt, kq, nk, op.scale)
+					faTileScores2(kq0, kq1, op.q[t*qStride+(g*group+h)*dim:][:dim],
+						op.q[t*qStride+(g*group+h1)*dim:][:dim], kt, nk, op.scale) // simd_gemm: FMA chain over dk
+					faTileStep(accs[st*dim:][:dim], &sm[2*st], &sm[2*st+1], kq0, vt, nk)
+					if h1 != h {
+						faTileStep(accs[(st+1)*dim:][:dim], &sm[2*st+2], &sm[2*st+3], kq1, vt, nk)
+					}
 				}
 			}
 		}
@@ -394,12 +400,11 @@ func faTileLoad(kt, vt []float32, k, v []uint16, stride, nk, dim int) {
 	}
 }
 
-// faTileStep is one key tile of the tiled kernel for one query row: the
-// row's running sum *S, maximum *M and accumulator acc are updated with the
-// tile's first nk keys (kt, vt from faTileLoad); kq is scratch for 64
-// scores.
-func faTileStep(acc []float32, S, M *float32, qv, kt, vt, kq []float32, nk int, scale float32) {
-	faTileScores(kq, qv, kt, nk, scale) // simd_gemm: FMA chain over dk
+// faTileStep is one key tile of the tiled kernel for one query row, after
+// its scores kq (faTileScores2): the row's running sum *S, maximum *M and
+// accumulator acc are updated with the tile's first nk keys (values vt from
+// faTileLoad); kq is overwritten.
+func faTileStep(acc []float32, S, M *float32, kq, vt []float32, nk int) {
 	tileMax := faTileMax(kq, nk)
 	if math.IsInf(float64(tileMax), -1) {
 		return
@@ -413,6 +418,16 @@ func faTileStep(acc []float32, S, M *float32, qv, kt, vt, kq []float32, nk int, 
 	*M = Mnew
 	*S = float32(float64(*S) + faTileSoftmax(kq, Mnew))
 	faTilePV(acc, kq[:nk], vt, len(acc), ms) // simd_gemm: VKQ += P·V, FMA chain over keys
+}
+
+// faTileScores2 is faTileScores for two queries q0 and q1 (the same one
+// twice is fine).
+func faTileScores2(kq0, kq1, q0, q1, kt []float32, nk int, scale float32) {
+	if faTileScores2Fast(kq0, kq1, q0, q1, kt, scale) {
+		return
+	}
+	faTileScores(kq0, q0, kt, nk, scale)
+	faTileScores(kq1, q1, kt, nk, scale)
 }
 
 // faTileMax sets the scores of masked keys (kq[nk:]) to -Inf and returns

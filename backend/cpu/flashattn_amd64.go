@@ -52,6 +52,9 @@ func faSoftmaxArgsAsm(s, ms, vs *float32, n int)
 func faSoftmaxSum2Asm(ms0, ms1, vs0, vs1 *float32, n int) (s0, s1 float32)
 
 //go:noescape
+func faTileScores2AVX512(kq0, kq1, q0, q1, kt *float32, dim int, scale float32)
+
+//go:noescape
 func faTileMaxAVX2(kq *float32, nk int) float32
 
 //go:noescape
@@ -148,6 +151,17 @@ func faTileScoresFast(kq, q, kt []float32, scale float32) bool {
 	_ = kq[ggmlFATileKV-1]
 	_ = kt[ggmlFATileKV*dim-1]
 	faTileScoresAVX2(&kq[0], &q[0], &kt[0], dim, scale)
+	return true
+}
+
+func faTileScores2Fast(kq0, kq1, q0, q1, kt []float32, scale float32) bool {
+	dim := len(q0)
+	if !hasFA512 || dim == 0 || dim%64 != 0 {
+		return false
+	}
+	_, _, _ = kq0[ggmlFATileKV-1], kq1[ggmlFATileKV-1], q1[dim-1]
+	_ = kt[ggmlFATileKV*dim-1]
+	faTileScores2AVX512(&kq0[0], &kq1[0], &q0[0], &q1[0], &kt[0], dim, scale)
 	return true
 }
 

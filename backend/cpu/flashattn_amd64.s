@@ -1063,3 +1063,63 @@ sumdone:
 	VMOVSS X0, s0+40(FP)
 	VMOVSS X1, s1+44(FP)
 	RET
+
+// func faTileScores2AVX512(kq0, kq1, q0, q1, kt *float32, dim int, scale float32)
+// faTileScoresAVX2 for two queries at once: kq0 in Z0-Z3, kq1 in Z4-Z7,
+// each row of the widened key tile loaded once for both.
+TEXT ·faTileScores2AVX512(SB), NOSPLIT, $0-52
+	MOVQ         kq0+0(FP), DI
+	MOVQ         kq1+8(FP), R11
+	MOVQ         q0+16(FP), SI
+	MOVQ         q1+24(FP), R12
+	MOVQ         kt+32(FP), DX
+	MOVQ         dim+40(FP), CX
+	VBROADCASTSS scale+48(FP), Z15
+	VPXORD       Z0, Z0, Z0
+	VPXORD       Z1, Z1, Z1
+	VPXORD       Z2, Z2, Z2
+	VPXORD       Z3, Z3, Z3
+	VPXORD       Z4, Z4, Z4
+	VPXORD       Z5, Z5, Z5
+	VPXORD       Z6, Z6, Z6
+	VPXORD       Z7, Z7, Z7
+
+ts2loop:
+	VMOVUPS      0(DX), Z10
+	VMOVUPS      64(DX), Z11
+	VMOVUPS      128(DX), Z12
+	VMOVUPS      192(DX), Z13
+	VBROADCASTSS (SI), Z8
+	VBROADCASTSS (R12), Z9
+	VFMADD231PS  Z10, Z8, Z0
+	VFMADD231PS  Z11, Z8, Z1
+	VFMADD231PS  Z12, Z8, Z2
+	VFMADD231PS  Z13, Z8, Z3
+	VFMADD231PS  Z10, Z9, Z4
+	VFMADD231PS  Z11, Z9, Z5
+	VFMADD231PS  Z12, Z9, Z6
+	VFMADD231PS  Z13, Z9, Z7
+	ADDQ         $4, SI
+	ADDQ         $4, R12
+	ADDQ         $256, DX
+	DECQ         CX
+	JNE          ts2loop
+
+	VMULPS  Z15, Z0, Z0
+	VMULPS  Z15, Z1, Z1
+	VMULPS  Z15, Z2, Z2
+	VMULPS  Z15, Z3, Z3
+	VMULPS  Z15, Z4, Z4
+	VMULPS  Z15, Z5, Z5
+	VMULPS  Z15, Z6, Z6
+	VMULPS  Z15, Z7, Z7
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z4, 0(R11)
+	VMOVUPS Z5, 64(R11)
+	VMOVUPS Z6, 128(R11)
+	VMOVUPS Z7, 192(R11)
+	VZEROUPPER
+	RET

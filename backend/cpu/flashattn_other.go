@@ -31,6 +31,8 @@ func faSoftmaxArgsFast(s, ms, vs []float32) bool { return false }
 
 func faSoftmaxSum2Fast(ms0, ms1, vs0, vs1 []float32) (float32, float32, bool) { return 0, 0, false }
 
+func faTileScores2Fast(kq0, kq1, q0, q1, kt []float32, scale float32) bool { return false }
+
 func faTileMaxFast(kq []float32, nk int) (float32, bool) { return 0, false }
 
 func faTileSoftmaxFast(kq []float32, m float32) (float64, bool) { return 0, false }

@@ -389,6 +389,13 @@ func TestFlashAttentionPrimitivesMatchPortable(t *testing.T) {
 		faTileScores(k1, q, kt1, nk, scale)
 		portable(func() { faTileScores(k2, q, kt1, nk, scale) })
 		check("faTileScores", k1[:nk], k2[:nk])
+		qb := append([]float32(nil), q...)
+		rng.Shuffle(dim, func(i, j int) { qb[i], qb[j] = qb[j], qb[i] })
+		k3, k4 := make([]float32, ggmlFATileKV), make([]float32, ggmlFATileKV)
+		faTileScores2(k3, k4, q, qb, kt1, nk, scale)
+		check("faTileScores2 query 0", k3[:nk], k2[:nk])
+		portable(func() { faTileScores(k2, qb, kt1, nk, scale) })
+		check("faTileScores2 query 1", k4[:nk], k2[:nk])
 
 		p := make([]float32, nk)
 		for i := range p {
