@@ -28,17 +28,12 @@ func q8_0TileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, ou
 //go:noescape
 func q5_0TileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
 
+// floatTileAVX512 runs one slice of nb blocks of four F16 or BF16 rows
+// (see gemm_amd64.s): groups gstride bytes apart, the accumulators kept
+// in acc between slices (2 KiB per group).
+//
 //go:noescape
-func bf16TileAVX512(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
-
-//go:noescape
-func f16TileAVX512(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
-
-//go:noescape
-func bf16TileWideAVX512(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
-
-//go:noescape
-func f16TileWideAVX512(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
+func floatTileAVX512(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int, acc *float32, gstride, flags int)
 
 //go:noescape
 func q4KTileVNNI(w *byte, stride int, side *byte, act *byte, groups, nb int, out *float32, ostride int)
@@ -68,8 +63,8 @@ func installTilers(vnni, avx2 bool) {
 		tilers[tensor.Q5_0] = asmTiler(q5_0TileVNNI, qk, 22, pack32Bytes, 16+4*32, side32(22), pack32)
 		tilers[tensor.Q4_K] = asmTiler(q4KTileVNNI, qkK, 144, packKBytes, sideQ4KBytes, sideQ4K, packK)
 		tilers[tensor.Q6_K] = asmTiler(q6KTileVNNI, qkK, 210, packKBytes, sideQ6KBytes, sideQ6K, packK)
-		tilers[tensor.BF16] = floatTiler(bf16TileAVX512, bf16TileWideAVX512)
-		tilers[tensor.F16] = floatTiler(f16TileAVX512, f16TileWideAVX512)
+		tilers[tensor.BF16] = floatTiler(0)
+		tilers[tensor.F16] = floatTiler(4)
 	case avx2:
 		tilers[tensor.Q8_0] = asmTiler(q8_0TileAVX2, qk, 34, pack32Bytes, 16, side32(34), pack32)
 		tilers[tensor.Q5_0] = asmTiler(q5_0TileAVX2, qk, 22, pack32Bytes, 16, side32(22), pack32)
@@ -99,26 +94,44 @@ func asmTiler(k tileKernel, blockElems, blockBytes, packBytes, sideBytes int,
 	}
 }
 
-// wideBlocks is the longest row (in blocks of 32) that the float tiles
-// widen into the side table: 4 rows of it, 32 KiB, stay in L1.
-const wideBlocks = 64
+// Float tiles take the rows in slices of sliceBlocks blocks of 32: the
+// four rows' slice, widened to float32 (32 KiB), stays in L1.
+const sliceBlocks = 64
 
-// floatTiler is the tiler of F16 or BF16 weights: rows of up to wideBlocks
-// blocks go through wide (weights widened once per tile, four rows per
-// activation load), longer ones through narrow (two rows per pass,
-// widened as they are read).
-func floatTiler(narrow, wide tileKernel) *tiler {
-	n := asmTiler(narrow, qk, 2*qk, packF32Bytes, 0, nil, packF32)
-	w := asmTiler(wide, qk, 2*qk, packF32Bytes, tileRows*qk*4, nil, packF32)
-	mulNarrow, mulWide := n.mul, w.mul
-	n.mul = func(wt []byte, stride int, act []byte, groups, nb int, out []float32, ostride int, side []byte) {
-		if nb <= wideBlocks {
-			mulWide(wt, stride, act, groups, nb, out, ostride, side)
-			return
-		}
-		mulNarrow(wt, stride, act, groups, nb, out, ostride, side)
+// floatTiler is the tiler of BF16 (kind 0) or F16 (kind 4) weights: the
+// kernel runs over the rows slice by slice, the accumulators of a sweep's
+// groups (2 KiB each, at most tileBlockBytes/(sliceBlocks*packF32Bytes)
+// groups when a row has several slices) kept in the side table after the
+// widened slice.
+func floatTiler(kind int) *tiler {
+	const wideBytes = sliceBlocks * tileRows * qk * 4
+	return &tiler{
+		blockElems: qk,
+		blockBytes: 2 * qk,
+		packBytes:  packF32Bytes,
+		maxBlocks:  1 << 20,
+		pack:       packF32,
+		mul: func(w []byte, stride int, act []byte, groups, nb int, out []float32, ostride int, side []byte) {
+			_ = w[(tileRows-1)*stride+nb*2*qk-1]
+			_ = act[groups*nb*packF32Bytes-1]
+			_ = out[(groups*tileCols-1)*ostride+tileRows-1]
+			acc := f32s(side[wideBytes:])
+			if nb > sliceBlocks {
+				_ = acc[groups*512-1] // 2 KiB per group
+			}
+			for s0 := 0; s0 < nb; s0 += sliceBlocks {
+				n := min(sliceBlocks, nb-s0)
+				flags := kind
+				if s0 == 0 {
+					flags |= 1
+				}
+				if s0+n == nb {
+					flags |= 2
+				}
+				floatTileAVX512(&w[s0*2*qk], stride, &side[0], &act[s0*packF32Bytes], groups, n, &out[0], ostride, &acc[0], nb*packF32Bytes, flags)
+			}
+		},
 	}
-	return n
 }
 
 // f32s views b (4-byte aligned where it is read by kernels) as float32.
