@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 
-	"golang.org/x/sys/unix"
+	"github.com/apr-llm/apr/internal/mmap"
 )
 
 // mapFile maps a regular, non-empty file read-only; the returned function
@@ -24,9 +24,9 @@ func mapFile(path string) ([]byte, func() error, error) {
 	case !st.Mode().IsRegular() || st.Size() == 0 || st.Size() > int64(maxInt):
 		return nil, nil, fmt.Errorf("apr: %s: %w: not a regular file of 1 to %d bytes", path, ErrInvalid, maxInt)
 	}
-	data, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	data, unmap, err := mmap.Map(f.Fd(), int(st.Size()))
 	if err != nil {
-		return nil, nil, fmt.Errorf("apr: %s: mmap: %w", path, err)
+		return nil, nil, fmt.Errorf("apr: %s: %w", path, err)
 	}
-	return data, func() error { return unix.Munmap(data) }, nil
+	return data, unmap, nil
 }

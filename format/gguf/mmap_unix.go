@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 
-	"golang.org/x/sys/unix"
+	"github.com/apr-llm/apr/internal/mmap"
 )
 
 // mapFile maps path read-only. The returned function unmaps it.
@@ -30,9 +30,9 @@ func mapFile(path string) ([]byte, func() error, error) {
 	if size > int64(maxInt) {
 		return nil, nil, fmt.Errorf("gguf: %s: file of %d bytes is too large to map", path, size)
 	}
-	data, err := unix.Mmap(int(fd.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	data, unmap, err := mmap.Map(fd.Fd(), int(size))
 	if err != nil {
-		return nil, nil, fmt.Errorf("gguf: %s: mmap: %w", path, err)
+		return nil, nil, fmt.Errorf("gguf: %s: %w", path, err)
 	}
-	return data, func() error { return unix.Munmap(data) }, nil
+	return data, unmap, nil
 }
