@@ -92,6 +92,9 @@ type slot struct {
 	reuse     int
 	firstTok  time.Time
 	traced    bool // a recorder follows seq for this request
+	// logits is the buffer the slot's last pass wrote its logits to, handed
+	// back to the next pass so that decoding allocates none.
+	logits []float32
 }
 
 // SchedulerOptions configure a Scheduler.
@@ -539,7 +542,7 @@ func (s *Scheduler) step() {
 		default:
 			continue
 		}
-		entries = append(entries, engine.BatchEntry{Seq: sl.seq, Tokens: toks})
+		entries = append(entries, engine.BatchEntry{Seq: sl.seq, Tokens: toks, Logits: sl.logits})
 		owners = append(owners, sl)
 	}
 	if len(entries) == 0 {
@@ -555,6 +558,7 @@ func (s *Scheduler) step() {
 		return
 	}
 	for i, sl := range owners {
+		sl.logits = out[i]
 		fed := entries[i].Tokens
 		sl.cached = append(sl.cached, fed...)
 		if sl.next >= 0 {
