@@ -50,6 +50,7 @@ func (g *gpuOptions) register(fs *flag.FlagSet) {
 type gpuRun struct {
 	runResult
 	Device              string  `json:"device"`
+	DecodeAfterPrompt   float64 `json:"decode_after_prompt_s"` // the decode steps right after the prompt
 	Streams             int     `json:"streams"`
 	StreamPromptTokens  int     `json:"stream_prompt_tokens"`
 	StreamPromptSeconds float64 `json:"stream_prompt_s"`
@@ -58,6 +59,15 @@ type gpuRun struct {
 	Torch               string  `json:"torch"`
 	Transformers        string  `json:"transformers"`
 	Compiled            bool    `json:"compiled"`
+}
+
+// AfterPromptRate is tokens/s of the decode steps that follow the prompt
+// (0 when not measured); DecodeRate's steps start at position 0.
+func (r *gpuRun) AfterPromptRate() float64 {
+	if r.DecodeAfterPrompt <= 0 {
+		return 0
+	}
+	return float64(r.DecodeTokens) / r.DecodeAfterPrompt
 }
 
 // StreamRate is the aggregate decode tokens/s of the streams (0 without).

@@ -146,6 +146,7 @@ func TestGPUReportVerdicts(t *testing.T) {
 	run := func(prompt, decode float64) *gpuRun {
 		r := &gpuRun{Streams: 32, StreamDecodeTokens: 32 * 128, StreamDecodeSeconds: 1}
 		r.PromptTokens, r.PromptSeconds, r.DecodeTokens, r.DecodeSeconds = 512, 512/prompt, 128, 128/decode
+		r.DecodeAfterPrompt = 128 / (0.8 * decode)
 		return r
 	}
 	noStreams := func(r *gpuRun) *gpuRun {
@@ -167,9 +168,9 @@ func TestGPUReportVerdicts(t *testing.T) {
 	r.write(&b)
 	doc := b.String()
 	for _, want := range []string{
-		"| 1.5B | Q4_K_M | 1600.0 | 500.0 | n/a | 3.20x | met | 3000 | 53% | met |",
-		"| 1.5B | Q8_0 | 590.0 | 500.0 | n/a | 1.18x | **not met** | 3000 | 20% | **not met** |",
-		"| 1.5B | BF16 / F16 | n/a | n/a | n/a | n/a | not measured | 3000 | n/a | not measured |",
+		"| 1.5B | Q4_K_M | 1600.0 | 500.0 | n/a | 3.20x | met | 3000 | 53% | met | 1280.0 |",
+		"| 1.5B | Q8_0 | 590.0 | 500.0 | n/a | 1.18x | **not met** | 3000 | 20% | **not met** | 472.0 |",
+		"| 1.5B | BF16 / F16 | n/a | n/a | n/a | n/a | not measured | 3000 | n/a | not measured | n/a |",
 		"| 1.5B | Q4_K_M | 21000 | 20000 | n/a | 1.05x | met |",
 		"| 1.5B | Q8_0 | 19000 | 20000 | n/a | 0.95x | **not met** |",
 		"| 1.5B | Q4_K_M | 4096 | n/a | n/a | n/a |",

@@ -102,15 +102,17 @@ func writeFileAtomic(path string, data []byte) error {
 type aprSummary struct {
 	N                             int
 	Load, Prompt, Decode, Streams float64
+	AfterPrompt                   float64 // decode right after the prompt
 	StreamPrompt                  float64
 }
 
 func summarizeGPU(runs []*gpuRun) aprSummary {
-	var load, prompt, decode, streams, sp []float64
+	var load, prompt, decode, after, streams, sp []float64
 	for _, r := range runs {
 		load = append(load, r.LoadSeconds)
 		prompt = append(prompt, r.PromptRate())
 		decode = append(decode, r.DecodeRate())
+		after = append(after, r.AfterPromptRate())
 		if r.StreamRate() > 0 {
 			streams = append(streams, r.StreamRate())
 		}
@@ -119,7 +121,7 @@ func summarizeGPU(runs []*gpuRun) aprSummary {
 		}
 	}
 	return aprSummary{N: len(runs), Load: median(load), Prompt: median(prompt), Decode: median(decode),
-		Streams: median(streams), StreamPrompt: median(sp)}
+		AfterPrompt: median(after), Streams: median(streams), StreamPrompt: median(sp)}
 }
 
 // caseFigures are a case's tokens/s per engine and part (0: not measured):
@@ -202,9 +204,11 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 		"matrix) divided into the measured read bandwidth: the most tokens/s batch-1 decode can reach.\n\n")
 
 	p("## Decode at batch 1 (tokens/s)\n\n")
-	p("| model | weights | apr | llama.cpp | PyTorch | apr / llama.cpp | >= %.1fx | roofline | apr / roofline | >= %.0f%% |\n",
+	p("%d greedy steps from position 0 (llama-bench's tg%d); the last column is apr's same steps right after the %d-token prompt.\n\n",
+		r.NPredict, r.NPredict, r.Prompt)
+	p("| model | weights | apr | llama.cpp | PyTorch | apr / llama.cpp | >= %.1fx | roofline | apr / roofline | >= %.0f%% | apr after the prompt |\n",
 		gpuDecodeTarget, 100*gpuRooflineTarget)
-	p("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |\n")
+	p("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: |\n")
 	for i := range r.Cases {
 		c := &r.Cases[i]
 		f := c.figures()
@@ -216,8 +220,8 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 				share, sv = fmt.Sprintf("%.0f%%", 100*f.apr.Decode/roof), verdict(f.apr.Decode/roof, gpuRooflineTarget)
 			}
 		}
-		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), rate(f.apr.Decode, "%.1f"),
-			rate(f.llamaTG, "%.1f"), rate(f.torchTG, "%.1f"), rc, rv, rate(roof, "%.0f"), share, sv)
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), rate(f.apr.Decode, "%.1f"),
+			rate(f.llamaTG, "%.1f"), rate(f.torchTG, "%.1f"), rc, rv, rate(roof, "%.0f"), share, sv, rate(f.apr.AfterPrompt, "%.1f"))
 	}
 
 	p("\n## Prompt processing, %d tokens in one pass (tokens/s)\n\n", r.Prompt)

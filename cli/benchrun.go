@@ -32,6 +32,10 @@ type benchResult struct {
 	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
 	Output        []int   `json:"output"`
 	Device        string  `json:"device,omitempty"` // --cuda: the GPU's name
+	// DecodeAfterPromptSeconds (--cuda) times the greedy steps that follow
+	// the prompt; DecodeSeconds then times the same number of steps from
+	// position 0, as llama-bench's tg test.
+	DecodeAfterPromptSeconds float64 `json:"decode_after_prompt_s,omitempty"`
 	streamResult
 }
 
