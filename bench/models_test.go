@@ -131,7 +131,7 @@ func TestReportVerdicts(t *testing.T) {
 		{Shape: shapes[1], APR: kindQ8_0, Llama: kindQ8_0, Err: "timed out"},
 	}
 	r := &report{Threads: 2, Reps: 1, PromptLen: 128, NPredict: 128, Bandwidth: 10e9, Bandwidth1: 6e9, Cases: c,
-		LoadStart: "0.5 0.5 0.5", Load: "3.0 1.0 1.0", CPU: cpuInfo{Model: "test", Logical: 2}}
+		LoadStart: "0.5 0.5 0.5", Load: "4.5 1.0 1.0", CPU: cpuInfo{Model: "test", Logical: 2}}
 	var b strings.Builder
 	if err := r.write(&b); err != nil {
 		t.Fatal(err)
@@ -185,4 +185,22 @@ func FuzzParseCPUInfo(f *testing.F) {
 			t.Fatalf("%d processors, want %d", ci.Logical, n)
 		}
 	})
+}
+
+func TestBusy(t *testing.T) {
+	for _, c := range []struct {
+		load  string
+		limit int
+		want  bool
+	}{
+		{"0.09 0.95 1.83", 2, false},
+		{"2.06 1.83 1.94", 4, false}, // the end of a 2-thread run on 2 CPUs
+		{"4.50 1.00 1.00", 4, true},
+		{"2.01 0.1 0.1", 2, true},
+		{"garbage", 2, false},
+	} {
+		if got := busy(c.load, c.limit); got != c.want {
+			t.Errorf("busy(%q, %d) = %v, want %v", c.load, c.limit, got, c.want)
+		}
+	}
 }

@@ -67,14 +67,14 @@ func gitCommit() string {
 	return c
 }
 
-// busy reports whether a load average (/proc/loadavg's fields) exceeds the
-// number of CPUs.
-func busy(load string, cpus int) bool {
+// busy reports whether a 1-minute load average (the first of
+// /proc/loadavg's fields) exceeds limit runnable tasks.
+func busy(load string, limit int) bool {
 	var one float64
 	if _, err := fmt.Sscan(load, &one); err != nil {
 		return false
 	}
-	return one > float64(cpus)
+	return one > float64(limit)
 }
 
 func ratio(a, b float64) float64 {
@@ -120,8 +120,11 @@ func (r *report) write(w io.Writer) error {
 		"(a BF16 SafeTensors master, converted by package convert as convert_hf_to_gguf.py and llama-quantize would: F16, Q8_0, and Q4_K_M with llama-quantize's per-tensor mixture); both engines read the same file, except BF16, where apr reads the SafeTensors " +
 		"folder and llama.cpp an F16 GGUF of the same weights |\n")
 	p("| load average | %s at the start, %s at the end (1, 5, 15 min) |\n\n", r.LoadStart, r.Load)
-	if busy(r.LoadStart, r.CPU.Logical) || busy(r.Load, r.CPU.Logical) {
-		p("**The machine was busy**: its load average exceeded its %d logical CPUs, so other processes competed with both "+
+	// At the end the engines' own threads count in the load average (up to
+	// Threads runnable tasks), so only what exceeds them says that other
+	// processes competed.
+	if busy(r.LoadStart, r.CPU.Logical) || busy(r.Load, r.CPU.Logical+r.Threads) {
+		p("**The machine was busy**: its load average exceeded its %d logical CPUs (at the end, beyond the benchmark's own threads), so other processes competed with both "+
 			"engines for the cores, and the figures below are noisy (llama.cpp's threads spin at barriers and lose the most "+
 			"when a core is taken away). Rerun `go run ./bench` on a quiet machine for figures to rely on.\n\n", r.CPU.Logical)
 	}
