@@ -3,7 +3,6 @@ package trace
 import (
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/apr-llm/apr/engine"
 )
@@ -111,22 +110,11 @@ func (r *Recorder) Brick(ev engine.BrickEvent) {
 		w := len(o) / ev.Rows
 		line.Outputs = append(line.Outputs, Summarize(o[lo*w:hi*w]))
 	}
-	if opensPass(ev.Brick) {
-		r.cur.Rows = line.Rows
-	}
-	r.cur.Bricks++
-	r.cur.BricksUS += line.ElapsedUS
-	for _, s := range line.Outputs {
-		r.cur.NaN += s.NaN
-		r.cur.Inf += s.Inf
-		if !s.Finite() && r.cur.FirstBad == "" {
-			r.cur.FirstBad = fmt.Sprintf("%s@%d", ev.Brick, ev.Layer)
-		}
-	}
+	r.cur.count(line)
 	r.add(line, ev.Rows)
 	if closesPass(ev.Brick) {
 		r.flushLayer()
-		r.cur.EndedUnix = float64(time.Now().UnixNano()) / 1e9
+		r.cur.end()
 		r.lines = append(r.lines, r.cur)
 		r.open = false
 	}

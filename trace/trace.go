@@ -115,25 +115,34 @@ func (t *Writer) Brick(ev engine.BrickEvent) {
 		t.flush()
 		return
 	}
-	if opensPass(ev.Brick) {
-		t.cur.Rows = ev.Rows
-	}
-	t.cur.Bricks++
-	t.cur.BricksUS += line.ElapsedUS
-	for _, s := range line.Outputs {
-		t.cur.NaN += s.NaN
-		t.cur.Inf += s.Inf
-		if !s.Finite() && t.cur.FirstBad == "" {
-			t.cur.FirstBad = fmt.Sprintf("%s@%d", ev.Brick, ev.Layer)
-		}
-	}
+	t.cur.count(line)
 	if closesPass(ev.Brick) {
-		t.cur.EndedUnix = float64(time.Now().UnixNano()) / 1e9
+		t.cur.end()
 		t.write(t.cur)
 		t.open = false
 		t.flush()
 	}
 }
+
+// count adds one of the pass's bricks to its totals (its rows if the brick
+// opens the pass; the first brick with a NaN or Inf).
+func (p *PassLine) count(line BrickLine) {
+	if opensPass(engine.Brick(line.Brick)) {
+		p.Rows = line.Rows
+	}
+	p.Bricks++
+	p.BricksUS += line.ElapsedUS
+	for _, s := range line.Outputs {
+		p.NaN += s.NaN
+		p.Inf += s.Inf
+		if !s.Finite() && p.FirstBad == "" {
+			p.FirstBad = fmt.Sprintf("%s@%d", line.Brick, line.Layer)
+		}
+	}
+}
+
+// end stamps the pass's end time.
+func (p *PassLine) end() { p.EndedUnix = float64(time.Now().UnixNano()) / 1e9 }
 
 // opensPass reports whether b is a pass's first brick, whose rows are the
 // pass's: token_embed, or device_forward, a whole pass on the GPU.
