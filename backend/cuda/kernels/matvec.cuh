@@ -1,0 +1,439 @@
+// ------------------------------------------------ matrix products
+//
+// y[c][r] (+)= W[r,:] · act[c] (+ bias[r]) for weight rows r and activation
+// rows c < m: a warp per weight row, MM_WARPS rows a block (grid.x), R
+// activation rows per block (grid.y). act rows are actStride bytes apart in
+// the weights' dot type (Q8_0 blocks for Q4_0/Q5_0/Q8_0, Q8_K for the
+// K-quants, float32 for float weights); y rows are yStride floats apart.
+//
+// Quantized types: each lane takes L of a block's lanes' share (32 weights
+// a lane); the block's integer dot is exact in any order, and its float
+// term (the block's scales applied as quant's portable Go kernels do) goes
+// to shared memory; lane c then adds the pass's terms of activation row c
+// one block after the other, so every row's sum is bit-identical to
+// quant.VecDot's. Float weights: lanes take strided column pairs, summed by
+// a warp tree.
+
+#define MM_WARPS 8
+
+// ld8u reads 32 bytes at a 2-byte aligned address as 8 words: aligned
+// words funnel-shifted (the ninth only when p is not 4-byte aligned, so
+// nothing past the 32 bytes is read).
+__device__ __forceinline__ void ld8u(const u8* p, int v[8]) {
+    unsigned long long a = (unsigned long long)p;
+    const u32* b = (const u32*)(a & ~3ull);
+    u32 sh = (u32)(a & 3) * 8;
+    u32 w[9];
+#pragma unroll
+    for (int k = 0; k < 8; k++) w[k] = b[k];
+    w[8] = sh ? b[8] : 0u;
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = (int)__funnelshift_r(w[k], w[k + 1], sh);
+}
+
+// ld8v reads 32 bytes at a 16-byte aligned address in two vector loads.
+__device__ __forceinline__ void ld8v(const u8* p, int v[8]) {
+    int4 x = ((const int4*)p)[0], y = ((const int4*)p)[1];
+    v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w, v[4] = y.x, v[5] = y.y, v[6] = y.z, v[7] = y.w;
+}
+
+__device__ __forceinline__ void ld8(const u8* p, int v[8]) {
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = ld32(p + 4 * k);
+}
+
+// asum4 is the sum of 4 int8 of a word.
+__device__ __forceinline__ int asum4(int a, int s) { return __dp4a(0x01010101, a, s); }
+
+// spread4 moves bits 0..3 of h to bit 4 of bytes 0..3.
+__device__ __forceinline__ int spread4(u32 h) {
+    return (int)(((h & 1) << 4) | ((h & 2) << 11) | ((h & 4) << 18) | ((h & 8) << 25));
+}
+
+// vsub4 subtracts bytewise, modulo 256 (SWAR, no borrow between bytes).
+__device__ __forceinline__ int vsub4(int a, int b) {
+    u32 x = (u32)a, y = (u32)b;
+    return (int)(((x | 0x80808080u) - (y & 0x7f7f7f7fu)) ^ ((x ^ ~y) & 0x80808080u));
+}
+
+// A 32-element block type's operand word k (0..31 step 4) of block wb, as
+// signed bytes, and its float term.
+template <int KIND>  // 0 Q8_0, 1 Q4_0, 2 Q5_0
+struct Q32 {
+    static const int BYTES = KIND == 0 ? 34 : (KIND == 1 ? 18 : 22);
+    static __device__ __forceinline__ int word(const u8* wb, int k) {
+        if (KIND == 0) return ld32u(wb + 2 + k);
+        if (KIND == 1) {
+            int q = k < 16 ? ld32u(wb + 2 + k) : (ld32u(wb + 2 + k - 16) >> 4);
+            return vsub4(q & 0x0f0f0f0f, 0x08080808);
+        }
+        u32 qh = (u32)ld32u(wb + 2);
+        int q = k < 16 ? ld32u(wb + 6 + k) : (ld32u(wb + 6 + k - 16) >> 4);
+        return vsub4((q & 0x0f0f0f0f) | spread4((qh >> k) & 0xf), 0x10101010);
+    }
+    static __device__ __forceinline__ float term(int s, float wd, float ad) {
+        if (KIND == 0) return __fmul_rn((float)s, __fmul_rn(wd, ad));
+        if (KIND == 1) return __fmul_rn(__fmul_rn((float)s, wd), ad);
+        return __fmul_rn(__fmul_rn(wd, ad), (float)s);
+    }
+};
+
+// Each quantized weight type T describes its pass: LANES lanes a block
+// (PER = 32/LANES blocks a pass), BYTES a block, ABYTES an activation
+// block; wload reads lane sub's weight operands of a block into a T::W,
+// aload the activation block's into a T::A, and wdot returns the block's
+// term (in every lane: the integer parts of the block's lanes are added by
+// shuffles, so every lane must call it). The integer dots are exact in any
+// order; the float term is computed as quant's Go kernel does.
+
+// TQ32 is the 32-element block types: a lane a block, its 32 quants as
+// signed bytes against the Q8_0 activation's.
+template <int KIND>
+struct TQ32 {
+    typedef Q32<KIND> Q;
+    static const int LANES = 1, PER = 32, BYTES = Q::BYTES, ABYTES = 34;
+    struct W {
+        int q[8];
+        float d;
+    };
+    struct A {
+        int x[8];
+        float d;
+    };
+    static __device__ __forceinline__ int blocks(int cols) { return cols / 32; }
+    static __device__ __forceinline__ void wload(const u8* wb, int, W& o) {
+        if (KIND == 0) {
+            ld8u(wb + 2, o.q);
+        } else {
+#pragma unroll
+            for (int k = 0; k < 8; k++) o.q[k] = Q::word(wb, 4 * k);
+        }
+        o.d = h2f(ld16(wb));
+    }
+    static __device__ __forceinline__ void aload(const u8* ab, int, A& o) {
+        ld8u(ab + 2, o.x);
+        o.d = h2f(ld16(ab));
+    }
+    static __device__ __forceinline__ float wdot(const W& w, const A& a, int) {
+        int s = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) s = __dp4a(w.q[k], a.x[k], s);
+        return Q::term(s, w.d, a.d);
+    }
+};
+
+// scale_min_k4 is ggml's get_scale_min_k4.
+__device__ __forceinline__ void scale_min_k4(int j, const u8* s, int* sc, int* m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+__device__ __forceinline__ int bsum(const u8* ab, int j) { return (int)*(const short*)(ab + 260 + 2 * j); }
+
+// kaffine finishes a Q4_K/Q5_K super-block: the four lanes of a block (j =
+// lane%4 held sub-blocks 2j, 2j+1) add their integer parts, and every lane
+// returns d*isum - dmin*summs as quant's affineK (wd, wdmin: the weight
+// block's scales, yd: the activation's).
+__device__ __forceinline__ float kaffine(int isum, int summs, float wd, float wdmin, float yd) {
+    isum += __shfl_xor_sync(FULL, isum, 1);
+    isum += __shfl_xor_sync(FULL, isum, 2);
+    summs += __shfl_xor_sync(FULL, summs, 1);
+    summs += __shfl_xor_sync(FULL, summs, 2);
+    float d = __fmul_rn(wd, yd);
+    float dmin = __fmul_rn(wdmin, yd);
+    return __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)summs));
+}
+
+// Q4_K and Q5_K: 4 lanes a super-block; lane j of a block takes the 32
+// bytes of nibbles of sub-blocks 2j (low) and 2j+1 (high) and, for Q5_K,
+// the 32 bytes of fifth bits (the same for every lane).
+template <bool Q5>
+struct TQ45K {
+    static const int LANES = 4, PER = 8, BYTES = Q5 ? 176 : 144, ABYTES = 292;
+    struct W {
+        int q[8], h[8], sc[4];  // h: Q5_K only
+        float d, dmin;
+    };
+    struct A {
+        int x[16], bs0, bs1;
+        float d;
+    };
+    static __device__ __forceinline__ int blocks(int cols) { return cols / 256; }
+    static __device__ __forceinline__ void wload(const u8* wb, int j, W& o) {
+        scale_min_k4(2 * j, wb + 4, &o.sc[0], &o.sc[1]);
+        scale_min_k4(2 * j + 1, wb + 4, &o.sc[2], &o.sc[3]);
+        ld8v(wb + (Q5 ? 48 : 16) + 32 * j, o.q);
+        if (Q5) ld8v(wb + 16, o.h);
+        o.d = h2f(ld16(wb));
+        o.dmin = h2f(ld16(wb + 2));
+    }
+    static __device__ __forceinline__ void aload(const u8* ab, int j, A& o) {
+#pragma unroll
+        for (int k = 0; k < 16; k++) o.x[k] = ld32(ab + 4 + 64 * j + 4 * k);
+        o.bs0 = bsum(ab, 4 * j) + bsum(ab, 4 * j + 1);
+        o.bs1 = bsum(ab, 4 * j + 2) + bsum(ab, 4 * j + 3);
+        o.d = *(const float*)ab;
+    }
+    static __device__ __forceinline__ float wdot(const W& w, const A& a, int j) {
+        int s0 = 0, s1 = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            int lo = w.q[k] & 0x0f0f0f0f, hi = (w.q[k] >> 4) & 0x0f0f0f0f;
+            if (Q5) {
+                lo |= ((w.h[k] >> (2 * j)) & 0x01010101) << 4;
+                hi |= ((w.h[k] >> (2 * j + 1)) & 0x01010101) << 4;
+            }
+            s0 = __dp4a(lo, a.x[k], s0);
+            s1 = __dp4a(hi, a.x[8 + k], s1);
+        }
+        int isum = w.sc[0] * s0 + w.sc[2] * s1;
+        int summs = a.bs0 * w.sc[1] + a.bs1 * w.sc[3];
+        return kaffine(isum, summs, w.d, w.dmin, a.d);
+    }
+};
+
+// Q6_K: 8 lanes a super-block; lane k of a block takes elements
+// 32k..32k+31 (half k/4, quarter k%4 of ggml's layout).
+struct TQ6K {
+    static const int LANES = 8, PER = 4, BYTES = 210, ABYTES = 292;
+    struct W {
+        int q[8], sc0, sc1;
+        float d;
+    };
+    struct A {
+        int x[8], sa0, sa1;
+        float d;
+    };
+    static __device__ __forceinline__ int blocks(int cols) { return cols / 256; }
+    static __device__ __forceinline__ void wload(const u8* wb, int k8, W& o) {
+        int half = k8 / 4, sub = k8 % 4;
+        int ql[8], qh[8];
+        ld8u(wb + 64 * half + 32 * (sub & 1), ql);
+        ld8u(wb + 128 + 32 * half, qh);
+        int ns = 4 * (sub >> 1), hs = 2 * sub;
+#pragma unroll
+        for (int k = 0; k < 8; k++) o.q[k] = ((ql[k] >> ns) & 0x0f0f0f0f) | (((qh[k] >> hs) & 0x03030303) << 4);
+        int e0 = 128 * half + 32 * sub;
+        o.sc0 = (int)(i8)wb[192 + e0 / 16];
+        o.sc1 = (int)(i8)wb[192 + e0 / 16 + 1];
+        o.d = h2f(ld16(wb + 208));
+    }
+    static __device__ __forceinline__ void aload(const u8* ab, int k8, A& o) {
+        const u8* a8 = ab + 4 + 128 * (k8 / 4) + 32 * (k8 % 4);
+        o.sa0 = 0;
+        o.sa1 = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) o.x[k] = ld32(a8 + 4 * k);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            o.sa0 = asum4(o.x[k], o.sa0);
+            o.sa1 = asum4(o.x[k + 4], o.sa1);
+        }
+        o.d = *(const float*)ab;
+    }
+    static __device__ __forceinline__ float wdot(const W& w, const A& a, int) {
+        int s0 = 0, s1 = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            s0 = __dp4a(w.q[k], a.x[k], s0);
+            s1 = __dp4a(w.q[k + 4], a.x[k + 4], s1);
+        }
+        int isum = w.sc0 * (s0 - 32 * a.sa0) + w.sc1 * (s1 - 32 * a.sa1);
+        isum += __shfl_xor_sync(FULL, isum, 1);
+        isum += __shfl_xor_sync(FULL, isum, 2);
+        isum += __shfl_xor_sync(FULL, isum, 4);
+        return __fmul_rn(__fmul_rn(w.d, a.d), (float)isum);
+    }
+};
+
+// pass computes the terms of blocks b0.. (a pass: PER of them) of one
+// weight row w against activation rows c < nc (R at most, as bytes apart)
+// into t[c][block - b0]: the weight operands are loaded once.
+template <class T, int R>
+__device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, int nb, int nc, float (*t)[33]) {
+    int lane = threadIdx.x % WARP;
+    int b = b0 + lane / T::LANES, sub = lane % T::LANES;
+    bool ok = b < nb;
+    if (T::LANES == 1 && !ok) return;  // no shuffles in a one-lane block
+    int bb = ok ? b : 0;
+    typename T::W ws;
+    T::wload(w + (i64)bb * T::BYTES, sub, ws);
+#pragma unroll
+    for (int c = 0; c < R; c++) {
+        if (c >= nc) break;
+        typename T::A xa;
+        T::aload(a + c * as + (i64)bb * T::ABYTES, sub, xa);
+        float term = T::wdot(ws, xa, sub);
+        if (ok && sub == 0) t[c][lane / T::LANES] = term;
+    }
+}
+
+// passw is pass for R weight rows (nr of them real, rowBytes apart) of one
+// activation row, terms into t[r*nb + block]: the activation's operands are
+// loaded once, and every row's weight loads are issued before the first
+// dot so that R rows' bytes are in flight together.
+template <class T, int R>
+__device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u8* a, int b0, int nb, float* t) {
+    int lane = threadIdx.x % WARP;
+    int b = b0 + lane / T::LANES, sub = lane % T::LANES;
+    bool ok = b < nb;
+    if (T::LANES == 1 && !ok) return;
+    int bb = ok ? b : 0;
+    typename T::W ws[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) T::wload(w + (i64)min(r, nr - 1) * rowBytes + (i64)bb * T::BYTES, sub, ws[r]);
+    typename T::A xa;
+    T::aload(a + (i64)bb * T::ABYTES, sub, xa);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float term = T::wdot(ws[r], xa, sub);
+        if (ok && sub == 0 && r < nr) t[r * nb + b] = term;
+    }
+}
+
+template <int R, class T>
+__device__ __forceinline__ void matmul_q(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
+                                         float* __restrict__ y, int yStride, const float* __restrict__ bias,
+                                         int rows, int cols, i64 rowBytes, int acc, int m) {
+    __shared__ float terms[MM_WARPS][R][33];
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int row = blockIdx.x * MM_WARPS + warp;
+    int c0 = blockIdx.y * R;
+    int nc = min(R, m - c0);
+    if (row >= rows || nc <= 0) return;  // whole warps; only __syncwarp below
+    const u8* w = W + (i64)row * rowBytes;
+    const u8* a = act + (i64)c0 * actStride;
+    float (*t)[33] = terms[warp];
+    int nb = T::blocks(cols);
+    float sum = 0.0f;
+    for (int b0 = 0; b0 < nb; b0 += T::PER) {
+        pass<T, R>(w, a, actStride, b0, nb, nc, t);
+        __syncwarp();
+        if (lane < nc) {
+            int kn = min(T::PER, nb - b0);
+            for (int k = 0; k < kn; k++) sum = __fadd_rn(sum, t[lane][k]);
+        }
+        __syncwarp();
+    }
+    if (lane < nc) {
+        if (bias) sum += bias[row];
+        float* yp = y + (i64)(c0 + lane) * yStride + row;
+        *yp = acc ? *yp + sum : sum;
+    }
+}
+
+// Float weights with float32 activations: each lane takes pairs of columns
+// (cols is even; rows start 4-byte aligned).
+template <int KIND>  // 0 f32, 1 f16, 2 bf16
+__device__ __forceinline__ float2 wpair(const u8* w, int i) {
+    if (KIND == 0) return ((const float2*)w)[i];
+    u32 p = ((const u32*)w)[i];
+    if (KIND == 1) return make_float2(h2f((u16)(p & 0xffff)), h2f((u16)(p >> 16)));
+    return make_float2(__uint_as_float(p << 16), __uint_as_float(p & 0xffff0000u));
+}
+
+template <int R, int KIND>
+__device__ __forceinline__ void matmul_f(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
+                                         float* __restrict__ y, int yStride, const float* __restrict__ bias,
+                                         int rows, int cols, i64 rowBytes, int acc, int m) {
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int row = blockIdx.x * MM_WARPS + warp;
+    int c0 = blockIdx.y * R;
+    int nc = min(R, m - c0);
+    if (row >= rows || nc <= 0) return;
+    const u8* w = W + (i64)row * rowBytes;
+    float sum[R];
+#pragma unroll
+    for (int c = 0; c < R; c++) sum[c] = 0.0f;
+    for (int i = lane; i < cols / 2; i += WARP) {
+        float2 wv = wpair<KIND>(w, i);
+#pragma unroll
+        for (int c = 0; c < R; c++) {
+            if (c >= nc) break;
+            float2 xv = ((const float2*)(act + (i64)(c0 + c) * actStride))[i];
+            sum[c] += wv.x * xv.x + wv.y * xv.y;
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < R; c++) {
+        if (c >= nc) break;
+        float s = warp_sum(sum[c]);
+        if (lane == 0) {
+            if (bias) s += bias[row];
+            float* yp = y + (i64)(c0 + c) * yStride + row;
+            *yp = acc ? *yp + s : s;
+        }
+    }
+}
+
+#define MM_PARAMS                                                                                  \
+    const u8 *__restrict__ W, const u8 *__restrict__ act, i64 actStride, float *__restrict__ y,    \
+        int yStride, const float *__restrict__ bias, int rows, int cols, i64 rowBytes, int acc, int m
+#define MM_ARGS W, act, actStride, y, yStride, bias, rows, cols, rowBytes, acc, m
+
+// matvec_q is matmul_q for one activation row, split over the warps of a
+// block: the block takes rpc weight rows in groups of R, its warps the
+// (group, pass) items round-robin (passw: the activation's operands are
+// loaded once for the group's R rows, all of whose weight loads are in
+// flight together), every block's term goes to shared memory (rpc x blocks
+// floats, dynamic), and thread r then adds row r's terms in block order.
+template <class T, int R>
+__device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __restrict__ act,
+                                         float* __restrict__ y, const float* __restrict__ bias,
+                                         int rows, int cols, i64 rowBytes, int acc, int rpc) {
+    extern __shared__ float mvTerms[];
+    int warp = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    int r0 = blockIdx.x * rpc;
+    int nr = min(rpc, rows - r0);
+    int nb = T::blocks(cols);
+    int np = (nb + T::PER - 1) / T::PER;
+    int ng = (nr + R - 1) / R;
+    for (int it = warp; it < ng * np; it += nw) {
+        int g = it / np, p = it % np;
+        passw<T, R>(W + (i64)(r0 + g * R) * rowBytes, rowBytes, min(R, nr - g * R), act, p * T::PER, nb,
+                    mvTerms + g * R * nb);
+    }
+    __syncthreads();
+    for (int rr = threadIdx.x; rr < nr; rr += blockDim.x) {
+        float sum = 0.0f;
+        const float* t = mvTerms + rr * nb;
+        for (int k = 0; k < nb; k++) sum = __fadd_rn(sum, t[k]);
+        int row = r0 + rr;
+        if (bias) sum += bias[row];
+        float* yp = y + row;
+        *yp = acc ? *yp + sum : sum;
+    }
+}
+
+// The _mv kernels take rw (1, 2 or 4): the weight rows of a group.
+#define MV_ARGS W, act, y, bias, rows, cols, rowBytes, acc, rpc
+#define MM_Q(name, T)                                                                              \
+    extern "C" __global__ void name##_mv(MM_PARAMS, int rpc, int rw) {                            \
+        if (rw == 4)                                                                               \
+            matvec_q<T, 4>(MV_ARGS);                                                               \
+        else if (rw == 2)                                                                          \
+            matvec_q<T, 2>(MV_ARGS);                                                               \
+        else                                                                                       \
+            matvec_q<T, 1>(MV_ARGS);                                                               \
+    }                                                                                              \
+    extern "C" __global__ void name##_r1(MM_PARAMS) { matmul_q<1, T>(MM_ARGS); }                  \
+    extern "C" __global__ void name##_r16(MM_PARAMS) { matmul_q<16, T>(MM_ARGS); }
+#define MM_F(name, KIND)                                                                           \
+    extern "C" __global__ void name##_r1(MM_PARAMS) { matmul_f<1, KIND>(MM_ARGS); }               \
+    extern "C" __global__ void name##_r16(MM_PARAMS) { matmul_f<16, KIND>(MM_ARGS); }
+
+MM_Q(matmul_q8_0, TQ32<0>)
+MM_Q(matmul_q4_0, TQ32<1>)
+MM_Q(matmul_q5_0, TQ32<2>)
+MM_Q(matmul_q4_k, TQ45K<false>)
+MM_Q(matmul_q5_k, TQ45K<true>)
+MM_Q(matmul_q6_k, TQ6K)
+MM_F(matmul_f32, 0)
+MM_F(matmul_f16, 1)
+MM_F(matmul_bf16, 2)
+

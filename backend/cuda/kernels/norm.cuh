@@ -1,0 +1,192 @@
+// ------------------------------------------------------ embedding rows
+//
+// get_rows_T writes, for every row r of the pass (grid.y), row
+// ROW_TOKEN(info, r) of W (cols values) as float32 at out + r*cols, as
+// quant.Dequantize does.
+
+__device__ __forceinline__ float deq_f32(const u8* w, int i) { return ((const float*)w)[i]; }
+__device__ __forceinline__ float deq_f16(const u8* w, int i) { return h2f(((const u16*)w)[i]); }
+__device__ __forceinline__ float deq_bf16(const u8* w, int i) { return bf2f(((const u16*)w)[i]); }
+__device__ __forceinline__ float deq_q8_0(const u8* w, int i) {
+    const u8* b = w + (i / 32) * 34;
+    return __fmul_rn((float)(i8)b[2 + i % 32], h2f(ld16(b)));
+}
+__device__ __forceinline__ float deq_q4_0(const u8* w, int i) {
+    const u8* b = w + (i / 32) * 18;
+    int j = i % 32;
+    int q = j < 16 ? (b[2 + j] & 0x0f) : (b[2 + j - 16] >> 4);
+    return __fmul_rn((float)(q - 8), h2f(ld16(b)));
+}
+__device__ __forceinline__ float deq_q5_0(const u8* w, int i) {
+    const u8* b = w + (i / 32) * 22;
+    int j = i % 32;
+    u32 qh = (u32)ld32u(b + 2);
+    int byte = b[6 + j % 16];
+    int q = (j < 16 ? (byte & 0x0f) : (byte >> 4)) | (int)(((qh >> j) & 1) << 4);
+    return __fmul_rn((float)(q - 16), h2f(ld16(b)));
+}
+template <bool Q5>
+__device__ __forceinline__ float deq_q45k(const u8* w, int i) {
+    const u8* b = w + (i / 256) * (Q5 ? 176 : 144);
+    int e = i % 256, chunk = e / 64, l = e % 32;
+    bool high = (e % 64) >= 32;
+    int byte = b[(Q5 ? 48 : 16) + 32 * chunk + l];
+    int q = high ? (byte >> 4) : (byte & 0x0f);
+    if (Q5) q |= ((b[16 + l] >> (2 * chunk + (high ? 1 : 0))) & 1) << 4;
+    int sc, m;
+    scale_min_k4(e / 32, b + 4, &sc, &m);
+    float d1 = __fmul_rn(h2f(ld16(b)), (float)sc), m1 = __fmul_rn(h2f(ld16(b + 2)), (float)m);
+    return __fsub_rn(__fmul_rn(d1, (float)q), m1);
+}
+__device__ __forceinline__ float deq_q6_k(const u8* w, int i) {
+    const u8* b = w + (i / 256) * 210;
+    int e = i % 256, half = e / 128, sub = (e % 128) / 32, l = e % 32;
+    int ql = b[64 * half + 32 * (sub & 1) + l];
+    int nib = sub >= 2 ? (ql >> 4) : (ql & 0x0f);
+    int hb = (b[128 + 32 * half + l] >> (2 * sub)) & 3;
+    int q = (nib | (hb << 4)) - 32;
+    return __fmul_rn((float)q, __fmul_rn(h2f(ld16(b + 208)), (float)(i8)b[192 + e / 16]));
+}
+
+#define GET_ROWS(name, deq)                                                                        \
+    extern "C" __global__ void name(const u8* __restrict__ W, float* __restrict__ out,            \
+                                    const int* __restrict__ info, int cols, i64 rowBytes) {        \
+        int r = blockIdx.y;                                                                        \
+        const u8* w = W + (i64)ROW_TOKEN(info, r) * rowBytes;                                      \
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) \
+            out[(i64)r * cols + i] = deq(w, i);                                                    \
+    }
+
+GET_ROWS(get_rows_f32, deq_f32)
+GET_ROWS(get_rows_f16, deq_f16)
+GET_ROWS(get_rows_bf16, deq_bf16)
+GET_ROWS(get_rows_q8_0, deq_q8_0)
+GET_ROWS(get_rows_q4_0, deq_q4_0)
+GET_ROWS(get_rows_q5_0, deq_q5_0)
+GET_ROWS(get_rows_q4_k, deq_q45k<false>)
+GET_ROWS(get_rows_q5_k, deq_q45k<true>)
+GET_ROWS(get_rows_q6_k, deq_q6_k)
+
+// ------------------------------------------------------- normalisation
+
+// rmsnorm writes w * x/rms(x) for rows of n values, one block (a multiple
+// of 32 threads, at most 1024) per row: output row r reads input row
+// sel[r] (r when sel is null). The squares (float32) are summed in double
+// by a block tree; ggml != 0 follows RMSNormGGML (mean and scale float32,
+// y = x*scale*w), otherwise RMSNorm (sum rounded to float, y = w*(x*scale)).
+// The output rows are then quantized as quantize does into q80 / q8k
+// (either may be null).
+extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __restrict__ w,
+                                   float* __restrict__ out, int n, float eps, int ggml,
+                                   const int* __restrict__ sel, u8* __restrict__ q80, u8* __restrict__ q8k) {
+    __shared__ double red[32];
+    __shared__ float scl;
+    int r = blockIdx.x;
+    const float* xr = x + (i64)(sel ? sel[r] : r) * n;
+    float* o = out + (i64)r * n;
+    double s = 0.0;
+    for (int i = threadIdx.x * 8; i < n; i += blockDim.x * 8)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            if (i + j < n) s += (double)__fmul_rn(xr[i + j], xr[i + j]);
+    for (int k = 16; k > 0; k >>= 1) s += __shfl_xor_sync(FULL, s, k);
+    int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    if (lane == 0) red[wi] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double sum = 0.0;
+        for (int k = 0; k < nw; k++) sum += red[k];
+        if (ggml) {
+            float mean = (float)__ddiv_rn(sum, (double)n);
+            scl = __fdiv_rn(1.0f, (float)sqrt((double)__fadd_rn(mean, eps)));
+        } else {
+            float ss = (float)sum;
+            scl = (float)(1.0 / sqrt((double)(ss / (float)n + eps)));
+        }
+    }
+    __syncthreads();
+    float scale = scl;
+    // Each warp takes chunks of 256 outputs, quantized from registers.
+    u8* q80r = q80 ? q80 + (i64)r * (n / 32) * 34 : 0;
+    u8* q8kr = q8k ? q8k + (i64)r * (n / 256) * 292 : 0;
+    for (int base = wi * 256; base < n; base += nw * 256) {
+        float v[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            int e = base + 8 * lane + j;
+            v[j] = 0.0f;
+            if (e < n) {
+                v[j] = ggml ? __fmul_rn(__fmul_rn(xr[e], scale), w[e]) : __fmul_rn(w[e], __fmul_rn(xr[e], scale));
+                o[e] = v[j];
+            }
+        }
+        if (q80r || q8kr) quant_chunk(v, base, n, q80r, q8kr);
+    }
+}
+
+// ---------------------------------------------------------------- RoPE
+
+// rope_angle is the rotation of pair i at position pos. style 0
+// (transformers): pos * invFreq[i]; style 1 (ggml): pos * thetaScale^i by
+// repeated float32 products.
+__device__ __forceinline__ float rope_angle(int pos, int i, const float* invFreq, float thetaScale, int style) {
+    if (style == 0) return __fmul_rn((float)pos, invFreq[i]);
+    float ang = (float)pos;
+    for (int k = 0; k < i; k++) ang = __fmul_rn(ang, thetaScale);
+    return ang;
+}
+
+// rotate turns pair (p[i], p[i+half]) by ang (sine and cosine in double,
+// rounded, as the CPU backend does).
+__device__ __forceinline__ void rotate(float* p, int i, int half, float ang) {
+    float c = (float)cos((double)ang), s = (float)sin((double)ang);
+    float a = p[i], b = p[i + half];
+    p[i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+    p[i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+}
+
+// rope_store rotates the queries (heads x dim at qkv + r*stride) and keys
+// (kvHeads x dim after them) of every row r of the pass (grid.y) at the
+// row's position, and stores the keys and the values (after the keys) in
+// the row's slot of the caches (F16 when f16, else float32; a slot is
+// slotBytes, a position kvHeads*dim elements).
+extern "C" __global__ void rope_store(float* __restrict__ qkv, int stride, const float* __restrict__ invFreq,
+                                      int heads, int kvHeads, int dim, const int* __restrict__ info,
+                                      float thetaScale, int style, u8* __restrict__ kc, u8* __restrict__ vc,
+                                      int f16, i64 slotBytes) {
+    int r = blockIdx.y;
+    int pos = ROW_POS(info, r);
+    int half = dim / 2, kvDim = kvHeads * dim;
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    float* row = qkv + (i64)r * stride;
+    i64 at = (i64)ROW_SLOT(info, r) * slotBytes + (i64)pos * kvDim * (f16 ? 2 : 4);
+    int nq = heads * half, nk = kvHeads * half;
+    if (t < nq) {
+        int h = t / half, i = t % half;
+        rotate(row + h * dim, i, half, rope_angle(pos, i, invFreq, thetaScale, style));
+        return;
+    }
+    t -= nq;
+    float* k = row + heads * dim;
+    if (t < nk) {
+        int h = t / half, i = t % half;
+        float* p = k + h * dim;
+        rotate(p, i, half, rope_angle(pos, i, invFreq, thetaScale, style));
+        int e0 = h * dim + i, e1 = e0 + half;
+        if (f16) {
+            ((u16*)(kc + at))[e0] = f2h(p[i]);
+            ((u16*)(kc + at))[e1] = f2h(p[i + half]);
+        } else {
+            ((float*)(kc + at))[e0] = p[i];
+            ((float*)(kc + at))[e1] = p[i + half];
+        }
+        return;
+    }
+    t -= nk;
+    if (t < kvDim) {
+        float v = k[kvDim + t];
+        if (f16) ((u16*)(vc + at))[t] = f2h(v);
+        else ((float*)(vc + at))[t] = v;
+    }
+}
+

@@ -1,0 +1,81 @@
+// ------------------------------------------------------ pointwise ops
+
+// silu_quant sets out[r][i] = silu(g) * u for the gate g = gu[r][i] and up
+// u = gu[r][n+i] of rows of 2n values, over all rows' m*n outputs (the
+// flat index e = r*n + i); with ggml != 0 as ggml_vec_swiglu_f32 (the CPU
+// backend's SiLUMulGGML: g / (1 + ggml_expf(-g)) * u), otherwise as
+// SiLUMul (exp in double). It then quantizes the outputs as quantize does
+// (q80 / q8k may be null): one warp per 256 outputs.
+extern "C" __global__ void silu_quant(const float* __restrict__ gu, float* __restrict__ out, int n, i64 total,
+                                      int ggml, u8* __restrict__ q80, u8* __restrict__ q8k) {
+    i64 base = ((i64)blockIdx.x * blockDim.x + threadIdx.x) / WARP * 256;
+    if (base >= total) return;
+    int lane = threadIdx.x % WARP;
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        i64 e = base + 8 * lane + j;
+        float r = 0.0f;
+        if (e < total) {
+            i64 row = e / n, i = e % n;
+            float x = gu[row * 2 * n + i], u = gu[row * 2 * n + n + i];
+            if (ggml) {
+                r = __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, ggml_expf(-x))), u);
+            } else {
+                float ex = (float)exp((double)-x);
+                r = __fmul_rn(x / (1.0f + ex), u);
+            }
+            out[e] = r;
+        }
+        v[j] = r;
+    }
+    if (q80 || q8k) quant_chunk(v, base, total, q80, q8k);
+}
+
+// add sets x += y.
+extern "C" __global__ void add(float* __restrict__ x, const float* __restrict__ y, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+// argmax_merge keeps the larger value, the lower index on ties.
+__device__ __forceinline__ void argmax_merge(float* best, int* idx, float v2, int i2) {
+    if (v2 > *best || (v2 == *best && i2 < *idx)) { *best = v2; *idx = i2; }
+}
+
+// argmax_block reduces (best, idx) over a block; thread 0 gets the result.
+__device__ void argmax_block(float* best, int* idx) {
+    __shared__ float bv[32];
+    __shared__ int bi[32];
+    for (int o = 16; o > 0; o >>= 1)
+        argmax_merge(best, idx, __shfl_xor_sync(FULL, *best, o), __shfl_xor_sync(FULL, *idx, o));
+    int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    if (lane == 0) { bv[w] = *best; bi[w] = *idx; }
+    __syncthreads();
+    if (w == 0) {
+        *best = lane < nw ? bv[lane] : -3.402823466e38f;
+        *idx = lane < nw ? bi[lane] : 0x7fffffff;
+        for (int o = 16; o > 0; o >>= 1)
+            argmax_merge(best, idx, __shfl_xor_sync(FULL, *best, o), __shfl_xor_sync(FULL, *idx, o));
+    }
+}
+
+// argmax_part writes the largest of its block's share of n values (the
+// first on ties) and its index to pv[blockIdx.x], pi[blockIdx.x].
+extern "C" __global__ void argmax_part(const float* __restrict__ x, int n, float* __restrict__ pv, int* __restrict__ pi) {
+    float best = -3.402823466e38f;
+    int idx = 0x7fffffff;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        argmax_merge(&best, &idx, x[i], i);
+    argmax_block(&best, &idx);
+    if (threadIdx.x == 0) { pv[blockIdx.x] = best; pi[blockIdx.x] = idx; }
+}
+
+// argmax_final merges parts partial results (one block) into out[0].
+extern "C" __global__ void argmax_final(const float* __restrict__ pv, const int* __restrict__ pi, int parts, int* __restrict__ out) {
+    float best = -3.402823466e38f;
+    int idx = 0x7fffffff;
+    for (int i = threadIdx.x; i < parts; i += blockDim.x) argmax_merge(&best, &idx, pv[i], pi[i]);
+    argmax_block(&best, &idx);
+    if (threadIdx.x == 0) out[0] = idx;
+}
