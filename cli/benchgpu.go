@@ -142,7 +142,12 @@ func benchStreams(g *cuda.Model, ids []int, predict int, b gpuBench) (streamResu
 			prompt = append(prompt, cuda.Row{Slot: slot, Token: ids[(slot+i)%len(ids)], Pos: i, Logits: i == pp-1})
 		}
 	}
-	logits := make([]float32, n*vocab)
+	// Page-locked, as llama.cpp's output buffer on a GPU: the logits come
+	// back in one DMA transfer.
+	logits, err := g.HostFloats(n * vocab)
+	if err != nil {
+		return s, fmt.Errorf("streams: %w", err)
+	}
 	step := make([]cuda.Row, n)
 	for warm := 1; warm >= 0; warm-- {
 		t := time.Now()

@@ -143,7 +143,7 @@ func (e *Engine) forwardDevice(entries []BatchEntry, out [][]float32, outRows in
 	sizeLogits(entries, out, vocab)
 	dst := out[0]
 	if len(entries) > 1 {
-		g.logits = grow(g.logits, outRows*vocab)
+		g.logits = g.staging(outRows * vocab)
 		dst = g.logits
 	}
 	pass := func() error { return g.d.Forward(g.rows, dst) }
@@ -166,6 +166,25 @@ func (e *Engine) forwardDevice(entries []BatchEntry, out [][]float32, outRows in
 		b.Seq.pos += len(b.Tokens)
 	}
 	return nil
+}
+
+// hostFloater is a device that lends page-locked host memory
+// (cuda.Model.HostFloats), which the device copies logits into at the
+// bus's speed.
+type hostFloater interface {
+	HostFloats(n int) ([]float32, error)
+}
+
+// staging returns n floats for a batch's logits: the device's page-locked
+// memory where it lends it, else g.logits grown.
+func (g *onDevice) staging(n int) []float32 {
+	if h, ok := g.d.(hostFloater); ok {
+		if v, err := h.HostFloats(n); err == nil {
+			return v
+		}
+		g.logits = nil // HostFloats may have freed it
+	}
+	return grow(g.logits, n)
 }
 
 // hiddenStates runs the embedding and decoder layers 0..layers-1 on the

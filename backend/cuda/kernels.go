@@ -67,6 +67,26 @@ func kernelName(prefix string, dt tensor.DType) string {
 // kernels take (blocks of 128 threads computing 64 x 64 outputs).
 const mmqMinRows = 16
 
+// The mmq kernels give each block 64 weight rows x 64 activation rows and
+// walk the whole row length in it, so a product of few activation rows
+// launches few blocks: ceilDiv(rows, 64), 24 for a 1.5B model's o and
+// down products, on 132 SMs. Below mmqAllRows activation rows a product
+// runs mmq only when that makes at least mmqMinBlocks blocks, else the
+// _r16 kernels (a warp a weight row, 16 activation rows a block row:
+// rows/8 x ceilDiv(m, 16) blocks). Both add each row's block terms in
+// block order: the choice changes no result. Variables for the benchmarks
+// that pick them.
+var (
+	mmqAllRows   = 64
+	mmqMinBlocks = 264
+)
+
+// useMMQ reports whether the product of a rows-row quantized matrix by m
+// activation rows runs the mmq kernels.
+func useMMQ(rows, m int) bool {
+	return m >= mmqMinRows && (m >= mmqAllRows || ceilDiv(rows, 64)*ceilDiv(m, 64) >= mmqMinBlocks)
+}
+
 // actType is the activation encoding a weight type's matrix product reads:
 // Q8_0 or Q8_K blocks for quantized weights, float32 otherwise (as
 // quant.VecDotType).
@@ -171,7 +191,7 @@ func (d *Device) quantizeAct(vt tensor.DType, x, out devptr, n int) error {
 // floats apart; bias may be 0.
 func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride int, bias devptr, accumulate bool, m int) error {
 	per := weightTypes[w.dt]
-	if per > 0 && m >= mmqMinRows {
+	if per > 0 && useMMQ(w.rows, m) {
 		return d.launch2(kernelName("mmq_", w.dt), ceilDiv(w.rows, 64), ceilDiv(m, 64), 128, 0,
 			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
 	}

@@ -93,7 +93,9 @@ type Model struct {
 	state     devptr
 	stateHost []int32
 	exec      uintptr
-	rows      int // SetBatchRows
+	rows      int        // SetBatchRows
+	graphs    passGraphs // captured passes of several rows (graphs.go)
+	host      []float32  // HostFloats' page-locked memory
 
 	allocs []devptr
 }
@@ -361,6 +363,8 @@ func (g *Model) freeAll() {
 		g.dev.drv.cuGraphExecDestroy(g.exec)
 		g.exec = 0
 	}
+	g.freeGraphs()
+	g.freeHost()
 	for _, p := range g.allocs {
 		g.dev.free(p)
 	}
@@ -677,6 +681,20 @@ func (g *Model) forward(rows []Row, hidden, logits []float32) error {
 			return g.dev.downloadF32(logits[:vocab], g.logits)
 		}
 		return nil
+	}
+	if pass <= g.chunk && hidden == nil && want <= g.logitRows {
+		// One chunk, one LM head: a pass that runPass may replay.
+		n, err := g.setState(pass, rows)
+		if err != nil {
+			return err
+		}
+		if err := g.runPass(pass, n); err != nil {
+			return fmt.Errorf("cuda: forward: %w", err)
+		}
+		if err := g.dev.downloadF32(logits[:n*vocab], g.logits); err != nil {
+			return fmt.Errorf("cuda: forward: %w", err)
+		}
+		return g.dev.sync()
 	}
 	o := 0
 	for start := 0; start < pass; start += g.chunk {

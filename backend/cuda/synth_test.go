@@ -108,15 +108,16 @@ var synthCases = []struct {
 }
 
 // loadSynth loads synthCases[i] with GGUF numerics (F16 cache, ggml's
-// flash attention and ops) and a context of ctx positions.
-func loadSynth(b *testing.B, i, ctx int) (*cuda.Model, *model.Config) {
+// flash attention and ops), a context of ctx positions and slots KV
+// caches.
+func loadSynth(b *testing.B, i, ctx, slots int) (*cuda.Model, *model.Config) {
 	s := synthCases[i]
 	cfg := model.Config{Arch: model.ArchQwen2, VocabSize: 151936, MaxPositions: 32768, RopeTheta: 1e6,
 		RMSNormEps: 1e-6, AttentionBias: true, TieWordEmbeddings: true, BOSTokenID: -1}
 	cfg.NumLayers, cfg.HiddenSize, cfg.IntermediateSize = s.layers, s.h, s.ffn
 	cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim = s.heads, s.kvHds, s.h/s.heads
 	num := cpu.Numerics{KVCacheF16: true, FlashAttention: true, GGMLOps: true, Rope: cpu.RopeGGML}
-	g, err := cuda.Load(synthModel(&cfg, s.mix), cuda.Options{Context: ctx, Numerics: num})
+	g, err := cuda.Load(synthModel(&cfg, s.mix), cuda.Options{Context: ctx, Numerics: num, Slots: slots})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func BenchmarkDecodeSynthetic(b *testing.B) {
 	skipWithoutGPU(b)
 	for i, s := range synthCases {
 		b.Run(s.name, func(b *testing.B) {
-			g, cfg := loadSynth(b, i, 512)
+			g, cfg := loadSynth(b, i, 512, 1)
 			defer g.Close()
 			tok := 9707
 			var err error
@@ -157,7 +158,7 @@ func BenchmarkPrefillSynthetic(b *testing.B) {
 	const n = 512
 	for i, s := range synthCases {
 		b.Run(s.name, func(b *testing.B) {
-			g, cfg := loadSynth(b, i, n)
+			g, cfg := loadSynth(b, i, n, 1)
 			defer g.Close()
 			rows := make([]cuda.Row, n)
 			for p := range rows {

@@ -1,0 +1,120 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"unsafe"
+
+	"github.com/apr-llm/apr/quant"
+	"github.com/apr-llm/apr/tensor"
+)
+
+// BenchmarkPassProducts times the matrix products of a pass of m rows of
+// the Qwen2.5-Coder-1.5B Q4_K_M shapes (a quantized block of 64 rows
+// repeated to the full shape) with the _r16 and the mmq kernels, CUDA
+// events around b.N back-to-back launches: where useMMQ should switch.
+func BenchmarkPassProducts(b *testing.B) {
+	d := testDevice(b)
+	bufs := newBuffers(b, d)
+	r := rand.New(rand.NewPCG(7, 8))
+	const maxM = 64
+	for _, s := range []struct {
+		name       string
+		dt         tensor.DType
+		rows, cols int
+	}{
+		{"q+k", tensor.Q4_K, 1792, 1536},
+		{"v", tensor.Q6_K, 256, 1536},
+		{"o", tensor.Q4_K, 1536, 1536},
+		{"gate+up", tensor.Q4_K, 17920, 1536},
+		{"down", tensor.Q6_K, 1536, 8960},
+		{"output", tensor.Q6_K, 151936, 1536},
+	} {
+		rb, _ := s.dt.RowBytes(s.cols)
+		block := make([]byte, 64*rb)
+		if err := quant.Quantize(s.dt, randn(r, 64*s.cols, 1), block); err != nil {
+			b.Fatal(err)
+		}
+		wq := make([]byte, s.rows*rb)
+		for i := 0; i < len(wq); i += len(block) {
+			copy(wq[i:], block)
+		}
+		vt := actType(s.dt)
+		ab, _ := vt.RowBytes(s.cols)
+		act := make([]byte, maxM*ab)
+		for c := 0; c < maxM; c++ {
+			if err := quant.QuantizeActivation(vt, randn(r, s.cols, 1), act[c*ab:(c+1)*ab]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		w := &matrix{name: s.name, dt: s.dt, rows: s.rows, cols: s.cols, rowBytes: rb, ptr: bufs.bytes(wq)}
+		a, y := bufs.bytes(act), bufs.poisoned(4*s.rows*maxM)
+		for _, m := range []int{2, 4, 8, 16, 24, 32, 48, 64} {
+			for _, k := range []struct {
+				name              string
+				allRows, minBlock int
+			}{{"r16", math.MaxInt32, math.MaxInt32}, {"mmq", 1, 1}} {
+				if k.name == "mmq" && m < mmqMinRows {
+					continue
+				}
+				b.Run(fmt.Sprintf("%s-%v-%dx%d/m=%d/%s", s.name, s.dt, s.rows, s.cols, m, k.name), func(b *testing.B) {
+					runtime.LockOSThread()
+					defer runtime.UnlockOSThread()
+					d.drv.cuCtxSetCurrent(d.ctx)
+					defer func(a, m int) { mmqAllRows, mmqMinBlocks = a, m }(mmqAllRows, mmqMinBlocks)
+					mmqAllRows, mmqMinBlocks = k.allRows, k.minBlock
+					run := func(n int) {
+						for range n {
+							if err := d.matmul(w, a, ab, y, s.rows, 0, false, m); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+					run(3)
+					ms := eventTime(b, d, func() { run(b.N) })
+					us := 1000 * float64(ms) / float64(b.N)
+					b.ReportMetric(us, "us/launch")
+					b.ReportMetric(float64(len(wq))/us/1e3, "GB/s")
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkLogitsDownload times the copy of 32 rows of a 151936-token
+// vocabulary's logits (19 MB) from the device into pageable Go memory and
+// into page-locked memory.
+func BenchmarkLogitsDownload(b *testing.B) {
+	d := testDevice(b)
+	bufs := newBuffers(b, d)
+	const n = 32 * 151936
+	src := bufs.poisoned(4 * n)
+	err := d.hostFuncs()
+	var p unsafe.Pointer
+	if err == nil {
+		err = d.drv.check("cuMemAllocHost", hostMem.alloc(&p, 4*n))
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hostMem.free(p)
+	for _, dst := range []struct {
+		name string
+		v    []float32
+	}{{"pageable", make([]float32, n)}, {"pinned", unsafe.Slice((*float32)(p), n)}} {
+		b.Run(dst.name, func(b *testing.B) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			d.drv.cuCtxSetCurrent(d.ctx)
+			b.SetBytes(4 * n)
+			for i := 0; i < b.N; i++ {
+				if err := d.downloadF32(dst.v, src); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,85 @@
+package cuda_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/apr-llm/apr/backend/cuda"
+)
+
+// streamPolicies are the pass choices BenchmarkStreamsSynthetic compares:
+// "base" as before (mmq from 16 rows, no pass graphs, pageable logits),
+// each later one adding a change, and "nologits" the last without the LM
+// head and the logits' copy.
+var streamPolicies = []struct {
+	name                          string
+	allRows, minBlocks, graphRows int
+	pinned, logits                bool
+}{
+	{"base", 16, 0, 0, false, true},
+	{"r16", 64, 264, 0, false, true},
+	{"graph", 64, 264, 64, false, true},
+	{"pinned", 64, 264, 64, true, true},
+	{"nologits", 64, 264, 64, true, false},
+}
+
+// BenchmarkStreamsSynthetic times passes of one row for each of 8 or 32
+// sequences (positions after a 128-token prompt each, every row's logits
+// copied to the host), as apr bench-run --cuda --streams and
+// llama-batched-bench run them, on the synthetic 1.5B and 0.5B Q4_K_M
+// models, under each of streamPolicies; tok/s counts every stream's token.
+func BenchmarkStreamsSynthetic(b *testing.B) {
+	skipWithoutGPU(b)
+	const prompt, maxStreams = 128, 32
+	for _, i := range []int{3, 1} {
+		s := synthCases[i]
+		b.Run(s.name, func(b *testing.B) {
+			g, cfg := loadSynth(b, i, 256, maxStreams)
+			defer g.Close()
+			vocab := cfg.VocabSize
+			pageable := make([]float32, maxStreams*vocab)
+			pinned, err := g.HostFloats(maxStreams * vocab)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, n := range []int{maxStreams, 8} {
+				rows := make([]cuda.Row, 0, n*prompt)
+				for slot := 0; slot < n; slot++ {
+					for p := 0; p < prompt; p++ {
+						rows = append(rows, cuda.Row{Slot: slot, Token: (slot*977 + p*7919) % vocab, Pos: p, Logits: p == prompt-1})
+					}
+				}
+				if err := g.Forward(rows, pageable); err != nil {
+					b.Fatal(err)
+				}
+				step := make([]cuda.Row, n)
+				for _, pol := range streamPolicies {
+					b.Run(fmt.Sprintf("streams=%d/%s", n, pol.name), func(b *testing.B) {
+						defer cuda.SetPassPolicy(pol.allRows, pol.minBlocks, pol.graphRows)()
+						logits := pageable
+						if pol.pinned {
+							logits = pinned
+						}
+						pass := func(i int) {
+							for slot := range step {
+								step[slot] = cuda.Row{Slot: slot, Token: (slot + 31*i) % vocab, Pos: prompt + i%64, Logits: pol.logits}
+							}
+							if err := g.Forward(step, logits); err != nil {
+								b.Fatal(err)
+							}
+						}
+						for i := 0; i < 3; i++ { // the pass graph is captured on the second
+							pass(i)
+						}
+						b.ResetTimer()
+						for i := 0; i < b.N; i++ {
+							pass(i)
+						}
+						b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+						b.ReportMetric(1e3*b.Elapsed().Seconds()/float64(b.N), "ms/pass")
+					})
+				}
+			}
+		})
+	}
+}
