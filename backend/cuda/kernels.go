@@ -191,6 +191,9 @@ func (d *Device) quantizeAct(vt tensor.DType, x, out devptr, n int) error {
 // floats apart; bias may be 0.
 func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride int, bias devptr, accumulate bool, m int) error {
 	per := weightTypes[w.dt]
+	if ran, err := d.mmf(w, act, actStride, y, yStride, bias, accumulate, m); ran {
+		return err
+	}
 	if per > 0 && useMMQ(w.rows, m) {
 		return d.launch2(kernelName("mmq_", w.dt), ceilDiv(w.rows, 64), ceilDiv(m, 64), 128, 0,
 			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)

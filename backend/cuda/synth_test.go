@@ -26,6 +26,17 @@ type quantMix func(name string, cols int) tensor.DType
 
 func allQ8_0(string, int) tensor.DType { return tensor.Q8_0 }
 
+func allBF16(string, int) tensor.DType { return tensor.BF16 }
+
+// floatBits are, for the float types, a mask of an element's sign and low
+// mantissa bits and the exponent put in their place: random bits become
+// values of magnitude 2^-6 to 2^-5 (never NaN or Inf).
+var floatBits = map[tensor.DType]struct{ keep, set uint64 }{
+	tensor.BF16: {0x807f_807f_807f_807f, 0x3c80_3c80_3c80_3c80},
+	tensor.F16:  {0x83ff_83ff_83ff_83ff, 0x2400_2400_2400_2400},
+	tensor.F32:  {0x807f_ffff_807f_ffff, 0x3c80_0000_3c80_0000},
+}
+
 func q4KM(name string, cols int) tensor.DType {
 	six := name == model.TokenEmbd
 	for _, suffix := range []string{model.AttnV, model.FFNDown} {
@@ -45,7 +56,8 @@ func q4KM(name string, cols int) tensor.DType {
 }
 
 // synthModel builds a Qwen2 model of the given dimensions with random
-// quantized matrices (the types mix picks, scales 0.01), F32 norms of ones
+// matrices (the types mix picks; quantized ones with scales 0.01, float
+// ones of magnitude 2^-6 to 2^-5), F32 norms of ones
 // and zero biases: the weight bytes of a real checkpoint of that size, for
 // timing only.
 func synthModel(cfg *model.Config, mix quantMix) *model.Model {
@@ -58,8 +70,13 @@ func synthModel(cfg *model.Config, mix quantMix) *model.Model {
 		rb, _ := dt.RowBytes(cols)
 		bs, _ := dt.RowBytes(dt.BlockSize())
 		b := make([]byte, rows*rb)
+		fb, isFloat := floatBits[dt]
 		for i := 0; i+8 <= len(b); i += 8 {
-			binary.LittleEndian.PutUint64(b[i:], r.Uint64())
+			v := r.Uint64()
+			if isFloat {
+				v = v&fb.keep | fb.set
+			}
+			binary.LittleEndian.PutUint64(b[i:], v)
 		}
 		for blk := 0; blk+bs <= len(b); blk += bs {
 			for _, off := range scaleFields[dt] {
@@ -94,8 +111,8 @@ func synthModel(cfg *model.Config, mix quantMix) *model.Model {
 	return &model.Model{Path: "synthetic", Format: "gguf", Config: cfg, Tensors: ts}
 }
 
-// synthCases are Qwen2.5-Coder-0.5B and -1.5B dimensions in Q8_0 and
-// Q4_K_M.
+// synthCases are Qwen2.5-Coder-0.5B and -1.5B dimensions in Q8_0,
+// Q4_K_M and BF16 (as the SafeTensors checkpoints).
 var synthCases = []struct {
 	name                         string
 	layers, h, ffn, heads, kvHds int
@@ -105,6 +122,8 @@ var synthCases = []struct {
 	{"0.5B-Q4_K_M", 24, 896, 4864, 14, 2, q4KM},
 	{"1.5B-Q8_0", 28, 1536, 8960, 12, 2, allQ8_0},
 	{"1.5B-Q4_K_M", 28, 1536, 8960, 12, 2, q4KM},
+	{"0.5B-BF16", 24, 896, 4864, 14, 2, allBF16},
+	{"1.5B-BF16", 28, 1536, 8960, 12, 2, allBF16},
 }
 
 // loadSynth loads synthCases[i] with GGUF numerics (F16 cache, ggml's

@@ -191,6 +191,7 @@ extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __re
 // The kernels by family, one file each (textually included: one module).
 #include "matvec.cuh"
 #include "mmq.cuh"
+#include "mmf.cuh"
 #include "norm.cuh"
 #include "attention.cuh"
 #include "pointwise.cuh"
