@@ -54,6 +54,7 @@ type driver struct {
 	cuEventElapsedTime        func(ms *float32, start, end uintptr) result
 	cuGetErrorString          func(r result, s **byte) result
 	cuLaunchKernel            uintptr // called through purego.SyscallN (11 arguments, no reflection)
+	cuLaunchKernelEx          uintptr // likewise; 0 when the driver lacks it (before CUDA 11.8)
 	cuFuncSetAttribute        func(fn uintptr, attr int32, v int32) result
 	cuMemGetInfo              func(free, total *uint64) result
 	cuStreamBeginCapture      func(s uintptr, mode uint32) result
@@ -144,6 +145,9 @@ func openDriver() (*driver, error) {
 		return nil, fmt.Errorf("CUDA driver lacks cuLaunchKernel: %v", err)
 	}
 	d.cuLaunchKernel = addr
+	if addr, err := purego.Dlsym(lib, "cuLaunchKernelEx"); err == nil {
+		d.cuLaunchKernelEx = addr
+	}
 	return d, nil
 }
 
@@ -190,7 +194,12 @@ type Device struct {
 	mem    uint64
 	fns    map[string]uintptr
 	args   args
-	mu     sync.Mutex // one thread in the context's launch sequence at a time
+	// pdl: the device runs programmatic dependent launches (compute
+	// capability 9.0 or later and a driver with cuLaunchKernelEx).
+	pdl bool
+	sms int        // multiprocessors
+	mvx mvxArgs    // the fused products' parameter (see launch)
+	mu  sync.Mutex // one thread in the context's launch sequence at a time
 }
 
 var (
@@ -242,6 +251,16 @@ func openDevice() (*Device, error) {
 	d.name = goString(&name[0])
 	if err := drv.check("cuDeviceTotalMem", drv.cuDeviceTotalMem(&d.mem, d.dev)); err != nil {
 		return nil, err
+	}
+	const ccMajor = 75 // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+	var major int32
+	if drv.cuDeviceGetAttribute(&major, ccMajor, d.dev) == 0 && major >= 9 && drv.cuLaunchKernelEx != 0 {
+		d.pdl = true
+	}
+	const smCount = 16 // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+	var sms int32
+	if drv.cuDeviceGetAttribute(&sms, smCount, d.dev) == 0 {
+		d.sms = int(sms)
 	}
 	if err := drv.check("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain(&d.ctx, d.dev)); err != nil {
 		return nil, err

@@ -200,7 +200,7 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 	}
 	if per > 0 && m == 1 {
 		nb := w.cols / w.dt.BlockSize()
-		g := planMatvec(w.rows, nb, per)
+		g := d.planRows(w.rows, nb, per)
 		return d.launch2(kernelName("matmul_", w.dt)+"_mv", ceilDiv(w.rows, g.rpc), 1, 32*g.warps, 4*g.rpc*nb,
 			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m, g.rpc, g.rw)
 	}

@@ -450,36 +450,55 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 	} else if err := d.getRows(g.embed, g.x, info, m); err != nil {
 		return err
 	}
+	// One row (decode) runs the fused products where the types allow:
+	// each block of a product makes its normalised and quantized
+	// activation itself (fused.go), one launch for q, k and v.
+	fuse := 0
+	if m == 1 {
+		fuse = fuseDecode
+	}
 	for li := range g.layers {
 		l := &g.layers[li]
-		q80, q8k := g.quants(l.qkv, l.q, l.k, l.v)
-		err := d.rmsNorm(g.x, l.attnNorm, g.xn, h, m, eps, ggml, 0, q80, q8k)
-		if l.qkv != nil {
-			err = errors.Join(err, g.mul(l.qkv, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
+		var err error
+		if fuse&fuseQKV != 0 && fusable(l.qkv, l.q, l.k, l.v) {
+			err = d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml)
 		} else {
-			err = errors.Join(err, g.mul(l.q, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
-			if l.k != nil {
-				err = errors.Join(err, g.mul(l.k, g.xn, h, offset(g.qkv, qDim), qkvDim, offset(l.qkvBias, qDim), false, m))
+			q80, q8k := g.quants(l.qkv, l.q, l.k, l.v)
+			err = d.rmsNorm(g.x, l.attnNorm, g.xn, h, m, eps, ggml, 0, q80, q8k)
+			if l.qkv != nil {
+				err = errors.Join(err, g.mul(l.qkv, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
+			} else {
+				err = errors.Join(err, g.mul(l.q, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
+				if l.k != nil {
+					err = errors.Join(err, g.mul(l.k, g.xn, h, offset(g.qkv, qDim), qkvDim, offset(l.qkvBias, qDim), false, m))
+				}
+				err = errors.Join(err, g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
 			}
-			err = errors.Join(err, g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
 		}
-		q80o, q8ko := g.quants(l.o)
 		err = errors.Join(err,
 			d.ropeStore(g.qkv, qkvDim, g.invFreq, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, info, g.thetaScale, g.style(),
 				l.kc, l.vc, f16, g.slotBytes, m),
-			d.attention(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), at, m),
-			d.quantize(g.attn, qDim*m, q80o, q8ko),
-			g.mul(l.o, g.attn, qDim, g.x, h, 0, true, m))
-		q80, q8k = g.quants(l.gateUp, l.gate, l.up)
-		err = errors.Join(err, d.rmsNorm(g.x, l.mlpNorm, g.xn, h, m, eps, ggml, 0, q80, q8k))
-		if l.gateUp != nil {
-			err = errors.Join(err, g.mul(l.gateUp, g.xn, h, g.gu, 2*ffn, 0, false, m))
+			d.attention(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), at, m))
+		if fuse&fuseO != 0 && fusable(l.o) {
+			err = errors.Join(err, d.matvecFused([]mvxOut{{w: l.o, y: g.x, acc: true}}, mvxQuant, g.attn, qDim, 0, 0, false))
 		} else {
-			err = errors.Join(err,
-				g.mul(l.gate, g.xn, h, g.gu, 2*ffn, 0, false, m),
-				g.mul(l.up, g.xn, h, offset(g.gu, ffn), 2*ffn, 0, false, m))
+			q80o, q8ko := g.quants(l.o)
+			err = errors.Join(err, d.quantize(g.attn, qDim*m, q80o, q8ko), g.mul(l.o, g.attn, qDim, g.x, h, 0, true, m))
 		}
-		q80, q8k = g.quants(l.down)
+		if fuse&fuseFFN != 0 && fusable(l.gateUp, l.gate, l.up) {
+			err = errors.Join(err, d.matvecFused(g.gateUpOuts(l), mvxNorm, g.x, h, l.mlpNorm, eps, ggml))
+		} else {
+			q80, q8k := g.quants(l.gateUp, l.gate, l.up)
+			err = errors.Join(err, d.rmsNorm(g.x, l.mlpNorm, g.xn, h, m, eps, ggml, 0, q80, q8k))
+			if l.gateUp != nil {
+				err = errors.Join(err, g.mul(l.gateUp, g.xn, h, g.gu, 2*ffn, 0, false, m))
+			} else {
+				err = errors.Join(err,
+					g.mul(l.gate, g.xn, h, g.gu, 2*ffn, 0, false, m),
+					g.mul(l.up, g.xn, h, offset(g.gu, ffn), 2*ffn, 0, false, m))
+			}
+		}
+		q80, q8k := g.quants(l.down)
 		err = errors.Join(err,
 			d.siluQuant(g.gu, g.act, ffn, m, ggml, q80, q8k),
 			g.mul(l.down, g.act, ffn, g.x, h, 0, true, m))

@@ -33,6 +33,32 @@ __device__ __forceinline__ u16 f2h(float f) {
     return h;
 }
 
+// Programmatic dependent launch (sm_90): a kernel launched with the
+// programmatic-serialization attribute (launch.go's pdlKernels) may start
+// while the kernel before it in the stream still runs. pdl_wait blocks until
+// that kernel has finished and its writes are visible: such a kernel calls
+// it in every block before it reads or writes anything an earlier kernel
+// writes or reads (only constant weights may be touched before). pdl_next
+// lets the next kernel in the stream launch now (its blocks then wait in
+// pdl_wait for this one to finish). Both are no-ops in a kernel launched
+// without the attribute.
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void pdl_next() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
+// pdl_start is pdl_wait then pdl_next: the start of a kernel that touches
+// nothing before the kernels before it are done.
+__device__ __forceinline__ void pdl_start() {
+    pdl_wait();
+    pdl_next();
+}
+
+// prefetch_l2 asks for the n bytes at p (constant weights) to be brought
+// into L2, a 128-byte line per thread of the block at a time.
+__device__ __forceinline__ void prefetch_l2(const u8* p, i64 n) {
+    for (i64 o = (i64)threadIdx.x * 128; o < n; o += (i64)blockDim.x * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p + o));
+}
+
 __device__ __forceinline__ float bf2f(u16 h) { return __uint_as_float(((u32)h) << 16); }
 
 __device__ __forceinline__ u16 ld16(const u8* p) { return *(const u16*)p; }
@@ -176,6 +202,7 @@ __device__ void quant_chunk(const float v[8], i64 base, i64 n, u8* __restrict__ 
 // quantize encodes n floats (rows of a multiple of 32 each, so blocks never
 // straddle rows) as Q8_0 into q80 and/or Q8_K into q8k: one warp per 256.
 extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __restrict__ q80, u8* __restrict__ q8k) {
+    pdl_start();
     i64 base = ((i64)blockIdx.x * blockDim.x + threadIdx.x) / WARP * 256;
     if (base >= n) return;  // whole warps exit together
     int lane = threadIdx.x % WARP;
@@ -193,5 +220,6 @@ extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __re
 #include "mmq.cuh"
 #include "mmf.cuh"
 #include "norm.cuh"
+#include "fused.cuh"
 #include "attention.cuh"
 #include "pointwise.cuh"

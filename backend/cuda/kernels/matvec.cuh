@@ -377,18 +377,18 @@ __device__ __forceinline__ void matmul_f(const u8* __restrict__ W, const u8* __r
 #define MM_ARGS W, act, actStride, y, yStride, bias, rows, cols, rowBytes, acc, m
 
 // matvec_q is matmul_q for one activation row, split over the warps of a
-// block: the block takes rpc weight rows in groups of R, its warps the
+// block: block blk takes rpc weight rows in groups of R, its warps the
 // (group, pass) items round-robin (passw: the activation's operands are
 // loaded once for the group's R rows, all of whose weight loads are in
-// flight together), every block's term goes to shared memory (rpc x blocks
-// floats, dynamic), and thread r then adds row r's terms in block order.
+// flight together), every block's term goes to shared memory at terms
+// (rpc x blocks floats), and thread r then adds row r's terms in block
+// order. act may be in global or shared memory.
 template <class T, int R>
 __device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __restrict__ act,
                                          float* __restrict__ y, const float* __restrict__ bias,
-                                         int rows, int cols, i64 rowBytes, int acc, int rpc) {
-    extern __shared__ float mvTerms[];
+                                         int rows, int cols, i64 rowBytes, int acc, int rpc, int blk, float* terms) {
     int warp = threadIdx.x / WARP, nw = blockDim.x / WARP;
-    int r0 = blockIdx.x * rpc;
+    int r0 = blk * rpc;
     int nr = min(rpc, rows - r0);
     int nb = T::blocks(cols);
     int np = (nb + T::PER - 1) / T::PER;
@@ -396,12 +396,12 @@ __device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __r
     for (int it = warp; it < ng * np; it += nw) {
         int g = it / np, p = it % np;
         passw<T, R>(W + (i64)(r0 + g * R) * rowBytes, rowBytes, min(R, nr - g * R), act, p * T::PER, nb,
-                    mvTerms + g * R * nb);
+                    terms + g * R * nb);
     }
     __syncthreads();
     for (int rr = threadIdx.x; rr < nr; rr += blockDim.x) {
         float sum = 0.0f;
-        const float* t = mvTerms + rr * nb;
+        const float* t = terms + rr * nb;
         for (int k = 0; k < nb; k++) sum = __fadd_rn(sum, t[k]);
         int row = r0 + rr;
         if (bias) sum += bias[row];
@@ -410,22 +410,55 @@ __device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __r
     }
 }
 
-// The _mv kernels take rw (1, 2 or 4): the weight rows of a group.
-#define MV_ARGS W, act, y, bias, rows, cols, rowBytes, acc, rpc
+// matvec_rw is matvec_q for rw (1, 2 or 4) weight rows a group.
+template <class T>
+__device__ __forceinline__ void matvec_rw(int rw, const u8* __restrict__ W, const u8* __restrict__ act,
+                                          float* __restrict__ y, const float* __restrict__ bias, int rows,
+                                          int cols, i64 rowBytes, int acc, int rpc, int blk, float* terms) {
+    if (rw == 4)
+        matvec_q<T, 4>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+    else if (rw == 2)
+        matvec_q<T, 2>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+    else
+        matvec_q<T, 1>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+}
+
+// prefetch_rows brings block blk's rpc weight rows (of rows) into L2: the
+// _mv kernels call it before pdl_wait, so that their weights stream in
+// while the kernel before them finishes.
+__device__ __forceinline__ void prefetch_rows(const u8* W, int rows, i64 rowBytes, int rpc, int blk) {
+    int r0 = blk * rpc;
+    prefetch_l2(W + (i64)r0 * rowBytes, (i64)min(rpc, rows - r0) * rowBytes);
+}
+
+// mvTerms is the _mv and mvx kernels' dynamic shared memory.
+extern __shared__ float mvTerms[];
+
+// The _mv kernels take rw (1, 2 or 4): the weight rows of a group. The
+// _r1/_r16 kernels start with pdl_start.
 #define MM_Q(name, T)                                                                              \
     extern "C" __global__ void name##_mv(MM_PARAMS, int rpc, int rw) {                            \
-        if (rw == 4)                                                                               \
-            matvec_q<T, 4>(MV_ARGS);                                                               \
-        else if (rw == 2)                                                                          \
-            matvec_q<T, 2>(MV_ARGS);                                                               \
-        else                                                                                       \
-            matvec_q<T, 1>(MV_ARGS);                                                               \
+        prefetch_rows(W, rows, rowBytes, rpc, blockIdx.x);                                         \
+        pdl_start();                                                                               \
+        matvec_rw<T>(rw, W, act, y, bias, rows, cols, rowBytes, acc, rpc, blockIdx.x, mvTerms);    \
     }                                                                                              \
-    extern "C" __global__ void name##_r1(MM_PARAMS) { matmul_q<1, T>(MM_ARGS); }                  \
-    extern "C" __global__ void name##_r16(MM_PARAMS) { matmul_q<16, T>(MM_ARGS); }
+    extern "C" __global__ void name##_r1(MM_PARAMS) {                                             \
+        pdl_start();                                                                               \
+        matmul_q<1, T>(MM_ARGS);                                                                   \
+    }                                                                                              \
+    extern "C" __global__ void name##_r16(MM_PARAMS) {                                            \
+        pdl_start();                                                                               \
+        matmul_q<16, T>(MM_ARGS);                                                                  \
+    }
 #define MM_F(name, KIND)                                                                           \
-    extern "C" __global__ void name##_r1(MM_PARAMS) { matmul_f<1, KIND>(MM_ARGS); }               \
-    extern "C" __global__ void name##_r16(MM_PARAMS) { matmul_f<16, KIND>(MM_ARGS); }
+    extern "C" __global__ void name##_r1(MM_PARAMS) {                                             \
+        pdl_start();                                                                               \
+        matmul_f<1, KIND>(MM_ARGS);                                                                \
+    }                                                                                              \
+    extern "C" __global__ void name##_r16(MM_PARAMS) {                                            \
+        pdl_start();                                                                               \
+        matmul_f<16, KIND>(MM_ARGS);                                                               \
+    }
 
 MM_Q(matmul_q8_0, TQ32<0>)
 MM_Q(matmul_q4_0, TQ32<1>)

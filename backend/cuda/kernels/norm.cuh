@@ -51,6 +51,7 @@ __device__ __forceinline__ float deq_q6_k(const u8* w, int i) {
 #define GET_ROWS(name, deq)                                                                        \
     extern "C" __global__ void name(const u8* __restrict__ W, float* __restrict__ out,            \
                                     const int* __restrict__ info, int cols, i64 rowBytes) {        \
+        pdl_start();                                                                               \
         int r = blockIdx.y;                                                                        \
         const u8* w = W + (i64)ROW_TOKEN(info, r) * rowBytes;                                      \
         for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) \
@@ -69,33 +70,31 @@ GET_ROWS(get_rows_q6_k, deq_q6_k)
 
 // ------------------------------------------------------- normalisation
 
-// rmsnorm writes w * x/rms(x) for rows of n values, one block (a multiple
-// of 32 threads, at most 1024) per row: output row r reads input row
-// sel[r] (r when sel is null). The squares (float32) are summed in double
-// by a block tree; ggml != 0 follows RMSNormGGML (mean and scale float32,
-// y = x*scale*w), otherwise RMSNorm (sum rounded to float, y = w*(x*scale)).
-// The output rows are then quantized as quantize does into q80 / q8k
-// (either may be null).
-extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __restrict__ w,
-                                   float* __restrict__ out, int n, float eps, int ggml,
-                                   const int* __restrict__ sel, u8* __restrict__ q80, u8* __restrict__ q8k) {
+// rms_scale returns, in every thread of the block, the scale 1/rms(x) of
+// the n values at xr as rmsnorm computes it with nt threads (a multiple of
+// 32): thread t sums the squares (float32) of elements 8t..8t+7, 8(t+nt)..
+// in double, the warps add their threads' sums by a shuffle tree and thread
+// 0 adds the warps' in order. The block's own threads (a multiple of 32)
+// play the nt threads' parts, so every block size gets the same bits.
+// ggml != 0 follows RMSNormGGML (mean and scale float32), otherwise
+// RMSNorm (sum rounded to float).
+__device__ float rms_scale(const float* __restrict__ xr, int n, int nt, float eps, int ggml) {
     __shared__ double red[32];
     __shared__ float scl;
-    int r = blockIdx.x;
-    const float* xr = x + (i64)(sel ? sel[r] : r) * n;
-    float* o = out + (i64)r * n;
-    double s = 0.0;
-    for (int i = threadIdx.x * 8; i < n; i += blockDim.x * 8)
+    int lane = threadIdx.x % WARP;
+    for (int t = threadIdx.x; t - lane < nt; t += blockDim.x) {  // whole warps
+        double s = 0.0;
+        for (int i = t * 8; i < n; i += nt * 8)
 #pragma unroll
-        for (int j = 0; j < 8; j++)
-            if (i + j < n) s += (double)__fmul_rn(xr[i + j], xr[i + j]);
-    for (int k = 16; k > 0; k >>= 1) s += __shfl_xor_sync(FULL, s, k);
-    int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nw = blockDim.x / WARP;
-    if (lane == 0) red[wi] = s;
+            for (int j = 0; j < 8; j++)
+                if (i + j < n) s += (double)__fmul_rn(xr[i + j], xr[i + j]);
+        for (int k = 16; k > 0; k >>= 1) s += __shfl_xor_sync(FULL, s, k);
+        if (lane == 0) red[t / WARP] = s;
+    }
     __syncthreads();
     if (threadIdx.x == 0) {
         double sum = 0.0;
-        for (int k = 0; k < nw; k++) sum += red[k];
+        for (int k = 0; k < nt / WARP; k++) sum += red[k];
         if (ggml) {
             float mean = (float)__ddiv_rn(sum, (double)n);
             scl = __fdiv_rn(1.0f, (float)sqrt((double)__fadd_rn(mean, eps)));
@@ -105,7 +104,28 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
         }
     }
     __syncthreads();
-    float scale = scl;
+    return scl;
+}
+
+// rms_value is element x of a row normalised by scale, with weight w.
+__device__ __forceinline__ float rms_value(float x, float scale, float w, int ggml) {
+    return ggml ? __fmul_rn(__fmul_rn(x, scale), w) : __fmul_rn(w, __fmul_rn(x, scale));
+}
+
+// rmsnorm writes w * x/rms(x) for rows of n values, one block (a multiple
+// of 32 threads, at most 1024) per row: output row r reads input row
+// sel[r] (r when sel is null). The scale is rms_scale's with the block's
+// threads. The output rows are then quantized as quantize does into q80 /
+// q8k (either may be null).
+extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __restrict__ w,
+                                   float* __restrict__ out, int n, float eps, int ggml,
+                                   const int* __restrict__ sel, u8* __restrict__ q80, u8* __restrict__ q8k) {
+    pdl_start();
+    int r = blockIdx.x;
+    const float* xr = x + (i64)(sel ? sel[r] : r) * n;
+    float* o = out + (i64)r * n;
+    float scale = rms_scale(xr, n, blockDim.x, eps, ggml);
+    int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nw = blockDim.x / WARP;
     // Each warp takes chunks of 256 outputs, quantized from registers.
     u8* q80r = q80 ? q80 + (i64)r * (n / 32) * 34 : 0;
     u8* q8kr = q8k ? q8k + (i64)r * (n / 256) * 292 : 0;
@@ -116,7 +136,7 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
             int e = base + 8 * lane + j;
             v[j] = 0.0f;
             if (e < n) {
-                v[j] = ggml ? __fmul_rn(__fmul_rn(xr[e], scale), w[e]) : __fmul_rn(w[e], __fmul_rn(xr[e], scale));
+                v[j] = rms_value(xr[e], scale, w[e], ggml);
                 o[e] = v[j];
             }
         }
@@ -154,6 +174,7 @@ extern "C" __global__ void rope_store(float* __restrict__ qkv, int stride, const
                                       int heads, int kvHeads, int dim, const int* __restrict__ info,
                                       float thetaScale, int style, u8* __restrict__ kc, u8* __restrict__ vc,
                                       int f16, i64 slotBytes) {
+    pdl_start();
     int r = blockIdx.y;
     int pos = ROW_POS(info, r);
     int half = dim / 2, kvDim = kvHeads * dim;

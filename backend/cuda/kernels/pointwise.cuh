@@ -8,6 +8,7 @@
 // (q80 / q8k may be null): one warp per 256 outputs.
 extern "C" __global__ void silu_quant(const float* __restrict__ gu, float* __restrict__ out, int n, i64 total,
                                       int ggml, u8* __restrict__ q80, u8* __restrict__ q8k) {
+    pdl_start();
     i64 base = ((i64)blockIdx.x * blockDim.x + threadIdx.x) / WARP * 256;
     if (base >= total) return;
     int lane = threadIdx.x % WARP;
@@ -34,6 +35,7 @@ extern "C" __global__ void silu_quant(const float* __restrict__ gu, float* __res
 
 // add sets x += y.
 extern "C" __global__ void add(float* __restrict__ x, const float* __restrict__ y, int n) {
+    pdl_start();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[i] += y[i];
 }
@@ -63,6 +65,7 @@ __device__ void argmax_block(float* best, int* idx) {
 // argmax_part writes the largest of its block's share of n values (the
 // first on ties) and its index to pv[blockIdx.x], pi[blockIdx.x].
 extern "C" __global__ void argmax_part(const float* __restrict__ x, int n, float* __restrict__ pv, int* __restrict__ pi) {
+    pdl_start();
     float best = -3.402823466e38f;
     int idx = 0x7fffffff;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
@@ -73,6 +76,7 @@ extern "C" __global__ void argmax_part(const float* __restrict__ x, int n, float
 
 // argmax_final merges parts partial results (one block) into out[0].
 extern "C" __global__ void argmax_final(const float* __restrict__ pv, const int* __restrict__ pi, int parts, int* __restrict__ out) {
+    pdl_start();
     float best = -3.402823466e38f;
     int idx = 0x7fffffff;
     for (int i = threadIdx.x; i < parts; i += blockDim.x) argmax_merge(&best, &idx, pv[i], pi[i]);

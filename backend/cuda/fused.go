@@ -1,0 +1,182 @@
+package cuda
+
+import (
+	"fmt"
+
+	"github.com/apr-llm/apr/tensor"
+)
+
+// The fused one-row products (kernels/fused.cuh): up to mvxParts matrices
+// whose types share an activation encoding in one launch, each block making
+// the quantized activation itself in shared memory (from floats, RMS-
+// normalised or not) instead of a kernel of its own before the product.
+
+// mvxParts is the most matrices one fused launch takes (MVX_PARTS).
+const mvxParts = 3
+
+// The fused products' prologues (MVX_GLOBAL, MVX_QUANT, MVX_NORM).
+const (
+	mvxGlobal = iota // the activation is already quantized in global memory
+	mvxQuant         // quantize n floats
+	mvxNorm          // RMS-normalise n floats, then quantize
+)
+
+// The products of a one-row pass (decode) that run fused, as bits of
+// fuseDecode (a variable for the tests' comparisons): q/k/v with the
+// attention's RMSNorm, o with the quantization of the attention's output,
+// gate/up with the feed-forward RMSNorm.
+const (
+	fuseQKV = 1 << iota
+	fuseO
+	fuseFFN
+)
+
+var fuseDecode = 0
+
+// mvSpread, when > 0, makes a one-row product take more rows a block than
+// planMatvec's split where that split would launch more than mvSpread
+// blocks per SM (every block of a fused product makes its activation
+// once, and fewer waves of blocks ramp up fewer times). A variable for the
+// tests' comparisons.
+var mvSpread = 0
+
+// planRows is planMatvec's split of a rows x nb-block product (passes of
+// per blocks), spread by mvSpread.
+func (d *Device) planRows(rows, nb, per int) matvecPlan {
+	g := planMatvec(rows, nb, per)
+	if mvSpread <= 0 || d.sms <= 0 {
+		return g
+	}
+	rpc := ceilDiv(ceilDiv(rows, mvSpread*d.sms), g.rw) * g.rw
+	for rpc > g.rpc && 4*rpc*nb > mvSharedBytes {
+		rpc -= g.rw
+	}
+	if rpc > g.rpc {
+		g.rpc = rpc
+	}
+	return g
+}
+
+// mvPart mirrors MVPart in kernels/fused.cuh.
+type mvPart struct {
+	w, y, bias                                  devptr
+	rowBytes                                    int64
+	rows, cols, typ, rw, rpc, blocks, acc, _pad int32
+}
+
+// mvxArgs mirrors MVX in kernels/fused.cuh.
+type mvxArgs struct {
+	p                                                 [mvxParts]mvPart
+	x, normW                                          devptr
+	eps                                               float32
+	ggml, mode, n, nparts, normThreads, termFloats, _ int32
+}
+
+// mvxFamily returns the fused kernel for dt's activation encoding and dt's
+// type index in it; ok is false for types no fused kernel takes.
+func mvxFamily(dt tensor.DType) (kernel string, typ int, ok bool) {
+	switch dt {
+	case tensor.Q8_0, tensor.Q4_0, tensor.Q5_0:
+		return "mvx_q8_0", map[tensor.DType]int{tensor.Q8_0: 0, tensor.Q4_0: 1, tensor.Q5_0: 2}[dt], true
+	case tensor.Q4_K, tensor.Q5_K, tensor.Q6_K:
+		return "mvx_q8_k", map[tensor.DType]int{tensor.Q4_K: 0, tensor.Q5_K: 1, tensor.Q6_K: 2}[dt], true
+	}
+	return "", 0, false
+}
+
+// fusable reports whether the non-nil matrices ws (at most mvxParts) can
+// go as one fused launch: all quantized with one activation encoding.
+func fusable(ws ...*matrix) bool {
+	kernel, n := "", 0
+	for _, w := range ws {
+		if w == nil {
+			continue
+		}
+		k, _, ok := mvxFamily(w.dt)
+		if !ok || (kernel != "" && k != kernel) {
+			return false
+		}
+		kernel = k
+		n++
+	}
+	return n > 0 && n <= mvxParts
+}
+
+// mvxOut is one matrix of a fused launch: y (+)= w·act (+ bias).
+type mvxOut struct {
+	w       *matrix
+	y, bias devptr
+	acc     bool
+}
+
+// normThreads is the block size of rmsnorm for rows of n values; the
+// fused products' norm sums as such a block does.
+func normThreads(n int) int { return min(1024, max(32, ceilDiv(n/4, 32)*32)) }
+
+// matvecFused runs the one-row products of outs (fusable) in one launch.
+// The activation is n floats at x, RMS-normalised with the weights normW
+// first (ggml's numerics when ggml) unless normW is 0; with mode mvxGlobal
+// x is instead the activation already quantized.
+func (d *Device) matvecFused(outs []mvxOut, mode int, x devptr, n int, normW devptr, eps float32, ggml bool) error {
+	a := &d.mvx
+	*a = mvxArgs{x: x, normW: normW, eps: eps, ggml: int32(boolInt(ggml)), mode: int32(mode), n: int32(n),
+		nparts: int32(len(outs)), normThreads: int32(normThreads(n))}
+	if len(outs) == 0 || len(outs) > mvxParts {
+		return fmt.Errorf("cuda: fused product of %d matrices (1..%d)", len(outs), mvxParts)
+	}
+	kernel, blocks, warps, terms := "", 0, 1, 0
+	for i, o := range outs {
+		k, typ, ok := mvxFamily(o.w.dt)
+		if !ok || (kernel != "" && k != kernel) {
+			return fmt.Errorf("cuda: %s (%v) does not fuse with %s", o.w.name, o.w.dt, outs[0].w.name)
+		}
+		kernel = k
+		nb := o.w.cols / o.w.dt.BlockSize()
+		g := d.planRows(o.w.rows, nb, weightTypes[o.w.dt])
+		b := ceilDiv(o.w.rows, g.rpc)
+		a.p[i] = mvPart{w: o.w.ptr, y: o.y, bias: o.bias, rowBytes: int64(o.w.rowBytes), rows: int32(o.w.rows),
+			cols: int32(o.w.cols), typ: int32(typ), rw: int32(g.rw), rpc: int32(g.rpc), blocks: int32(b),
+			acc: int32(boolInt(o.acc))}
+		blocks += b
+		warps = max(warps, g.warps)
+		terms = max(terms, g.rpc*nb)
+	}
+	a.termFloats = int32(terms)
+	shmem := 4 * terms
+	if mode != mvxGlobal {
+		vt := tensor.Q8_0
+		if kernel == "mvx_q8_k" {
+			vt = tensor.Q8_K
+		}
+		ab, err := vt.RowBytes(n)
+		if err != nil {
+			return fmt.Errorf("cuda: fused product of %d values: %w", n, err)
+		}
+		shmem += ab
+	}
+	return d.launch(kernel, blocks, 32*warps, shmem, a)
+}
+
+// qkvOuts are layer l's q, k and v products of one row (into g.qkv, with
+// their biases) as fused parts.
+func (g *Model) qkvOuts(l *layer) []mvxOut {
+	_, qDim, kvDim, _ := g.Config.Dims()
+	if l.qkv != nil {
+		return []mvxOut{{w: l.qkv, y: g.qkv, bias: l.qkvBias}}
+	}
+	outs := []mvxOut{{w: l.q, y: g.qkv, bias: l.qkvBias}}
+	if l.k != nil {
+		outs = append(outs, mvxOut{w: l.k, y: offset(g.qkv, qDim), bias: offset(l.qkvBias, qDim)})
+	}
+	return append(outs, mvxOut{w: l.v, y: offset(g.qkv, qDim+kvDim), bias: offset(l.qkvBias, qDim+kvDim)})
+}
+
+// gateUpOuts are layer l's gate and up products of one row (into g.gu) as
+// fused parts.
+func (g *Model) gateUpOuts(l *layer) []mvxOut {
+	_, _, _, ffn := g.Config.Dims()
+	if l.gateUp != nil {
+		return []mvxOut{{w: l.gateUp, y: g.gu}}
+	}
+	return []mvxOut{{w: l.gate, y: g.gu}, {w: l.up, y: offset(g.gu, ffn)}}
+}

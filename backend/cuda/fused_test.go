@@ -1,0 +1,150 @@
+package cuda
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"unsafe"
+
+	"github.com/apr-llm/apr/backend/cpu"
+	"github.com/apr-llm/apr/quant"
+	"github.com/apr-llm/apr/tensor"
+)
+
+// TestMVXLayout checks, without a GPU, that the fused products' parameter
+// has the size and field offsets of MVX and MVPart in kernels/fused.cuh.
+func TestMVXLayout(t *testing.T) {
+	var a mvxArgs
+	for _, c := range []struct {
+		what      string
+		got, want uintptr
+	}{
+		{"sizeof(MVPart)", unsafe.Sizeof(a.p[0]), 64},
+		{"MVPart.rows", unsafe.Offsetof(a.p[0].rows), 32},
+		{"MVPart.acc", unsafe.Offsetof(a.p[0].acc), 56},
+		{"MVX.x", unsafe.Offsetof(a.x), 3 * 64},
+		{"MVX.eps", unsafe.Offsetof(a.eps), 3*64 + 16},
+		{"MVX.termFloats", unsafe.Offsetof(a.termFloats), 3*64 + 16 + 24},
+		{"sizeof(MVX)", unsafe.Sizeof(a), 3*64 + 16 + 32},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.what, c.got, c.want)
+		}
+	}
+}
+
+// TestFusable checks which matrices go as one fused launch.
+func TestFusable(t *testing.T) {
+	m := func(dt tensor.DType) *matrix { return &matrix{dt: dt} }
+	for _, c := range []struct {
+		what string
+		ws   []*matrix
+		want bool
+	}{
+		{"Q4_K q+k, Q6_K v", []*matrix{m(tensor.Q4_K), nil, m(tensor.Q6_K)}, true},
+		{"Q5_0, Q8_0, Q4_0", []*matrix{m(tensor.Q5_0), m(tensor.Q8_0), m(tensor.Q4_0)}, true},
+		{"Q4_K with Q8_0 (two activation encodings)", []*matrix{m(tensor.Q4_K), m(tensor.Q8_0)}, false},
+		{"BF16", []*matrix{m(tensor.BF16)}, false},
+		{"none", []*matrix{nil, nil}, false},
+		{"four", []*matrix{m(tensor.Q4_K), m(tensor.Q4_K), m(tensor.Q4_K), m(tensor.Q4_K)}, false},
+	} {
+		if got := fusable(c.ws...); got != c.want {
+			t.Errorf("%s: fusable = %v, want %v", c.what, got, c.want)
+		}
+	}
+}
+
+// TestMatVecFused checks the fused one-row products against the CPU
+// backend: RMSNorm (or none), quant's activation quantization and
+// quant.VecDot per row, for parts of different types in one launch.
+func TestMatVecFused(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(11, 12))
+	be := cpu.New(1)
+	defer be.Close()
+	defer func(w int) { mvTargetWarps = w }(mvTargetWarps)
+	type part struct {
+		dt   tensor.DType
+		rows int
+		bias bool
+		acc  bool
+	}
+	for _, tc := range []struct {
+		mode, n     int
+		ggml        bool
+		targetWarps int
+		parts       []part
+	}{
+		{mvxNorm, 1536, true, 2048, []part{{tensor.Q4_K, 77, true, false}, {tensor.Q6_K, 40, true, false}, {tensor.Q5_K, 33, false, true}}},
+		{mvxNorm, 1536, false, 1, []part{{tensor.Q4_K, 300, false, false}, {tensor.Q6_K, 9, true, true}}},
+		{mvxNorm, 896, true, 2048, []part{{tensor.Q5_0, 70, true, false}, {tensor.Q8_0, 20, true, false}, {tensor.Q4_0, 17, false, true}}},
+		{mvxNorm, 896, true, 1, []part{{tensor.Q8_0, 130, false, false}}},
+		{mvxQuant, 1536, true, 2048, []part{{tensor.Q4_K, 96, false, true}}},
+		{mvxQuant, 896, true, 1, []part{{tensor.Q5_0, 50, false, true}, {tensor.Q8_0, 50, false, false}}},
+		{mvxGlobal, 2304, true, 2048, []part{{tensor.Q6_K, 64, true, false}, {tensor.Q5_K, 8, false, true}}},
+	} {
+		mvTargetWarps = tc.targetWarps
+		n := tc.n
+		x, nw := randn(r, n, 3), randn(r, n, 1)
+		vt := actType(tc.parts[0].dt)
+		ab, err := vt.RowBytes(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The activation as the CPU engine makes it.
+		xn := append([]float32(nil), x...)
+		if tc.mode == mvxNorm {
+			if tc.ggml {
+				be.RMSNormGGML(xn, x, nw, 1, 1e-6)
+			} else {
+				be.RMSNorm(xn, x, nw, 1, 1e-6)
+			}
+		}
+		act := make([]byte, ab)
+		if err := quant.QuantizeActivation(vt, xn, act); err != nil {
+			t.Fatal(err)
+		}
+		xp := b.floats(x)
+		if tc.mode == mvxGlobal {
+			xp = b.bytes(act)
+		}
+		var outs []mvxOut
+		var wants [][]float32
+		var ys []devptr
+		for _, p := range tc.parts {
+			rb, _ := p.dt.RowBytes(n)
+			wq := make([]byte, p.rows*rb)
+			if err := quant.Quantize(p.dt, randn(r, p.rows*n, 1), wq); err != nil {
+				t.Fatal(err)
+			}
+			want := make([]float32, p.rows)
+			y0, bias := randn(r, p.rows, 1), randn(r, p.rows, 1)
+			o := mvxOut{w: &matrix{name: p.dt.String(), dt: p.dt, rows: p.rows, cols: n, rowBytes: rb, ptr: b.bytes(wq)}, acc: p.acc}
+			for i := range want {
+				want[i] = quant.VecDot(p.dt, wq[i*rb:(i+1)*rb], act, n)
+				if p.bias {
+					want[i] += bias[i]
+				}
+				if p.acc {
+					want[i] += y0[i]
+				}
+			}
+			if p.bias {
+				o.bias = b.floats(bias)
+			}
+			o.y = b.poisoned(4 * p.rows)
+			if p.acc {
+				o.y = b.floats(y0)
+			}
+			outs, wants, ys = append(outs, o), append(wants, want), append(ys, o.y)
+		}
+		if err := d.matvecFused(outs, tc.mode, xp, n, b.floats(nw), 1e-6, tc.ggml); err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range tc.parts {
+			what := fmt.Sprintf("mode %d, n %d, ggml %v, mvTargetWarps %d: part %d (%v, %d rows)", tc.mode, n, tc.ggml, tc.targetWarps, i, p.dt, p.rows)
+			compare(t, what, b.readFloats(ys[i], p.rows), wants[i], 1e-5)
+		}
+	}
+}

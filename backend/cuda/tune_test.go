@@ -1,0 +1,32 @@
+package cuda
+
+import (
+	"os"
+	"strconv"
+	"strings"
+)
+
+// APR_CUDA_TUNE (tests and benchmarks only) sets the decode speed-ups for
+// before/after comparisons in one run: a comma-separated list of "nopdl"
+// (no programmatic dependent launch), "nofuse" (no fused one-row
+// products), "fuseqkv", "fuseo", "fuseffn" (that fused product on) and
+// "spread=N" (mvSpread).
+func init() {
+	for _, f := range strings.Split(os.Getenv("APR_CUDA_TUNE"), ",") {
+		switch f {
+		case "nopdl":
+			pdlEnabled = false
+		case "nofuse":
+			fuseDecode = 0
+		case "fuseqkv":
+			fuseDecode |= fuseQKV
+		case "fuseo":
+			fuseDecode |= fuseO
+		case "fuseffn":
+			fuseDecode |= fuseFFN
+		}
+		if v, ok := strings.CutPrefix(f, "spread="); ok {
+			mvSpread, _ = strconv.Atoi(v)
+		}
+	}
+}
