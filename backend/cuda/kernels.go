@@ -68,23 +68,34 @@ func kernelName(prefix string, dt tensor.DType) string {
 const mmqMinRows = 16
 
 // The mmq kernels give each block 64 weight rows x 64 activation rows and
-// walk the whole row length in it, so a product of few activation rows
-// launches few blocks: ceilDiv(rows, 64), 24 for a 1.5B model's o and
-// down products, on 132 SMs. Below mmqAllRows activation rows a product
-// runs mmq only when that makes at least mmqMinBlocks blocks, else the
-// _r16 kernels (a warp a weight row, 16 activation rows a block row:
-// rows/8 x ceilDiv(m, 16) blocks). Both add each row's block terms in
-// block order: the choice changes no result. Variables for the benchmarks
-// that pick them.
+// walk the whole row length in it (about 5 us per 256 columns for Q4_K,
+// 8.5 for Q6_K), so a product of few activation rows launches few slow
+// blocks: ceilDiv(rows, 64), 24 for a 1.5B model's o and down products, on
+// 132 SMs. The _r16 kernels (a warp a weight row, 16 activation rows a
+// block row) load each weight block once per 16 rows and take time in
+// proportion to the rows. BenchmarkPassProducts on an H200, 1.5B Q4_K_M
+// shapes, 32 rows: mmq / _r16 q+k 31 / 31 us, v (Q6_K) 50 / 14, o 31 / 24,
+// gate+up 60 / 190, down (Q6_K) 292 / 82, LM head 471 / 1133; 48 rows:
+// q+k 32 / 46, o 32 / 38, down 302 / 131. So below mmqAllRows rows mmq
+// takes the matrices of at least mmqMinBlocks 64-row blocks, and Q4_K's
+// (not Q6_K's) small ones past 2*mmTile rows. Both add each row's block
+// terms in block order: the choice changes no result. Variables for the
+// benchmarks that compare.
 var (
 	mmqAllRows   = 64
-	mmqMinBlocks = 264
+	mmqMinBlocks = 128
 )
 
-// useMMQ reports whether the product of a rows-row quantized matrix by m
-// activation rows runs the mmq kernels.
-func useMMQ(rows, m int) bool {
-	return m >= mmqMinRows && (m >= mmqAllRows || ceilDiv(rows, 64)*ceilDiv(m, 64) >= mmqMinBlocks)
+// useMMQ reports whether the product of a rows-row matrix of quantized
+// type dt by m activation rows runs the mmq kernels.
+func useMMQ(dt tensor.DType, rows, m int) bool {
+	switch {
+	case m < mmqMinRows:
+		return false
+	case m >= mmqAllRows, ceilDiv(rows, 64) >= mmqMinBlocks:
+		return true
+	}
+	return dt != tensor.Q6_K && m > 2*mmTile
 }
 
 // actType is the activation encoding a weight type's matrix product reads:
@@ -194,7 +205,7 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 	if ran, err := d.mmf(w, act, actStride, y, yStride, bias, accumulate, m); ran {
 		return err
 	}
-	if per > 0 && useMMQ(w.rows, m) {
+	if per > 0 && useMMQ(w.dt, w.rows, m) {
 		return d.launch2(kernelName("mmq_", w.dt), ceilDiv(w.rows, 64), ceilDiv(m, 64), 128, 0,
 			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
 	}

@@ -9,18 +9,19 @@ import (
 
 // streamPolicies are the pass choices BenchmarkStreamsSynthetic compares:
 // "base" as before (mmq from 16 rows, no pass graphs, pageable logits),
-// each later one adding a change, and "nologits" the last without the LM
-// head and the logits' copy.
+// each later one adding a change (useMMQ's choice, pass graphs,
+// page-locked logits), and "nologits" the last without the LM head and the
+// logits' copy.
 var streamPolicies = []struct {
 	name                          string
 	allRows, minBlocks, graphRows int
 	pinned, logits                bool
 }{
 	{"base", 16, 0, 0, false, true},
-	{"r16", 64, 264, 0, false, true},
-	{"graph", 64, 264, 64, false, true},
-	{"pinned", 64, 264, 64, true, true},
-	{"nologits", 64, 264, 64, true, false},
+	{"choice", 64, 128, 0, false, true},
+	{"graph", 64, 128, 64, false, true},
+	{"pinned", 64, 128, 64, true, true},
+	{"nologits", 64, 128, 64, true, false},
 }
 
 // BenchmarkStreamsSynthetic times passes of one row for each of 8 or 32
@@ -34,7 +35,7 @@ func BenchmarkStreamsSynthetic(b *testing.B) {
 	for _, i := range []int{3, 1} {
 		s := synthCases[i]
 		b.Run(s.name, func(b *testing.B) {
-			g, cfg := loadSynth(b, i, 256, maxStreams)
+			g, cfg := loadSynthSlots(b, i, 256, maxStreams)
 			defer g.Close()
 			vocab := cfg.VocabSize
 			pageable := make([]float32, maxStreams*vocab)
@@ -82,4 +83,32 @@ func BenchmarkStreamsSynthetic(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkStreamPass runs passes of one row for each of 32 sequences of
+// the synthetic 1.5B Q4_K_M model at positions 128 on, without a prompt
+// first (attention's work depends on the positions, not on what the cache
+// holds) and kernel by kernel: a profiler's first launches are one pass
+// (ncu --launch-count with -test.benchtime 1x).
+func BenchmarkStreamPass(b *testing.B) {
+	skipWithoutGPU(b)
+	const n = 32
+	g, cfg := loadSynthSlots(b, 3, 256, n)
+	defer g.Close()
+	defer cuda.SetPassPolicy(64, 128, 0)()
+	logits, err := g.HostFloats(n * cfg.VocabSize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	step := make([]cuda.Row, n)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for slot := range step {
+			step[slot] = cuda.Row{Slot: slot, Token: (slot + 31*i) % cfg.VocabSize, Pos: 128 + i%64, Logits: true}
+		}
+		if err := g.Forward(step, logits); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(1e3*b.Elapsed().Seconds()/float64(b.N), "ms/pass")
 }

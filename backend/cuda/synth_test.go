@@ -127,9 +127,13 @@ var synthCases = []struct {
 }
 
 // loadSynth loads synthCases[i] with GGUF numerics (F16 cache, ggml's
-// flash attention and ops), a context of ctx positions and slots KV
-// caches.
-func loadSynth(b *testing.B, i, ctx, slots int) (*cuda.Model, *model.Config) {
+// flash attention and ops) and a context of ctx positions.
+func loadSynth(b *testing.B, i, ctx int) (*cuda.Model, *model.Config) {
+	return loadSynthSlots(b, i, ctx, 1)
+}
+
+// loadSynthSlots is loadSynth with slots KV caches.
+func loadSynthSlots(b *testing.B, i, ctx, slots int) (*cuda.Model, *model.Config) {
 	s := synthCases[i]
 	cfg := model.Config{Arch: model.ArchQwen2, VocabSize: 151936, MaxPositions: 32768, RopeTheta: 1e6,
 		RMSNormEps: 1e-6, AttentionBias: true, TieWordEmbeddings: true, BOSTokenID: -1}
@@ -150,7 +154,7 @@ func BenchmarkDecodeSynthetic(b *testing.B) {
 	skipWithoutGPU(b)
 	for i, s := range synthCases {
 		b.Run(s.name, func(b *testing.B) {
-			g, cfg := loadSynth(b, i, 512, 1)
+			g, cfg := loadSynth(b, i, 512)
 			defer g.Close()
 			tok := 9707
 			var err error
@@ -177,7 +181,7 @@ func BenchmarkPrefillSynthetic(b *testing.B) {
 	const n = 512
 	for i, s := range synthCases {
 		b.Run(s.name, func(b *testing.B) {
-			g, cfg := loadSynth(b, i, n, 1)
+			g, cfg := loadSynth(b, i, n)
 			defer g.Close()
 			rows := make([]cuda.Row, n)
 			for p := range rows {
