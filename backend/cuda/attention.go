@@ -7,9 +7,29 @@ type attnArgs struct {
 	f16, fa                  bool
 	qStride, slotBytes       int
 	// pass is the pass's rows when the host knows them (0 in the decode
-	// graph, which reads them from passp): 64 or more picks the tiled-only
-	// flash-attention kernel.
+	// graph, which reads them from passp): 64 or more picks ggml's tiled
+	// flash-attention kernel, run by the row-tiled kernels where the head
+	// dimension has one (faRowsKernels), else by attention_fa_tiled.
 	pass int
+}
+
+// faRowsKernels are the row-tiled flash-attention kernels (ggml's tiled
+// kernel for blocks of faRows query rows, attention_fa_rows_DIM_ROWS in
+// kernels/attention.cuh) by head dimension.
+var faRowsKernels = map[int]string{64: "attention_fa_rows_64_32", 128: "attention_fa_rows_128_32"}
+
+// faRows is the query rows a block of the row-tiled kernels takes.
+const faRows = 32
+
+// attnLegacy makes attention run attention_fa_tiled where it would run a
+// row-tiled kernel (for the tests and benchmarks that compare them).
+var attnLegacy bool
+
+// faRowsShared is the dynamic shared memory of a row-tiled block: the
+// query rows and a key tile transposed, the value tile, the tile's scores
+// (rows padded by 4 floats).
+func faRowsShared(dim int) int {
+	return 4 * (dim*(faRows+4) + dim*(64+4) + 64*(dim+4) + 64*(faRows+4))
 }
 
 // attention runs m rows' causal attention: row r's query at q +
@@ -20,11 +40,19 @@ type attnArgs struct {
 // tiled kernel from 64 rows on).
 func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArgs, m int) error {
 	if a.fa && a.f16 {
-		name := "attention_fa"
+		if name, ok := faRowsKernels[a.dim]; ok && a.pass >= 64 && !attnLegacy {
+			return d.launch2(name, a.heads, ceilDiv(m, faRows), 256, faRowsShared(a.dim),
+				q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes))
+		}
+		name, shared := "attention_fa", 4*(2*a.dim+64+64*(a.dim+1))
 		if a.pass >= 64 {
 			name = "attention_fa_tiled"
+		} else if a.dim%8 == 0 && a.dim <= 128 {
+			// The one-chunk kernel's staged tiles: the query, a tile's
+			// weights, 256 keys and 256 values of dim+2 halves.
+			shared = max(shared, 4*(a.dim+256)+2*2*256*(a.dim+2))
 		}
-		return d.launch2(name, a.heads, m, 256, 4*(2*a.dim+64+64*(a.dim+1)), q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
+		return d.launch2(name, a.heads, m, 256, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
 	return d.launch2("attention", a.heads, m, 256, 4*a.dim, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,

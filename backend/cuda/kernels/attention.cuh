@@ -117,6 +117,7 @@ __device__ __forceinline__ float ggml_expf(float x) {
 // to float32 (exact; in shared memory).
 __device__ __forceinline__ float kval(const float* k, int i) { return k[i]; }
 __device__ __forceinline__ float kval(const u8* k, int i) { return h2f(((const u16*)k)[i]); }
+__device__ __forceinline__ float kval(const u16* k, int i) { return h2f(k[i]); }
 template <class K>
 __device__ __forceinline__ float dot_f16_ggml(const K* __restrict__ k, const float* __restrict__ q, int dim) {
     if (dim % 64 != 0) {
@@ -148,6 +149,44 @@ __device__ __forceinline__ float dot_f16_ggml(const K* __restrict__ k, const flo
     return v[0];
 }
 
+// fa_tile_softmax is one key tile's online-softmax step of ggml's tiled
+// kernel for one query row (ggml_vec_soft_max_f32 after the rescale), run
+// by a whole warp: lane l holds the scores of keys l and l+32 (-inf where
+// masked) in k0 and k1 and gets their exponentials ggml_expf(s - M) back.
+// It returns 0 when every key is masked (the tile is skipped; nothing
+// changes), 1 when the row's maximum M stays, 2 when it grows: then the
+// accumulator and the running sum S are scaled by ms (S here). The tile's
+// maximum is exact in any order; its four 16-lane trees pair the elements
+// as ggml's loop (shuffles), and their sums are added in double in order.
+__device__ __forceinline__ int fa_tile_softmax(float& k0, float& k1, float& M, float& S, float& ms) {
+    const float ninf = __uint_as_float(0xff800000u);
+    int lane = threadIdx.x % WARP;
+    float tileMax = warp_max(fmaxf(k0, k1));
+    if (tileMax == ninf) return 0;
+    int flag = 1;
+    float Mnew = fmaxf(M, tileMax);
+    if (Mnew > M) {
+        ms = (float)exp((double)__fsub_rn(M, Mnew));
+        S = __fmul_rn(S, ms);
+        flag = 2;
+    }
+    M = Mnew;
+    float e0 = ggml_expf(__fsub_rn(k0, M)), e1 = ggml_expf(__fsub_rn(k1, M));
+    k0 = e0;
+    k1 = e1;
+    for (int w = 8; w >= 1; w /= 2) {
+        float t0 = __shfl_down_sync(FULL, e0, w, 16), t1 = __shfl_down_sync(FULL, e1, w, 16);
+        if ((lane % 16) < w) {
+            e0 = __fadd_rn(e0, t0);
+            e1 = __fadd_rn(e1, t1);
+        }
+    }
+    float g1 = __shfl_sync(FULL, e0, 16), g3 = __shfl_sync(FULL, e1, 16);
+    double sum = __dadd_rn(__dadd_rn(__dadd_rn(__dadd_rn(0.0, (double)e0), (double)g1), (double)e1), (double)g3);
+    S = (float)__dadd_rn((double)S, sum);
+    return flag;
+}
+
 // stage_keys widens keys ic..ic+nk-1 (F16, head offset off, rows kvStride
 // apart) into ks, 64 rows of dim+1 floats (zeros past nk).
 // Pairs of values (dim is even) in batches of 8 loads a thread.
@@ -171,6 +210,41 @@ __device__ void stage_keys(const u8* kc, int kvStride, int off, int ic, int nk, 
     }
 }
 
+// The one-chunk kernel's staged tiles (attention_fa): FA_DEC_KT keys, for
+// head dims up to FA_DEC_DIM; blocks of FA_DEC_KT threads.
+#define FA_DEC_KT 256
+#define FA_DEC_DIM 128
+
+// stage_f16 copies rows j0..j0+nk-1 (F16, head offset off, rows kvStride
+// apart; dim a multiple of 8) of cache a into da and, where b is not null,
+// of cache b into db, as rows of dim+2 halves in shared memory (a thread
+// reading its own row's element i meets no other thread's bank): 16-byte
+// loads, 8 of each cache a thread issued before its stores.
+__device__ void stage_f16(const u8* a, u16* da, const u8* b, u16* db, int kvStride, int off, int j0, int nk, int dim) {
+    int c8 = dim / 8, total = nk * c8, rw = dim / 2 + 1;
+    for (int i0 = threadIdx.x; i0 < total; i0 += 8 * blockDim.x) {
+        uint4 va[8], vb[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            int idx = i0 + u * blockDim.x, key = idx / c8, p = idx % c8;
+            i64 at = ((i64)(j0 + key) * kvStride + off) * 2 + p * 16;
+            va[u] = idx < total ? *(const uint4*)(a + at) : make_uint4(0, 0, 0, 0);
+            vb[u] = b != nullptr && idx < total ? *(const uint4*)(b + at) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            int idx = i0 + u * blockDim.x, key = idx / c8, p = idx % c8;
+            if (idx >= total) continue;
+            u32* w = (u32*)da + key * rw + 4 * p;
+            w[0] = va[u].x, w[1] = va[u].y, w[2] = va[u].z, w[3] = va[u].w;
+            if (b != nullptr) {
+                w = (u32*)db + key * rw + 4 * p;
+                w[0] = vb[u].x, w[1] = vb[u].y, w[2] = vb[u].z, w[3] = vb[u].w;
+            }
+        }
+    }
+}
+
 // attention_fa is ggml's CPU flash attention for one query row over an F16
 // cache, as the CPU backend's FlashAttentionGGML computes it: grid (heads,
 // rows) as attention's. ggml picks the kernel by the rows of the pass (*passp):
@@ -183,7 +257,11 @@ __device__ void stage_keys(const u8* kc, int kvStride, int off, int ic, int nk, 
 // scaled by ms, the value added with weight 1) or vs (the value's weight);
 // finally each thread owns output elements whose F16 accumulator takes the
 // keys in order, rounded to F16 after every scale and fused multiply-add,
-// as ggml_vec_scale_f16 and ggml_vec_mad_f16 do.
+// as ggml_vec_scale_f16 and ggml_vec_mad_f16 do. For head dims up to 128
+// (multiples of 8) keys and values go by tiles of 256 staged in shared
+// memory as F16 by the whole block (a round of coalesced loads a tile, the
+// first value tile with the first key tile), and the running sum, serial
+// too, is taken meanwhile by a thread that owns no output element.
 //
 // Tiled (faTiledRow): key tiles of 64; scores as fused chains over the
 // head dimension with the float32 query; per tile warp 0 takes the
@@ -197,7 +275,7 @@ __device__ void stage_keys(const u8* kc, int kvStride, int off, int ic, int nk, 
 //
 // attention_fa_tiled is the tiled kernel alone, for passes the host knows to
 // have 64 rows or more (fewer registers than both together: more blocks
-// resident).
+// resident); attention_fa_rows_* (below) replace it for head dims 64 and 128.
 #define ATTN_FA_PARAMS                                                                             \
     const float *__restrict__ q, const u8 *__restrict__ kc, const u8 *__restrict__ vc,             \
         float *__restrict__ out, float *__restrict__ scores, int heads, int kvHeads, int dim,      \
@@ -250,44 +328,19 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
                 kq[tk] = s;
             }
             __syncthreads();
-            // Warp 0: the tile's maximum (exact in any order), the
-            // rescale, the 64 exponentials (two a lane) and their four
-            // 16-lane trees (shuffles pair the same elements as ggml's
-            // loop), the trees' sums added in double in order.
+            // Warp 0: the tile's online-softmax step.
             if (threadIdx.x < WARP) {
                 int lane = threadIdx.x;
                 float k0 = kq[lane], k1 = kq[lane + 32];
-                float tileMax = warp_max(fmaxf(k0, k1));
-                float M = tms, S = total;
-                int flag = 0;  // 0: skip the tile, 1: add, 2: rescale and add
-                if (tileMax != ninf) {
-                    flag = 1;
-                    float Mnew = fmaxf(M, tileMax);
-                    if (Mnew > M) {
-                        float m = (float)exp((double)__fsub_rn(M, Mnew));
-                        if (lane == 0) ms = m;
-                        S = __fmul_rn(S, m);
-                        flag = 2;
-                    }
-                    M = Mnew;
-                    float e0 = ggml_expf(__fsub_rn(k0, M)), e1 = ggml_expf(__fsub_rn(k1, M));
-                    kq[lane] = e0;
-                    kq[lane + 32] = e1;
-                    for (int w = 8; w >= 1; w /= 2) {
-                        float t0 = __shfl_down_sync(FULL, e0, w, 16), t1 = __shfl_down_sync(FULL, e1, w, 16);
-                        if ((lane % 16) < w) {
-                            e0 = __fadd_rn(e0, t0);
-                            e1 = __fadd_rn(e1, t1);
-                        }
-                    }
-                    float g1 = __shfl_sync(FULL, e0, 16), g3 = __shfl_sync(FULL, e1, 16);
-                    double sum = __dadd_rn(__dadd_rn(__dadd_rn(__dadd_rn(0.0, (double)e0), (double)g1), (double)e1), (double)g3);
-                    S = (float)__dadd_rn((double)S, sum);
-                }
+                float M = tms, S = total, m = 1.0f;
+                int flag = fa_tile_softmax(k0, k1, M, S, m);
+                kq[lane] = k0;
+                kq[lane + 32] = k1;
                 if (lane == 0) {
                     tms = M;
                     total = S;
                     tflag = flag;
+                    ms = m;
                 }
             }
             __syncthreads();
@@ -322,7 +375,23 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
     float* sc = scores + (i64)h * ctx;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(q[h * dim + i]));
     __syncthreads();
-    if (n <= (int)blockDim.x) {
+    // Staged (head dims up to 128, multiples of 8): tiles of 256 keys, as
+    // F16 in shared memory (16-byte loads by the whole block), one key a
+    // thread; the first value tile is loaded with the first key tile.
+    bool staged = dim % 8 == 0 && dim <= FA_DEC_DIM && blockDim.x == FA_DEC_KT;
+    float* wsh = qs + dim;  // (staged) a value tile's weights
+    u16* kb = (u16*)(wsh + FA_DEC_KT);
+    u16* vb = kb + FA_DEC_KT * (dim + 2);
+    if (staged) {
+        for (int j0 = 0; j0 < n; j0 += FA_DEC_KT) {
+            int nk = min(FA_DEC_KT, n - j0);
+            if (j0 > 0) __syncthreads();  // the previous tile is used
+            stage_f16(kc, kb, j0 == 0 ? vc : nullptr, vb, kvStride, off, j0, nk, dim);
+            __syncthreads();
+            if ((int)threadIdx.x < nk)
+                sc[j0 + threadIdx.x] = __fmul_rn(dot_f16_ggml(kb + threadIdx.x * (dim + 2), qs, dim), scale);
+        }
+    } else if (n <= (int)blockDim.x) {
         // One key a thread, read from global memory: one round (decoding).
         if ((int)threadIdx.x < n)
             sc[threadIdx.x] = __fmul_rn(dot_f16_ggml(kc + ((i64)threadIdx.x * kvStride + off) * 2, qs, dim), scale);
@@ -358,6 +427,44 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
         }
     }
     __syncthreads();
+    if (staged) {
+        // Value tiles of 256 keys staged as the keys were; thread i < dim
+        // runs output element i's chain over the tile's keys, the last
+        // thread meanwhile the running sum S (both in key order, as below).
+        int i = threadIdx.x;
+        u16 acc = 0;
+        float S = 0.0f;
+        for (int j0 = 0; j0 < n; j0 += FA_DEC_KT) {
+            int nk = min(FA_DEC_KT, n - j0);
+            if (j0 > 0) {
+                __syncthreads();  // the previous tile is used
+                stage_f16(vc, vb, nullptr, nullptr, kvStride, off, j0, nk, dim);
+            }
+            if (i < nk) wsh[i] = sc[j0 + i];
+            __syncthreads();
+            if (i < dim) {
+                const u16* vr = vb + i;
+                for (int t = 0; t < nk; t++) {
+                    float w = wsh[t], vs = w;
+                    if (__float_as_uint(w) >> 31) {
+                        acc = f2h(__fmul_rn(h2f(acc), -w));
+                        vs = 1.0f;
+                    }
+                    acc = f2h(__fmaf_rn(h2f(vr[t * (dim + 2)]), vs, h2f(acc)));
+                }
+            } else if (i == FA_DEC_KT - 1) {
+                for (int t = 0; t < nk; t++) {
+                    float w = wsh[t];
+                    S = (__float_as_uint(w) >> 31) ? __fadd_rn(__fmul_rn(S, -w), 1.0f) : __fadd_rn(S, w);
+                }
+            }
+        }
+        if (i == FA_DEC_KT - 1) total = S;
+        __syncthreads();
+        S = total;
+        if (i < dim) out[h * dim + i] = __fmul_rn(h2f(acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
+        return;
+    }
     if (threadIdx.x == 0) {
         float S = 0.0f;
 #pragma unroll 8
@@ -398,3 +505,250 @@ extern "C" __global__ void attention_fa(ATTN_FA_PARAMS) { attention_fa_body<fals
 extern "C" __global__ void __launch_bounds__(256) attention_fa_tiled(ATTN_FA_PARAMS) { attention_fa_body<true>(ATTN_FA_ARGS); }
 
 
+
+// ------------------------------------ prefill: tiles of query rows a block
+//
+// attention_fa_rows_DIM_BQ is attention_fa_tiled (ggml's tiled kernel, each
+// row's result bit for bit) for BQ consecutive rows of the pass and one
+// query head a block: grid (heads, ceil(m/BQ)), 256 threads. Each key and
+// value tile is loaded once for the block's rows (widened to float32 in
+// shared memory: keys transposed, dim x 64; values 64 x dim; the next
+// tile's loads in flight meanwhile), and the work is spread over (row,
+// key) and (row, output element) pairs, never inside one sum: every score
+// is its own chain of fused multiply-adds over the head dimension in order,
+// every output element its own chain over the tile's keys in order, and one
+// warp per row takes the tile's softmax step (fa_tile_softmax). A thread
+// holds RA = BQ/16 rows x 4 keys of the scores and RA rows x DIM/16
+// elements of the accumulators. Rows may belong to different slots: the
+// block takes its rows' slots one after the other, each row seeing only
+// its own slot's tiles (in order, as the CPU does); within a slot, keys
+// past a row's position are masked and tiles past it skipped. Blocks of
+// the last rows (the most keys) are scheduled first.
+#define FA_KT 64
+#define FA_NT 256
+
+// ldf / stf move RA consecutive floats between registers and shared memory
+// (aligned to RA floats) in one access.
+template <int RA>
+__device__ __forceinline__ void ldf(const float* p, float* v) {
+    if (RA == 4) {
+        float4 t = *(const float4*)p;
+        v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+    } else if (RA == 2) {
+        float2 t = *(const float2*)p;
+        v[0] = t.x, v[1] = t.y;
+    } else {
+        v[0] = p[0];
+    }
+}
+template <int RA>
+__device__ __forceinline__ void stf(float* p, const float* v) {
+    if (RA == 4) {
+        *(float4*)p = make_float4(v[0], v[1], v[2], v[3]);
+    } else if (RA == 2) {
+        *(float2*)p = make_float2(v[0], v[1]);
+    } else {
+        p[0] = v[0];
+    }
+}
+
+// fa_rows_load issues the 16-byte loads of a key and a value tile (keys
+// ic.., nkt of them; zeros past) into registers.
+template <int DIM>
+__device__ __forceinline__ void fa_rows_load(const u16* kb, const u16* vb, int kvStride, int ic, int nkt,
+                                             uint4* kr, uint4* vr) {
+    constexpr int C8 = DIM / 8, ITEMS = FA_KT * C8 / FA_NT;
+#pragma unroll
+    for (int u = 0; u < ITEMS; u++) {
+        int idx = threadIdx.x + u * FA_NT;
+        int key = idx % FA_KT, c8 = idx / FA_KT;  // keys: consecutive threads, consecutive keys
+        int vkey = idx / C8, vc8 = idx % C8;      // values: consecutive threads along a row
+        kr[u] = key < nkt ? *(const uint4*)(kb + (i64)(ic + key) * kvStride + c8 * 8) : make_uint4(0, 0, 0, 0);
+        vr[u] = vkey < nkt ? *(const uint4*)(vb + (i64)(ic + vkey) * kvStride + vc8 * 8) : make_uint4(0, 0, 0, 0);
+    }
+}
+
+template <int DIM, int BQ>
+__device__ __forceinline__ void fa_rows_body(const float* __restrict__ q, const u8* __restrict__ kc,
+                                             const u8* __restrict__ vc, float* __restrict__ out, int heads,
+                                             int kvHeads, const int* __restrict__ info, int m, float scale,
+                                             int qStride, i64 slotBytes) {
+    constexpr int RA = BQ / 16, QP = BQ + 4, KP = FA_KT + 4, VP = DIM + 4, NC = DIM / 16, C8 = DIM / 8;
+    constexpr int ITEMS = FA_KT * C8 / FA_NT, NW = FA_NT / WARP, RPW = BQ / NW;
+    extern __shared__ float faShared[];
+    float* qt = faShared;         // DIM x QP: qt[d*QP + row]
+    float* kt = qt + DIM * QP;    // DIM x KP: kt[d*KP + key]
+    float* vs = kt + DIM * KP;    // FA_KT x VP: vs[key*VP + d]
+    float* pt = vs + FA_KT * VP;  // FA_KT x QP: pt[key*QP + row], scores then weights
+    __shared__ float rowM[BQ], rowS[BQ], rowMs[BQ];
+    __shared__ int rowNk[BQ], rowFlag[BQ], rowPos[BQ], rowSlot[BQ];
+    __shared__ int sCur, sEnd;
+    const float ninf = __uint_as_float(0xff800000u);
+    const int none = 0x7fffffff;
+    int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15;
+    int h = blockIdx.x;
+    int r0 = (gridDim.y - 1 - blockIdx.y) * BQ;
+    int kvStride = kvHeads * DIM;
+    int off = (h / (heads / kvHeads)) * DIM;
+    for (int i = tid; i < BQ; i += FA_NT) {
+        bool ok = r0 + i < m;
+        rowPos[i] = ok ? ROW_POS(info, r0 + i) : -1;
+        rowSlot[i] = ok ? ROW_SLOT(info, r0 + i) : -1;
+        rowM[i] = ninf;
+        rowS[i] = 0.0f;
+    }
+    for (int i = tid; i < BQ * DIM; i += FA_NT) {
+        int row = i / DIM, d = i % DIM;
+        qt[d * QP + row] = r0 + row < m ? q[(i64)(r0 + row) * qStride + h * DIM + d] : 0.0f;
+    }
+    float acc[RA][NC];
+#pragma unroll
+    for (int a = 0; a < RA; a++)
+#pragma unroll
+        for (int c = 0; c < NC; c++) acc[a][c] = 0.0f;
+    uint4 kr[ITEMS], vr[ITEMS];
+    for (int prev = -1;;) {
+        __syncthreads();
+        if (tid == 0) {  // the next slot of the block's rows, and its keys
+            int cur = none, end = 0;
+            for (int i = 0; i < BQ; i++)
+                if (rowSlot[i] > prev && rowSlot[i] < cur) cur = rowSlot[i];
+            for (int i = 0; i < BQ; i++)
+                if (rowSlot[i] == cur) end = max(end, rowPos[i] + 1);
+            sCur = cur;
+            sEnd = end;
+        }
+        __syncthreads();
+        int cur = sCur, end = sEnd;
+        if (cur == none) break;
+        prev = cur;
+        const u16* kb = (const u16*)(kc + (i64)cur * slotBytes) + off;
+        const u16* vb = (const u16*)(vc + (i64)cur * slotBytes) + off;
+        fa_rows_load<DIM>(kb, vb, kvStride, 0, min(FA_KT, end), kr, vr);
+        for (int ic = 0; ic < end; ic += FA_KT) {
+            __syncthreads();  // the previous tile's weights and values are used
+            for (int i = tid; i < BQ; i += FA_NT) rowNk[i] = rowSlot[i] == cur ? max(0, min(FA_KT, rowPos[i] + 1 - ic)) : 0;
+#pragma unroll
+            for (int u = 0; u < ITEMS; u++) {
+                int idx = tid + u * FA_NT;
+                int key = idx % FA_KT, c8 = idx / FA_KT;
+                int vkey = idx / C8, vc8 = idx % C8;
+                u32 kw[4] = {kr[u].x, kr[u].y, kr[u].z, kr[u].w}, vw[4] = {vr[u].x, vr[u].y, vr[u].z, vr[u].w};
+                float vf[8];
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    kt[(c8 * 8 + 2 * e) * KP + key] = h2f((u16)(kw[e] & 0xffff));
+                    kt[(c8 * 8 + 2 * e + 1) * KP + key] = h2f((u16)(kw[e] >> 16));
+                    vf[2 * e] = h2f((u16)(vw[e] & 0xffff));
+                    vf[2 * e + 1] = h2f((u16)(vw[e] >> 16));
+                }
+                stf<4>(&vs[vkey * VP + vc8 * 8], vf);
+                stf<4>(&vs[vkey * VP + vc8 * 8 + 4], vf + 4);
+            }
+            if (ic + FA_KT < end) fa_rows_load<DIM>(kb, vb, kvStride, ic + FA_KT, min(FA_KT, end - ic - FA_KT), kr, vr);
+            __syncthreads();
+            {  // scores: rows ty*RA.., keys tx*4..
+                float s[RA][4];
+#pragma unroll
+                for (int a = 0; a < RA; a++)
+#pragma unroll
+                    for (int b = 0; b < 4; b++) s[a][b] = 0.0f;
+#pragma unroll 8
+                for (int d = 0; d < DIM; d++) {
+                    float qa[RA], ka[4];
+                    ldf<RA>(&qt[d * QP + ty * RA], qa);
+                    ldf<4>(&kt[d * KP + tx * 4], ka);
+#pragma unroll
+                    for (int a = 0; a < RA; a++)
+#pragma unroll
+                        for (int b = 0; b < 4; b++) s[a][b] = __fmaf_rn(qa[a], ka[b], s[a][b]);
+                }
+#pragma unroll
+                for (int b = 0; b < 4; b++) {
+                    float w[RA];
+#pragma unroll
+                    for (int a = 0; a < RA; a++) w[a] = tx * 4 + b < rowNk[ty * RA + a] ? __fmul_rn(s[a][b], scale) : ninf;
+                    stf<RA>(&pt[(tx * 4 + b) * QP + ty * RA], w);
+                }
+            }
+            __syncthreads();
+#pragma unroll
+            for (int k = 0; k < RPW; k++) {  // a warp a row: the softmax step
+                int i = tid / WARP + k * NW, lane = tid % WARP;
+                if (rowNk[i] == 0) {
+                    if (lane == 0) rowFlag[i] = 0;
+                } else {
+                    float k0 = pt[lane * QP + i], k1 = pt[(lane + 32) * QP + i];
+                    float M = rowM[i], S = rowS[i], ms = 1.0f;
+                    int flag = fa_tile_softmax(k0, k1, M, S, ms);
+                    pt[lane * QP + i] = k0;
+                    pt[(lane + 32) * QP + i] = k1;
+                    if (lane == 0) {
+                        rowM[i] = M;
+                        rowS[i] = S;
+                        rowMs[i] = ms;
+                        rowFlag[i] = flag;
+                    }
+                }
+            }
+            __syncthreads();
+            {  // acc = acc*ms + P.V: rows ty*RA.., elements c4*64 + tx*4..
+                int nk[RA], lo = FA_KT, hi = 0;
+#pragma unroll
+                for (int a = 0; a < RA; a++) {
+                    int row = ty * RA + a, flag = rowFlag[row];
+                    nk[a] = flag ? rowNk[row] : 0;
+                    lo = min(lo, nk[a]);
+                    hi = max(hi, nk[a]);
+                    if (flag == 2) {
+                        float msa = rowMs[row];
+#pragma unroll
+                        for (int c = 0; c < NC; c++) acc[a][c] = __fmul_rn(acc[a][c], msa);
+                    }
+                }
+                // Keys every row of the thread takes, then those of the
+                // diagonal tile that only some take.
+                for (int tk = 0; tk < hi; tk++) {
+                    float pa[RA];
+                    ldf<RA>(&pt[tk * QP + ty * RA], pa);
+                    bool all = tk < lo;
+#pragma unroll
+                    for (int c4 = 0; c4 < NC / 4; c4++) {
+                        float va[4];
+                        ldf<4>(&vs[tk * VP + c4 * 64 + tx * 4], va);
+#pragma unroll
+                        for (int a = 0; a < RA; a++)
+#pragma unroll
+                            for (int e = 0; e < 4; e++)
+                                if (all || tk < nk[a]) acc[a][c4 * 4 + e] = __fmaf_rn(pa[a], va[e], acc[a][c4 * 4 + e]);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int a = 0; a < RA; a++) {
+        int row = ty * RA + a;
+        if (r0 + row >= m) continue;
+        float S = rowS[row];
+        float inv = S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f;
+        float* o = out + (i64)(r0 + row) * heads * DIM + h * DIM;
+#pragma unroll
+        for (int c4 = 0; c4 < NC / 4; c4++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) o[c4 * 64 + tx * 4 + e] = __fmul_rn(acc[a][c4 * 4 + e], inv);
+    }
+}
+
+#define ATTN_FA_ROWS_PARAMS                                                                        \
+    const float *__restrict__ q, const u8 *__restrict__ kc, const u8 *__restrict__ vc,             \
+        float *__restrict__ out, int heads, int kvHeads, const int *__restrict__ info, int m, float scale, \
+        int qStride, i64 slotBytes
+#define ATTN_FA_ROWS(DIM, BQ)                                                                      \
+    extern "C" __global__ void __launch_bounds__(FA_NT) attention_fa_rows_##DIM##_##BQ(ATTN_FA_ROWS_PARAMS) { \
+        fa_rows_body<DIM, BQ>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes); \
+    }
+// 32 rows a block: of 16, 32 and 64 the fastest at pp512 (H200: 1.5B
+// 103/105/120 us a layer, 0.5B 82/67/88 us).
+ATTN_FA_ROWS(64, 32)
+ATTN_FA_ROWS(128, 32)

@@ -1,0 +1,79 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// attnBenchCase is one launch shape of BenchmarkAttention: rows of the
+// pass (info), attention_fa_tiled forced.
+type attnBenchCase struct {
+	name   string
+	rows   int
+	info   devptr
+	legacy bool
+}
+
+// BenchmarkAttention times ggml's flash attention on the device with CUDA
+// events around b.N back-to-back launches, at Qwen2.5-Coder-1.5B and -0.5B
+// head shapes over an F16 cache of random values: a 512-row prompt pass
+// (through attention_fa_tiled and the row-tiled kernel) and one decode row
+// at positions 63, 127 and 511 (the one-chunk kernel, reading the pass
+// size as the decode graph does).
+func BenchmarkAttention(b *testing.B) {
+	d := testDevice(b)
+	bufs := newBuffers(b, d)
+	r := rand.New(rand.NewPCG(7, 8))
+	const ctx = 512
+	for _, sh := range []struct {
+		name                string
+		heads, kvHeads, dim int
+	}{{"1.5B", 12, 2, 128}, {"0.5B", 14, 2, 64}} {
+		kvDim := sh.kvHeads * sh.dim
+		qStride := sh.heads*sh.dim + 2*kvDim
+		kc, vc := bufs.bytes(encodeKV(randn(r, ctx*kvDim, 1), true)), bufs.bytes(encodeKV(randn(r, ctx*kvDim, 1), true))
+		q := bufs.floats(randn(r, ctx*qStride, 2))
+		out, scores := bufs.poisoned(4*ctx*sh.heads*sh.dim), bufs.poisoned(4*ctx*sh.heads*ctx)
+		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
+			f16: true, fa: true, qStride: qStride, slotBytes: ctx * kvDim * 2}
+		prompt := make([]Row, ctx)
+		for p := range prompt {
+			prompt[p] = Row{Pos: p}
+		}
+		promptInfo := bufs.ints(rowInfo(prompt...))
+		cases := []attnBenchCase{
+			{"pp512/attention_fa_tiled", ctx, promptInfo, true},
+			{"pp512/rows", ctx, promptInfo, false},
+		}
+		for _, pos := range []int{63, 127, 511} {
+			cases = append(cases, attnBenchCase{fmt.Sprintf("decode-pos%d", pos), 1, bufs.ints(rowInfo(Row{Pos: pos})), false})
+		}
+		for _, c := range cases {
+			b.Run(sh.name+"/"+c.name, func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				d.drv.cuCtxSetCurrent(d.ctx)
+				defer func(legacy bool) { attnLegacy = legacy }(attnLegacy)
+				attnLegacy = c.legacy
+				at := a
+				if c.rows > 1 {
+					at.pass = c.rows
+				}
+				passp := bufs.ints([]int32{int32(c.rows)})
+				run := func(n int) {
+					for range n {
+						if err := d.attention(q, kc, vc, out, scores, c.info, passp, at, c.rows); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				run(2)
+				ms := eventTime(b, d, func() { run(b.N) })
+				b.ReportMetric(1000*float64(ms)/float64(b.N), "us/launch")
+			})
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package cuda
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/apr-llm/apr/backend/cpu"
+)
+
+// passRows lays out a pass of p rows over three slots: a prompt of p/2
+// rows from position 0 in slot 0, then rows of slots 1 and 2 alternating,
+// continuing sequences whose caches hold 100 and 37 positions already.
+func passRows(p int) []Row {
+	rows := make([]Row, 0, p)
+	for i := range p / 2 {
+		rows = append(rows, Row{Slot: 0, Pos: i})
+	}
+	next := [3]int{0, 100, 37}
+	for i := p / 2; i < p; i++ {
+		s := 1 + i%2
+		rows = append(rows, Row{Slot: s, Pos: next[s]})
+		next[s]++
+	}
+	return rows
+}
+
+// TestFlashAttentionPasses compares ggml's flash attention on the device
+// with the CPU backend's, bit for bit, for passes of 64, 65, 512 and 779
+// rows of three slots (prompt rows, interleaved rows of two slots, a block
+// mixing slots; causal edges at every position) through each kernel that
+// runs ggml's tiled kernel: the row-tiled ones (head dims 64 and 128),
+// attention_fa_tiled and attention_fa reading the pass size (also the
+// fallback for other head dims), and for passes below 64 rows the
+// one-chunk kernel over up to 302 keys (two staged tiles of keys and
+// values for head dims 64 and 128; for 32 keys read directly or staged as
+// float32, values read directly).
+func TestFlashAttentionPasses(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(21, 22))
+	be := cpu.New(2)
+	defer be.Close()
+	const ctx, slots = 512, 3
+	legacy := attnLegacy
+	decode := []Row{{Slot: 0, Pos: 300}, {Slot: 1, Pos: 64}, {Slot: 2, Pos: 63}, {Slot: 1, Pos: 65}, {Slot: 0, Pos: 301}, {Slot: 2, Pos: 0}}
+	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}, {4, 2, 32}} {
+		kvDim := sh.kvHeads * sh.dim
+		qStride := sh.heads*sh.dim + 2*kvDim
+		slotBytes := ctx * kvDim * 2
+		caches := make([]*cpu.KVCache, slots)
+		kh, vh := make([]byte, slots*slotBytes), make([]byte, slots*slotBytes)
+		for s := range caches {
+			caches[s] = cpu.NewKVCache(ctx, kvDim, true)
+			for p := range ctx {
+				k, v := randn(r, kvDim, 1), randn(r, kvDim, 1)
+				caches[s].Store(p, k, v)
+				copy(kh[s*slotBytes+p*kvDim*2:], encodeKV(k, true))
+				copy(vh[s*slotBytes+p*kvDim*2:], encodeKV(v, true))
+			}
+		}
+		kc, vc := b.bytes(kh), b.bytes(vh)
+		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
+			f16: true, fa: true, qStride: qStride, slotBytes: slotBytes}
+		for _, rows := range [][]Row{decode, passRows(64), passRows(65), passRows(512), passRows(779)} {
+			m := len(rows)
+			q := randn(r, m*sh.heads*sh.dim, 2)
+			qs := make([]float32, m*qStride)
+			rc, rp := make([]*cpu.KVCache, m), make([]int, m)
+			for i, row := range rows {
+				copy(qs[i*qStride:], q[i*sh.heads*sh.dim:(i+1)*sh.heads*sh.dim])
+				rc[i], rp[i] = caches[row.Slot], row.Pos
+			}
+			want := make([]float32, len(q))
+			be.FlashAttentionGGML(want, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
+			qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
+			scores := b.poisoned(4 * m * sh.heads * ctx)
+			variants := []struct {
+				name         string
+				host, legacy bool
+			}{{"attention_fa", false, false}, {"attention_fa_tiled", true, true}, {"rows", true, false}}
+			for _, v := range variants {
+				if m < 64 && v.host {
+					continue
+				}
+				attnLegacy = v.legacy
+				at := a
+				if v.host {
+					at.pass = m
+				}
+				out := b.poisoned(4 * len(q))
+				err := d.attention(qd, kc, vc, out, scores, info, passp, at, m)
+				attnLegacy = legacy
+				if err != nil {
+					t.Fatal(err)
+				}
+				compare(t, fmt.Sprintf("%dx%d dim %d pass %d %s", sh.heads, sh.kvHeads, sh.dim, m, v.name), b.readFloats(out, len(q)), want, 0)
+			}
+		}
+	}
+}
+
+// TestFlashAttentionKernelsInPTX checks, without a GPU, that the row-tiled
+// kernels are entries of the embedded PTX (as TestKernelNamesInPTX does for
+// the others).
+func TestFlashAttentionKernelsInPTX(t *testing.T) {
+	for _, n := range faRowsKernels {
+		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
+			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)
+		}
+	}
+}
