@@ -701,6 +701,13 @@ func (g *Model) forward(rows []Row, hidden, logits []float32) error {
 		}
 		return nil
 	}
+	// Programmatic dependent launch (launch.go) is for one-row steps: in a
+	// pass of several rows the early-launched blocks of the product,
+	// norm and pointwise kernels wait on SMs that the attention and mmq
+	// kernels before them need (H200, 1.5B Q4_K_M, 32 rows with
+	// page-locked logits: 12.3 ms a pass with it, 10.0 without).
+	defer func(on bool) { pdlEnabled = on }(pdlEnabled)
+	pdlEnabled = false
 	if pass <= g.chunk && hidden == nil && want <= g.logitRows {
 		// One chunk, one LM head: a pass that runPass may replay.
 		n, err := g.setState(pass, rows)
