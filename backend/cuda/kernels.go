@@ -84,18 +84,25 @@ const mmqMinRows = 16
 var (
 	mmqAllRows   = 64
 	mmqMinBlocks = 128
+	// mmqSmallRows are the fewest rows from which the small matrices of a
+	// type take mmq (Q6_K's: only from mmqAllRows).
+	mmqSmallRows, mmqSmallRowsQ6K = 2*mmTile + 1, 64
 )
 
 // useMMQ reports whether the product of a rows-row matrix of quantized
 // type dt by m activation rows runs the mmq kernels.
 func useMMQ(dt tensor.DType, rows, m int) bool {
+	small := mmqSmallRows
+	if dt == tensor.Q6_K {
+		small = mmqSmallRowsQ6K
+	}
 	switch {
 	case m < mmqMinRows:
 		return false
-	case m >= mmqAllRows, ceilDiv(rows, 64) >= mmqMinBlocks:
+	case m >= mmqAllRows, m >= small, ceilDiv(rows, 64) >= mmqMinBlocks:
 		return true
 	}
-	return dt != tensor.Q6_K && m > 2*mmTile
+	return false
 }
 
 // actType is the activation encoding a weight type's matrix product reads:

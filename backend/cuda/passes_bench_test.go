@@ -56,7 +56,7 @@ func BenchmarkPassProducts(b *testing.B) {
 			for _, k := range []struct {
 				name              string
 				allRows, minBlock int
-			}{{"r16", math.MaxInt32, math.MaxInt32}, {"mmq", 1, 1}} {
+			}{{"r16", math.MaxInt32, math.MaxInt32}, {"mmq", 1, 0}} {
 				if k.name == "mmq" && m < mmqMinRows {
 					continue
 				}
@@ -64,8 +64,7 @@ func BenchmarkPassProducts(b *testing.B) {
 					runtime.LockOSThread()
 					defer runtime.UnlockOSThread()
 					d.drv.cuCtxSetCurrent(d.ctx)
-					defer func(a, m int) { mmqAllRows, mmqMinBlocks = a, m }(mmqAllRows, mmqMinBlocks)
-					mmqAllRows, mmqMinBlocks = k.allRows, k.minBlock
+					defer SetPassPolicy(PassPolicy{k.allRows, k.minBlock, k.allRows, k.allRows, passGraphRows})()
 					run := func(n int) {
 						for range n {
 							if err := d.matmul(w, a, ab, y, s.rows, 0, false, m); err != nil {

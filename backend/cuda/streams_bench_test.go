@@ -9,19 +9,21 @@ import (
 
 // streamPolicies are the pass choices BenchmarkStreamsSynthetic compares:
 // "base" as before (mmq from 16 rows, no pass graphs, pageable logits),
-// each later one adding a change (useMMQ's choice, pass graphs,
-// page-locked logits), and "nologits" the last without the LM head and the
-// logits' copy.
+// then useMMQ's choice, pass graphs and page-locked logits added one after
+// the other ("pinned" is Forward's default), two other product choices,
+// and "nologits" the default without the LM head and the logits' copy.
 var streamPolicies = []struct {
-	name                          string
-	allRows, minBlocks, graphRows int
-	pinned, logits                bool
+	name           string
+	p              cuda.PassPolicy // zero: Forward's default
+	pinned, logits bool
 }{
-	{"base", 16, 0, 0, false, true},
-	{"choice", 64, 128, 0, false, true},
-	{"graph", 64, 128, 64, false, true},
-	{"pinned", 64, 128, 64, true, true},
-	{"nologits", 64, 128, 64, true, false},
+	{"base", cuda.PassPolicy{AllRows: 16}, false, true},
+	{"choice", cuda.PassPolicy{AllRows: 64, MinBlocks: 128, SmallRows: 33, SmallRowsQ6K: 64}, false, true},
+	{"graph", cuda.PassPolicy{AllRows: 64, MinBlocks: 128, SmallRows: 33, SmallRowsQ6K: 64, GraphRows: 64}, false, true},
+	{"pinned", cuda.PassPolicy{}, true, true},
+	{"mmq-all", cuda.PassPolicy{AllRows: 16, GraphRows: 64}, true, true},
+	{"mmq-q4k", cuda.PassPolicy{AllRows: 64, MinBlocks: 128, SmallRows: 16, SmallRowsQ6K: 64, GraphRows: 64}, true, true},
+	{"nologits", cuda.PassPolicy{}, true, false},
 }
 
 // BenchmarkStreamsSynthetic times passes of one row for each of 8 or 32
@@ -56,7 +58,11 @@ func BenchmarkStreamsSynthetic(b *testing.B) {
 				step := make([]cuda.Row, n)
 				for _, pol := range streamPolicies {
 					b.Run(fmt.Sprintf("streams=%d/%s", n, pol.name), func(b *testing.B) {
-						defer cuda.SetPassPolicy(pol.allRows, pol.minBlocks, pol.graphRows)()
+						p := pol.p
+						if p == (cuda.PassPolicy{}) {
+							p = cuda.DefaultPassPolicy()
+						}
+						defer cuda.SetPassPolicy(p)()
 						logits := pageable
 						if pol.pinned {
 							logits = pinned
@@ -95,7 +101,9 @@ func BenchmarkStreamPass(b *testing.B) {
 	const n = 32
 	g, cfg := loadSynthSlots(b, 3, 256, n)
 	defer g.Close()
-	defer cuda.SetPassPolicy(64, 128, 0)()
+	p := cuda.DefaultPassPolicy()
+	p.GraphRows = 0
+	defer cuda.SetPassPolicy(p)()
 	logits, err := g.HostFloats(n * cfg.VocabSize)
 	if err != nil {
 		b.Fatal(err)
