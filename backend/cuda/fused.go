@@ -19,16 +19,20 @@ const (
 	mvxGlobal = iota // the activation is already quantized in global memory
 	mvxQuant         // quantize n floats
 	mvxNorm          // RMS-normalise n floats, then quantize
+	mvxSilu          // silu(gate) * up of n gate floats and the n up floats after them, then quantize
 )
 
 // The products of a one-row pass (decode) that run fused, as bits of
 // fuseDecode (a variable for the tests' comparisons): q/k/v with the
 // attention's RMSNorm, o with the quantization of the attention's output,
-// gate/up with the feed-forward RMSNorm.
+// gate/up with the feed-forward RMSNorm, down with silu(gate)*up and the
+// LM head with the output norm.
 const (
 	fuseQKV = 1 << iota
 	fuseO
 	fuseFFN
+	fuseDown
+	fuseHead
 )
 
 var fuseDecode = 0

@@ -83,18 +83,29 @@ func TestMatVecFused(t *testing.T) {
 		{mvxQuant, 1536, true, 2048, []part{{tensor.Q4_K, 96, false, true}}},
 		{mvxQuant, 896, true, 1, []part{{tensor.Q5_0, 50, false, true}, {tensor.Q8_0, 50, false, false}}},
 		{mvxGlobal, 2304, true, 2048, []part{{tensor.Q6_K, 64, true, false}, {tensor.Q5_K, 8, false, true}}},
+		{mvxSilu, 8960, true, 2048, []part{{tensor.Q6_K, 40, false, true}}},
+		{mvxSilu, 4864, false, 1, []part{{tensor.Q6_K, 12, false, true}, {tensor.Q4_K, 30, false, false}}},
+		{mvxSilu, 4864, true, 2048, []part{{tensor.Q8_0, 33, false, true}}},
 	} {
 		mvTargetWarps = tc.targetWarps
 		n := tc.n
 		x, nw := randn(r, n, 3), randn(r, n, 1)
+		if tc.mode == mvxSilu {
+			x = randn(r, 2*n, 3) // gate, then up
+		}
 		vt := actType(tc.parts[0].dt)
 		ab, err := vt.RowBytes(n)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The activation as the CPU engine makes it.
-		xn := append([]float32(nil), x...)
-		if tc.mode == mvxNorm {
+		xn := append([]float32(nil), x[:n]...)
+		switch {
+		case tc.mode == mvxSilu && tc.ggml:
+			cpu.SiLUMulGGML(xn, x[n:])
+		case tc.mode == mvxSilu:
+			cpu.SiLUMul(xn, x[n:])
+		case tc.mode == mvxNorm:
 			if tc.ggml {
 				be.RMSNormGGML(xn, x, nw, 1, 1e-6)
 			} else {

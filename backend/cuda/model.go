@@ -498,10 +498,14 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 					g.mul(l.up, g.xn, h, offset(g.gu, ffn), 2*ffn, 0, false, m))
 			}
 		}
-		q80, q8k := g.quants(l.down)
-		err = errors.Join(err,
-			d.siluQuant(g.gu, g.act, ffn, m, ggml, q80, q8k),
-			g.mul(l.down, g.act, ffn, g.x, h, 0, true, m))
+		if fuse&fuseDown != 0 && fusable(l.down) {
+			err = errors.Join(err, d.matvecFused([]mvxOut{{w: l.down, y: g.x, acc: true}}, mvxSilu, g.gu, ffn, 0, 0, ggml))
+		} else {
+			q80, q8k := g.quants(l.down)
+			err = errors.Join(err,
+				d.siluQuant(g.gu, g.act, ffn, m, ggml, q80, q8k),
+				g.mul(l.down, g.act, ffn, g.x, h, 0, true, m))
+		}
 		if err != nil {
 			return fmt.Errorf("cuda: layer %d: %w", g.first+li, err)
 		}
@@ -515,6 +519,10 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 func (g *Model) head(from, n, m int) error {
 	cfg := g.Config
 	h := cfg.HiddenSize
+	if m == 1 && n == 1 && fuseDecode&fuseHead != 0 && fusable(g.output) {
+		// One row: row 0 of g.x.
+		return g.dev.matvecFused([]mvxOut{{w: g.output, y: g.logits}}, mvxNorm, g.x, h, g.norm, float32(cfg.RMSNormEps), g.opts.GGMLOps)
+	}
 	q80, q8k := g.quants(g.output)
 	return errors.Join(
 		g.dev.rmsNorm(g.x, g.norm, g.xn, h, n, float32(cfg.RMSNormEps), g.opts.GGMLOps, offset(g.sel(m), from), q80, q8k),

@@ -9,7 +9,8 @@ import (
 // APR_CUDA_TUNE (tests and benchmarks only) sets the decode speed-ups for
 // before/after comparisons in one run: a comma-separated list of "nopdl"
 // (no programmatic dependent launch), "nofuse" (no fused one-row
-// products), "fuseqkv", "fuseo", "fuseffn" (that fused product on) and
+// products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
+// product on) and
 // "spread=N" (mvSpread).
 func init() {
 	for _, f := range strings.Split(os.Getenv("APR_CUDA_TUNE"), ",") {
@@ -24,6 +25,10 @@ func init() {
 			fuseDecode |= fuseO
 		case "fuseffn":
 			fuseDecode |= fuseFFN
+		case "fusedown":
+			fuseDecode |= fuseDown
+		case "fusehead":
+			fuseDecode |= fuseHead
 		}
 		if v, ok := strings.CutPrefix(f, "spread="); ok {
 			mvSpread, _ = strconv.Atoi(v)

@@ -11,7 +11,9 @@
 //   MVX_QUANT:  x holds n floats, quantized as the quantize kernel does;
 //   MVX_NORM:   x holds n floats, RMS-normalised with normW as rmsnorm does
 //               with normThreads threads (rms_scale: the same bits in every
-//               block), then quantized.
+//               block), then quantized;
+//   MVX_SILU:   x holds a gate row of n floats and the up row after it:
+//               silu(gate) * up (silu_mul, as silu_quant), then quantized.
 // Before that, a block asks for its weight rows in L2 and waits for the
 // kernel before it (pdl_wait): the weights stream in meanwhile.
 
@@ -19,6 +21,7 @@
 #define MVX_GLOBAL 0
 #define MVX_QUANT 1
 #define MVX_NORM 2
+#define MVX_SILU 3
 
 // MVPart is one product: y[row] (+)= W[row,:] · act (+ bias[row]). type is
 // the weight type's index in its family (see mvx_q8_0, mvx_q8_k). All
@@ -41,9 +44,9 @@ struct MVX {
     int ggml, mode, n, nparts, normThreads, termFloats, pad;
 };
 
-// mvx_act makes the block's activation (n values of a.x, mode MVX_QUANT or
-// MVX_NORM) in shared memory at act as Q8_K (qk) or Q8_0 blocks, a warp a
-// chunk of 256 values.
+// mvx_act makes the block's activation (n values from a.x, mode
+// MVX_QUANT, MVX_NORM or MVX_SILU) in shared memory at act as Q8_K (qk)
+// or Q8_0 blocks, a warp a chunk of 256 values.
 template <bool QK>
 __device__ __forceinline__ void mvx_act(const MVX& a, u8* act) {
     int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nw = blockDim.x / WARP;
@@ -56,7 +59,10 @@ __device__ __forceinline__ void mvx_act(const MVX& a, u8* act) {
         for (int j = 0; j < 8; j++) {
             int e = base + 8 * lane + j;
             v[j] = 0.0f;
-            if (e < a.n) v[j] = a.mode == MVX_NORM ? rms_value(x[e], scale, a.normW[e], a.ggml) : x[e];
+            if (e >= a.n) continue;
+            if (a.mode == MVX_NORM) v[j] = rms_value(x[e], scale, a.normW[e], a.ggml);
+            else if (a.mode == MVX_SILU) v[j] = silu_mul(x[e], x[a.n + e], a.ggml);
+            else v[j] = x[e];
         }
         quant_chunk(v, base, a.n, QK ? 0 : act, QK ? act : 0);
     }

@@ -220,6 +220,6 @@ extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __re
 #include "mmq.cuh"
 #include "mmf.cuh"
 #include "norm.cuh"
-#include "fused.cuh"
 #include "attention.cuh"
 #include "pointwise.cuh"
+#include "fused.cuh"

@@ -434,10 +434,21 @@ __device__ __forceinline__ void prefetch_rows(const u8* W, int rows, i64 rowByte
 // mvTerms is the _mv and mvx kernels' dynamic shared memory.
 extern __shared__ float mvTerms[];
 
-// The _mv kernels take rw (1, 2 or 4): the weight rows of a group. The
-// _r1/_r16 kernels start with pdl_start.
-#define MM_Q(name, T)                                                                              \
-    extern "C" __global__ void name##_mv(MM_PARAMS, int rpc, int rw) {                            \
+// MV_LIMIT_Q4K and MV_LIMIT_Q6K are attributes of the Q4_K and Q6_K _mv
+// kernels (empty, or a register limit such as __maxnreg__(80), which needs
+// nvcc 12.4 or later): fewer registers let more blocks share an SM.
+#ifndef MV_LIMIT_Q4K
+#define MV_LIMIT_Q4K
+#endif
+#ifndef MV_LIMIT_Q6K
+#define MV_LIMIT_Q6K
+#endif
+
+// The _mv kernels take rw (1, 2 or 4): the weight rows of a group; LIMIT
+// is an attribute of the _mv kernel. The _r1/_r16 kernels start with
+// pdl_start.
+#define MM_Q(name, T, LIMIT)                                                                       \
+    extern "C" __global__ void LIMIT name##_mv(MM_PARAMS, int rpc, int rw) {                      \
         prefetch_rows(W, rows, rowBytes, rpc, blockIdx.x);                                         \
         pdl_start();                                                                               \
         matvec_rw<T>(rw, W, act, y, bias, rows, cols, rowBytes, acc, rpc, blockIdx.x, mvTerms);    \
@@ -460,12 +471,12 @@ extern __shared__ float mvTerms[];
         matmul_f<16, KIND>(MM_ARGS);                                                               \
     }
 
-MM_Q(matmul_q8_0, TQ32<0>)
-MM_Q(matmul_q4_0, TQ32<1>)
-MM_Q(matmul_q5_0, TQ32<2>)
-MM_Q(matmul_q4_k, TQ45K<false>)
-MM_Q(matmul_q5_k, TQ45K<true>)
-MM_Q(matmul_q6_k, TQ6K)
+MM_Q(matmul_q8_0, TQ32<0>, )
+MM_Q(matmul_q4_0, TQ32<1>, )
+MM_Q(matmul_q5_0, TQ32<2>, )
+MM_Q(matmul_q4_k, TQ45K<false>, MV_LIMIT_Q4K)
+MM_Q(matmul_q5_k, TQ45K<true>, )
+MM_Q(matmul_q6_k, TQ6K, MV_LIMIT_Q6K)
 MM_F(matmul_f32, 0)
 MM_F(matmul_f16, 1)
 MM_F(matmul_bf16, 2)

@@ -1,5 +1,14 @@
 // ------------------------------------------------------ pointwise ops
 
+// silu_mul is silu(x) * u: with ggml != 0 as ggml_vec_swiglu_f32 (the CPU
+// backend's SiLUMulGGML: x / (1 + ggml_expf(-x)) * u), otherwise as
+// SiLUMul (exp in double).
+__device__ __forceinline__ float silu_mul(float x, float u, int ggml) {
+    if (ggml) return __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, ggml_expf(-x))), u);
+    float ex = (float)exp((double)-x);
+    return __fmul_rn(x / (1.0f + ex), u);
+}
+
 // silu_quant sets out[r][i] = silu(g) * u for the gate g = gu[r][i] and up
 // u = gu[r][n+i] of rows of 2n values, over all rows' m*n outputs (the
 // flat index e = r*n + i); with ggml != 0 as ggml_vec_swiglu_f32 (the CPU
@@ -19,13 +28,7 @@ extern "C" __global__ void silu_quant(const float* __restrict__ gu, float* __res
         float r = 0.0f;
         if (e < total) {
             i64 row = e / n, i = e % n;
-            float x = gu[row * 2 * n + i], u = gu[row * 2 * n + n + i];
-            if (ggml) {
-                r = __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, ggml_expf(-x))), u);
-            } else {
-                float ex = (float)exp((double)-x);
-                r = __fmul_rn(x / (1.0f + ex), u);
-            }
+            r = silu_mul(gu[row * 2 * n + i], gu[row * 2 * n + n + i], ggml);
             out[e] = r;
         }
         v[j] = r;
