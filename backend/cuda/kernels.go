@@ -68,25 +68,25 @@ func kernelName(prefix string, dt tensor.DType) string {
 const mmqMinRows = 16
 
 // The mmq kernels give each block 64 weight rows x 64 activation rows and
-// walk the whole row length in it (about 5 us per 256 columns for Q4_K,
-// 8.5 for Q6_K), so a product of few activation rows launches few slow
-// blocks: ceilDiv(rows, 64), 24 for a 1.5B model's o and down products, on
-// 132 SMs. The _r16 kernels (a warp a weight row, 16 activation rows a
-// block row) load each weight block once per 16 rows and take time in
-// proportion to the rows. BenchmarkPassProducts on an H200, 1.5B Q4_K_M
-// shapes, 32 rows: mmq / _r16 q+k 31 / 31 us, v (Q6_K) 50 / 14, o 31 / 24,
-// gate+up 60 / 190, down (Q6_K) 292 / 82, LM head 471 / 1133; 48 rows:
-// q+k 32 / 46, o 32 / 38, down 302 / 131. So below mmqAllRows rows mmq
-// takes the matrices of at least mmqMinBlocks 64-row blocks, and Q4_K's
-// (not Q6_K's) small ones past 2*mmTile rows. Both add each row's block
-// terms in block order: the choice changes no result. Variables for the
-// benchmarks that compare.
+// walk the whole row length in it, so a product of few activation rows
+// launches few blocks: ceilDiv(rows, 64), 24 for a 1.5B model's o and
+// down products, on 132 SMs. The _r16 kernels (a warp a weight row, 16
+// activation rows a block row) load each weight block once per 16 rows
+// and take time in proportion to the rows. BenchmarkPassProducts on an
+// H200 (1.5B Q4_K_M shapes, staged K-quant mmq), us per product, mmq /
+// _r16: 16 rows: q+k 15.4 / 15.9, v (Q6_K) 18.9 / 12.5, gate+up 30 / 97,
+// down (Q6_K) 91 / 61, LM head (Q6_K) 230 / 564; 32 rows: q+k 15.6 / 34,
+// v 18.9 / 12.7, down 91 / 81; 48 rows: down 94 / 154. So below
+// mmqAllRows rows mmq takes the matrices of at least mmqMinBlocks 64-row
+// blocks and the others from mmqSmallRows rows (Q6_K's from
+// mmqSmallRowsQ6K). Both add each row's block terms in block order: the
+// choice changes no result. Variables for the benchmarks that compare.
 var (
 	mmqAllRows   = 64
 	mmqMinBlocks = 128
 	// mmqSmallRows are the fewest rows from which the small matrices of a
-	// type take mmq (Q6_K's: only from mmqAllRows).
-	mmqSmallRows, mmqSmallRowsQ6K = 2*mmTile + 1, 64
+	// type take mmq.
+	mmqSmallRows, mmqSmallRowsQ6K = mmqMinRows, 48
 )
 
 // useMMQ reports whether the product of a rows-row matrix of quantized
