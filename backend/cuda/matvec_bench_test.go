@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/apr-llm/apr/quant"
-	"github.com/apr-llm/apr/tensor"
 )
 
 // BenchmarkMatVec times the one-row matrix products of the
@@ -18,34 +17,14 @@ func BenchmarkMatVec(b *testing.B) {
 	d := testDevice(b)
 	bufs := newBuffers(b, d)
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, s := range []struct {
-		name       string
-		dt         tensor.DType
-		rows, cols int
-	}{
-		{"q+k", tensor.Q4_K, 1792, 1536},
-		{"v", tensor.Q6_K, 256, 1536},
-		{"o", tensor.Q4_K, 1536, 1536},
-		{"gate+up", tensor.Q4_K, 17920, 1536},
-		{"down", tensor.Q6_K, 1536, 8960},
-		{"output", tensor.Q6_K, 151936, 1536},
-	} {
-		rb, _ := s.dt.RowBytes(s.cols)
-		block := make([]byte, 64*rb)
-		if err := quant.Quantize(s.dt, randn(r, 64*s.cols, 1), block); err != nil {
-			b.Fatal(err)
-		}
-		wq := make([]byte, s.rows*rb)
-		for i := 0; i < len(wq); i += len(block) {
-			copy(wq[i:], block)
-		}
+	for _, s := range shapes15B {
+		w, wq := repeatedWeights(b, bufs, r, s)
 		vt := actType(s.dt)
 		ab, _ := vt.RowBytes(s.cols)
 		act := make([]byte, ab)
 		if err := quant.QuantizeActivation(vt, randn(r, s.cols, 1), act); err != nil {
 			b.Fatal(err)
 		}
-		w := &matrix{name: s.name, dt: s.dt, rows: s.rows, cols: s.cols, rowBytes: rb, ptr: bufs.bytes(wq)}
 		a, y := bufs.bytes(act), bufs.poisoned(4*s.rows)
 		nb, per := s.cols/s.dt.BlockSize(), weightTypes[s.dt]
 		passes := ceilDiv(nb, per)

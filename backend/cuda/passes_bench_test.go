@@ -12,6 +12,38 @@ import (
 	"github.com/apr-llm/apr/tensor"
 )
 
+// productShape is a matrix product of a model's pass.
+type productShape struct {
+	name       string
+	dt         tensor.DType
+	rows, cols int
+}
+
+// shapes15B are the products of a Qwen2.5-Coder-1.5B Q4_K_M pass.
+var shapes15B = []productShape{
+	{"q+k", tensor.Q4_K, 1792, 1536},
+	{"v", tensor.Q6_K, 256, 1536},
+	{"o", tensor.Q4_K, 1536, 1536},
+	{"gate+up", tensor.Q4_K, 17920, 1536},
+	{"down", tensor.Q6_K, 1536, 8960},
+	{"output", tensor.Q6_K, 151936, 1536},
+}
+
+// repeatedWeights uploads a matrix of shape s made of one random quantized
+// block of 64 rows repeated, returning it and its bytes.
+func repeatedWeights(b *testing.B, bufs *buffers, r *rand.Rand, s productShape) (*matrix, []byte) {
+	rb, _ := s.dt.RowBytes(s.cols)
+	block := make([]byte, 64*rb)
+	if err := quant.Quantize(s.dt, randn(r, 64*s.cols, 1), block); err != nil {
+		b.Fatal(err)
+	}
+	wq := make([]byte, s.rows*rb)
+	for i := 0; i < len(wq); i += len(block) {
+		copy(wq[i:], block)
+	}
+	return &matrix{name: s.name, dt: s.dt, rows: s.rows, cols: s.cols, rowBytes: rb, ptr: bufs.bytes(wq)}, wq
+}
+
 // BenchmarkPassProducts times the matrix products of a pass of m rows of
 // the Qwen2.5-Coder-1.5B Q4_K_M shapes (a quantized block of 64 rows
 // repeated to the full shape) with the _r16 and the mmq kernels, CUDA
@@ -21,27 +53,8 @@ func BenchmarkPassProducts(b *testing.B) {
 	bufs := newBuffers(b, d)
 	r := rand.New(rand.NewPCG(7, 8))
 	const maxM = 64
-	for _, s := range []struct {
-		name       string
-		dt         tensor.DType
-		rows, cols int
-	}{
-		{"q+k", tensor.Q4_K, 1792, 1536},
-		{"v", tensor.Q6_K, 256, 1536},
-		{"o", tensor.Q4_K, 1536, 1536},
-		{"gate+up", tensor.Q4_K, 17920, 1536},
-		{"down", tensor.Q6_K, 1536, 8960},
-		{"output", tensor.Q6_K, 151936, 1536},
-	} {
-		rb, _ := s.dt.RowBytes(s.cols)
-		block := make([]byte, 64*rb)
-		if err := quant.Quantize(s.dt, randn(r, 64*s.cols, 1), block); err != nil {
-			b.Fatal(err)
-		}
-		wq := make([]byte, s.rows*rb)
-		for i := 0; i < len(wq); i += len(block) {
-			copy(wq[i:], block)
-		}
+	for _, s := range shapes15B {
+		w, wq := repeatedWeights(b, bufs, r, s)
 		vt := actType(s.dt)
 		ab, _ := vt.RowBytes(s.cols)
 		act := make([]byte, maxM*ab)
@@ -50,7 +63,6 @@ func BenchmarkPassProducts(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		w := &matrix{name: s.name, dt: s.dt, rows: s.rows, cols: s.cols, rowBytes: rb, ptr: bufs.bytes(wq)}
 		a, y := bufs.bytes(act), bufs.poisoned(4*s.rows*maxM)
 		for _, m := range []int{2, 4, 8, 16, 24, 32, 48, 64} {
 			for _, k := range []struct {
