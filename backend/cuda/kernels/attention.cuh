@@ -372,22 +372,26 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
         return;
     }
     if (TILED_ONLY) return;
-    float* sc = scores + (i64)h * ctx;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(q[h * dim + i]));
-    __syncthreads();
     // Staged (head dims up to 128, multiples of 8): tiles of 256 keys, as
     // F16 in shared memory (16-byte loads by the whole block), one key a
-    // thread; the first value tile is loaded with the first key tile.
+    // thread; the first key and value tiles are loaded first of all, and
+    // with one tile (up to 256 keys) the scores stay in shared memory.
     bool staged = dim % 8 == 0 && dim <= FA_DEC_DIM && blockDim.x == FA_DEC_KT;
     float* wsh = qs + dim;  // (staged) a value tile's weights
     u16* kb = (u16*)(wsh + FA_DEC_KT);
     u16* vb = kb + FA_DEC_KT * (dim + 2);
+    float* sc = staged && n <= FA_DEC_KT ? wsh : scores + (i64)h * ctx;
+    if (staged) stage_f16(kc, kb, vc, vb, kvStride, off, 0, min(n, FA_DEC_KT), dim);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(q[h * dim + i]));
+    __syncthreads();
     if (staged) {
         for (int j0 = 0; j0 < n; j0 += FA_DEC_KT) {
             int nk = min(FA_DEC_KT, n - j0);
-            if (j0 > 0) __syncthreads();  // the previous tile is used
-            stage_f16(kc, kb, j0 == 0 ? vc : nullptr, vb, kvStride, off, j0, nk, dim);
-            __syncthreads();
+            if (j0 > 0) {
+                __syncthreads();  // the previous tile is used
+                stage_f16(kc, kb, nullptr, nullptr, kvStride, off, j0, nk, dim);
+                __syncthreads();
+            }
             if ((int)threadIdx.x < nk)
                 sc[j0 + threadIdx.x] = __fmul_rn(dot_f16_ggml(kb + threadIdx.x * (dim + 2), qs, dim), scale);
         }
@@ -748,7 +752,8 @@ __device__ __forceinline__ void fa_rows_body(const float* __restrict__ q, const 
     extern "C" __global__ void __launch_bounds__(FA_NT) attention_fa_rows_##DIM##_##BQ(ATTN_FA_ROWS_PARAMS) { \
         fa_rows_body<DIM, BQ>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes); \
     }
-// 32 rows a block: of 16, 32 and 64 the fastest at pp512 (H200: 1.5B
-// 103/105/120 us a layer, 0.5B 82/67/88 us).
+// 32 rows a block of 256 threads: of 16, 32 and 64 rows the fastest at
+// pp512 (H200: 1.5B 103/105/120 us a layer, 0.5B 82/67/88 us); 32 rows of
+// 512 threads took 109.5 and 68.2 us.
 ATTN_FA_ROWS(64, 32)
 ATTN_FA_ROWS(128, 32)
