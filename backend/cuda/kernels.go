@@ -213,6 +213,9 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 		return err
 	}
 	if per > 0 && useMMQ(w.dt, w.rows, m) {
+		if ran, err := d.mmq32(w, act, actStride, y, yStride, bias, accumulate, m); ran {
+			return err
+		}
 		return d.launch2(kernelName("mmq_", w.dt), ceilDiv(w.rows, 64), ceilDiv(m, 64), 128, 0,
 			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
 	}

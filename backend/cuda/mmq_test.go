@@ -15,6 +15,26 @@ import (
 // run the tensor-core mmq kernels.
 var mmqTypes = []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K}
 
+// mmqKernel is an mmq kernel family: a weight type, and for the
+// 32-element types whether the staged kernels (mmq32) or the direct ones.
+type mmqKernel struct {
+	dt     tensor.DType
+	staged bool
+}
+
+// mmqKernels are the mmq kernel families of mmqTypes.
+var mmqKernels = func() []mmqKernel {
+	var ks []mmqKernel
+	for _, dt := range mmqTypes {
+		_, b32 := mmq32Names[dt]
+		ks = append(ks, mmqKernel{dt, b32})
+		if b32 {
+			ks = append(ks, mmqKernel{dt, false})
+		}
+	}
+	return ks
+}()
+
 // mmqOperands returns rows x cols random weights of type dt (a block of
 // `distinct` rows repeated, when distinct is not 0) and m random
 // activation rows in its activation type, with the rows' byte lengths.
@@ -53,19 +73,25 @@ func mmqOperands(t testing.TB, r *rand.Rand, dt tensor.DType, rows, cols, m, dis
 // chunk (11 blocks): every output must equal quant.VecDot's bit for bit
 // (integer block dots, each block's float term and their sum in block
 // order as quant's kernels compute them), with and without accumulation
-// and a bias.
+// and a bias. The 32-element types run both the staged kernels (mmq32,
+// copies of 16 bytes for rows of 8k blocks, 8 for 896 columns, 4 for 320)
+// and the direct ones (mmq_T, which also take the rows of 11 blocks).
 func TestMMQTiles(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(7, 8))
 	const rows = 200
+	defer func(on bool) { mmq32On = on }(mmq32On)
 	for _, tc := range []struct{ cols, m int }{
 		{512, 16}, {512, 63}, {512, 64}, {512, 65}, {768, 200}, {512, 512}, {512, 779}, {352, 65}, {352, 130},
+		{896, 65}, {896, 200}, {320, 130}, {1280, 64},
 	} {
-		for _, dt := range mmqTypes {
+		for _, k := range mmqKernels {
+			dt := k.dt
 			if tc.cols%dt.BlockSize() != 0 {
 				continue
 			}
+			mmq32On = k.staged
 			wq, act, rb, ab := mmqOperands(t, r, dt, rows, tc.cols, tc.m, 0)
 			want := make([]float32, rows*tc.m)
 			for c := range tc.m {
@@ -80,7 +106,7 @@ func TestMMQTiles(t *testing.T) {
 			}
 			w := &matrix{name: "w", dt: dt, rows: rows, cols: tc.cols, rowBytes: rb, ptr: b.bytes(wq)}
 			a := b.bytes(act)
-			what := fmt.Sprintf("%v mmq of %d x %d by %d rows", dt, rows, tc.cols, tc.m)
+			what := fmt.Sprintf("%v mmq (staged %v) of %d x %d by %d rows", dt, k.staged, rows, tc.cols, tc.m)
 			y := b.poisoned(4 * len(want))
 			if err := d.matmul(w, a, ab, y, rows, 0, false, tc.m); err != nil {
 				t.Fatal(err)
@@ -136,15 +162,29 @@ func BenchmarkMMQ(b *testing.B) {
 		{"gate+up", tensor.Q8_0, 17920, 1536},
 		{"down", tensor.Q8_0, 1536, 8960},
 		{"gate+up", tensor.Q5_0, 17920, 1536},
+		{"gate+up", tensor.Q4_0, 17920, 1536},
+		{"gate+up-0.5B", tensor.Q8_0, 9728, 896},
+		{"down-0.5B", tensor.Q8_0, 896, 4864},
 	} {
 		wq, act, rb, ab := mmqOperands(b, r, s.dt, s.rows, s.cols, m, 64)
 		w := &matrix{name: s.name, dt: s.dt, rows: s.rows, cols: s.cols, rowBytes: rb, ptr: bufs.bytes(wq)}
 		a, y := bufs.bytes(act), bufs.poisoned(4*s.rows*m)
-		b.Run(fmt.Sprintf("%s-%v-%dx%d", s.name, s.dt, s.rows, s.cols), func(b *testing.B) {
-			us := launchTime(b, d, func() error { return d.matmul(w, a, ab, y, s.rows, 0, false, m) })
-			b.ReportMetric(us, "us/launch")
-			b.ReportMetric(2*float64(s.rows)*float64(s.cols)*m/us/1e6, "TOPS")
-		})
+		for _, k := range mmqKernels {
+			if k.dt != s.dt {
+				continue
+			}
+			name := fmt.Sprintf("%s-%v-%dx%d", s.name, s.dt, s.rows, s.cols)
+			if _, b32 := mmq32Names[s.dt]; b32 && !k.staged {
+				name += "-direct"
+			}
+			b.Run(name, func(b *testing.B) {
+				defer func(on bool) { mmq32On = on }(mmq32On)
+				mmq32On = k.staged
+				us := launchTime(b, d, func() error { return d.matmul(w, a, ab, y, s.rows, 0, false, m) })
+				b.ReportMetric(us, "us/launch")
+				b.ReportMetric(2*float64(s.rows)*float64(s.cols)*m/us/1e6, "TOPS")
+			})
+		}
 	}
 }
 

@@ -17,6 +17,11 @@ func TestKernelNamesInPTX(t *testing.T) {
 			names = append(names, kernelName("matmul_", dt)+"_mv", kernelName("mmq_", dt))
 		}
 	}
+	for _, byUnit := range mmq32Names {
+		for _, n := range byUnit {
+			names = append(names, n)
+		}
+	}
 	for _, n := range names {
 		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
 			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)

@@ -14,10 +14,10 @@
 // block) and the activation tile in shared memory with their scales, and
 // its warps read their operands with ldmatrix; the scales' integer sums
 // stay exact until the super-block's float term. The 32-element types
-// (mmq_direct): a thread reads its operands from global memory (bytes 4t..
-// and 16+4t.. of rows g and g+8 for A, of activation row g for B), since a
-// block's float term per 32 elements and output leaves little to share; a
-// staged version of them measured slower (NOTES.md).
+// run mmq32 (mmq32.cuh: chunks of 8 blocks copied to shared memory by
+// cp.async) when their rows are 4-byte aligned, else mmq_direct: a thread
+// reads its operands from global memory (bytes 4t.. and 16+4t.. of rows g
+// and g+8 for A, of activation row g for B), 2 bytes at a time.
 
 // Blocks an SM that the kernels are compiled for (__launch_bounds__: the
 // registers a thread gets), by family.
@@ -458,6 +458,28 @@ __device__ __forceinline__ void mmq(const u8* __restrict__ W, const u8* __restri
             }
 }
 
+// mq_store writes a warp's 2 x NT tiles of outputs (rows rowBase.., columns
+// colBase..) to y as matmul's contract says (bias, accumulate; rows and
+// columns past the end are not written).
+template <int NT>
+__device__ __forceinline__ void mq_store(const float sum[2][NT][4], int rowBase, int colBase, float* __restrict__ y,
+                                         int yStride, const float* __restrict__ bias, int rows, int acc, int m) {
+    int lane = threadIdx.x % WARP, g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int row = rowBase + 16 * mt + g + 8 * (i >> 1), col = colBase + 8 * nt + 2 * t + (i & 1);
+                if (row >= rows || col >= m) continue;
+                float s = sum[mt][nt][i];
+                if (bias) s += bias[row];
+                float* yp = y + (i64)col * yStride + row;
+                *yp = acc ? *yp + s : s;
+            }
+}
+
 // mmq_direct is matmul's contract (MM_PARAMS) for a grid of (rows/64,
 // m/64) blocks of 128 threads, each thread loading its own operands.
 template <class T>
@@ -482,19 +504,7 @@ __device__ __forceinline__ void mmq_direct(const u8* __restrict__ W, const u8* _
     float sum[2][4][4];
     mq_fill(sum, 0.0f);
     T::run(R, cols, sum);
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int row = rowBase + 16 * mt + g + 8 * (i >> 1), col = colBase + 8 * nt + 2 * t + (i & 1);
-                if (row >= rows || col >= m) continue;
-                float s = sum[mt][nt][i];
-                if (bias) s += bias[row];
-                float* yp = y + (i64)col * yStride + row;
-                *yp = acc ? *yp + s : s;
-            }
+    mq_store<4>(sum, rowBase, colBase, y, yStride, bias, rows, acc, m);
 }
 
 extern "C" __global__ void mmq_q8_0(MM_PARAMS) { mmq_direct<B32<0> >(MM_ARGS); }
@@ -503,3 +513,5 @@ extern "C" __global__ void mmq_q5_0(MM_PARAMS) { mmq_direct<B32<2> >(MM_ARGS); }
 extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K45) mmq_q4_k(MM_PARAMS) { mmq<MK45<false>, 256>(MM_ARGS); }
 extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K45) mmq_q5_k(MM_PARAMS) { mmq<MK45<true>, 256>(MM_ARGS); }
 extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K6) mmq_q6_k(MM_PARAMS) { mmq<MK6, 256>(MM_ARGS); }
+
+#include "mmq32.cuh"
