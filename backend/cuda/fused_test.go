@@ -159,3 +159,31 @@ func TestMatVecFused(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanRowsSpread checks mvSpread's wider blocks: rows for mvSpread
+// blocks per SM in whole groups, the terms within shared memory, and
+// planMatvec's split when that has fewer blocks already.
+func TestPlanRowsSpread(t *testing.T) {
+	defer func(s int) { mvSpread = s }(mvSpread)
+	d := &Device{sms: 132}
+	for _, tc := range []struct {
+		what          string
+		spread        int
+		rows, nb, per int
+		want          matvecPlan
+	}{
+		{"off", 0, 17920, 6, 8, matvecPlan{rw: 4, rpc: 32, warps: 8}},
+		{"gate+up Q4_K", 2, 17920, 6, 8, matvecPlan{rw: 4, rpc: 68, warps: 8}},
+		{"output Q8_0: terms capped", 2, 151936, 48, 32, matvecPlan{rw: 4, rpc: 256, warps: 8}},
+		{"down Q6_K", 4, 1536, 35, 4, matvecPlan{rw: 4, rpc: 4, warps: 9}},
+	} {
+		mvSpread = tc.spread
+		got := d.planRows(tc.rows, tc.nb, tc.per)
+		if got != tc.want {
+			t.Errorf("%s: planRows = %+v, want %+v", tc.what, got, tc.want)
+		}
+		if 4*got.rpc*tc.nb > mvSharedBytes {
+			t.Errorf("%s: %d bytes of terms", tc.what, 4*got.rpc*tc.nb)
+		}
+	}
+}
