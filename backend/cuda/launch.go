@@ -53,14 +53,20 @@ const attrProgrammaticSerialization = 6
 // has them (a variable for the tests' comparisons).
 var pdlEnabled = true
 
+// pdlAttention launches the one-chunk attention kernels with programmatic
+// serialization too (a variable for the tests' comparisons).
+var pdlAttention = true
+
 // pdlKernel reports whether kernel name waits for the kernels before it
 // itself (pdl_wait in every block before touching what they write or
 // read): only those may be launched with programmatic serialization. The
-// attention and mmq kernels do not.
+// row-tiled attention, mmq and mmf kernels do not.
 func pdlKernel(name string) bool {
 	switch name {
 	case "quantize", "rmsnorm", "rope_store", "silu_quant", "add", "argmax_part", "argmax_final", "mvx_q8_0", "mvx_q8_k":
 		return true
+	case "attention", "attention_fa", "attention_fa_tiled":
+		return pdlAttention
 	}
 	return strings.HasPrefix(name, "get_rows_") || strings.HasPrefix(name, "matmul_")
 }

@@ -8,7 +8,7 @@ import (
 
 // APR_CUDA_TUNE (tests and benchmarks only) sets the decode speed-ups for
 // before/after comparisons in one run: a comma-separated list of "nopdl"
-// (no programmatic dependent launch), "nofuse" (no fused one-row
+// (no programmatic dependent launch), "noattnpdl" (none for attention), "nofuse" (no fused one-row
 // products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
 // product on) and
 // "spread=N" (mvSpread).
@@ -17,6 +17,8 @@ func init() {
 		switch f {
 		case "nopdl":
 			pdlEnabled = false
+		case "noattnpdl":
+			pdlAttention = false
 		case "nofuse":
 			fuseDecode = 0
 		case "fuseqkv":

@@ -15,6 +15,7 @@ extern "C" __global__ void attention(const float* __restrict__ q, const u8* __re
                                      float* __restrict__ scores, int heads, int kvHeads, int dim,
                                      const int* __restrict__ info, int ctx, float scale, int f16,
                                      int qStride, i64 slotBytes) {
+    pdl_start();
     int r = blockIdx.y;
     int n = ROW_POS(info, r) + 1;
     kc += (i64)ROW_SLOT(info, r) * slotBytes;
@@ -283,6 +284,7 @@ __device__ void stage_f16(const u8* a, u16* da, const u8* b, u16* db, int kvStri
         int qStride, i64 slotBytes
 template <bool TILED_ONLY>
 __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
+    pdl_start();  // everything below reads what the kernels before wrote (rope_store's cache rows, the query)
     int rows = TILED_ONLY ? 64 : *passp;
     int r = blockIdx.y;
     int n = ROW_POS(info, r) + 1;
