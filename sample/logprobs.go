@@ -1,8 +1,9 @@
 package sample
 
 import (
+	"container/heap"
 	"math"
-	"sort"
+	"slices"
 )
 
 // TokenLogprob is one token's log-probability.
@@ -33,15 +34,47 @@ func Logprobs(logits []float32, id, k int) (float64, []TokenLogprob) {
 		return chosen, nil
 	}
 	k = min(k, len(logits))
-	c := make([]candidate, 0, len(logits))
-	for i, l := range logits {
-		c = append(c, candidate{id: i, logit: l})
+	h := topKeys(logits, k)
+	top := make([]TokenLogprob, len(h))
+	for i, key := range h {
+		c := candidate{key: key}
+		top[i] = TokenLogprob{ID: c.id(), Logprob: float64(c.logit()) - lse}
 	}
-	c = topK(c, k)
-	top := make([]TokenLogprob, len(c))
-	for i, x := range c {
-		top[i] = TokenLogprob{ID: x.id, Logprob: float64(x.logit) - lse}
-	}
-	sort.SliceStable(top, func(i, j int) bool { return top[i].Logprob > top[j].Logprob })
 	return chosen, top
+}
+
+// topKeys returns the keys (see makeKey) of the k largest logits, best
+// first, keeping a min-heap of k keys. NaN logits are skipped.
+func topKeys(logits []float32, k int) []uint64 {
+	h := make(keyHeap, 0, k)
+	for i, l := range logits {
+		if l != l {
+			continue
+		}
+		key := makeKey(l, i)
+		switch {
+		case len(h) < k:
+			heap.Push(&h, key)
+		case key > h[0]:
+			h[0] = key
+			heap.Fix(&h, 0)
+		}
+	}
+	slices.Sort(h)
+	slices.Reverse(h)
+	return h
+}
+
+// keyHeap is a min-heap of candidate keys: the worst kept one on top.
+type keyHeap []uint64
+
+func (h keyHeap) Len() int           { return len(h) }
+func (h keyHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h keyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *keyHeap) Push(x any)        { *h = append(*h, x.(uint64)) }
+func (h *keyHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
