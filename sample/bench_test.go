@@ -45,3 +45,13 @@ func BenchmarkSample(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLogprobs is the server's per-token cost of logprobs with five
+// top_logprobs on the same logits.
+func BenchmarkLogprobs(b *testing.B) {
+	ref := testref.HFLogitsPrompt0(b)
+	b.ReportAllocs()
+	for range b.N {
+		Logprobs(ref, 13, 5)
+	}
+}

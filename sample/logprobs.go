@@ -20,12 +20,8 @@ func Logprobs(logits []float32, id, k int) (float64, []TokenLogprob) {
 	if len(logits) == 0 {
 		return math.Inf(-1), nil
 	}
-	maxL := float64(logits[Argmax(logits)])
-	var sum float64
-	for _, l := range logits {
-		sum += math.Exp(float64(l) - maxL)
-	}
-	lse := maxL + math.Log(sum)
+	maxL := float64(maxValue(logits))
+	lse := maxL + math.Log(expSum(logits, maxL))
 	chosen := math.Inf(-1)
 	if id >= 0 && id < len(logits) {
 		chosen = float64(logits[id]) - lse
@@ -77,4 +73,30 @@ func (h *keyHeap) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
+}
+
+// expSum is the sum of exp(l - maxL) over logits, maxL their largest. Terms
+// more than negligible below maxL (each below 2^-55 against the largest
+// one's 1) are left out: together at most len(logits) * 2^-55 of the sum.
+func expSum(logits []float32, maxL float64) float64 {
+	floor := maxL - negligible
+	var d [fillChunk]float64
+	n, sum := 0, 0.0
+	flush := func() {
+		expInto(d[:n])
+		for _, t := range d[:n] {
+			sum += t
+		}
+		n = 0
+	}
+	for _, l := range logits {
+		if float64(l) >= floor {
+			d[n] = float64(l) - maxL
+			if n++; n == fillChunk {
+				flush()
+			}
+		}
+	}
+	flush()
+	return sum
 }

@@ -86,11 +86,27 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	if s.Greedy() {
 		return Argmax(logits)
 	}
+	temp := float32(s.p.Temperature)
+	if k := s.p.TopK; k > 0 {
+		if c := s.topStream(logits, temp, k); len(c) == k {
+			bestX := best(c).logit()
+			switch {
+			case math.IsInf(float64(bestX), 1):
+				return s.sampleInf(logits, temp)
+			case k <= exactMax:
+				return s.sampleSorted(c)
+			}
+			for i := range c {
+				c[i].t = fastExp(float64(c[i].logit()) - float64(bestX))
+			}
+			return s.sampleMass(c, sumT(c))
+		}
+		// Fewer than k candidates: top-k keeps them all.
+	}
 	maxL := maxValue(logits)
 	if math.IsInf(float64(maxL), -1) {
 		return Argmax(logits)
 	}
-	temp := float32(s.p.Temperature)
 	// Division rounds monotonically: the largest scaled logit is maxL/temp.
 	maxX := maxL / temp
 	if math.IsInf(float64(maxX), 1) {
@@ -98,27 +114,13 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	}
 	tp, mp := s.p.TopP, s.p.MinP
 	topP, minP := tp > 0 && tp < 1, mp > 0
-	k := s.p.TopK
-	// Only the total mass needs every candidate's exp: top-k counts, and
-	// min-p keeps t >= MinP whatever the total.
+	// Only the total mass needs every candidate's exp: min-p keeps
+	// t >= MinP whatever the total.
 	needMass := topP || !minP
 	var h histogram
-	h.fill(logits, temp, float64(maxX), needMass && k <= 0)
-	if k > 0 && k < h.count() {
-		c := s.build(logits, temp, float64(maxX), h.countBand(k))
-		selectTop(c, k)
-		c = c[:k]
-		if k <= exactMax {
-			return s.sampleSorted(c)
-		}
-		return s.sampleMass(c, sumT(c))
-	}
+	h.fill(logits, temp, float64(maxX), needMass)
 	if h.count() <= exactMax {
 		return s.sampleSorted(s.build(logits, temp, float64(maxX), nBands-1))
-	}
-	if k > 0 && needMass { // top-k kept everything: fill again, with exps
-		h = histogram{}
-		h.fill(logits, temp, float64(maxX), true)
 	}
 	total := -1.0 // unknown: min-p alone
 	if needMass {
@@ -235,17 +237,6 @@ func (h *histogram) mass() float64 {
 	return m
 }
 
-// countBand is the first band by which k candidates are counted.
-func (h *histogram) countBand(k int) int {
-	n := 0
-	for b, c := range h.n {
-		if n += c; n >= k {
-			return b
-		}
-	}
-	return nBands - 1
-}
-
 // massBand is the first band by which the mass exceeds target.
 func (h *histogram) massBand(target float64) int {
 	m := 0.0
@@ -280,6 +271,38 @@ func (s *Sampler) build(logits []float32, temp float32, maxX float64, edge int) 
 			continue
 		}
 		c = append(c, candidate{key: makeKey(x, i), t: fastExp(d)})
+	}
+	s.cand = c
+	return c
+}
+
+// topStream returns the k best candidates of logits (without their t), or
+// all of them when there are fewer: one pass that keeps candidates at or
+// above the k-th best scaled logit seen so far, cut back to k (quickselect)
+// whenever the buffer fills. Tokens whose scaled logit is -Inf are left
+// out (their probability is 0).
+func (s *Sampler) topStream(logits []float32, temp float32, k int) []candidate {
+	limit := max(2*k, 1024)
+	thr := float32(-math.MaxFloat32)
+	c := s.cand[:0]
+	for i, l := range logits {
+		x := l
+		if temp != 1 {
+			x = l / temp
+		}
+		if !(x >= thr) { // also drops NaN
+			continue
+		}
+		c = append(c, candidate{key: makeKey(x, i)})
+		if len(c) == limit {
+			selectTop(c, k)
+			c = c[:k]
+			thr = worst(c).logit()
+		}
+	}
+	if len(c) > k {
+		selectTop(c, k)
+		c = c[:k]
 	}
 	s.cand = c
 	return c
