@@ -119,7 +119,7 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	needMass := topP || !minP
 	var h histogram
 	h.fill(logits, temp, float64(maxX), needMass)
-	if h.count() <= exactMax {
+	if h.n <= exactMax {
 		return s.sampleSorted(s.build(logits, temp, float64(maxX), nBands-1))
 	}
 	total := -1.0 // unknown: min-p alone
@@ -160,7 +160,7 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 
 // histogram counts the candidates and, if asked, sums their t by band.
 type histogram struct {
-	n [nBands]int
+	n int // candidates
 	t [nBands]float64
 }
 
@@ -199,13 +199,7 @@ func (h *histogram) fill(logits []float32, temp float32, maxX float64, withMass 
 // and their bands, into the histogram. Two interleaved sets of sums keep
 // consecutive candidates of one band from waiting on each other.
 func (h *histogram) add(d []float64, band []uint8, withMass bool) {
-	var n [2][nBands]int
-	for i, b := range band {
-		n[i&1][b%nBands]++
-	}
-	for b := range h.n {
-		h.n[b] += n[0][b] + n[1][b]
-	}
+	h.n += len(d)
 	if !withMass {
 		return
 	}
@@ -217,15 +211,6 @@ func (h *histogram) add(d []float64, band []uint8, withMass bool) {
 	for b := range h.t {
 		h.t[b] += t[0][b] + t[1][b]
 	}
-}
-
-// count is the number of candidates.
-func (h *histogram) count() int {
-	n := 0
-	for _, c := range h.n {
-		n += c
-	}
-	return n
 }
 
 // mass is the sum of every candidate's t.
