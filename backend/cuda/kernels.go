@@ -219,6 +219,11 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 		return d.launch2(kernelName("mmq_", w.dt), ceilDiv(w.rows, 64), ceilDiv(m, 64), 128, 0,
 			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
 	}
+	if per == 0 && m == 1 {
+		if ran, err := d.mvf(w, act, y, bias, accumulate); ran {
+			return err
+		}
+	}
 	if per > 0 && m == 1 {
 		nb := w.cols / w.dt.BlockSize()
 		g := d.planRows(w.rows, nb, per)

@@ -68,7 +68,7 @@ func pdlKernel(name string) bool {
 	case "attention", "attention_fa", "attention_fa_tiled":
 		return pdlAttention
 	}
-	return strings.HasPrefix(name, "get_rows_") || strings.HasPrefix(name, "matmul_")
+	return strings.HasPrefix(name, "get_rows_") || strings.HasPrefix(name, "matmul_") || strings.HasPrefix(name, "mvf_")
 }
 
 // launch runs kernel name on the device's stream with a 1-D grid of

@@ -226,3 +226,4 @@ extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __re
 #include "attention.cuh"
 #include "pointwise.cuh"
 #include "fused.cuh"
+#include "mvf.cuh"
