@@ -75,12 +75,14 @@ var negInf = math.Inf(-1)
 // applied in place). history holds the tokens so far (prompt and output).
 //
 // Candidates are ordered by scaled logit, then id; -Inf and NaN logits are
-// never drawn, nor those more than negligible below the best. One pass
-// takes every candidate's exp into a histogram of mass by band; only the
-// bands that top-k, top-p, min-p or the draw reach are then built as
-// candidates. Sets of at most exactMax are sorted and drawn from with the
-// reference arithmetic; larger ones are cut and drawn from by selecting on
-// probability mass (quickselect), without a sort.
+// never drawn, nor those more than negligible below the best. Top-k takes
+// one streaming pass (topStream) and needs no exp but those of the k kept.
+// Otherwise one pass takes every candidate's exp into a histogram of mass
+// by band (none for min-p alone), and only the bands that top-p, min-p or
+// the draw reach are then built as candidates. Sets of at most exactMax
+// are sorted and drawn from with the reference arithmetic, bit for bit;
+// larger ones are cut and drawn from by selecting on probability mass
+// (quickselect), without a sort.
 func (s *Sampler) Sample(logits []float32, history []int) int {
 	s.penalize(logits, history)
 	if s.Greedy() {
