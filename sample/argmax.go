@@ -10,9 +10,13 @@ func Argmax(logits []float32) int {
 	if len(logits) == 0 || logits[0] != logits[0] {
 		return 0
 	}
-	best := maxValue(logits)
-	for i, v := range logits {
-		if v == best {
+	return firstIndex(logits, maxValue(logits))
+}
+
+// firstIndex returns the first index that holds v; 0 when none does.
+func firstIndex(logits []float32, v float32) int {
+	for i, l := range logits {
+		if l == v {
 			return i
 		}
 	}

@@ -111,8 +111,13 @@ func (s *Sampler) Sample(logits []float32, history []int) int {
 	}
 	// Division rounds monotonically: the largest scaled logit is maxL/temp.
 	maxX := maxL / temp
-	if math.IsInf(float64(maxX), 1) {
+	switch {
+	case math.IsInf(float64(maxX), 1):
 		return s.sampleInf(logits, temp)
+	case math.IsInf(float64(maxX), -1):
+		// Every scaled logit overflowed to -Inf: no softmax is defined;
+		// the best raw logit is the limit.
+		return firstIndex(logits, maxL)
 	}
 	tp, mp := s.p.TopP, s.p.MinP
 	topP, minP := tp > 0 && tp < 1, mp > 0
@@ -177,7 +182,7 @@ func (h *histogram) fill(logits []float32, temp float32, maxX float64, withMass 
 	var band [fillChunk]uint8
 	n := 0
 	for _, l := range logits {
-		if !(l >= lfloor) { // also drops NaN and -Inf
+		if !(float64(l) >= lfloor) { // also drops NaN and -Inf
 			continue
 		}
 		x := l
@@ -235,10 +240,13 @@ func (h *histogram) massBand(target float64) int {
 	return nBands - 1
 }
 
-// logitFloor is an unscaled logit a little below the bands up to edge: a
-// cheap first test before the exact one on the scaled logit.
-func logitFloor(temp float32, maxX float64, edge int) float32 {
-	return float32((maxX - min(negligible, float64(edge+1)) - 1) * float64(temp))
+// logitFloor is an unscaled logit below every one whose scaled logit falls
+// in the bands up to edge: a cheap first test before the exact one on the
+// scaled logit. The division rounds by at most 2^-24 of the value, so the
+// floor keeps one unit and 2^-20 of its size in hand.
+func logitFloor(temp float32, maxX float64, edge int) float64 {
+	f := (maxX - min(negligible, float64(edge+1))) * float64(temp)
+	return f - 1 - math.Abs(f)*0x1p-20
 }
 
 // build returns the candidates of the bands up to edge, with their t.
@@ -246,7 +254,7 @@ func (s *Sampler) build(logits []float32, temp float32, maxX float64, edge int) 
 	lfloor := logitFloor(temp, maxX, edge)
 	c := s.cand[:0]
 	for i, l := range logits {
-		if !(l >= lfloor) {
+		if !(float64(l) >= lfloor) {
 			continue
 		}
 		x := l
