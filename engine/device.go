@@ -50,6 +50,11 @@ type Offload struct {
 	// Context is each slot's KV cache in positions (< 1: the model's
 	// context length).
 	Context int
+	// KVBudget, when > 0, is the most memory in bytes the device's KV
+	// caches may take together: the device gets at most KVBudget / (one
+	// slot's cache of Context positions) slots, fewer than Slots when
+	// that holds fewer. A budget that holds no slot is an error.
+	KVBudget int64
 }
 
 // Load binds m to an engine on the device off asks for. A CUDA request that
@@ -108,17 +113,18 @@ func openGPU(m *model.Model, opts Options, off Offload) (device, int, fallback, 
 	if ok, reason := cuda.Available(); !ok {
 		return nil, 0, fallback{reason: "no usable GPU: " + reason}, nil
 	}
-	slots := max(off.Slots, 1)
-	ctx := off.Context
-	if ctx < 1 || (cfg.MaxPositions > 0 && ctx > cfg.MaxPositions) {
-		ctx = cfg.MaxPositions
+	free, _, err := cuda.MemInfo()
+	if err != nil {
+		free = 0 // unknown: cuda.Load's allocations decide
 	}
-	need := deviceBytes(m, opts, slots, ctx, first)
-	if free, _, err := cuda.MemInfo(); err == nil && need > free {
-		return nil, 0, fallback{reason: fmt.Sprintf("the model needs about %d MiB of GPU memory (weights and %d KV caches of %d positions), the GPU has %d MiB free",
-			need>>20, slots, ctx, free>>20), always: true}, nil
+	plan, tooBig, err := planSlots(m, opts, off, first, free)
+	switch {
+	case err != nil:
+		return nil, 0, fallback{}, err
+	case tooBig != "":
+		return nil, 0, fallback{reason: tooBig, always: true}, nil
 	}
-	g, err := cuda.Load(m, cuda.Options{Context: ctx, Numerics: opts.Numerics, Slots: slots, FirstLayer: first})
+	g, err := cuda.Load(m, cuda.Options{Context: plan.ctx, Numerics: opts.Numerics, Slots: plan.slots, FirstLayer: first})
 	if err != nil {
 		return nil, 0, fallback{reason: err.Error(), always: true}, nil
 	}
@@ -128,6 +134,58 @@ func openGPU(m *model.Model, opts Options, off Offload) (device, int, fallback, 
 	}
 	return &cudaDevice{Model: g, name: name}, first, fallback{}, nil
 }
+
+// slotPlan is the KV caches a device gets: slots caches of ctx positions,
+// slotBytes each (over the device's layers).
+type slotPlan struct {
+	slots, ctx int
+	slotBytes  uint64
+}
+
+// planSlots sizes the KV caches of m on a device from decoder layer first
+// on: off.Slots slots (at least 1) of off.Context positions (the model's
+// context when < 1 or beyond it; 4096 when the model names none, as
+// cuda.Load counts), cut to what off.KVBudget holds. free is the device's
+// free memory in bytes (0: unknown, not checked). A budget that holds no
+// slot, and slots that do not fit beside weights that do, are errors
+// naming the numbers; when the weights do not fit with one slot, tooBig
+// says so (the model runs on the CPU).
+func planSlots(m *model.Model, opts Options, off Offload, first int, free uint64) (p slotPlan, tooBig string, err error) {
+	cfg := m.Config
+	ctx := off.Context
+	if ctx < 1 || (cfg.MaxPositions > 0 && ctx > cfg.MaxPositions) {
+		ctx = cfg.MaxPositions
+	}
+	if ctx < 1 {
+		ctx = 4096
+	}
+	layers := cfg.NumLayers - first
+	p = slotPlan{slots: max(off.Slots, 1), ctx: ctx, slotBytes: uint64(cacheBytes(cfg, opts, ctx, layers))}
+	if b := off.KVBudget; b > 0 {
+		n := uint64(b) / p.slotBytes
+		if n < 1 {
+			return p, "", fmt.Errorf("a KV budget of %.1f MiB holds no GPU KV cache of %d tokens (%.1f MiB over %d layers): raise --kv-budget to at least that or lower --ctx-size",
+				mibs(uint64(b)), ctx, mibs(p.slotBytes), layers)
+		}
+		p.slots = int(min(uint64(p.slots), n))
+	}
+	if free == 0 {
+		return p, "", nil
+	}
+	if one := deviceBytes(m, opts, 1, ctx, first); one > free {
+		return p, fmt.Sprintf("the model needs about %d MiB of GPU memory (weights and a KV cache of %d positions), the GPU has %d MiB free",
+			one>>20, ctx, free>>20), nil
+	}
+	if need := deviceBytes(m, opts, p.slots, ctx, first); need > free {
+		weights := deviceBytes(m, opts, 0, ctx, first)
+		return p, "", fmt.Errorf("%d GPU KV caches of %d tokens need %.1f MiB (%.1f MiB each) beside the model's %.1f MiB, the GPU has %.1f MiB free: %d fit; lower --parallel or --ctx-size, or set --kv-budget",
+			p.slots, ctx, mibs(need-weights), mibs(p.slotBytes), mibs(weights), mibs(free), (free-weights)/p.slotBytes)
+	}
+	return p, "", nil
+}
+
+// mibs converts bytes to MiB for messages.
+func mibs(b uint64) float64 { return float64(b) / (1 << 20) }
 
 // deviceBytes estimates the GPU memory m takes from decoder layer first on
 // with slots KV caches of ctx positions: those layers' weights and the

@@ -158,7 +158,7 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 		return err
 	}
 	if e.dev != nil {
-		return e.forwardDevice(entries, out, outRows)
+		return e.forwardDevice(entries, out)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

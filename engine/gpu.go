@@ -75,6 +75,17 @@ func cacheBytes(cfg *model.Config, opts Options, ctx, layers int) int {
 	return ctx * layers * 2 * kvDim * elem
 }
 
+// DeviceCache says what KV caches the engine keeps on its device: slots
+// caches of ctx positions each, bytes in all (zeros on the CPU).
+func (e *Engine) DeviceCache() (slots, ctx int, bytes int64) {
+	g := e.dev
+	if g == nil {
+		return 0, 0, 0
+	}
+	slots, ctx = g.d.Slots(), g.d.Context()
+	return slots, ctx, int64(slots) * int64(cacheBytes(e.Config, e.opts, ctx, e.Config.NumLayers-g.first))
+}
+
 // acquire gives s a free slot, or the least recently used one of a
 // sequence outside the current pass (which feeds its tokens again when it
 // next runs).
@@ -109,17 +120,38 @@ func (g *onDevice) release(entries []BatchEntry) {
 	}
 }
 
-// forwardDevice runs a checked batch on the device: entry i's logits
-// (outRows rows over all entries) go to out[i].
-func (e *Engine) forwardDevice(entries []BatchEntry, out [][]float32, outRows int) error {
+// forwardDevice runs a checked batch on the device: entry i's logits go
+// to out[i]. A batch of more sequences than the device has slots runs as
+// passes of at most that many, each taking the least recently used slots
+// (whose sequences are fed again when they next run); the sequences
+// advance only when every pass succeeded.
+func (e *Engine) forwardDevice(entries []BatchEntry, out [][]float32) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	n := len(e.dev.owners)
+	for lo := 0; lo < len(entries); lo += n {
+		hi := min(lo+n, len(entries))
+		if err := e.passDevice(entries[lo:hi], out[lo:hi]); err != nil {
+			return err
+		}
+	}
+	for _, b := range entries {
+		b.Seq.dev.hist = append(b.Seq.dev.hist, b.Tokens...)
+		b.Seq.pos += len(b.Tokens)
+	}
+	return nil
+}
+
+// passDevice runs one device pass of entries, no more than the device's
+// slots, without advancing them.
+func (e *Engine) passDevice(entries []BatchEntry, out [][]float32) error {
 	g := e.dev
 	g.tick++
 	for _, b := range entries {
 		b.Seq.dev.used = g.tick
 	}
 	g.rows, g.seqs = g.rows[:0], g.seqs[:0]
+	outRows := 0
 	for _, b := range entries {
 		s, d := b.Seq, b.Seq.dev
 		from := s.pos
@@ -137,6 +169,9 @@ func (e *Engine) forwardDevice(entries []BatchEntry, out [][]float32, outRows in
 			last := i == len(b.Tokens)-1
 			g.rows = append(g.rows, cuda.Row{Slot: d.slot, Token: t, Pos: s.pos + i, Logits: b.AllLogits || last})
 			g.seqs = append(g.seqs, s)
+			if b.AllLogits || last {
+				outRows++
+			}
 		}
 	}
 	vocab := e.Config.VocabSize
@@ -160,10 +195,6 @@ func (e *Engine) forwardDevice(entries []BatchEntry, out [][]float32, outRows in
 		for i := range entries {
 			o += copy(out[i], g.logits[o:])
 		}
-	}
-	for _, b := range entries {
-		b.Seq.dev.hist = append(b.Seq.dev.hist, b.Tokens...)
-		b.Seq.pos += len(b.Tokens)
 	}
 	return nil
 }
