@@ -50,7 +50,7 @@ func benchCUDA(r *benchResult, path string, ids []int, predict, ctxSize int, b g
 		return err
 	}
 	t0 := time.Now()
-	m, err := format.Open(path)
+	m, err := format.OpenWith(path, format.Options{Populate: true}) // about to compute
 	if err != nil {
 		return err
 	}

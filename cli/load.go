@@ -61,7 +61,7 @@ func (e *env) load(path string, f *modelFlags) (*loaded, error) {
 	}
 	stop := e.spinner("loading " + path)
 	t0 := time.Now()
-	m, err := format.Open(path)
+	m, err := format.OpenWith(path, format.Options{Populate: true}) // about to compute
 	if err != nil {
 		stop()
 		return nil, err

@@ -25,7 +25,7 @@ func newTokenizeCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := format.Open(path)
+			m, err := format.Open(path) // lazily: the tokenizer reads the metadata alone
 			if err != nil {
 				return err
 			}

@@ -18,7 +18,7 @@ func init() { openers[apr.Magic] = openAPR }
 // openAPR opens an APR file, verifying every checksum first: a conversion
 // must not copy damaged weights.
 func openAPR(path string) (*Model, error) {
-	f, err := apr.Open(path, apr.Options{Verify: true})
+	f, err := apr.Open(path, apr.Options{Verify: true, Populate: true})
 	if err != nil {
 		return nil, err
 	}

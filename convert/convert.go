@@ -21,6 +21,7 @@ import (
 
 	"github.com/apr-llm/apr/format/gguf"
 	"github.com/apr-llm/apr/format/hf"
+	"github.com/apr-llm/apr/format/safetensors"
 	"github.com/apr-llm/apr/model"
 	"github.com/apr-llm/apr/tensor"
 	"github.com/apr-llm/apr/tokenizer"
@@ -77,7 +78,9 @@ func (m *Model) Tensor(name string) (*tensor.Tensor, bool) {
 }
 
 // Open opens a Hugging Face folder or a GGUF file for conversion. APR files
-// are opened by OpenAPR (format/apr registers it through Openers).
+// are opened by OpenAPR (format/apr registers it through Openers). Every
+// caller reads the tensors' data (to write, quantize or compare it), so the
+// files are read in at open (populated mappings).
 func Open(path string) (*Model, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -115,7 +118,7 @@ func readMagic(path string) (string, error) {
 }
 
 func openHF(dir string) (*Model, error) {
-	hm, err := hf.Load(dir)
+	hm, err := hf.LoadWith(dir, safetensors.Options{Populate: true})
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +140,7 @@ func openHF(dir string) (*Model, error) {
 }
 
 func openGGUF(path string) (*Model, error) {
-	f, err := gguf.Open(path)
+	f, err := gguf.OpenWith(path, gguf.Options{Populate: true})
 	if err != nil {
 		return nil, err
 	}

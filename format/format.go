@@ -11,13 +11,27 @@ import (
 	"github.com/apr-llm/apr/format/apr"
 	"github.com/apr-llm/apr/format/gguf"
 	"github.com/apr-llm/apr/format/hf"
+	"github.com/apr-llm/apr/format/safetensors"
 	"github.com/apr-llm/apr/model"
 	"github.com/apr-llm/apr/tokenizer"
 )
 
-// Open loads the model at path: a Hugging Face folder (config.json +
-// SafeTensors), a GGUF file, an APR file, or demo.Name for the built-in demo model.
-func Open(path string) (*model.Model, error) {
+// Options tune OpenWith.
+type Options struct {
+	// Populate reads the weight files in at open (MAP_POPULATE), for a
+	// caller about to compute with the weights: an engine or GPU load. A
+	// caller reading only the configuration, tokenizer or tensor list
+	// leaves it off and reads little more than the metadata.
+	Populate bool
+}
+
+// Open loads the model at path, its files mapped lazily: a Hugging Face
+// folder (config.json + SafeTensors), a GGUF file, an APR file, or demo.Name
+// for the built-in demo model.
+func Open(path string) (*model.Model, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, opts Options) (*model.Model, error) {
 	if path == demo.Name {
 		f, err := gguf.OpenBytes(path, demo.GGUF)
 		if err != nil {
@@ -33,7 +47,7 @@ func Open(path string) (*model.Model, error) {
 		if !hf.IsModelDir(path) {
 			return nil, fmt.Errorf("model %s: a folder without config.json is not a Hugging Face model folder", path)
 		}
-		return hf.Load(path)
+		return hf.LoadWith(path, safetensors.Options{Populate: opts.Populate})
 	}
 	magic, err := readMagic(path)
 	if err != nil {
@@ -41,9 +55,9 @@ func Open(path string) (*model.Model, error) {
 	}
 	switch magic {
 	case "GGUF":
-		return openGGUF(path)
+		return openGGUF(path, gguf.Options{Populate: opts.Populate})
 	case apr.Magic:
-		return apr.Load(path, apr.Options{})
+		return apr.Load(path, apr.Options{Populate: opts.Populate})
 	}
 	return nil, fmt.Errorf("model %s: unrecognised file (magic %q): want a GGUF or APR file or a Hugging Face folder", path, magic)
 }
@@ -62,8 +76,8 @@ func readMagic(path string) (string, error) {
 // openGGUF loads a GGUF file: hyperparameters, tokenizer and chat template
 // all come from its metadata. GGUF carries no generation_config, so the
 // sampling defaults are the command's own (llama.cpp's).
-func openGGUF(path string) (*model.Model, error) {
-	f, err := gguf.Open(path)
+func openGGUF(path string, opts gguf.Options) (*model.Model, error) {
+	f, err := gguf.OpenWith(path, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/apr-llm/apr/internal/mmap"
 	"github.com/apr-llm/apr/model"
 	"github.com/apr-llm/apr/tensor"
 )
@@ -33,13 +35,20 @@ type Options struct {
 	// open (reading every byte once); without it only the header, metadata
 	// and index checksums are checked.
 	Verify bool
+	// Populate reads the whole file in at open (MAP_POPULATE), for a caller
+	// about to compute with the weights; without it pages are read when
+	// first touched, so reading the metadata reads little more.
+	Populate bool
 }
 
 // Open maps the APR file at path and validates it.
 func Open(path string, opts Options) (*File, error) {
-	data, unmap, err := mapFile(path)
+	data, unmap, err := mmap.File(path, opts.Populate)
+	if errors.Is(err, mmap.ErrUnmappable) {
+		return nil, fmt.Errorf("apr: %s: %w: %w", path, ErrInvalid, err)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("apr: %w", err)
 	}
 	f, err := parse(path, data)
 	if err == nil && opts.Verify {

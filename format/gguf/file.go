@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/apr-llm/apr/internal/mmap"
 	"github.com/apr-llm/apr/tensor"
 )
 
@@ -28,11 +29,22 @@ type File struct {
 	once    sync.Once
 }
 
-// Open maps the GGUF file at path read-only and validates it. For a split
-// model (name-00001-of-00003.gguf) it opens every sibling and merges their
-// tensors; the metadata is the first split's.
-func Open(path string) (*File, error) {
-	data, unmap, err := mapFile(path)
+// Options tune OpenWith.
+type Options struct {
+	// Populate reads the whole file in at open (MAP_POPULATE), for a caller
+	// about to compute with the weights; without it pages are read when
+	// first touched, so reading the metadata reads little more.
+	Populate bool
+}
+
+// Open maps the GGUF file at path read-only, lazily, and validates it. For a
+// split model (name-00001-of-00003.gguf) it opens every sibling and merges
+// their tensors; the metadata is the first split's.
+func Open(path string) (*File, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, opts Options) (*File, error) {
+	data, unmap, err := mapFile(path, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +68,7 @@ func Open(path string) (*File, error) {
 		return nil, err
 	}
 	if count > 1 {
-		parts, unmaps, err = openSplits(path, first, count, unmaps)
+		parts, unmaps, err = openSplits(path, first, count, unmaps, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -75,7 +87,7 @@ var splitName = regexp.MustCompile(`^(.*)-(\d{5})-of-(\d{5})\.gguf$`)
 
 // openSplits opens all count splits of the model that path belongs to, in
 // split order, checking each one's split.no and split.count.
-func openSplits(path string, opened *parsed, count int, unmaps []func() error) ([]*parsed, []func() error, error) {
+func openSplits(path string, opened *parsed, count int, unmaps []func() error, opts Options) ([]*parsed, []func() error, error) {
 	mm := splitName.FindStringSubmatch(filepath.Base(path))
 	if mm == nil {
 		return nil, unmaps, fmt.Errorf("gguf: %s: %w: %s is %d but the file name does not follow name-00001-of-%05d.gguf, so its siblings cannot be found",
@@ -96,7 +108,7 @@ func openSplits(path string, opened *parsed, count int, unmaps []func() error) (
 			continue
 		}
 		sib := filepath.Join(dir, fmt.Sprintf("%s-%05d-of-%05d.gguf", mm[1], i+1, count))
-		data, unmap, err := mapFile(sib)
+		data, unmap, err := mapFile(sib, opts)
 		if err != nil {
 			return nil, unmaps, fmt.Errorf("gguf: %s: split %d of %d: %w", path, i+1, count, err)
 		}
@@ -120,6 +132,18 @@ func openSplits(path string, opened *parsed, count int, unmaps []func() error) (
 		parts[i] = p
 	}
 	return parts, unmaps, nil
+}
+
+// mapFile maps path as opts ask; the returned function unmaps it.
+func mapFile(path string, opts Options) ([]byte, func() error, error) {
+	data, unmap, err := mmap.File(path, opts.Populate)
+	if errors.Is(err, mmap.ErrUnmappable) {
+		return nil, nil, fmt.Errorf("gguf: %s: %w: %w", path, ErrInvalid, err)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("gguf: %w", err)
+	}
+	return data, unmap, nil
 }
 
 // splitNo returns the 0-based split.no of a split file.

@@ -22,8 +22,12 @@ func IsModelDir(dir string) bool {
 	return err == nil && st.Mode().IsRegular()
 }
 
-// Load opens the model folder dir.
-func Load(dir string) (*model.Model, error) {
+// Load opens the model folder dir, its weights mapped lazily.
+func Load(dir string) (*model.Model, error) { return LoadWith(dir, safetensors.Options{}) }
+
+// LoadWith opens the model folder dir, mapping its weights as opts say
+// (Populate for a caller about to compute with them).
+func LoadWith(dir string, opts safetensors.Options) (*model.Model, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
@@ -52,7 +56,7 @@ func Load(dir string) (*model.Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: chat template: %w", dir, err)
 	}
-	set, err := safetensors.OpenDir(dir)
+	set, err := safetensors.OpenDirWith(dir, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -39,18 +39,22 @@ type Set struct {
 // model.safetensors. For an index it checks that every shard name stays
 // inside dir, that every shard exists and parses, that every tensor of the
 // weight map is in the shard it names, and that no tensor is in two shards.
-// Tensors found in a shard but missing from the weight map are kept.
-func OpenDir(dir string) (*Set, error) {
+// Tensors found in a shard but missing from the weight map are kept. The
+// files are mapped lazily.
+func OpenDir(dir string) (*Set, error) { return OpenDirWith(dir, Options{}) }
+
+// OpenDirWith is OpenDir with options.
+func OpenDirWith(dir string, opts Options) (*Set, error) {
 	idxPath := filepath.Join(dir, IndexFileName)
 	raw, err := readLimited(idxPath, maxIndexSize)
 	switch {
 	case err == nil:
-		return openIndex(dir, idxPath, raw)
+		return openIndex(dir, idxPath, raw, opts)
 	case !isNotExist(err):
 		return nil, err
 	}
 	single := filepath.Join(dir, SingleFileName)
-	f, err := Open(single)
+	f, err := OpenWith(single, opts)
 	if err != nil {
 		if isNotExist(err) {
 			return nil, formatErr(dir, nil, "no %s or %s in the folder", IndexFileName, SingleFileName)
@@ -151,7 +155,7 @@ func parseIndex(raw []byte) (map[string]string, error) {
 	return wm, nil
 }
 
-func openIndex(dir, idxPath string, raw []byte) (_ *Set, err error) {
+func openIndex(dir, idxPath string, raw []byte, opts Options) (_ *Set, err error) {
 	wm, err := parseIndex(raw)
 	if err != nil {
 		return nil, formatErr(idxPath, err, "bad index")
@@ -174,7 +178,7 @@ func openIndex(dir, idxPath string, raw []byte) (_ *Set, err error) {
 	}()
 	owner := map[string]string{} // tensor name -> shard holding it
 	for _, shard := range slices.Sorted(maps.Keys(shards)) {
-		f, err := Open(filepath.Join(dir, filepath.FromSlash(shard)))
+		f, err := OpenWith(filepath.Join(dir, filepath.FromSlash(shard)), opts)
 		if err != nil {
 			if isNotExist(err) {
 				return nil, formatErr(idxPath, fs.ErrNotExist, "shard %q is missing", shard)

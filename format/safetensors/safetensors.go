@@ -18,11 +18,11 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 
+	"github.com/apr-llm/apr/internal/mmap"
 	"github.com/apr-llm/apr/tensor"
 )
 
@@ -63,43 +63,37 @@ func formatErr(path string, err error, format string, args ...any) *FormatError 
 type File struct {
 	path     string
 	data     []byte
-	unmap    func([]byte) error // nil when data is not a mapping
-	tensors  []*tensor.Tensor   // sorted by name
+	unmap    func() error     // nil when data is not a mapping
+	tensors  []*tensor.Tensor // sorted by name
 	byName   map[string]*tensor.Tensor
 	metadata map[string]string
 }
 
-// Open memory-maps the SafeTensors file at path read-only and parses it. The
-// file must not be truncated or rewritten while open (the mapping would fault).
-func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+// Options tune OpenWith and OpenDirWith.
+type Options struct {
+	// Populate reads the whole file in at open (MAP_POPULATE), for a caller
+	// about to compute with the weights; without it pages are read when
+	// first touched, so reading the header reads little more.
+	Populate bool
+}
+
+// Open memory-maps the SafeTensors file at path read-only, lazily, and
+// parses it. The file must not be truncated or rewritten while open (the
+// mapping would fault).
+func Open(path string) (*File, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, opts Options) (*File, error) {
+	data, unmap, err := mmap.File(path, opts.Populate)
+	if errors.Is(err, mmap.ErrUnmappable) {
+		return nil, formatErr(path, nil, "%v", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("safetensors: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, formatErr(path, nil, "not a regular file (mode %v)", fi.Mode().Type())
-	}
-	size := fi.Size()
-	if size < 8 {
-		return nil, formatErr(path, nil, "file is %d bytes, shorter than the 8-byte header length", size)
-	}
-	if int64(int(size)) != size {
-		return nil, formatErr(path, nil, "file of %d bytes is too large to map", size)
-	}
-	data, unmap, err := mapFile(f, int(size))
-	if err != nil {
-		return nil, fmt.Errorf("safetensors: map %s: %w", path, err)
 	}
 	st, err := Parse(path, data)
 	if err != nil {
-		if unmap != nil {
-			_ = unmap(data)
-		}
+		_ = unmap()
 		return nil, err
 	}
 	st.unmap = unmap
@@ -207,12 +201,12 @@ func (f *File) Close() error {
 	if f.unmap == nil {
 		return nil
 	}
-	unmap, data := f.unmap, f.data
+	unmap := f.unmap
 	f.unmap, f.data = nil, nil
 	for _, t := range f.tensors {
 		t.Data = nil // fail loudly (empty) rather than fault on unmapped memory
 	}
-	if err := unmap(data); err != nil {
+	if err := unmap(); err != nil {
 		return fmt.Errorf("safetensors: unmap %s: %w", f.path, err)
 	}
 	return nil

@@ -3,24 +3,24 @@
 package mmap
 
 import (
-	"fmt"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
 
-// Map maps the first size (> 0) bytes of the open file fd read-only and
-// returns them with the function that unmaps them. The file may be closed
-// once Map returns.
-func Map(fd uintptr, size int) ([]byte, func() error, error) {
-	if size <= 0 {
-		return nil, nil, fmt.Errorf("mmap: size %d", size)
+// mapOpen maps the first size (> 0) bytes of f read-only, populated when
+// asked; f may be closed once it returns.
+func mapOpen(f *os.File, size int, populate bool) ([]byte, func() error, error) {
+	flags := unix.MAP_SHARED
+	if populate {
+		flags |= populateFlag
 	}
-	data, err := unix.Mmap(int(fd), 0, size, unix.PROT_READ, unix.MAP_SHARED|populate)
+	data, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, flags)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mmap: %w", err)
+		return nil, nil, err
 	}
-	if populate == 0 {
-		// Start the read-ahead at least (no MAP_POPULATE here).
+	if populate && populateFlag == 0 {
+		// No MAP_POPULATE here: start the read-ahead at least.
 		_ = unix.Madvise(data, unix.MADV_WILLNEED)
 	}
 	return data, func() error { return unix.Munmap(data) }, nil

@@ -2,5 +2,5 @@ package mmap
 
 import "golang.org/x/sys/unix"
 
-// populate reads the mapping's pages in before Map returns.
-const populate = unix.MAP_POPULATE
+// populateFlag reads the mapping's pages in before mmap returns.
+const populateFlag = unix.MAP_POPULATE

@@ -2,5 +2,6 @@
 
 package mmap
 
-// populate is 0 where MAP_POPULATE does not exist: Map advises WILLNEED.
-const populate = 0
+// populateFlag is 0 where MAP_POPULATE does not exist: a populated mapping
+// is advised WILLNEED instead.
+const populateFlag = 0
