@@ -29,7 +29,7 @@ func (f *modelFlags) registerDevice(cmd *cobra.Command) {
 
 // offload resolves the device flags.
 func (f *modelFlags) offload() (engine.Offload, error) {
-	off := engine.Offload{Device: engine.DeviceCPU, GPULayers: f.gpuLayers, Slots: f.slots, Context: f.ctx}
+	off := engine.Offload{Device: engine.DeviceCPU, GPULayers: f.gpuLayers, Slots: f.slots, Context: f.ctx, KVBudget: f.kvBudget}
 	if f.device != "" {
 		d, err := engine.ParseDevice(f.device)
 		if err != nil {

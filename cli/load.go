@@ -40,8 +40,10 @@ type modelFlags struct {
 	gpu       bool
 	gpuLayers int
 	// Set by the command before loading: how many sequences it runs at
-	// once and their context, which size the GPU's KV caches.
+	// once and their context, which size the GPU's KV caches, and the
+	// most memory those caches may take (0: no bound).
 	slots, ctx int
+	kvBudget   int64
 }
 
 func (f *modelFlags) register(cmd *cobra.Command) {

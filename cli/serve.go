@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/server"
 )
 
@@ -49,8 +50,13 @@ func newServeCmd(e *env) *cobra.Command {
 			if parallel < 1 {
 				return fmt.Errorf("--parallel %d: at least 1", parallel)
 			}
-			// The GPU keeps a KV cache slot for each parallel request.
-			mf.slots, mf.ctx = parallel, ctxSize
+			budget, err := server.ParseBytes(kvBudget)
+			if err != nil {
+				return fmt.Errorf("--kv-budget: %w", err)
+			}
+			// The GPU keeps a KV cache slot for each parallel request, as
+			// many as the budget holds.
+			mf.slots, mf.ctx, mf.kvBudget = parallel, ctxSize, budget
 			l, err := e.load(args[0], &mf)
 			if err != nil {
 				return err
@@ -60,13 +66,16 @@ func newServeCmd(e *env) *cobra.Command {
 			if name == "" {
 				name = filepath.Base(args[0])
 			}
-			budget, err := server.ParseBytes(kvBudget)
-			if err != nil {
-				return fmt.Errorf("--kv-budget: %w", err)
+			// Requests decode together only as many as the GPU has slots:
+			// more would take each other's slots in every step and have
+			// their whole history fed again.
+			running := parallel
+			if slots, _, _ := l.engine.DeviceCache(); slots > 0 {
+				running = min(parallel, slots)
 			}
 			logger := slog.New(slog.NewTextHandler(e.stderr, nil))
 			cfg := server.Config{
-				ModelName: name, APIKey: apiKey, Parallel: parallel, CtxSize: ctxSize,
+				ModelName: name, APIKey: apiKey, Parallel: running, CtxSize: ctxSize,
 				QueueSize: queue, BatchTokens: batchToks, Logger: logger, KVBudget: budget,
 			}
 			if l.trace != nil {
@@ -83,15 +92,8 @@ func newServeCmd(e *env) *cobra.Command {
 			}
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
-			sc := srv.Scheduler()
-			kv := fmt.Sprintf("KV cache %.1f MiB", mib(sc.CacheBytes()))
-			if b := sc.KVBudget(); b > 0 {
-				full := int64(sc.Context()) * sc.PositionBytes()
-				kv = fmt.Sprintf("KV budget %.1f MiB: %d tokens, %d full-context sequences at once; a request waits until its cache fits",
-					mib(b), b/sc.PositionBytes(), min(int64(parallel), b/full))
-			}
 			fmt.Fprintf(e.stderr, "apr: serving %s on http://%s (%d parallel, context %d, %s; device %s)\n",
-				name, ln.Addr(), parallel, sc.Context(), kv, l.engine.Device())
+				name, ln.Addr(), running, srv.Scheduler().Context(), kvLine(srv.Scheduler(), l.engine, parallel), l.engine.Device())
 			return srv.Serve(ctx, ln, 60*time.Second)
 		},
 	}
@@ -106,7 +108,35 @@ func newServeCmd(e *env) *cobra.Command {
 	fl.IntVarP(&ctxSize, "ctx-size", "c", 4096, "context window in tokens per request; 0 for the model's full context")
 	fl.IntVar(&queue, "queue", 64, "requests that may wait for a free slot before the server answers 503")
 	fl.IntVarP(&batchToks, "batch-size", "b", 512, "prompt tokens fed per forward pass, across requests")
-	fl.StringVar(&kvBudget, "kv-budget", "", "memory all KV caches may take together (512MiB, 2GiB; a plain number is MiB); requests wait in the queue until theirs fits (default: --parallel caches of --ctx-size)")
+	fl.StringVar(&kvBudget, "kv-budget", "", "memory all KV caches may take together (512MiB, 2GiB; a plain number is MiB); requests wait in the queue until theirs fits; on the GPU it holds that many --ctx-size caches, at most --parallel (default: --parallel caches of --ctx-size)")
 	fl.StringVar(&alias, "alias", "", "model name reported by /v1/models (default: the model's file or folder name)")
 	return cmd
+}
+
+// kvLine is the start-up line's account of the KV caches: on the GPU its
+// slots (gpuKVLine), on the CPU the caches' memory or the budget.
+func kvLine(sc *server.Scheduler, eng *engine.Engine, parallel int) string {
+	if slots, ctx, bytes := eng.DeviceCache(); slots > 0 {
+		return gpuKVLine(slots, ctx, bytes, sc.KVBudget(), parallel)
+	}
+	if b := sc.KVBudget(); b > 0 {
+		full := int64(sc.Context()) * sc.PositionBytes()
+		return fmt.Sprintf("KV budget %.1f MiB: %d tokens, %d full-context sequences at once; a request waits until its cache fits",
+			mib(b), b/sc.PositionBytes(), min(int64(parallel), b/full))
+	}
+	return fmt.Sprintf("KV cache %.1f MiB", mib(sc.CacheBytes()))
+}
+
+// gpuKVLine tells of the GPU's KV cache: slots caches of ctx tokens, bytes
+// in all, out of budget (0: none), and whether fewer than the parallel
+// requests asked for decode at once.
+func gpuKVLine(slots, ctx int, bytes, budget int64, parallel int) string {
+	kv := fmt.Sprintf("GPU KV cache %d slots of %d tokens, %.1f MiB", slots, ctx, mib(bytes))
+	if budget > 0 {
+		kv += fmt.Sprintf(" of a %.1f MiB budget", mib(budget))
+	}
+	if slots < parallel {
+		kv += fmt.Sprintf("; --parallel %d cut to the %d slots, more requests wait in the queue", parallel, slots)
+	}
+	return kv
 }

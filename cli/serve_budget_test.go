@@ -59,3 +59,29 @@ func TestServeKVBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestGPUKVLine: the start-up line's account of the GPU's KV cache names
+// the slots, their context and memory, the budget, and a cut --parallel.
+func TestGPUKVLine(t *testing.T) {
+	cases := []struct {
+		name                 string
+		slots, ctx, parallel int
+		bytes, budget        int64
+		want, not            string
+	}{
+		{name: "as asked", slots: 4, ctx: 4096, parallel: 4, bytes: 448 << 20,
+			want: "GPU KV cache 4 slots of 4096 tokens, 448.0 MiB", not: "cut"},
+		{name: "budget holds all", slots: 4, ctx: 4096, parallel: 4, bytes: 448 << 20, budget: 1 << 30,
+			want: "448.0 MiB of a 1024.0 MiB budget", not: "cut"},
+		{name: "budget cuts parallel", slots: 2, ctx: 32768, parallel: 32, bytes: 1792 << 20, budget: 2 << 30,
+			want: "GPU KV cache 2 slots of 32768 tokens, 1792.0 MiB of a 2048.0 MiB budget; --parallel 32 cut to the 2 slots"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := gpuKVLine(c.slots, c.ctx, c.bytes, c.budget, c.parallel)
+			if !strings.Contains(got, c.want) || (c.not != "" && strings.Contains(got, c.not)) {
+				t.Fatalf("%q, want %q (and not %q)", got, c.want, c.not)
+			}
+		})
+	}
+}
