@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -557,6 +558,7 @@ func (s *Scheduler) step() {
 		}
 		return
 	}
+	var ready []*slot
 	for i, sl := range owners {
 		sl.logits = out[i]
 		fed := entries[i].Tokens
@@ -569,13 +571,48 @@ func (s *Scheduler) step() {
 				continue
 			}
 		}
-		s.sampleNext(sl, out[i])
+		ready = append(ready, sl)
+	}
+	drawn := make([]drawnToken, len(ready))
+	parallel(len(ready), func(i int) { drawn[i] = draw(ready[i]) })
+	for i, sl := range ready {
+		s.report(sl, drawn[i].id, drawn[i].info)
 	}
 }
 
-// sampleNext picks the slot's next token from logits and reports it.
-func (s *Scheduler) sampleNext(sl *slot, logits []float32) {
-	j := sl.job
+// drawnToken is a slot's next token and, if asked for, its logprobs.
+type drawnToken struct {
+	id   int
+	info *tokenInfo
+}
+
+// parallel runs f(0) .. f(n-1) on up to GOMAXPROCS goroutines: sampling a
+// full vocabulary costs a few milliseconds a sequence on the host, as much
+// as a pass of many sequences on a GPU.
+func parallel(n int, f func(int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// draw picks the slot's next token from its logits. It touches only the
+// slot and its job, so slots draw concurrently.
+func draw(sl *slot) drawnToken {
+	j, logits := sl.job, sl.logits
 	if j.filter != nil {
 		j.filter.Mask(logits)
 	}
@@ -593,6 +630,12 @@ func (s *Scheduler) sampleNext(sl *slot, logits []float32) {
 		info.id = next
 		info.logprob, info.top = sample.Logprobs(raw, next, j.topLogprobs)
 	}
+	return drawnToken{id: next, info: info}
+}
+
+// report records the slot's drawn token and sends it to the client.
+func (s *Scheduler) report(sl *slot, next int, info *tokenInfo) {
+	j := sl.job
 	if sl.firstTok.IsZero() {
 		sl.firstTok = time.Now()
 		s.metrics.ttft.Observe(sl.firstTok.Sub(j.enqueued).Seconds())
