@@ -43,21 +43,28 @@ func BenchmarkMatVec(b *testing.B) {
 				d.drv.cuCtxSetCurrent(d.ctx)
 				defer func(t int) { mvTargetWarps = t }(mvTargetWarps)
 				mvTargetWarps = v.target
-				run := func(n int) {
-					for range n {
-						if err := d.matmul(w, a, ab, y, s.rows, 0, false, 1); err != nil {
-							b.Fatal(err)
-						}
-					}
-				}
-				run(3)
-				ms := eventTime(b, d, func() { run(b.N) })
-				us := 1000 * float64(ms) / float64(b.N)
-				b.ReportMetric(us, "us/launch")
-				b.ReportMetric(float64(len(wq))/us/1e3, "GB/s")
+				benchMatmul(b, d, w, a, ab, y, s.rows, 1, len(wq))
 			})
 		}
 	}
+}
+
+// benchMatmul times b.N launches of d.matmul(w, a, actStride, y,
+// yStride, 0, false, m) after 3 untimed ones, with CUDA events, and reports
+// microseconds a launch and the weights' bytes read a second.
+func benchMatmul(b *testing.B, d *Device, w *matrix, a devptr, actStride int, y devptr, yStride, m, weightBytes int) {
+	run := func(n int) {
+		for range n {
+			if err := d.matmul(w, a, actStride, y, yStride, 0, false, m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	run(3)
+	ms := eventTime(b, d, func() { run(b.N) })
+	us := 1000 * float64(ms) / float64(b.N)
+	b.ReportMetric(us, "us/launch")
+	b.ReportMetric(float64(weightBytes)/us/1e3, "GB/s")
 }
 
 // eventTime returns the device milliseconds that the work f enqueues

@@ -140,18 +140,7 @@ func BenchmarkMatVecF(b *testing.B) {
 				d.drv.cuCtxSetCurrent(d.ctx)
 				defer func(t int, off bool) { mvfTargetWarps, mvfDisabled = t, off }(mvfTargetWarps, mvfDisabled)
 				mvfTargetWarps, mvfDisabled = v.target, v.off || mvfDisabled
-				run := func(n int) {
-					for range n {
-						if err := d.matmul(w, a, 4*s.cols, y, s.rows, 0, false, 1); err != nil {
-							b.Fatal(err)
-						}
-					}
-				}
-				run(3)
-				ms := eventTime(b, d, func() { run(b.N) })
-				us := 1000 * float64(ms) / float64(b.N)
-				b.ReportMetric(us, "us/launch")
-				b.ReportMetric(float64(len(wq))/us/1e3, "GB/s")
+				benchMatmul(b, d, w, a, 4*s.cols, y, s.rows, 1, len(wq))
 			})
 		}
 	}

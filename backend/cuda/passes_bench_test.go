@@ -77,18 +77,7 @@ func BenchmarkPassProducts(b *testing.B) {
 					defer runtime.UnlockOSThread()
 					d.drv.cuCtxSetCurrent(d.ctx)
 					defer SetPassPolicy(PassPolicy{k.allRows, k.minBlock, k.allRows, k.allRows, passGraphRows})()
-					run := func(n int) {
-						for range n {
-							if err := d.matmul(w, a, ab, y, s.rows, 0, false, m); err != nil {
-								b.Fatal(err)
-							}
-						}
-					}
-					run(3)
-					ms := eventTime(b, d, func() { run(b.N) })
-					us := 1000 * float64(ms) / float64(b.N)
-					b.ReportMetric(us, "us/launch")
-					b.ReportMetric(float64(len(wq))/us/1e3, "GB/s")
+					benchMatmul(b, d, w, a, ab, y, s.rows, m, len(wq))
 				})
 			}
 		}
