@@ -217,7 +217,7 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 			return err
 		}
 		return d.launch2(kernelName("mmq_", w.dt), ceilDiv(w.rows, 64), ceilDiv(m, 64), 128, 0,
-			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
+			mmArgs(w, act, actStride, y, yStride, bias, accumulate, m)...)
 	}
 	if per == 0 && m == 1 {
 		if ran, err := d.mvf(w, act, y, bias, accumulate); ran {
@@ -228,14 +228,20 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 		nb := w.cols / w.dt.BlockSize()
 		g := d.planRows(w.rows, nb, per)
 		return d.launch2(kernelName("matmul_", w.dt)+"_mv", ceilDiv(w.rows, g.rpc), 1, 32*g.warps, 4*g.rpc*nb,
-			w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m, g.rpc, g.rw)
+			append(mmArgs(w, act, actStride, y, yStride, bias, accumulate, m), g.rpc, g.rw)...)
 	}
 	name, tile := kernelName("matmul_", w.dt)+"_r1", 1
 	if m > 1 {
 		name, tile = kernelName("matmul_", w.dt)+"_r16", mmTile
 	}
 	return d.launch2(name, ceilDiv(w.rows*32, matvecThreads), ceilDiv(m, tile), matvecThreads, 0,
-		w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
+		mmArgs(w, act, actStride, y, yStride, bias, accumulate, m)...)
+}
+
+// mmArgs are the parameters every matrix-product kernel starts with
+// (MM_PARAMS in kernels/matvec.cuh), in their order.
+func mmArgs(w *matrix, act devptr, actStride int, y devptr, yStride int, bias devptr, accumulate bool, m int) []any {
+	return []any{w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m}
 }
 
 // mvTargetWarps is the fewest (group, pass) items for which a one-row

@@ -50,5 +50,5 @@ func (d *Device) mmf(w *matrix, act devptr, actStride int, y devptr, yStride int
 		return false, nil
 	}
 	return true, d.launch2(name, ceilDiv(w.rows, mmfWeightRows), ceilDiv(m, bn), 128, 0,
-		w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
+		mmArgs(w, act, actStride, y, yStride, bias, accumulate, m)...)
 }

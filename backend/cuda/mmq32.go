@@ -71,5 +71,5 @@ func (d *Device) mmq32(w *matrix, act devptr, actStride int, y devptr, yStride i
 		return false, nil
 	}
 	return true, d.launch2(names[v], ceilDiv(w.rows, 64), ceilDiv(m, 64), mmq32Threads, mmq32Shared(w.dt.TypeSize()),
-		w.ptr, act, int64(actStride), y, yStride, bias, w.rows, w.cols, int64(w.rowBytes), boolInt(accumulate), m)
+		mmArgs(w, act, actStride, y, yStride, bias, accumulate, m)...)
 }

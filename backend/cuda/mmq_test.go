@@ -148,16 +148,9 @@ func BenchmarkMMQ(b *testing.B) {
 	bufs := newBuffers(b, d)
 	r := rand.New(rand.NewPCG(9, 10))
 	const m = 512
-	for _, s := range []struct {
-		name       string
-		dt         tensor.DType
-		rows, cols int
-	}{
-		{"q+k", tensor.Q4_K, 1792, 1536},
-		{"v", tensor.Q6_K, 256, 1536},
-		{"o", tensor.Q4_K, 1536, 1536},
-		{"gate+up", tensor.Q4_K, 17920, 1536},
-		{"down", tensor.Q6_K, 1536, 8960},
+	// The 1.5B Q4_K_M pass's layer products (shapes15B without the LM
+	// head), then the Q8_0 file's and other 32-element types'.
+	shapes := append(shapes15B[:5:5], []productShape{
 		{"qkv", tensor.Q8_0, 2048, 1536},
 		{"gate+up", tensor.Q8_0, 17920, 1536},
 		{"down", tensor.Q8_0, 1536, 8960},
@@ -165,7 +158,8 @@ func BenchmarkMMQ(b *testing.B) {
 		{"gate+up", tensor.Q4_0, 17920, 1536},
 		{"gate+up-0.5B", tensor.Q8_0, 9728, 896},
 		{"down-0.5B", tensor.Q8_0, 896, 4864},
-	} {
+	}...)
+	for _, s := range shapes {
 		wq, act, rb, ab := mmqOperands(b, r, s.dt, s.rows, s.cols, m, 64)
 		w := &matrix{name: s.name, dt: s.dt, rows: s.rows, cols: s.cols, rowBytes: rb, ptr: bufs.bytes(wq)}
 		a, y := bufs.bytes(act), bufs.poisoned(4*s.rows*m)
