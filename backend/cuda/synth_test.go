@@ -112,22 +112,29 @@ func synthModel(cfg *model.Config, mix quantMix) *model.Model {
 }
 
 // synthCases are Qwen2.5-Coder-0.5B and -1.5B dimensions in Q8_0,
-// Q4_K_M and BF16 (as the SafeTensors checkpoints).
+// Q4_K_M and BF16 (as the SafeTensors checkpoints). The cases run GGUF
+// numerics (F16 cache, ggml's flash attention and ops) except the -hf
+// ones, which run the numerics the engine gives a SafeTensors model
+// (cpu.NumericsFor: transformers', a float32 cache and plain attention),
+// as `bench -gpu` runs its BF16 rows.
 var synthCases = []struct {
 	name                         string
 	layers, h, ffn, heads, kvHds int
 	mix                          quantMix
+	hf                           bool // transformers' numerics (cpu.Numerics{})
 }{
-	{"0.5B-Q8_0", 24, 896, 4864, 14, 2, allQ8_0},
-	{"0.5B-Q4_K_M", 24, 896, 4864, 14, 2, q4KM},
-	{"1.5B-Q8_0", 28, 1536, 8960, 12, 2, allQ8_0},
-	{"1.5B-Q4_K_M", 28, 1536, 8960, 12, 2, q4KM},
-	{"0.5B-BF16", 24, 896, 4864, 14, 2, allBF16},
-	{"1.5B-BF16", 28, 1536, 8960, 12, 2, allBF16},
+	{"0.5B-Q8_0", 24, 896, 4864, 14, 2, allQ8_0, false},
+	{"0.5B-Q4_K_M", 24, 896, 4864, 14, 2, q4KM, false},
+	{"1.5B-Q8_0", 28, 1536, 8960, 12, 2, allQ8_0, false},
+	{"1.5B-Q4_K_M", 28, 1536, 8960, 12, 2, q4KM, false},
+	{"0.5B-BF16", 24, 896, 4864, 14, 2, allBF16, false},
+	{"1.5B-BF16", 28, 1536, 8960, 12, 2, allBF16, false},
+	{"0.5B-BF16-hf", 24, 896, 4864, 14, 2, allBF16, true},
+	{"1.5B-BF16-hf", 28, 1536, 8960, 12, 2, allBF16, true},
 }
 
-// loadSynth loads synthCases[i] with GGUF numerics (F16 cache, ggml's
-// flash attention and ops) and a context of ctx positions.
+// loadSynth loads synthCases[i] with its numerics and a context of ctx
+// positions.
 func loadSynth(b *testing.B, i, ctx int) (*cuda.Model, *model.Config) {
 	return loadSynthSlots(b, i, ctx, 1)
 }
@@ -140,6 +147,9 @@ func loadSynthSlots(b *testing.B, i, ctx, slots int) (*cuda.Model, *model.Config
 	cfg.NumLayers, cfg.HiddenSize, cfg.IntermediateSize = s.layers, s.h, s.ffn
 	cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim = s.heads, s.kvHds, s.h/s.heads
 	num := cpu.Numerics{KVCacheF16: true, FlashAttention: true, GGMLOps: true, Rope: cpu.RopeGGML}
+	if s.hf {
+		num = cpu.Numerics{}
+	}
 	g, err := cuda.Load(synthModel(&cfg, s.mix), cuda.Options{Context: ctx, Numerics: num, Slots: slots})
 	if err != nil {
 		b.Fatal(err)
@@ -149,7 +159,7 @@ func loadSynthSlots(b *testing.B, i, ctx, slots int) (*cuda.Model, *model.Config
 
 // BenchmarkDecodeSynthetic times the graph decode step (positions 0..127,
 // as llama-bench's tg128) on random models of Qwen2.5-Coder-0.5B and -1.5B
-// dimensions, Q8_0 and Q4_K_M.
+// dimensions (synthCases).
 func BenchmarkDecodeSynthetic(b *testing.B) {
 	skipWithoutGPU(b)
 	for i, s := range synthCases {
