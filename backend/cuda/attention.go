@@ -1,5 +1,7 @@
 package cuda
 
+import "fmt"
+
 // attnArgs are the shapes of attention.
 type attnArgs struct {
 	heads, kvHeads, dim, ctx int
@@ -55,6 +57,21 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		return d.launch2(name, a.heads, m, 256, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
+	if !a.f16 && a.pass >= attnF32MinRows && (a.dim == 64 || a.dim == 128) && a.qStride%4 == 0 && !attnLegacy {
+		// A float32 cache (transformers' numerics): the row-tiled kernel
+		// (kernels/attn_f32.cuh), its shared memory laid out as
+		// faRowsShared; a PTX without it runs attention.
+		if name := fmt.Sprintf("attn_f32_rows_%d", a.dim); d.has(name) {
+			return d.launch2(name, a.heads, ceilDiv(m, faRows), 256, faRowsShared(a.dim),
+				q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes))
+		}
+	}
 	return d.launch2("attention", a.heads, m, 256, 4*a.dim, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 		info, a.ctx, a.scale, boolInt(a.f16), a.qStride, int64(a.slotBytes))
 }
+
+// attnF32MinRows is the fewest rows of a pass for which attention over a
+// float32 cache runs the row-tiled attn_f32_rows kernels (each staged key
+// tile shared by 32 rows) instead of attention (a block per row and head).
+// A variable for the tests and benchmarks.
+var attnF32MinRows = 64

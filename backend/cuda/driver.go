@@ -197,9 +197,14 @@ type Device struct {
 	// pdl: the device runs programmatic dependent launches (compute
 	// capability 9.0 or later and a driver with cuLaunchKernelEx).
 	pdl bool
-	sms int        // multiprocessors
-	mvx mvxArgs    // the fused products' parameter (see launch)
-	mu  sync.Mutex // one thread in the context's launch sequence at a time
+	sms int     // multiprocessors
+	mvx mvxArgs // the fused products' parameter (see launch)
+	// cuBLAS for float products of many rows (cublas.go): nil when not
+	// loaded; blasReason says why once blasTried.
+	blas       *blas
+	blasTried  bool
+	blasReason string
+	mu         sync.Mutex // one thread in the context's launch sequence at a time
 }
 
 var (

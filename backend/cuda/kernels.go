@@ -209,6 +209,9 @@ func (d *Device) quantizeAct(vt tensor.DType, x, out devptr, n int) error {
 // floats apart; bias may be 0.
 func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride int, bias devptr, accumulate bool, m int) error {
 	per := weightTypes[w.dt]
+	if ran, err := d.blasMatmul(w, act, actStride, y, yStride, bias, accumulate, m); ran {
+		return err
+	}
 	if ran, err := d.mmf(w, act, actStride, y, yStride, bias, accumulate, m); ran {
 		return err
 	}

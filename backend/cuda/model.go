@@ -348,6 +348,9 @@ func (g *Model) load(m *model.Model) error {
 	if g.invFreq, err = g.track(g.dev.uploadF32(inv)); err != nil {
 		return err
 	}
+	if err := g.prepareBLAS(); err != nil {
+		return err
+	}
 	return g.dev.sync()
 }
 

@@ -227,3 +227,5 @@ extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __re
 #include "pointwise.cuh"
 #include "fused.cuh"
 #include "mvf.cuh"
+#include "cublas.cuh"
+#include "attn_f32.cuh"

@@ -1,0 +1,296 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+
+	"github.com/apr-llm/apr/tensor"
+)
+
+// Products of float weights by passes of many rows through cuBLAS, loaded
+// at run time with purego as libcuda is (no cgo, no toolkit at build
+// time): libcublas.so.13, else .12; without it (or with APR_CUBLAS_OFF=1)
+// those products run the mmf kernels, with no error.
+//
+// cublasGemmEx multiplies 16-bit operands (BF16 weights by BF16
+// activations, F16 by F16) on the tensor cores with float32 sums and
+// output. The float32 activation goes as two parts, hi = r(x) and lo =
+// r(x - hi) (kernels/cublas.cuh's blas_split_*), two GEMMs adding into y:
+// 16 significant bits of x for BF16 (the weights are exact), where one
+// rounding would keep 8. F32 weights keep the mmf kernels (split in 3
+// TF32 products there).
+
+// blasOffEnv turns the cuBLAS products off (the mmf kernels run instead).
+const blasOffEnv = "APR_CUBLAS_OFF"
+
+// blasLibNames are the cuBLAS libraries tried in order: by soname on the
+// loader's path, then in the CUDA toolkit's usual place.
+var blasLibNames = []string{
+	"libcublas.so.13", "libcublas.so.12",
+	"/usr/local/cuda/lib64/libcublas.so.13", "/usr/local/cuda/lib64/libcublas.so.12",
+	"/usr/local/cuda/targets/x86_64-linux/lib/libcublas.so.13", "/usr/local/cuda/targets/x86_64-linux/lib/libcublas.so.12",
+}
+
+// blasMinRows is the fewest activation rows of a product that cuBLAS
+// takes. Passes of up to passGraphRows rows may be captured in a CUDA
+// graph (graphs.go), so cuBLAS only sees larger ones. A variable for the
+// tests and benchmarks.
+var blasMinRows = 65
+
+// blasWorkspaceBytes is the workspace given to cuBLAS (cublasSetWorkspace:
+// NVIDIA's recommendation for Hopper), so that it allocates nothing in a
+// call.
+const blasWorkspaceBytes = 32 << 20
+
+// cuBLAS's constants (cublas_api.h, library_types.h).
+const (
+	blasOpN, blasOpT   = 0, 1
+	cudaR32F, cudaR16F = 0, 2
+	cudaR16BF          = 14
+	blasCompute32F     = 68
+	blasGemmAlgo       = 0xffffffff // CUBLAS_GEMM_DEFAULT (-1) as a 32-bit argument
+	blasLoScaleF16     = 2048       // blas_split_f16 stores lo x 2^11
+)
+
+// blas is a Device's cuBLAS: the library's entry points, a handle bound
+// to the device's stream, its workspace and the scratch of the split
+// activations.
+type blas struct {
+	lib                                      uintptr
+	create, destroy, setStream, setWorkspace uintptr
+	gemmEx                                   uintptr
+	handle                                   uintptr
+	workspace                                devptr
+	split                                    devptr // hi then lo, splitBytes/2 each
+	splitBytes                               int
+	one, zero, loScale                       float32 // GEMM scalars (host pointer mode)
+}
+
+// blasSymbols names each entry point (the _v2 names first, as cublas_v2.h
+// maps them).
+func (b *blas) symbols() []struct {
+	names []string
+	addr  *uintptr
+} {
+	return []struct {
+		names []string
+		addr  *uintptr
+	}{
+		{[]string{"cublasCreate_v2", "cublasCreate"}, &b.create},
+		{[]string{"cublasDestroy_v2", "cublasDestroy"}, &b.destroy},
+		{[]string{"cublasSetStream_v2", "cublasSetStream"}, &b.setStream},
+		{[]string{"cublasSetWorkspace_v2", "cublasSetWorkspace"}, &b.setWorkspace},
+		{[]string{"cublasGemmEx"}, &b.gemmEx},
+	}
+}
+
+// openBLAS loads the first of names that opens and resolves cuBLAS's entry
+// points in it.
+func openBLAS(names []string) (*blas, error) {
+	if os.Getenv(blasOffEnv) == "1" {
+		return nil, fmt.Errorf("cuBLAS turned off (%s=1)", blasOffEnv)
+	}
+	var errs []error
+	b := &blas{one: 1, zero: 0, loScale: 1.0 / blasLoScaleF16}
+	for _, n := range names {
+		lib, err := purego.Dlopen(n, purego.RTLD_NOW|purego.RTLD_LOCAL)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		b.lib = lib
+		break
+	}
+	if b.lib == 0 {
+		return nil, fmt.Errorf("no cuBLAS library (%w)", errors.Join(errs...))
+	}
+	for _, s := range b.symbols() {
+		for _, n := range s.names {
+			if a, err := purego.Dlsym(b.lib, n); err == nil && a != 0 {
+				*s.addr = a
+				break
+			}
+		}
+		if *s.addr == 0 {
+			purego.Dlclose(b.lib)
+			return nil, fmt.Errorf("cuBLAS lacks %s", s.names[0])
+		}
+	}
+	return b, nil
+}
+
+// blasCheck turns a cublasStatus_t into an error naming the call.
+func blasCheck(op string, status uintptr) error {
+	if s := int32(uint32(status)); s != 0 {
+		return fmt.Errorf("cuda: %s: cuBLAS status %d", op, s)
+	}
+	return nil
+}
+
+// call runs a cuBLAS entry point (at most 19 integer or pointer
+// arguments: purego.SyscallN, no reflection).
+func (b *blas) call(fn uintptr, a ...uintptr) uintptr {
+	r, _, _ := purego.SyscallN(fn, a...)
+	return r
+}
+
+// initBLAS gives the device a cuBLAS handle on its stream with its
+// workspace, and split scratch for splitElems activation values (grown,
+// never shrunk), on first use; the device must be bound. Without cuBLAS
+// it records why (BLASReason) and returns nil: the mmf kernels run.
+func (d *Device) initBLAS(splitElems int) error {
+	if !d.blasTried {
+		d.blasTried = true
+		for _, k := range []string{"blas_split_bf16", "blas_split_f16", "blas_bias"} {
+			if !d.has(k) {
+				d.blasReason = "the kernels' PTX lacks " + k
+				return nil
+			}
+		}
+		b, err := openBLAS(blasLibNames)
+		if err != nil {
+			d.blasReason = err.Error()
+			return nil
+		}
+		if err := blasCheck("cublasCreate", b.call(b.create, uintptr(unsafe.Pointer(&b.handle)))); err != nil {
+			d.blasReason = err.Error()
+			return nil
+		}
+		ws, err := d.alloc(blasWorkspaceBytes)
+		if err != nil {
+			b.call(b.destroy, b.handle)
+			return err
+		}
+		b.workspace = ws
+		err = errors.Join(blasCheck("cublasSetStream", b.call(b.setStream, b.handle, d.stream)),
+			blasCheck("cublasSetWorkspace", b.call(b.setWorkspace, b.handle, uintptr(ws), blasWorkspaceBytes)))
+		if err != nil {
+			b.call(b.destroy, b.handle)
+			d.free(ws)
+			d.blasReason = err.Error()
+			return nil
+		}
+		d.blas = b
+	}
+	b := d.blas
+	if b == nil || 4*splitElems <= b.splitBytes {
+		return nil
+	}
+	p, err := d.alloc(4 * splitElems)
+	if err != nil {
+		return fmt.Errorf("cuda: cuBLAS operand scratch: %w", err)
+	}
+	if err := d.sync(); err != nil { // the old scratch may still be read
+		d.free(p)
+		return err
+	}
+	d.free(b.split)
+	b.split, b.splitBytes = p, 4*splitElems
+	return nil
+}
+
+// BLASReason is why the device runs no cuBLAS products ("" when it does or
+// has not tried yet: a model with float weights tries at load).
+func (d *Device) BLASReason() string {
+	unlock := d.bind()
+	defer unlock()
+	return d.blasReason
+}
+
+// blasType is the cuBLAS data type of a weight type's GEMM operands, or -1
+// where cuBLAS does not take it.
+func blasType(dt tensor.DType) int {
+	switch dt {
+	case tensor.BF16:
+		return cudaR16BF
+	case tensor.F16:
+		return cudaR16F
+	}
+	return -1
+}
+
+// useBLAS reports whether the product of w by m activation rows of cols
+// floats (actStride bytes apart, at act) goes to cuBLAS.
+func (d *Device) useBLAS(w *matrix, act devptr, actStride, m int) bool {
+	b := d.blas
+	return b != nil && m >= blasMinRows && blasType(w.dt) >= 0 && w.cols%8 == 0 && w.rowBytes%16 == 0 &&
+		act%16 == 0 && actStride%16 == 0 && 4*m*w.cols <= b.splitBytes
+}
+
+// blasMatmul runs matmul's product y[c] (+)= W·act[c] + bias on cuBLAS
+// when useBLAS says so; ran is false when it does not (nothing launched).
+func (d *Device) blasMatmul(w *matrix, act devptr, actStride int, y devptr, yStride int, bias devptr, accumulate bool, m int) (ran bool, err error) {
+	if !d.useBLAS(w, act, actStride, m) {
+		return false, nil
+	}
+	b := d.blas
+	split := "blas_split_bf16"
+	loScale := &b.one
+	if w.dt == tensor.F16 {
+		split, loScale = "blas_split_f16", &b.loScale
+	}
+	hi, lo := b.split, b.split+devptr(2*m*w.cols)
+	if err := d.launch2(split, ceilDiv(w.cols, 4*256), m, 256, 0, act, int64(actStride/4), w.cols, hi, lo); err != nil {
+		return true, err
+	}
+	beta := &b.zero
+	if bias != 0 {
+		if err := d.launch2("blas_bias", ceilDiv(w.rows, 256), m, 256, 0, y, yStride, bias, w.rows, boolInt(accumulate)); err != nil {
+			return true, err
+		}
+		beta = &b.one
+	} else if accumulate {
+		beta = &b.one
+	}
+	// Column-major: y^T (rows x m, ldc yStride) = op_T(W^T stored as cols x
+	// rows, lda rowBytes/2) x (x^T, cols x m, ldb cols).
+	dt, lda := uintptr(blasType(w.dt)), uintptr(w.rowBytes/2)
+	for i, part := range []struct {
+		x           devptr
+		alpha, beta *float32
+	}{{hi, &b.one, beta}, {lo, loScale, &b.one}} {
+		st := b.call(b.gemmEx, b.handle, blasOpT, blasOpN, uintptr(w.rows), uintptr(m), uintptr(w.cols),
+			uintptr(unsafe.Pointer(part.alpha)), uintptr(w.ptr), dt, lda, uintptr(part.x), dt, uintptr(w.cols),
+			uintptr(unsafe.Pointer(part.beta)), uintptr(y), cudaR32F, uintptr(yStride), blasCompute32F,
+			blasGemmAlgo)
+		if err := blasCheck(fmt.Sprintf("cublasGemmEx %s (%dx%d by %d rows, part %d)", w.name, w.rows, w.cols, m, i), st); err != nil {
+			return true, err
+		}
+	}
+	runtime.KeepAlive(b)
+	return true, nil
+}
+
+// prepareBLAS readies cuBLAS (initBLAS) for a model with BF16 or F16
+// matrices: split scratch for a chunk of rows of the widest such matrix.
+func (g *Model) prepareBLAS() error {
+	widest := 0
+	take := func(ws ...*matrix) {
+		for _, w := range ws {
+			if w != nil && blasType(w.dt) >= 0 {
+				widest = max(widest, w.cols)
+			}
+		}
+	}
+	take(g.output)
+	for i := range g.layers {
+		l := &g.layers[i]
+		take(l.qkv, l.q, l.k, l.v, l.o, l.gateUp, l.gate, l.up, l.down)
+	}
+	if widest == 0 {
+		return nil
+	}
+	return g.dev.initBLAS(g.chunk * widest)
+}
+
+// has reports whether the kernels' module has kernel name (a PTX older
+// than the Go code may lack the newest kernels).
+func (d *Device) has(name string) bool {
+	_, err := d.fn(name)
+	return err == nil
+}

@@ -1,0 +1,206 @@
+// ------------------------------- prefill attention over a float32 cache
+//
+// attn_f32_rows_DIM is causal grouped-query attention (transformers'
+// numerics: float32 keys and values, softmax in float32) for AF_BQ
+// consecutive rows of a pass and one query head a block: grid (heads,
+// ceil(m/AF_BQ)), AF_NT threads, the last rows first (they take the most
+// keys). Each key tile (AF_KT keys, transposed) and value tile is staged
+// in shared memory once for the block's rows, the next tile's loads in
+// flight in registers meanwhile. Thread (ty, tx) holds 2 rows (2ty, 2ty+1)
+// x 4 keys (4tx..) of a tile's scores and the same 2 rows x DIM/16 output
+// elements (tx*4 + 64c + e); a row's 16 threads are one half-warp, so the
+// online softmax (running maximum M, sum S, the accumulator rescaled by
+// exp(M_old - M_new)) runs in registers with shuffles. Rows of several
+// slots in one block are taken slot by slot (the others' keys masked).
+// Results differ from the plain attention kernel by float32 rounding only
+// (it sums exp in double, then normalises).
+//
+// Same parameters and rows as attention (info: ROW_POS, ROW_SLOT; out
+// heads x DIM floats a row); DIM a multiple of 64, q rows 16-byte aligned.
+
+#define AF_BQ 32
+#define AF_KT 64
+#define AF_NT 256
+
+template <int DIM>
+__device__ __forceinline__ void af_load(const float* kb, const float* vb, int kvStride, int ic, int nkt,
+                                        float4* kr, float4* vr) {
+    constexpr int C4 = DIM / 4, ITEMS = AF_KT * C4 / AF_NT;
+#pragma unroll
+    for (int u = 0; u < ITEMS; u++) {
+        int idx = threadIdx.x + u * AF_NT;
+        int key = idx % AF_KT, c4 = idx / AF_KT;  // keys: consecutive threads, consecutive keys
+        int vkey = idx / C4, vc4 = idx % C4;      // values: consecutive threads along a row
+        const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        kr[u] = key < nkt ? *(const float4*)(kb + (i64)(ic + key) * kvStride + c4 * 4) : z;
+        vr[u] = vkey < nkt ? *(const float4*)(vb + (i64)(ic + vkey) * kvStride + vc4 * 4) : z;
+    }
+}
+
+template <int DIM>
+__device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const u8* __restrict__ kc,
+                                              const u8* __restrict__ vc, float* __restrict__ out, int heads,
+                                              int kvHeads, const int* __restrict__ info, int m, float scale,
+                                              int qStride, i64 slotBytes) {
+    constexpr int QP = AF_BQ + 4, KP = AF_KT + 4, VP = DIM + 4, NC = DIM / 16, C4 = DIM / 4;
+    constexpr int ITEMS = AF_KT * C4 / AF_NT;
+    extern __shared__ float afShared[];
+    float* qt = afShared;        // DIM x QP: qt[d*QP + row]
+    float* kt = qt + DIM * QP;   // DIM x KP: kt[d*KP + key]
+    float* vs = kt + DIM * KP;   // AF_KT x VP: vs[key*VP + d]
+    float* pt = vs + AF_KT * VP;  // AF_KT x QP: pt[key*QP + row], the tile's weights
+    __shared__ int rowPos[AF_BQ], rowSlot[AF_BQ];
+    __shared__ int sCur, sEnd;
+    const float ninf = __uint_as_float(0xff800000u);
+    const int none = 0x7fffffff;
+    int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15;
+    int h = blockIdx.x;
+    int r0 = (gridDim.y - 1 - blockIdx.y) * AF_BQ;
+    int kvStride = kvHeads * DIM;
+    int off = (h / (heads / kvHeads)) * DIM;
+    for (int i = tid; i < AF_BQ; i += AF_NT) {
+        bool ok = r0 + i < m;
+        rowPos[i] = ok ? ROW_POS(info, r0 + i) : -1;
+        rowSlot[i] = ok ? ROW_SLOT(info, r0 + i) : -1;
+    }
+    for (int i = tid; i < AF_BQ * C4; i += AF_NT) {
+        int row = i / C4, d = (i % C4) * 4;
+        float4 v = r0 + row < m ? *(const float4*)(q + (i64)(r0 + row) * qStride + h * DIM + d)
+                                : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        qt[d * QP + row] = v.x, qt[(d + 1) * QP + row] = v.y, qt[(d + 2) * QP + row] = v.z,
+                      qt[(d + 3) * QP + row] = v.w;
+    }
+    float acc[2][NC], M[2] = {ninf, ninf}, S[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int a = 0; a < 2; a++)
+#pragma unroll
+        for (int c = 0; c < NC; c++) acc[a][c] = 0.0f;
+    float4 kr[ITEMS], vr[ITEMS];
+    for (int prev = -1;;) {
+        __syncthreads();
+        if (tid == 0) {  // the next slot of the block's rows, and its keys
+            int cur = none, end = 0;
+            for (int i = 0; i < AF_BQ; i++)
+                if (rowSlot[i] > prev && rowSlot[i] < cur) cur = rowSlot[i];
+            for (int i = 0; i < AF_BQ; i++)
+                if (rowSlot[i] == cur) end = max(end, rowPos[i] + 1);
+            sCur = cur;
+            sEnd = end;
+        }
+        __syncthreads();
+        int cur = sCur, end = sEnd;
+        if (cur == none) break;
+        prev = cur;
+        // The positions this thread's rows see in this slot (-1: none).
+        int lim[2];
+#pragma unroll
+        for (int a = 0; a < 2; a++) lim[a] = rowSlot[2 * ty + a] == cur ? rowPos[2 * ty + a] : -1;
+        const float* kb = (const float*)(kc + (i64)cur * slotBytes) + off;
+        const float* vb = (const float*)(vc + (i64)cur * slotBytes) + off;
+        af_load<DIM>(kb, vb, kvStride, 0, min(AF_KT, end), kr, vr);
+        for (int ic = 0; ic < end; ic += AF_KT) {
+            __syncthreads();  // the previous tile's weights and values are used
+#pragma unroll
+            for (int u = 0; u < ITEMS; u++) {
+                int idx = tid + u * AF_NT;
+                int key = idx % AF_KT, c4 = idx / AF_KT;
+                int vkey = idx / C4, vc4 = idx % C4;
+                kt[(c4 * 4) * KP + key] = kr[u].x;
+                kt[(c4 * 4 + 1) * KP + key] = kr[u].y;
+                kt[(c4 * 4 + 2) * KP + key] = kr[u].z;
+                kt[(c4 * 4 + 3) * KP + key] = kr[u].w;
+                *(float4*)&vs[vkey * VP + vc4 * 4] = vr[u];
+            }
+            if (ic + AF_KT < end) af_load<DIM>(kb, vb, kvStride, ic + AF_KT, min(AF_KT, end - ic - AF_KT), kr, vr);
+            __syncthreads();
+            float s[2][4];
+#pragma unroll
+            for (int a = 0; a < 2; a++)
+#pragma unroll
+                for (int b = 0; b < 4; b++) s[a][b] = 0.0f;
+#pragma unroll 8
+            for (int d = 0; d < DIM; d++) {
+                float2 qa = *(const float2*)&qt[d * QP + ty * 2];
+                float4 ka = *(const float4*)&kt[d * KP + tx * 4];
+                const float kk[4] = {ka.x, ka.y, ka.z, ka.w};
+#pragma unroll
+                for (int b = 0; b < 4; b++) {
+                    s[0][b] = __fmaf_rn(qa.x, kk[b], s[0][b]);
+                    s[1][b] = __fmaf_rn(qa.y, kk[b], s[1][b]);
+                }
+            }
+            // The online softmax step of each row (a half-warp's shuffles).
+            float p[2][4], alpha[2];
+#pragma unroll
+            for (int a = 0; a < 2; a++) {
+                float mt = ninf;
+#pragma unroll
+                for (int b = 0; b < 4; b++) {
+                    s[a][b] = ic + tx * 4 + b <= lim[a] ? s[a][b] * scale : ninf;
+                    mt = fmaxf(mt, s[a][b]);
+                }
+#pragma unroll
+                for (int o = 8; o > 0; o >>= 1) mt = fmaxf(mt, __shfl_xor_sync(FULL, mt, o));
+                float mn = fmaxf(M[a], mt), sum = 0.0f;
+                if (mn == ninf) {  // no key of this row yet
+                    alpha[a] = 1.0f;
+#pragma unroll
+                    for (int b = 0; b < 4; b++) p[a][b] = 0.0f;
+                } else {
+                    alpha[a] = expf(M[a] - mn);  // 0 for the first keys (M = -inf)
+#pragma unroll
+                    for (int b = 0; b < 4; b++) {
+                        p[a][b] = expf(s[a][b] - mn);  // 0 where masked
+                        sum += p[a][b];
+                    }
+                }
+#pragma unroll
+                for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(FULL, sum, o);
+                S[a] = S[a] * alpha[a] + sum;
+                M[a] = mn;
+            }
+#pragma unroll
+            for (int b = 0; b < 4; b++) *(float2*)&pt[(tx * 4 + b) * QP + ty * 2] = make_float2(p[0][b], p[1][b]);
+#pragma unroll
+            for (int a = 0; a < 2; a++)
+#pragma unroll
+                for (int c = 0; c < NC; c++) acc[a][c] *= alpha[a];
+            __syncthreads();
+            int nk = min(AF_KT, end - ic);
+            for (int tk = 0; tk < nk; tk++) {
+                float2 pa = *(const float2*)&pt[tk * QP + ty * 2];
+#pragma unroll
+                for (int c4 = 0; c4 < NC / 4; c4++) {
+                    float4 va = *(const float4*)&vs[tk * VP + c4 * 64 + tx * 4];
+                    const float vv[4] = {va.x, va.y, va.z, va.w};
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        acc[0][c4 * 4 + e] = __fmaf_rn(pa.x, vv[e], acc[0][c4 * 4 + e]);
+                        acc[1][c4 * 4 + e] = __fmaf_rn(pa.y, vv[e], acc[1][c4 * 4 + e]);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int a = 0; a < 2; a++) {
+        int row = ty * 2 + a;
+        if (r0 + row >= m) continue;
+        float inv = S[a] != 0.0f ? 1.0f / S[a] : 0.0f;
+        float* o = out + (i64)(r0 + row) * heads * DIM + h * DIM;
+#pragma unroll
+        for (int c4 = 0; c4 < NC / 4; c4++)
+            *(float4*)&o[c4 * 64 + tx * 4] = make_float4(acc[a][c4 * 4] * inv, acc[a][c4 * 4 + 1] * inv,
+                                                          acc[a][c4 * 4 + 2] * inv, acc[a][c4 * 4 + 3] * inv);
+    }
+}
+
+#define ATTN_F32_ROWS(DIM)                                                                                   \
+    extern "C" __global__ void __launch_bounds__(AF_NT) attn_f32_rows_##DIM(                                 \
+        const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,                   \
+        float* __restrict__ out, int heads, int kvHeads, const int* __restrict__ info, int m, float scale,  \
+        int qStride, i64 slotBytes) {                                                                        \
+        attn_f32_rows<DIM>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes);             \
+    }
+ATTN_F32_ROWS(64)
+ATTN_F32_ROWS(128)
