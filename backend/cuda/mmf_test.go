@@ -236,7 +236,13 @@ func TestMMF(t *testing.T) {
 // scale.
 func (c *mmfCase) check(t *testing.T, what string, got []float32, extra func(o int) float64) {
 	t.Helper()
-	tol := mmfTol(c.cols)
+	c.checkTol(t, what, got, mmfTol(c.cols), extra)
+}
+
+// checkTol fails when an output is off by more than tol + extra(o) of its
+// scale.
+func (c *mmfCase) checkTol(t *testing.T, what string, got []float32, tol float64, extra func(o int) float64) {
+	t.Helper()
 	worst := 0.0
 	for o := range c.want {
 		e := math.Abs(float64(got[o])-c.want[o]) / c.scale[o]

@@ -1,0 +1,87 @@
+package cuda
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/apr-llm/apr/backend/cpu"
+)
+
+// TestAttentionF32Passes compares attention over a float32 cache
+// (transformers' numerics) with the CPU backend's Attention for passes of
+// 64, 65, 512 and 779 rows of three slots (passRows: prompt rows,
+// interleaved rows of two slots, blocks mixing slots), head dims 128 and
+// 64 with GQA groups 3, 7 and 1: the row-tiled attn_f32_rows kernels and,
+// as a control, attention (a block per row and head). Both differ from the
+// CPU by float32 rounding only (softmax in float32 or double, sums in
+// other orders): within 1e-5 of the largest output.
+func TestAttentionF32Passes(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(41, 42))
+	be := cpu.New(2)
+	defer be.Close()
+	const ctx, slots = 1024, 3
+	defer func(n int) { attnF32MinRows = n }(attnF32MinRows)
+	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}} {
+		kvDim := sh.kvHeads * sh.dim
+		qStride := sh.heads*sh.dim + 2*kvDim
+		slotBytes := ctx * kvDim * 4
+		caches := make([]*cpu.KVCache, slots)
+		kh, vh := make([]byte, slots*slotBytes), make([]byte, slots*slotBytes)
+		for s := range caches {
+			caches[s] = cpu.NewKVCache(ctx, kvDim, false)
+			for p := range ctx {
+				k, v := randn(r, kvDim, 1), randn(r, kvDim, 1)
+				caches[s].Store(p, k, v)
+				copy(kh[s*slotBytes+p*kvDim*4:], encodeKV(k, false))
+				copy(vh[s*slotBytes+p*kvDim*4:], encodeKV(v, false))
+			}
+		}
+		kc, vc := b.bytes(kh), b.bytes(vh)
+		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
+			qStride: qStride, slotBytes: slotBytes}
+		for _, rows := range [][]Row{passRows(64), passRows(65), passRows(512), passRows(779)} {
+			m := len(rows)
+			q := randn(r, m*sh.heads*sh.dim, 2)
+			qs := make([]float32, m*qStride)
+			rc, rp := make([]*cpu.KVCache, m), make([]int, m)
+			for i, row := range rows {
+				copy(qs[i*qStride:], q[i*sh.heads*sh.dim:(i+1)*sh.heads*sh.dim])
+				rc[i], rp[i] = caches[row.Slot], row.Pos
+			}
+			want := make([]float32, len(q))
+			be.Attention(want, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
+			qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
+			scores := b.poisoned(4 * m * sh.heads * ctx)
+			for _, v := range []struct {
+				name    string
+				minRows int
+			}{{"attn_f32_rows", 64}, {"attention", 1 << 30}} {
+				attnF32MinRows = v.minRows
+				at := a
+				at.pass = m
+				out := b.poisoned(4 * len(q))
+				if err := d.attention(qd, kc, vc, out, scores, info, passp, at, m); err != nil {
+					t.Fatal(err)
+				}
+				compare(t, fmt.Sprintf("%dx%d dim %d pass %d %s", sh.heads, sh.kvHeads, sh.dim, m, v.name), b.readFloats(out, len(q)), want, 1e-5)
+			}
+		}
+	}
+}
+
+// TestNewKernelsInPTX checks, without a GPU, that the kernels of
+// attn_f32.cuh and cublas.cuh are entries of the embedded PTX (it fails
+// until kernels/kernels.ptx is regenerated; the device code falls back to
+// attention and mmf without them).
+func TestNewKernelsInPTX(t *testing.T) {
+	for _, n := range []string{"attn_f32_rows_64", "attn_f32_rows_128", "blas_split_bf16", "blas_split_f16", "blas_bias"} {
+		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
+			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)
+		}
+	}
+}
