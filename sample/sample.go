@@ -27,7 +27,8 @@ type Sampler struct {
 	p    Params
 	rng  *rand.Rand
 	cand []candidate
-	seen []uint64 // bitset of the tokens the penalty has seen, cleared after use
+	seen []uint64    // bitset of the tokens the penalty has seen, cleared after use
+	at   map[int]int // Penalties' tokens
 }
 
 // candidate is a token that can be drawn: key orders candidates (see
@@ -85,6 +86,11 @@ var negInf = math.Inf(-1)
 // (quickselect), without a sort.
 func (s *Sampler) Sample(logits []float32, history []int) int {
 	s.penalize(logits, history)
+	return s.sample(logits)
+}
+
+// sample is Sample after the penalty.
+func (s *Sampler) sample(logits []float32) int {
 	if s.Greedy() {
 		return Argmax(logits)
 	}
