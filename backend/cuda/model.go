@@ -96,6 +96,7 @@ type Model struct {
 	rows      int        // SetBatchRows
 	graphs    passGraphs // captured passes of several rows (graphs.go)
 	host      []float32  // HostFloats' page-locked memory
+	picker    *selector  // ForwardPick's (topk.go)
 
 	allocs []devptr
 }
@@ -708,7 +709,7 @@ func (g *Model) forward(rows []Row, hidden, logits []float32) error {
 			return err
 		}
 		if rows[0].Logits {
-			return g.dev.downloadF32(logits[:vocab], g.logits)
+			return g.fetch(logits, 0, 1)
 		}
 		return nil
 	}
@@ -728,7 +729,7 @@ func (g *Model) forward(rows []Row, hidden, logits []float32) error {
 		if err := g.runPass(pass, n); err != nil {
 			return fmt.Errorf("cuda: forward: %w", err)
 		}
-		if err := g.dev.downloadF32(logits[:n*vocab], g.logits); err != nil {
+		if err := g.fetch(logits, 0, n); err != nil {
 			return fmt.Errorf("cuda: forward: %w", err)
 		}
 		return g.dev.sync()
@@ -753,7 +754,7 @@ func (g *Model) forward(rows []Row, hidden, logits []float32) error {
 			if err := g.head(from, k, m); err != nil {
 				return fmt.Errorf("cuda: forward: %w", err)
 			}
-			if err := g.dev.downloadF32(logits[o*vocab:(o+k)*vocab], g.logits); err != nil {
+			if err := g.fetch(logits, o, k); err != nil {
 				return fmt.Errorf("cuda: forward: %w", err)
 			}
 			o += k
