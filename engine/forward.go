@@ -81,7 +81,12 @@ func (s *Sequence) Forward(tokens []int, all bool) ([]float32, error) {
 // returns the logits slice (dst resliced, or a new slice when dst is too
 // small).
 func (s *Sequence) ForwardInto(dst []float32, tokens []int, all bool) ([]float32, error) {
-	entries := [1]BatchEntry{{Seq: s, Tokens: tokens, AllLogits: all, Logits: dst}}
+	return s.forwardEntry(BatchEntry{Seq: s, Tokens: tokens, AllLogits: all, Logits: dst})
+}
+
+// forwardEntry runs b, an entry of s, alone and returns its logits.
+func (s *Sequence) forwardEntry(b BatchEntry) ([]float32, error) {
+	entries := [1]BatchEntry{b}
 	var out [1][]float32
 	if err := s.e.forward(entries[:], out[:]); err != nil {
 		return nil, err
@@ -97,6 +102,9 @@ type BatchEntry struct {
 	// Logits, when its capacity holds the entry's logits, receives them
 	// (ForwardBatch returns it resliced); otherwise a new slice is made.
 	Logits []float32
+	// Draw, when set, lets a GPU pass draw the entry's next token itself
+	// (see Draw); its Drawn says whether it did.
+	Draw *Draw
 }
 
 // ForwardBatch runs several sequences' tokens through the model in one pass:
@@ -156,6 +164,11 @@ func (e *Engine) forward(entries []BatchEntry, out [][]float32) error {
 	rows, outRows, err := e.check(entries)
 	if err != nil {
 		return err
+	}
+	for _, b := range entries {
+		if b.Draw != nil {
+			b.Draw.Drawn = false
+		}
 	}
 	if e.dev != nil {
 		return e.forwardDevice(entries, out)

@@ -60,8 +60,11 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int, opts GenerateOpti
 		return st, fmt.Errorf("%w: the prompt has %d tokens, the context holds %d (%d in use)", ErrContextFull, len(prompt), s.ctx, s.pos)
 	}
 	history := append([]int(nil), prompt...)
+	// On the GPU the pass draws the token itself where the sampler allows
+	// (Draw): only its candidates come back.
+	draw := &Draw{Sampler: opts.Sampler, History: history}
 	t0 := time.Now()
-	logits, err := s.Forward(prompt, false)
+	logits, err := s.forwardEntry(BatchEntry{Seq: s, Tokens: prompt, Draw: draw})
 	if err != nil {
 		return st, err
 	}
@@ -77,9 +80,12 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int, opts GenerateOpti
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
-		ts := s.e.mark()
-		next := opts.Sampler.Sample(logits, history)
-		s.e.report(BrickSampling, -1, ts, 1, logits)
+		next := draw.Token
+		if !draw.Drawn {
+			ts := s.e.mark()
+			next = opts.Sampler.Sample(logits, history)
+			s.e.report(BrickSampling, -1, ts, 1, logits)
+		}
 		st.Tokens++
 		if isEOS[next] {
 			st.StopReason = "eos"
@@ -104,7 +110,8 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int, opts GenerateOpti
 			return st, emitIf(emit, stop.flush(opts.Decoder.Flush()))
 		}
 		// The step writes into the previous logits: no allocation per token.
-		if logits, err = s.ForwardInto(logits, []int{next}, false); err != nil {
+		draw.History = history
+		if logits, err = s.forwardEntry(BatchEntry{Seq: s, Tokens: []int{next}, Logits: logits, Draw: draw}); err != nil {
 			return st, err
 		}
 	}

@@ -31,6 +31,7 @@ type onDevice struct {
 	seqs   []*Sequence // each row's sequence, for the probe
 	logits []float32   // a batch's logits before they go to their entries
 	timer  deviceTimer // made when a probe first listens
+	picks  devicePicks // the pass's draws on the device (draw.go)
 }
 
 // deviceSeq is a sequence's state on the device.
@@ -182,6 +183,13 @@ func (e *Engine) passDevice(entries []BatchEntry, out [][]float32) error {
 		dst = g.logits
 	}
 	pass := func() error { return g.d.Forward(g.rows, dst) }
+	// Entries with a Draw draw on the device unless a probe listens (traces
+	// and profiles see every pass's logits).
+	p, ok := g.d.(picker)
+	picking := ok && g.first == 0 && e.probe == nil && g.picks.plan(entries, vocab)
+	if picking {
+		pass = func() error { return p.ForwardPick(g.rows, g.picks.picks, g.picks.res, dst) }
+	}
 	if g.first > 0 {
 		hidden := e.hiddenStates(g.rows, g.seqs, g.first)
 		pass = func() error { return g.d.ForwardHidden(g.rows, hidden, dst) }
@@ -190,9 +198,19 @@ func (e *Engine) passDevice(entries []BatchEntry, out [][]float32) error {
 		g.release(entries)
 		return err
 	}
+	if picking {
+		if err := g.picks.draw(entries, dst, vocab); err != nil {
+			g.release(entries)
+			return err
+		}
+	}
 	if len(entries) > 1 {
 		o := 0
 		for i := range entries {
+			if picking && g.picks.drawn[i] {
+				o += vocab // one row, not copied
+				continue
+			}
 			o += copy(out[i], g.logits[o:])
 		}
 	}
