@@ -96,6 +96,8 @@ type slot struct {
 	// logits is the buffer the slot's last pass wrote its logits to, handed
 	// back to the next pass so that decoding allocates none.
 	logits []float32
+	// draw asks a GPU pass to draw the slot's next token (engine.Draw).
+	draw engine.Draw
 }
 
 // SchedulerOptions configure a Scheduler.
@@ -543,7 +545,7 @@ func (s *Scheduler) step() {
 		default:
 			continue
 		}
-		entries = append(entries, engine.BatchEntry{Seq: sl.seq, Tokens: toks, Logits: sl.logits})
+		entries = append(entries, engine.BatchEntry{Seq: sl.seq, Tokens: toks, Logits: sl.logits, Draw: sl.plan(len(toks))})
 		owners = append(owners, sl)
 	}
 	if len(entries) == 0 {
@@ -574,7 +576,13 @@ func (s *Scheduler) step() {
 		ready = append(ready, sl)
 	}
 	drawn := make([]drawnToken, len(ready))
-	parallel(len(ready), func(i int) { drawn[i] = draw(ready[i]) })
+	parallel(len(ready), func(i int) {
+		if d := &ready[i].draw; d.Drawn {
+			drawn[i] = drawnToken{id: d.Token}
+		} else {
+			drawn[i] = draw(ready[i])
+		}
+	})
 	for i, sl := range ready {
 		s.report(sl, drawn[i].id, drawn[i].info)
 	}
@@ -607,6 +615,20 @@ func parallel(n int, f func(int)) {
 		})
 	}
 	wg.Wait()
+}
+
+// plan returns the Draw that lets a GPU pass feeding n tokens draw the
+// slot's next token, or nil: when the pass does not end the prompt, or the
+// job needs the full logits (a token filter, logprobs).
+func (sl *slot) plan(n int) *engine.Draw {
+	j := sl.job
+	sl.draw.Drawn = false
+	if (sl.next < 0 && n < len(sl.pending)) || j.filter != nil || j.logprobs {
+		return nil
+	}
+	sl.draw = engine.Draw{Sampler: j.sampler, History: sl.history, Generated: sl.generated,
+		Presence: j.presence, Frequency: j.frequency}
+	return &sl.draw
 }
 
 // draw picks the slot's next token from its logits. It touches only the
