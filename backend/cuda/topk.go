@@ -80,6 +80,16 @@ func (g *Model) ForwardPick(rows []Row, picks []Pick, res []Picked, logits []flo
 			want++
 		}
 	}
+	if err := g.beginPick(picks, res, want); err != nil {
+		return err
+	}
+	defer g.endPick()
+	return g.Forward(rows, logits)
+}
+
+// beginPick checks the picks of want logits rows and readies the selector
+// for them: fetch then picks instead of copying logits, until endPick.
+func (g *Model) beginPick(picks []Pick, res []Picked, want int) error {
 	if len(picks) < want || len(res) < want {
 		return fmt.Errorf("cuda: forward pick: %d logits rows, %d picks and %d results", want, len(picks), len(res))
 	}
@@ -105,9 +115,11 @@ func (g *Model) ForwardPick(rows []Row, picks []Pick, res []Picked, logits []flo
 		s.keys = make([]uint64, total)
 	}
 	s.keys, s.used, s.picks, s.res = s.keys[:cap(s.keys)], 0, picks[:want], res[:want]
-	defer func() { s.picks, s.res = nil, nil }()
-	return g.Forward(rows, logits)
+	return nil
 }
+
+// endPick ends what beginPick began.
+func (g *Model) endPick() { g.picker.picks, g.picker.res = nil, nil }
 
 // fetch hands the host the k logits rows in g.logits, the pass's logits
 // rows o..o+k-1: their logits to logits (from row o), or in a ForwardPick
