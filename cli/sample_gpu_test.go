@@ -23,27 +23,33 @@ func TestRunSampledOnGPUMatchesCPU(t *testing.T) {
 		{"--temp", "0", "--repeat-penalty", "1.3"},
 	}
 	for _, q := range []string{"q8_0", "q4_k_m"} {
-		model := testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-"+q+".gguf")
-		for i, set := range settings {
-			for _, seed := range []int{1, 7, 42} {
-				args := func(device string) []string {
-					a := []string{"run", model, "--raw", "-n", "32", "--seed", fmt.Sprint(seed), "--device", device, "--verbose"}
-					return append(append(a, set...), prompt)
-				}
-				code, want, errOut := apr(t, "", args("cpu")...)
-				if code != 0 {
-					t.Fatalf("%s %v on the CPU: exit %d: %s", q, set, code, errOut)
-				}
-				code, got, errOut := apr(t, "", args("cuda")...)
-				if code != 0 {
-					t.Fatalf("%s %v on the GPU: exit %d: %s", q, set, code, errOut)
-				}
-				if !strings.Contains(errOut, "device cuda (") {
-					t.Fatalf("%s %v: not on the GPU: %s", q, set, errOut)
-				}
-				if got != want {
-					t.Errorf("%s settings %d seed %d: GPU %q, CPU %q", q, i, seed, got, want)
-				}
+		t.Run(q, func(t *testing.T) { runSampled(t, q, prompt, settings) })
+	}
+}
+
+// runSampled compares `apr run`'s texts on the CPU and the GPU for the
+// tiny GGUF model quantized as q, for each of settings and three seeds.
+func runSampled(t *testing.T, q, prompt string, settings [][]string) {
+	model := testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-"+q+".gguf")
+	for i, set := range settings {
+		for _, seed := range []int{1, 7, 42} {
+			args := func(device string) []string {
+				a := []string{"run", model, "--raw", "-n", "32", "--seed", fmt.Sprint(seed), "--device", device, "--verbose"}
+				return append(append(a, set...), prompt)
+			}
+			code, want, errOut := apr(t, "", args("cpu")...)
+			if code != 0 {
+				t.Fatalf("%s %v on the CPU: exit %d: %s", q, set, code, errOut)
+			}
+			code, got, errOut := apr(t, "", args("cuda")...)
+			if code != 0 {
+				t.Fatalf("%s %v on the GPU: exit %d: %s", q, set, code, errOut)
+			}
+			if !strings.Contains(errOut, "device cuda (") {
+				t.Fatalf("%s %v: not on the GPU: %s", q, set, errOut)
+			}
+			if got != want {
+				t.Errorf("%s settings %d seed %d: GPU %q, CPU %q", q, i, seed, got, want)
 			}
 		}
 	}

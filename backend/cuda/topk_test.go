@@ -116,11 +116,11 @@ func randomEdits(rng *rand.Rand, vocab, n int) []cuda.Edit {
 	return edits
 }
 
-// pickModel loads the shared tiny GGUF model on the GPU.
+// pickModel loads the shared tiny Q4_K_M GGUF model on the GPU.
 func pickModel(t *testing.T) *cuda.Model {
 	t.Helper()
 	skipWithoutGPU(t)
-	m, err := format.Open(testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q8_0.gguf"))
+	m, err := format.Open(testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q4_k_m.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
