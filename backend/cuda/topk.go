@@ -20,7 +20,8 @@ const (
 // vocabulary of logits: the K best candidates as keys (sample.Key: the
 // scaled logit's order, then the lower id), after the row's penalties.
 type Pick struct {
-	// K is the number of candidates, 1..MaxTopK; 0 asks for the full row.
+	// K is the number of candidates, 1..MaxTopK; 0 asks for the full row
+	// as Forward returns it (the edits are not applied).
 	K int
 	// Temp divides the logits before they are ordered (1: not at all);
 	// ignored when Greedy.

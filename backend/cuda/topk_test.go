@@ -21,14 +21,14 @@ import (
 // reference (Selection.Keys); full says the row must come back whole.
 func pickRef(raw []float32, p cuda.Pick) (keys []uint64, full bool, penalized []float32) {
 	penalized = append([]float32(nil), raw...)
+	if p.K == 0 {
+		return nil, true, penalized // the raw row: no edits
+	}
 	edits := make([]sample.Edit, len(p.Edits))
 	for i, e := range p.Edits {
 		edits[i] = sample.Edit{Token: int(e.Token), Sub: e.Sub, Repeat: e.Repeat}
 	}
 	sample.ApplyEdits(penalized, edits, p.Penalty)
-	if p.K == 0 {
-		return nil, true, penalized
-	}
 	keys = sample.Selection{K: p.K, Temp: p.Temp, Greedy: p.Greedy}.Keys(penalized, nil)
 	full = !p.Greedy && (len(keys) < p.K || keys[0]>>32 == 0xff800000)
 	return keys, full, penalized
