@@ -62,8 +62,21 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		// (kernels/attn_f32.cuh), its shared memory laid out as
 		// faRowsShared; a PTX without it runs attention.
 		if name := fmt.Sprintf("attn_f32_rows_%d", a.dim); d.has(name) {
-			return d.launch2(name, a.heads, ceilDiv(m, faRows), 256, faRowsShared(a.dim),
-				q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes))
+			// Key ranges of attnF32Split positions where their partial
+			// results (dim+2 floats a row, head and range) fit in scores.
+			split, ranges := attnF32Split, 1
+			if split > 0 {
+				ranges = ceilDiv(a.ctx, split)
+			}
+			if split <= 0 || ranges*(a.dim+2) > a.ctx || !d.has("attn_f32_merge") {
+				split, ranges = 0, 1
+			}
+			err := d.launch2(name, a.heads, ceilDiv(m, faRows)*ranges, 256, faRowsShared(a.dim),
+				q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes), scores, split)
+			if err != nil || split == 0 {
+				return err
+			}
+			return d.launch2("attn_f32_merge", a.heads, m, a.dim, 0, scores, out, a.heads, a.dim, info, m, split)
 		}
 	}
 	return d.launch2("attention", a.heads, m, 256, 4*a.dim, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
@@ -75,3 +88,10 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 // tile shared by 32 rows) instead of attention (a block per row and head).
 // A variable for the tests and benchmarks.
 var attnF32MinRows = 64
+
+// attnF32Split is the key positions of a block of attn_f32_rows when it
+// splits the keys (a multiple of its 64-key tiles; 0: no split): the rows
+// of a prompt's end then take several blocks instead of one (the causal
+// tail), and attn_f32_merge adds their results. A variable for the tests
+// and benchmarks.
+var attnF32Split = 256

@@ -14,7 +14,9 @@ import (
 // (transformers' numerics) with the CPU backend's Attention for passes of
 // 64, 65, 512 and 779 rows of three slots (passRows: prompt rows,
 // interleaved rows of two slots, blocks mixing slots), head dims 128 and
-// 64 with GQA groups 3, 7 and 1: the row-tiled attn_f32_rows kernels and,
+// 64 with GQA groups 3, 7 and 1: the row-tiled attn_f32_rows kernels
+// (all keys a block, and key ranges of 256 and 192 positions merged by
+// attn_f32_merge) and,
 // as a control, attention (a block per row and head). Both differ from the
 // CPU by float32 rounding only (softmax in float32 or double, sums in
 // other orders): within 1e-5 of the largest output.
@@ -25,7 +27,7 @@ func TestAttentionF32Passes(t *testing.T) {
 	be := cpu.New(2)
 	defer be.Close()
 	const ctx, slots = 1024, 3
-	defer func(n int) { attnF32MinRows = n }(attnF32MinRows)
+	defer func(n, s int) { attnF32MinRows, attnF32Split = n, s }(attnF32MinRows, attnF32Split)
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}} {
 		kvDim := sh.kvHeads * sh.dim
 		qStride := sh.heads*sh.dim + 2*kvDim
@@ -58,10 +60,11 @@ func TestAttentionF32Passes(t *testing.T) {
 			qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
 			scores := b.poisoned(4 * m * sh.heads * ctx)
 			for _, v := range []struct {
-				name    string
-				minRows int
-			}{{"attn_f32_rows", 64}, {"attention", 1 << 30}} {
-				attnF32MinRows = v.minRows
+				name           string
+				minRows, split int
+			}{{"attn_f32_rows", 64, 0}, {"attn_f32_rows split 256", 64, 256}, {"attn_f32_rows split 192", 64, 192},
+				{"attention", 1 << 30, 0}} {
+				attnF32MinRows, attnF32Split = v.minRows, v.split
 				at := a
 				at.pass = m
 				out := b.poisoned(4 * len(q))
@@ -79,7 +82,8 @@ func TestAttentionF32Passes(t *testing.T) {
 // until kernels/kernels.ptx is regenerated; the device code falls back to
 // attention and mmf without them).
 func TestNewKernelsInPTX(t *testing.T) {
-	for _, n := range []string{"attn_f32_rows_64", "attn_f32_rows_128", "blas_split_bf16", "blas_split_f16", "blas_bias"} {
+	for _, n := range []string{"attn_f32_rows_64", "attn_f32_rows_128", "attn_f32_merge", "blas_split_bf16", "blas_split_f16", "blas_bias",
+		"blas_silu_split_bf16", "blas_silu_split_f16"} {
 		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
 			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)
 		}

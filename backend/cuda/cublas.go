@@ -69,6 +69,19 @@ type blas struct {
 	split                                    devptr // hi then lo, splitBytes/2 each
 	splitBytes                               int
 	one, zero, loScale                       float32 // GEMM scalars (host pointer mode)
+	// lastDT is the weight type of the last product; pre, when set, says
+	// that the scratch holds the split of the activation it names, made
+	// by blasSiluSplit for the next product (the down product).
+	lastDT tensor.DType
+	pre    blasPre
+}
+
+// blasPre names an activation split ahead of its product: m rows of cols
+// floats packed at src, split for dt's GEMMs.
+type blasPre struct {
+	src     devptr
+	m, cols int
+	dt      tensor.DType
 }
 
 // blasSymbols names each entry point (the _v2 names first, as cublas_v2.h
@@ -146,7 +159,7 @@ func (b *blas) call(fn uintptr, a ...uintptr) uintptr {
 func (d *Device) initBLAS(splitElems int) error {
 	if !d.blasTried {
 		d.blasTried = true
-		for _, k := range []string{"blas_split_bf16", "blas_split_f16", "blas_bias"} {
+		for _, k := range []string{"blas_split_bf16", "blas_split_f16", "blas_bias", "blas_silu_split_bf16", "blas_silu_split_f16"} {
 			if !d.has(k) {
 				d.blasReason = "the kernels' PTX lacks " + k
 				return nil
@@ -235,8 +248,12 @@ func (d *Device) blasMatmul(w *matrix, act devptr, actStride int, y devptr, yStr
 		split, loScale = "blas_split_f16", &b.loScale
 	}
 	hi, lo := b.split, b.split+devptr(2*m*w.cols)
-	if err := d.launch2(split, ceilDiv(w.cols, 4*256), m, 256, 0, act, int64(actStride/4), w.cols, hi, lo); err != nil {
-		return true, err
+	pre := b.pre
+	b.pre, b.lastDT = blasPre{}, w.dt
+	if pre != (blasPre{src: act, m: m, cols: w.cols, dt: w.dt}) || actStride != 4*w.cols {
+		if err := d.launch2(split, ceilDiv(w.cols, 4*256), m, 256, 0, act, int64(actStride/4), w.cols, hi, lo); err != nil {
+			return true, err
+		}
 	}
 	beta := &b.zero
 	if bias != 0 {
@@ -293,4 +310,26 @@ func (g *Model) prepareBLAS() error {
 func (d *Device) has(name string) bool {
 	_, err := d.fn(name)
 	return err == nil
+}
+
+// blasSiluSplit runs siluQuant's silu(gate) * up for m rows of gu (n gate
+// then n up values a row) into out, unquantized, and splits the outputs
+// for the next product's GEMMs in the same kernel, when that product will
+// be a cuBLAS one of the type of the last (gate/up): ran is false when
+// not (nothing launched).
+func (d *Device) blasSiluSplit(gu, out devptr, n, m int, ggml bool) (ran bool, err error) {
+	b := d.blas
+	if b == nil || m < blasMinRows || n%8 != 0 || gu%16 != 0 || out%16 != 0 || 4*m*n > b.splitBytes || blasType(b.lastDT) < 0 {
+		return false, nil
+	}
+	name := "blas_silu_split_bf16"
+	if b.lastDT == tensor.F16 {
+		name = "blas_silu_split_f16"
+	}
+	b.pre = blasPre{}
+	if err := d.launch2(name, ceilDiv(n, 4*256), m, 256, 0, gu, out, n, boolInt(ggml), b.split, b.split+devptr(2*m*n)); err != nil {
+		return true, err
+	}
+	b.pre = blasPre{src: out, m: m, cols: n, dt: b.lastDT}
+	return true, nil
 }

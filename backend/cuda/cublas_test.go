@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apr-llm/apr/backend/cpu"
 	"github.com/apr-llm/apr/quant"
 	"github.com/apr-llm/apr/tensor"
 )
@@ -196,6 +197,63 @@ func TestBLASMatmul(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.checkTol(t, what, b.readFloats(y, s.rows*s.m), tol, func(int) float64 { return 0 })
+		}
+	}
+}
+
+// TestBLASSiluSplit checks siluQuant's fused path before a cuBLAS down
+// product (blas_silu_split_*: the outputs and their split in one kernel,
+// used by the next product in place of its own split): the outputs as
+// cpu.SiLUMul's within 1e-6 (as TestPointwise's silu_quant), and the
+// product of those outputs, taking the split made ahead, against
+// quant.VecDot within blasTol; a product of other rows after it splits
+// its own activation.
+func TestBLASSiluSplit(t *testing.T) {
+	const n, rows = 4864, 96
+	d := testBLAS(t, 512*n)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(35, 36))
+	for _, dt := range blasTypes {
+		for _, m := range []int{blasMinRows, 512} {
+			what := fmt.Sprintf("%v, %d rows", dt, m)
+			gu := randn(r, m*2*n, 3)
+			want := make([]float32, 0, m*n)
+			for row := range m {
+				g := append([]float32(nil), gu[row*2*n:row*2*n+n]...)
+				cpu.SiLUMul(g, gu[row*2*n+n:(row+1)*2*n])
+				want = append(want, g...)
+			}
+			c, err := newMMFCase(r, dt, rows, n, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb, _ := dt.RowBytes(n)
+			w := &matrix{name: "down", dt: dt, rows: rows, cols: n, rowBytes: rb, ptr: b.bytes(c.wq)}
+			// A product of w sets the type that the split is made for.
+			if err := d.matmul(w, b.floats(c.x), 4*n, b.poisoned(4*rows*m), rows, 0, false, m); err != nil {
+				t.Fatal(err)
+			}
+			out := b.poisoned(4 * m * n)
+			if err := d.siluQuant(b.floats(gu), out, n, m, false, 0, 0); err != nil {
+				t.Fatal(err)
+			}
+			if d.blas.pre.src != out {
+				t.Fatalf("%s: siluQuant made no split ahead of the product", what)
+			}
+			got := b.readFloats(out, m*n)
+			compare(t, "silu "+what, got, want, 1e-6)
+			y := b.poisoned(4 * rows * m)
+			if err := d.matmul(w, out, 4*n, y, rows, 0, false, m); err != nil {
+				t.Fatal(err)
+			}
+			if d.blas.pre != (blasPre{}) {
+				t.Fatalf("%s: the split made ahead is still marked after its product", what)
+			}
+			c.x = got
+			if err := c.refs(); err != nil {
+				t.Fatal(err)
+			}
+			c.checkTol(t, "down product "+what, b.readFloats(y, rows*m), blasTol(dt, n), func(int) float64 { return 0 })
 		}
 	}
 }

@@ -311,6 +311,11 @@ func (d *Device) ropeStore(qkv devptr, stride int, invFreq devptr, heads, kvHead
 // floats each) to out (m x n), with ggml's exponential (cpu's SiLUMulGGML)
 // when ggml is set, and quantizes the result into q80 and/or q8k when not 0.
 func (d *Device) siluQuant(gu, out devptr, n, m int, ggml bool, q80, q8k devptr) error {
+	if q80 == 0 && q8k == 0 {
+		if ran, err := d.blasSiluSplit(gu, out, n, m, ggml); ran {
+			return err
+		}
+	}
 	total := n * m
 	return d.launch("silu_quant", ceilDiv(ceilDiv(total, 256)*32, matvecThreads), matvecThreads, 0,
 		gu, out, n, int64(total), boolInt(ggml), q80, q8k)

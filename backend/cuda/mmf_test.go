@@ -118,9 +118,19 @@ func newMMFCase(r *rand.Rand, dt tensor.DType, rows, cols, m int) (*mmfCase, err
 	if err := quant.Quantize(dt, randn(r, rows*cols, 1), c.wq); err != nil {
 		return nil, err
 	}
+	return c, c.refs()
+}
+
+// refs computes c's references for its weights and activation rows.
+func (c *mmfCase) refs() error {
+	dt, rows, cols, m := c.dt, c.rows, c.cols, c.m
+	rb, err := dt.RowBytes(cols)
+	if err != nil {
+		return err
+	}
 	wf := make([]float32, rows*cols)
 	if err := quant.Dequantize(dt, c.wq, wf); err != nil {
-		return nil, err
+		return err
 	}
 	xb := unsafe.Slice((*byte)(unsafe.Pointer(&c.x[0])), 4*len(c.x))
 	n := rows * m
@@ -141,7 +151,7 @@ func newMMFCase(r *rand.Rand, dt tensor.DType, rows, cols, m int) (*mmfCase, err
 			c.scale[o], c.plain[o] = math.Sqrt(sq), math.Abs(exact-plain)
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // mmfShapes are TestMMF's products: pass sizes 16, 17, 64, 65, 512 and 779

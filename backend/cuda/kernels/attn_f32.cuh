@@ -17,6 +17,13 @@
 //
 // Same parameters and rows as attention (info: ROW_POS, ROW_SLOT; out
 // heads x DIM floats a row); DIM a multiple of 64, q rows 16-byte aligned.
+//
+// With split > 0 (a multiple of AF_KT) the keys go by ranges of split
+// positions, one range a block (grid (heads, ceil(m/AF_BQ) x ranges): the
+// causal tail's blocks no longer take all keys), and each block writes its
+// rows' unnormalised accumulators, maxima and sums (DIM + 2 floats a row
+// and head) to part; attn_f32_merge then combines a row's ranges
+// 0..pos/split. A block whose rows have no key in its range does nothing.
 
 #define AF_BQ 32
 #define AF_KT 64
@@ -41,7 +48,7 @@ template <int DIM>
 __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const u8* __restrict__ kc,
                                               const u8* __restrict__ vc, float* __restrict__ out, int heads,
                                               int kvHeads, const int* __restrict__ info, int m, float scale,
-                                              int qStride, i64 slotBytes) {
+                                              int qStride, i64 slotBytes, float* __restrict__ part, int split) {
     constexpr int QP = AF_BQ + 4, KP = AF_KT + 4, VP = DIM + 4, NC = DIM / 16, C4 = DIM / 4;
     constexpr int ITEMS = AF_KT * C4 / AF_NT;
     extern __shared__ float afShared[];
@@ -55,7 +62,9 @@ __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const
     const int none = 0x7fffffff;
     int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15;
     int h = blockIdx.x;
-    int r0 = (gridDim.y - 1 - blockIdx.y) * AF_BQ;
+    int tiles = (m + AF_BQ - 1) / AF_BQ, z = blockIdx.y / tiles;
+    int r0 = (tiles - 1 - blockIdx.y % tiles) * AF_BQ;
+    int kBeg = split > 0 ? z * split : 0, kEnd = split > 0 ? kBeg + split : 0x7fffffff;
     int kvStride = kvHeads * DIM;
     int off = (h / (heads / kvHeads)) * DIM;
     for (int i = tid; i < AF_BQ; i += AF_NT) {
@@ -63,6 +72,7 @@ __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const
         rowPos[i] = ok ? ROW_POS(info, r0 + i) : -1;
         rowSlot[i] = ok ? ROW_SLOT(info, r0 + i) : -1;
     }
+    if (!__syncthreads_or(tid < AF_BQ && rowPos[tid] >= kBeg)) return;  // no key in the range
     for (int i = tid; i < AF_BQ * C4; i += AF_NT) {
         int row = i / C4, d = (i % C4) * 4;
         float4 v = r0 + row < m ? *(const float4*)(q + (i64)(r0 + row) * qStride + h * DIM + d)
@@ -88,17 +98,18 @@ __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const
             sEnd = end;
         }
         __syncthreads();
-        int cur = sCur, end = sEnd;
+        int cur = sCur, end = min(sEnd, kEnd);
         if (cur == none) break;
         prev = cur;
+        if (end <= kBeg) continue;
         // The positions this thread's rows see in this slot (-1: none).
         int lim[2];
 #pragma unroll
         for (int a = 0; a < 2; a++) lim[a] = rowSlot[2 * ty + a] == cur ? rowPos[2 * ty + a] : -1;
         const float* kb = (const float*)(kc + (i64)cur * slotBytes) + off;
         const float* vb = (const float*)(vc + (i64)cur * slotBytes) + off;
-        af_load<DIM>(kb, vb, kvStride, 0, min(AF_KT, end), kr, vr);
-        for (int ic = 0; ic < end; ic += AF_KT) {
+        af_load<DIM>(kb, vb, kvStride, kBeg, min(AF_KT, end - kBeg), kr, vr);
+        for (int ic = kBeg; ic < end; ic += AF_KT) {
             __syncthreads();  // the previous tile's weights and values are used
 #pragma unroll
             for (int u = 0; u < ITEMS; u++) {
@@ -186,6 +197,15 @@ __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const
     for (int a = 0; a < 2; a++) {
         int row = ty * 2 + a;
         if (r0 + row >= m) continue;
+        if (split > 0) {  // the range's partial result
+            float* p = part + (((i64)z * m + r0 + row) * heads + h) * (DIM + 2);
+#pragma unroll
+            for (int c4 = 0; c4 < NC / 4; c4++)
+                *(float4*)&p[c4 * 64 + tx * 4] =
+                    make_float4(acc[a][c4 * 4], acc[a][c4 * 4 + 1], acc[a][c4 * 4 + 2], acc[a][c4 * 4 + 3]);
+            if (tx == 0) p[DIM] = M[a], p[DIM + 1] = S[a];
+            continue;
+        }
         float inv = S[a] != 0.0f ? 1.0f / S[a] : 0.0f;
         float* o = out + (i64)(r0 + row) * heads * DIM + h * DIM;
 #pragma unroll
@@ -199,8 +219,30 @@ __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const
     extern "C" __global__ void __launch_bounds__(AF_NT) attn_f32_rows_##DIM(                                 \
         const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,                   \
         float* __restrict__ out, int heads, int kvHeads, const int* __restrict__ info, int m, float scale,  \
-        int qStride, i64 slotBytes) {                                                                        \
-        attn_f32_rows<DIM>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes);             \
+        int qStride, i64 slotBytes, float* __restrict__ part, int split) {                                   \
+        attn_f32_rows<DIM>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes, part, split); \
     }
 ATTN_F32_ROWS(64)
 ATTN_F32_ROWS(128)
+
+// attn_f32_merge combines attn_f32_rows' partial results of key ranges
+// 0..pos/split of each row and head into out (heads x dim floats a row):
+// grid (heads, m), dim threads, one output element a thread.
+extern "C" __global__ void attn_f32_merge(const float* __restrict__ part, float* __restrict__ out, int heads,
+                                          int dim, const int* __restrict__ info, int m, int split) {
+    int h = blockIdx.x, r = blockIdx.y, d = threadIdx.x;
+    int ns = ROW_POS(info, r) / split + 1;
+    const float ninf = __uint_as_float(0xff800000u);
+    float M = ninf;
+    for (int s = 0; s < ns; s++) M = fmaxf(M, part[(((i64)s * m + r) * heads + h) * (dim + 2) + dim]);
+    float S = 0.0f, o = 0.0f;
+    for (int s = 0; s < ns; s++) {
+        const float* p = part + (((i64)s * m + r) * heads + h) * (dim + 2);
+        float ms = p[dim];
+        if (ms == ninf) continue;  // a range without keys for this row
+        float w = expf(ms - M);
+        S += w * p[dim + 1];
+        o += w * p[d];
+    }
+    out[(i64)r * heads * dim + h * dim + d] = S != 0.0f ? o / S : 0.0f;
+}
