@@ -57,7 +57,7 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		return d.launch2(name, a.heads, m, 256, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
-	if !a.f16 && a.pass >= attnF32MinRows && (a.dim == 64 || a.dim == 128) && a.qStride%4 == 0 && !attnLegacy {
+	if !a.f16 && (a.pass >= attnF32MinRows || m == 1 && attnF32Decode) && (a.dim == 64 || a.dim == 128) && a.qStride%4 == 0 && !attnLegacy {
 		// A float32 cache (transformers' numerics): the row-tiled kernel
 		// (kernels/attn_f32.cuh), its shared memory laid out as
 		// faRowsShared; a PTX without it runs attention.
@@ -68,7 +68,7 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 			if split > 0 {
 				ranges = ceilDiv(a.ctx, split)
 			}
-			if split <= 0 || ranges*(a.dim+2) > a.ctx || !d.has("attn_f32_merge") {
+			if split <= 0 || ranges*(a.dim+2) > a.ctx || m == 1 || !d.has("attn_f32_merge") {
 				split, ranges = 0, 1
 			}
 			err := d.launch2(name, a.heads, ceilDiv(m, faRows)*ranges, 256, faRowsShared(a.dim),
@@ -95,3 +95,9 @@ var attnF32MinRows = 64
 // tail), and attn_f32_merge adds their results. A variable for the tests
 // and benchmarks.
 var attnF32Split = 256
+
+// attnF32Decode runs the one-row passes (decode steps, also in the
+// captured decode graph: the kernel reads the row's position from the
+// state) over a float32 cache on attn_f32_rows too, all keys in one
+// block a head, instead of attention.
+var attnF32Decode = false

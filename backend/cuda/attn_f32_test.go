@@ -5,21 +5,35 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/apr-llm/apr/backend/cpu"
 )
 
+func init() {
+	// APR_ATTN_F32_DECODE=1 runs a test binary's one-row passes over a
+	// float32 cache on attn_f32_rows; APR_ATTN_F32_SPLIT sets
+	// attnF32Split (0: no key ranges), for before/after figures in one run.
+	if os.Getenv("APR_ATTN_F32_DECODE") == "1" {
+		attnF32Decode = true
+	}
+	if n, err := strconv.Atoi(os.Getenv("APR_ATTN_F32_SPLIT")); err == nil {
+		attnF32Split = n
+	}
+}
+
 // TestAttentionF32Passes compares attention over a float32 cache
 // (transformers' numerics) with the CPU backend's Attention for passes of
-// 64, 65, 512 and 779 rows of three slots (passRows: prompt rows,
-// interleaved rows of two slots, blocks mixing slots), head dims 128 and
-// 64 with GQA groups 3, 7 and 1: the row-tiled attn_f32_rows kernels
-// (all keys a block, and key ranges of 256 and 192 positions merged by
-// attn_f32_merge) and,
-// as a control, attention (a block per row and head). Both differ from the
-// CPU by float32 rounding only (softmax in float32 or double, sums in
-// other orders): within 1e-5 of the largest output.
+// one row (as decode steps run: attnF32Decode) and of 64, 65, 512 and 779
+// rows of three slots (passRows: prompt rows, interleaved rows of two
+// slots, blocks mixing slots), head dims 128 and 64 with GQA groups 3, 7
+// and 1: the row-tiled attn_f32_rows kernels (all keys a block, and key
+// ranges of 256 and 192 positions merged by attn_f32_merge) and, as a
+// control, attention (a block per row and head). Both differ from the CPU
+// by float32 rounding only (softmax in float32 or double, sums in other
+// orders): within 1e-5 of the largest output.
 func TestAttentionF32Passes(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
@@ -27,7 +41,9 @@ func TestAttentionF32Passes(t *testing.T) {
 	be := cpu.New(2)
 	defer be.Close()
 	const ctx, slots = 1024, 3
-	defer func(n, s int) { attnF32MinRows, attnF32Split = n, s }(attnF32MinRows, attnF32Split)
+	defer func(n, s int, dec bool) {
+		attnF32MinRows, attnF32Split, attnF32Decode = n, s, dec
+	}(attnF32MinRows, attnF32Split, attnF32Decode)
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}} {
 		kvDim := sh.kvHeads * sh.dim
 		qStride := sh.heads*sh.dim + 2*kvDim
@@ -46,7 +62,8 @@ func TestAttentionF32Passes(t *testing.T) {
 		kc, vc := b.bytes(kh), b.bytes(vh)
 		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
 			qStride: qStride, slotBytes: slotBytes}
-		for _, rows := range [][]Row{passRows(64), passRows(65), passRows(512), passRows(779)} {
+		one := [][]Row{{{Slot: 1, Pos: 300}}, {{Slot: 2, Pos: 0}}, {{Slot: 0, Pos: ctx - 1}}}
+		for _, rows := range append(one, passRows(64), passRows(65), passRows(512), passRows(779)) {
 			m := len(rows)
 			q := randn(r, m*sh.heads*sh.dim, 2)
 			qs := make([]float32, m*qStride)
@@ -64,9 +81,11 @@ func TestAttentionF32Passes(t *testing.T) {
 				minRows, split int
 			}{{"attn_f32_rows", 64, 0}, {"attn_f32_rows split 256", 64, 256}, {"attn_f32_rows split 192", 64, 192},
 				{"attention", 1 << 30, 0}} {
-				attnF32MinRows, attnF32Split = v.minRows, v.split
+				attnF32MinRows, attnF32Split, attnF32Decode = v.minRows, v.split, v.minRows == 64
 				at := a
-				at.pass = m
+				if m > 1 {
+					at.pass = m // one row: as the decode graph launches it
+				}
 				out := b.poisoned(4 * len(q))
 				if err := d.attention(qd, kc, vc, out, scores, info, passp, at, m); err != nil {
 					t.Fatal(err)
