@@ -5,8 +5,9 @@
 // consecutive rows of a pass and one query head a block: grid (heads,
 // ceil(m/AF_BQ)), AF_NT threads, the last rows first (they take the most
 // keys). Each key tile (AF_KT keys, transposed) and value tile is staged
-// in shared memory once for the block's rows, the next tile's loads in
-// flight in registers meanwhile. Thread (ty, tx) holds 2 rows (2ty, 2ty+1)
+// in shared memory once for the block's rows: the next tile's keys are
+// loaded into registers during a step, its values copied by cp.async
+// during its scores. Thread (ty, tx) holds 2 rows (2ty, 2ty+1)
 // x 4 keys (4tx..) of a tile's scores and the same 2 rows x DIM/16 output
 // elements (tx*4 + 64c + e); a row's 16 threads are one half-warp, so the
 // online softmax (running maximum M, sum S, the accumulator rescaled by
@@ -29,19 +30,37 @@
 #define AF_KT 64
 #define AF_NT 256
 
+// af_load_keys loads keys ic..ic+nkt-1 (zeros past nkt) into registers,
+// consecutive threads taking consecutive keys (for conflict-free
+// transposed stores).
 template <int DIM>
-__device__ __forceinline__ void af_load(const float* kb, const float* vb, int kvStride, int ic, int nkt,
-                                        float4* kr, float4* vr) {
+__device__ __forceinline__ void af_load_keys(const float* kb, int kvStride, int ic, int nkt, float4* kr) {
+    constexpr int ITEMS = AF_KT * (DIM / 4) / AF_NT;
+#pragma unroll
+    for (int u = 0; u < ITEMS; u++) {
+        int idx = threadIdx.x + u * AF_NT;
+        int key = idx % AF_KT, c4 = idx / AF_KT;
+        kr[u] = key < nkt ? *(const float4*)(kb + (i64)(ic + key) * kvStride + c4 * 4)
+                          : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+}
+
+// af_copy_values starts copying values ic..ic+nkt-1 into vs (rows of VP
+// floats; zeros past nkt) with cp.async, consecutive threads along a row;
+// cp.async.wait_all completes it.
+template <int DIM, int VP>
+__device__ __forceinline__ void af_copy_values(const float* vb, int kvStride, int ic, int nkt, float* vs) {
     constexpr int C4 = DIM / 4, ITEMS = AF_KT * C4 / AF_NT;
 #pragma unroll
     for (int u = 0; u < ITEMS; u++) {
         int idx = threadIdx.x + u * AF_NT;
-        int key = idx % AF_KT, c4 = idx / AF_KT;  // keys: consecutive threads, consecutive keys
-        int vkey = idx / C4, vc4 = idx % C4;      // values: consecutive threads along a row
-        const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        kr[u] = key < nkt ? *(const float4*)(kb + (i64)(ic + key) * kvStride + c4 * 4) : z;
-        vr[u] = vkey < nkt ? *(const float4*)(vb + (i64)(ic + vkey) * kvStride + vc4 * 4) : z;
+        int vkey = idx / C4, vc4 = idx % C4;
+        u32 d = (u32)__cvta_generic_to_shared(&vs[vkey * VP + vc4 * 4]);
+        const float* src = vb + (i64)(ic + min(vkey, nkt - 1)) * kvStride + vc4 * 4;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(vkey < nkt ? 16 : 0)
+                     : "memory");
     }
+    asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
 template <int DIM>
@@ -85,7 +104,7 @@ __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const
     for (int a = 0; a < 2; a++)
 #pragma unroll
         for (int c = 0; c < NC; c++) acc[a][c] = 0.0f;
-    float4 kr[ITEMS], vr[ITEMS];
+    float4 kr[ITEMS];
     for (int prev = -1;;) {
         __syncthreads();
         if (tid == 0) {  // the next slot of the block's rows, and its keys
@@ -108,21 +127,22 @@ __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const
         for (int a = 0; a < 2; a++) lim[a] = rowSlot[2 * ty + a] == cur ? rowPos[2 * ty + a] : -1;
         const float* kb = (const float*)(kc + (i64)cur * slotBytes) + off;
         const float* vb = (const float*)(vc + (i64)cur * slotBytes) + off;
-        af_load<DIM>(kb, vb, kvStride, kBeg, min(AF_KT, end - kBeg), kr, vr);
+        af_load_keys<DIM>(kb, kvStride, kBeg, min(AF_KT, end - kBeg), kr);
         for (int ic = kBeg; ic < end; ic += AF_KT) {
             __syncthreads();  // the previous tile's weights and values are used
 #pragma unroll
             for (int u = 0; u < ITEMS; u++) {
                 int idx = tid + u * AF_NT;
                 int key = idx % AF_KT, c4 = idx / AF_KT;
-                int vkey = idx / C4, vc4 = idx % C4;
                 kt[(c4 * 4) * KP + key] = kr[u].x;
                 kt[(c4 * 4 + 1) * KP + key] = kr[u].y;
                 kt[(c4 * 4 + 2) * KP + key] = kr[u].z;
                 kt[(c4 * 4 + 3) * KP + key] = kr[u].w;
-                *(float4*)&vs[vkey * VP + vc4 * 4] = vr[u];
             }
-            if (ic + AF_KT < end) af_load<DIM>(kb, vb, kvStride, ic + AF_KT, min(AF_KT, end - ic - AF_KT), kr, vr);
+            // This tile's values land during the scores, the next tile's
+            // keys during the whole step.
+            af_copy_values<DIM, VP>(vb, kvStride, ic, min(AF_KT, end - ic), vs);
+            if (ic + AF_KT < end) af_load_keys<DIM>(kb, kvStride, ic + AF_KT, min(AF_KT, end - ic - AF_KT), kr);
             __syncthreads();
             float s[2][4];
 #pragma unroll
@@ -176,6 +196,7 @@ __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const
             for (int a = 0; a < 2; a++)
 #pragma unroll
                 for (int c = 0; c < NC; c++) acc[a][c] *= alpha[a];
+            asm volatile("cp.async.wait_all;" ::: "memory");
             __syncthreads();
             int nk = min(AF_KT, end - ic);
             for (int tk = 0; tk < nk; tk++) {
@@ -216,7 +237,7 @@ __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const
 }
 
 #define ATTN_F32_ROWS(DIM)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(AF_NT) attn_f32_rows_##DIM(                                 \
+    extern "C" __global__ void __launch_bounds__(AF_NT, 2) attn_f32_rows_##DIM(                                 \
         const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,                   \
         float* __restrict__ out, int heads, int kvHeads, const int* __restrict__ info, int m, float scale,  \
         int qStride, i64 slotBytes, float* __restrict__ part, int split) {                                   \
