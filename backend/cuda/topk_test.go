@@ -119,7 +119,8 @@ func randomEdits(rng *rand.Rand, vocab, n int) []cuda.Edit {
 	return edits
 }
 
-// pickModel loads the shared tiny Q4_K_M GGUF model on the GPU.
+// pickModel loads the shared tiny Q4_K_M GGUF model on the GPU, with three
+// slots.
 func pickModel(t *testing.T) *cuda.Model {
 	t.Helper()
 	skipWithoutGPU(t)
@@ -128,7 +129,9 @@ func pickModel(t *testing.T) *cuda.Model {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	g, err := cuda.Load(m, cuda.OptionsFor(m, 256))
+	o := cuda.OptionsFor(m, 256)
+	o.Slots = 3
+	g, err := cuda.Load(m, o)
 	if err != nil {
 		t.Fatal(err)
 	}
