@@ -13,6 +13,7 @@ import (
 	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/format"
 	"github.com/apr-llm/apr/internal/testref"
+	"github.com/apr-llm/apr/model"
 	"github.com/apr-llm/apr/sample"
 )
 
@@ -119,9 +120,8 @@ func randomEdits(rng *rand.Rand, vocab, n int) []cuda.Edit {
 	return edits
 }
 
-// pickModel loads the shared tiny Q4_K_M GGUF model on the GPU, with three
-// slots.
-func pickModel(t *testing.T) *cuda.Model {
+// tinyQ4KM opens the shared tiny Q4_K_M GGUF model (skipping without a GPU).
+func tinyQ4KM(t *testing.T) *model.Model {
 	t.Helper()
 	skipWithoutGPU(t)
 	m, err := format.Open(testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q4_k_m.gguf"))
@@ -129,6 +129,14 @@ func pickModel(t *testing.T) *cuda.Model {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// pickModel loads the shared tiny Q4_K_M GGUF model on the GPU, with three
+// slots.
+func pickModel(t *testing.T) *cuda.Model {
+	t.Helper()
+	m := tinyQ4KM(t)
 	o := cuda.OptionsFor(m, 256)
 	o.Slots = 3
 	g, err := cuda.Load(m, o)
@@ -274,12 +282,7 @@ func TestPickKernelsInPTX(t *testing.T) {
 // the Q4_K_M tiny model, whose logits the GPU computes bit for bit as the
 // CPU does.
 func TestGenerateSampledMatchesCPU(t *testing.T) {
-	skipWithoutGPU(t)
-	m, err := format.Open(testref.Path(t, "models", "qwen2-tiny-coder-gguf", "qwen2-tiny-coder-q4_k_m.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m := tinyQ4KM(t)
 	opts := engine.OptionsFor(m, 0)
 	cpuEng, err := engine.New(m.Config, m.Tensors, opts)
 	if err != nil {
