@@ -6,44 +6,96 @@ import (
 	"github.com/apr-llm/apr/tensor"
 )
 
-// The staged products of the 32-element block types (mmq32_T_vV in
-// kernels/mmq32.cuh): each block copies 8-block chunks of its 64 weight
-// rows and 64 activation rows into shared memory, V bytes a copy (cp.async),
-// so the rows must start on V-byte boundaries; mmq_T (operands loaded
-// straight from global memory, 2 bytes at a time) takes the others. Both
-// compute the same outputs bit for bit.
+// The staged products of the 32-element block types (mmq32_T_vV<tile> in
+// kernels/mmq32.cuh): each block copies 8-block chunks of its weight rows
+// and activation rows into shared memory, V bytes a copy (cp.async), so the
+// rows must start on V-byte boundaries; mmq_T (operands loaded straight
+// from global memory, 2 bytes at a time) takes the others. All compute the
+// same outputs bit for bit.
 
 // mmq32Units are the copy widths of the staged kernels, widest first.
 var mmq32Units = []int{16, 8, 4}
 
-// mmq32Names holds the staged kernels' names by weight type and copy width
-// (built once: a launch allocates nothing).
-var mmq32Names = func() map[tensor.DType]map[int]string {
-	names := map[tensor.DType]map[int]string{}
+// mmq32Tile is a block shape of the staged kernels: wm x wn warps of 32 x
+// 32 outputs (32 wm weight rows by 32 wn activation rows), compiled for at
+// least minBlocks blocks an SM (MMQ32_TILE in kernels/mmq32.cuh).
+type mmq32Tile struct {
+	wm, wn, minBlocks int
+	suffix            string
+}
+
+// mmq32Tiles are the staged kernels' block shapes.
+var mmq32Tiles = []mmq32Tile{
+	{2, 2, 3, ""},
+	{4, 2, 2, "_t42"},
+}
+
+// The tiles that mmq32TileFor picks (indices of mmq32Tiles).
+const (
+	mmq32Default = 0
+	mmq32Large   = 1
+)
+
+// mmq32Key names a staged kernel of a weight type: its tile (an index of
+// mmq32Tiles) and copy width.
+type mmq32Key struct{ tile, unit int }
+
+// mmq32Names holds the staged kernels' names by weight type, tile and copy
+// width (built once: a launch allocates nothing).
+var mmq32Names = func() map[tensor.DType]map[mmq32Key]string {
+	names := map[tensor.DType]map[mmq32Key]string{}
 	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
-		names[dt] = map[int]string{}
-		for _, v := range mmq32Units {
-			names[dt][v] = kernelName("mmq32_", dt) + "_v" + strconv.Itoa(v)
+		names[dt] = map[mmq32Key]string{}
+		for ti, tile := range mmq32Tiles {
+			for _, v := range mmq32Units {
+				names[dt][mmq32Key{ti, v}] = kernelName("mmq32_", dt) + "_v" + strconv.Itoa(v) + tile.suffix
+			}
 		}
 	}
 	return names
 }()
 
-// mmq32Threads is the staged kernels' block size (M32_THREADS in
-// kernels/mmq32.cuh; a variable for the benchmarks of PTX compiled with
-// another M32_NT).
-var mmq32Threads = 128
-
 // mmq32On turns the staged kernels on (a variable for the tests and
 // benchmarks that compare them with mmq_T).
 var mmq32On = true
 
-// mmq32Shared is the dynamic shared memory of a staged block for a weight
-// type of blockBytes bytes a 32-element block: two stages of 64 weight and
-// 64 activation rows of 8 blocks, and two 64 x 9 float arrays of scales
-// (M32<KIND>::SHARED).
-func mmq32Shared(blockBytes int) int {
-	return 2*64*(8*blockBytes+8*34) + 2*64*9*4
+// mmq32Force, when not negative, is the index of the tile that every
+// staged product takes (a variable for the tests and benchmarks).
+var mmq32Force = -1
+
+// rows returns the weight rows and activation rows of a block.
+func (t mmq32Tile) rows() (bm, bn int) { return 32 * t.wm, 32 * t.wn }
+
+// threads returns a block's threads.
+func (t mmq32Tile) threads() int { return 32 * t.wm * t.wn }
+
+// shared returns the dynamic shared memory of a block for a weight type of
+// blockBytes bytes a 32-element block: two stages of its weight rows and
+// activation rows of 8 blocks (34 bytes an activation block), and a
+// chunk's scales as floats.
+func (t mmq32Tile) shared(blockBytes int) int {
+	bm, bn := t.rows()
+	return 2*(bm*8*blockBytes+bn*8*34) + (bm+bn)*8*4
+}
+
+// mmq32TileFor returns the tile of a product of rows weight rows by m
+// activation rows on sms multiprocessors (0: unknown): 128 x 64 (8 warps,
+// 2 blocks an SM: 16 warps instead of 12, a third less staging an output)
+// when the 64 x 64 tiles would number 4 or more a multiprocessor, else
+// 64 x 64. BenchmarkMMQ32Tiles on an H100 (512 rows, us): gate+up 1.5B
+// 167.4 -> 162.3, gate+up 0.5B 84.6 -> 71.0; the products of 1.5B's o,
+// qkv and down (192-256 tiles) are equal either way (25.3, 25.4, 126.0),
+// 0.5B's o and down (112) 16.1 -> 19.6 and 43.1 -> 70.3. Tiles of 64 x 32
+// or 32 x 64 (twice the blocks for those few-tile products) measured
+// slower on every shape (down 1.5B 142, 0.5B 66).
+func mmq32TileFor(rows, m, sms int) int {
+	if mmq32Force >= 0 {
+		return mmq32Force
+	}
+	if sms > 0 && ceilDiv(rows, 64)*ceilDiv(m, 64) >= 4*sms {
+		return mmq32Large
+	}
+	return mmq32Default
 }
 
 // mmq32Unit returns the widest copy (16, 8 or 4 bytes) that the weight
@@ -70,6 +122,9 @@ func (d *Device) mmq32(w *matrix, act devptr, actStride int, y devptr, yStride i
 	if v == 0 {
 		return false, nil
 	}
-	return true, d.launch2(names[v], ceilDiv(w.rows, 64), ceilDiv(m, 64), mmq32Threads, mmq32Shared(w.dt.TypeSize()),
+	ti := mmq32TileFor(w.rows, m, d.sms)
+	t := mmq32Tiles[ti]
+	bm, bn := t.rows()
+	return true, d.launch2(names[mmq32Key{ti, v}], ceilDiv(w.rows, bm), ceilDiv(m, bn), t.threads(), t.shared(w.dt.TypeSize()),
 		mmArgs(w, act, actStride, y, yStride, bias, accumulate, m)...)
 }

@@ -1,6 +1,8 @@
 package cuda
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"testing"
@@ -10,19 +12,19 @@ import (
 
 // mmq32OffEnv, set in a test binary's environment, turns the staged
 // products off (BenchmarkPrefillSynthetic before/after in one binary).
-// mmq32ThreadsEnv sets mmq32Threads (for PTX compiled with -DM32_NT=2:
-// 256).
+// mmq32TileEnv sets mmq32Force (an index of mmq32Tiles: every staged
+// product takes that tile).
 const (
-	mmq32OffEnv     = "APR_CUDA_MMQ32_OFF"
-	mmq32ThreadsEnv = "APR_CUDA_MMQ32_THREADS"
+	mmq32OffEnv  = "APR_CUDA_MMQ32_OFF"
+	mmq32TileEnv = "APR_CUDA_MMQ32_TILE"
 )
 
 func init() {
 	if os.Getenv(mmq32OffEnv) != "" {
 		mmq32On = false
 	}
-	if n, err := strconv.Atoi(os.Getenv(mmq32ThreadsEnv)); err == nil && n > 0 {
-		mmq32Threads = n
+	if n, err := strconv.Atoi(os.Getenv(mmq32TileEnv)); err == nil && n >= 0 && n < len(mmq32Tiles) {
+		mmq32Force = n
 	}
 }
 
@@ -64,26 +66,126 @@ func TestMMQ32Unit(t *testing.T) {
 }
 
 // TestMMQ32Names checks that each 32-element weight type has a staged
-// kernel of each copy width, with the shared memory its layout needs.
+// kernel of each tile and copy width, with the shared memory its layout
+// needs (two stages of weight and activation rows, and the scales).
 func TestMMQ32Names(t *testing.T) {
 	for _, tc := range []struct {
-		dt     tensor.DType
-		shared int
+		dt      tensor.DType
+		tile    int
+		suffix  string
+		threads int
+		shared  int
 	}{
-		{tensor.Q8_0, 2*64*(272+272) + 4608},
-		{tensor.Q4_0, 2*64*(144+272) + 4608},
-		{tensor.Q5_0, 2*64*(176+272) + 4608},
+		{tensor.Q8_0, 0, "", 128, 2*64*(272+272) + 4096},
+		{tensor.Q4_0, 0, "", 128, 2*64*(144+272) + 4096},
+		{tensor.Q5_0, 0, "", 128, 2*64*(176+272) + 4096},
+		{tensor.Q8_0, 1, "_t42", 256, 2*(128*272+64*272) + 192*32},
+		{tensor.Q4_0, 1, "_t42", 256, 2*(128*144+64*272) + 192*32},
+		{tensor.Q5_0, 1, "_t42", 256, 2*(128*176+64*272) + 192*32},
 	} {
+		tile := mmq32Tiles[tc.tile]
 		for _, v := range mmq32Units {
-			if got, want := mmq32Names[tc.dt][v], kernelName("mmq32_", tc.dt)+map[int]string{16: "_v16", 8: "_v8", 4: "_v4"}[v]; got != want {
-				t.Errorf("%v, %d bytes: kernel %q, want %q", tc.dt, v, got, want)
+			want := kernelName("mmq32_", tc.dt) + map[int]string{16: "_v16", 8: "_v8", 4: "_v4"}[v] + tc.suffix
+			if got := mmq32Names[tc.dt][mmq32Key{tc.tile, v}]; got != want {
+				t.Errorf("%v, tile %d, %d bytes: kernel %q, want %q", tc.dt, tc.tile, v, got, want)
 			}
 		}
-		if got := mmq32Shared(tc.dt.TypeSize()); got != tc.shared {
-			t.Errorf("%v: shared memory %d, want %d", tc.dt, got, tc.shared)
+		if got := tile.threads(); got != tc.threads {
+			t.Errorf("%v, tile %d: %d threads, want %d", tc.dt, tc.tile, got, tc.threads)
+		}
+		if got := tile.shared(tc.dt.TypeSize()); got != tc.shared {
+			t.Errorf("%v, tile %d: shared memory %d, want %d", tc.dt, tc.tile, got, tc.shared)
 		}
 	}
 	if _, ok := mmq32Names[tensor.Q4_K]; ok {
 		t.Error("Q4_K has staged 32-element kernels")
+	}
+}
+
+// TestMMQ32TileShapes checks every staged tile of every 32-element type
+// bit for bit against quant.VecDot (checkMMQ): 200 weight rows (a part
+// block for each tile's rows), 16, 65 and 130 activation rows, copies of
+// 16 bytes (512 and 1280 columns), 8 (896: a part chunk of 4 blocks) and
+// 4 (320: a part chunk of 2).
+func TestMMQ32TileShapes(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(11, 12))
+	defer func(f int) { mmq32Force = f }(mmq32Force)
+	for ti, tile := range mmq32Tiles {
+		mmq32Force = ti
+		for _, tc := range []struct{ cols, m int }{{512, 65}, {1280, 130}, {896, 16}, {896, 130}, {320, 65}} {
+			for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
+				checkMMQ(t, d, b, r, dt, 200, tc.cols, tc.m, fmt.Sprintf("%v mmq32 tile %dx%d", dt, tile.wm, tile.wn))
+			}
+		}
+	}
+}
+
+// shapesQ8 are the products of Qwen2.5-Coder-1.5B's and -0.5B's Q8_0
+// passes (q, k and v as one matrix).
+var shapesQ8 = []productShape{
+	{"qkv", tensor.Q8_0, 2048, 1536},
+	{"o", tensor.Q8_0, 1536, 1536},
+	{"gate+up", tensor.Q8_0, 17920, 1536},
+	{"down", tensor.Q8_0, 1536, 8960},
+	{"qkv-0.5B", tensor.Q8_0, 1152, 896},
+	{"o-0.5B", tensor.Q8_0, 896, 896},
+	{"gate+up-0.5B", tensor.Q8_0, 9728, 896},
+	{"down-0.5B", tensor.Q8_0, 896, 4864},
+}
+
+// BenchmarkMMQ32Tiles times each staged tile on the Q8_0 passes' products
+// at 512 activation rows (CUDA events around b.N back-to-back launches;
+// "-auto" is the tile that mmq32TileFor picks).
+func BenchmarkMMQ32Tiles(b *testing.B) {
+	d := testDevice(b)
+	bufs := newBuffers(b, d)
+	r := rand.New(rand.NewPCG(13, 14))
+	const m = 512
+	for _, s := range shapesQ8 {
+		wq, act, rb, ab := mmqOperands(b, r, s.dt, s.rows, s.cols, m, 64)
+		w := &matrix{name: s.name, dt: s.dt, rows: s.rows, cols: s.cols, rowBytes: rb, ptr: bufs.bytes(wq)}
+		a, y := bufs.bytes(act), bufs.poisoned(4*s.rows*m)
+		for ti := -1; ti < len(mmq32Tiles); ti++ {
+			name := fmt.Sprintf("%s-%dx%d-auto", s.name, s.rows, s.cols)
+			if ti >= 0 {
+				name = fmt.Sprintf("%s-%dx%d-t%d%d", s.name, s.rows, s.cols, mmq32Tiles[ti].wm, mmq32Tiles[ti].wn)
+			}
+			b.Run(name, func(b *testing.B) {
+				defer func(f int) { mmq32Force = f }(mmq32Force)
+				mmq32Force = ti
+				reportProduct(b, d, s, m, func() error { return d.matmul(w, a, ab, y, s.rows, 0, false, m) })
+			})
+		}
+	}
+}
+
+// TestMMQ32TileFor checks the tile choice on 132 SMs for the Q8_0 passes'
+// products at 512 rows, a short pass, and an unknown SM count.
+func TestMMQ32TileFor(t *testing.T) {
+	defer func(f int) { mmq32Force = f }(mmq32Force)
+	mmq32Force = -1
+	for _, tc := range []struct {
+		name         string
+		rows, m, sms int
+		want         int
+	}{
+		{"gate+up 1.5B", 17920, 512, 132, mmq32Large},
+		{"gate+up 0.5B", 9728, 512, 132, mmq32Large},
+		{"down 1.5B", 1536, 512, 132, mmq32Default},
+		{"qkv 1.5B", 2048, 512, 132, mmq32Default},
+		{"gate+up 1.5B, 64 rows", 17920, 64, 132, mmq32Default},
+		{"gate+up 1.5B, 128 rows", 17920, 128, 132, mmq32Large},
+		{"down 1.5B, 4096 rows", 1536, 4096, 132, mmq32Large},
+		{"unknown SMs", 17920, 512, 0, mmq32Default},
+	} {
+		if got := mmq32TileFor(tc.rows, tc.m, tc.sms); got != tc.want {
+			t.Errorf("%s: tile %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	mmq32Force = 1
+	if got := mmq32TileFor(17920, 512, 132); got != 1 {
+		t.Errorf("forced tile 1: got %d", got)
 	}
 }

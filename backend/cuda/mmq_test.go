@@ -87,38 +87,45 @@ func TestMMQTiles(t *testing.T) {
 		{896, 65}, {896, 200}, {320, 130}, {1280, 64},
 	} {
 		for _, k := range mmqKernels {
-			dt := k.dt
-			if tc.cols%dt.BlockSize() != 0 {
+			if tc.cols%k.dt.BlockSize() != 0 {
 				continue
 			}
 			mmq32On = k.staged
-			wq, act, rb, ab := mmqOperands(t, r, dt, rows, tc.cols, tc.m, 0)
-			want := make([]float32, rows*tc.m)
-			for c := range tc.m {
-				for i := range rows {
-					want[c*rows+i] = quant.VecDot(dt, wq[i*rb:(i+1)*rb], act[c*ab:(c+1)*ab], tc.cols)
-				}
-			}
-			bias, y0 := randn(r, rows, 1), randn(r, rows*tc.m, 1)
-			wantAcc := make([]float32, len(want))
-			for k := range want {
-				wantAcc[k] = y0[k] + (want[k] + bias[k%rows])
-			}
-			w := &matrix{name: "w", dt: dt, rows: rows, cols: tc.cols, rowBytes: rb, ptr: b.bytes(wq)}
-			a := b.bytes(act)
-			what := fmt.Sprintf("%v mmq (staged %v) of %d x %d by %d rows", dt, k.staged, rows, tc.cols, tc.m)
-			y := b.poisoned(4 * len(want))
-			if err := d.matmul(w, a, ab, y, rows, 0, false, tc.m); err != nil {
-				t.Fatal(err)
-			}
-			exact(t, what, b.readFloats(y, len(want)), want)
-			y = b.floats(y0)
-			if err := d.matmul(w, a, ab, y, rows, b.floats(bias), true, tc.m); err != nil {
-				t.Fatal(err)
-			}
-			exact(t, what+" (accumulate, bias)", b.readFloats(y, len(want)), wantAcc)
+			checkMMQ(t, d, b, r, k.dt, rows, tc.cols, tc.m, fmt.Sprintf("%v mmq (staged %v)", k.dt, k.staged))
 		}
 	}
+}
+
+// checkMMQ runs matmul's product of rows x cols random weights of type dt
+// by m random activation rows, plain and then accumulating with a bias,
+// and fails unless every output equals quant.VecDot's bit for bit.
+func checkMMQ(t *testing.T, d *Device, b *buffers, r *rand.Rand, dt tensor.DType, rows, cols, m int, what string) {
+	t.Helper()
+	wq, act, rb, ab := mmqOperands(t, r, dt, rows, cols, m, 0)
+	want := make([]float32, rows*m)
+	for c := range m {
+		for i := range rows {
+			want[c*rows+i] = quant.VecDot(dt, wq[i*rb:(i+1)*rb], act[c*ab:(c+1)*ab], cols)
+		}
+	}
+	bias, y0 := randn(r, rows, 1), randn(r, rows*m, 1)
+	wantAcc := make([]float32, len(want))
+	for k := range want {
+		wantAcc[k] = y0[k] + (want[k] + bias[k%rows])
+	}
+	w := &matrix{name: "w", dt: dt, rows: rows, cols: cols, rowBytes: rb, ptr: b.bytes(wq)}
+	a := b.bytes(act)
+	what = fmt.Sprintf("%s of %d x %d by %d rows", what, rows, cols, m)
+	y := b.poisoned(4 * len(want))
+	if err := d.matmul(w, a, ab, y, rows, 0, false, m); err != nil {
+		t.Fatal(err)
+	}
+	exact(t, what, b.readFloats(y, len(want)), want)
+	y = b.floats(y0)
+	if err := d.matmul(w, a, ab, y, rows, b.floats(bias), true, m); err != nil {
+		t.Fatal(err)
+	}
+	exact(t, what+" (accumulate, bias)", b.readFloats(y, len(want)), wantAcc)
 }
 
 // exact fails unless got and want are the same floats bit for bit.
@@ -174,12 +181,19 @@ func BenchmarkMMQ(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				defer func(on bool) { mmq32On = on }(mmq32On)
 				mmq32On = k.staged
-				us := launchTime(b, d, func() error { return d.matmul(w, a, ab, y, s.rows, 0, false, m) })
-				b.ReportMetric(us, "us/launch")
-				b.ReportMetric(2*float64(s.rows)*float64(s.cols)*m/us/1e6, "TOPS")
+				reportProduct(b, d, s, m, func() error { return d.matmul(w, a, ab, y, s.rows, 0, false, m) })
 			})
 		}
 	}
+}
+
+// reportProduct reports the device time of one launch of a product of
+// shape s by m activation rows (launchTime) and its rate in TOPS (2 x rows
+// x cols x m operations).
+func reportProduct(b *testing.B, d *Device, s productShape, m int, launch func() error) {
+	us := launchTime(b, d, launch)
+	b.ReportMetric(us, "us/launch")
+	b.ReportMetric(2*float64(s.rows)*float64(s.cols)*float64(m)/us/1e6, "TOPS")
 }
 
 // launchTime returns the device microseconds of one launch, timed with

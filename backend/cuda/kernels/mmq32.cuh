@@ -4,38 +4,31 @@
 // (34): every block size is 2 mod 4, so a block's data is only 2-byte
 // aligned, but a chunk of 8 blocks (272, 144 or 176 bytes) is a multiple of
 // 16. When the rows (weights and activations) start on V-byte boundaries
-// (V = 16, 8 or 4: the launcher checks), a block of 128 threads copies
-// each chunk of its 64 weight rows and 64 activation rows into shared
-// memory with cp.async (V bytes a copy, two stages: the next chunk is in
-// flight while the warps work on this one), the blocks' F16 scales are
-// converted to float once per chunk, and the warps read their mma operands
-// from shared memory: in a chunk that starts 16-byte aligned, block j's
-// quants lie at 34j + 2 (18j + 2, 22j + 6), 4-byte aligned for odd j, 2
-// mod 4 for even j (two aligned words funnel-shifted). The warps, tiles,
-// integer dots, float terms (mq_term) and their order are mmq_direct's:
-// the outputs are bit for bit the same. No copy or repacking of the
-// weights is kept.
+// (V = 16, 8 or 4: the launcher checks), a block of WM x WN warps (2 x 2:
+// 64 weight rows by 64 activation rows; 4 x 2 for products of many tiles)
+// copies each chunk of its rows into shared memory with cp.async (V bytes
+// a copy, consecutive threads on consecutive bytes of a row; two stages:
+// the next chunk is in flight while the warps work on this one), the
+// blocks' F16 scales are converted to float once per chunk (in the order
+// of each thread's outputs: vector loads), and the warps read their mma
+// operands from shared memory: in a chunk that starts 16-byte aligned,
+// block j's quants lie at 34j + 2 (18j + 2, 22j + 6), 4-byte aligned for
+// odd j, 2 mod 4 for even j (two aligned words funnel-shifted). The warps'
+// 32 x 32 tiles, integer dots, float terms (mq_term) and their order are
+// mmq_direct's: the outputs are bit for bit the same. No copy or
+// repacking of the weights is kept.
 
 #define M32_LDA 272  // bytes a staged activation row: 8 Q8_0 blocks
-#define M32_LDS 9    // floats a staged row of scales (8 blocks + 1: distinct banks)
-// M32_NT is the 8-column tiles of a warp: 4 (warps of 32 x 32 outputs, 4
-// a block) or 2 (32 x 16, 8 warps a block); M32_THREADS a block's threads.
-#ifndef M32_NT
-#define M32_NT 4
-#endif
-#define M32_THREADS (64 * 64 / (32 * 8 * M32_NT) * WARP)
 #define M32_MAGIC 0x4B400000  // the bits of 1.5 x 2^23 (i2f_exact; |dot| < 32 x 128 x 128 = 2^19)
 
 // M32 is the staged layout of Q32<KIND>: CB bytes a chunk row (also the
 // staged row pitch: CB/4 is 4 mod 8, so the 8 rows x 4 words of an
-// operand load fall on distinct banks) and the dynamic shared memory of a
-// block, two stages of weight and activation rows and the scales.
+// operand load fall on distinct banks). A block's dynamic shared memory is
+// two stages of its weight and activation rows and their scales (mmq32).
 template <int KIND>
 struct M32 {
     static const int BYTES = Q32<KIND>::BYTES;
     static const int CB = 8 * BYTES;
-    static const int STAGE = 64 * CB + 64 * M32_LDA;
-    static const int SHARED = 2 * STAGE + 2 * 64 * M32_LDS * 4;
 };
 
 // m32_lds returns the 4 bytes at p of shared memory; A2: p is 2 mod 4
@@ -48,14 +41,18 @@ __device__ __forceinline__ int m32_lds(const u8* p) {
 }
 
 // m32_cp copies V bytes (16, 8 or 4; both addresses V-aligned) from global
-// to shared memory without waiting (cp.async).
+// memory to shared memory address d (a 32-bit shared-window address)
+// without waiting (cp.async), if p.
 template <int V>
-__device__ __forceinline__ void m32_cp(u8* dst, const u8* src) {
-    u32 d = (u32)__cvta_generic_to_shared(dst);
+__device__ __forceinline__ void m32_cp(u32 d, const u8* src, bool p) {
     if (V == 16)
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+        asm volatile("{ .reg .pred p; setp.ne.b32 p, %2, 0; @p cp.async.cg.shared.global [%0], [%1], 16; }" ::"r"(d),
+                     "l"(src), "r"((int)p)
+                     : "memory");
     else
-        asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(d), "l"(src), "n"(V) : "memory");
+        asm volatile("{ .reg .pred p; setp.ne.b32 p, %2, 0; @p cp.async.ca.shared.global [%0], [%1], %3; }" ::"r"(d),
+                     "l"(src), "r"((int)p), "n"(V)
+                     : "memory");
 }
 
 __device__ __forceinline__ void m32_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
@@ -82,34 +79,51 @@ __device__ __forceinline__ void m32_wfrag(const u8* wb, int t, int& lo, int& hi)
     }
 }
 
-// m32_step adds staged block j's terms to a warp's outputs (A2: j is even).
+// The scales of a chunk are staged as floats, block-major (8 rows of BM
+// weight scales, 8 of BN activation scales), each warp tile's 32 in the
+// order of its threads' outputs: weight row 16mt + 8h + g of a tile at
+// 4g + 2mt + h, activation row 8nt + 2t + i at 8t + 2nt + i, so a thread
+// reads its 4 weight scales as one float4 and its 8 activation scales as
+// two (lanes of one g or t read the same address: no bank conflicts).
+__device__ __forceinline__ int m32_wperm(int r) {
+    int q = r & 31;
+    return (r & ~31) | (4 * (q & 7) + 2 * (q >> 4) + ((q >> 3) & 1));
+}
+__device__ __forceinline__ int m32_aperm(int c) {
+    int q = c & 31;
+    return (c & ~31) | (8 * ((q >> 1) & 3) + 2 * (q >> 3) + (q & 1));
+}
+
+// m32_step adds staged block j's terms to a warp's outputs (A2: j is even;
+// wsc and asc: block j's permuted scales of the block's weight and
+// activation rows).
 template <int KIND, bool A2>
 __device__ __forceinline__ void m32_step(const u8* ws, const u8* as, const float* wsc, const float* asc, int j, int wr,
-                                         int wc, float sum[2][M32_NT][4]) {
+                                         int wc, float sum[2][4][4]) {
     const int CB = M32<KIND>::CB, BYTES = M32<KIND>::BYTES;
     int lane = threadIdx.x % WARP, g = lane / 4, t = lane % 4;
-    int A[2][4], Bv[M32_NT][2];
-    float wd[2][2], ad[M32_NT][2];
+    int A[2][4], Bv[4][2];
+    float4 w4 = *(const float4*)(wsc + wr + 4 * g);
+    float4 a4[2] = {*(const float4*)(asc + wc + 8 * t), *(const float4*)(asc + wc + 8 * t + 4)};
+    float wd[2][2] = {{w4.x, w4.y}, {w4.z, w4.w}};
+    float ad[4][2] = {{a4[0].x, a4[0].y}, {a4[0].z, a4[0].w}, {a4[1].x, a4[1].y}, {a4[1].z, a4[1].w}};
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             int r = wr + 16 * mt + g + 8 * h;
             m32_wfrag<KIND, A2>(ws + r * CB + j * BYTES, t, A[mt][h], A[mt][h + 2]);
-            wd[mt][h] = wsc[r * M32_LDS + j];
         }
 #pragma unroll
-    for (int nt = 0; nt < M32_NT; nt++) {
+    for (int nt = 0; nt < 4; nt++) {
         const u8* ab = as + (wc + 8 * nt + g) * M32_LDA + j * 34;
         Bv[nt][0] = m32_lds<A2>(ab + 2 + 4 * t);
         Bv[nt][1] = m32_lds<A2>(ab + 18 + 4 * t);
-#pragma unroll
-        for (int i = 0; i < 2; i++) ad[nt][i] = asc[(wc + 8 * nt + 2 * t + i) * M32_LDS + j];
     }
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int nt = 0; nt < M32_NT; nt++) {
+        for (int nt = 0; nt < 4; nt++) {
             // The dots start from i2f_exact's magic number, so the
             // integer add is the mma's own: (float)dot is one subtraction.
             int c[4] = {M32_MAGIC, M32_MAGIC, M32_MAGIC, M32_MAGIC};
@@ -122,45 +136,60 @@ __device__ __forceinline__ void m32_step(const u8* ws, const u8* as, const float
         }
 }
 
-// mmq32 is matmul's contract (MM_PARAMS) for a grid of (rows/64, m/64)
-// blocks of M32_THREADS threads with M32<KIND>::SHARED bytes of dynamic shared
-// memory; W, rowBytes, act and actStride are multiples of V.
-template <int KIND, int V>
+// m32_copy starts the copies of a chunk of NR staged rows of U units (V
+// bytes each) by T threads: unit u of row r (flat index i = U r + u, the
+// threads taking consecutive units: coalesced) from src + r stride + V u
+// to shared address dst + V i. Rows past last and units at or past limit
+// bytes of a row (a part chunk at the end of the rows) are not copied:
+// their outputs are not stored.
+template <int U, int NR, int T, int V>
+__device__ __forceinline__ void m32_copy(u32 dst, const u8* src, int stride, int last, int limit) {
+    int r0 = threadIdx.x / U, u0 = threadIdx.x % U;
+    src += r0 * stride + V * u0;
+    dst += V * threadIdx.x;
+#pragma unroll
+    for (int k = 0; k < (NR * U + T - 1) / T; k++) {
+        const int c = (T * k) % U, q = (T * k) / U;
+        bool carry = u0 >= U - c;
+        int r = r0 + q + (carry ? 1 : 0), u = u0 + c - (carry ? U : 0);
+        int off = (q + (carry ? 1 : 0)) * stride + V * (c - (carry ? U : 0));
+        bool in = (NR * U % T == 0 || threadIdx.x + T * k < NR * U) && r <= last && V * u < limit;
+        m32_cp<V>(dst + V * T * k, src + off, in);
+    }
+}
+
+// mmq32 is matmul's contract (MM_PARAMS) for a grid of (rows/BM, m/BN)
+// blocks of WM x WN warps (BM = 32 WM weight rows, BN = 32 WN activation
+// rows; a warp 32 x 32 outputs) with 2 (BM M32<KIND>::CB + BN M32_LDA) +
+// 32 (BM + BN) bytes of dynamic shared memory; W, rowBytes, act and
+// actStride are multiples of V.
+template <int KIND, int V, int WM, int WN>
 __device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
                                       float* __restrict__ y, int yStride, const float* __restrict__ bias, int rows,
                                       int cols, i64 rowBytes, int acc, int m) {
     typedef M32<KIND> L;
+    const int BM = 32 * WM, BN = 32 * WN, T = WM * WN * WARP;
+    const int STAGE = BM * L::CB + BN * M32_LDA;
     extern __shared__ __align__(16) u8 m32_smem[];
-    float* wsc = (float*)(m32_smem + 2 * L::STAGE);
-    float* asc = wsc + 64 * M32_LDS;
+    float* wsc = (float*)(m32_smem + 2 * STAGE);
+    float* asc = wsc + 8 * BM;
     int warp = threadIdx.x / WARP;
-    int wr = (warp & 1) * 32, wc = (warp >> 1) * 8 * M32_NT;
-    int row0 = blockIdx.x * 64, col0 = blockIdx.y * 64;
+    int wr = (warp % WM) * 32, wc = (warp / WM) * 32;
+    int row0 = blockIdx.x * BM, col0 = blockIdx.y * BN;
     int nb = cols / 32, nch = (nb + 7) / 8;
+    const u8* wsrc = W + (i64)row0 * rowBytes;
+    const u8* asrc = act + (i64)col0 * actStride;
+    u32 sbase = (u32)__cvta_generic_to_shared(m32_smem);
     // load starts the copies of chunk ch into stage s.
     auto load = [&](int ch, int s) {
-        u8* ws = m32_smem + s * L::STAGE;
-        u8* as = ws + 64 * L::CB;
+        u32 ws = sbase + s * STAGE;
         int left = nb - 8 * ch;
-        int lw = min(L::CB, left * L::BYTES), la = min(M32_LDA, left * 34);
-        const int UW = L::CB / V, UA = M32_LDA / V;
-        for (int i = threadIdx.x; i < 64 * UW; i += M32_THREADS) {
-            int r = i / UW, o = (i - r * UW) * V;
-            if (o < lw) m32_cp<V>(ws + r * L::CB + o, W + (i64)min(rows - 1, row0 + r) * rowBytes + (i64)ch * L::CB + o);
-        }
-        for (int i = threadIdx.x; i < 64 * UA; i += M32_THREADS) {
-            int r = i / UA, o = (i - r * UA) * V;
-            if (o < la) m32_cp<V>(as + r * M32_LDA + o, act + (i64)min(m - 1, col0 + r) * actStride + (i64)ch * M32_LDA + o);
-        }
+        m32_copy<L::CB / V, BM, T, V>(ws, wsrc + ch * L::CB, (int)rowBytes, rows - 1 - row0, left * L::BYTES);
+        m32_copy<M32_LDA / V, BN, T, V>(ws + BM * L::CB, asrc + ch * M32_LDA, (int)actStride, m - 1 - col0, left * 34);
         m32_commit();
     };
-    float sum[2][M32_NT][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < M32_NT; nt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) sum[mt][nt][i] = 0.0f;
+    float sum[2][4][4];
+    mq_fill(sum, 0.0f);
     load(0, 0);
     for (int ch = 0; ch < nch; ch++) {
         if (ch + 1 < nch) {
@@ -170,35 +199,48 @@ __device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __rest
             m32_wait<0>();
         }
         __syncthreads();
-        const u8* ws = m32_smem + (ch & 1) * L::STAGE;
-        const u8* as = ws + 64 * L::CB;
+        const u8* ws = m32_smem + (ch & 1) * STAGE;
+        const u8* as = ws + BM * L::CB;
         int nbc = min(8, nb - 8 * ch);
 #pragma unroll
-        for (int k = 0; k < 512 / M32_THREADS; k++) {
-            int i = threadIdx.x + M32_THREADS * k, r = i >> 3, j = i & 7;
-            if (j < nbc) {
-                wsc[r * M32_LDS + j] = h2f(ld16(ws + r * L::CB + j * L::BYTES));
-                asc[r * M32_LDS + j] = h2f(ld16(as + r * M32_LDA + j * 34));
-            }
+        for (int k = 0; k < 8 * BM / T; k++) {
+            int i = threadIdx.x + T * k, r = i % BM, j = i / BM;
+            if (j < nbc) wsc[j * BM + m32_wperm(r)] = h2f(ld16(ws + r * L::CB + j * L::BYTES));
+        }
+#pragma unroll
+        for (int k = 0; k < 8 * BN / T; k++) {
+            int i = threadIdx.x + T * k, r = i % BN, j = i / BN;
+            if (j < nbc) asc[j * BN + m32_aperm(r)] = h2f(ld16(as + r * M32_LDA + j * 34));
         }
         __syncthreads();
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             if (j >= nbc) break;
             if (j & 1)
-                m32_step<KIND, false>(ws, as, wsc, asc, j, wr, wc, sum);
+                m32_step<KIND, false>(ws, as, wsc + j * BM, asc + j * BN, j, wr, wc, sum);
             else
-                m32_step<KIND, true>(ws, as, wsc, asc, j, wr, wc, sum);
+                m32_step<KIND, true>(ws, as, wsc + j * BM, asc + j * BN, j, wr, wc, sum);
         }
         __syncthreads();  // this stage and the scales are read before they are written again
     }
-    mq_store<M32_NT>(sum, row0 + wr, col0 + wc, y, yStride, bias, rows, acc, m);
+    mq_store<4>(sum, row0 + wr, col0 + wc, y, yStride, bias, rows, acc, m);
 }
 
-#define MMQ32(T, KIND)                                                                                                   \
-    extern "C" __global__ void __launch_bounds__(M32_THREADS, 3) mmq32_##T##_v16(MM_PARAMS) { mmq32<KIND, 16>(MM_ARGS); } \
-    extern "C" __global__ void __launch_bounds__(M32_THREADS, 3) mmq32_##T##_v8(MM_PARAMS) { mmq32<KIND, 8>(MM_ARGS); }   \
-    extern "C" __global__ void __launch_bounds__(M32_THREADS, 3) mmq32_##T##_v4(MM_PARAMS) { mmq32<KIND, 4>(MM_ARGS); }
+// MMQ32_TILE defines the kernels of one tile shape, mmq32_T_vV<suffix>:
+// WM x WN warps, at least MINB blocks an SM (the registers a thread gets).
+#define MMQ32_TILE(T, KIND, WM, WN, MINB, suffix)                                                  \
+    extern "C" __global__ void __launch_bounds__(WM * WN * WARP, MINB) mmq32_##T##_v16##suffix(MM_PARAMS) { \
+        mmq32<KIND, 16, WM, WN>(MM_ARGS);                                                          \
+    }                                                                                              \
+    extern "C" __global__ void __launch_bounds__(WM * WN * WARP, MINB) mmq32_##T##_v8##suffix(MM_PARAMS) {  \
+        mmq32<KIND, 8, WM, WN>(MM_ARGS);                                                           \
+    }                                                                                              \
+    extern "C" __global__ void __launch_bounds__(WM * WN * WARP, MINB) mmq32_##T##_v4##suffix(MM_PARAMS) {  \
+        mmq32<KIND, 4, WM, WN>(MM_ARGS);                                                           \
+    }
+#define MMQ32(T, KIND)             \
+    MMQ32_TILE(T, KIND, 2, 2, 3, ) \
+    MMQ32_TILE(T, KIND, 4, 2, 2, _t42)
 MMQ32(q8_0, 0)
 MMQ32(q4_0, 1)
 MMQ32(q5_0, 2)
