@@ -13,11 +13,12 @@ import (
 )
 
 func init() {
-	// APR_ATTN_F32_DECODE=1 runs a test binary's one-row passes over a
-	// float32 cache on attn_f32_rows; APR_ATTN_F32_SPLIT sets
-	// attnF32Split (0: no key ranges), for before/after figures in one run.
-	if os.Getenv("APR_ATTN_F32_DECODE") == "1" {
-		attnF32Decode = true
+	// APR_ATTN_F32_DECODE=0/1 sets attnF32Decode (a test binary's one-row
+	// passes over a float32 cache on attention / attn_f32_rows);
+	// APR_ATTN_F32_SPLIT sets attnF32Split (0: no key ranges), for
+	// before/after figures in one run.
+	if v := os.Getenv("APR_ATTN_F32_DECODE"); v != "" {
+		attnF32Decode = v == "1"
 	}
 	if n, err := strconv.Atoi(os.Getenv("APR_ATTN_F32_SPLIT")); err == nil {
 		attnF32Split = n

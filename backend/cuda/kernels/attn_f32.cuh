@@ -22,8 +22,8 @@
 // With split > 0 (a multiple of AF_KT) the keys go by ranges of split
 // positions, one range a block (grid (heads, ceil(m/AF_BQ) x ranges): the
 // causal tail's blocks no longer take all keys), and each block writes its
-// rows' unnormalised accumulators, maxima and sums (DIM + 2 floats a row
-// and head) to part; attn_f32_merge then combines a row's ranges
+// rows' unnormalised accumulators, maxima and sums (DIM + 4 floats a row
+// and head: 16-byte aligned, the last two unused) to part; attn_f32_merge then combines a row's ranges
 // 0..pos/split. A block whose rows have no key in its range does nothing.
 
 #define AF_BQ 32
@@ -219,7 +219,7 @@ __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const
         int row = ty * 2 + a;
         if (r0 + row >= m) continue;
         if (split > 0) {  // the range's partial result
-            float* p = part + (((i64)z * m + r0 + row) * heads + h) * (DIM + 2);
+            float* p = part + (((i64)z * m + r0 + row) * heads + h) * (DIM + 4);
 #pragma unroll
             for (int c4 = 0; c4 < NC / 4; c4++)
                 *(float4*)&p[c4 * 64 + tx * 4] =
@@ -255,10 +255,10 @@ extern "C" __global__ void attn_f32_merge(const float* __restrict__ part, float*
     int ns = ROW_POS(info, r) / split + 1;
     const float ninf = __uint_as_float(0xff800000u);
     float M = ninf;
-    for (int s = 0; s < ns; s++) M = fmaxf(M, part[(((i64)s * m + r) * heads + h) * (dim + 2) + dim]);
+    for (int s = 0; s < ns; s++) M = fmaxf(M, part[(((i64)s * m + r) * heads + h) * (dim + 4) + dim]);
     float S = 0.0f, o = 0.0f;
     for (int s = 0; s < ns; s++) {
-        const float* p = part + (((i64)s * m + r) * heads + h) * (dim + 2);
+        const float* p = part + (((i64)s * m + r) * heads + h) * (dim + 4);
         float ms = p[dim];
         if (ms == ninf) continue;  // a range without keys for this row
         float w = expf(ms - M);
