@@ -50,29 +50,12 @@ func TestFlashAttentionPasses(t *testing.T) {
 		kvDim := sh.kvHeads * sh.dim
 		qStride := sh.heads*sh.dim + 2*kvDim
 		slotBytes := ctx * kvDim * 2
-		caches := make([]*cpu.KVCache, slots)
-		kh, vh := make([]byte, slots*slotBytes), make([]byte, slots*slotBytes)
-		for s := range caches {
-			caches[s] = cpu.NewKVCache(ctx, kvDim, true)
-			for p := range ctx {
-				k, v := randn(r, kvDim, 1), randn(r, kvDim, 1)
-				caches[s].Store(p, k, v)
-				copy(kh[s*slotBytes+p*kvDim*2:], encodeKV(k, true))
-				copy(vh[s*slotBytes+p*kvDim*2:], encodeKV(v, true))
-			}
-		}
-		kc, vc := b.bytes(kh), b.bytes(vh)
+		caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, true)
 		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
 			f16: true, fa: true, qStride: qStride, slotBytes: slotBytes}
 		for _, rows := range [][]Row{decode, passRows(64), passRows(65), passRows(512), passRows(779)} {
 			m := len(rows)
-			q := randn(r, m*sh.heads*sh.dim, 2)
-			qs := make([]float32, m*qStride)
-			rc, rp := make([]*cpu.KVCache, m), make([]int, m)
-			for i, row := range rows {
-				copy(qs[i*qStride:], q[i*sh.heads*sh.dim:(i+1)*sh.heads*sh.dim])
-				rc[i], rp[i] = caches[row.Slot], row.Pos
-			}
+			q, qs, rc, rp := passQueries(r, rows, caches, sh.heads*sh.dim, qStride)
 			want := make([]float32, len(q))
 			be.FlashAttentionGGML(want, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
 			qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})

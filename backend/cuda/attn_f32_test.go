@@ -49,30 +49,13 @@ func TestAttentionF32Passes(t *testing.T) {
 		kvDim := sh.kvHeads * sh.dim
 		qStride := sh.heads*sh.dim + 2*kvDim
 		slotBytes := ctx * kvDim * 4
-		caches := make([]*cpu.KVCache, slots)
-		kh, vh := make([]byte, slots*slotBytes), make([]byte, slots*slotBytes)
-		for s := range caches {
-			caches[s] = cpu.NewKVCache(ctx, kvDim, false)
-			for p := range ctx {
-				k, v := randn(r, kvDim, 1), randn(r, kvDim, 1)
-				caches[s].Store(p, k, v)
-				copy(kh[s*slotBytes+p*kvDim*4:], encodeKV(k, false))
-				copy(vh[s*slotBytes+p*kvDim*4:], encodeKV(v, false))
-			}
-		}
-		kc, vc := b.bytes(kh), b.bytes(vh)
+		caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, false)
 		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
 			qStride: qStride, slotBytes: slotBytes}
 		one := [][]Row{{{Slot: 1, Pos: 300}}, {{Slot: 2, Pos: 0}}, {{Slot: 0, Pos: ctx - 1}}}
 		for _, rows := range append(one, passRows(64), passRows(65), passRows(512), passRows(779)) {
 			m := len(rows)
-			q := randn(r, m*sh.heads*sh.dim, 2)
-			qs := make([]float32, m*qStride)
-			rc, rp := make([]*cpu.KVCache, m), make([]int, m)
-			for i, row := range rows {
-				copy(qs[i*qStride:], q[i*sh.heads*sh.dim:(i+1)*sh.heads*sh.dim])
-				rc[i], rp[i] = caches[row.Slot], row.Pos
-			}
+			q, qs, rc, rp := passQueries(r, rows, caches, sh.heads*sh.dim, qStride)
 			want := make([]float32, len(q))
 			be.Attention(want, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
 			qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
@@ -108,4 +91,42 @@ func TestNewKernelsInPTX(t *testing.T) {
 			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)
 		}
 	}
+}
+
+// randomCaches fills slots KV caches of ctx positions of kvDim random keys
+// and values on the CPU and the same values on the device (F16 or float32,
+// slot after slot).
+func randomCaches(r *rand.Rand, b *buffers, slots, ctx, kvDim int, f16 bool) (caches []*cpu.KVCache, kc, vc devptr) {
+	elem := 4
+	if f16 {
+		elem = 2
+	}
+	slotBytes := ctx * kvDim * elem
+	caches = make([]*cpu.KVCache, slots)
+	kh, vh := make([]byte, slots*slotBytes), make([]byte, slots*slotBytes)
+	for s := range caches {
+		caches[s] = cpu.NewKVCache(ctx, kvDim, f16)
+		for p := range ctx {
+			k, v := randn(r, kvDim, 1), randn(r, kvDim, 1)
+			caches[s].Store(p, k, v)
+			copy(kh[s*slotBytes+p*kvDim*elem:], encodeKV(k, f16))
+			copy(vh[s*slotBytes+p*kvDim*elem:], encodeKV(v, f16))
+		}
+	}
+	return caches, b.bytes(kh), b.bytes(vh)
+}
+
+// passQueries makes random queries (qDim floats a row) for a pass's rows:
+// packed (q, for the CPU) and qStride floats apart (qs, as in the device's
+// fused q/k/v buffer), with each row's cache and position.
+func passQueries(r *rand.Rand, rows []Row, caches []*cpu.KVCache, qDim, qStride int) (q, qs []float32, rc []*cpu.KVCache, rp []int) {
+	m := len(rows)
+	q = randn(r, m*qDim, 2)
+	qs = make([]float32, m*qStride)
+	rc, rp = make([]*cpu.KVCache, m), make([]int, m)
+	for i, row := range rows {
+		copy(qs[i*qStride:], q[i*qDim:(i+1)*qDim])
+		rc[i], rp[i] = caches[row.Slot], row.Pos
+	}
+	return q, qs, rc, rp
 }
