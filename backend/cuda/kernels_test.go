@@ -456,40 +456,12 @@ func TestPointwise(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(13, 14))
-	const n, m = 1024, 2
-	gu := randn(r, m*2*n, 3)
-	gu[0], gu[1], gu[2] = 100, -100, -200 // ggml_expf's range limits
-	for _, ggml := range []bool{false, true} {
-		want := make([]float32, 0, m*n)
-		for row := range m {
-			g := append([]float32(nil), gu[row*2*n:row*2*n+n]...)
-			if ggml {
-				cpu.SiLUMulGGML(g, gu[row*2*n+n:(row+1)*2*n])
-			} else {
-				cpu.SiLUMul(g, gu[row*2*n+n:(row+1)*2*n])
-			}
-			want = append(want, g...)
-		}
-		q80n, _ := tensor.Q8_0.RowBytes(n)
-		out, q80 := b.poisoned(4*m*n), b.poisoned(m*q80n)
-		if err := d.siluQuant(b.floats(gu), out, n, m, ggml, q80, 0); err != nil {
-			t.Fatal(err)
-		}
-		tol := 1e-6
-		if ggml {
-			tol = 0
-		}
-		got := b.readFloats(out, m*n)
-		compare(t, fmt.Sprintf("silu_quant (ggml %v)", ggml), got, want, tol)
-		wantQ := make([]byte, m*q80n)
-		if err := quant.QuantizeActivation(tensor.Q8_0, got, wantQ); err != nil {
-			t.Fatal(err)
-		}
-		if gotQ := b.readBytes(q80, m*q80n); string(gotQ) != string(wantQ) {
-			t.Errorf("silu_quant's Q8_0 output differs from quant.QuantizeActivation of its floats")
-		}
+	// Rows of 8-multiples run silu_quant's vector path (96: a warp's 256
+	// outputs span rows), others its per-element path (36: no Q8_0 rows).
+	for _, sh := range []struct{ n, m int }{{1024, 2}, {96, 3}, {36, 3}} {
+		testSiluQuant(t, d, b, r, sh.n, sh.m)
 	}
-
+	const n = 1024
 	x, y := randn(r, n, 1), randn(r, n, 1)
 	want := append([]float32(nil), x...)
 	cpu.Add(want, y)
@@ -511,6 +483,51 @@ func TestPointwise(t *testing.T) {
 		raw := b.readBytes(out, 4)
 		if got := int(int32(uint32(raw[0]) | uint32(raw[1])<<8 | uint32(raw[2])<<16 | uint32(raw[3])<<24)); got != c.want {
 			t.Fatalf("argmax = %d, want %d", got, c.want)
+		}
+	}
+}
+
+// testSiluQuant checks silu_quant on m rows of n outputs against cpu's
+// SiLUMul / SiLUMulGGML and, where n is a multiple of 32, its Q8_0 output
+// against quant's quantizer.
+func testSiluQuant(t *testing.T, d *Device, b *buffers, r *rand.Rand, n, m int) {
+	t.Helper()
+	gu := randn(r, m*2*n, 3)
+	gu[0], gu[1], gu[2] = 100, -100, -200 // ggml_expf's range limits
+	for _, ggml := range []bool{false, true} {
+		want := make([]float32, 0, m*n)
+		for row := range m {
+			g := append([]float32(nil), gu[row*2*n:row*2*n+n]...)
+			if ggml {
+				cpu.SiLUMulGGML(g, gu[row*2*n+n:(row+1)*2*n])
+			} else {
+				cpu.SiLUMul(g, gu[row*2*n+n:(row+1)*2*n])
+			}
+			want = append(want, g...)
+		}
+		q80n, err := tensor.Q8_0.RowBytes(n)
+		out, q80 := b.poisoned(4*m*n), devptr(0)
+		if err == nil {
+			q80 = b.poisoned(m * q80n)
+		}
+		if err := d.siluQuant(b.floats(gu), out, n, m, ggml, q80, 0); err != nil {
+			t.Fatal(err)
+		}
+		tol := 1e-6
+		if ggml {
+			tol = 0
+		}
+		got := b.readFloats(out, m*n)
+		compare(t, fmt.Sprintf("silu_quant %dx%d (ggml %v)", m, n, ggml), got, want, tol)
+		if q80 == 0 {
+			continue
+		}
+		wantQ := make([]byte, m*q80n)
+		if err := quant.QuantizeActivation(tensor.Q8_0, got, wantQ); err != nil {
+			t.Fatal(err)
+		}
+		if gotQ := b.readBytes(q80, m*q80n); string(gotQ) != string(wantQ) {
+			t.Errorf("silu_quant's Q8_0 output differs from quant.QuantizeActivation of its floats")
 		}
 	}
 }

@@ -22,16 +22,32 @@ extern "C" __global__ void silu_quant(const float* __restrict__ gu, float* __res
     if (base >= total) return;
     int lane = threadIdx.x % WARP;
     float v[8];
+    i64 e0 = base + 8 * lane;
+    if ((n & 7) == 0 && e0 + 8 <= total) {
+        // A lane's 8 outputs lie in one row (rows are multiples of 8
+        // long): one index division and 16-byte loads and stores.
+        i64 row = e0 / n;
+        const float* g = gu + row * 2 * n + (e0 - row * n);
+        float4 ga = *(const float4*)g, gb = *(const float4*)(g + 4);
+        float4 ua = *(const float4*)(g + n), ub = *(const float4*)(g + n + 4);
+        float gs[8] = {ga.x, ga.y, ga.z, ga.w, gb.x, gb.y, gb.z, gb.w};
+        float us[8] = {ua.x, ua.y, ua.z, ua.w, ub.x, ub.y, ub.z, ub.w};
 #pragma unroll
-    for (int j = 0; j < 8; j++) {
-        i64 e = base + 8 * lane + j;
-        float r = 0.0f;
-        if (e < total) {
-            i64 row = e / n, i = e % n;
-            r = silu_mul(gu[row * 2 * n + i], gu[row * 2 * n + n + i], ggml);
-            out[e] = r;
+        for (int j = 0; j < 8; j++) v[j] = silu_mul(gs[j], us[j], ggml);
+        *(float4*)(out + e0) = make_float4(v[0], v[1], v[2], v[3]);
+        *(float4*)(out + e0 + 4) = make_float4(v[4], v[5], v[6], v[7]);
+    } else {
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            i64 e = e0 + j;
+            float r = 0.0f;
+            if (e < total) {
+                i64 row = e / n, i = e % n;
+                r = silu_mul(gu[row * 2 * n + i], gu[row * 2 * n + n + i], ggml);
+                out[e] = r;
+            }
+            v[j] = r;
         }
-        v[j] = r;
     }
     if (q80 || q8k) quant_chunk(v, base, total, q80, q8k);
 }
