@@ -60,12 +60,12 @@ var pdlAttention = true
 // pdlKernel reports whether kernel name waits for the kernels before it
 // itself (pdl_wait in every block before touching what they write or
 // read): only those may be launched with programmatic serialization. The
-// row-tiled attention, mmq and mmf kernels do not.
+// row-tiled F16 attention, mmq and mmf kernels do not.
 func pdlKernel(name string) bool {
 	switch name {
 	case "quantize", "rmsnorm", "rope_store", "silu_quant", "add", "argmax_part", "argmax_final", "mvx_q8_0", "mvx_q8_k":
 		return true
-	case "attention", "attention_fa", "attention_fa_tiled":
+	case "attention", "attention_fa", "attention_fa_tiled", "attn_f32_rows_64", "attn_f32_rows_128":
 		return pdlAttention
 	}
 	return strings.HasPrefix(name, "get_rows_") || strings.HasPrefix(name, "matmul_") || strings.HasPrefix(name, "mvf_")

@@ -241,6 +241,7 @@ __device__ __forceinline__ void attn_f32_rows(const float* __restrict__ q, const
         const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,                   \
         float* __restrict__ out, int heads, int kvHeads, const int* __restrict__ info, int m, float scale,  \
         int qStride, i64 slotBytes, float* __restrict__ part, int split) {                                   \
+        pdl_start(); /* the query and the cache rows come from the kernels before */                         \
         attn_f32_rows<DIM>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes, part, split); \
     }
 ATTN_F32_ROWS(64)
