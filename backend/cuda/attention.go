@@ -57,6 +57,13 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		return d.launch2(name, a.heads, m, 256, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
+	if name := attnF32DecKernel(a.dim); !a.f16 && attnF32Dec && a.pass < attnF32MinRows && name != "" && a.qStride%4 == 0 &&
+		!attnLegacy && d.has(name) {
+		// A float32 cache, a pass of few rows (decode): a block per row
+		// and head, keys spread over its warps (kernels/attn_f32.cuh).
+		return d.launch2(name, a.heads, m, 256, 0, q, kc, vc, out, a.heads, a.kvHeads, info, a.scale, a.qStride,
+			int64(a.slotBytes))
+	}
 	if !a.f16 && (a.pass >= attnF32MinRows || m == 1 && attnF32Decode) && (a.dim == 64 || a.dim == 128) && a.qStride%4 == 0 && !attnLegacy {
 		// A float32 cache (transformers' numerics): the row-tiled kernel
 		// (kernels/attn_f32.cuh), its shared memory laid out as
@@ -96,6 +103,24 @@ var attnF32MinRows = 64
 // one device run of the split had its partial rows misaligned (dim+2
 // floats; now dim+4). A variable for the tests and benchmarks.
 var attnF32Split = 0
+
+// attnF32Dec runs the passes of fewer than attnF32MinRows rows (decode
+// steps, in the graph too: pass 0) over a float32 cache on attn_f32_dec
+// (a block per row and head, its warps taking the keys four at a time),
+// before attnF32Decode is asked. A variable for the tests and benchmarks.
+var attnF32Dec = true
+
+// attnF32DecKernel is attn_f32_dec's kernel for head dimension dim, or ""
+// where it has none.
+func attnF32DecKernel(dim int) string {
+	switch dim {
+	case 64:
+		return "attn_f32_dec_64"
+	case 128:
+		return "attn_f32_dec_128"
+	}
+	return ""
+}
 
 // attnF32Decode runs the one-row passes (decode steps, also in the
 // captured decode graph: the kernel reads the row's position from the

@@ -42,9 +42,9 @@ func TestAttentionF32Passes(t *testing.T) {
 	be := cpu.New(2)
 	defer be.Close()
 	const ctx, slots = 1024, 3
-	defer func(n, s int, dec bool) {
-		attnF32MinRows, attnF32Split, attnF32Decode = n, s, dec
-	}(attnF32MinRows, attnF32Split, attnF32Decode)
+	defer func(n, s int, dec, few bool) {
+		attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec = n, s, dec, few
+	}(attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec)
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}} {
 		kvDim := sh.kvHeads * sh.dim
 		qStride := sh.heads*sh.dim + 2*kvDim
@@ -53,7 +53,7 @@ func TestAttentionF32Passes(t *testing.T) {
 		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
 			qStride: qStride, slotBytes: slotBytes}
 		one := [][]Row{{{Slot: 1, Pos: 300}}, {{Slot: 2, Pos: 0}}, {{Slot: 0, Pos: ctx - 1}}}
-		for _, rows := range append(one, passRows(64), passRows(65), passRows(512), passRows(779)) {
+		for _, rows := range append(one, passRows(7), passRows(64), passRows(65), passRows(512), passRows(779)) {
 			m := len(rows)
 			q, qs, rc, rp := passQueries(r, rows, caches, sh.heads*sh.dim, qStride)
 			want := make([]float32, len(q))
@@ -63,9 +63,10 @@ func TestAttentionF32Passes(t *testing.T) {
 			for _, v := range []struct {
 				name           string
 				minRows, split int
-			}{{"attn_f32_rows", 64, 0}, {"attn_f32_rows split 256", 64, 256}, {"attn_f32_rows split 192", 64, 192},
-				{"attention", 1 << 30, 0}} {
-				attnF32MinRows, attnF32Split, attnF32Decode = v.minRows, v.split, v.minRows == 64
+				few            bool // attn_f32_dec below minRows
+			}{{"attn_f32_rows", 64, 0, false}, {"attn_f32_rows split 256", 64, 256, false},
+				{"attn_f32_rows split 192", 64, 192, false}, {"attn_f32_dec", 64, 0, true}, {"attention", 1 << 30, 0, false}} {
+				attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec = v.minRows, v.split, v.minRows == 64, v.few
 				at := a
 				if m > 1 {
 					at.pass = m // one row: as the decode graph launches it
@@ -85,7 +86,7 @@ func TestAttentionF32Passes(t *testing.T) {
 // until kernels/kernels.ptx is regenerated; the device code falls back to
 // attention and mmf without them).
 func TestNewKernelsInPTX(t *testing.T) {
-	for _, n := range []string{"attn_f32_rows_64", "attn_f32_rows_128", "attn_f32_merge", "blas_split_bf16", "blas_split_f16", "blas_bias",
+	for _, n := range []string{"attn_f32_rows_64", "attn_f32_rows_128", "attn_f32_merge", "attn_f32_dec_64", "attn_f32_dec_128", "blas_split_bf16", "blas_split_f16", "blas_bias",
 		"blas_silu_split_bf16", "blas_silu_split_f16"} {
 		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
 			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)

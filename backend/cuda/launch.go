@@ -65,7 +65,8 @@ func pdlKernel(name string) bool {
 	switch name {
 	case "quantize", "rmsnorm", "rope_store", "silu_quant", "add", "argmax_part", "argmax_final", "mvx_q8_0", "mvx_q8_k":
 		return true
-	case "attention", "attention_fa", "attention_fa_tiled", "attn_f32_rows_64", "attn_f32_rows_128":
+	case "attention", "attention_fa", "attention_fa_tiled", "attn_f32_rows_64", "attn_f32_rows_128",
+		"attn_f32_dec_64", "attn_f32_dec_128":
 		return pdlAttention
 	}
 	return strings.HasPrefix(name, "get_rows_") || strings.HasPrefix(name, "matmul_") || strings.HasPrefix(name, "mvf_")

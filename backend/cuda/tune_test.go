@@ -10,8 +10,8 @@ import (
 // before/after comparisons in one run: a comma-separated list of "nopdl"
 // (no programmatic dependent launch), "noattnpdl" (none for attention), "nofuse" (no fused one-row
 // products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
-// product on) and
-// "spread=N" (mvSpread).
+// product on), "noattndec" (no attn_f32_dec: few-row passes over a float32
+// cache as before) and "spread=N" (mvSpread).
 func init() {
 	for _, f := range strings.Split(os.Getenv("APR_CUDA_TUNE"), ",") {
 		switch f {
@@ -19,6 +19,8 @@ func init() {
 			pdlEnabled = false
 		case "noattnpdl":
 			pdlAttention = false
+		case "noattndec":
+			attnF32Dec = false
 		case "nofuse":
 			fuseDecode = 0
 		case "fuseqkv":

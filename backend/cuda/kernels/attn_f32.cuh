@@ -268,3 +268,119 @@ extern "C" __global__ void attn_f32_merge(const float* __restrict__ part, float*
     }
     out[(i64)r * heads * dim + h * dim + d] = S != 0.0f ? o / S : 0.0f;
 }
+
+// ------------------------- attention of few rows over a float32 cache
+//
+// attn_f32_dec_DIM is attention_f32_rows' attention (transformers'
+// numerics: float32 keys and values, softmax in float32) for passes of
+// fewer rows than the row-tiled kernel takes (decode steps, also in the
+// captured decode graph, and small passes of several slots): one block a
+// (head, row), grid (heads, m), AD_NW warps. Warp w takes keys 4w..4w+3,
+// then 4(w+AD_NW).., four at a time with all their key and value loads in
+// flight, and keeps its own online softmax (maximum M, sum S, the
+// accumulator rescaled by exp(M_old - M_new)); a lane holds DIM/32
+// consecutive elements of the query, of each key and value, and of the
+// accumulator. The warps' results are combined at the end. Same
+// parameters and rows as attention (info: ROW_POS, ROW_SLOT; out heads x
+// DIM floats a row); q rows 16-byte aligned.
+
+#define AD_NW 8
+
+template <int DIM>
+__device__ __forceinline__ void attn_f32_dec(const float* __restrict__ q, const u8* __restrict__ kc,
+                                             const u8* __restrict__ vc, float* __restrict__ out, int heads,
+                                             int kvHeads, const int* __restrict__ info, float scale, int qStride,
+                                             i64 slotBytes) {
+    constexpr int E = DIM / WARP;  // 2 or 4
+    __shared__ float wM[AD_NW], wS[AD_NW];
+    __shared__ float wAcc[AD_NW][DIM];
+    const float ninf = __uint_as_float(0xff800000u);
+    int h = blockIdx.x, r = blockIdx.y;
+    int lane = threadIdx.x % WARP, w = threadIdx.x / WARP;
+    int n = ROW_POS(info, r) + 1;
+    i64 sb = (i64)ROW_SLOT(info, r) * slotBytes;
+    int kvStride = kvHeads * DIM;
+    int off = (h / (heads / kvHeads)) * DIM + lane * E;
+    const float* kb = (const float*)(kc + sb) + off;
+    const float* vb = (const float*)(vc + sb) + off;
+    const float* qr = q + (i64)r * qStride + h * DIM + lane * E;
+    float qv[E], acc[E];
+#pragma unroll
+    for (int e = 0; e < E; e++) qv[e] = qr[e], acc[e] = 0.0f;
+    float M = ninf, S = 0.0f;
+    for (int j0 = 4 * w; j0 < n; j0 += 4 * AD_NW) {
+        float kv[4][E], vv[4][E], s[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int j = min(j0 + u, n - 1);  // past n: a valid row, masked below
+            const float* kp = kb + (i64)j * kvStride;
+            const float* vp = vb + (i64)j * kvStride;
+            if constexpr (E == 4) {
+                float4 a = *(const float4*)kp, c = *(const float4*)vp;
+                kv[u][0] = a.x, kv[u][1] = a.y, kv[u][2] = a.z, kv[u][3] = a.w;
+                vv[u][0] = c.x, vv[u][1] = c.y, vv[u][2] = c.z, vv[u][3] = c.w;
+            } else {
+                float2 a = *(const float2*)kp, c = *(const float2*)vp;
+                kv[u][0] = a.x, kv[u][1] = a.y, vv[u][0] = c.x, vv[u][1] = c.y;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            float d = 0.0f;
+#pragma unroll
+            for (int e = 0; e < E; e++) d = fmaf(qv[e], kv[u][e], d);
+            s[u] = d;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+            for (int u = 0; u < 4; u++) s[u] += __shfl_xor_sync(FULL, s[u], o);
+        float mx = M;
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            s[u] = j0 + u < n ? s[u] * scale : ninf;
+            mx = fmaxf(mx, s[u]);
+        }
+        float corr = expf(M - mx);  // M = -inf at the first keys: 0
+        S *= corr;
+#pragma unroll
+        for (int e = 0; e < E; e++) acc[e] *= corr;
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            float p = expf(s[u] - mx);  // masked keys: 0
+            S += p;
+#pragma unroll
+            for (int e = 0; e < E; e++) acc[e] = fmaf(p, vv[u][e], acc[e]);
+        }
+        M = mx;
+    }
+    if (lane == 0) wM[w] = M, wS[w] = S;
+#pragma unroll
+    for (int e = 0; e < E; e++) wAcc[w][lane * E + e] = acc[e];
+    __syncthreads();
+    for (int d = threadIdx.x; d < DIM; d += blockDim.x) {
+        float mx = ninf;
+#pragma unroll
+        for (int k = 0; k < AD_NW; k++) mx = fmaxf(mx, wM[k]);
+        float tot = 0.0f, o = 0.0f;
+#pragma unroll
+        for (int k = 0; k < AD_NW; k++) {
+            if (wM[k] == ninf) continue;  // a warp without keys
+            float c = expf(wM[k] - mx);
+            tot = fmaf(wS[k], c, tot);
+            o = fmaf(wAcc[k][d], c, o);
+        }
+        out[(i64)r * heads * DIM + h * DIM + d] = o / tot;
+    }
+}
+
+#define ATTN_F32_DEC(DIM)                                                                                     \
+    extern "C" __global__ void __launch_bounds__(AD_NW * WARP) attn_f32_dec_##DIM(                              \
+        const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,                    \
+        float* __restrict__ out, int heads, int kvHeads, const int* __restrict__ info, float scale,          \
+        int qStride, i64 slotBytes) {                                                                         \
+        pdl_start(); /* the query and the cache rows come from the kernels before */                          \
+        attn_f32_dec<DIM>(q, kc, vc, out, heads, kvHeads, info, scale, qStride, slotBytes);                   \
+    }
+ATTN_F32_DEC(64)
+ATTN_F32_DEC(128)
