@@ -1,7 +1,5 @@
 package cuda
 
-import "fmt"
-
 // attnArgs are the shapes of attention.
 type attnArgs struct {
 	heads, kvHeads, dim, ctx int
@@ -57,18 +55,19 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		return d.launch2(name, a.heads, m, 256, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
-	if name := attnF32DecKernel(a.dim); !a.f16 && attnF32Dec && a.pass < attnF32MinRows && name != "" && a.qStride%4 == 0 &&
+	if name, ok := attnF32DecKernels[a.dim]; ok && !a.f16 && attnF32Dec && a.pass < attnF32MinRows && a.qStride%4 == 0 &&
 		!attnLegacy && d.has(name) {
 		// A float32 cache, a pass of few rows (decode): a block per row
 		// and head, keys spread over its warps (kernels/attn_f32.cuh).
 		return d.launch2(name, a.heads, m, 256, 0, q, kc, vc, out, a.heads, a.kvHeads, info, a.scale, a.qStride,
 			int64(a.slotBytes))
 	}
-	if !a.f16 && (a.pass >= attnF32MinRows || m == 1 && attnF32Decode) && (a.dim == 64 || a.dim == 128) && a.qStride%4 == 0 && !attnLegacy {
+	if name, ok := attnF32RowsKernels[a.dim]; ok && !a.f16 && (a.pass >= attnF32MinRows || m == 1 && attnF32Decode) &&
+		a.qStride%4 == 0 && !attnLegacy {
 		// A float32 cache (transformers' numerics): the row-tiled kernel
 		// (kernels/attn_f32.cuh), its shared memory laid out as
 		// faRowsShared; a PTX without it runs attention.
-		if name := fmt.Sprintf("attn_f32_rows_%d", a.dim); d.has(name) {
+		if d.has(name) {
 			// Key ranges of attnF32Split positions where their partial
 			// results (dim+4 floats a row, head and range) fit in scores.
 			split, ranges := attnF32Split, 1
@@ -110,17 +109,13 @@ var attnF32Split = 0
 // before attnF32Decode is asked. A variable for the tests and benchmarks.
 var attnF32Dec = true
 
-// attnF32DecKernel is attn_f32_dec's kernel for head dimension dim, or ""
-// where it has none.
-func attnF32DecKernel(dim int) string {
-	switch dim {
-	case 64:
-		return "attn_f32_dec_64"
-	case 128:
-		return "attn_f32_dec_128"
-	}
-	return ""
-}
+// attnF32RowsKernels and attnF32DecKernels are the float32-cache
+// attention kernels (kernels/attn_f32.cuh) by head dimension, as
+// faRowsKernels for the F16 cache.
+var (
+	attnF32RowsKernels = map[int]string{64: "attn_f32_rows_64", 128: "attn_f32_rows_128"}
+	attnF32DecKernels  = map[int]string{64: "attn_f32_dec_64", 128: "attn_f32_dec_128"}
+)
 
 // attnF32Decode runs the one-row passes (decode steps, also in the
 // captured decode graph: the kernel reads the row's position from the

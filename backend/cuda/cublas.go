@@ -275,8 +275,8 @@ func (d *Device) blasMatmul(w *matrix, act devptr, actStride int, y devptr, yStr
 			uintptr(unsafe.Pointer(part.alpha)), uintptr(w.ptr), dt, lda, uintptr(part.x), dt, uintptr(w.cols),
 			uintptr(unsafe.Pointer(part.beta)), uintptr(y), cudaR32F, uintptr(yStride), blasCompute32F,
 			blasGemmAlgo)
-		if err := blasCheck(fmt.Sprintf("cublasGemmEx %s (%dx%d by %d rows, part %d)", w.name, w.rows, w.cols, m, i), st); err != nil {
-			return true, err
+		if err := blasCheck("cublasGemmEx", st); err != nil {
+			return true, fmt.Errorf("%w (%s, %dx%d by %d rows, part %d)", err, w.name, w.rows, w.cols, m, i)
 		}
 	}
 	runtime.KeepAlive(b)
