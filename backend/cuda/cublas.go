@@ -68,7 +68,14 @@ type blas struct {
 	workspace                                devptr
 	split                                    devptr // hi then lo, splitBytes/2 each
 	splitBytes                               int
-	one, zero, loScale                       float32 // GEMM scalars (host pointer mode)
+	// stack is the scratch of the stacked products' GEMM (2m rows of the
+	// product's outputs, blas_sum adds them); normSplit and sum say that
+	// the PTX has rmsnorm_split_* and blas_sum (an older PTX runs the
+	// split and the two GEMMs as before).
+	stack              devptr
+	stackBytes         int
+	normSplit, sum     bool
+	one, zero, loScale float32 // GEMM scalars (host pointer mode)
 	// lastDT is the weight type of the last product; pre, when set, says
 	// that the scratch holds the split of the activation it names, made
 	// by blasSiluSplit for the next product (the down product).
@@ -153,10 +160,11 @@ func (b *blas) call(fn uintptr, a ...uintptr) uintptr {
 }
 
 // initBLAS gives the device a cuBLAS handle on its stream with its
-// workspace, and split scratch for splitElems activation values (grown,
-// never shrunk), on first use; the device must be bound. Without cuBLAS
-// it records why (BLASReason) and returns nil: the mmf kernels run.
-func (d *Device) initBLAS(splitElems int) error {
+// workspace, and split scratch for splitElems activation values and
+// stacked-product scratch for stackElems outputs (grown, never shrunk),
+// on first use; the device must be bound. Without cuBLAS it records why
+// (BLASReason) and returns nil: the mmf kernels run.
+func (d *Device) initBLAS(splitElems, stackElems int) error {
 	if !d.blasTried {
 		d.blasTried = true
 		for _, k := range []string{"blas_split_bf16", "blas_split_f16", "blas_bias", "blas_silu_split_bf16", "blas_silu_split_f16"} {
@@ -188,23 +196,60 @@ func (d *Device) initBLAS(splitElems int) error {
 			d.blasReason = err.Error()
 			return nil
 		}
+		b.normSplit = d.has("rmsnorm_split_bf16") && d.has("rmsnorm_split_f16")
+		b.sum = d.has("blas_sum")
 		d.blas = b
 	}
 	b := d.blas
-	if b == nil || 4*splitElems <= b.splitBytes {
+	if b == nil {
 		return nil
 	}
-	p, err := d.alloc(4 * splitElems)
+	return errors.Join(d.growScratch(&b.split, &b.splitBytes, 4*splitElems, "operand"),
+		d.growScratch(&b.stack, &b.stackBytes, 4*stackElems, "stacked product"))
+}
+
+// growScratch replaces the scratch at *p (*have bytes) with one of bytes
+// when it is smaller.
+func (d *Device) growScratch(p *devptr, have *int, bytes int, what string) error {
+	if bytes <= *have {
+		return nil
+	}
+	n, err := d.alloc(bytes)
 	if err != nil {
-		return fmt.Errorf("cuda: cuBLAS operand scratch: %w", err)
+		return fmt.Errorf("cuda: cuBLAS %s scratch: %w", what, err)
 	}
 	if err := d.sync(); err != nil { // the old scratch may still be read
-		d.free(p)
+		d.free(n)
 		return err
 	}
-	d.free(b.split)
-	b.split, b.splitBytes = p, 4*splitElems
+	if *p != 0 {
+		d.free(*p)
+	}
+	*p, *have = n, bytes
 	return nil
+}
+
+// blasStackTiles and blasStackMaxCols choose the stacked products: those
+// whose hi GEMM alone would make fewer output tiles of 128 x 128 than
+// blasStackTiles (fewer than an H100's 132 SMs: most of the GPU idle) and
+// that have at most blasStackMaxCols columns (a short reduction, so the
+// GEMM's set-up and tail weigh most) run as one GEMM of the stacked hi
+// and lo rows (twice the tiles) into scratch, and blas_sum adds the two
+// halves (with the bias, or onto y) instead of blas_bias and a second
+// GEMM. Variables for the tests and benchmarks (APR_CUDA_TUNE).
+var (
+	blasStackTiles   = 132
+	blasStackMaxCols = 4096
+)
+
+// blasNormSplit lets RMSNorm write the split for the cuBLAS products
+// after it (rmsNormSplit); a variable for the benchmarks.
+var blasNormSplit = true
+
+// blasStacks reports whether a product of rows x cols weights by m rows
+// is one to stack.
+func blasStacks(rows, cols, m int) bool {
+	return ceilDiv(rows, 128)*ceilDiv(m, 128) < blasStackTiles && cols <= blasStackMaxCols
 }
 
 // BLASReason is why the device runs no cuBLAS products ("" when it does or
@@ -255,6 +300,15 @@ func (d *Device) blasMatmul(w *matrix, act devptr, actStride int, y devptr, yStr
 			return true, err
 		}
 	}
+	dt, lda := uintptr(blasType(w.dt)), uintptr(w.rowBytes/2)
+	if b.sum && blasStacks(w.rows, w.cols, m) && 8*m*w.rows <= b.stackBytes {
+		// hi and lo are one 2m-row operand: one GEMM into the scratch.
+		if err := b.gemm(w, dt, lda, hi, 2*m, &b.one, &b.zero, b.stack, w.rows); err != nil {
+			return true, fmt.Errorf("%w (%s, %dx%d by %d rows, stacked)", err, w.name, w.rows, w.cols, m)
+		}
+		return true, d.launch2("blas_sum", ceilDiv(w.rows, 256), m, 256, 0, b.stack, y, yStride, bias, w.rows, m,
+			*loScale, boolInt(accumulate))
+	}
 	beta := &b.zero
 	if bias != 0 {
 		if err := d.launch2("blas_bias", ceilDiv(w.rows, 256), m, 256, 0, y, yStride, bias, w.rows, boolInt(accumulate)); err != nil {
@@ -266,31 +320,39 @@ func (d *Device) blasMatmul(w *matrix, act devptr, actStride int, y devptr, yStr
 	}
 	// Column-major: y^T (rows x m, ldc yStride) = op_T(W^T stored as cols x
 	// rows, lda rowBytes/2) x (x^T, cols x m, ldb cols).
-	dt, lda := uintptr(blasType(w.dt)), uintptr(w.rowBytes/2)
 	for i, part := range []struct {
 		x           devptr
 		alpha, beta *float32
 	}{{hi, &b.one, beta}, {lo, loScale, &b.one}} {
-		st := b.call(b.gemmEx, b.handle, blasOpT, blasOpN, uintptr(w.rows), uintptr(m), uintptr(w.cols),
-			uintptr(unsafe.Pointer(part.alpha)), uintptr(w.ptr), dt, lda, uintptr(part.x), dt, uintptr(w.cols),
-			uintptr(unsafe.Pointer(part.beta)), uintptr(y), cudaR32F, uintptr(yStride), blasCompute32F,
-			blasGemmAlgo)
-		if err := blasCheck("cublasGemmEx", st); err != nil {
+		if err := b.gemm(w, dt, lda, part.x, m, part.alpha, part.beta, y, yStride); err != nil {
 			return true, fmt.Errorf("%w (%s, %dx%d by %d rows, part %d)", err, w.name, w.rows, w.cols, m, i)
 		}
 	}
-	runtime.KeepAlive(b)
 	return true, nil
+}
+
+// gemm runs y (n rows of w.rows outputs, yStride floats apart) = alpha
+// w·x + beta y for n packed rows of w.cols 16-bit values at x.
+func (b *blas) gemm(w *matrix, dt, lda uintptr, x devptr, n int, alpha, beta *float32, y devptr, yStride int) error {
+	st := b.call(b.gemmEx, b.handle, blasOpT, blasOpN, uintptr(w.rows), uintptr(n), uintptr(w.cols),
+		uintptr(unsafe.Pointer(alpha)), uintptr(w.ptr), dt, lda, uintptr(x), dt, uintptr(w.cols),
+		uintptr(unsafe.Pointer(beta)), uintptr(y), cudaR32F, uintptr(yStride), blasCompute32F,
+		blasGemmAlgo)
+	runtime.KeepAlive(b)
+	return blasCheck("cublasGemmEx", st)
 }
 
 // prepareBLAS readies cuBLAS (initBLAS) for a model with BF16 or F16
 // matrices: split scratch for a chunk of rows of the widest such matrix.
 func (g *Model) prepareBLAS() error {
-	widest := 0
+	widest, stacked := 0, 0
 	take := func(ws ...*matrix) {
 		for _, w := range ws {
 			if w != nil && blasType(w.dt) >= 0 {
 				widest = max(widest, w.cols)
+				if blasStacks(w.rows, w.cols, blasMinRows) {
+					stacked = max(stacked, w.rows)
+				}
 			}
 		}
 	}
@@ -302,7 +364,7 @@ func (g *Model) prepareBLAS() error {
 	if widest == 0 {
 		return nil
 	}
-	return g.dev.initBLAS(g.chunk * widest)
+	return g.dev.initBLAS(g.chunk*widest, 2*g.chunk*stacked)
 }
 
 // has reports whether the kernels' module has kernel name (a PTX older
@@ -331,5 +393,26 @@ func (d *Device) blasSiluSplit(gu, out devptr, n, m int, ggml bool) (ran bool, e
 		return true, err
 	}
 	b.pre = blasPre{src: out, m: m, cols: n, dt: b.lastDT}
+	return true, nil
+}
+
+// rmsNormSplit runs rmsNorm's normalisation (no quantization) of m rows
+// of n values into out and writes the outputs' hi and lo parts in the
+// same kernel for the next products' GEMMs, when those are cuBLAS products
+// of dt weights: ran is false when not (nothing launched).
+func (d *Device) rmsNormSplit(x, w, out devptr, n, m int, eps float32, ggml bool, sel devptr, dt tensor.DType) (ran bool, err error) {
+	b := d.blas
+	if b == nil || !b.normSplit || !blasNormSplit || m < blasMinRows || blasType(dt) < 0 || n%8 != 0 || out%16 != 0 || 4*m*n > b.splitBytes {
+		return false, nil
+	}
+	name := "rmsnorm_split_bf16"
+	if dt == tensor.F16 {
+		name = "rmsnorm_split_f16"
+	}
+	b.pre = blasPre{}
+	if err := d.launch(name, m, rmsThreads(n), 0, x, w, out, n, eps, boolInt(ggml), sel, b.split, b.split+devptr(2*m*n)); err != nil {
+		return true, err
+	}
+	b.pre = blasPre{src: out, m: m, cols: n, dt: dt}
 	return true, nil
 }

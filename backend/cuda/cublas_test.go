@@ -142,7 +142,7 @@ func TestOpenBLASErrors(t *testing.T) {
 // n values, skipping the test where cuBLAS is not loaded.
 func testBLAS(t testing.TB, n int) *Device {
 	d := testDevice(t)
-	if err := d.initBLAS(n); err != nil {
+	if err := d.initBLAS(n, n); err != nil {
 		t.Fatal(err)
 	}
 	if d.blas == nil {
@@ -159,6 +159,20 @@ func TestBLASMatmul(t *testing.T) {
 	d := testBLAS(t, 779*4864)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(33, 34))
+	defer func(t, c int) { blasStackTiles, blasStackMaxCols = t, c }(blasStackTiles, blasStackMaxCols)
+	for _, stack := range []bool{false, true} {
+		// Every product stacked (one GEMM of hi and lo rows, blas_sum), or
+		// none (two GEMMs).
+		blasStackTiles, blasStackMaxCols = 0, 0
+		if stack {
+			blasStackTiles, blasStackMaxCols = 1<<30, 1<<30
+		}
+		testBLASMatmul(t, d, b, r, stack)
+	}
+}
+
+// testBLASMatmul is TestBLASMatmul's products with the stacking chosen.
+func testBLASMatmul(t *testing.T, d *Device, b *buffers, r *rand.Rand, stack bool) {
 	for _, dt := range blasTypes {
 		for _, s := range []struct{ rows, cols, m int }{{150, 160, 65}, {150, 160, 512}, {77, 4864, 779}, {300, 4864, 65}} {
 			c, err := newMMFCase(r, dt, s.rows, s.cols, s.m)
@@ -177,7 +191,10 @@ func TestBLASMatmul(t *testing.T) {
 			ys := s.rows + 8
 			bias, y0 := randn(r, s.rows, 1), randn(r, ys*s.m, 1)
 			tol := blasTol(dt, s.cols)
-			what := fmt.Sprintf("%v %dx%d by %d rows", dt, s.rows, s.cols, s.m)
+			what := fmt.Sprintf("%v %dx%d by %d rows (stacked %v)", dt, s.rows, s.cols, s.m, stack)
+			if stack && 8*s.m*s.rows > d.blas.stackBytes {
+				t.Fatalf("%s: the stacked product's scratch is too small", what)
+			}
 			y := b.floats(y0)
 			if err := d.matmul(w, act, 4*s.cols, y, ys, b.floats(bias), true, s.m); err != nil {
 				t.Fatal(err)
@@ -255,5 +272,54 @@ func TestBLASSiluSplit(t *testing.T) {
 			}
 			c.checkTol(t, "down product "+what, b.readFloats(y, rows*m), blasTol(dt, n), func(int) float64 { return 0 })
 		}
+	}
+}
+
+// TestBLASNormSplit checks rmsNormSplit (RMSNorm writing its outputs' hi
+// and lo parts for the next cuBLAS product) against the CPU's RMSNorm,
+// and the product that reads the split against quant.VecDot on the CPU's
+// normalised rows, within blasTol.
+func TestBLASNormSplit(t *testing.T) {
+	const n, rows = 1536, 160
+	d := testBLAS(t, 512*n)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(37, 38))
+	be := cpu.New(1)
+	defer be.Close()
+	for _, dt := range blasTypes {
+		for _, m := range []int{blasMinRows, 512} {
+			what := fmt.Sprintf("%v, %d rows", dt, m)
+			x, nw := randn(r, m*n, 3), randn(r, n, 1)
+			want := make([]float32, m*n)
+			be.RMSNorm(want, x, nw, m, 1e-6)
+			out := b.poisoned(4 * m * n)
+			ran, err := d.rmsNormSplit(b.floats(x), b.floats(nw), out, n, m, 1e-6, false, 0, dt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ran || d.blas.pre.src != out {
+				t.Fatalf("%s: rmsNormSplit made no split", what)
+			}
+			got := b.readFloats(out, m*n)
+			compare(t, "rmsnorm "+what, got, want, 1e-6)
+			c, err := newMMFCase(r, dt, rows, n, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb, _ := dt.RowBytes(n)
+			w := &matrix{name: "qkv", dt: dt, rows: rows, cols: n, rowBytes: rb, ptr: b.bytes(c.wq)}
+			y := b.poisoned(4 * rows * m)
+			if err := d.matmul(w, out, 4*n, y, rows, 0, false, m); err != nil {
+				t.Fatal(err)
+			}
+			c.x = want
+			if err := c.refs(); err != nil {
+				t.Fatal(err)
+			}
+			c.checkTol(t, "product of the split "+what, b.readFloats(y, rows*m), blasTol(dt, n), func(int) float64 { return 0 })
+		}
+	}
+	if ran, _ := d.rmsNormSplit(0, 0, 0, n, blasMinRows-1, 1e-6, false, 0, tensor.BF16); ran {
+		t.Error("rmsNormSplit ran for a pass too small for cuBLAS")
 	}
 }

@@ -293,8 +293,12 @@ func (d *Device) getRows(w *matrix, out, info devptr, m int) error {
 // (RMSNorm); output row r reads row sel[r] of x when sel is not 0. The
 // output is also quantized into q80 and/or q8k when not 0.
 func (d *Device) rmsNorm(x, w, out devptr, n, m int, eps float32, ggml bool, sel, q80, q8k devptr) error {
-	threads := min(1024, max(32, ceilDiv(n/4, 32)*32))
-	return d.launch("rmsnorm", m, threads, 0, x, w, out, n, eps, boolInt(ggml), sel, q80, q8k)
+	return d.launch("rmsnorm", m, rmsThreads(n), 0, x, w, out, n, eps, boolInt(ggml), sel, q80, q8k)
+}
+
+// rmsThreads is the block size of the rmsnorm kernels for rows of n values.
+func rmsThreads(n int) int {
+	return min(1024, max(32, ceilDiv(n/4, 32)*32))
 }
 
 // ropeStore rotates the queries and keys of m rows of qkv (each stride

@@ -392,6 +392,39 @@ func (g *Model) quants(ws ...*matrix) (q80, q8k devptr) {
 	return q80, q8k
 }
 
+// normFor writes the RMS-normalised m rows of g.x (weights nw) to g.xn
+// for the products ws that read them next: quantized into the activation
+// buffers their types need, or split for their cuBLAS GEMMs when they all
+// are such products of one float type.
+func (g *Model) normFor(nw devptr, m int, ws ...*matrix) error {
+	d, h := g.dev, g.Config.HiddenSize
+	eps, ggml := float32(g.Config.RMSNormEps), g.opts.GGMLOps
+	q80, q8k := g.quants(ws...)
+	if dt, ok := oneFloatType(ws...); ok && q80 == 0 && q8k == 0 {
+		if ran, err := d.rmsNormSplit(g.x, nw, g.xn, h, m, eps, ggml, 0, dt); ran {
+			return err
+		}
+	}
+	return d.rmsNorm(g.x, nw, g.xn, h, m, eps, ggml, 0, q80, q8k)
+}
+
+// oneFloatType returns the type of the matrices of ws that are not nil
+// when it is one 16-bit float type (cuBLAS's) for all of them.
+func oneFloatType(ws ...*matrix) (tensor.DType, bool) {
+	var dt tensor.DType
+	n := 0
+	for _, w := range ws {
+		if w == nil {
+			continue
+		}
+		if blasType(w.dt) < 0 || n > 0 && w.dt != dt {
+			return 0, false
+		}
+		dt, n = w.dt, n+1
+	}
+	return dt, n > 0
+}
+
 // mul runs y[r] (+)= w·x[r] (+ bias) for m rows of x (n floats each, in the
 // activation buffers that quants named when x was written); y rows are
 // yStride floats apart.
@@ -467,8 +500,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 		if fuse&fuseQKV != 0 && fusable(l.qkv, l.q, l.k, l.v) {
 			err = d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml)
 		} else {
-			q80, q8k := g.quants(l.qkv, l.q, l.k, l.v)
-			err = d.rmsNorm(g.x, l.attnNorm, g.xn, h, m, eps, ggml, 0, q80, q8k)
+			err = g.normFor(l.attnNorm, m, l.qkv, l.q, l.k, l.v)
 			if l.qkv != nil {
 				err = errors.Join(err, g.mul(l.qkv, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
 			} else {
@@ -492,8 +524,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 		if fuse&fuseFFN != 0 && fusable(l.gateUp, l.gate, l.up) {
 			err = errors.Join(err, d.matvecFused(g.gateUpOuts(l), mvxNorm, g.x, h, l.mlpNorm, eps, ggml))
 		} else {
-			q80, q8k := g.quants(l.gateUp, l.gate, l.up)
-			err = errors.Join(err, d.rmsNorm(g.x, l.mlpNorm, g.xn, h, m, eps, ggml, 0, q80, q8k))
+			err = errors.Join(err, g.normFor(l.mlpNorm, m, l.gateUp, l.gate, l.up))
 			if l.gateUp != nil {
 				err = errors.Join(err, g.mul(l.gateUp, g.xn, h, g.gu, 2*ffn, 0, false, m))
 			} else {

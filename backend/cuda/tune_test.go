@@ -11,7 +11,9 @@ import (
 // (no programmatic dependent launch), "noattnpdl" (none for attention), "nofuse" (no fused one-row
 // products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
 // product on), "noattndec" (no attn_f32_dec: few-row passes over a float32
-// cache as before) and "spread=N" (mvSpread).
+// cache as before), "spread=N" (mvSpread), "nostack" / "stackall" (no /
+// every cuBLAS product stacked: blasStacks) and "nonormsplit" (RMSNorm
+// leaves the split for cuBLAS to blas_split).
 func init() {
 	for _, f := range strings.Split(os.Getenv("APR_CUDA_TUNE"), ",") {
 		switch f {
@@ -21,6 +23,12 @@ func init() {
 			pdlAttention = false
 		case "noattndec":
 			attnF32Dec = false
+		case "nostack":
+			blasStackTiles = 0
+		case "stackall":
+			blasStackTiles, blasStackMaxCols = 1<<30, 1<<30
+		case "nonormsplit":
+			blasNormSplit = false
 		case "nofuse":
 			fuseDecode = 0
 		case "fuseqkv":

@@ -96,3 +96,59 @@ extern "C" __global__ void blas_bias(float* __restrict__ y, int yStride, const f
     float* p = y + (i64)blockIdx.y * yStride + i;
     *p = acc ? *p + bias[i] : bias[i];
 }
+
+// rmsnorm_split_KIND is rmsnorm without quantization (the same scale and
+// values, written to out) that also writes the outputs' hi and lo parts as
+// blas_split_KIND does, for the next product's GEMMs: one block per row
+// (a multiple of 32 threads), n a multiple of 8, out 16-byte aligned; each
+// thread takes 8 consecutive values at a time.
+template <bool BF>
+__device__ __forceinline__ void rmsnorm_split(const float* __restrict__ x, const float* __restrict__ w,
+                                              float* __restrict__ out, int n, float eps, int ggml,
+                                              const int* __restrict__ sel, u16* __restrict__ hi,
+                                              u16* __restrict__ lo) {
+    int r = blockIdx.x;
+    const float* xr = x + (i64)(sel ? sel[r] : r) * n;
+    float scale = rms_scale(xr, n, blockDim.x, eps, ggml);
+    for (int e = 8 * threadIdx.x; e < n; e += 8 * blockDim.x) {
+        float v[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[j] = rms_value(xr[e + j], scale, w[e + j], ggml);
+        i64 o = (i64)r * n + e;
+        *(float4*)(out + o) = make_float4(v[0], v[1], v[2], v[3]);
+        *(float4*)(out + o + 4) = make_float4(v[4], v[5], v[6], v[7]);
+        split_store<BF>(v, hi, lo, o);
+        split_store<BF>(v + 4, hi, lo, o + 4);
+    }
+}
+
+extern "C" __global__ void rmsnorm_split_bf16(const float* __restrict__ x, const float* __restrict__ w,
+                                              float* __restrict__ out, int n, float eps, int ggml,
+                                              const int* __restrict__ sel, u16* __restrict__ hi,
+                                              u16* __restrict__ lo) {
+    rmsnorm_split<true>(x, w, out, n, eps, ggml, sel, hi, lo);
+}
+
+extern "C" __global__ void rmsnorm_split_f16(const float* __restrict__ x, const float* __restrict__ w,
+                                             float* __restrict__ out, int n, float eps, int ggml,
+                                             const int* __restrict__ sel, u16* __restrict__ hi,
+                                             u16* __restrict__ lo) {
+    rmsnorm_split<false>(x, w, out, n, eps, ggml, sel, hi, lo);
+}
+
+// blas_sum finishes a product run as one GEMM of the stacked hi and lo
+// parts (cublas.go's stacked products): t holds 2m packed rows of rows
+// floats, W.hi for the m rows of the pass, then W.lo for the same rows
+// (scaled by 1/loScale, F16's 2^11); it sets y = W.hi + loScale W.lo (+
+// bias) (acc: y += ...) for m rows of rows outputs (rows yStride floats
+// apart): grid (ceil(rows/256), m), 256 threads.
+extern "C" __global__ void blas_sum(const float* __restrict__ t, float* __restrict__ y, int yStride,
+                                    const float* __restrict__ bias, int rows, int m, float loScale, int acc) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows) return;
+    i64 r = blockIdx.y;
+    float v = __fadd_rn(t[r * rows + i], __fmul_rn(loScale, t[(r + m) * rows + i]));
+    if (bias) v = __fadd_rn(v, bias[i]);
+    float* p = y + r * yStride + i;
+    *p = acc ? __fadd_rn(*p, v) : v;
+}
