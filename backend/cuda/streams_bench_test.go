@@ -34,7 +34,7 @@ var streamPolicies = []struct {
 func BenchmarkStreamsSynthetic(b *testing.B) {
 	skipWithoutGPU(b)
 	const prompt, maxStreams = 128, 32
-	for _, i := range []int{3, 1} {
+	for _, i := range []int{3, 1, 7} {
 		s := synthCases[i]
 		b.Run(s.name, func(b *testing.B) {
 			g, cfg := loadSynthSlots(b, i, 256, maxStreams)
@@ -92,31 +92,36 @@ func BenchmarkStreamsSynthetic(b *testing.B) {
 }
 
 // BenchmarkStreamPass runs passes of one row for each of 32 sequences of
-// the synthetic 1.5B Q4_K_M model at positions 128 on, without a prompt
-// first (attention's work depends on the positions, not on what the cache
-// holds) and kernel by kernel: a profiler's first launches are one pass
-// (ncu --launch-count with -test.benchtime 1x).
+// the synthetic 1.5B Q4_K_M and 1.5B BF16 (transformers' numerics, as
+// `bench -gpu` runs SafeTensors) models at positions 128 on, without a
+// prompt first (attention's work depends on the positions, not on what
+// the cache holds) and kernel by kernel: a profiler's first launches are
+// one pass (ncu --launch-count with -test.benchtime 1x and one case).
 func BenchmarkStreamPass(b *testing.B) {
 	skipWithoutGPU(b)
 	const n = 32
-	g, cfg := loadSynthSlots(b, 3, 256, n)
-	defer g.Close()
-	p := cuda.DefaultPassPolicy()
-	p.GraphRows = 0
-	defer cuda.SetPassPolicy(p)()
-	logits, err := g.HostFloats(n * cfg.VocabSize)
-	if err != nil {
-		b.Fatal(err)
+	for _, i := range []int{3, 7} {
+		b.Run(synthCases[i].name, func(b *testing.B) {
+			g, cfg := loadSynthSlots(b, i, 256, n)
+			defer g.Close()
+			p := cuda.DefaultPassPolicy()
+			p.GraphRows = 0
+			defer cuda.SetPassPolicy(p)()
+			logits, err := g.HostFloats(n * cfg.VocabSize)
+			if err != nil {
+				b.Fatal(err)
+			}
+			step := make([]cuda.Row, n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for slot := range step {
+					step[slot] = cuda.Row{Slot: slot, Token: (slot + 31*i) % cfg.VocabSize, Pos: 128 + i%64, Logits: true}
+				}
+				if err := g.Forward(step, logits); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(1e3*b.Elapsed().Seconds()/float64(b.N), "ms/pass")
+		})
 	}
-	step := make([]cuda.Row, n)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for slot := range step {
-			step[slot] = cuda.Row{Slot: slot, Token: (slot + 31*i) % cfg.VocabSize, Pos: 128 + i%64, Logits: true}
-		}
-		if err := g.Forward(step, logits); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(1e3*b.Elapsed().Seconds()/float64(b.N), "ms/pass")
 }
