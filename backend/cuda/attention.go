@@ -39,6 +39,11 @@ func faRowsShared(dim int) int {
 // cpu's FlashAttentionGGML computes it, for a pass of *passp rows (ggml's
 // tiled kernel from 64 rows on).
 func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArgs, m int) error {
+	// Decode steps over a long context: split over chunks of keys
+	// (attn_split.go); rows of few keys still run the kernels below.
+	if ok, err := d.attnSplit(q, kc, vc, out, scores, info, passp, a, m); ok {
+		return err
+	}
 	if a.fa && a.f16 {
 		if name, ok := faRowsKernels[a.dim]; ok && a.pass >= 64 && !attnLegacy {
 			return d.launch2(name, a.heads, ceilDiv(m, faRows), 256, faRowsShared(a.dim),

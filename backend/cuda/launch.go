@@ -69,6 +69,9 @@ func pdlKernel(name string) bool {
 		"attn_f32_dec_64", "attn_f32_dec_128":
 		return pdlAttention
 	}
+	if strings.HasPrefix(name, "attn_split_") {
+		return pdlAttention
+	}
 	return strings.HasPrefix(name, "get_rows_") || strings.HasPrefix(name, "matmul_") || strings.HasPrefix(name, "mvf_")
 }
 

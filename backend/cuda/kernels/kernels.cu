@@ -230,3 +230,4 @@ extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __re
 #include "cublas.cuh"
 #include "attn_f32.cuh"
 #include "topk.cuh"
+#include "attn_split.cuh"

@@ -1,0 +1,104 @@
+package cuda
+
+// attnSplitMin is the keys of a row above which a decode step's attention
+// (a pass of fewer rows than the row-tiled kernels take, the captured
+// decode graph included) runs split over chunks of keys
+// (kernels/attn_split.cuh) instead of one block a head; rows of at most
+// attnSplitMin keys run today's kernels unchanged (bit for bit as the
+// CPU with GGUF numerics). The choice is made on the device from each
+// row's position. Negative: no split. A variable for the tests and
+// benchmarks (TestFlashAttentionPasses' one-chunk rows reach 302 keys).
+var attnSplitMin = 384
+
+// attnSplitChunk is the fewest keys a block of the split takes; the host
+// raises it (by 32) until the chunks' partial results fit the attention
+// scratch (splitChunk).
+var attnSplitChunk = 64
+
+// attnSplitKernels are the split kernels by cache (F16?) and head
+// dimension; attnSplitFin the kernels that run today's attention or merge
+// the chunks (the F16 cache's takes attention_fa's parameters).
+var (
+	attnSplitKernels = map[bool]map[int]string{
+		true:  {64: "attn_split_f16_64", 128: "attn_split_f16_128"},
+		false: {64: "attn_split_f32_64", 128: "attn_split_f32_128"},
+	}
+	attnSplitFinF32 = map[int]string{64: "attn_split_fin_f32_64", 128: "attn_split_fin_f32_128"}
+)
+
+// attnSplitGroupMax is the most query heads a KV head may have for the
+// split kernels (AS_GMAX).
+const attnSplitGroupMax = 8
+
+// splitChunk is the keys a split block takes for a context of ctx
+// positions and head dimension dim: the smallest multiple of 32 from
+// attnSplitChunk up to 256 whose chunks' partials (dim+4 floats each) fit
+// the ctx floats of scratch a row and head has; 0 when none does.
+func splitChunk(ctx, dim int) int {
+	for c := max(32, ceilDiv(attnSplitChunk, 32)*32); c <= 256; c += 32 {
+		if ceilDiv(ctx, c)*(dim+4) <= ctx {
+			return c
+		}
+	}
+	return 0
+}
+
+// splitShared is a split block's dynamic shared memory (as_sizes in
+// kernels/attn_split.cuh): key rows (or the P.V parts' sums), value rows
+// (dim elements + 16 bytes each), the group's queries, 8 weights a key.
+func splitShared(dim, elem, chunk, group int) int {
+	rs := dim*elem + 16
+	return max(chunk*rs, (512/dim)*group*dim*4) + chunk*rs + group*dim*4 + chunk*8*4
+}
+
+// attnSplit runs attention as the split kernels and the fin kernel when
+// they apply to the pass (reporting whether they ran): a pass of few rows
+// (decode; a.pass 0 in the graph) over a context longer than
+// attnSplitMin, head dimension 64 or 128, at most attnSplitGroupMax query
+// heads a KV head, with ggml's flash attention over an F16 cache or
+// attn_f32_dec's float32 cache.
+func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArgs, m int) (bool, error) {
+	if attnSplitMin < 0 || a.ctx <= attnSplitMin || a.kvHeads < 1 || a.heads%a.kvHeads != 0 ||
+		a.heads/a.kvHeads > attnSplitGroupMax || a.qStride%4 != 0 {
+		return false, nil
+	}
+	var fin string
+	switch {
+	case a.fa && a.f16 && a.pass < 64:
+		fin = "attn_split_fin_fa"
+	case !a.f16 && !a.fa && attnF32Dec && a.pass < attnF32MinRows && !attnLegacy:
+		fin = attnF32FinName(a.dim)
+	}
+	name := attnSplitKernels[a.f16][a.dim]
+	chunk := splitChunk(a.ctx, a.dim)
+	if fin == "" || name == "" || chunk == 0 || !d.has(name) || !d.has(fin) {
+		return false, nil
+	}
+	elem, group, chunks := 2, a.heads/a.kvHeads, ceilDiv(a.ctx, chunk)
+	if !a.f16 {
+		elem = 4
+	}
+	err := d.launch2(name, a.kvHeads*chunks, m, 256, splitShared(a.dim, elem, chunk, group),
+		q, kc, vc, scores, a.heads, a.kvHeads, info, a.scale, a.qStride, int64(a.slotBytes), a.ctx, attnSplitMin, chunk)
+	if err != nil {
+		return true, err
+	}
+	merge := 4 * chunks
+	if a.f16 {
+		// attention_fa's one-chunk shared memory (see attention).
+		merge = max(merge, 4*(2*a.dim+64+64*(a.dim+1)), 4*(a.dim+256)+2*2*256*(a.dim+2))
+		return true, d.launch2(fin, a.heads, m, 256, merge, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
+			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), attnSplitMin, chunk)
+	}
+	return true, d.launch2(fin, a.heads, m, 256, merge, q, kc, vc, out, scores, a.heads, a.kvHeads, info, a.scale,
+		a.qStride, int64(a.slotBytes), a.ctx, attnSplitMin, chunk)
+}
+
+// attnF32FinName is the float32 cache's fin kernel for head dimension dim
+// ("" for others, or where attn_f32_dec has no kernel).
+func attnF32FinName(dim int) string {
+	if _, ok := attnF32DecKernels[dim]; !ok {
+		return ""
+	}
+	return attnSplitFinF32[dim]
+}
