@@ -67,6 +67,13 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		return d.launch2(name, a.heads, m, 256, 0, q, kc, vc, out, a.heads, a.kvHeads, info, a.scale, a.qStride,
 			int64(a.slotBytes))
 	}
+	if name, ok := attnMMAKernels[attnMMAKey{a.dim, attnMMARows}]; ok && !a.f16 && attnMMA && a.pass >= attnF32MinRows &&
+		a.qStride%4 == 0 && !attnLegacy && d.has(name) {
+		// A float32 cache, a prompt's pass: tensor-core products with
+		// split operands (kernels/attn_mma.cuh).
+		return d.launch2(name, a.heads, ceilDiv(m, attnMMARows), 256, attnMMAShared(a.dim, attnMMARows),
+			q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes))
+	}
 	if name, ok := attnF32RowsKernels[a.dim]; ok && !a.f16 && (a.pass >= attnF32MinRows || m == 1 && attnF32Decode) &&
 		a.qStride%4 == 0 && !attnLegacy {
 		// A float32 cache (transformers' numerics): the row-tiled kernel
@@ -128,3 +135,26 @@ var (
 // block a head, instead of attention (H100, BenchmarkDecodeSynthetic with
 // transformers' numerics: 0.5B 943 -> 1,009 tok/s, 1.5B 486 -> 489).
 var attnF32Decode = true
+
+// attnMMA runs the passes of attnF32MinRows rows and more over a float32
+// cache on attn_mma (kernels/attn_mma.cuh: 3xTF32 tensor-core products,
+// float32-level results) instead of attn_f32_rows, where the PTX has it.
+// A variable for the tests and benchmarks (APR_CUDA_TUNE=noattnmma).
+var attnMMA = true
+
+// attnMMARows is the query rows of an attn_mma block (64 or 32: the
+// kernels compiled); APR_CUDA_TUNE=attnmma32 picks 32.
+var attnMMARows = 64
+
+// attnMMAKey picks an attn_mma kernel: head dimension and rows a block.
+type attnMMAKey struct{ dim, rows int }
+
+// attnMMAKernels are the attn_mma kernels by head dimension and rows.
+var attnMMAKernels = map[attnMMAKey]string{
+	{64, 64}: "attn_mma_64_64", {64, 32}: "attn_mma_64_32", {128, 64}: "attn_mma_128_64", {128, 32}: "attn_mma_128_32",
+}
+
+// attnMMAShared is attn_mma's dynamic shared memory: two key and two
+// value tiles of 64 rows, the block's rows' queries split in two (rows of
+// dim+4 floats).
+func attnMMAShared(dim, rows int) int { return 4 * (4*64 + 2*rows) * (dim + 4) }

@@ -31,8 +31,9 @@ func init() {
 // rows of three slots (passRows: prompt rows, interleaved rows of two
 // slots, blocks mixing slots), head dims 128 and 64 with GQA groups 3, 7
 // and 1: the row-tiled attn_f32_rows kernels (all keys a block, and key
-// ranges of 256 and 192 positions merged by attn_f32_merge) and, as a
-// control, attention (a block per row and head). Both differ from the CPU
+// ranges of 256 and 192 positions merged by attn_f32_merge), the
+// tensor-core attn_mma kernels (blocks of 64 and 32 rows; passes of 64
+// rows and more) and, as a control, attention (a block per row and head). Both differ from the CPU
 // by float32 rounding only (softmax in float32 or double, sums in other
 // orders): within 1e-5 of the largest output.
 func TestAttentionF32Passes(t *testing.T) {
@@ -42,9 +43,9 @@ func TestAttentionF32Passes(t *testing.T) {
 	be := cpu.New(2)
 	defer be.Close()
 	const ctx, slots = 1024, 3
-	defer func(n, s int, dec, few bool) {
-		attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec = n, s, dec, few
-	}(attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec)
+	defer func(n, s int, dec, few, mma bool, mmaRows int) {
+		attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec, attnMMA, attnMMARows = n, s, dec, few, mma, mmaRows
+	}(attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec, attnMMA, attnMMARows)
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}} {
 		kvDim := sh.kvHeads * sh.dim
 		qStride := sh.heads*sh.dim + 2*kvDim
@@ -64,9 +65,15 @@ func TestAttentionF32Passes(t *testing.T) {
 				name           string
 				minRows, split int
 				few            bool // attn_f32_dec below minRows
-			}{{"attn_f32_rows", 64, 0, false}, {"attn_f32_rows split 256", 64, 256, false},
-				{"attn_f32_rows split 192", 64, 192, false}, {"attn_f32_dec", 64, 0, true}, {"attention", 1 << 30, 0, false}} {
+				mmaRows        int  // attn_mma's block rows (0: off)
+			}{{"attn_f32_rows", 64, 0, false, 0}, {"attn_f32_rows split 256", 64, 256, false, 0},
+				{"attn_f32_rows split 192", 64, 192, false, 0}, {"attn_f32_dec", 64, 0, true, 0},
+				{"attn_mma 64", 64, 0, false, 64}, {"attn_mma 32", 64, 0, false, 32}, {"attention", 1 << 30, 0, false, 0}} {
+				if v.mmaRows > 0 && m < 64 {
+					continue // attn_mma takes passes of 64 rows and more
+				}
 				attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec = v.minRows, v.split, v.minRows == 64, v.few
+				attnMMA, attnMMARows = v.mmaRows > 0, max(v.mmaRows, 64)
 				at := a
 				if m > 1 {
 					at.pass = m // one row: as the decode graph launches it
@@ -86,7 +93,8 @@ func TestAttentionF32Passes(t *testing.T) {
 // until kernels/kernels.ptx is regenerated; the device code falls back to
 // attention and mmf without them).
 func TestNewKernelsInPTX(t *testing.T) {
-	for _, n := range []string{"attn_f32_rows_64", "attn_f32_rows_128", "attn_f32_merge", "attn_f32_dec_64", "attn_f32_dec_128", "blas_split_bf16", "blas_split_f16", "blas_bias",
+	for _, n := range []string{"attn_f32_rows_64", "attn_f32_rows_128", "attn_f32_merge", "attn_mma_64_64", "attn_mma_64_32",
+		"attn_mma_128_64", "attn_mma_128_32", "attn_f32_dec_64", "attn_f32_dec_128", "blas_split_bf16", "blas_split_f16", "blas_bias",
 		"blas_silu_split_bf16", "blas_silu_split_f16"} {
 		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
 			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)

@@ -20,10 +20,19 @@ func prompt512(cfg *model.Config) ([]cuda.Row, []float32) {
 	return rows, make([]float32, cfg.VocabSize)
 }
 
+// attnVariant is an attention kernel choice of BenchmarkPrefillAttention.
+type attnVariant struct {
+	name    string
+	legacy  bool // cuda.SetAttentionLegacy
+	mmaRows int  // attn_mma's block rows (0: off)
+}
+
 // BenchmarkPrefillAttention is BenchmarkPrefillSynthetic (pp512) with each
 // kernel of ggml's tiled flash attention, two rounds taking them in turn
 // on one loaded model: attention_fa_tiled (one block per query row and
-// head) and the row-tiled kernels.
+// head) and the row-tiled kernels; for the cases with transformers'
+// numerics (-hf: a float32 cache) attention (legacy), attn_f32_rows and
+// attn_mma with blocks of 64 and 32 rows.
 func BenchmarkPrefillAttention(b *testing.B) {
 	skipWithoutGPU(b)
 	for i, s := range synthCases {
@@ -32,13 +41,15 @@ func BenchmarkPrefillAttention(b *testing.B) {
 			defer g.Close()
 			rows, logits := prompt512(cfg)
 			for round := 1; round <= 2; round++ {
-				for _, legacy := range []bool{true, false} {
-					name := "rows"
-					if legacy {
-						name = "attention_fa_tiled"
-					}
-					b.Run(fmt.Sprintf("%s/round%d", name, round), func(b *testing.B) {
-						defer cuda.SetAttentionLegacy(legacy)()
+				variants := []attnVariant{{"attention_fa_tiled", true, 0}, {"rows", false, 0}}
+				if s.hf {
+					variants = []attnVariant{{"attention", true, 0}, {"attn_f32_rows", false, 0}, {"attn_mma64", false, 64},
+						{"attn_mma32", false, 32}}
+				}
+				for _, v := range variants {
+					b.Run(fmt.Sprintf("%s/round%d", v.name, round), func(b *testing.B) {
+						defer cuda.SetAttentionLegacy(v.legacy)()
+						defer cuda.SetAttnMMA(v.mmaRows > 0, max(v.mmaRows, 64))()
 						if err := g.Forward(rows, logits); err != nil { // warm-up
 							b.Fatal(err)
 						}

@@ -29,6 +29,10 @@ func init() {
 			blasStackTiles, blasStackMaxCols = 1<<30, 1<<30
 		case "nonormsplit":
 			blasNormSplit = false
+		case "noattnmma":
+			attnMMA = false
+		case "attnmma32":
+			attnMMARows = 32
 		case "nofuse":
 			fuseDecode = 0
 		case "fuseqkv":

@@ -229,5 +229,6 @@ extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __re
 #include "mvf.cuh"
 #include "cublas.cuh"
 #include "attn_f32.cuh"
+#include "attn_mma.cuh"
 #include "topk.cuh"
 #include "attn_split.cuh"

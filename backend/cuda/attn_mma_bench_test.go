@@ -1,0 +1,61 @@
+package cuda
+
+import (
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// BenchmarkAttentionF32 times one layer's attention of a 512-row prompt
+// pass over a float32 cache (transformers' numerics) with CUDA events
+// around b.N back-to-back launches, at Qwen2.5-Coder-1.5B and -0.5B head
+// shapes over random values: attn_f32_rows (all keys a block, and key
+// ranges of 256 positions merged by attn_f32_merge) and attn_mma (blocks
+// of 64 and 32 rows).
+func BenchmarkAttentionF32(b *testing.B) {
+	d := testDevice(b)
+	bufs := newBuffers(b, d)
+	r := rand.New(rand.NewPCG(7, 8))
+	const ctx = 512
+	for _, sh := range []struct {
+		name                string
+		heads, kvHeads, dim int
+	}{{"1.5B", 12, 2, 128}, {"0.5B", 14, 2, 64}} {
+		kvDim := sh.kvHeads * sh.dim
+		qStride := sh.heads*sh.dim + 2*kvDim
+		kc, vc := bufs.floats(randn(r, ctx*kvDim, 1)), bufs.floats(randn(r, ctx*kvDim, 1))
+		q := bufs.floats(randn(r, ctx*qStride, 2))
+		out, scores := bufs.poisoned(4*ctx*sh.heads*sh.dim), bufs.poisoned(4*ctx*sh.heads*ctx)
+		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
+			qStride: qStride, slotBytes: ctx * kvDim * 4, pass: ctx}
+		prompt := make([]Row, ctx)
+		for p := range prompt {
+			prompt[p] = Row{Pos: p}
+		}
+		info, passp := bufs.ints(rowInfo(prompt...)), bufs.ints([]int32{ctx})
+		for _, v := range []struct {
+			name           string
+			mmaRows, split int // mmaRows 0: attn_f32_rows
+		}{{"attn_f32_rows", 0, 0}, {"attn_f32_rows_split256", 0, 256}, {"attn_mma64", 64, 0}, {"attn_mma32", 32, 0}} {
+			b.Run(sh.name+"/pp512/"+v.name, func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				d.drv.cuCtxSetCurrent(d.ctx)
+				defer SetAttnMMA(v.mmaRows > 0, max(v.mmaRows, 64))()
+				defer func(s int) { attnF32Split = s }(attnF32Split)
+				attnF32Split = v.split
+				run := func(n int) {
+					for range n {
+						if err := d.attention(q, kc, vc, out, scores, info, passp, a, ctx); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				run(2)
+				ms := eventTime(b, d, func() { run(b.N) })
+				b.ReportMetric(1000*float64(ms)/float64(b.N), "us/launch")
+			})
+		}
+	}
+}

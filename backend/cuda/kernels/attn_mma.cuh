@@ -1,0 +1,283 @@
+// ---------------- prefill attention over a float32 cache on tensor cores
+//
+// attn_mma_DIM_BQ is attn_f32_rows' attention (causal grouped-query
+// attention with transformers' numerics: float32 keys and values, softmax
+// in float32) on mma.sync m16n8k8 TF32 tensor-core products with split
+// operands (3xTF32, as mmf.cuh: x = hi + lo, hi = tf32(x), lo = tf32(x -
+// hi), a*b ~ lo_a*hi_b + hi_a*lo_b + hi_a*hi_b), which keeps float32-level
+// results. A block takes BQ consecutive rows of a pass and one query head:
+// grid (heads, ceil(m/BQ)), the last rows first (they take the most keys),
+// AM_NT threads = 8 warps. Warp w takes 16 rows (w % (BQ/16)) and, of each
+// staged tile of AM_KT keys, one slice of AM_KT/KG keys (w / (BQ/16), KG =
+// 8/(BQ/16) slices): the keys of a row are spread over KG warps, which
+// keep their own online softmax (maximum M, sum S, accumulator rescaled by
+// exp(M_old - M_new)) and are combined at the end through shared memory.
+// Key and value tiles are double-buffered in shared memory by cp.async
+// and the block's queries staged there once, split (rows of DIM+4 floats:
+// the fragments' loads are free of bank conflicts). The scores' accumulators become the weights' A fragments
+// in registers: a k-step's A column j holds key 2j (j < 4) or 2(j-4)+1,
+// and the value fragments are read in the same key order. A warp skips
+// the slices past its rows' last key (the causal diagonal). Rows of
+// several slots in one block are taken slot by slot (the others' keys
+// masked), as attn_f32_rows does.
+//
+// Same parameters and rows as attn_f32_rows without the key split (info:
+// ROW_POS, ROW_SLOT; out heads x DIM floats a row); DIM a multiple of 8,
+// cache and query rows 16-byte aligned. Dynamic shared memory: (16 * AM_KT
+// + 8 * BQ) * (DIM+4) bytes.
+
+#define AM_KT 64
+#define AM_NT 256
+
+// am_split splits x into TF32 hi and lo parts.
+__device__ __forceinline__ void am_split(float x, u32& hi, u32& lo) {
+    hi = tf32(x);
+    lo = tf32(x - __uint_as_float(hi));
+}
+
+// mma3_tf32 adds a*b to c with 3xTF32 split operands.
+__device__ __forceinline__ void mma3_tf32(float c[4], const u32 ah[4], const u32 al[4], const u32 bh[2],
+                                          const u32 bl[2]) {
+    mma_tf32(c, al, bh);
+    mma_tf32(c, ah, bl);
+    mma_tf32(c, ah, bh);
+}
+
+// am_copy_tile starts copying keys and values ic..ic+nkt-1 (zeros past
+// nkt) into ks and vs (rows of DIM+4 floats) with cp.async, consecutive
+// threads along a row, and commits them as one group.
+template <int DIM>
+__device__ __forceinline__ void am_copy_tile(const float* kb, const float* vb, int kvStride, int ic, int nkt,
+                                             float* ks, float* vs) {
+    constexpr int C4 = DIM / 4, P = DIM + 4, ITEMS = (AM_KT * C4 + AM_NT - 1) / AM_NT;
+#pragma unroll
+    for (int u = 0; u < ITEMS; u++) {
+        int idx = threadIdx.x + u * AM_NT;
+        if (AM_KT * C4 % AM_NT != 0 && idx >= AM_KT * C4) break;
+        int key = idx / C4, c4 = idx % C4;
+        i64 src = (i64)(ic + min(key, nkt - 1)) * kvStride + c4 * 4;
+        int n = key < nkt ? 16 : 0;
+        u32 dk = (u32)__cvta_generic_to_shared(&ks[key * P + c4 * 4]);
+        u32 dv = (u32)__cvta_generic_to_shared(&vs[key * P + c4 * 4]);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dk), "l"(kb + src), "r"(n) : "memory");
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dv), "l"(vb + src), "r"(n) : "memory");
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+template <int DIM, int BQ>
+__device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* __restrict__ kc,
+                                         const u8* __restrict__ vc, float* __restrict__ out, int heads, int kvHeads,
+                                         const int* __restrict__ info, int m, float scale, int qStride,
+                                         i64 slotBytes) {
+    constexpr int RG = BQ / 16, KG = 8 / RG, NKW = AM_KT / KG, NJ = NKW / 8, KS = DIM / 8, P = DIM + 4;
+    static_assert(RG * KG == AM_NT / WARP && NJ >= 1, "attn_mma: 8 warps of 16 rows x a key slice");
+    extern __shared__ float amShared[];
+    float* ksm = amShared;                // 2 x AM_KT x P: key tiles
+    float* vsm = ksm + 2 * AM_KT * P;     // 2 x AM_KT x P: value tiles
+    u32* qh = (u32*)(vsm + 2 * AM_KT * P);  // BQ x P: the queries' hi parts
+    u32* ql = qh + BQ * P;                 // BQ x P: their lo parts
+    __shared__ int rowPos[BQ], rowSlot[BQ];
+    __shared__ float wM[KG][BQ], wS[KG][BQ];
+    __shared__ int sCur, sEnd;
+    const float ninf = __uint_as_float(0xff800000u);
+    const int none = 0x7fffffff;
+    int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, rg = w % RG, kg = w / RG;
+    int g = lane >> 2, c = lane & 3;
+    int h = blockIdx.x;
+    int r0 = ((m + BQ - 1) / BQ - 1 - blockIdx.y) * BQ;
+    int kvStride = kvHeads * DIM;
+    int off = (h / (heads / kvHeads)) * DIM;
+    for (int i = tid; i < BQ; i += AM_NT) {
+        bool ok = r0 + i < m;
+        rowPos[i] = ok ? ROW_POS(info, r0 + i) : -1;
+        rowSlot[i] = ok ? ROW_SLOT(info, r0 + i) : -1;
+    }
+    for (int i = tid; i < BQ * (DIM / 4); i += AM_NT) {
+        int row = i / (DIM / 4), d = (i % (DIM / 4)) * 4;
+        float4 v = r0 + row < m ? *(const float4*)(q + (i64)(r0 + row) * qStride + h * DIM + d)
+                                : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        const float x[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int e = 0; e < 4; e++) am_split(x[e], qh[row * P + d + e], ql[row * P + d + e]);
+    }
+    // The warp's query fragments: rows g and g + 8, columns c and c + 4.
+    const u32* qfh = qh + (16 * rg + g) * P + c;
+    const u32* qfl = ql + (16 * rg + g) * P + c;
+    float o[KS][4], M[2] = {ninf, ninf}, S[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int n = 0; n < KS; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[n][e] = 0.0f;
+    for (int prev = -1;;) {
+        __syncthreads();
+        if (tid == 0) {  // the next slot of the block's rows, and its keys
+            int cur = none, end = 0;
+            for (int i = 0; i < BQ; i++)
+                if (rowSlot[i] > prev && rowSlot[i] < cur) cur = rowSlot[i];
+            for (int i = 0; i < BQ; i++)
+                if (rowSlot[i] == cur) end = max(end, rowPos[i] + 1);
+            sCur = cur;
+            sEnd = end;
+        }
+        __syncthreads();
+        int cur = sCur, end = sEnd;
+        if (cur == none) break;
+        prev = cur;
+        // The positions this thread's rows see in this slot (-1: none),
+        // and the last one of the warp's rows.
+        int lim[2];
+#pragma unroll
+        for (int a = 0; a < 2; a++) {
+            int i = 16 * rg + g + 8 * a;
+            lim[a] = rowSlot[i] == cur ? rowPos[i] : -1;
+        }
+        int wl = __reduce_max_sync(FULL, max(lim[0], lim[1]));
+        const float* kb = (const float*)(kc + (i64)cur * slotBytes) + off;
+        const float* vb = (const float*)(vc + (i64)cur * slotBytes) + off;
+        am_copy_tile<DIM>(kb, vb, kvStride, 0, min(AM_KT, end), ksm, vsm);
+        for (int t = 0, ic = 0; ic < end; t++, ic += AM_KT) {
+            if (ic + AM_KT < end) {  // the next tile lands during this one
+                int nb = ((t + 1) & 1) * AM_KT * P;
+                am_copy_tile<DIM>(kb, vb, kvStride, ic + AM_KT, min(AM_KT, end - ic - AM_KT), ksm + nb, vsm + nb);
+                asm volatile("cp.async.wait_group 1;" ::: "memory");
+            } else {
+                asm volatile("cp.async.wait_group 0;" ::: "memory");
+            }
+            __syncthreads();
+            int k0 = ic + kg * NKW;  // the warp's first key
+            if (k0 <= wl) {
+                const float* kt = ksm + (t & 1) * AM_KT * P + (kg * NKW + g) * P + c;
+                const float* vt = vsm + (t & 1) * AM_KT * P + (kg * NKW + 2 * c) * P + g;
+                float s[NJ][4];
+#pragma unroll
+                for (int j = 0; j < NJ; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) s[j][e] = 0.0f;
+#pragma unroll
+                for (int ks = 0; ks < KS; ks++) {
+                    const u32 ah[4] = {qfh[8 * ks], qfh[8 * P + 8 * ks], qfh[8 * ks + 4], qfh[8 * P + 8 * ks + 4]};
+                    const u32 al[4] = {qfl[8 * ks], qfl[8 * P + 8 * ks], qfl[8 * ks + 4], qfl[8 * P + 8 * ks + 4]};
+#pragma unroll
+                    for (int j = 0; j < NJ; j++) {
+                        u32 bh[2], bl[2];
+                        am_split(kt[8 * j * P + 8 * ks], bh[0], bl[0]);
+                        am_split(kt[8 * j * P + 8 * ks + 4], bh[1], bl[1]);
+                        mma3_tf32(s[j], ah, al, bh, bl);
+                    }
+                }
+                // The online softmax step of rows g (a = 0) and g + 8 (a =
+                // 1): element (j, 2a + e) is key k0 + 8j + 2c + e.
+#pragma unroll
+                for (int a = 0; a < 2; a++) {
+                    float mt = ninf;
+#pragma unroll
+                    for (int j = 0; j < NJ; j++)
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            float v = k0 + 8 * j + 2 * c + e <= lim[a] ? s[j][2 * a + e] * scale : ninf;
+                            s[j][2 * a + e] = v;
+                            mt = fmaxf(mt, v);
+                        }
+                    mt = fmaxf(mt, __shfl_xor_sync(FULL, mt, 1));
+                    mt = fmaxf(mt, __shfl_xor_sync(FULL, mt, 2));
+                    float mn = fmaxf(M[a], mt), alpha = 1.0f, sum = 0.0f;
+                    if (mn == ninf) {  // no key of this row yet
+#pragma unroll
+                        for (int j = 0; j < NJ; j++) s[j][2 * a] = s[j][2 * a + 1] = 0.0f;
+                    } else {
+                        alpha = expf(M[a] - mn);  // 0 for the first keys (M = -inf)
+#pragma unroll
+                        for (int j = 0; j < NJ; j++)
+#pragma unroll
+                            for (int e = 0; e < 2; e++) {
+                                float p = expf(s[j][2 * a + e] - mn);  // 0 where masked
+                                s[j][2 * a + e] = p;
+                                sum += p;
+                            }
+                    }
+                    S[a] = S[a] * alpha + sum;  // this lane's keys; the quad's added at the end
+                    M[a] = mn;
+#pragma unroll
+                    for (int n = 0; n < KS; n++) o[n][2 * a] *= alpha, o[n][2 * a + 1] *= alpha;
+                }
+                // The weights times the values: k-step j is keys 8j..8j+7
+                // of the slice, A column c key 2c and column c + 4 key 2c+1.
+#pragma unroll
+                for (int j = 0; j < NJ; j++) {
+                    u32 ph[4], pl[4];
+                    am_split(s[j][0], ph[0], pl[0]);
+                    am_split(s[j][2], ph[1], pl[1]);
+                    am_split(s[j][1], ph[2], pl[2]);
+                    am_split(s[j][3], ph[3], pl[3]);
+#pragma unroll
+                    for (int n = 0; n < KS; n++) {
+                        u32 bh[2], bl[2];
+                        am_split(vt[8 * j * P + 8 * n], bh[0], bl[0]);
+                        am_split(vt[(8 * j + 1) * P + 8 * n], bh[1], bl[1]);
+                        mma3_tf32(o[n], ph, pl, bh, bl);
+                    }
+                }
+            }
+            __syncthreads();  // the tile is used: the next copy may overwrite it
+        }
+    }
+    // Combine the KG key slices of each row: weights exp(M_k - max) / sum.
+#pragma unroll
+    for (int a = 0; a < 2; a++) {
+        S[a] += __shfl_xor_sync(FULL, S[a], 1);
+        S[a] += __shfl_xor_sync(FULL, S[a], 2);
+        if (c == 0) wM[kg][16 * rg + g + 8 * a] = M[a], wS[kg][16 * rg + g + 8 * a] = S[a];
+    }
+    __syncthreads();
+    float wt[2];
+#pragma unroll
+    for (int a = 0; a < 2; a++) {
+        int row = 16 * rg + g + 8 * a;
+        float mx = ninf, tot = 0.0f;
+#pragma unroll
+        for (int k = 0; k < KG; k++) mx = fmaxf(mx, wM[k][row]);
+#pragma unroll
+        for (int k = 0; k < KG; k++)
+            if (wM[k][row] != ninf) tot += wS[k][row] * expf(wM[k][row] - mx);
+        wt[a] = tot > 0.0f && M[a] != ninf ? expf(M[a] - mx) / tot : 0.0f;
+    }
+    float* ob = amShared;  // BQ x P: the rows' outputs (the tiles are used)
+#pragma unroll
+    for (int k = 0; k < KG; k++) {
+        if (kg == k) {
+#pragma unroll
+            for (int a = 0; a < 2; a++) {
+                float* r = ob + (16 * rg + g + 8 * a) * P + 2 * c;
+#pragma unroll
+                for (int n = 0; n < KS; n++) {
+                    float2 v = make_float2(o[n][2 * a] * wt[a], o[n][2 * a + 1] * wt[a]);
+                    if (k > 0) {
+                        float2 u = *(const float2*)&r[8 * n];
+                        v.x += u.x, v.y += u.y;
+                    }
+                    *(float2*)&r[8 * n] = v;
+                }
+            }
+        }
+        __syncthreads();
+    }
+    for (int i = tid; i < BQ * (DIM / 4); i += AM_NT) {
+        int row = i / (DIM / 4), c4 = (i % (DIM / 4)) * 4;
+        if (r0 + row < m)
+            *(float4*)&out[(i64)(r0 + row) * heads * DIM + h * DIM + c4] = *(const float4*)&ob[row * P + c4];
+    }
+}
+
+#define ATTN_MMA(DIM, BQ)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(AM_NT, 1) attn_mma_##DIM##_##BQ(                              \
+        const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,                   \
+        float* __restrict__ out, int heads, int kvHeads, const int* __restrict__ info, int m, float scale,  \
+        int qStride, i64 slotBytes) {                                                                        \
+        pdl_start(); /* the query and the cache rows come from the kernels before */                         \
+        attn_mma<DIM, BQ>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes);              \
+    }
+ATTN_MMA(64, 64)
+ATTN_MMA(64, 32)
+ATTN_MMA(128, 64)
+ATTN_MMA(128, 32)
