@@ -1,0 +1,127 @@
+package cuda_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/apr-llm/apr/backend/cuda"
+	"github.com/apr-llm/apr/internal/testref"
+	"github.com/apr-llm/apr/sample"
+)
+
+// TestSplitDecodeMatchesCPU is TestDecodeMatchesCPU's bar with the split
+// decode attention forced at every position (attnSplitMin 0, a context of
+// 1,024 positions so that the chunks' partials fit): for every shared
+// model file and reference prompt, the GPU's decode step token by token
+// against the CPU engine, the last prompt position's logits within 1e-2 x
+// max|logit| (the bar; the worst is logged) and 32 greedy steps
+// equal.
+func TestSplitDecodeMatchesCPU(t *testing.T) {
+	skipWithoutGPU(t)
+	defer cuda.SetAttnSplitMin(0)()
+	prompts := testref.HFOutputs(t)
+	for _, rel := range tinyModels {
+		t.Run(filepath.Base(rel), func(t *testing.T) {
+			_, e, g := openBoth(t, rel, 1024, nil)
+			worst := 0.0
+			for _, p := range prompts {
+				ids := p.TokenIDs
+				seq := e.NewSequence(len(ids) + 40)
+				want, err := seq.Forward(ids, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []float32
+				g.SetBatchRows(len(ids))
+				for i, id := range ids {
+					if got, err = g.Decode(id, i); err != nil {
+						t.Fatal(err)
+					}
+				}
+				ratio := logitRatio(got, want)
+				worst = max(worst, ratio)
+				if ratio > 1e-2 {
+					t.Errorf("%s: last-position logits differ by %.3g x max|logit|", p.Name, ratio)
+				}
+				same, err := greedySame(seq, g, sample.Argmax(want), sample.Argmax(got), len(ids), 32)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if same < 32 {
+					t.Errorf("%s: greedy continuations differ at step %d", p.Name, same)
+				}
+				t.Logf("%-28s logits |diff| %.3g x max|logit|; greedy GPU == CPU for %d steps", p.Name, ratio, same)
+			}
+			t.Logf("worst last-position logit difference with the split: %.3g x max|logit|", worst)
+		})
+	}
+}
+
+// greedySame decodes up to steps greedy tokens on the CPU sequence and the
+// GPU from the first tokens ct and gt at position pos, and returns how many
+// agree before the first difference.
+func greedySame(seq interface {
+	Forward([]int, bool) ([]float32, error)
+}, g *cuda.Model, ct, gt, pos, steps int) (int, error) {
+	for step := 0; step < steps; step++ {
+		if ct != gt {
+			return step, nil
+		}
+		g.SetBatchRows(1)
+		want, err := seq.Forward([]int{ct}, false)
+		if err != nil {
+			return step, fmt.Errorf("cpu step %d: %w", step, err)
+		}
+		ct = sample.Argmax(want)
+		if gt, err = g.DecodeArgmax(gt, pos+step); err != nil {
+			return step, fmt.Errorf("gpu step %d: %w", step, err)
+		}
+	}
+	return steps, nil
+}
+
+// BenchmarkDecodeLong times the graph decode step at positions p..p+127
+// after a prompt has filled the cache (p = 0, 256, 512, 4096 and 16384), on
+// the synthetic 1.5B Q4_K_M (GGUF numerics) and 1.5B BF16 (transformers'
+// numerics) models with a context of 16,640 positions: what a user with a
+// long prompt sees. APR_ATTN_SPLIT_MIN=-1 runs today's one-block-a-head
+// kernels for comparison.
+func BenchmarkDecodeLong(b *testing.B) {
+	skipWithoutGPU(b)
+	const ctx, fill = 16640, 16384
+	for i, s := range synthCases {
+		if s.name != "1.5B-Q4_K_M" && s.name != "1.5B-BF16-hf" {
+			continue
+		}
+		b.Run(s.name, func(b *testing.B) {
+			g, cfg := loadSynth(b, i, ctx)
+			defer g.Close()
+			rows := make([]cuda.Row, fill)
+			for p := range rows {
+				rows[p] = cuda.Row{Token: (p * 7919) % cfg.VocabSize, Pos: p, Logits: p == fill-1}
+			}
+			if err := g.Forward(rows, make([]float32, cfg.VocabSize)); err != nil {
+				b.Fatal(err)
+			}
+			for _, p := range []int{0, 256, 512, 4096, 16384} {
+				b.Run(fmt.Sprintf("pos=%d", p), func(b *testing.B) {
+					tok := 9707
+					var err error
+					for i := 0; i < 16; i++ { // the graph's capture
+						if tok, err = g.DecodeArgmax(tok%cfg.VocabSize, p+i); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						if tok, err = g.DecodeArgmax(tok%cfg.VocabSize, p+i%128); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+				})
+			}
+		})
+	}
+}

@@ -1,0 +1,134 @@
+package cuda
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/apr-llm/apr/backend/cpu"
+)
+
+func init() {
+	// APR_ATTN_SPLIT_MIN sets attnSplitMin (-1: no split, today's kernels)
+	// and APR_ATTN_SPLIT_CHUNK attnSplitChunk, for before/after figures
+	// in one run.
+	if n, err := strconv.Atoi(os.Getenv("APR_ATTN_SPLIT_MIN")); err == nil {
+		attnSplitMin = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("APR_ATTN_SPLIT_CHUNK")); err == nil {
+		attnSplitChunk = n
+	}
+}
+
+// TestAttentionSplit compares the split decode attention with the CPU
+// backend's attention at 1, 300, 2047 and 5000 keys (one pass of four
+// rows in two slots, and one row alone), head dimensions 128 and 64, GQA
+// groups 6 and 7 (and 2, the tiny shared models'), over an F16 cache with
+// ggml's flash attention and over a float32 cache.
+//
+// With the split forced for every row (attnSplitMin 0) the result is the
+// CPU's Attention computed in another order: float32 scores (the query
+// rounded to F16 over an F16 cache, as the CPU does), softmax and sums,
+// so within 1e-5 of the largest output as TestAttentionF32Passes allows
+// attn_f32_rows. Over an F16 cache it is also held to the bar,
+// 1e-2, against ggml's flash attention (FlashAttentionGGML), whose
+// one-chunk kernel rounds its accumulator to F16 at every key. With the
+// default threshold, rows of at most attnSplitMin keys run today's
+// kernels through the fin kernel: over an F16 cache bit for bit as
+// FlashAttentionGGML.
+func TestAttentionSplit(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(51, 52))
+	be := cpu.New(2)
+	defer be.Close()
+	const ctx, slots = 5120, 2
+	defer func(n int) { attnSplitMin = n }(attnSplitMin)
+	def := max(attnSplitMin, 0)
+	pass := []Row{{Slot: 1, Pos: 0}, {Slot: 0, Pos: 299}, {Slot: 1, Pos: 2046}, {Slot: 0, Pos: 4999}}
+	for _, sh := range []struct{ heads, kvHeads, dim int }{{12, 2, 128}, {14, 2, 64}, {28, 4, 128}, {12, 2, 64}, {2, 1, 64}} {
+		for _, f16 := range []bool{true, false} {
+			elem := 4
+			if f16 {
+				elem = 2
+			}
+			kvDim := sh.kvHeads * sh.dim
+			qStride := sh.heads*sh.dim + 2*kvDim
+			caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, f16)
+			a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx,
+				scale: float32(1 / math.Sqrt(float64(sh.dim))), f16: f16, fa: f16, qStride: qStride, slotBytes: ctx * kvDim * elem}
+			for _, rows := range [][]Row{pass, {{Slot: 0, Pos: 4999}}} {
+				m, qDim := len(rows), sh.heads*sh.dim
+				q, qs, rc, rp := passQueries(r, rows, caches, qDim, qStride)
+				plain, ggml := make([]float32, len(q)), make([]float32, len(q))
+				be.Attention(plain, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
+				be.FlashAttentionGGML(ggml, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
+				qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
+				scores := b.poisoned(4 * m * sh.heads * ctx)
+				for _, lim := range []int{0, def} {
+					attnSplitMin = lim
+					out := b.poisoned(4 * len(q))
+					if ok, err := d.attnSplit(qd, kc, vc, out, scores, info, passp, a, m); err != nil || !ok {
+						t.Fatalf("attnSplit: ran %v, %v", ok, err)
+					}
+					got := b.readFloats(out, len(q))
+					for i, row := range rows {
+						what := fmt.Sprintf("%dx%d dim %d f16 %v min %d pass %d: %d keys", sh.heads, sh.kvHeads, sh.dim, f16, lim, m, row.Pos+1)
+						g, p, f := got[i*qDim:(i+1)*qDim], plain[i*qDim:(i+1)*qDim], ggml[i*qDim:(i+1)*qDim]
+						switch {
+						case row.Pos+1 > lim:
+							compare(t, what+" (split) vs Attention", g, p, 1e-5)
+							if f16 {
+								compare(t, what+" (split) vs FlashAttentionGGML", g, f, 1e-2)
+							}
+						case f16:
+							compare(t, what+" (today's attention_fa)", g, f, 0)
+						default:
+							compare(t, what+" (today's attn_f32_dec)", g, p, 1e-5)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestSplitChunk checks the chunk sizes the host picks: the smallest
+// multiple of 32 from attnSplitChunk whose partials fit the scratch, none
+// for a context too short to hold them.
+func TestSplitChunk(t *testing.T) {
+	defer func(c int) { attnSplitChunk = c }(attnSplitChunk)
+	attnSplitChunk = 64
+	for _, c := range []struct{ ctx, dim, want int }{
+		{5120, 128, 160}, {5120, 64, 96}, {16640, 128, 160}, {1024, 64, 96}, {64, 64, 0}, {200, 128, 224}, {100, 128, 0}, {32768, 64, 96},
+	} {
+		got := splitChunk(c.ctx, c.dim)
+		if got != c.want {
+			t.Errorf("splitChunk(%d, %d) = %d, want %d", c.ctx, c.dim, got, c.want)
+		}
+		if got > 0 && ceilDiv(c.ctx, got)*(c.dim+4) > c.ctx {
+			t.Errorf("splitChunk(%d, %d) = %d: partials overflow the scratch", c.ctx, c.dim, got)
+		}
+	}
+}
+
+// TestSplitKernelsInPTX checks, without a GPU, that the split kernels are
+// entries of the embedded PTX (it fails until kernels/kernels.ptx is
+// regenerated; attention then runs today's kernels).
+func TestSplitKernelsInPTX(t *testing.T) {
+	names := []string{"attn_split_fin_fa"}
+	for _, m := range []map[int]string{attnSplitKernels[true], attnSplitKernels[false], attnSplitFinF32} {
+		for _, n := range m {
+			names = append(names, n)
+		}
+	}
+	for _, n := range names {
+		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
+			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)
+		}
+	}
+}
