@@ -27,15 +27,16 @@ func init() {
 
 // TestAttentionF32Passes compares attention over a float32 cache
 // (transformers' numerics) with the CPU backend's Attention for passes of
-// one row (as decode steps run: attnF32Decode) and of 64, 65, 512 and 779
+// one row (as decode steps run: attnF32Decode), of 64, 65, 512 and 779
 // rows of three slots (passRows: prompt rows, interleaved rows of two
-// slots, blocks mixing slots), head dims 128 and 64 with GQA groups 3, 7
-// and 1: the row-tiled attn_f32_rows kernels (all keys a block, and key
-// ranges of 256 and 192 positions merged by attn_f32_merge), the
-// tensor-core attn_mma kernels (blocks of 64 and 32 rows; passes of 64
-// rows and more) and, as a control, attention (a block per row and head). Both differ from the CPU
-// by float32 rounding only (softmax in float32 or double, sums in other
-// orders): within 1e-5 of the largest output.
+// slots, blocks mixing slots) and a one-slot prompt of 300 rows, head dims
+// 128 and 64 with GQA groups 3, 7 and 1: the row-tiled attn_f32_rows
+// kernels (all keys a block, and key ranges of 256 and 192 positions
+// merged by attn_f32_merge), the tensor-core attn_mma kernels (blocks of
+// 64 and 32 rows; passes of 64 rows and more) and, as a control,
+// attention (a block per row and head). All differ from the CPU by float32
+// rounding only (softmax in float32 or double, sums in other orders, 3xTF32
+// products): within 1e-5 of the largest output.
 func TestAttentionF32Passes(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
@@ -54,7 +55,11 @@ func TestAttentionF32Passes(t *testing.T) {
 		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
 			qStride: qStride, slotBytes: slotBytes}
 		one := [][]Row{{{Slot: 1, Pos: 300}}, {{Slot: 2, Pos: 0}}, {{Slot: 0, Pos: ctx - 1}}}
-		for _, rows := range append(one, passRows(7), passRows(64), passRows(65), passRows(512), passRows(779)) {
+		prompt := make([]Row, 300) // one slot's prompt: partial row and key tiles
+		for p := range prompt {
+			prompt[p] = Row{Slot: 1, Pos: p}
+		}
+		for _, rows := range append(one, passRows(7), passRows(64), passRows(65), passRows(512), passRows(779), prompt) {
 			m := len(rows)
 			q, qs, rc, rp := passQueries(r, rows, caches, sh.heads*sh.dim, qStride)
 			want := make([]float32, len(q))
