@@ -149,11 +149,13 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
             if (k0 <= wl) {
                 const float* kt = ksm + (t & 1) * AM_KT * P + (kg * NKW + g) * P + c;
                 const float* vt = vsm + (t & 1) * AM_KT * P + (kg * NKW + 2 * c) * P + g;
-                float s[NJ][4];
+                // Scores: hi x hi and the lo terms in separate accumulators
+                // (twice the independent chains of products).
+                float s[NJ][4], sl[NJ][4];
 #pragma unroll
                 for (int j = 0; j < NJ; j++)
 #pragma unroll
-                    for (int e = 0; e < 4; e++) s[j][e] = 0.0f;
+                    for (int e = 0; e < 4; e++) s[j][e] = sl[j][e] = 0.0f;
 #pragma unroll
                 for (int ks = 0; ks < KS; ks++) {
                     const u32 ah[4] = {qfh[8 * ks], qfh[8 * P + 8 * ks], qfh[8 * ks + 4], qfh[8 * P + 8 * ks + 4]};
@@ -163,9 +165,15 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
                         u32 bh[2], bl[2];
                         am_split(kt[8 * j * P + 8 * ks], bh[0], bl[0]);
                         am_split(kt[8 * j * P + 8 * ks + 4], bh[1], bl[1]);
-                        mma3_tf32(s[j], ah, al, bh, bl);
+                        mma_tf32(sl[j], al, bh);
+                        mma_tf32(sl[j], ah, bl);
+                        mma_tf32(s[j], ah, bh);
                     }
                 }
+#pragma unroll
+                for (int j = 0; j < NJ; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) s[j][e] += sl[j][e];
                 // The online softmax step of rows g (a = 0) and g + 8 (a =
                 // 1): element (j, 2a + e) is key k0 + 8j + 2c + e.
 #pragma unroll
@@ -269,15 +277,17 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
     }
 }
 
-#define ATTN_MMA(DIM, BQ)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(AM_NT, 1) attn_mma_##DIM##_##BQ(                              \
+// MINB: blocks an SM should hold (head dim 64: two, within 128 registers
+// a thread and half the shared memory).
+#define ATTN_MMA(DIM, BQ, MINB)                                                                              \
+    extern "C" __global__ void __launch_bounds__(AM_NT, MINB) attn_mma_##DIM##_##BQ(                           \
         const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,                   \
         float* __restrict__ out, int heads, int kvHeads, const int* __restrict__ info, int m, float scale,  \
         int qStride, i64 slotBytes) {                                                                        \
         pdl_start(); /* the query and the cache rows come from the kernels before */                         \
         attn_mma<DIM, BQ>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes);              \
     }
-ATTN_MMA(64, 64)
-ATTN_MMA(64, 32)
-ATTN_MMA(128, 64)
-ATTN_MMA(128, 32)
+ATTN_MMA(64, 64, 2)
+ATTN_MMA(64, 32, 2)
+ATTN_MMA(128, 64, 1)
+ATTN_MMA(128, 32, 1)
