@@ -78,8 +78,12 @@ func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArg
 	if !a.f16 {
 		elem = 4
 	}
+	pp := devptr(0) // the F16 cache's kernels skip passes of 64 rows or more (ggml's tiled kernel)
+	if a.f16 {
+		pp = passp
+	}
 	err := d.launch2(name, a.kvHeads*chunks, m, 256, splitShared(a.dim, elem, chunk, group),
-		q, kc, vc, scores, a.heads, a.kvHeads, info, a.scale, a.qStride, int64(a.slotBytes), a.ctx, attnSplitMin, chunk)
+		q, kc, vc, scores, a.heads, a.kvHeads, info, a.scale, a.qStride, int64(a.slotBytes), a.ctx, attnSplitMin, chunk, pp)
 	if err != nil {
 		return true, err
 	}

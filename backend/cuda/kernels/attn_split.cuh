@@ -23,7 +23,10 @@
 //
 // attn_split_fin_{fa,f32_DIM}: grid (heads, rows), AS_NT threads. A row of
 // at most minKeys keys runs today's kernel unchanged (attention_fa's body:
-// ggml's numerics, bit for bit as the CPU; attn_f32_dec's body); a longer
+// ggml's numerics, bit for bit as the CPU; attn_f32_dec's body), as does,
+// over an F16 cache, every row of a pass of 64 rows or more (*passp: ggml
+// then runs its tiled kernel; the split kernel reads passp too, null for
+// the float32 cache, and skips such passes); a longer
 // row combines its chunks' partials: out = sum_c e^(M_c - M) o_c / sum_c
 // e^(M_c - M) S_c with M the largest M_c.
 //
@@ -91,7 +94,8 @@ template <int DIM, bool F16>
 __device__ __forceinline__ void attn_split_body(const float* __restrict__ q, const u8* __restrict__ kc,
                                                 const u8* __restrict__ vc, float* __restrict__ part, int heads,
                                                 int kvHeads, const int* __restrict__ info, float scale,
-                                                int qStride, i64 slotBytes, int ctx, int minKeys, int chunk) {
+                                                int qStride, i64 slotBytes, int ctx, int minKeys, int chunk,
+                                                const int* __restrict__ passp) {
     constexpr int ELEM = F16 ? 2 : 4, RB = DIM * ELEM, RS = RB + 16, PE = 16 / ELEM;
     constexpr int NP = 512 / DIM;  // key parts of the P.V step (element pairs x parts = AS_NT)
     const float ninf = __uint_as_float(0xff800000u);
@@ -99,7 +103,9 @@ __device__ __forceinline__ void attn_split_body(const float* __restrict__ q, con
     int n = ROW_POS(info, r) + 1;
     int kvh = blockIdx.x % kvHeads, c = blockIdx.x / kvHeads;
     int j0 = c * chunk;
-    if (n <= minKeys || j0 >= n) return;  // today's kernel (fin) or no key in the chunk
+    // Today's kernel (fin) takes rows of few keys and, over an F16 cache,
+    // passes of 64 rows or more (ggml's tiled kernel); no key in the chunk.
+    if (n <= minKeys || j0 >= n || (passp != nullptr && *passp >= 64)) return;
     int nk = min(chunk, n - j0);
     int group = heads / kvHeads;
     extern __shared__ __align__(16) u8 asShared[];
@@ -210,12 +216,12 @@ __device__ __forceinline__ void attn_split_body(const float* __restrict__ q, con
 #define ATTN_SPLIT_PARAMS                                                                                   \
     const float *__restrict__ q, const u8 *__restrict__ kc, const u8 *__restrict__ vc,                      \
         float *__restrict__ part, int heads, int kvHeads, const int *__restrict__ info, float scale,        \
-        int qStride, i64 slotBytes, int ctx, int minKeys, int chunk
+        int qStride, i64 slotBytes, int ctx, int minKeys, int chunk, const int *__restrict__ passp
 #define ATTN_SPLIT(NAME, DIM, F16)                                                                          \
     extern "C" __global__ void __launch_bounds__(AS_NT) NAME(ATTN_SPLIT_PARAMS) {                           \
         pdl_start(); /* the query and the cache rows come from the kernels before */                        \
         attn_split_body<DIM, F16>(q, kc, vc, part, heads, kvHeads, info, scale, qStride, slotBytes, ctx,    \
-                                  minKeys, chunk);                                                          \
+                                  minKeys, chunk, passp);                                                   \
     }
 ATTN_SPLIT(attn_split_f16_64, 64, true)
 ATTN_SPLIT(attn_split_f16_128, 128, true)
@@ -267,7 +273,7 @@ __device__ __forceinline__ void attn_split_merge(const float* __restrict__ part,
 extern "C" __global__ void attn_split_fin_fa(ATTN_FA_PARAMS, int minKeys, int chunk) {
     pdl_start();
     int r = blockIdx.y, n = ROW_POS(info, r) + 1;
-    if (n <= minKeys) {
+    if (n <= minKeys || *passp >= 64) {
         attention_fa_body<false>(ATTN_FA_ARGS);
         return;
     }
