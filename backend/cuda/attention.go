@@ -139,11 +139,15 @@ var attnF32Decode = true
 // attnMMA runs the passes of attnF32MinRows rows and more over a float32
 // cache on attn_mma (kernels/attn_mma.cuh: 3xTF32 tensor-core products,
 // float32-level results) instead of attn_f32_rows, where the PTX has it.
-// A variable for the tests and benchmarks (APR_CUDA_TUNE=noattnmma).
+// A variable for the tests and benchmarks (APR_CUDA_TUNE=noattnmma). H100
+// (f096c09, BenchmarkAttentionF32, one pp512 layer): 1.5B 115 -> 60.5 us,
+// 0.5B 64.9 -> 35.9 us; BenchmarkPrefillAttention -hf pp512: 1.5B 49.1k ->
+// 54.1k tok/s, 0.5B 109.4k -> 119.0k.
 var attnMMA = true
 
 // attnMMARows is the query rows of an attn_mma block (64 or 32: the
-// kernels compiled); APR_CUDA_TUNE=attnmma32 picks 32.
+// kernels compiled); APR_CUDA_TUNE=attnmma32 picks 32 (not yet measured:
+// the one device run took 64 for both by a test bug).
 var attnMMARows = 64
 
 // attnMMAKey picks an attn_mma kernel: head dimension and rows a block.

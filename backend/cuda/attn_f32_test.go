@@ -78,7 +78,10 @@ func TestAttentionF32Passes(t *testing.T) {
 					continue // attn_mma takes passes of 64 rows and more
 				}
 				attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec = v.minRows, v.split, v.minRows == 64, v.few
-				attnMMA, attnMMARows = v.mmaRows > 0, max(v.mmaRows, 64)
+				attnMMA = v.mmaRows > 0
+				if attnMMA {
+					attnMMARows = v.mmaRows
+				}
 				at := a
 				if m > 1 {
 					at.pass = m // one row: as the decode graph launches it

@@ -42,7 +42,7 @@ func BenchmarkAttentionF32(b *testing.B) {
 				runtime.LockOSThread()
 				defer runtime.UnlockOSThread()
 				d.drv.cuCtxSetCurrent(d.ctx)
-				defer SetAttnMMA(v.mmaRows > 0, max(v.mmaRows, 64))()
+				defer SetAttnMMA(v.mmaRows > 0, v.mmaRows)()
 				defer func(s int) { attnF32Split = s }(attnF32Split)
 				attnF32Split = v.split
 				run := func(n int) {

@@ -49,7 +49,7 @@ func BenchmarkPrefillAttention(b *testing.B) {
 				for _, v := range variants {
 					b.Run(fmt.Sprintf("%s/round%d", v.name, round), func(b *testing.B) {
 						defer cuda.SetAttentionLegacy(v.legacy)()
-						defer cuda.SetAttnMMA(v.mmaRows > 0, max(v.mmaRows, 64))()
+						defer cuda.SetAttnMMA(v.mmaRows > 0, v.mmaRows)()
 						if err := g.Forward(rows, logits); err != nil { // warm-up
 							b.Fatal(err)
 						}
