@@ -11,6 +11,9 @@ type attnArgs struct {
 	// flash-attention kernel, run by the row-tiled kernels where the head
 	// dimension has one (faRowsKernels), else by attention_fa_tiled.
 	pass int
+	// long says that a row of the pass may have more than attnSplitMin
+	// keys (Model.long): only then is the split attention launched.
+	long bool
 }
 
 // faRowsKernels are the row-tiled flash-attention kernels (ggml's tiled

@@ -52,7 +52,7 @@ func TestFlashAttentionPasses(t *testing.T) {
 		slotBytes := ctx * kvDim * 2
 		caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, true)
 		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
-			f16: true, fa: true, qStride: qStride, slotBytes: slotBytes}
+			f16: true, fa: true, qStride: qStride, slotBytes: slotBytes, long: true}
 		for _, rows := range [][]Row{decode, passRows(64), passRows(65), passRows(512), passRows(779)} {
 			m := len(rows)
 			q, qs, rc, rp := passQueries(r, rows, caches, sh.heads*sh.dim, qStride)

@@ -53,7 +53,7 @@ func TestAttentionF32Passes(t *testing.T) {
 		slotBytes := ctx * kvDim * 4
 		caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, false)
 		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
-			qStride: qStride, slotBytes: slotBytes}
+			qStride: qStride, slotBytes: slotBytes, long: true}
 		one := [][]Row{{{Slot: 1, Pos: 300}}, {{Slot: 2, Pos: 0}}, {{Slot: 0, Pos: ctx - 1}}}
 		prompt := make([]Row, 300) // one slot's prompt: partial row and key tiles
 		for p := range prompt {
@@ -103,7 +103,7 @@ func TestAttentionF32Passes(t *testing.T) {
 func TestNewKernelsInPTX(t *testing.T) {
 	for _, n := range []string{"attn_f32_rows_64", "attn_f32_rows_128", "attn_f32_merge", "attn_mma_64_64", "attn_mma_64_32",
 		"attn_mma_128_64", "attn_mma_128_32", "attn_f32_dec_64", "attn_f32_dec_128", "blas_split_bf16", "blas_split_f16", "blas_bias",
-		"blas_silu_split_bf16", "blas_silu_split_f16"} {
+		"blas_silu_split_bf16", "blas_silu_split_f16", "rmsnorm_split_bf16", "rmsnorm_split_f16", "blas_sum"} {
 		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
 			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)
 		}

@@ -5,8 +5,12 @@ package cuda
 // decode graph included) runs split over chunks of keys
 // (kernels/attn_split.cuh) instead of one block a head; rows of at most
 // attnSplitMin keys run today's kernels unchanged (bit for bit as the
-// CPU with GGUF numerics). The choice is made on the device from each
-// row's position. Negative: no split. A variable for the tests and
+// CPU with GGUF numerics). The host launches the split kernels only for
+// passes with a row of more keys (Model.long: the decode graph of such
+// steps is a second graph), so short contexts pay no extra launch; inside
+// a pass the choice is made on the device from each row's position (the
+// tests launch the split for every pass: attnArgs.long). Negative: no
+// split. A variable for the tests and
 // benchmarks (TestFlashAttentionPasses' one-chunk rows reach 302 keys).
 var attnSplitMin = 384
 
@@ -58,7 +62,7 @@ func splitShared(dim, elem, chunk, group int) int {
 // heads a KV head, with ggml's flash attention over an F16 cache or
 // attn_f32_dec's float32 cache.
 func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArgs, m int) (bool, error) {
-	if attnSplitMin < 0 || a.ctx <= attnSplitMin || a.kvHeads < 1 || a.heads%a.kvHeads != 0 ||
+	if !a.long || attnSplitMin < 0 || a.ctx <= attnSplitMin || a.kvHeads < 1 || a.heads%a.kvHeads != 0 ||
 		a.heads/a.kvHeads > attnSplitGroupMax || a.qStride%4 != 0 {
 		return false, nil
 	}

@@ -60,7 +60,7 @@ func TestAttentionSplit(t *testing.T) {
 			qStride := sh.heads*sh.dim + 2*kvDim
 			caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, f16)
 			a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx,
-				scale: float32(1 / math.Sqrt(float64(sh.dim))), f16: f16, fa: f16, qStride: qStride, slotBytes: ctx * kvDim * elem}
+				scale: float32(1 / math.Sqrt(float64(sh.dim))), f16: f16, fa: f16, qStride: qStride, slotBytes: ctx * kvDim * elem, long: true}
 			for _, rows := range [][]Row{pass, {{Slot: 0, Pos: 4999}}} {
 				m, qDim := len(rows), sh.heads*sh.dim
 				q, qs, rc, rp := passQueries(r, rows, caches, qDim, qStride)

@@ -18,7 +18,10 @@ const maxPassGraphs = 64
 
 // passKey is a pass's shape: m rows, the first n of whose selected rows
 // get logits.
-type passKey struct{ m, n int }
+type passKey struct {
+	m, n int
+	long bool // Model.long: the split decode attention in the graph
+}
 
 // passGraphs are a Model's captured passes of more than one row. The
 // kernels read every row's token, position and slot and the selection of
@@ -38,7 +41,7 @@ func (g *Model) runPass(m, n int) error {
 	if g.opts.NoGraph || m > passGraphRows || n > g.logitRows {
 		return g.enqueuePass(m, n)
 	}
-	k := passKey{m, n}
+	k := passKey{m, n, g.long}
 	exec, ok := g.graphs.exec[k]
 	if !ok {
 		if g.graphs.seen == nil {

@@ -418,7 +418,7 @@ func TestAttention(t *testing.T) {
 		// the launch when hostPass (the tiled-only kernel from 64 rows).
 		run := func(what string, fa bool, pass int, hostPass bool, tol float64) {
 			a := attnArgs{heads: heads, kvHeads: kvHeads, dim: dim, ctx: ctx, scale: float32(1 / math.Sqrt(dim)),
-				f16: f16, fa: fa, qStride: qStride, slotBytes: slotBytes}
+				f16: f16, fa: fa, qStride: qStride, slotBytes: slotBytes, long: true}
 			if hostPass {
 				a.pass = pass
 			}

@@ -92,11 +92,18 @@ type Model struct {
 	// logits are wanted. The decode graph reads it too.
 	state     devptr
 	stateHost []int32
-	exec      uintptr
-	rows      int        // SetBatchRows
-	graphs    passGraphs // captured passes of several rows (graphs.go)
-	host      []float32  // HostFloats' page-locked memory
-	picker    *selector  // ForwardPick's (topk.go)
+	// exec is the captured decode step, for rows of at most attnSplitMin
+	// keys ([0]) and of more ([1], with the split attention).
+	exec [2]uintptr
+	// long says that a row of the pass in the state has more keys than
+	// attnSplitMin: its decode attention is the split one (attnSplit).
+	// The graphs of the two differ (passKey, exec), so a short context's
+	// steps pay no split launch.
+	long   bool
+	rows   int        // SetBatchRows
+	graphs passGraphs // captured passes of several rows (graphs.go)
+	host   []float32  // HostFloats' page-locked memory
+	picker *selector  // ForwardPick's (topk.go)
 
 	allocs []devptr
 }
@@ -363,9 +370,11 @@ func (g *Model) Close() {
 }
 
 func (g *Model) freeAll() {
-	if g.exec != 0 {
-		g.dev.drv.cuGraphExecDestroy(g.exec)
-		g.exec = 0
+	for i, e := range g.exec {
+		if e != 0 {
+			g.dev.drv.cuGraphExecDestroy(e)
+			g.exec[i] = 0
+		}
 	}
 	g.freeGraphs()
 	g.freeHost()
@@ -477,7 +486,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 	qkvDim := qDim + 2*kvDim
 	at := attnArgs{heads: cfg.NumHeads, kvHeads: cfg.NumKVHeads, dim: cfg.HeadDim, ctx: g.ctx,
 		scale: float32(1 / math.Sqrt(float64(cfg.HeadDim))), f16: f16, fa: g.opts.FlashAttention && f16,
-		qStride: qkvDim, slotBytes: g.slotBytes, pass: pass}
+		qStride: qkvDim, slotBytes: g.slotBytes, pass: pass, long: g.long}
 	if hidden != nil {
 		// The host's hidden states entering the first layer on the device.
 		r := d.drv.cuMemcpyHtoDAsync(g.x, unsafe.Pointer(&hidden[0]), uintptr(4*m*h), d.stream)
@@ -587,7 +596,7 @@ func (g *Model) capture() error {
 		return fmt.Errorf("cuda: capture the decode step: %w", err)
 	}
 	defer d.drv.cuGraphDestroy(graph)
-	return d.drv.check("cuGraphInstantiate", d.drv.cuGraphInstantiate(&g.exec, graph, 0))
+	return d.drv.check("cuGraphInstantiate", d.drv.cuGraphInstantiate(&g.exec[boolInt(g.long)], graph, 0))
 }
 
 // check validates a row.
@@ -610,8 +619,9 @@ func (g *Model) setState(pass int, rows []Row) (int, error) {
 	s[0], s[1], s[2], s[3] = int32(pass), 0, 0, 0
 	m := len(rows)
 	sel := s[4+4*m:]
-	n := 0
+	n, last := 0, 0
 	for i, r := range rows {
+		last = max(last, r.Pos)
 		s[4+4*i], s[5+4*i], s[6+4*i], s[7+4*i] = int32(r.Token), int32(r.Pos), int32(r.Slot), 0
 		if r.Logits {
 			sel[n] = int32(i)
@@ -621,6 +631,7 @@ func (g *Model) setState(pass int, rows []Row) (int, error) {
 	if m == 1 && n == 0 {
 		sel[0] = 0 // the decode graph's head reads one row
 	}
+	g.long = attnSplitMin >= 0 && last+1 > attnSplitMin
 	d := g.dev
 	r := d.drv.cuMemcpyHtoDAsync(g.state, unsafe.Pointer(&s[0]), uintptr(4*(4+4*m+max(n, 1))), d.stream)
 	return n, d.drv.check("cuMemcpyHtoDAsync (pass state)", r)
@@ -642,13 +653,13 @@ func (g *Model) step(r Row, pass int) error {
 	if g.opts.NoGraph {
 		return g.decodeStep()
 	}
-	if g.exec == 0 {
+	if g.exec[boolInt(g.long)] == 0 {
 		if err := g.capture(); err != nil {
 			return err
 		}
 	}
 	d := g.dev
-	return d.drv.check("cuGraphLaunch", d.drv.cuGraphLaunch(g.exec, d.stream))
+	return d.drv.check("cuGraphLaunch", d.drv.cuGraphLaunch(g.exec[boolInt(g.long)], d.stream))
 }
 
 // SetBatchRows tells the following Decode and DecodeArgmax calls how many
