@@ -14,6 +14,27 @@ package cuda
 // benchmarks (TestFlashAttentionPasses' one-chunk rows reach 302 keys).
 var attnSplitMin = 384
 
+// attnSplitMinGGML is attnSplitMin for an F16 cache with ggml's flash
+// attention (GGUF numerics). The split accumulates each chunk's values in
+// float32, where ggml's CPU kernel (and the CPU engine, llama.cpp's CPU
+// reference) rounds its accumulator to F16 at every key: past a few
+// hundred keys the two differ by ~1e-2 x max|logit| on the shared models
+// (raw_long_code's greedy continuation parts at its 5th step with the
+// split at 384: H100 run of 2026-11-26), so GGUF models keep ggml's
+// one-block kernel up to 1,024 keys (every reference prompt) and take the
+// split past it, where one block a head costs most (1.5B Q4_K_M on an
+// H100: 133 -> 621 tok/s at position 4,096).
+var attnSplitMinGGML = 1024
+
+// splitMin is the split's threshold for an F16 cache (ggml's numerics) or
+// a float32 one.
+func splitMin(f16 bool) int {
+	if f16 {
+		return attnSplitMinGGML
+	}
+	return attnSplitMin
+}
+
 // attnSplitChunk is the fewest keys a block of the split takes; the host
 // raises it (by 32) until the chunks' partial results fit the attention
 // scratch (splitChunk).
@@ -62,7 +83,8 @@ func splitShared(dim, elem, chunk, group int) int {
 // heads a KV head, with ggml's flash attention over an F16 cache or
 // attn_f32_dec's float32 cache.
 func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArgs, m int) (bool, error) {
-	if !a.long || attnSplitMin < 0 || a.ctx <= attnSplitMin || a.kvHeads < 1 || a.heads%a.kvHeads != 0 ||
+	lim := splitMin(a.f16)
+	if !a.long || lim < 0 || a.ctx <= lim || a.kvHeads < 1 || a.heads%a.kvHeads != 0 ||
 		a.heads/a.kvHeads > attnSplitGroupMax || a.qStride%4 != 0 {
 		return false, nil
 	}
@@ -87,7 +109,7 @@ func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		pp = passp
 	}
 	err := d.launch2(name, a.kvHeads*chunks, m, 256, splitShared(a.dim, elem, chunk, group),
-		q, kc, vc, scores, a.heads, a.kvHeads, info, a.scale, a.qStride, int64(a.slotBytes), a.ctx, attnSplitMin, chunk, pp)
+		q, kc, vc, scores, a.heads, a.kvHeads, info, a.scale, a.qStride, int64(a.slotBytes), a.ctx, lim, chunk, pp)
 	if err != nil {
 		return true, err
 	}
@@ -96,10 +118,10 @@ func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		// attention_fa's one-chunk shared memory (see attention).
 		merge = max(merge, 4*(2*a.dim+64+64*(a.dim+1)), 4*(a.dim+256)+2*2*256*(a.dim+2))
 		return true, d.launch2(fin, a.heads, m, 256, merge, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
-			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), attnSplitMin, chunk)
+			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), lim, chunk)
 	}
 	return true, d.launch2(fin, a.heads, m, 256, merge, q, kc, vc, out, scores, a.heads, a.kvHeads, info, a.scale,
-		a.qStride, int64(a.slotBytes), a.ctx, attnSplitMin, chunk)
+		a.qStride, int64(a.slotBytes), a.ctx, lim, chunk)
 }
 
 // attnF32FinName is the float32 cache's fin kernel for head dimension dim

@@ -5,7 +5,7 @@ package cuda
 // old value back. Graphs captured before keep the value they were
 // captured with.
 func SetAttnSplitMin(n int) (restore func()) {
-	old := attnSplitMin
-	attnSplitMin = n
-	return func() { attnSplitMin = old }
+	old, oldGGML := attnSplitMin, attnSplitMinGGML
+	attnSplitMin, attnSplitMinGGML = n, n
+	return func() { attnSplitMin, attnSplitMinGGML = old, oldGGML }
 }
