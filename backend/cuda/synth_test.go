@@ -2,6 +2,7 @@ package cuda_test
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -208,6 +209,51 @@ func BenchmarkPrefillSynthetic(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
+
+// BenchmarkPrefillVariants times BenchmarkPrefillSynthetic's pp512 on the
+// BF16 models with transformers' numerics (what `bench -gpu` runs for
+// SafeTensors) under APR_CUDA_TUNE choices in one process, so that every
+// choice is timed on one loaded model and in the same run as the default:
+// the stacked cuBLAS products and RMSNorm's split (nostack,nonormsplit),
+// the tensor-core attention (noattnmma) and its 32-row blocks
+// (attnmma32), two rounds each.
+func BenchmarkPrefillVariants(b *testing.B) {
+	skipWithoutGPU(b)
+	const n = 512
+	variants := []string{"", "nostack,nonormsplit", "noattnmma", "nostack,nonormsplit,noattnmma", "attnmma32", "stackall"}
+	for _, i := range []int{7, 6} {
+		b.Run(synthCases[i].name, func(b *testing.B) {
+			g, cfg := loadSynth(b, i, n)
+			defer g.Close()
+			rows := make([]cuda.Row, n)
+			for p := range rows {
+				rows[p] = cuda.Row{Token: (p * 7919) % cfg.VocabSize, Pos: p, Logits: p == n-1}
+			}
+			logits := make([]float32, cfg.VocabSize)
+			for round := 1; round <= 2; round++ {
+				for _, v := range variants {
+					name := v
+					if name == "" {
+						name = "default"
+					}
+					b.Run(fmt.Sprintf("round=%d/%s", round, name), func(b *testing.B) {
+						defer cuda.SetTune(v)()
+						if err := g.Forward(rows, logits); err != nil { // warm-up
+							b.Fatal(err)
+						}
+						b.ResetTimer()
+						for i := 0; i < b.N; i++ {
+							if err := g.Forward(rows, logits); err != nil {
+								b.Fatal(err)
+							}
+						}
+						b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+					})
+				}
+			}
 		})
 	}
 }

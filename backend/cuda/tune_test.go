@@ -15,7 +15,12 @@ import (
 // every cuBLAS product stacked: blasStacks) and "nonormsplit" (RMSNorm
 // leaves the split for cuBLAS to blas_split).
 func init() {
-	for _, f := range strings.Split(os.Getenv("APR_CUDA_TUNE"), ",") {
+	applyTune(os.Getenv("APR_CUDA_TUNE"))
+}
+
+// applyTune sets the choices that flags (APR_CUDA_TUNE's syntax) name.
+func applyTune(flags string) {
+	for _, f := range strings.Split(flags, ",") {
 		switch f {
 		case "nopdl":
 			pdlEnabled = false
@@ -50,4 +55,27 @@ func init() {
 			mvSpread, _ = strconv.Atoi(v)
 		}
 	}
+}
+
+// SetTune applies flags (APR_CUDA_TUNE's syntax) for a benchmark that
+// compares choices inside one process; restore puts every choice back.
+// Passes of more rows than passGraphRows (prompts) follow it at once;
+// graphs captured before keep what they were captured with.
+func SetTune(flags string) (restore func()) {
+	saved := []func(){
+		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
+		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
+	}
+	applyTune(flags)
+	return func() {
+		for _, r := range saved {
+			r()
+		}
+	}
+}
+
+// save returns a function that puts *p's current value back.
+func save[T any](p *T) func() {
+	v := *p
+	return func() { *p = v }
 }
