@@ -149,9 +149,11 @@ var attnF32Decode = true
 var attnMMA = true
 
 // attnMMARows is the query rows of an attn_mma block (64 or 32: the
-// kernels compiled); APR_CUDA_TUNE=attnmma32 picks 32 (not yet measured:
-// the one device run took 64 for both by a test bug).
-var attnMMARows = 64
+// kernels compiled; APR_CUDA_TUNE=attnmma64 picks 64). 32: a pp512 pass of
+// 12 heads is 192 blocks instead of 96 on an H100's 132 SMs
+// (BenchmarkPrefillVariants, H100, two rounds: 1.5B BF16-hf 53.8k, 54.0k
+// -> 57.5k, 57.5k tok/s; 0.5B 120.7k, 118.9k -> 114.4k, 123.5k).
+var attnMMARows = 32
 
 // attnMMAKey picks an attn_mma kernel: head dimension and rows a block.
 type attnMMAKey struct{ dim, rows int }

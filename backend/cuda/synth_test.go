@@ -218,12 +218,12 @@ func BenchmarkPrefillSynthetic(b *testing.B) {
 // SafeTensors) under APR_CUDA_TUNE choices in one process, so that every
 // choice is timed on one loaded model and in the same run as the default:
 // the stacked cuBLAS products and RMSNorm's split (nostack,nonormsplit),
-// the tensor-core attention (noattnmma) and its 32-row blocks
-// (attnmma32), two rounds each.
+// the tensor-core attention (noattnmma) and its 64-row blocks
+// (attnmma64), two rounds each.
 func BenchmarkPrefillVariants(b *testing.B) {
 	skipWithoutGPU(b)
 	const n = 512
-	variants := []string{"", "nostack,nonormsplit", "noattnmma", "nostack,nonormsplit,noattnmma", "attnmma32", "stackall"}
+	variants := []string{"", "nostack,nonormsplit", "noattnmma", "nostack,nonormsplit,noattnmma", "attnmma64", "stackall"}
 	for _, i := range []int{7, 6} {
 		b.Run(synthCases[i].name, func(b *testing.B) {
 			g, cfg := loadSynth(b, i, n)

@@ -38,6 +38,8 @@ func applyTune(flags string) {
 			attnMMA = false
 		case "attnmma32":
 			attnMMARows = 32
+		case "attnmma64":
+			attnMMARows = 64
 		case "nofuse":
 			fuseDecode = 0
 		case "fuseqkv":
