@@ -96,7 +96,8 @@ func TestBLASChoice(t *testing.T) {
 	}{
 		{"512 rows", on, bf16, base, 6144, 512, true},
 		{"blasMinRows", on, bf16, base, 6144, blasMinRows, true},
-		{"a captured pass", on, bf16, base, 6144, passGraphRows, false},
+		{"a captured pass", on, bf16, base, 6144, passGraphRows, true},
+		{"fewer than blasMinRows", on, bf16, base, 6144, blasMinRows - 1, false},
 		{"f16", on, &matrix{dt: tensor.F16, rows: 64, cols: 128, rowBytes: 256, ptr: base}, base, 512, 779, true},
 		{"f32 (mmf)", on, &matrix{dt: tensor.F32, rows: 64, cols: 128, rowBytes: 512, ptr: base}, base, 512, 512, false},
 		{"quantized", on, &matrix{dt: tensor.Q8_0, rows: 64, cols: 128, rowBytes: 136, ptr: base}, base, 136, 512, false},
@@ -174,7 +175,7 @@ func TestBLASMatmul(t *testing.T) {
 // testBLASMatmul is TestBLASMatmul's products with the stacking chosen.
 func testBLASMatmul(t *testing.T, d *Device, b *buffers, r *rand.Rand, stack bool) {
 	for _, dt := range blasTypes {
-		for _, s := range []struct{ rows, cols, m int }{{150, 160, 65}, {150, 160, 512}, {77, 4864, 779}, {300, 4864, 65}} {
+		for _, s := range []struct{ rows, cols, m int }{{150, 160, 65}, {150, 160, 512}, {77, 4864, 779}, {300, 4864, 65}, {300, 4864, 16}, {150, 160, 32}} {
 			c, err := newMMFCase(r, dt, s.rows, s.cols, s.m)
 			if err != nil {
 				t.Fatal(err)

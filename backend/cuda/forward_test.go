@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/apr-llm/apr/backend/cuda"
@@ -25,6 +26,23 @@ func logitRatio(got, want []float32) float64 {
 		maxDiff = max(maxDiff, d)
 	}
 	return maxDiff / maxLogit
+}
+
+// sixteen lists 16 prompts by index for 16 slots, the n prompts but those
+// of skip, in turn: the steps after them are passes of 16 rows, which
+// Forward captures as graphs on their second run (BF16/F16 weights:
+// cuBLAS GEMMs inside the graph).
+func sixteen(n int, skip []int) []int {
+	var all, out []int
+	for i := range n {
+		if !slices.Contains(skip, i) {
+			all = append(all, i)
+		}
+	}
+	for i := range 16 {
+		out = append(out, all[i%len(all)])
+	}
+	return out
 }
 
 // TestForwardMatchesCPU feeds several reference prompts to Forward at once,
@@ -51,6 +69,7 @@ func TestForwardMatchesCPU(t *testing.T) {
 		{"batched", 3, true, [][]int{{0, 1, 2}}},
 		{"each-alone", 1, false, [][]int{{0}, {1}, {2}}},
 		{"long", 2, true, [][]int{long}},
+		{"sixteen", 16, true, [][]int{sixteen(len(prompts), long)}},
 	}
 	for _, rel := range tinyModels {
 		for _, c := range cases {
