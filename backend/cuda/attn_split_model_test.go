@@ -61,13 +61,7 @@ func TestSplitDecodeMatchesCPU(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var got []float32
-				g.SetBatchRows(batch(ids))
-				for i, id := range ids {
-					if got, err = g.Decode(id, i); err != nil {
-						t.Fatal(err)
-					}
-				}
+				got := decodePrompt(t, g, ids, batch(ids))
 				ratio := logitRatio(got, want)
 				worst = max(worst, ratio)
 				if ratio > bar {

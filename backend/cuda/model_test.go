@@ -59,6 +59,22 @@ func openBoth(t testing.TB, rel string, ctx int, tune func(*cuda.Options)) (*mod
 	return m, e, g
 }
 
+// decodePrompt decodes ids on g token by token from position 0, as passes
+// of rows rows for ggml's attention choice (SetBatchRows), and returns the
+// last position's logits.
+func decodePrompt(t *testing.T, g *cuda.Model, ids []int, rows int) []float32 {
+	t.Helper()
+	g.SetBatchRows(rows)
+	var got []float32
+	for i, id := range ids {
+		var err error
+		if got, err = g.Decode(id, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return got
+}
+
 // top2 returns the best two logits' ids and values.
 func top2(l []float32) (int, float32, int, float32) {
 	a, b := -1, -1
@@ -109,13 +125,7 @@ func TestDecodeMatchesCPU(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var got []float32
-				g.SetBatchRows(len(ids)) // the CPU forwards the prompt in one pass
-				for i, id := range ids {
-					if got, err = g.Decode(id, i); err != nil {
-						t.Fatal(err)
-					}
-				}
+				got := decodePrompt(t, g, ids, len(ids)) // the CPU forwards the prompt in one pass
 				maxLogit, maxDiff := 0.0, 0.0
 				for i := range want {
 					maxLogit = max(maxLogit, math.Abs(float64(want[i])))

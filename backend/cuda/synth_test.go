@@ -194,23 +194,29 @@ func BenchmarkPrefillSynthetic(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) {
 			g, cfg := loadSynth(b, i, n)
 			defer g.Close()
-			rows := make([]cuda.Row, n)
-			for p := range rows {
-				rows[p] = cuda.Row{Token: (p * 7919) % cfg.VocabSize, Pos: p, Logits: p == n-1}
-			}
-			logits := make([]float32, cfg.VocabSize)
-			if err := g.Forward(rows, logits); err != nil { // warm-up
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := g.Forward(rows, logits); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+			timePrompt(b, g, cfg, n)
 		})
 	}
+}
+
+// timePrompt times b.N Forward calls of an n-token prompt (logits of the
+// last row only) after one untimed, and reports prompt tokens a second.
+func timePrompt(b *testing.B, g *cuda.Model, cfg *model.Config, n int) {
+	rows := make([]cuda.Row, n)
+	for p := range rows {
+		rows[p] = cuda.Row{Token: (p * 7919) % cfg.VocabSize, Pos: p, Logits: p == n-1}
+	}
+	logits := make([]float32, cfg.VocabSize)
+	if err := g.Forward(rows, logits); err != nil { // warm-up
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := g.Forward(rows, logits); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
 }
 
 // BenchmarkPrefillVariants times BenchmarkPrefillSynthetic's pp512 on the
@@ -228,11 +234,6 @@ func BenchmarkPrefillVariants(b *testing.B) {
 		b.Run(synthCases[i].name, func(b *testing.B) {
 			g, cfg := loadSynth(b, i, n)
 			defer g.Close()
-			rows := make([]cuda.Row, n)
-			for p := range rows {
-				rows[p] = cuda.Row{Token: (p * 7919) % cfg.VocabSize, Pos: p, Logits: p == n-1}
-			}
-			logits := make([]float32, cfg.VocabSize)
 			for round := 1; round <= 2; round++ {
 				for _, v := range variants {
 					name := v
@@ -241,16 +242,7 @@ func BenchmarkPrefillVariants(b *testing.B) {
 					}
 					b.Run(fmt.Sprintf("round=%d/%s", round, name), func(b *testing.B) {
 						defer cuda.SetTune(v)()
-						if err := g.Forward(rows, logits); err != nil { // warm-up
-							b.Fatal(err)
-						}
-						b.ResetTimer()
-						for i := 0; i < b.N; i++ {
-							if err := g.Forward(rows, logits); err != nil {
-								b.Fatal(err)
-							}
-						}
-						b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+						timePrompt(b, g, cfg, n)
 					})
 				}
 			}
