@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -337,14 +338,46 @@ func flashAttn(v any) string {
 	return fmt.Sprint(v)
 }
 
-// binaryCommit is the commit the bench binary was built from when the
-// build recorded one (-X main.buildCommit), else the checkout's HEAD: on a
-// GPU machine the carried binaries are what runs, whatever tree is there.
+// binaryCommit is the commit the bench binary was built from: the one
+// the build was told (-X main.buildCommit), else the one the Go toolchain
+// stamped into it (built in a git checkout), else the checkout's HEAD. On
+// a GPU machine the carried binaries are what runs, whatever tree is
+// there (its copy of the repository may be stale or carry other files).
 func binaryCommit() string {
 	if buildCommit != "unknown" {
 		return buildCommit
 	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if c := vcsCommit(bi.Settings); c != "" {
+			return c
+		}
+	}
 	return gitCommit()
+}
+
+// vcsCommit is the commit that a binary's build settings record
+// (vcs.revision, shortened to 12 digits; marked when vcs.modified), or ""
+// when they record none.
+func vcsCommit(settings []debug.BuildSetting) string {
+	rev, modified := "", false
+	for _, s := range settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if modified {
+		rev += " plus uncommitted changes of the tree it was built from"
+	}
+	return rev
 }
 
 // check rejects a result whose counts are not the job's or whose times are

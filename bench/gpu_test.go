@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +184,24 @@ func TestGPUReportVerdicts(t *testing.T) {
 	}
 	if !strings.HasPrefix(doc, gpuBegin) || !strings.HasSuffix(doc, gpuEnd+"\n") {
 		t.Error("the section is not enclosed in its markers")
+	}
+}
+
+// TestVCSCommit checks the commit read from a binary's build settings.
+func TestVCSCommit(t *testing.T) {
+	rev := "0123456789abcdef0123456789abcdef01234567"
+	for _, tc := range []struct {
+		name     string
+		settings []debug.BuildSetting
+		want     string
+	}{
+		{"clean", []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: "false"}}, "0123456789ab"},
+		{"modified", []debug.BuildSetting{{Key: "vcs.modified", Value: "true"}, {Key: "vcs.revision", Value: rev}}, "0123456789ab plus uncommitted changes of the tree it was built from"},
+		{"short revision", []debug.BuildSetting{{Key: "vcs.revision", Value: "abc"}}, "abc"},
+		{"none", []debug.BuildSetting{{Key: "GOOS", Value: "linux"}}, ""},
+	} {
+		if got := vcsCommit(tc.settings); got != tc.want {
+			t.Errorf("%s: vcsCommit = %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
