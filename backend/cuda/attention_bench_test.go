@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 )
 
@@ -53,9 +52,6 @@ func BenchmarkAttention(b *testing.B) {
 		}
 		for _, c := range cases {
 			b.Run(sh.name+"/"+c.name, func(b *testing.B) {
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				d.drv.cuCtxSetCurrent(d.ctx)
 				defer func(legacy bool) { attnLegacy = legacy }(attnLegacy)
 				attnLegacy = c.legacy
 				at := a
@@ -63,16 +59,8 @@ func BenchmarkAttention(b *testing.B) {
 					at.pass = c.rows
 				}
 				passp := bufs.ints([]int32{int32(c.rows)})
-				run := func(n int) {
-					for range n {
-						if err := d.attention(q, kc, vc, out, scores, c.info, passp, at, c.rows); err != nil {
-							b.Fatal(err)
-						}
-					}
-				}
-				run(2)
-				ms := eventTime(b, d, func() { run(b.N) })
-				b.ReportMetric(1000*float64(ms)/float64(b.N), "us/launch")
+				us := launchTime(b, d, func() error { return d.attention(q, kc, vc, out, scores, c.info, passp, at, c.rows) })
+				b.ReportMetric(us, "us/launch")
 			})
 		}
 	}

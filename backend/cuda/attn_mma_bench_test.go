@@ -3,7 +3,6 @@ package cuda
 import (
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 )
 
@@ -39,22 +38,11 @@ func BenchmarkAttentionF32(b *testing.B) {
 			mmaRows, split int // mmaRows 0: attn_f32_rows
 		}{{"attn_f32_rows", 0, 0}, {"attn_f32_rows_split256", 0, 256}, {"attn_mma64", 64, 0}, {"attn_mma32", 32, 0}} {
 			b.Run(sh.name+"/pp512/"+v.name, func(b *testing.B) {
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				d.drv.cuCtxSetCurrent(d.ctx)
 				defer SetAttnMMA(v.mmaRows > 0, v.mmaRows)()
 				defer func(s int) { attnF32Split = s }(attnF32Split)
 				attnF32Split = v.split
-				run := func(n int) {
-					for range n {
-						if err := d.attention(q, kc, vc, out, scores, info, passp, a, ctx); err != nil {
-							b.Fatal(err)
-						}
-					}
-				}
-				run(2)
-				ms := eventTime(b, d, func() { run(b.N) })
-				b.ReportMetric(1000*float64(ms)/float64(b.N), "us/launch")
+				us := launchTime(b, d, func() error { return d.attention(q, kc, vc, out, scores, info, passp, a, ctx) })
+				b.ReportMetric(us, "us/launch")
 			})
 		}
 	}

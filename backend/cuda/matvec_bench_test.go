@@ -3,7 +3,6 @@ package cuda
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 
 	"github.com/apr-llm/apr/quant"
@@ -35,12 +34,6 @@ func BenchmarkMatVec(b *testing.B) {
 			{"plan", mvTargetWarps}, {"rw1", 1 << 30}, {"rw2", ceilDiv(s.rows, 2) * passes}, {"rw4", 1},
 		} {
 			b.Run(fmt.Sprintf("%s-%v-%dx%d/%s", s.name, s.dt, s.rows, s.cols, v.name), func(b *testing.B) {
-				// A sub-benchmark runs on its own goroutine: the context
-				// goes current on its thread (the parent, which holds the
-				// device, waits meanwhile).
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				d.drv.cuCtxSetCurrent(d.ctx)
 				defer func(t int) { mvTargetWarps = t }(mvTargetWarps)
 				mvTargetWarps = v.target
 				benchMatmul(b, d, w, a, ab, y, s.rows, 1, len(wq))
@@ -53,16 +46,7 @@ func BenchmarkMatVec(b *testing.B) {
 // yStride, 0, false, m) after 3 untimed ones, with CUDA events, and reports
 // microseconds a launch and the weights' bytes read a second.
 func benchMatmul(b *testing.B, d *Device, w *matrix, a devptr, actStride int, y devptr, yStride, m, weightBytes int) {
-	run := func(n int) {
-		for range n {
-			if err := d.matmul(w, a, actStride, y, yStride, 0, false, m); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	run(3)
-	ms := eventTime(b, d, func() { run(b.N) })
-	us := 1000 * float64(ms) / float64(b.N)
+	us := launchTime(b, d, func() error { return d.matmul(w, a, actStride, y, yStride, 0, false, m) })
 	b.ReportMetric(us, "us/launch")
 	b.ReportMetric(float64(weightBytes)/us/1e3, "GB/s")
 }

@@ -3,7 +3,6 @@ package cuda
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 
 	"github.com/apr-llm/apr/quant"
@@ -40,21 +39,9 @@ func BenchmarkMMF(b *testing.B) {
 			{"r16", true, 0}, {"n64", false, 0}, {"n32", false, 1 << 30},
 		} {
 			b.Run(fmt.Sprintf("%s-%dx%d/%s", s.name, s.rows, s.cols, v.name), func(b *testing.B) {
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				d.drv.cuCtxSetCurrent(d.ctx)
 				defer func(off bool, n int) { mmfDisabled, mmfMinBlocks = off, n }(mmfDisabled, mmfMinBlocks)
 				mmfDisabled, mmfMinBlocks = v.off, v.minBlocks
-				run := func(n int) {
-					for range n {
-						if err := d.matmul(w, act, 4*s.cols, y, s.rows, 0, false, m); err != nil {
-							b.Fatal(err)
-						}
-					}
-				}
-				run(2)
-				ms := eventTime(b, d, func() { run(b.N) })
-				us := 1000 * float64(ms) / float64(b.N)
+				us := launchTime(b, d, func() error { return d.matmul(w, act, 4*s.cols, y, s.rows, 0, false, m) })
 				b.ReportMetric(us, "us/launch")
 				b.ReportMetric(2*float64(s.rows)*float64(s.cols)*m/us/1e6, "TFLOP/s")
 			})
