@@ -292,12 +292,11 @@ func (d *Device) blasMatmul(w *matrix, act devptr, actStride int, y devptr, yStr
 		return false, nil
 	}
 	b := d.blas
-	split := "blas_split_bf16"
-	loScale := &b.one
+	split, loScale := kernelName("blas_split_", w.dt), &b.one
 	if w.dt == tensor.F16 {
-		split, loScale = "blas_split_f16", &b.loScale
+		loScale = &b.loScale
 	}
-	hi, lo := b.split, b.split+devptr(2*m*w.cols)
+	hi, lo := b.parts(m, w.cols)
 	pre := b.pre
 	b.pre, b.lastDT = blasPre{}, w.dt
 	if pre != (blasPre{src: act, m: m, cols: w.cols, dt: w.dt}) || actStride != 4*w.cols {
@@ -334,6 +333,13 @@ func (d *Device) blasMatmul(w *matrix, act devptr, actStride int, y devptr, yStr
 		}
 	}
 	return true, nil
+}
+
+// parts returns where the split scratch holds the hi and the lo parts of
+// m rows of cols values (lo right after hi: the stacked products read
+// them as one operand of 2m rows).
+func (b *blas) parts(m, cols int) (hi, lo devptr) {
+	return b.split, b.split + devptr(2*m*cols)
 }
 
 // gemm runs y (n rows of w.rows outputs, yStride floats apart) = alpha
@@ -389,12 +395,10 @@ func (d *Device) blasSiluSplit(gu, out devptr, n, m int, ggml bool) (ran bool, e
 	if b == nil || m < blasMinRows || n%8 != 0 || gu%16 != 0 || out%16 != 0 || 4*m*n > b.splitBytes || blasType(b.lastDT) < 0 {
 		return false, nil
 	}
-	name := "blas_silu_split_bf16"
-	if b.lastDT == tensor.F16 {
-		name = "blas_silu_split_f16"
-	}
+	name := kernelName("blas_silu_split_", b.lastDT)
 	b.pre = blasPre{}
-	if err := d.launch2(name, ceilDiv(n, 4*256), m, 256, 0, gu, out, n, boolInt(ggml), b.split, b.split+devptr(2*m*n)); err != nil {
+	hi, lo := b.parts(m, n)
+	if err := d.launch2(name, ceilDiv(n, 4*256), m, 256, 0, gu, out, n, boolInt(ggml), hi, lo); err != nil {
 		return true, err
 	}
 	b.pre = blasPre{src: out, m: m, cols: n, dt: b.lastDT}
@@ -410,12 +414,10 @@ func (d *Device) rmsNormSplit(x, w, out devptr, n, m int, eps float32, ggml bool
 	if b == nil || !b.normSplit || !blasNormSplit || m < blasMinRows || blasType(dt) < 0 || n%8 != 0 || out%16 != 0 || 4*m*n > b.splitBytes {
 		return false, nil
 	}
-	name := "rmsnorm_split_bf16"
-	if dt == tensor.F16 {
-		name = "rmsnorm_split_f16"
-	}
+	name := kernelName("rmsnorm_split_", dt)
 	b.pre = blasPre{}
-	if err := d.launch(name, m, rmsThreads(n), 0, x, w, out, n, eps, boolInt(ggml), sel, b.split, b.split+devptr(2*m*n)); err != nil {
+	hi, lo := b.parts(m, n)
+	if err := d.launch(name, m, rmsThreads(n), 0, x, w, out, n, eps, boolInt(ggml), sel, hi, lo); err != nil {
 		return true, err
 	}
 	b.pre = blasPre{src: out, m: m, cols: n, dt: dt}

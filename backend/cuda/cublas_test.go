@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -322,5 +323,17 @@ func TestBLASNormSplit(t *testing.T) {
 	}
 	if ran, _ := d.rmsNormSplit(0, 0, 0, n, blasMinRows-1, 1e-6, false, 0, tensor.BF16); ran {
 		t.Error("rmsNormSplit ran for a pass too small for cuBLAS")
+	}
+}
+
+// TestBLASKernelNames checks, without a GPU, that the kernels cublas.go
+// names by weight type are entries of the embedded PTX.
+func TestBLASKernelNames(t *testing.T) {
+	for _, dt := range blasTypes {
+		for _, prefix := range []string{"blas_split_", "blas_silu_split_", "rmsnorm_split_"} {
+			if n := kernelName(prefix, dt); !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
+				t.Errorf("kernel %s is not in kernels/kernels.ptx", n)
+			}
+		}
 	}
 }
