@@ -11,8 +11,9 @@ type attnArgs struct {
 	// flash-attention kernel, run by the row-tiled kernels where the head
 	// dimension has one (faRowsKernels), else by attention_fa_tiled.
 	pass int
-	// long says that a row of the pass may have more than attnSplitMin
-	// keys (Model.long): only then is the split attention launched.
+	// long says that a row of the pass may have more keys than the
+	// split's threshold (splitMin, Model.long): only then is the split
+	// attention launched.
 	long bool
 }
 

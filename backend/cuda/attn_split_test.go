@@ -34,12 +34,11 @@ func init() {
 // CPU's Attention computed in another order: float32 scores (the query
 // rounded to F16 over an F16 cache, as the CPU does), softmax and sums,
 // so within 1e-5 of the largest output as TestAttentionF32Passes allows
-// attn_f32_rows. Over an F16 cache it is also held to the bar,
-// 1e-2, against ggml's flash attention (FlashAttentionGGML), whose
-// one-chunk kernel rounds its accumulator to F16 at every key. With the
-// default threshold, rows of at most attnSplitMin keys run today's
-// kernels through the fin kernel: over an F16 cache bit for bit as
-// FlashAttentionGGML.
+// attn_f32_rows. Over an F16 cache its distance to ggml's flash attention
+// (FlashAttentionGGML, whose one-chunk kernel rounds its accumulator to
+// F16 at every key) is logged. With the default thresholds (splitMin),
+// rows of at most that many keys run today's kernels through the fin
+// kernel: over an F16 cache bit for bit as FlashAttentionGGML.
 func TestAttentionSplit(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)

@@ -92,11 +92,12 @@ type Model struct {
 	// logits are wanted. The decode graph reads it too.
 	state     devptr
 	stateHost []int32
-	// exec is the captured decode step, for rows of at most attnSplitMin
-	// keys ([0]) and of more ([1], with the split attention).
+	// exec is the captured decode step, for rows of at most splitMin keys
+	// ([0]) and of more ([1], with the split attention).
 	exec [2]uintptr
 	// long says that a row of the pass in the state has more keys than
-	// attnSplitMin: its decode attention is the split one (attnSplit).
+	// the split's threshold (splitMin): its decode attention is the split
+	// one (attnSplit).
 	// The graphs of the two differ (passKey, exec), so a short context's
 	// steps pay no split launch.
 	long   bool
@@ -408,12 +409,12 @@ func (g *Model) quants(ws ...*matrix) (q80, q8k devptr) {
 func (g *Model) normFor(nw devptr, m int, ws ...*matrix) error {
 	d, h := g.dev, g.Config.HiddenSize
 	eps, ggml := float32(g.Config.RMSNormEps), g.opts.GGMLOps
-	q80, q8k := g.quants(ws...)
-	if dt, ok := oneFloatType(ws...); ok && q80 == 0 && q8k == 0 {
+	if dt, ok := oneFloatType(ws...); ok { // float weights: no quantized activation
 		if ran, err := d.rmsNormSplit(g.x, nw, g.xn, h, m, eps, ggml, 0, dt); ran {
 			return err
 		}
 	}
+	q80, q8k := g.quants(ws...)
 	return d.rmsNorm(g.x, nw, g.xn, h, m, eps, ggml, 0, q80, q8k)
 }
 
