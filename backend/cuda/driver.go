@@ -50,6 +50,7 @@ type driver struct {
 	cuEventCreate             func(e *uintptr, flags uint32) result
 	cuEventDestroy            func(e uintptr) result
 	cuEventRecord             func(e uintptr, s uintptr) result
+	cuStreamWaitEvent         func(s uintptr, e uintptr, flags uint32) result
 	cuEventSynchronize        func(e uintptr) result
 	cuEventElapsedTime        func(ms *float32, start, end uintptr) result
 	cuGetErrorString          func(r result, s **byte) result
@@ -102,6 +103,7 @@ func (d *driver) symbols() []struct {
 		{"cuEventCreate", &d.cuEventCreate},
 		{"cuEventDestroy_v2", &d.cuEventDestroy},
 		{"cuEventRecord", &d.cuEventRecord},
+		{"cuStreamWaitEvent", &d.cuStreamWaitEvent},
 		{"cuEventSynchronize", &d.cuEventSynchronize},
 		{"cuEventElapsedTime", &d.cuEventElapsedTime},
 		{"cuGetErrorString", &d.cuGetErrorString},
@@ -199,6 +201,12 @@ type Device struct {
 	pdl bool
 	sms int     // multiprocessors
 	mvx mvxArgs // the fused products' parameter (see launch)
+	// side is the stream of the weight prefetches (prefetch.go), with the
+	// events that order it against stream; created on first use.
+	side     uintptr
+	sideEv   [2]uintptr
+	sideOpen bool // prefetches were launched since the last join
+	l2r    l2Ranges // l2_prefetch's parameter
 	// cuBLAS for float products of many rows (cublas.go): nil when not
 	// loaded; blasReason says why once blasTried.
 	blas       *blas

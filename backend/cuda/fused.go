@@ -37,6 +37,12 @@ const (
 
 var fuseDecode = 0
 
+// qkvOneLaunch runs a one-row pass's q (with k) and v products of different
+// types (Q4_K_M's Q6_K attn_v) as one fused launch on the activation that
+// RMSNorm quantized (mvxGlobal: no per-block prologue), instead of one
+// launch each. A variable for the tests' comparisons.
+var qkvOneLaunch = false
+
 // mvSpread, when > 0, makes a one-row product take more rows a block than
 // planMatvec's split where that split would launch more than mvSpread
 // blocks per SM (every block of a fused product makes its activation

@@ -504,14 +504,24 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 	if m == 1 {
 		fuse = fuseDecode
 	}
+	// The decode step (pass 0) prefetches weights into L2 (prefetch.go).
+	pf := func(int, int) error { return nil }
+	if m == 1 && pass == 0 && hidden == nil && l2Schedule != l2Off {
+		pf = g.prefetchAt
+	}
 	for li := range g.layers {
 		l := &g.layers[li]
-		var err error
+		err := pf(li, atLayer)
 		if fuse&fuseQKV != 0 && fusable(l.qkv, l.q, l.k, l.v) {
-			err = d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml)
+			err = errors.Join(err, d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml))
 		} else {
-			err = g.normFor(l.attnNorm, m, l.qkv, l.q, l.k, l.v)
-			if l.qkv != nil {
+			err = errors.Join(err, g.normFor(l.attnNorm, m, l.qkv, l.q, l.k, l.v))
+			if l.qkv == nil && m == 1 && qkvOneLaunch && fusable(l.q, l.k, l.v) {
+				// q (+k) and v of different types, one launch on the
+				// activation that normFor quantized.
+				q80, q8k := g.quants(l.q, l.k, l.v)
+				err = errors.Join(err, d.matvecFused(g.qkvOuts(l), mvxGlobal, max(q80, q8k), h, 0, 0, false))
+			} else if l.qkv != nil {
 				err = errors.Join(err, g.mul(l.qkv, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
 			} else {
 				err = errors.Join(err, g.mul(l.q, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
@@ -521,7 +531,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 				err = errors.Join(err, g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
 			}
 		}
-		err = errors.Join(err,
+		err = errors.Join(err, pf(li, atQKV),
 			d.ropeStore(g.qkv, qkvDim, g.invFreq, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, info, g.thetaScale, g.style(),
 				l.kc, l.vc, f16, g.slotBytes, m),
 			d.attention(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), at, m))
@@ -543,6 +553,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 					g.mul(l.up, g.xn, h, offset(g.gu, ffn), 2*ffn, 0, false, m))
 			}
 		}
+		err = errors.Join(err, pf(li, atFFN))
 		if fuse&fuseDown != 0 && fusable(l.down) {
 			err = errors.Join(err, d.matvecFused([]mvxOut{{w: l.down, y: g.x, acc: true}}, mvxSilu, g.gu, ffn, 0, 0, ggml))
 		} else {
@@ -577,7 +588,8 @@ func (g *Model) head(from, n, m int) error {
 // decodeStep issues one row's pass (the state's row 0), its logits and
 // their argmax in g.best.
 func (g *Model) decodeStep() error {
-	return errors.Join(g.enqueue(1, 0, nil), g.head(0, 1, 1), g.dev.argmax(g.logits, g.Config.VocabSize, g.argScratch, g.best))
+	return errors.Join(g.enqueue(1, 0, nil), g.head(0, 1, 1), g.dev.argmax(g.logits, g.Config.VocabSize, g.argScratch, g.best),
+		g.dev.joinPrefetches())
 }
 
 // capture records decodeStep as a CUDA graph and instantiates it.

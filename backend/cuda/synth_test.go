@@ -136,12 +136,12 @@ var synthCases = []struct {
 
 // loadSynth loads synthCases[i] with its numerics and a context of ctx
 // positions.
-func loadSynth(b *testing.B, i, ctx int) (*cuda.Model, *model.Config) {
+func loadSynth(b testing.TB, i, ctx int) (*cuda.Model, *model.Config) {
 	return loadSynthSlots(b, i, ctx, 1)
 }
 
 // loadSynthSlots is loadSynth with slots KV caches.
-func loadSynthSlots(b *testing.B, i, ctx, slots int) (*cuda.Model, *model.Config) {
+func loadSynthSlots(b testing.TB, i, ctx, slots int) (*cuda.Model, *model.Config) {
 	s := synthCases[i]
 	cfg := model.Config{Arch: model.ArchQwen2, VocabSize: 151936, MaxPositions: 32768, RopeTheta: 1e6,
 		RMSNormEps: 1e-6, AttentionBias: true, TieWordEmbeddings: true, BOSTokenID: -1}

@@ -12,8 +12,10 @@ import (
 // products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
 // product on), "noattndec" (no attn_f32_dec: few-row passes over a float32
 // cache as before), "spread=N" (mvSpread), "nostack" / "stackall" (no /
-// every cuBLAS product stacked: blasStacks) and "nonormsplit" (RMSNorm
-// leaves the split for cuBLAS to blas_split).
+// every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
+// leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
+// (qkvOneLaunch), "pf=N" (l2Schedule), "pfline" (no bulk prefetch),
+// "pfblocks=N" and "pfchunk=N" (the prefetch's grid and piece size).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -52,9 +54,24 @@ func applyTune(flags string) {
 			fuseDecode |= fuseDown
 		case "fusehead":
 			fuseDecode |= fuseHead
+		case "qkv1":
+			qkvOneLaunch = true
+		case "noqkv1":
+			qkvOneLaunch = false
+		case "pfline":
+			l2Bulk = false
 		}
 		if v, ok := strings.CutPrefix(f, "spread="); ok {
 			mvSpread, _ = strconv.Atoi(v)
+		}
+		if v, ok := strings.CutPrefix(f, "pf="); ok {
+			l2Schedule, _ = strconv.Atoi(v)
+		}
+		if v, ok := strings.CutPrefix(f, "pfblocks="); ok {
+			l2Blocks, _ = strconv.Atoi(v)
+		}
+		if v, ok := strings.CutPrefix(f, "pfchunk="); ok {
+			l2Chunk, _ = strconv.Atoi(v)
 		}
 	}
 }
@@ -67,6 +84,7 @@ func SetTune(flags string) (restore func()) {
 	saved := []func(){
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
+		save(&qkvOneLaunch), save(&l2Schedule), save(&l2Bulk), save(&l2Blocks), save(&l2Chunk),
 	}
 	applyTune(flags)
 	return func() {
@@ -80,4 +98,17 @@ func SetTune(flags string) (restore func()) {
 func save[T any](p *T) func() {
 	v := *p
 	return func() { *p = v }
+}
+
+// DropDecodeGraphs forgets g's captured decode steps, so that the next
+// step is captured under the choices in force (SetTune).
+func (g *Model) DropDecodeGraphs() {
+	unlock := g.dev.bind()
+	defer unlock()
+	for i, e := range g.exec {
+		if e != 0 {
+			g.dev.drv.cuGraphExecDestroy(e)
+			g.exec[i] = 0
+		}
+	}
 }

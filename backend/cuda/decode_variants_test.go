@@ -1,0 +1,106 @@
+package cuda_test
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/apr-llm/apr/backend/cuda"
+)
+
+// decodeVariants are the one-row step's choices (APR_CUDA_TUNE syntax)
+// that TestDecodeVariantsEqual and BenchmarkDecodeVariants compare with the
+// default: q/k/v of two types in one launch, and the L2 weight prefetch
+// schedules (prefetch.go), with bulk or line prefetches.
+var decodeVariants = []string{"noqkv1,pf=0", "qkv1,pf=0", "noqkv1,pf=1", "noqkv1,pf=2", "noqkv1,pf=3",
+	"qkv1,pf=1", "qkv1,pf=2", "qkv1,pf=3", "qkv1,pf=1,pfline", "qkv1,pf=1,pfblocks=64,pfchunk=4096"}
+
+// TestDecodeVariantsEqual decodes 24 greedy steps of the synthetic 1.5B
+// Q4_K_M model (q and k Q4_K, v Q6_K: the mixed launch) under every
+// decodeVariants choice and holds each step's logits bit-identical to the
+// default's: the prefetches write nothing and the one-launch q/k/v runs
+// the same per-row sums.
+func TestDecodeVariantsEqual(t *testing.T) {
+	skipWithoutGPU(t)
+	g, cfg := loadSynth(t, 3, 64)
+	defer g.Close()
+	run := func(v string) [][]float32 {
+		defer cuda.SetTune(v)()
+		g.DropDecodeGraphs()
+		defer g.DropDecodeGraphs()
+		var out [][]float32
+		tok := 9707
+		for p := 0; p < 24; p++ {
+			l, err := g.Decode(tok, p)
+			if err != nil {
+				t.Fatalf("%s: %v", v, err)
+			}
+			out = append(out, l)
+			tok = argmax(l)
+		}
+		return out
+	}
+	want := run("")
+	for _, v := range decodeVariants {
+		got := run(v)
+		for p := range want {
+			for i := range want[p] {
+				if math.Float32bits(got[p][i]) != math.Float32bits(want[p][i]) {
+					t.Fatalf("%s: step %d logit %d = %g, default %g", v, p, i, got[p][i], want[p][i])
+				}
+			}
+		}
+		t.Logf("%s: %d steps x %d logits equal to the default's", v, len(want), cfg.VocabSize)
+	}
+}
+
+func argmax(v []float32) int {
+	b := 0
+	for i, x := range v {
+		if x > v[b] {
+			b = i
+		}
+	}
+	return b
+}
+
+// BenchmarkDecodeVariants times BenchmarkDecodeSynthetic's step (positions
+// 0..127, greedy on the device) on the GGUF synthetic models under every
+// decodeVariants choice, two rounds, one loaded model each, so that every
+// choice is timed in the same run as the default.
+func BenchmarkDecodeVariants(b *testing.B) {
+	skipWithoutGPU(b)
+	for _, i := range []int{3, 2, 1} {
+		b.Run(synthCases[i].name, func(b *testing.B) {
+			g, cfg := loadSynth(b, i, 512)
+			defer g.Close()
+			for round := 1; round <= 2; round++ {
+				for _, v := range append([]string{""}, decodeVariants...) {
+					name := v
+					if name == "" {
+						name = "default"
+					}
+					b.Run(fmt.Sprintf("round=%d/%s", round, name), func(b *testing.B) {
+						defer cuda.SetTune(v)()
+						g.DropDecodeGraphs()
+						defer g.DropDecodeGraphs()
+						tok := 9707
+						var err error
+						for p := 0; p < 8; p++ {
+							if tok, err = g.DecodeArgmax(tok%cfg.VocabSize, p); err != nil {
+								b.Fatal(err)
+							}
+						}
+						b.ResetTimer()
+						for n := 0; n < b.N; n++ {
+							if tok, err = g.DecodeArgmax(tok%cfg.VocabSize, n%128); err != nil {
+								b.Fatal(err)
+							}
+						}
+						b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+					})
+				}
+			}
+		})
+	}
+}
