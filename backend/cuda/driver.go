@@ -205,8 +205,8 @@ type Device struct {
 	// events that order it against stream; created on first use.
 	side     uintptr
 	sideEv   [2]uintptr
-	sideOpen bool // prefetches were launched since the last join
-	l2r    l2Ranges // l2_prefetch's parameter
+	sideOpen bool     // prefetches were launched since the last join
+	l2r      l2Ranges // l2_prefetch's parameter
 	// cuBLAS for float products of many rows (cublas.go): nil when not
 	// loaded; blasReason says why once blasTried.
 	blas       *blas
