@@ -37,6 +37,11 @@ const (
 	l2Early
 )
 
+// BenchmarkDecodeVariants (H100, 256 steps, two rounds, tok/s, with
+// qkvOneLaunch): 1.5B Q4_K_M off 718, 720; l2Layer 727, 727; l2Split 725,
+// 727; l2Early 664, 654; line prefetches 585; 0.5B Q4_K_M off 1203, 1204;
+// l2Layer 1215, 1213; l2Split 1220, 1219; 1.5B Q8_0 off 669, 670; every
+// schedule 656-661 (it loses). Not on: +1% where it wins.
 var (
 	l2Schedule = l2Off
 	// l2Bulk prefetches with the copy engine's bulk prefetch (one
