@@ -10,19 +10,25 @@ import (
 
 // decodeVariants are the one-row step's choices (APR_CUDA_TUNE syntax)
 // that TestDecodeVariantsEqual and BenchmarkDecodeVariants compare with the
-// default: q/k/v of two types in one launch, and the L2 weight prefetch
-// schedules (prefetch.go), with bulk or line prefetches.
-var decodeVariants = []string{"noqkv1,pf=0", "qkv1,pf=0", "noqkv1,pf=1", "noqkv1,pf=2", "noqkv1,pf=3",
-	"qkv1,pf=1", "qkv1,pf=2", "qkv1,pf=3", "qkv1,pf=1,pfline", "qkv1,pf=1,pfblocks=64,pfchunk=4096"}
+// default: the one-kernel step (mk.go) on and off, q/k/v of two types in
+// one launch off, and an L2 weight prefetch schedule (prefetch.go).
+var decodeVariants = []string{"nomk", "mk", "nomk,noqkv1", "nomk,pf=2"}
 
-// TestDecodeVariantsEqual decodes 24 greedy steps of the synthetic 1.5B
-// Q4_K_M model (q and k Q4_K, v Q6_K: the mixed launch) under every
+// TestDecodeVariantsEqual decodes 40 greedy steps of the synthetic GGUF
+// models (1.5B Q4_K_M: q and k Q4_K, v Q6_K, the mixed launch; 0.5B
+// Q4_K_M: Q5_0, Q8_0, Q4_K and Q6_K; 1.5B Q8_0) under every
 // decodeVariants choice and holds each step's logits bit-identical to the
-// default's: the prefetches write nothing and the one-launch q/k/v runs
-// the same per-row sums.
+// default's: the prefetches write nothing, and the one-launch q/k/v and
+// the one-kernel step run the same per-row sums and operations.
 func TestDecodeVariantsEqual(t *testing.T) {
 	skipWithoutGPU(t)
-	g, cfg := loadSynth(t, 3, 64)
+	for _, i := range []int{3, 1, 2} {
+		t.Run(synthCases[i].name, func(t *testing.T) { decodeVariantsEqual(t, i) })
+	}
+}
+
+func decodeVariantsEqual(t *testing.T, i int) {
+	g, cfg := loadSynth(t, i, 64)
 	defer g.Close()
 	run := func(v string) [][]float32 {
 		defer cuda.SetTune(v)()
@@ -30,7 +36,7 @@ func TestDecodeVariantsEqual(t *testing.T) {
 		defer g.DropDecodeGraphs()
 		var out [][]float32
 		tok := 9707
-		for p := 0; p < 24; p++ {
+		for p := 0; p < 40; p++ {
 			l, err := g.Decode(tok, p)
 			if err != nil {
 				t.Fatalf("%s: %v", v, err)

@@ -56,6 +56,9 @@ type driver struct {
 	cuGetErrorString          func(r result, s **byte) result
 	cuLaunchKernel            uintptr // called through purego.SyscallN (11 arguments, no reflection)
 	cuLaunchKernelEx          uintptr // likewise; 0 when the driver lacks it (before CUDA 11.8)
+	// cuLaunchCooperativeKernel and cuOccupancyMaxActiveBlocksPerMultiprocessor
+	// (cuOccupancy), for the one-kernel decode step (mk.go); 0 when missing.
+	cuLaunchCooperativeKernel, cuOccupancy uintptr
 	cuFuncSetAttribute        func(fn uintptr, attr int32, v int32) result
 	cuMemGetInfo              func(free, total *uint64) result
 	cuStreamBeginCapture      func(s uintptr, mode uint32) result
@@ -149,6 +152,12 @@ func openDriver() (*driver, error) {
 	d.cuLaunchKernel = addr
 	if addr, err := purego.Dlsym(lib, "cuLaunchKernelEx"); err == nil {
 		d.cuLaunchKernelEx = addr
+	}
+	if addr, err := purego.Dlsym(lib, "cuLaunchCooperativeKernel"); err == nil {
+		d.cuLaunchCooperativeKernel = addr
+	}
+	if addr, err := purego.Dlsym(lib, "cuOccupancyMaxActiveBlocksPerMultiprocessor"); err == nil {
+		d.cuOccupancy = addr
 	}
 	return d, nil
 }

@@ -105,6 +105,7 @@ type Model struct {
 	graphs passGraphs // captured passes of several rows (graphs.go)
 	host   []float32  // HostFloats' page-locked memory
 	picker *selector  // ForwardPick's (topk.go)
+	mk     *megakernel // the one-kernel decode step (mk.go); nil where it cannot run
 
 	allocs []devptr
 }
@@ -358,6 +359,9 @@ func (g *Model) load(m *model.Model) error {
 		return err
 	}
 	if err := g.prepareBLAS(); err != nil {
+		return err
+	}
+	if err := g.prepareMK(); err != nil {
 		return err
 	}
 	return g.dev.sync()
@@ -666,6 +670,9 @@ func (g *Model) step(r Row, pass int) error {
 	}
 	if g.opts.NoGraph {
 		return g.decodeStep()
+	}
+	if mkDecode && g.mk != nil && !g.long {
+		return g.mkStep()
 	}
 	if g.exec[boolInt(g.long)] == 0 {
 		if err := g.capture(); err != nil {

@@ -15,7 +15,8 @@ import (
 // every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
 // leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
 // (qkvOneLaunch), "pf=N" (l2Schedule), "pfline" (no bulk prefetch),
-// "pfblocks=N" and "pfchunk=N" (the prefetch's grid and piece size).
+// "pfblocks=N" and "pfchunk=N" (the prefetch's grid and piece size),
+// "mk" / "nomk" (mkDecode).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -60,6 +61,10 @@ func applyTune(flags string) {
 			qkvOneLaunch = false
 		case "pfline":
 			l2Bulk = false
+		case "mk":
+			mkDecode = true
+		case "nomk":
+			mkDecode = false
 		}
 		if v, ok := strings.CutPrefix(f, "spread="); ok {
 			mvSpread, _ = strconv.Atoi(v)
@@ -84,7 +89,7 @@ func SetTune(flags string) (restore func()) {
 	saved := []func(){
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
-		save(&qkvOneLaunch), save(&l2Schedule), save(&l2Bulk), save(&l2Blocks), save(&l2Chunk),
+		save(&qkvOneLaunch), save(&l2Schedule), save(&l2Bulk), save(&l2Blocks), save(&l2Chunk), save(&mkDecode),
 	}
 	applyTune(flags)
 	return func() {

@@ -452,10 +452,14 @@ extern "C" __global__ void l2_prefetch(const L2Ranges r) {
         for (i64 off = t * r.chunk; off < r.n[i]; off += nt * r.chunk) {
             const u8* a = r.p[i] + off;
             i64 len = r.n[i] - off < r.chunk ? r.n[i] - off : r.chunk;
+#if __CUDACC_VER_MAJOR__ >= 12
             if (r.bulk) {
                 u32 b = (u32)(len & ~15ll);
                 if (b) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a), "r"(b) : "memory");
-            } else {
+                continue;
+            }
+#endif
+            {
                 for (i64 o = 0; o < len; o += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(a + o));
             }
         }
