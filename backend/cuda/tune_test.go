@@ -117,3 +117,15 @@ func (g *Model) DropDecodeGraphs() {
 		}
 	}
 }
+
+// OneKernelStep says why g's decode steps cannot run the one-kernel step
+// ("" when they can: mk.go).
+func (g *Model) OneKernelStep() string {
+	if g.mk != nil {
+		return ""
+	}
+	if why := g.mkWhyNot(); why != "" {
+		return why
+	}
+	return "not prepared (grid or encodings)"
+}
