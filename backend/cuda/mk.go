@@ -50,20 +50,32 @@ type mkLayer struct {
 
 // mkArgs mirrors MK.
 type mkArgs struct {
-	layers                                       devptr
-	head                                         mkProd
-	qkv, attn, scores, invFreq, info, passp, bar devptr
-	slotBytes                                    int64
-	nlayers, heads, kvHeads, dim, ctx, qStride   int32
-	style, f16, ggml, normThreads, actFloats, _  int32
-	scale, thetaScale, eps, _                    float32
+	layers                                     devptr
+	head                                       mkProd
+	qkv, attn, scores, invFreq, info, passp    devptr
+	bar, barOther, trace                       devptr
+	slotBytes                                  int64
+	nlayers, heads, kvHeads, dim, ctx, qStride int32
+	style, f16, ggml, normThreads, actFloats   int32
+	barMode, sleepNs, _                        int32
+	scale, thetaScale, eps, _                  float32
 }
+
+// The barrier's kind (mk_barrier's barMode) and its polling interval in
+// nanoseconds (0: none), variables for the tests' comparisons.
+var mkBarMode, mkSleepNs = 2, 0
+
+// mkTermFloats bounds a part's rows a virtual block (rpc) by their terms in
+// shared memory (rpc x blocks a row floats).
+const mkTermFloats = 4096
 
 // megakernel is a Model's prepared one-kernel step.
 type megakernel struct {
 	args   mkArgs
-	blocks int // co-resident blocks: the grid
-	shmem  int // dynamic shared memory a block
+	blocks int    // co-resident blocks: the grid
+	shmem  int    // dynamic shared memory a block
+	bars   devptr // two barrier counters (and a generation word)
+	steps  int    // launches so far: which counter is this step's
 }
 
 // mkWhyNot says why the model cannot run decode_mk ("" when it can).
@@ -129,7 +141,7 @@ func (g *Model) prepareMK() error {
 		nb := w.cols / w.dt.BlockSize()
 		per := weightTypes[w.dt]
 		rows := w.rows
-		rpc0 := ceilDiv(rows, blocks)
+		rpc0 := min(ceilDiv(rows, blocks), max(1, mkTermFloats/nb))
 		passes := ceilDiv(nb, per)
 		rw := 1
 		for _, c := range []int{4, 2} {
@@ -198,11 +210,11 @@ func (g *Model) prepareMK() error {
 	if err != nil {
 		return err
 	}
-	bar, err := g.track(d.alloc(8))
+	bar, err := g.track(d.alloc(16))
 	if err != nil {
 		return err
 	}
-	if err := d.drv.check("cuMemsetD8 (barrier)", d.drv.cuMemsetD8(bar, 0, 8)); err != nil {
+	if err := d.drv.check("cuMemsetD8 (barrier)", d.drv.cuMemsetD8(bar, 0, 16)); err != nil {
 		return err
 	}
 	shmem := max(4*actFloats+actBytes+4*terms, fa)
@@ -218,9 +230,9 @@ func (g *Model) prepareMK() error {
 	if int(perSM)*d.sms < blocks || cfg.NumHeads > blocks {
 		return nil // fewer co-resident blocks than planned: the usual kernels
 	}
-	mk.blocks, mk.shmem = blocks, shmem
+	mk.blocks, mk.shmem, mk.bars = blocks, shmem, bar
 	mk.args = mkArgs{layers: lp, head: head, qkv: g.qkv, attn: g.attn, scores: g.scores, invFreq: g.invFreq,
-		info: g.info(), passp: g.passp(), bar: bar, slotBytes: int64(g.slotBytes), nlayers: int32(len(layers)),
+		info: g.info(), passp: g.passp(), slotBytes: int64(g.slotBytes), nlayers: int32(len(layers)),
 		heads: int32(cfg.NumHeads), kvHeads: int32(cfg.NumKVHeads), dim: int32(cfg.HeadDim), ctx: int32(g.ctx),
 		qStride: int32(qDim + 2*kvDim), style: int32(g.style()), f16: 1, ggml: int32(boolInt(g.opts.GGMLOps)),
 		normThreads: int32(normThreads(h)), actFloats: int32(actFloats), scale: float32(1 / math.Sqrt(float64(cfg.HeadDim))),
@@ -240,7 +252,18 @@ func (g *Model) mkStep() error {
 	if err != nil {
 		return err
 	}
-	p := unsafe.Pointer(&g.mk.args)
+	mk := g.mk
+	a := &mk.args
+	a.barMode, a.sleepNs = int32(mkBarMode), int32(mkSleepNs)
+	if mkBarMode == 2 {
+		// Counters at bars and bars+4, one a step: this step's only grows,
+		// and the kernel clears the other for the next step.
+		a.bar, a.barOther = mk.bars+devptr(4*(mk.steps%2)), mk.bars+devptr(4*(1-mk.steps%2))
+		mk.steps++
+	} else {
+		a.bar, a.barOther = mk.bars+8, 0 // count and generation at bars+8
+	}
+	p := unsafe.Pointer(a)
 	r, _, _ := purego.SyscallN(d.drv.cuLaunchCooperativeKernel, f, uintptr(g.mk.blocks), 1, 1, mkThreads, 1, 1,
 		uintptr(g.mk.shmem), d.stream, uintptr(unsafe.Pointer(&p)))
 	runtime.KeepAlive(g.mk)

@@ -68,9 +68,12 @@ struct MK {
     const float* invFreq;
     const int* info;
     const int* passp;
-    unsigned* bar;  // barrier: arrival count, generation
+    unsigned* bar;       // the barrier's words (mk_barrier)
+    unsigned* barOther;  // the other step's counter (barMode 2), cleared here
+    unsigned long long* trace;  // when not null: block 0's phase times (mk_mark)
     i64 slotBytes;
-    int nlayers, heads, kvHeads, dim, ctx, qStride, style, f16, ggml, normThreads, actFloats, pad;
+    int nlayers, heads, kvHeads, dim, ctx, qStride, style, f16, ggml, normThreads, actFloats;
+    int barMode, sleepNs, pad;
     float scale, thetaScale, eps, pad2;
 };
 
@@ -78,28 +81,53 @@ struct MK {
 // (Q8_K blocks, the larger encoding), a multiple of 16.
 __device__ __forceinline__ int mk_act_bytes(int n) { return ((n + 255) / 256 * 292 + 15) & ~15; }
 
-// mk_barrier waits until every block of the grid has arrived: thread 0
-// reads the generation, publishes the block's writes (fence) and counts
-// itself in; the last block to arrive resets the count and starts the
-// next generation, the others wait for it (acquire), then the block goes
-// on together.
-__device__ __forceinline__ void mk_barrier(unsigned* bar) {
+// mk_barrier waits until every block of the grid has arrived (the j-th
+// barrier of the kernel, from 0). Thread 0 publishes the block's writes
+// (fence) and counts itself in, then waits (polling every sleepNs
+// nanoseconds when > 0), and the block goes on together. barMode 0/1: the
+// last block to arrive resets the count and starts the next generation
+// (bar[1]) that the others wait for; barMode 2: a count that only grows
+// within the kernel (to (j+1) x blocks; mk.go alternates two counters
+// between steps, each kernel clearing the other one).
+__device__ __forceinline__ void mk_barrier(const MK& k, int j) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        volatile unsigned* gen = bar + 1;
-        unsigned g = *gen;
-        __threadfence();
-        if (atomicAdd(bar, 1u) == gridDim.x - 1) {
-            atomicExch(bar, 0u);
+        unsigned* bar = k.bar;
+        if (k.barMode == 2) {
             __threadfence();
-            atomicAdd(bar + 1, 1u);
+            atomicAdd(bar, 1u);
+            unsigned target = (unsigned)(j + 1) * gridDim.x, c;
+            for (;;) {
+                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(c) : "l"(bar) : "memory");
+                if (c >= target) break;
+                if (k.sleepNs > 0) __nanosleep(k.sleepNs);
+            }
         } else {
-            while (*gen == g) {
+            volatile unsigned* gen = bar + 1;
+            unsigned g = *gen;
+            __threadfence();
+            if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+                atomicExch(bar, 0u);
+                __threadfence();
+                atomicAdd(bar + 1, 1u);
+            } else {
+                while (*gen == g) {
+                    if (k.barMode == 1) __nanosleep(k.sleepNs);
+                }
             }
         }
         __threadfence();
     }
     __syncthreads();
+}
+
+// mk_mark records the global timer at trace slot i (block 0, thread 0).
+__device__ __forceinline__ void mk_mark(const MK& k, int i) {
+    if (k.trace && blockIdx.x == 0 && threadIdx.x == 0) {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        k.trace[i] = t;
+    }
 }
 
 // mk_prefetch asks for block blk's rows of the phase's parts in L2.
@@ -110,9 +138,9 @@ __device__ __forceinline__ void mk_prefetch(const MKProd& ph, int blk) {
     }
 }
 
-// mk_rows runs part p's rows of block blk against act (shared memory).
+// mk_rows runs part p's rows of virtual block blk against act (shared
+// memory).
 __device__ __forceinline__ void mk_rows(const MKPart& p, const u8* act, int blk, float* terms) {
-    if (blk * p.rpc >= p.rows) return;
     switch (p.type) {
     case 0: matvec_rw<TQ32<0>>(p.rw, p.W, act, p.y, p.bias, p.rows, p.cols, p.rowBytes, p.acc, p.rpc, blk, terms); break;
     case 1: matvec_rw<TQ32<1>>(p.rw, p.W, act, p.y, p.bias, p.rows, p.cols, p.rowBytes, p.acc, p.rpc, blk, terms); break;
@@ -123,9 +151,11 @@ __device__ __forceinline__ void mk_rows(const MKPart& p, const u8* act, int blk,
 }
 
 // mk_product runs a product phase in this block: the activation (x read at
-// L2 into shared memory first), each part's rows, silu(gate)*up.
+// L2 into shared memory first), then virtual blocks blockIdx.x,
+// blockIdx.x + gridDim.x, ... of rpc rows of each part (the parts' rows
+// bound the terms in shared memory), with silu(gate)*up for a virtual
+// block's rows after its gate and up rows.
 __device__ void mk_product(const MK& k, const MKProd& ph, float* sh) {
-    int blk = blockIdx.x;
     float* xf = sh;
     u8* act = (u8*)(sh + k.actFloats);
     float* terms = (float*)(act + mk_act_bytes(k.actFloats));
@@ -136,15 +166,22 @@ __device__ void mk_product(const MK& k, const MKProd& ph, float* sh) {
         act_make<true>(mode, xf, ph.n, ph.normW, k.eps, k.ggml, k.normThreads, act);
     else
         act_make<false>(mode, xf, ph.n, ph.normW, k.eps, k.ggml, k.normThreads, act);
-    for (int i = 0; i < ph.nparts; i++) {
-        mk_rows(ph.p[i], act, blk, terms);
-        __syncthreads();  // terms are reused; the rows' sums are written
-    }
-    if (ph.silu) {
-        const MKPart& g = ph.p[0];
-        int r0 = blk * g.rpc, nr = min(g.rpc, g.rows - r0);
-        for (int rr = threadIdx.x; rr < nr; rr += blockDim.x)
-            ph.act[r0 + rr] = silu_mul(g.y[r0 + rr], ph.p[1].y[r0 + rr], k.ggml);
+    for (int vb = blockIdx.x;; vb += gridDim.x) {
+        bool any = false;
+        for (int i = 0; i < ph.nparts; i++) {
+            const MKPart& p = ph.p[i];
+            if (vb * p.rpc >= p.rows) continue;
+            any = true;
+            mk_rows(p, act, vb, terms);
+            __syncthreads();  // terms are reused; the rows' sums are written
+        }
+        if (!any) break;
+        if (ph.silu) {
+            const MKPart& g = ph.p[0];
+            int r0 = vb * g.rpc, nr = min(g.rpc, g.rows - r0);
+            for (int rr = threadIdx.x; rr < nr; rr += blockDim.x)
+                ph.act[r0 + rr] = silu_mul(g.y[r0 + rr], ph.p[1].y[r0 + rr], k.ggml);
+        }
     }
 }
 
@@ -186,28 +223,48 @@ __device__ void mk_attention(const MK& k, const MKLayer& l, int h) {
 
 extern "C" __global__ void __launch_bounds__(256, 2) decode_mk(const MK k) {
     extern __shared__ float mkShared[];
+    if (blockIdx.x == 0 && threadIdx.x == 0 && k.barOther) *k.barOther = 0;
+    mk_mark(k, 0);
+    int nb = 0;  // barriers passed
+    if (k.nlayers < 0) {  // barriers alone, -nlayers x 5 (mk.go's barrier benchmark)
+        for (int i = 0; i < -5 * k.nlayers; i++) mk_barrier(k, nb++);
+        mk_mark(k, 1);
+        return;
+    }
     for (int li = 0; li < k.nlayers; li++) {
         const MKLayer& l = k.layers[li];
+        int t = 1 + 10 * li;
         mk_product(k, l.qkv, mkShared);
         mk_prefetch(l.o, blockIdx.x);
-        mk_barrier(k.bar);
+        mk_mark(k, t);
+        mk_barrier(k, nb++);
+        mk_mark(k, t + 1);
         if ((int)blockIdx.x < k.heads) {
             mk_attention(k, l, blockIdx.x);
             __syncthreads();
         } else {
             mk_prefetch(l.gu, blockIdx.x);
         }
-        mk_barrier(k.bar);
+        mk_mark(k, t + 2);
+        mk_barrier(k, nb++);
+        mk_mark(k, t + 3);
         mk_product(k, l.o, mkShared);
         mk_prefetch(l.gu, blockIdx.x);
-        mk_barrier(k.bar);
+        mk_mark(k, t + 4);
+        mk_barrier(k, nb++);
+        mk_mark(k, t + 5);
         mk_product(k, l.gu, mkShared);
         mk_prefetch(l.down, blockIdx.x);
-        mk_barrier(k.bar);
+        mk_mark(k, t + 6);
+        mk_barrier(k, nb++);
+        mk_mark(k, t + 7);
         mk_product(k, l.down, mkShared);
         if (li + 1 < k.nlayers) mk_prefetch(k.layers[li + 1].qkv, blockIdx.x);
         else mk_prefetch(k.head, blockIdx.x);
-        mk_barrier(k.bar);
+        mk_mark(k, t + 8);
+        mk_barrier(k, nb++);
+        mk_mark(k, t + 9);
     }
     mk_product(k, k.head, mkShared);
+    mk_mark(k, 1 + 10 * k.nlayers);
 }
