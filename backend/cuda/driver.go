@@ -50,15 +50,11 @@ type driver struct {
 	cuEventCreate             func(e *uintptr, flags uint32) result
 	cuEventDestroy            func(e uintptr) result
 	cuEventRecord             func(e uintptr, s uintptr) result
-	cuStreamWaitEvent         func(s uintptr, e uintptr, flags uint32) result
 	cuEventSynchronize        func(e uintptr) result
 	cuEventElapsedTime        func(ms *float32, start, end uintptr) result
 	cuGetErrorString          func(r result, s **byte) result
 	cuLaunchKernel            uintptr // called through purego.SyscallN (11 arguments, no reflection)
 	cuLaunchKernelEx          uintptr // likewise; 0 when the driver lacks it (before CUDA 11.8)
-	// cuLaunchCooperativeKernel and cuOccupancyMaxActiveBlocksPerMultiprocessor
-	// (cuOccupancy), for the one-kernel decode step (mk.go); 0 when missing.
-	cuLaunchCooperativeKernel, cuOccupancy uintptr
 	cuFuncSetAttribute        func(fn uintptr, attr int32, v int32) result
 	cuMemGetInfo              func(free, total *uint64) result
 	cuStreamBeginCapture      func(s uintptr, mode uint32) result
@@ -106,7 +102,6 @@ func (d *driver) symbols() []struct {
 		{"cuEventCreate", &d.cuEventCreate},
 		{"cuEventDestroy_v2", &d.cuEventDestroy},
 		{"cuEventRecord", &d.cuEventRecord},
-		{"cuStreamWaitEvent", &d.cuStreamWaitEvent},
 		{"cuEventSynchronize", &d.cuEventSynchronize},
 		{"cuEventElapsedTime", &d.cuEventElapsedTime},
 		{"cuGetErrorString", &d.cuGetErrorString},
@@ -152,12 +147,6 @@ func openDriver() (*driver, error) {
 	d.cuLaunchKernel = addr
 	if addr, err := purego.Dlsym(lib, "cuLaunchKernelEx"); err == nil {
 		d.cuLaunchKernelEx = addr
-	}
-	if addr, err := purego.Dlsym(lib, "cuLaunchCooperativeKernel"); err == nil {
-		d.cuLaunchCooperativeKernel = addr
-	}
-	if addr, err := purego.Dlsym(lib, "cuOccupancyMaxActiveBlocksPerMultiprocessor"); err == nil {
-		d.cuOccupancy = addr
 	}
 	return d, nil
 }
@@ -210,12 +199,6 @@ type Device struct {
 	pdl bool
 	sms int     // multiprocessors
 	mvx mvxArgs // the fused products' parameter (see launch)
-	// side is the stream of the weight prefetches (prefetch.go), with the
-	// events that order it against stream; created on first use.
-	side     uintptr
-	sideEv   [2]uintptr
-	sideOpen bool     // prefetches were launched since the last join
-	l2r      l2Ranges // l2_prefetch's parameter
 	// cuBLAS for float products of many rows (cublas.go): nil when not
 	// loaded; blasReason says why once blasTried.
 	blas       *blas

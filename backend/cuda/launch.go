@@ -100,9 +100,6 @@ func (d *Device) launch2(name string, bx, by, threads, shmem int, a ...any) erro
 			// A struct passed by value: the driver copies it from here.
 			p.ptrs[i] = unsafe.Pointer(v)
 			continue
-		case *l2Ranges:
-			p.ptrs[i] = unsafe.Pointer(v)
-			continue
 		case devptr:
 			p.slots[i] = uint64(v)
 		case int:

@@ -105,7 +105,6 @@ type Model struct {
 	graphs passGraphs // captured passes of several rows (graphs.go)
 	host   []float32  // HostFloats' page-locked memory
 	picker *selector  // ForwardPick's (topk.go)
-	mk     *megakernel // the one-kernel decode step (mk.go); nil where it cannot run
 
 	allocs []devptr
 }
@@ -361,9 +360,6 @@ func (g *Model) load(m *model.Model) error {
 	if err := g.prepareBLAS(); err != nil {
 		return err
 	}
-	if err := g.prepareMK(); err != nil {
-		return err
-	}
 	return g.dev.sync()
 }
 
@@ -508,18 +504,13 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 	if m == 1 {
 		fuse = fuseDecode
 	}
-	// The decode step (pass 0) prefetches weights into L2 (prefetch.go).
-	pf := func(int, int) error { return nil }
-	if m == 1 && pass == 0 && hidden == nil && l2Schedule != l2Off {
-		pf = g.prefetchAt
-	}
 	for li := range g.layers {
 		l := &g.layers[li]
-		err := pf(li, atLayer)
+		var err error
 		if fuse&fuseQKV != 0 && fusable(l.qkv, l.q, l.k, l.v) {
-			err = errors.Join(err, d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml))
+			err = d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml)
 		} else {
-			err = errors.Join(err, g.normFor(l.attnNorm, m, l.qkv, l.q, l.k, l.v))
+			err = g.normFor(l.attnNorm, m, l.qkv, l.q, l.k, l.v)
 			if l.qkv == nil && m == 1 && qkvOneLaunch && fusable(l.q, l.k, l.v) {
 				// q (+k) and v of different types, one launch on the
 				// activation that normFor quantized.
@@ -535,7 +526,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 				err = errors.Join(err, g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
 			}
 		}
-		err = errors.Join(err, pf(li, atQKV),
+		err = errors.Join(err,
 			d.ropeStore(g.qkv, qkvDim, g.invFreq, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, info, g.thetaScale, g.style(),
 				l.kc, l.vc, f16, g.slotBytes, m),
 			d.attention(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), at, m))
@@ -557,7 +548,6 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 					g.mul(l.up, g.xn, h, offset(g.gu, ffn), 2*ffn, 0, false, m))
 			}
 		}
-		err = errors.Join(err, pf(li, atFFN))
 		if fuse&fuseDown != 0 && fusable(l.down) {
 			err = errors.Join(err, d.matvecFused([]mvxOut{{w: l.down, y: g.x, acc: true}}, mvxSilu, g.gu, ffn, 0, 0, ggml))
 		} else {
@@ -592,8 +582,7 @@ func (g *Model) head(from, n, m int) error {
 // decodeStep issues one row's pass (the state's row 0), its logits and
 // their argmax in g.best.
 func (g *Model) decodeStep() error {
-	return errors.Join(g.enqueue(1, 0, nil), g.head(0, 1, 1), g.dev.argmax(g.logits, g.Config.VocabSize, g.argScratch, g.best),
-		g.dev.joinPrefetches())
+	return errors.Join(g.enqueue(1, 0, nil), g.head(0, 1, 1), g.dev.argmax(g.logits, g.Config.VocabSize, g.argScratch, g.best))
 }
 
 // capture records decodeStep as a CUDA graph and instantiates it.
@@ -670,9 +659,6 @@ func (g *Model) step(r Row, pass int) error {
 	}
 	if g.opts.NoGraph {
 		return g.decodeStep()
-	}
-	if mkDecode && g.mk != nil && !g.long {
-		return g.mkStep()
 	}
 	if g.exec[boolInt(g.long)] == 0 {
 		if err := g.capture(); err != nil {

@@ -56,11 +56,6 @@ func openBoth(t testing.TB, rel string, ctx int, tune func(*cuda.Options)) (*mod
 		t.Fatal(err)
 	}
 	t.Cleanup(g.Close)
-	if why := g.OneKernelStep(); why != "" {
-		t.Logf("%s: decode steps without the one-kernel step: %s", rel, why)
-	} else {
-		t.Logf("%s: decode steps may run the one-kernel step", rel)
-	}
 	return m, e, g
 }
 

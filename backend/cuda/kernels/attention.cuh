@@ -282,15 +282,11 @@ __device__ void stage_f16(const u8* a, u16* da, const u8* b, u16* db, int kvStri
         float *__restrict__ out, float *__restrict__ scores, int heads, int kvHeads, int dim,      \
         const int *__restrict__ info, int ctx, float scale, const int *__restrict__ passp,         \
         int qStride, i64 slotBytes
-// attention_fa_body is the kernels' work for query head h of row r; the
-// one-chunk kernel stages its key and value tiles when stage is set (and
-// the block and head sizes allow). The query is read at L2 (ld.global.cg):
-// the decode megakernel (decode_mk.cuh) calls it on a query it wrote
-// itself.
 template <bool TILED_ONLY>
-__device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r, bool stage) {
+__device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
     pdl_start();  // everything below reads what the kernels before wrote (rope_store's cache rows, the query)
     int rows = TILED_ONLY ? 64 : *passp;
+    int r = blockIdx.y;
     int n = ROW_POS(info, r) + 1;
     kc += (i64)ROW_SLOT(info, r) * slotBytes;
     vc += (i64)ROW_SLOT(info, r) * slotBytes;
@@ -301,6 +297,7 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r, 
     float* qs = faShared;
     __shared__ float total, tms, ms;
     __shared__ int tflag;
+    int h = blockIdx.x;
     int group = heads / kvHeads;
     int kvStride = kvHeads * dim;
     int off = (h / group) * dim;
@@ -309,7 +306,7 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r, 
         float* kq = acc + dim;
         const float ninf = __uint_as_float(0xff800000u);
         for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-            qs[i] = __ldcg(q + h * dim + i);
+            qs[i] = q[h * dim + i];
             acc[i] = 0.0f;
         }
         if (threadIdx.x == 0) {
@@ -381,13 +378,13 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r, 
     // F16 in shared memory (16-byte loads by the whole block), one key a
     // thread; the first key and value tiles are loaded first of all, and
     // with one tile (up to 256 keys) the scores stay in shared memory.
-    bool staged = stage && dim % 8 == 0 && dim <= FA_DEC_DIM && blockDim.x == FA_DEC_KT;
+    bool staged = dim % 8 == 0 && dim <= FA_DEC_DIM && blockDim.x == FA_DEC_KT;
     float* wsh = qs + dim;  // (staged) a value tile's weights
     u16* kb = (u16*)(wsh + FA_DEC_KT);
     u16* vb = kb + FA_DEC_KT * (dim + 2);
     float* sc = staged && n <= FA_DEC_KT ? wsh : scores + (i64)h * ctx;
     if (staged) stage_f16(kc, kb, vc, vb, kvStride, off, 0, min(n, FA_DEC_KT), dim);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(__ldcg(q + h * dim + i)));
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(q[h * dim + i]));
     __syncthreads();
     if (staged) {
         for (int j0 = 0; j0 < n; j0 += FA_DEC_KT) {
@@ -510,10 +507,8 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r, 
 }
 
 #define ATTN_FA_ARGS q, kc, vc, out, scores, heads, kvHeads, dim, info, ctx, scale, passp, qStride, slotBytes
-extern "C" __global__ void attention_fa(ATTN_FA_PARAMS) { attention_fa_body<false>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y, true); }
-extern "C" __global__ void __launch_bounds__(256) attention_fa_tiled(ATTN_FA_PARAMS) {
-    attention_fa_body<true>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y, true);
-}
+extern "C" __global__ void attention_fa(ATTN_FA_PARAMS) { attention_fa_body<false>(ATTN_FA_ARGS); }
+extern "C" __global__ void __launch_bounds__(256) attention_fa_tiled(ATTN_FA_PARAMS) { attention_fa_body<true>(ATTN_FA_ARGS); }
 
 
 

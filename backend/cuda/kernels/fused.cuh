@@ -44,36 +44,29 @@ struct MVX {
     int ggml, mode, n, nparts, normThreads, termFloats, pad;
 };
 
-// act_make makes a block's activation (n values from x, which may be in
-// shared memory: mode MVX_QUANT, MVX_NORM with the weights normW, or
-// MVX_SILU) at act as Q8_K (QK) or Q8_0 blocks, a warp a chunk of 256
-// values; every thread of the block calls it.
+// mvx_act makes the block's activation (n values from a.x, mode
+// MVX_QUANT, MVX_NORM or MVX_SILU) in shared memory at act as Q8_K (qk)
+// or Q8_0 blocks, a warp a chunk of 256 values.
 template <bool QK>
-__device__ __forceinline__ void act_make(int mode, const float* x, int n, const float* normW, float eps, int ggml,
-                                         int normThreads, u8* act) {
+__device__ __forceinline__ void mvx_act(const MVX& a, u8* act) {
     int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    const float* x = a.x;
     float scale = 1.0f;
-    if (mode == MVX_NORM) scale = rms_scale(x, n, normThreads, eps, ggml);
-    for (int base = wi * 256; base < n; base += nw * 256) {
+    if (a.mode == MVX_NORM) scale = rms_scale(x, a.n, a.normThreads, a.eps, a.ggml);
+    for (int base = wi * 256; base < a.n; base += nw * 256) {
         float v[8];
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             int e = base + 8 * lane + j;
             v[j] = 0.0f;
-            if (e >= n) continue;
-            if (mode == MVX_NORM) v[j] = rms_value(x[e], scale, normW[e], ggml);
-            else if (mode == MVX_SILU) v[j] = silu_mul(x[e], x[n + e], ggml);
+            if (e >= a.n) continue;
+            if (a.mode == MVX_NORM) v[j] = rms_value(x[e], scale, a.normW[e], a.ggml);
+            else if (a.mode == MVX_SILU) v[j] = silu_mul(x[e], x[a.n + e], a.ggml);
             else v[j] = x[e];
         }
-        quant_chunk(v, base, n, QK ? 0 : act, QK ? act : 0);
+        quant_chunk(v, base, a.n, QK ? 0 : act, QK ? act : 0);
     }
     __syncthreads();
-}
-
-// mvx_act is act_make for the launch's prologue (a.mode, from a.x).
-template <bool QK>
-__device__ __forceinline__ void mvx_act(const MVX& a, u8* act) {
-    act_make<QK>(a.mode, a.x, a.n, a.normW, a.eps, a.ggml, a.normThreads, act);
 }
 
 template <class T0, class T1, class T2, bool QK>

@@ -232,4 +232,3 @@ extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __re
 #include "attn_mma.cuh"
 #include "topk.cuh"
 #include "attn_split.cuh"
-#include "decode_mk.cuh"

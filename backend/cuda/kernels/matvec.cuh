@@ -431,41 +431,6 @@ __device__ __forceinline__ void prefetch_rows(const u8* W, int rows, i64 rowByte
     prefetch_l2(W + (i64)r0 * rowBytes, (i64)min(rpc, rows - r0) * rowBytes);
 }
 
-// l2_prefetch asks for up to L2_RANGES ranges of constant weights (p[i],
-// n[i] bytes, p 16-byte aligned) in L2 and touches nothing else: the decode
-// step launches it on a side stream ahead of the products that read them
-// (prefetch.go), so that their weights stream in while the latency-bound
-// kernels before those products run. Thread t takes pieces t, t+threads, ...
-// of chunk bytes of each range in turn: one cp.async.bulk.prefetch.L2 a
-// piece when bulk (the copy engine walks it), else a prefetch.global.L2 a
-// 128-byte line.
-#define L2_RANGES 6
-struct L2Ranges {
-    const u8* p[L2_RANGES];
-    i64 n[L2_RANGES];
-    int count, chunk, bulk, pad;
-};
-
-extern "C" __global__ void l2_prefetch(const L2Ranges r) {
-    i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x, nt = (i64)gridDim.x * blockDim.x;
-    for (int i = 0; i < r.count && i < L2_RANGES; i++) {
-        for (i64 off = t * r.chunk; off < r.n[i]; off += nt * r.chunk) {
-            const u8* a = r.p[i] + off;
-            i64 len = r.n[i] - off < r.chunk ? r.n[i] - off : r.chunk;
-#if __CUDACC_VER_MAJOR__ >= 12
-            if (r.bulk) {
-                u32 b = (u32)(len & ~15ll);
-                if (b) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a), "r"(b) : "memory");
-                continue;
-            }
-#endif
-            {
-                for (i64 o = 0; o < len; o += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(a + o));
-            }
-        }
-    }
-}
-
 // mvTerms is the _mv and mvx kernels' dynamic shared memory.
 extern __shared__ float mvTerms[];
 
