@@ -36,6 +36,26 @@ func faRowsShared(dim int) int {
 	return 4 * (dim*(faRows+4) + dim*(64+4) + 64*(dim+4) + 64*(faRows+4))
 }
 
+// ropeInAttention lets a one-row pass run RoPE and the KV store inside
+// ggml's one-row attention (attention_fa_rope) instead of a rope_store
+// launch before it (a variable for the tests' comparisons).
+var ropeInAttention = true
+
+// attentionRope runs ropeStore's and attention's work for a pass of one
+// row in one launch (attention_fa_rope) where attention would run ggml's
+// one-row F16 flash attention; ran is false (nothing launched) otherwise.
+// invFreq, thetaScale and style are ropeStore's.
+func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devptr, thetaScale float32, style int,
+	a attnArgs, m int) (ran bool, err error) {
+	if !ropeInAttention || m != 1 || !a.fa || !a.f16 || a.long || a.pass >= 64 || a.dim%8 != 0 || a.dim > 128 ||
+		a.kvHeads < 1 || a.heads%a.kvHeads != 0 || !d.has("attention_fa_rope") {
+		return false, nil
+	}
+	shared := max(4*(2*a.dim+64+64*(a.dim+1)), 4*(a.dim+256)+2*2*256*(a.dim+2))
+	return true, d.launch2("attention_fa_rope", a.heads, 1, 256, shared, q, kc, vc, out, scores, a.heads, a.kvHeads,
+		a.dim, info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), invFreq, thetaScale, style)
+}
+
 // attention runs m rows' causal attention: row r's query at q +
 // r*qStride attends to its slot's cached positions 0..its position (info);
 // out receives heads x dim floats per row; scores is scratch of m x heads x

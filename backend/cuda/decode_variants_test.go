@@ -10,14 +10,17 @@ import (
 
 // decodeVariants are the one-row step's choices (APR_CUDA_TUNE syntax)
 // that TestDecodeVariantsEqual and BenchmarkDecodeVariants compare with the
-// default: q/k/v of two types in one launch off.
-var decodeVariants = []string{"noqkv1"}
+// default: q/k/v of two types in one launch off, RoPE and the KV store in
+// the attention's launch off, both off.
+var decodeVariants = []string{"noqkv1", "norope1", "noqkv1,norope1"}
 
 // TestDecodeVariantsEqual decodes 40 greedy steps of the synthetic GGUF
 // models (1.5B Q4_K_M: q and k Q4_K, v Q6_K, the mixed launch; 0.5B
 // Q4_K_M: Q5_0, Q8_0, Q4_K and Q6_K; 1.5B Q8_0) under every
 // decodeVariants choice and holds each step's logits bit-identical to the
-// default's: the one-launch q/k/v runs the same per-row sums.
+// default's: the one-launch q/k/v runs the same per-row sums, and
+// attention_fa_rope the same rotations and attention as rope_store and
+// attention_fa.
 func TestDecodeVariantsEqual(t *testing.T) {
 	skipWithoutGPU(t)
 	for _, i := range []int{3, 1, 2} {

@@ -65,7 +65,7 @@ func pdlKernel(name string) bool {
 	switch name {
 	case "quantize", "rmsnorm", "rope_store", "silu_quant", "add", "argmax_part", "argmax_final", "mvx_q8_0", "mvx_q8_k":
 		return true
-	case "attention", "attention_fa", "attention_fa_tiled", "attn_f32_rows_64", "attn_f32_rows_128",
+	case "attention", "attention_fa", "attention_fa_tiled", "attention_fa_rope", "attn_f32_rows_64", "attn_f32_rows_128",
 		"attn_f32_dec_64", "attn_f32_dec_128":
 		return pdlAttention
 	}

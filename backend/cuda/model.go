@@ -526,10 +526,15 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 				err = errors.Join(err, g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
 			}
 		}
-		err = errors.Join(err,
-			d.ropeStore(g.qkv, qkvDim, g.invFreq, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, info, g.thetaScale, g.style(),
-				l.kc, l.vc, f16, g.slotBytes, m),
-			d.attention(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), at, m))
+		if ran, e := d.attentionRope(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), g.invFreq, g.thetaScale,
+			g.style(), at, m); ran {
+			err = errors.Join(err, e)
+		} else {
+			err = errors.Join(err,
+				d.ropeStore(g.qkv, qkvDim, g.invFreq, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, info, g.thetaScale, g.style(),
+					l.kc, l.vc, f16, g.slotBytes, m),
+				d.attention(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), at, m))
+		}
 		if fuse&fuseO != 0 && fusable(l.o) {
 			err = errors.Join(err, d.matvecFused([]mvxOut{{w: l.o, y: g.x, acc: true}}, mvxQuant, g.attn, qDim, 0, 0, false))
 		} else {

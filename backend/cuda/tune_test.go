@@ -13,8 +13,8 @@ import (
 // product on), "noattndec" (no attn_f32_dec: few-row passes over a float32
 // cache as before), "spread=N" (mvSpread), "nostack" / "stackall" (no /
 // every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
-// leaves the split for cuBLAS to blas_split) and "qkv1" / "noqkv1"
-// (qkvOneLaunch).
+// leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
+// (qkvOneLaunch) and "norope1" (no ropeInAttention).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -57,6 +57,8 @@ func applyTune(flags string) {
 			qkvOneLaunch = true
 		case "noqkv1":
 			qkvOneLaunch = false
+		case "norope1":
+			ropeInAttention = false
 		}
 		if v, ok := strings.CutPrefix(f, "spread="); ok {
 			mvSpread, _ = strconv.Atoi(v)
@@ -72,7 +74,7 @@ func SetTune(flags string) (restore func()) {
 	saved := []func(){
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
-		save(&qkvOneLaunch),
+		save(&qkvOneLaunch), save(&ropeInAttention),
 	}
 	applyTune(flags)
 	return func() {

@@ -282,11 +282,14 @@ __device__ void stage_f16(const u8* a, u16* da, const u8* b, u16* db, int kvStri
         float *__restrict__ out, float *__restrict__ scores, int heads, int kvHeads, int dim,      \
         const int *__restrict__ info, int ctx, float scale, const int *__restrict__ passp,         \
         int qStride, i64 slotBytes
+// attention_fa_body is the kernels' work for query head h of row r; the
+// one-chunk kernel stages its key and value tiles when stage is set (and
+// the block and head sizes allow). The query is read at L2 (ld.global.cg):
+// attention_fa_rope calls it on a query it wrote itself.
 template <bool TILED_ONLY>
-__device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
+__device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r, bool stage) {
     pdl_start();  // everything below reads what the kernels before wrote (rope_store's cache rows, the query)
     int rows = TILED_ONLY ? 64 : *passp;
-    int r = blockIdx.y;
     int n = ROW_POS(info, r) + 1;
     kc += (i64)ROW_SLOT(info, r) * slotBytes;
     vc += (i64)ROW_SLOT(info, r) * slotBytes;
@@ -297,7 +300,6 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
     float* qs = faShared;
     __shared__ float total, tms, ms;
     __shared__ int tflag;
-    int h = blockIdx.x;
     int group = heads / kvHeads;
     int kvStride = kvHeads * dim;
     int off = (h / group) * dim;
@@ -306,7 +308,7 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
         float* kq = acc + dim;
         const float ninf = __uint_as_float(0xff800000u);
         for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-            qs[i] = q[h * dim + i];
+            qs[i] = __ldcg(q + h * dim + i);
             acc[i] = 0.0f;
         }
         if (threadIdx.x == 0) {
@@ -378,13 +380,13 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
     // F16 in shared memory (16-byte loads by the whole block), one key a
     // thread; the first key and value tiles are loaded first of all, and
     // with one tile (up to 256 keys) the scores stay in shared memory.
-    bool staged = dim % 8 == 0 && dim <= FA_DEC_DIM && blockDim.x == FA_DEC_KT;
+    bool staged = stage && dim % 8 == 0 && dim <= FA_DEC_DIM && blockDim.x == FA_DEC_KT;
     float* wsh = qs + dim;  // (staged) a value tile's weights
     u16* kb = (u16*)(wsh + FA_DEC_KT);
     u16* vb = kb + FA_DEC_KT * (dim + 2);
     float* sc = staged && n <= FA_DEC_KT ? wsh : scores + (i64)h * ctx;
     if (staged) stage_f16(kc, kb, vc, vb, kvStride, off, 0, min(n, FA_DEC_KT), dim);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(q[h * dim + i]));
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(__ldcg(q + h * dim + i)));
     __syncthreads();
     if (staged) {
         for (int j0 = 0; j0 < n; j0 += FA_DEC_KT) {
@@ -507,8 +509,43 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS) {
 }
 
 #define ATTN_FA_ARGS q, kc, vc, out, scores, heads, kvHeads, dim, info, ctx, scale, passp, qStride, slotBytes
-extern "C" __global__ void attention_fa(ATTN_FA_PARAMS) { attention_fa_body<false>(ATTN_FA_ARGS); }
-extern "C" __global__ void __launch_bounds__(256) attention_fa_tiled(ATTN_FA_PARAMS) { attention_fa_body<true>(ATTN_FA_ARGS); }
+extern "C" __global__ void attention_fa(ATTN_FA_PARAMS) { attention_fa_body<false>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y, true); }
+extern "C" __global__ void __launch_bounds__(256) attention_fa_tiled(ATTN_FA_PARAMS) {
+    attention_fa_body<true>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y, true);
+}
+
+// attention_fa_rope is attention_fa for a pass of one row (grid (heads,
+// 1)) with rope_store's work done in it, one launch less a layer of a
+// decode step: block h turns query head h in place and its group's key out
+// of place (each block of the group stores the same bits of the key and the
+// value in the F16 cache, and no block changes the key in q), then runs the
+// attention for head h. Parameters: attention_fa's, then rope_store's
+// invFreq, thetaScale and style.
+extern "C" __global__ void attention_fa_rope(ATTN_FA_PARAMS, const float* __restrict__ invFreq, float thetaScale,
+                                             int style) {
+    pdl_start();  // q, k and v come from the product before
+    int h = blockIdx.x, r = blockIdx.y, half = dim / 2;
+    int pos = ROW_POS(info, r);
+    int group = heads / kvHeads, kvh = h / group, kvDim = kvHeads * dim;
+    float* row = (float*)q + (i64)r * qStride;
+    i64 at = (i64)ROW_SLOT(info, r) * slotBytes + (i64)pos * kvDim * 2;
+    u16* kd = (u16*)(kc + at) + kvh * dim;
+    u16* vd = (u16*)(vc + at) + kvh * dim;
+    float* qh = row + h * dim;
+    const float* kh = row + heads * dim + kvh * dim;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float ang = rope_angle(pos, i, invFreq, thetaScale, style);
+        rot_pair(__ldcg(qh + i), __ldcg(qh + i + half), ang, qh + i, qh + i + half);
+        float ra, rb;
+        rot_pair(__ldcg(kh + i), __ldcg(kh + i + half), ang, &ra, &rb);
+        kd[i] = f2h(ra);
+        kd[i + half] = f2h(rb);
+    }
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) vd[i] = f2h(__ldcg(kh + kvDim + i));
+    __threadfence();
+    __syncthreads();
+    attention_fa_body<false>(ATTN_FA_ARGS, h, r, true);
+}
 
 
 

@@ -156,13 +156,18 @@ __device__ __forceinline__ float rope_angle(int pos, int i, const float* invFreq
     return ang;
 }
 
+// rot_pair writes pair (a, b) turned by ang to *ra, *rb (sine and cosine
+// in double, rounded, as the CPU backend does).
+__device__ __forceinline__ void rot_pair(float a, float b, float ang, float* ra, float* rb) {
+    float c = (float)cos((double)ang), s = (float)sin((double)ang);
+    *ra = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+    *rb = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+}
+
 // rotate turns pair (p[i], p[i+half]) by ang (sine and cosine in double,
 // rounded, as the CPU backend does).
 __device__ __forceinline__ void rotate(float* p, int i, int half, float ang) {
-    float c = (float)cos((double)ang), s = (float)sin((double)ang);
-    float a = p[i], b = p[i + half];
-    p[i] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
-    p[i + half] = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+    rot_pair(p[i], p[i + half], ang, p + i, p + i + half);
 }
 
 // rope_store rotates the queries (heads x dim at qkv + r*stride) and keys
