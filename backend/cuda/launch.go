@@ -11,7 +11,7 @@ import (
 )
 
 // maxArgs is the most kernel parameters a launch takes.
-const maxArgs = 16
+const maxArgs = 20
 
 // args is the parameter block of a launch: each value in its own 8-byte
 // slot, and the array of pointers to the slots that cuLaunchKernel reads;
