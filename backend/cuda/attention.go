@@ -38,8 +38,15 @@ func faRowsShared(dim int) int {
 
 // ropeInAttention lets a one-row pass run RoPE and the KV store inside
 // ggml's one-row attention (attention_fa_rope) instead of a rope_store
-// launch before it (a variable for the tests' comparisons).
-var ropeInAttention = true
+// launch before it (a variable for the tests' comparisons). Off: one launch
+// less a layer, but slower, as the heads' 12 blocks then run the rotations'
+// serial angle products and double sines before their attention, where
+// rope_store spreads them over more threads and PDL overlaps its launch.
+// BenchmarkDecodeVariants (H100, 256 steps, two rounds, tok/s, off -> on):
+// 1.5B Q4_K_M 725.7, 722.0 -> 706.8, 706.6; 1.5B Q8_0 656.4, 664.3 -> 645.2,
+// 642.5; 0.5B Q4_K_M 1184, 1187 -> 1146, 1134. Bit-identical either way
+// (TestDecodeVariantsEqual).
+var ropeInAttention = false
 
 // attentionRope runs ropeStore's and attention's work for a pass of one
 // row in one launch (attention_fa_rope) where attention would run ggml's

@@ -11,8 +11,8 @@ import (
 // decodeVariants are the one-row step's choices (APR_CUDA_TUNE syntax)
 // that TestDecodeVariantsEqual and BenchmarkDecodeVariants compare with the
 // default: q/k/v of two types in one launch off, RoPE and the KV store in
-// the attention's launch off, both off.
-var decodeVariants = []string{"noqkv1", "norope1", "noqkv1,norope1"}
+// the attention's launch on (ropeInAttention), both.
+var decodeVariants = []string{"noqkv1", "rope1", "noqkv1,rope1"}
 
 // TestDecodeVariantsEqual decodes 40 greedy steps of the synthetic GGUF
 // models (1.5B Q4_K_M: q and k Q4_K, v Q6_K, the mixed launch; 0.5B

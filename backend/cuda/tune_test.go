@@ -14,7 +14,7 @@ import (
 // cache as before), "spread=N" (mvSpread), "nostack" / "stackall" (no /
 // every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
 // leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
-// (qkvOneLaunch) and "norope1" (no ropeInAttention).
+// (qkvOneLaunch) and "rope1" / "norope1" (ropeInAttention).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -57,6 +57,8 @@ func applyTune(flags string) {
 			qkvOneLaunch = true
 		case "noqkv1":
 			qkvOneLaunch = false
+		case "rope1":
+			ropeInAttention = true
 		case "norope1":
 			ropeInAttention = false
 		}
