@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/apr-llm/apr/backend/cuda"
+	"github.com/apr-llm/apr/sample"
 )
 
 // decodeVariants are the one-row step's choices (APR_CUDA_TUNE syntax)
@@ -43,7 +44,7 @@ func decodeVariantsEqual(t *testing.T, i int) {
 				t.Fatalf("%s: %v", v, err)
 			}
 			out = append(out, l)
-			tok = argmax(l)
+			tok = sample.Argmax(l)
 		}
 		return out
 	}
@@ -59,16 +60,6 @@ func decodeVariantsEqual(t *testing.T, i int) {
 		}
 		t.Logf("%s: %d steps x %d logits equal to the default's", v, len(want), cfg.VocabSize)
 	}
-}
-
-func argmax(v []float32) int {
-	b := 0
-	for i, x := range v {
-		if x > v[b] {
-			b = i
-		}
-	}
-	return b
 }
 
 // BenchmarkDecodeVariants times BenchmarkDecodeSynthetic's step (positions
@@ -91,20 +82,7 @@ func BenchmarkDecodeVariants(b *testing.B) {
 						defer cuda.SetTune(v)()
 						g.DropDecodeGraphs()
 						defer g.DropDecodeGraphs()
-						tok := 9707
-						var err error
-						for p := 0; p < 8; p++ {
-							if tok, err = g.DecodeArgmax(tok%cfg.VocabSize, p); err != nil {
-								b.Fatal(err)
-							}
-						}
-						b.ResetTimer()
-						for n := 0; n < b.N; n++ {
-							if tok, err = g.DecodeArgmax(tok%cfg.VocabSize, n%128); err != nil {
-								b.Fatal(err)
-							}
-						}
-						b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+						timeDecode(b, g, cfg, 8)
 					})
 				}
 			}

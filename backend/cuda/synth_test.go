@@ -167,22 +167,29 @@ func BenchmarkDecodeSynthetic(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) {
 			g, cfg := loadSynth(b, i, 512)
 			defer g.Close()
-			tok := 9707
-			var err error
-			for i := 0; i < 16; i++ {
-				if tok, err = g.DecodeArgmax(tok%cfg.VocabSize, i); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if tok, err = g.DecodeArgmax(tok%cfg.VocabSize, i%128); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+			timeDecode(b, g, cfg, 16)
 		})
 	}
+}
+
+// timeDecode times b.N greedy graph decode steps at positions 0..127 (as
+// llama-bench's tg128, each step's token chosen on the device) after warm
+// untimed ones, and reports tokens a second.
+func timeDecode(b *testing.B, g *cuda.Model, cfg *model.Config, warm int) {
+	tok := 9707
+	var err error
+	for p := 0; p < warm; p++ {
+		if tok, err = g.DecodeArgmax(tok%cfg.VocabSize, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		if tok, err = g.DecodeArgmax(tok%cfg.VocabSize, n%128); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
 }
 
 // BenchmarkPrefillSynthetic times Forward of a 512-token prompt (as
