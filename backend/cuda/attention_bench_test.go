@@ -27,17 +27,9 @@ func BenchmarkAttention(b *testing.B) {
 	bufs := newBuffers(b, d)
 	r := rand.New(rand.NewPCG(7, 8))
 	const ctx = 512
-	for _, sh := range []struct {
-		name                string
-		heads, kvHeads, dim int
-	}{{"1.5B", 12, 2, 128}, {"0.5B", 14, 2, 64}} {
-		kvDim := sh.kvHeads * sh.dim
-		qStride := sh.heads*sh.dim + 2*kvDim
-		kc, vc := bufs.bytes(encodeKV(randn(r, ctx*kvDim, 1), true)), bufs.bytes(encodeKV(randn(r, ctx*kvDim, 1), true))
-		q := bufs.floats(randn(r, ctx*qStride, 2))
-		out, scores := bufs.poisoned(4*ctx*sh.heads*sh.dim), bufs.poisoned(4*ctx*sh.heads*ctx)
-		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
-			f16: true, fa: true, qStride: qStride, slotBytes: ctx * kvDim * 2}
+	for _, sh := range attnBenchShapes {
+		kc, vc, q, out, scores, a := attnBenchData(bufs, r, sh, ctx, true)
+		a.fa = true
 		prompt := make([]Row, ctx)
 		for p := range prompt {
 			prompt[p] = Row{Pos: p}
@@ -64,4 +56,38 @@ func BenchmarkAttention(b *testing.B) {
 			})
 		}
 	}
+}
+
+// attnBenchShapes are Qwen2.5-Coder-1.5B's and -0.5B's attention heads.
+var attnBenchShapes = []attnBenchShape{{"1.5B", 12, 2, 128}, {"0.5B", 14, 2, 64}}
+
+type attnBenchShape struct {
+	name                string
+	heads, kvHeads, dim int
+}
+
+// attnBenchData makes an attention benchmark's device data for shape sh and
+// ctx positions: random keys and values (an F16 cache when f16, else
+// float32), ctx rows of random q/k/v, poisoned outputs and scores, and the
+// attention's shapes (one slot of ctx positions).
+func attnBenchData(bufs *buffers, r *rand.Rand, sh attnBenchShape, ctx int, f16 bool) (kc, vc, q, out, scores devptr, a attnArgs) {
+	kvDim := sh.kvHeads * sh.dim
+	qStride := sh.heads*sh.dim + 2*kvDim
+	elem := 4
+	if f16 {
+		elem = 2
+	}
+	cache := func() devptr {
+		v := randn(r, ctx*kvDim, 1)
+		if f16 {
+			return bufs.bytes(encodeKV(v, true))
+		}
+		return bufs.floats(v)
+	}
+	kc, vc = cache(), cache()
+	q = bufs.floats(randn(r, ctx*qStride, 2))
+	out, scores = bufs.poisoned(4*ctx*sh.heads*sh.dim), bufs.poisoned(4*ctx*sh.heads*ctx)
+	a = attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
+		f16: f16, qStride: qStride, slotBytes: ctx * kvDim * elem}
+	return kc, vc, q, out, scores, a
 }

@@ -1,7 +1,6 @@
 package cuda
 
 import (
-	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -17,17 +16,9 @@ func BenchmarkAttentionF32(b *testing.B) {
 	bufs := newBuffers(b, d)
 	r := rand.New(rand.NewPCG(7, 8))
 	const ctx = 512
-	for _, sh := range []struct {
-		name                string
-		heads, kvHeads, dim int
-	}{{"1.5B", 12, 2, 128}, {"0.5B", 14, 2, 64}} {
-		kvDim := sh.kvHeads * sh.dim
-		qStride := sh.heads*sh.dim + 2*kvDim
-		kc, vc := bufs.floats(randn(r, ctx*kvDim, 1)), bufs.floats(randn(r, ctx*kvDim, 1))
-		q := bufs.floats(randn(r, ctx*qStride, 2))
-		out, scores := bufs.poisoned(4*ctx*sh.heads*sh.dim), bufs.poisoned(4*ctx*sh.heads*ctx)
-		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
-			qStride: qStride, slotBytes: ctx * kvDim * 4, pass: ctx}
+	for _, sh := range attnBenchShapes {
+		kc, vc, q, out, scores, a := attnBenchData(bufs, r, sh, ctx, false)
+		a.pass = ctx
 		prompt := make([]Row, ctx)
 		for p := range prompt {
 			prompt[p] = Row{Pos: p}

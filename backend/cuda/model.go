@@ -371,18 +371,24 @@ func (g *Model) Close() {
 }
 
 func (g *Model) freeAll() {
-	for i, e := range g.exec {
-		if e != 0 {
-			g.dev.drv.cuGraphExecDestroy(e)
-			g.exec[i] = 0
-		}
-	}
+	g.dropExec()
 	g.freeGraphs()
 	g.freeHost()
 	for _, p := range g.allocs {
 		g.dev.free(p)
 	}
 	g.allocs = nil
+}
+
+// dropExec destroys the captured decode steps (the next step captures
+// again).
+func (g *Model) dropExec() {
+	for i, e := range g.exec {
+		if e != 0 {
+			g.dev.drv.cuGraphExecDestroy(e)
+			g.exec[i] = 0
+		}
+	}
 }
 
 // quants returns the activation buffers that the matrices ws read (0 for

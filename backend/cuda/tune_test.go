@@ -97,10 +97,5 @@ func save[T any](p *T) func() {
 func (g *Model) DropDecodeGraphs() {
 	unlock := g.dev.bind()
 	defer unlock()
-	for i, e := range g.exec {
-		if e != 0 {
-			g.dev.drv.cuGraphExecDestroy(e)
-			g.exec[i] = 0
-		}
-	}
+	g.dropExec()
 }
