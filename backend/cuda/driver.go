@@ -204,6 +204,11 @@ type Device struct {
 	blas       *blas
 	blasTried  bool
 	blasReason string
+	// terms is the block-term scratch of the split quantized products
+	// (terms.go): termsBytes, allocated once, never moved (captured
+	// graphs keep its address).
+	terms      devptr
+	termsBytes int
 	mu         sync.Mutex // one thread in the context's launch sequence at a time
 }
 

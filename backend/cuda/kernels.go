@@ -215,6 +215,11 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 	if ran, err := d.mmf(w, act, actStride, y, yStride, bias, accumulate, m); ran {
 		return err
 	}
+	if per > 0 && m > 1 {
+		if ran, err := d.matmulSplit(w, act, actStride, y, yStride, bias, accumulate, m, useMMQ(w.dt, w.rows, m)); ran {
+			return err
+		}
+	}
 	if per > 0 && useMMQ(w.dt, w.rows, m) {
 		if ran, err := d.mmq32(w, act, actStride, y, yStride, bias, accumulate, m); ran {
 			return err

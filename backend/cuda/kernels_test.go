@@ -164,19 +164,26 @@ var quantTypes = []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0, tensor.Q4
 
 // TestMatMul compares every weight type's matrix product, for one
 // activation row (the _mv kernels of quantized types, with groups of 1, 2
-// and 4 weight rows and one or several passes a row; _r1 of float types), 7 (_r16, a partial tile) and 70 (the
-// tensor-core mmq kernels of quantized types, partial tiles), with
-// quant.VecDot on the same quantized activations, accumulating with a
-// bias and overwriting without.
+// and 4 weight rows and one or several passes a row; _r1 of float types),
+// 7 and 33 (_r16 and mmq, partial tiles; with rows of 8,960 columns the
+// split products of terms.go: _rt with each pass of a row its own block,
+// and the K-quants' mmq_T_t with a block a super-block) and 70 (the
+// tensor-core mmq kernels of quantized types, partial tiles, and the
+// K-quants' split mmq), with quant.VecDot on the same quantized
+// activations, accumulating with a bias and overwriting without.
 func TestMatMul(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(3, 4))
 	const rows = 77
 	defer func(w int) { mvTargetWarps = w }(mvTargetWarps)
+	defer func(on bool) { termsEnabled = on }(termsEnabled)
+	if err := d.initTerms(); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ cols, m, targetWarps int }{
 		{512, 1, 4096}, {512, 1, 1}, {2304, 1, 4096}, {2304, 1, 100}, {2304, 1, 1},
-		{512, 7, 0}, {512, 70, 0},
+		{512, 7, 0}, {512, 70, 0}, {2304, 7, 0}, {2304, 33, 0}, {8960, 7, 0}, {8960, 33, 0},
 	} {
 		for _, dt := range quantTypes {
 			cols, m := tc.cols, tc.m
@@ -209,24 +216,33 @@ func TestMatMul(t *testing.T) {
 					want[c*rows+i] = y0[c*rows+i] + (quant.VecDot(dt, wq[i*rb:(i+1)*rb], act[c*ab:(c+1)*ab], cols) + bias[i])
 				}
 			}
-			w := &matrix{name: "w", dt: dt, rows: rows, cols: cols, rowBytes: rb, ptr: b.bytes(wq)}
-			a := b.bytes(act)
-			y := b.floats(y0)
-			if err := d.matmul(w, a, ab, y, rows, b.floats(bias), true, m); err != nil {
-				t.Fatal(err)
-			}
-			what := fmt.Sprintf("%v matmul of %d rows, %d columns, mvTargetWarps %d", dt, m, cols, mvTargetWarps)
-			compare(t, what+" (accumulate, bias)", b.readFloats(y, rows*m), want, 1e-5)
+			plain := make([]float32, rows*m)
 			for c := range m {
 				for i := range rows {
-					want[c*rows+i] = quant.VecDot(dt, wq[i*rb:(i+1)*rb], act[c*ab:(c+1)*ab], cols)
+					plain[c*rows+i] = quant.VecDot(dt, wq[i*rb:(i+1)*rb], act[c*ab:(c+1)*ab], cols)
 				}
 			}
-			y = b.poisoned(4 * rows * m)
-			if err := d.matmul(w, a, ab, y, rows, 0, false, m); err != nil {
-				t.Fatal(err)
+			w := &matrix{name: "w", dt: dt, rows: rows, cols: cols, rowBytes: rb, ptr: b.bytes(wq)}
+			a, bp := b.bytes(act), b.floats(bias)
+			// Passes of several rows run with the split products on
+			// (terms.go) and off (mmq or _r16).
+			for _, split := range []bool{true, false} {
+				if !split && m == 1 {
+					continue
+				}
+				termsEnabled = split
+				y := b.floats(y0)
+				if err := d.matmul(w, a, ab, y, rows, bp, true, m); err != nil {
+					t.Fatal(err)
+				}
+				what := fmt.Sprintf("%v matmul of %d rows, %d columns, mvTargetWarps %d, split %v", dt, m, cols, mvTargetWarps, split)
+				compare(t, what+" (accumulate, bias)", b.readFloats(y, rows*m), want, 1e-5)
+				y = b.poisoned(4 * rows * m)
+				if err := d.matmul(w, a, ab, y, rows, 0, false, m); err != nil {
+					t.Fatal(err)
+				}
+				compare(t, what, b.readFloats(y, rows*m), plain, 1e-5)
 			}
-			compare(t, what, b.readFloats(y, rows*m), want, 1e-5)
 		}
 	}
 }

@@ -63,7 +63,8 @@ var pdlAttention = true
 // row-tiled F16 attention, mmq and mmf kernels do not.
 func pdlKernel(name string) bool {
 	switch name {
-	case "quantize", "rmsnorm", "rope_store", "silu_quant", "add", "argmax_part", "argmax_final", "mvx_q8_0", "mvx_q8_k":
+	case "quantize", "rmsnorm", "rope_store", "silu_quant", "add", "argmax_part", "argmax_final", "mvx_q8_0", "mvx_q8_k",
+		"term_sum":
 		return true
 	case "attention", "attention_fa", "attention_fa_tiled", "attention_fa_rope", "attn_f32_rows_64", "attn_f32_rows_128",
 		"attn_f32_dec_64", "attn_f32_dec_128":
@@ -86,6 +87,11 @@ func (d *Device) launch(name string, blocks, threads, shmem int, a ...any) error
 
 // launch2 is launch with a 2-D grid of bx x by blocks.
 func (d *Device) launch2(name string, bx, by, threads, shmem int, a ...any) error {
+	return d.launch3(name, bx, by, 1, threads, shmem, a...)
+}
+
+// launch3 is launch with a 3-D grid of bx x by x bz blocks.
+func (d *Device) launch3(name string, bx, by, bz, threads, shmem int, a ...any) error {
 	f, err := d.fn(name)
 	if err != nil {
 		return err
@@ -123,11 +129,11 @@ func (d *Device) launch2(name string, bx, by, threads, shmem int, a ...any) erro
 			return err
 		}
 	}
-	if by < 1 {
+	if by < 1 || bz < 1 {
 		return nil // no rows
 	}
 	if d.pdl && pdlEnabled && pdlKernel(name) {
-		p.cfg = launchConfig{gridX: uint32(bx), gridY: uint32(by), gridZ: 1, blockX: uint32(threads), blockY: 1, blockZ: 1,
+		p.cfg = launchConfig{gridX: uint32(bx), gridY: uint32(by), gridZ: uint32(bz), blockX: uint32(threads), blockY: 1, blockZ: 1,
 			sharedMem: uint32(shmem), stream: d.stream, attrs: &p.attr, numAttrs: 1}
 		p.attr = launchAttribute{id: attrProgrammaticSerialization}
 		p.attr.value[0] = 1 // programmaticStreamSerializationAllowed
@@ -137,7 +143,7 @@ func (d *Device) launch2(name string, bx, by, threads, shmem int, a ...any) erro
 		return d.drv.check("cuLaunchKernelEx "+name, result(r))
 	}
 	r, _, _ := purego.SyscallN(d.drv.cuLaunchKernel, f,
-		uintptr(bx), uintptr(by), 1, uintptr(threads), 1, 1,
+		uintptr(bx), uintptr(by), uintptr(bz), uintptr(threads), 1, 1,
 		uintptr(shmem), d.stream, uintptr(unsafe.Pointer(&p.ptrs[0])), 0)
 	runtime.KeepAlive(a)
 	return d.drv.check("cuLaunchKernel "+name, result(r))

@@ -360,6 +360,9 @@ func (g *Model) load(m *model.Model) error {
 	if err := g.prepareBLAS(); err != nil {
 		return err
 	}
+	if err := g.dev.initTerms(); err != nil {
+		return err
+	}
 	return g.dev.sync()
 }
 

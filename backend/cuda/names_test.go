@@ -16,7 +16,11 @@ func TestKernelNamesInPTX(t *testing.T) {
 		if per > 0 {
 			names = append(names, kernelName("matmul_", dt)+"_mv", kernelName("mmq_", dt))
 		}
+		if splitType(dt) {
+			names = append(names, kernelName("matmul_", dt)+"_rt", kernelName("mmq_", dt)+"_t")
+		}
 	}
+	names = append(names, "term_sum")
 	for _, byUnit := range mmq32Names {
 		for _, n := range byUnit {
 			names = append(names, n)

@@ -68,7 +68,8 @@ func BenchmarkPassProducts(b *testing.B) {
 			for _, k := range []struct {
 				name              string
 				allRows, minBlock int
-			}{{"r16", math.MaxInt32, math.MaxInt32}, {"mmq", 1, 0}} {
+				split             bool
+			}{{"r16", math.MaxInt32, math.MaxInt32, false}, {"split", math.MaxInt32, math.MaxInt32, true}, {"mmq", 1, 0, false}} {
 				if k.name == "mmq" && m < mmqMinRows {
 					continue
 				}
@@ -76,6 +77,11 @@ func BenchmarkPassProducts(b *testing.B) {
 					runtime.LockOSThread()
 					defer runtime.UnlockOSThread()
 					d.drv.cuCtxSetCurrent(d.ctx)
+					if err := d.initTerms(); err != nil {
+						b.Fatal(err)
+					}
+					defer func(on bool) { termsEnabled = on }(termsEnabled)
+					termsEnabled = k.split
 					defer SetPassPolicy(PassPolicy{k.allRows, k.minBlock, k.allRows, k.allRows, passGraphRows})()
 					benchMatmul(b, d, w, a, ab, y, s.rows, m, len(wq))
 				})

@@ -30,12 +30,13 @@ var streamPolicies = []struct {
 // sequences (positions after a 128-token prompt each, every row's logits
 // copied to the host), as apr bench-run --cuda --streams and
 // llama-batched-bench run them, on the synthetic 1.5B and 0.5B Q4_K_M
-// models and the 1.5B BF16 one with transformers' numerics, under each of
+// models, the 1.5B Q8_0 one and the 1.5B BF16 one with transformers'
+// numerics, under each of
 // streamPolicies; tok/s counts every stream's token.
 func BenchmarkStreamsSynthetic(b *testing.B) {
 	skipWithoutGPU(b)
 	const prompt, maxStreams = 128, 32
-	for _, i := range []int{3, 1, 7} {
+	for _, i := range []int{3, 2, 1, 7} {
 		s := synthCases[i]
 		b.Run(s.name, func(b *testing.B) {
 			g, cfg := loadSynthSlots(b, i, 256, maxStreams)

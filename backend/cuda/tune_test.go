@@ -14,7 +14,8 @@ import (
 // cache as before), "spread=N" (mvSpread), "nostack" / "stackall" (no /
 // every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
 // leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
-// (qkvOneLaunch) and "rope1" / "norope1" (ropeInAttention).
+// (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention) and "noterms"
+// (no split quantized products of few rows: termsEnabled).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -57,6 +58,8 @@ func applyTune(flags string) {
 			qkvOneLaunch = true
 		case "noqkv1":
 			qkvOneLaunch = false
+		case "noterms":
+			termsEnabled = false
 		case "rope1":
 			ropeInAttention = true
 		case "norope1":
@@ -76,7 +79,7 @@ func SetTune(flags string) (restore func()) {
 	saved := []func(){
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
-		save(&qkvOneLaunch), save(&ropeInAttention),
+		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled),
 	}
 	applyTune(flags)
 	return func() {

@@ -327,6 +327,55 @@ __device__ __forceinline__ void matmul_q(const u8* __restrict__ W, const u8* __r
     }
 }
 
+// matmul_terms is matmul_q's passes p0.. (pps of them; grid.z) without the
+// sums: each block term of weight row r and activation row c goes to
+// terms[(c*rows + r)*nb + block], for term_sum to add in block order (the
+// same sums, bit for bit). Splitting a row's passes over blocks gives a
+// product of few weight rows and long rows enough warps.
+template <int R, class T>
+__device__ __forceinline__ void matmul_terms(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
+                                             float* __restrict__ terms, int rows, int cols, i64 rowBytes, int m,
+                                             int pps) {
+    __shared__ float tt[MM_WARPS][R][33];
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int row = blockIdx.x * MM_WARPS + warp;
+    int c0 = blockIdx.y * R;
+    int nc = min(R, m - c0);
+    if (row >= rows || nc <= 0) return;  // whole warps; only __syncwarp below
+    const u8* w = W + (i64)row * rowBytes;
+    const u8* a = act + (i64)c0 * actStride;
+    float (*t)[33] = tt[warp];
+    int nb = T::blocks(cols);
+    int np = (nb + T::PER - 1) / T::PER;
+    for (int p = blockIdx.z * pps; p < min(np, (blockIdx.z + 1) * pps); p++) {
+        int b0 = p * T::PER, kn = min(T::PER, nb - b0);
+        pass<T, R>(w, a, actStride, b0, nb, nc, t);
+        __syncwarp();
+        for (int e = lane; e < nc * kn; e += WARP) {
+            int c = e / kn, k = e % kn;
+            terms[((i64)(c0 + c) * rows + row) * nb + b0 + k] = t[c][k];
+        }
+        __syncwarp();
+    }
+}
+
+// term_sum adds matmul_terms' block terms of each (activation row c,
+// weight row r) in block order, then the bias, into y[c*yStride + r] (or
+// onto it with acc), as matmul_q does.
+extern "C" __global__ void term_sum(const float* __restrict__ terms, float* __restrict__ y, int yStride,
+                                    const float* __restrict__ bias, int rows, int nb, int acc, int m) {
+    pdl_start();
+    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (i64)rows * m) return;
+    int c = (int)(i / rows), row = (int)(i % rows);
+    const float* t = terms + i * nb;
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) sum = __fadd_rn(sum, t[b]);
+    if (bias) sum += bias[row];
+    float* yp = y + (i64)c * yStride + row;
+    *yp = acc ? *yp + sum : sum;
+}
+
 // Float weights with float32 activations: each lane takes pairs of columns
 // (cols is even; rows start 4-byte aligned).
 template <int KIND>  // 0 f32, 1 f16, 2 bf16
@@ -461,6 +510,16 @@ extern __shared__ float mvTerms[];
         pdl_start();                                                                               \
         matmul_q<16, T>(MM_ARGS);                                                                  \
     }
+// MM_RT is the split _rt kernel of a K-quant (terms.go): a block term a
+// 256-element super-block (the 32-element types' terms would be 8 times
+// as many to store, and measured slower than _r16).
+#define MM_RT(name, T)                                                                             \
+    extern "C" __global__ void name##_rt(const u8* __restrict__ W, const u8* __restrict__ act,    \
+                                         i64 actStride, float* __restrict__ terms, int rows,       \
+                                         int cols, i64 rowBytes, int m, int pps) {                 \
+        pdl_start();                                                                               \
+        matmul_terms<16, T>(W, act, actStride, terms, rows, cols, rowBytes, m, pps);               \
+    }
 #define MM_F(name, KIND)                                                                           \
     extern "C" __global__ void name##_r1(MM_PARAMS) {                                             \
         pdl_start();                                                                               \
@@ -477,6 +536,9 @@ MM_Q(matmul_q5_0, TQ32<2>, )
 MM_Q(matmul_q4_k, TQ45K<false>, MV_LIMIT_Q4K)
 MM_Q(matmul_q5_k, TQ45K<true>, )
 MM_Q(matmul_q6_k, TQ6K, MV_LIMIT_Q6K)
+MM_RT(matmul_q4_k, TQ45K<false>)
+MM_RT(matmul_q5_k, TQ45K<true>)
+MM_RT(matmul_q6_k, TQ6K)
 MM_F(matmul_f32, 0)
 MM_F(matmul_f16, 1)
 MM_F(matmul_bf16, 2)

@@ -458,6 +458,47 @@ __device__ __forceinline__ void mmq(const u8* __restrict__ W, const u8* __restri
             }
 }
 
+// mmq_terms is mmq for one chunk of the rows, blockIdx.z (CHUNK = one
+// super-block: one term a chunk), without the sums: the term of chunk ch
+// for weight row r and activation row c goes to terms[(c*rows + r)*nch +
+// ch], for term_sum to add in chunk order (the same bits as mmq: a term
+// alone is 0 + term, and a sum that starts at +0 never becomes -0, so -0
+// and +0 terms add alike). A product of few 64-row tiles then fills the
+// GPU.
+template <class T, int CHUNK>
+__device__ __forceinline__ void mmq_terms(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
+                                          float* __restrict__ terms, int rows, int cols, i64 rowBytes, int m) {
+    __shared__ __align__(16) u8 ws[64 * MQ_LD];
+    __shared__ __align__(16) u8 as[64 * MQ_LD];
+    __shared__ __align__(16) typename T::Scales sc;
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    MQWarp V;
+    V.g = lane / 4;
+    V.t = lane % 4;
+    V.wr = (warp & 1) * 32;
+    V.wc = (warp >> 1) * 32;
+    V.pa = ws + (V.wr + (lane & 7) + 8 * ((lane >> 3) & 1)) * MQ_LD + 16 * (lane >> 4);
+    V.pb = as + (V.wc + (lane & 7) + 8 * (lane >> 4)) * MQ_LD + 16 * ((lane >> 3) & 1);
+    MQSrc S = {W, act, rowBytes, actStride, (int)blockIdx.x * 64, rows, (int)blockIdx.y * 64, m, cols};
+    int nch = (cols + CHUNK - 1) / CHUNK, ch = blockIdx.z;
+    typename T::Pre p;
+    T::load(S, ch, p);
+    T::store(S, ch, p, ws, as, sc);
+    __syncthreads();
+    float sum[2][4][4];
+    mq_fill(sum, 0.0f);
+    T::compute(S, ch, sc, V, sum);
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int row = S.row0 + V.row(mt, i), col = S.col0 + V.col(nt, i);
+                if (row < rows && col < m) terms[((i64)col * rows + row) * nch + ch] = sum[mt][nt][i];
+            }
+}
+
 // mq_store writes a warp's 2 x NT tiles of outputs (rows rowBase.., columns
 // colBase..) to y as matmul's contract says (bias, accumulate; rows and
 // columns past the end are not written).
@@ -513,5 +554,17 @@ extern "C" __global__ void mmq_q5_0(MM_PARAMS) { mmq_direct<B32<2> >(MM_ARGS); }
 extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K45) mmq_q4_k(MM_PARAMS) { mmq<MK45<false>, 256>(MM_ARGS); }
 extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K45) mmq_q5_k(MM_PARAMS) { mmq<MK45<true>, 256>(MM_ARGS); }
 extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K6) mmq_q6_k(MM_PARAMS) { mmq<MK6, 256>(MM_ARGS); }
+
+#define MMQ_T_PARAMS                                                                               \
+    const u8 *__restrict__ W, const u8 *__restrict__ act, i64 actStride, float *__restrict__ terms, \
+        int rows, int cols, i64 rowBytes, int m
+#define MMQ_T_ARGS W, act, actStride, terms, rows, cols, rowBytes, m
+extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K45) mmq_q4_k_t(MMQ_T_PARAMS) {
+    mmq_terms<MK45<false>, 256>(MMQ_T_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K45) mmq_q5_k_t(MMQ_T_PARAMS) {
+    mmq_terms<MK45<true>, 256>(MMQ_T_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K6) mmq_q6_k_t(MMQ_T_PARAMS) { mmq_terms<MK6, 256>(MMQ_T_ARGS); }
 
 #include "mmq32.cuh"
