@@ -296,23 +296,42 @@ __device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u
     }
 }
 
+// MMRow is a warp's share of matmul_q's grid: weight row row (its bytes
+// at w) against activation rows c0..c0+nc-1 (at a).
+struct MMRow {
+    int row, c0, nc;
+    const u8* w;
+    const u8* a;
+};
+
+// mm_row finds this warp's MMRow for R activation rows a block row; false
+// when the warp has none (whole warps: only __syncwarp after it).
+template <int R>
+__device__ __forceinline__ bool mm_row(const u8* W, const u8* act, i64 actStride, int rows, i64 rowBytes, int m,
+                                       MMRow& r) {
+    r.row = blockIdx.x * MM_WARPS + threadIdx.x / WARP;
+    r.c0 = blockIdx.y * R;
+    r.nc = min(R, m - r.c0);
+    if (r.row >= rows || r.nc <= 0) return false;
+    r.w = W + (i64)r.row * rowBytes;
+    r.a = act + (i64)r.c0 * actStride;
+    return true;
+}
+
 template <int R, class T>
 __device__ __forceinline__ void matmul_q(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
                                          float* __restrict__ y, int yStride, const float* __restrict__ bias,
                                          int rows, int cols, i64 rowBytes, int acc, int m) {
     __shared__ float terms[MM_WARPS][R][33];
-    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    int row = blockIdx.x * MM_WARPS + warp;
-    int c0 = blockIdx.y * R;
-    int nc = min(R, m - c0);
-    if (row >= rows || nc <= 0) return;  // whole warps; only __syncwarp below
-    const u8* w = W + (i64)row * rowBytes;
-    const u8* a = act + (i64)c0 * actStride;
-    float (*t)[33] = terms[warp];
+    int lane = threadIdx.x % WARP;
+    MMRow mr;
+    if (!mm_row<R>(W, act, actStride, rows, rowBytes, m, mr)) return;
+    int row = mr.row, c0 = mr.c0, nc = mr.nc;
+    float (*t)[33] = terms[threadIdx.x / WARP];
     int nb = T::blocks(cols);
     float sum = 0.0f;
     for (int b0 = 0; b0 < nb; b0 += T::PER) {
-        pass<T, R>(w, a, actStride, b0, nb, nc, t);
+        pass<T, R>(mr.w, mr.a, actStride, b0, nb, nc, t);
         __syncwarp();
         if (lane < nc) {
             int kn = min(T::PER, nb - b0);
@@ -337,23 +356,18 @@ __device__ __forceinline__ void matmul_terms(const u8* __restrict__ W, const u8*
                                              float* __restrict__ terms, int rows, int cols, i64 rowBytes, int m,
                                              int pps) {
     __shared__ float tt[MM_WARPS][R][33];
-    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    int row = blockIdx.x * MM_WARPS + warp;
-    int c0 = blockIdx.y * R;
-    int nc = min(R, m - c0);
-    if (row >= rows || nc <= 0) return;  // whole warps; only __syncwarp below
-    const u8* w = W + (i64)row * rowBytes;
-    const u8* a = act + (i64)c0 * actStride;
-    float (*t)[33] = tt[warp];
+    MMRow mr;
+    if (!mm_row<R>(W, act, actStride, rows, rowBytes, m, mr)) return;
+    float (*t)[33] = tt[threadIdx.x / WARP];
     int nb = T::blocks(cols);
     int np = (nb + T::PER - 1) / T::PER;
     for (int p = blockIdx.z * pps; p < min(np, (blockIdx.z + 1) * pps); p++) {
         int b0 = p * T::PER, kn = min(T::PER, nb - b0);
-        pass<T, R>(w, a, actStride, b0, nb, nc, t);
+        pass<T, R>(mr.w, mr.a, actStride, b0, nb, mr.nc, t);
         __syncwarp();
-        for (int e = lane; e < nc * kn; e += WARP) {
+        for (int e = threadIdx.x % WARP; e < mr.nc * kn; e += WARP) {
             int c = e / kn, k = e % kn;
-            terms[((i64)(c0 + c) * rows + row) * nb + b0 + k] = t[c][k];
+            terms[((i64)(mr.c0 + c) * rows + mr.row) * nb + b0 + k] = t[c][k];
         }
         __syncwarp();
     }

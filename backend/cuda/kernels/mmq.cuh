@@ -414,15 +414,9 @@ struct MK6 {
     }
 };
 
-// mmq is matmul's contract (MM_PARAMS) for a grid of (rows/64, m/64)
-// blocks of 128 threads, over the row in chunks of CHUNK elements.
-template <class T, int CHUNK>
-__device__ __forceinline__ void mmq(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
-                                    float* __restrict__ y, int yStride, const float* __restrict__ bias,
-                                    int rows, int cols, i64 rowBytes, int acc, int m) {
-    __shared__ __align__(16) u8 ws[64 * MQ_LD];
-    __shared__ __align__(16) u8 as[64 * MQ_LD];
-    __shared__ __align__(16) typename T::Scales sc;
+// mq_warp is this thread's warp's view of the block's weight and activation
+// tiles ws and as (2 x 2 warps of 32 x 32 outputs).
+__device__ __forceinline__ MQWarp mq_warp(const u8* ws, const u8* as) {
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     MQWarp V;
     V.g = lane / 4;
@@ -431,16 +425,44 @@ __device__ __forceinline__ void mmq(const u8* __restrict__ W, const u8* __restri
     V.wc = (warp >> 1) * 32;
     V.pa = ws + (V.wr + (lane & 7) + 8 * ((lane >> 3) & 1)) * MQ_LD + 16 * (lane >> 4);
     V.pb = as + (V.wc + (lane & 7) + 8 * (lane >> 4)) * MQ_LD + 16 * ((lane >> 3) & 1);
+    return V;
+}
+
+// mq_stage loads chunk ch's operands and stages them in ws, as and sc,
+// after the block is done with the tiles before when again is set.
+template <class T>
+__device__ __forceinline__ void mq_stage(const MQSrc& S, int ch, bool again, u8* ws, u8* as, typename T::Scales& sc) {
+    typename T::Pre p;
+    T::load(S, ch, p);
+    if (again) __syncthreads();  // the last chunk's tiles are read
+    T::store(S, ch, p, ws, as, sc);
+    __syncthreads();
+}
+
+// mmq is matmul's contract (MM_PARAMS) for a grid of (rows/64, m/64)
+// blocks of 128 threads, over the row in chunks of CHUNK elements. With
+// TERMS (the mmq_T_t kernels, terms.go) it takes one chunk a block, blockIdx.z (CHUNK = one
+// super-block: one term a chunk), without the sums: the term of chunk ch
+// for weight row r and activation row c goes to y[(c*rows + r)*nch + ch]
+// (the term scratch), for term_sum to add in chunk order (the same bits as
+// mmq: a term alone is 0 + term, and a sum that starts at +0 never becomes
+// -0, so -0 and +0 terms add alike). A product of few 64-row tiles then
+// fills the GPU.
+template <class T, int CHUNK, bool TERMS = false>
+__device__ __forceinline__ void mmq(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
+                                    float* __restrict__ y, int yStride, const float* __restrict__ bias,
+                                    int rows, int cols, i64 rowBytes, int acc, int m) {
+    __shared__ __align__(16) u8 ws[64 * MQ_LD];
+    __shared__ __align__(16) u8 as[64 * MQ_LD];
+    __shared__ __align__(16) typename T::Scales sc;
+    MQWarp V = mq_warp(ws, as);
     MQSrc S = {W, act, rowBytes, actStride, (int)blockIdx.x * 64, rows, (int)blockIdx.y * 64, m, cols};
     float sum[2][4][4];
     mq_fill(sum, 0.0f);
     int nch = (cols + CHUNK - 1) / CHUNK;
-    for (int ch = 0; ch < nch; ch++) {
-        typename T::Pre p;
-        T::load(S, ch, p);
-        if (ch > 0) __syncthreads();  // the last chunk's tiles are read
-        T::store(S, ch, p, ws, as, sc);
-        __syncthreads();
+    int ch0 = TERMS ? blockIdx.z : 0, ch1 = TERMS ? ch0 + 1 : nch;
+    for (int ch = ch0; ch < ch1; ch++) {
+        mq_stage<T>(S, ch, ch > ch0, ws, as, sc);
         T::compute(S, ch, sc, V, sum);
     }
 #pragma unroll
@@ -452,50 +474,13 @@ __device__ __forceinline__ void mmq(const u8* __restrict__ W, const u8* __restri
                 int row = S.row0 + V.row(mt, i), col = S.col0 + V.col(nt, i);
                 if (row >= rows || col >= m) continue;
                 float s = sum[mt][nt][i];
+                if (TERMS) {
+                    y[((i64)col * rows + row) * nch + ch0] = s;
+                    continue;
+                }
                 if (bias) s += bias[row];
                 float* yp = y + (i64)col * yStride + row;
                 *yp = acc ? *yp + s : s;
-            }
-}
-
-// mmq_terms is mmq for one chunk of the rows, blockIdx.z (CHUNK = one
-// super-block: one term a chunk), without the sums: the term of chunk ch
-// for weight row r and activation row c goes to terms[(c*rows + r)*nch +
-// ch], for term_sum to add in chunk order (the same bits as mmq: a term
-// alone is 0 + term, and a sum that starts at +0 never becomes -0, so -0
-// and +0 terms add alike). A product of few 64-row tiles then fills the
-// GPU.
-template <class T, int CHUNK>
-__device__ __forceinline__ void mmq_terms(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
-                                          float* __restrict__ terms, int rows, int cols, i64 rowBytes, int m) {
-    __shared__ __align__(16) u8 ws[64 * MQ_LD];
-    __shared__ __align__(16) u8 as[64 * MQ_LD];
-    __shared__ __align__(16) typename T::Scales sc;
-    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    MQWarp V;
-    V.g = lane / 4;
-    V.t = lane % 4;
-    V.wr = (warp & 1) * 32;
-    V.wc = (warp >> 1) * 32;
-    V.pa = ws + (V.wr + (lane & 7) + 8 * ((lane >> 3) & 1)) * MQ_LD + 16 * (lane >> 4);
-    V.pb = as + (V.wc + (lane & 7) + 8 * (lane >> 4)) * MQ_LD + 16 * ((lane >> 3) & 1);
-    MQSrc S = {W, act, rowBytes, actStride, (int)blockIdx.x * 64, rows, (int)blockIdx.y * 64, m, cols};
-    int nch = (cols + CHUNK - 1) / CHUNK, ch = blockIdx.z;
-    typename T::Pre p;
-    T::load(S, ch, p);
-    T::store(S, ch, p, ws, as, sc);
-    __syncthreads();
-    float sum[2][4][4];
-    mq_fill(sum, 0.0f);
-    T::compute(S, ch, sc, V, sum);
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int row = S.row0 + V.row(mt, i), col = S.col0 + V.col(nt, i);
-                if (row < rows && col < m) terms[((i64)col * rows + row) * nch + ch] = sum[mt][nt][i];
             }
 }
 
@@ -558,13 +543,13 @@ extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K6) mmq_q6_k(MM_PARAMS
 #define MMQ_T_PARAMS                                                                               \
     const u8 *__restrict__ W, const u8 *__restrict__ act, i64 actStride, float *__restrict__ terms, \
         int rows, int cols, i64 rowBytes, int m
-#define MMQ_T_ARGS W, act, actStride, terms, rows, cols, rowBytes, m
+#define MMQ_T_ARGS W, act, actStride, terms, 0, nullptr, rows, cols, rowBytes, 0, m
 extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K45) mmq_q4_k_t(MMQ_T_PARAMS) {
-    mmq_terms<MK45<false>, 256>(MMQ_T_ARGS);
+    mmq<MK45<false>, 256, true>(MMQ_T_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K45) mmq_q5_k_t(MMQ_T_PARAMS) {
-    mmq_terms<MK45<true>, 256>(MMQ_T_ARGS);
+    mmq<MK45<true>, 256, true>(MMQ_T_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K6) mmq_q6_k_t(MMQ_T_PARAMS) { mmq_terms<MK6, 256>(MMQ_T_ARGS); }
+extern "C" __global__ void __launch_bounds__(128, MQ_MINB_K6) mmq_q6_k_t(MMQ_T_PARAMS) { mmq<MK6, 256, true>(MMQ_T_ARGS); }
 
 #include "mmq32.cuh"
