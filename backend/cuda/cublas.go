@@ -357,20 +357,13 @@ func (b *blas) gemm(w *matrix, dt, lda uintptr, x devptr, n int, alpha, beta *fl
 // matrices: split scratch for a chunk of rows of the widest such matrix.
 func (g *Model) prepareBLAS() error {
 	widest, stacked := 0, 0
-	take := func(ws ...*matrix) {
-		for _, w := range ws {
-			if w != nil && blasType(w.dt) >= 0 {
-				widest = max(widest, w.cols)
-				if blasStacks(w.rows, w.cols, blasMinRows) {
-					stacked = max(stacked, w.rows)
-				}
+	for _, w := range g.matrices() {
+		if w != nil && blasType(w.dt) >= 0 {
+			widest = max(widest, w.cols)
+			if blasStacks(w.rows, w.cols, blasMinRows) {
+				stacked = max(stacked, w.rows)
 			}
 		}
-	}
-	take(g.output)
-	for i := range g.layers {
-		l := &g.layers[i]
-		take(l.qkv, l.q, l.k, l.v, l.o, l.gateUp, l.gate, l.up, l.down)
 	}
 	if widest == 0 {
 		return nil

@@ -80,7 +80,9 @@ const mmqMinRows = 16
 // mmqAllRows rows mmq takes the matrices of at least mmqMinBlocks 64-row
 // blocks and the others from mmqSmallRows rows (Q6_K's from
 // mmqSmallRowsQ6K). Both add each row's block terms in block order: the
-// choice changes no result. Variables for the benchmarks that compare.
+// choice changes no result. Before either, K-quant products of few tiles
+// or long rows run split (terms.go). Variables for the benchmarks that
+// compare.
 var (
 	mmqAllRows   = 64
 	mmqMinBlocks = 128

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/apr-llm/apr/backend/cpu"
@@ -360,8 +361,10 @@ func (g *Model) load(m *model.Model) error {
 	if err := g.prepareBLAS(); err != nil {
 		return err
 	}
-	if err := g.dev.initTerms(); err != nil {
-		return err
+	if slices.ContainsFunc(g.matrices(), func(w *matrix) bool { return w != nil && splitType(w.dt) }) {
+		if err := g.dev.initTerms(); err != nil {
+			return err
+		}
 	}
 	return g.dev.sync()
 }

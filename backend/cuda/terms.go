@@ -101,3 +101,14 @@ func (d *Device) matmulSplit(w *matrix, act devptr, actStride int, y devptr, ySt
 	return true, d.launch("term_sum", ceilDiv(m*w.rows, 256), 256, 0, d.terms, y, yStride, bias, w.rows, nb,
 		boolInt(accumulate), m)
 }
+
+// matrices lists the model's matrices (nil where a layer has none of that
+// kind: separate q/k/v where they are stacked, say).
+func (g *Model) matrices() []*matrix {
+	ws := []*matrix{g.output}
+	for i := range g.layers {
+		l := &g.layers[i]
+		ws = append(ws, l.qkv, l.q, l.k, l.v, l.o, l.gateUp, l.gate, l.up, l.down)
+	}
+	return ws
+}
