@@ -58,9 +58,26 @@ func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devp
 		a.kvHeads < 1 || a.heads%a.kvHeads != 0 || !d.has("attention_fa_rope") {
 		return false, nil
 	}
-	shared := max(4*(2*a.dim+64+64*(a.dim+1)), 4*(a.dim+256)+2*2*256*(a.dim+2))
-	return true, d.launch2("attention_fa_rope", a.heads, 1, 256, shared, q, kc, vc, out, scores, a.heads, a.kvHeads,
-		a.dim, info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), invFreq, thetaScale, style)
+	return true, d.launch2("attention_fa_rope", a.heads, 1, 256, faSharedBytes(a.dim), q, kc, vc, out, scores,
+		a.heads, a.kvHeads, a.dim, info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), invFreq, thetaScale, style)
+}
+
+// faTiledBytes is the shared memory of attention_fa's tiled part (ggml's
+// tiled kernel, attention_fa_tiled): the query, accumulators, scores and
+// 64 keys of head dimension dim.
+func faTiledBytes(dim int) int { return 4 * (2*dim + 64 + 64*(dim+1)) }
+
+// faSharedBytes is attention_fa's shared memory for head dimension dim:
+// faTiledBytes, or, for the one-chunk kernel's staged tiles (head dims up
+// to 128, multiples of 8), the query, a tile's weights, 256 keys and 256
+// values of dim+2 halves if more. attention_fa_rope and the split's
+// attn_split_fin_fa run its body too.
+func faSharedBytes(dim int) int {
+	tiled := faTiledBytes(dim)
+	if dim%8 != 0 || dim > 128 {
+		return tiled
+	}
+	return max(tiled, 4*(dim+256)+2*2*256*(dim+2))
 }
 
 // attention runs m rows' causal attention: row r's query at q +
@@ -80,13 +97,9 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 			return d.launch2(name, a.heads, ceilDiv(m, faRows), 256, faRowsShared(a.dim),
 				q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes))
 		}
-		name, shared := "attention_fa", 4*(2*a.dim+64+64*(a.dim+1))
+		name, shared := "attention_fa", faSharedBytes(a.dim)
 		if a.pass >= 64 {
-			name = "attention_fa_tiled"
-		} else if a.dim%8 == 0 && a.dim <= 128 {
-			// The one-chunk kernel's staged tiles: the query, a tile's
-			// weights, 256 keys and 256 values of dim+2 halves.
-			shared = max(shared, 4*(a.dim+256)+2*2*256*(a.dim+2))
+			name, shared = "attention_fa_tiled", faTiledBytes(a.dim)
 		}
 		return d.launch2(name, a.heads, m, 256, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))

@@ -115,8 +115,7 @@ func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArg
 	}
 	merge := 4 * chunks
 	if a.f16 {
-		// attention_fa's one-chunk shared memory (see attention).
-		merge = max(merge, 4*(2*a.dim+64+64*(a.dim+1)), 4*(a.dim+256)+2*2*256*(a.dim+2))
+		merge = max(merge, faSharedBytes(a.dim)) // attention_fa's body runs the short rows
 		return true, d.launch2(fin, a.heads, m, 256, merge, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), lim, chunk)
 	}

@@ -205,11 +205,10 @@ type Device struct {
 	blasTried  bool
 	blasReason string
 	// terms is the block-term scratch of the split quantized products
-	// (terms.go): termsBytes, allocated once, never moved (captured
+	// (terms.go): termsScratchBytes, allocated once, never moved (captured
 	// graphs keep its address).
-	terms      devptr
-	termsBytes int
-	mu         sync.Mutex // one thread in the context's launch sequence at a time
+	terms devptr
+	mu    sync.Mutex // one thread in the context's launch sequence at a time
 }
 
 var (

@@ -217,12 +217,13 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 	if ran, err := d.mmf(w, act, actStride, y, yStride, bias, accumulate, m); ran {
 		return err
 	}
+	mmq := per > 0 && useMMQ(w.dt, w.rows, m)
 	if per > 0 && m > 1 {
-		if ran, err := d.matmulSplit(w, act, actStride, y, yStride, bias, accumulate, m, useMMQ(w.dt, w.rows, m)); ran {
+		if ran, err := d.matmulSplit(w, act, actStride, y, yStride, bias, accumulate, m, mmq); ran {
 			return err
 		}
 	}
-	if per > 0 && useMMQ(w.dt, w.rows, m) {
+	if mmq {
 		if ran, err := d.mmq32(w, act, actStride, y, yStride, bias, accumulate, m); ran {
 			return err
 		}

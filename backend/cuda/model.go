@@ -98,9 +98,8 @@ type Model struct {
 	exec [2]uintptr
 	// long says that a row of the pass in the state has more keys than
 	// the split's threshold (splitMin): its decode attention is the split
-	// one (attnSplit).
-	// The graphs of the two differ (passKey, exec), so a short context's
-	// steps pay no split launch.
+	// one (attnSplit). The graphs of the two differ (passKey, exec), so a
+	// short context's steps pay no split launch.
 	long   bool
 	rows   int        // SetBatchRows
 	graphs passGraphs // captured passes of several rows (graphs.go)

@@ -38,7 +38,7 @@ func (d *Device) initTerms() error {
 	if err != nil {
 		return err
 	}
-	d.terms, d.termsBytes = p, termsScratchBytes
+	d.terms = p
 	return nil
 }
 
@@ -80,7 +80,7 @@ func (d *Device) matmulSplit(w *matrix, act devptr, actStride int, y devptr, ySt
 		return false, nil
 	}
 	nb := w.cols / w.dt.BlockSize()
-	if 4*m*w.rows*nb > d.termsBytes {
+	if 4*m*w.rows*nb > termsScratchBytes {
 		return false, nil
 	}
 	tiles := ceilDiv(w.rows, 64) * ceilDiv(m, 64)
