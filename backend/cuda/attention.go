@@ -68,17 +68,36 @@ func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devp
 func faTiledBytes(dim int) int { return 4 * (2*dim + 64 + 64*(dim+1)) }
 
 // faSharedBytes is attention_fa's shared memory for head dimension dim:
-// faTiledBytes, or, for the one-chunk kernel's staged tiles (head dims up
-// to 128, multiples of 8), the query, a tile's weights, 256 keys and 256
-// values of dim+2 halves if more. attention_fa_rope and the split's
-// attn_split_fin_fa run its body too.
-func faSharedBytes(dim int) int {
+// faStagedBytes with its tiles of 256 keys. attention_fa_rope and the
+// split's attn_split_fin_fa run its body too.
+func faSharedBytes(dim int) int { return faStagedBytes(dim, 256) }
+
+// faStagedBytes is the shared memory of attention_fa's body with staged
+// tiles of kt keys: faTiledBytes, or, for the staged tiles (head dims up
+// to 128, multiples of 8), the query, a tile's weights, kt keys and kt
+// values of dim+2 halves if more.
+func faStagedBytes(dim, kt int) int {
 	tiled := faTiledBytes(dim)
 	if dim%8 != 0 || dim > 128 {
 		return tiled
 	}
-	return max(tiled, 4*(dim+256)+2*2*256*(dim+2))
+	return max(tiled, 4*(dim+kt)+2*2*kt*(dim+2))
 }
+
+// attention_fa_m's tiles and block (FA_M_KT, FA_M_THREADS in
+// kernels/attention.cuh).
+const (
+	faMKeys    = 128
+	faMThreads = 160
+)
+
+// attnManyRows picks attention_fa_m, whose smaller tiles let three blocks
+// share a multiprocessor, instead of attention_fa (one block a
+// multiprocessor) for passes below ggml's tiled kernel: 0 where the pass
+// has more head x row blocks than multiprocessors (many slots' decode
+// steps), 1 always, -1 never. The same bits either way; a variable for the
+// tests' comparisons.
+var attnManyRows = 0
 
 // attention runs m rows' causal attention: row r's query at q +
 // r*qStride attends to its slot's cached positions 0..its position (info);
@@ -97,11 +116,14 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 			return d.launch2(name, a.heads, ceilDiv(m, faRows), 256, faRowsShared(a.dim),
 				q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes))
 		}
-		name, shared := "attention_fa", faSharedBytes(a.dim)
-		if a.pass >= 64 {
+		name, threads, shared := "attention_fa", 256, faSharedBytes(a.dim)
+		switch {
+		case a.pass >= 64:
 			name, shared = "attention_fa_tiled", faTiledBytes(a.dim)
+		case (attnManyRows > 0 || attnManyRows == 0 && a.heads*m > d.sms) && d.has("attention_fa_m"):
+			name, threads, shared = "attention_fa_m", faMThreads, faStagedBytes(a.dim, faMKeys)
 		}
-		return d.launch2(name, a.heads, m, 256, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
+		return d.launch2(name, a.heads, m, threads, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
 	if name, ok := attnF32DecKernels[a.dim]; ok && !a.f16 && attnF32Dec && a.pass < attnF32MinRows && a.qStride%4 == 0 &&

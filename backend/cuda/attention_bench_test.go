@@ -14,6 +14,7 @@ type attnBenchCase struct {
 	rows   int
 	info   devptr
 	legacy bool
+	many   int // attnManyRows
 }
 
 // BenchmarkAttention times ggml's flash attention on the device with CUDA
@@ -21,7 +22,8 @@ type attnBenchCase struct {
 // head shapes over an F16 cache of random values: a 512-row prompt pass
 // (through attention_fa_tiled and the row-tiled kernel) and one decode row
 // at positions 63, 127 and 511 (the one-chunk kernel, reading the pass
-// size as the decode graph does).
+// size as the decode graph does), and 32 rows at positions 128-159 as 32
+// streams' decode steps run them (attention_fa against attention_fa_m).
 func BenchmarkAttention(b *testing.B) {
 	d := testDevice(b)
 	bufs := newBuffers(b, d)
@@ -36,16 +38,23 @@ func BenchmarkAttention(b *testing.B) {
 		}
 		promptInfo := bufs.ints(rowInfo(prompt...))
 		cases := []attnBenchCase{
-			{"pp512/attention_fa_tiled", ctx, promptInfo, true},
-			{"pp512/rows", ctx, promptInfo, false},
+			{"pp512/attention_fa_tiled", ctx, promptInfo, true, 0},
+			{"pp512/rows", ctx, promptInfo, false, 0},
 		}
 		for _, pos := range []int{63, 127, 511} {
-			cases = append(cases, attnBenchCase{fmt.Sprintf("decode-pos%d", pos), 1, bufs.ints(rowInfo(Row{Pos: pos})), false})
+			cases = append(cases, attnBenchCase{fmt.Sprintf("decode-pos%d", pos), 1, bufs.ints(rowInfo(Row{Pos: pos})), false, 0})
 		}
+		streams := make([]Row, 32)
+		for i := range streams {
+			streams[i] = Row{Pos: 128 + i}
+		}
+		streamInfo := bufs.ints(rowInfo(streams...))
+		cases = append(cases, attnBenchCase{"streams32/attention_fa", 32, streamInfo, false, -1},
+			attnBenchCase{"streams32/attention_fa_m", 32, streamInfo, false, 1})
 		for _, c := range cases {
 			b.Run(sh.name+"/"+c.name, func(b *testing.B) {
-				defer func(legacy bool) { attnLegacy = legacy }(attnLegacy)
-				attnLegacy = c.legacy
+				defer func(legacy bool, many int) { attnLegacy, attnManyRows = legacy, many }(attnLegacy, attnManyRows)
+				attnLegacy, attnManyRows = c.legacy, c.many
 				at := a
 				if c.rows > 1 {
 					at.pass = c.rows

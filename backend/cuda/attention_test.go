@@ -34,9 +34,9 @@ func passRows(p int) []Row {
 // runs ggml's tiled kernel: the row-tiled ones (head dims 64 and 128),
 // attention_fa_tiled and attention_fa reading the pass size (also the
 // fallback for other head dims), and for passes below 64 rows the
-// one-chunk kernel over up to 302 keys (two staged tiles of keys and
-// values for head dims 64 and 128; for 32 keys read directly or staged as
-// float32, values read directly).
+// one-chunk kernel over up to 302 keys (staged tiles of keys and values:
+// two of 256 in attention_fa, three of 128 in attention_fa_m), and
+// attention_fa_m reading the pass size for the others.
 func TestFlashAttentionPasses(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
@@ -44,7 +44,7 @@ func TestFlashAttentionPasses(t *testing.T) {
 	be := cpu.New(2)
 	defer be.Close()
 	const ctx, slots = 512, 3
-	legacy := attnLegacy
+	legacy, many := attnLegacy, attnManyRows
 	decode := []Row{{Slot: 0, Pos: 300}, {Slot: 1, Pos: 64}, {Slot: 2, Pos: 63}, {Slot: 1, Pos: 65}, {Slot: 0, Pos: 301}, {Slot: 2, Pos: 0}}
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}, {4, 2, 32}} {
 		kvDim := sh.kvHeads * sh.dim
@@ -63,19 +63,21 @@ func TestFlashAttentionPasses(t *testing.T) {
 			variants := []struct {
 				name         string
 				host, legacy bool
-			}{{"attention_fa", false, false}, {"attention_fa_tiled", true, true}, {"rows", true, false}}
+				many         int
+			}{{"attention_fa", false, false, -1}, {"attention_fa_m", false, false, 1}, {"attention_fa_tiled", true, true, -1},
+				{"rows", true, false, -1}}
 			for _, v := range variants {
 				if m < 64 && v.host {
 					continue
 				}
-				attnLegacy = v.legacy
+				attnLegacy, attnManyRows = v.legacy, v.many
 				at := a
 				if v.host {
 					at.pass = m
 				}
 				out := b.poisoned(4 * len(q))
 				err := d.attention(qd, kc, vc, out, scores, info, passp, at, m)
-				attnLegacy = legacy
+				attnLegacy, attnManyRows = legacy, many
 				if err != nil {
 					t.Fatal(err)
 				}

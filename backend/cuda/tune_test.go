@@ -14,8 +14,9 @@ import (
 // cache as before), "spread=N" (mvSpread), "nostack" / "stackall" (no /
 // every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
 // leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
-// (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention) and "noterms"
-// (no split quantized products of few rows: termsEnabled).
+// (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention), "noterms"
+// (no split quantized products of few rows: termsEnabled) and "nofam"
+// (passes of many rows keep attention_fa: attnManyRows).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -64,6 +65,8 @@ func applyTune(flags string) {
 			ropeInAttention = true
 		case "norope1":
 			ropeInAttention = false
+		case "nofam":
+			attnManyRows = -1
 		}
 		if v, ok := strings.CutPrefix(f, "spread="); ok {
 			mvSpread, _ = strconv.Atoi(v)
@@ -79,7 +82,7 @@ func SetTune(flags string) (restore func()) {
 	saved := []func(){
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
-		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled),
+		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
 	}
 	applyTune(flags)
 	return func() {

@@ -212,7 +212,8 @@ __device__ void stage_keys(const u8* kc, int kvStride, int off, int ic, int nk, 
 }
 
 // The one-chunk kernel's staged tiles (attention_fa): FA_DEC_KT keys, for
-// head dims up to FA_DEC_DIM; blocks of FA_DEC_KT threads.
+// head dims up to FA_DEC_DIM; blocks of FA_DEC_KT threads (attention_fa_m:
+// smaller tiles).
 #define FA_DEC_KT 256
 #define FA_DEC_DIM 128
 
@@ -283,11 +284,12 @@ __device__ void stage_f16(const u8* a, u16* da, const u8* b, u16* db, int kvStri
         const int *__restrict__ info, int ctx, float scale, const int *__restrict__ passp,         \
         int qStride, i64 slotBytes
 // attention_fa_body is the kernels' work for query head h of row r; the
-// one-chunk kernel stages its key and value tiles when stage is set (and
-// the block and head sizes allow). The query is read at L2 (ld.global.cg):
-// attention_fa_rope calls it on a query it wrote itself.
-template <bool TILED_ONLY>
-__device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r, bool stage) {
+// one-chunk kernel stages its key and value tiles of KT keys where the
+// block (at least KT threads, more than dim) and head sizes allow. The
+// query is read at L2 (ld.global.cg): attention_fa_rope calls it on a query
+// it wrote itself.
+template <bool TILED_ONLY, int KT>
+__device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) {
     pdl_start();  // everything below reads what the kernels before wrote (rope_store's cache rows, the query)
     int rows = TILED_ONLY ? 64 : *passp;
     int n = ROW_POS(info, r) + 1;
@@ -380,17 +382,19 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r, 
     // F16 in shared memory (16-byte loads by the whole block), one key a
     // thread; the first key and value tiles are loaded first of all, and
     // with one tile (up to 256 keys) the scores stay in shared memory.
-    bool staged = stage && dim % 8 == 0 && dim <= FA_DEC_DIM && blockDim.x == FA_DEC_KT;
+    // Staged: a thread a key of a tile, and a thread past the output
+    // elements for the running sum.
+    bool staged = dim % 8 == 0 && dim <= FA_DEC_DIM && (int)blockDim.x >= KT && (int)blockDim.x > dim;
     float* wsh = qs + dim;  // (staged) a value tile's weights
-    u16* kb = (u16*)(wsh + FA_DEC_KT);
-    u16* vb = kb + FA_DEC_KT * (dim + 2);
-    float* sc = staged && n <= FA_DEC_KT ? wsh : scores + (i64)h * ctx;
-    if (staged) stage_f16(kc, kb, vc, vb, kvStride, off, 0, min(n, FA_DEC_KT), dim);
+    u16* kb = (u16*)(wsh + KT);
+    u16* vb = kb + KT * (dim + 2);
+    float* sc = staged && n <= KT ? wsh : scores + (i64)h * ctx;
+    if (staged) stage_f16(kc, kb, vc, vb, kvStride, off, 0, min(n, KT), dim);
     for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(__ldcg(q + h * dim + i)));
     __syncthreads();
     if (staged) {
-        for (int j0 = 0; j0 < n; j0 += FA_DEC_KT) {
-            int nk = min(FA_DEC_KT, n - j0);
+        for (int j0 = 0; j0 < n; j0 += KT) {
+            int nk = min(KT, n - j0);
             if (j0 > 0) {
                 __syncthreads();  // the previous tile is used
                 stage_f16(kc, kb, nullptr, nullptr, kvStride, off, j0, nk, dim);
@@ -436,14 +440,14 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r, 
     }
     __syncthreads();
     if (staged) {
-        // Value tiles of 256 keys staged as the keys were; thread i < dim
+        // Value tiles of KT keys staged as the keys were; thread i < dim
         // runs output element i's chain over the tile's keys, the last
         // thread meanwhile the running sum S (both in key order, as below).
-        int i = threadIdx.x;
+        int i = threadIdx.x, last = blockDim.x - 1;
         u16 acc = 0;
         float S = 0.0f;
-        for (int j0 = 0; j0 < n; j0 += FA_DEC_KT) {
-            int nk = min(FA_DEC_KT, n - j0);
+        for (int j0 = 0; j0 < n; j0 += KT) {
+            int nk = min(KT, n - j0);
             if (j0 > 0) {
                 __syncthreads();  // the previous tile is used
                 stage_f16(vc, vb, nullptr, nullptr, kvStride, off, j0, nk, dim);
@@ -460,14 +464,14 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r, 
                     }
                     acc = f2h(__fmaf_rn(h2f(vr[t * (dim + 2)]), vs, h2f(acc)));
                 }
-            } else if (i == FA_DEC_KT - 1) {
+            } else if (i == last) {
                 for (int t = 0; t < nk; t++) {
                     float w = wsh[t];
                     S = (__float_as_uint(w) >> 31) ? __fadd_rn(__fmul_rn(S, -w), 1.0f) : __fadd_rn(S, w);
                 }
             }
         }
-        if (i == FA_DEC_KT - 1) total = S;
+        if (i == last) total = S;
         __syncthreads();
         S = total;
         if (i < dim) out[h * dim + i] = __fmul_rn(h2f(acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
@@ -509,9 +513,24 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r, 
 }
 
 #define ATTN_FA_ARGS q, kc, vc, out, scores, heads, kvHeads, dim, info, ctx, scale, passp, qStride, slotBytes
-extern "C" __global__ void attention_fa(ATTN_FA_PARAMS) { attention_fa_body<false>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y, true); }
+extern "C" __global__ void attention_fa(ATTN_FA_PARAMS) {
+    attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y);
+}
 extern "C" __global__ void __launch_bounds__(256) attention_fa_tiled(ATTN_FA_PARAMS) {
-    attention_fa_body<true>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y, true);
+    attention_fa_body<true, FA_DEC_KT>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y);
+}
+
+// attention_fa_m is attention_fa for passes of many rows (many slots'
+// decode steps: a block per head and row): tiles of FA_M_KT keys and
+// FA_M_THREADS threads, so that FA_M_BLOCKS blocks share a multiprocessor
+// (attention_fa's 256-key tiles hold 134 KB of shared memory: one block a
+// multiprocessor, and 32 rows of 12 heads ran in three waves). The same
+// bits: only the tiles' size changes, not the order of any sum.
+#define FA_M_KT 128
+#define FA_M_THREADS 160
+#define FA_M_BLOCKS 3
+extern "C" __global__ void __launch_bounds__(FA_M_THREADS, FA_M_BLOCKS) attention_fa_m(ATTN_FA_PARAMS) {
+    attention_fa_body<false, FA_M_KT>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y);
 }
 
 // attention_fa_rope is attention_fa for a pass of one row (grid (heads,
@@ -544,7 +563,7 @@ extern "C" __global__ void attention_fa_rope(ATTN_FA_PARAMS, const float* __rest
     for (int i = threadIdx.x; i < dim; i += blockDim.x) vd[i] = f2h(__ldcg(kh + kvDim + i));
     __threadfence();
     __syncthreads();
-    attention_fa_body<false>(ATTN_FA_ARGS, h, r, true);
+    attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);
 }
 
 

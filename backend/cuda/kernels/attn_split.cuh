@@ -274,7 +274,7 @@ extern "C" __global__ void attn_split_fin_fa(ATTN_FA_PARAMS, int minKeys, int ch
     pdl_start();
     int r = blockIdx.y, n = ROW_POS(info, r) + 1;
     if (n <= minKeys || *passp >= 64) {
-        attention_fa_body<false>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y, true);
+        attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y);
         return;
     }
     attn_split_merge(scores, out, heads, dim, ctx, chunk, r, n);
