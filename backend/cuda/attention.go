@@ -84,20 +84,36 @@ func faStagedBytes(dim, kt int) int {
 	return max(tiled, 4*(dim+kt)+2*2*kt*(dim+2))
 }
 
-// attention_fa_m's tiles and block (FA_M_KT, FA_M_THREADS in
-// kernels/attention.cuh).
+// attention_fa_m's tiles, block and blocks a multiprocessor (FA_M_KT,
+// FA_M_THREADS, FA_M_BLOCKS in kernels/attention.cuh).
 const (
 	faMKeys    = 128
 	faMThreads = 160
+	faMBlocks  = 3
 )
 
 // attnManyRows picks attention_fa_m, whose smaller tiles let three blocks
-// share a multiprocessor, instead of attention_fa (one block a
-// multiprocessor) for passes below ggml's tiled kernel: 0 where the pass
-// has more head x row blocks than multiprocessors (many slots' decode
-// steps), 1 always, -1 never. The same bits either way; a variable for the
-// tests' comparisons.
+// share a multiprocessor, instead of attention_fa for passes below ggml's
+// tiled kernel: 0 where the pass's head x row blocks are more than the
+// multiprocessors but fit attention_fa_m's one wave (1.5B's 12 heads x 32
+// streams: attention_fa's 134 KB blocks ran one a multiprocessor, in three
+// waves), 1 always, -1 never. The same bits either way; a variable for the
+// tests' comparisons. 0.5B's 14 x 32 blocks (two waves of attention_fa_m)
+// stay: its 128-key tiles make rows past 128 keys take two rounds, and
+// BenchmarkStreamsSynthetic (H100, 32 streams at positions 128-191, ms a
+// pass, attention_fa -> _m for every pass of more blocks than
+// multiprocessors) had 1.5B Q4_K_M 4.934 -> 4.811, 1.5B Q8_0 6.165 ->
+// 5.771, but 0.5B Q4_K_M 3.680 -> 3.868.
 var attnManyRows = 0
+
+// manyRows reports whether attention runs attention_fa_m for a pass of m
+// rows of heads query heads (attnManyRows).
+func (d *Device) manyRows(heads, m int) bool {
+	if attnManyRows != 0 || d.sms <= 0 {
+		return attnManyRows > 0
+	}
+	return heads*m > d.sms && heads*m <= faMBlocks*d.sms
+}
 
 // attention runs m rows' causal attention: row r's query at q +
 // r*qStride attends to its slot's cached positions 0..its position (info);
@@ -120,7 +136,7 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		switch {
 		case a.pass >= 64:
 			name, shared = "attention_fa_tiled", faTiledBytes(a.dim)
-		case (attnManyRows > 0 || attnManyRows == 0 && a.heads*m > d.sms) && d.has("attention_fa_m"):
+		case d.manyRows(a.heads, m) && d.has("attention_fa_m"):
 			name, threads, shared = "attention_fa_m", faMThreads, faStagedBytes(a.dim, faMKeys)
 		}
 		return d.launch2(name, a.heads, m, threads, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,

@@ -97,3 +97,21 @@ func TestFlashAttentionKernelsInPTX(t *testing.T) {
 		}
 	}
 }
+
+// TestManyRows checks, without a GPU, which passes run attention_fa_m by
+// default: more head x row blocks than multiprocessors, but not more than
+// its one wave.
+func TestManyRows(t *testing.T) {
+	d := &Device{sms: 132}
+	for _, c := range []struct {
+		heads, m int
+		want     bool
+	}{
+		{12, 1, false}, {12, 8, false}, {12, 11, false}, {12, 12, true}, {12, 32, true}, {12, 33, true},
+		{12, 34, false}, {14, 32, false}, {14, 28, true}, {14, 9, false}, {14, 10, true},
+	} {
+		if got := d.manyRows(c.heads, c.m); got != c.want {
+			t.Errorf("%d heads, %d rows: attention_fa_m %v, want %v", c.heads, c.m, got, c.want)
+		}
+	}
+}

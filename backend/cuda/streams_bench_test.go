@@ -94,7 +94,7 @@ func BenchmarkStreamsSynthetic(b *testing.B) {
 }
 
 // BenchmarkStreamPass runs passes of one row for each of 32 sequences of
-// the synthetic 1.5B Q4_K_M and 1.5B BF16 (transformers' numerics, as
+// the synthetic 1.5B Q4_K_M, 1.5B Q8_0 and 1.5B BF16 (transformers' numerics, as
 // `bench -gpu` runs SafeTensors) models at positions 128 on, without a
 // prompt first (attention's work depends on the positions, not on what
 // the cache holds) and kernel by kernel: a profiler's first launches are
@@ -102,7 +102,7 @@ func BenchmarkStreamsSynthetic(b *testing.B) {
 func BenchmarkStreamPass(b *testing.B) {
 	skipWithoutGPU(b)
 	const n = 32
-	for _, i := range []int{3, 7} {
+	for _, i := range []int{3, 2, 7} {
 		b.Run(synthCases[i].name, func(b *testing.B) {
 			g, cfg := loadSynthSlots(b, i, 256, n)
 			defer g.Close()
