@@ -55,6 +55,49 @@ var mmq32Names = func() map[tensor.DType]map[mmq32Key]string {
 	return names
 }()
 
+// mmq32KSNames holds the K-split kernels' names (mmq32_T_vV_ks) by weight
+// type and copy width.
+var mmq32KSNames = func() map[tensor.DType]map[int]string {
+	names := map[tensor.DType]map[int]string{}
+	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
+		names[dt] = map[int]string{}
+		for _, v := range mmq32Units {
+			names[dt][v] = kernelName("mmq32_", dt) + "_v" + strconv.Itoa(v) + "_ks"
+		}
+	}
+	return names
+}()
+
+// mmq32KSMode picks the K-split kernels (mmq32ks in kernels/mmq32.cuh: a
+// block of 8 warps a 32 x 32 tile, each warp one block of a chunk) for a
+// staged product: 0 where it has at most mmq32KSMaxRows activation rows and
+// fewer 64 x 64 tiles than multiprocessors (mmq32KS), 1 always, -1 never.
+// A variable for the tests and benchmarks that compare.
+var mmq32KSMode = 0
+
+// mmq32KSMaxRows is the most activation rows a product takes the K-split
+// kernels for (passes of many slots' decode steps).
+const mmq32KSMaxRows = 64
+
+// mmq32KS reports whether a staged product of rows weight rows by m
+// activation rows on sms multiprocessors takes the K-split kernels: the
+// 64 x 64 tiles' blocks each walk the whole row, so a 32-row pass's o and
+// down of a 1.5B model (24 tiles) ran on 24 of 132 multiprocessors.
+func mmq32KS(rows, m, sms int) bool {
+	if mmq32KSMode != 0 {
+		return mmq32KSMode > 0
+	}
+	return m <= mmq32KSMaxRows && sms > 0 && ceilDiv(rows, 64)*ceilDiv(m, 64) < sms
+}
+
+// mmq32KSShared is a K-split block's dynamic shared memory for a weight
+// type of blockBytes bytes a 32-element block: two stages of 32 weight
+// rows and 32 activation rows of 8 blocks, the chunk's scales as floats
+// and the 8 warps' terms of 32 x 32 outputs.
+func mmq32KSShared(blockBytes int) int {
+	return 2*(32*8*blockBytes+32*8*34) + 2*8*32*4 + 8*1024*4
+}
+
 // mmq32On turns the staged kernels on (a variable for the tests and
 // benchmarks that compare them with mmq_T).
 var mmq32On = true
@@ -121,6 +164,10 @@ func (d *Device) mmq32(w *matrix, act devptr, actStride int, y devptr, yStride i
 	v := mmq32Unit(w, act, actStride)
 	if v == 0 {
 		return false, nil
+	}
+	if mmq32KS(w.rows, m, d.sms) {
+		return true, d.launch2(mmq32KSNames[w.dt][v], ceilDiv(w.rows, 32), ceilDiv(m, 32), 8*32,
+			mmq32KSShared(w.dt.TypeSize()), mmArgs(w, act, actStride, y, yStride, bias, accumulate, m)...)
 	}
 	ti := mmq32TileFor(w.rows, m, d.sms)
 	t := mmq32Tiles[ti]

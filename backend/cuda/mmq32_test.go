@@ -122,6 +122,51 @@ func TestMMQ32TileShapes(t *testing.T) {
 	}
 }
 
+// TestMMQ32KS checks the K-split kernels of every 32-element type bit for
+// bit against quant.VecDot (checkMMQ): 200 weight rows (a part block of 8
+// rows), 16, 32, 33 and 64 activation rows (part and whole blocks of 32),
+// copies of 16 bytes (512 and 1280 columns: 2 and 5 chunks), 8 (896: a
+// part chunk of 4 blocks) and 4 (320: a part chunk of 2).
+func TestMMQ32KS(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(15, 16))
+	defer func(k int) { mmq32KSMode = k }(mmq32KSMode)
+	mmq32KSMode = 1
+	for _, tc := range []struct{ cols, m int }{{512, 32}, {1280, 33}, {896, 16}, {896, 64}, {320, 33}} {
+		for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
+			checkMMQ(t, d, b, r, dt, 200, tc.cols, tc.m, fmt.Sprintf("%v mmq32 K-split", dt))
+		}
+	}
+}
+
+// TestMMQ32KSChoice checks, without a GPU, which staged products take the
+// K-split kernels on 132 SMs: few tiles of at most 64 activation rows.
+func TestMMQ32KSChoice(t *testing.T) {
+	defer func(k int) { mmq32KSMode = k }(mmq32KSMode)
+	mmq32KSMode = 0
+	for _, tc := range []struct {
+		name         string
+		rows, m, sms int
+		want         bool
+	}{
+		{"down 1.5B, 32 rows", 1536, 32, 132, true},
+		{"o 1.5B, 64 rows", 1536, 64, 132, true},
+		{"qkv 1.5B, 16 rows", 2048, 16, 132, true},
+		{"gate+up 1.5B, 32 rows", 17920, 32, 132, false},
+		{"down 1.5B, 65 rows", 1536, 65, 132, false},
+		{"down 1.5B, 512 rows", 1536, 512, 132, false},
+		{"unknown SMs", 1536, 32, 0, false},
+	} {
+		if got := mmq32KS(tc.rows, tc.m, tc.sms); got != tc.want {
+			t.Errorf("%s: K-split %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if got := mmq32KSShared(34); got != 2*2*32*272+2048+32768 {
+		t.Errorf("Q8_0 K-split shared memory %d", got)
+	}
+}
+
 // shapesQ8 are the products of Qwen2.5-Coder-1.5B's and -0.5B's Q8_0
 // passes (q, k and v as one matrix).
 var shapesQ8 = []productShape{

@@ -26,6 +26,11 @@ func TestKernelNamesInPTX(t *testing.T) {
 			names = append(names, n)
 		}
 	}
+	for _, byUnit := range mmq32KSNames {
+		for _, n := range byUnit {
+			names = append(names, n)
+		}
+	}
 	for _, n := range names {
 		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
 			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)

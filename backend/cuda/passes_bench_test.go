@@ -45,15 +45,18 @@ func repeatedWeights(b *testing.B, bufs *buffers, r *rand.Rand, s productShape) 
 }
 
 // BenchmarkPassProducts times the matrix products of a pass of m rows of
-// the Qwen2.5-Coder-1.5B Q4_K_M shapes (a quantized block of 64 rows
-// repeated to the full shape) with the _r16 and the mmq kernels, CUDA
-// events around b.N back-to-back launches: where useMMQ should switch.
+// the Qwen2.5-Coder-1.5B Q4_K_M and Q8_0 shapes (a quantized block of 64
+// rows repeated to the full shape) with the _r16, the split (K-quants),
+// the mmq and, for Q8_0, the K-split mmq32 kernels ("ks"; "mmq" is then
+// the 64 x 64 tiles), CUDA events around b.N back-to-back launches: where
+// useMMQ should switch.
 func BenchmarkPassProducts(b *testing.B) {
 	d := testDevice(b)
 	bufs := newBuffers(b, d)
 	r := rand.New(rand.NewPCG(7, 8))
 	const maxM = 64
-	for _, s := range shapes15B {
+	for _, s := range append(shapes15B[:len(shapes15B):len(shapes15B)], shapesQ8[:4]...) {
+		_, staged := mmq32KSNames[s.dt]
 		w, wq := repeatedWeights(b, bufs, r, s)
 		vt := actType(s.dt)
 		ab, _ := vt.RowBytes(s.cols)
@@ -69,8 +72,11 @@ func BenchmarkPassProducts(b *testing.B) {
 				name              string
 				allRows, minBlock int
 				split             bool
-			}{{"r16", math.MaxInt32, math.MaxInt32, false}, {"split", math.MaxInt32, math.MaxInt32, true}, {"mmq", 1, 0, false}} {
-				if k.name == "mmq" && m < mmqMinRows {
+				ks                int // mmq32KSMode
+			}{{"r16", math.MaxInt32, math.MaxInt32, false, 0}, {"split", math.MaxInt32, math.MaxInt32, true, 0},
+				{"mmq", 1, 0, false, -1}, {"ks", 1, 0, false, 1}} {
+				if (k.name == "mmq" || k.name == "ks") && m < mmqMinRows || k.name == "split" && !splitType(s.dt) ||
+					k.name == "ks" && !staged {
 					continue
 				}
 				b.Run(fmt.Sprintf("%s-%v-%dx%d/m=%d/%s", s.name, s.dt, s.rows, s.cols, m, k.name), func(b *testing.B) {
@@ -80,8 +86,8 @@ func BenchmarkPassProducts(b *testing.B) {
 					if err := d.initTerms(); err != nil {
 						b.Fatal(err)
 					}
-					defer func(on bool) { termsEnabled = on }(termsEnabled)
-					termsEnabled = k.split
+					defer func(on bool, ks int) { termsEnabled, mmq32KSMode = on, ks }(termsEnabled, mmq32KSMode)
+					termsEnabled, mmq32KSMode = k.split, k.ks
 					defer SetPassPolicy(PassPolicy{k.allRows, k.minBlock, k.allRows, k.allRows, passGraphRows})()
 					benchMatmul(b, d, w, a, ab, y, s.rows, m, len(wq))
 				})

@@ -15,8 +15,9 @@ import (
 // every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
 // leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
 // (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention), "noterms"
-// (no split quantized products of few rows: termsEnabled) and "nofam"
-// (passes of many rows keep attention_fa: attnManyRows).
+// (no split quantized products of few rows: termsEnabled), "nofam"
+// (passes of many rows keep attention_fa: attnManyRows) and "noks" (no
+// K-split mmq32 kernels: mmq32KSMode).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -67,6 +68,8 @@ func applyTune(flags string) {
 			ropeInAttention = false
 		case "nofam":
 			attnManyRows = -1
+		case "noks":
+			mmq32KSMode = -1
 		}
 		if v, ok := strings.CutPrefix(f, "spread="); ok {
 			mvSpread, _ = strconv.Atoi(v)
@@ -83,6 +86,7 @@ func SetTune(flags string) (restore func()) {
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
+		save(&mmq32KSMode),
 	}
 	applyTune(flags)
 	return func() {

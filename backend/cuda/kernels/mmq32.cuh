@@ -226,6 +226,109 @@ __device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __rest
     mq_store<4>(sum, row0 + wr, col0 + wc, y, yStride, bias, rows, acc, m);
 }
 
+// mmq32ks is mmq32 for products of few tiles (passes of few rows: 24
+// tiles of 64 x 64 for a 1.5B model's o and down at 32 rows, each walking
+// the whole row): a block of 8 warps takes 32 weight rows x 32 activation
+// rows (grid (rows/32, m/32)), and warp w the terms of block w of each
+// staged chunk of 8 (m32_step from zero: 0 + term, the term's own bits but
+// -0 as +0, which no sum from +0 tells apart), which it leaves in shared
+// memory; thread (warp p, lane l) then adds terms 4p..4p+3 of lane l's
+// outputs in block order to its sums. The same sums as mmq32's, bit for
+// bit. Dynamic shared memory: two stages of 32 weight rows and 32
+// activation rows, the chunk's scales (8 x 64 floats) and the terms (8 x
+// 1024 floats).
+template <int KIND, int V>
+__device__ __forceinline__ void mmq32ks(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
+                                        float* __restrict__ y, int yStride, const float* __restrict__ bias, int rows,
+                                        int cols, i64 rowBytes, int acc, int m) {
+    typedef M32<KIND> L;
+    const int BM = 32, BN = 32, T = 8 * WARP;
+    const int STAGE = BM * L::CB + BN * M32_LDA;
+    extern __shared__ __align__(16) u8 m32_smem[];
+    float* wsc = (float*)(m32_smem + 2 * STAGE);
+    float* asc = wsc + 8 * BM;
+    float* terms = asc + 8 * BN;
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int row0 = blockIdx.x * BM, col0 = blockIdx.y * BN;
+    int nb = cols / 32, nch = (nb + 7) / 8;
+    const u8* wsrc = W + (i64)row0 * rowBytes;
+    const u8* asrc = act + (i64)col0 * actStride;
+    u32 sbase = (u32)__cvta_generic_to_shared(m32_smem);
+    auto load = [&](int ch, int s) {
+        u32 ws = sbase + s * STAGE;
+        int left = nb - 8 * ch;
+        m32_copy<L::CB / V, BM, T, V>(ws, wsrc + ch * L::CB, (int)rowBytes, rows - 1 - row0, left * L::BYTES);
+        m32_copy<M32_LDA / V, BN, T, V>(ws + BM * L::CB, asrc + ch * M32_LDA, (int)actStride, m - 1 - col0, left * 34);
+        m32_commit();
+    };
+    float run[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    load(0, 0);
+    for (int ch = 0; ch < nch; ch++) {
+        if (ch + 1 < nch) {
+            load(ch + 1, (ch + 1) & 1);
+            m32_wait<1>();
+        } else {
+            m32_wait<0>();
+        }
+        __syncthreads();  // the stage has landed; the last chunk's terms are added
+        const u8* ws = m32_smem + (ch & 1) * STAGE;
+        const u8* as = ws + BM * L::CB;
+        int nbc = min(8, nb - 8 * ch);
+        {
+            int r = threadIdx.x % BM, j = threadIdx.x / BM;  // 8 x 32 of each
+            if (j < nbc) {
+                wsc[j * BM + m32_wperm(r)] = h2f(ld16(ws + r * L::CB + j * L::BYTES));
+                asc[j * BN + m32_aperm(r)] = h2f(ld16(as + r * M32_LDA + j * 34));
+            }
+        }
+        __syncthreads();
+        if (warp < nbc) {
+            float sum[2][4][4];
+            mq_fill(sum, 0.0f);
+            if (warp & 1)
+                m32_step<KIND, false>(ws, as, wsc + warp * BM, asc + warp * BN, warp, 0, 0, sum);
+            else
+                m32_step<KIND, true>(ws, as, wsc + warp * BM, asc + warp * BN, warp, 0, 0, sum);
+            float* tw = terms + warp * 1024 + lane;
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) tw[32 * (16 * mt + 4 * nt + i)] = sum[mt][nt][i];
+        }
+        __syncthreads();  // the terms are in; the stage and the scales are read
+        const float* tr = terms + 32 * 4 * warp + lane;
+        for (int j = 0; j < nbc; j++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) run[q] = __fadd_rn(run[q], tr[1024 * j + 32 * q]);
+    }
+    // Thread (p, l) holds lane l's outputs 4p..4p+3: tile mt = p/4, nt = p%4.
+    int g = lane / 4, t = lane % 4, mt = warp / 4, nt = warp % 4;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int row = row0 + 16 * mt + g + 8 * (i >> 1), col = col0 + 8 * nt + 2 * t + (i & 1);
+        if (row >= rows || col >= m) continue;
+        float s = run[i];
+        if (bias) s += bias[row];
+        float* yp = y + (i64)col * yStride + row;
+        *yp = acc ? *yp + s : s;
+    }
+}
+
+// MMQ32_KS defines the K-split kernels mmq32_T_vV_ks (at least 2 blocks an
+// SM).
+#define MMQ32_KS(T, KIND)                                                                          \
+    extern "C" __global__ void __launch_bounds__(8 * WARP, 2) mmq32_##T##_v16_ks(MM_PARAMS) {     \
+        mmq32ks<KIND, 16>(MM_ARGS);                                                                \
+    }                                                                                              \
+    extern "C" __global__ void __launch_bounds__(8 * WARP, 2) mmq32_##T##_v8_ks(MM_PARAMS) {      \
+        mmq32ks<KIND, 8>(MM_ARGS);                                                                 \
+    }                                                                                              \
+    extern "C" __global__ void __launch_bounds__(8 * WARP, 2) mmq32_##T##_v4_ks(MM_PARAMS) {      \
+        mmq32ks<KIND, 4>(MM_ARGS);                                                                 \
+    }
+
 // MMQ32_TILE defines the kernels of one tile shape, mmq32_T_vV<suffix>:
 // WM x WN warps, at least MINB blocks an SM (the registers a thread gets).
 #define MMQ32_TILE(T, KIND, WM, WN, MINB, suffix)                                                  \
@@ -238,9 +341,10 @@ __device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __rest
     extern "C" __global__ void __launch_bounds__(WM * WN * WARP, MINB) mmq32_##T##_v4##suffix(MM_PARAMS) {  \
         mmq32<KIND, 4, WM, WN>(MM_ARGS);                                                           \
     }
-#define MMQ32(T, KIND)             \
-    MMQ32_TILE(T, KIND, 2, 2, 3, ) \
-    MMQ32_TILE(T, KIND, 4, 2, 2, _t42)
+#define MMQ32(T, KIND)                 \
+    MMQ32_TILE(T, KIND, 2, 2, 3, )     \
+    MMQ32_TILE(T, KIND, 4, 2, 2, _t42) \
+    MMQ32_KS(T, KIND)
 MMQ32(q8_0, 0)
 MMQ32(q4_0, 1)
 MMQ32(q5_0, 2)
