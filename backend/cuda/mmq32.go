@@ -75,6 +75,21 @@ var mmq32KSNames = func() map[tensor.DType]map[int]string {
 // A variable for the tests and benchmarks that compare.
 var mmq32KSMode = 0
 
+// mmq32MinRows is the fewest activation rows for which a staged product
+// takes the K-split kernels below mmqMinRows (fewRowsKS); a variable for
+// the benchmarks that compare.
+var mmq32MinRows = mmqMinRows
+
+// fewRowsKS reports whether a product of m < mmqMinRows activation rows
+// (which useMMQ leaves to _r16) runs the K-split kernels instead: from
+// mmq32MinRows rows, for a staged type whose rows allow the copies and
+// whose product mmq32KS would take.
+func (d *Device) fewRowsKS(w *matrix, act devptr, actStride, m int) bool {
+	_, ok := mmq32KSNames[w.dt]
+	return ok && mmq32On && m >= mmq32MinRows && m < mmqMinRows && mmq32Unit(w, act, actStride) != 0 &&
+		mmq32KS(w.rows, m, d.sms)
+}
+
 // mmq32KSMaxRows is the most activation rows a product takes the K-split
 // kernels for (passes of many slots' decode steps).
 const mmq32KSMaxRows = 64

@@ -124,16 +124,17 @@ func TestMMQ32TileShapes(t *testing.T) {
 
 // TestMMQ32KS checks the K-split kernels of every 32-element type bit for
 // bit against quant.VecDot (checkMMQ): 200 weight rows (a part block of 8
-// rows), 16, 32, 33 and 64 activation rows (part and whole blocks of 32),
+// rows), 2, 7, 16, 32, 33 and 64 activation rows (part and whole blocks of
+// 32; the fewest through fewRowsKS),
 // copies of 16 bytes (512 and 1280 columns: 2 and 5 chunks), 8 (896: a
 // part chunk of 4 blocks) and 4 (320: a part chunk of 2).
 func TestMMQ32KS(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(15, 16))
-	defer func(k int) { mmq32KSMode = k }(mmq32KSMode)
-	mmq32KSMode = 1
-	for _, tc := range []struct{ cols, m int }{{512, 32}, {1280, 33}, {896, 16}, {896, 64}, {320, 33}} {
+	defer func(k, few int) { mmq32KSMode, mmq32MinRows = k, few }(mmq32KSMode, mmq32MinRows)
+	mmq32KSMode, mmq32MinRows = 1, 2
+	for _, tc := range []struct{ cols, m int }{{512, 32}, {1280, 33}, {896, 16}, {896, 64}, {320, 33}, {512, 2}, {896, 7}} {
 		for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
 			checkMMQ(t, d, b, r, dt, 200, tc.cols, tc.m, fmt.Sprintf("%v mmq32 K-split", dt))
 		}

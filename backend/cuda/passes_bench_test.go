@@ -75,8 +75,7 @@ func BenchmarkPassProducts(b *testing.B) {
 				ks                int // mmq32KSMode
 			}{{"r16", math.MaxInt32, math.MaxInt32, false, 0}, {"split", math.MaxInt32, math.MaxInt32, true, 0},
 				{"mmq", 1, 0, false, -1}, {"ks", 1, 0, false, 1}} {
-				if (k.name == "mmq" || k.name == "ks") && m < mmqMinRows || k.name == "split" && !splitType(s.dt) ||
-					k.name == "ks" && !staged {
+				if k.name == "mmq" && m < mmqMinRows || k.name == "split" && !splitType(s.dt) || k.name == "ks" && !staged {
 					continue
 				}
 				b.Run(fmt.Sprintf("%s-%v-%dx%d/m=%d/%s", s.name, s.dt, s.rows, s.cols, m, k.name), func(b *testing.B) {
@@ -86,8 +85,13 @@ func BenchmarkPassProducts(b *testing.B) {
 					if err := d.initTerms(); err != nil {
 						b.Fatal(err)
 					}
-					defer func(on bool, ks int) { termsEnabled, mmq32KSMode = on, ks }(termsEnabled, mmq32KSMode)
+					defer func(on bool, ks, few int) {
+						termsEnabled, mmq32KSMode, mmq32MinRows = on, ks, few
+					}(termsEnabled, mmq32KSMode, mmq32MinRows)
 					termsEnabled, mmq32KSMode = k.split, k.ks
+					if k.name == "ks" {
+						mmq32MinRows = 2
+					}
 					defer SetPassPolicy(PassPolicy{k.allRows, k.minBlock, k.allRows, k.allRows, passGraphRows})()
 					benchMatmul(b, d, w, a, ab, y, s.rows, m, len(wq))
 				})

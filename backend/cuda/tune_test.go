@@ -16,8 +16,8 @@ import (
 // leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
 // (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention), "noterms"
 // (no split quantized products of few rows: termsEnabled), "nofam"
-// (passes of many rows keep attention_fa: attnManyRows) and "noks" (no
-// K-split mmq32 kernels: mmq32KSMode).
+// (passes of many rows keep attention_fa: attnManyRows), "noks" (no
+// K-split mmq32 kernels: mmq32KSMode) and "ksmin=N" (mmq32MinRows).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -74,6 +74,9 @@ func applyTune(flags string) {
 		if v, ok := strings.CutPrefix(f, "spread="); ok {
 			mvSpread, _ = strconv.Atoi(v)
 		}
+		if v, ok := strings.CutPrefix(f, "ksmin="); ok {
+			mmq32MinRows, _ = strconv.Atoi(v)
+		}
 	}
 }
 
@@ -86,7 +89,7 @@ func SetTune(flags string) (restore func()) {
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
-		save(&mmq32KSMode),
+		save(&mmq32KSMode), save(&mmq32MinRows),
 	}
 	applyTune(flags)
 	return func() {
