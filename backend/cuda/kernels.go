@@ -217,7 +217,7 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 	if ran, err := d.mmf(w, act, actStride, y, yStride, bias, accumulate, m); ran {
 		return err
 	}
-	mmq := per > 0 && (useMMQ(w.dt, w.rows, m) || m > 1 && d.fewRowsKS(w, act, actStride, m))
+	mmq := per > 0 && (useMMQ(w.dt, w.rows, m) || d.fewRowsMMQ(w, act, actStride, m))
 	if per > 0 && m > 1 {
 		if ran, err := d.matmulSplit(w, act, actStride, y, yStride, bias, accumulate, m, mmq); ran {
 			return err

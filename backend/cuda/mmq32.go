@@ -75,19 +75,28 @@ var mmq32KSNames = func() map[tensor.DType]map[int]string {
 // A variable for the tests and benchmarks that compare.
 var mmq32KSMode = 0
 
-// mmq32MinRows is the fewest activation rows for which a staged product
-// takes the K-split kernels below mmqMinRows (fewRowsKS); a variable for
-// the benchmarks that compare.
-var mmq32MinRows = mmqMinRows
+// mmq32MinRows is the fewest activation rows from which a product of many
+// 64-row blocks (mmqMinBlocks or more: gate/up) takes mmq below
+// mmqMinRows (fewRowsMMQ); a variable for the benchmarks that compare.
+// BenchmarkPassProducts (H100, 1.5B Q8_0 shapes, us, _r16 / K-split) at 8
+// rows: gate+up 38.5 / 27.9, but qkv 9.8 / 9.0, o 7.9 / 9.0, down 28.2 /
+// 40.4; at 2 and 4 rows _r16 wins on every shape (gate+up 16.2 / 27.2,
+// 23.3 / 27.4), and K-split products of every shape from 2 rows made 8
+// streams' passes slower (1.5B Q8_0 3.475 -> 3.890 ms).
+var mmq32MinRows = 8
 
-// fewRowsKS reports whether a product of m < mmqMinRows activation rows
-// (which useMMQ leaves to _r16) runs the K-split kernels instead: from
-// mmq32MinRows rows, for a staged type whose rows allow the copies and
-// whose product mmq32KS would take.
-func (d *Device) fewRowsKS(w *matrix, act devptr, actStride, m int) bool {
-	_, ok := mmq32KSNames[w.dt]
-	return ok && mmq32On && m >= mmq32MinRows && m < mmqMinRows && mmq32Unit(w, act, actStride) != 0 &&
-		mmq32KS(w.rows, m, d.sms)
+// fewRowsMMQ reports whether a product of m < mmqMinRows activation rows,
+// which useMMQ leaves to _r16, runs mmq instead: from mmq32MinRows rows,
+// for a matrix of at least mmqMinBlocks 64-row blocks of a K-quant (staged
+// mmq) or of a 32-element type whose rows allow mmq32's copies.
+func (d *Device) fewRowsMMQ(w *matrix, act devptr, actStride, m int) bool {
+	if m < mmq32MinRows || m >= mmqMinRows || ceilDiv(w.rows, 64) < mmqMinBlocks {
+		return false
+	}
+	if _, ok := mmq32Names[w.dt]; ok {
+		return mmq32On && mmq32Unit(w, act, actStride) != 0
+	}
+	return splitType(w.dt)
 }
 
 // mmq32KSMaxRows is the most activation rows a product takes the K-split

@@ -125,15 +125,17 @@ func TestMMQ32TileShapes(t *testing.T) {
 // TestMMQ32KS checks the K-split kernels of every 32-element type bit for
 // bit against quant.VecDot (checkMMQ): 200 weight rows (a part block of 8
 // rows), 2, 7, 16, 32, 33 and 64 activation rows (part and whole blocks of
-// 32; the fewest through fewRowsKS),
+// 32; the fewest through fewRowsMMQ),
 // copies of 16 bytes (512 and 1280 columns: 2 and 5 chunks), 8 (896: a
 // part chunk of 4 blocks) and 4 (320: a part chunk of 2).
 func TestMMQ32KS(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(15, 16))
-	defer func(k, few int) { mmq32KSMode, mmq32MinRows = k, few }(mmq32KSMode, mmq32MinRows)
-	mmq32KSMode, mmq32MinRows = 1, 2
+	defer func(k, few, blocks int) {
+		mmq32KSMode, mmq32MinRows, mmqMinBlocks = k, few, blocks
+	}(mmq32KSMode, mmq32MinRows, mmqMinBlocks)
+	mmq32KSMode, mmq32MinRows, mmqMinBlocks = 1, 2, 0
 	for _, tc := range []struct{ cols, m int }{{512, 32}, {1280, 33}, {896, 16}, {896, 64}, {320, 33}, {512, 2}, {896, 7}} {
 		for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
 			checkMMQ(t, d, b, r, dt, 200, tc.cols, tc.m, fmt.Sprintf("%v mmq32 K-split", dt))
@@ -142,7 +144,8 @@ func TestMMQ32KS(t *testing.T) {
 }
 
 // TestMMQ32KSChoice checks, without a GPU, which staged products take the
-// K-split kernels on 132 SMs: few tiles of at most 64 activation rows.
+// K-split kernels on 132 SMs (few tiles of at most 64 activation rows) and
+// which passes of 8-15 rows take mmq32 (matrices of many blocks).
 func TestMMQ32KSChoice(t *testing.T) {
 	defer func(k int) { mmq32KSMode = k }(mmq32KSMode)
 	mmq32KSMode = 0
@@ -161,6 +164,28 @@ func TestMMQ32KSChoice(t *testing.T) {
 	} {
 		if got := mmq32KS(tc.rows, tc.m, tc.sms); got != tc.want {
 			t.Errorf("%s: K-split %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	d := &Device{sms: 132}
+	for _, tc := range []struct {
+		name    string
+		dt      tensor.DType
+		rows, m int
+		want    bool
+	}{
+		{"gate+up Q8_0, 8 rows", tensor.Q8_0, 17920, 8, true},
+		{"gate+up Q8_0, 15 rows", tensor.Q8_0, 17920, 15, true},
+		{"gate+up Q8_0, 4 rows", tensor.Q8_0, 17920, 4, false},
+		{"gate+up Q8_0, 16 rows (useMMQ's)", tensor.Q8_0, 17920, 16, false},
+		{"down Q8_0, 8 rows", tensor.Q8_0, 1536, 8, false},
+		{"gate+up Q4_K, 8 rows", tensor.Q4_K, 17920, 8, true},
+		{"o Q4_K, 8 rows", tensor.Q4_K, 1536, 8, false},
+		{"gate+up BF16, 8 rows", tensor.BF16, 17920, 8, false},
+	} {
+		rb, _ := tc.dt.RowBytes(1536)
+		w := &matrix{dt: tc.dt, rows: tc.rows, cols: 1536, rowBytes: rb, ptr: 1 << 20}
+		if got := d.fewRowsMMQ(w, 2<<20, 1632, tc.m); got != tc.want {
+			t.Errorf("%s: fewRowsMMQ %v, want %v", tc.name, got, tc.want)
 		}
 	}
 	if got := mmq32KSShared(34); got != 2*2*32*272+2048+32768 {
@@ -233,5 +258,24 @@ func TestMMQ32TileFor(t *testing.T) {
 	mmq32Force = 1
 	if got := mmq32TileFor(17920, 512, 132); got != 1 {
 		t.Errorf("forced tile 1: got %d", got)
+	}
+}
+
+// TestFewRowsMMQ checks products of 8-15 activation rows that fewRowsMMQ
+// sends to mmq (every matrix here: mmqMinBlocks 0) bit for bit against
+// quant.VecDot: the staged K-quant mmq and mmq32's 64 x 64 tiles (K-split
+// off) on part tiles of 8, 9 and 15 rows.
+func TestFewRowsMMQ(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(17, 18))
+	defer func(few, blocks, ks int) {
+		mmq32MinRows, mmqMinBlocks, mmq32KSMode = few, blocks, ks
+	}(mmq32MinRows, mmqMinBlocks, mmq32KSMode)
+	mmq32MinRows, mmqMinBlocks, mmq32KSMode = 8, 0, -1
+	for _, m := range []int{8, 9, 15} {
+		for _, dt := range []tensor.DType{tensor.Q4_K, tensor.Q5_K, tensor.Q6_K, tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
+			checkMMQ(t, d, b, r, dt, 200, 1280, m, fmt.Sprintf("%v mmq from %d rows", dt, mmq32MinRows))
+		}
 	}
 }

@@ -48,8 +48,8 @@ func repeatedWeights(b *testing.B, bufs *buffers, r *rand.Rand, s productShape) 
 // the Qwen2.5-Coder-1.5B Q4_K_M and Q8_0 shapes (a quantized block of 64
 // rows repeated to the full shape) with the _r16, the split (K-quants),
 // the mmq and, for Q8_0, the K-split mmq32 kernels ("ks"; "mmq" is then
-// the 64 x 64 tiles), CUDA events around b.N back-to-back launches: where
-// useMMQ should switch.
+// the 64 x 64 tiles; mmq from 8 rows, ks from 2), CUDA events around b.N
+// back-to-back launches: where useMMQ should switch.
 func BenchmarkPassProducts(b *testing.B) {
 	d := testDevice(b)
 	bufs := newBuffers(b, d)
@@ -75,7 +75,8 @@ func BenchmarkPassProducts(b *testing.B) {
 				ks                int // mmq32KSMode
 			}{{"r16", math.MaxInt32, math.MaxInt32, false, 0}, {"split", math.MaxInt32, math.MaxInt32, true, 0},
 				{"mmq", 1, 0, false, -1}, {"ks", 1, 0, false, 1}} {
-				if k.name == "mmq" && m < mmqMinRows || k.name == "split" && !splitType(s.dt) || k.name == "ks" && !staged {
+				if k.name == "mmq" && m < 8 || k.name == "split" && !splitType(s.dt) ||
+					k.name == "ks" && !staged {
 					continue
 				}
 				b.Run(fmt.Sprintf("%s-%v-%dx%d/m=%d/%s", s.name, s.dt, s.rows, s.cols, m, k.name), func(b *testing.B) {
@@ -89,8 +90,8 @@ func BenchmarkPassProducts(b *testing.B) {
 						termsEnabled, mmq32KSMode, mmq32MinRows = on, ks, few
 					}(termsEnabled, mmq32KSMode, mmq32MinRows)
 					termsEnabled, mmq32KSMode = k.split, k.ks
-					if k.name == "ks" {
-						mmq32MinRows = 2
+					if k.name == "ks" || k.name == "mmq" {
+						mmq32MinRows = 2 // with mmqMinBlocks 0: every shape
 					}
 					defer SetPassPolicy(PassPolicy{k.allRows, k.minBlock, k.allRows, k.allRows, passGraphRows})()
 					benchMatmul(b, d, w, a, ab, y, s.rows, m, len(wq))

@@ -17,7 +17,7 @@ import (
 // (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention), "noterms"
 // (no split quantized products of few rows: termsEnabled), "nofam"
 // (passes of many rows keep attention_fa: attnManyRows), "noks" (no
-// K-split mmq32 kernels: mmq32KSMode) and "ksmin=N" (mmq32MinRows).
+// K-split mmq32 kernels: mmq32KSMode) and "mmq32min=N" (mmq32MinRows).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -74,7 +74,7 @@ func applyTune(flags string) {
 		if v, ok := strings.CutPrefix(f, "spread="); ok {
 			mvSpread, _ = strconv.Atoi(v)
 		}
-		if v, ok := strings.CutPrefix(f, "ksmin="); ok {
+		if v, ok := strings.CutPrefix(f, "mmq32min="); ok {
 			mmq32MinRows, _ = strconv.Atoi(v)
 		}
 	}
