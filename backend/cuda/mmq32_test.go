@@ -181,10 +181,16 @@ func TestMMQ32KSChoice(t *testing.T) {
 		{"gate+up Q4_K, 8 rows", tensor.Q4_K, 17920, 8, true},
 		{"o Q4_K, 8 rows", tensor.Q4_K, 1536, 8, false},
 		{"gate+up BF16, 8 rows", tensor.BF16, 17920, 8, false},
+		{"gate+up 0.5B Q8_0 (896 columns), 8 rows", tensor.Q8_0, 9728, 8, false},
 	} {
-		rb, _ := tc.dt.RowBytes(1536)
-		w := &matrix{dt: tc.dt, rows: tc.rows, cols: 1536, rowBytes: rb, ptr: 1 << 20}
-		if got := d.fewRowsMMQ(w, 2<<20, 1632, tc.m); got != tc.want {
+		cols := 1536
+		if tc.rows == 9728 {
+			cols = 896
+		}
+		rb, _ := tc.dt.RowBytes(cols)
+		w := &matrix{dt: tc.dt, rows: tc.rows, cols: cols, rowBytes: rb, ptr: 1 << 20}
+		ab, _ := tensor.Q8_0.RowBytes(cols)
+		if got := d.fewRowsMMQ(w, 2<<20, ab, tc.m); got != tc.want {
 			t.Errorf("%s: fewRowsMMQ %v, want %v", tc.name, got, tc.want)
 		}
 	}
@@ -275,7 +281,7 @@ func TestFewRowsMMQ(t *testing.T) {
 	mmq32MinRows, mmqMinBlocks, mmq32KSMode = 8, 0, -1
 	for _, m := range []int{8, 9, 15} {
 		for _, dt := range []tensor.DType{tensor.Q4_K, tensor.Q5_K, tensor.Q6_K, tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
-			checkMMQ(t, d, b, r, dt, 200, 1280, m, fmt.Sprintf("%v mmq from %d rows", dt, mmq32MinRows))
+			checkMMQ(t, d, b, r, dt, 200, 2048, m, fmt.Sprintf("%v mmq from %d rows", dt, mmq32MinRows))
 		}
 	}
 }
