@@ -158,40 +158,43 @@ __device__ __forceinline__ void m32_copy(u32 dst, const u8* src, int stride, int
     }
 }
 
-// mmq32 is matmul's contract (MM_PARAMS) for a grid of (rows/BM, m/BN)
-// blocks of WM x WN warps (BM = 32 WM weight rows, BN = 32 WN activation
-// rows; a warp 32 x 32 outputs) with 2 (BM M32<KIND>::CB + BN M32_LDA) +
-// 32 (BM + BN) bytes of dynamic shared memory; W, rowBytes, act and
-// actStride are multiples of V.
-template <int KIND, int V, int WM, int WN>
-__device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
-                                      float* __restrict__ y, int yStride, const float* __restrict__ bias, int rows,
-                                      int cols, i64 rowBytes, int acc, int m) {
+// M32Block is a staged block's chunks: BM weight rows from row0 and BN
+// activation rows from col0, copied by its T threads V bytes a copy into
+// two stages of dynamic shared memory, and each chunk's scales as floats
+// after them (wsc: 8 x BM, asc: 8 x BN, permuted as m32_step reads them).
+template <int KIND, int V, int BM, int BN, int T>
+struct M32Block {
     typedef M32<KIND> L;
-    const int BM = 32 * WM, BN = 32 * WN, T = WM * WN * WARP;
-    const int STAGE = BM * L::CB + BN * M32_LDA;
-    extern __shared__ __align__(16) u8 m32_smem[];
-    float* wsc = (float*)(m32_smem + 2 * STAGE);
-    float* asc = wsc + 8 * BM;
-    int warp = threadIdx.x / WARP;
-    int wr = (warp % WM) * 32, wc = (warp / WM) * 32;
-    int row0 = blockIdx.x * BM, col0 = blockIdx.y * BN;
-    int nb = cols / 32, nch = (nb + 7) / 8;
-    const u8* wsrc = W + (i64)row0 * rowBytes;
-    const u8* asrc = act + (i64)col0 * actStride;
-    u32 sbase = (u32)__cvta_generic_to_shared(m32_smem);
+    static const int STAGE = BM * L::CB + BN * M32_LDA;
+    const u8* smem;
+    const u8* wsrc;
+    const u8* asrc;
+    float* wsc;
+    float* asc;
+    int rowBytes, actStride, lastRow, lastCol, nb, nch;
+    u32 sbase;
+
+    __device__ __forceinline__ M32Block(u8* sm, const u8* W, const u8* act, i64 astride, int rows, int cols,
+                                        i64 rbytes, int m, int row0, int col0)
+        : smem(sm), wsrc(W + (i64)row0 * rbytes), asrc(act + (i64)col0 * astride), wsc((float*)(sm + 2 * STAGE)),
+          asc((float*)(sm + 2 * STAGE) + 8 * BM), rowBytes((int)rbytes), actStride((int)astride),
+          lastRow(rows - 1 - row0), lastCol(m - 1 - col0), nb(cols / 32), nch((cols / 32 + 7) / 8),
+          sbase((u32)__cvta_generic_to_shared(sm)) {}
+
     // load starts the copies of chunk ch into stage s.
-    auto load = [&](int ch, int s) {
+    __device__ __forceinline__ void load(int ch, int s) const {
         u32 ws = sbase + s * STAGE;
         int left = nb - 8 * ch;
-        m32_copy<L::CB / V, BM, T, V>(ws, wsrc + ch * L::CB, (int)rowBytes, rows - 1 - row0, left * L::BYTES);
-        m32_copy<M32_LDA / V, BN, T, V>(ws + BM * L::CB, asrc + ch * M32_LDA, (int)actStride, m - 1 - col0, left * 34);
+        m32_copy<L::CB / V, BM, T, V>(ws, wsrc + ch * L::CB, rowBytes, lastRow, left * L::BYTES);
+        m32_copy<M32_LDA / V, BN, T, V>(ws + BM * L::CB, asrc + ch * M32_LDA, actStride, lastCol, left * 34);
         m32_commit();
-    };
-    float sum[2][4][4];
-    mq_fill(sum, 0.0f);
-    load(0, 0);
-    for (int ch = 0; ch < nch; ch++) {
+    }
+
+    // stage waits for chunk ch (load(0, 0) started the first; each asks
+    // for the next before it waits), converts its scales and returns its
+    // blocks (up to 8), its staged weight rows at ws and activation rows at
+    // as. Every thread calls it; it ends with a barrier.
+    __device__ __forceinline__ int stage(int ch, const u8*& ws, const u8*& as) const {
         if (ch + 1 < nch) {
             load(ch + 1, (ch + 1) & 1);
             m32_wait<1>();
@@ -199,8 +202,8 @@ __device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __rest
             m32_wait<0>();
         }
         __syncthreads();
-        const u8* ws = m32_smem + (ch & 1) * STAGE;
-        const u8* as = ws + BM * L::CB;
+        ws = smem + (ch & 1) * STAGE;
+        as = ws + BM * L::CB;
         int nbc = min(8, nb - 8 * ch);
 #pragma unroll
         for (int k = 0; k < 8 * BM / T; k++) {
@@ -213,13 +216,39 @@ __device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __rest
             if (j < nbc) asc[j * BN + m32_aperm(r)] = h2f(ld16(as + r * M32_LDA + j * 34));
         }
         __syncthreads();
+        return nbc;
+    }
+};
+
+// mmq32 is matmul's contract (MM_PARAMS) for a grid of (rows/BM, m/BN)
+// blocks of WM x WN warps (BM = 32 WM weight rows, BN = 32 WN activation
+// rows; a warp 32 x 32 outputs) with 2 (BM M32<KIND>::CB + BN M32_LDA) +
+// 32 (BM + BN) bytes of dynamic shared memory; W, rowBytes, act and
+// actStride are multiples of V.
+template <int KIND, int V, int WM, int WN>
+__device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
+                                      float* __restrict__ y, int yStride, const float* __restrict__ bias, int rows,
+                                      int cols, i64 rowBytes, int acc, int m) {
+    const int BM = 32 * WM, BN = 32 * WN;
+    extern __shared__ __align__(16) u8 m32_smem[];
+    int warp = threadIdx.x / WARP;
+    int wr = (warp % WM) * 32, wc = (warp / WM) * 32;
+    int row0 = blockIdx.x * BM, col0 = blockIdx.y * BN;
+    const M32Block<KIND, V, BM, BN, WM * WN * WARP> blk(m32_smem, W, act, actStride, rows, cols, rowBytes, m, row0,
+                                                         col0);
+    float sum[2][4][4];
+    mq_fill(sum, 0.0f);
+    blk.load(0, 0);
+    for (int ch = 0; ch < blk.nch; ch++) {
+        const u8 *ws, *as;
+        int nbc = blk.stage(ch, ws, as);
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             if (j >= nbc) break;
             if (j & 1)
-                m32_step<KIND, false>(ws, as, wsc + j * BM, asc + j * BN, j, wr, wc, sum);
+                m32_step<KIND, false>(ws, as, blk.wsc + j * BM, blk.asc + j * BN, j, wr, wc, sum);
             else
-                m32_step<KIND, true>(ws, as, wsc + j * BM, asc + j * BN, j, wr, wc, sum);
+                m32_step<KIND, true>(ws, as, blk.wsc + j * BM, blk.asc + j * BN, j, wr, wc, sum);
         }
         __syncthreads();  // this stage and the scales are read before they are written again
     }
@@ -241,54 +270,24 @@ template <int KIND, int V>
 __device__ __forceinline__ void mmq32ks(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
                                         float* __restrict__ y, int yStride, const float* __restrict__ bias, int rows,
                                         int cols, i64 rowBytes, int acc, int m) {
-    typedef M32<KIND> L;
-    const int BM = 32, BN = 32, T = 8 * WARP;
-    const int STAGE = BM * L::CB + BN * M32_LDA;
+    const int BM = 32, BN = 32;
     extern __shared__ __align__(16) u8 m32_smem[];
-    float* wsc = (float*)(m32_smem + 2 * STAGE);
-    float* asc = wsc + 8 * BM;
-    float* terms = asc + 8 * BN;
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     int row0 = blockIdx.x * BM, col0 = blockIdx.y * BN;
-    int nb = cols / 32, nch = (nb + 7) / 8;
-    const u8* wsrc = W + (i64)row0 * rowBytes;
-    const u8* asrc = act + (i64)col0 * actStride;
-    u32 sbase = (u32)__cvta_generic_to_shared(m32_smem);
-    auto load = [&](int ch, int s) {
-        u32 ws = sbase + s * STAGE;
-        int left = nb - 8 * ch;
-        m32_copy<L::CB / V, BM, T, V>(ws, wsrc + ch * L::CB, (int)rowBytes, rows - 1 - row0, left * L::BYTES);
-        m32_copy<M32_LDA / V, BN, T, V>(ws + BM * L::CB, asrc + ch * M32_LDA, (int)actStride, m - 1 - col0, left * 34);
-        m32_commit();
-    };
+    const M32Block<KIND, V, BM, BN, 8 * WARP> blk(m32_smem, W, act, actStride, rows, cols, rowBytes, m, row0, col0);
+    float* terms = blk.asc + 8 * BN;
     float run[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    load(0, 0);
-    for (int ch = 0; ch < nch; ch++) {
-        if (ch + 1 < nch) {
-            load(ch + 1, (ch + 1) & 1);
-            m32_wait<1>();
-        } else {
-            m32_wait<0>();
-        }
-        __syncthreads();  // the stage has landed; the last chunk's terms are added
-        const u8* ws = m32_smem + (ch & 1) * STAGE;
-        const u8* as = ws + BM * L::CB;
-        int nbc = min(8, nb - 8 * ch);
-        {
-            int r = threadIdx.x % BM, j = threadIdx.x / BM;  // 8 x 32 of each
-            if (j < nbc) {
-                wsc[j * BM + m32_wperm(r)] = h2f(ld16(ws + r * L::CB + j * L::BYTES));
-                asc[j * BN + m32_aperm(r)] = h2f(ld16(as + r * M32_LDA + j * 34));
-            }
-        }
-        __syncthreads();
+    blk.load(0, 0);
+    for (int ch = 0; ch < blk.nch; ch++) {
+        const u8 *ws, *as;
+        int nbc = blk.stage(ch, ws, as);  // its first barrier: the last chunk's terms are added
         if (warp < nbc) {
             float sum[2][4][4];
             mq_fill(sum, 0.0f);
             if (warp & 1)
-                m32_step<KIND, false>(ws, as, wsc + warp * BM, asc + warp * BN, warp, 0, 0, sum);
+                m32_step<KIND, false>(ws, as, blk.wsc + warp * BM, blk.asc + warp * BN, warp, 0, 0, sum);
             else
-                m32_step<KIND, true>(ws, as, wsc + warp * BM, asc + warp * BN, warp, 0, 0, sum);
+                m32_step<KIND, true>(ws, as, blk.wsc + warp * BM, blk.asc + warp * BN, warp, 0, 0, sum);
             float* tw = terms + warp * 1024 + lane;
 #pragma unroll
             for (int mt = 0; mt < 2; mt++)
