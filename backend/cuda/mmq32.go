@@ -124,15 +124,12 @@ func mmq32KS(rows, m, sms int) bool {
 	return m <= mmq32KSMaxRows && sms > 0 && ceilDiv(rows, 64)*ceilDiv(m, 64) < sms
 }
 
-// mmq32KSStages is the K-split kernels' stages of chunks (M32_KS_STAGES).
-const mmq32KSStages = 4
-
 // mmq32KSShared is a K-split block's dynamic shared memory for a weight
-// type of blockBytes bytes a 32-element block: mmq32KSStages stages of 32
-// weight rows and 32 activation rows of 8 blocks, the chunk's scales as
-// floats and the 8 warps' terms of 32 x 32 outputs.
+// type of blockBytes bytes a 32-element block: two stages of 32 weight
+// rows and 32 activation rows of 8 blocks, the chunk's scales as floats
+// and the 8 warps' terms of 32 x 32 outputs.
 func mmq32KSShared(blockBytes int) int {
-	return mmq32KSStages*(32*8*blockBytes+32*8*34) + 2*8*32*4 + 8*1024*4
+	return 2*(32*8*blockBytes+32*8*34) + 2*8*32*4 + 8*1024*4
 }
 
 // mmq32On turns the staged kernels on (a variable for the tests and

@@ -194,7 +194,7 @@ func TestMMQ32KSChoice(t *testing.T) {
 			t.Errorf("%s: fewRowsMMQ %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if got := mmq32KSShared(34); got != 4*2*32*272+2048+32768 {
+	if got := mmq32KSShared(34); got != 2*2*32*272+2048+32768 {
 		t.Errorf("Q8_0 K-split shared memory %d", got)
 	}
 }

@@ -160,10 +160,9 @@ __device__ __forceinline__ void m32_copy(u32 dst, const u8* src, int stride, int
 
 // M32Block is a staged block's chunks: BM weight rows from row0 and BN
 // activation rows from col0, copied by its T threads V bytes a copy into
-// NS stages of dynamic shared memory (NS - 1 chunks in flight while the
-// block works on one), and each chunk's scales as floats after them (wsc:
-// 8 x BM, asc: 8 x BN, permuted as m32_step reads them).
-template <int KIND, int V, int BM, int BN, int T, int NS>
+// two stages of dynamic shared memory, and each chunk's scales as floats
+// after them (wsc: 8 x BM, asc: 8 x BN, permuted as m32_step reads them).
+template <int KIND, int V, int BM, int BN, int T>
 struct M32Block {
     typedef M32<KIND> L;
     static const int STAGE = BM * L::CB + BN * M32_LDA;
@@ -177,40 +176,33 @@ struct M32Block {
 
     __device__ __forceinline__ M32Block(u8* sm, const u8* W, const u8* act, i64 astride, int rows, int cols,
                                         i64 rbytes, int m, int row0, int col0)
-        : smem(sm), wsrc(W + (i64)row0 * rbytes), asrc(act + (i64)col0 * astride), wsc((float*)(sm + NS * STAGE)),
-          asc((float*)(sm + NS * STAGE) + 8 * BM), rowBytes((int)rbytes), actStride((int)astride),
+        : smem(sm), wsrc(W + (i64)row0 * rbytes), asrc(act + (i64)col0 * astride), wsc((float*)(sm + 2 * STAGE)),
+          asc((float*)(sm + 2 * STAGE) + 8 * BM), rowBytes((int)rbytes), actStride((int)astride),
           lastRow(rows - 1 - row0), lastCol(m - 1 - col0), nb(cols / 32), nch((cols / 32 + 7) / 8),
           sbase((u32)__cvta_generic_to_shared(sm)) {}
 
-    // load starts the copies of chunk ch (if there is one) into its stage
-    // and closes a group of copies (empty past the last chunk), so that
-    // every call makes one group.
-    __device__ __forceinline__ void load(int ch) const {
-        if (ch < nch) {
-            u32 ws = sbase + (ch % NS) * STAGE;
-            int left = nb - 8 * ch;
-            m32_copy<L::CB / V, BM, T, V>(ws, wsrc + ch * L::CB, rowBytes, lastRow, left * L::BYTES);
-            m32_copy<M32_LDA / V, BN, T, V>(ws + BM * L::CB, asrc + ch * M32_LDA, actStride, lastCol, left * 34);
-        }
+    // load starts the copies of chunk ch into stage s.
+    __device__ __forceinline__ void load(int ch, int s) const {
+        u32 ws = sbase + s * STAGE;
+        int left = nb - 8 * ch;
+        m32_copy<L::CB / V, BM, T, V>(ws, wsrc + ch * L::CB, rowBytes, lastRow, left * L::BYTES);
+        m32_copy<M32_LDA / V, BN, T, V>(ws + BM * L::CB, asrc + ch * M32_LDA, actStride, lastCol, left * 34);
         m32_commit();
     }
 
-    // start asks for the first NS - 1 chunks.
-    __device__ __forceinline__ void start() const {
-#pragma unroll
-        for (int ch = 0; ch < NS - 1; ch++) load(ch);
-    }
-
-    // stage asks for chunk ch + NS - 1, waits for chunk ch (NS - 1 groups
-    // after it may still be in flight), converts its scales and returns
-    // its blocks (up to 8), its staged weight rows at ws and activation
-    // rows at as. Every thread calls it, after the barrier that ends the
-    // use of the stage of chunk ch - 1; it ends with a barrier.
+    // stage waits for chunk ch (load(0, 0) started the first; each asks
+    // for the next before it waits), converts its scales and returns its
+    // blocks (up to 8), its staged weight rows at ws and activation rows at
+    // as. Every thread calls it; it ends with a barrier.
     __device__ __forceinline__ int stage(int ch, const u8*& ws, const u8*& as) const {
-        load(ch + NS - 1);
-        m32_wait<NS - 1>();
+        if (ch + 1 < nch) {
+            load(ch + 1, (ch + 1) & 1);
+            m32_wait<1>();
+        } else {
+            m32_wait<0>();
+        }
         __syncthreads();
-        ws = smem + (ch % NS) * STAGE;
+        ws = smem + (ch & 1) * STAGE;
         as = ws + BM * L::CB;
         int nbc = min(8, nb - 8 * ch);
 #pragma unroll
@@ -242,11 +234,11 @@ __device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __rest
     int warp = threadIdx.x / WARP;
     int wr = (warp % WM) * 32, wc = (warp / WM) * 32;
     int row0 = blockIdx.x * BM, col0 = blockIdx.y * BN;
-    const M32Block<KIND, V, BM, BN, WM * WN * WARP, 2> blk(m32_smem, W, act, actStride, rows, cols, rowBytes, m,
-                                                            row0, col0);
+    const M32Block<KIND, V, BM, BN, WM * WN * WARP> blk(m32_smem, W, act, actStride, rows, cols, rowBytes, m, row0,
+                                                         col0);
     float sum[2][4][4];
     mq_fill(sum, 0.0f);
-    blk.start();
+    blk.load(0, 0);
     for (int ch = 0; ch < blk.nch; ch++) {
         const u8 *ws, *as;
         int nbc = blk.stage(ch, ws, as);
@@ -263,12 +255,6 @@ __device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __rest
     mq_store<4>(sum, row0 + wr, col0 + wc, y, yStride, bias, rows, acc, m);
 }
 
-// M32_KS_STAGES is mmq32ks's stages of chunks (its chunks are short work
-// for 8 warps: more of them in flight hide the copies' latency).
-#ifndef M32_KS_STAGES
-#define M32_KS_STAGES 4
-#endif
-
 // mmq32ks is mmq32 for products of few tiles (passes of few rows: 24
 // tiles of 64 x 64 for a 1.5B model's o and down at 32 rows, each walking
 // the whole row): a block of 8 warps takes 32 weight rows x 32 activation
@@ -277,9 +263,9 @@ __device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __rest
 // -0 as +0, which no sum from +0 tells apart), which it leaves in shared
 // memory; thread (warp p, lane l) then adds terms 4p..4p+3 of lane l's
 // outputs in block order to its sums. The same sums as mmq32's, bit for
-// bit. Dynamic shared memory: M32_KS_STAGES stages of 32 weight rows and
-// 32 activation rows, the chunk's scales (8 x 64 floats) and the terms (8
-// x 1024 floats).
+// bit. Dynamic shared memory: two stages of 32 weight rows and 32
+// activation rows, the chunk's scales (8 x 64 floats) and the terms (8 x
+// 1024 floats).
 template <int KIND, int V>
 __device__ __forceinline__ void mmq32ks(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
                                         float* __restrict__ y, int yStride, const float* __restrict__ bias, int rows,
@@ -288,11 +274,10 @@ __device__ __forceinline__ void mmq32ks(const u8* __restrict__ W, const u8* __re
     extern __shared__ __align__(16) u8 m32_smem[];
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     int row0 = blockIdx.x * BM, col0 = blockIdx.y * BN;
-    const M32Block<KIND, V, BM, BN, 8 * WARP, M32_KS_STAGES> blk(m32_smem, W, act, actStride, rows, cols, rowBytes, m,
-                                                                 row0, col0);
+    const M32Block<KIND, V, BM, BN, 8 * WARP> blk(m32_smem, W, act, actStride, rows, cols, rowBytes, m, row0, col0);
     float* terms = blk.asc + 8 * BN;
     float run[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    blk.start();
+    blk.load(0, 0);
     for (int ch = 0; ch < blk.nch; ch++) {
         const u8 *ws, *as;
         int nbc = blk.stage(ch, ws, as);  // its first barrier: the last chunk's terms are added
