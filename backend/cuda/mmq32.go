@@ -55,21 +55,33 @@ var mmq32Names = func() map[tensor.DType]map[mmq32Key]string {
 	return names
 }()
 
-// mmq32KSNames holds the K-split kernels' names (mmq32_T_vV_ks) by weight
-// type and copy width.
-var mmq32KSNames = func() map[tensor.DType]map[int]string {
-	names := map[tensor.DType]map[int]string{}
+// mmq32KSNames holds the K-split kernels' names by weight type, weight
+// rows a block (mmq32KSTiles) and copy width: mmq32_T_vV_ks for 32 rows,
+// mmq32_T_vV_ks16 for 16.
+var mmq32KSNames = func() map[tensor.DType]map[mmq32Key]string {
+	names := map[tensor.DType]map[mmq32Key]string{}
 	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
-		names[dt] = map[int]string{}
-		for _, v := range mmq32Units {
-			names[dt][v] = kernelName("mmq32_", dt) + "_v" + strconv.Itoa(v) + "_ks"
+		names[dt] = map[mmq32Key]string{}
+		for _, rows := range mmq32KSTiles {
+			suffix := map[int]string{32: "_ks", 16: "_ks16"}[rows]
+			for _, v := range mmq32Units {
+				names[dt][mmq32Key{rows, v}] = kernelName("mmq32_", dt) + "_v" + strconv.Itoa(v) + suffix
+			}
 		}
 	}
 	return names
 }()
 
+// mmq32KSTiles are the K-split kernels' weight rows a block.
+var mmq32KSTiles = []int{32, 16}
+
+// mmq32KSRows is the weight rows a K-split block takes (one of
+// mmq32KSTiles); a variable for the benchmarks that compare.
+var mmq32KSRows = 16
+
 // mmq32KSMode picks the K-split kernels (mmq32ks in kernels/mmq32.cuh: a
-// block of 8 warps a 32 x 32 tile, each warp one block of a chunk) for a
+// block of 8 warps a tile of mmq32KSRows x 32 outputs, each warp one block
+// of a chunk) for a
 // staged product: 0 where it has at most mmq32KSMaxRows activation rows and
 // fewer 64 x 64 tiles than multiprocessors (mmq32KS), 1 always, -1 never.
 // A variable for the tests and benchmarks that compare.
@@ -124,12 +136,13 @@ func mmq32KS(rows, m, sms int) bool {
 	return m <= mmq32KSMaxRows && sms > 0 && ceilDiv(rows, 64)*ceilDiv(m, 64) < sms
 }
 
-// mmq32KSShared is a K-split block's dynamic shared memory for a weight
-// type of blockBytes bytes a 32-element block: two stages of 32 weight
-// rows and 32 activation rows of 8 blocks, the chunk's scales as floats
-// and the 8 warps' terms of 32 x 32 outputs.
-func mmq32KSShared(blockBytes int) int {
-	return 2*(32*8*blockBytes+32*8*34) + 2*8*32*4 + 8*1024*4
+// mmq32KSShared is the dynamic shared memory of a K-split block of rows
+// weight rows for a weight type of blockBytes bytes a 32-element block:
+// two stages of its weight rows and 32 activation rows of 8 blocks, the
+// chunk's scales as floats (32 places each for weights and activations)
+// and the 8 warps' terms of rows x 32 outputs.
+func mmq32KSShared(rows, blockBytes int) int {
+	return 2*(rows*8*blockBytes+32*8*34) + 2*8*32*4 + 8*rows*32*4
 }
 
 // mmq32On turns the staged kernels on (a variable for the tests and
@@ -200,8 +213,9 @@ func (d *Device) mmq32(w *matrix, act devptr, actStride int, y devptr, yStride i
 		return false, nil
 	}
 	if mmq32KS(w.rows, m, d.sms) {
-		return true, d.launch2(mmq32KSNames[w.dt][v], ceilDiv(w.rows, 32), ceilDiv(m, 32), 8*32,
-			mmq32KSShared(w.dt.TypeSize()), mmArgs(w, act, actStride, y, yStride, bias, accumulate, m)...)
+		bm := mmq32KSRows
+		return true, d.launch2(mmq32KSNames[w.dt][mmq32Key{bm, v}], ceilDiv(w.rows, bm), ceilDiv(m, 32), 8*32,
+			mmq32KSShared(bm, w.dt.TypeSize()), mmArgs(w, act, actStride, y, yStride, bias, accumulate, m)...)
 	}
 	ti := mmq32TileFor(w.rows, m, d.sms)
 	t := mmq32Tiles[ti]

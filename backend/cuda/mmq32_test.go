@@ -123,8 +123,8 @@ func TestMMQ32TileShapes(t *testing.T) {
 }
 
 // TestMMQ32KS checks the K-split kernels of every 32-element type bit for
-// bit against quant.VecDot (checkMMQ): 200 weight rows (a part block of 8
-// rows), 2, 7, 16, 32, 33 and 64 activation rows (part and whole blocks of
+// bit against quant.VecDot (checkMMQ), in tiles of 32 and 16 weight rows:
+// 200 weight rows (a part block of 8 rows), 2, 7, 16, 32, 33 and 64 activation rows (part and whole blocks of
 // 32; the fewest through fewRowsMMQ),
 // copies of 16 bytes (512 and 1280 columns: 2 and 5 chunks), 8 (896: a
 // part chunk of 4 blocks) and 4 (320: a part chunk of 2).
@@ -136,9 +136,13 @@ func TestMMQ32KS(t *testing.T) {
 		mmq32KSMode, mmq32MinRows, mmqMinBlocks = k, few, blocks
 	}(mmq32KSMode, mmq32MinRows, mmqMinBlocks)
 	mmq32KSMode, mmq32MinRows, mmqMinBlocks = 1, 2, 0
-	for _, tc := range []struct{ cols, m int }{{512, 32}, {1280, 33}, {896, 16}, {896, 64}, {320, 33}, {512, 2}, {896, 7}} {
-		for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
-			checkMMQ(t, d, b, r, dt, 200, tc.cols, tc.m, fmt.Sprintf("%v mmq32 K-split", dt))
+	defer func(rows int) { mmq32KSRows = rows }(mmq32KSRows)
+	for _, rows := range mmq32KSTiles {
+		mmq32KSRows = rows
+		for _, tc := range []struct{ cols, m int }{{512, 32}, {1280, 33}, {896, 16}, {896, 64}, {320, 33}, {512, 2}, {896, 7}} {
+			for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
+				checkMMQ(t, d, b, r, dt, 200, tc.cols, tc.m, fmt.Sprintf("%v mmq32 K-split, %d-row tiles", dt, rows))
+			}
 		}
 	}
 }
@@ -194,8 +198,11 @@ func TestMMQ32KSChoice(t *testing.T) {
 			t.Errorf("%s: fewRowsMMQ %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if got := mmq32KSShared(34); got != 2*2*32*272+2048+32768 {
-		t.Errorf("Q8_0 K-split shared memory %d", got)
+	if got := mmq32KSShared(32, 34); got != 2*2*32*272+2048+32768 {
+		t.Errorf("Q8_0 K-split shared memory (32 rows) %d", got)
+	}
+	if got := mmq32KSShared(16, 34); got != 2*(16*272+32*272)+2048+16384 {
+		t.Errorf("Q8_0 K-split shared memory (16 rows) %d", got)
 	}
 }
 

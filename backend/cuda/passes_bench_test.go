@@ -47,8 +47,9 @@ func repeatedWeights(b *testing.B, bufs *buffers, r *rand.Rand, s productShape) 
 // BenchmarkPassProducts times the matrix products of a pass of m rows of
 // the Qwen2.5-Coder-1.5B Q4_K_M and Q8_0 shapes (a quantized block of 64
 // rows repeated to the full shape) with the _r16, the split (K-quants),
-// the mmq and, for Q8_0, the K-split mmq32 kernels ("ks"; "mmq" is then
-// the 64 x 64 tiles; mmq from 8 rows, ks from 2), CUDA events around b.N
+// the mmq and, for Q8_0, the K-split mmq32 kernels ("ks" in 32-row tiles,
+// "ks16" in 16; "mmq" is then the 64 x 64 tiles; mmq from 8 rows, ks from
+// 2), CUDA events around b.N
 // back-to-back launches: where useMMQ should switch.
 func BenchmarkPassProducts(b *testing.B) {
 	d := testDevice(b)
@@ -74,9 +75,9 @@ func BenchmarkPassProducts(b *testing.B) {
 				split             bool
 				ks                int // mmq32KSMode
 			}{{"r16", math.MaxInt32, math.MaxInt32, false, 0}, {"split", math.MaxInt32, math.MaxInt32, true, 0},
-				{"mmq", 1, 0, false, -1}, {"ks", 1, 0, false, 1}} {
+				{"mmq", 1, 0, false, -1}, {"ks", 1, 0, false, 1}, {"ks16", 1, 0, false, 1}} {
 				if k.name == "mmq" && m < 8 || k.name == "split" && !splitType(s.dt) ||
-					k.name == "ks" && !staged {
+					(k.name == "ks" || k.name == "ks16") && !staged {
 					continue
 				}
 				b.Run(fmt.Sprintf("%s-%v-%dx%d/m=%d/%s", s.name, s.dt, s.rows, s.cols, m, k.name), func(b *testing.B) {
@@ -86,11 +87,14 @@ func BenchmarkPassProducts(b *testing.B) {
 					if err := d.initTerms(); err != nil {
 						b.Fatal(err)
 					}
-					defer func(on bool, ks, few int) {
-						termsEnabled, mmq32KSMode, mmq32MinRows = on, ks, few
-					}(termsEnabled, mmq32KSMode, mmq32MinRows)
-					termsEnabled, mmq32KSMode = k.split, k.ks
-					if k.name == "ks" || k.name == "mmq" {
+					defer func(on bool, ks, few, ksRows int) {
+						termsEnabled, mmq32KSMode, mmq32MinRows, mmq32KSRows = on, ks, few, ksRows
+					}(termsEnabled, mmq32KSMode, mmq32MinRows, mmq32KSRows)
+					termsEnabled, mmq32KSMode, mmq32KSRows = k.split, k.ks, 32
+					if k.name == "ks16" {
+						mmq32KSRows = 16
+					}
+					if k.name != "r16" && k.name != "split" {
 						mmq32MinRows = 2 // with mmqMinBlocks 0: every shape
 					}
 					defer SetPassPolicy(PassPolicy{k.allRows, k.minBlock, k.allRows, k.allRows, passGraphRows})()

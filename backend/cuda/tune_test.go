@@ -17,7 +17,8 @@ import (
 // (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention), "noterms"
 // (no split quantized products of few rows: termsEnabled), "nofam"
 // (passes of many rows keep attention_fa: attnManyRows), "noks" (no
-// K-split mmq32 kernels: mmq32KSMode) and "mmq32min=N" (mmq32MinRows).
+// K-split mmq32 kernels: mmq32KSMode), "ks32" / "ks16" (their tiles'
+// weight rows: mmq32KSRows) and "mmq32min=N" (mmq32MinRows).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -70,6 +71,10 @@ func applyTune(flags string) {
 			attnManyRows = -1
 		case "noks":
 			mmq32KSMode = -1
+		case "ks32":
+			mmq32KSRows = 32
+		case "ks16":
+			mmq32KSRows = 16
 		}
 		if v, ok := strings.CutPrefix(f, "spread="); ok {
 			mvSpread, _ = strconv.Atoi(v)
@@ -89,7 +94,7 @@ func SetTune(flags string) (restore func()) {
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
-		save(&mmq32KSMode), save(&mmq32MinRows),
+		save(&mmq32KSMode), save(&mmq32MinRows), save(&mmq32KSRows),
 	}
 	applyTune(flags)
 	return func() {

@@ -97,18 +97,18 @@ __device__ __forceinline__ int m32_aperm(int c) {
 // m32_step adds staged block j's terms to a warp's outputs (A2: j is even;
 // wsc and asc: block j's permuted scales of the block's weight and
 // activation rows).
-template <int KIND, bool A2>
+template <int KIND, bool A2, int MT>
 __device__ __forceinline__ void m32_step(const u8* ws, const u8* as, const float* wsc, const float* asc, int j, int wr,
-                                         int wc, float sum[2][4][4]) {
+                                         int wc, float sum[MT][4][4]) {
     const int CB = M32<KIND>::CB, BYTES = M32<KIND>::BYTES;
     int lane = threadIdx.x % WARP, g = lane / 4, t = lane % 4;
-    int A[2][4], Bv[4][2];
+    int A[MT][4], Bv[4][2];
     float4 w4 = *(const float4*)(wsc + wr + 4 * g);
     float4 a4[2] = {*(const float4*)(asc + wc + 8 * t), *(const float4*)(asc + wc + 8 * t + 4)};
     float wd[2][2] = {{w4.x, w4.y}, {w4.z, w4.w}};
     float ad[4][2] = {{a4[0].x, a4[0].y}, {a4[0].z, a4[0].w}, {a4[1].x, a4[1].y}, {a4[1].z, a4[1].w}};
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             int r = wr + 16 * mt + g + 8 * h;
@@ -121,7 +121,7 @@ __device__ __forceinline__ void m32_step(const u8* ws, const u8* as, const float
         Bv[nt][1] = m32_lds<A2>(ab + 18 + 4 * t);
     }
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int nt = 0; nt < 4; nt++) {
             // The dots start from i2f_exact's magic number, so the
@@ -161,11 +161,14 @@ __device__ __forceinline__ void m32_copy(u32 dst, const u8* src, int stride, int
 // M32Block is a staged block's chunks: BM weight rows from row0 and BN
 // activation rows from col0, copied by its T threads V bytes a copy into
 // two stages of dynamic shared memory, and each chunk's scales as floats
-// after them (wsc: 8 x BM, asc: 8 x BN, permuted as m32_step reads them).
+// after them (wsc: 8 x WS, asc: 8 x BN, permuted as m32_step reads them;
+// WS = BM, or 32 for a tile of 16 rows, whose permuted places spread over
+// 30).
 template <int KIND, int V, int BM, int BN, int T>
 struct M32Block {
     typedef M32<KIND> L;
     static const int STAGE = BM * L::CB + BN * M32_LDA;
+    static const int WS = BM < 32 ? 32 : BM;
     const u8* smem;
     const u8* wsrc;
     const u8* asrc;
@@ -177,7 +180,7 @@ struct M32Block {
     __device__ __forceinline__ M32Block(u8* sm, const u8* W, const u8* act, i64 astride, int rows, int cols,
                                         i64 rbytes, int m, int row0, int col0)
         : smem(sm), wsrc(W + (i64)row0 * rbytes), asrc(act + (i64)col0 * astride), wsc((float*)(sm + 2 * STAGE)),
-          asc((float*)(sm + 2 * STAGE) + 8 * BM), rowBytes((int)rbytes), actStride((int)astride),
+          asc((float*)(sm + 2 * STAGE) + 8 * WS), rowBytes((int)rbytes), actStride((int)astride),
           lastRow(rows - 1 - row0), lastCol(m - 1 - col0), nb(cols / 32), nch((cols / 32 + 7) / 8),
           sbase((u32)__cvta_generic_to_shared(sm)) {}
 
@@ -206,12 +209,12 @@ struct M32Block {
         as = ws + BM * L::CB;
         int nbc = min(8, nb - 8 * ch);
 #pragma unroll
-        for (int k = 0; k < 8 * BM / T; k++) {
+        for (int k = 0; k < (8 * BM + T - 1) / T; k++) {  // j < nbc <= 8: i < 8 BM
             int i = threadIdx.x + T * k, r = i % BM, j = i / BM;
-            if (j < nbc) wsc[j * BM + m32_wperm(r)] = h2f(ld16(ws + r * L::CB + j * L::BYTES));
+            if (j < nbc) wsc[j * WS + m32_wperm(r)] = h2f(ld16(ws + r * L::CB + j * L::BYTES));
         }
 #pragma unroll
-        for (int k = 0; k < 8 * BN / T; k++) {
+        for (int k = 0; k < (8 * BN + T - 1) / T; k++) {
             int i = threadIdx.x + T * k, r = i % BN, j = i / BN;
             if (j < nbc) asc[j * BN + m32_aperm(r)] = h2f(ld16(as + r * M32_LDA + j * 34));
         }
@@ -246,9 +249,9 @@ __device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __rest
         for (int j = 0; j < 8; j++) {
             if (j >= nbc) break;
             if (j & 1)
-                m32_step<KIND, false>(ws, as, blk.wsc + j * BM, blk.asc + j * BN, j, wr, wc, sum);
+                m32_step<KIND, false, 2>(ws, as, blk.wsc + j * BM, blk.asc + j * BN, j, wr, wc, sum);
             else
-                m32_step<KIND, true>(ws, as, blk.wsc + j * BM, blk.asc + j * BN, j, wr, wc, sum);
+                m32_step<KIND, true, 2>(ws, as, blk.wsc + j * BM, blk.asc + j * BN, j, wr, wc, sum);
         }
         __syncthreads();  // this stage and the scales are read before they are written again
     }
@@ -257,76 +260,87 @@ __device__ __forceinline__ void mmq32(const u8* __restrict__ W, const u8* __rest
 
 // mmq32ks is mmq32 for products of few tiles (passes of few rows: 24
 // tiles of 64 x 64 for a 1.5B model's o and down at 32 rows, each walking
-// the whole row): a block of 8 warps takes 32 weight rows x 32 activation
-// rows (grid (rows/32, m/32)), and warp w the terms of block w of each
-// staged chunk of 8 (m32_step from zero: 0 + term, the term's own bits but
-// -0 as +0, which no sum from +0 tells apart), which it leaves in shared
-// memory; thread (warp p, lane l) then adds terms 4p..4p+3 of lane l's
-// outputs in block order to its sums. The same sums as mmq32's, bit for
-// bit. Dynamic shared memory: two stages of 32 weight rows and 32
-// activation rows, the chunk's scales (8 x 64 floats) and the terms (8 x
-// 1024 floats).
-template <int KIND, int V>
+// the whole row): a block of 8 warps takes BM = 16 MT weight rows x 32
+// activation rows (grid (rows/BM, m/32)), and warp w the terms of block w
+// of each staged chunk of 8 (m32_step from zero: 0 + term, the term's own
+// bits but -0 as +0, which no sum from +0 tells apart), which it leaves in
+// shared memory; thread (warp p, lane l) then adds terms Qp..Qp+Q-1 (Q =
+// 2 MT) of lane l's outputs in block order to its sums. The same sums as
+// mmq32's, bit for bit. Dynamic shared memory: two stages of BM weight
+// rows and 32 activation rows, the chunk's scales (8 x 64 floats) and the
+// terms (8 x 512 MT floats).
+template <int KIND, int V, int MT>
 __device__ __forceinline__ void mmq32ks(const u8* __restrict__ W, const u8* __restrict__ act, i64 actStride,
                                         float* __restrict__ y, int yStride, const float* __restrict__ bias, int rows,
                                         int cols, i64 rowBytes, int acc, int m) {
-    const int BM = 32, BN = 32;
+    const int BM = 16 * MT, BN = 32, F = 16 * MT, Q = F / 8;
     extern __shared__ __align__(16) u8 m32_smem[];
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     int row0 = blockIdx.x * BM, col0 = blockIdx.y * BN;
-    const M32Block<KIND, V, BM, BN, 8 * WARP> blk(m32_smem, W, act, actStride, rows, cols, rowBytes, m, row0, col0);
+    typedef M32Block<KIND, V, BM, BN, 8 * WARP> Blk;
+    const Blk blk(m32_smem, W, act, actStride, rows, cols, rowBytes, m, row0, col0);
     float* terms = blk.asc + 8 * BN;
-    float run[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float run[Q];
+#pragma unroll
+    for (int q = 0; q < Q; q++) run[q] = 0.0f;
     blk.load(0, 0);
     for (int ch = 0; ch < blk.nch; ch++) {
         const u8 *ws, *as;
         int nbc = blk.stage(ch, ws, as);  // its first barrier: the last chunk's terms are added
         if (warp < nbc) {
-            float sum[2][4][4];
-            mq_fill(sum, 0.0f);
-            if (warp & 1)
-                m32_step<KIND, false>(ws, as, blk.wsc + warp * BM, blk.asc + warp * BN, warp, 0, 0, sum);
-            else
-                m32_step<KIND, true>(ws, as, blk.wsc + warp * BM, blk.asc + warp * BN, warp, 0, 0, sum);
-            float* tw = terms + warp * 1024 + lane;
+            float sum[MT][4][4];
 #pragma unroll
-            for (int mt = 0; mt < 2; mt++)
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) sum[mt][nt][i] = 0.0f;
+            if (warp & 1)
+                m32_step<KIND, false, MT>(ws, as, blk.wsc + warp * Blk::WS, blk.asc + warp * BN, warp, 0, 0, sum);
+            else
+                m32_step<KIND, true, MT>(ws, as, blk.wsc + warp * Blk::WS, blk.asc + warp * BN, warp, 0, 0, sum);
+            float* tw = terms + warp * 32 * F + lane;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++)
 #pragma unroll
                     for (int i = 0; i < 4; i++) tw[32 * (16 * mt + 4 * nt + i)] = sum[mt][nt][i];
         }
         __syncthreads();  // the terms are in; the stage and the scales are read
-        const float* tr = terms + 32 * 4 * warp + lane;
+        const float* tr = terms + 32 * Q * warp + lane;
         for (int j = 0; j < nbc; j++)
 #pragma unroll
-            for (int q = 0; q < 4; q++) run[q] = __fadd_rn(run[q], tr[1024 * j + 32 * q]);
+            for (int q = 0; q < Q; q++) run[q] = __fadd_rn(run[q], tr[32 * F * j + 32 * q]);
     }
-    // Thread (p, l) holds lane l's outputs 4p..4p+3: tile mt = p/4, nt = p%4.
-    int g = lane / 4, t = lane % 4, mt = warp / 4, nt = warp % 4;
+    // Thread (p, l) holds lane l's outputs Qp..Qp+Q-1 of its fragment
+    // (index 16 mt + 4 nt + i).
+    int g = lane / 4, t = lane % 4;
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int q = 0; q < Q; q++) {
+        int idx = Q * warp + q, mt = idx / 16, nt = (idx / 4) % 4, i = idx % 4;
         int row = row0 + 16 * mt + g + 8 * (i >> 1), col = col0 + 8 * nt + 2 * t + (i & 1);
         if (row >= rows || col >= m) continue;
-        float s = run[i];
+        float s = run[q];
         if (bias) s += bias[row];
         float* yp = y + (i64)col * yStride + row;
         *yp = acc ? *yp + s : s;
     }
 }
 
-// MMQ32_KS defines the K-split kernels mmq32_T_vV_ks (at least 2 blocks an
-// SM).
-#define MMQ32_KS(T, KIND)                                                                          \
-    extern "C" __global__ void __launch_bounds__(8 * WARP, 2) mmq32_##T##_v16_ks(MM_PARAMS) {     \
-        mmq32ks<KIND, 16>(MM_ARGS);                                                                \
-    }                                                                                              \
-    extern "C" __global__ void __launch_bounds__(8 * WARP, 2) mmq32_##T##_v8_ks(MM_PARAMS) {      \
-        mmq32ks<KIND, 8>(MM_ARGS);                                                                 \
-    }                                                                                              \
-    extern "C" __global__ void __launch_bounds__(8 * WARP, 2) mmq32_##T##_v4_ks(MM_PARAMS) {      \
-        mmq32ks<KIND, 4>(MM_ARGS);                                                                 \
+// MMQ32_KS defines the K-split kernels mmq32_T_vV_ks (32-row tiles) and
+// mmq32_T_vV_ks16 (16-row tiles), at least 2 blocks an SM.
+#define MMQ32_KS1(T, KIND, V, MT, suffix)                                                          \
+    extern "C" __global__ void __launch_bounds__(8 * WARP, 2) mmq32_##T##_v##V##_ks##suffix(MM_PARAMS) { \
+        mmq32ks<KIND, V, MT>(MM_ARGS);                                                             \
     }
+#define MMQ32_KS(T, KIND)            \
+    MMQ32_KS1(T, KIND, 16, 2, )      \
+    MMQ32_KS1(T, KIND, 8, 2, )       \
+    MMQ32_KS1(T, KIND, 4, 2, )       \
+    MMQ32_KS1(T, KIND, 16, 1, 16)    \
+    MMQ32_KS1(T, KIND, 8, 1, 16)     \
+    MMQ32_KS1(T, KIND, 4, 1, 16)
 
 // MMQ32_TILE defines the kernels of one tile shape, mmq32_T_vV<suffix>:
 // WM x WN warps, at least MINB blocks an SM (the registers a thread gets).
