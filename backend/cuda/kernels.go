@@ -107,6 +107,40 @@ func useMMQ(dt tensor.DType, rows, m int) bool {
 	return false
 }
 
+// mmqFewRows is the fewest activation rows from which a product of many
+// 64-row blocks (mmqMinBlocks or more: gate/up, the LM head) and long rows
+// (mmqFewRowsCols columns or more) takes mmq below mmqMinRows
+// (fewRowsMMQ); a variable for the benchmarks that compare.
+// BenchmarkPassProducts (H100, 1.5B shapes, 8 rows, us, _r16 / mmq):
+// gate+up Q8_0 38.3 / 28.2 (K-split 27.7), gate+up Q4_K 48.2 / 30.2, LM
+// head Q6_K 307.5 / 224.9; but qkv Q8_0 8.6 / 15.2, o Q4_K 8.6 / 15.6,
+// down Q6_K 36.7 / 89.1 (split 30.4), down Q8_0 27.7 / 71.4 (K-split
+// 40.7). At 2 and 4 rows _r16 wins on every shape (gate+up Q8_0 16.2 /
+// 27.2 K-split, 23.3 / 27.4). BenchmarkStreamsSynthetic, 8 streams, ms a
+// pass, _r16 -> mmq for gate/up and the head: 1.5B Q4_K_M 4.112 -> 3.445,
+// 1.5B Q8_0 3.487 -> 3.093, but 0.5B Q4_K_M (896 columns) 1.710 -> 1.940,
+// hence mmqFewRowsCols.
+var mmqFewRows = 8
+
+// mmqFewRowsCols is the fewest columns of a matrix that fewRowsMMQ sends
+// to mmq (see mmqFewRows).
+const mmqFewRowsCols = 1536
+
+// fewRowsMMQ reports whether a product of m < mmqMinRows activation rows,
+// which useMMQ leaves to _r16, runs mmq instead: from mmqFewRows rows,
+// for a matrix of at least mmqMinBlocks 64-row blocks and mmqFewRowsCols
+// columns of a K-quant (staged mmq) or of a 32-element type whose rows
+// allow mmq32's copies.
+func (d *Device) fewRowsMMQ(w *matrix, act devptr, actStride, m int) bool {
+	if m < mmqFewRows || m >= mmqMinRows || ceilDiv(w.rows, 64) < mmqMinBlocks || w.cols < mmqFewRowsCols {
+		return false
+	}
+	if _, ok := mmq32Names[w.dt]; ok {
+		return mmq32On && mmq32Unit(w, act, actStride) != 0
+	}
+	return splitType(w.dt)
+}
+
 // actType is the activation encoding a weight type's matrix product reads:
 // Q8_0 or Q8_K blocks for quantized weights, float32 otherwise (as
 // quant.VecDotType).

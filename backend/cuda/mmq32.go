@@ -55,28 +55,37 @@ var mmq32Names = func() map[tensor.DType]map[mmq32Key]string {
 	return names
 }()
 
-// mmq32KSNames holds the K-split kernels' names by weight type, weight
-// rows a block (mmq32KSTiles) and copy width: mmq32_T_vV_ks for 32 rows,
-// mmq32_T_vV_ks16 for 16.
-var mmq32KSNames = func() map[tensor.DType]map[mmq32Key]string {
-	names := map[tensor.DType]map[mmq32Key]string{}
+// mmq32KSTile is a K-split kernel's tile height: the weight rows a block
+// takes and its kernels' name suffix.
+type mmq32KSTile struct {
+	rows   int
+	suffix string
+}
+
+// mmq32KSTiles are the K-split kernels' tile heights.
+var mmq32KSTiles = []mmq32KSTile{{32, "_ks"}, {16, "_ks16"}}
+
+// mmq32KSKey names a K-split kernel of a weight type: its tile's weight
+// rows and copy width.
+type mmq32KSKey struct{ rows, unit int }
+
+// mmq32KSNames holds the K-split kernels' names (mmq32_T_vV_ks,
+// mmq32_T_vV_ks16) by weight type, tile rows and copy width.
+var mmq32KSNames = func() map[tensor.DType]map[mmq32KSKey]string {
+	names := map[tensor.DType]map[mmq32KSKey]string{}
 	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
-		names[dt] = map[mmq32Key]string{}
-		for _, rows := range mmq32KSTiles {
-			suffix := map[int]string{32: "_ks", 16: "_ks16"}[rows]
+		names[dt] = map[mmq32KSKey]string{}
+		for _, tile := range mmq32KSTiles {
 			for _, v := range mmq32Units {
-				names[dt][mmq32Key{rows, v}] = kernelName("mmq32_", dt) + "_v" + strconv.Itoa(v) + suffix
+				names[dt][mmq32KSKey{tile.rows, v}] = kernelName("mmq32_", dt) + "_v" + strconv.Itoa(v) + tile.suffix
 			}
 		}
 	}
 	return names
 }()
 
-// mmq32KSTiles are the K-split kernels' weight rows a block.
-var mmq32KSTiles = []int{32, 16}
-
-// mmq32KSRows is the weight rows a K-split block takes (one of
-// mmq32KSTiles); a variable for the benchmarks that compare.
+// mmq32KSRows is the weight rows a K-split block takes (the rows of one
+// of mmq32KSTiles); a variable for the benchmarks that compare.
 // BenchmarkPassProducts (H100, 1.5B Q8_0 shapes, us, 32-row / 16-row
 // tiles) at 32 rows: down 44.3 / 28.6, qkv 9.7 / 7.6, o 9.5 / 7.2; at 64
 // rows equal (down 44.0 / 41.3, o 9.8 / 9.8). BenchmarkStreamsSynthetic,
@@ -86,45 +95,10 @@ var mmq32KSRows = 16
 
 // mmq32KSMode picks the K-split kernels (mmq32ks in kernels/mmq32.cuh: a
 // block of 8 warps a tile of mmq32KSRows x 32 outputs, each warp one block
-// of a chunk) for a
-// staged product: 0 where it has at most mmq32KSMaxRows activation rows and
-// fewer 64 x 64 tiles than multiprocessors (mmq32KS), 1 always, -1 never.
-// A variable for the tests and benchmarks that compare.
+// of a chunk) for a staged product: 0 where it has at most mmq32KSMaxRows
+// activation rows and fewer 64 x 64 tiles than multiprocessors (mmq32KS),
+// 1 always, -1 never. A variable for the tests and benchmarks that compare.
 var mmq32KSMode = 0
-
-// mmq32MinRows is the fewest activation rows from which a product of many
-// 64-row blocks (mmqMinBlocks or more: gate/up, the LM head) and long rows
-// (mmqFewRowsCols columns or more) takes mmq below mmqMinRows
-// (fewRowsMMQ); a variable for the benchmarks that compare.
-// BenchmarkPassProducts (H100, 1.5B shapes, 8 rows, us, _r16 / mmq):
-// gate+up Q8_0 38.3 / 28.2 (K-split 27.7), gate+up Q4_K 48.2 / 30.2, LM
-// head Q6_K 307.5 / 224.9; but qkv Q8_0 8.6 / 15.2, o Q4_K 8.6 / 15.6,
-// down Q6_K 36.7 / 89.1 (split 30.4), down Q8_0 27.7 / 71.4 (K-split
-// 40.7). At 2 and 4 rows _r16 wins on every shape (gate+up Q8_0 16.2 /
-// 27.2 K-split, 23.3 / 27.4). BenchmarkStreamsSynthetic, 8 streams, ms a
-// pass, _r16 -> mmq for gate/up and the head: 1.5B Q4_K_M 4.112 -> 3.445,
-// 1.5B Q8_0 3.487 -> 3.093, but 0.5B Q4_K_M (896 columns) 1.710 -> 1.940,
-// hence mmqFewRowsCols.
-var mmq32MinRows = 8
-
-// mmqFewRowsCols is the fewest columns of a matrix that fewRowsMMQ sends
-// to mmq (see mmq32MinRows).
-const mmqFewRowsCols = 1536
-
-// fewRowsMMQ reports whether a product of m < mmqMinRows activation rows,
-// which useMMQ leaves to _r16, runs mmq instead: from mmq32MinRows rows,
-// for a matrix of at least mmqMinBlocks 64-row blocks and mmqFewRowsCols
-// columns of a K-quant (staged mmq) or of a 32-element type whose rows
-// allow mmq32's copies.
-func (d *Device) fewRowsMMQ(w *matrix, act devptr, actStride, m int) bool {
-	if m < mmq32MinRows || m >= mmqMinRows || ceilDiv(w.rows, 64) < mmqMinBlocks || w.cols < mmqFewRowsCols {
-		return false
-	}
-	if _, ok := mmq32Names[w.dt]; ok {
-		return mmq32On && mmq32Unit(w, act, actStride) != 0
-	}
-	return splitType(w.dt)
-}
 
 // mmq32KSMaxRows is the most activation rows a product takes the K-split
 // kernels for (passes of many slots' decode steps).
@@ -219,7 +193,7 @@ func (d *Device) mmq32(w *matrix, act devptr, actStride int, y devptr, yStride i
 	}
 	if mmq32KS(w.rows, m, d.sms) {
 		bm := mmq32KSRows
-		return true, d.launch2(mmq32KSNames[w.dt][mmq32Key{bm, v}], ceilDiv(w.rows, bm), ceilDiv(m, 32), 8*32,
+		return true, d.launch2(mmq32KSNames[w.dt][mmq32KSKey{bm, v}], ceilDiv(w.rows, bm), ceilDiv(m, 32), 8*32,
 			mmq32KSShared(bm, w.dt.TypeSize()), mmArgs(w, act, actStride, y, yStride, bias, accumulate, m)...)
 	}
 	ti := mmq32TileFor(w.rows, m, d.sms)

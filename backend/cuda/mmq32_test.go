@@ -133,15 +133,15 @@ func TestMMQ32KS(t *testing.T) {
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(15, 16))
 	defer func(k, few, blocks int) {
-		mmq32KSMode, mmq32MinRows, mmqMinBlocks = k, few, blocks
-	}(mmq32KSMode, mmq32MinRows, mmqMinBlocks)
-	mmq32KSMode, mmq32MinRows, mmqMinBlocks = 1, 2, 0
+		mmq32KSMode, mmqFewRows, mmqMinBlocks = k, few, blocks
+	}(mmq32KSMode, mmqFewRows, mmqMinBlocks)
+	mmq32KSMode, mmqFewRows, mmqMinBlocks = 1, 2, 0
 	defer func(rows int) { mmq32KSRows = rows }(mmq32KSRows)
-	for _, rows := range mmq32KSTiles {
-		mmq32KSRows = rows
+	for _, tile := range mmq32KSTiles {
+		mmq32KSRows = tile.rows
 		for _, tc := range []struct{ cols, m int }{{512, 32}, {1280, 33}, {896, 16}, {896, 64}, {320, 33}, {512, 2}, {896, 7}} {
 			for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
-				checkMMQ(t, d, b, r, dt, 200, tc.cols, tc.m, fmt.Sprintf("%v mmq32 K-split, %d-row tiles", dt, rows))
+				checkMMQ(t, d, b, r, dt, 200, tc.cols, tc.m, fmt.Sprintf("%v mmq32 K-split, %d-row tiles", dt, tile.rows))
 			}
 		}
 	}
@@ -283,12 +283,12 @@ func TestFewRowsMMQ(t *testing.T) {
 	b := newBuffers(t, d)
 	r := rand.New(rand.NewPCG(17, 18))
 	defer func(few, blocks, ks int) {
-		mmq32MinRows, mmqMinBlocks, mmq32KSMode = few, blocks, ks
-	}(mmq32MinRows, mmqMinBlocks, mmq32KSMode)
-	mmq32MinRows, mmqMinBlocks, mmq32KSMode = 8, 0, -1
+		mmqFewRows, mmqMinBlocks, mmq32KSMode = few, blocks, ks
+	}(mmqFewRows, mmqMinBlocks, mmq32KSMode)
+	mmqFewRows, mmqMinBlocks, mmq32KSMode = 8, 0, -1
 	for _, m := range []int{8, 9, 15} {
 		for _, dt := range []tensor.DType{tensor.Q4_K, tensor.Q5_K, tensor.Q6_K, tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
-			checkMMQ(t, d, b, r, dt, 200, 2048, m, fmt.Sprintf("%v mmq from %d rows", dt, mmq32MinRows))
+			checkMMQ(t, d, b, r, dt, 200, 2048, m, fmt.Sprintf("%v mmq from %d rows", dt, mmqFewRows))
 		}
 	}
 }

@@ -73,11 +73,10 @@ func BenchmarkPassProducts(b *testing.B) {
 				name              string
 				allRows, minBlock int
 				split             bool
-				ks                int // mmq32KSMode
-			}{{"r16", math.MaxInt32, math.MaxInt32, false, 0}, {"split", math.MaxInt32, math.MaxInt32, true, 0},
-				{"mmq", 1, 0, false, -1}, {"ks", 1, 0, false, 1}, {"ks16", 1, 0, false, 1}} {
-				if k.name == "mmq" && m < 8 || k.name == "split" && !splitType(s.dt) ||
-					(k.name == "ks" || k.name == "ks16") && !staged {
+				ks, ksRows        int // mmq32KSMode, mmq32KSRows
+			}{{"r16", math.MaxInt32, math.MaxInt32, false, 0, 32}, {"split", math.MaxInt32, math.MaxInt32, true, 0, 32},
+				{"mmq", 1, 0, false, -1, 32}, {"ks", 1, 0, false, 1, 32}, {"ks16", 1, 0, false, 1, 16}} {
+				if k.name == "mmq" && m < 8 || k.name == "split" && !splitType(s.dt) || k.ks > 0 && !staged {
 					continue
 				}
 				b.Run(fmt.Sprintf("%s-%v-%dx%d/m=%d/%s", s.name, s.dt, s.rows, s.cols, m, k.name), func(b *testing.B) {
@@ -88,15 +87,11 @@ func BenchmarkPassProducts(b *testing.B) {
 						b.Fatal(err)
 					}
 					defer func(on bool, ks, few, ksRows int) {
-						termsEnabled, mmq32KSMode, mmq32MinRows, mmq32KSRows = on, ks, few, ksRows
-					}(termsEnabled, mmq32KSMode, mmq32MinRows, mmq32KSRows)
-					termsEnabled, mmq32KSMode, mmq32KSRows = k.split, k.ks, 32
-					if k.name == "ks16" {
-						mmq32KSRows = 16
-					}
-					if k.name != "r16" && k.name != "split" {
-						mmq32MinRows = 2 // with mmqMinBlocks 0: every shape
-					}
+						termsEnabled, mmq32KSMode, mmqFewRows, mmq32KSRows = on, ks, few, ksRows
+					}(termsEnabled, mmq32KSMode, mmqFewRows, mmq32KSRows)
+					// mmq and the K-split take every shape from 2 rows (mmqMinBlocks 0); _r16
+					// and split keep mmqMinBlocks at its maximum, so mmq takes none.
+					termsEnabled, mmq32KSMode, mmq32KSRows, mmqFewRows = k.split, k.ks, k.ksRows, 2
 					defer SetPassPolicy(PassPolicy{k.allRows, k.minBlock, k.allRows, k.allRows, passGraphRows})()
 					benchMatmul(b, d, w, a, ab, y, s.rows, m, len(wq))
 				})

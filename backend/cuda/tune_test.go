@@ -18,7 +18,7 @@ import (
 // (no split quantized products of few rows: termsEnabled), "nofam"
 // (passes of many rows keep attention_fa: attnManyRows), "noks" (no
 // K-split mmq32 kernels: mmq32KSMode), "ks32" / "ks16" (their tiles'
-// weight rows: mmq32KSRows) and "mmq32min=N" (mmq32MinRows).
+// weight rows: mmq32KSRows) and "mmqfew=N" (mmqFewRows).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -79,8 +79,8 @@ func applyTune(flags string) {
 		if v, ok := strings.CutPrefix(f, "spread="); ok {
 			mvSpread, _ = strconv.Atoi(v)
 		}
-		if v, ok := strings.CutPrefix(f, "mmq32min="); ok {
-			mmq32MinRows, _ = strconv.Atoi(v)
+		if v, ok := strings.CutPrefix(f, "mmqfew="); ok {
+			mmqFewRows, _ = strconv.Atoi(v)
 		}
 	}
 }
@@ -94,7 +94,7 @@ func SetTune(flags string) (restore func()) {
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
-		save(&mmq32KSMode), save(&mmq32MinRows), save(&mmq32KSRows),
+		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows),
 	}
 	applyTune(flags)
 	return func() {
