@@ -42,18 +42,24 @@ type mmq32Key struct{ tile, unit int }
 
 // mmq32Names holds the staged kernels' names by weight type, tile and copy
 // width (built once: a launch allocates nothing).
-var mmq32Names = func() map[tensor.DType]map[mmq32Key]string {
-	names := map[tensor.DType]map[mmq32Key]string{}
+var mmq32Names = stagedNames(len(mmq32Tiles), func(i int) string { return mmq32Tiles[i].suffix },
+	func(i, v int) mmq32Key { return mmq32Key{i, v} })
+
+// stagedNames builds a family of staged kernels' names, mmq32_T_vV plus
+// the suffix of tile i, for each 32-element weight type, tile and copy
+// width, keyed by key(i, width).
+func stagedNames[K comparable](tiles int, suffix func(i int) string, key func(i, v int) K) map[tensor.DType]map[K]string {
+	names := map[tensor.DType]map[K]string{}
 	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
-		names[dt] = map[mmq32Key]string{}
-		for ti, tile := range mmq32Tiles {
+		names[dt] = map[K]string{}
+		for i := range tiles {
 			for _, v := range mmq32Units {
-				names[dt][mmq32Key{ti, v}] = kernelName("mmq32_", dt) + "_v" + strconv.Itoa(v) + tile.suffix
+				names[dt][key(i, v)] = kernelName("mmq32_", dt) + "_v" + strconv.Itoa(v) + suffix(i)
 			}
 		}
 	}
 	return names
-}()
+}
 
 // mmq32KSTile is a K-split kernel's tile height: the weight rows a block
 // takes and its kernels' name suffix.
@@ -71,18 +77,8 @@ type mmq32KSKey struct{ rows, unit int }
 
 // mmq32KSNames holds the K-split kernels' names (mmq32_T_vV_ks,
 // mmq32_T_vV_ks16) by weight type, tile rows and copy width.
-var mmq32KSNames = func() map[tensor.DType]map[mmq32KSKey]string {
-	names := map[tensor.DType]map[mmq32KSKey]string{}
-	for _, dt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q5_0} {
-		names[dt] = map[mmq32KSKey]string{}
-		for _, tile := range mmq32KSTiles {
-			for _, v := range mmq32Units {
-				names[dt][mmq32KSKey{tile.rows, v}] = kernelName("mmq32_", dt) + "_v" + strconv.Itoa(v) + tile.suffix
-			}
-		}
-	}
-	return names
-}()
+var mmq32KSNames = stagedNames(len(mmq32KSTiles), func(i int) string { return mmq32KSTiles[i].suffix },
+	func(i, v int) mmq32KSKey { return mmq32KSKey{mmq32KSTiles[i].rows, v} })
 
 // mmq32KSRows is the weight rows a K-split block takes (the rows of one
 // of mmq32KSTiles); a variable for the benchmarks that compare.
