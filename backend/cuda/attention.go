@@ -13,7 +13,8 @@ type attnArgs struct {
 	pass int
 	// long says that a row of the pass may have more keys than the
 	// split's threshold (splitMin, Model.long): only then is the split
-	// attention launched.
+	// attention launched, and over an F16 cache with ggml's numerics
+	// attn_mma_f16 for passes of many rows (attnMMAF16).
 	long bool
 }
 
@@ -127,6 +128,14 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 	if ok, err := d.attnSplit(q, kc, vc, out, scores, info, passp, a, m); ok {
 		return err
 	}
+	if name, ok := attnMMAKernels[attnMMAKey{a.dim, attnMMARows, true}]; ok && a.f16 && (a.long || !a.fa) &&
+		attnMMAF16 && a.pass >= attnF32MinRows && a.qStride%4 == 0 && !attnLegacy && d.has(name) {
+		// An F16 cache, a prompt's pass with rows past ggml's exact
+		// kernels' threshold (or without ggml's numerics): tensor-core
+		// products at float32 level (kernels/attn_mma.cuh).
+		return d.launch2(name, a.heads, ceilDiv(m, attnMMARows), 256, attnMMAShared(a.dim, attnMMARows, true),
+			q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes))
+	}
 	if a.fa && a.f16 {
 		if name, ok := faRowsKernels[a.dim]; ok && a.pass >= 64 && !attnLegacy {
 			return d.launch2(name, a.heads, ceilDiv(m, faRows), 256, faRowsShared(a.dim),
@@ -149,11 +158,11 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		return d.launch2(name, a.heads, m, 256, 0, q, kc, vc, out, a.heads, a.kvHeads, info, a.scale, a.qStride,
 			int64(a.slotBytes))
 	}
-	if name, ok := attnMMAKernels[attnMMAKey{a.dim, attnMMARows}]; ok && !a.f16 && attnMMA && a.pass >= attnF32MinRows &&
+	if name, ok := attnMMAKernels[attnMMAKey{a.dim, attnMMARows, false}]; ok && !a.f16 && attnMMA && a.pass >= attnF32MinRows &&
 		a.qStride%4 == 0 && !attnLegacy && d.has(name) {
 		// A float32 cache, a prompt's pass: tensor-core products with
 		// split operands (kernels/attn_mma.cuh).
-		return d.launch2(name, a.heads, ceilDiv(m, attnMMARows), 256, attnMMAShared(a.dim, attnMMARows),
+		return d.launch2(name, a.heads, ceilDiv(m, attnMMARows), 256, attnMMAShared(a.dim, attnMMARows, false),
 			q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes))
 	}
 	if name, ok := attnF32RowsKernels[a.dim]; ok && !a.f16 && (a.pass >= attnF32MinRows || m == 1 && attnF32Decode) &&
@@ -234,15 +243,39 @@ var attnMMA = true
 // -> 57.5k, 57.5k tok/s; 0.5B 120.7k, 118.9k -> 114.4k, 123.5k).
 var attnMMARows = 32
 
-// attnMMAKey picks an attn_mma kernel: head dimension and rows a block.
-type attnMMAKey struct{ dim, rows int }
+// attnMMAF16 runs the passes of attnF32MinRows rows and more over an F16
+// cache on attn_mma_f16 (kernels/attn_mma.cuh: F16 tensor-core products,
+// float32-level results, the CPU's Attention over an F16 cache) where
+// ggml's exact kernels are not asked for or no longer bind: a pass with a
+// row past attnSplitMinGGML keys (attnArgs.long), where the one-block
+// decode attention gives way to the split too. Rows of fewer keys keep
+// ggml's tiled kernel (attention_fa_rows), bit for bit as the CPU engine,
+// so every reference prompt's pass stays exact. A variable for the tests
+// and benchmarks (APR_CUDA_TUNE=noattnmma16).
+var attnMMAF16 = true
 
-// attnMMAKernels are the attn_mma kernels by head dimension and rows.
+// attnMMAKey picks an attn_mma kernel: head dimension, rows a block and
+// the cache (F16 or float32).
+type attnMMAKey struct {
+	dim, rows int
+	f16       bool
+}
+
+// attnMMAKernels are the attn_mma kernels by head dimension, rows and
+// cache.
 var attnMMAKernels = map[attnMMAKey]string{
-	{64, 64}: "attn_mma_64_64", {64, 32}: "attn_mma_64_32", {128, 64}: "attn_mma_128_64", {128, 32}: "attn_mma_128_32",
+	{64, 64, false}: "attn_mma_64_64", {64, 32, false}: "attn_mma_64_32",
+	{128, 64, false}: "attn_mma_128_64", {128, 32, false}: "attn_mma_128_32",
+	{64, 64, true}: "attn_mma_f16_64_64", {64, 32, true}: "attn_mma_f16_64_32",
+	{128, 64, true}: "attn_mma_f16_128_64", {128, 32, true}: "attn_mma_f16_128_32",
 }
 
 // attnMMAShared is attn_mma's dynamic shared memory: two key and two
-// value tiles of 64 rows, the block's rows' queries split in two (rows of
-// dim+4 floats).
-func attnMMAShared(dim, rows int) int { return 4 * (4*64 + 2*rows) * (dim + 4) }
+// value tiles of 64 rows and the block's rows' queries (float32: split in
+// two, rows of dim+4 floats; F16: rows of dim+8 halves).
+func attnMMAShared(dim, rows int, f16 bool) int {
+	if f16 {
+		return 2 * (4*64 + rows) * (dim + 8)
+	}
+	return 4 * (4*64 + 2*rows) * (dim + 4)
+}

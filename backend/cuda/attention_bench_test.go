@@ -15,6 +15,7 @@ type attnBenchCase struct {
 	info   devptr
 	legacy bool
 	many   int // attnManyRows
+	mma    int // attn_mma_f16's block rows for a long pass (0: ggml's kernels)
 }
 
 // BenchmarkAttention times ggml's flash attention on the device with CUDA
@@ -23,48 +24,72 @@ type attnBenchCase struct {
 // (through attention_fa_tiled and the row-tiled kernel) and one decode row
 // at positions 63, 127 and 511 (the one-chunk kernel, reading the pass
 // size as the decode graph does), and 32 rows at positions 128-159 as 32
-// streams' decode steps run them (attention_fa against attention_fa_m).
+// streams' decode steps run them (attention_fa against attention_fa_m);
+// and over a cache of 4,096 positions the last 512 rows of a 4,096-token
+// prompt (pp4096-last512) and the pp512 pass as a long pass, through the
+// row-tiled kernel and attn_mma_f16 (blocks of 32 and 64 rows).
 func BenchmarkAttention(b *testing.B) {
 	d := testDevice(b)
 	bufs := newBuffers(b, d)
 	r := rand.New(rand.NewPCG(7, 8))
-	const ctx = 512
+	const ctx, long = 512, 4096
+	rowsFrom := func(pos, n int) devptr {
+		rows := make([]Row, n)
+		for i := range rows {
+			rows[i] = Row{Pos: pos + i}
+		}
+		return bufs.ints(rowInfo(rows...))
+	}
 	for _, sh := range attnBenchShapes {
 		kc, vc, q, out, scores, a := attnBenchData(bufs, r, sh, ctx, true)
 		a.fa = true
-		prompt := make([]Row, ctx)
-		for p := range prompt {
-			prompt[p] = Row{Pos: p}
-		}
-		promptInfo := bufs.ints(rowInfo(prompt...))
+		promptInfo := rowsFrom(0, ctx)
 		cases := []attnBenchCase{
-			{"pp512/attention_fa_tiled", ctx, promptInfo, true, 0},
-			{"pp512/rows", ctx, promptInfo, false, 0},
+			{name: "pp512/attention_fa_tiled", rows: ctx, info: promptInfo, legacy: true},
+			{name: "pp512/rows", rows: ctx, info: promptInfo},
+			{name: "pp512/mma16-32", rows: ctx, info: promptInfo, mma: 32},
+			{name: "pp512/mma16-64", rows: ctx, info: promptInfo, mma: 64},
 		}
 		for _, pos := range []int{63, 127, 511} {
-			cases = append(cases, attnBenchCase{fmt.Sprintf("decode-pos%d", pos), 1, bufs.ints(rowInfo(Row{Pos: pos})), false, 0})
+			cases = append(cases, attnBenchCase{name: fmt.Sprintf("decode-pos%d", pos), rows: 1, info: rowsFrom(pos, 1)})
 		}
-		streams := make([]Row, 32)
-		for i := range streams {
-			streams[i] = Row{Pos: 128 + i}
+		streamInfo := rowsFrom(128, 32)
+		cases = append(cases, attnBenchCase{name: "streams32/attention_fa", rows: 32, info: streamInfo, many: -1},
+			attnBenchCase{name: "streams32/attention_fa_m", rows: 32, info: streamInfo, many: 1})
+		lkc, lvc, lq, lout, lscores, la := attnBenchData(bufs, r, sh, long, true)
+		la.fa = true
+		lastInfo := rowsFrom(long-512, 512)
+		for _, c := range []attnBenchCase{
+			{name: "pp4096-last512/rows", rows: 512, info: lastInfo},
+			{name: "pp4096-last512/mma16-32", rows: 512, info: lastInfo, mma: 32},
+			{name: "pp4096-last512/mma16-64", rows: 512, info: lastInfo, mma: 64},
+		} {
+			passp := bufs.ints([]int32{int32(c.rows)}) // here: the sub-benchmark's goroutine has no context yet
+			b.Run(sh.name+"/"+c.name, func(b *testing.B) { benchAttention(b, d, c, passp, lq, lkc, lvc, lout, lscores, la) })
 		}
-		streamInfo := bufs.ints(rowInfo(streams...))
-		cases = append(cases, attnBenchCase{"streams32/attention_fa", 32, streamInfo, false, -1},
-			attnBenchCase{"streams32/attention_fa_m", 32, streamInfo, false, 1})
 		for _, c := range cases {
-			b.Run(sh.name+"/"+c.name, func(b *testing.B) {
-				defer func(legacy bool, many int) { attnLegacy, attnManyRows = legacy, many }(attnLegacy, attnManyRows)
-				attnLegacy, attnManyRows = c.legacy, c.many
-				at := a
-				if c.rows > 1 {
-					at.pass = c.rows
-				}
-				passp := bufs.ints([]int32{int32(c.rows)})
-				us := launchTime(b, d, func() error { return d.attention(q, kc, vc, out, scores, c.info, passp, at, c.rows) })
-				b.ReportMetric(us, "us/launch")
-			})
+			passp := bufs.ints([]int32{int32(c.rows)})
+			b.Run(sh.name+"/"+c.name, func(b *testing.B) { benchAttention(b, d, c, passp, q, kc, vc, out, scores, a) })
 		}
 	}
+}
+
+// benchAttention times case c of BenchmarkAttention.
+func benchAttention(b *testing.B, d *Device, c attnBenchCase, passp, q, kc, vc, out, scores devptr, a attnArgs) {
+	defer func(legacy bool, many int) { attnLegacy, attnManyRows = legacy, many }(attnLegacy, attnManyRows)
+	defer save(&attnMMAF16)()
+	defer save(&attnMMARows)()
+	attnLegacy, attnManyRows = c.legacy, c.many
+	attnMMAF16 = c.mma > 0
+	at := a
+	if c.mma > 0 {
+		attnMMARows, at.long = c.mma, true
+	}
+	if c.rows > 1 {
+		at.pass = c.rows
+	}
+	us := launchTime(b, d, func() error { return d.attention(q, kc, vc, out, scores, c.info, passp, at, c.rows) })
+	b.ReportMetric(us, "us/launch")
 }
 
 // attnBenchShapes are Qwen2.5-Coder-1.5B's and -0.5B's attention heads.

@@ -3,8 +3,10 @@ package cuda
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/apr-llm/apr/backend/cpu"
@@ -45,6 +47,8 @@ func TestFlashAttentionPasses(t *testing.T) {
 	defer be.Close()
 	const ctx, slots = 512, 3
 	legacy, many := attnLegacy, attnManyRows
+	defer save(&attnMMAF16)()
+	attnMMAF16 = false // ggml's kernels, which long passes (attnArgs.long) leave for attn_mma_f16
 	decode := []Row{{Slot: 0, Pos: 300}, {Slot: 1, Pos: 64}, {Slot: 2, Pos: 63}, {Slot: 1, Pos: 65}, {Slot: 0, Pos: 301}, {Slot: 2, Pos: 0}}
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}, {4, 2, 32}} {
 		kvDim := sh.kvHeads * sh.dim
@@ -87,11 +91,84 @@ func TestFlashAttentionPasses(t *testing.T) {
 	}
 }
 
+// TestAttentionMMAF16 compares attn_mma_f16 (prompt passes over an F16
+// cache on tensor cores: attnMMAF16) with the CPU backend's Attention over
+// the same cache (the query rounded to F16, softmax and sums in float32)
+// for passes of 64, 65, 512 and 779 rows of three slots (passRows), a
+// one-slot prompt of 300 rows and one of 512 rows from position 1,500,
+// head dims 128 and 64 with GQA groups 3, 7, 1 and 6, blocks of 64 and 32
+// rows: within 1e-5 of the largest output, as attn_mma over a float32
+// cache. The distance to ggml's flash attention (FlashAttentionGGML,
+// which rounds its sum to F16 at every key) is logged. A pass whose rows
+// are all within attnSplitMinGGML keys (not long) still runs ggml's tiled
+// kernel, bit for bit.
+func TestAttentionMMAF16(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(61, 62))
+	be := cpu.New(2)
+	defer be.Close()
+	const ctx, slots = 2048, 3
+	defer save(&attnMMARows)()
+	defer save(&attnMMAF16)()
+	attnMMAF16 = true
+	prompt, late := make([]Row, 300), make([]Row, 512)
+	for p := range prompt {
+		prompt[p] = Row{Slot: 1, Pos: p}
+	}
+	for p := range late {
+		late[p] = Row{Slot: 2, Pos: 1500 + p}
+	}
+	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}, {12, 2, 128}} {
+		kvDim := sh.kvHeads * sh.dim
+		qStride := sh.heads*sh.dim + 2*kvDim
+		caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, true)
+		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
+			f16: true, fa: true, qStride: qStride, slotBytes: ctx * kvDim * 2}
+		for _, rows := range [][]Row{passRows(64), passRows(65), passRows(512), passRows(779), prompt, late} {
+			m := len(rows)
+			q, qs, rc, rp := passQueries(r, rows, caches, sh.heads*sh.dim, qStride)
+			plain, ggml := make([]float32, len(q)), make([]float32, len(q))
+			be.Attention(plain, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
+			be.FlashAttentionGGML(ggml, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
+			qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
+			scores := b.poisoned(4 * m * sh.heads * ctx)
+			for _, v := range []struct {
+				rows int
+				long bool
+			}{{64, true}, {32, true}, {32, false}} {
+				attnMMARows = v.rows
+				at := a
+				at.pass, at.long = m, v.long
+				out := b.poisoned(4 * len(q))
+				if err := d.attention(qd, kc, vc, out, scores, info, passp, at, m); err != nil {
+					t.Fatal(err)
+				}
+				got := b.readFloats(out, len(q))
+				what := fmt.Sprintf("%dx%d dim %d pass %d", sh.heads, sh.kvHeads, sh.dim, m)
+				if !v.long {
+					compare(t, what+" not long: ggml's tiled kernel", got, ggml, 0)
+					continue
+				}
+				what += fmt.Sprintf(" attn_mma_f16 %d rows", v.rows)
+				compare(t, what+" vs Attention", got, plain, 1e-5)
+				t.Logf("%s: vs FlashAttentionGGML max |diff| %.3g", what, maxAbsDiff(got, ggml))
+			}
+		}
+	}
+}
+
 // TestFlashAttentionKernelsInPTX checks, without a GPU, that the row-tiled
-// kernels are entries of the embedded PTX (as TestKernelNamesInPTX does for
+// kernels and attn_mma_f16 are entries of the embedded PTX (as TestKernelNamesInPTX does for
 // the others).
 func TestFlashAttentionKernelsInPTX(t *testing.T) {
-	for _, n := range faRowsKernels {
+	names := slices.Collect(maps.Values(faRowsKernels))
+	for k, n := range attnMMAKernels {
+		if k.f16 {
+			names = append(names, n)
+		}
+	}
+	for _, n := range names {
 		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
 			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)
 		}

@@ -402,6 +402,8 @@ func TestAttention(t *testing.T) {
 	const qStride = heads*dim + 2*kvDim
 	be := cpu.New(1)
 	defer be.Close()
+	defer save(&attnMMAF16)()
+	attnMMAF16 = false // ggml's tiled kernel for the 64-row pass
 	rows := []Row{{Slot: 1, Pos: n - 1}, {Slot: 0, Pos: n - 1}, {Slot: 1, Pos: n - 9}}
 	for _, f16 := range []bool{true, false} {
 		elem := 4

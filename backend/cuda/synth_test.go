@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/apr-llm/apr/backend/cpu"
@@ -224,6 +225,36 @@ func timePrompt(b *testing.B, g *cuda.Model, cfg *model.Config, n int) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+}
+
+// BenchmarkPrefillLong times prompts of 4,096 and 16,384 tokens (as
+// llama-bench's pp4096 and pp16384; passes of at most 512 rows) on the
+// synthetic Q4_K_M and Q8_0 models (GGUF numerics, F16 cache), with the
+// passes past attnSplitMinGGML keys on attn_mma_f16 (default) and on
+// ggml's tiled kernel (noattnmma16), one loaded model a size.
+func BenchmarkPrefillLong(b *testing.B) {
+	skipWithoutGPU(b)
+	for i, s := range synthCases {
+		if strings.Contains(s.name, "BF16") {
+			continue
+		}
+		for _, n := range []int{4096, 16384} {
+			b.Run(fmt.Sprintf("%s/pp%d", s.name, n), func(b *testing.B) {
+				g, cfg := loadSynth(b, i, n)
+				defer g.Close()
+				for _, v := range []string{"", "noattnmma16"} {
+					name := v
+					if name == "" {
+						name = "default"
+					}
+					b.Run(name, func(b *testing.B) {
+						defer cuda.SetTune(v)()
+						timePrompt(b, g, cfg, n)
+					})
+				}
+			})
+		}
+	}
 }
 
 // BenchmarkPrefillVariants times BenchmarkPrefillSynthetic's pp512 on the

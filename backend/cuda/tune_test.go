@@ -18,7 +18,9 @@ import (
 // (no split quantized products of few rows: termsEnabled), "nofam"
 // (passes of many rows keep attention_fa: attnManyRows), "noks" (no
 // K-split mmq32 kernels: mmq32KSMode), "ks32" / "ks16" (their tiles'
-// weight rows: mmq32KSRows) and "mmqfew=N" (mmqFewRows).
+// weight rows: mmq32KSRows), "mmqfew=N" (mmqFewRows) and "noattnmma16"
+// (long prompts' passes over an F16 cache keep ggml's tiled kernel:
+// attnMMAF16).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -41,6 +43,8 @@ func applyTune(flags string) {
 			blasNormSplit = false
 		case "noattnmma":
 			attnMMA = false
+		case "noattnmma16":
+			attnMMAF16 = false
 		case "attnmma32":
 			attnMMARows = 32
 		case "attnmma64":
@@ -94,7 +98,7 @@ func SetTune(flags string) (restore func()) {
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
-		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows),
+		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16),
 	}
 	applyTune(flags)
 	return func() {

@@ -1,11 +1,18 @@
-// ---------------- prefill attention over a float32 cache on tensor cores
+// ---------------- prefill attention over a float32 or F16 cache on tensor cores
 //
 // attn_mma_DIM_BQ is attn_f32_rows' attention (causal grouped-query
 // attention with transformers' numerics: float32 keys and values, softmax
 // in float32) on mma.sync m16n8k8 TF32 tensor-core products with split
 // operands (3xTF32, as mmf.cuh: x = hi + lo, hi = tf32(x), lo = tf32(x -
 // hi), a*b ~ lo_a*hi_b + hi_a*lo_b + hi_a*hi_b), which keeps float32-level
-// results. A block takes BQ consecutive rows of a pass and one query head:
+// results. attn_mma_f16_DIM_BQ is the same attention over an F16 cache (the
+// CPU's Attention over one: the query rounded to F16, scores, softmax and
+// sums in float32) on mma.sync m16n8k16 F16 products with float32
+// accumulators: the F16 query and keys multiply exactly, and the weights
+// are split into F16 hi and lo parts for the values (two products), so the
+// result stays at float32 level too.
+//
+// A block takes BQ consecutive rows of a pass and one query head:
 // grid (heads, ceil(m/BQ)), the last rows first (they take the most keys),
 // AM_NT threads = 8 warps. Warp w takes 16 rows (w % (BQ/16)) and, of each
 // staged tile of AM_KT keys, one slice of AM_KT/KG keys (w / (BQ/16), KG =
@@ -13,27 +20,50 @@
 // keep their own online softmax (maximum M, sum S, accumulator rescaled by
 // exp(M_old - M_new)) and are combined at the end through shared memory.
 // Key and value tiles are double-buffered in shared memory by cp.async
-// and the block's queries staged there once, split (rows of DIM+4 floats:
-// the fragments' loads are free of bank conflicts). The scores' accumulators become the weights' A fragments
-// in registers: a k-step's A column j holds key 2j (j < 4) or 2(j-4)+1,
-// and the value fragments are read in the same key order. A warp skips
-// the slices past its rows' last key (the causal diagonal). Rows of
-// several slots in one block are taken slot by slot (the others' keys
-// masked), as attn_f32_rows does.
+// and the block's queries staged there once (split for TF32, rounded for
+// F16; rows of DIM+4 floats or DIM+8 halves: the fragments' loads are free
+// of bank conflicts). The scores' accumulators become the weights' A
+// fragments in registers (TF32: a k-step's A column j holds key 2j (j < 4)
+// or 2(j-4)+1, and the value fragments are read in the same key order;
+// F16: the accumulators of keys 8j..8j+15 are the A fragment of k-step
+// j/2 as they lie, and the values' fragments come from ldmatrix .trans). A
+// warp skips the slices past its rows' last key (the causal diagonal).
+// Rows of several slots in one block are taken slot by slot (the others'
+// keys masked), as attn_f32_rows does.
 //
 // Same parameters and rows as attn_f32_rows without the key split (info:
-// ROW_POS, ROW_SLOT; out heads x DIM floats a row); DIM a multiple of 8,
-// cache and query rows 16-byte aligned. Dynamic shared memory: (16 * AM_KT
-// + 8 * BQ) * (DIM+4) bytes.
+// ROW_POS, ROW_SLOT; out heads x DIM floats a row); DIM a multiple of 16,
+// cache and query rows 16-byte aligned. Dynamic shared memory: (4 * AM_KT
+// + QPARTS * BQ) * (DIM + PAD) elements of the cache (float32: QPARTS 2,
+// PAD 4; F16: 1 and 8).
 
 #define AM_KT 64
 #define AM_NT 256
+
+// Am<T> is what differs between the caches: the queries' staged element
+// (Q) and its parts (QPARTS), the padding of a staged row (PAD elements).
+template <class T>
+struct Am;
+template <>
+struct Am<float> {
+    typedef u32 Q;  // TF32 hi and lo parts
+    static const int PAD = 4, QPARTS = 2;
+};
+template <>
+struct Am<u16> {
+    typedef u16 Q;  // the F16 query
+    static const int PAD = 8, QPARTS = 1;
+};
 
 // am_split splits x into TF32 hi and lo parts.
 __device__ __forceinline__ void am_split(float x, u32& hi, u32& lo) {
     hi = tf32(x);
     lo = tf32(x - __uint_as_float(hi));
 }
+
+// am_split rounds x to F16 (hi), as the CPU does to a query over an F16
+// cache; there is no lo part (not written).
+__device__ __forceinline__ void am_split(float x, u16& hi, u16&) { hi = f2h(x); }
 
 // mma3_tf32 adds a*b to c with 3xTF32 split operands.
 __device__ __forceinline__ void mma3_tf32(float c[4], const u32 ah[4], const u32 al[4], const u32 bh[2],
@@ -43,40 +73,178 @@ __device__ __forceinline__ void mma3_tf32(float c[4], const u32 ah[4], const u32
     mma_tf32(c, ah, bh);
 }
 
+// mma_f16 adds a*b to c (m16n8k16, F16 operands, float32 accumulators).
+__device__ __forceinline__ void mma_f16(float c[4], const u32 a[4], const u32 b[2]) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// ldsm4t loads four 8 x 8 matrices of halves transposed (ldmatrix .x4
+// .trans): lanes 8i..8i+7 give the row addresses of matrix i, and lane l
+// gets rows 2(l%4) and 2(l%4)+1 of column l/4 of each.
+__device__ __forceinline__ void ldsm4t(u32 r[4], const u16* p) {
+    u32 a = (u32)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+// am_pack rounds a and b to F16 hi parts (a in the low half) and their
+// remainders to F16 lo parts.
+__device__ __forceinline__ void am_pack(float a, float b, u32& hi, u32& lo) {
+    u16 ha = f2h(a), hb = f2h(b);
+    hi = (u32)ha | (u32)hb << 16;
+    lo = (u32)f2h(a - h2f(ha)) | (u32)f2h(b - h2f(hb)) << 16;
+}
+
 // am_copy_tile starts copying keys and values ic..ic+nkt-1 (zeros past
-// nkt) into ks and vs (rows of DIM+4 floats) with cp.async, consecutive
-// threads along a row, and commits them as one group.
-template <int DIM>
-__device__ __forceinline__ void am_copy_tile(const float* kb, const float* vb, int kvStride, int ic, int nkt,
-                                             float* ks, float* vs) {
-    constexpr int C4 = DIM / 4, P = DIM + 4, ITEMS = (AM_KT * C4 + AM_NT - 1) / AM_NT;
+// nkt) into ks and vs (rows of DIM + PAD elements) with cp.async,
+// consecutive threads along a row, and commits them as one group.
+template <class T, int DIM>
+__device__ __forceinline__ void am_copy_tile(const T* kb, const T* vb, int kvStride, int ic, int nkt, T* ks,
+                                             T* vs) {
+    constexpr int E = 16 / sizeof(T), C16 = DIM / E, P = DIM + Am<T>::PAD;
+    constexpr int ITEMS = (AM_KT * C16 + AM_NT - 1) / AM_NT;
 #pragma unroll
     for (int u = 0; u < ITEMS; u++) {
         int idx = threadIdx.x + u * AM_NT;
-        if (AM_KT * C4 % AM_NT != 0 && idx >= AM_KT * C4) break;
-        int key = idx / C4, c4 = idx % C4;
-        i64 src = (i64)(ic + min(key, nkt - 1)) * kvStride + c4 * 4;
+        if (AM_KT * C16 % AM_NT != 0 && idx >= AM_KT * C16) break;
+        int key = idx / C16, c16 = idx % C16;
+        i64 src = (i64)(ic + min(key, nkt - 1)) * kvStride + c16 * E;
         int n = key < nkt ? 16 : 0;
-        u32 dk = (u32)__cvta_generic_to_shared(&ks[key * P + c4 * 4]);
-        u32 dv = (u32)__cvta_generic_to_shared(&vs[key * P + c4 * 4]);
+        u32 dk = (u32)__cvta_generic_to_shared(&ks[key * P + c16 * E]);
+        u32 dv = (u32)__cvta_generic_to_shared(&vs[key * P + c16 * E]);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dk), "l"(kb + src), "r"(n) : "memory");
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dv), "l"(vb + src), "r"(n) : "memory");
     }
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-template <int DIM, int BQ>
+// am_scores sets s[j] to the scores of the warp's 16 rows (queries qh, ql
+// from their first row) and keys 8j..8j+7 of the warp's slice (kt from
+// its first key): 3xTF32 over a float32 cache.
+template <int DIM, int NJ>
+__device__ __forceinline__ void am_scores(float s[NJ][4], const u32* qh, const u32* ql, const float* kt, int g,
+                                          int c) {
+    constexpr int P = DIM + Am<float>::PAD, KS = DIM / 8;
+    const u32* qfh = qh + g * P + c;  // rows g and g + 8, columns c and c + 4
+    const u32* qfl = ql + g * P + c;
+    kt += g * P + c;
+    // hi x hi and the lo terms in separate accumulators (twice the
+    // independent chains of products).
+    float sl[NJ][4];
+#pragma unroll
+    for (int j = 0; j < NJ; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[j][e] = sl[j][e] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < KS; ks++) {
+        const u32 ah[4] = {qfh[8 * ks], qfh[8 * P + 8 * ks], qfh[8 * ks + 4], qfh[8 * P + 8 * ks + 4]};
+        const u32 al[4] = {qfl[8 * ks], qfl[8 * P + 8 * ks], qfl[8 * ks + 4], qfl[8 * P + 8 * ks + 4]};
+#pragma unroll
+        for (int j = 0; j < NJ; j++) {
+            u32 bh[2], bl[2];
+            am_split(kt[8 * j * P + 8 * ks], bh[0], bl[0]);
+            am_split(kt[8 * j * P + 8 * ks + 4], bh[1], bl[1]);
+            mma_tf32(sl[j], al, bh);
+            mma_tf32(sl[j], ah, bl);
+            mma_tf32(s[j], ah, bh);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < NJ; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[j][e] += sl[j][e];
+}
+
+// am_scores over an F16 cache: the F16 queries times the keys, exact
+// products in float32 accumulators.
+template <int DIM, int NJ>
+__device__ __forceinline__ void am_scores(float s[NJ][4], const u16* qh, const u16*, const u16* kt, int g, int c) {
+    constexpr int P = DIM + Am<u16>::PAD, W = P / 2, KS = DIM / 16;
+    const u32* qf = (const u32*)(qh + g * P) + c;  // words: rows g and g + 8, halves 2c.. and 2c+8..
+    const u32* kf = (const u32*)(kt + g * P) + c;
+#pragma unroll
+    for (int j = 0; j < NJ; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[j][e] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < KS; ks++) {
+        const u32 a[4] = {qf[8 * ks], qf[8 * W + 8 * ks], qf[8 * ks + 4], qf[8 * W + 8 * ks + 4]};
+#pragma unroll
+        for (int j = 0; j < NJ; j++) {
+            const u32 b[2] = {kf[8 * j * W + 8 * ks], kf[8 * j * W + 8 * ks + 4]};
+            mma_f16(s[j], a, b);
+        }
+    }
+}
+
+// am_values adds the weights s (the scores' layout) times the values of
+// the warp's key slice (vt from its first key) to o: 3xTF32, k-step j
+// keys 8j..8j+7, A column c key 2c and column c + 4 key 2c+1.
+template <int DIM, int NJ>
+__device__ __forceinline__ void am_values(float o[DIM / 8][4], const float s[NJ][4], const float* vt, int lane) {
+    constexpr int P = DIM + Am<float>::PAD;
+    int g = lane >> 2, c = lane & 3;
+    vt += 2 * c * P + g;
+#pragma unroll
+    for (int j = 0; j < NJ; j++) {
+        u32 ph[4], pl[4];
+        am_split(s[j][0], ph[0], pl[0]);
+        am_split(s[j][2], ph[1], pl[1]);
+        am_split(s[j][1], ph[2], pl[2]);
+        am_split(s[j][3], ph[3], pl[3]);
+#pragma unroll
+        for (int n = 0; n < DIM / 8; n++) {
+            u32 bh[2], bl[2];
+            am_split(vt[8 * j * P + 8 * n], bh[0], bl[0]);
+            am_split(vt[(8 * j + 1) * P + 8 * n], bh[1], bl[1]);
+            mma3_tf32(o[n], ph, pl, bh, bl);
+        }
+    }
+}
+
+// am_values over an F16 cache: k-step t takes keys 16t..16t+15 (the
+// accumulators of s[2t] and s[2t+1] as the A fragment), the weights split
+// into F16 hi and lo parts, the values' fragments by ldmatrix .trans (two
+// 8-element column tiles a load).
+template <int DIM, int NJ>
+__device__ __forceinline__ void am_values(float o[DIM / 8][4], const float s[NJ][4], const u16* vt, int lane) {
+    constexpr int P = DIM + Am<u16>::PAD;
+    vt += (lane & 15) * P + 8 * (lane >> 4);
+#pragma unroll
+    for (int t = 0; t < NJ / 2; t++) {
+        u32 ph[4], pl[4];
+        am_pack(s[2 * t][0], s[2 * t][1], ph[0], pl[0]);
+        am_pack(s[2 * t][2], s[2 * t][3], ph[1], pl[1]);
+        am_pack(s[2 * t + 1][0], s[2 * t + 1][1], ph[2], pl[2]);
+        am_pack(s[2 * t + 1][2], s[2 * t + 1][3], ph[3], pl[3]);
+#pragma unroll
+        for (int n = 0; n < DIM / 16; n++) {
+            u32 b[4];
+            ldsm4t(b, vt + 16 * t * P + 16 * n);
+            mma_f16(o[2 * n], pl, b);
+            mma_f16(o[2 * n + 1], pl, b + 2);
+            mma_f16(o[2 * n], ph, b);
+            mma_f16(o[2 * n + 1], ph, b + 2);
+        }
+    }
+}
+
+template <class T, int DIM, int BQ>
 __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* __restrict__ kc,
                                          const u8* __restrict__ vc, float* __restrict__ out, int heads, int kvHeads,
                                          const int* __restrict__ info, int m, float scale, int qStride,
                                          i64 slotBytes) {
-    constexpr int RG = BQ / 16, KG = 8 / RG, NKW = AM_KT / KG, NJ = NKW / 8, KS = DIM / 8, P = DIM + 4;
-    static_assert(RG * KG == AM_NT / WARP && NJ >= 1, "attn_mma: 8 warps of 16 rows x a key slice");
-    extern __shared__ float amShared[];
-    float* ksm = amShared;                // 2 x AM_KT x P: key tiles
-    float* vsm = ksm + 2 * AM_KT * P;     // 2 x AM_KT x P: value tiles
-    u32* qh = (u32*)(vsm + 2 * AM_KT * P);  // BQ x P: the queries' hi parts
-    u32* ql = qh + BQ * P;                 // BQ x P: their lo parts
+    typedef typename Am<T>::Q Q;
+    constexpr int RG = BQ / 16, KG = 8 / RG, NKW = AM_KT / KG, NJ = NKW / 8, P = DIM + Am<T>::PAD, OP = DIM + 4;
+    static_assert(RG * KG == AM_NT / WARP && NJ >= 2 && NJ % 2 == 0, "attn_mma: 8 warps of 16 rows x a key slice");
+    extern __shared__ __align__(16) u8 amBytes[];
+    T* ksm = (T*)amBytes;            // 2 x AM_KT x P: key tiles
+    T* vsm = ksm + 2 * AM_KT * P;    // 2 x AM_KT x P: value tiles
+    Q* qh = (Q*)(vsm + 2 * AM_KT * P);  // BQ x P: the queries (TF32: their hi parts)
+    Q* ql = qh + BQ * P;                 // BQ x P: TF32: their lo parts (QPARTS 2)
     __shared__ int rowPos[BQ], rowSlot[BQ];
     __shared__ float wM[KG][BQ], wS[KG][BQ];
     __shared__ int sCur, sEnd;
@@ -101,12 +269,9 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
 #pragma unroll
         for (int e = 0; e < 4; e++) am_split(x[e], qh[row * P + d + e], ql[row * P + d + e]);
     }
-    // The warp's query fragments: rows g and g + 8, columns c and c + 4.
-    const u32* qfh = qh + (16 * rg + g) * P + c;
-    const u32* qfl = ql + (16 * rg + g) * P + c;
-    float o[KS][4], M[2] = {ninf, ninf}, S[2] = {0.0f, 0.0f};
+    float o[DIM / 8][4], M[2] = {ninf, ninf}, S[2] = {0.0f, 0.0f};
 #pragma unroll
-    for (int n = 0; n < KS; n++)
+    for (int n = 0; n < DIM / 8; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++) o[n][e] = 0.0f;
     for (int prev = -1;;) {
@@ -133,13 +298,13 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
             lim[a] = rowSlot[i] == cur ? rowPos[i] : -1;
         }
         int wl = __reduce_max_sync(FULL, max(lim[0], lim[1]));
-        const float* kb = (const float*)(kc + (i64)cur * slotBytes) + off;
-        const float* vb = (const float*)(vc + (i64)cur * slotBytes) + off;
-        am_copy_tile<DIM>(kb, vb, kvStride, 0, min(AM_KT, end), ksm, vsm);
+        const T* kb = (const T*)(kc + (i64)cur * slotBytes) + off;
+        const T* vb = (const T*)(vc + (i64)cur * slotBytes) + off;
+        am_copy_tile<T, DIM>(kb, vb, kvStride, 0, min(AM_KT, end), ksm, vsm);
         for (int t = 0, ic = 0; ic < end; t++, ic += AM_KT) {
             if (ic + AM_KT < end) {  // the next tile lands during this one
                 int nb = ((t + 1) & 1) * AM_KT * P;
-                am_copy_tile<DIM>(kb, vb, kvStride, ic + AM_KT, min(AM_KT, end - ic - AM_KT), ksm + nb, vsm + nb);
+                am_copy_tile<T, DIM>(kb, vb, kvStride, ic + AM_KT, min(AM_KT, end - ic - AM_KT), ksm + nb, vsm + nb);
                 asm volatile("cp.async.wait_group 1;" ::: "memory");
             } else {
                 asm volatile("cp.async.wait_group 0;" ::: "memory");
@@ -147,33 +312,10 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
             __syncthreads();
             int k0 = ic + kg * NKW;  // the warp's first key
             if (k0 <= wl) {
-                const float* kt = ksm + (t & 1) * AM_KT * P + (kg * NKW + g) * P + c;
-                const float* vt = vsm + (t & 1) * AM_KT * P + (kg * NKW + 2 * c) * P + g;
-                // Scores: hi x hi and the lo terms in separate accumulators
-                // (twice the independent chains of products).
-                float s[NJ][4], sl[NJ][4];
-#pragma unroll
-                for (int j = 0; j < NJ; j++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) s[j][e] = sl[j][e] = 0.0f;
-#pragma unroll
-                for (int ks = 0; ks < KS; ks++) {
-                    const u32 ah[4] = {qfh[8 * ks], qfh[8 * P + 8 * ks], qfh[8 * ks + 4], qfh[8 * P + 8 * ks + 4]};
-                    const u32 al[4] = {qfl[8 * ks], qfl[8 * P + 8 * ks], qfl[8 * ks + 4], qfl[8 * P + 8 * ks + 4]};
-#pragma unroll
-                    for (int j = 0; j < NJ; j++) {
-                        u32 bh[2], bl[2];
-                        am_split(kt[8 * j * P + 8 * ks], bh[0], bl[0]);
-                        am_split(kt[8 * j * P + 8 * ks + 4], bh[1], bl[1]);
-                        mma_tf32(sl[j], al, bh);
-                        mma_tf32(sl[j], ah, bl);
-                        mma_tf32(s[j], ah, bh);
-                    }
-                }
-#pragma unroll
-                for (int j = 0; j < NJ; j++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) s[j][e] += sl[j][e];
+                const T* tk = ksm + (t & 1) * AM_KT * P + kg * NKW * P;
+                const T* tv = vsm + (t & 1) * AM_KT * P + kg * NKW * P;
+                float s[NJ][4];
+                am_scores<DIM, NJ>(s, qh + 16 * rg * P, ql + 16 * rg * P, tk, g, c);
                 // The online softmax step of rows g (a = 0) and g + 8 (a =
                 // 1): element (j, 2a + e) is key k0 + 8j + 2c + e.
 #pragma unroll
@@ -207,25 +349,9 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
                     S[a] = S[a] * alpha + sum;  // this lane's keys; the quad's added at the end
                     M[a] = mn;
 #pragma unroll
-                    for (int n = 0; n < KS; n++) o[n][2 * a] *= alpha, o[n][2 * a + 1] *= alpha;
+                    for (int n = 0; n < DIM / 8; n++) o[n][2 * a] *= alpha, o[n][2 * a + 1] *= alpha;
                 }
-                // The weights times the values: k-step j is keys 8j..8j+7
-                // of the slice, A column c key 2c and column c + 4 key 2c+1.
-#pragma unroll
-                for (int j = 0; j < NJ; j++) {
-                    u32 ph[4], pl[4];
-                    am_split(s[j][0], ph[0], pl[0]);
-                    am_split(s[j][2], ph[1], pl[1]);
-                    am_split(s[j][1], ph[2], pl[2]);
-                    am_split(s[j][3], ph[3], pl[3]);
-#pragma unroll
-                    for (int n = 0; n < KS; n++) {
-                        u32 bh[2], bl[2];
-                        am_split(vt[8 * j * P + 8 * n], bh[0], bl[0]);
-                        am_split(vt[(8 * j + 1) * P + 8 * n], bh[1], bl[1]);
-                        mma3_tf32(o[n], ph, pl, bh, bl);
-                    }
-                }
+                am_values<DIM, NJ>(o, s, tv, lane);
             }
             __syncthreads();  // the tile is used: the next copy may overwrite it
         }
@@ -250,15 +376,15 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
             if (wM[k][row] != ninf) tot += wS[k][row] * expf(wM[k][row] - mx);
         wt[a] = tot > 0.0f && M[a] != ninf ? expf(M[a] - mx) / tot : 0.0f;
     }
-    float* ob = amShared;  // BQ x P: the rows' outputs (the tiles are used)
+    float* ob = (float*)amBytes;  // BQ x OP: the rows' outputs (the tiles are used)
 #pragma unroll
     for (int k = 0; k < KG; k++) {
         if (kg == k) {
 #pragma unroll
             for (int a = 0; a < 2; a++) {
-                float* r = ob + (16 * rg + g + 8 * a) * P + 2 * c;
+                float* r = ob + (16 * rg + g + 8 * a) * OP + 2 * c;
 #pragma unroll
-                for (int n = 0; n < KS; n++) {
+                for (int n = 0; n < DIM / 8; n++) {
                     float2 v = make_float2(o[n][2 * a] * wt[a], o[n][2 * a + 1] * wt[a]);
                     if (k > 0) {
                         float2 u = *(const float2*)&r[8 * n];
@@ -273,21 +399,25 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
     for (int i = tid; i < BQ * (DIM / 4); i += AM_NT) {
         int row = i / (DIM / 4), c4 = (i % (DIM / 4)) * 4;
         if (r0 + row < m)
-            *(float4*)&out[(i64)(r0 + row) * heads * DIM + h * DIM + c4] = *(const float4*)&ob[row * P + c4];
+            *(float4*)&out[(i64)(r0 + row) * heads * DIM + h * DIM + c4] = *(const float4*)&ob[row * OP + c4];
     }
 }
 
 // MINB: blocks an SM should hold (head dim 64: two, within 128 registers
 // a thread and half the shared memory).
-#define ATTN_MMA(DIM, BQ, MINB)                                                                              \
-    extern "C" __global__ void __launch_bounds__(AM_NT, MINB) attn_mma_##DIM##_##BQ(                           \
+#define ATTN_MMA(NAME, T, DIM, BQ, MINB)                                                                     \
+    extern "C" __global__ void __launch_bounds__(AM_NT, MINB) NAME##_##DIM##_##BQ(                            \
         const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,                   \
         float* __restrict__ out, int heads, int kvHeads, const int* __restrict__ info, int m, float scale,  \
         int qStride, i64 slotBytes) {                                                                        \
         pdl_start(); /* the query and the cache rows come from the kernels before */                         \
-        attn_mma<DIM, BQ>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes);              \
+        attn_mma<T, DIM, BQ>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes);           \
     }
-ATTN_MMA(64, 64, 2)
-ATTN_MMA(64, 32, 2)
-ATTN_MMA(128, 64, 1)
-ATTN_MMA(128, 32, 1)
+ATTN_MMA(attn_mma, float, 64, 64, 2)
+ATTN_MMA(attn_mma, float, 64, 32, 2)
+ATTN_MMA(attn_mma, float, 128, 64, 1)
+ATTN_MMA(attn_mma, float, 128, 32, 1)
+ATTN_MMA(attn_mma_f16, u16, 64, 64, 2)
+ATTN_MMA(attn_mma_f16, u16, 64, 32, 2)
+ATTN_MMA(attn_mma_f16, u16, 128, 64, 2)
+ATTN_MMA(attn_mma_f16, u16, 128, 32, 2)
