@@ -28,6 +28,9 @@ type gpuOptions struct {
 	llamaSource                   string
 	prompt, streams, streamPrompt int
 	llamaStreamReps               int
+	longList                      string
+	long                          []int // longList parsed (parseFlags)
+	longReps                      int
 }
 
 func (g *gpuOptions) register(fs *flag.FlagSet) {
@@ -44,6 +47,33 @@ func (g *gpuOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&g.streams, "streams", 32, "GPU mode: concurrent streams of the aggregate decode figure (0: skip)")
 	fs.IntVar(&g.streamPrompt, "stream-prompt", 128, "GPU mode: prompt tokens of each stream")
 	fs.IntVar(&g.llamaStreamReps, "stream-reps", 1, "GPU mode: runs of llama-batched-bench per case")
+	fs.StringVar(&g.longList, "gpu-long", "", "GPU mode: longer prompts to measure too, comma-separated token counts (e.g. 4096,16384): "+
+		"apr's prompt and its decode after it, llama-bench's pp")
+	fs.IntVar(&g.longReps, "long-reps", 2, "GPU mode: apr processes and llama-bench repetitions of each longer prompt")
+}
+
+// parseLong reads the -gpu-long list: positive token counts.
+func parseLong(list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-gpu-long: %q is not a positive token count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// longRun is one longer prompt of a GPU case (-gpu-long): apr's runs
+// (prompt, then the decode steps after it) and llama-bench's pp.
+type longRun struct {
+	Prompt  int
+	APRRuns []*gpuRun
+	Llama   *llamaBenchRow
 }
 
 // gpuRun is one run of apr's or PyTorch's GPU driver: runResult plus the
@@ -113,6 +143,7 @@ type gpuCase struct {
 	LlamaPP, LlamaTG        *llamaBenchRow
 	LlamaStreams            []batchedRow
 	Torch                   *gpuRun
+	Long                    []longRun
 	Errs                    []string // engine: why a part failed
 }
 
@@ -224,9 +255,19 @@ func runGPU(o *options) error {
 			logf("%s: read %.0f GB/s, copy %.0f GB/s", bw.Device, bw.Read/1e9, bw.Copy/1e9)
 		}
 	}
+	longPrompts := make([][]int, len(g.long))
+	for i, n := range g.long {
+		longPrompts[i] = make([]int, n)
+		for j := range longPrompts[i] {
+			longPrompts[i][j] = r.IntN(151643)
+		}
+	}
 	for i := range cases {
 		c := &cases[i]
 		measureGPUCase(o, apr, prompt, c, rep)
+		for _, lp := range longPrompts {
+			c.Long = append(c.Long, measureLong(o, apr, lp, c))
+		}
 		rep.Date, rep.Elapsed = time.Now().UTC(), time.Since(start)
 		if err := writeGPUSection(o.out, rep); err != nil {
 			return err
@@ -325,6 +366,46 @@ func measureGPUCase(o *options, apr string, prompt []int, c *gpuCase, rep *gpuRe
 	}
 }
 
+// measureLong runs the longer prompt on case c: apr (o.gpu.longReps
+// processes, no streams, a context of the prompt and the decode steps) and
+// llama-bench's pp of the same length (-n 0).
+func measureLong(o *options, apr string, prompt []int, c *gpuCase) longRun {
+	g := &o.gpu
+	lr := longRun{Prompt: len(prompt)}
+	fail := func(engine string, err error) {
+		c.Errs = append(c.Errs, fmt.Sprintf("%s pp%d: %s", engine, len(prompt), strings.Join(strings.Fields(tail(err.Error(), 300)), " ")))
+		logf("%s %s %s pp%d: %v", c.Shape.Name, c.APR.Name, engine, len(prompt), err)
+	}
+	ids := joinIDs(prompt)
+	for k := 0; k < g.longReps; k++ {
+		var run gpuRun
+		args := []string{"bench-run", c.APR.path(o.cache, c.Shape), "--cuda", "--tokens", ids, "--n-predict", strconv.Itoa(o.nPredict),
+			"--ctx-size", strconv.Itoa(len(prompt) + o.nPredict + 1), "--streams", "0"}
+		if err := runJSON(o.timeout, apr, args, "", nil, &run); err != nil {
+			fail("apr", err)
+			break
+		}
+		if err := run.check(len(prompt), o.nPredict); err != nil {
+			fail("apr", err)
+			break
+		}
+		lr.APRRuns = append(lr.APRRuns, &run)
+		logf("%s %s apr pp%d rep %d: prompt %.0f tok/s, decode after it %.1f tok/s", c.Shape.Name, c.APR.Name,
+			len(prompt), k+1, run.PromptRate(), run.AfterPromptRate())
+	}
+	rows, err := llamaBenchRuns(o, c.Llama.path(o.cache, c.Shape), len(prompt), 0, g.longReps)
+	if err != nil {
+		fail("llama-bench", err)
+	}
+	for i := range rows {
+		if rows[i].NPrompt == len(prompt) && rows[i].NGen == 0 {
+			lr.Llama = &rows[i]
+			logf("%s %s llama-bench: pp%d %.0f tok/s", c.Shape.Name, c.Llama.Name, len(prompt), median(rows[i].SamplesTS))
+		}
+	}
+	return lr
+}
+
 // flashAttn names llama-bench's flash_attn field: -1 auto, 0 off, 1 on.
 func flashAttn(v any) string {
 	switch fmt.Sprint(v) {
@@ -393,8 +474,14 @@ func (r *gpuRun) check(prompt, predict int) error {
 // llamaBench runs llama-bench on file: pp<prompt> and tg<n-predict>, all
 // layers on the GPU, o.reps repetitions.
 func llamaBench(o *options, file string, prompt int) ([]llamaBenchRow, error) {
+	return llamaBenchRuns(o, file, prompt, o.nPredict, o.reps)
+}
+
+// llamaBenchRuns runs llama-bench on file: pp<prompt> and tg<gen> (gen 0:
+// none), reps repetitions.
+func llamaBenchRuns(o *options, file string, prompt, gen, reps int) ([]llamaBenchRow, error) {
 	out, err := runOutput(o.timeout, o.gpu.llamaBench, "-m", file, "-ngl", "99", "-p", strconv.Itoa(prompt),
-		"-n", strconv.Itoa(o.nPredict), "-r", strconv.Itoa(o.reps), "-o", "jsonl")
+		"-n", strconv.Itoa(gen), "-r", strconv.Itoa(reps), "-o", "jsonl")
 	if err != nil {
 		return nil, err
 	}

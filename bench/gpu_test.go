@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,7 +162,8 @@ func TestGPUReportVerdicts(t *testing.T) {
 			// 1e9 bytes per token at 3 TB/s: roofline 3000 tok/s.
 			// Streams run in the first process only: the others do not count as 0.
 			{Shape: s, APR: kindQ4KM, Llama: kindQ4KM, WeightBytes: 1e9, APRRuns: []*gpuRun{run(21000, 1600), noStreams(run(21000, 1600))},
-				LlamaTG: tg, LlamaPP: pp},
+				LlamaTG: tg, LlamaPP: pp, Long: []longRun{{Prompt: 4096, APRRuns: []*gpuRun{noStreams(run(30000, 600))},
+					Llama: &llamaBenchRow{NPrompt: 4096, SamplesTS: []float64{18000, 20000, 22000}}}, {Prompt: 16384}}},
 			{Shape: s, APR: kindQ8_0, Llama: kindQ8_0, WeightBytes: 1e9, APRRuns: []*gpuRun{run(19000, 590)}, LlamaTG: tg, LlamaPP: pp},
 			{Shape: s, APR: kindBF16, Llama: kindF16, WeightBytes: 1e9, Errs: []string{"apr: cuda: out of memory | x"}},
 		}}
@@ -176,6 +178,9 @@ func TestGPUReportVerdicts(t *testing.T) {
 		"| 1.5B | Q8_0 | 19000 | 20000 | n/a | 0.95x | **not met** |",
 		"| 1.5B | Q4_K_M | 4096 | n/a | n/a | n/a |",
 		"`apr: cuda: out of memory \\| x`",
+		"## Longer prompts in one pass",
+		"| 1.5B | Q4_K_M | 4096 | 30000 | 20000 | 1.50x | 480.0 |",
+		"| 1.5B | Q4_K_M | 16384 | n/a | n/a | n/a | n/a |",
 		"**NVIDIA H100 80GB HBM3**",
 	} {
 		if !strings.Contains(doc, want) {
@@ -203,5 +208,26 @@ func TestVCSCommit(t *testing.T) {
 		if got := vcsCommit(tc.settings); got != tc.want {
 			t.Errorf("%s: vcsCommit = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// parseLong reads -gpu-long's list and rejects what is not a positive
+// token count.
+func TestParseLong(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []int
+		err  bool
+	}{
+		{"", nil, false}, {"4096", []int{4096}, false}, {"4096, 16384,", []int{4096, 16384}, false},
+		{"4k", nil, true}, {"0", nil, true}, {"-5", nil, true},
+	} {
+		got, err := parseLong(c.in)
+		if (err != nil) != c.err || !slices.Equal(got, c.want) {
+			t.Errorf("parseLong(%q) = %v, %v; want %v (error %v)", c.in, got, err, c.want, c.err)
+		}
+	}
+	if _, err := parseFlags([]string{"-gpu", "-gpu-long", "1,x"}); err == nil {
+		t.Error("parseFlags accepted -gpu-long 1,x")
 	}
 }

@@ -235,6 +235,28 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 			rate(f.llamaPP, "%.0f"), rate(f.torchPP, "%.0f"), rc, rv)
 	}
 
+	if r.hasLong() {
+		p("\n## Longer prompts in one pass (tokens/s)\n\n")
+		p("apr: `bench-run` with the prompt and a context of the prompt and the decode steps, %d processes, medians; "+
+			"llama.cpp: `llama-bench -ngl 99 -p N -n 0`, medians of its samples. The last column is apr's %d greedy steps "+
+			"right after the prompt.\n\n", r.longReps(), r.NPredict)
+		p("| model | weights | prompt | apr | llama.cpp | apr / llama.cpp | apr decode after it |\n")
+		p("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
+		for i := range r.Cases {
+			c := &r.Cases[i]
+			for _, l := range c.Long {
+				a := summarizeGPU(l.APRRuns)
+				llama := 0.0
+				if l.Llama != nil {
+					llama = median(l.Llama.SamplesTS)
+				}
+				rc, _ := ratioCell(a.Prompt, llama, 0)
+				p("| %s | %s | %d | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), l.Prompt, rate(a.Prompt, "%.0f"),
+					rate(llama, "%.0f"), rc, rate(a.AfterPrompt, "%.1f"))
+			}
+		}
+	}
+
 	if r.Streams > 0 {
 		p("\n## %d concurrent streams: aggregate decode (tokens/s)\n\n", r.Streams)
 		p("| model | weights | apr | llama.cpp | PyTorch | apr / llama.cpp | apr streams' prompts | llama.cpp streams' prompts |\n")
@@ -267,6 +289,27 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 		"go run ./bench -gpu -llama-bench build/bin/llama-bench -llama-batched-bench build/bin/llama-batched-bench\n" +
 		"```\n\nWithout Go on the GPU machine, build `apr` and the bench here (`go build -ldflags \"-X main.buildCommit=$(git rev-parse --short=12 HEAD)\" ./bench` names the commit in the report where the build stamps none), carry them, and pass `-apr PATH`.\n\n")
 	p("%s\n", gpuEnd)
+}
+
+// hasLong reports whether a case measured longer prompts (-gpu-long).
+func (r *gpuReport) hasLong() bool {
+	for i := range r.Cases {
+		if len(r.Cases[i].Long) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// longReps is the most apr runs a longer prompt had.
+func (r *gpuReport) longReps() int {
+	n := 0
+	for i := range r.Cases {
+		for _, l := range r.Cases[i].Long {
+			n = max(n, len(l.APRRuns))
+		}
+	}
+	return n
 }
 
 func orUnknown(s string) string {

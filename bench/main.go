@@ -87,7 +87,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit of one run")
 	fs.IntVar(&o.bandwidthMiB, "bandwidth-mib", 1024, "buffer size of the memory bandwidth measurement")
 	o.gpu.register(fs)
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -97,6 +98,12 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("--threads, --reps, --prompt and --n-predict must be positive")
 	}
 	o.ctxSize = max(o.ctxSize, o.promptLen+o.nPredict+1)
+	if o.gpu.long, err = parseLong(o.gpu.longList); err != nil {
+		return nil, err
+	}
+	if o.gpu.longReps < 1 {
+		return nil, errors.New("-long-reps must be positive")
+	}
 	return o, nil
 }
 
