@@ -128,13 +128,13 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 	if ok, err := d.attnSplit(q, kc, vc, out, scores, info, passp, a, m); ok {
 		return err
 	}
-	if name, ok := attnMMAKernels[attnMMAKey{a.dim, attnMMARows, true}]; ok && a.f16 && (a.long || !a.fa) &&
-		attnMMAF16 && a.pass >= attnF32MinRows && a.qStride%4 == 0 && !attnLegacy && d.has(name) {
+	if a.f16 && (a.long || !a.fa) && attnMMAF16 && a.pass >= attnF32MinRows && a.qStride%4 == 0 && !attnLegacy {
 		// An F16 cache, a prompt's pass with rows past ggml's exact
 		// kernels' threshold (or without ggml's numerics): tensor-core
 		// products at float32 level (kernels/attn_mma.cuh).
-		return d.launch2(name, a.heads, ceilDiv(m, attnMMARows), 256, attnMMAShared(a.dim, attnMMARows, true),
-			q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes))
+		if ok, err := d.attnMMA(q, kc, vc, out, scores, info, a, m); ok {
+			return err
+		}
 	}
 	if a.fa && a.f16 {
 		if name, ok := faRowsKernels[a.dim]; ok && a.pass >= 64 && !attnLegacy {
@@ -158,12 +158,12 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		return d.launch2(name, a.heads, m, 256, 0, q, kc, vc, out, a.heads, a.kvHeads, info, a.scale, a.qStride,
 			int64(a.slotBytes))
 	}
-	if name, ok := attnMMAKernels[attnMMAKey{a.dim, attnMMARows, false}]; ok && !a.f16 && attnMMA && a.pass >= attnF32MinRows &&
-		a.qStride%4 == 0 && !attnLegacy && d.has(name) {
+	if !a.f16 && attnMMA && a.pass >= attnF32MinRows && a.qStride%4 == 0 && !attnLegacy {
 		// A float32 cache, a prompt's pass: tensor-core products with
 		// split operands (kernels/attn_mma.cuh).
-		return d.launch2(name, a.heads, ceilDiv(m, attnMMARows), 256, attnMMAShared(a.dim, attnMMARows, false),
-			q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes))
+		if ok, err := d.attnMMA(q, kc, vc, out, scores, info, a, m); ok {
+			return err
+		}
 	}
 	if name, ok := attnF32RowsKernels[a.dim]; ok && !a.f16 && (a.pass >= attnF32MinRows || m == 1 && attnF32Decode) &&
 		a.qStride%4 == 0 && !attnLegacy {
@@ -242,6 +242,50 @@ var attnMMA = true
 // (BenchmarkPrefillVariants, H100, two rounds: 1.5B BF16-hf 53.8k, 54.0k
 // -> 57.5k, 57.5k tok/s; 0.5B 120.7k, 118.9k -> 114.4k, 123.5k).
 var attnMMARows = 32
+
+// attnMMASplit is the key positions of an attn_mma block in a pass with a
+// row past the split's threshold (attnArgs.long; a multiple of its 64-key
+// tiles; 0: no split): a long prompt's passes of a few hundred rows then
+// take ranges of keys on separate blocks, merged by attn_f32_merge,
+// instead of one block walking every key of its rows. The grid covers the
+// whole cache (blocks of ranges past their rows' positions return at
+// once), so a captured pass stays valid at other positions. A variable for
+// the tests and benchmarks (APR_CUDA_TUNE=mmasplit=N).
+var attnMMASplit = 1024
+
+// attnMMASplitRows is the rows of an attn_mma_f16 block in a pass split
+// into key ranges (attnMMARows otherwise; 0: attnMMARows too). H100,
+// BenchmarkAttention pp4096-last512 (us a launch, 32 -> 64 rows, ranges of
+// 1,024 keys): 1.5B 130.9 -> 111.1, 0.5B 100.6 -> 82.4.
+var attnMMASplitRows = 64
+
+// attnMMA runs attn_mma (a.f16: attn_mma_f16) for m rows, attnMMARows a
+// block, split into ranges of attnMMASplit keys merged by attn_f32_merge
+// where the pass is long and the ranges' partial results (dim+4 floats a
+// row, head and range) fit in scores; ran is false (nothing launched)
+// where the PTX lacks the kernel.
+func (d *Device) attnMMA(q, kc, vc, out, scores, info devptr, a attnArgs, m int) (ran bool, err error) {
+	split, ranges, rows := attnMMASplit, 1, attnMMARows
+	if split > 0 {
+		ranges = ceilDiv(a.ctx, split)
+	}
+	if !a.long || split <= 0 || split%64 != 0 || ranges < 2 || ranges*(a.dim+4) > a.ctx || !d.has("attn_f32_merge") {
+		split, ranges = 0, 1
+	}
+	if split > 0 && a.f16 && attnMMASplitRows > 0 {
+		rows = attnMMASplitRows
+	}
+	name, ok := attnMMAKernels[attnMMAKey{a.dim, rows, a.f16}]
+	if !ok || !d.has(name) {
+		return false, nil
+	}
+	err = d.launch2(name, a.heads, ceilDiv(m, rows)*ranges, 256, attnMMAShared(a.dim, rows, a.f16),
+		q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes), scores, split)
+	if err != nil || split == 0 {
+		return true, err
+	}
+	return true, d.launch2("attn_f32_merge", a.heads, m, a.dim, 0, scores, out, a.heads, a.dim, info, m, split)
+}
 
 // attnMMAF16 runs the passes of attnF32MinRows rows and more over an F16
 // cache on attn_mma_f16 (kernels/attn_mma.cuh: F16 tensor-core products,

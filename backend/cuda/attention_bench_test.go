@@ -16,6 +16,7 @@ type attnBenchCase struct {
 	legacy bool
 	many   int // attnManyRows
 	mma    int // attn_mma_f16's block rows for a long pass (0: ggml's kernels)
+	split  int // its key ranges (attnMMASplit)
 }
 
 // BenchmarkAttention times ggml's flash attention on the device with CUDA
@@ -27,7 +28,8 @@ type attnBenchCase struct {
 // streams' decode steps run them (attention_fa against attention_fa_m);
 // and over a cache of 4,096 positions the last 512 rows of a 4,096-token
 // prompt (pp4096-last512) and the pp512 pass as a long pass, through the
-// row-tiled kernel and attn_mma_f16 (blocks of 32 and 64 rows).
+// row-tiled kernel and attn_mma_f16 (blocks of 32 and 64 rows; all keys a
+// block or key ranges of 512 and 1,024 positions).
 func BenchmarkAttention(b *testing.B) {
 	d := testDevice(b)
 	bufs := newBuffers(b, d)
@@ -63,6 +65,9 @@ func BenchmarkAttention(b *testing.B) {
 			{name: "pp4096-last512/rows", rows: 512, info: lastInfo},
 			{name: "pp4096-last512/mma16-32", rows: 512, info: lastInfo, mma: 32},
 			{name: "pp4096-last512/mma16-64", rows: 512, info: lastInfo, mma: 64},
+			{name: "pp4096-last512/mma16-32-split512", rows: 512, info: lastInfo, mma: 32, split: 512},
+			{name: "pp4096-last512/mma16-32-split1024", rows: 512, info: lastInfo, mma: 32, split: 1024},
+			{name: "pp4096-last512/mma16-64-split1024", rows: 512, info: lastInfo, mma: 64, split: 1024},
 		} {
 			passp := bufs.ints([]int32{int32(c.rows)}) // here: the sub-benchmark's goroutine has no context yet
 			b.Run(sh.name+"/"+c.name, func(b *testing.B) { benchAttention(b, d, c, passp, lq, lkc, lvc, lout, lscores, la) })
@@ -79,7 +84,9 @@ func benchAttention(b *testing.B, d *Device, c attnBenchCase, passp, q, kc, vc, 
 	defer func(legacy bool, many int) { attnLegacy, attnManyRows = legacy, many }(attnLegacy, attnManyRows)
 	defer save(&attnMMAF16)()
 	defer save(&attnMMARows)()
-	attnLegacy, attnManyRows = c.legacy, c.many
+	defer save(&attnMMASplit)()
+	defer save(&attnMMASplitRows)()
+	attnLegacy, attnManyRows, attnMMASplit, attnMMASplitRows = c.legacy, c.many, c.split, 0
 	attnMMAF16 = c.mma > 0
 	at := a
 	if c.mma > 0 {

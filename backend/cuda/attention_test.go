@@ -97,7 +97,9 @@ func TestFlashAttentionPasses(t *testing.T) {
 // for passes of 64, 65, 512 and 779 rows of three slots (passRows), a
 // one-slot prompt of 300 rows and one of 512 rows from position 1,500,
 // head dims 128 and 64 with GQA groups 3, 7, 1 and 6, blocks of 64 and 32
-// rows: within 1e-5 of the largest output, as attn_mma over a float32
+// rows, all keys a block or key ranges of 1,024, 256 and 128 positions
+// (attnMMASplit, merged by attn_f32_merge): within 1e-5 of the largest
+// output, as attn_mma over a float32
 // cache. The distance to ggml's flash attention (FlashAttentionGGML,
 // which rounds its sum to F16 at every key) is logged. A pass whose rows
 // are all within attnSplitMinGGML keys (not long) still runs ggml's tiled
@@ -110,6 +112,8 @@ func TestAttentionMMAF16(t *testing.T) {
 	defer be.Close()
 	const ctx, slots = 2048, 3
 	defer save(&attnMMARows)()
+	defer save(&attnMMASplit)()
+	defer save(&attnMMASplitRows)()
 	defer save(&attnMMAF16)()
 	attnMMAF16 = true
 	prompt, late := make([]Row, 300), make([]Row, 512)
@@ -134,10 +138,10 @@ func TestAttentionMMAF16(t *testing.T) {
 			qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
 			scores := b.poisoned(4 * m * sh.heads * ctx)
 			for _, v := range []struct {
-				rows int
-				long bool
-			}{{64, true}, {32, true}, {32, false}} {
-				attnMMARows = v.rows
+				rows, split int
+				long        bool
+			}{{64, 0, true}, {32, 0, true}, {32, 1024, true}, {32, 256, true}, {64, 128, true}, {32, 1024, false}} {
+				attnMMARows, attnMMASplit, attnMMASplitRows = v.rows, v.split, 0
 				at := a
 				at.pass, at.long = m, v.long
 				out := b.poisoned(4 * len(q))
@@ -150,7 +154,7 @@ func TestAttentionMMAF16(t *testing.T) {
 					compare(t, what+" not long: ggml's tiled kernel", got, ggml, 0)
 					continue
 				}
-				what += fmt.Sprintf(" attn_mma_f16 %d rows", v.rows)
+				what += fmt.Sprintf(" attn_mma_f16 %d rows split %d", v.rows, v.split)
 				compare(t, what+" vs Attention", got, plain, 1e-5)
 				t.Logf("%s: vs FlashAttentionGGML max |diff| %.3g", what, maxAbsDiff(got, ggml))
 			}

@@ -33,7 +33,8 @@ func init() {
 // 128 and 64 with GQA groups 3, 7 and 1: the row-tiled attn_f32_rows
 // kernels (all keys a block, and key ranges of 256 and 192 positions
 // merged by attn_f32_merge), the tensor-core attn_mma kernels (blocks of
-// 64 and 32 rows; passes of 64 rows and more) and, as a control,
+// 64 and 32 rows; passes of 64 rows and more; all keys a block, and key
+// ranges of 256 and 128 positions merged by attn_f32_merge) and, as a control,
 // attention (a block per row and head). All differ from the CPU by float32
 // rounding only (softmax in float32 or double, sums in other orders, 3xTF32
 // products): within 1e-5 of the largest output.
@@ -44,9 +45,9 @@ func TestAttentionF32Passes(t *testing.T) {
 	be := cpu.New(2)
 	defer be.Close()
 	const ctx, slots = 1024, 3
-	defer func(n, s int, dec, few, mma bool, mmaRows int) {
-		attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec, attnMMA, attnMMARows = n, s, dec, few, mma, mmaRows
-	}(attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec, attnMMA, attnMMARows)
+	defer func(n, s int, dec, few, mma bool, mmaRows, mmaSplit int) {
+		attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec, attnMMA, attnMMARows, attnMMASplit = n, s, dec, few, mma, mmaRows, mmaSplit
+	}(attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec, attnMMA, attnMMARows, attnMMASplit)
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}} {
 		kvDim := sh.kvHeads * sh.dim
 		qStride := sh.heads*sh.dim + 2*kvDim
@@ -71,14 +72,17 @@ func TestAttentionF32Passes(t *testing.T) {
 				minRows, split int
 				few            bool // attn_f32_dec below minRows
 				mmaRows        int  // attn_mma's block rows (0: off)
-			}{{"attn_f32_rows", 64, 0, false, 0}, {"attn_f32_rows split 256", 64, 256, false, 0},
-				{"attn_f32_rows split 192", 64, 192, false, 0}, {"attn_f32_dec", 64, 0, true, 0},
-				{"attn_mma 64", 64, 0, false, 64}, {"attn_mma 32", 64, 0, false, 32}, {"attention", 1 << 30, 0, false, 0}} {
+				mmaSplit       int  // attn_mma's key ranges (attnMMASplit)
+			}{{"attn_f32_rows", 64, 0, false, 0, 0}, {"attn_f32_rows split 256", 64, 256, false, 0, 0},
+				{"attn_f32_rows split 192", 64, 192, false, 0, 0}, {"attn_f32_dec", 64, 0, true, 0, 0},
+				{"attn_mma 64", 64, 0, false, 64, 0}, {"attn_mma 32", 64, 0, false, 32, 0},
+				{"attn_mma 32 split 256", 64, 0, false, 32, 256}, {"attn_mma 64 split 128", 64, 0, false, 64, 128},
+				{"attention", 1 << 30, 0, false, 0, 0}} {
 				if v.mmaRows > 0 && m < 64 {
 					continue // attn_mma takes passes of 64 rows and more
 				}
 				attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec = v.minRows, v.split, v.minRows == 64, v.few
-				attnMMA = v.mmaRows > 0
+				attnMMA, attnMMASplit = v.mmaRows > 0, v.mmaSplit
 				if attnMMA {
 					attnMMARows = v.mmaRows
 				}

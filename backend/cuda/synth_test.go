@@ -229,20 +229,26 @@ func timePrompt(b *testing.B, g *cuda.Model, cfg *model.Config, n int) {
 
 // BenchmarkPrefillLong times prompts of 4,096 and 16,384 tokens (as
 // llama-bench's pp4096 and pp16384; passes of at most 512 rows) on the
-// synthetic Q4_K_M and Q8_0 models (GGUF numerics, F16 cache), with the
-// passes past attnSplitMinGGML keys on attn_mma_f16 (default) and on
-// ggml's tiled kernel (noattnmma16), one loaded model a size.
+// synthetic Q4_K_M and Q8_0 models (GGUF numerics, F16 cache) and the
+// BF16 ones with transformers' numerics (-hf: float32 cache), one loaded
+// model a size: the default (long passes on attn_mma_f16 / attn_mma in
+// key ranges of attnMMASplit), other ranges (mmasplit=N, 0: none) and, for
+// GGUF, ggml's tiled kernel (noattnmma16).
 func BenchmarkPrefillLong(b *testing.B) {
 	skipWithoutGPU(b)
 	for i, s := range synthCases {
-		if strings.Contains(s.name, "BF16") {
+		if strings.Contains(s.name, "BF16") && !s.hf {
 			continue
+		}
+		variants := []string{"", "mmasplit=0", "mmasplit=512", "mmasplit=2048"}
+		if !s.hf {
+			variants = append(variants, "noattnmma16")
 		}
 		for _, n := range []int{4096, 16384} {
 			b.Run(fmt.Sprintf("%s/pp%d", s.name, n), func(b *testing.B) {
 				g, cfg := loadSynth(b, i, n)
 				defer g.Close()
-				for _, v := range []string{"", "noattnmma16"} {
+				for _, v := range variants {
 					name := v
 					if name == "" {
 						name = "default"

@@ -31,8 +31,16 @@
 // Rows of several slots in one block are taken slot by slot (the others'
 // keys masked), as attn_f32_rows does.
 //
-// Same parameters and rows as attn_f32_rows without the key split (info:
-// ROW_POS, ROW_SLOT; out heads x DIM floats a row); DIM a multiple of 16,
+// With split > 0 (a multiple of AM_KT) the keys go by ranges of split
+// positions, one range a block (grid (heads, ceil(m/BQ) x ranges)), and
+// each block writes its rows' unnormalised accumulators, maxima and sums
+// to part as attn_f32_rows does (DIM + 4 floats a row and head), for
+// attn_f32_merge to combine: a long prompt's passes (few rows, many keys)
+// then fill the GPU. A block whose rows have no key in its range does
+// nothing.
+//
+// Same parameters and rows as attn_f32_rows (info: ROW_POS, ROW_SLOT; out
+// heads x DIM floats a row); DIM a multiple of 16,
 // cache and query rows 16-byte aligned. Dynamic shared memory: (4 * AM_KT
 // + QPARTS * BQ) * (DIM + PAD) elements of the cache (float32: QPARTS 2,
 // PAD 4; F16: 1 and 8).
@@ -236,7 +244,7 @@ template <class T, int DIM, int BQ>
 __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* __restrict__ kc,
                                          const u8* __restrict__ vc, float* __restrict__ out, int heads, int kvHeads,
                                          const int* __restrict__ info, int m, float scale, int qStride,
-                                         i64 slotBytes) {
+                                         i64 slotBytes, float* __restrict__ part, int split) {
     typedef typename Am<T>::Q Q;
     constexpr int RG = BQ / 16, KG = 8 / RG, NKW = AM_KT / KG, NJ = NKW / 8, P = DIM + Am<T>::PAD, OP = DIM + 4;
     static_assert(RG * KG == AM_NT / WARP && NJ >= 2 && NJ % 2 == 0, "attn_mma: 8 warps of 16 rows x a key slice");
@@ -253,7 +261,9 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
     int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, rg = w % RG, kg = w / RG;
     int g = lane >> 2, c = lane & 3;
     int h = blockIdx.x;
-    int r0 = ((m + BQ - 1) / BQ - 1 - blockIdx.y) * BQ;
+    int tiles = (m + BQ - 1) / BQ, z = blockIdx.y / tiles;
+    int r0 = (tiles - 1 - blockIdx.y % tiles) * BQ;
+    int kBeg = split > 0 ? z * split : 0, kEnd = split > 0 ? kBeg + split : 0x7fffffff;
     int kvStride = kvHeads * DIM;
     int off = (h / (heads / kvHeads)) * DIM;
     for (int i = tid; i < BQ; i += AM_NT) {
@@ -261,6 +271,7 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
         rowPos[i] = ok ? ROW_POS(info, r0 + i) : -1;
         rowSlot[i] = ok ? ROW_SLOT(info, r0 + i) : -1;
     }
+    if (!__syncthreads_or(tid < BQ && rowPos[tid] >= kBeg)) return;  // no key in the range
     for (int i = tid; i < BQ * (DIM / 4); i += AM_NT) {
         int row = i / (DIM / 4), d = (i % (DIM / 4)) * 4;
         float4 v = r0 + row < m ? *(const float4*)(q + (i64)(r0 + row) * qStride + h * DIM + d)
@@ -286,9 +297,10 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
             sEnd = end;
         }
         __syncthreads();
-        int cur = sCur, end = sEnd;
+        int cur = sCur, end = min(sEnd, kEnd);
         if (cur == none) break;
         prev = cur;
+        if (end <= kBeg) continue;  // none of this slot's keys in the range
         // The positions this thread's rows see in this slot (-1: none),
         // and the last one of the warp's rows.
         int lim[2];
@@ -300,8 +312,8 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
         int wl = __reduce_max_sync(FULL, max(lim[0], lim[1]));
         const T* kb = (const T*)(kc + (i64)cur * slotBytes) + off;
         const T* vb = (const T*)(vc + (i64)cur * slotBytes) + off;
-        am_copy_tile<T, DIM>(kb, vb, kvStride, 0, min(AM_KT, end), ksm, vsm);
-        for (int t = 0, ic = 0; ic < end; t++, ic += AM_KT) {
+        am_copy_tile<T, DIM>(kb, vb, kvStride, kBeg, min(AM_KT, end - kBeg), ksm, vsm);
+        for (int t = 0, ic = kBeg; ic < end; t++, ic += AM_KT) {
             if (ic + AM_KT < end) {  // the next tile lands during this one
                 int nb = ((t + 1) & 1) * AM_KT * P;
                 am_copy_tile<T, DIM>(kb, vb, kvStride, ic + AM_KT, min(AM_KT, end - ic - AM_KT), ksm + nb, vsm + nb);
@@ -356,7 +368,8 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
             __syncthreads();  // the tile is used: the next copy may overwrite it
         }
     }
-    // Combine the KG key slices of each row: weights exp(M_k - max) / sum.
+    // Combine the KG key slices of each row: weights exp(M_k - max) / sum
+    // (with split: exp(M_k - max), the range's maximum and sum kept).
 #pragma unroll
     for (int a = 0; a < 2; a++) {
         S[a] += __shfl_xor_sync(FULL, S[a], 1);
@@ -364,7 +377,7 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
         if (c == 0) wM[kg][16 * rg + g + 8 * a] = M[a], wS[kg][16 * rg + g + 8 * a] = S[a];
     }
     __syncthreads();
-    float wt[2];
+    float wt[2], rowM[2], rowS[2];
 #pragma unroll
     for (int a = 0; a < 2; a++) {
         int row = 16 * rg + g + 8 * a;
@@ -374,7 +387,9 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
 #pragma unroll
         for (int k = 0; k < KG; k++)
             if (wM[k][row] != ninf) tot += wS[k][row] * expf(wM[k][row] - mx);
-        wt[a] = tot > 0.0f && M[a] != ninf ? expf(M[a] - mx) / tot : 0.0f;
+        wt[a] = tot > 0.0f && M[a] != ninf ? expf(M[a] - mx) : 0.0f;
+        if (split == 0 && wt[a] != 0.0f) wt[a] /= tot;
+        rowM[a] = mx, rowS[a] = tot;
     }
     float* ob = (float*)amBytes;  // BQ x OP: the rows' outputs (the tiles are used)
 #pragma unroll
@@ -396,6 +411,24 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
         }
         __syncthreads();
     }
+    if (split > 0) {  // the range's partial results
+        if (kg == 0 && c == 0) {
+#pragma unroll
+            for (int a = 0; a < 2; a++) {
+                int row = 16 * rg + g + 8 * a;
+                if (r0 + row < m) {
+                    float* p = part + (((i64)z * m + r0 + row) * heads + h) * (DIM + 4);
+                    p[DIM] = rowM[a], p[DIM + 1] = rowS[a];
+                }
+            }
+        }
+        for (int i = tid; i < BQ * (DIM / 4); i += AM_NT) {
+            int row = i / (DIM / 4), c4 = (i % (DIM / 4)) * 4;
+            if (r0 + row < m)
+                *(float4*)&part[(((i64)z * m + r0 + row) * heads + h) * (DIM + 4) + c4] = *(const float4*)&ob[row * OP + c4];
+        }
+        return;
+    }
     for (int i = tid; i < BQ * (DIM / 4); i += AM_NT) {
         int row = i / (DIM / 4), c4 = (i % (DIM / 4)) * 4;
         if (r0 + row < m)
@@ -409,9 +442,9 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
     extern "C" __global__ void __launch_bounds__(AM_NT, MINB) NAME##_##DIM##_##BQ(                            \
         const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,                   \
         float* __restrict__ out, int heads, int kvHeads, const int* __restrict__ info, int m, float scale,  \
-        int qStride, i64 slotBytes) {                                                                        \
+        int qStride, i64 slotBytes, float* __restrict__ part, int split) {                                   \
         pdl_start(); /* the query and the cache rows come from the kernels before */                         \
-        attn_mma<T, DIM, BQ>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes);           \
+        attn_mma<T, DIM, BQ>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes, part, split); \
     }
 ATTN_MMA(attn_mma, float, 64, 64, 2)
 ATTN_MMA(attn_mma, float, 64, 32, 2)
