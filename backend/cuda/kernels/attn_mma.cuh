@@ -258,6 +258,7 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
     __shared__ int sCur, sEnd;
     const float ninf = __uint_as_float(0xff800000u);
     const int none = 0x7fffffff;
+    const float scale2 = scale * 1.44269504088896341f;  // log2(e)
     int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, rg = w % RG, kg = w / RG;
     int g = lane >> 2, c = lane & 3;
     int h = blockIdx.x;
@@ -310,6 +311,7 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
             lim[a] = rowSlot[i] == cur ? rowPos[i] : -1;
         }
         int wl = __reduce_max_sync(FULL, max(lim[0], lim[1]));
+        int wf = (int)__reduce_min_sync(FULL, (unsigned)min(lim[0], lim[1]) + 1u) - 1;  // -1: a row without keys here
         const T* kb = (const T*)(kc + (i64)cur * slotBytes) + off;
         const T* vb = (const T*)(vc + (i64)cur * slotBytes) + off;
         am_copy_tile<T, DIM>(kb, vb, kvStride, kBeg, min(AM_KT, end - kBeg), ksm, vsm);
@@ -329,7 +331,14 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
                 float s[NJ][4];
                 am_scores<DIM, NJ>(s, qh + 16 * rg * P, ql + 16 * rg * P, tk, g, c);
                 // The online softmax step of rows g (a = 0) and g + 8 (a =
-                // 1): element (j, 2a + e) is key k0 + 8j + 2c + e.
+                // 1): element (j, 2a + e) is key k0 + 8j + 2c + e. Scores,
+                // maxima and sums in base 2 (scale2 = scale x log2(e)): an
+                // exp2 a weight. Keys past a row's position are masked only
+                // where the slice reaches past the warp's first row
+                // (wf), and the accumulators rescaled only where a row's
+                // maximum moved.
+                bool whole = k0 + NKW - 1 <= wf;
+                float alpha[2];
 #pragma unroll
                 for (int a = 0; a < 2; a++) {
                     float mt = ninf;
@@ -337,31 +346,38 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
                     for (int j = 0; j < NJ; j++)
 #pragma unroll
                         for (int e = 0; e < 2; e++) {
-                            float v = k0 + 8 * j + 2 * c + e <= lim[a] ? s[j][2 * a + e] * scale : ninf;
+                            float v = s[j][2 * a + e] * scale2;
+                            if (!whole && k0 + 8 * j + 2 * c + e > lim[a]) v = ninf;
                             s[j][2 * a + e] = v;
                             mt = fmaxf(mt, v);
                         }
                     mt = fmaxf(mt, __shfl_xor_sync(FULL, mt, 1));
                     mt = fmaxf(mt, __shfl_xor_sync(FULL, mt, 2));
-                    float mn = fmaxf(M[a], mt), alpha = 1.0f, sum = 0.0f;
+                    float mn = fmaxf(M[a], mt), sum = 0.0f;
+                    alpha[a] = 1.0f;
                     if (mn == ninf) {  // no key of this row yet
 #pragma unroll
                         for (int j = 0; j < NJ; j++) s[j][2 * a] = s[j][2 * a + 1] = 0.0f;
                     } else {
-                        alpha = expf(M[a] - mn);  // 0 for the first keys (M = -inf)
+                        alpha[a] = exp2f(M[a] - mn);  // 0 for the first keys (M = -inf)
 #pragma unroll
                         for (int j = 0; j < NJ; j++)
 #pragma unroll
                             for (int e = 0; e < 2; e++) {
-                                float p = expf(s[j][2 * a + e] - mn);  // 0 where masked
+                                float p = exp2f(s[j][2 * a + e] - mn);  // 0 where masked
                                 s[j][2 * a + e] = p;
                                 sum += p;
                             }
                     }
-                    S[a] = S[a] * alpha + sum;  // this lane's keys; the quad's added at the end
+                    S[a] = S[a] * alpha[a] + sum;  // this lane's keys; the quad's added at the end
                     M[a] = mn;
+                }
+                if (__any_sync(FULL, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
-                    for (int n = 0; n < DIM / 8; n++) o[n][2 * a] *= alpha, o[n][2 * a + 1] *= alpha;
+                    for (int n = 0; n < DIM / 8; n++) {
+                        o[n][0] *= alpha[0], o[n][1] *= alpha[0];
+                        o[n][2] *= alpha[1], o[n][3] *= alpha[1];
+                    }
                 }
                 am_values<DIM, NJ>(o, s, tv, lane);
             }
@@ -386,10 +402,10 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
         for (int k = 0; k < KG; k++) mx = fmaxf(mx, wM[k][row]);
 #pragma unroll
         for (int k = 0; k < KG; k++)
-            if (wM[k][row] != ninf) tot += wS[k][row] * expf(wM[k][row] - mx);
-        wt[a] = tot > 0.0f && M[a] != ninf ? expf(M[a] - mx) : 0.0f;
+            if (wM[k][row] != ninf) tot += wS[k][row] * exp2f(wM[k][row] - mx);
+        wt[a] = tot > 0.0f && M[a] != ninf ? exp2f(M[a] - mx) : 0.0f;
         if (split == 0 && wt[a] != 0.0f) wt[a] /= tot;
-        rowM[a] = mx, rowS[a] = tot;
+        rowM[a] = mx * 0.693147180559945309f, rowS[a] = tot;  // the maximum in base e, as attn_f32_merge takes it
     }
     float* ob = (float*)amBytes;  // BQ x OP: the rows' outputs (the tiles are used)
 #pragma unroll
