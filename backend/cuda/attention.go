@@ -1,5 +1,7 @@
 package cuda
 
+import "fmt"
+
 // attnArgs are the shapes of attention.
 type attnArgs struct {
 	heads, kvHeads, dim, ctx int
@@ -16,6 +18,28 @@ type attnArgs struct {
 	// attention launched, and over an F16 cache with ggml's numerics
 	// attn_mma_f16 for passes of many rows (attnMMAF16).
 	long bool
+	// scoreRows is the rows of the scores scratch (heads x ctx floats
+	// each; chunkRows); 0: every row of the pass (the tests' buffers).
+	scoreRows int
+}
+
+// fits reports whether the scores scratch holds perRow floats a row and
+// head for m rows.
+func (a attnArgs) fits(perRow, m int) bool {
+	rows := a.scoreRows
+	if rows <= 0 {
+		rows = m
+	}
+	return perRow*m <= rows*a.ctx
+}
+
+// scratchRows fails when the scores scratch lacks a row of the pass's m
+// for a kernel that keeps a row's scores there.
+func (a attnArgs) scratchRows(name string, m int) error {
+	if a.fits(a.ctx, m) {
+		return nil
+	}
+	return fmt.Errorf("cuda: %s: a pass of %d rows outgrows the attention scratch of %d rows", name, m, a.scoreRows)
 }
 
 // faRowsKernels are the row-tiled flash-attention kernels (ggml's tiled
@@ -148,6 +172,9 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		case d.manyRows(a.heads, m) && d.has("attention_fa_m"):
 			name, threads, shared = "attention_fa_m", faMThreads, faStagedBytes(a.dim, faMKeys)
 		}
+		if err := a.scratchRows(name, m); err != nil {
+			return err
+		}
 		return d.launch2(name, a.heads, m, threads, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
@@ -177,7 +204,7 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 			if split > 0 {
 				ranges = ceilDiv(a.ctx, split)
 			}
-			if split <= 0 || ranges*(a.dim+4) > a.ctx || m == 1 || !d.has("attn_f32_merge") {
+			if split <= 0 || !a.fits(ranges*(a.dim+4), m) || m == 1 || !d.has("attn_f32_merge") {
 				split, ranges = 0, 1
 			}
 			err := d.launch2(name, a.heads, ceilDiv(m, faRows)*ranges, 256, faRowsShared(a.dim),
@@ -187,6 +214,9 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 			}
 			return d.launch2("attn_f32_merge", a.heads, m, a.dim, 0, scores, out, a.heads, a.dim, info, m, split)
 		}
+	}
+	if err := a.scratchRows("attention", m); err != nil {
+		return err
 	}
 	return d.launch2("attention", a.heads, m, 256, 4*a.dim, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 		info, a.ctx, a.scale, boolInt(a.f16), a.qStride, int64(a.slotBytes))
@@ -269,7 +299,7 @@ func (d *Device) attnMMA(q, kc, vc, out, scores, info devptr, a attnArgs, m int)
 	if split > 0 {
 		ranges = ceilDiv(a.ctx, split)
 	}
-	if !a.long || split <= 0 || split%64 != 0 || ranges < 2 || ranges*(a.dim+4) > a.ctx || !d.has("attn_f32_merge") {
+	if !a.long || split <= 0 || split%64 != 0 || ranges < 2 || !a.fits(ranges*(a.dim+4), m) || !d.has("attn_f32_merge") {
 		split, ranges = 0, 1
 	}
 	if split > 0 && a.f16 && attnMMASplitRows > 0 {

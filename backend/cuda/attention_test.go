@@ -196,3 +196,83 @@ func TestManyRows(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkRows checks, without a GPU, a pass's rows and the attention
+// scratch's: 512-row passes where the head dimension has the row-tiled
+// kernels and the scratch holds 64 rows, else the scratch's rows.
+func TestChunkRows(t *testing.T) {
+	defer save(&smallChunks)()
+	for _, c := range []struct {
+		heads, dim, ctx, chunk, scoreRows int
+		small                             bool
+	}{
+		{12, 128, 641, 512, 512, false}, {12, 128, 16513, 512, 338, false}, {14, 64, 16513, 512, 290, false},
+		{12, 128, 16513, 338, 338, true}, {12, 128, 131072, 42, 42, false}, {12, 96, 16513, 338, 338, false},
+		{12, 128, 87381, 512, 64, false}, {12, 128, 87382, 63, 63, false},
+	} {
+		smallChunks = c.small
+		chunk, rows := chunkRows(c.heads, c.dim, c.ctx)
+		if chunk != c.chunk || rows != c.scoreRows {
+			t.Errorf("chunkRows(%d, %d, %d) small %v = %d, %d; want %d, %d", c.heads, c.dim, c.ctx, c.small, chunk, rows, c.chunk, c.scoreRows)
+		}
+	}
+}
+
+// TestAttentionScratchRows runs a 512-row pass through attention with a
+// scores scratch of fewer rows (attnArgs.scoreRows, as a model with a long
+// context has): the tensor-core kernels over both caches, with key ranges
+// where their partials fit (128 rows) and without (64 rows), match the
+// CPU's Attention within 1e-5 and leave the memory past the scratch as it
+// was; a kernel that keeps a row's scores in the scratch refuses the pass.
+func TestAttentionScratchRows(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(71, 72))
+	be := cpu.New(2)
+	defer be.Close()
+	const ctx, heads, kvHeads, dim = 2048, 12, 2, 128
+	defer save(&attnMMASplit)()
+	attnMMASplit = 1024
+	rows := make([]Row, 512)
+	for i := range rows {
+		rows[i] = Row{Slot: 0, Pos: 1400 + i}
+	}
+	m, kvDim := len(rows), kvHeads*dim
+	qStride := heads*dim + 2*kvDim
+	for _, f16 := range []bool{true, false} {
+		elem := 2
+		if !f16 {
+			elem = 4
+		}
+		caches, kc, vc := randomCaches(r, b, 1, ctx, kvDim, f16)
+		q, qs, rc, rp := passQueries(r, rows, caches, heads*dim, qStride)
+		want := make([]float32, len(q))
+		be.Attention(want, q, rc, rp, m, heads, kvHeads, dim)
+		qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
+		for _, scoreRows := range []int{64, 128} {
+			const canary = 1 << 16
+			n := 4 * scoreRows * heads * ctx
+			scores := b.poisoned(n + canary)
+			a := attnArgs{heads: heads, kvHeads: kvHeads, dim: dim, ctx: ctx, scale: float32(1 / math.Sqrt(dim)), f16: f16, fa: f16,
+				qStride: qStride, slotBytes: ctx * kvDim * elem, pass: m, long: true, scoreRows: scoreRows}
+			out := b.poisoned(4 * len(q))
+			if err := d.attention(qd, kc, vc, out, scores, info, passp, a, m); err != nil {
+				t.Fatal(err)
+			}
+			what := fmt.Sprintf("f16 %v, scratch of %d rows (key ranges: %v)", f16, scoreRows, a.fits(2*(dim+4), m))
+			compare(t, what, b.readFloats(out, len(q)), want, 1e-5)
+			tail := b.readBytes(scores, n+canary)[n:]
+			for i, v := range tail {
+				if v != 0xff {
+					t.Fatalf("%s: byte %d past the scratch written", what, i)
+				}
+			}
+			if f16 { // plain attention over an F16 cache, its pass size unknown: the one-block kernel
+				a.pass, a.long, a.fa = 0, false, false
+				if err := d.attention(qd, kc, vc, out, scores, info, passp, a, m); err == nil {
+					t.Errorf("%s: the one-block attention ran a pass of %d rows", what, m)
+				}
+			}
+		}
+	}
+}

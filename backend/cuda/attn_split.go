@@ -84,7 +84,7 @@ func splitShared(dim, elem, chunk, group int) int {
 // attn_f32_dec's float32 cache.
 func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArgs, m int) (bool, error) {
 	lim := splitMin(a.f16)
-	if !a.long || lim < 0 || a.ctx <= lim || a.kvHeads < 1 || a.heads%a.kvHeads != 0 ||
+	if !a.long || lim < 0 || a.ctx <= lim || !a.fits(a.ctx, m) || a.kvHeads < 1 || a.heads%a.kvHeads != 0 ||
 		a.heads/a.kvHeads > attnSplitGroupMax || a.qStride%4 != 0 {
 		return false, nil
 	}

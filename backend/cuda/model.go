@@ -73,8 +73,10 @@ type Model struct {
 	// slotBytes is the size of one slot's keys (or values) in one layer.
 	slotBytes int
 	// chunk is the most rows one pass runs on the device (longer Forward
-	// calls run in chunks); logitRows the most rows the LM head takes at once.
-	chunk, logitRows int
+	// calls run in chunks); logitRows the most rows the LM head takes at
+	// once; scoreRows the rows whose heads x ctx floats the attention
+	// scratch (scores) holds (chunkRows).
+	chunk, logitRows, scoreRows int
 
 	embed, output *matrix
 	norm          devptr
@@ -134,11 +136,9 @@ func Load(m *model.Model, opts Options) (*Model, error) {
 	if opts.FirstLayer < 0 || opts.FirstLayer >= cfg.NumLayers {
 		return nil, fmt.Errorf("cuda: first layer %d outside 0..%d", opts.FirstLayer, cfg.NumLayers-1)
 	}
-	// A pass's attention scratch (chunk x heads x ctx floats) stays under
-	// 256 MiB; at most 512 rows.
-	chunk := min(512, max(1, (256<<20)/(4*cfg.NumHeads*ctx)))
+	chunk, scoreRows := chunkRows(cfg.NumHeads, cfg.HeadDim, ctx)
 	g := &Model{Config: cfg, dev: d, opts: opts, ctx: ctx, slots: slots, first: opts.FirstLayer, rows: 1, chunk: chunk,
-		logitRows: min(chunk, 32)}
+		scoreRows: scoreRows, logitRows: min(chunk, 32)}
 	g.stateHost = make([]int32, 4+5*chunk)
 	if err := g.load(m); err != nil {
 		g.freeAll()
@@ -146,6 +146,32 @@ func Load(m *model.Model, opts Options) (*Model, error) {
 	}
 	return g, nil
 }
+
+// chunkRows is the most rows of a pass (chunk) and the rows of the
+// attention scratch (scoreRows: heads x ctx floats a row, at most 256 MiB
+// in all) for a model of heads query heads of dimension dim and a context
+// of ctx positions. The kernels that keep a row's scores there (the
+// one-block attention of few-row passes, and of every pass where no
+// row-tiled kernel has the head dimension) need a pass's every row in it,
+// so the chunk is the scratch's rows; where the head dimension has the
+// row-tiled and tensor-core kernels (64, 128) and the scratch holds 64
+// rows, passes of 64 rows and more keep only key-range partials there
+// (attnArgs.fits) and a pass takes 512 rows whatever the context: a
+// 16,384-token prompt of the 1.5B model then runs 32 passes of 512 rows
+// instead of 49 of 338 (H100, pp16384 1.5B Q4_K_M: see attention.go's
+// attnArgs.scoreRows).
+func chunkRows(heads, dim, ctx int) (chunk, scoreRows int) {
+	scoreRows = min(512, max(1, (256<<20)/(4*heads*ctx)))
+	if _, ok := faRowsKernels[dim]; ok && scoreRows >= 64 && !smallChunks {
+		return 512, scoreRows
+	}
+	return scoreRows, scoreRows
+}
+
+// smallChunks keeps a pass's rows to the attention scratch's (chunkRows),
+// as before the row-tiled kernels let passes outgrow it: a variable for
+// the benchmarks' comparisons (APR_CUDA_TUNE=smallchunks).
+var smallChunks = false
 
 // Context is the KV cache's capacity in positions.
 func (g *Model) Context() int { return g.ctx }
@@ -346,7 +372,7 @@ func (g *Model) load(m *model.Model) error {
 	}{
 		{&g.x, 4 * c * h}, {&g.xn, 4 * c * h}, {&g.qkv, 4 * c * (qDim + 2*kvDim)}, {&g.attn, 4 * c * qDim},
 		{&g.gu, 4 * c * 2 * ffn}, {&g.act, 4 * c * ffn}, {&g.logits, 4 * g.logitRows * cfg.VocabSize},
-		{&g.scores, 4 * c * cfg.NumHeads * g.ctx}, {&g.q80, c * q80}, {&g.q8k, c * q8k}, {&g.best, 4},
+		{&g.scores, 4 * g.scoreRows * cfg.NumHeads * g.ctx}, {&g.q80, c * q80}, {&g.q8k, c * q8k}, {&g.best, 4},
 		{&g.argScratch, 8 * argmaxParts}, {&g.state, 4 * len(g.stateHost)},
 	}
 	for _, b := range bufs {
@@ -498,7 +524,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 	qkvDim := qDim + 2*kvDim
 	at := attnArgs{heads: cfg.NumHeads, kvHeads: cfg.NumKVHeads, dim: cfg.HeadDim, ctx: g.ctx,
 		scale: float32(1 / math.Sqrt(float64(cfg.HeadDim))), f16: f16, fa: g.opts.FlashAttention && f16,
-		qStride: qkvDim, slotBytes: g.slotBytes, pass: pass, long: g.long}
+		qStride: qkvDim, slotBytes: g.slotBytes, pass: pass, long: g.long, scoreRows: g.scoreRows}
 	if hidden != nil {
 		// The host's hidden states entering the first layer on the device.
 		r := d.drv.cuMemcpyHtoDAsync(g.x, unsafe.Pointer(&hidden[0]), uintptr(4*m*h), d.stream)

@@ -232,15 +232,17 @@ func timePrompt(b *testing.B, g *cuda.Model, cfg *model.Config, n int) {
 // synthetic Q4_K_M and Q8_0 models (GGUF numerics, F16 cache) and the
 // BF16 ones with transformers' numerics (-hf: float32 cache), one loaded
 // model a size: the default (long passes on attn_mma_f16 / attn_mma in
-// key ranges of attnMMASplit), other ranges (mmasplit=N, 0: none) and, for
-// GGUF, ggml's tiled kernel (noattnmma16).
+// key ranges of attnMMASplit, passes of 512 rows), other ranges
+// (mmasplit=N, 0: none), passes of the attention scratch's rows
+// (smallchunks: 338 at 1.5B's 16,384 + 1 positions; a model of its own)
+// and, for GGUF, ggml's tiled kernel (noattnmma16).
 func BenchmarkPrefillLong(b *testing.B) {
 	skipWithoutGPU(b)
 	for i, s := range synthCases {
 		if strings.Contains(s.name, "BF16") && !s.hf {
 			continue
 		}
-		variants := []string{"", "mmasplit=0", "mmasplit=512", "mmasplit=2048"}
+		variants := []string{"", "mmasplit=0", "mmasplit=512", "mmasplit=2048", "smallchunks"}
 		if !s.hf {
 			variants = append(variants, "noattnmma16")
 		}
@@ -255,6 +257,12 @@ func BenchmarkPrefillLong(b *testing.B) {
 					}
 					b.Run(name, func(b *testing.B) {
 						defer cuda.SetTune(v)()
+						if v == "smallchunks" { // a choice made at load
+							g, cfg := loadSynth(b, i, n)
+							defer g.Close()
+							timePrompt(b, g, cfg, n)
+							return
+						}
 						timePrompt(b, g, cfg, n)
 					})
 				}

@@ -21,7 +21,8 @@ import (
 // weight rows: mmq32KSRows), "mmqfew=N" (mmqFewRows) and "noattnmma16"
 // (long prompts' passes over an F16 cache keep ggml's tiled kernel:
 // attnMMAF16), "mmasplit=N" (attnMMASplit; 0: no key ranges) and
-// "mmasplitrows=N" (attnMMASplitRows).
+// "mmasplitrows=N" (attnMMASplitRows) and "smallchunks" (a model loaded
+// under it keeps its passes to the attention scratch's rows: chunkRows).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
 }
@@ -46,6 +47,8 @@ func applyTune(flags string) {
 			attnMMA = false
 		case "noattnmma16":
 			attnMMAF16 = false
+		case "smallchunks":
+			smallChunks = true
 		case "attnmma32":
 			attnMMARows = 32
 		case "attnmma64":
@@ -105,7 +108,7 @@ func SetTune(flags string) (restore func()) {
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
-		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows),
+		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),
 	}
 	applyTune(flags)
 	return func() {

@@ -1,0 +1,76 @@
+package cuda_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/apr-llm/apr/backend/cuda"
+	"github.com/apr-llm/apr/engine"
+	"github.com/apr-llm/apr/internal/testref"
+	"github.com/apr-llm/apr/sample"
+)
+
+// TestLongPromptMatchesCPU feeds a 2,000-token prompt (the reference
+// prompts' tokens, repeated) to Forward in one call, so that its passes of
+// 512 rows past attnSplitMinGGML keys run the tensor-core prompt attention
+// (attn_mma_f16 in key ranges over the GGUF files' F16 cache, attn_mma over
+// the SafeTensors model's float32 cache), and compares the last position's
+// logits and 16 greedy steps after it with the CPU engine. As in
+// TestSplitDecodeMatchesCPU, GGUF files are held to the CPU engine with
+// plain attention over their F16 cache (the kernels sum in float32, not
+// ggml's F16-rounded accumulator) and to ggufSplitLogits; the SafeTensors
+// model to the 1e-2 x max|logit| and every greedy step equal.
+func TestLongPromptMatchesCPU(t *testing.T) {
+	skipWithoutGPU(t)
+	const n, steps = 2000, 16
+	var ids []int
+	for len(ids) < n {
+		for _, p := range testref.HFOutputs(t) {
+			ids = append(ids, p.TokenIDs...)
+		}
+	}
+	ids = ids[:n]
+	for _, rel := range tinyModels {
+		t.Run(filepath.Base(rel), func(t *testing.T) {
+			m, e, g := openBoth(t, rel, n+steps+1, nil)
+			bar, strict := ggufSplitLogits, false
+			if o := engine.OptionsFor(m, 0); o.FlashAttention {
+				o.FlashAttention = false // the CPU's plain attention over the same F16 cache
+				pe, err := engine.New(m.Config, m.Tensors, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(pe.Close)
+				e = pe
+			}
+			if !m.GGMLNumerics() {
+				bar, strict = 1e-2, true
+			}
+			seq := e.NewSequence(n + steps + 1)
+			want, err := seq.Forward(ids, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows := make([]cuda.Row, n)
+			for p := range rows {
+				rows[p] = cuda.Row{Token: ids[p], Pos: p, Logits: p == n-1}
+			}
+			got := make([]float32, m.Config.VocabSize)
+			if err := g.Forward(rows, got); err != nil {
+				t.Fatal(err)
+			}
+			ratio := logitRatio(got, want)
+			if ratio > bar {
+				t.Errorf("last-position logits differ by %.3g x max|logit| (bar %g)", ratio, bar)
+			}
+			same, err := greedySame(seq, g, sample.Argmax(want), sample.Argmax(got), n, steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strict && same < steps {
+				t.Errorf("greedy continuations differ at step %d", same)
+			}
+			t.Logf("%d-token prompt: logits |diff| %.3g x max|logit|; greedy GPU == CPU for %d of %d steps", n, ratio, same, steps)
+		})
+	}
+}
