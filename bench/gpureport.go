@@ -237,9 +237,9 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 
 	if r.hasLong() {
 		p("\n## Longer prompts in one pass (tokens/s)\n\n")
-		p("apr: `bench-run` with the prompt and a context of the prompt and the decode steps, %d processes, medians; "+
+		p("apr: `bench-run` with the prompt and a context of the prompt and the decode steps, %s (medians); "+
 			"llama.cpp: `llama-bench -ngl 99 -p N -n 0`, medians of its samples. The last column is apr's %d greedy steps "+
-			"right after the prompt.\n\n", r.longReps(), r.NPredict)
+			"right after the prompt.\n\n", processes(r.longReps()), r.NPredict)
 		p("| model | weights | prompt | apr | llama.cpp | apr / llama.cpp | apr decode after it |\n")
 		p("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
 		for i := range r.Cases {
@@ -310,6 +310,14 @@ func (r *gpuReport) longReps() int {
 		}
 	}
 	return n
+}
+
+// processes is "n process" or "n processes".
+func processes(n int) string {
+	if n == 1 {
+		return "1 process"
+	}
+	return fmt.Sprintf("%d processes", n)
 }
 
 func orUnknown(s string) string {
