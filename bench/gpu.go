@@ -289,7 +289,6 @@ func measureGPUCase(o *options, apr string, prompt []int, c *gpuCase, rep *gpuRe
 	aprFile, llamaFile := c.APR.path(o.cache, c.Shape), c.Llama.path(o.cache, c.Shape)
 	ids := joinIDs(prompt)
 	for k := 0; k < o.reps; k++ {
-		var run gpuRun
 		// The streams run in the first process only: one run per engine,
 		// as llama-batched-bench's.
 		streams := 0
@@ -298,15 +297,12 @@ func measureGPUCase(o *options, apr string, prompt []int, c *gpuCase, rep *gpuRe
 		}
 		args := []string{"bench-run", aprFile, "--cuda", "--tokens", ids, "--n-predict", strconv.Itoa(o.nPredict),
 			"--ctx-size", strconv.Itoa(o.ctxSize), "--streams", strconv.Itoa(streams), "--stream-prompt", strconv.Itoa(g.streamPrompt)}
-		if err := runJSON(o.timeout, apr, args, "", nil, &run); err != nil {
+		run, err := runAPRGPU(o, apr, args, len(prompt))
+		if err != nil {
 			fail("apr", err)
 			break
 		}
-		if err := run.check(len(prompt), o.nPredict); err != nil {
-			fail("apr", err)
-			break
-		}
-		c.APRRuns = append(c.APRRuns, &run)
+		c.APRRuns = append(c.APRRuns, run)
 		if rep.Device == "" {
 			rep.Device = run.Device
 		}
@@ -378,18 +374,14 @@ func measureLong(o *options, apr string, prompt []int, c *gpuCase) longRun {
 	}
 	ids := joinIDs(prompt)
 	for k := 0; k < g.longReps; k++ {
-		var run gpuRun
 		args := []string{"bench-run", c.APR.path(o.cache, c.Shape), "--cuda", "--tokens", ids, "--n-predict", strconv.Itoa(o.nPredict),
 			"--ctx-size", strconv.Itoa(len(prompt) + o.nPredict + 1), "--streams", "0"}
-		if err := runJSON(o.timeout, apr, args, "", nil, &run); err != nil {
+		run, err := runAPRGPU(o, apr, args, len(prompt))
+		if err != nil {
 			fail("apr", err)
 			break
 		}
-		if err := run.check(len(prompt), o.nPredict); err != nil {
-			fail("apr", err)
-			break
-		}
-		lr.APRRuns = append(lr.APRRuns, &run)
+		lr.APRRuns = append(lr.APRRuns, run)
 		logf("%s %s apr pp%d rep %d: prompt %.0f tok/s, decode after it %.1f tok/s", c.Shape.Name, c.APR.Name,
 			len(prompt), k+1, run.PromptRate(), run.AfterPromptRate())
 	}
@@ -404,6 +396,19 @@ func measureLong(o *options, apr string, prompt []int, c *gpuCase) longRun {
 		}
 	}
 	return lr
+}
+
+// runAPRGPU runs apr with args (a GPU bench-run) and checks its result against
+// the prompt's tokens and o.nPredict.
+func runAPRGPU(o *options, apr string, args []string, prompt int) (*gpuRun, error) {
+	var run gpuRun
+	if err := runJSON(o.timeout, apr, args, "", nil, &run); err != nil {
+		return nil, err
+	}
+	if err := run.check(prompt, o.nPredict); err != nil {
+		return nil, err
+	}
+	return &run, nil
 }
 
 // flashAttn names llama-bench's flash_attn field: -1 auto, 0 off, 1 on.

@@ -8,6 +8,7 @@ import (
 	"github.com/apr-llm/apr/backend/cuda"
 	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/internal/testref"
+	"github.com/apr-llm/apr/model"
 	"github.com/apr-llm/apr/sample"
 )
 
@@ -35,18 +36,12 @@ func TestSplitDecodeMatchesCPU(t *testing.T) {
 		t.Run(filepath.Base(rel), func(t *testing.T) {
 			m, e, g := openBoth(t, rel, 1024, nil)
 			batch := func(ids []int) int { return len(ids) }
-			if o := engine.OptionsFor(m, 0); o.FlashAttention {
+			if pe := plainAttention(t, m); pe != nil {
 				// The split sums each chunk's values in float32: its
 				// reference is the CPU's plain attention over the same F16
 				// cache, not ggml's kernel, which rounds its sum to F16 at
 				// every key (attnSplitMinGGML). Every GPU row is a one-row
 				// pass then (no ggml tiled-kernel choice to follow).
-				o.FlashAttention = false
-				pe, err := engine.New(m.Config, m.Tensors, o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(pe.Close)
 				e, batch = pe, func([]int) int { return 1 }
 			}
 			worst, agree, steps := 0.0, 0, 0
@@ -83,6 +78,24 @@ func TestSplitDecodeMatchesCPU(t *testing.T) {
 			}
 		})
 	}
+}
+
+// plainAttention returns, for a model whose CPU engine runs ggml's flash
+// attention, a CPU engine with plain attention over the same F16 cache
+// (float32 sums, as the GPU's split and tensor-core attention kernels);
+// nil for others.
+func plainAttention(t *testing.T, m *model.Model) *engine.Engine {
+	o := engine.OptionsFor(m, 0)
+	if !o.FlashAttention {
+		return nil
+	}
+	o.FlashAttention = false
+	pe, err := engine.New(m.Config, m.Tensors, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pe.Close)
+	return pe
 }
 
 // ggufSplitLogits and ggufSplitGreedy are TestSplitDecodeMatchesCPU's bar

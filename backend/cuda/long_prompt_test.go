@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/apr-llm/apr/backend/cuda"
-	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/internal/testref"
 	"github.com/apr-llm/apr/sample"
 )
@@ -34,13 +33,7 @@ func TestLongPromptMatchesCPU(t *testing.T) {
 		t.Run(filepath.Base(rel), func(t *testing.T) {
 			m, e, g := openBoth(t, rel, n+steps+1, nil)
 			bar, strict := ggufSplitLogits, false
-			if o := engine.OptionsFor(m, 0); o.FlashAttention {
-				o.FlashAttention = false // the CPU's plain attention over the same F16 cache
-				pe, err := engine.New(m.Config, m.Tensors, o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(pe.Close)
+			if pe := plainAttention(t, m); pe != nil {
 				e = pe
 			}
 			if !m.GGMLNumerics() {
