@@ -181,6 +181,7 @@ func TestGPUReportVerdicts(t *testing.T) {
 		"## Longer prompts in one pass",
 		"| 1.5B | Q4_K_M | 4096 | 30000 | 20000 | 1.50x | 480.0 |",
 		"| 1.5B | Q4_K_M | 16384 | n/a | n/a | n/a | n/a |",
+		"-llama-batched-bench build/bin/llama-batched-bench -gpu-long 4096,16384\n",
 		"**NVIDIA H100 80GB HBM3**",
 	} {
 		if !strings.Contains(doc, want) {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -282,12 +284,12 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 		p("| %s | %s | %s | %d | %.0f | %s |\n", c.Shape.Name, c.title(), rate(a.Load, "%.2f"), a.N,
 			float64(c.WeightBytes)/(1<<20), errs)
 	}
-	p("\n## Reproduce (on the GPU machine)\n\n```sh\n" +
-		"# llama.cpp's CUDA build, from the source the node-llama-cpp package carries (not committed):\n" +
-		"cmake -S llama.cpp -B build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_BUILD_TESTS=OFF \\\n" +
-		"  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF && cmake --build build -j --target llama-bench llama-batched-bench\n" +
-		"go run ./bench -gpu -llama-bench build/bin/llama-bench -llama-batched-bench build/bin/llama-batched-bench\n" +
-		"```\n\nWithout Go on the GPU machine, build `apr` and the bench here (`go build -ldflags \"-X main.buildCommit=$(git rev-parse --short=12 HEAD)\" ./bench` names the commit in the report where the build stamps none), carry them, and pass `-apr PATH`.\n\n")
+	p("\n## Reproduce (on the GPU machine)\n\n```sh\n"+
+		"# llama.cpp's CUDA build, from the source the node-llama-cpp package carries (not committed):\n"+
+		"cmake -S llama.cpp -B build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_BUILD_TESTS=OFF \\\n"+
+		"  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF && cmake --build build -j --target llama-bench llama-batched-bench\n"+
+		"go run ./bench -gpu -llama-bench build/bin/llama-bench -llama-batched-bench build/bin/llama-batched-bench%s\n"+
+		"```\n\nWithout Go on the GPU machine, build `apr` and the bench here (`go build -ldflags \"-X main.buildCommit=$(git rev-parse --short=12 HEAD)\" ./bench` names the commit in the report where the build stamps none), carry them, and pass `-apr PATH`.\n\n", r.longFlag())
 	p("%s\n", gpuEnd)
 }
 
@@ -310,6 +312,23 @@ func (r *gpuReport) longReps() int {
 		}
 	}
 	return n
+}
+
+// longFlag is the -gpu-long flag that reproduces the longer prompts
+// measured (" -gpu-long 4096,16384"), "" for none.
+func (r *gpuReport) longFlag() string {
+	var ns []string
+	for i := range r.Cases {
+		for _, l := range r.Cases[i].Long {
+			if n := strconv.Itoa(l.Prompt); !slices.Contains(ns, n) {
+				ns = append(ns, n)
+			}
+		}
+	}
+	if len(ns) == 0 {
+		return ""
+	}
+	return " -gpu-long " + strings.Join(ns, ",")
 }
 
 // processes is "n process" or "n processes".
