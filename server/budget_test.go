@@ -113,10 +113,15 @@ func TestKVBudget(t *testing.T) {
 func TestKVBudgetQueue503(t *testing.T) {
 	_, eng := tiny(t)
 	pos := int64(eng.NewSequence(1).CacheBytes())
-	ts := start(t, Config{Parallel: 4, QueueSize: 1, CtxSize: 64, KVBudget: 64 * pos})
+	// The first stream's cache takes the whole budget (its tokens pass the
+	// context) and it decodes ~500 steps, so it holds the budget for the
+	// whole test: with a context of 64 it ended after ~60 steps, and a
+	// loaded machine let it finish before the third request (CI run of
+	// 2026-11-26: status 200).
+	ts := start(t, Config{Parallel: 4, QueueSize: 1, CtxSize: 512, KVBudget: 512 * pos})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	first := ts.longStream(t, ctx)
+	first := ts.longStreamN(t, ctx, 1000)
 	waited := make(chan error, 1)
 	go func() {
 		res := ts.post(t, context.Background(), "/v1/completions", `{"prompt": "x", "max_tokens": 2, "temperature": 0}`)

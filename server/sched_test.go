@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -38,7 +39,14 @@ func (ts *testServer) post(t testing.TB, ctx context.Context, path, body string,
 // returns once its first chunk arrived.
 func (ts *testServer) longStream(t testing.TB, ctx context.Context) *http.Response {
 	t.Helper()
-	res := ts.post(t, ctx, "/v1/completions", `{"prompt": "package main\n", "max_tokens": 400, "temperature": 0, "stream": true}`)
+	return ts.longStreamN(t, ctx, 400)
+}
+
+// longStreamN is longStream asking for maxTokens tokens.
+func (ts *testServer) longStreamN(t testing.TB, ctx context.Context, maxTokens int) *http.Response {
+	t.Helper()
+	body := fmt.Sprintf(`{"prompt": "package main\n", "max_tokens": %d, "temperature": 0, "stream": true}`, maxTokens)
+	res := ts.post(t, ctx, "/v1/completions", body)
 	if res.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(res.Body)
 		t.Fatalf("status %d: %s", res.StatusCode, b)

@@ -289,6 +289,13 @@ var attnMMASplit = 1024
 // 1,024 keys): 1.5B 130.9 -> 111.1, 0.5B 100.6 -> 82.4.
 var attnMMASplitRows = 64
 
+// attnMMASplitRowsF32 is attnMMASplitRows for a float32 cache (0:
+// attnMMARows). H100, BenchmarkPrefillLong -hf (tok/s, two rounds, 32 ->
+// 64 rows): 1.5B pp16384 16.87k, 16.85k -> 18.84k, 18.84k; pp4096 36.7k,
+// 36.8k -> 37.6k, 37.5k; 0.5B pp16384 35.8k, 35.9k -> 38.8k, 38.8k; pp4096
+// 78.3k, 78.2k -> 77.1k, 65.3k (the one round below the others).
+var attnMMASplitRowsF32 = 64
+
 // attnMMA runs attn_mma (a.f16: attn_mma_f16) for m rows, attnMMARows a
 // block, split into ranges of attnMMASplit keys merged by attn_f32_merge
 // where the pass is long and the ranges' partial results (dim+4 floats a
@@ -302,8 +309,11 @@ func (d *Device) attnMMA(q, kc, vc, out, scores, info devptr, a attnArgs, m int)
 	if !a.long || split <= 0 || split%64 != 0 || ranges < 2 || !a.fits(ranges*(a.dim+4), m) || !d.has("attn_f32_merge") {
 		split, ranges = 0, 1
 	}
-	if split > 0 && a.f16 && attnMMASplitRows > 0 {
+	switch {
+	case split > 0 && a.f16 && attnMMASplitRows > 0:
 		rows = attnMMASplitRows
+	case split > 0 && !a.f16 && attnMMASplitRowsF32 > 0:
+		rows = attnMMASplitRowsF32
 	}
 	name, ok := attnMMAKernels[attnMMAKey{a.dim, rows, a.f16}]
 	if !ok || !d.has(name) {
