@@ -147,6 +147,13 @@ type gpuCase struct {
 	Errs                    []string // engine: why a part failed
 }
 
+// fail notes in c.Errs (and the log) that part of the case failed: what
+// ran (an engine, and the prompt where it is not the main one) and why.
+func (c *gpuCase) fail(what string, err error) {
+	c.Errs = append(c.Errs, what+": "+strings.Join(strings.Fields(tail(err.Error(), 300)), " "))
+	logf("%s %s %s: %v", c.Shape.Name, c.APR.Name, what, err)
+}
+
 func (c *gpuCase) title() string {
 	if c.APR.Name == c.Llama.Name {
 		return c.APR.Name
@@ -282,10 +289,7 @@ func runGPU(o *options) error {
 // is noted in c.Errs; the others still run.
 func measureGPUCase(o *options, apr string, prompt []int, c *gpuCase, rep *gpuReport) {
 	g := &o.gpu
-	fail := func(engine string, err error) {
-		c.Errs = append(c.Errs, engine+": "+strings.Join(strings.Fields(tail(err.Error(), 300)), " "))
-		logf("%s %s %s: %v", c.Shape.Name, c.APR.Name, engine, err)
-	}
+	fail := c.fail
 	aprFile, llamaFile := c.APR.path(o.cache, c.Shape), c.Llama.path(o.cache, c.Shape)
 	ids := joinIDs(prompt)
 	for k := 0; k < o.reps; k++ {
@@ -368,10 +372,7 @@ func measureGPUCase(o *options, apr string, prompt []int, c *gpuCase, rep *gpuRe
 func measureLong(o *options, apr string, prompt []int, c *gpuCase) longRun {
 	g := &o.gpu
 	lr := longRun{Prompt: len(prompt)}
-	fail := func(engine string, err error) {
-		c.Errs = append(c.Errs, fmt.Sprintf("%s pp%d: %s", engine, len(prompt), strings.Join(strings.Fields(tail(err.Error(), 300)), " ")))
-		logf("%s %s %s pp%d: %v", c.Shape.Name, c.APR.Name, engine, len(prompt), err)
-	}
+	fail := func(engine string, err error) { c.fail(fmt.Sprintf("%s pp%d", engine, len(prompt)), err) }
 	ids := joinIDs(prompt)
 	for k := 0; k < g.longReps; k++ {
 		args := []string{"bench-run", c.APR.path(o.cache, c.Shape), "--cuda", "--tokens", ids, "--n-predict", strconv.Itoa(o.nPredict),

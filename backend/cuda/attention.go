@@ -198,21 +198,17 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		// (kernels/attn_f32.cuh), its shared memory laid out as
 		// faRowsShared; a PTX without it runs attention.
 		if d.has(name) {
-			// Key ranges of attnF32Split positions where their partial
-			// results (dim+4 floats a row, head and range) fit in scores.
-			split, ranges := attnF32Split, 1
-			if split > 0 {
-				ranges = ceilDiv(a.ctx, split)
+			split := attnF32Split
+			if m == 1 {
+				split = 0
 			}
-			if split <= 0 || !a.fits(ranges*(a.dim+4), m) || m == 1 || !d.has("attn_f32_merge") {
-				split, ranges = 0, 1
-			}
+			split, ranges := d.keyRanges(split, a, m)
 			err := d.launch2(name, a.heads, ceilDiv(m, faRows)*ranges, 256, faRowsShared(a.dim),
 				q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes), scores, split)
 			if err != nil || split == 0 {
 				return err
 			}
-			return d.launch2("attn_f32_merge", a.heads, m, a.dim, 0, scores, out, a.heads, a.dim, info, m, split)
+			return d.mergeRanges(scores, out, info, a, m, split)
 		}
 	}
 	if err := a.scratchRows("attention", m); err != nil {
@@ -283,18 +279,37 @@ var attnMMARows = 32
 // the tests and benchmarks (APR_CUDA_TUNE=mmasplit=N).
 var attnMMASplit = 1024
 
-// attnMMASplitRows is the rows of an attn_mma_f16 block in a pass split
-// into key ranges (attnMMARows otherwise; 0: attnMMARows too). H100,
-// BenchmarkAttention pp4096-last512 (us a launch, 32 -> 64 rows, ranges of
-// 1,024 keys): 1.5B 130.9 -> 111.1, 0.5B 100.6 -> 82.4.
+// attnMMASplitRows is the rows of an attn_mma block in a pass split into
+// key ranges (attnMMARows otherwise; 0: attnMMARows too). H100, 32 -> 64
+// rows, ranges of 1,024 keys: F16 cache, BenchmarkAttention pp4096-last512
+// (us a launch) 1.5B 130.9 -> 111.1, 0.5B 100.6 -> 82.4; float32 cache,
+// BenchmarkPrefillLong -hf (tok/s, two rounds) 1.5B pp16384 16.87k, 16.85k
+// -> 18.84k, 18.84k; pp4096 36.7k, 36.8k -> 37.6k, 37.5k; 0.5B pp16384
+// 35.8k, 35.9k -> 38.8k, 38.8k; pp4096 78.3k, 78.2k -> 77.1k, 65.3k (the
+// one round below the others).
 var attnMMASplitRows = 64
 
-// attnMMASplitRowsF32 is attnMMASplitRows for a float32 cache (0:
-// attnMMARows). H100, BenchmarkPrefillLong -hf (tok/s, two rounds, 32 ->
-// 64 rows): 1.5B pp16384 16.87k, 16.85k -> 18.84k, 18.84k; pp4096 36.7k,
-// 36.8k -> 37.6k, 37.5k; 0.5B pp16384 35.8k, 35.9k -> 38.8k, 38.8k; pp4096
-// 78.3k, 78.2k -> 77.1k, 65.3k (the one round below the others).
-var attnMMASplitRowsF32 = 64
+// keyRanges is the key ranges of split positions (a multiple of the
+// kernel's key tiles; 0: none) that a row-tiled attention pass of m rows
+// takes: split and ceil(ctx/split) where the ranges' partial results
+// (dim+4 floats a row, head and range) fit in scores and attn_f32_merge is
+// there to combine them, else 0 and 1.
+func (d *Device) keyRanges(split int, a attnArgs, m int) (int, int) {
+	if split <= 0 {
+		return 0, 1
+	}
+	ranges := ceilDiv(a.ctx, split)
+	if !a.fits(ranges*(a.dim+4), m) || !d.has("attn_f32_merge") {
+		return 0, 1
+	}
+	return split, ranges
+}
+
+// mergeRanges combines the key ranges' partial results in scores into out
+// (attn_f32_merge).
+func (d *Device) mergeRanges(scores, out, info devptr, a attnArgs, m, split int) error {
+	return d.launch2("attn_f32_merge", a.heads, m, a.dim, 0, scores, out, a.heads, a.dim, info, m, split)
+}
 
 // attnMMA runs attn_mma (a.f16: attn_mma_f16) for m rows, attnMMARows a
 // block, split into ranges of attnMMASplit keys merged by attn_f32_merge
@@ -302,18 +317,17 @@ var attnMMASplitRowsF32 = 64
 // row, head and range) fit in scores; ran is false (nothing launched)
 // where the PTX lacks the kernel.
 func (d *Device) attnMMA(q, kc, vc, out, scores, info devptr, a attnArgs, m int) (ran bool, err error) {
-	split, ranges, rows := attnMMASplit, 1, attnMMARows
-	if split > 0 {
-		ranges = ceilDiv(a.ctx, split)
+	split := attnMMASplit
+	if !a.long || split%64 != 0 {
+		split = 0
 	}
-	if !a.long || split <= 0 || split%64 != 0 || ranges < 2 || !a.fits(ranges*(a.dim+4), m) || !d.has("attn_f32_merge") {
+	split, ranges := d.keyRanges(split, a, m)
+	if ranges < 2 {
 		split, ranges = 0, 1
 	}
-	switch {
-	case split > 0 && a.f16 && attnMMASplitRows > 0:
+	rows := attnMMARows
+	if split > 0 && attnMMASplitRows > 0 {
 		rows = attnMMASplitRows
-	case split > 0 && !a.f16 && attnMMASplitRowsF32 > 0:
-		rows = attnMMASplitRowsF32
 	}
 	name, ok := attnMMAKernels[attnMMAKey{a.dim, rows, a.f16}]
 	if !ok || !d.has(name) {
@@ -324,7 +338,7 @@ func (d *Device) attnMMA(q, kc, vc, out, scores, info devptr, a attnArgs, m int)
 	if err != nil || split == 0 {
 		return true, err
 	}
-	return true, d.launch2("attn_f32_merge", a.heads, m, a.dim, 0, scores, out, a.heads, a.dim, info, m, split)
+	return true, d.mergeRanges(scores, out, info, a, m, split)
 }
 
 // attnMMAF16 runs the passes of attnF32MinRows rows and more over an F16

@@ -48,6 +48,8 @@ func TestAttentionF32Passes(t *testing.T) {
 	defer func(n, s int, dec, few, mma bool, mmaRows, mmaSplit int) {
 		attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec, attnMMA, attnMMARows, attnMMASplit = n, s, dec, few, mma, mmaRows, mmaSplit
 	}(attnF32MinRows, attnF32Split, attnF32Decode, attnF32Dec, attnMMA, attnMMARows, attnMMASplit)
+	defer save(&attnMMASplitRows)()
+	attnMMASplitRows = 0 // each variant's block rows, split or not
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}} {
 		kvDim := sh.kvHeads * sh.dim
 		qStride := sh.heads*sh.dim + 2*kvDim

@@ -20,8 +20,8 @@ import (
 // K-split mmq32 kernels: mmq32KSMode), "ks32" / "ks16" (their tiles'
 // weight rows: mmq32KSRows), "mmqfew=N" (mmqFewRows) and "noattnmma16"
 // (long prompts' passes over an F16 cache keep ggml's tiled kernel:
-// attnMMAF16), "mmasplit=N" (attnMMASplit; 0: no key ranges) and
-// "mmasplitrows=N" / "mmasplitrowsf32=N" (attnMMASplitRows, ...F32) and "smallchunks" (a model loaded
+// attnMMAF16), "mmasplit=N" (attnMMASplit; 0: no key ranges),
+// "mmasplitrows=N" (attnMMASplitRows) and "smallchunks" (a model loaded
 // under it keeps its passes to the attention scratch's rows: chunkRows).
 func init() {
 	applyTune(os.Getenv("APR_CUDA_TUNE"))
@@ -87,9 +87,6 @@ func applyTune(flags string) {
 		if v, ok := strings.CutPrefix(f, "spread="); ok {
 			mvSpread, _ = strconv.Atoi(v)
 		}
-		if v, ok := strings.CutPrefix(f, "mmasplitrowsf32="); ok {
-			attnMMASplitRowsF32, _ = strconv.Atoi(v)
-		}
 		if v, ok := strings.CutPrefix(f, "mmasplitrows="); ok {
 			attnMMASplitRows, _ = strconv.Atoi(v)
 		}
@@ -111,7 +108,7 @@ func SetTune(flags string) (restore func()) {
 		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
-		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&attnMMASplitRowsF32), save(&smallChunks),
+		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),
 	}
 	applyTune(flags)
 	return func() {
