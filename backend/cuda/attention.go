@@ -97,16 +97,21 @@ func faTiledBytes(dim int) int { return 4 * (2*dim + 64 + 64*(dim+1)) }
 // split's attn_split_fin_fa run its body too.
 func faSharedBytes(dim int) int { return faStagedBytes(dim, 256) }
 
+// faDecScores is the keys whose scores and weights attention_fa's staged
+// body keeps in shared memory (FA_DEC_SC in kernels/attention.cuh); rows
+// of more keys keep them in the scores scratch.
+const faDecScores = 1024
+
 // faStagedBytes is the shared memory of attention_fa's body with staged
 // tiles of kt keys: faTiledBytes, or, for the staged tiles (head dims up
-// to 128, multiples of 8), the query, a tile's weights, kt keys and kt
-// values of dim+2 halves if more.
+// to 128, multiples of 8), the query, faDecScores scores and two tiles of
+// kt rows of dim+2 halves (keys, then values) if more.
 func faStagedBytes(dim, kt int) int {
 	tiled := faTiledBytes(dim)
 	if dim%8 != 0 || dim > 128 {
 		return tiled
 	}
-	return max(tiled, 4*(dim+kt)+2*2*kt*(dim+2))
+	return max(tiled, 4*(dim+faDecScores)+2*2*kt*(dim+2))
 }
 
 // attention_fa_m's tiles, block and blocks a multiprocessor (FA_M_KT,

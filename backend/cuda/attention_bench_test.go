@@ -23,8 +23,8 @@ type attnBenchCase struct {
 // events around b.N back-to-back launches, at Qwen2.5-Coder-1.5B and -0.5B
 // head shapes over an F16 cache of random values: a 512-row prompt pass
 // (through attention_fa_tiled and the row-tiled kernel) and one decode row
-// at positions 63, 127 and 511 (the one-chunk kernel, reading the pass
-// size as the decode graph does), and 32 rows at positions 128-159 as 32
+// at positions 63, 127, 511 and 1,023 (the one-chunk kernel, reading the
+// pass size as the decode graph does), and 32 rows at positions 128-159 as 32
 // streams' decode steps run them (attention_fa against attention_fa_m);
 // and over a cache of 4,096 positions the last 512 rows of a 4,096-token
 // prompt (pp4096-last512) and the pp512 pass as a long pass, through the
@@ -68,6 +68,7 @@ func BenchmarkAttention(b *testing.B) {
 			{name: "pp4096-last512/mma16-32-split512", rows: 512, info: lastInfo, mma: 32, split: 512},
 			{name: "pp4096-last512/mma16-32-split1024", rows: 512, info: lastInfo, mma: 32, split: 1024},
 			{name: "pp4096-last512/mma16-64-split1024", rows: 512, info: lastInfo, mma: 64, split: 1024},
+			{name: "decode-pos1023", rows: 1, info: rowsFrom(1023, 1)},
 		} {
 			passp := bufs.ints([]int32{int32(c.rows)}) // here: the sub-benchmark's goroutine has no context yet
 			b.Run(sh.name+"/"+c.name, func(b *testing.B) { benchAttention(b, d, c, passp, lq, lkc, lvc, lout, lscores, la) })

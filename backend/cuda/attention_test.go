@@ -91,6 +91,48 @@ func TestFlashAttentionPasses(t *testing.T) {
 	}
 }
 
+// TestFlashAttentionLongRows compares ggml's one-chunk kernel (attention_fa
+// and attention_fa_m, the split decode attention off) with the CPU
+// backend's FlashAttentionGGML, bit for bit, on rows of 1 to 2,048 keys:
+// its key and value tiles of 256 (128) keys, the value tiles copied behind
+// the element chains, groups of 8 keys with and without a new maximum,
+// rows of keys not a multiple of 8, and rows past the 1,024 keys whose
+// scores stay in shared memory (FA_DEC_SC).
+func TestFlashAttentionLongRows(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(23, 24))
+	be := cpu.New(2)
+	defer be.Close()
+	const ctx, slots = 2048, 2
+	defer save(&attnSplitMinGGML)()
+	attnSplitMinGGML = -1
+	defer save(&attnManyRows)()
+	rows := []Row{{Slot: 0, Pos: 0}, {Slot: 1, Pos: 7}, {Slot: 0, Pos: 255}, {Slot: 1, Pos: 256}, {Slot: 0, Pos: 511},
+		{Slot: 1, Pos: 700}, {Slot: 0, Pos: 1023}, {Slot: 1, Pos: 1024}, {Slot: 0, Pos: 1500}, {Slot: 1, Pos: 2047}}
+	for _, sh := range []struct{ heads, kvHeads, dim int }{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}} {
+		kvDim := sh.kvHeads * sh.dim
+		qStride := sh.heads*sh.dim + 2*kvDim
+		caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, true)
+		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
+			f16: true, fa: true, qStride: qStride, slotBytes: ctx * kvDim * 2, long: true}
+		m := len(rows)
+		q, qs, rc, rp := passQueries(r, rows, caches, sh.heads*sh.dim, qStride)
+		want := make([]float32, len(q))
+		be.FlashAttentionGGML(want, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
+		qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
+		scores := b.poisoned(4 * m * sh.heads * ctx)
+		for _, many := range []int{-1, 1} {
+			attnManyRows = many
+			out := b.poisoned(4 * len(q))
+			if err := d.attention(qd, kc, vc, out, scores, info, passp, a, m); err != nil {
+				t.Fatal(err)
+			}
+			compare(t, fmt.Sprintf("%dx%d dim %d many %d", sh.heads, sh.kvHeads, sh.dim, many), b.readFloats(out, len(q)), want, 0)
+		}
+	}
+}
+
 // TestAttentionMMAF16 compares attn_mma_f16 (prompt passes over an F16
 // cache on tensor cores: attnMMAF16) with the CPU backend's Attention over
 // the same cache (the query rounded to F16, softmax and sums in float32)

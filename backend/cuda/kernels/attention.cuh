@@ -114,11 +114,19 @@ __device__ __forceinline__ float ggml_expf(float x) {
 // it: for dim a multiple of 64, four 16-lane accumulators of fused
 // multiply-adds, reduced (a0+a2)+(a1+a3), then halves added pairwise
 // (_mm512_reduce_add_ps); otherwise one fused sum in order.
-// The keys k are F16 values (u8*: in global memory) or already widened
-// to float32 (exact; in shared memory).
+// The keys k are F16 values (u8*: in global memory; u16*: in shared memory,
+// rows 4-byte aligned) or already widened to float32 (exact; in shared
+// memory).
 __device__ __forceinline__ float kval(const float* k, int i) { return k[i]; }
 __device__ __forceinline__ float kval(const u8* k, int i) { return h2f(((const u16*)k)[i]); }
 __device__ __forceinline__ float kval(const u16* k, int i) { return h2f(k[i]); }
+// kval2 is keys i and i+1 (i even): one 32-bit load from shared memory.
+__device__ __forceinline__ float2 kval2(const float* k, int i) { return make_float2(k[i], k[i + 1]); }
+__device__ __forceinline__ float2 kval2(const u8* k, int i) { return make_float2(kval(k, i), kval(k, i + 1)); }
+__device__ __forceinline__ float2 kval2(const u16* k, int i) {
+    u32 p = ((const u32*)k)[i / 2];
+    return make_float2(h2f((u16)(p & 0xffff)), h2f((u16)(p >> 16)));
+}
 template <class K>
 __device__ __forceinline__ float dot_f16_ggml(const K* __restrict__ k, const float* __restrict__ q, int dim) {
     if (dim % 64 != 0) {
@@ -135,9 +143,11 @@ __device__ __forceinline__ float dot_f16_ggml(const K* __restrict__ k, const flo
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
-            for (int l = 0; l < 16; l++) {
+            for (int l = 0; l < 16; l += 2) {
                 int e = i + 16 * j + l;
-                a[j][l] = __fmaf_rn(kval(k, e), q[e], a[j][l]);
+                float2 kv = kval2(k, e);
+                a[j][l] = __fmaf_rn(kv.x, q[e], a[j][l]);
+                a[j][l + 1] = __fmaf_rn(kv.y, q[e + 1], a[j][l + 1]);
             }
     }
     float v[16];
@@ -216,6 +226,7 @@ __device__ void stage_keys(const u8* kc, int kvStride, int off, int ic, int nk, 
 // smaller tiles).
 #define FA_DEC_KT 256
 #define FA_DEC_DIM 128
+#define FA_DEC_SC 1024
 
 // stage_f16 copies rows j0..j0+nk-1 (F16, head offset off, rows kvStride
 // apart; dim a multiple of 8) of cache a into da and, where b is not null,
@@ -247,6 +258,91 @@ __device__ void stage_f16(const u8* a, u16* da, const u8* b, u16* db, int kvStri
     }
 }
 
+// copy_rows_async starts copying nk rows (keys j0.., head offset off in
+// elements, rows kvStride elements apart; rowBytes each, a multiple of 16)
+// of cache src into dst (rows dstStride bytes apart) as 16-byte cp.async
+// pieces issued by threads tid of nthr, then commits them as one group;
+// cp.async.wait_all (or wait_group) completes them.
+__device__ __forceinline__ void copy_rows_async(const u8* src, u8* dst, i64 kvStride, i64 off, int j0, int nk,
+                                                int rowBytes, int elem, int dstStride, int tid, int nthr) {
+    int pr = rowBytes / 16, total = nk * pr;
+    for (int i = tid; i < total; i += nthr) {
+        int key = i / pr, p = i % pr;
+        const u8* s = src + (((i64)(j0 + key) * kvStride + off) * elem) + p * 16;
+        u32 d = (u32)__cvta_generic_to_shared(dst + key * dstStride + p * 16);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(s) : "memory");
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+// fa_chain runs one output element's F16 accumulator of ggml's one-chunk
+// kernel over nk keys in order: v the element's values (F16, rows dim
+// apart), w the keys' weights (-ms where a key is a new maximum: the
+// accumulator is first scaled by ms and rounded, and the value added with
+// weight 1). Each step rounds to F16 as ggml_vec_scale_f16 and
+// ggml_vec_mad_f16 do. Groups of 8 keys load their weights and values one
+// group ahead, and a group without a new maximum (the weights are the same
+// for every thread: a uniform branch) runs only the fused multiply-add
+// chain: widen, fma, round.
+__device__ __forceinline__ u16 fa_chain(u16 acc, const u16* __restrict__ v, int dim, const float* __restrict__ w,
+                                        int nk) {
+    int ng = nk / 8;
+    float wn[8];
+    u32 vn[8];  // not u16: packing pairs would wait for the loads
+    if (ng > 0) {
+#pragma unroll
+        for (int u = 0; u < 8; u++) wn[u] = w[u], vn[u] = v[u * dim];
+    }
+    for (int g = 0; g < ng; g++) {
+        float ww[8], vv[8];
+        u32 neg = 0;
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            ww[u] = wn[u], vv[u] = h2f((u16)vn[u]);
+            neg |= __float_as_uint(ww[u]);
+        }
+        if (g + 1 < ng) {
+            int t = (g + 1) * 8;
+#pragma unroll
+            for (int u = 0; u < 8; u++) wn[u] = w[t + u], vn[u] = v[(t + u) * dim];
+        }
+        if ((neg >> 31) == 0) {
+#pragma unroll
+            for (int u = 0; u < 8; u++) acc = f2h(__fmaf_rn(vv[u], ww[u], h2f(acc)));
+        } else {
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                float vs = ww[u];
+                if (__float_as_uint(vs) >> 31) {
+                    acc = f2h(__fmul_rn(h2f(acc), -vs));
+                    vs = 1.0f;
+                }
+                acc = f2h(__fmaf_rn(vv[u], vs, h2f(acc)));
+            }
+        }
+    }
+    for (int t = ng * 8; t < nk; t++) {
+        float vs = w[t];
+        if (__float_as_uint(vs) >> 31) {
+            acc = f2h(__fmul_rn(h2f(acc), -vs));
+            vs = 1.0f;
+        }
+        acc = f2h(__fmaf_rn(h2f(v[t * dim]), vs, h2f(acc)));
+    }
+    return acc;
+}
+
+// fa_sum_chain adds nk keys' weights to the running sum S in order (a
+// new maximum's -ms scales it first), as ggml's one-chunk kernel.
+__device__ __forceinline__ float fa_sum_chain(float S, const float* __restrict__ w, int nk) {
+#pragma unroll 8
+    for (int t = 0; t < nk; t++) {
+        float x = w[t];
+        S = (__float_as_uint(x) >> 31) ? __fadd_rn(__fmul_rn(S, -x), 1.0f) : __fadd_rn(S, x);
+    }
+    return S;
+}
+
 // attention_fa is ggml's CPU flash attention for one query row over an F16
 // cache, as the CPU backend's FlashAttentionGGML computes it: grid (heads,
 // rows) as attention's. ggml picks the kernel by the rows of the pass (*passp):
@@ -261,9 +357,11 @@ __device__ void stage_f16(const u8* a, u16* da, const u8* b, u16* db, int kvStri
 // keys in order, rounded to F16 after every scale and fused multiply-add,
 // as ggml_vec_scale_f16 and ggml_vec_mad_f16 do. For head dims up to 128
 // (multiples of 8) keys and values go by tiles of 256 staged in shared
-// memory as F16 by the whole block (a round of coalesced loads a tile, the
-// first value tile with the first key tile), and the running sum, serial
-// too, is taken meanwhile by a thread that owns no output element.
+// memory as F16 (the first value tile by cp.async while the block loads
+// the first key tile); the element chains (fa_chain) run a value tile
+// while the warps past the output elements copy the next one, and the
+// running sum, serial too, is taken meanwhile by the block's last thread.
+// Up to 1,024 keys the scores and weights stay in shared memory.
 //
 // Tiled (faTiledRow): key tiles of 64; scores as fused chains over the
 // head dimension with the float32 query; per tile warp 0 takes the
@@ -298,7 +396,7 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
     q += (i64)r * qStride;
     out += (i64)r * heads * dim;
     scores += (i64)r * heads * ctx;
-    extern __shared__ float faShared[];  // dim floats, (tiled: dim accumulators, 64 scores), 64 x (dim+1) keys
+    extern __shared__ __align__(16) float faShared[];  // dim floats, (tiled: dim accumulators, 64 scores), 64 x (dim+1) keys
     float* qs = faShared;
     __shared__ float total, tms, ms;
     __shared__ int tflag;
@@ -378,18 +476,25 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
         return;
     }
     if (TILED_ONLY) return;
-    // Staged (head dims up to 128, multiples of 8): tiles of 256 keys, as
-    // F16 in shared memory (16-byte loads by the whole block), one key a
-    // thread; the first key and value tiles are loaded first of all, and
-    // with one tile (up to 256 keys) the scores stay in shared memory.
-    // Staged: a thread a key of a tile, and a thread past the output
-    // elements for the running sum.
-    bool staged = dim % 8 == 0 && dim <= FA_DEC_DIM && (int)blockDim.x >= KT && (int)blockDim.x > dim;
-    float* wsh = qs + dim;  // (staged) a value tile's weights
-    u16* kb = (u16*)(wsh + KT);
+    // Staged (head dims up to 128, multiples of 8): key tiles of KT keys
+    // as F16 in shared memory (16-byte loads by the whole block), one key
+    // a thread; the first key and value tiles are loaded first of all, and
+    // rows of up to FA_DEC_SC keys keep their scores in shared memory.
+    int pw = (dim + WARP - 1) / WARP * WARP;  // the warps of the output elements' chains
+    bool staged = dim % 8 == 0 && dim <= FA_DEC_DIM && (int)blockDim.x >= KT && (int)blockDim.x >= pw + WARP;
+    // (staged) The scores, then weights, of up to FA_DEC_SC keys (more:
+    // in the scores scratch, and here two tiles' weights at a time).
+    float* wsh = qs + dim;
+    u16* kb = (u16*)(wsh + FA_DEC_SC);
     u16* vb = kb + KT * (dim + 2);
-    float* sc = staged && n <= KT ? wsh : scores + (i64)h * ctx;
-    if (staged) stage_f16(kc, kb, vc, vb, kvStride, off, 0, min(n, KT), dim);
+    bool local = staged && n <= FA_DEC_SC;
+    float* sc = local ? wsh : scores + (i64)h * ctx;
+    if (staged) {
+        // The first value tile (rows of dim halves) by cp.async, while the
+        // first key tile goes through registers.
+        copy_rows_async(vc, (u8*)vb, kvStride, off, 0, min(n, KT), dim * 2, 2, dim * 2, threadIdx.x, blockDim.x);
+        stage_f16(kc, kb, nullptr, nullptr, kvStride, off, 0, min(n, KT), dim);
+    }
     for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(__ldcg(q + h * dim + i)));
     __syncthreads();
     if (staged) {
@@ -438,38 +543,39 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
             }
         }
     }
+    asm volatile("cp.async.wait_all;" ::: "memory");  // (staged) the first value tile
     __syncthreads();
     if (staged) {
-        // Value tiles of KT keys staged as the keys were; thread i < dim
-        // runs output element i's chain over the tile's keys, the last
-        // thread meanwhile the running sum S (both in key order, as below).
-        int i = threadIdx.x, last = blockDim.x - 1;
+        // Value tiles of KT keys, as rows of dim halves, alternately in vb
+        // and kb (the keys are done); thread i < dim runs output element
+        // i's chain over a tile's keys (fa_chain), while the warps past the
+        // output elements copy the next tile (cp.async) and, without the
+        // scores here, its weights, and the last thread adds the running
+        // sum S (both in key order, as below).
+        int i = threadIdx.x, last = blockDim.x - 1, np = blockDim.x - pw;
         u16 acc = 0;
         float S = 0.0f;
-        for (int j0 = 0; j0 < n; j0 += KT) {
+        if (!local)
+            for (int k = i; k < min(n, KT); k += blockDim.x) wsh[k] = sc[k];
+        __syncthreads();
+        for (int j0 = 0, t = 0; j0 < n; j0 += KT, t++) {
             int nk = min(KT, n - j0);
-            if (j0 > 0) {
-                __syncthreads();  // the previous tile is used
-                stage_f16(vc, vb, nullptr, nullptr, kvStride, off, j0, nk, dim);
-            }
-            if (i < nk) wsh[i] = sc[j0 + i];
-            __syncthreads();
+            const u16* vt = t % 2 == 0 ? vb : kb;
+            const float* wt = local ? wsh + j0 : wsh + (t % 2) * KT;
             if (i < dim) {
-                const u16* vr = vb + i;
-                for (int t = 0; t < nk; t++) {
-                    float w = wsh[t], vs = w;
-                    if (__float_as_uint(w) >> 31) {
-                        acc = f2h(__fmul_rn(h2f(acc), -w));
-                        vs = 1.0f;
-                    }
-                    acc = f2h(__fmaf_rn(h2f(vr[t * (dim + 2)]), vs, h2f(acc)));
+                acc = fa_chain(acc, vt + i, dim, wt, nk);
+            } else if (i >= pw) {
+                int j1 = j0 + KT, nk1 = min(KT, n - j1);
+                if (nk1 > 0) {
+                    copy_rows_async(vc, (u8*)(t % 2 == 0 ? kb : vb), kvStride, off, j1, nk1, dim * 2, 2, dim * 2,
+                                    i - pw, np);
+                    if (!local)
+                        for (int k = i - pw; k < nk1; k += np) wsh[((t + 1) % 2) * KT + k] = sc[j1 + k];
                 }
-            } else if (i == last) {
-                for (int t = 0; t < nk; t++) {
-                    float w = wsh[t];
-                    S = (__float_as_uint(w) >> 31) ? __fadd_rn(__fmul_rn(S, -w), 1.0f) : __fadd_rn(S, w);
-                }
+                if (i == last) S = fa_sum_chain(S, wt, nk);
+                asm volatile("cp.async.wait_all;" ::: "memory");
             }
+            __syncthreads();  // the tile is used; the next one is here
         }
         if (i == last) total = S;
         __syncthreads();
@@ -637,7 +743,7 @@ __device__ __forceinline__ void fa_rows_body(const float* __restrict__ q, const 
                                              int qStride, i64 slotBytes) {
     constexpr int RA = BQ / 16, QP = BQ + 4, KP = FA_KT + 4, VP = DIM + 4, NC = DIM / 16, C8 = DIM / 8;
     constexpr int ITEMS = FA_KT * C8 / FA_NT, NW = FA_NT / WARP, RPW = BQ / NW;
-    extern __shared__ float faShared[];
+    extern __shared__ __align__(16) float faShared[];
     float* qt = faShared;         // DIM x QP: qt[d*QP + row]
     float* kt = qt + DIM * QP;    // DIM x KP: kt[d*KP + key]
     float* vs = kt + DIM * KP;    // FA_KT x VP: vs[key*VP + d]

@@ -62,14 +62,7 @@ __device__ __forceinline__ as_layout as_sizes(int dim, int elem, int chunk, int 
 // as one group.
 __device__ __forceinline__ void as_copy_rows(const u8* src, u8* dst, i64 kvStride, i64 off, int j0, int nk,
                                              int rowBytes, int elem) {
-    int pr = rowBytes / 16, total = nk * pr;
-    for (int i = threadIdx.x; i < total; i += blockDim.x) {
-        int key = i / pr, p = i % pr;
-        const u8* s = src + (((i64)(j0 + key) * kvStride + off) * elem) + p * 16;
-        u32 d = (u32)__cvta_generic_to_shared(dst + key * (rowBytes + 16) + p * 16);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(s) : "memory");
-    }
-    asm volatile("cp.async.commit_group;" ::: "memory");
+    copy_rows_async(src, dst, kvStride, off, j0, nk, rowBytes, elem, rowBytes + 16, threadIdx.x, blockDim.x);
 }
 
 // as_piece widens 16 bytes of a staged row (8 F16 values or 4 floats) to
