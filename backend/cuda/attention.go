@@ -104,14 +104,44 @@ const faDecScores = 1024
 
 // faStagedBytes is the shared memory of attention_fa's body with staged
 // tiles of kt keys: faTiledBytes, or, for the staged tiles (head dims up
-// to 128, multiples of 8), the query, faDecScores scores and two tiles of
-// kt rows of dim+2 halves (keys, then values) if more.
+// to 128, multiples of 8), the query, faDecScores scores and two buffers
+// of kt rows of dim halves (key tiles, then value tiles) if more.
 func faStagedBytes(dim, kt int) int {
 	tiled := faTiledBytes(dim)
 	if dim%8 != 0 || dim > 128 {
 		return tiled
 	}
-	return max(tiled, 4*(dim+faDecScores)+2*2*kt*(dim+2))
+	return max(tiled, 4*(dim+faDecScores)+2*2*kt*dim)
+}
+
+// faCluster is attention_fa_cl's blocks a head (FA_CL in
+// kernels/attention.cuh).
+const faCluster = 4
+
+// faClusterBytes is attention_fa_cl's shared memory for head dimension
+// dim: the query, faDecScores scores, its own 256 scores and key rows, and
+// faDecScores rows of its dim/faCluster values; or attention_fa's body,
+// which it runs for longer rows, if more.
+func faClusterBytes(dim int) int {
+	return max(faSharedBytes(dim), 4*(dim+faDecScores+256)+2*256*dim+2*faDecScores*dim/faCluster)
+}
+
+// attnCluster picks attention_fa_cl (ggml's one-chunk kernel, a head's
+// rows of up to faDecScores keys split over a cluster of faCluster blocks)
+// instead of attention_fa or attention_fa_m: 0 where the head dimension
+// is a multiple of 8 x faCluster up to 128 and the pass's heads x
+// faCluster x rows blocks fit the multiprocessors (decode steps of a few
+// streams), 1 for every such head dimension, -1 never. The same bits
+// either way; a variable for the tests' comparisons.
+var attnCluster = 0
+
+// clusterRows reports whether attention runs attention_fa_cl for a pass of
+// m rows (attnCluster).
+func (d *Device) clusterRows(a attnArgs, m int) bool {
+	if attnCluster < 0 || a.dim%(8*faCluster) != 0 || a.dim > 128 || !d.has("attention_fa_cl") {
+		return false
+	}
+	return attnCluster > 0 || a.heads*faCluster*m <= d.sms
 }
 
 // attention_fa_m's tiles, block and blocks a multiprocessor (FA_M_KT,
@@ -170,17 +200,19 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 			return d.launch2(name, a.heads, ceilDiv(m, faRows), 256, faRowsShared(a.dim),
 				q, kc, vc, out, a.heads, a.kvHeads, info, m, a.scale, a.qStride, int64(a.slotBytes))
 		}
-		name, threads, shared := "attention_fa", 256, faSharedBytes(a.dim)
+		name, blocks, threads, shared := "attention_fa", a.heads, 256, faSharedBytes(a.dim)
 		switch {
 		case a.pass >= 64:
 			name, shared = "attention_fa_tiled", faTiledBytes(a.dim)
+		case d.clusterRows(a, m):
+			name, blocks, shared = "attention_fa_cl", a.heads*faCluster, faClusterBytes(a.dim)
 		case d.manyRows(a.heads, m) && d.has("attention_fa_m"):
 			name, threads, shared = "attention_fa_m", faMThreads, faStagedBytes(a.dim, faMKeys)
 		}
 		if err := a.scratchRows(name, m); err != nil {
 			return err
 		}
-		return d.launch2(name, a.heads, m, threads, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
+		return d.launch2(name, blocks, m, threads, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
 	if name, ok := attnF32DecKernels[a.dim]; ok && !a.f16 && attnF32Dec && a.pass < attnF32MinRows && a.qStride%4 == 0 &&

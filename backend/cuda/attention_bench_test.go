@@ -14,9 +14,10 @@ type attnBenchCase struct {
 	rows   int
 	info   devptr
 	legacy bool
-	many   int // attnManyRows
-	mma    int // attn_mma_f16's block rows for a long pass (0: ggml's kernels)
-	split  int // its key ranges (attnMMASplit)
+	many   int  // attnManyRows
+	mma    int  // attn_mma_f16's block rows for a long pass (0: ggml's kernels)
+	split  int  // its key ranges (attnMMASplit)
+	single bool // attention_fa instead of attention_fa_cl (attnCluster -1)
 }
 
 // BenchmarkAttention times ggml's flash attention on the device with CUDA
@@ -24,7 +25,8 @@ type attnBenchCase struct {
 // head shapes over an F16 cache of random values: a 512-row prompt pass
 // (through attention_fa_tiled and the row-tiled kernel) and one decode row
 // at positions 63, 127, 511 and 1,023 (the one-chunk kernel, reading the
-// pass size as the decode graph does), and 32 rows at positions 128-159 as 32
+// pass size as the decode graph does; a cluster of blocks a head, and one
+// block a head), and 32 rows at positions 128-159 as 32
 // streams' decode steps run them (attention_fa against attention_fa_m);
 // and over a cache of 4,096 positions the last 512 rows of a 4,096-token
 // prompt (pp4096-last512) and the pp512 pass as a long pass, through the
@@ -53,7 +55,8 @@ func BenchmarkAttention(b *testing.B) {
 			{name: "pp512/mma16-64", rows: ctx, info: promptInfo, mma: 64},
 		}
 		for _, pos := range []int{63, 127, 511} {
-			cases = append(cases, attnBenchCase{name: fmt.Sprintf("decode-pos%d", pos), rows: 1, info: rowsFrom(pos, 1)})
+			cases = append(cases, attnBenchCase{name: fmt.Sprintf("decode-pos%d", pos), rows: 1, info: rowsFrom(pos, 1)},
+				attnBenchCase{name: fmt.Sprintf("decode-pos%d/one-block", pos), rows: 1, info: rowsFrom(pos, 1), single: true})
 		}
 		streamInfo := rowsFrom(128, 32)
 		cases = append(cases, attnBenchCase{name: "streams32/attention_fa", rows: 32, info: streamInfo, many: -1},
@@ -69,6 +72,7 @@ func BenchmarkAttention(b *testing.B) {
 			{name: "pp4096-last512/mma16-32-split1024", rows: 512, info: lastInfo, mma: 32, split: 1024},
 			{name: "pp4096-last512/mma16-64-split1024", rows: 512, info: lastInfo, mma: 64, split: 1024},
 			{name: "decode-pos1023", rows: 1, info: rowsFrom(1023, 1)},
+			{name: "decode-pos1023/one-block", rows: 1, info: rowsFrom(1023, 1), single: true},
 		} {
 			passp := bufs.ints([]int32{int32(c.rows)}) // here: the sub-benchmark's goroutine has no context yet
 			b.Run(sh.name+"/"+c.name, func(b *testing.B) { benchAttention(b, d, c, passp, lq, lkc, lvc, lout, lscores, la) })
@@ -87,7 +91,11 @@ func benchAttention(b *testing.B, d *Device, c attnBenchCase, passp, q, kc, vc, 
 	defer save(&attnMMARows)()
 	defer save(&attnMMASplit)()
 	defer save(&attnMMASplitRows)()
+	defer save(&attnCluster)()
 	attnLegacy, attnManyRows, attnMMASplit, attnMMASplitRows = c.legacy, c.many, c.split, 0
+	if c.single {
+		attnCluster = -1
+	}
 	attnMMAF16 = c.mma > 0
 	at := a
 	if c.mma > 0 {

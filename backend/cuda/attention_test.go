@@ -48,6 +48,7 @@ func TestFlashAttentionPasses(t *testing.T) {
 	const ctx, slots = 512, 3
 	legacy, many := attnLegacy, attnManyRows
 	defer save(&attnMMAF16)()
+	defer save(&attnCluster)()
 	attnMMAF16 = false // ggml's kernels, which long passes (attnArgs.long) leave for attn_mma_f16
 	decode := []Row{{Slot: 0, Pos: 300}, {Slot: 1, Pos: 64}, {Slot: 2, Pos: 63}, {Slot: 1, Pos: 65}, {Slot: 0, Pos: 301}, {Slot: 2, Pos: 0}}
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}, {4, 2, 32}} {
@@ -65,16 +66,17 @@ func TestFlashAttentionPasses(t *testing.T) {
 			qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
 			scores := b.poisoned(4 * m * sh.heads * ctx)
 			variants := []struct {
-				name         string
-				host, legacy bool
-				many         int
-			}{{"attention_fa", false, false, -1}, {"attention_fa_m", false, false, 1}, {"attention_fa_tiled", true, true, -1},
-				{"rows", true, false, -1}}
+				name          string
+				host, legacy  bool
+				many, cluster int
+			}{{"attention_fa", false, false, -1, -1}, {"attention_fa_m", false, false, 1, -1},
+				{"attention_fa_cl", false, false, -1, 1}, {"attention_fa_tiled", true, true, -1, -1},
+				{"rows", true, false, -1, -1}}
 			for _, v := range variants {
 				if m < 64 && v.host {
 					continue
 				}
-				attnLegacy, attnManyRows = v.legacy, v.many
+				attnLegacy, attnManyRows, attnCluster = v.legacy, v.many, v.cluster
 				at := a
 				if v.host {
 					at.pass = m
@@ -91,13 +93,14 @@ func TestFlashAttentionPasses(t *testing.T) {
 	}
 }
 
-// TestFlashAttentionLongRows compares ggml's one-chunk kernel (attention_fa
-// and attention_fa_m, the split decode attention off) with the CPU
-// backend's FlashAttentionGGML, bit for bit, on rows of 1 to 2,048 keys:
-// its key and value tiles of 256 (128) keys, the value tiles copied behind
-// the element chains, groups of 8 keys with and without a new maximum,
-// rows of keys not a multiple of 8, and rows past the 1,024 keys whose
-// scores stay in shared memory (FA_DEC_SC).
+// TestFlashAttentionLongRows compares ggml's one-chunk kernel
+// (attention_fa, attention_fa_m and attention_fa_cl, the split decode
+// attention off) with the CPU backend's FlashAttentionGGML, bit for bit,
+// on rows of 1 to 2,048 keys: its key and value tiles of 256 (128) keys,
+// the value tiles copied behind the element chains, groups of 8 keys with
+// and without a new maximum, rows of keys not a multiple of 8, rows past
+// the 1,024 keys whose scores stay in shared memory (FA_DEC_SC; the
+// cluster's first block runs those), and a cluster's key quarters.
 func TestFlashAttentionLongRows(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
@@ -108,6 +111,7 @@ func TestFlashAttentionLongRows(t *testing.T) {
 	defer save(&attnSplitMinGGML)()
 	attnSplitMinGGML = -1
 	defer save(&attnManyRows)()
+	defer save(&attnCluster)()
 	rows := []Row{{Slot: 0, Pos: 0}, {Slot: 1, Pos: 7}, {Slot: 0, Pos: 255}, {Slot: 1, Pos: 256}, {Slot: 0, Pos: 511},
 		{Slot: 1, Pos: 700}, {Slot: 0, Pos: 1023}, {Slot: 1, Pos: 1024}, {Slot: 0, Pos: 1500}, {Slot: 1, Pos: 2047}}
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}} {
@@ -122,13 +126,16 @@ func TestFlashAttentionLongRows(t *testing.T) {
 		be.FlashAttentionGGML(want, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
 		qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
 		scores := b.poisoned(4 * m * sh.heads * ctx)
-		for _, many := range []int{-1, 1} {
-			attnManyRows = many
+		for _, v := range []struct {
+			name          string
+			many, cluster int
+		}{{"attention_fa", -1, -1}, {"attention_fa_m", 1, -1}, {"attention_fa_cl", -1, 1}} {
+			attnManyRows, attnCluster = v.many, v.cluster
 			out := b.poisoned(4 * len(q))
 			if err := d.attention(qd, kc, vc, out, scores, info, passp, a, m); err != nil {
 				t.Fatal(err)
 			}
-			compare(t, fmt.Sprintf("%dx%d dim %d many %d", sh.heads, sh.kvHeads, sh.dim, many), b.readFloats(out, len(q)), want, 0)
+			compare(t, fmt.Sprintf("%dx%d dim %d %s", sh.heads, sh.kvHeads, sh.dim, v.name), b.readFloats(out, len(q)), want, 0)
 		}
 	}
 }

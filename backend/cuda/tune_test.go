@@ -16,7 +16,8 @@ import (
 // leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
 // (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention), "noterms"
 // (no split quantized products of few rows: termsEnabled), "nofam"
-// (passes of many rows keep attention_fa: attnManyRows), "noks" (no
+// (passes of many rows keep attention_fa: attnManyRows), "nocluster"
+// (ggml's one-chunk decode attention one block a head: attnCluster), "noks" (no
 // K-split mmq32 kernels: mmq32KSMode), "ks32" / "ks16" (their tiles'
 // weight rows: mmq32KSRows), "mmqfew=N" (mmqFewRows) and "noattnmma16"
 // (long prompts' passes over an F16 cache keep ggml's tiled kernel:
@@ -47,6 +48,8 @@ func applyTune(flags string) {
 			attnMMA = false
 		case "noattnmma16":
 			attnMMAF16 = false
+		case "nocluster":
+			attnCluster = -1
 		case "smallchunks":
 			smallChunks = true
 		case "attnmma32":

@@ -114,19 +114,26 @@ __device__ __forceinline__ float ggml_expf(float x) {
 // it: for dim a multiple of 64, four 16-lane accumulators of fused
 // multiply-adds, reduced (a0+a2)+(a1+a3), then halves added pairwise
 // (_mm512_reduce_add_ps); otherwise one fused sum in order.
-// The keys k are F16 values (u8*: in global memory; u16*: in shared memory,
-// rows 4-byte aligned) or already widened to float32 (exact; in shared
-// memory).
+// The keys k are F16 values (u8*: in global memory) or already widened
+// to float32 (exact; in shared memory).
 __device__ __forceinline__ float kval(const float* k, int i) { return k[i]; }
 __device__ __forceinline__ float kval(const u8* k, int i) { return h2f(((const u16*)k)[i]); }
-__device__ __forceinline__ float kval(const u16* k, int i) { return h2f(k[i]); }
-// kval2 is keys i and i+1 (i even): one 32-bit load from shared memory.
-__device__ __forceinline__ float2 kval2(const float* k, int i) { return make_float2(k[i], k[i + 1]); }
-__device__ __forceinline__ float2 kval2(const u8* k, int i) { return make_float2(kval(k, i), kval(k, i + 1)); }
-__device__ __forceinline__ float2 kval2(const u16* k, int i) {
-    u32 p = ((const u32*)k)[i / 2];
-    return make_float2(h2f((u16)(p & 0xffff)), h2f((u16)(p >> 16)));
+
+// dot_reduce adds dot_f16_ggml's four 16-lane accumulators:
+// (a0+a2)+(a1+a3), then halves pairwise.
+__device__ __forceinline__ float dot_reduce(float (&a)[4][16]) {
+    float v[16];
+#pragma unroll
+    for (int l = 0; l < 16; l++) v[l] = __fadd_rn(__fadd_rn(a[0][l], a[2][l]), __fadd_rn(a[1][l], a[3][l]));
+#pragma unroll
+    for (int l = 0; l < 8; l++) v[l] = __fadd_rn(v[l], v[l + 8]);
+#pragma unroll
+    for (int l = 0; l < 4; l++) v[l] = __fadd_rn(v[l], v[l + 4]);
+#pragma unroll
+    for (int l = 0; l < 2; l++) v[l] = __fadd_rn(v[l], v[l + 2]);
+    return __fadd_rn(v[0], v[1]);
 }
+
 template <class K>
 __device__ __forceinline__ float dot_f16_ggml(const K* __restrict__ k, const float* __restrict__ q, int dim) {
     if (dim % 64 != 0) {
@@ -143,21 +150,59 @@ __device__ __forceinline__ float dot_f16_ggml(const K* __restrict__ k, const flo
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
-            for (int l = 0; l < 16; l += 2) {
+            for (int l = 0; l < 16; l++) {
                 int e = i + 16 * j + l;
-                float2 kv = kval2(k, e);
-                a[j][l] = __fmaf_rn(kv.x, q[e], a[j][l]);
-                a[j][l + 1] = __fmaf_rn(kv.y, q[e + 1], a[j][l + 1]);
+                a[j][l] = __fmaf_rn(kval(k, e), q[e], a[j][l]);
             }
     }
-    float v[16];
+    return dot_reduce(a);
+}
+
+// unpack8 widens 8 F16 values (16 bytes) to float32.
+__device__ __forceinline__ void unpack8(uint4 p, float* k) {
+    u32 w[4] = {p.x, p.y, p.z, p.w};
 #pragma unroll
-    for (int l = 0; l < 16; l++) v[l] = __fadd_rn(__fadd_rn(a[0][l], a[2][l]), __fadd_rn(a[1][l], a[3][l]));
+    for (int u = 0; u < 4; u++) k[2 * u] = h2f((u16)(w[u] & 0xffff)), k[2 * u + 1] = h2f((u16)(w[u] >> 16));
+}
+
+// dot_f16_swz is dot_f16_ggml over key row k of dim F16 values in shared
+// memory whose 16-byte chunks are swizzled (chunk c at c ^ (key & swz), as
+// fa_copy places them: 16-byte loads from 8 rows meet no bank twice) and
+// the float32 query q (shared, 16-byte aligned): the same sums.
+__device__ __forceinline__ float dot_f16_swz(const u16* __restrict__ k, int key, int swz, const float* __restrict__ q,
+                                             int dim) {
+    int x = key & swz;
+    if (dim % 64 != 0) {
+        float s = 0.0f;
+        for (int c = 0; c < dim / 8; c++) {
+            float kv[8];
+            unpack8(*(const uint4*)(k + (c ^ x) * 8), kv);
 #pragma unroll
-    for (int w = 8; w >= 1; w /= 2)
+            for (int u = 0; u < 8; u++) s = __fmaf_rn(kv[u], q[8 * c + u], s);
+        }
+        return s;
+    }
+    float a[4][16];
 #pragma unroll
-        for (int l = 0; l < w; l++) v[l] = __fadd_rn(v[l], v[l + w]);
-    return v[0];
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int l = 0; l < 16; l++) a[j][l] = 0.0f;
+    for (int i = 0; i < dim; i += 64) {
+#pragma unroll
+        for (int cc = 0; cc < 8; cc++) {
+            int c = i / 8 + cc;
+            float kv[8];
+            unpack8(*(const uint4*)(k + (c ^ x) * 8), kv);
+            float4 q0 = *(const float4*)(q + 8 * c), q1 = *(const float4*)(q + 8 * c + 4);
+            float qv[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                int e = 8 * cc + u;
+                a[e / 16][e % 16] = __fmaf_rn(kv[u], qv[u], a[e / 16][e % 16]);
+            }
+        }
+    }
+    return dot_reduce(a);
 }
 
 // fa_tile_softmax is one key tile's online-softmax step of ggml's tiled
@@ -228,119 +273,123 @@ __device__ void stage_keys(const u8* kc, int kvStride, int off, int ic, int nk, 
 #define FA_DEC_DIM 128
 #define FA_DEC_SC 1024
 
-// stage_f16 copies rows j0..j0+nk-1 (F16, head offset off, rows kvStride
-// apart; dim a multiple of 8) of cache a into da and, where b is not null,
-// of cache b into db, as rows of dim+2 halves in shared memory (a thread
-// reading its own row's element i meets no other thread's bank): 16-byte
-// loads, 8 of each cache a thread issued before its stores.
-__device__ void stage_f16(const u8* a, u16* da, const u8* b, u16* db, int kvStride, int off, int j0, int nk, int dim) {
-    int c8 = dim / 8, total = nk * c8, rw = dim / 2 + 1;
-    for (int i0 = threadIdx.x; i0 < total; i0 += 8 * blockDim.x) {
-        uint4 va[8], vb[8];
-#pragma unroll
-        for (int u = 0; u < 8; u++) {
-            int idx = i0 + u * blockDim.x, key = idx / c8, p = idx % c8;
-            i64 at = ((i64)(j0 + key) * kvStride + off) * 2 + p * 16;
-            va[u] = idx < total ? *(const uint4*)(a + at) : make_uint4(0, 0, 0, 0);
-            vb[u] = b != nullptr && idx < total ? *(const uint4*)(b + at) : make_uint4(0, 0, 0, 0);
-        }
-#pragma unroll
-        for (int u = 0; u < 8; u++) {
-            int idx = i0 + u * blockDim.x, key = idx / c8, p = idx % c8;
-            if (idx >= total) continue;
-            u32* w = (u32*)da + key * rw + 4 * p;
-            w[0] = va[u].x, w[1] = va[u].y, w[2] = va[u].z, w[3] = va[u].w;
-            if (b != nullptr) {
-                w = (u32*)db + key * rw + 4 * p;
-                w[0] = vb[u].x, w[1] = vb[u].y, w[2] = vb[u].z, w[3] = vb[u].w;
-            }
-        }
-    }
-}
-
 // copy_rows_async starts copying nk rows (keys j0.., head offset off in
 // elements, rows kvStride elements apart; rowBytes each, a multiple of 16)
 // of cache src into dst (rows dstStride bytes apart) as 16-byte cp.async
 // pieces issued by threads tid of nthr, then commits them as one group;
-// cp.async.wait_all (or wait_group) completes them.
+// cp.async.wait_all (or wait_group) completes them. Where swz is not 0,
+// piece p of row k lands at piece p ^ (k & swz) of its row.
 __device__ __forceinline__ void copy_rows_async(const u8* src, u8* dst, i64 kvStride, i64 off, int j0, int nk,
-                                                int rowBytes, int elem, int dstStride, int tid, int nthr) {
-    int pr = rowBytes / 16, total = nk * pr;
-    for (int i = tid; i < total; i += nthr) {
-        int key = i / pr, p = i % pr;
+                                                int rowBytes, int elem, int dstStride, int tid, int nthr,
+                                                int swz = 0) {
+    int pr = rowBytes / 16;
+    auto piece = [&](int key, int p) {
         const u8* s = src + (((i64)(j0 + key) * kvStride + off) * elem) + p * 16;
-        u32 d = (u32)__cvta_generic_to_shared(dst + key * dstStride + p * 16);
+        u32 d = (u32)__cvta_generic_to_shared(dst + key * dstStride + (p ^ (key & swz)) * 16);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(s) : "memory");
+    };
+    if (nthr % pr == 0) {
+        // A thread's pieces are the same piece of every (nthr/pr)-th row:
+        // no division a piece.
+        for (int key = tid / pr, p = tid % pr; key < nk; key += nthr / pr) piece(key, p);
+    } else {
+        for (int i = tid; i < nk * pr; i += nthr) piece(i / pr, i % pr);
     }
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-// fa_chain runs one output element's F16 accumulator of ggml's one-chunk
-// kernel over nk keys in order: v the element's values (F16, rows dim
-// apart), w the keys' weights (-ms where a key is a new maximum: the
-// accumulator is first scaled by ms and rounded, and the value added with
-// weight 1). Each step rounds to F16 as ggml_vec_scale_f16 and
-// ggml_vec_mad_f16 do. Groups of 8 keys load their weights and values one
-// group ahead, and a group without a new maximum (the weights are the same
-// for every thread: a uniform branch) runs only the fused multiply-add
-// chain: widen, fma, round.
-__device__ __forceinline__ u16 fa_chain(u16 acc, const u16* __restrict__ v, int dim, const float* __restrict__ w,
-                                        int nk) {
+// fa_acc is one output element's F16 accumulator in ggml's one-chunk
+// kernel: its values v (F16, rows dim apart); each step rounds to F16 as
+// ggml_vec_scale_f16 and ggml_vec_mad_f16 do.
+struct fa_acc {
+    u16 acc;
+    const u16* v;
+    int dim;
+    __device__ __forceinline__ u32 load(int t) const { return v[t * dim]; }  // u32: packing would wait for the load
+    __device__ __forceinline__ void add(u32 x, float w) { acc = f2h(__fmaf_rn(h2f((u16)x), w, h2f(acc))); }
+    __device__ __forceinline__ void scale(float ms) { acc = f2h(__fmul_rn(h2f(acc), ms)); }
+};
+
+// fa_sum is the one-chunk kernel's running sum of the weights.
+struct fa_sum {
+    float S;
+    __device__ __forceinline__ u32 load(int) const { return 0; }
+    __device__ __forceinline__ void add(u32, float w) { S = __fadd_rn(S, w); }
+    __device__ __forceinline__ void scale(float ms) { S = __fmul_rn(S, ms); }
+};
+
+// fa_run takes nk keys into chain c (fa_acc or fa_sum) in order: w the
+// keys' weights, -ms where a key is a new maximum (the chain is scaled by
+// ms, then the key added with weight 1). Groups of 8 keys load their
+// weights and values one group ahead, and a group without a new maximum
+// (the weights are the same for every thread: a uniform branch) runs only
+// the additions.
+template <class C>
+__device__ __forceinline__ void fa_run(C& c, const float* __restrict__ w, int nk) {
     int ng = nk / 8;
     float wn[8];
-    u32 vn[8];  // not u16: packing pairs would wait for the loads
+    u32 vn[8];
     if (ng > 0) {
 #pragma unroll
-        for (int u = 0; u < 8; u++) wn[u] = w[u], vn[u] = v[u * dim];
+        for (int u = 0; u < 8; u++) wn[u] = w[u], vn[u] = c.load(u);
     }
     for (int g = 0; g < ng; g++) {
-        float ww[8], vv[8];
-        u32 neg = 0;
+        float ww[8];
+        u32 vv[8], neg = 0;
 #pragma unroll
-        for (int u = 0; u < 8; u++) {
-            ww[u] = wn[u], vv[u] = h2f((u16)vn[u]);
-            neg |= __float_as_uint(ww[u]);
-        }
+        for (int u = 0; u < 8; u++) ww[u] = wn[u], vv[u] = vn[u], neg |= __float_as_uint(wn[u]);
         if (g + 1 < ng) {
             int t = (g + 1) * 8;
 #pragma unroll
-            for (int u = 0; u < 8; u++) wn[u] = w[t + u], vn[u] = v[(t + u) * dim];
+            for (int u = 0; u < 8; u++) wn[u] = w[t + u], vn[u] = c.load(t + u);
         }
         if ((neg >> 31) == 0) {
 #pragma unroll
-            for (int u = 0; u < 8; u++) acc = f2h(__fmaf_rn(vv[u], ww[u], h2f(acc)));
+            for (int u = 0; u < 8; u++) c.add(vv[u], ww[u]);
         } else {
 #pragma unroll
             for (int u = 0; u < 8; u++) {
-                float vs = ww[u];
-                if (__float_as_uint(vs) >> 31) {
-                    acc = f2h(__fmul_rn(h2f(acc), -vs));
-                    vs = 1.0f;
+                float x = ww[u];
+                if (__float_as_uint(x) >> 31) {
+                    c.scale(-x);
+                    x = 1.0f;
                 }
-                acc = f2h(__fmaf_rn(vv[u], vs, h2f(acc)));
+                c.add(vv[u], x);
             }
         }
     }
     for (int t = ng * 8; t < nk; t++) {
-        float vs = w[t];
-        if (__float_as_uint(vs) >> 31) {
-            acc = f2h(__fmul_rn(h2f(acc), -vs));
-            vs = 1.0f;
+        float x = w[t];
+        if (__float_as_uint(x) >> 31) {
+            c.scale(-x);
+            x = 1.0f;
         }
-        acc = f2h(__fmaf_rn(h2f(v[t * dim]), vs, h2f(acc)));
+        c.add(c.load(t), x);
     }
-    return acc;
 }
 
-// fa_sum_chain adds nk keys' weights to the running sum S in order (a
-// new maximum's -ms scales it first), as ggml's one-chunk kernel.
-__device__ __forceinline__ float fa_sum_chain(float S, const float* __restrict__ w, int nk) {
-#pragma unroll 8
-    for (int t = 0; t < nk; t++) {
-        float x = w[t];
-        S = (__float_as_uint(x) >> 31) ? __fadd_rn(__fmul_rn(S, -x), 1.0f) : __fadd_rn(S, x);
+// fa_softmax turns the scores sc[0..n) of one query row into ggml's
+// one-chunk weights in place: -ms where a key is a new maximum, else vs
+// (expf as exp in double, rounded). The online softmax's maxima are prefix
+// maxima: each thread takes a segment of keys, a block scan gives the
+// maximum before it, and the exponentials run in parallel; only the
+// running sum S (fa_run) stays serial. Every thread of the block calls it.
+__device__ __forceinline__ void fa_softmax(float* sc, int n) {
+    const float ninf = __uint_as_float(0xff800000u);
+    int per = (n + blockDim.x - 1) / blockDim.x;
+    int lo = min(n, (int)threadIdx.x * per), hi = min(n, lo + per);
+    float seg = ninf;
+    for (int j = lo; j < hi; j++) seg = fmaxf(seg, sc[j]);
+    float M = block_excl_max(seg);
+    for (int j = lo; j < hi; j++) {
+        float s = sc[j];
+        if (s > M) {
+            sc[j] = -(float)exp((double)__fsub_rn(M, s));
+            M = s;
+        } else {
+            sc[j] = (float)exp((double)__fsub_rn(s, M));
+        }
     }
-    return S;
 }
 
 // attention_fa is ggml's CPU flash attention for one query row over an F16
@@ -356,12 +405,13 @@ __device__ __forceinline__ float fa_sum_chain(float S, const float* __restrict__
 // finally each thread owns output elements whose F16 accumulator takes the
 // keys in order, rounded to F16 after every scale and fused multiply-add,
 // as ggml_vec_scale_f16 and ggml_vec_mad_f16 do. For head dims up to 128
-// (multiples of 8) keys and values go by tiles of 256 staged in shared
-// memory as F16 (the first value tile by cp.async while the block loads
-// the first key tile); the element chains (fa_chain) run a value tile
-// while the warps past the output elements copy the next one, and the
-// running sum, serial too, is taken meanwhile by the block's last thread.
-// Up to 1,024 keys the scores and weights stay in shared memory.
+// (multiples of 8) keys, then values, go by tiles of 256 through two
+// buffers in shared memory, copied by cp.async while the block works on
+// the tile before; the element chains (fa_run) run a value tile while the
+// warps past the output elements copy the next one, and the running sum,
+// serial too, is taken meanwhile by the block's last thread. Up to 1,024
+// keys the scores and weights stay in shared memory. attention_fa_cl
+// (below) spreads a head over a cluster of blocks.
 //
 // Tiled (faTiledRow): key tiles of 64; scores as fused chains over the
 // head dimension with the float32 query; per tile warp 0 takes the
@@ -476,38 +526,42 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
         return;
     }
     if (TILED_ONLY) return;
-    // Staged (head dims up to 128, multiples of 8): key tiles of KT keys
-    // as F16 in shared memory (16-byte loads by the whole block), one key
-    // a thread; the first key and value tiles are loaded first of all, and
-    // rows of up to FA_DEC_SC keys keep their scores in shared memory.
+    // Staged (head dims up to 128, multiples of 8, a warp past the output
+    // elements): the row's key tiles of KT keys, then its value tiles, go
+    // through two buffers in shared memory (tile s in buffer s % 2), each
+    // copied by cp.async while the block works on the tile before it.
+    // Rows of up to FA_DEC_SC keys keep their scores in shared memory.
     int pw = (dim + WARP - 1) / WARP * WARP;  // the warps of the output elements' chains
     bool staged = dim % 8 == 0 && dim <= FA_DEC_DIM && (int)blockDim.x >= KT && (int)blockDim.x >= pw + WARP;
-    // (staged) The scores, then weights, of up to FA_DEC_SC keys (more:
-    // in the scores scratch, and here two tiles' weights at a time).
-    float* wsh = qs + dim;
-    u16* kb = (u16*)(wsh + FA_DEC_SC);
-    u16* vb = kb + KT * (dim + 2);
+    float* wsh = qs + dim;  // (staged) the scores, then weights, of up to FA_DEC_SC keys
+    u16* buf = (u16*)(wsh + FA_DEC_SC);
     bool local = staged && n <= FA_DEC_SC;
     float* sc = local ? wsh : scores + (i64)h * ctx;
-    if (staged) {
-        // The first value tile (rows of dim halves) by cp.async, while the
-        // first key tile goes through registers.
-        copy_rows_async(vc, (u8*)vb, kvStride, off, 0, min(n, KT), dim * 2, 2, dim * 2, threadIdx.x, blockDim.x);
-        stage_f16(kc, kb, nullptr, nullptr, kvStride, off, 0, min(n, KT), dim);
-    }
+    int nt = (n + KT - 1) / KT, cs = dim / 8;
+    // Key rows' 16-byte chunks swizzled (dot_f16_swz); value rows plain.
+    int swz = cs % 8 == 0 ? 7 : cs % 4 == 0 ? 3 : cs % 2 == 0 ? 1 : 0;
+    // tile(s, tid, nthr) starts tile s's copy by threads tid of nthr (one
+    // commit group each).
+    auto tile = [&](int s, int tid, int nthr) {
+        int j0 = (s % nt) * KT;
+        copy_rows_async(s < nt ? kc : vc, (u8*)(buf + (s % 2) * KT * dim), kvStride, off, j0, min(KT, n - j0),
+                        dim * 2, 2, dim * 2, tid, nthr, s < nt ? swz : 0);
+    };
+    if (staged) tile(0, threadIdx.x, blockDim.x), tile(1, threadIdx.x, blockDim.x);
     for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(__ldcg(q + h * dim + i)));
     __syncthreads();
     if (staged) {
-        for (int j0 = 0; j0 < n; j0 += KT) {
-            int nk = min(KT, n - j0);
-            if (j0 > 0) {
-                __syncthreads();  // the previous tile is used
-                stage_f16(kc, kb, nullptr, nullptr, kvStride, off, j0, nk, dim);
-                __syncthreads();
-            }
-            if ((int)threadIdx.x < nk)
-                sc[j0 + threadIdx.x] = __fmul_rn(dot_f16_ggml(kb + threadIdx.x * (dim + 2), qs, dim), scale);
+        // The key tiles, the block a key a thread; the next tile (and after
+        // the last key tile the first value tile) copied meanwhile.
+        for (int s = 0; s < nt; s++) {
+            int j0 = s * KT, nk = min(KT, n - j0), k = threadIdx.x;
+            asm volatile("cp.async.wait_group 1;" ::: "memory");  // tile s + 1 <= nt may still come
+            __syncthreads();
+            if (k < nk) sc[j0 + k] = __fmul_rn(dot_f16_swz(buf + (s % 2) * KT * dim + k * dim, k, swz, qs, dim), scale);
+            __syncthreads();  // the buffer is free
+            if (s + 2 <= nt) tile(s + 2, threadIdx.x, blockDim.x);
         }
+        asm volatile("cp.async.wait_group 0;" ::: "memory");  // the first value tile
     } else if (n <= (int)blockDim.x) {
         // One key a thread, read from global memory: one round (decoding).
         if ((int)threadIdx.x < n)
@@ -523,103 +577,50 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
         }
     }
     __syncthreads();
-    // The online softmax's maxima are prefix maxima: each thread takes a
-    // segment of keys, a block scan gives the maximum before it, and the
-    // exponentials run in parallel; only the running sum S stays serial.
-    {
-        const float ninf = __uint_as_float(0xff800000u);
-        int per = (n + blockDim.x - 1) / blockDim.x;
-        int lo = min(n, (int)threadIdx.x * per), hi = min(n, lo + per);
-        float seg = ninf;
-        for (int j = lo; j < hi; j++) seg = fmaxf(seg, sc[j]);
-        float M = block_excl_max(seg);
-        for (int j = lo; j < hi; j++) {
-            float s = sc[j];
-            if (s > M) {
-                sc[j] = -(float)exp((double)__fsub_rn(M, s));
-                M = s;
-            } else {
-                sc[j] = (float)exp((double)__fsub_rn(s, M));
-            }
-        }
-    }
-    asm volatile("cp.async.wait_all;" ::: "memory");  // (staged) the first value tile
+    fa_softmax(sc, n);
     __syncthreads();
     if (staged) {
-        // Value tiles of KT keys, as rows of dim halves, alternately in vb
-        // and kb (the keys are done); thread i < dim runs output element
-        // i's chain over a tile's keys (fa_chain), while the warps past the
-        // output elements copy the next tile (cp.async) and, without the
-        // scores here, its weights, and the last thread adds the running
-        // sum S (both in key order, as below).
-        int i = threadIdx.x, last = blockDim.x - 1, np = blockDim.x - pw;
-        u16 acc = 0;
-        float S = 0.0f;
-        if (!local)
-            for (int k = i; k < min(n, KT); k += blockDim.x) wsh[k] = sc[k];
-        __syncthreads();
-        for (int j0 = 0, t = 0; j0 < n; j0 += KT, t++) {
-            int nk = min(KT, n - j0);
-            const u16* vt = t % 2 == 0 ? vb : kb;
-            const float* wt = local ? wsh + j0 : wsh + (t % 2) * KT;
+        // Thread i < dim runs output element i's chain over each value
+        // tile's keys (fa_run) while the warps past the elements copy the
+        // next tile, and the block's last thread adds the running sum S.
+        int i = threadIdx.x, last = blockDim.x - 1;
+        fa_acc c{0, nullptr, dim};
+        fa_sum f{0.0f};
+        for (int t = 0; t < nt; t++) {
+            int s = nt + t, j0 = t * KT, nk = min(KT, n - j0);
             if (i < dim) {
-                acc = fa_chain(acc, vt + i, dim, wt, nk);
+                c.v = buf + (s % 2) * KT * dim + i;
+                fa_run(c, sc + j0, nk);
             } else if (i >= pw) {
-                int j1 = j0 + KT, nk1 = min(KT, n - j1);
-                if (nk1 > 0) {
-                    copy_rows_async(vc, (u8*)(t % 2 == 0 ? kb : vb), kvStride, off, j1, nk1, dim * 2, 2, dim * 2,
-                                    i - pw, np);
-                    if (!local)
-                        for (int k = i - pw; k < nk1; k += np) wsh[((t + 1) % 2) * KT + k] = sc[j1 + k];
-                }
-                if (i == last) S = fa_sum_chain(S, wt, nk);
-                asm volatile("cp.async.wait_all;" ::: "memory");
+                if (t + 1 < nt) tile(s + 1, i - pw, blockDim.x - pw);
+                if (i == last) fa_run(f, sc + j0, nk);
+                asm volatile("cp.async.wait_group 0;" ::: "memory");
             }
             __syncthreads();  // the tile is used; the next one is here
         }
-        if (i == last) total = S;
+        if (i == last) total = f.S;
         __syncthreads();
-        S = total;
-        if (i < dim) out[h * dim + i] = __fmul_rn(h2f(acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
+        float S = total;
+        if (i < dim) out[h * dim + i] = __fmul_rn(h2f(c.acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
         return;
     }
     if (threadIdx.x == 0) {
-        float S = 0.0f;
-#pragma unroll 8
-        for (int j = 0; j < n; j++) {
-            float w = sc[j];
-            S = (__float_as_uint(w) >> 31) ? __fadd_rn(__fmul_rn(S, -w), 1.0f) : __fadd_rn(S, w);
-        }
-        total = S;
+        fa_sum f{0.0f};
+        fa_run(f, sc, n);
+        total = f.S;
     }
     __syncthreads();
     float S = total;
     float inv = S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-        const u16* vr = (const u16*)vc + off + i;
-        u16 acc = 0;
-        for (int j0 = 0; j0 < n; j0 += 8) {
-            float vv[8];
-#pragma unroll
-            for (int u = 0; u < 8; u++) vv[u] = j0 + u < n ? h2f(vr[(i64)(j0 + u) * kvStride]) : 0.0f;
-#pragma unroll
-            for (int u = 0; u < 8; u++) {
-                if (j0 + u >= n) break;
-                float w = sc[j0 + u];
-                float vs = w;
-                if (__float_as_uint(w) >> 31) {
-                    acc = f2h(__fmul_rn(h2f(acc), -w));
-                    vs = 1.0f;
-                }
-                acc = f2h(__fmaf_rn(vv[u], vs, h2f(acc)));
-            }
-        }
-        out[h * dim + i] = __fmul_rn(h2f(acc), inv);
+        fa_acc c{0, (const u16*)vc + off + i, kvStride};
+        fa_run(c, sc, n);
+        out[h * dim + i] = __fmul_rn(h2f(c.acc), inv);
     }
 }
 
 #define ATTN_FA_ARGS q, kc, vc, out, scores, heads, kvHeads, dim, info, ctx, scale, passp, qStride, slotBytes
-extern "C" __global__ void attention_fa(ATTN_FA_PARAMS) {
+extern "C" __global__ void __launch_bounds__(256, 2) attention_fa(ATTN_FA_PARAMS) {
     attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y);
 }
 extern "C" __global__ void __launch_bounds__(256) attention_fa_tiled(ATTN_FA_PARAMS) {
@@ -639,6 +640,85 @@ extern "C" __global__ void __launch_bounds__(FA_M_THREADS, FA_M_BLOCKS) attentio
     attention_fa_body<false, FA_M_KT>(ATTN_FA_ARGS, blockIdx.x, blockIdx.y);
 }
 
+// attention_fa_cl is attention_fa for rows of up to FA_DEC_SC keys (one
+// decode row a head for several blocks: grid (heads x FA_CL, rows), a
+// cluster of FA_CL blocks a head), the same bits: a block's copies and
+// dot products run on one multiprocessor, whose memory requests in flight
+// bound a one-block head (the key and value bytes of 1,024 keys, 512 KiB
+// at dim 128, take most of attention_fa's time there). Block b of the
+// cluster takes the scores of the b-th quarter of the keys, reads the
+// others' from their shared memory (distributed shared memory), runs the
+// softmax of all of them as attention_fa does, and the F16 chains of
+// output elements b*dim/FA_CL.. over the values of its elements only.
+// Rows of more keys, or passes of ggml's tiled kernel, run attention_fa's
+// body in the cluster's first block.
+#define FA_CL 4
+// cluster_arrive and cluster_wait: the cluster's barrier, split (arrive
+// releases this thread's writes, wait acquires the others').
+__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive;" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait;" ::: "memory"); }
+// cluster_load reads the float at p (shared memory) of the cluster's block
+// rank.
+__device__ __forceinline__ float cluster_load(const float* p, int rank) {
+    u32 a = (u32)__cvta_generic_to_shared(p), ra;
+    float v;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(ra) : "memory");
+    return v;
+}
+extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 1) attention_fa_cl(ATTN_FA_PARAMS) {
+    int b = blockIdx.x % FA_CL, h = blockIdx.x / FA_CL, r = blockIdx.y;
+    pdl_start();
+    int n = ROW_POS(info, r) + 1;
+    if (n > FA_DEC_SC || *passp >= 64) {
+        if (b == 0) attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);
+        return;
+    }
+    kc += (i64)ROW_SLOT(info, r) * slotBytes;
+    vc += (i64)ROW_SLOT(info, r) * slotBytes;
+    q += (i64)r * qStride;
+    out += (i64)r * heads * dim;
+    extern __shared__ __align__(16) float faClShared[];
+    __shared__ float total;
+    int e = dim / FA_CL;                 // output elements a block
+    float* qs = faClShared;              // dim
+    float* sc = qs + dim;                // the row's scores, then weights
+    float* mine = sc + FA_DEC_SC;        // this block's scores (FA_DEC_KT)
+    u16* kt = (u16*)(mine + FA_DEC_KT);  // its keys: FA_DEC_KT rows of dim
+    u16* vs = kt + FA_DEC_KT * dim;      // the row's values of its elements: n rows of e
+    int kvStride = kvHeads * dim, off = (h / (heads / kvHeads)) * dim;
+    int chunk = (n + FA_CL - 1) / FA_CL, j0 = min(n, b * chunk), nk = min(chunk, n - j0);
+    int cs = dim / 8, swz = cs % 8 == 0 ? 7 : cs % 4 == 0 ? 3 : cs % 2 == 0 ? 1 : 0;
+    copy_rows_async(kc, (u8*)kt, kvStride, off, j0, nk, dim * 2, 2, dim * 2, threadIdx.x, blockDim.x, swz);
+    copy_rows_async(vc, (u8*)vs, kvStride, off + b * e, 0, n, e * 2, 2, e * 2, threadIdx.x, blockDim.x);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(__ldcg(q + h * dim + i)));
+    asm volatile("cp.async.wait_group 1;" ::: "memory");  // the keys
+    __syncthreads();
+    int k = threadIdx.x;
+    if (k < nk) mine[k] = __fmul_rn(dot_f16_swz(kt + k * dim, k, swz, qs, dim), scale);
+    cluster_arrive();
+    cluster_wait();  // every block's scores are there
+    for (int j = threadIdx.x; j < n; j += blockDim.x) sc[j] = cluster_load(mine + j % chunk, j / chunk);
+    cluster_arrive();  // this block is done with the others' shared memory (waited for at the end)
+    __syncthreads();
+    fa_softmax(sc, n);
+    asm volatile("cp.async.wait_group 0;" ::: "memory");  // the values
+    __syncthreads();
+    int i = threadIdx.x, last = blockDim.x - 1;
+    fa_acc c{0, vs + i, e};
+    if (i < e) {
+        fa_run(c, sc, n);
+    } else if (i == last) {
+        fa_sum f{0.0f};
+        fa_run(f, sc, n);
+        total = f.S;
+    }
+    __syncthreads();
+    float S = total;
+    if (i < e) out[h * dim + b * e + i] = __fmul_rn(h2f(c.acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
+    cluster_wait();  // no block leaves while another reads its scores
+}
+
 // attention_fa_rope is attention_fa for a pass of one row (grid (heads,
 // 1)) with rope_store's work done in it, one launch less a layer of a
 // decode step: block h turns query head h in place and its group's key out
@@ -646,7 +726,7 @@ extern "C" __global__ void __launch_bounds__(FA_M_THREADS, FA_M_BLOCKS) attentio
 // value in the F16 cache, and no block changes the key in q), then runs the
 // attention for head h. Parameters: attention_fa's, then rope_store's
 // invFreq, thetaScale and style.
-extern "C" __global__ void attention_fa_rope(ATTN_FA_PARAMS, const float* __restrict__ invFreq, float thetaScale,
+extern "C" __global__ void __launch_bounds__(256, 2) attention_fa_rope(ATTN_FA_PARAMS, const float* __restrict__ invFreq, float thetaScale,
                                              int style) {
     pdl_start();  // q, k and v come from the product before
     int h = blockIdx.x, r = blockIdx.y, half = dim / 2;

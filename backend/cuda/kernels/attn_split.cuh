@@ -263,7 +263,7 @@ __device__ __forceinline__ void attn_split_merge(const float* __restrict__ part,
 }
 
 // attn_split_fin_fa: attention_fa's parameters, then minKeys and chunk.
-extern "C" __global__ void attn_split_fin_fa(ATTN_FA_PARAMS, int minKeys, int chunk) {
+extern "C" __global__ void __launch_bounds__(256, 2) attn_split_fin_fa(ATTN_FA_PARAMS, int minKeys, int chunk) {
     pdl_start();
     int r = blockIdx.y, n = ROW_POS(info, r) + 1;
     if (n <= minKeys || *passp >= 64) {
