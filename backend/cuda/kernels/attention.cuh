@@ -299,13 +299,15 @@ __device__ __forceinline__ void copy_rows_async(const u8* src, u8* dst, i64 kvSt
 }
 
 // fa_acc is one output element's F16 accumulator in ggml's one-chunk
-// kernel: its values v (F16, rows dim apart); each step rounds to F16 as
-// ggml_vec_scale_f16 and ggml_vec_mad_f16 do.
+// kernel: its values v (F16, rows S halves apart, or dim where S is 0);
+// each step rounds to F16 as ggml_vec_scale_f16 and ggml_vec_mad_f16 do. A
+// constant S makes a group's value loads independent of each other.
+template <int S>
 struct fa_acc {
     u16 acc;
     const u16* v;
     int dim;
-    __device__ __forceinline__ u32 load(int t) const { return v[t * dim]; }  // u32: packing would wait for the load
+    __device__ __forceinline__ u32 load(int t) const { return v[t * (S ? S : dim)]; }  // u32: packing would wait
     __device__ __forceinline__ void add(u32 x, float w) { acc = f2h(__fmaf_rn(h2f((u16)x), w, h2f(acc))); }
     __device__ __forceinline__ void scale(float ms) { acc = f2h(__fmul_rn(h2f(acc), ms)); }
 };
@@ -323,27 +325,37 @@ struct fa_sum {
 // ms, then the key added with weight 1). Groups of 8 keys load their
 // weights and values one group ahead, and a group without a new maximum
 // (the weights are the same for every thread: a uniform branch) runs only
-// the additions.
-template <class C>
-__device__ __forceinline__ void fa_run(C& c, const float* __restrict__ w, int nk) {
+// the additions; with FLAGS, flags[g] (fa_flags) says whether group g has
+// one, else the group's weights are looked at.
+template <bool FLAGS, class C>
+__device__ __forceinline__ void fa_run(C& c, const float* __restrict__ w, const u32* __restrict__ flags, int nk) {
     int ng = nk / 8;
     float wn[8];
-    u32 vn[8];
+    u32 vn[8], fn = 0;
     if (ng > 0) {
 #pragma unroll
         for (int u = 0; u < 8; u++) wn[u] = w[u], vn[u] = c.load(u);
+        if (FLAGS) fn = flags[0];
     }
+#pragma unroll 2
     for (int g = 0; g < ng; g++) {
         float ww[8];
-        u32 vv[8], neg = 0;
+        u32 vv[8], neg = fn;
 #pragma unroll
-        for (int u = 0; u < 8; u++) ww[u] = wn[u], vv[u] = vn[u], neg |= __float_as_uint(wn[u]);
+        for (int u = 0; u < 8; u++) ww[u] = wn[u], vv[u] = vn[u];
+        if (!FLAGS) {
+            u32 o[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) o[u] = __float_as_uint(wn[2 * u]) | __float_as_uint(wn[2 * u + 1]);
+            neg = ((o[0] | o[1]) | (o[2] | o[3])) >> 31;
+        }
         if (g + 1 < ng) {
             int t = (g + 1) * 8;
 #pragma unroll
             for (int u = 0; u < 8; u++) wn[u] = w[t + u], vn[u] = c.load(t + u);
+            if (FLAGS) fn = flags[g + 1];
         }
-        if ((neg >> 31) == 0) {
+        if (neg == 0) {
 #pragma unroll
             for (int u = 0; u < 8; u++) c.add(vv[u], ww[u]);
         } else {
@@ -365,6 +377,38 @@ __device__ __forceinline__ void fa_run(C& c, const float* __restrict__ w, int nk
             x = 1.0f;
         }
         c.add(c.load(t), x);
+    }
+}
+
+// fa_elem runs output element chains (fa_acc from acc) over nk keys: v
+// its values, rows s halves apart (a constant for the usual strides).
+template <bool FLAGS>
+__device__ __forceinline__ u16 fa_elem(u16 acc, const u16* v, int s, const float* w, const u32* flags, int nk) {
+#define FA_ELEM(S)                          \
+    {                                       \
+        fa_acc<S> c{acc, v, s};             \
+        fa_run<FLAGS>(c, w, flags, nk);     \
+        return c.acc;                       \
+    }
+    switch (s) {
+    case 16: FA_ELEM(16)
+    case 32: FA_ELEM(32)
+    case 64: FA_ELEM(64)
+    case 128: FA_ELEM(128)
+    default: FA_ELEM(0)
+    }
+#undef FA_ELEM
+}
+
+// fa_flags sets flags[g] for each whole group g of 8 of the n weights w:
+// 1 where one is a new maximum (its sign bit), else 0. Every thread of
+// the block calls it; the flags are read after a barrier.
+__device__ __forceinline__ void fa_flags(const float* w, u32* flags, int n) {
+    for (int g = threadIdx.x; g < n / 8; g += blockDim.x) {
+        u32 o = 0;
+#pragma unroll
+        for (int u = 0; u < 8; u++) o |= __float_as_uint(w[8 * g + u]);
+        flags[g] = o >> 31;
     }
 }
 
@@ -450,6 +494,7 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
     float* qs = faShared;
     __shared__ float total, tms, ms;
     __shared__ int tflag;
+    __shared__ u32 faFlags[FA_DEC_SC / 8];  // (staged, up to FA_DEC_SC keys) fa_flags
     int group = heads / kvHeads;
     int kvStride = kvHeads * dim;
     int off = (h / group) * dim;
@@ -584,16 +629,24 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
         // tile's keys (fa_run) while the warps past the elements copy the
         // next tile, and the block's last thread adds the running sum S.
         int i = threadIdx.x, last = blockDim.x - 1;
-        fa_acc c{0, nullptr, dim};
+        u16 acc = 0;
         fa_sum f{0.0f};
+        if (local) fa_flags(sc, faFlags, n);
+        __syncthreads();
         for (int t = 0; t < nt; t++) {
             int s = nt + t, j0 = t * KT, nk = min(KT, n - j0);
             if (i < dim) {
-                c.v = buf + (s % 2) * KT * dim + i;
-                fa_run(c, sc + j0, nk);
+                const u16* v = buf + (s % 2) * KT * dim + i;
+                acc = local ? fa_elem<true>(acc, v, dim, sc + j0, faFlags + j0 / 8, nk)
+                            : fa_elem<false>(acc, v, dim, sc + j0, nullptr, nk);
             } else if (i >= pw) {
                 if (t + 1 < nt) tile(s + 1, i - pw, blockDim.x - pw);
-                if (i == last) fa_run(f, sc + j0, nk);
+                if (i == last) {
+                    if (local)
+                        fa_run<true>(f, sc + j0, faFlags + j0 / 8, nk);
+                    else
+                        fa_run<false>(f, sc + j0, nullptr, nk);
+                }
                 asm volatile("cp.async.wait_group 0;" ::: "memory");
             }
             __syncthreads();  // the tile is used; the next one is here
@@ -601,21 +654,20 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
         if (i == last) total = f.S;
         __syncthreads();
         float S = total;
-        if (i < dim) out[h * dim + i] = __fmul_rn(h2f(c.acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
+        if (i < dim) out[h * dim + i] = __fmul_rn(h2f(acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
         return;
     }
     if (threadIdx.x == 0) {
         fa_sum f{0.0f};
-        fa_run(f, sc, n);
+        fa_run<false>(f, sc, nullptr, n);
         total = f.S;
     }
     __syncthreads();
     float S = total;
     float inv = S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-        fa_acc c{0, (const u16*)vc + off + i, kvStride};
-        fa_run(c, sc, n);
-        out[h * dim + i] = __fmul_rn(h2f(c.acc), inv);
+        u16 acc = fa_elem<false>(0, (const u16*)vc + off + i, kvStride, sc, nullptr, n);
+        out[h * dim + i] = __fmul_rn(h2f(acc), inv);
     }
 }
 
@@ -652,7 +704,9 @@ extern "C" __global__ void __launch_bounds__(FA_M_THREADS, FA_M_BLOCKS) attentio
 // output elements b*dim/FA_CL.. over the values of its elements only.
 // Rows of more keys, or passes of ggml's tiled kernel, run attention_fa's
 // body in the cluster's first block.
+#ifndef FA_CL
 #define FA_CL 4
+#endif
 // cluster_arrive and cluster_wait: the cluster's barrier, split (arrive
 // releases this thread's writes, wait acquires the others').
 __device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive;" ::: "memory"); }
@@ -680,6 +734,7 @@ extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 
     out += (i64)r * heads * dim;
     extern __shared__ __align__(16) float faClShared[];
     __shared__ float total;
+    __shared__ u32 flags[FA_DEC_SC / 8];  // fa_flags
     int e = dim / FA_CL;                 // output elements a block
     float* qs = faClShared;              // dim
     float* sc = qs + dim;                // the row's scores, then weights
@@ -704,18 +759,20 @@ extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 
     fa_softmax(sc, n);
     asm volatile("cp.async.wait_group 0;" ::: "memory");  // the values
     __syncthreads();
+    fa_flags(sc, flags, n);
+    __syncthreads();
     int i = threadIdx.x, last = blockDim.x - 1;
-    fa_acc c{0, vs + i, e};
+    u16 acc = 0;
     if (i < e) {
-        fa_run(c, sc, n);
+        acc = fa_elem<true>(0, vs + i, e, sc, flags, n);
     } else if (i == last) {
         fa_sum f{0.0f};
-        fa_run(f, sc, n);
+        fa_run<true>(f, sc, flags, n);
         total = f.S;
     }
     __syncthreads();
     float S = total;
-    if (i < e) out[h * dim + b * e + i] = __fmul_rn(h2f(c.acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
+    if (i < e) out[h * dim + b * e + i] = __fmul_rn(h2f(acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
     cluster_wait();  // no block leaves while another reads its scores
 }
 
