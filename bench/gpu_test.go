@@ -20,8 +20,9 @@ func TestSpliceSection(t *testing.T) {
 		{"empty file", "", sec},
 		{"CPU report only", "# CPU\n", "# CPU\n\n" + sec},
 		{"no final newline", "# CPU", "# CPU\n\n" + sec},
-		{"replaced at the end", "# CPU\n\n" + old + "\n", "# CPU\n\n" + sec + "\n"},
-		{"replaced in the middle", "a\n" + old + "\nb\n", "a\n" + sec + "\nb\n"},
+		{"replaced at the end", "# CPU\n\n" + old + "\n", "# CPU\n\n" + sec},
+		{"replaced twice: no growth", spliceSection("# CPU\n\n"+old+"\n", sec), "# CPU\n\n" + sec},
+		{"replaced in the middle", "a\n" + old + "\nb\n", "a\n" + sec + "b\n"},
 		{"end marker before begin: appended", gpuEnd + "\n" + gpuBegin + "\n", gpuEnd + "\n" + gpuBegin + "\n\n" + sec},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -29,7 +29,9 @@ const (
 )
 
 // spliceSection returns doc with its GPU section (markers included)
-// replaced by section, or section appended when doc has none.
+// replaced by section, or section appended when doc has none. The newline
+// after the old end marker goes with it (section ends with its own), so
+// that rewriting a file does not grow it by a blank line a run.
 func spliceSection(doc, section string) string {
 	i := strings.Index(doc, gpuBegin)
 	j := strings.Index(doc, gpuEnd)
@@ -42,7 +44,7 @@ func spliceSection(doc, section string) string {
 		}
 		return doc + section
 	}
-	return doc[:i] + section + doc[j+len(gpuEnd):]
+	return doc[:i] + section + strings.TrimPrefix(doc[j+len(gpuEnd):], "\n")
 }
 
 // gpuSection returns doc's GPU section with its markers and the newline
