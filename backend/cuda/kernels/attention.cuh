@@ -380,24 +380,24 @@ __device__ __forceinline__ void fa_run(C& c, const float* __restrict__ w, const 
     }
 }
 
-// fa_elem runs output element chains (fa_acc from acc) over nk keys: v
-// its values, rows s halves apart (a constant for the usual strides).
-template <bool FLAGS>
+// fa_elem runs an output element's chain (fa_acc from acc) over nk keys:
+// v its values, rows s halves apart, a constant where s is S0 or S1 (the
+// strides a kernel meets: one instance each, and one for any other).
+template <bool FLAGS, int S0, int S1>
 __device__ __forceinline__ u16 fa_elem(u16 acc, const u16* v, int s, const float* w, const u32* flags, int nk) {
-#define FA_ELEM(S)                          \
-    {                                       \
-        fa_acc<S> c{acc, v, s};             \
-        fa_run<FLAGS>(c, w, flags, nk);     \
-        return c.acc;                       \
+    if (s == S0) {
+        fa_acc<S0> c{acc, v, s};
+        fa_run<FLAGS>(c, w, flags, nk);
+        return c.acc;
     }
-    switch (s) {
-    case 16: FA_ELEM(16)
-    case 32: FA_ELEM(32)
-    case 64: FA_ELEM(64)
-    case 128: FA_ELEM(128)
-    default: FA_ELEM(0)
+    if (s == S1) {
+        fa_acc<S1> c{acc, v, s};
+        fa_run<FLAGS>(c, w, flags, nk);
+        return c.acc;
     }
-#undef FA_ELEM
+    fa_acc<0> c{acc, v, s};
+    fa_run<FLAGS>(c, w, flags, nk);
+    return c.acc;
 }
 
 // fa_flags sets flags[g] for each whole group g of 8 of the n weights w:
@@ -637,8 +637,13 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
             int s = nt + t, j0 = t * KT, nk = min(KT, n - j0);
             if (i < dim) {
                 const u16* v = buf + (s % 2) * KT * dim + i;
-                acc = local ? fa_elem<true>(acc, v, dim, sc + j0, faFlags + j0 / 8, nk)
-                            : fa_elem<false>(acc, v, dim, sc + j0, nullptr, nk);
+                if (local) {
+                    acc = fa_elem<true, 64, 128>(acc, v, dim, sc + j0, faFlags + j0 / 8, nk);
+                } else {
+                    fa_acc<0> c{acc, v, dim};
+                    fa_run<false>(c, sc + j0, nullptr, nk);
+                    acc = c.acc;
+                }
             } else if (i >= pw) {
                 if (t + 1 < nt) tile(s + 1, i - pw, blockDim.x - pw);
                 if (i == last) {
@@ -666,8 +671,9 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
     float S = total;
     float inv = S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-        u16 acc = fa_elem<false>(0, (const u16*)vc + off + i, kvStride, sc, nullptr, n);
-        out[h * dim + i] = __fmul_rn(h2f(acc), inv);
+        fa_acc<0> c{0, (const u16*)vc + off + i, kvStride};
+        fa_run<false>(c, sc, nullptr, n);
+        out[h * dim + i] = __fmul_rn(h2f(c.acc), inv);
     }
 }
 
@@ -764,7 +770,7 @@ extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 
     int i = threadIdx.x, last = blockDim.x - 1;
     u16 acc = 0;
     if (i < e) {
-        acc = fa_elem<true>(0, vs + i, e, sc, flags, n);
+        acc = fa_elem<true, 16, 32>(0, vs + i, e, sc, flags, n);
     } else if (i == last) {
         fa_sum f{0.0f};
         fa_run<true>(f, sc, flags, n);
