@@ -115,8 +115,8 @@ func faStagedBytes(dim, kt int) int {
 }
 
 // faCluster is attention_fa_cl's blocks a head (FA_CL in
-// kernels/attention.cuh; a variable for a PTX built with another).
-var faCluster = 4
+// kernels/attention.cuh).
+const faCluster = 4
 
 // faClusterBytes is attention_fa_cl's shared memory for head dimension
 // dim: the query, faDecScores scores, its own 256 scores and key rows, and

@@ -46,50 +46,80 @@ func TestFlashAttentionPasses(t *testing.T) {
 	be := cpu.New(2)
 	defer be.Close()
 	const ctx, slots = 512, 3
-	legacy, many := attnLegacy, attnManyRows
 	defer save(&attnMMAF16)()
-	defer save(&attnCluster)()
 	attnMMAF16 = false // ggml's kernels, which long passes (attnArgs.long) leave for attn_mma_f16
 	decode := []Row{{Slot: 0, Pos: 300}, {Slot: 1, Pos: 64}, {Slot: 2, Pos: 63}, {Slot: 1, Pos: 65}, {Slot: 0, Pos: 301}, {Slot: 2, Pos: 0}}
-	for _, sh := range []struct{ heads, kvHeads, dim int }{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}, {4, 2, 32}} {
-		kvDim := sh.kvHeads * sh.dim
-		qStride := sh.heads*sh.dim + 2*kvDim
-		slotBytes := ctx * kvDim * 2
-		caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, true)
-		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
-			f16: true, fa: true, qStride: qStride, slotBytes: slotBytes, long: true}
+	variants := []ggmlVariant{{"attention_fa", false, false, -1, -1}, {"attention_fa_m", false, false, 1, -1},
+		{"attention_fa_cl", false, false, -1, 1}, {"attention_fa_tiled", true, true, -1, -1}, {"rows", true, false, -1, -1}}
+	for _, sh := range []attnShape{{6, 2, 128}, {14, 2, 64}, {4, 4, 64}, {4, 2, 32}} {
+		g := newGGMLCaches(r, b, sh, slots, ctx)
 		for _, rows := range [][]Row{decode, passRows(64), passRows(65), passRows(512), passRows(779)} {
-			m := len(rows)
-			q, qs, rc, rp := passQueries(r, rows, caches, sh.heads*sh.dim, qStride)
-			want := make([]float32, len(q))
-			be.FlashAttentionGGML(want, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
-			qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
-			scores := b.poisoned(4 * m * sh.heads * ctx)
-			variants := []struct {
-				name          string
-				host, legacy  bool
-				many, cluster int
-			}{{"attention_fa", false, false, -1, -1}, {"attention_fa_m", false, false, 1, -1},
-				{"attention_fa_cl", false, false, -1, 1}, {"attention_fa_tiled", true, true, -1, -1},
-				{"rows", true, false, -1, -1}}
-			for _, v := range variants {
-				if m < 64 && v.host {
-					continue
-				}
-				attnLegacy, attnManyRows, attnCluster = v.legacy, v.many, v.cluster
-				at := a
-				if v.host {
-					at.pass = m
-				}
-				out := b.poisoned(4 * len(q))
-				err := d.attention(qd, kc, vc, out, scores, info, passp, at, m)
-				attnLegacy, attnManyRows = legacy, many
-				if err != nil {
-					t.Fatal(err)
-				}
-				compare(t, fmt.Sprintf("%dx%d dim %d pass %d %s", sh.heads, sh.kvHeads, sh.dim, m, v.name), b.readFloats(out, len(q)), want, 0)
-			}
+			g.check(t, d, b, r, be, rows, variants)
 		}
+	}
+}
+
+// attnShape is an attention test's heads, KV heads and head dimension.
+type attnShape struct{ heads, kvHeads, dim int }
+
+// ggmlVariant is one way attention runs ggml's numerics: the kernel
+// choices it sets (attnLegacy, attnManyRows, attnCluster), and whether
+// the host knows the pass's rows (attnArgs.pass; otherwise the kernels
+// read them from the device, as captured passes do).
+type ggmlVariant struct {
+	name          string
+	host, legacy  bool
+	many, cluster int
+}
+
+// ggmlCaches is random F16 caches of slots slots and ctx positions on the
+// CPU and the device, with attention's arguments for shape sh.
+type ggmlCaches struct {
+	sh      attnShape
+	caches  []*cpu.KVCache
+	kc, vc  devptr
+	a       attnArgs
+	qStride int
+}
+
+func newGGMLCaches(r *rand.Rand, b *buffers, sh attnShape, slots, ctx int) ggmlCaches {
+	kvDim := sh.kvHeads * sh.dim
+	qStride := sh.heads*sh.dim + 2*kvDim
+	caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, true)
+	a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
+		f16: true, fa: true, qStride: qStride, slotBytes: ctx * kvDim * 2, long: true}
+	return ggmlCaches{sh: sh, caches: caches, kc: kc, vc: vc, a: a, qStride: qStride}
+}
+
+// check runs a pass of rows with random queries through each variant
+// (those that need the host to know the rows only from 64 rows, ggml's
+// tiled kernel) and compares the output with the CPU backend's
+// FlashAttentionGGML over the same caches, bit for bit.
+func (g ggmlCaches) check(t *testing.T, d *Device, b *buffers, r *rand.Rand, be *cpu.Backend, rows []Row, variants []ggmlVariant) {
+	t.Helper()
+	defer save(&attnLegacy)()
+	defer save(&attnManyRows)()
+	defer save(&attnCluster)()
+	sh, m := g.sh, len(rows)
+	q, qs, rc, rp := passQueries(r, rows, g.caches, sh.heads*sh.dim, g.qStride)
+	want := make([]float32, len(q))
+	be.FlashAttentionGGML(want, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
+	qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
+	scores := b.poisoned(4 * m * sh.heads * g.a.ctx)
+	for _, v := range variants {
+		if m < 64 && v.host {
+			continue
+		}
+		attnLegacy, attnManyRows, attnCluster = v.legacy, v.many, v.cluster
+		at := g.a
+		if v.host {
+			at.pass = m
+		}
+		out := b.poisoned(4 * len(q))
+		if err := d.attention(qd, g.kc, g.vc, out, scores, info, passp, at, m); err != nil {
+			t.Fatal(err)
+		}
+		compare(t, fmt.Sprintf("%dx%d dim %d pass %d %s", sh.heads, sh.kvHeads, sh.dim, m, v.name), b.readFloats(out, len(q)), want, 0)
 	}
 }
 
@@ -110,33 +140,12 @@ func TestFlashAttentionLongRows(t *testing.T) {
 	const ctx, slots = 2048, 2
 	defer save(&attnSplitMinGGML)()
 	attnSplitMinGGML = -1
-	defer save(&attnManyRows)()
-	defer save(&attnCluster)()
 	rows := []Row{{Slot: 0, Pos: 0}, {Slot: 1, Pos: 7}, {Slot: 0, Pos: 255}, {Slot: 1, Pos: 256}, {Slot: 0, Pos: 511},
 		{Slot: 1, Pos: 700}, {Slot: 0, Pos: 1023}, {Slot: 1, Pos: 1024}, {Slot: 0, Pos: 1500}, {Slot: 1, Pos: 2047}}
-	for _, sh := range []struct{ heads, kvHeads, dim int }{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}} {
-		kvDim := sh.kvHeads * sh.dim
-		qStride := sh.heads*sh.dim + 2*kvDim
-		caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, true)
-		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
-			f16: true, fa: true, qStride: qStride, slotBytes: ctx * kvDim * 2, long: true}
-		m := len(rows)
-		q, qs, rc, rp := passQueries(r, rows, caches, sh.heads*sh.dim, qStride)
-		want := make([]float32, len(q))
-		be.FlashAttentionGGML(want, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
-		qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
-		scores := b.poisoned(4 * m * sh.heads * ctx)
-		for _, v := range []struct {
-			name          string
-			many, cluster int
-		}{{"attention_fa", -1, -1}, {"attention_fa_m", 1, -1}, {"attention_fa_cl", -1, 1}} {
-			attnManyRows, attnCluster = v.many, v.cluster
-			out := b.poisoned(4 * len(q))
-			if err := d.attention(qd, kc, vc, out, scores, info, passp, a, m); err != nil {
-				t.Fatal(err)
-			}
-			compare(t, fmt.Sprintf("%dx%d dim %d %s", sh.heads, sh.kvHeads, sh.dim, v.name), b.readFloats(out, len(q)), want, 0)
-		}
+	variants := []ggmlVariant{{"attention_fa", false, false, -1, -1}, {"attention_fa_m", false, false, 1, -1},
+		{"attention_fa_cl", false, false, -1, 1}}
+	for _, sh := range []attnShape{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}} {
+		newGGMLCaches(r, b, sh, slots, ctx).check(t, d, b, r, be, rows, variants)
 	}
 }
 

@@ -130,9 +130,9 @@ func greedySame(seq interface {
 // BenchmarkDecodeLong times the graph decode step at positions p..p+127
 // after a prompt has filled the cache (p = 0, 256, 512, 896, 4096 and
 // 16384), on the synthetic 1.5B Q4_K_M (GGUF numerics) and 1.5B BF16
-// (transformers' numerics) models with a context of 16,640 positions: what a user with a
-// long prompt sees. APR_ATTN_SPLIT_MIN=-1 runs today's one-block-a-head
-// kernels for comparison.
+// (transformers' numerics) models with a context of 16,640 positions: what
+// a user with a long prompt sees. APR_ATTN_SPLIT_MIN=-1 runs today's
+// one-block-a-head kernels for comparison.
 func BenchmarkDecodeLong(b *testing.B) {
 	skipWithoutGPU(b)
 	const ctx, fill = 16640, 16384

@@ -50,8 +50,6 @@ func applyTune(flags string) {
 			attnMMAF16 = false
 		case "nocluster":
 			attnCluster = -1
-		case "cluster8": // with a PTX built with -DFA_CL=8
-			faCluster = 8
 		case "smallchunks":
 			smallChunks = true
 		case "attnmma32":

@@ -710,9 +710,7 @@ extern "C" __global__ void __launch_bounds__(FA_M_THREADS, FA_M_BLOCKS) attentio
 // output elements b*dim/FA_CL.. over the values of its elements only.
 // Rows of more keys, or passes of ggml's tiled kernel, run attention_fa's
 // body in the cluster's first block.
-#ifndef FA_CL
 #define FA_CL 4
-#endif
 // cluster_arrive and cluster_wait: the cluster's barrier, split (arrive
 // releases this thread's writes, wait acquires the others').
 __device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive;" ::: "memory"); }
