@@ -243,6 +243,52 @@ __device__ __forceinline__ int fa_tile_softmax(float& k0, float& k1, float& M, f
     return flag;
 }
 
+// fa_tile_softmax8 is fa_tile_softmax for four rows a warp at once: the
+// eight lanes 8g..8g+7 take one row, lane j of them keys j, j+8, .., j+56
+// in e[0..7]. Every sum pairs the same elements as fa_tile_softmax's
+// shuffles: lane j's e[0]+e[1] is the first step of the tree over keys
+// 0-15 (e[2]+e[3] of 16-31, and so on), and three width-8 shuffle steps
+// finish the four trees, whose sums lane 8g adds in double in order. It
+// returns fa_tile_softmax's flag; every lane runs the shuffles (a row whose
+// keys are all masked, 0 returned and nothing changed, computes with the
+// others).
+__device__ __forceinline__ int fa_tile_softmax8(float* e, float& M, float& S, float& ms) {
+    const float ninf = __uint_as_float(0xff800000u);
+    int j = threadIdx.x % 8;
+    float mx = fmaxf(fmaxf(fmaxf(e[0], e[1]), fmaxf(e[2], e[3])), fmaxf(fmaxf(e[4], e[5]), fmaxf(e[6], e[7])));
+#pragma unroll
+    for (int w = 4; w >= 1; w /= 2) mx = fmaxf(mx, __shfl_xor_sync(FULL, mx, w, 8));
+    int flag = 0;
+    if (mx != ninf) {
+        flag = 1;
+        float Mnew = fmaxf(M, mx);
+        if (Mnew > M) {
+            ms = (float)exp((double)__fsub_rn(M, Mnew));
+            S = __fmul_rn(S, ms);
+            flag = 2;
+        }
+        M = Mnew;
+    }
+#pragma unroll
+    for (int t = 0; t < 8; t++) e[t] = ggml_expf(__fsub_rn(e[t], M));
+    float tr[4];
+#pragma unroll
+    for (int t = 0; t < 4; t++) tr[t] = __fadd_rn(e[2 * t], e[2 * t + 1]);
+#pragma unroll
+    for (int w = 4; w >= 1; w /= 2) {
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            float o = __shfl_down_sync(FULL, tr[t], w, 8);
+            if (j < w) tr[t] = __fadd_rn(tr[t], o);
+        }
+    }
+    if (flag) {
+        double sum = __dadd_rn(__dadd_rn(__dadd_rn(__dadd_rn(0.0, (double)tr[0]), (double)tr[1]), (double)tr[2]), (double)tr[3]);
+        S = (float)__dadd_rn((double)S, sum);
+    }
+    return flag;
+}
+
 // stage_keys widens keys ic..ic+nk-1 (F16, head offset off, rows kvStride
 // apart) into ks, 64 rows of dim+1 floats (zeros past nk).
 // Pairs of values (dim is even) in batches of 8 loads a thread.
@@ -835,6 +881,12 @@ extern "C" __global__ void __launch_bounds__(256, 2) attention_fa_rope(ATTN_FA_P
 // the last rows (the most keys) are scheduled first.
 #define FA_KT 64
 #define FA_NT 256
+#ifndef FA_PV
+#define FA_PV 8  // keys a step of the products of weights and values
+#endif
+#ifndef FA_QK
+#define FA_QK 2  // steps of the scores' operands in registers (1: loaded where used)
+#endif
 
 // ldf / stf move RA consecutive floats between registers and shared memory
 // (aligned to RA floats) in one access.
@@ -884,6 +936,7 @@ __device__ __forceinline__ void fa_rows_body(const float* __restrict__ q, const 
                                              int qStride, i64 slotBytes) {
     constexpr int RA = BQ / 16, QP = BQ + 4, KP = FA_KT + 4, VP = DIM + 4, NC = DIM / 16, C8 = DIM / 8;
     constexpr int ITEMS = FA_KT * C8 / FA_NT, NW = FA_NT / WARP, RPW = BQ / NW;
+    static_assert(RPW % 4 == 0, "the softmax step takes four rows a warp at once");
     extern __shared__ __align__(16) float faShared[];
     float* qt = faShared;         // DIM x QP: qt[d*QP + row]
     float* kt = qt + DIM * QP;    // DIM x KP: kt[d*KP + key]
@@ -954,7 +1007,6 @@ __device__ __forceinline__ void fa_rows_body(const float* __restrict__ q, const 
                 stf<4>(&vs[vkey * VP + vc8 * 8], vf);
                 stf<4>(&vs[vkey * VP + vc8 * 8 + 4], vf + 4);
             }
-            if (ic + FA_KT < end) fa_rows_load<DIM>(kb, vb, kvStride, ic + FA_KT, min(FA_KT, end - ic - FA_KT), kr, vr);
             __syncthreads();
             {  // scores: rows ty*RA.., keys tx*4..
                 float s[RA][4];
@@ -962,15 +1014,24 @@ __device__ __forceinline__ void fa_rows_body(const float* __restrict__ q, const 
                 for (int a = 0; a < RA; a++)
 #pragma unroll
                     for (int b = 0; b < 4; b++) s[a][b] = 0.0f;
+                // Each step's operands are loaded FA_QK - 1 steps ahead.
+                float qa[FA_QK][RA], ka[FA_QK][4];
+#pragma unroll
+                for (int u = 0; u < FA_QK - 1; u++) {
+                    ldf<RA>(&qt[u * QP + ty * RA], qa[u]);
+                    ldf<4>(&kt[u * KP + tx * 4], ka[u]);
+                }
 #pragma unroll 8
                 for (int d = 0; d < DIM; d++) {
-                    float qa[RA], ka[4];
-                    ldf<RA>(&qt[d * QP + ty * RA], qa);
-                    ldf<4>(&kt[d * KP + tx * 4], ka);
+                    int cur = d % FA_QK, nx = d + FA_QK - 1;
+                    if (nx < DIM) {
+                        ldf<RA>(&qt[nx * QP + ty * RA], qa[nx % FA_QK]);
+                        ldf<4>(&kt[nx * KP + tx * 4], ka[nx % FA_QK]);
+                    }
 #pragma unroll
                     for (int a = 0; a < RA; a++)
 #pragma unroll
-                        for (int b = 0; b < 4; b++) s[a][b] = __fmaf_rn(qa[a], ka[b], s[a][b]);
+                        for (int b = 0; b < 4; b++) s[a][b] = __fmaf_rn(qa[cur][a], ka[cur][b], s[a][b]);
                 }
 #pragma unroll
                 for (int b = 0; b < 4; b++) {
@@ -980,24 +1041,28 @@ __device__ __forceinline__ void fa_rows_body(const float* __restrict__ q, const 
                     stf<RA>(&pt[(tx * 4 + b) * QP + ty * RA], w);
                 }
             }
+            // The next tile's loads, in flight during the softmax and the
+            // products (not during the scores, whose operands take the
+            // registers).
+            if (ic + FA_KT < end) fa_rows_load<DIM>(kb, vb, kvStride, ic + FA_KT, min(FA_KT, end - ic - FA_KT), kr, vr);
             __syncthreads();
 #pragma unroll
-            for (int k = 0; k < RPW; k++) {  // a warp a row: the softmax step
-                int i = tid / WARP + k * NW, lane = tid % WARP;
-                if (rowNk[i] == 0) {
-                    if (lane == 0) rowFlag[i] = 0;
-                } else {
-                    float k0 = pt[lane * QP + i], k1 = pt[(lane + 32) * QP + i];
-                    float M = rowM[i], S = rowS[i], ms = 1.0f;
-                    int flag = fa_tile_softmax(k0, k1, M, S, ms);
-                    pt[lane * QP + i] = k0;
-                    pt[(lane + 32) * QP + i] = k1;
-                    if (lane == 0) {
-                        rowM[i] = M;
-                        rowS[i] = S;
-                        rowMs[i] = ms;
-                        rowFlag[i] = flag;
-                    }
+            for (int k = 0; k < RPW / 4; k++) {  // eight lanes a row: the softmax step
+                int lane = tid % WARP, j = lane % 8, i = (tid / WARP) * RPW + k * 4 + lane / 8;
+                float e[8];
+#pragma unroll
+                for (int t = 0; t < 8; t++) e[t] = pt[(j + 8 * t) * QP + i];
+                float M = rowM[i], S = rowS[i], ms = 1.0f;
+                int flag = fa_tile_softmax8(e, M, S, ms);  // 0 where rowNk[i] is 0: every score is -inf
+                if (flag) {
+#pragma unroll
+                    for (int t = 0; t < 8; t++) pt[(j + 8 * t) * QP + i] = e[t];
+                }
+                if (j == 0) {
+                    rowM[i] = M;
+                    rowS[i] = S;
+                    rowMs[i] = ms;
+                    rowFlag[i] = flag;
                 }
             }
             __syncthreads();
@@ -1015,9 +1080,26 @@ __device__ __forceinline__ void fa_rows_body(const float* __restrict__ q, const 
                         for (int c = 0; c < NC; c++) acc[a][c] = __fmul_rn(acc[a][c], msa);
                     }
                 }
-                // Keys every row of the thread takes, then those of the
-                // diagonal tile that only some take.
-                for (int tk = 0; tk < hi; tk++) {
+                // Keys every row of the thread takes, FA_PV at a time (their
+                // weights and values loaded before the first product), then
+                // those of the diagonal tile that only some take.
+                int tk = 0;
+                for (; tk + FA_PV <= lo; tk += FA_PV) {
+                    float pa[FA_PV][RA], va[FA_PV][NC];
+#pragma unroll
+                    for (int u = 0; u < FA_PV; u++) {
+                        ldf<RA>(&pt[(tk + u) * QP + ty * RA], pa[u]);
+#pragma unroll
+                        for (int c4 = 0; c4 < NC / 4; c4++) ldf<4>(&vs[(tk + u) * VP + c4 * 64 + tx * 4], &va[u][c4 * 4]);
+                    }
+#pragma unroll
+                    for (int u = 0; u < FA_PV; u++)
+#pragma unroll
+                        for (int a = 0; a < RA; a++)
+#pragma unroll
+                            for (int c = 0; c < NC; c++) acc[a][c] = __fmaf_rn(pa[u][a], va[u][c], acc[a][c]);
+                }
+                for (; tk < hi; tk++) {
                     float pa[RA];
                     ldf<RA>(&pt[tk * QP + ty * RA], pa);
                     bool all = tk < lo;
@@ -1054,7 +1136,7 @@ __device__ __forceinline__ void fa_rows_body(const float* __restrict__ q, const 
         float *__restrict__ out, int heads, int kvHeads, const int *__restrict__ info, int m, float scale, \
         int qStride, i64 slotBytes
 #define ATTN_FA_ROWS(DIM, BQ)                                                                      \
-    extern "C" __global__ void __launch_bounds__(FA_NT) attention_fa_rows_##DIM##_##BQ(ATTN_FA_ROWS_PARAMS) { \
+    extern "C" __global__ void __launch_bounds__(FA_NT, 2) attention_fa_rows_##DIM##_##BQ(ATTN_FA_ROWS_PARAMS) { \
         fa_rows_body<DIM, BQ>(q, kc, vc, out, heads, kvHeads, info, m, scale, qStride, slotBytes); \
     }
 // 32 rows a block of 256 threads: of 16, 32 and 64 rows the fastest at
