@@ -205,6 +205,22 @@ __device__ __forceinline__ float dot_f16_swz(const u16* __restrict__ k, int key,
     return dot_reduce(a);
 }
 
+// fa_tile_max takes a key tile's maximum tileMax (not -inf) into a row's
+// running maximum M: where M grows, the running sum S is scaled by ms (the
+// exponential of the old maximum less the new, in double, rounded to
+// float) and 2 is returned, else 1.
+__device__ __forceinline__ int fa_tile_max(float tileMax, float& M, float& S, float& ms) {
+    int flag = 1;
+    float Mnew = fmaxf(M, tileMax);
+    if (Mnew > M) {
+        ms = (float)exp((double)__fsub_rn(M, Mnew));
+        S = __fmul_rn(S, ms);
+        flag = 2;
+    }
+    M = Mnew;
+    return flag;
+}
+
 // fa_tile_softmax is one key tile's online-softmax step of ggml's tiled
 // kernel for one query row (ggml_vec_soft_max_f32 after the rescale), run
 // by a whole warp: lane l holds the scores of keys l and l+32 (-inf where
@@ -219,14 +235,7 @@ __device__ __forceinline__ int fa_tile_softmax(float& k0, float& k1, float& M, f
     int lane = threadIdx.x % WARP;
     float tileMax = warp_max(fmaxf(k0, k1));
     if (tileMax == ninf) return 0;
-    int flag = 1;
-    float Mnew = fmaxf(M, tileMax);
-    if (Mnew > M) {
-        ms = (float)exp((double)__fsub_rn(M, Mnew));
-        S = __fmul_rn(S, ms);
-        flag = 2;
-    }
-    M = Mnew;
+    int flag = fa_tile_max(tileMax, M, S, ms);
     float e0 = ggml_expf(__fsub_rn(k0, M)), e1 = ggml_expf(__fsub_rn(k1, M));
     k0 = e0;
     k1 = e1;
@@ -258,17 +267,7 @@ __device__ __forceinline__ int fa_tile_softmax8(float* e, float& M, float& S, fl
     float mx = fmaxf(fmaxf(fmaxf(e[0], e[1]), fmaxf(e[2], e[3])), fmaxf(fmaxf(e[4], e[5]), fmaxf(e[6], e[7])));
 #pragma unroll
     for (int w = 4; w >= 1; w /= 2) mx = fmaxf(mx, __shfl_xor_sync(FULL, mx, w, 8));
-    int flag = 0;
-    if (mx != ninf) {
-        flag = 1;
-        float Mnew = fmaxf(M, mx);
-        if (Mnew > M) {
-            ms = (float)exp((double)__fsub_rn(M, Mnew));
-            S = __fmul_rn(S, ms);
-            flag = 2;
-        }
-        M = Mnew;
-    }
+    int flag = mx != ninf ? fa_tile_max(mx, M, S, ms) : 0;
 #pragma unroll
     for (int t = 0; t < 8; t++) e[t] = ggml_expf(__fsub_rn(e[t], M));
     float tr[4];
