@@ -141,11 +141,7 @@ __device__ __forceinline__ float dot_f16_ggml(const K* __restrict__ k, const flo
         for (int i = 0; i < dim; i++) s = __fmaf_rn(kval(k, i), q[i], s);
         return s;
     }
-    float a[4][16];
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-#pragma unroll
-        for (int l = 0; l < 16; l++) a[j][l] = 0.0f;
+    float a[4][16] = {};  // dot_reduce's four 16-lane accumulators
     for (int i = 0; i < dim; i += 64) {
 #pragma unroll
         for (int j = 0; j < 4; j++)
@@ -182,11 +178,7 @@ __device__ __forceinline__ float dot_f16_swz(const u16* __restrict__ k, int key,
         }
         return s;
     }
-    float a[4][16];
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-#pragma unroll
-        for (int l = 0; l < 16; l++) a[j][l] = 0.0f;
+    float a[4][16] = {};  // dot_reduce's four 16-lane accumulators
     for (int i = 0; i < dim; i += 64) {
 #pragma unroll
         for (int cc = 0; cc < 8; cc++) {
