@@ -291,12 +291,15 @@ var (
 var attnF32Decode = true
 
 // attnMMA runs the passes of attnF32MinRows rows and more over a float32
-// cache on attn_mma (kernels/attn_mma.cuh: 3xTF32 tensor-core products,
+// cache on attn_mma (kernels/attn_mma.cuh: split F16 tensor-core products,
 // float32-level results) instead of attn_f32_rows, where the PTX has it.
 // A variable for the tests and benchmarks (APR_CUDA_TUNE=noattnmma). H100
 // (f096c09, BenchmarkAttentionF32, one pp512 layer): 1.5B 115 -> 60.5 us,
 // 0.5B 64.9 -> 35.9 us; BenchmarkPrefillAttention -hf pp512: 1.5B 49.1k ->
-// 54.1k tok/s, 0.5B 109.4k -> 119.0k.
+// 54.1k tok/s, 0.5B 109.4k -> 119.0k. Split F16 products (m16n8k16)
+// instead of 3xTF32 (m16n8k8), H100, BenchmarkPrefillLong -hf: 1.5B pp4096
+// 37.5k -> 43.6k, pp16384 18.9k -> 24.9k; 0.5B 76.6k -> 91.5k, 38.7k ->
+// 51.4k.
 var attnMMA = true
 
 // attnMMARows is the query rows of an attn_mma block (64 or 32: the
@@ -406,11 +409,12 @@ var attnMMAKernels = map[attnMMAKey]string{
 }
 
 // attnMMAShared is attn_mma's dynamic shared memory: two key and two
-// value tiles of 64 rows and the block's rows' queries (float32: split in
-// two, rows of dim+4 floats; F16: rows of dim+8 halves).
+// value tiles of 64 rows and the block's rows' F16 queries (rows of dim+8
+// halves; float32 cache: their hi and lo parts, key rows of dim+8 floats
+// and value rows of dim+4; F16 cache: key and value rows of dim+8 halves).
 func attnMMAShared(dim, rows int, f16 bool) int {
 	if f16 {
 		return 2 * (4*64 + rows) * (dim + 8)
 	}
-	return 4 * (4*64 + 2*rows) * (dim + 4)
+	return 4*2*64*(2*dim+12) + 2*2*rows*(dim+8)
 }

@@ -36,7 +36,7 @@ func init() {
 // 64 and 32 rows; passes of 64 rows and more; all keys a block, and key
 // ranges of 256 and 128 positions merged by attn_f32_merge) and, as a control,
 // attention (a block per row and head). All differ from the CPU by float32
-// rounding only (softmax in float32 or double, sums in other orders, 3xTF32
+// rounding only (softmax in float32 or double, sums in other orders, split F16
 // products): within 1e-5 of the largest output.
 func TestAttentionF32Passes(t *testing.T) {
 	d := testDevice(t)

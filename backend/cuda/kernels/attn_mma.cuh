@@ -2,10 +2,13 @@
 //
 // attn_mma_DIM_BQ is attn_f32_rows' attention (causal grouped-query
 // attention with transformers' numerics: float32 keys and values, softmax
-// in float32) on mma.sync m16n8k8 TF32 tensor-core products with split
-// operands (3xTF32, as mmf.cuh: x = hi + lo, hi = tf32(x), lo = tf32(x -
-// hi), a*b ~ lo_a*hi_b + hi_a*lo_b + hi_a*hi_b), which keeps float32-level
-// results. attn_mma_f16_DIM_BQ is the same attention over an F16 cache (the
+// in float32) on mma.sync m16n8k16 F16 tensor-core products with split
+// operands (x = hi + lo, hi = f16(x), lo = f16(x - hi): 22 of float32's 24
+// bits, a*b ~ lo_a*hi_b + hi_a*lo_b + hi_a*hi_b, as 3xTF32 but with half
+// the product instructions of m16n8k8 TF32), which keeps float32-level
+// results. F16's range bounds the keys, values and queries (|x| < 65504),
+// as llama.cpp's default F16 cache does; a lo part below F16's normal range
+// loses bits only below 2^-25 of the result. attn_mma_f16_DIM_BQ is the same attention over an F16 cache (the
 // CPU's Attention over one: the query rounded to F16, scores, softmax and
 // sums in float32) on mma.sync m16n8k16 F16 products with float32
 // accumulators: the F16 query and keys multiply exactly, and the weights
@@ -20,13 +23,13 @@
 // keep their own online softmax (maximum M, sum S, accumulator rescaled by
 // exp(M_old - M_new)) and are combined at the end through shared memory.
 // Key and value tiles are double-buffered in shared memory by cp.async
-// and the block's queries staged there once (split for TF32, rounded for
-// F16; rows of DIM+4 floats or DIM+8 halves: the fragments' loads are free
-// of bank conflicts). The scores' accumulators become the weights' A
-// fragments in registers (TF32: a k-step's A column j holds key 2j (j < 4)
-// or 2(j-4)+1, and the value fragments are read in the same key order;
-// F16: the accumulators of keys 8j..8j+15 are the A fragment of k-step
-// j/2 as they lie, and the values' fragments come from ldmatrix .trans). A
+// and the block's queries staged there once as F16 (split into hi and lo
+// over a float32 cache, rounded over an F16 one; rows of DIM+8 halves;
+// float32 key rows of DIM+8 floats and value rows of DIM+4: the
+// fragments' loads are free of bank conflicts). The scores' accumulators
+// of keys 8j..8j+15 are the weights' A fragment of k-step j/2 as they lie
+// (split into F16 hi and lo parts); the values' fragments are read as
+// scalars (float32) or by ldmatrix .trans (F16). A
 // warp skips the slices past its rows' last key (the causal diagonal).
 // Rows of several slots in one block are taken slot by slot (the others'
 // keys masked), as attn_f32_rows does.
@@ -41,45 +44,36 @@
 //
 // Same parameters and rows as attn_f32_rows (info: ROW_POS, ROW_SLOT; out
 // heads x DIM floats a row); DIM a multiple of 16,
-// cache and query rows 16-byte aligned. Dynamic shared memory: (4 * AM_KT
-// + QPARTS * BQ) * (DIM + PAD) elements of the cache (float32: QPARTS 2,
-// PAD 4; F16: 1 and 8).
+// cache and query rows 16-byte aligned. Dynamic shared memory: 2 * AM_KT *
+// (2 * DIM + KPAD + VPAD) elements of the cache and QPARTS * BQ * (DIM + 8)
+// halves (attnMMAShared).
 
 #define AM_KT 64
 #define AM_NT 256
 
-// Am<T> is what differs between the caches: the queries' staged element
-// (Q) and its parts (QPARTS), the padding of a staged row (PAD elements).
+// Am<T> is what differs between the caches: the query's F16 parts
+// (QPARTS), the padding of a staged key and value row (KPAD, VPAD
+// elements). A staged query row is DIM + 8 halves.
 template <class T>
 struct Am;
 template <>
 struct Am<float> {
-    typedef u32 Q;  // TF32 hi and lo parts
-    static const int PAD = 4, QPARTS = 2;
+    static const int KPAD = 8, VPAD = 4, QPARTS = 2;
 };
 template <>
 struct Am<u16> {
-    typedef u16 Q;  // the F16 query
-    static const int PAD = 8, QPARTS = 1;
+    static const int KPAD = 8, VPAD = 8, QPARTS = 1;
 };
 
-// am_split splits x into TF32 hi and lo parts.
-__device__ __forceinline__ void am_split(float x, u32& hi, u32& lo) {
-    hi = tf32(x);
-    lo = tf32(x - __uint_as_float(hi));
+// am_split splits x into F16 hi and lo parts (float32 cache).
+__device__ __forceinline__ void am_split(float x, u16& hi, u16& lo, float) {
+    hi = f2h(x);
+    lo = f2h(x - h2f(hi));
 }
 
 // am_split rounds x to F16 (hi), as the CPU does to a query over an F16
 // cache; there is no lo part (not written).
-__device__ __forceinline__ void am_split(float x, u16& hi, u16&) { hi = f2h(x); }
-
-// mma3_tf32 adds a*b to c with 3xTF32 split operands.
-__device__ __forceinline__ void mma3_tf32(float c[4], const u32 ah[4], const u32 al[4], const u32 bh[2],
-                                          const u32 bl[2]) {
-    mma_tf32(c, al, bh);
-    mma_tf32(c, ah, bl);
-    mma_tf32(c, ah, bh);
-}
+__device__ __forceinline__ void am_split(float x, u16& hi, u16&, u16) { hi = f2h(x); }
 
 // mma_f16 adds a*b to c (m16n8k16, F16 operands, float32 accumulators).
 __device__ __forceinline__ void mma_f16(float c[4], const u32 a[4], const u32 b[2]) {
@@ -112,7 +106,7 @@ __device__ __forceinline__ void am_pack(float a, float b, u32& hi, u32& lo) {
 template <class T, int DIM>
 __device__ __forceinline__ void am_copy_tile(const T* kb, const T* vb, int kvStride, int ic, int nkt, T* ks,
                                              T* vs) {
-    constexpr int E = 16 / sizeof(T), C16 = DIM / E, P = DIM + Am<T>::PAD;
+    constexpr int E = 16 / sizeof(T), C16 = DIM / E, KP = DIM + Am<T>::KPAD, VP = DIM + Am<T>::VPAD;
     constexpr int ITEMS = (AM_KT * C16 + AM_NT - 1) / AM_NT;
 #pragma unroll
     for (int u = 0; u < ITEMS; u++) {
@@ -121,24 +115,25 @@ __device__ __forceinline__ void am_copy_tile(const T* kb, const T* vb, int kvStr
         int key = idx / C16, c16 = idx % C16;
         i64 src = (i64)(ic + min(key, nkt - 1)) * kvStride + c16 * E;
         int n = key < nkt ? 16 : 0;
-        u32 dk = (u32)__cvta_generic_to_shared(&ks[key * P + c16 * E]);
-        u32 dv = (u32)__cvta_generic_to_shared(&vs[key * P + c16 * E]);
+        u32 dk = (u32)__cvta_generic_to_shared(&ks[key * KP + c16 * E]);
+        u32 dv = (u32)__cvta_generic_to_shared(&vs[key * VP + c16 * E]);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dk), "l"(kb + src), "r"(n) : "memory");
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dv), "l"(vb + src), "r"(n) : "memory");
     }
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-// am_scores sets s[j] to the scores of the warp's 16 rows (queries qh, ql
-// from their first row) and keys 8j..8j+7 of the warp's slice (kt from
-// its first key): 3xTF32 over a float32 cache.
+// am_scores sets s[j] to the scores of the warp's 16 rows (the queries'
+// F16 hi and lo parts qh, ql from their first row) and keys 8j..8j+7 of
+// the warp's slice (kt from its first key): split F16 products over a
+// float32 cache.
 template <int DIM, int NJ>
-__device__ __forceinline__ void am_scores(float s[NJ][4], const u32* qh, const u32* ql, const float* kt, int g,
+__device__ __forceinline__ void am_scores(float s[NJ][4], const u16* qh, const u16* ql, const float* kt, int g,
                                           int c) {
-    constexpr int P = DIM + Am<float>::PAD, KS = DIM / 8;
-    const u32* qfh = qh + g * P + c;  // rows g and g + 8, columns c and c + 4
-    const u32* qfl = ql + g * P + c;
-    kt += g * P + c;
+    constexpr int W = (DIM + 8) / 2, KP = DIM + Am<float>::KPAD, KS = DIM / 16;
+    const u32* qfh = (const u32*)(qh + g * 2 * W) + c;  // words: rows g and g + 8, halves 2c.. and 2c+8..
+    const u32* qfl = (const u32*)(ql + g * 2 * W) + c;
+    kt += g * KP + 2 * c;
     // hi x hi and the lo terms in separate accumulators (twice the
     // independent chains of products).
     float sl[NJ][4];
@@ -148,16 +143,17 @@ __device__ __forceinline__ void am_scores(float s[NJ][4], const u32* qh, const u
         for (int e = 0; e < 4; e++) s[j][e] = sl[j][e] = 0.0f;
 #pragma unroll
     for (int ks = 0; ks < KS; ks++) {
-        const u32 ah[4] = {qfh[8 * ks], qfh[8 * P + 8 * ks], qfh[8 * ks + 4], qfh[8 * P + 8 * ks + 4]};
-        const u32 al[4] = {qfl[8 * ks], qfl[8 * P + 8 * ks], qfl[8 * ks + 4], qfl[8 * P + 8 * ks + 4]};
+        const u32 ah[4] = {qfh[8 * ks], qfh[8 * W + 8 * ks], qfh[8 * ks + 4], qfh[8 * W + 8 * ks + 4]};
+        const u32 al[4] = {qfl[8 * ks], qfl[8 * W + 8 * ks], qfl[8 * ks + 4], qfl[8 * W + 8 * ks + 4]};
 #pragma unroll
         for (int j = 0; j < NJ; j++) {
+            float2 x0 = *(const float2*)&kt[8 * j * KP + 16 * ks], x1 = *(const float2*)&kt[8 * j * KP + 16 * ks + 8];
             u32 bh[2], bl[2];
-            am_split(kt[8 * j * P + 8 * ks], bh[0], bl[0]);
-            am_split(kt[8 * j * P + 8 * ks + 4], bh[1], bl[1]);
-            mma_tf32(sl[j], al, bh);
-            mma_tf32(sl[j], ah, bl);
-            mma_tf32(s[j], ah, bh);
+            am_pack(x0.x, x0.y, bh[0], bl[0]);
+            am_pack(x1.x, x1.y, bh[1], bl[1]);
+            mma_f16(sl[j], al, bh);
+            mma_f16(sl[j], ah, bl);
+            mma_f16(s[j], ah, bh);
         }
     }
 #pragma unroll
@@ -170,7 +166,7 @@ __device__ __forceinline__ void am_scores(float s[NJ][4], const u32* qh, const u
 // products in float32 accumulators.
 template <int DIM, int NJ>
 __device__ __forceinline__ void am_scores(float s[NJ][4], const u16* qh, const u16*, const u16* kt, int g, int c) {
-    constexpr int P = DIM + Am<u16>::PAD, W = P / 2, KS = DIM / 16;
+    constexpr int P = DIM + Am<u16>::KPAD, W = P / 2, KS = DIM / 16;
     const u32* qf = (const u32*)(qh + g * P) + c;  // words: rows g and g + 8, halves 2c.. and 2c+8..
     const u32* kf = (const u32*)(kt + g * P) + c;
 #pragma unroll
@@ -188,27 +184,38 @@ __device__ __forceinline__ void am_scores(float s[NJ][4], const u16* qh, const u
     }
 }
 
+// am_pack4 splits the weights of keys 16t..16t+15 (the accumulators of
+// s[2t] and s[2t+1], as they lie the A fragment of an m16n8k16 k-step)
+// into F16 hi and lo parts.
+template <int NJ>
+__device__ __forceinline__ void am_pack4(const float s[NJ][4], int t, u32 ph[4], u32 pl[4]) {
+    am_pack(s[2 * t][0], s[2 * t][1], ph[0], pl[0]);
+    am_pack(s[2 * t][2], s[2 * t][3], ph[1], pl[1]);
+    am_pack(s[2 * t + 1][0], s[2 * t + 1][1], ph[2], pl[2]);
+    am_pack(s[2 * t + 1][2], s[2 * t + 1][3], ph[3], pl[3]);
+}
+
 // am_values adds the weights s (the scores' layout) times the values of
-// the warp's key slice (vt from its first key) to o: 3xTF32, k-step j
-// keys 8j..8j+7, A column c key 2c and column c + 4 key 2c+1.
+// the warp's key slice (vt from its first key) to o over a float32 cache:
+// k-step t takes keys 16t..16t+15, weights and values split into F16 hi
+// and lo parts (three products).
 template <int DIM, int NJ>
 __device__ __forceinline__ void am_values(float o[DIM / 8][4], const float s[NJ][4], const float* vt, int lane) {
-    constexpr int P = DIM + Am<float>::PAD;
-    int g = lane >> 2, c = lane & 3;
-    vt += 2 * c * P + g;
+    constexpr int P = DIM + Am<float>::VPAD;
+    vt += 2 * (lane & 3) * P + (lane >> 2);  // keys 2c and 2c + 1, element g of each column tile
 #pragma unroll
-    for (int j = 0; j < NJ; j++) {
+    for (int t = 0; t < NJ / 2; t++) {
         u32 ph[4], pl[4];
-        am_split(s[j][0], ph[0], pl[0]);
-        am_split(s[j][2], ph[1], pl[1]);
-        am_split(s[j][1], ph[2], pl[2]);
-        am_split(s[j][3], ph[3], pl[3]);
+        am_pack4<NJ>(s, t, ph, pl);
 #pragma unroll
         for (int n = 0; n < DIM / 8; n++) {
+            const float* v = vt + 16 * t * P + 8 * n;
             u32 bh[2], bl[2];
-            am_split(vt[8 * j * P + 8 * n], bh[0], bl[0]);
-            am_split(vt[(8 * j + 1) * P + 8 * n], bh[1], bl[1]);
-            mma3_tf32(o[n], ph, pl, bh, bl);
+            am_pack(v[0], v[P], bh[0], bl[0]);
+            am_pack(v[8 * P], v[9 * P], bh[1], bl[1]);
+            mma_f16(o[n], pl, bh);
+            mma_f16(o[n], ph, bl);
+            mma_f16(o[n], ph, bh);
         }
     }
 }
@@ -219,15 +226,12 @@ __device__ __forceinline__ void am_values(float o[DIM / 8][4], const float s[NJ]
 // 8-element column tiles a load).
 template <int DIM, int NJ>
 __device__ __forceinline__ void am_values(float o[DIM / 8][4], const float s[NJ][4], const u16* vt, int lane) {
-    constexpr int P = DIM + Am<u16>::PAD;
+    constexpr int P = DIM + Am<u16>::VPAD;
     vt += (lane & 15) * P + 8 * (lane >> 4);
 #pragma unroll
     for (int t = 0; t < NJ / 2; t++) {
         u32 ph[4], pl[4];
-        am_pack(s[2 * t][0], s[2 * t][1], ph[0], pl[0]);
-        am_pack(s[2 * t][2], s[2 * t][3], ph[1], pl[1]);
-        am_pack(s[2 * t + 1][0], s[2 * t + 1][1], ph[2], pl[2]);
-        am_pack(s[2 * t + 1][2], s[2 * t + 1][3], ph[3], pl[3]);
+        am_pack4<NJ>(s, t, ph, pl);
 #pragma unroll
         for (int n = 0; n < DIM / 16; n++) {
             u32 b[4];
@@ -245,14 +249,14 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
                                          const u8* __restrict__ vc, float* __restrict__ out, int heads, int kvHeads,
                                          const int* __restrict__ info, int m, float scale, int qStride,
                                          i64 slotBytes, float* __restrict__ part, int split) {
-    typedef typename Am<T>::Q Q;
-    constexpr int RG = BQ / 16, KG = 8 / RG, NKW = AM_KT / KG, NJ = NKW / 8, P = DIM + Am<T>::PAD, OP = DIM + 4;
+    constexpr int RG = BQ / 16, KG = 8 / RG, NKW = AM_KT / KG, NJ = NKW / 8, OP = DIM + 4;
+    constexpr int KP = DIM + Am<T>::KPAD, VP = DIM + Am<T>::VPAD, QP = DIM + 8;
     static_assert(RG * KG == AM_NT / WARP && NJ >= 2 && NJ % 2 == 0, "attn_mma: 8 warps of 16 rows x a key slice");
     extern __shared__ __align__(16) u8 amBytes[];
-    T* ksm = (T*)amBytes;            // 2 x AM_KT x P: key tiles
-    T* vsm = ksm + 2 * AM_KT * P;    // 2 x AM_KT x P: value tiles
-    Q* qh = (Q*)(vsm + 2 * AM_KT * P);  // BQ x P: the queries (TF32: their hi parts)
-    Q* ql = qh + BQ * P;                 // BQ x P: TF32: their lo parts (QPARTS 2)
+    T* ksm = (T*)amBytes;                    // 2 x AM_KT x KP: key tiles
+    T* vsm = ksm + 2 * AM_KT * KP;           // 2 x AM_KT x VP: value tiles
+    u16* qh = (u16*)(vsm + 2 * AM_KT * VP);  // BQ x QP: the queries (float32 cache: their hi parts)
+    u16* ql = qh + BQ * QP;                  // BQ x QP: float32 cache: their lo parts (QPARTS 2)
     __shared__ int rowPos[BQ], rowSlot[BQ];
     __shared__ float wM[KG][BQ], wS[KG][BQ];
     __shared__ int sCur, sEnd;
@@ -279,7 +283,7 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
                                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         const float x[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-        for (int e = 0; e < 4; e++) am_split(x[e], qh[row * P + d + e], ql[row * P + d + e]);
+        for (int e = 0; e < 4; e++) am_split(x[e], qh[row * QP + d + e], ql[row * QP + d + e], T());
     }
     float o[DIM / 8][4], M[2] = {ninf, ninf}, S[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -317,8 +321,9 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
         am_copy_tile<T, DIM>(kb, vb, kvStride, kBeg, min(AM_KT, end - kBeg), ksm, vsm);
         for (int t = 0, ic = kBeg; ic < end; t++, ic += AM_KT) {
             if (ic + AM_KT < end) {  // the next tile lands during this one
-                int nb = ((t + 1) & 1) * AM_KT * P;
-                am_copy_tile<T, DIM>(kb, vb, kvStride, ic + AM_KT, min(AM_KT, end - ic - AM_KT), ksm + nb, vsm + nb);
+                int nb = (t + 1) & 1;
+                am_copy_tile<T, DIM>(kb, vb, kvStride, ic + AM_KT, min(AM_KT, end - ic - AM_KT), ksm + nb * AM_KT * KP,
+                                     vsm + nb * AM_KT * VP);
                 asm volatile("cp.async.wait_group 1;" ::: "memory");
             } else {
                 asm volatile("cp.async.wait_group 0;" ::: "memory");
@@ -326,10 +331,10 @@ __device__ __forceinline__ void attn_mma(const float* __restrict__ q, const u8* 
             __syncthreads();
             int k0 = ic + kg * NKW;  // the warp's first key
             if (k0 <= wl) {
-                const T* tk = ksm + (t & 1) * AM_KT * P + kg * NKW * P;
-                const T* tv = vsm + (t & 1) * AM_KT * P + kg * NKW * P;
+                const T* tk = ksm + ((t & 1) * AM_KT + kg * NKW) * KP;
+                const T* tv = vsm + ((t & 1) * AM_KT + kg * NKW) * VP;
                 float s[NJ][4];
-                am_scores<DIM, NJ>(s, qh + 16 * rg * P, ql + 16 * rg * P, tk, g, c);
+                am_scores<DIM, NJ>(s, qh + 16 * rg * QP, ql + 16 * rg * QP, tk, g, c);
                 // The online softmax step of rows g (a = 0) and g + 8 (a =
                 // 1): element (j, 2a + e) is key k0 + 8j + 2c + e. Scores,
                 // maxima and sums in base 2 (scale2 = scale x log2(e)): an
