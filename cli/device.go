@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -49,22 +50,57 @@ func (f *modelFlags) offload() (engine.Offload, error) {
 	return off, nil
 }
 
+// llamaShort maps llama.cpp's multi-letter single-dash flags to apr's
+// long names.
+var llamaShort = map[string]string{"-ngl": "--gpu-layers", "-ctk": "--cache-type-k", "-ctv": "--cache-type-v"}
+
 // llamaShortFlags rewrites llama.cpp's multi-letter single-dash flags
-// (-ngl 99, -ngl=99), which pflag would read as three one-letter flags,
-// to their long names. Arguments after "--" are left alone.
+// (-ngl 99, -ngl=99, -ctk f16), which pflag would read as several
+// one-letter flags, to their long names. Arguments after "--" are left
+// alone.
 func llamaShortFlags(args []string) []string {
 	out := make([]string, 0, len(args))
 	for i, a := range args {
 		if a == "--" {
 			return append(out, args[i:]...)
 		}
-		switch {
-		case a == "-ngl":
-			a = "--gpu-layers"
-		case len(a) > 5 && a[:5] == "-ngl=":
-			a = "--gpu-layers=" + a[5:]
+		for short, long := range llamaShort {
+			if a == short {
+				a = long
+			} else if rest, ok := strings.CutPrefix(a, short+"="); ok {
+				a = long + "=" + rest
+			}
 		}
 		out = append(out, a)
 	}
 	return out
+}
+
+// registerCache adds --cache-type-k and --cache-type-v (run, chat, serve,
+// profile).
+func (f *modelFlags) registerCache(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	const also = "; apr keeps keys and values in one type, so either flag sets both"
+	fl.StringVar(&f.cacheK, "cache-type-k", "", "KV cache type: f32 or f16 (default: the model's, f16 for GGUF as llama.cpp, f32 for SafeTensors as transformers)"+also+" (alias -ctk)")
+	fl.StringVar(&f.cacheV, "cache-type-v", "", "KV cache type of the values: f32 or f16"+also+" (alias -ctv)")
+}
+
+// cacheType resolves --cache-type-k and --cache-type-v: either sets both;
+// given both, they must agree.
+func (f *modelFlags) cacheType() (engine.CacheType, error) {
+	k, err := engine.ParseCacheType(f.cacheK)
+	if err != nil {
+		return "", fmt.Errorf("--cache-type-k: %w", err)
+	}
+	v, err := engine.ParseCacheType(f.cacheV)
+	if err != nil {
+		return "", fmt.Errorf("--cache-type-v: %w", err)
+	}
+	switch {
+	case k == engine.CacheDefault:
+		return v, nil
+	case v == engine.CacheDefault || v == k:
+		return k, nil
+	}
+	return "", fmt.Errorf("--cache-type-k %s and --cache-type-v %s differ: apr keeps keys and values in one type", k, v)
 }

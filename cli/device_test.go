@@ -17,6 +17,7 @@ func TestLlamaShortFlags(t *testing.T) {
 		{[]string{"run", "-ngl=20", "x"}, []string{"run", "--gpu-layers=20", "x"}},
 		{[]string{"run", "m", "--", "-ngl"}, []string{"run", "m", "--", "-ngl"}},
 		{[]string{"run", "-n", "8", "-nglx"}, []string{"run", "-n", "8", "-nglx"}},
+		{[]string{"serve", "m", "-ctk", "f16", "-ctv=f16"}, []string{"serve", "m", "--cache-type-k", "f16", "--cache-type-v=f16"}},
 	}
 	for _, c := range cases {
 		if got := llamaShortFlags(c.in); !slices.Equal(got, c.want) {
@@ -91,13 +92,58 @@ func TestDeviceFlags(t *testing.T) {
 	}
 }
 
+// TestCacheTypeFlags runs `apr run` with each spelling of the KV cache
+// type flags on the SafeTensors model (transformers' f32 cache by
+// default) and the built-in GGUF demo (llama.cpp's f16): the answer stays
+// right and --verbose names the cache; bad values fail with one line.
+// With a usable GPU the runs compute there.
+func TestCacheTypeFlags(t *testing.T) {
+	dir := testref.ModelDir(t)
+	cases := []struct {
+		name  string
+		model string
+		flags []string
+		code  int
+		want  string // substring of stderr: --verbose's cache, or the error
+	}{
+		{"safetensors default", dir, nil, 0, "KV cache f32"},
+		{"safetensors ctk f16", dir, []string{"-ctk", "f16"}, 0, "KV cache f16"},
+		{"safetensors v sets both", dir, []string{"--cache-type-v", "F16"}, 0, "KV cache f16"},
+		{"safetensors both", dir, []string{"--cache-type-k=f16", "-ctv", "f16"}, 0, "KV cache f16"},
+		{"gguf default", "", nil, 0, "KV cache f16"},
+		{"gguf f32", "", []string{"-ctk=f32"}, 0, "KV cache f32"},
+		{"differ", dir, []string{"-ctk", "f16", "-ctv", "f32"}, 1, "--cache-type-k f16 and --cache-type-v f32 differ"},
+		{"llama.cpp type", dir, []string{"-ctk", "q8_0"}, 1, `--cache-type-k: KV cache type "q8_0": apr stores the KV cache as f32 or f16`},
+		{"unknown", dir, []string{"--cache-type-v", "f12"}, 1, `--cache-type-v: unknown KV cache type "f12"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := []string{"run"}
+			if c.model != "" {
+				args = append(args, c.model)
+			}
+			args = append(append(args, "--temp", "0", "--verbose", "What is 2+2? Answer with just the number."), c.flags...)
+			code, out, errOut := apr(t, "", args...)
+			if code != c.code {
+				t.Fatalf("apr %q: exit %d, want %d; stderr %q", args, code, c.code, errOut)
+			}
+			if !strings.Contains(errOut, c.want) {
+				t.Fatalf("stderr %q lacks %q", errOut, c.want)
+			}
+			if c.code == 0 && out != "4\n" {
+				t.Fatalf("stdout %q, want \"4\\n\"", out)
+			}
+		})
+	}
+}
+
 func TestDeviceHelp(t *testing.T) {
 	for _, cmd := range []string{"run", "chat", "serve", "profile"} {
 		code, out, errOut := apr(t, "", cmd, "--help")
 		if code != 0 {
 			t.Fatalf("%s --help: exit %d: %s", cmd, code, errOut)
 		}
-		for _, want := range []string{"--device", "--gpu-layers", "--gpu ", "-ngl"} {
+		for _, want := range []string{"--device", "--gpu-layers", "--gpu ", "-ngl", "--cache-type-k", "--cache-type-v", "-ctk"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("%s --help lacks %q", cmd, want)
 			}

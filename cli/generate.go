@@ -37,6 +37,7 @@ func (g *genFlags) register(cmd *cobra.Command) {
 	g.modelFlags.register(cmd)
 	g.modelFlags.registerTrace(cmd)
 	g.modelFlags.registerDevice(cmd)
+	g.modelFlags.registerCache(cmd)
 	fl := cmd.Flags()
 	fl.Float64Var(&g.temperature, "temperature", 0.8, "sampling temperature; 0 is greedy (alias --temp; default: the model's)")
 	fl.IntVar(&g.topK, "top-k", 40, "keep the k most likely tokens; 0 disables (default: the model's)")

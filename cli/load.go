@@ -39,6 +39,9 @@ type modelFlags struct {
 	device    string
 	gpu       bool
 	gpuLayers int
+	// --cache-type-k and --cache-type-v (see registerCache); "": the
+	// model's own.
+	cacheK, cacheV string
 	// Set by the command before loading: how many sequences it runs at
 	// once and their context, which size the GPU's KV caches, and the
 	// most memory those caches may take (0: no bound).
@@ -61,6 +64,10 @@ func (e *env) load(path string, f *modelFlags) (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
+	cache, err := f.cacheType()
+	if err != nil {
+		return nil, err
+	}
 	stop := e.spinner("loading " + path)
 	t0 := time.Now()
 	m, err := format.OpenWith(path, format.Options{Populate: true}) // about to compute
@@ -74,7 +81,8 @@ func (e *env) load(path string, f *modelFlags) (*loaded, error) {
 		m.Close()
 		return nil, err
 	}
-	eng, notice, err := engine.Load(m, engine.OptionsFor(m, f.threads), off)
+	opts := engine.OptionsFor(m, f.threads).WithCache(cache)
+	eng, notice, err := engine.Load(m, opts, off)
 	stop()
 	if err != nil {
 		m.Close()
@@ -92,8 +100,8 @@ func (e *env) load(path string, f *modelFlags) (*loaded, error) {
 	}
 	if f.verbose {
 		c := m.Config
-		fmt.Fprintf(e.stderr, "apr: loaded %s (%s) in %.2fs: %s, %d layers, hidden %d, %d heads / %d kv heads, vocab %d, %d threads; device %s\n",
-			path, m.Format, l.elapsed.Seconds(), c.Arch, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.VocabSize, eng.Threads(), eng.Device())
+		fmt.Fprintf(e.stderr, "apr: loaded %s (%s) in %.2fs: %s, %d layers, hidden %d, %d heads / %d kv heads, vocab %d, %d threads; device %s; KV cache %s\n",
+			path, m.Format, l.elapsed.Seconds(), c.Arch, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.VocabSize, eng.Threads(), eng.Device(), opts.Cache())
 		e.verboseLoad(m)
 	}
 	return l, nil

@@ -64,6 +64,7 @@ func newProfileCmd(e *env) *cobra.Command {
 	}
 	mf.register(cmd)
 	mf.registerDevice(cmd)
+	mf.registerCache(cmd)
 	fl := cmd.Flags()
 	fl.IntVarP(&opts.Tokens, "tokens", "n", 32, "tokens generated in the measured run (EOS does not stop it)")
 	fl.IntVar(&opts.Warmup, "warmup", 4, "tokens generated in the warm-up run; -1 for none")

@@ -100,6 +100,7 @@ func newServeCmd(e *env) *cobra.Command {
 	mf.register(cmd)
 	mf.registerTrace(cmd)
 	mf.registerDevice(cmd)
+	mf.registerCache(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&host, "host", "127.0.0.1", "address to listen on")
 	fl.IntVar(&port, "port", 8080, "port to listen on")

@@ -32,3 +32,14 @@ func NumericsFor(m *model.Model) Numerics {
 	}
 	return Numerics{KVCacheF16: true, Rope: RopeGGML, FlashAttention: true, GGMLOps: true}
 }
+
+// WithKVCacheF16 returns n with an F16 (f16) or a float32 KV cache. ggml's
+// flash attention runs over an F16 cache only, so a float32 one turns it
+// off: attention then runs as transformers computes it.
+func (n Numerics) WithKVCacheF16(f16 bool) Numerics {
+	n.KVCacheF16 = f16
+	if !f16 {
+		n.FlashAttention = false
+	}
+	return n
+}

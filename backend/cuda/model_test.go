@@ -36,18 +36,25 @@ const nearTie = 0.05
 // openBoth opens a model file and binds it to the CPU engine and the GPU
 // (options as cuda.OptionsFor, then tune when not nil).
 func openBoth(t testing.TB, rel string, ctx int, tune func(*cuda.Options)) (*model.Model, *engine.Engine, *cuda.Model) {
+	return openBothCache(t, rel, ctx, engine.CacheDefault, tune)
+}
+
+// openBothCache is openBoth with both sides' KV caches of type cache.
+func openBothCache(t testing.TB, rel string, ctx int, cache engine.CacheType, tune func(*cuda.Options)) (*model.Model, *engine.Engine, *cuda.Model) {
 	t.Helper()
 	m, err := format.Open(testref.Path(t, filepath.FromSlash(rel)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	e, err := engine.New(m.Config, m.Tensors, engine.OptionsFor(m, 0))
+	eo := engine.OptionsFor(m, 0).WithCache(cache)
+	e, err := engine.New(m.Config, m.Tensors, eo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
 	o := cuda.OptionsFor(m, ctx)
+	o.Numerics = eo.Numerics
 	if tune != nil {
 		tune(&o)
 	}
@@ -102,75 +109,86 @@ func top2(l []float32) (int, float32, int, float32) {
 // own CPU logits move as much between batch sizes); the test then allows
 // 5e-2 x max|logit| and greedy divergence at near ties (top-2 within
 // nearTie), and logs them.
+//
+// Each file runs with both KV cache types (--cache-type-k): its
+// reference's and the other. GGUF weights over a float32 cache (no ggml
+// flash attention) sum the attention in another order on each side, so
+// their 8-bit activations may differ by a step as without -tags purego:
+// those take the looser bars.
 func TestDecodeMatchesCPU(t *testing.T) {
 	skipWithoutGPU(t)
 	prompts := testref.HFOutputs(t)
 	for _, rel := range tinyModels {
-		t.Run(filepath.Base(rel), func(t *testing.T) {
-			ctx := 0
-			for _, p := range prompts {
-				ctx = max(ctx, len(p.TokenIDs)+40)
-			}
-			m, e, g := openBoth(t, rel, ctx, nil)
-			strict := portableCPU || m.Format != "gguf"
-			tol := 1e-2
-			if !strict {
-				tol = 5e-2
-			}
-			worstRatio := 0.0
-			for _, p := range prompts {
-				ids := p.TokenIDs
-				seq := e.NewSequence(len(ids) + 40)
-				want, err := seq.Forward(ids, false)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := decodePrompt(t, g, ids, len(ids)) // the CPU forwards the prompt in one pass
-				maxLogit, maxDiff := 0.0, 0.0
-				for i := range want {
-					maxLogit = max(maxLogit, math.Abs(float64(want[i])))
-					d := math.Abs(float64(got[i]) - float64(want[i]))
-					if math.IsNaN(d) {
-						t.Fatalf("%s: logit %d is NaN", p.Name, i)
-					}
-					maxDiff = max(maxDiff, d)
-				}
-				ratio := maxDiff / maxLogit
-				worstRatio = max(worstRatio, ratio)
-				if ratio > tol {
-					t.Errorf("%s: last-position logits differ by %.4g (%.3g x max|logit| %.4g > %g)", p.Name, maxDiff, ratio, maxLogit, tol)
-				}
-				// Greedy continuation, 32 steps, past EOS as in the reference.
-				ct, gt := sample.Argmax(want), sample.Argmax(got)
-				same := 0
-				pos := len(ids)
-				for step := 0; step < 32; step++ {
-					if ct != gt {
-						a, av, b, bv := top2(want)
-						msg := fmt.Sprintf("%s: greedy step %d: GPU %d, CPU %d (CPU top-2 %d %.4f / %d %.4f)", p.Name, step, gt, ct, a, av, b, bv)
-						if strict || av-bv >= nearTie {
-							t.Error(msg)
-						} else {
-							t.Log(msg + ": a near tie")
-						}
-						break
-					}
-					same++
-					g.SetBatchRows(1)
-					if want, err = seq.Forward([]int{ct}, false); err != nil {
-						t.Fatal(err)
-					}
-					ct = sample.Argmax(want)
-					if gt, err = g.DecodeArgmax(gt, pos); err != nil {
-						t.Fatal(err)
-					}
-					pos++
-				}
-				t.Logf("%-28s logits |diff| %.3g x max|logit|; greedy GPU == CPU for %d steps", p.Name, ratio, same)
-			}
-			t.Logf("worst last-position logit difference: %.3g x max|logit|", worstRatio)
-		})
+		for _, cache := range []engine.CacheType{engine.CacheF32, engine.CacheF16} {
+			t.Run(filepath.Base(rel)+"/"+string(cache), func(t *testing.T) { decodeMatchesCPU(t, prompts, rel, cache) })
+		}
 	}
+}
+
+// decodeMatchesCPU is TestDecodeMatchesCPU for one file and cache type.
+func decodeMatchesCPU(t *testing.T, prompts []testref.Prompt, rel string, cache engine.CacheType) {
+	ctx := 0
+	for _, p := range prompts {
+		ctx = max(ctx, len(p.TokenIDs)+40)
+	}
+	m, e, g := openBothCache(t, rel, ctx, cache, nil)
+	strict := m.Format != "gguf" || portableCPU && cache == engine.CacheF16
+	tol := 1e-2
+	if !strict {
+		tol = 5e-2
+	}
+	worstRatio := 0.0
+	for _, p := range prompts {
+		ids := p.TokenIDs
+		seq := e.NewSequence(len(ids) + 40)
+		want, err := seq.Forward(ids, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := decodePrompt(t, g, ids, len(ids)) // the CPU forwards the prompt in one pass
+		maxLogit, maxDiff := 0.0, 0.0
+		for i := range want {
+			maxLogit = max(maxLogit, math.Abs(float64(want[i])))
+			d := math.Abs(float64(got[i]) - float64(want[i]))
+			if math.IsNaN(d) {
+				t.Fatalf("%s: logit %d is NaN", p.Name, i)
+			}
+			maxDiff = max(maxDiff, d)
+		}
+		ratio := maxDiff / maxLogit
+		worstRatio = max(worstRatio, ratio)
+		if ratio > tol {
+			t.Errorf("%s: last-position logits differ by %.4g (%.3g x max|logit| %.4g > %g)", p.Name, maxDiff, ratio, maxLogit, tol)
+		}
+		// Greedy continuation, 32 steps, past EOS as in the reference.
+		ct, gt := sample.Argmax(want), sample.Argmax(got)
+		same := 0
+		pos := len(ids)
+		for step := 0; step < 32; step++ {
+			if ct != gt {
+				a, av, b, bv := top2(want)
+				msg := fmt.Sprintf("%s: greedy step %d: GPU %d, CPU %d (CPU top-2 %d %.4f / %d %.4f)", p.Name, step, gt, ct, a, av, b, bv)
+				if strict || av-bv >= nearTie {
+					t.Error(msg)
+				} else {
+					t.Log(msg + ": a near tie")
+				}
+				break
+			}
+			same++
+			g.SetBatchRows(1)
+			if want, err = seq.Forward([]int{ct}, false); err != nil {
+				t.Fatal(err)
+			}
+			ct = sample.Argmax(want)
+			if gt, err = g.DecodeArgmax(gt, pos); err != nil {
+				t.Fatal(err)
+			}
+			pos++
+		}
+		t.Logf("%-28s logits |diff| %.3g x max|logit|; greedy GPU == CPU for %d steps", p.Name, ratio, same)
+	}
+	t.Logf("worst last-position logit difference: %.3g x max|logit|", worstRatio)
 }
 
 // TestGraphMatchesDirect checks that replaying the captured decode step

@@ -1,0 +1,59 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+)
+
+// CacheType is the element type of the KV cache, as llama.cpp's
+// --cache-type-k / --cache-type-v name it.
+type CacheType string
+
+const (
+	// CacheDefault keeps the model's reference numerics: f16 for weights
+	// that came from GGUF (llama.cpp's default), f32 for SafeTensors
+	// (transformers').
+	CacheDefault CacheType = ""
+	// CacheF32 stores keys and values as float32.
+	CacheF32 CacheType = "f32"
+	// CacheF16 stores keys and values as F16: half the memory of f32, and
+	// on the GPU the tensor-core prompt attention of F16 caches.
+	CacheF16 CacheType = "f16"
+)
+
+// llamaCacheTypes are llama.cpp's other cache types, which apr does not
+// store (named in the error, so that a llama.cpp user's flag gets a clear
+// answer).
+var llamaCacheTypes = []string{"bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"}
+
+// ParseCacheType reads a --cache-type-k / --cache-type-v value
+// (case-insensitive; "" is CacheDefault).
+func ParseCacheType(s string) (CacheType, error) {
+	switch t := CacheType(strings.ToLower(strings.TrimSpace(s))); t {
+	case CacheDefault, CacheF32, CacheF16:
+		return t, nil
+	}
+	for _, l := range llamaCacheTypes {
+		if strings.EqualFold(strings.TrimSpace(s), l) {
+			return "", fmt.Errorf("KV cache type %q: apr stores the KV cache as f32 or f16", s)
+		}
+	}
+	return "", fmt.Errorf("unknown KV cache type %q: f32 or f16", s)
+}
+
+// WithCache returns o with its KV cache of type t (CacheDefault: as it
+// is; see cpu.Numerics.WithKVCacheF16).
+func (o Options) WithCache(t CacheType) Options {
+	if t != CacheDefault {
+		o.Numerics = o.Numerics.WithKVCacheF16(t == CacheF16)
+	}
+	return o
+}
+
+// Cache is the type of o's KV cache.
+func (o Options) Cache() CacheType {
+	if o.KVCacheF16 {
+		return CacheF16
+	}
+	return CacheF32
+}
