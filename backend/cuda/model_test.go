@@ -146,7 +146,7 @@ func decodeMatchesCPU(t *testing.T, prompts []testref.Prompt, rel string, cache 
 			t.Fatal(err)
 		}
 		got := decodePrompt(t, g, ids, len(ids)) // the CPU forwards the prompt in one pass
-		ratio := logitRatio(got, want) // +Inf where got has a NaN
+		ratio := logitRatio(got, want)           // +Inf where got has a NaN
 		worstRatio = max(worstRatio, ratio)
 		if ratio > tol {
 			t.Errorf("%s: last-position logits differ by %.3g x max|logit| (> %g)", p.Name, ratio, tol)
