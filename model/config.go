@@ -36,7 +36,10 @@ type Config struct {
 	EOSTokenIDs       []int
 }
 
-// Validate checks internal consistency (positive sizes, heads dividing evenly).
+// Validate checks internal consistency: positive and plausible sizes (so
+// that products of them fit an int), heads dividing evenly, a context
+// length that is not negative (0: not known), and BOS/EOS ids inside the
+// vocabulary.
 func (c *Config) Validate() error {
 	switch {
 	case c.HiddenSize <= 0 || c.IntermediateSize <= 0 || c.NumLayers <= 0 || c.VocabSize <= 0:
@@ -52,8 +55,19 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: rope theta %g must be positive", c.RopeTheta)
 	case c.RMSNormEps <= 0:
 		return fmt.Errorf("config: rms norm eps %g must be positive", c.RMSNormEps)
-	case c.NumLayers > 1<<12 || c.HiddenSize > 1<<20 || c.NumHeads > 1<<12:
-		return fmt.Errorf("config: implausible sizes (layers %d, hidden %d, heads %d)", c.NumLayers, c.HiddenSize, c.NumHeads)
+	case c.NumLayers > 1<<12 || c.HiddenSize > 1<<20 || c.NumHeads > 1<<12 || c.HeadDim > 1<<12 ||
+		c.IntermediateSize > 1<<22 || c.VocabSize > 1<<23:
+		return fmt.Errorf("config: implausible sizes (layers %d, hidden %d, heads %d, head dim %d, intermediate %d, vocab %d)",
+			c.NumLayers, c.HiddenSize, c.NumHeads, c.HeadDim, c.IntermediateSize, c.VocabSize)
+	case c.MaxPositions < 0 || c.MaxPositions > 1<<26: // 0: not known
+		return fmt.Errorf("config: context length %d is negative or past %d", c.MaxPositions, 1<<26)
+	case c.BOSTokenID < -1 || c.BOSTokenID >= c.VocabSize:
+		return fmt.Errorf("config: BOS token id %d is outside the vocabulary of %d", c.BOSTokenID, c.VocabSize)
+	}
+	for _, id := range c.EOSTokenIDs {
+		if id < 0 || id >= c.VocabSize {
+			return fmt.Errorf("config: EOS token id %d is outside the vocabulary of %d", id, c.VocabSize)
+		}
 	}
 	return nil
 }
