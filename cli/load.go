@@ -81,8 +81,7 @@ func (e *env) load(path string, f *modelFlags) (*loaded, error) {
 		m.Close()
 		return nil, err
 	}
-	opts := engine.OptionsFor(m, f.threads).WithCache(cache)
-	eng, notice, err := engine.Load(m, opts, off)
+	eng, notice, err := engine.Load(m, engine.OptionsFor(m, f.threads).WithCache(cache), off)
 	stop()
 	if err != nil {
 		m.Close()
@@ -101,7 +100,7 @@ func (e *env) load(path string, f *modelFlags) (*loaded, error) {
 	if f.verbose {
 		c := m.Config
 		fmt.Fprintf(e.stderr, "apr: loaded %s (%s) in %.2fs: %s, %d layers, hidden %d, %d heads / %d kv heads, vocab %d, %d threads; device %s; KV cache %s\n",
-			path, m.Format, l.elapsed.Seconds(), c.Arch, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.VocabSize, eng.Threads(), eng.Device(), opts.Cache())
+			path, m.Format, l.elapsed.Seconds(), c.Arch, c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.VocabSize, eng.Threads(), eng.Device(), eng.Cache())
 		e.verboseLoad(m)
 	}
 	return l, nil

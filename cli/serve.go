@@ -92,8 +92,8 @@ func newServeCmd(e *env) *cobra.Command {
 			}
 			ctx, cancel := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
-			fmt.Fprintf(e.stderr, "apr: serving %s on http://%s (%d parallel, context %d, %s; device %s)\n",
-				name, ln.Addr(), running, srv.Scheduler().Context(), kvLine(srv.Scheduler(), l.engine, parallel), l.engine.Device())
+			fmt.Fprintf(e.stderr, "apr: serving %s on http://%s (%d parallel, context %d, %s; KV cache type %s; device %s)\n",
+				name, ln.Addr(), running, srv.Scheduler().Context(), kvLine(srv.Scheduler(), l.engine, parallel), l.engine.Cache(), l.engine.Device())
 			return srv.Serve(ctx, ln, 60*time.Second)
 		},
 	}

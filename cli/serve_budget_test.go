@@ -16,21 +16,25 @@ func TestServeKVBudget(t *testing.T) {
 	dir := testref.ModelDir(t)
 	cases := []struct {
 		budget  string
-		want    string // in the start-up line; "" : an error
+		args    []string // more flags
+		want    string   // in the start-up line; "" : an error
 		wantErr string
 	}{
-		{budget: "1MiB", want: "KV budget 1.0 MiB"},
+		{budget: "1MiB", want: "KV budget 1.0 MiB: 512 tokens"},
 		{budget: "0.5", want: "KV budget 0.5 MiB"},
 		{budget: "lots", wantErr: "--kv-budget"},
 		{budget: "16B", wantErr: "token positions"},
+		// 2 KiB of float32 keys and values a position; half of it in F16.
+		{budget: "1MiB", want: "KV budget 1.0 MiB: 512 tokens, 1 full-context sequences at once; a request waits until its cache fits; KV cache type f32"},
+		{budget: "1MiB", args: []string{"--cache-type-k", "f16"}, want: "KV budget 1.0 MiB: 1024 tokens, 2 full-context sequences at once; a request waits until its cache fits; KV cache type f16"},
 	}
 	for _, c := range cases {
-		t.Run(c.budget, func(t *testing.T) {
+		t.Run(c.budget+strings.Join(c.args, ""), func(t *testing.T) {
 			pr, pw := io.Pipe()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			root := NewRoot(strings.NewReader(""), io.Discard, pw)
-			root.SetArgs([]string{"serve", dir, "--port", "0", "--ctx-size", "512", "-t", "1", "--kv-budget", c.budget})
+			root.SetArgs(append([]string{"serve", dir, "--port", "0", "--ctx-size", "512", "-t", "1", "--kv-budget", c.budget}, c.args...))
 			done := make(chan error, 1)
 			go func() {
 				done <- root.ExecuteContext(ctx)

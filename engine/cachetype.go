@@ -57,3 +57,6 @@ func (o Options) Cache() CacheType {
 	}
 	return CacheF32
 }
+
+// Cache is the type of e's KV cache.
+func (e *Engine) Cache() CacheType { return e.opts.Cache() }
