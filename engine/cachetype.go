@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -29,14 +30,12 @@ var llamaCacheTypes = []string{"bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0",
 // ParseCacheType reads a --cache-type-k / --cache-type-v value
 // (case-insensitive; "" is CacheDefault).
 func ParseCacheType(s string) (CacheType, error) {
-	switch t := CacheType(strings.ToLower(strings.TrimSpace(s))); t {
-	case CacheDefault, CacheF32, CacheF16:
+	t := CacheType(strings.ToLower(strings.TrimSpace(s)))
+	switch {
+	case t == CacheDefault || t == CacheF32 || t == CacheF16:
 		return t, nil
-	}
-	for _, l := range llamaCacheTypes {
-		if strings.EqualFold(strings.TrimSpace(s), l) {
-			return "", fmt.Errorf("KV cache type %q: apr stores the KV cache as f32 or f16", s)
-		}
+	case slices.Contains(llamaCacheTypes, string(t)):
+		return "", fmt.Errorf("KV cache type %q: apr stores the KV cache as f32 or f16", s)
 	}
 	return "", fmt.Errorf("unknown KV cache type %q: f32 or f16", s)
 }

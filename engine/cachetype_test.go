@@ -83,10 +83,7 @@ func TestCacheTypesMatchReferences(t *testing.T) {
 		}
 		compareWithReference(t, e, "safetensors", "transformers", hfReference(t), refBars{minArgmax: 0.99})
 	})
-	for _, c := range []struct{ key, file string }{
-		{"q8_0", "qwen2-tiny-coder-q8_0.gguf"},
-		{"q4_k_m", "qwen2-tiny-coder-q4_k_m.gguf"},
-	} {
+	for _, c := range ggufReferences {
 		t.Run(c.key+" f32", func(t *testing.T) {
 			_, e := openModelWith(t, testref.Path(t, "models", "qwen2-tiny-coder-gguf", c.file), CacheF32)
 			if e.opts.Cache() != CacheF32 || e.opts.FlashAttention {

@@ -151,11 +151,15 @@ func compareWithReference(t *testing.T, e *Engine, key, who string, ref []testre
 	}
 }
 
+// ggufReferences are the shared GGUF files and their keys in
+// llamacpp_outputs.json.
+var ggufReferences = []struct{ key, file string }{
+	{"q8_0", "qwen2-tiny-coder-q8_0.gguf"},
+	{"q4_k_m", "qwen2-tiny-coder-q4_k_m.gguf"},
+}
+
 func TestGGUFMatchesLlamaCpp(t *testing.T) {
-	for _, c := range []struct{ key, file string }{
-		{"q8_0", "qwen2-tiny-coder-q8_0.gguf"},
-		{"q4_k_m", "qwen2-tiny-coder-q4_k_m.gguf"},
-	} {
+	for _, c := range ggufReferences {
 		t.Run(c.key, func(t *testing.T) {
 			_, e := openModel(t, testref.Path(t, "models", "qwen2-tiny-coder-gguf", c.file))
 			compareWithLlamaCpp(t, e, c.key)

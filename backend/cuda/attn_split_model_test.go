@@ -51,11 +51,7 @@ func TestSplitDecodeMatchesCPU(t *testing.T) {
 			}
 			for _, p := range prompts {
 				ids := p.TokenIDs
-				seq := e.NewSequence(len(ids) + 40)
-				want, err := seq.Forward(ids, false)
-				if err != nil {
-					t.Fatal(err)
-				}
+				seq, want := forwardCPU(t, e, ids)
 				got := decodePrompt(t, g, ids, batch(ids))
 				ratio := logitRatio(got, want)
 				worst = max(worst, ratio)

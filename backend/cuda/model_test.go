@@ -82,6 +82,18 @@ func decodePrompt(t *testing.T, g *cuda.Model, ids []int, rows int) []float32 {
 	return got
 }
 
+// forwardCPU runs ids through a new sequence of e in one pass, with room
+// for 40 more tokens, and returns it and the last position's logits.
+func forwardCPU(t *testing.T, e *engine.Engine, ids []int) (*engine.Sequence, []float32) {
+	t.Helper()
+	seq := e.NewSequence(len(ids) + 40)
+	logits, err := seq.Forward(ids, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq, logits
+}
+
 // top2 returns the best two logits' ids and values.
 func top2(l []float32) (int, float32, int, float32) {
 	a, b := -1, -1
@@ -140,11 +152,7 @@ func decodeMatchesCPU(t *testing.T, prompts []testref.Prompt, rel string, cache 
 	worstRatio := 0.0
 	for _, p := range prompts {
 		ids := p.TokenIDs
-		seq := e.NewSequence(len(ids) + 40)
-		want, err := seq.Forward(ids, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		seq, want := forwardCPU(t, e, ids)
 		got := decodePrompt(t, g, ids, len(ids)) // the CPU forwards the prompt in one pass
 		ratio := logitRatio(got, want)           // +Inf where got has a NaN
 		worstRatio = max(worstRatio, ratio)
@@ -168,6 +176,7 @@ func decodeMatchesCPU(t *testing.T, prompts []testref.Prompt, rel string, cache 
 			}
 			same++
 			g.SetBatchRows(1)
+			var err error
 			if want, err = seq.Forward([]int{ct}, false); err != nil {
 				t.Fatal(err)
 			}
