@@ -73,7 +73,10 @@ func parseLong(list string) ([]int, error) {
 type longRun struct {
 	Prompt  int
 	APRRuns []*gpuRun
-	Llama   *llamaBenchRow
+	// APRF16 are apr's runs with an F16 KV cache (--cache-type-k f16), as
+	// llama.cpp keeps it, where apr's default is f32 (SafeTensors).
+	APRF16 []*gpuRun
+	Llama  *llamaBenchRow
 }
 
 // gpuRun is one run of apr's or PyTorch's GPU driver: runResult plus the
@@ -374,17 +377,28 @@ func measureLong(o *options, apr string, prompt []int, c *gpuCase) longRun {
 	lr := longRun{Prompt: len(prompt)}
 	fail := func(engine string, err error) { c.fail(fmt.Sprintf("%s pp%d", engine, len(prompt)), err) }
 	ids := joinIDs(prompt)
-	for k := 0; k < g.longReps; k++ {
-		args := []string{"bench-run", c.APR.path(o.cache, c.Shape), "--cuda", "--tokens", ids, "--n-predict", strconv.Itoa(o.nPredict),
-			"--ctx-size", strconv.Itoa(len(prompt) + o.nPredict + 1), "--streams", "0"}
-		run, err := runAPRGPU(o, apr, args, len(prompt))
-		if err != nil {
-			fail("apr", err)
-			break
+	caches := []string{""}
+	if c.APR == kindBF16 {
+		caches = append(caches, "f16") // llama.cpp's cache type; apr's default here is f32
+	}
+	for _, cache := range caches {
+		for k := 0; k < g.longReps; k++ {
+			args := []string{"bench-run", c.APR.path(o.cache, c.Shape), "--cuda", "--tokens", ids, "--n-predict", strconv.Itoa(o.nPredict),
+				"--ctx-size", strconv.Itoa(len(prompt) + o.nPredict + 1), "--streams", "0"}
+			engine, runs := "apr", &lr.APRRuns
+			if cache != "" {
+				args = append(args, "--cache-type-k", cache)
+				engine, runs = "apr --cache-type-k "+cache, &lr.APRF16
+			}
+			run, err := runAPRGPU(o, apr, args, len(prompt))
+			if err != nil {
+				fail(engine, err)
+				break
+			}
+			*runs = append(*runs, run)
+			logf("%s %s %s pp%d rep %d: prompt %.0f tok/s, decode after it %.1f tok/s", c.Shape.Name, c.APR.Name, engine,
+				len(prompt), k+1, run.PromptRate(), run.AfterPromptRate())
 		}
-		lr.APRRuns = append(lr.APRRuns, run)
-		logf("%s %s apr pp%d rep %d: prompt %.0f tok/s, decode after it %.1f tok/s", c.Shape.Name, c.APR.Name,
-			len(prompt), k+1, run.PromptRate(), run.AfterPromptRate())
 	}
 	rows, err := llamaBenchRuns(o, c.Llama.path(o.cache, c.Shape), len(prompt), 0, g.longReps)
 	if err != nil {

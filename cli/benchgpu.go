@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/apr-llm/apr/backend/cuda"
+	"github.com/apr-llm/apr/engine"
 	"github.com/apr-llm/apr/format"
 	"github.com/apr-llm/apr/sample"
 )
@@ -16,6 +17,9 @@ import (
 type gpuBench struct {
 	Streams      int // concurrent sequences (0: none)
 	StreamPrompt int // prompt tokens each stream evaluates before decoding
+	// Cache is the KV cache type (--cache-type-k; CacheDefault: the
+	// model's reference numerics).
+	Cache engine.CacheType
 }
 
 // streamResult is the many-stream part of bench-run --cuda's result, as
@@ -60,6 +64,7 @@ func benchCUDA(r *benchResult, path string, ids []int, predict, ctxSize int, b g
 	}
 	ctx := max(ctxSize, len(ids)+predict+1, b.StreamPrompt+predict+1)
 	opts := cuda.OptionsFor(m, ctx)
+	opts.Numerics = b.Cache.Numerics(opts.Numerics)
 	opts.Slots = max(b.Streams, 1)
 	g, err := cuda.Load(m, opts)
 	if err != nil {

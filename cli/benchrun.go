@@ -75,6 +75,9 @@ func newBenchRunCmd(e *env) *cobra.Command {
 			}
 			if onGPU {
 				r.Engine = "apr-cuda"
+				if gpu.Cache, err = f.cacheType(); err != nil {
+					return err
+				}
 				if err := benchCUDA(&r, args[0], ids, predict, ctxSize, gpu); err != nil {
 					return err
 				}
@@ -117,6 +120,7 @@ func newBenchRunCmd(e *env) *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	f.registerCache(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&tokens, "tokens", "", "prompt token ids, comma-separated")
 	fl.IntVarP(&predict, "n-predict", "n", 128, "tokens to decode after the prompt")

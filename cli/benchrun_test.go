@@ -90,6 +90,7 @@ func TestBenchRunErrors(t *testing.T) {
 		{"outside vocab", []string{"bench-run", path, "--tokens", "1,999999"}, "outside the vocabulary"},
 		{"zero predict", []string{"bench-run", path, "--tokens", "1", "-n", "0"}, "at least 1"},
 		{"missing model", []string{"bench-run", "/nonexistent.gguf", "--tokens", "1"}, "nonexistent"},
+		{"cache type", []string{"bench-run", path, "--tokens", "1", "-ctk", "q8_0"}, "apr stores the KV cache as f32 or f16"},
 		{"negative streams", []string{"bench-run", path, "--tokens", "1", "--cuda", "--streams", "-1"}, "must not be negative"},
 		{"outside vocab on the GPU", []string{"bench-run", path, "--tokens", "1,999999", "--cuda"}, "outside the vocabulary"},
 	} {

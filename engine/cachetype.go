@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/apr-llm/apr/backend/cpu"
 )
 
 // CacheType is the element type of the KV cache, as llama.cpp's
@@ -40,12 +42,20 @@ func ParseCacheType(s string) (CacheType, error) {
 	return "", fmt.Errorf("unknown KV cache type %q: f32 or f16", s)
 }
 
-// WithCache returns o with its KV cache of type t (CacheDefault: as it
-// is; see cpu.Numerics.WithKVCacheF16).
-func (o Options) WithCache(t CacheType) Options {
+// Numerics returns n with its KV cache of type t (CacheDefault: n as it
+// is; see cpu.Numerics.WithKVCacheF16). The GPU backend takes the same
+// numerics.
+func (t CacheType) Numerics(n cpu.Numerics) cpu.Numerics {
 	if t != CacheDefault {
-		o.Numerics = o.Numerics.WithKVCacheF16(t == CacheF16)
+		n = n.WithKVCacheF16(t == CacheF16)
 	}
+	return n
+}
+
+// WithCache returns o with its KV cache of type t (CacheDefault: as it
+// is).
+func (o Options) WithCache(t CacheType) Options {
+	o.Numerics = t.Numerics(o.Numerics)
 	return o
 }
 
