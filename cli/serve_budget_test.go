@@ -10,8 +10,10 @@ import (
 	"github.com/apr-llm/apr/internal/testref"
 )
 
-// TestServeKVBudget: `apr serve --kv-budget` reports the budget at
-// start-up, and refuses sizes it cannot read or that hold too little.
+// TestServeKVBudget: `apr serve --kv-budget` on the CPU reports the budget
+// at start-up, and refuses sizes it cannot read or that hold too little.
+// (--device cpu: a GPU machine would otherwise serve from the device, whose
+// line TestGPUKVLine checks.)
 func TestServeKVBudget(t *testing.T) {
 	dir := testref.ModelDir(t)
 	cases := []struct {
@@ -34,7 +36,7 @@ func TestServeKVBudget(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			root := NewRoot(strings.NewReader(""), io.Discard, pw)
-			root.SetArgs(append([]string{"serve", dir, "--port", "0", "--ctx-size", "512", "-t", "1", "--kv-budget", c.budget}, c.args...))
+			root.SetArgs(append([]string{"serve", dir, "--port", "0", "--ctx-size", "512", "-t", "1", "--device", "cpu", "--kv-budget", c.budget}, c.args...))
 			done := make(chan error, 1)
 			go func() {
 				done <- root.ExecuteContext(ctx)

@@ -10,7 +10,8 @@ import (
 // would otherwise only fail on a GPU machine).
 func TestKernelNamesInPTX(t *testing.T) {
 	names := []string{"quantize", "rmsnorm", "rope_store", "attention", "attention_fa", "attention_fa_tiled", "attention_fa_m", "attention_fa_cl", "attention_fa_rope",
-		"silu_quant", "add", "argmax_part", "argmax_final", "mvx_q8_0", "mvx_q8_k", "mvf_bf16", "mvf_f16", "mvf_f32"}
+		"silu_quant", "add", "argmax_part", "argmax_final", "mvx_q8_0", "mvx_q8_k", "mvf_bf16", "mvf_f16", "mvf_f32",
+		"pick_penalize", "pick_part", "pick_merge"}
 	for dt, per := range weightTypes {
 		names = append(names, kernelName("matmul_", dt)+"_r1", kernelName("matmul_", dt)+"_r16", kernelName("get_rows_", dt))
 		if per > 0 {
