@@ -215,10 +215,11 @@ func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		return d.launch2(name, blocks, m, threads, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes))
 	}
-	if name, ok := attnF32DecKernels[a.dim]; ok && !a.f16 && attnF32Dec && a.pass < attnF32MinRows && a.qStride%4 == 0 &&
+	if name, ok := attnDecKernels[a.f16][a.dim]; ok && !a.fa && attnF32Dec && a.pass < attnF32MinRows && a.qStride%4 == 0 &&
 		!attnLegacy && d.has(name) {
-		// A float32 cache, a pass of few rows (decode): a block per row
-		// and head, keys spread over its warps (kernels/attn_f32.cuh).
+		// A float32 cache, or an F16 one without ggml's numerics, a pass
+		// of few rows (decode): a block per row and head, keys spread
+		// over its warps (kernels/attn_f32.cuh).
 		return d.launch2(name, a.heads, m, 256, 0, q, kc, vc, out, a.heads, a.kvHeads, info, a.scale, a.qStride,
 			int64(a.slotBytes))
 	}
@@ -275,12 +276,17 @@ var attnF32Split = 0
 // before attnF32Decode is asked. A variable for the tests and benchmarks.
 var attnF32Dec = true
 
-// attnF32RowsKernels and attnF32DecKernels are the float32-cache
-// attention kernels (kernels/attn_f32.cuh) by head dimension, as
-// faRowsKernels for the F16 cache.
+// attnF32RowsKernels are the float32-cache attention kernels
+// (kernels/attn_f32.cuh) by head dimension, as faRowsKernels for the F16
+// cache; attnDecKernels the few-row kernels by cache (F16?) and head
+// dimension, with transformers' numerics (the F16 cache's when ggml's
+// flash attention is off: a SafeTensors model with --cache-type-k f16).
 var (
 	attnF32RowsKernels = map[int]string{64: "attn_f32_rows_64", 128: "attn_f32_rows_128"}
-	attnF32DecKernels  = map[int]string{64: "attn_f32_dec_64", 128: "attn_f32_dec_128"}
+	attnDecKernels     = map[bool]map[int]string{
+		false: {64: "attn_f32_dec_64", 128: "attn_f32_dec_128"},
+		true:  {64: "attn_f16_dec_64", 128: "attn_f16_dec_128"},
+	}
 )
 
 // attnF32Decode runs the one-row passes (decode steps, also in the

@@ -325,11 +325,25 @@ func TestAttentionScratchRows(t *testing.T) {
 					t.Fatalf("%s: byte %d past the scratch written", what, i)
 				}
 			}
-			if f16 { // plain attention over an F16 cache, its pass size unknown: the one-block kernel
+			if f16 {
+				// Plain attention over an F16 cache (ggml's flash attention
+				// off: --cache-type-k f16 on a SafeTensors model), its pass
+				// size unknown: attn_f16_dec, a block per row and head and
+				// no scratch, as the CPU computes it.
 				a.pass, a.long, a.fa = 0, false, false
+				out := b.poisoned(4 * len(q))
+				if err := d.attention(qd, kc, vc, out, scores, info, passp, a, m); err != nil {
+					t.Fatalf("%s, attn_f16_dec: %v", what, err)
+				}
+				compare(t, what+", attn_f16_dec", b.readFloats(out, len(q)), want, 1e-5)
+				// Without it, the one-block attention kernel refuses a pass
+				// its scratch cannot hold.
+				restore := save(&attnF32Dec)
+				attnF32Dec = false
 				if err := d.attention(qd, kc, vc, out, scores, info, passp, a, m); err == nil {
 					t.Errorf("%s: the one-block attention ran a pass of %d rows", what, m)
 				}
+				restore()
 			}
 		}
 	}

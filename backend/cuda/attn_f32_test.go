@@ -108,7 +108,7 @@ func TestAttentionF32Passes(t *testing.T) {
 // attention and mmf without them).
 func TestNewKernelsInPTX(t *testing.T) {
 	for _, n := range []string{"attn_f32_rows_64", "attn_f32_rows_128", "attn_f32_merge", "attn_mma_64_64", "attn_mma_64_32",
-		"attn_mma_128_64", "attn_mma_128_32", "attn_f32_dec_64", "attn_f32_dec_128", "blas_split_bf16", "blas_split_f16", "blas_bias",
+		"attn_mma_128_64", "attn_mma_128_32", "attn_f32_dec_64", "attn_f32_dec_128", "attn_f16_dec_64", "attn_f16_dec_128", "blas_split_bf16", "blas_split_f16", "blas_bias",
 		"blas_silu_split_bf16", "blas_silu_split_f16", "rmsnorm_split_bf16", "rmsnorm_split_f16", "blas_sum"} {
 		if !bytes.Contains(embeddedPTX, []byte(".entry "+n+"(")) {
 			t.Errorf("kernel %s is not in kernels/kernels.ptx", n)

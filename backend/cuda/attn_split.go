@@ -26,10 +26,11 @@ var attnSplitMin = 384
 // H100: 133 -> 621 tok/s at position 4,096).
 var attnSplitMinGGML = 1024
 
-// splitMin is the split's threshold for an F16 cache (ggml's numerics) or
-// a float32 one.
-func splitMin(f16 bool) int {
-	if f16 {
+// splitMin is the split's threshold with ggml's flash attention (fa: an
+// F16 cache, GGUF numerics) or without (a float32 cache, or an F16 one
+// with transformers' numerics).
+func splitMin(fa bool) int {
+	if fa {
 		return attnSplitMinGGML
 	}
 	return attnSplitMin
@@ -41,14 +42,19 @@ func splitMin(f16 bool) int {
 var attnSplitChunk = 64
 
 // attnSplitKernels are the split kernels by cache (F16?) and head
-// dimension; attnSplitFin the kernels that run today's attention or merge
-// the chunks (the F16 cache's takes attention_fa's parameters).
+// dimension; attnSplitFinDec the kernels that run today's attention
+// (attnDecKernels' body) or merge the chunks, by cache and head dimension,
+// without ggml's flash attention (with it, attn_split_fin_fa, which takes
+// attention_fa's parameters).
 var (
 	attnSplitKernels = map[bool]map[int]string{
 		true:  {64: "attn_split_f16_64", 128: "attn_split_f16_128"},
 		false: {64: "attn_split_f32_64", 128: "attn_split_f32_128"},
 	}
-	attnSplitFinF32 = map[int]string{64: "attn_split_fin_f32_64", 128: "attn_split_fin_f32_128"}
+	attnSplitFinDec = map[bool]map[int]string{
+		false: {64: "attn_split_fin_f32_64", 128: "attn_split_fin_f32_128"},
+		true:  {64: "attn_split_fin_f16_64", 128: "attn_split_fin_f16_128"},
+	}
 )
 
 // attnSplitGroupMax is the most query heads a KV head may have for the
@@ -81,9 +87,10 @@ func splitShared(dim, elem, chunk, group int) int {
 // (decode; a.pass 0 in the graph) over a context longer than
 // attnSplitMin, head dimension 64 or 128, at most attnSplitGroupMax query
 // heads a KV head, with ggml's flash attention over an F16 cache or
-// attn_f32_dec's float32 cache.
+// attnDecKernels' numerics (a float32 cache, or an F16 one without ggml's
+// flash attention).
 func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArgs, m int) (bool, error) {
-	lim := splitMin(a.f16)
+	lim := splitMin(a.fa)
 	if !a.long || lim < 0 || a.ctx <= lim || !a.fits(a.ctx, m) || a.kvHeads < 1 || a.heads%a.kvHeads != 0 ||
 		a.heads/a.kvHeads > attnSplitGroupMax || a.qStride%4 != 0 {
 		return false, nil
@@ -92,8 +99,8 @@ func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArg
 	switch {
 	case a.fa && a.f16 && a.pass < 64:
 		fin = "attn_split_fin_fa"
-	case !a.f16 && !a.fa && attnF32Dec && a.pass < attnF32MinRows && !attnLegacy:
-		fin = attnF32FinName(a.dim)
+	case !a.fa && attnF32Dec && a.pass < attnF32MinRows && !attnLegacy:
+		fin = attnDecFinName(a.f16, a.dim)
 	}
 	name := attnSplitKernels[a.f16][a.dim]
 	chunk := splitChunk(a.ctx, a.dim)
@@ -104,8 +111,8 @@ func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArg
 	if !a.f16 {
 		elem = 4
 	}
-	pp := devptr(0) // the F16 cache's kernels skip passes of 64 rows or more (ggml's tiled kernel)
-	if a.f16 {
+	pp := devptr(0) // ggml's kernels skip passes of 64 rows or more (its tiled kernel)
+	if a.fa {
 		pp = passp
 	}
 	err := d.launch2(name, a.kvHeads*chunks, m, 256, splitShared(a.dim, elem, chunk, group),
@@ -114,7 +121,7 @@ func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		return true, err
 	}
 	merge := 4 * chunks
-	if a.f16 {
+	if a.fa {
 		merge = max(merge, faSharedBytes(a.dim)) // attention_fa's body runs the short rows
 		return true, d.launch2(fin, a.heads, m, 256, merge, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
 			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), lim, chunk)
@@ -123,11 +130,12 @@ func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		a.qStride, int64(a.slotBytes), a.ctx, lim, chunk)
 }
 
-// attnF32FinName is the float32 cache's fin kernel for head dimension dim
-// ("" for others, or where attn_f32_dec has no kernel).
-func attnF32FinName(dim int) string {
-	if _, ok := attnF32DecKernels[dim]; !ok {
+// attnDecFinName is the fin kernel without ggml's flash attention for a
+// float32 or (f16) an F16 cache and head dimension dim ("" for others, or
+// where attnDecKernels has no kernel).
+func attnDecFinName(f16 bool, dim int) string {
+	if _, ok := attnDecKernels[f16][dim]; !ok {
 		return ""
 	}
-	return attnSplitFinF32[dim]
+	return attnSplitFinDec[f16][dim]
 }

@@ -2,7 +2,6 @@ package cuda_test
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/apr-llm/apr/backend/cuda"
@@ -16,8 +15,8 @@ import (
 // attention forced at every position (attnSplitMin 0, a context of 1,024
 // positions so that the chunks' partials fit): for every shared model
 // file and reference prompt, the GPU's decode step token by token against
-// the CPU engine. The SafeTensors model (float32 cache) is held to the
-// issue's bar: the last prompt position's logits within 1e-2 x max|logit|
+// the CPU engine. The SafeTensors model (float32 cache, and F16 without
+// ggml's flash attention) is held to the bar: the last prompt position's logits within 1e-2 x max|logit|
 // and 32 greedy steps equal. GGUF models are held to the CPU engine with
 // plain attention over their F16 cache (the split's sums are float32, not
 // ggml's F16-rounded ones: attnSplitMinGGML) and to a bar for numerics
@@ -32,9 +31,9 @@ func TestSplitDecodeMatchesCPU(t *testing.T) {
 	skipWithoutGPU(t)
 	defer cuda.SetAttnSplitMin(0)()
 	prompts := testref.HFOutputs(t)
-	for _, rel := range tinyModels {
-		t.Run(filepath.Base(rel), func(t *testing.T) {
-			m, e, g := openBoth(t, rel, 1024, nil)
+	for _, c := range tinyCases {
+		t.Run(caseName(c.rel, c.cache), func(t *testing.T) {
+			m, e, g := openBothCache(t, c.rel, 1024, c.cache, nil)
 			batch := func(ids []int) int { return len(ids) }
 			if pe := plainAttention(t, m); pe != nil {
 				// The split sums each chunk's values in float32: its
@@ -126,14 +125,14 @@ func greedySame(seq interface {
 // BenchmarkDecodeLong times the graph decode step at positions p..p+127
 // after a prompt has filled the cache (p = 0, 256, 512, 896, 4096 and
 // 16384), on the synthetic 1.5B Q4_K_M (GGUF numerics) and 1.5B BF16
-// (transformers' numerics) models with a context of 16,640 positions: what
-// a user with a long prompt sees. APR_ATTN_SPLIT_MIN=-1 runs today's
+// (transformers' numerics, over a float32 and an F16 cache) models with a
+// context of 16,640 positions: what a user with a long prompt sees. APR_ATTN_SPLIT_MIN=-1 runs today's
 // one-block-a-head kernels for comparison.
 func BenchmarkDecodeLong(b *testing.B) {
 	skipWithoutGPU(b)
 	const ctx, fill = 16640, 16384
 	for i, s := range synthCases {
-		if s.name != "1.5B-Q4_K_M" && s.name != "1.5B-BF16-hf" {
+		if s.name != "1.5B-Q4_K_M" && s.name != "1.5B-BF16-hf" && s.name != "1.5B-BF16-hf-f16" {
 			continue
 		}
 		b.Run(s.name, func(b *testing.B) {

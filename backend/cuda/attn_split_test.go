@@ -28,7 +28,9 @@ func init() {
 // backend's attention at 1, 300, 2047 and 5000 keys (one pass of four
 // rows in two slots, and one row alone), head dimensions 128 and 64, GQA
 // groups 6 and 7 (and 2, the tiny shared models'), over an F16 cache with
-// ggml's flash attention and over a float32 cache.
+// ggml's flash attention, over one without it (a SafeTensors model with
+// --cache-type-k f16: attn_f16_dec for the short rows) and over a float32
+// cache.
 //
 // With the split forced for every row (attnSplitMin 0) the result is the
 // CPU's Attention computed in another order: float32 scores (the query
@@ -50,7 +52,8 @@ func TestAttentionSplit(t *testing.T) {
 	defF32, defGGML := max(attnSplitMin, 0), max(attnSplitMinGGML, 0)
 	pass := []Row{{Slot: 1, Pos: 0}, {Slot: 0, Pos: 299}, {Slot: 1, Pos: 2046}, {Slot: 0, Pos: 4999}}
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{12, 2, 128}, {14, 2, 64}, {28, 4, 128}, {12, 2, 64}, {2, 1, 64}} {
-		for _, f16 := range []bool{true, false} {
+		for _, cache := range []struct{ f16, fa bool }{{true, true}, {true, false}, {false, false}} {
+			f16, fa := cache.f16, cache.fa
 			elem := 4
 			if f16 {
 				elem = 2
@@ -59,19 +62,19 @@ func TestAttentionSplit(t *testing.T) {
 			qStride := sh.heads*sh.dim + 2*kvDim
 			caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, f16)
 			a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx,
-				scale: float32(1 / math.Sqrt(float64(sh.dim))), f16: f16, fa: f16, qStride: qStride, slotBytes: ctx * kvDim * elem, long: true}
+				scale: float32(1 / math.Sqrt(float64(sh.dim))), f16: f16, fa: fa, qStride: qStride, slotBytes: ctx * kvDim * elem, long: true}
 			for _, rows := range [][]Row{pass, {{Slot: 0, Pos: 4999}}} {
 				m, qDim := len(rows), sh.heads*sh.dim
 				q, qs, rc, rp := passQueries(r, rows, caches, qDim, qStride)
 				plain, ggml := make([]float32, len(q)), make([]float32, len(q))
 				be.Attention(plain, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
-				if f16 { // ggml's flash attention runs over F16 caches only
+				if fa { // ggml's flash attention runs over F16 caches only
 					be.FlashAttentionGGML(ggml, q, rc, rp, m, sh.heads, sh.kvHeads, sh.dim)
 				}
 				qd, info, passp := b.floats(qs), b.ints(rowInfo(rows...)), b.ints([]int32{int32(m)})
 				scores := b.poisoned(4 * m * sh.heads * ctx)
 				def := defF32
-				if f16 {
+				if fa {
 					def = defGGML
 				}
 				for _, lim := range []int{0, def} {
@@ -82,18 +85,18 @@ func TestAttentionSplit(t *testing.T) {
 					}
 					got := b.readFloats(out, len(q))
 					for i, row := range rows {
-						what := fmt.Sprintf("%dx%d dim %d f16 %v min %d pass %d: %d keys", sh.heads, sh.kvHeads, sh.dim, f16, lim, m, row.Pos+1)
+						what := fmt.Sprintf("%dx%d dim %d f16 %v fa %v min %d pass %d: %d keys", sh.heads, sh.kvHeads, sh.dim, f16, fa, lim, m, row.Pos+1)
 						g, p, f := got[i*qDim:(i+1)*qDim], plain[i*qDim:(i+1)*qDim], ggml[i*qDim:(i+1)*qDim]
 						switch {
 						case row.Pos+1 > lim:
 							compare(t, what+" (split) vs Attention", g, p, 1e-5)
-							if f16 { // ggml's F16 sum: a reference with its own error (attnSplitMinGGML)
+							if fa { // ggml's F16 sum: a reference with its own error (attnSplitMinGGML)
 								t.Logf("%s: split vs FlashAttentionGGML max |diff| %.3g", what, maxAbsDiff(g, f))
 							}
-						case f16:
+						case fa:
 							compare(t, what+" (today's attention_fa)", g, f, 0)
 						default:
-							compare(t, what+" (today's attn_f32_dec)", g, p, 1e-5)
+							compare(t, what+" (today's attn_f32_dec / attn_f16_dec)", g, p, 1e-5)
 						}
 					}
 				}
@@ -126,7 +129,7 @@ func TestSplitChunk(t *testing.T) {
 // regenerated; attention then runs today's kernels).
 func TestSplitKernelsInPTX(t *testing.T) {
 	names := []string{"attn_split_fin_fa"}
-	for _, m := range []map[int]string{attnSplitKernels[true], attnSplitKernels[false], attnSplitFinF32} {
+	for _, m := range []map[int]string{attnSplitKernels[true], attnSplitKernels[false], attnSplitFinDec[false], attnSplitFinDec[true]} {
 		for _, n := range m {
 			names = append(names, n)
 		}

@@ -1,7 +1,6 @@
 package cuda_test
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/apr-llm/apr/backend/cuda"
@@ -18,7 +17,9 @@ import (
 // TestSplitDecodeMatchesCPU, GGUF files are held to the CPU engine with
 // plain attention over their F16 cache (the kernels sum in float32, not
 // ggml's F16-rounded accumulator) and to ggufSplitLogits; the SafeTensors
-// model to the 1e-2 x max|logit| and every greedy step equal.
+// model (over its float32 cache, and over an F16 one: attn_mma_f16, then
+// attn_f16_dec's split for the steps) to the 1e-2 x max|logit| and
+// every greedy step equal.
 func TestLongPromptMatchesCPU(t *testing.T) {
 	skipWithoutGPU(t)
 	const n, steps = 2000, 16
@@ -29,9 +30,9 @@ func TestLongPromptMatchesCPU(t *testing.T) {
 		}
 	}
 	ids = ids[:n]
-	for _, rel := range tinyModels {
-		t.Run(filepath.Base(rel), func(t *testing.T) {
-			m, e, g := openBoth(t, rel, n+steps+1, nil)
+	for _, c := range tinyCases {
+		t.Run(caseName(c.rel, c.cache), func(t *testing.T) {
+			m, e, g := openBothCache(t, c.rel, n+steps+1, c.cache, nil)
 			bar, strict := ggufSplitLogits, false
 			if pe := plainAttention(t, m); pe != nil {
 				e = pe

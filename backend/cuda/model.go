@@ -679,7 +679,7 @@ func (g *Model) setState(pass int, rows []Row) (int, error) {
 	if m == 1 && n == 0 {
 		sel[0] = 0 // the decode graph's head reads one row
 	}
-	lim := splitMin(g.opts.KVCacheF16)
+	lim := splitMin(g.opts.FlashAttention && g.opts.KVCacheF16)
 	g.long = lim >= 0 && last+1 > lim
 	d := g.dev
 	r := d.drv.cuMemcpyHtoDAsync(g.state, unsafe.Pointer(&s[0]), uintptr(4*(4+4*m+max(n, 1))), d.stream)

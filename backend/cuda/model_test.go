@@ -29,6 +29,26 @@ var tinyModels = []string{
 	"models/qwen2-tiny-coder-gguf/qwen2-tiny-coder-q4_k_m.gguf",
 }
 
+// tinyCases are tinyModels with their default KV cache, and the
+// SafeTensors model over an F16 cache (--cache-type-k f16: F16 storage with
+// transformers' attention, ggml's flash attention off), whose few-row
+// passes run attn_f16_dec and the split without ggml's numerics.
+var tinyCases = []struct {
+	rel   string
+	cache engine.CacheType
+}{
+	{tinyModels[0], engine.CacheDefault}, {tinyModels[1], engine.CacheDefault}, {tinyModels[2], engine.CacheDefault},
+	{tinyModels[0], engine.CacheF16},
+}
+
+// caseName names a tinyCases entry as a subtest.
+func caseName(rel string, cache engine.CacheType) string {
+	if cache == engine.CacheDefault {
+		return filepath.Base(rel)
+	}
+	return filepath.Base(rel) + "-" + string(cache)
+}
+
 // nearTie is the top-2 logit gap under which a greedy divergence is blamed
 // on summation order when the CPU runs quant's assembly kernels.
 const nearTie = 0.05

@@ -118,21 +118,25 @@ func synthModel(cfg *model.Config, mix quantMix) *model.Model {
 // numerics (F16 cache, ggml's flash attention and ops) except the -hf
 // ones, which run the numerics the engine gives a SafeTensors model
 // (cpu.NumericsFor: transformers', a float32 cache and plain attention),
-// as `bench -gpu` runs its BF16 rows.
+// as `bench -gpu` runs its BF16 rows; -hf-f16 keeps those numerics over an
+// F16 cache (--cache-type-k f16).
 var synthCases = []struct {
 	name                         string
 	layers, h, ffn, heads, kvHds int
 	mix                          quantMix
 	hf                           bool // transformers' numerics (cpu.Numerics{})
+	f16                          bool // with hf: an F16 KV cache (--cache-type-k f16)
 }{
-	{"0.5B-Q8_0", 24, 896, 4864, 14, 2, allQ8_0, false},
-	{"0.5B-Q4_K_M", 24, 896, 4864, 14, 2, q4KM, false},
-	{"1.5B-Q8_0", 28, 1536, 8960, 12, 2, allQ8_0, false},
-	{"1.5B-Q4_K_M", 28, 1536, 8960, 12, 2, q4KM, false},
-	{"0.5B-BF16", 24, 896, 4864, 14, 2, allBF16, false},
-	{"1.5B-BF16", 28, 1536, 8960, 12, 2, allBF16, false},
-	{"0.5B-BF16-hf", 24, 896, 4864, 14, 2, allBF16, true},
-	{"1.5B-BF16-hf", 28, 1536, 8960, 12, 2, allBF16, true},
+	{"0.5B-Q8_0", 24, 896, 4864, 14, 2, allQ8_0, false, false},
+	{"0.5B-Q4_K_M", 24, 896, 4864, 14, 2, q4KM, false, false},
+	{"1.5B-Q8_0", 28, 1536, 8960, 12, 2, allQ8_0, false, false},
+	{"1.5B-Q4_K_M", 28, 1536, 8960, 12, 2, q4KM, false, false},
+	{"0.5B-BF16", 24, 896, 4864, 14, 2, allBF16, false, false},
+	{"1.5B-BF16", 28, 1536, 8960, 12, 2, allBF16, false, false},
+	{"0.5B-BF16-hf", 24, 896, 4864, 14, 2, allBF16, true, false},
+	{"1.5B-BF16-hf", 28, 1536, 8960, 12, 2, allBF16, true, false},
+	{"0.5B-BF16-hf-f16", 24, 896, 4864, 14, 2, allBF16, true, true},
+	{"1.5B-BF16-hf-f16", 28, 1536, 8960, 12, 2, allBF16, true, true},
 }
 
 // loadSynth loads synthCases[i] with its numerics and a context of ctx
@@ -150,7 +154,7 @@ func loadSynthSlots(b testing.TB, i, ctx, slots int) (*cuda.Model, *model.Config
 	cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim = s.heads, s.kvHds, s.h/s.heads
 	num := cpu.Numerics{KVCacheF16: true, FlashAttention: true, GGMLOps: true, Rope: cpu.RopeGGML}
 	if s.hf {
-		num = cpu.Numerics{}
+		num = cpu.Numerics{KVCacheF16: s.f16}
 	}
 	g, err := cuda.Load(synthModel(&cfg, s.mix), cuda.Options{Context: ctx, Numerics: num, Slots: slots})
 	if err != nil {

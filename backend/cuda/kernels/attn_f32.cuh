@@ -283,15 +283,43 @@ extern "C" __global__ void attn_f32_merge(const float* __restrict__ part, float*
 // accumulator. The warps' results are combined at the end. Same
 // parameters and rows as attention (info: ROW_POS, ROW_SLOT; out heads x
 // DIM floats a row); q rows 16-byte aligned.
+//
+// attn_f16_dec_DIM is the same over an F16 cache without ggml's flash
+// attention (a SafeTensors model with --cache-type-k f16): the CPU
+// backend's Attention over such a cache, whose query is rounded to F16 for
+// the Q.K products and whose keys and values are exact in float32.
 
 #define AD_NW 8
 
-template <int DIM>
+// ad_load reads E consecutive cache elements (float32, or F16 when F16)
+// at p as float32.
+template <int E, bool F16>
+__device__ __forceinline__ void ad_load(const u8* p, float* x) {
+    if constexpr (F16) {
+        if constexpr (E == 4) {
+            uint2 h = *(const uint2*)p;
+            x[0] = h2f((u16)(h.x & 0xffff)), x[1] = h2f((u16)(h.x >> 16));
+            x[2] = h2f((u16)(h.y & 0xffff)), x[3] = h2f((u16)(h.y >> 16));
+        } else {
+            u32 h = *(const u32*)p;
+            x[0] = h2f((u16)(h & 0xffff)), x[1] = h2f((u16)(h >> 16));
+        }
+    } else if constexpr (E == 4) {
+        float4 a = *(const float4*)p;
+        x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w;
+    } else {
+        float2 a = *(const float2*)p;
+        x[0] = a.x, x[1] = a.y;
+    }
+}
+
+template <int DIM, bool F16>
 __device__ __forceinline__ void attn_f32_dec(const float* __restrict__ q, const u8* __restrict__ kc,
                                              const u8* __restrict__ vc, float* __restrict__ out, int heads,
                                              int kvHeads, const int* __restrict__ info, float scale, int qStride,
                                              i64 slotBytes) {
     constexpr int E = DIM / WARP;  // 2 or 4
+    constexpr int ELEM = F16 ? 2 : 4;
     __shared__ float wM[AD_NW], wS[AD_NW];
     __shared__ float wAcc[AD_NW][DIM];
     const float ninf = __uint_as_float(0xff800000u);
@@ -301,28 +329,20 @@ __device__ __forceinline__ void attn_f32_dec(const float* __restrict__ q, const 
     i64 sb = (i64)ROW_SLOT(info, r) * slotBytes;
     int kvStride = kvHeads * DIM;
     int off = (h / (heads / kvHeads)) * DIM + lane * E;
-    const float* kb = (const float*)(kc + sb) + off;
-    const float* vb = (const float*)(vc + sb) + off;
+    const u8* kb = kc + sb + (i64)off * ELEM;
+    const u8* vb = vc + sb + (i64)off * ELEM;
     const float* qr = q + (i64)r * qStride + h * DIM + lane * E;
     float qv[E], acc[E];
 #pragma unroll
-    for (int e = 0; e < E; e++) qv[e] = qr[e], acc[e] = 0.0f;
+    for (int e = 0; e < E; e++) qv[e] = F16 ? h2f(f2h(qr[e])) : qr[e], acc[e] = 0.0f;
     float M = ninf, S = 0.0f;
     for (int j0 = 4 * w; j0 < n; j0 += 4 * AD_NW) {
         float kv[4][E], vv[4][E], s[4];
 #pragma unroll
         for (int u = 0; u < 4; u++) {
             int j = min(j0 + u, n - 1);  // past n: a valid row, masked below
-            const float* kp = kb + (i64)j * kvStride;
-            const float* vp = vb + (i64)j * kvStride;
-            if constexpr (E == 4) {
-                float4 a = *(const float4*)kp, c = *(const float4*)vp;
-                kv[u][0] = a.x, kv[u][1] = a.y, kv[u][2] = a.z, kv[u][3] = a.w;
-                vv[u][0] = c.x, vv[u][1] = c.y, vv[u][2] = c.z, vv[u][3] = c.w;
-            } else {
-                float2 a = *(const float2*)kp, c = *(const float2*)vp;
-                kv[u][0] = a.x, kv[u][1] = a.y, vv[u][0] = c.x, vv[u][1] = c.y;
-            }
+            ad_load<E, F16>(kb + (i64)j * kvStride * ELEM, kv[u]);
+            ad_load<E, F16>(vb + (i64)j * kvStride * ELEM, vv[u]);
         }
 #pragma unroll
         for (int u = 0; u < 4; u++) {
@@ -374,13 +394,15 @@ __device__ __forceinline__ void attn_f32_dec(const float* __restrict__ q, const 
     }
 }
 
-#define ATTN_F32_DEC(DIM)                                                                                     \
-    extern "C" __global__ void __launch_bounds__(AD_NW * WARP) attn_f32_dec_##DIM(                              \
+#define ATTN_F32_DEC(NAME, DIM, F16)                                                                          \
+    extern "C" __global__ void __launch_bounds__(AD_NW * WARP) NAME(                                          \
         const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,                    \
         float* __restrict__ out, int heads, int kvHeads, const int* __restrict__ info, float scale,          \
         int qStride, i64 slotBytes) {                                                                         \
         pdl_start(); /* the query and the cache rows come from the kernels before */                          \
-        attn_f32_dec<DIM>(q, kc, vc, out, heads, kvHeads, info, scale, qStride, slotBytes);                   \
+        attn_f32_dec<DIM, F16>(q, kc, vc, out, heads, kvHeads, info, scale, qStride, slotBytes);              \
     }
-ATTN_F32_DEC(64)
-ATTN_F32_DEC(128)
+ATTN_F32_DEC(attn_f32_dec_64, 64, false)
+ATTN_F32_DEC(attn_f32_dec_128, 128, false)
+ATTN_F32_DEC(attn_f16_dec_64, 64, true)
+ATTN_F32_DEC(attn_f16_dec_128, 128, true)

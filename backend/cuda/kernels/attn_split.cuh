@@ -21,9 +21,10 @@
 // exit at once: the grid is sized for the context, the position is read on
 // the device (the decode graph replays the same launch at every position).
 //
-// attn_split_fin_{fa,f32_DIM}: grid (heads, rows), AS_NT threads. A row of
-// at most minKeys keys runs today's kernel unchanged (attention_fa's body:
-// ggml's numerics, bit for bit as the CPU; attn_f32_dec's body), as does,
+// attn_split_fin_{fa,f32_DIM,f16_DIM}: grid (heads, rows), AS_NT threads. A
+// row of at most minKeys keys runs today's kernel unchanged (attention_fa's
+// body: ggml's numerics, bit for bit as the CPU; attn_f32_dec's body, over
+// a float32 cache or, f16_DIM, an F16 one without ggml's numerics), as does,
 // over an F16 cache, every row of a pass of 64 rows or more (*passp: ggml
 // then runs its tiled kernel; the split kernel reads passp too, null for
 // the float32 cache, and skips such passes); a longer
@@ -273,8 +274,8 @@ extern "C" __global__ void __launch_bounds__(256, 2) attn_split_fin_fa(ATTN_FA_P
     attn_split_merge(scores, out, heads, dim, ctx, chunk, r, n);
 }
 
-#define ATTN_SPLIT_FIN_F32(DIM)                                                                             \
-    extern "C" __global__ void __launch_bounds__(AS_NT) attn_split_fin_f32_##DIM(                          \
+#define ATTN_SPLIT_FIN_DEC(NAME, DIM, F16)                                                                  \
+    extern "C" __global__ void __launch_bounds__(AS_NT) NAME(                                               \
         const float* __restrict__ q, const u8* __restrict__ kc, const u8* __restrict__ vc,                  \
         float* __restrict__ out, float* __restrict__ part, int heads, int kvHeads,                          \
         const int* __restrict__ info, float scale, int qStride, i64 slotBytes, int ctx, int minKeys,        \
@@ -282,10 +283,12 @@ extern "C" __global__ void __launch_bounds__(256, 2) attn_split_fin_fa(ATTN_FA_P
         pdl_start();                                                                                        \
         int r = blockIdx.y, n = ROW_POS(info, r) + 1;                                                       \
         if (n <= minKeys) {                                                                                 \
-            attn_f32_dec<DIM>(q, kc, vc, out, heads, kvHeads, info, scale, qStride, slotBytes);             \
+            attn_f32_dec<DIM, F16>(q, kc, vc, out, heads, kvHeads, info, scale, qStride, slotBytes);        \
             return;                                                                                         \
         }                                                                                                   \
         attn_split_merge(part, out, heads, DIM, ctx, chunk, r, n);                                          \
     }
-ATTN_SPLIT_FIN_F32(64)
-ATTN_SPLIT_FIN_F32(128)
+ATTN_SPLIT_FIN_DEC(attn_split_fin_f32_64, 64, false)
+ATTN_SPLIT_FIN_DEC(attn_split_fin_f32_128, 128, false)
+ATTN_SPLIT_FIN_DEC(attn_split_fin_f16_64, 64, true)
+ATTN_SPLIT_FIN_DEC(attn_split_fin_f16_128, 128, true)
