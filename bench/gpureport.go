@@ -246,8 +246,8 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 			"right after the prompt. llama.cpp keeps its KV cache in F16, as apr does by default for GGUF files; "+
 			"for the SafeTensors folder apr's default is an f32 cache (transformers' numerics), and the \"f16 cache\" "+
 			"columns are apr with `--cache-type-k f16`, llama.cpp's cache type.\n\n", processes(r.longReps()), r.NPredict)
-		p("| model | weights | prompt | apr | llama.cpp | apr / llama.cpp | apr, f16 cache | f16 cache / llama.cpp | apr decode after it |\n")
-		p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		p("| model | weights | prompt | apr | llama.cpp | apr / llama.cpp | apr, f16 cache | f16 cache / llama.cpp | apr decode after it | f16 cache: decode after it |\n")
+		p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for i := range r.Cases {
 			c := &r.Cases[i]
 			for _, l := range c.Long {
@@ -257,14 +257,14 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 					llama = median(l.Llama.SamplesTS)
 				}
 				rc, _ := ratioCell(a.Prompt, llama, 0)
-				f16, f16r := "the default", "the default"
+				f16, f16r, f16d := "the default", "the default", "the default"
 				if c.APR == kindBF16 {
 					h := summarizeGPU(l.APRF16)
-					f16 = rate(h.Prompt, "%.0f")
+					f16, f16d = rate(h.Prompt, "%.0f"), rate(h.AfterPrompt, "%.1f")
 					f16r, _ = ratioCell(h.Prompt, llama, 0)
 				}
-				p("| %s | %s | %d | %s | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), l.Prompt, rate(a.Prompt, "%.0f"),
-					rate(llama, "%.0f"), rc, f16, f16r, rate(a.AfterPrompt, "%.1f"))
+				p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), l.Prompt, rate(a.Prompt, "%.0f"),
+					rate(llama, "%.0f"), rc, f16, f16r, rate(a.AfterPrompt, "%.1f"), f16d)
 			}
 		}
 	}
