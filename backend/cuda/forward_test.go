@@ -51,6 +51,8 @@ func sixteen(n int, skip []int) []int {
 // passes (ForwardBatch of every sequence): each row's logits within
 // tolerance (1e-2 x max|logit|, 5e-2 without -tags purego on GGUF files)
 // and the greedy tokens equal, as TestDecodeMatchesCPU demands of Decode.
+// tinyCases: the SafeTensors model also over an F16 cache, whose passes of
+// few rows run attn_f16_dec and, past attnSplitMin keys, the split.
 func TestForwardMatchesCPU(t *testing.T) {
 	skipWithoutGPU(t)
 	prompts := testref.HFOutputs(t)
@@ -71,16 +73,17 @@ func TestForwardMatchesCPU(t *testing.T) {
 		{"long", 2, true, [][]int{long}},
 		{"sixteen", 16, true, [][]int{sixteen(len(prompts), long)}},
 	}
-	for _, rel := range tinyModels {
+	for _, tc := range tinyCases {
+		rel := tc.rel
 		for _, c := range cases {
-			t.Run(filepath.Base(rel)+"/"+c.name, func(t *testing.T) {
+			t.Run(caseName(rel, tc.cache)+"/"+c.name, func(t *testing.T) {
 				ctx := 0
 				for _, grp := range c.groups {
 					for _, pi := range grp {
 						ctx = max(ctx, len(prompts[pi].TokenIDs)+steps+1)
 					}
 				}
-				m, e, g := openBoth(t, rel, ctx, func(o *cuda.Options) { o.Slots = c.slots })
+				m, e, g := openBothCache(t, rel, ctx, tc.cache, func(o *cuda.Options) { o.Slots = c.slots })
 				if g.Slots() != c.slots {
 					t.Fatalf("Slots() = %d, want %d", g.Slots(), c.slots)
 				}
