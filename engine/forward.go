@@ -246,6 +246,12 @@ func (e *Engine) decoderStack(a *activations, n, layers int) {
 		e.embed.RowF32(x[i*h:(i+1)*h], t)
 	}
 	e.report(BrickEmbed, -1, t0, n, x[:n*h])
+	// RoPE's angles, once a row for every layer and head.
+	dim := e.Config.HeadDim
+	a.rope = grow(a.rope, n*dim)
+	for t, pos := range a.pos[:n] {
+		e.rope.Angles(a.rope[t*dim:(t+1)*dim], pos)
+	}
 	for li := range e.layers[:layers] {
 		e.layers[li].forward(e, li, x, a, n)
 	}
@@ -259,6 +265,7 @@ type activations struct {
 	seqs                                        []*Sequence
 	selSeqs                                     []*Sequence // the sequence of each row of sel
 	owners                                      []*Sequence // the rows' sequences the probe is told (seqs or selSeqs)
+	rope                                        []float32   // each row's RoPE angles (Rope.Angles)
 	pos, tokens                                 []int
 	caches                                      []*cpu.KVCache
 }
@@ -339,8 +346,9 @@ func (at *attention) forward(e *Engine, li int, a *activations, n int) {
 	t0 = e.mark()
 	for t := 0; t < n; t++ {
 		pos := a.pos[t]
-		e.rope.Apply(a.q[t*qDim:(t+1)*qDim], at.heads, pos)
-		e.rope.Apply(a.k[t*kvDim:(t+1)*kvDim], at.kvHead, pos)
+		cs := a.rope[t*at.headDim : (t+1)*at.headDim]
+		e.rope.Rotate(a.q[t*qDim:(t+1)*qDim], at.heads, cs)
+		e.rope.Rotate(a.k[t*kvDim:(t+1)*kvDim], at.kvHead, cs)
 		a.caches[t] = a.seqs[t].cache[li]
 		a.caches[t].Store(pos, a.k[t*kvDim:(t+1)*kvDim], a.v[t*kvDim:(t+1)*kvDim])
 	}

@@ -203,7 +203,15 @@ func NewRope(dim int, theta float64, style RopeStyle) *Rope {
 
 // Apply rotates every head of vec (heads x dim, one token at position pos).
 func (r *Rope) Apply(vec []float32, heads int, pos int) {
-	dim := 2 * r.half
+	r.Rotate(vec, heads, r.Angles(make([]float32, 2*r.half), pos))
+}
+
+// Angles writes the cosine and the sine of each pair's angle at position
+// pos into cs (2*half values: cos, sin, cos, ...) and returns it. Every
+// head and layer rotates a position by the same angles, so a pass computes
+// them once a row (Rotate).
+func (r *Rope) Angles(cs []float32, pos int) []float32 {
+	cs = cs[:2*r.half]
 	theta := float32(pos)
 	for i := 0; i < r.half; i++ {
 		ang := theta
@@ -212,10 +220,21 @@ func (r *Rope) Apply(vec []float32, heads int, pos int) {
 		} else {
 			theta *= r.thetaScale
 		}
-		c := float32(math.Cos(float64(ang)))
-		s := float32(math.Sin(float64(ang)))
-		for h := 0; h < heads; h++ {
-			v := vec[h*dim : (h+1)*dim]
+		cs[2*i] = float32(math.Cos(float64(ang)))
+		cs[2*i+1] = float32(math.Sin(float64(ang)))
+	}
+	return cs
+}
+
+// Rotate rotates every head of vec (heads x dim, one token) by the angles
+// cs of its position (Angles).
+func (r *Rope) Rotate(vec []float32, heads int, cs []float32) {
+	dim := 2 * r.half
+	cs = cs[:dim]
+	for h := 0; h < heads; h++ {
+		v := vec[h*dim : (h+1)*dim]
+		for i := 0; i < r.half; i++ {
+			c, s := cs[2*i], cs[2*i+1]
 			a, b := v[i], v[i+r.half]
 			v[i] = a*c - b*s
 			v[i+r.half] = b*c + a*s
