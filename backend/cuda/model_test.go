@@ -53,13 +53,9 @@ func caseName(rel string, cache engine.CacheType) string {
 // on summation order when the CPU runs quant's assembly kernels.
 const nearTie = 0.05
 
-// openBoth opens a model file and binds it to the CPU engine and the GPU
-// (options as cuda.OptionsFor, then tune when not nil).
-func openBoth(t testing.TB, rel string, ctx int, tune func(*cuda.Options)) (*model.Model, *engine.Engine, *cuda.Model) {
-	return openBothCache(t, rel, ctx, engine.CacheDefault, tune)
-}
-
-// openBothCache is openBoth with both sides' KV caches of type cache.
+// openBothCache opens a model file and binds it to the CPU engine and the
+// GPU (options as cuda.OptionsFor, then tune when not nil), both sides'
+// KV caches of type cache (engine.CacheDefault: the model's).
 func openBothCache(t testing.TB, rel string, ctx int, cache engine.CacheType, tune func(*cuda.Options)) (*model.Model, *engine.Engine, *cuda.Model) {
 	t.Helper()
 	m, err := format.Open(testref.Path(t, filepath.FromSlash(rel)))
