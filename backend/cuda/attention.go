@@ -271,8 +271,9 @@ var attnF32MinRows = 64
 var attnF32Split = 0
 
 // attnF32Dec runs the passes of fewer than attnF32MinRows rows (decode
-// steps, in the graph too: pass 0) over a float32 cache on attn_f32_dec
-// (a block per row and head, its warps taking the keys four at a time),
+// steps, in the graph too: pass 0) over a float32 cache on attn_f32_dec,
+// and over an F16 one without ggml's flash attention on attn_f16_dec (a
+// block per row and head, its warps taking the keys four at a time),
 // before attnF32Decode is asked. A variable for the tests and benchmarks.
 var attnF32Dec = true
 

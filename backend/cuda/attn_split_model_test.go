@@ -32,7 +32,7 @@ func TestSplitDecodeMatchesCPU(t *testing.T) {
 	defer cuda.SetAttnSplitMin(0)()
 	prompts := testref.HFOutputs(t)
 	for _, c := range tinyCases {
-		t.Run(caseName(c.rel, c.cache), func(t *testing.T) {
+		t.Run(c.name(), func(t *testing.T) {
 			m, e, g := openBothCache(t, c.rel, 1024, c.cache, nil)
 			batch := func(ids []int) int { return len(ids) }
 			if pe := plainAttention(t, m); pe != nil {

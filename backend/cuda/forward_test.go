@@ -76,7 +76,7 @@ func TestForwardMatchesCPU(t *testing.T) {
 	for _, tc := range tinyCases {
 		rel := tc.rel
 		for _, c := range cases {
-			t.Run(caseName(rel, tc.cache)+"/"+c.name, func(t *testing.T) {
+			t.Run(tc.name()+"/"+c.name, func(t *testing.T) {
 				ctx := 0
 				for _, grp := range c.groups {
 					for _, pi := range grp {

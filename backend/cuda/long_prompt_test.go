@@ -31,7 +31,7 @@ func TestLongPromptMatchesCPU(t *testing.T) {
 	}
 	ids = ids[:n]
 	for _, c := range tinyCases {
-		t.Run(caseName(c.rel, c.cache), func(t *testing.T) {
+		t.Run(c.name(), func(t *testing.T) {
 			m, e, g := openBothCache(t, c.rel, n+steps+1, c.cache, nil)
 			bar, strict := ggufSplitLogits, false
 			if pe := plainAttention(t, m); pe != nil {

@@ -29,25 +29,32 @@ var tinyModels = []string{
 	"models/qwen2-tiny-coder-gguf/qwen2-tiny-coder-q4_k_m.gguf",
 }
 
+// tinyCase is a shared model file and the KV cache type it runs with.
+type tinyCase struct {
+	rel   string
+	cache engine.CacheType
+}
+
+// name is the case's subtest name: the file's, and the cache type's
+// unless it is the model's default.
+func (c tinyCase) name() string {
+	if c.cache == engine.CacheDefault {
+		return filepath.Base(c.rel)
+	}
+	return filepath.Base(c.rel) + "-" + string(c.cache)
+}
+
 // tinyCases are tinyModels with their default KV cache, and the
 // SafeTensors model over an F16 cache (--cache-type-k f16: F16 storage with
 // transformers' attention, ggml's flash attention off), whose few-row
 // passes run attn_f16_dec and the split without ggml's numerics.
-var tinyCases = []struct {
-	rel   string
-	cache engine.CacheType
-}{
-	{tinyModels[0], engine.CacheDefault}, {tinyModels[1], engine.CacheDefault}, {tinyModels[2], engine.CacheDefault},
-	{tinyModels[0], engine.CacheF16},
-}
-
-// caseName names a tinyCases entry as a subtest.
-func caseName(rel string, cache engine.CacheType) string {
-	if cache == engine.CacheDefault {
-		return filepath.Base(rel)
+var tinyCases = func() []tinyCase {
+	var cs []tinyCase
+	for _, rel := range tinyModels {
+		cs = append(cs, tinyCase{rel, engine.CacheDefault})
 	}
-	return filepath.Base(rel) + "-" + string(cache)
-}
+	return append(cs, tinyCase{tinyModels[0], engine.CacheF16})
+}()
 
 // nearTie is the top-2 logit gap under which a greedy divergence is blamed
 // on summation order when the CPU runs quant's assembly kernels.
