@@ -322,12 +322,24 @@ func ensureLlama(dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@node-llama-cpp", "linux-x64")); err == nil {
 		return nil
 	}
-	logf("npm ci in %s", dir)
-	cmd := exec.Command("npm", "ci", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NODE_LLAMA_CPP_SKIP_DOWNLOAD=true", "NODE_LLAMA_CPP_POSTINSTALL=skip")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("npm ci in %s: %w\n%s", dir, err, out)
+	npm := func(args ...string) ([]byte, error) {
+		logf("npm %s in %s", strings.Join(args, " "), dir)
+		cmd := exec.Command("npm", append(args, "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund")...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "NODE_LLAMA_CPP_SKIP_DOWNLOAD=true", "NODE_LLAMA_CPP_POSTINSTALL=skip")
+		return cmd.CombinedOutput()
+	}
+	out, err := npm("ci")
+	if err == nil {
+		return nil
+	}
+	// npm 11's ci refuses a lock file that lacks node-llama-cpp's optional
+	// packages for other platforms, which a registry without them (a
+	// mirror) cannot add. The install below takes the same versions
+	// (package.json pins them) and leaves the lock file as it is.
+	out2, err2 := npm("install", "--no-save")
+	if err2 != nil {
+		return fmt.Errorf("npm ci in %s: %w\n%s\nthen npm install --no-save: %w\n%s", dir, err, out, err2, out2)
 	}
 	return nil
 }
