@@ -16,6 +16,9 @@ var hasFA512 = hasFA && cpu.X86.HasAVX512F
 func faRoundF16AVX2(dst, src *float32, n int)
 
 //go:noescape
+func faToF16AVX2(dst *uint16, src *float32, n int)
+
+//go:noescape
 func faScaleAVX2(dst, src *float32, n int, s float32)
 
 //go:noescape
@@ -70,6 +73,16 @@ func faRoundF16Fast(dst, src []float32) bool {
 	}
 	_ = dst[n-1]
 	faRoundF16AVX2(&dst[0], &src[0], n)
+	return true
+}
+
+func toF16Fast(dst []uint16, src []float32) bool {
+	n := len(src)
+	if !hasFA || n == 0 || n%8 != 0 {
+		return false
+	}
+	_ = dst[n-1]
+	faToF16AVX2(&dst[0], &src[0], n)
 	return true
 }
 

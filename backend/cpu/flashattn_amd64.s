@@ -97,6 +97,27 @@ rounddone:
 	VZEROUPPER
 	RET
 
+// func faToF16AVX2(dst *uint16, src *float32, n int)  (n a multiple of 8)
+TEXT ·faToF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	JEQ  tof16done
+
+tof16loop:
+	VMOVUPS   (SI), Y0
+	VCVTPS2PH $0, Y0, X1
+	VMOVDQU   X1, (DI)
+	ADDQ      $32, SI
+	ADDQ      $16, DI
+	DECQ      CX
+	JNE       tof16loop
+
+tof16done:
+	VZEROUPPER
+	RET
+
 // func faScaleAVX2(dst, src *float32, n int, s float32)  (n a multiple of 8)
 TEXT ·faScaleAVX2(SB), NOSPLIT, $0-28
 	MOVQ         dst+0(FP), DI

@@ -7,6 +7,8 @@ package cpu
 
 func faRoundF16Fast(dst, src []float32) bool { return false }
 
+func toF16Fast(dst []uint16, src []float32) bool { return false }
+
 func faScaleFast(dst, src []float32, s float32) bool { return false }
 
 func faScoresF16Fast(s []float32, k []uint16, stride int, q []float32, scale float32) bool {

@@ -585,3 +585,53 @@ func TestAttentionMatchesPerKeyKernels(t *testing.T) {
 		}
 	}
 }
+
+// TestToF16MatchesScalar holds the KV cache's F16 conversion (toF16: the
+// vector conversion where the CPU has F16C) to tensor.F32ToF16 bit for bit
+// on rounding ties, subnormals, the overflow edge, infinities, zeros, the
+// canonical NaN and random values, for a length the vector code takes and
+// one it leaves to the scalar loop.
+func TestToF16MatchesScalar(t *testing.T) {
+	edges := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 65504, -65504, 65519.996, 65520, 1e9, -1e9,
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()),
+		0x1p-14, 0x1p-24, 0x1p-25, 0x1.8p-25, 0x1p-26, -0x1p-24, 0x1.002p0, 0x1.003p0, 0x1.001p0, 0x1.ffep-15}
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, n := range []int{4096, 4093} {
+		src := make([]float32, n)
+		copy(src, edges)
+		for i := len(edges); i < n; i++ {
+			switch i % 3 {
+			case 0:
+				src[i] = float32(r.NormFloat64())
+			case 1:
+				src[i] = float32(r.NormFloat64() * 1e-5) // F16 subnormals
+			default:
+				src[i] = math.Float32frombits(r.Uint32()) // any bits (NaNs aside, below)
+			}
+			if x := src[i]; x != x {
+				src[i] = float32(i)
+			}
+		}
+		got := make([]uint16, n)
+		toF16(got, src)
+		for i, x := range src {
+			if want := tensor.F32ToF16(x); got[i] != want {
+				t.Fatalf("n=%d: toF16(%g = %#08x) = %#04x, tensor.F32ToF16 %#04x", n, x, math.Float32bits(x), got[i], want)
+			}
+		}
+	}
+}
+
+// BenchmarkKVStoreF16 times storing one position's keys and values (the
+// 1.5B model's 256 of each) in an F16 cache.
+func BenchmarkKVStoreF16(b *testing.B) {
+	const dim = 256
+	c := NewKVCache(8, dim, true)
+	k, v := make([]float32, dim), make([]float32, dim)
+	for i := range k {
+		k[i], v[i] = float32(i)*0.01, -float32(i)*0.02
+	}
+	for i := 0; b.Loop(); i++ {
+		c.Store(i%8, k, v)
+	}
+}

@@ -271,10 +271,19 @@ func (c *KVCache) Store(pos int, k, v []float32) {
 		copy(c.v[lo:hi], v)
 		return
 	}
-	kh, vh := c.kh[lo:hi], c.vh[lo:hi]
-	for i := range kh {
-		kh[i] = tensor.F32ToF16(k[i])
-		vh[i] = tensor.F32ToF16(v[i])
+	toF16(c.kh[lo:hi], k)
+	toF16(c.vh[lo:hi], v)
+}
+
+// toF16 rounds src to F16 into dst (as long as src) as tensor.F32ToF16
+// does: to nearest even, overflow to infinity (a NaN stays a NaN; the
+// vector conversion keeps its payload's top bits).
+func toF16(dst []uint16, src []float32) {
+	if toF16Fast(dst, src) {
+		return
+	}
+	for i, x := range src {
+		dst[i] = tensor.F32ToF16(x)
 	}
 }
 
