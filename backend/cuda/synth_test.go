@@ -197,6 +197,46 @@ func timeDecode(b *testing.B, g *cuda.Model, cfg *model.Config, warm int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
 }
 
+// BenchmarkDecodeHostGap times BenchmarkDecodeSynthetic's step two ways on
+// the GGUF synthetic models: as decode runs it (DecodeArgmax: the host reads
+// each step's token before it sends the next step), and with the steps
+// sent back to back and one wait at the end (DecodeNoRead: the same graph,
+// a fixed token). The difference is what the host's round trip costs a
+// step: the most that sending step n+1 before reading step n's token
+// could save.
+func BenchmarkDecodeHostGap(b *testing.B) {
+	skipWithoutGPU(b)
+	for _, i := range []int{1, 3} {
+		b.Run(synthCases[i].name, func(b *testing.B) {
+			g, cfg := loadSynth(b, i, 512)
+			defer g.Close()
+			for round := 1; round <= 2; round++ {
+				b.Run(fmt.Sprintf("round=%d/read", round), func(b *testing.B) { timeDecode(b, g, cfg, 8) })
+				b.Run(fmt.Sprintf("round=%d/noread", round), func(b *testing.B) {
+					for p := range 8 {
+						if err := g.DecodeNoRead(9707, p); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := g.Sync(); err != nil {
+						b.Fatal(err)
+					}
+					b.ResetTimer()
+					for n := 0; n < b.N; n++ {
+						if err := g.DecodeNoRead(9707, n%128); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := g.Sync(); err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+				})
+			}
+		})
+	}
+}
+
 // BenchmarkPrefillSynthetic times Forward of a 512-token prompt (as
 // llama-bench's pp512, logits of the last row only) on the synthetic models.
 func BenchmarkPrefillSynthetic(b *testing.B) {

@@ -1,0 +1,17 @@
+package cuda
+
+// DecodeNoRead enqueues the decode step of token at position pos of slot 0
+// as DecodeArgmax does, without reading its token back: a benchmark's way
+// to time steps with no host round trip between them.
+func (g *Model) DecodeNoRead(token, pos int) error {
+	unlock := g.dev.bind()
+	defer unlock()
+	return g.step(Row{Token: token, Pos: pos}, g.rows)
+}
+
+// Sync waits until the device's stream has run all it was given.
+func (g *Model) Sync() error {
+	unlock := g.dev.bind()
+	defer unlock()
+	return g.dev.drv.check("cuStreamSynchronize", g.dev.drv.cuStreamSynchronize(g.dev.stream))
+}
