@@ -315,9 +315,11 @@ func ensureModels(o *options, vocab **vocabSource, c *benchCase) error {
 }
 
 // ensureLlama installs the npm packages into llamaDir/node_modules when
-// absent: the exact versions of package-lock.json, without optional
-// (GPU) packages and without install scripts, so nothing is built or
-// downloaded beyond the prebuilt CPU binaries.
+// absent: the exact versions of package-lock.json (npm ci; where npm
+// refuses the lock file, npm install --no-save of the versions
+// package.json pins), without optional (GPU) packages and without install
+// scripts, so nothing is built or downloaded beyond the prebuilt CPU
+// binaries.
 func ensureLlama(dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@node-llama-cpp", "linux-x64")); err == nil {
 		return nil
