@@ -356,9 +356,7 @@ func (b *Backend) attentionJobs(lo, hi, worker int) {
 			qv := op.q[t*qStride+(h0+i)*dim:][:dim]
 			dq := qs[i*dim : (i+1)*dim]
 			if c.f16 {
-				for k, v := range qv {
-					dq[k] = tensor.F16ToF32(tensor.F32ToF16(v))
-				}
+				faRoundF16(dq, qv)
 			} else {
 				copy(dq, qv)
 			}
