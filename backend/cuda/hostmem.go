@@ -18,15 +18,19 @@ var hostMem struct {
 	err   error
 	alloc func(p *unsafe.Pointer, n uintptr) result
 	free  func(p unsafe.Pointer) result
+	// devPtr is cuMemHostGetDevicePointer: the device's address of
+	// page-locked memory, which kernels may read and write.
+	devPtr func(dp *devptr, p unsafe.Pointer, flags uint32) result
 }
 
-// hostFuncs resolves cuMemAllocHost and cuMemFreeHost in d's driver.
+// hostFuncs resolves cuMemAllocHost, cuMemFreeHost and
+// cuMemHostGetDevicePointer in d's driver.
 func (d *Device) hostFuncs() error {
 	hostMem.once.Do(func() {
 		for _, s := range []struct {
 			name string
 			fn   any
-		}{{"cuMemAllocHost_v2", &hostMem.alloc}, {"cuMemFreeHost", &hostMem.free}} {
+		}{{"cuMemAllocHost_v2", &hostMem.alloc}, {"cuMemFreeHost", &hostMem.free}, {"cuMemHostGetDevicePointer_v2", &hostMem.devPtr}} {
 			addr, err := purego.Dlsym(d.drv.lib, s.name)
 			if err != nil {
 				hostMem.err = fmt.Errorf("cuda: driver symbol %s: %w", s.name, err)

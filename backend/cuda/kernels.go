@@ -376,14 +376,17 @@ func (d *Device) add(x, y devptr, n int) error {
 // scratch holds argmaxParts floats and as many int32.
 const argmaxParts = 64
 
-// argmax writes the index of the largest of n values (the first on ties)
-// to out (an int32), using scratch (8*argmaxParts bytes).
-func (d *Device) argmax(x devptr, n int, scratch, out devptr) error {
+// argmax writes sample.Argmax's answer for n values (the first of the
+// largest that are not NaN; 0 when x[0] is NaN) to out (an int32), using
+// scratch (8*argmaxParts bytes). With state (a pass state, not 0) it also
+// readies the next decode step there and writes the answer to ring
+// (argmax_final in kernels/pointwise.cuh).
+func (d *Device) argmax(x devptr, n int, scratch, out, state, ring devptr) error {
 	pv, pi := scratch, scratch+4*argmaxParts
 	if err := d.launch("argmax_part", argmaxParts, 1024, 0, x, n, pv, pi); err != nil {
 		return err
 	}
-	return d.launch("argmax_final", 1, 64, 0, pv, pi, argmaxParts, out)
+	return d.launch("argmax_final", 1, 64, 0, pv, pi, argmaxParts, out, x, state, ring)
 }
 
 func boolInt(b bool) int {

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"unsafe"
 
 	"github.com/apr-llm/apr/backend/cpu"
 	"github.com/apr-llm/apr/quant"
+	"github.com/apr-llm/apr/sample"
 	"github.com/apr-llm/apr/tensor"
 )
 
@@ -59,6 +61,14 @@ func (b *buffers) poisoned(n int) devptr {
 func (b *buffers) readBytes(p devptr, n int) []byte {
 	v := make([]byte, n)
 	if err := b.d.download(v, p); err != nil {
+		b.t.Fatal(err)
+	}
+	return v
+}
+
+func (b *buffers) readInts(p devptr, n int) []int32 {
+	v := make([]int32, n)
+	if err := b.d.download(unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*n), p); err != nil {
 		b.t.Fatal(err)
 	}
 	return v
@@ -491,17 +501,51 @@ func TestPointwise(t *testing.T) {
 
 	const vocab = 151936
 	logits := randn(r, vocab, 1)
-	for _, c := range []struct{ a, b, want int }{{100000, 120000, 100000}, {5, 151935, 5}, {151935, 151934, 151934}} {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for _, c := range []struct {
+		name string
+		edit func(l []float32)
+	}{
+		{"tie", func(l []float32) { l[100000], l[120000] = 9, 9 }}, // the first wins
+		{"tie at 5", func(l []float32) { l[5], l[151935] = 9, 9 }},
+		{"tie at the end", func(l []float32) { l[151935], l[151934] = 9, 9 }},
+		{"NaN elsewhere", func(l []float32) { l[77], l[100] = nan, 9 }}, // never a candidate
+		{"NaN first", func(l []float32) { l[0], l[100] = nan, 9 }},      // token 0
+		{"all -Inf", func(l []float32) { fill(l, -inf) }},
+		{"-Inf and NaN", func(l []float32) { fill(l, -inf); l[3], l[0] = nan, -inf }},
+		{"+Inf", func(l []float32) { l[7], l[9] = inf, inf }},
+	} {
 		l := append([]float32(nil), logits...)
-		l[c.a], l[c.b] = 9, 9 // a tie: the first wins
+		c.edit(l)
+		want := sample.Argmax(l)
 		out := b.poisoned(4)
-		if err := d.argmax(b.floats(l), vocab, b.poisoned(8*argmaxParts), out); err != nil {
+		if err := d.argmax(b.floats(l), vocab, b.poisoned(8*argmaxParts), out, 0, 0); err != nil {
 			t.Fatal(err)
 		}
-		raw := b.readBytes(out, 4)
-		if got := int(int32(uint32(raw[0]) | uint32(raw[1])<<8 | uint32(raw[2])<<16 | uint32(raw[3])<<24)); got != c.want {
-			t.Fatalf("argmax = %d, want %d", got, c.want)
+		if got := int(b.readInts(out, 1)[0]); got != want {
+			t.Fatalf("argmax %s = %d, want sample.Argmax's %d", c.name, got, want)
 		}
+		// With a pass state: the next step's row 0 and the ring.
+		st := b.ints([]int32{1, 41, 0, 0, 17, 300, 2, 0})
+		ring := b.ints([]int32{-1, -1, -1, -1})
+		if err := d.argmax(b.floats(l), vocab, b.poisoned(8*argmaxParts), out, st, ring); err != nil {
+			t.Fatal(err)
+		}
+		gotSt, gotRing := b.readInts(st, 8), b.readInts(ring, 4)
+		wantSt := []int32{1, 42, 0, 0, int32(want), 301, 2, 0}
+		if !slices.Equal(gotSt, wantSt) {
+			t.Fatalf("argmax %s: state %v, want %v", c.name, gotSt, wantSt)
+		}
+		// Step 41 writes the odd pair: the answer and its logit's bits.
+		if gotRing[0] != -1 || gotRing[1] != -1 || int(gotRing[2]) != want || uint32(gotRing[3]) != math.Float32bits(l[want]) {
+			t.Fatalf("argmax %s: ring %v, want [-1 -1 %d %#x]", c.name, gotRing, want, math.Float32bits(l[want]))
+		}
+	}
+}
+
+func fill(l []float32, v float32) {
+	for i := range l {
+		l[i] = v
 	}
 }
 

@@ -107,6 +107,10 @@ type Model struct {
 	graphs passGraphs // captured passes of several rows (graphs.go)
 	host   []float32  // HostFloats' page-locked memory
 	picker *selector  // ForwardPick's (topk.go)
+	ring   stepRing   // the decode steps' answers and events (ahead.go)
+	ahead  ahead      // a decode step sent before its token was read
+	// greedyKey is ForwardPick's result for one greedy row (pickGreedy).
+	greedyKey [1]uint64
 
 	allocs []devptr
 }
@@ -383,6 +387,9 @@ func (g *Model) load(m *model.Model) error {
 	if g.invFreq, err = g.track(g.dev.uploadF32(inv)); err != nil {
 		return err
 	}
+	if err := g.newRing(); err != nil {
+		return err
+	}
 	if err := g.prepareBLAS(); err != nil {
 		return err
 	}
@@ -402,9 +409,13 @@ func (g *Model) Close() {
 }
 
 func (g *Model) freeAll() {
+	// A step sent ahead may still run: let it finish before its memory goes.
+	g.dev.drv.cuStreamSynchronize(g.dev.stream)
+	g.ahead = ahead{}
 	g.dropExec()
 	g.freeGraphs()
 	g.freeHost()
+	g.freeRing()
 	for _, p := range g.allocs {
 		g.dev.free(p)
 	}
@@ -622,9 +633,11 @@ func (g *Model) head(from, n, m int) error {
 }
 
 // decodeStep issues one row's pass (the state's row 0), its logits and
-// their argmax in g.best.
+// their argmax in g.best, which also readies the step after it in the
+// state and writes the answer to the ring (ahead.go).
 func (g *Model) decodeStep() error {
-	return errors.Join(g.enqueue(1, 0, nil), g.head(0, 1, 1), g.dev.argmax(g.logits, g.Config.VocabSize, g.argScratch, g.best))
+	return errors.Join(g.enqueue(1, 0, nil), g.head(0, 1, 1),
+		g.dev.argmax(g.logits, g.Config.VocabSize, g.argScratch, g.best, g.state, g.ring.dev))
 }
 
 // capture records decodeStep as a CUDA graph and instantiates it.
@@ -661,10 +674,12 @@ func (g *Model) check(r Row) error {
 }
 
 // setState uploads a pass of pass rows' part rows and their selection of
-// logits rows; it returns the number selected.
+// logits rows; it returns the number selected. A step sent ahead
+// (ahead.go) is forgotten: its work stays ahead of the pass on the stream.
 func (g *Model) setState(pass int, rows []Row) (int, error) {
+	g.ahead = ahead{}
 	s := g.stateHost
-	s[0], s[1], s[2], s[3] = int32(pass), 0, 0, 0
+	s[0], s[1], s[2], s[3] = int32(pass), int32(g.ring.seq), 0, 0
 	m := len(rows)
 	sel := s[4+4*m:]
 	n, last := 0, 0
@@ -679,8 +694,7 @@ func (g *Model) setState(pass int, rows []Row) (int, error) {
 	if m == 1 && n == 0 {
 		sel[0] = 0 // the decode graph's head reads one row
 	}
-	lim := splitMin(g.opts.FlashAttention && g.opts.KVCacheF16)
-	g.long = lim >= 0 && last+1 > lim
+	g.long = g.longAt(last)
 	d := g.dev
 	r := d.drv.cuMemcpyHtoDAsync(g.state, unsafe.Pointer(&s[0]), uintptr(4*(4+4*m+max(n, 1))), d.stream)
 	return n, d.drv.check("cuMemcpyHtoDAsync (pass state)", r)
@@ -699,16 +713,15 @@ func (g *Model) step(r Row, pass int) error {
 	if _, err := g.setState(pass, []Row{r}); err != nil {
 		return err
 	}
-	if g.opts.NoGraph {
-		return g.decodeStep()
-	}
-	if g.exec[boolInt(g.long)] == 0 {
-		if err := g.capture(); err != nil {
-			return err
-		}
-	}
-	d := g.dev
-	return d.drv.check("cuGraphLaunch", d.drv.cuGraphLaunch(g.exec[boolInt(g.long)], d.stream))
+	_, err := g.sendStep(g.long)
+	return err
+}
+
+// longAt says whether a row at position pos has more keys than the
+// split's threshold (Model.long).
+func (g *Model) longAt(pos int) bool {
+	lim := splitMin(g.opts.FlashAttention && g.opts.KVCacheF16)
+	return lim >= 0 && pos+1 > lim
 }
 
 // SetBatchRows tells the following Decode and DecodeArgmax calls how many
@@ -734,19 +747,15 @@ func (g *Model) Decode(token, pos int) ([]float32, error) {
 }
 
 // DecodeArgmax runs token at position pos like Decode and returns the
-// greedy next token, chosen on the device (only 4 bytes come back: the
-// step's one host synchronisation).
+// greedy next token (sample.Argmax's), chosen on the device: only that
+// token comes back. The step after it (that token at pos+1) is sent
+// before the token is read (ahead.go), so a call for it finds it under
+// way and the device does not wait for the host between steps.
 func (g *Model) DecodeArgmax(token, pos int) (int, error) {
 	unlock := g.dev.bind()
 	defer unlock()
-	if err := g.step(Row{Token: token, Pos: pos}, g.rows); err != nil {
-		return 0, err
-	}
-	var best [4]byte
-	if err := g.dev.download(best[:], g.best); err != nil {
-		return 0, fmt.Errorf("cuda: decode: %w", err)
-	}
-	return int(int32(uint32(best[0]) | uint32(best[1])<<8 | uint32(best[2])<<16 | uint32(best[3])<<24)), nil
+	tok, _, err := g.greedy(Row{Token: token, Pos: pos}, g.rows)
+	return tok, err
 }
 
 // Forward runs rows (tokens of any slots at any positions) as one pass and

@@ -197,13 +197,13 @@ func timeDecode(b *testing.B, g *cuda.Model, cfg *model.Config, warm int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
 }
 
-// BenchmarkDecodeHostGap times BenchmarkDecodeSynthetic's step two ways on
-// the GGUF synthetic models: as decode runs it (DecodeArgmax: the host reads
-// each step's token before it sends the next step), and with the steps
-// sent back to back and one wait at the end (DecodeNoRead: the same graph,
-// a fixed token). The difference is what the host's round trip costs a
-// step: the most that sending step n+1 before reading step n's token
-// could save.
+// BenchmarkDecodeHostGap times BenchmarkDecodeSynthetic's step three ways
+// on the GGUF synthetic models: as decode runs it (DecodeArgmax, which sends
+// step n+1 before it reads step n's token: ahead.go), with nothing sent
+// ahead (APR_CUDA_TUNE nopipe: the host reads each step's token before it
+// sends the next step), and with the steps sent back to back and one wait
+// at the end (DecodeNoRead: the same graph, a fixed token), the bound of
+// what sending ahead can save.
 func BenchmarkDecodeHostGap(b *testing.B) {
 	skipWithoutGPU(b)
 	for _, i := range []int{1, 3} {
@@ -212,6 +212,10 @@ func BenchmarkDecodeHostGap(b *testing.B) {
 			defer g.Close()
 			for round := 1; round <= 2; round++ {
 				b.Run(fmt.Sprintf("round=%d/read", round), func(b *testing.B) { timeDecode(b, g, cfg, 8) })
+				b.Run(fmt.Sprintf("round=%d/nopipe", round), func(b *testing.B) {
+					defer cuda.SetTune("nopipe")()
+					timeDecode(b, g, cfg, 8)
+				})
 				b.Run(fmt.Sprintf("round=%d/noread", round), func(b *testing.B) {
 					for p := range 8 {
 						if err := g.DecodeNoRead(9707, p); err != nil {

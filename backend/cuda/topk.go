@@ -84,6 +84,12 @@ func (g *Model) ForwardPick(rows []Row, picks []Pick, res []Picked, logits []flo
 	if err := g.beginPick(picks, res, want); err != nil {
 		return err
 	}
+	if len(rows) == 1 && want == 1 && picks[0].Greedy && len(picks[0].Edits) == 0 && g.first == 0 {
+		// The decode step's argmax is the greedy pick; the step after it
+		// goes ahead (ahead.go).
+		g.endPick()
+		return g.pickGreedy(rows[0], res)
+	}
 	defer g.endPick()
 	return g.Forward(rows, logits)
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // APR_CUDA_TUNE (tests and benchmarks only) sets the decode speed-ups for
-// before/after comparisons in one run: a comma-separated list of "nopdl"
+// before/after comparisons in one run: a comma-separated list of "nopipe"
+// (no greedy decode step sent ahead: ahead.go), "nopdl"
 // (no programmatic dependent launch), "noattnpdl" (none for attention), "nofuse" (no fused one-row
 // products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
 // product on), "noattndec" (no attn_f32_dec: few-row passes over a float32
@@ -32,6 +33,8 @@ func init() {
 func applyTune(flags string) {
 	for _, f := range strings.Split(flags, ",") {
 		switch f {
+		case "nopipe":
+			pipeline = false
 		case "nopdl":
 			pdlEnabled = false
 		case "noattnpdl":
@@ -108,7 +111,7 @@ func applyTune(flags string) {
 // graphs captured before keep what they were captured with.
 func SetTune(flags string) (restore func()) {
 	saved := []func(){
-		save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
+		save(&pipeline), save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
 		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),
@@ -132,5 +135,6 @@ func save[T any](p *T) func() {
 func (g *Model) DropDecodeGraphs() {
 	unlock := g.dev.bind()
 	defer unlock()
+	g.ahead = ahead{}
 	g.dropExec()
 }

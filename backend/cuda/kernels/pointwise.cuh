@@ -74,7 +74,7 @@ __device__ void argmax_block(float* best, int* idx) {
     if (lane == 0) { bv[w] = *best; bi[w] = *idx; }
     __syncthreads();
     if (w == 0) {
-        *best = lane < nw ? bv[lane] : -3.402823466e38f;
+        *best = lane < nw ? bv[lane] : __uint_as_float(0xff800000u);
         *idx = lane < nw ? bi[lane] : 0x7fffffff;
         for (int o = 16; o > 0; o >>= 1)
             argmax_merge(best, idx, __shfl_xor_sync(FULL, *best, o), __shfl_xor_sync(FULL, *idx, o));
@@ -85,7 +85,7 @@ __device__ void argmax_block(float* best, int* idx) {
 // first on ties) and its index to pv[blockIdx.x], pi[blockIdx.x].
 extern "C" __global__ void argmax_part(const float* __restrict__ x, int n, float* __restrict__ pv, int* __restrict__ pi) {
     pdl_start();
-    float best = -3.402823466e38f;
+    float best = __uint_as_float(0xff800000u);  // -Inf logits are candidates, NaN ones never
     int idx = 0x7fffffff;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
         argmax_merge(&best, &idx, x[i], i);
@@ -93,12 +93,39 @@ extern "C" __global__ void argmax_part(const float* __restrict__ x, int n, float
     if (threadIdx.x == 0) { pv[blockIdx.x] = best; pi[blockIdx.x] = idx; }
 }
 
-// argmax_final merges parts partial results (one block) into out[0].
-extern "C" __global__ void argmax_final(const float* __restrict__ pv, const int* __restrict__ pi, int parts, int* __restrict__ out) {
+// argmax_final merges parts partial results (one block) into out[0] as
+// sample.Argmax chooses: the largest logit that is not NaN, the first on
+// ties, -Inf included; token 0 when x[0] (the logits) is NaN or every
+// logit is. With st (the pass state, whose row 0 is the decode step's) it
+// readies the step after this one on the device: row 0's token becomes the
+// answer and its position one more, and the step count st[1] goes up by
+// one; the answer and its logit's bits go to ring[2*(st[1]&1)] (host
+// memory the device maps; may be null), so that a step sent before the
+// host has read the one before it finds its token there.
+extern "C" __global__ void argmax_final(const float* __restrict__ pv, const int* __restrict__ pi, int parts,
+                                        int* __restrict__ out, const float* __restrict__ x, int* __restrict__ st,
+                                        u32* __restrict__ ring) {
     pdl_start();
-    float best = -3.402823466e38f;
+    float best = __uint_as_float(0xff800000u);
     int idx = 0x7fffffff;
     for (int i = threadIdx.x; i < parts; i += blockDim.x) argmax_merge(&best, &idx, pv[i], pi[i]);
     argmax_block(&best, &idx);
-    if (threadIdx.x == 0) out[0] = idx;
+    if (threadIdx.x == 0) {
+        float x0 = x[0];
+        if (x0 != x0 || idx == 0x7fffffff) {
+            idx = 0;
+            best = x0;
+        }
+        out[0] = idx;
+        if (st) {
+            u32 seq = (u32)st[1];
+            st[1] = (int)(seq + 1);
+            st[4] = idx;
+            st[5] += 1;
+            if (ring) {
+                ring[2 * (seq & 1)] = (u32)idx;
+                ring[2 * (seq & 1) + 1] = __float_as_uint(best);  // the host reads it after the step's event
+            }
+        }
+    }
 }
