@@ -147,7 +147,7 @@ func (d *Device) matvecFused(outs []mvxOut, mode int, x devptr, n int, normW dev
 		g := d.planRows(o.w.rows, nb, weightTypes[o.w.dt])
 		b := ceilDiv(o.w.rows, g.rpc)
 		a.p[i] = mvPart{w: o.w.ptr, y: o.y, bias: o.bias, rowBytes: int64(o.w.rowBytes), rows: int32(o.w.rows),
-			cols: int32(o.w.cols), typ: int32(typ), rw: int32(g.rw), rpc: int32(g.rpc), blocks: int32(b),
+			cols: int32(o.w.cols), typ: int32(typ), rw: int32(g.arg()), rpc: int32(g.rpc), blocks: int32(b),
 			acc: int32(boolInt(o.acc))}
 		blocks += b
 		warps = max(warps, g.warps)

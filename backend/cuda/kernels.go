@@ -273,7 +273,7 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 		nb := w.cols / w.dt.BlockSize()
 		g := d.planRows(w.rows, nb, per)
 		return d.launch2(kernelName("matmul_", w.dt)+"_mv", ceilDiv(w.rows, g.rpc), 1, 32*g.warps, 4*g.rpc*nb,
-			append(mmArgs(w, act, actStride, y, yStride, bias, accumulate, m), g.rpc, g.rw)...)
+			append(mmArgs(w, act, actStride, y, yStride, bias, accumulate, m), g.rpc, g.arg())...)
 	}
 	name, tile := kernelName("matmul_", w.dt)+"_r1", 1
 	if m > 1 {
@@ -301,10 +301,36 @@ var mvTargetWarps = 2048
 // mvSharedBytes bounds a _mv block's terms in shared memory.
 const mvSharedBytes = 48 << 10
 
+// mvUnits says when the _mv and mvx kernels' warp items are units
+// (matvec_q's passu: per blocks of a block's rows in (group, block) order,
+// no idle lanes where a row's blocks are not a multiple of per) instead of
+// (group, pass) pairs: 0 never, 1 where units take at most three quarters
+// of the items (a 1,536-column row of Q4_K, Q6_K or Q8_0 blocks: 6 of 8),
+// 2 always. A variable for the tests' comparisons and the benchmarks
+// (APR_CUDA_TUNE "nounits", "allunits"). H100, BenchmarkMatVec (us, by
+// pass / by unit): 1.5B gate+up Q4_K 8.38-8.41 / 6.98-7.02, LM head Q6_K
+// 87.3-87.5 / 79.9-80.3; BenchmarkDecodeVariants (tok/s, never / this rule
+// / always): 1.5B Q4_K_M 727.5 / 735.6 / 735.5, 1.5B Q8_0 699.1 / 705.5 /
+// 703.4, 0.5B Q4_K_M 1205 / 1205 / 1195 (its 896-column Q5_0 rows: 8
+// items to 7, not taken).
+var mvUnits = 1
+
 // matvecPlan is how a _mv kernel splits a one-row product: rw weight rows
 // a warp item (sharing the activation's loads), rpc rows a block, warps a
-// block (one per (group, pass) item, at most 32).
-type matvecPlan struct{ rw, rpc, warps int }
+// block (one per item, at most 32), items units when units.
+type matvecPlan struct {
+	rw, rpc, warps int
+	units          bool
+}
+
+// arg is the plan's rw kernel parameter (matvec_rw's): rw, plus 8 for
+// units.
+func (p matvecPlan) arg() int {
+	if p.units {
+		return p.rw + 8
+	}
+	return p.rw
+}
 
 // planMatvec picks the _mv split of a rows x nb-block matrix whose passes
 // take per blocks each.
@@ -318,7 +344,12 @@ func planMatvec(rows, nb, per int) matvecPlan {
 	for groups > 1 && 4*groups*rw*nb > mvSharedBytes {
 		groups--
 	}
-	return matvecPlan{rw: rw, rpc: groups * rw, warps: min(32, groups*passes)}
+	items, byUnit := groups*passes, ceilDiv(groups*nb, per)
+	units := mvUnits == 2 || mvUnits == 1 && 4*byUnit <= 3*items
+	if units {
+		items = byUnit
+	}
+	return matvecPlan{rw: rw, rpc: groups * rw, warps: min(32, items), units: units}
 }
 
 // getRows decodes, for each of the m rows of a pass, the row of w that the

@@ -9,14 +9,15 @@ import (
 )
 
 // BenchmarkMatVec times the one-row matrix products of the
-// Qwen2.5-Coder-1.5B Q4_K_M decode step (a quantized block of 64 rows
+// Qwen2.5-Coder-1.5B and 0.5B Q4_K_M decode steps (a quantized block of 64 rows
 // repeated to the full shape) with CUDA events around b.N back-to-back
-// launches, for the planned split and for groups of 1, 2 and 4 rows forced.
+// launches, for the planned split (and its items by pass or by unit:
+// mvUnits) and for groups of 1, 2 and 4 rows forced.
 func BenchmarkMatVec(b *testing.B) {
 	d := testDevice(b)
 	bufs := newBuffers(b, d)
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, s := range shapes15B {
+	for _, s := range append(shapes15B, shapes05B...) {
 		w, wq := repeatedWeights(b, bufs, r, s)
 		vt := actType(s.dt)
 		ab, _ := vt.RowBytes(s.cols)
@@ -30,12 +31,14 @@ func BenchmarkMatVec(b *testing.B) {
 		for _, v := range []struct {
 			name   string
 			target int
+			units  int
 		}{
-			{"plan", mvTargetWarps}, {"rw1", 1 << 30}, {"rw2", ceilDiv(s.rows, 2) * passes}, {"rw4", 1},
+			{"plan", mvTargetWarps, mvUnits}, {"plan-bypass", mvTargetWarps, 0}, {"plan-byunit", mvTargetWarps, 2},
+			{"rw1", 1 << 30, mvUnits}, {"rw2", ceilDiv(s.rows, 2) * passes, mvUnits}, {"rw4", 1, mvUnits},
 		} {
 			b.Run(fmt.Sprintf("%s-%v-%dx%d/%s", s.name, s.dt, s.rows, s.cols, v.name), func(b *testing.B) {
-				defer func(t int) { mvTargetWarps = t }(mvTargetWarps)
-				mvTargetWarps = v.target
+				defer func(t, u int) { mvTargetWarps, mvUnits = t, u }(mvTargetWarps, mvUnits)
+				mvTargetWarps, mvUnits = v.target, v.units
 				benchMatmul(b, d, w, a, ab, y, s.rows, 1, len(wq))
 			})
 		}

@@ -29,6 +29,18 @@ var shapes15B = []productShape{
 	{"output", tensor.Q6_K, 151936, 1536},
 }
 
+// shapes05B are the one-row products of the Qwen2.5-Coder-0.5B Q4_K_M
+// decode step (the synthetic model's types: 896-column rows take
+// llama-quantize's fallbacks, Q5_0 and Q8_0 for attn_v and the LM head).
+var shapes05B = []productShape{
+	{"0.5B-q+k", tensor.Q5_0, 1024, 896},
+	{"0.5B-v", tensor.Q8_0, 128, 896},
+	{"0.5B-o", tensor.Q5_0, 896, 896},
+	{"0.5B-gate+up", tensor.Q5_0, 9728, 896},
+	{"0.5B-down", tensor.Q6_K, 896, 4864},
+	{"0.5B-output", tensor.Q8_0, 151936, 896},
+}
+
 // repeatedWeights uploads a matrix of shape s made of one random quantized
 // block of 64 rows repeated, returning it and its bytes.
 func repeatedWeights(b *testing.B, bufs *buffers, r *rand.Rand, s productShape) (*matrix, []byte) {

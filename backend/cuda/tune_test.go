@@ -8,7 +8,8 @@ import (
 
 // APR_CUDA_TUNE (tests and benchmarks only) sets the decode speed-ups for
 // before/after comparisons in one run: a comma-separated list of "nopipe"
-// (no greedy decode step sent ahead: ahead.go), "nopdl"
+// (no greedy decode step sent ahead: ahead.go), "nounits" / "allunits"
+// (_mv and mvx items by pass / by unit everywhere: mvUnits), "nopdl"
 // (no programmatic dependent launch), "noattnpdl" (none for attention), "nofuse" (no fused one-row
 // products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
 // product on), "noattndec" (no attn_f32_dec: few-row passes over a float32
@@ -35,6 +36,10 @@ func applyTune(flags string) {
 		switch f {
 		case "nopipe":
 			pipeline = false
+		case "nounits":
+			mvUnits = 0
+		case "allunits":
+			mvUnits = 2
 		case "nopdl":
 			pdlEnabled = false
 		case "noattnpdl":
@@ -111,7 +116,7 @@ func applyTune(flags string) {
 // graphs captured before keep what they were captured with.
 func SetTune(flags string) (restore func()) {
 	saved := []func(){
-		save(&pipeline), save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
+		save(&pipeline), save(&mvUnits), save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
 		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),

@@ -296,6 +296,36 @@ __device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u
     }
 }
 
+// passu is passw over units: a unit is the R rows of a group at one block,
+// unit u being group u / nb's rows at block u % nb, and lane group k of
+// item it takes unit it*PER + k (of units). So a row of nb blocks that is
+// not a multiple of PER leaves no lanes idle, as passw's last pass of a
+// row does (a 1,536-column row of Q4_K or Q6_K: 6 blocks, a quarter of
+// the lanes). Terms go to t[(group*R + r)*nb + block], as passw's; nr of
+// the block's rows are real.
+template <class T, int R>
+__device__ __forceinline__ void passu(const u8* w, i64 rowBytes, int nr, const u8* a, int it, int nb, int units,
+                                      float* t) {
+    int lane = threadIdx.x % WARP;
+    int u = it * T::PER + lane / T::LANES, sub = lane % T::LANES;
+    bool ok = u < units;
+    if (T::LANES == 1 && !ok) return;
+    int uu = ok ? u : 0;
+    int g = uu / nb, b = uu - g * nb;
+    int gr = min(R, nr - g * R);
+    const u8* wg = w + (i64)(g * R) * rowBytes + (i64)b * T::BYTES;
+    typename T::W ws[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) T::wload(wg + (i64)min(r, gr - 1) * rowBytes, sub, ws[r]);
+    typename T::A xa;
+    T::aload(a + (i64)b * T::ABYTES, sub, xa);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float term = T::wdot(ws[r], xa, sub);
+        if (ok && sub == 0 && r < gr) t[(g * R + r) * nb + b] = term;
+    }
+}
+
 // MMRow is a warp's share of matmul_q's grid: weight row row (its bytes
 // at w) against activation rows c0..c0+nc-1 (at a).
 struct MMRow {
@@ -445,8 +475,10 @@ __device__ __forceinline__ void matmul_f(const u8* __restrict__ W, const u8* __r
 // loaded once for the group's R rows, all of whose weight loads are in
 // flight together), every block's term goes to shared memory at terms
 // (rpc x blocks floats), and thread r then adds row r's terms in block
-// order. act may be in global or shared memory.
-template <class T, int R>
+// order. With UNITS the items are passu's units instead (PER blocks of
+// the block's (group, block) pairs in order): the same terms. act may be
+// in global or shared memory.
+template <class T, int R, bool UNITS>
 __device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __restrict__ act,
                                          float* __restrict__ y, const float* __restrict__ bias,
                                          int rows, int cols, i64 rowBytes, int acc, int rpc, int blk, float* terms) {
@@ -456,10 +488,16 @@ __device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __r
     int nb = T::blocks(cols);
     int np = (nb + T::PER - 1) / T::PER;
     int ng = (nr + R - 1) / R;
-    for (int it = warp; it < ng * np; it += nw) {
-        int g = it / np, p = it % np;
-        passw<T, R>(W + (i64)(r0 + g * R) * rowBytes, rowBytes, min(R, nr - g * R), act, p * T::PER, nb,
-                    terms + g * R * nb);
+    if (UNITS) {
+        int units = ng * nb;
+        for (int it = warp; it * T::PER < units; it += nw)
+            passu<T, R>(W + (i64)r0 * rowBytes, rowBytes, nr, act, it, nb, units, terms);
+    } else {
+        for (int it = warp; it < ng * np; it += nw) {
+            int g = it / np, p = it % np;
+            passw<T, R>(W + (i64)(r0 + g * R) * rowBytes, rowBytes, min(R, nr - g * R), act, p * T::PER, nb,
+                        terms + g * R * nb);
+        }
     }
     __syncthreads();
     for (int rr = threadIdx.x; rr < nr; rr += blockDim.x) {
@@ -473,17 +511,24 @@ __device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __r
     }
 }
 
-// matvec_rw is matvec_q for rw (1, 2 or 4) weight rows a group.
+// matvec_rw is matvec_q for rw & 7 (1, 2 or 4) weight rows a group, its
+// items units (passu) when rw has bit 8.
 template <class T>
 __device__ __forceinline__ void matvec_rw(int rw, const u8* __restrict__ W, const u8* __restrict__ act,
                                           float* __restrict__ y, const float* __restrict__ bias, int rows,
                                           int cols, i64 rowBytes, int acc, int rpc, int blk, float* terms) {
-    if (rw == 4)
-        matvec_q<T, 4>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+    if (rw == 4 + 8)
+        matvec_q<T, 4, true>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+    else if (rw == 2 + 8)
+        matvec_q<T, 2, true>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+    else if (rw == 1 + 8)
+        matvec_q<T, 1, true>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+    else if (rw == 4)
+        matvec_q<T, 4, false>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
     else if (rw == 2)
-        matvec_q<T, 2>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+        matvec_q<T, 2, false>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
     else
-        matvec_q<T, 1>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+        matvec_q<T, 1, false>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
 }
 
 // prefetch_rows brings block blk's rpc weight rows (of rows) into L2: the
