@@ -12,9 +12,10 @@ import (
 // decodeVariants are the one-row step's choices (APR_CUDA_TUNE syntax)
 // that TestDecodeVariantsEqual and BenchmarkDecodeVariants compare with the
 // default: q/k/v of two types in one launch off, RoPE and the KV store in
-// the attention's launch on (ropeInAttention), both, and the one-row
-// products' items by pass, or by unit everywhere (mvUnits).
-var decodeVariants = []string{"noqkv1", "rope1", "noqkv1,rope1", "nounits", "allunits"}
+// the attention's launch on (ropeInAttention), both, the one-row
+// products' items by pass, or by unit everywhere (mvUnits), and blocks of
+// unit plans sized as planMatvec's groups had them (mvItems 6).
+var decodeVariants = []string{"noqkv1", "rope1", "noqkv1,rope1", "nounits", "allunits", "mvitems=6"}
 
 // TestDecodeVariantsEqual decodes 40 greedy steps of the synthetic GGUF
 // models (1.5B Q4_K_M: q and k Q4_K, v Q6_K, the mixed launch; 0.5B

@@ -172,9 +172,9 @@ func TestPlanRowsSpread(t *testing.T) {
 		rows, nb, per int
 		want          matvecPlan
 	}{
-		{"off", 0, 17920, 6, 8, matvecPlan{rw: 4, rpc: 32, warps: 6, units: true}},
-		{"gate+up Q4_K", 2, 17920, 6, 8, matvecPlan{rw: 4, rpc: 68, warps: 6, units: true}},
-		{"output Q8_0: terms capped", 2, 151936, 48, 32, matvecPlan{rw: 4, rpc: 256, warps: 6, units: true}},
+		{"off", 0, 17920, 6, 8, matvecPlan{rw: 4, rpc: 16, warps: 3, units: true}},
+		{"gate+up Q4_K", 2, 17920, 6, 8, matvecPlan{rw: 4, rpc: 68, warps: 3, units: true}},
+		{"output Q8_0: terms capped", 2, 151936, 48, 32, matvecPlan{rw: 4, rpc: 256, warps: 3, units: true}},
 		{"down Q6_K", 4, 1536, 35, 4, matvecPlan{rw: 4, rpc: 4, warps: 9}},
 	} {
 		mvSpread = tc.spread

@@ -315,6 +315,16 @@ const mvSharedBytes = 48 << 10
 // items to 7, not taken).
 var mvUnits = 1
 
+// mvItems, when > 0, sizes the blocks of a plan by units to about mvItems
+// items (warps) each: ceil(mvItems*per/nb) groups of rows. Small blocks
+// whose items are whole (no idle lanes) won: BenchmarkDecodeVariants
+// (H100, tok/s, two rounds each within 0.2) for 1, 2, 3, 4, 5, 6 (the
+// items of planMatvec's 8 groups) and 8: 1.5B Q4_K_M 735.2, 733.1,
+// 767.5, 758.9, 728.9, 738.3, 707.3; 1.5B Q8_0 719.9, 723.9, 723.7,
+// 712.4, 704.9, 705.0, 692.5; 0.5B Q4_K_M (no unit plans) 1207 for all.
+// A variable for the benchmarks (APR_CUDA_TUNE "mvitems=N").
+var mvItems = 3
+
 // matvecPlan is how a _mv kernel splits a one-row product: rw weight rows
 // a warp item (sharing the activation's loads), rpc rows a block, warps a
 // block (one per item, at most 32), items units when units.
@@ -340,14 +350,22 @@ func planMatvec(rows, nb, per int) matvecPlan {
 	for rw > 1 && (ceilDiv(rows, rw)*passes < mvTargetWarps || 4*rw*nb > mvSharedBytes) {
 		rw /= 2
 	}
+	// By pass, groups of about 8 items a block.
 	groups := max(1, min(8, ceilDiv(8, passes)))
-	for groups > 1 && 4*groups*rw*nb > mvSharedBytes {
-		groups--
+	fit := func(g int) int {
+		for g > 1 && 4*g*rw*nb > mvSharedBytes {
+			g--
+		}
+		return g
 	}
-	items, byUnit := groups*passes, ceilDiv(groups*nb, per)
-	units := mvUnits == 2 || mvUnits == 1 && 4*byUnit <= 3*items
+	groups = fit(groups)
+	items := groups * passes
+	units := mvUnits == 2 || mvUnits == 1 && 4*ceilDiv(groups*nb, per) <= 3*items
 	if units {
-		items = byUnit
+		if mvItems > 0 {
+			groups = fit(min(max(1, ceilDiv(mvItems*per, nb)), ceilDiv(rows, rw)))
+		}
+		items = ceilDiv(groups*nb, per)
 	}
 	return matvecPlan{rw: rw, rpc: groups * rw, warps: min(32, items), units: units}
 }

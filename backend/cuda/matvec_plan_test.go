@@ -3,36 +3,36 @@ package cuda
 import "testing"
 
 // TestPlanMatvec checks the one-row split of the Qwen2.5-Coder-1.5B
-// Q4_K_M shapes and of extreme ones: groups of 4 rows where there are
-// rows enough, every warp an item, the terms within shared memory.
+// Q4_K_M shapes and of extreme ones under each mvUnits mode: groups of 4
+// rows where there are rows enough, items by unit where they save a
+// quarter of the items (blocks of about mvItems items), the terms within
+// shared memory.
 func TestPlanMatvec(t *testing.T) {
-	defer func(u int) { mvUnits = u }(mvUnits)
+	defer func(u, n int) { mvUnits, mvItems = u, n }(mvUnits, mvItems)
+	mvItems = 3
+	p := func(rw, rpc, warps int) matvecPlan { return matvecPlan{rw: rw, rpc: rpc, warps: warps} }
 	for _, tc := range []struct {
 		what          string
 		rows, nb, per int
-		want          matvecPlan
-		warpsByPass   int // the warps with mvUnits off: (group, pass) items
+		// the plans of mvUnits 0 (by pass), 1 (by unit where it saves
+		// a quarter of the items) and 2 (by unit)
+		plans [3]matvecPlan
 	}{
-		{"ffn gate/up Q4_K 17920x1536", 17920, 6, 8, matvecPlan{rw: 4, rpc: 32, warps: 6}, 8},
-		{"output Q6_K 151936x1536", 151936, 6, 4, matvecPlan{rw: 4, rpc: 16, warps: 6}, 8},
-		{"ffn down Q6_K 1536x8960", 1536, 35, 4, matvecPlan{rw: 4, rpc: 4, warps: 9}, 9},
-		{"attn q+k Q4_K 1792x1536", 1792, 6, 8, matvecPlan{rw: 1, rpc: 8, warps: 6}, 8},
-		{"attn v Q6_K 256x1536", 256, 6, 4, matvecPlan{rw: 1, rpc: 4, warps: 6}, 8},
-		{"ffn gate/up Q8_0 17920x1536", 17920, 48, 32, matvecPlan{rw: 4, rpc: 16, warps: 6}, 8},
-		{"one row", 1, 1, 32, matvecPlan{rw: 1, rpc: 8, warps: 1}, 8},
-		{"long rows Q8_0", 100000, 20000, 32, matvecPlan{rw: 1, rpc: 1, warps: 32}, 32},
-		// Units would save too few items: by pass unless mvUnits is 2.
-		{"0.5B ffn gate/up Q5_0 9728x896", 9728, 28, 32, matvecPlan{rw: 4, rpc: 32, warps: 7}, 8},
-		{"0.5B ffn down Q6_K 896x4864", 896, 19, 4, matvecPlan{rw: 2, rpc: 4, warps: 10}, 10},
+		{"ffn gate/up Q4_K 17920x1536", 17920, 6, 8, [3]matvecPlan{p(4, 32, 8), p(4, 16, 3), p(4, 16, 3)}},
+		{"output Q6_K 151936x1536", 151936, 6, 4, [3]matvecPlan{p(4, 16, 8), p(4, 8, 3), p(4, 8, 3)}},
+		{"ffn down Q6_K 1536x8960", 1536, 35, 4, [3]matvecPlan{p(4, 4, 9), p(4, 4, 9), p(4, 4, 9)}},
+		{"attn q+k Q4_K 1792x1536", 1792, 6, 8, [3]matvecPlan{p(1, 8, 8), p(1, 4, 3), p(1, 4, 3)}},
+		{"attn v Q6_K 256x1536", 256, 6, 4, [3]matvecPlan{p(1, 4, 8), p(1, 2, 3), p(1, 2, 3)}},
+		{"ffn gate/up Q8_0 17920x1536", 17920, 48, 32, [3]matvecPlan{p(4, 16, 8), p(4, 8, 3), p(4, 8, 3)}},
+		{"one row", 1, 1, 32, [3]matvecPlan{p(1, 8, 8), p(1, 1, 1), p(1, 1, 1)}},
+		{"long rows Q8_0", 100000, 20000, 32, [3]matvecPlan{p(1, 1, 32), p(1, 1, 32), p(1, 1, 32)}},
+		{"0.5B ffn gate/up Q5_0 9728x896", 9728, 28, 32, [3]matvecPlan{p(4, 32, 8), p(4, 32, 8), p(4, 16, 4)}},
+		{"0.5B ffn down Q6_K 896x4864", 896, 19, 4, [3]matvecPlan{p(2, 4, 10), p(2, 4, 10), p(2, 2, 5)}},
 	} {
-		for _, mode := range []int{2, 1, 0} {
+		byPass := tc.plans[0]
+		for mode, want := range tc.plans {
 			mvUnits = mode
-			want := tc.want
-			want.units = mode == 2 || mode == 1 && 4*tc.want.warps <= 3*tc.warpsByPass
-			if !want.units {
-				want.warps = tc.warpsByPass
-			}
-			units := want.units
+			want.units = mode == 2 || mode == 1 && want != byPass
 			got := planMatvec(tc.rows, tc.nb, tc.per)
 			if got != want {
 				t.Errorf("%s (mvUnits %d): planMatvec = %+v, want %+v", tc.what, mode, got, want)
@@ -43,7 +43,7 @@ func TestPlanMatvec(t *testing.T) {
 			if got.rpc%got.rw != 0 || got.warps > 32 {
 				t.Errorf("%s: inconsistent plan %+v", tc.what, got)
 			}
-			if arg := got.arg(); arg&7 != got.rw || (arg&8 != 0) != units {
+			if arg := got.arg(); arg&7 != got.rw || (arg&8 != 0) != got.units {
 				t.Errorf("%s: kernel parameter %d for %+v", tc.what, arg, got)
 			}
 		}
