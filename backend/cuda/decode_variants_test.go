@@ -14,8 +14,9 @@ import (
 // default: q/k/v of two types in one launch off, RoPE and the KV store in
 // the attention's launch on (ropeInAttention), both, the one-row
 // products' items by pass, or by unit everywhere (mvUnits), and blocks of
-// unit plans sized as planMatvec's groups had them (mvItems 6).
-var decodeVariants = []string{"noqkv1", "rope1", "noqkv1,rope1", "nounits", "allunits", "mvitems=6"}
+// unit plans sized as planMatvec's groups had them (mvItems 6), and
+// smaller blocks by pass (mvPassItems).
+var decodeVariants = []string{"noqkv1", "rope1", "noqkv1,rope1", "nounits", "allunits", "mvitems=6", "passitems=3"}
 
 // TestDecodeVariantsEqual decodes 40 greedy steps of the synthetic GGUF
 // models (1.5B Q4_K_M: q and k Q4_K, v Q6_K, the mixed launch; 0.5B

@@ -325,6 +325,14 @@ var mvUnits = 1
 // A variable for the benchmarks (APR_CUDA_TUNE "mvitems=N").
 var mvItems = 3
 
+// mvPassItems, when > 0, sizes the blocks of a plan by pass to about
+// mvPassItems items each instead of 8. Smaller blocks by pass lost where
+// they are taken (BenchmarkDecodeVariants, H100, 0.5B Q4_K_M, tok/s: 8
+// items 1205, 2 1186, 3 1179, 4 1196; by unit everywhere with 3 items
+// 1169): not used. A variable for the benchmarks (APR_CUDA_TUNE
+// "passitems=N").
+var mvPassItems = 0
+
 // matvecPlan is how a _mv kernel splits a one-row product: rw weight rows
 // a warp item (sharing the activation's loads), rpc rows a block, warps a
 // block (one per item, at most 32), items units when units.
@@ -350,8 +358,11 @@ func planMatvec(rows, nb, per int) matvecPlan {
 	for rw > 1 && (ceilDiv(rows, rw)*passes < mvTargetWarps || 4*rw*nb > mvSharedBytes) {
 		rw /= 2
 	}
-	// By pass, groups of about 8 items a block.
+	// By pass, groups of about 8 items a block (mvPassItems).
 	groups := max(1, min(8, ceilDiv(8, passes)))
+	if mvPassItems > 0 {
+		groups = min(max(1, ceilDiv(mvPassItems, passes)), ceilDiv(rows, rw))
+	}
 	fit := func(g int) int {
 		for g > 1 && 4*g*rw*nb > mvSharedBytes {
 			g--
