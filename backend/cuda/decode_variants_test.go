@@ -14,9 +14,10 @@ import (
 // default: q/k/v of two types in one launch off, RoPE and the KV store in
 // the attention's launch on (ropeInAttention), both, the one-row
 // products' items by pass, or by unit everywhere (mvUnits), and blocks of
-// unit plans sized as planMatvec's groups had them (mvItems 6), and
-// smaller blocks by pass (mvPassItems).
-var decodeVariants = []string{"noqkv1", "rope1", "noqkv1,rope1", "nounits", "allunits", "mvitems=6", "passitems=3"}
+// unit plans sized as planMatvec's groups had them (mvItems 6), smaller
+// blocks by pass (mvPassItems), and groups of 4 rows in plans by pass of
+// one pass a row (mvOnePassRW).
+var decodeVariants = []string{"noqkv1", "rope1", "noqkv1,rope1", "nounits", "allunits", "mvitems=6", "passitems=3", "onepassrw=4"}
 
 // TestDecodeVariantsEqual decodes 40 greedy steps of the synthetic GGUF
 // models (1.5B Q4_K_M: q and k Q4_K, v Q6_K, the mixed launch; 0.5B
@@ -66,12 +67,12 @@ func decodeVariantsEqual(t *testing.T, i int) {
 }
 
 // BenchmarkDecodeVariants times BenchmarkDecodeSynthetic's step (positions
-// 0..127, greedy on the device) on the GGUF synthetic models under every
+// 0..127, greedy on the device) on the four GGUF synthetic models under every
 // decodeVariants choice, two rounds, one loaded model each, so that every
 // choice is timed in the same run as the default.
 func BenchmarkDecodeVariants(b *testing.B) {
 	skipWithoutGPU(b)
-	for _, i := range []int{3, 2, 1} {
+	for _, i := range []int{3, 2, 1, 0} {
 		b.Run(synthCases[i].name, func(b *testing.B) {
 			g, cfg := loadSynth(b, i, 512)
 			defer g.Close()

@@ -325,6 +325,17 @@ var mvUnits = 1
 // A variable for the benchmarks (APR_CUDA_TUNE "mvitems=N").
 var mvItems = 3
 
+// mvOnePassRW, when > 0, caps the weight rows of a group of a plan by
+// pass whose rows take one pass (0.5B's 896-column Q5_0 and Q8_0 rows:
+// ffn gate/up and the LM head). BenchmarkDecodeVariants (H100, tok/s, two
+// rounds; groups of at most 4 / 2 / 1 rows in every plan by pass): 0.5B
+// Q4_K_M 1203 / 1223 / 1176, 0.5B Q8_0 1232 / 1242 / 1217, but 1.5B Q4_K_M
+// 766.6 / 746.7 / 712.4 and 1.5B Q8_0 722.3 / 690.6 / 676.8 (their ffn
+// down: 8,960 columns, 9 passes), so only one-pass rows take 2. At most 2
+// rows in every plan, by unit too, lost on 1.5B (757.8, 682.6). A variable
+// for the benchmarks (APR_CUDA_TUNE "onepassrw=N").
+var mvOnePassRW = 2
+
 // mvPassItems, when > 0, sizes the blocks of a plan by pass to about
 // mvPassItems items each instead of 8. Smaller blocks by pass lost where
 // they are taken (BenchmarkDecodeVariants, H100, 0.5B Q4_K_M, tok/s: 8
@@ -372,6 +383,10 @@ func planMatvec(rows, nb, per int) matvecPlan {
 	groups = fit(groups)
 	items := groups * passes
 	units := mvUnits == 2 || mvUnits == 1 && 4*ceilDiv(groups*nb, per) <= 3*items
+	if !units && passes == 1 && mvOnePassRW > 0 && rw > mvOnePassRW {
+		rw = mvOnePassRW
+		groups = fit(groups)
+	}
 	if units {
 		if mvItems > 0 {
 			groups = fit(min(max(1, ceilDiv(mvItems*per, nb)), ceilDiv(rows, rw)))

@@ -4,12 +4,12 @@ import "testing"
 
 // TestPlanMatvec checks the one-row split of the Qwen2.5-Coder-1.5B
 // Q4_K_M shapes and of extreme ones under each mvUnits mode: groups of 4
-// rows where there are rows enough, items by unit where they save a
-// quarter of the items (blocks of about mvItems items), the terms within
-// shared memory.
+// rows where there are rows enough (2 for one-pass rows by pass), items
+// by unit where they save a quarter of the items (blocks of about mvItems
+// items), the terms within shared memory.
 func TestPlanMatvec(t *testing.T) {
-	defer func(u, n int) { mvUnits, mvItems = u, n }(mvUnits, mvItems)
-	mvItems = 3
+	defer func(u, n, r int) { mvUnits, mvItems, mvOnePassRW = u, n, r }(mvUnits, mvItems, mvOnePassRW)
+	mvItems, mvOnePassRW = 3, 2
 	p := func(rw, rpc, warps int) matvecPlan { return matvecPlan{rw: rw, rpc: rpc, warps: warps} }
 	for _, tc := range []struct {
 		what          string
@@ -18,7 +18,7 @@ func TestPlanMatvec(t *testing.T) {
 		// a quarter of the items) and 2 (by unit)
 		plans [3]matvecPlan
 	}{
-		{"ffn gate/up Q4_K 17920x1536", 17920, 6, 8, [3]matvecPlan{p(4, 32, 8), p(4, 16, 3), p(4, 16, 3)}},
+		{"ffn gate/up Q4_K 17920x1536", 17920, 6, 8, [3]matvecPlan{p(2, 16, 8), p(4, 16, 3), p(4, 16, 3)}},
 		{"output Q6_K 151936x1536", 151936, 6, 4, [3]matvecPlan{p(4, 16, 8), p(4, 8, 3), p(4, 8, 3)}},
 		{"ffn down Q6_K 1536x8960", 1536, 35, 4, [3]matvecPlan{p(4, 4, 9), p(4, 4, 9), p(4, 4, 9)}},
 		{"attn q+k Q4_K 1792x1536", 1792, 6, 8, [3]matvecPlan{p(1, 8, 8), p(1, 4, 3), p(1, 4, 3)}},
@@ -26,7 +26,8 @@ func TestPlanMatvec(t *testing.T) {
 		{"ffn gate/up Q8_0 17920x1536", 17920, 48, 32, [3]matvecPlan{p(4, 16, 8), p(4, 8, 3), p(4, 8, 3)}},
 		{"one row", 1, 1, 32, [3]matvecPlan{p(1, 8, 8), p(1, 1, 1), p(1, 1, 1)}},
 		{"long rows Q8_0", 100000, 20000, 32, [3]matvecPlan{p(1, 1, 32), p(1, 1, 32), p(1, 1, 32)}},
-		{"0.5B ffn gate/up Q5_0 9728x896", 9728, 28, 32, [3]matvecPlan{p(4, 32, 8), p(4, 32, 8), p(4, 16, 4)}},
+		{"0.5B ffn gate/up Q5_0 9728x896", 9728, 28, 32, [3]matvecPlan{p(2, 16, 8), p(2, 16, 8), p(4, 16, 4)}},
+		{"0.5B output Q8_0 151936x896", 151936, 28, 32, [3]matvecPlan{p(2, 16, 8), p(2, 16, 8), p(4, 16, 4)}},
 		{"0.5B ffn down Q6_K 896x4864", 896, 19, 4, [3]matvecPlan{p(2, 4, 10), p(2, 4, 10), p(2, 2, 5)}},
 	} {
 		byPass := tc.plans[0]
