@@ -294,8 +294,13 @@ func mmArgs(w *matrix, act devptr, actStride int, y devptr, yStride int, bias de
 // items would leave SMs idle. BenchmarkMatVec on an H200 (1.5B Q4_K_M
 // shapes): groups of 4 take ffn_down (3456 items) in 6.8 us, 2 in 7.6 us;
 // gate+up 8.7 us (1.78 TB/s) against 12.9 us a row at a time; the small
-// q/k/v/o products are ~4-6 us either way. A variable for the tests of the
-// smaller splits.
+// q/k/v/o products are ~4-6 us either way. With blocks of 3 items by unit
+// (mvItems) and groups of 2 rows for one-pass rows (mvOnePassRW) 2048
+// still wins (BenchmarkDecodeVariants, H100, tok/s for 256 / 512 / 1024 /
+// 2048 / 4096: 1.5B Q4_K_M 756.2, 768.0, 767.1, 766.2, 748.9; 1.5B Q8_0
+// 709.8, 709.7, 717.3, 724.2, 694.1; 0.5B Q4_K_M 1195, 1198, 1218, 1227,
+// 1167; 0.5B Q8_0 1222, 1234, 1249, 1247, 1226). A variable for the tests
+// of the smaller splits and the benchmarks (APR_CUDA_TUNE "mvtarget=N").
 var mvTargetWarps = 2048
 
 // mvSharedBytes bounds a _mv block's terms in shared memory.

@@ -116,6 +116,9 @@ func applyTune(flags string) {
 		if v, ok := strings.CutPrefix(f, "onepassrw="); ok {
 			mvOnePassRW, _ = strconv.Atoi(v)
 		}
+		if v, ok := strings.CutPrefix(f, "mvtarget="); ok {
+			mvTargetWarps, _ = strconv.Atoi(v)
+		}
 	}
 }
 
@@ -125,7 +128,7 @@ func applyTune(flags string) {
 // graphs captured before keep what they were captured with.
 func SetTune(flags string) (restore func()) {
 	saved := []func(){
-		save(&pipeline), save(&mvUnits), save(&mvItems), save(&mvPassItems), save(&mvOnePassRW), save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
+		save(&pipeline), save(&mvUnits), save(&mvItems), save(&mvPassItems), save(&mvOnePassRW), save(&mvTargetWarps), save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
 		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),
