@@ -82,6 +82,11 @@ func benchCUDA(r *benchResult, path string, ids []int, predict, ctxSize int, b g
 	}
 	var first int
 	for warm := 1; warm >= 0; warm-- {
+		// Every timed part starts on an idle device: a greedy decode
+		// leaves the step after its last token running (cuda.Model.Wait).
+		if err := g.Wait(); err != nil {
+			return err
+		}
 		t1 := time.Now()
 		if err := g.Forward(prompt, logits); err != nil {
 			return fmt.Errorf("prompt: %w", err)
@@ -120,6 +125,9 @@ func decodeCUDA(g *cuda.Model, token, pos, steps int, warm bool) ([]int, float64
 	}
 	out := make([]int, 0, steps+1)
 	out = append(out, token)
+	if err := g.Wait(); err != nil {
+		return nil, 0, err
+	}
 	t := time.Now()
 	for i := 0; i < steps; i++ {
 		next, err := g.DecodeArgmax(token, pos+i)
@@ -155,6 +163,9 @@ func benchStreams(g *cuda.Model, ids []int, predict int, b gpuBench) (streamResu
 	}
 	step := make([]cuda.Row, n)
 	for warm := 1; warm >= 0; warm-- {
+		if err := g.Wait(); err != nil {
+			return s, err
+		}
 		t := time.Now()
 		if err := g.Forward(prompt, logits); err != nil {
 			return s, fmt.Errorf("streams: prompt: %w", err)

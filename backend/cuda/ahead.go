@@ -177,6 +177,16 @@ func (g *Model) awaitStep(seq uint32) (int, float32, error) {
 	return int(tok), math.Float32frombits(bits), nil
 }
 
+// Wait waits until the device has run everything the model sent it, a
+// decode step sent ahead (and not asked for) included: a benchmark's way
+// to start a timer on an idle device, so that the step after a greedy
+// decode's last token is not charged to what it times next.
+func (g *Model) Wait() error {
+	unlock := g.dev.bind()
+	defer unlock()
+	return g.dev.drv.check("cuStreamSynchronize", g.dev.drv.cuStreamSynchronize(g.dev.stream))
+}
+
 // pickGreedy is ForwardPick for one greedy row without edits: the decode
 // step's own argmax (greedy), its key in res[0].
 func (g *Model) pickGreedy(r Row, res []Picked) error {

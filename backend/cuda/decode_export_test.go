@@ -8,10 +8,3 @@ func (g *Model) DecodeNoRead(token, pos int) error {
 	defer unlock()
 	return g.step(Row{Token: token, Pos: pos}, g.rows)
 }
-
-// Sync waits until the device's stream has run all it was given.
-func (g *Model) Sync() error {
-	unlock := g.dev.bind()
-	defer unlock()
-	return g.dev.drv.check("cuStreamSynchronize", g.dev.drv.cuStreamSynchronize(g.dev.stream))
-}

@@ -222,7 +222,7 @@ func BenchmarkDecodeHostGap(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-					if err := g.Sync(); err != nil {
+					if err := g.Wait(); err != nil {
 						b.Fatal(err)
 					}
 					b.ResetTimer()
@@ -231,7 +231,7 @@ func BenchmarkDecodeHostGap(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-					if err := g.Sync(); err != nil {
+					if err := g.Wait(); err != nil {
 						b.Fatal(err)
 					}
 					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
