@@ -1,6 +1,9 @@
 package cuda
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 // TestPlanMatvec checks the one-row split of the Qwen2.5-Coder-1.5B
 // Q4_K_M shapes and of extreme ones under each mvUnits mode: groups of 4
@@ -48,5 +51,20 @@ func TestPlanMatvec(t *testing.T) {
 				t.Errorf("%s: kernel parameter %d for %+v", tc.what, arg, got)
 			}
 		}
+	}
+}
+
+// TestSetTune checks that APR_CUDA_TUNE's syntax sets the one-row product
+// choices the benchmarks compare, and that restore puts them back.
+func TestSetTune(t *testing.T) {
+	before := []int{mvItems, mvPassItems, mvOnePassRW, mvTargetWarps, mvUnits, mvSpread}
+	restore := SetTune("mvitems=5,passitems=2,onepassrw=1,mvtarget=512,allunits,spread=3,nopipe")
+	got := []int{mvItems, mvPassItems, mvOnePassRW, mvTargetWarps, mvUnits, mvSpread}
+	if want := []int{5, 2, 1, 512, 2, 3}; !slices.Equal(got, want) || pipeline {
+		t.Errorf("after SetTune: %v, pipeline %v; want %v, false", got, pipeline, want)
+	}
+	restore()
+	if got := []int{mvItems, mvPassItems, mvOnePassRW, mvTargetWarps, mvUnits, mvSpread}; !slices.Equal(got, before) || !pipeline {
+		t.Errorf("after restore: %v, pipeline %v; want %v, true", got, pipeline, before)
 	}
 }

@@ -95,29 +95,15 @@ func applyTune(flags string) {
 		case "ks16":
 			mmq32KSRows = 16
 		}
-		if v, ok := strings.CutPrefix(f, "spread="); ok {
-			mvSpread, _ = strconv.Atoi(v)
-		}
-		if v, ok := strings.CutPrefix(f, "mmasplitrows="); ok {
-			attnMMASplitRows, _ = strconv.Atoi(v)
-		}
-		if v, ok := strings.CutPrefix(f, "mmasplit="); ok {
-			attnMMASplit, _ = strconv.Atoi(v)
-		}
-		if v, ok := strings.CutPrefix(f, "mmqfew="); ok {
-			mmqFewRows, _ = strconv.Atoi(v)
-		}
-		if v, ok := strings.CutPrefix(f, "mvitems="); ok {
-			mvItems, _ = strconv.Atoi(v)
-		}
-		if v, ok := strings.CutPrefix(f, "passitems="); ok {
-			mvPassItems, _ = strconv.Atoi(v)
-		}
-		if v, ok := strings.CutPrefix(f, "onepassrw="); ok {
-			mvOnePassRW, _ = strconv.Atoi(v)
-		}
-		if v, ok := strings.CutPrefix(f, "mvtarget="); ok {
-			mvTargetWarps, _ = strconv.Atoi(v)
+		// The numeric choices: "name=N".
+		for prefix, p := range map[string]*int{
+			"spread=": &mvSpread, "mmasplitrows=": &attnMMASplitRows, "mmasplit=": &attnMMASplit,
+			"mmqfew=": &mmqFewRows, "mvitems=": &mvItems, "passitems=": &mvPassItems, "onepassrw=": &mvOnePassRW,
+			"mvtarget=": &mvTargetWarps,
+		} {
+			if v, ok := strings.CutPrefix(f, prefix); ok {
+				*p, _ = strconv.Atoi(v)
+			}
 		}
 	}
 }
