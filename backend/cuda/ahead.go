@@ -184,7 +184,7 @@ func (g *Model) awaitStep(seq uint32) (int, float32, error) {
 func (g *Model) Wait() error {
 	unlock := g.dev.bind()
 	defer unlock()
-	return g.dev.drv.check("cuStreamSynchronize", g.dev.drv.cuStreamSynchronize(g.dev.stream))
+	return g.dev.sync()
 }
 
 // pickGreedy is ForwardPick for one greedy row without edits: the decode

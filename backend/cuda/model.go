@@ -409,8 +409,9 @@ func (g *Model) Close() {
 }
 
 func (g *Model) freeAll() {
-	// A step sent ahead may still run: let it finish before its memory goes.
-	g.dev.drv.cuStreamSynchronize(g.dev.stream)
+	// A step sent ahead may still run: let it finish before its memory goes
+	// (an error here leaves nothing else to do than free).
+	_ = g.dev.sync()
 	g.ahead = ahead{}
 	g.dropExec()
 	g.freeGraphs()
