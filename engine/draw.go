@@ -23,6 +23,10 @@ type Draw struct {
 	History             []int
 	Generated           []int
 	Presence, Frequency float64
+	// Last says the drawn token ends the generation whatever it is (its
+	// length limit): the device sends no greedy step ahead after it
+	// (cuda.Pick.Last).
+	Last bool
 
 	// Token is the drawn token when Drawn; the entry's logits are then
 	// not written.
@@ -77,7 +81,7 @@ func (p *devicePicks) plan(entries []BatchEntry, vocab int) bool {
 		for _, e := range p.sedits {
 			p.edits = append(p.edits, cuda.Edit{Token: int32(e.Token), Sub: e.Sub, Repeat: e.Repeat})
 		}
-		p.picks = append(p.picks, cuda.Pick{K: sel.K, Temp: sel.Temp, Greedy: sel.Greedy, Penalty: pen})
+		p.picks = append(p.picks, cuda.Pick{K: sel.K, Temp: sel.Temp, Greedy: sel.Greedy, Penalty: pen, Last: d.Last})
 		p.span = append(p.span, [2]int{from, len(p.edits)})
 		p.drawn[i], some = true, true
 	}

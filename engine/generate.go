@@ -62,7 +62,7 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int, opts GenerateOpti
 	history := append([]int(nil), prompt...)
 	// On the GPU the pass draws the token itself where the sampler allows
 	// (Draw): only its candidates come back.
-	draw := &Draw{Sampler: opts.Sampler, History: history}
+	draw := &Draw{Sampler: opts.Sampler, History: history, Last: opts.MaxTokens == 1}
 	t0 := time.Now()
 	logits, err := s.forwardEntry(BatchEntry{Seq: s, Tokens: prompt, Draw: draw})
 	if err != nil {
@@ -111,6 +111,7 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int, opts GenerateOpti
 		}
 		// The step writes into the previous logits: no allocation per token.
 		draw.History = history
+		draw.Last = opts.MaxTokens > 0 && len(st.Output)+1 >= opts.MaxTokens
 		if logits, err = s.forwardEntry(BatchEntry{Seq: s, Tokens: []int{next}, Logits: logits, Draw: draw}); err != nil {
 			return st, err
 		}

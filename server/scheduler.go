@@ -627,7 +627,7 @@ func (sl *slot) plan(n int) *engine.Draw {
 		return nil
 	}
 	sl.draw = engine.Draw{Sampler: j.sampler, History: sl.history, Generated: sl.generated,
-		Presence: j.presence, Frequency: j.frequency}
+		Presence: j.presence, Frequency: j.frequency, Last: len(sl.generated)+1 >= j.maxTokens}
 	return &sl.draw
 }
 

@@ -122,10 +122,10 @@ func (g *Model) sendStep(long bool) (uint32, error) {
 // greedy runs row r's decode step in a pass of pass rows and returns its
 // argmax token and that token's logit: from the step sent ahead by the
 // call before when r is the row it was sent for, else from a step sent
-// now. Unless r is at the context's last position, it then sends the step
-// after r (the token just chosen at the next position) before it reads
-// the token (the device must be bound).
-func (g *Model) greedy(r Row, pass int) (int, float32, error) {
+// now. Unless last is set or r is at the context's last position, it then
+// sends the step after r (the token just chosen at the next position)
+// before it reads the token (the device must be bound).
+func (g *Model) greedy(r Row, pass int, last bool) (int, float32, error) {
 	if g.first > 0 {
 		return 0, 0, fmt.Errorf("cuda: the device holds layers %d.. only: run ForwardHidden", g.first)
 	}
@@ -145,7 +145,7 @@ func (g *Model) greedy(r Row, pass int) (int, float32, error) {
 		}
 	}
 	next := r.Pos + 1
-	send := pipeline && next < g.ctx
+	send := pipeline && !last && next < g.ctx
 	var nextSeq uint32
 	if send {
 		var err error
@@ -188,11 +188,11 @@ func (g *Model) Wait() error {
 }
 
 // pickGreedy is ForwardPick for one greedy row without edits: the decode
-// step's own argmax (greedy), its key in res[0].
-func (g *Model) pickGreedy(r Row, res []Picked) error {
+// step's own argmax (greedy), its key in res[0]; last as Pick.Last.
+func (g *Model) pickGreedy(r Row, res []Picked, last bool) error {
 	unlock := g.dev.bind()
 	defer unlock()
-	tok, logit, err := g.greedy(r, 1)
+	tok, logit, err := g.greedy(r, 1, last)
 	if err != nil {
 		return err
 	}

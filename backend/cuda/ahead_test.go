@@ -22,7 +22,8 @@ type aheadRun struct {
 // do, with turns that leave a step sent ahead unused: a prompt in slot 0,
 // greedy steps, a token of the caller's at the next position (a user's
 // turn: the step sent ahead fed another token there), greedy steps
-// through ForwardPick, a second sequence in slot 1, back to slot 0, and a
+// through ForwardPick (the last one a Last pick, which sends nothing
+// ahead), a second sequence in slot 1, back to slot 0, and a
 // full-logits step at the position a step was sent ahead for. With host
 // set, every greedy token is sample.Argmax of logits brought back in full
 // (Decode, Forward) instead of the device's answer, and the picks' keys
@@ -46,11 +47,14 @@ func aheadScript(t *testing.T, g *cuda.Model, prompt []int, host bool) aheadRun 
 		return sample.Argmax(forward(rows))
 	}
 	// greedy runs n steps from tok at pos of slot: DecodeArgmax (slot 0)
-	// or ForwardPick; with host, full logits and sample.Argmax.
-	greedy := func(slot, tok, pos, n int, pick bool) []int {
+	// or ForwardPick, whose last pick is Last when last is set; with host,
+	// full logits and sample.Argmax. Without host, each step must leave the
+	// step after it sent ahead, except a Last pick.
+	greedy := func(slot, tok, pos, n int, pick, last bool) []int {
 		out := []int{tok}
 		for i := 0; i < n; i++ {
 			row := cuda.Row{Slot: slot, Token: tok, Pos: pos + i, Logits: true}
+			final := last && i == n-1
 			var err error
 			switch {
 			case host && slot == 0 && !pick:
@@ -62,7 +66,7 @@ func aheadScript(t *testing.T, g *cuda.Model, prompt []int, host bool) aheadRun 
 				tok = sample.Argmax(forward([]cuda.Row{row}))
 			case pick:
 				res := make([]cuda.Picked, 1)
-				err = g.ForwardPick([]cuda.Row{row}, []cuda.Pick{{K: 1, Greedy: true}}, res, logits)
+				err = g.ForwardPick([]cuda.Row{row}, []cuda.Pick{{K: 1, Greedy: true, Last: final}}, res, logits)
 				if err == nil {
 					if len(res[0].Keys) != 1 || res[0].Full {
 						t.Fatalf("greedy pick: %d keys, full %v; want one key", len(res[0].Keys), res[0].Full)
@@ -75,18 +79,22 @@ func aheadScript(t *testing.T, g *cuda.Model, prompt []int, host bool) aheadRun 
 			if err != nil {
 				t.Fatal(err)
 			}
+			if !host && g.StepAhead() == final {
+				t.Fatalf("slot %d position %d: a step sent ahead %v after a pick with Last %v", slot, pos+i, g.StepAhead(), final)
+			}
 			out = append(out, tok)
 		}
 		return out
 	}
 	n := len(prompt)
-	a := greedy(0, prefill(0, prompt), n, 12, false)
+	a := greedy(0, prefill(0, prompt), n, 12, false, false)
 	// The caller's own token where a step went ahead with a.
 	user := (a[12] + 1) % vocab
 	run.logits = append(run.logits, forward([]cuda.Row{{Token: user, Pos: n + 12, Logits: true}}))
-	b := greedy(0, sample.Argmax(run.logits[0]), n+13, 10, true)
-	c := greedy(1, prefill(1, prompt[:n-1]), n-1, 6, true)
-	d := greedy(0, b[10], n+23, 5, false)
+	// b ends with a Last pick: d sends its first step itself.
+	b := greedy(0, sample.Argmax(run.logits[0]), n+13, 10, true, true)
+	c := greedy(1, prefill(1, prompt[:n-1]), n-1, 6, true, false)
+	d := greedy(0, b[10], n+23, 5, false, false)
 	// A full step of the token and position the last step sent ahead for.
 	l, err := g.Decode(d[5], n+28)
 	if err != nil {

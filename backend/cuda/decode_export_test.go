@@ -8,3 +8,7 @@ func (g *Model) DecodeNoRead(token, pos int) error {
 	defer unlock()
 	return g.step(Row{Token: token, Pos: pos}, g.rows)
 }
+
+// StepAhead says whether a decode step was sent ahead and not yet asked
+// for (ahead.go).
+func (g *Model) StepAhead() bool { return g.ahead.on }

@@ -755,7 +755,7 @@ func (g *Model) Decode(token, pos int) ([]float32, error) {
 func (g *Model) DecodeArgmax(token, pos int) (int, error) {
 	unlock := g.dev.bind()
 	defer unlock()
-	tok, _, err := g.greedy(Row{Token: token, Pos: pos}, g.rows)
+	tok, _, err := g.greedy(Row{Token: token, Pos: pos}, g.rows, false)
 	return tok, err
 }
 

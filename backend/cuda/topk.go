@@ -34,6 +34,10 @@ type Pick struct {
 	// once; Penalty is the repeat penalty's factor.
 	Edits   []Edit
 	Penalty float32
+	// Last says the caller asks for no step after this row's: its token
+	// ends the sequence's generation (a length limit), so a greedy row
+	// sends no step ahead (ahead.go) for the device to run in vain.
+	Last bool
 }
 
 // Edit is sample.Edit: Sub is subtracted from the token's logit, then with
@@ -88,7 +92,7 @@ func (g *Model) ForwardPick(rows []Row, picks []Pick, res []Picked, logits []flo
 		// The decode step's argmax is the greedy pick; the step after it
 		// goes ahead (ahead.go).
 		g.endPick()
-		return g.pickGreedy(rows[0], res)
+		return g.pickGreedy(rows[0], res, picks[0].Last)
 	}
 	defer g.endPick()
 	return g.Forward(rows, logits)
