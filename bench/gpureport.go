@@ -297,7 +297,7 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 	p("\n## Reproduce (on the GPU machine)\n\n```sh\n"+
 		"# llama.cpp's CUDA build, from the source the node-llama-cpp package carries (not committed):\n"+
 		"cmake -S llama.cpp -B build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_BUILD_TESTS=OFF \\\n"+
-		"  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF && cmake --build build -j --target llama-bench llama-batched-bench\n"+
+		"  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF && cmake --build build -j --target llama-bench llama-batched-bench\n"+
 		"go run ./bench -gpu -llama-bench build/bin/llama-bench -llama-batched-bench build/bin/llama-batched-bench%s\n"+
 		"```\n\nWithout Go on the GPU machine, build `apr` and the bench here (`go build -ldflags \"-X main.buildCommit=$(git rev-parse --short=12 HEAD)\" ./bench` names the commit in the report where the build stamps none), carry them, and pass `-apr PATH`.\n\n", r.longFlag())
 	p("%s\n", gpuEnd)
