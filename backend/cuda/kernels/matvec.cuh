@@ -273,10 +273,29 @@ __device__ __forceinline__ void pass(const u8* w, const u8* a, i64 as, int b0, i
     }
 }
 
+// unit_terms is the work of a lane group on R weight rows (nr of them
+// real, rowBytes apart, the first at w) at one block of theirs: every
+// row's weight loads issued before the first dot, so that R rows' bytes
+// are in flight together, and the activation's operands (at a) loaded
+// once; row r's term goes to t[r*nb] where ok.
+template <class T, int R>
+__device__ __forceinline__ void unit_terms(const u8* w, i64 rowBytes, int nr, const u8* a, bool ok, int sub,
+                                           float* t, int nb) {
+    typename T::W ws[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) T::wload(w + (i64)min(r, nr - 1) * rowBytes, sub, ws[r]);
+    typename T::A xa;
+    T::aload(a, sub, xa);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float term = T::wdot(ws[r], xa, sub);
+        if (ok && sub == 0 && r < nr) t[r * nb] = term;
+    }
+}
+
 // passw is pass for R weight rows (nr of them real, rowBytes apart) of one
-// activation row, terms into t[r*nb + block]: the activation's operands are
-// loaded once, and every row's weight loads are issued before the first
-// dot so that R rows' bytes are in flight together.
+// activation row, terms into t[r*nb + block] (unit_terms at each lane
+// group's block).
 template <class T, int R>
 __device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u8* a, int b0, int nb, float* t) {
     int lane = threadIdx.x % WARP;
@@ -284,16 +303,7 @@ __device__ __forceinline__ void passw(const u8* w, i64 rowBytes, int nr, const u
     bool ok = b < nb;
     if (T::LANES == 1 && !ok) return;
     int bb = ok ? b : 0;
-    typename T::W ws[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) T::wload(w + (i64)min(r, nr - 1) * rowBytes + (i64)bb * T::BYTES, sub, ws[r]);
-    typename T::A xa;
-    T::aload(a + (i64)bb * T::ABYTES, sub, xa);
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        float term = T::wdot(ws[r], xa, sub);
-        if (ok && sub == 0 && r < nr) t[r * nb + b] = term;
-    }
+    unit_terms<T, R>(w + (i64)bb * T::BYTES, rowBytes, nr, a + (i64)bb * T::ABYTES, ok, sub, t + bb, nb);
 }
 
 // passu is passw over units: a unit is the R rows of a group at one block,
@@ -312,18 +322,8 @@ __device__ __forceinline__ void passu(const u8* w, i64 rowBytes, int nr, const u
     if (T::LANES == 1 && !ok) return;
     int uu = ok ? u : 0;
     int g = uu / nb, b = uu - g * nb;
-    int gr = min(R, nr - g * R);
-    const u8* wg = w + (i64)(g * R) * rowBytes + (i64)b * T::BYTES;
-    typename T::W ws[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) T::wload(wg + (i64)min(r, gr - 1) * rowBytes, sub, ws[r]);
-    typename T::A xa;
-    T::aload(a + (i64)b * T::ABYTES, sub, xa);
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        float term = T::wdot(ws[r], xa, sub);
-        if (ok && sub == 0 && r < gr) t[(g * R + r) * nb + b] = term;
-    }
+    unit_terms<T, R>(w + (i64)(g * R) * rowBytes + (i64)b * T::BYTES, rowBytes, min(R, nr - g * R),
+                     a + (i64)b * T::ABYTES, ok, sub, t + (g * R) * nb + b, nb);
 }
 
 // MMRow is a warp's share of matmul_q's grid: weight row row (its bytes
@@ -403,6 +403,14 @@ __device__ __forceinline__ void matmul_terms(const u8* __restrict__ W, const u8*
     }
 }
 
+// sum_terms adds the n terms at t in order (0 + t[0] + t[1] + ...), as
+// quant.VecDot adds its blocks' terms.
+__device__ __forceinline__ float sum_terms(const float* t, int n) {
+    float sum = 0.0f;
+    for (int k = 0; k < n; k++) sum = __fadd_rn(sum, t[k]);
+    return sum;
+}
+
 // term_sum adds matmul_terms' block terms of each (activation row c,
 // weight row r) in block order, then the bias, into y[c*yStride + r] (or
 // onto it with acc), as matmul_q does.
@@ -412,9 +420,7 @@ extern "C" __global__ void term_sum(const float* __restrict__ terms, float* __re
     i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (i64)rows * m) return;
     int c = (int)(i / rows), row = (int)(i % rows);
-    const float* t = terms + i * nb;
-    float sum = 0.0f;
-    for (int b = 0; b < nb; b++) sum = __fadd_rn(sum, t[b]);
+    float sum = sum_terms(terms + i * nb, nb);
     if (bias) sum += bias[row];
     float* yp = y + (i64)c * yStride + row;
     *yp = acc ? *yp + sum : sum;
@@ -501,9 +507,7 @@ __device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __r
     }
     __syncthreads();
     for (int rr = threadIdx.x; rr < nr; rr += blockDim.x) {
-        float sum = 0.0f;
-        const float* t = terms + rr * nb;
-        for (int k = 0; k < nb; k++) sum = __fadd_rn(sum, t[k]);
+        float sum = sum_terms(terms + rr * nb, nb);
         int row = r0 + rr;
         if (bias) sum += bias[row];
         float* yp = y + row;
@@ -513,22 +517,25 @@ __device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __r
 
 // matvec_rw is matvec_q for rw & 7 (1, 2 or 4) weight rows a group, its
 // items units (passu) when rw has bit 8.
+template <class T, bool UNITS>
+__device__ __forceinline__ void matvec_r(int rw, const u8* __restrict__ W, const u8* __restrict__ act,
+                                         float* __restrict__ y, const float* __restrict__ bias, int rows, int cols,
+                                         i64 rowBytes, int acc, int rpc, int blk, float* terms) {
+    if (rw == 4)
+        matvec_q<T, 4, UNITS>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+    else if (rw == 2)
+        matvec_q<T, 2, UNITS>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+    else
+        matvec_q<T, 1, UNITS>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+}
 template <class T>
 __device__ __forceinline__ void matvec_rw(int rw, const u8* __restrict__ W, const u8* __restrict__ act,
                                           float* __restrict__ y, const float* __restrict__ bias, int rows,
                                           int cols, i64 rowBytes, int acc, int rpc, int blk, float* terms) {
-    if (rw == 4 + 8)
-        matvec_q<T, 4, true>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
-    else if (rw == 2 + 8)
-        matvec_q<T, 2, true>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
-    else if (rw == 1 + 8)
-        matvec_q<T, 1, true>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
-    else if (rw == 4)
-        matvec_q<T, 4, false>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
-    else if (rw == 2)
-        matvec_q<T, 2, false>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+    if (rw & 8)
+        matvec_r<T, true>(rw & 7, W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
     else
-        matvec_q<T, 1, false>(W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
+        matvec_r<T, false>(rw, W, act, y, bias, rows, cols, rowBytes, acc, rpc, blk, terms);
 }
 
 // prefetch_rows brings block blk's rpc weight rows (of rows) into L2: the
