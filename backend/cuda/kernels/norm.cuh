@@ -97,7 +97,9 @@ __device__ float rms_scale(const float* __restrict__ xr, int n, int nt, float ep
         for (int k = 0; k < nt / WARP; k++) sum += red[k];
         if (ggml) {
             float mean = (float)__ddiv_rn(sum, (double)n);
-            scl = __fdiv_rn(1.0f, (float)sqrt((double)__fadd_rn(mean, eps)));
+            // sqrt in double rounded to float is the float sqrt (double
+            // rounding is innocuous for sqrt from 2 x 24 + 2 bits).
+            scl = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
         } else {
             float ss = (float)sum;
             scl = (float)(1.0 / sqrt((double)(ss / (float)n + eps)));
@@ -116,16 +118,24 @@ __device__ __forceinline__ float rms_value(float x, float scale, float w, int gg
 // of 32 threads, at most 1024) per row: output row r reads input row
 // sel[r] (r when sel is null). The scale is rms_scale's with the block's
 // threads. The output rows are then quantized as quantize does into q80 /
-// q8k (either may be null).
+// q8k (either may be null). The weights of a thread's first outputs
+// (constants) are asked for before the wait for the kernel before, so
+// that they arrive while it runs.
 extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __restrict__ w,
                                    float* __restrict__ out, int n, float eps, int ggml,
                                    const int* __restrict__ sel, u8* __restrict__ q80, u8* __restrict__ q8k) {
+    int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    float w0[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        int e = wi * 256 + 8 * lane + j;
+        w0[j] = e < n ? __ldg(w + e) : 0.0f;
+    }
     pdl_start();
     int r = blockIdx.x;
     const float* xr = x + (i64)(sel ? sel[r] : r) * n;
     float* o = out + (i64)r * n;
     float scale = rms_scale(xr, n, blockDim.x, eps, ggml);
-    int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nw = blockDim.x / WARP;
     // Each warp takes chunks of 256 outputs, quantized from registers.
     u8* q80r = q80 ? q80 + (i64)r * (n / 32) * 34 : 0;
     u8* q8kr = q8k ? q8k + (i64)r * (n / 256) * 292 : 0;
@@ -136,7 +146,7 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
             int e = base + 8 * lane + j;
             v[j] = 0.0f;
             if (e < n) {
-                v[j] = rms_value(xr[e], scale, w[e], ggml);
+                v[j] = rms_value(xr[e], scale, base == wi * 256 ? w0[j] : w[e], ggml);
                 o[e] = v[j];
             }
         }
