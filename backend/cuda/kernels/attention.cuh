@@ -763,14 +763,16 @@ __device__ __forceinline__ float cluster_load(const float* p, int rank) {
 }
 extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 1) attention_fa_cl(ATTN_FA_PARAMS) {
     int b = blockIdx.x % FA_CL, h = blockIdx.x / FA_CL, r = blockIdx.y;
+    // The pass state before the wait, at L2, as rope_store reads it: the
+    // first copies' addresses need no round trip after it.
+    int n = __ldcg(&ROW_POS(info, r)) + 1, slot = __ldcg(&ROW_SLOT(info, r)), rows = __ldcg(passp);
     pdl_start();
-    int n = ROW_POS(info, r) + 1;
-    if (n > FA_DEC_SC || *passp >= 64) {
+    if (n > FA_DEC_SC || rows >= 64) {
         if (b == 0) attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);
         return;
     }
-    kc += (i64)ROW_SLOT(info, r) * slotBytes;
-    vc += (i64)ROW_SLOT(info, r) * slotBytes;
+    kc += (i64)slot * slotBytes;
+    vc += (i64)slot * slotBytes;
     q += (i64)r * qStride;
     out += (i64)r * heads * dim;
     extern __shared__ __align__(16) float faClShared[];

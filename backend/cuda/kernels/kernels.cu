@@ -38,7 +38,8 @@ __device__ __forceinline__ u16 f2h(float f) {
 // while the kernel before it in the stream still runs. pdl_wait blocks until
 // that kernel has finished and its writes are visible: such a kernel calls
 // it in every block before it reads or writes anything an earlier kernel
-// writes or reads (only constant weights may be touched before). pdl_next
+// writes or reads (only constant weights, and the pass state as rope_store
+// says, may be touched before). pdl_next
 // lets the next kernel in the stream launch now (its blocks then wait in
 // pdl_wait for this one to finish). Both are no-ops in a kernel launched
 // without the attribute.

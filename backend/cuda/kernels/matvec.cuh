@@ -494,6 +494,14 @@ __device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __r
     int nb = T::blocks(cols);
     int np = (nb + T::PER - 1) / T::PER;
     int ng = (nr + R - 1) / R;
+    // Thread r's row's bias and (acc) the output it adds to, read before
+    // the items so that their loads are not the block's last wait: the same
+    // values (only this block writes its rows), the same adds.
+    float pb = 0.0f, py = 0.0f;
+    if ((int)threadIdx.x < nr) {
+        if (bias) pb = bias[r0 + threadIdx.x];
+        if (acc) py = y[r0 + threadIdx.x];
+    }
     if (UNITS) {
         int units = ng * nb;
         for (int it = warp; it * T::PER < units; it += nw)
@@ -509,9 +517,10 @@ __device__ __forceinline__ void matvec_q(const u8* __restrict__ W, const u8* __r
     for (int rr = threadIdx.x; rr < nr; rr += blockDim.x) {
         float sum = sum_terms(terms + rr * nb, nb);
         int row = r0 + rr;
-        if (bias) sum += bias[row];
+        bool first = rr == (int)threadIdx.x;
+        if (bias) sum += first ? pb : bias[row];
         float* yp = y + row;
-        *yp = acc ? *yp + sum : sum;
+        *yp = acc ? (first ? py : *yp) + sum : sum;
     }
 }
 

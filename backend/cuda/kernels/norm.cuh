@@ -166,18 +166,23 @@ __device__ __forceinline__ float rope_angle(int pos, int i, const float* invFreq
     return ang;
 }
 
+// rope_cs is the cosine and sine of pair i's rotation at position pos (in
+// double, rounded, as the CPU backend does).
+__device__ __forceinline__ float2 rope_cs(int pos, int i, const float* invFreq, float thetaScale, int style) {
+    float ang = rope_angle(pos, i, invFreq, thetaScale, style);
+    return make_float2((float)cos((double)ang), (float)sin((double)ang));
+}
+
+// rot_cs writes pair (a, b) turned by cs (cosine, sine) to *ra, *rb.
+__device__ __forceinline__ void rot_cs(float a, float b, float2 cs, float* ra, float* rb) {
+    *ra = __fsub_rn(__fmul_rn(a, cs.x), __fmul_rn(b, cs.y));
+    *rb = __fadd_rn(__fmul_rn(b, cs.x), __fmul_rn(a, cs.y));
+}
+
 // rot_pair writes pair (a, b) turned by ang to *ra, *rb (sine and cosine
 // in double, rounded, as the CPU backend does).
 __device__ __forceinline__ void rot_pair(float a, float b, float ang, float* ra, float* rb) {
-    float c = (float)cos((double)ang), s = (float)sin((double)ang);
-    *ra = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
-    *rb = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
-}
-
-// rotate turns pair (p[i], p[i+half]) by ang (sine and cosine in double,
-// rounded, as the CPU backend does).
-__device__ __forceinline__ void rotate(float* p, int i, int half, float ang) {
-    rot_pair(p[i], p[i + half], ang, p + i, p + i + half);
+    rot_cs(a, b, make_float2((float)cos((double)ang), (float)sin((double)ang)), ra, rb);
 }
 
 // rope_store rotates the queries (heads x dim at qkv + r*stride) and keys
@@ -185,36 +190,48 @@ __device__ __forceinline__ void rotate(float* p, int i, int half, float ang) {
 // row's position, and stores the keys and the values (after the keys) in
 // the row's slot of the caches (F16 when f16, else float32; a slot is
 // slotBytes, a position kvHeads*dim elements).
+//
+// The row's position, and from it the rotation of the thread's pair, are
+// taken before the wait for the kernel before, so that the double sine and
+// cosine are off the step's critical path. That reads the pass state
+// (info) early, which is safe: only the host (ordered before the pass) and
+// a decode step's last kernel (argmax_final, for the step after it) write
+// it, and a kernel's blocks start only after the kernel two before it has
+// finished (every kernel calls pdl_next after its pdl_wait; kernels
+// without the launch attribute start after the one before them ends). Read
+// at L2 (ld.global.cg).
 extern "C" __global__ void rope_store(float* __restrict__ qkv, int stride, const float* __restrict__ invFreq,
                                       int heads, int kvHeads, int dim, const int* __restrict__ info,
                                       float thetaScale, int style, u8* __restrict__ kc, u8* __restrict__ vc,
                                       int f16, i64 slotBytes) {
-    pdl_start();
     int r = blockIdx.y;
-    int pos = ROW_POS(info, r);
+    int pos = __ldcg(&ROW_POS(info, r));
     int half = dim / 2, kvDim = kvHeads * dim;
     int t = blockIdx.x * blockDim.x + threadIdx.x;
+    int nq = heads * half, nk = kvHeads * half;
+    float2 cs = make_float2(0.0f, 0.0f);
+    if (t < nq + nk) cs = rope_cs(pos, (t < nq ? t : t - nq) % half, invFreq, thetaScale, style);
+    pdl_start();
     float* row = qkv + (i64)r * stride;
     i64 at = (i64)ROW_SLOT(info, r) * slotBytes + (i64)pos * kvDim * (f16 ? 2 : 4);
-    int nq = heads * half, nk = kvHeads * half;
     if (t < nq) {
-        int h = t / half, i = t % half;
-        rotate(row + h * dim, i, half, rope_angle(pos, i, invFreq, thetaScale, style));
+        float* p = row + (t / half) * dim + t % half;
+        rot_cs(p[0], p[half], cs, p, p + half);
         return;
     }
     t -= nq;
     float* k = row + heads * dim;
     if (t < nk) {
         int h = t / half, i = t % half;
-        float* p = k + h * dim;
-        rotate(p, i, half, rope_angle(pos, i, invFreq, thetaScale, style));
+        float* p = k + h * dim + i;
+        rot_cs(p[0], p[half], cs, p, p + half);
         int e0 = h * dim + i, e1 = e0 + half;
         if (f16) {
-            ((u16*)(kc + at))[e0] = f2h(p[i]);
-            ((u16*)(kc + at))[e1] = f2h(p[i + half]);
+            ((u16*)(kc + at))[e0] = f2h(p[0]);
+            ((u16*)(kc + at))[e1] = f2h(p[half]);
         } else {
-            ((float*)(kc + at))[e0] = p[i];
-            ((float*)(kc + at))[e1] = p[i + half];
+            ((float*)(kc + at))[e0] = p[0];
+            ((float*)(kc + at))[e1] = p[half];
         }
         return;
     }
