@@ -61,30 +61,51 @@ func faRowsShared(dim int) int {
 	return 4 * (dim*(faRows+4) + dim*(64+4) + 64*(dim+4) + 64*(faRows+4))
 }
 
-// ropeInAttention lets a one-row pass run RoPE and the KV store inside
-// ggml's one-row attention (attention_fa_rope) instead of a rope_store
-// launch before it (a variable for the tests' comparisons). Off: one launch
-// less a layer, but slower, as the heads' 12 blocks then run the rotations'
-// serial angle products and double sines before their attention, where
-// rope_store spreads them over more threads and PDL overlaps its launch.
-// BenchmarkDecodeVariants (H100, 256 steps, two rounds, tok/s, off -> on):
-// 1.5B Q4_K_M 725.7, 722.0 -> 706.8, 706.6; 1.5B Q8_0 656.4, 664.3 -> 645.2,
-// 642.5; 0.5B Q4_K_M 1184, 1187 -> 1146, 1134. Bit-identical either way
-// (TestDecodeVariantsEqual).
-var ropeInAttention = false
+// ropeInAttention picks where a one-row pass of ggml's F16 attention runs
+// RoPE and the KV store: 0 (the default) inside the attention's launch
+// where that is the cluster kernel (attention_fa_cl_rope), else in a
+// rope_store launch before it; 1 inside it always (attention_fa_rope for a
+// block a head); -1 never. The same bits either way
+// (TestDecodeVariantsEqual); a variable for the tests' comparisons.
+//
+// In the cluster kernel the rotations (their double sines and ggml's angle
+// products taken before the PDL wait) go straight into shared memory, and
+// the launch less a layer wins a little. H100, BenchmarkDecodeSynthetic,
+// PTX before -> after in one run, two rounds (tok/s): 0.5B Q8_0 1407, 1410
+// -> 1425, 1424; 1.5B Q8_0 776.3, 776.4 -> 782.8, 782.9; 0.5B Q4_K_M 1310,
+// 1310 -> 1314, 1314; 1.5B Q4_K_M 838.4, 838.5 -> 838.4, 838.4. Asking for
+// the cluster's cache rows (all an earlier step's then) before the wait
+// measured the same (1427, 1316, 780.4, 838.4).
+// attention_fa_rope loses (the heads' 12 blocks run every rotation before
+// their attention, where rope_store spreads them): BenchmarkDecodeVariants
+// (H100, angles after the wait, rope_store -> attention_fa_rope) 1.5B
+// Q4_K_M 725.7, 722.0 -> 706.8, 706.6; 1.5B Q8_0 656.4, 664.3 -> 645.2,
+// 642.5; 0.5B Q4_K_M 1184, 1187 -> 1146, 1134.
+var ropeInAttention = 0
 
 // attentionRope runs ropeStore's and attention's work for a pass of one
-// row in one launch (attention_fa_rope) where attention would run ggml's
-// one-row F16 flash attention; ran is false (nothing launched) otherwise.
+// row in one launch (attention_fa_cl_rope, or attention_fa_rope) where
+// attention would run ggml's one-row F16 flash attention and
+// ropeInAttention allows; ran is false (nothing launched) otherwise.
 // invFreq, thetaScale and style are ropeStore's.
 func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devptr, thetaScale float32, style int,
 	a attnArgs, m int) (ran bool, err error) {
-	if !ropeInAttention || m != 1 || !a.fa || !a.f16 || a.long || a.pass >= 64 || a.dim%8 != 0 || a.dim > 128 ||
-		a.kvHeads < 1 || a.heads%a.kvHeads != 0 || !d.has("attention_fa_rope") {
+	if ropeInAttention < 0 || m != 1 || !a.fa || !a.f16 || a.long || a.pass >= 64 || a.dim%8 != 0 || a.dim > 128 ||
+		a.kvHeads < 1 || a.heads%a.kvHeads != 0 {
 		return false, nil
 	}
-	return true, d.launch2("attention_fa_rope", a.heads, 1, 256, faSharedBytes(a.dim), q, kc, vc, out, scores,
-		a.heads, a.kvHeads, a.dim, info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), invFreq, thetaScale, style)
+	name, blocks, shared := "attention_fa_rope", a.heads, faSharedBytes(a.dim)
+	switch {
+	case d.clusterRows(a, m) && d.has("attention_fa_cl_rope"):
+		name, blocks, shared = "attention_fa_cl_rope", a.heads*faCluster, faClusterBytes(a.dim)
+	case ropeInAttention == 0 || !d.has(name):
+		return false, nil
+	}
+	if err := a.scratchRows(name, m); err != nil {
+		return true, err
+	}
+	return true, d.launch2(name, blocks, 1, 256, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim, info,
+		a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), invFreq, thetaScale, style)
 }
 
 // faTiledBytes is the shared memory of attention_fa's tiled part (ggml's

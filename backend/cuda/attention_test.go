@@ -348,3 +348,83 @@ func TestAttentionScratchRows(t *testing.T) {
 		}
 	}
 }
+
+// TestAttentionRopeOneRow runs RoPE, the KV store and ggml's one-chunk
+// attention of one row in one launch (attentionRope: attention_fa_cl_rope,
+// and attention_fa_rope for a block a head) and compares with the CPU
+// backend's rotation (both styles), its F16 cache row and its
+// FlashAttentionGGML over the cache, bit for bit: rows of 1 to 1,501 keys,
+// the row's key in every quarter of the cluster and past the 1,024 keys
+// the cluster's first block takes alone.
+func TestAttentionRopeOneRow(t *testing.T) {
+	d := testDevice(t)
+	b := newBuffers(t, d)
+	r := rand.New(rand.NewPCG(25, 26))
+	be := cpu.New(2)
+	defer be.Close()
+	defer save(&ropeInAttention)()
+	defer save(&attnCluster)()
+	const ctx, theta = 2048, 1e6
+	variants := []struct {
+		name          string
+		rope, cluster int
+	}{{"attention_fa_cl_rope", 0, 0}, {"attention_fa_rope", 1, -1}}
+	for _, sh := range []attnShape{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}} {
+		kvDim, qDim := sh.kvHeads*sh.dim, sh.heads*sh.dim
+		slotBytes := ctx * kvDim * 2
+		// Slot 1 of two; its earlier positions random.
+		kh, vh := make([]byte, 2*slotBytes), make([]byte, 2*slotBytes)
+		past := make([][2][]float32, ctx)
+		for p := range ctx {
+			past[p] = [2][]float32{randn(r, kvDim, 1), randn(r, kvDim, 1)}
+			copy(kh[slotBytes+p*kvDim*2:], encodeKV(past[p][0], true))
+			copy(vh[slotBytes+p*kvDim*2:], encodeKV(past[p][1], true))
+		}
+		inv := make([]float32, sh.dim/2)
+		for i := range inv {
+			inv[i] = float32(1 / math.Pow(theta, float64(float32(2*i)/float32(sh.dim))))
+		}
+		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
+			f16: true, fa: true, qStride: qDim + 2*kvDim, slotBytes: slotBytes}
+		for _, pos := range []int{0, 1, 6, 255, 256, 1022, 1023, 1024, 1500} {
+			for style, rs := range []cpu.RopeStyle{cpu.RopeHF, cpu.RopeGGML} {
+				qkv := randn(r, a.qStride, 1)
+				q := append([]float32(nil), qkv[:qDim]...)
+				k, v := append([]float32(nil), qkv[qDim:qDim+kvDim]...), qkv[qDim+kvDim:]
+				rope := cpu.NewRope(sh.dim, theta, rs)
+				rope.Apply(q, sh.heads, pos)
+				rope.Apply(k, sh.kvHeads, pos)
+				cache := cpu.NewKVCache(ctx, kvDim, true)
+				for p := range pos {
+					cache.Store(p, past[p][0], past[p][1])
+				}
+				cache.Store(pos, k, v)
+				want := make([]float32, qDim)
+				be.FlashAttentionGGML(want, q, []*cpu.KVCache{cache}, []int{pos}, 1, sh.heads, sh.kvHeads, sh.dim)
+				at := slotBytes + pos*kvDim*2
+				for _, vr := range variants {
+					ropeInAttention, attnCluster = vr.rope, vr.cluster
+					what := fmt.Sprintf("%dx%d dim %d style %d position %d %s", sh.heads, sh.kvHeads, sh.dim, style, pos, vr.name)
+					for i := at; i < at+kvDim*2; i++ {
+						kh[i], vh[i] = 0xff, 0xff // the row the kernel stores
+					}
+					kc, vc := b.bytes(kh), b.bytes(vh)
+					out := b.poisoned(4 * qDim)
+					ran, err := d.attentionRope(b.floats(qkv), kc, vc, out, b.poisoned(4*sh.heads*ctx),
+						b.ints(rowInfo(Row{Slot: 1, Pos: pos})), b.ints([]int32{1}), b.floats(inv),
+						float32(math.Pow(theta, -2.0/float64(sh.dim))), style, a, 1)
+					if err != nil || !ran {
+						t.Fatalf("%s: ran %v, %v", what, ran, err)
+					}
+					compare(t, what, b.readFloats(out, qDim), want, 0)
+					if !bytes.Equal(b.readBytes(kc, 2*slotBytes)[at:at+kvDim*2], encodeKV(k, true)) ||
+						!bytes.Equal(b.readBytes(vc, 2*slotBytes)[at:at+kvDim*2], encodeKV(v, true)) {
+						t.Errorf("%s: the cached key or value differs from cpu's", what)
+					}
+				}
+				copy(kh[at:], encodeKV(past[pos][0], true)) // the earlier rows of the next positions
+				copy(vh[at:], encodeKV(past[pos][1], true))
+			}
+		}
+	}
+}

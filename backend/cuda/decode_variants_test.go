@@ -12,20 +12,21 @@ import (
 // decodeVariants are the one-row step's choices (APR_CUDA_TUNE syntax)
 // that TestDecodeVariantsEqual and BenchmarkDecodeVariants compare with the
 // default: q/k/v of two types in one launch off, RoPE and the KV store in
-// the attention's launch on (ropeInAttention), both, the one-row
+// a rope_store launch (ropeInAttention), in attention_fa_rope (a block a
+// head), the one-row
 // products' items by pass, or by unit everywhere (mvUnits), and blocks of
 // unit plans sized as planMatvec's groups had them (mvItems 6), smaller
 // blocks by pass (mvPassItems), and groups of 4 rows in plans by pass of
 // one pass a row (mvOnePassRW).
-var decodeVariants = []string{"noqkv1", "rope1", "noqkv1,rope1", "nounits", "allunits", "mvitems=6", "passitems=3", "onepassrw=4"}
+var decodeVariants = []string{"noqkv1", "norope1", "rope1,nocluster", "noqkv1,norope1", "nounits", "allunits", "mvitems=6", "passitems=3", "onepassrw=4"}
 
 // TestDecodeVariantsEqual decodes 40 greedy steps of the synthetic GGUF
 // models (1.5B Q4_K_M: q and k Q4_K, v Q6_K, the mixed launch; 0.5B
 // Q4_K_M: Q5_0, Q8_0, Q4_K and Q6_K; 1.5B Q8_0) under every
 // decodeVariants choice and holds each step's logits bit-identical to the
 // default's: the one-launch q/k/v runs the same per-row sums, and
-// attention_fa_rope the same rotations and attention as rope_store and
-// attention_fa.
+// attention_fa_cl_rope and attention_fa_rope the same rotations and
+// attention as rope_store and attention_fa_cl or attention_fa.
 func TestDecodeVariantsEqual(t *testing.T) {
 	skipWithoutGPU(t)
 	for _, i := range []int{3, 1, 2} {

@@ -83,9 +83,9 @@ func applyTune(flags string) {
 		case "noterms":
 			termsEnabled = false
 		case "rope1":
-			ropeInAttention = true
+			ropeInAttention = 1
 		case "norope1":
-			ropeInAttention = false
+			ropeInAttention = -1
 		case "nofam":
 			attnManyRows = -1
 		case "noks":

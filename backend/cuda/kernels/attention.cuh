@@ -761,19 +761,67 @@ __device__ __forceinline__ float cluster_load(const float* p, int rank) {
     asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(ra) : "memory");
     return v;
 }
-extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 1) attention_fa_cl(ATTN_FA_PARAMS) {
+// fa_rope_row does rope_store's work for row r's query head h and key and
+// value head kvh in a one-row attention kernel: query head h turned in
+// place, the key turned out of place (the key in q stays as it is) and
+// both it and the value stored in the F16 cache at byte at, with cs the
+// rotation of pair threadIdx.x (rope_cs; the block has at least dim/2
+// threads). Blocks of the same group store the same bits.
+__device__ __forceinline__ void fa_rope_row(float* row, u8* kc, u8* vc, int heads, int kvHeads, int dim, int h,
+                                            int kvh, i64 at, float2 cs) {
+    int half = dim / 2, kvDim = kvHeads * dim;
+    u16* kd = (u16*)(kc + at) + kvh * dim;
+    u16* vd = (u16*)(vc + at) + kvh * dim;
+    float* qh = row + h * dim;
+    const float* kh = row + heads * dim + kvh * dim;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        rot_cs(__ldcg(qh + i), __ldcg(qh + i + half), cs, qh + i, qh + i + half);
+        float ra, rb;
+        rot_cs(__ldcg(kh + i), __ldcg(kh + i + half), cs, &ra, &rb);
+        kd[i] = f2h(ra);
+        kd[i + half] = f2h(rb);
+    }
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) vd[i] = f2h(__ldcg(kh + kvDim + i));
+}
+
+// fa_cl is attention_fa_cl's work. With ROPE (attention_fa_cl_rope, one
+// row: grid (heads x FA_CL, 1)) it does rope_store's too, one launch less a
+// layer of a decode step: the rotations (rope_cs, before the wait) of the
+// query head, and of the group's key in the block that holds the row's
+// last key, go straight into the block's shared memory, as does the
+// value's last row in every block; the cache row is stored by one block a
+// group (the first head's block 0), and read by none here. The same bits
+// as rope_store then attention_fa_cl: the query as rope_store leaves it
+// (float32, then F16 as this kernel reads it), the key and value rounded
+// to F16 as the cache holds them. Rows of more keys (or passes of ggml's
+// tiled kernel) take fa_rope_row, then attention_fa's body, in block 0.
+template <bool ROPE>
+__device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ invFreq, float thetaScale,
+                                      int style) {
     int b = blockIdx.x % FA_CL, h = blockIdx.x / FA_CL, r = blockIdx.y;
     // The pass state before the wait, at L2, as rope_store reads it: the
     // first copies' addresses need no round trip after it.
     int n = __ldcg(&ROW_POS(info, r)) + 1, slot = __ldcg(&ROW_SLOT(info, r)), rows = __ldcg(passp);
-    pdl_start();
+    int half = dim / 2;
+    float2 cs = make_float2(0.0f, 0.0f);
+    if (ROPE && (int)threadIdx.x < half) cs = rope_cs(n - 1, threadIdx.x, invFreq, thetaScale, style);
+    int kvStride = kvHeads * dim, kvh = h / (heads / kvHeads), off = kvh * dim;
+    float* row = (float*)q + (i64)r * qStride;  // ROPE: q, k and v as the product left them
+    i64 at = (i64)slot * slotBytes + (i64)(n - 1) * kvStride * 2;
     if (n > FA_DEC_SC || rows >= 64) {
-        if (b == 0) attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);
+        pdl_start();
+        if (b == 0) {
+            if (ROPE) {
+                fa_rope_row(row, (u8*)kc, (u8*)vc, heads, kvHeads, dim, h, kvh, at, cs);
+                __threadfence();
+                __syncthreads();
+            }
+            attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);
+        }
         return;
     }
     kc += (i64)slot * slotBytes;
     vc += (i64)slot * slotBytes;
-    q += (i64)r * qStride;
     out += (i64)r * heads * dim;
     extern __shared__ __align__(16) float faClShared[];
     __shared__ float total;
@@ -784,12 +832,43 @@ extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 
     float* mine = sc + FA_DEC_SC;        // this block's scores (FA_DEC_KT)
     u16* kt = (u16*)(mine + FA_DEC_KT);  // its keys: FA_DEC_KT rows of dim
     u16* vs = kt + FA_DEC_KT * dim;      // the row's values of its elements: n rows of e
-    int kvStride = kvHeads * dim, off = (h / (heads / kvHeads)) * dim;
     int chunk = (n + FA_CL - 1) / FA_CL, j0 = min(n, b * chunk), nk = min(chunk, n - j0);
-    int cs = dim / 8, swz = cs % 8 == 0 ? 7 : cs % 4 == 0 ? 3 : cs % 2 == 0 ? 1 : 0;
-    copy_rows_async(kc, (u8*)kt, kvStride, off, j0, nk, dim * 2, 2, dim * 2, threadIdx.x, blockDim.x, swz);
-    copy_rows_async(vc, (u8*)vs, kvStride, off + b * e, 0, n, e * 2, 2, e * 2, threadIdx.x, blockDim.x);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(__ldcg(q + h * dim + i)));
+    int cs8 = dim / 8, swz = cs8 % 8 == 0 ? 7 : cs8 % 4 == 0 ? 3 : cs8 % 2 == 0 ? 1 : 0;
+    // With ROPE the row's own key (in the block whose keys end the row) and
+    // value come from this kernel's rotation and q, not the cache.
+    bool last = ROPE && nk > 0 && j0 + nk == n;
+    pdl_start();
+    copy_rows_async(kc, (u8*)kt, kvStride, off, j0, nk - (last ? 1 : 0), dim * 2, 2, dim * 2, threadIdx.x, blockDim.x,
+                    swz);
+    copy_rows_async(vc, (u8*)vs, kvStride, off + b * e, 0, n - (ROPE ? 1 : 0), e * 2, 2, e * 2, threadIdx.x,
+                    blockDim.x);
+    if (ROPE) {
+        const float* kh = row + heads * dim + off;
+        int i = threadIdx.x;
+        if (i < half) {
+            float ra, rb;
+            rot_cs(__ldcg(row + h * dim + i), __ldcg(row + h * dim + i + half), cs, &ra, &rb);
+            qs[i] = h2f(f2h(ra));
+            qs[i + half] = h2f(f2h(rb));
+            rot_cs(__ldcg(kh + i), __ldcg(kh + i + half), cs, &ra, &rb);
+            u16 ka = f2h(ra), kb = f2h(rb);
+            if (last) {
+                int k = nk - 1, ib = i + half;
+                kt[k * dim + ((i / 8) ^ (k & swz)) * 8 + i % 8] = ka;
+                kt[k * dim + ((ib / 8) ^ (k & swz)) * 8 + ib % 8] = kb;
+            }
+            if (b == 0 && h % (heads / kvHeads) == 0) {
+                ((u16*)(kc + (i64)(n - 1) * kvStride * 2))[off + i] = ka;
+                ((u16*)(kc + (i64)(n - 1) * kvStride * 2))[off + i + half] = kb;
+            }
+        }
+        if (i < e) vs[(n - 1) * e + i] = f2h(__ldcg(kh + kvStride + b * e + i));
+        if (b == 0 && h % (heads / kvHeads) == 0)
+            for (int j = i; j < dim; j += blockDim.x)
+                ((u16*)(vc + (i64)(n - 1) * kvStride * 2))[off + j] = f2h(__ldcg(kh + kvStride + j));
+    } else {
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(__ldcg(row + h * dim + i)));
+    }
     asm volatile("cp.async.wait_group 1;" ::: "memory");  // the keys
     __syncthreads();
     int k = threadIdx.x;
@@ -804,11 +883,11 @@ extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 
     __syncthreads();
     fa_flags(sc, flags, n);
     __syncthreads();
-    int i = threadIdx.x, last = blockDim.x - 1;
+    int i = threadIdx.x, lastT = blockDim.x - 1;
     u16 acc = 0;
     if (i < e) {
         acc = fa_elem<true, 16, 32>(0, vs + i, e, sc, flags, n);
-    } else if (i == last) {
+    } else if (i == lastT) {
         fa_sum f{0.0f};
         fa_run<true>(f, sc, flags, n);
         total = f.S;
@@ -817,6 +896,14 @@ extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 
     float S = total;
     if (i < e) out[h * dim + b * e + i] = __fmul_rn(h2f(acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
     cluster_wait();  // no block leaves while another reads its scores
+}
+extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 1) attention_fa_cl(ATTN_FA_PARAMS) {
+    fa_cl<false>(ATTN_FA_ARGS, nullptr, 0.0f, 0);
+}
+extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1)
+    __launch_bounds__(256, 1) attention_fa_cl_rope(ATTN_FA_PARAMS, const float* __restrict__ invFreq,
+                                                   float thetaScale, int style) {
+    fa_cl<true>(ATTN_FA_ARGS, invFreq, thetaScale, style);
 }
 
 // attention_fa_rope is attention_fa for a pass of one row (grid (heads,
@@ -828,25 +915,13 @@ extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 
 // invFreq, thetaScale and style.
 extern "C" __global__ void __launch_bounds__(256, 2) attention_fa_rope(ATTN_FA_PARAMS, const float* __restrict__ invFreq, float thetaScale,
                                              int style) {
+    int h = blockIdx.x, r = blockIdx.y;
+    int pos = __ldcg(&ROW_POS(info, r));  // the pass state before the wait, as rope_store reads it
+    float2 cs = make_float2(0.0f, 0.0f);
+    if ((int)threadIdx.x < dim / 2) cs = rope_cs(pos, threadIdx.x, invFreq, thetaScale, style);
     pdl_start();  // q, k and v come from the product before
-    int h = blockIdx.x, r = blockIdx.y, half = dim / 2;
-    int pos = ROW_POS(info, r);
-    int group = heads / kvHeads, kvh = h / group, kvDim = kvHeads * dim;
-    float* row = (float*)q + (i64)r * qStride;
-    i64 at = (i64)ROW_SLOT(info, r) * slotBytes + (i64)pos * kvDim * 2;
-    u16* kd = (u16*)(kc + at) + kvh * dim;
-    u16* vd = (u16*)(vc + at) + kvh * dim;
-    float* qh = row + h * dim;
-    const float* kh = row + heads * dim + kvh * dim;
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float ang = rope_angle(pos, i, invFreq, thetaScale, style);
-        rot_pair(__ldcg(qh + i), __ldcg(qh + i + half), ang, qh + i, qh + i + half);
-        float ra, rb;
-        rot_pair(__ldcg(kh + i), __ldcg(kh + i + half), ang, &ra, &rb);
-        kd[i] = f2h(ra);
-        kd[i + half] = f2h(rb);
-    }
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) vd[i] = f2h(__ldcg(kh + kvDim + i));
+    fa_rope_row((float*)q + (i64)r * qStride, (u8*)kc, (u8*)vc, heads, kvHeads, dim, h, h / (heads / kvHeads),
+                (i64)ROW_SLOT(info, r) * slotBytes + (i64)pos * kvHeads * dim * 2, cs);
     __threadfence();
     __syncthreads();
     attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);

@@ -179,12 +179,6 @@ __device__ __forceinline__ void rot_cs(float a, float b, float2 cs, float* ra, f
     *rb = __fadd_rn(__fmul_rn(b, cs.x), __fmul_rn(a, cs.y));
 }
 
-// rot_pair writes pair (a, b) turned by ang to *ra, *rb (sine and cosine
-// in double, rounded, as the CPU backend does).
-__device__ __forceinline__ void rot_pair(float a, float b, float ang, float* ra, float* rb) {
-    rot_cs(a, b, make_float2((float)cos((double)ang), (float)sin((double)ang)), ra, rb);
-}
-
 // rope_store rotates the queries (heads x dim at qkv + r*stride) and keys
 // (kvHeads x dim after them) of every row r of the pass (grid.y) at the
 // row's position, and stores the keys and the values (after the keys) in
