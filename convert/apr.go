@@ -13,8 +13,6 @@ import (
 	"github.com/apr-llm/apr/format/apr"
 )
 
-func init() { openers[apr.Magic] = openAPR }
-
 // openAPR opens an APR file, verifying every checksum first: a conversion
 // must not copy damaged weights.
 func openAPR(path string) (*Model, error) {

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/apr-llm/apr/format"
 	"github.com/apr-llm/apr/format/gguf"
 	"github.com/apr-llm/apr/format/hf"
 	"github.com/apr-llm/apr/format/safetensors"
@@ -77,44 +78,21 @@ func (m *Model) Tensor(name string) (*tensor.Tensor, bool) {
 	return m.Tensors[i], true
 }
 
-// Open opens a Hugging Face folder or a GGUF file for conversion. APR files
-// are opened by OpenAPR (format/apr registers it through Openers). Every
-// caller reads the tensors' data (to write, quantize or compare it), so the
-// files are read in at open (populated mappings).
+// Open opens a Hugging Face folder, a GGUF or an APR file for conversion
+// (format.Detect tells them apart). Every caller reads the tensors' data
+// (to write, quantize or compare it), so the files are read in at open
+// (populated mappings), and an APR file's checksums are verified first.
 func Open(path string) (*Model, error) {
-	st, err := os.Stat(path)
-	if err != nil {
+	kind, err := format.Detect(path)
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("convert: %w", err)
-	}
-	if st.IsDir() {
-		return openHF(path)
-	}
-	magic, err := readMagic(path)
-	if err != nil {
-		return nil, err
-	}
-	if magic == gguf.Magic {
+	case kind == format.KindGGUF:
 		return openGGUF(path)
+	case kind == format.KindAPR:
+		return openAPR(path)
 	}
-	if open, ok := openers[magic]; ok {
-		return open(path)
-	}
-	return nil, fmt.Errorf("convert: %s: unrecognised file (magic %q): want a Hugging Face folder, a GGUF or an APR file", path, magic)
-}
-
-// openers maps a file magic to the function that opens such a file; the APR
-// support registers itself here (see apr.go).
-var openers = map[string]func(string) (*Model, error){}
-
-func readMagic(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("convert: %w", err)
-	}
-	defer f.Close()
-	var b [4]byte
-	n, _ := io.ReadFull(f, b[:])
-	return string(b[:n]), nil
+	return openHF(path)
 }
 
 func openHF(dir string) (*Model, error) {

@@ -4,6 +4,7 @@ package format
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/apr-llm/apr/chat"
@@ -25,6 +26,44 @@ type Options struct {
 	Populate bool
 }
 
+// Kind is what a model path holds, recognised from its contents.
+type Kind int
+
+// The kinds Detect tells apart.
+const (
+	KindHF   Kind = iota + 1 // a folder: a Hugging Face model folder (config.json + SafeTensors)
+	KindGGUF                 // a file starting with GGUF's magic
+	KindAPR                  // a file starting with APR's magic
+)
+
+// Detect reports what path holds, from its contents, never from its name:
+// a folder (for the Hugging Face loader to validate), a GGUF file or an
+// APR file. Any other file is an error naming it and its first bytes.
+func Detect(path string) (Kind, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, fmt.Errorf("model %s: %w", path, err)
+	}
+	if st.IsDir() {
+		return KindHF, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("model %s: %w", path, err)
+	}
+	defer f.Close()
+	var b [4]byte
+	n, _ := io.ReadFull(f, b[:])
+	switch magic := string(b[:n]); magic {
+	case gguf.Magic:
+		return KindGGUF, nil
+	case apr.Magic:
+		return KindAPR, nil
+	default:
+		return 0, fmt.Errorf("model %s: unrecognised file (magic %q): want a GGUF or APR file or a Hugging Face folder", path, magic)
+	}
+}
+
 // Open loads the model at path, its files mapped lazily: a Hugging Face
 // folder (config.json + SafeTensors), a GGUF file, an APR file, or demo.Name
 // for the built-in demo model.
@@ -39,38 +78,19 @@ func OpenWith(path string, opts Options) (*model.Model, error) {
 		}
 		return fromGGUF(path, f)
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", path, err)
-	}
-	if st.IsDir() {
-		if !hf.IsModelDir(path) {
-			return nil, fmt.Errorf("model %s: a folder without config.json is not a Hugging Face model folder", path)
-		}
-		return hf.LoadWith(path, safetensors.Options{Populate: opts.Populate})
-	}
-	magic, err := readMagic(path)
-	if err != nil {
+	kind, err := Detect(path)
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	switch magic {
-	case "GGUF":
+	case kind == KindGGUF:
 		return openGGUF(path, gguf.Options{Populate: opts.Populate})
-	case apr.Magic:
+	case kind == KindAPR:
 		return apr.Load(path, apr.Options{Populate: opts.Populate})
 	}
-	return nil, fmt.Errorf("model %s: unrecognised file (magic %q): want a GGUF or APR file or a Hugging Face folder", path, magic)
-}
-
-func readMagic(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("model %s: %w", path, err)
+	if !hf.IsModelDir(path) {
+		return nil, fmt.Errorf("model %s: a folder without config.json is not a Hugging Face model folder", path)
 	}
-	defer f.Close()
-	var b [4]byte
-	n, _ := f.Read(b[:])
-	return string(b[:n]), nil
+	return hf.LoadWith(path, safetensors.Options{Populate: opts.Populate})
 }
 
 // openGGUF loads a GGUF file: hyperparameters, tokenizer and chat template

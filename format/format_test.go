@@ -157,3 +157,43 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDetect tells a folder, a GGUF file and an APR file apart by their
+// contents (the file names say otherwise), and refuses other files, short
+// files and missing paths with an error naming the path.
+func TestDetect(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		path string
+		want Kind // 0: an error
+	}{
+		{t.TempDir(), KindHF},
+		{write("model.apr", "GGUF\x03\x00\x00\x00"), KindGGUF},
+		{write("model.gguf", "APR\x00\x01"), KindAPR},
+		{write("exact.bin", "GGUF"), KindGGUF},
+		{write("short.gguf", "GG"), 0},
+		{write("empty.gguf", ""), 0},
+		{write("text.gguf", "not a model at all"), 0},
+		{write("lower.gguf", "gguf\x03\x00\x00\x00"), 0},
+		{filepath.Join(dir, "missing.gguf"), 0},
+	}
+	for _, c := range cases {
+		got, err := Detect(c.path)
+		if c.want == 0 {
+			if err == nil || !strings.Contains(err.Error(), c.path) {
+				t.Errorf("Detect(%q) = %v, %v: want an error naming the path", c.path, got, err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("Detect(%q) = %v, %v, want %v", c.path, got, err, c.want)
+		}
+	}
+}
