@@ -24,8 +24,8 @@ type Draw struct {
 	Generated           []int
 	Presence, Frequency float64
 	// Last says the drawn token ends the generation whatever it is (its
-	// length limit): the device sends no greedy step ahead after it
-	// (cuda.Pick.Last).
+	// length limit or the context's end): the device sends no greedy step
+	// ahead after it (cuda.Pick.Last).
 	Last bool
 
 	// Token is the drawn token when Drawn; the entry's logits are then

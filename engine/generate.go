@@ -62,10 +62,13 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int, opts GenerateOpti
 	history := append([]int(nil), prompt...)
 	// On the GPU the pass draws the token itself where the sampler allows
 	// (Draw): only its candidates come back.
-	// A draw is the last (the device sends no greedy step after it) when
-	// its token is the last that the length limit or the context lets the
-	// sequence take.
-	draw := &Draw{Sampler: opts.Sampler, History: history, Last: opts.MaxTokens == 1 || s.pos+len(prompt) >= s.ctx}
+	// lastDraw says whether the token drawn after feeding n more tokens is
+	// the last that the length limit or the context lets the sequence take
+	// (Draw.Last: the device then sends no greedy step after it).
+	lastDraw := func(n int) bool {
+		return opts.MaxTokens > 0 && len(st.Output)+1 >= opts.MaxTokens || s.pos+n >= s.ctx
+	}
+	draw := &Draw{Sampler: opts.Sampler, History: history, Last: lastDraw(len(prompt))}
 	t0 := time.Now()
 	logits, err := s.forwardEntry(BatchEntry{Seq: s, Tokens: prompt, Draw: draw})
 	if err != nil {
@@ -114,7 +117,7 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int, opts GenerateOpti
 		}
 		// The step writes into the previous logits: no allocation per token.
 		draw.History = history
-		draw.Last = opts.MaxTokens > 0 && len(st.Output)+1 >= opts.MaxTokens || s.pos+1 >= s.ctx
+		draw.Last = lastDraw(1)
 		if logits, err = s.forwardEntry(BatchEntry{Seq: s, Tokens: []int{next}, Logits: logits, Draw: draw}); err != nil {
 			return st, err
 		}

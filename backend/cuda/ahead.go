@@ -126,24 +126,16 @@ func (g *Model) sendStep(long bool) (uint32, error) {
 // sends the step after r (the token just chosen at the next position)
 // before it reads the token (the device must be bound).
 func (g *Model) greedy(r Row, pass int, last bool) (int, float32, error) {
-	if g.first > 0 {
-		return 0, 0, fmt.Errorf("cuda: the device holds layers %d.. only: run ForwardHidden", g.first)
-	}
-	if err := g.check(r); err != nil {
-		return 0, 0, fmt.Errorf("cuda: decode: %w", err)
-	}
-	a := g.ahead
-	g.ahead = ahead{}
-	seq := a.seq
-	if !a.on || a.slot != r.Slot || a.pos != r.Pos || a.pass != pass || a.token != r.Token {
-		if _, err := g.setState(pass, []Row{r}); err != nil {
-			return 0, 0, err
-		}
+	// The step sent ahead was for a checked row at a position inside the
+	// context, its token the device's own (awaitStep checked it).
+	seq := g.ahead.seq
+	if a := g.ahead; !a.on || a.slot != r.Slot || a.pos != r.Pos || a.pass != pass || a.token != r.Token {
 		var err error
-		if seq, err = g.sendStep(g.long); err != nil {
+		if seq, err = g.step(r, pass); err != nil {
 			return 0, 0, err
 		}
 	}
+	g.ahead = ahead{}
 	next := r.Pos + 1
 	send := pipeline && !last && next < g.ctx
 	var nextSeq uint32

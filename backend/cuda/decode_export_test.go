@@ -6,7 +6,8 @@ package cuda
 func (g *Model) DecodeNoRead(token, pos int) error {
 	unlock := g.dev.bind()
 	defer unlock()
-	return g.step(Row{Token: token, Pos: pos}, g.rows)
+	_, err := g.step(Row{Token: token, Pos: pos}, g.rows)
+	return err
 }
 
 // StepAhead says whether a decode step was sent ahead and not yet asked

@@ -703,19 +703,19 @@ func (g *Model) setState(pass int, rows []Row) (int, error) {
 
 // step runs one row (a whole pass of pass rows for ggml's attention choice)
 // with its logits and their argmax: by replaying the captured graph
-// (capturing it on the first call), or kernel by kernel with NoGraph.
-func (g *Model) step(r Row, pass int) error {
+// (capturing it on the first call), or kernel by kernel with NoGraph. It
+// returns the step's count (sendStep).
+func (g *Model) step(r Row, pass int) (uint32, error) {
 	if g.first > 0 {
-		return fmt.Errorf("cuda: the device holds layers %d.. only: run ForwardHidden", g.first)
+		return 0, fmt.Errorf("cuda: the device holds layers %d.. only: run ForwardHidden", g.first)
 	}
 	if err := g.check(r); err != nil {
-		return fmt.Errorf("cuda: decode: %w", err)
+		return 0, fmt.Errorf("cuda: decode: %w", err)
 	}
 	if _, err := g.setState(pass, []Row{r}); err != nil {
-		return err
+		return 0, err
 	}
-	_, err := g.sendStep(g.long)
-	return err
+	return g.sendStep(g.long)
 }
 
 // longAt says whether a row at position pos has more keys than the
@@ -737,7 +737,7 @@ func (g *Model) SetBatchRows(n int) { g.rows = max(n, 1) }
 func (g *Model) Decode(token, pos int) ([]float32, error) {
 	unlock := g.dev.bind()
 	defer unlock()
-	if err := g.step(Row{Token: token, Pos: pos}, g.rows); err != nil {
+	if _, err := g.step(Row{Token: token, Pos: pos}, g.rows); err != nil {
 		return nil, err
 	}
 	logits := make([]float32, g.Config.VocabSize)
@@ -806,7 +806,7 @@ func (g *Model) forward(rows []Row, hidden, logits []float32) error {
 	defer unlock()
 	pass := len(rows)
 	if pass == 1 && hidden == nil {
-		if err := g.step(rows[0], 1); err != nil {
+		if _, err := g.step(rows[0], 1); err != nil {
 			return err
 		}
 		if rows[0].Logits {

@@ -35,7 +35,8 @@ type Pick struct {
 	Edits   []Edit
 	Penalty float32
 	// Last says the caller asks for no step after this row's: its token
-	// ends the sequence's generation (a length limit), so a greedy row
+	// ends the sequence's generation (a length limit or the context's
+	// end), so a greedy row
 	// sends no step ahead (ahead.go) for the device to run in vain.
 	Last bool
 }
