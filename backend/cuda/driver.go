@@ -44,6 +44,7 @@ type driver struct {
 	cuModuleLoadDataEx        func(mod *uintptr, image unsafe.Pointer, n uint32, opts unsafe.Pointer, vals unsafe.Pointer) result
 	cuModuleUnload            func(mod uintptr) result
 	cuModuleGetFunction       func(fn *uintptr, mod uintptr, name *byte) result
+	cuModuleGetGlobal         func(p *devptr, bytes *uintptr, mod uintptr, name *byte) result
 	cuStreamCreate            func(s *uintptr, flags uint32) result
 	cuStreamDestroy           func(s uintptr) result
 	cuStreamSynchronize       func(s uintptr) result
@@ -96,6 +97,7 @@ func (d *driver) symbols() []struct {
 		{"cuModuleLoadDataEx", &d.cuModuleLoadDataEx},
 		{"cuModuleUnload", &d.cuModuleUnload},
 		{"cuModuleGetFunction", &d.cuModuleGetFunction},
+		{"cuModuleGetGlobal_v2", &d.cuModuleGetGlobal},
 		{"cuStreamCreate", &d.cuStreamCreate},
 		{"cuStreamDestroy_v2", &d.cuStreamDestroy},
 		{"cuStreamSynchronize", &d.cuStreamSynchronize},

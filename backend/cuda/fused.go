@@ -52,6 +52,13 @@ var qkvOneLaunch = true
 // tests' comparisons.
 var mvSpread = 0
 
+// mvxWarps, when > 0, is the fewest warps a block of a fused launch with a
+// prologue (mvxQuant, mvxNorm, mvxSilu) takes, whatever its plan's items:
+// the prologue's sums and quantization then run on as many threads as the
+// rmsnorm and quantize kernels give them, the items on the plan's warps.
+// A variable for the tests' comparisons (APR_CUDA_TUNE "mvxwarps=N").
+var mvxWarps = 0
+
 // planRows is planMatvec's split of a rows x nb-block product (passes of
 // per blocks), spread by mvSpread.
 func (d *Device) planRows(rows, nb, per int) matvecPlan {
@@ -156,6 +163,7 @@ func (d *Device) matvecFused(outs []mvxOut, mode int, x devptr, n int, normW dev
 	a.termFloats = int32(terms)
 	shmem := 4 * terms
 	if mode != mvxGlobal {
+		warps = max(warps, min(32, mvxWarps))
 		vt := tensor.Q8_0
 		if kernel == "mvx_q8_k" {
 			vt = tensor.Q8_K

@@ -896,6 +896,7 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
     float S = total;
     if (i < e) out[h * dim + b * e + i] = __fmul_rn(h2f(acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
     cluster_wait();  // no block leaves while another reads its scores
+    tl_exit();
 }
 extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 1) attention_fa_cl(ATTN_FA_PARAMS) {
     fa_cl<false>(ATTN_FA_ARGS, nullptr, 0.0f, 0);

@@ -95,6 +95,7 @@ __device__ __forceinline__ void mvx(const MVX& a) {
         matvec_rw<T1>(p.rw, p.W, act, p.y, p.bias, p.rows, p.cols, p.rowBytes, p.acc, p.rpc, blk, mvTerms);
     else
         matvec_rw<T2>(p.rw, p.W, act, p.y, p.bias, p.rows, p.cols, p.rowBytes, p.acc, p.rpc, blk, mvTerms);
+    tl_exit();
 }
 
 // Types 0, 1, 2: Q8_0, Q4_0, Q5_0 (Q8_0 activation).

@@ -46,10 +46,65 @@ __device__ __forceinline__ u16 f2h(float f) {
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void pdl_next() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 
+// A PTX built with -DAPR_TIMELINE (measurement only, never committed)
+// records, in every block that calls pdl_start, the launch's grid id, the
+// global timer (ns) on entering pdl_start and after its wait, and the
+// launch's shape, in aprTL (4 words a block, up to APR_TL_MAX blocks;
+// aprTLN counts them): a decode step's own timeline, which the device has
+// no profiler to give (TestDecodeTimeline reads it).
+#ifdef APR_TIMELINE
+#define APR_TL_MAX (1 << 21)
+__device__ unsigned long long aprTL[4 * APR_TL_MAX];
+__device__ unsigned int aprTLN;
+__device__ unsigned long long aprTLX[2 * APR_TL_MAX];
+__device__ unsigned int aprTLXN;
+__device__ __forceinline__ unsigned long long gtimer() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+#endif
+
+// tl_exit records, with -DAPR_TIMELINE, the global timer as each warp of
+// the block ends its work (aprTLX: the launch's grid id and the time, up
+// to APR_TL_MAX warps; aprTLXN counts them). Kernels of a decode step
+// call it last; elsewhere it is nothing.
+__device__ __forceinline__ void tl_exit() {
+#ifdef APR_TIMELINE
+    __syncwarp();
+    if (threadIdx.x % 32 == 0) {
+        unsigned long long t = gtimer(), g;
+        asm volatile("mov.u64 %0, %%gridid;" : "=l"(g));
+        unsigned int i = atomicAdd(&aprTLXN, 1u);
+        if (i < APR_TL_MAX) {
+            aprTLX[2 * i] = g;
+            aprTLX[2 * i + 1] = t;
+        }
+    }
+#endif
+}
+
 // pdl_start is pdl_wait then pdl_next: the start of a kernel that touches
 // nothing before the kernels before it are done.
 __device__ __forceinline__ void pdl_start() {
+#ifdef APR_TIMELINE
+    unsigned long long t0 = gtimer();
+#endif
     pdl_wait();
+#ifdef APR_TIMELINE
+    unsigned long long t1 = gtimer();
+    if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
+        unsigned int i = atomicAdd(&aprTLN, 1u);
+        if (i < APR_TL_MAX) {
+            unsigned long long g;
+            asm volatile("mov.u64 %0, %%gridid;" : "=l"(g));
+            aprTL[4 * i] = g;
+            aprTL[4 * i + 1] = t0;
+            aprTL[4 * i + 2] = t1;
+            aprTL[4 * i + 3] = ((unsigned long long)gridDim.x << 32) | ((unsigned long long)gridDim.y << 16) | blockDim.x;
+        }
+    }
+#endif
     pdl_next();
 }
 
@@ -217,6 +272,7 @@ extern "C" __global__ void quantize(const float* __restrict__ x, i64 n, u8* __re
         v[j] = e < n ? x[e] : 0.0f;
     }
     quant_chunk(v, base, n, q80, q8k);
+    tl_exit();
 }
 
 // The kernels by family, one file each (textually included: one module).

@@ -576,6 +576,7 @@ extern __shared__ float mvTerms[];
         prefetch_rows(W, rows, rowBytes, rpc, blockIdx.x);                                         \
         pdl_start();                                                                               \
         matvec_rw<T>(rw, W, act, y, bias, rows, cols, rowBytes, acc, rpc, blockIdx.x, mvTerms);    \
+        tl_exit();                                                                                 \
     }                                                                                              \
     extern "C" __global__ void name##_r1(MM_PARAMS) {                                             \
         pdl_start();                                                                               \

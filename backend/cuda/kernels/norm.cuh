@@ -152,6 +152,7 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
         }
         if (q80r || q8kr) quant_chunk(v, base, n, q80r, q8kr);
     }
+    tl_exit();
 }
 
 // ---------------------------------------------------------------- RoPE

@@ -50,6 +50,7 @@ extern "C" __global__ void silu_quant(const float* __restrict__ gu, float* __res
         }
     }
     if (q80 || q8k) quant_chunk(v, base, total, q80, q8k);
+    tl_exit();
 }
 
 // add sets x += y.
