@@ -415,7 +415,28 @@ func (d *Device) getRows(w *matrix, out, info devptr, m int) error {
 // (RMSNorm); output row r reads row sel[r] of x when sel is not 0. The
 // output is also quantized into q80 and/or q8k when not 0.
 func (d *Device) rmsNorm(x, w, out devptr, n, m int, eps float32, ggml bool, sel, q80, q8k devptr) error {
-	return d.launch("rmsnorm", m, rmsThreads(n), 0, x, w, out, n, eps, boolInt(ggml), sel, q80, q8k)
+	return d.rmsNormPre(x, w, out, n, m, eps, ggml, sel, q80, q8k, kvRows{})
+}
+
+// kvRows names the cache rows a one-row pass's attention will read
+// (rmsnorm's pk, pv, info, slotBytes, rowBytes): the layer's key and
+// value caches, the pass state, a slot's and a position's bytes. The zero
+// value asks for none.
+type kvRows struct {
+	kc, vc, info devptr
+	slotBytes    int
+	rowBytes     int
+}
+
+// kvPrefetch makes a one-row pass's attention norm ask for the layer's
+// cache rows in L2 before its wait (kvRows). A variable for the tests'
+// comparisons (APR_CUDA_TUNE "nokvpre").
+var kvPrefetch = true
+
+// rmsNormPre is rmsNorm that also asks for the cache rows kv in L2.
+func (d *Device) rmsNormPre(x, w, out devptr, n, m int, eps float32, ggml bool, sel, q80, q8k devptr, kv kvRows) error {
+	return d.launch("rmsnorm", m, rmsThreads(n), 0, x, w, out, n, eps, boolInt(ggml), sel, q80, q8k,
+		kv.kc, kv.vc, kv.info, int64(kv.slotBytes), kv.rowBytes)
 }
 
 // rmsThreads is the block size of the rmsnorm kernels for rows of n values.

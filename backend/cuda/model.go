@@ -456,6 +456,12 @@ func (g *Model) quants(ws ...*matrix) (q80, q8k devptr) {
 // buffers their types need, or split for their cuBLAS GEMMs when they all
 // are such products of one float type.
 func (g *Model) normFor(nw devptr, m int, ws ...*matrix) error {
+	return g.normPre(nw, m, kvRows{}, ws...)
+}
+
+// normPre is normFor that also asks for the cache rows kv in L2 (rmsnorm's
+// prefetch), where the norm is the rmsnorm kernel.
+func (g *Model) normPre(nw devptr, m int, kv kvRows, ws ...*matrix) error {
 	d, h := g.dev, g.Config.HiddenSize
 	eps, ggml := float32(g.Config.RMSNormEps), g.opts.GGMLOps
 	if dt, ok := oneFloatType(ws...); ok { // float weights: no quantized activation
@@ -464,7 +470,7 @@ func (g *Model) normFor(nw devptr, m int, ws ...*matrix) error {
 		}
 	}
 	q80, q8k := g.quants(ws...)
-	return d.rmsNorm(g.x, nw, g.xn, h, m, eps, ggml, 0, q80, q8k)
+	return d.rmsNormPre(g.x, nw, g.xn, h, m, eps, ggml, 0, q80, q8k, kv)
 }
 
 // oneFloatType returns the type of the matrices of ws that are not nil
@@ -559,7 +565,16 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 		if fuse&fuseQKV != 0 && fusable(l.qkv, l.q, l.k, l.v) {
 			err = d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml)
 		} else {
-			err = g.normFor(l.attnNorm, m, l.qkv, l.q, l.k, l.v)
+			var kv kvRows
+			if m == 1 && kvPrefetch {
+				_, _, kvDim, _ := cfg.Dims()
+				elem := 4
+				if f16 {
+					elem = 2
+				}
+				kv = kvRows{kc: l.kc, vc: l.vc, info: info, slotBytes: g.slotBytes, rowBytes: kvDim * elem}
+			}
+			err = g.normPre(l.attnNorm, m, kv, l.qkv, l.q, l.k, l.v)
 			if l.qkv == nil && m == 1 && qkvOneLaunch && fusable(l.q, l.k, l.v) {
 				// q (+k) and v of different types, one launch on the
 				// activation that normFor quantized.

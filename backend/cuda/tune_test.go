@@ -13,7 +13,7 @@ import (
 // (no programmatic dependent launch), "noattnpdl" (none for attention), "nofuse" (no fused one-row
 // products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
 // product on), "noattndec" (no attn_f32_dec: few-row passes over a float32
-// cache as before), "spread=N" (mvSpread), "mvxwarps=N" (mvxWarps), "nostack" / "stackall" (no /
+// cache as before), "spread=N" (mvSpread), "mvxwarps=N" (mvxWarps), "nokvpre" (no cache rows asked for by the attention norm: kvPrefetch), "nostack" / "stackall" (no /
 // every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
 // leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
 // (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention), "noterms"
@@ -40,6 +40,8 @@ func applyTune(flags string) {
 			mvUnits = 0
 		case "allunits":
 			mvUnits = 2
+		case "nokvpre":
+			kvPrefetch = false
 		case "nopdl":
 			pdlEnabled = false
 		case "noattnpdl":
@@ -115,7 +117,7 @@ func applyTune(flags string) {
 func SetTune(flags string) (restore func()) {
 	saved := []func(){
 		save(&pipeline), save(&mvUnits), save(&mvItems), save(&mvPassItems), save(&mvOnePassRW), save(&mvTargetWarps), save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
-		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread), save(&mvxWarps),
+		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread), save(&mvxWarps), save(&kvPrefetch),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
 		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),
 	}

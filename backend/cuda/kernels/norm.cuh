@@ -121,10 +121,29 @@ __device__ __forceinline__ float rms_value(float x, float scale, float w, int gg
 // q8k (either may be null). The weights of a thread's first outputs
 // (constants) are asked for before the wait for the kernel before, so
 // that they arrive while it runs.
+//
+// With pk (a one-row pass's attention norm), it also asks, before the
+// wait, for the layer's cache rows that the attention after it will read
+// to be brought into L2: the keys and values (pk, pv: the layer's caches,
+// slotBytes a slot, rowBytes a position) of the row's slot at the last
+// FA_PRE positions before its own (the pass state read at L2 early, as
+// rope_store says). The step's weights evict them from L2 between steps,
+// and the attention's blocks start too late to ask for them early
+// themselves (their registers need an SM the q/k/v product has left).
+#define FA_PRE 1024
 extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __restrict__ w,
                                    float* __restrict__ out, int n, float eps, int ggml,
-                                   const int* __restrict__ sel, u8* __restrict__ q80, u8* __restrict__ q8k) {
+                                   const int* __restrict__ sel, u8* __restrict__ q80, u8* __restrict__ q8k,
+                                   const u8* __restrict__ pk, const u8* __restrict__ pv,
+                                   const int* __restrict__ info, i64 slotBytes, int rowBytes) {
     int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    if (pk) {
+        int pos = __ldcg(&ROW_POS(info, 0)), slot = __ldcg(&ROW_SLOT(info, 0));
+        int p0 = max(0, pos - FA_PRE);
+        i64 at = (i64)slot * slotBytes + (i64)p0 * rowBytes, bytes = (i64)(pos - p0) * rowBytes;
+        prefetch_l2(pk + at, bytes);
+        prefetch_l2(pv + at, bytes);
+    }
     float w0[8];
 #pragma unroll
     for (int j = 0; j < 8; j++) {
