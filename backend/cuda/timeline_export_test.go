@@ -20,10 +20,25 @@ type TimelineExit struct {
 	Grid, Time uint64
 }
 
+// TimelineMark is a block's thread 0 reaching a phase of its kernel
+// (kernels.cu's tl_mark): the launch's grid id, the phase and the global
+// timer.
+type TimelineMark struct {
+	Grid, Mark, Time uint64
+}
+
+// Timeline is what a timed run left: the blocks' records, the warps' ends
+// and the phase marks.
+type Timeline struct {
+	Blocks []TimelineRecord
+	Exits  []TimelineExit
+	Marks  []TimelineMark
+}
+
 // Timeline clears the module's timeline, runs run, waits for the device
-// and returns the blocks' records and the warps' ends; ok is false when the
-// loaded PTX was not built with -DAPR_TIMELINE.
-func (g *Model) Timeline(run func() error) (recs []TimelineRecord, exits []TimelineExit, ok bool, err error) {
+// and returns what the run recorded; ok is false when the loaded PTX was
+// not built with -DAPR_TIMELINE.
+func (g *Model) Timeline(run func() error) (tl Timeline, ok bool, err error) {
 	d := g.dev
 	global := func(name string) (devptr, uintptr, bool) {
 		var p devptr
@@ -31,34 +46,42 @@ func (g *Model) Timeline(run func() error) (recs []TimelineRecord, exits []Timel
 		cname := append([]byte(name), 0)
 		return p, n, d.drv.cuModuleGetGlobal(&p, &n, d.module, &cname[0]) == 0
 	}
-	unlock := d.bind()
-	buf, size, okBuf := global("aprTL")
-	cnt, _, okCnt := global("aprTLN")
-	xbuf, xsize, okX := global("aprTLX")
-	xcnt, _, okXN := global("aprTLXN")
-	if !okBuf || !okCnt || !okX || !okXN {
-		unlock()
-		return nil, nil, false, nil
+	type buffer struct {
+		buf, cnt devptr
+		size     uintptr
 	}
-	err = errors.Join(d.drv.check("cuMemsetD8 (timeline)", d.drv.cuMemsetD8(cnt, 0, 4)),
-		d.drv.check("cuMemsetD8 (timeline)", d.drv.cuMemsetD8(xcnt, 0, 4)))
+	var bufs [3]buffer
+	unlock := d.bind()
+	for i, name := range []string{"aprTL", "aprTLX", "aprTLM"} {
+		b, size, okBuf := global(name)
+		cnt, _, okCnt := global(name + "N")
+		if !okBuf || !okCnt {
+			unlock()
+			return tl, false, nil
+		}
+		bufs[i] = buffer{b, cnt, size}
+		err = errors.Join(err, d.drv.check("cuMemsetD8 (timeline)", d.drv.cuMemsetD8(cnt, 0, 4)))
+	}
 	unlock()
 	if err != nil {
-		return nil, nil, true, err
+		return tl, true, err
 	}
 	if err := run(); err != nil {
-		return nil, nil, true, err
+		return tl, true, err
 	}
 	unlock = d.bind()
 	defer unlock()
 	if err := d.sync(); err != nil {
-		return nil, nil, true, err
+		return tl, true, err
 	}
-	if recs, err = readTimeline[TimelineRecord](d, buf, size, cnt); err != nil {
-		return nil, nil, true, err
+	if tl.Blocks, err = readTimeline[TimelineRecord](d, bufs[0].buf, bufs[0].size, bufs[0].cnt); err != nil {
+		return tl, true, err
 	}
-	exits, err = readTimeline[TimelineExit](d, xbuf, xsize, xcnt)
-	return recs, exits, true, err
+	if tl.Exits, err = readTimeline[TimelineExit](d, bufs[1].buf, bufs[1].size, bufs[1].cnt); err != nil {
+		return tl, true, err
+	}
+	tl.Marks, err = readTimeline[TimelineMark](d, bufs[2].buf, bufs[2].size, bufs[2].cnt)
+	return tl, true, err
 }
 
 // readTimeline copies the first *cnt records of type T (size bytes of room

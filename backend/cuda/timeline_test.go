@@ -3,6 +3,7 @@ package cuda_test
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,14 +20,15 @@ type launchStamps struct {
 	entry, first, last, end uint64
 	blocks                  int
 	shape                   uint64
+	marks                   map[uint64]uint64 // phase: its last block's time
 }
 
 // launches groups a timeline's block records by launch, in the order
 // their first blocks were released, with their warps' last end (0 for a
 // kernel without tl_exit).
-func launches(recs []cuda.TimelineRecord, exits []cuda.TimelineExit) []launchStamps {
+func launches(tl cuda.Timeline) []launchStamps {
 	by := map[uint64]*launchStamps{}
-	for _, r := range recs {
+	for _, r := range tl.Blocks {
 		l := by[r.Grid]
 		if l == nil {
 			l = &launchStamps{entry: r.Entry, first: r.Release, last: r.Release, shape: r.Shape}
@@ -35,9 +37,17 @@ func launches(recs []cuda.TimelineRecord, exits []cuda.TimelineExit) []launchSta
 		l.entry, l.first, l.last = min(l.entry, r.Entry), min(l.first, r.Release), max(l.last, r.Release)
 		l.blocks++
 	}
-	for _, x := range exits {
+	for _, x := range tl.Exits {
 		if l := by[x.Grid]; l != nil {
 			l.end = max(l.end, x.Time)
+		}
+	}
+	for _, m := range tl.Marks {
+		if l := by[m.Grid]; l != nil {
+			if l.marks == nil {
+				l.marks = map[uint64]uint64{}
+			}
+			l.marks[m.Mark] = max(l.marks[m.Mark], m.Time)
 		}
 	}
 	out := make([]launchStamps, 0, len(by))
@@ -61,7 +71,9 @@ func shapeString(s uint64) string {
 // first block had entered pdl_start (launched before the kernel before it
 // ended), how far apart its blocks' releases were (waves), and, for the
 // kernels that call tl_exit, from its first release to its last warp's end
-// (work) and from there to the next launch's release (the boundary). It needs a PTX built with
+// (work) and from there to the next launch's release (the boundary), and
+// for the kernels that mark their phases (tl_mark: rmsnorm, the cluster
+// attention, silu_quant) when the last block reached each. It needs a PTX built with
 // -DAPR_TIMELINE (APR_CUDA_PTX) and APR_CUDA_TIMELINE set, else it skips;
 // APR_TIMELINE_OUT names a folder for every launch as CSV. A measurement,
 // not a check: the stamps perturb the step slightly (one atomic and four
@@ -89,14 +101,14 @@ func TestDecodeTimeline(t *testing.T) {
 			const steps = 8
 			var runs [][]launchStamps
 			for p := 64; p < 64+steps; p++ {
-				recs, exits, ok, err := g.Timeline(func() error { return g.DecodeNoRead(9707, p) })
+				tl, ok, err := g.Timeline(func() error { return g.DecodeNoRead(9707, p) })
 				if err != nil {
 					t.Fatal(err)
 				}
 				if !ok {
 					t.Skip("the loaded PTX has no timeline (build it with -DAPR_TIMELINE)")
 				}
-				runs = append(runs, launches(recs, exits))
+				runs = append(runs, launches(tl))
 			}
 			per := len(runs[0])
 			for _, ls := range runs {
@@ -133,6 +145,7 @@ func TestDecodeTimeline(t *testing.T) {
 				shape            string
 				cost, lead, skew []float64
 				work, gap        []float64
+				marks            map[uint64][]float64
 				blocks           int
 			}
 			pos := make([]acc, per)
@@ -146,6 +159,12 @@ func TestDecodeTimeline(t *testing.T) {
 					}
 					pos[k].lead = append(pos[k].lead, float64(int64(l.first-l.entry))/1e3)
 					pos[k].skew = append(pos[k].skew, float64(l.last-l.first)/1e3)
+					for m, at := range l.marks {
+						if pos[k].marks == nil {
+							pos[k].marks = map[uint64][]float64{}
+						}
+						pos[k].marks[m] = append(pos[k].marks[m], float64(int64(at-l.first))/1e3)
+					}
 					if l.end != 0 {
 						pos[k].work = append(pos[k].work, float64(int64(l.end-l.first))/1e3)
 						if k+1 < per {
@@ -178,6 +197,22 @@ func TestDecodeTimeline(t *testing.T) {
 				a := pos[first+period+p]
 				t.Logf("L%-3d %-14s %6d %9.2f %9.2f %9.2f %9.2f %9.2f", p, a.shape, a.blocks, med(cost), med(lead), med(skew),
 					med(work), med(gap))
+				// Its phases (tl_mark), us after its first release, the
+				// last block to reach each.
+				marks := map[uint64][]float64{}
+				for l := 1; l < layers-1; l++ {
+					for m, v := range pos[first+l*period+p].marks {
+						marks[m] = append(marks[m], v...)
+					}
+				}
+				if len(marks) > 0 {
+					ids := slices.Sorted(maps.Keys(marks))
+					var b strings.Builder
+					for _, m := range ids {
+						fmt.Fprintf(&b, " %d: %.2f", m, med(marks[m]))
+					}
+					t.Logf("     phases (us after its release, last block):%s", b.String())
+				}
 			}
 			for k := range per {
 				if k >= first && k < first+period*layers {

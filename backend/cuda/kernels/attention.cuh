@@ -871,6 +871,7 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
     }
     asm volatile("cp.async.wait_group 1;" ::: "memory");  // the keys
     __syncthreads();
+    tl_mark(1);  // the keys and the query in shared memory
     int k = threadIdx.x;
     if (k < nk) mine[k] = __fmul_rn(dot_f16_swz(kt + k * dim, k, swz, qs, dim), scale);
     cluster_arrive();
@@ -878,9 +879,11 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
     for (int j = threadIdx.x; j < n; j += blockDim.x) sc[j] = cluster_load(mine + j % chunk, j / chunk);
     cluster_arrive();  // this block is done with the others' shared memory (waited for at the end)
     __syncthreads();
+    tl_mark(2);  // every score of the row
     fa_softmax(sc, n);
     asm volatile("cp.async.wait_group 0;" ::: "memory");  // the values
     __syncthreads();
+    tl_mark(3);  // the weights and the values
     fa_flags(sc, flags, n);
     __syncthreads();
     int i = threadIdx.x, lastT = blockDim.x - 1;
@@ -893,6 +896,7 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
         total = f.S;
     }
     __syncthreads();
+    tl_mark(4);  // the element chains and the sum
     float S = total;
     if (i < e) out[h * dim + b * e + i] = __fmul_rn(h2f(acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
     cluster_wait();  // no block leaves while another reads its scores

@@ -58,12 +58,45 @@ __device__ unsigned long long aprTL[4 * APR_TL_MAX];
 __device__ unsigned int aprTLN;
 __device__ unsigned long long aprTLX[2 * APR_TL_MAX];
 __device__ unsigned int aprTLXN;
+__device__ unsigned long long aprTLM[3 * APR_TL_MAX];
+__device__ unsigned int aprTLMN;
 __device__ __forceinline__ unsigned long long gtimer() {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
 }
 #endif
+
+// tl_mark records, with -DAPR_TIMELINE, the global timer as thread 0 of
+// each block reaches phase mark of its kernel (aprTLM: the launch's grid
+// id, the mark and the time; aprTLMN counts them); elsewhere it is
+// nothing. rmsnorm (through rms_scale), the cluster attention and
+// silu_quant mark their phases, so that the timeline can say which part of
+// their chains takes the time.
+__device__ __forceinline__ void tl_mark(int mark) {
+#ifdef APR_TIMELINE
+    if (threadIdx.x == 0) {
+        unsigned long long t, g;
+        // After every memory access before it (the memory clobber).
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
+        asm volatile("mov.u64 %0, %%gridid;" : "=l"(g));
+        unsigned int i = atomicAdd(&aprTLMN, 1u);
+        if (i < APR_TL_MAX) {
+            aprTLM[3 * i] = g;
+            aprTLM[3 * i + 1] = (unsigned long long)mark;
+            aprTLM[3 * i + 2] = t;
+        }
+    }
+#endif
+}
+
+// tl_mark_after is tl_mark once v (a value in a register) is known.
+__device__ __forceinline__ void tl_mark_after(int mark, double v) {
+#ifdef APR_TIMELINE
+    asm volatile("" ::"d"(v));
+    tl_mark(mark);
+#endif
+}
 
 // tl_exit records, with -DAPR_TIMELINE, the global timer as each warp of
 // the block ends its work (aprTLX: the launch's grid id and the time, up

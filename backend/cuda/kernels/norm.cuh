@@ -88,10 +88,12 @@ __device__ float rms_scale(const float* __restrict__ xr, int n, int nt, float ep
 #pragma unroll
             for (int j = 0; j < 8; j++)
                 if (i + j < n) s += (double)__fmul_rn(xr[i + j], xr[i + j]);
+        tl_mark_after(1, s);  // thread 0's loads and sum
         for (int k = 16; k > 0; k >>= 1) s += __shfl_xor_sync(FULL, s, k);
         if (lane == 0) red[t / WARP] = s;
     }
     __syncthreads();
+    tl_mark(2);  // the warps' sums
     if (threadIdx.x == 0) {
         double sum = 0.0;
         for (int k = 0; k < nt / WARP; k++) sum += red[k];
@@ -105,6 +107,7 @@ __device__ float rms_scale(const float* __restrict__ xr, int n, int nt, float ep
             scl = (float)(1.0 / sqrt((double)(ss / (float)n + eps)));
         }
     }
+    tl_mark(3);  // the scale
     __syncthreads();
     return scl;
 }

@@ -49,6 +49,7 @@ extern "C" __global__ void silu_quant(const float* __restrict__ gu, float* __res
             v[j] = r;
         }
     }
+    tl_mark_after(1, (double)v[7]);  // thread 0's loads and products
     if (q80 || q8k) quant_chunk(v, base, total, q80, q8k);
     tl_exit();
 }
