@@ -423,9 +423,8 @@ func (d *Device) rmsNorm(x, w, out devptr, n, m int, eps float32, ggml bool, sel
 // value caches, the pass state, a slot's and a position's bytes. The zero
 // value asks for none.
 type kvRows struct {
-	kc, vc, info devptr
-	slotBytes    int
-	rowBytes     int
+	kc, vc, info        devptr
+	slotBytes, rowBytes int
 }
 
 // kvPrefetch makes a one-row pass's attention norm ask for the layer's

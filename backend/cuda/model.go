@@ -454,14 +454,9 @@ func (g *Model) quants(ws ...*matrix) (q80, q8k devptr) {
 // normFor writes the RMS-normalised m rows of g.x (weights nw) to g.xn
 // for the products ws that read them next: quantized into the activation
 // buffers their types need, or split for their cuBLAS GEMMs when they all
-// are such products of one float type.
-func (g *Model) normFor(nw devptr, m int, ws ...*matrix) error {
-	return g.normPre(nw, m, kvRows{}, ws...)
-}
-
-// normPre is normFor that also asks for the cache rows kv in L2 (rmsnorm's
-// prefetch), where the norm is the rmsnorm kernel.
-func (g *Model) normPre(nw devptr, m int, kv kvRows, ws ...*matrix) error {
+// are such products of one float type. The rmsnorm kernel also asks for
+// the cache rows kv in L2 (none for the zero kvRows).
+func (g *Model) normFor(nw devptr, m int, kv kvRows, ws ...*matrix) error {
 	d, h := g.dev, g.Config.HiddenSize
 	eps, ggml := float32(g.Config.RMSNormEps), g.opts.GGMLOps
 	if dt, ok := oneFloatType(ws...); ok { // float weights: no quantized activation
@@ -567,14 +562,9 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 		} else {
 			var kv kvRows
 			if m == 1 && kvPrefetch {
-				_, _, kvDim, _ := cfg.Dims()
-				elem := 4
-				if f16 {
-					elem = 2
-				}
-				kv = kvRows{kc: l.kc, vc: l.vc, info: info, slotBytes: g.slotBytes, rowBytes: kvDim * elem}
+				kv = kvRows{kc: l.kc, vc: l.vc, info: info, slotBytes: g.slotBytes, rowBytes: g.slotBytes / g.ctx}
 			}
-			err = g.normPre(l.attnNorm, m, kv, l.qkv, l.q, l.k, l.v)
+			err = g.normFor(l.attnNorm, m, kv, l.qkv, l.q, l.k, l.v)
 			if l.qkv == nil && m == 1 && qkvOneLaunch && fusable(l.q, l.k, l.v) {
 				// q (+k) and v of different types, one launch on the
 				// activation that normFor quantized.
@@ -608,7 +598,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 		if fuse&fuseFFN != 0 && fusable(l.gateUp, l.gate, l.up) {
 			err = errors.Join(err, d.matvecFused(g.gateUpOuts(l), mvxNorm, g.x, h, l.mlpNorm, eps, ggml))
 		} else {
-			err = errors.Join(err, g.normFor(l.mlpNorm, m, l.gateUp, l.gate, l.up))
+			err = errors.Join(err, g.normFor(l.mlpNorm, m, kvRows{}, l.gateUp, l.gate, l.up))
 			if l.gateUp != nil {
 				err = errors.Join(err, g.mul(l.gateUp, g.xn, h, g.gu, 2*ffn, 0, false, m))
 			} else {

@@ -60,10 +60,17 @@ __device__ unsigned long long aprTLX[2 * APR_TL_MAX];
 __device__ unsigned int aprTLXN;
 __device__ unsigned long long aprTLM[3 * APR_TL_MAX];
 __device__ unsigned int aprTLMN;
+// gtimer reads the global timer after every memory access before it (the
+// memory clobber); tl_grid is the launch's grid id.
 __device__ __forceinline__ unsigned long long gtimer() {
     unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
     return t;
+}
+__device__ __forceinline__ unsigned long long tl_grid() {
+    unsigned long long g;
+    asm volatile("mov.u64 %0, %%gridid;" : "=l"(g));
+    return g;
 }
 #endif
 
@@ -76,13 +83,10 @@ __device__ __forceinline__ unsigned long long gtimer() {
 __device__ __forceinline__ void tl_mark(int mark) {
 #ifdef APR_TIMELINE
     if (threadIdx.x == 0) {
-        unsigned long long t, g;
-        // After every memory access before it (the memory clobber).
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
-        asm volatile("mov.u64 %0, %%gridid;" : "=l"(g));
+        unsigned long long t = gtimer();
         unsigned int i = atomicAdd(&aprTLMN, 1u);
         if (i < APR_TL_MAX) {
-            aprTLM[3 * i] = g;
+            aprTLM[3 * i] = tl_grid();
             aprTLM[3 * i + 1] = (unsigned long long)mark;
             aprTLM[3 * i + 2] = t;
         }
@@ -106,11 +110,10 @@ __device__ __forceinline__ void tl_exit() {
 #ifdef APR_TIMELINE
     __syncwarp();
     if (threadIdx.x % 32 == 0) {
-        unsigned long long t = gtimer(), g;
-        asm volatile("mov.u64 %0, %%gridid;" : "=l"(g));
+        unsigned long long t = gtimer();
         unsigned int i = atomicAdd(&aprTLXN, 1u);
         if (i < APR_TL_MAX) {
-            aprTLX[2 * i] = g;
+            aprTLX[2 * i] = tl_grid();
             aprTLX[2 * i + 1] = t;
         }
     }
@@ -129,9 +132,7 @@ __device__ __forceinline__ void pdl_start() {
     if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
         unsigned int i = atomicAdd(&aprTLN, 1u);
         if (i < APR_TL_MAX) {
-            unsigned long long g;
-            asm volatile("mov.u64 %0, %%gridid;" : "=l"(g));
-            aprTL[4 * i] = g;
+            aprTL[4 * i] = tl_grid();
             aprTL[4 * i + 1] = t0;
             aprTL[4 * i + 2] = t1;
             aprTL[4 * i + 3] = ((unsigned long long)gridDim.x << 32) | ((unsigned long long)gridDim.y << 16) | blockDim.x;
