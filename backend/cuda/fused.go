@@ -128,10 +128,6 @@ type mvxOut struct {
 	acc     bool
 }
 
-// normThreads is the block size of rmsnorm for rows of n values; the
-// fused products' norm sums as such a block does.
-func normThreads(n int) int { return min(1024, max(32, ceilDiv(n/4, 32)*32)) }
-
 // matvecFused runs the one-row products of outs (fusable) in one launch.
 // The activation is n floats at x, RMS-normalised with the weights normW
 // first (ggml's numerics when ggml) unless normW is 0; with mode mvxGlobal
@@ -139,7 +135,7 @@ func normThreads(n int) int { return min(1024, max(32, ceilDiv(n/4, 32)*32)) }
 func (d *Device) matvecFused(outs []mvxOut, mode int, x devptr, n int, normW devptr, eps float32, ggml bool) error {
 	a := &d.mvx
 	*a = mvxArgs{x: x, normW: normW, eps: eps, ggml: int32(boolInt(ggml)), mode: int32(mode), n: int32(n),
-		nparts: int32(len(outs)), normThreads: int32(normThreads(n))}
+		nparts: int32(len(outs)), normThreads: int32(rmsThreads(n))}
 	if len(outs) == 0 || len(outs) > mvxParts {
 		return fmt.Errorf("cuda: fused product of %d matrices (1..%d)", len(outs), mvxParts)
 	}

@@ -438,10 +438,21 @@ func (d *Device) rmsNormPre(x, w, out devptr, n, m int, eps float32, ggml bool, 
 		kv.kc, kv.vc, kv.info, int64(kv.slotBytes), kv.rowBytes)
 }
 
-// rmsThreads is the block size of the rmsnorm kernels for rows of n values.
+// rmsThreads is the block size of the rmsnorm kernels for rows of n values:
+// a thread for every rmsPerThread values. rms_scale's thread t sums
+// elements 8t..8t+7 whenever the block has n/8 threads or more, and the
+// threads past them add zeros, so every rmsPerThread up to 8 gives the
+// same bits; the fewer warps, the shorter the block's barriers and its
+// first thread's sum of the warps' sums.
 func rmsThreads(n int) int {
-	return min(1024, max(32, ceilDiv(n/4, 32)*32))
+	return min(1024, max(32, ceilDiv(ceilDiv(n, rmsPerThread), 32)*32))
 }
+
+// rmsPerThread is the values of a row a thread of rmsnorm takes (8: the
+// block is one thread for each 8; 4 was the block size before the
+// nineteenth session). A variable for the tests' comparisons
+// (APR_CUDA_TUNE "rmsdiv=N").
+var rmsPerThread = 8
 
 // ropeStore rotates the queries and keys of m rows of qkv (each stride
 // floats: heads x dim queries, then kvHeads x dim keys and as many values)

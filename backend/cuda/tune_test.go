@@ -13,7 +13,7 @@ import (
 // (no programmatic dependent launch), "noattnpdl" (none for attention), "nofuse" (no fused one-row
 // products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
 // product on), "noattndec" (no attn_f32_dec: few-row passes over a float32
-// cache as before), "spread=N" (mvSpread), "mvxwarps=N" (mvxWarps), "nokvpre" (no cache rows asked for by the attention norm: kvPrefetch), "nostack" / "stackall" (no /
+// cache as before), "spread=N" (mvSpread), "mvxwarps=N" (mvxWarps), "rmsdiv=N" (rmsPerThread), "nokvpre" (no cache rows asked for by the attention norm: kvPrefetch), "nostack" / "stackall" (no /
 // every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
 // leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
 // (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention), "noterms"
@@ -102,6 +102,7 @@ func applyTune(flags string) {
 			"spread=": &mvSpread, "mmasplitrows=": &attnMMASplitRows, "mmasplit=": &attnMMASplit,
 			"mmqfew=": &mmqFewRows, "mvitems=": &mvItems, "passitems=": &mvPassItems, "onepassrw=": &mvOnePassRW,
 			"mvtarget=": &mvTargetWarps, "mvxwarps=": &mvxWarps,
+			"rmsdiv=": &rmsPerThread,
 		} {
 			if v, ok := strings.CutPrefix(f, prefix); ok {
 				*p, _ = strconv.Atoi(v)
@@ -120,6 +121,7 @@ func SetTune(flags string) (restore func()) {
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread), save(&mvxWarps), save(&kvPrefetch),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
 		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),
+		save(&rmsPerThread),
 	}
 	applyTune(flags)
 	return func() {
