@@ -75,22 +75,44 @@ __device__ __forceinline__ unsigned long long tl_grid() {
 #endif
 
 // tl_mark records, with -DAPR_TIMELINE, the global timer as thread 0 of
-// each block reaches phase mark of its kernel (aprTLM: the launch's grid
-// id, the mark and the time; aprTLMN counts them); elsewhere it is
+// each block reaches phase mark (1..7) of its kernel; elsewhere it is
 // nothing. rmsnorm (through rms_scale), the cluster attention and
 // silu_quant mark their phases, so that the timeline can say which part of
-// their chains takes the time.
+// their chains takes the time. The marks wait in shared memory
+// (aprTLMark, aprTLMask: pdl_start clears the mask) until thread 0's
+// tl_exit writes them out (aprTLM: the launch's grid id, the mark and the
+// time; aprTLMN counts them), so that no atomic's round trip lies on the
+// chain being timed.
+#ifdef APR_TIMELINE
+__shared__ unsigned long long aprTLMark[8];
+__shared__ unsigned int aprTLMask;
+#endif
 __device__ __forceinline__ void tl_mark(int mark) {
 #ifdef APR_TIMELINE
     if (threadIdx.x == 0) {
-        unsigned long long t = gtimer();
-        unsigned int i = atomicAdd(&aprTLMN, 1u);
-        if (i < APR_TL_MAX) {
-            aprTLM[3 * i] = tl_grid();
-            aprTLM[3 * i + 1] = (unsigned long long)mark;
-            aprTLM[3 * i + 2] = t;
-        }
+        aprTLMark[mark & 7] = gtimer();
+        aprTLMask |= 1u << (mark & 7);
     }
+#endif
+}
+
+// tl_marks_out writes the block's marks out (thread 0, in tl_exit).
+__device__ __forceinline__ void tl_marks_out() {
+#ifdef APR_TIMELINE
+    unsigned int m = aprTLMask;
+    if (m == 0) return;
+    unsigned int i = atomicAdd(&aprTLMN, (unsigned int)__popc(m));
+    unsigned long long g = tl_grid();
+    for (int k = 0; k < 8; k++) {
+        if (!(m >> k & 1)) continue;
+        if (i < APR_TL_MAX) {
+            aprTLM[3 * i] = g;
+            aprTLM[3 * i + 1] = (unsigned long long)k;
+            aprTLM[3 * i + 2] = aprTLMark[k];
+        }
+        i++;
+    }
+    aprTLMask = 0;
 #endif
 }
 
@@ -116,6 +138,7 @@ __device__ __forceinline__ void tl_exit() {
             aprTLX[2 * i] = tl_grid();
             aprTLX[2 * i + 1] = t;
         }
+        if (threadIdx.x == 0) tl_marks_out();
     }
 #endif
 }
@@ -130,6 +153,7 @@ __device__ __forceinline__ void pdl_start() {
 #ifdef APR_TIMELINE
     unsigned long long t1 = gtimer();
     if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
+        aprTLMask = 0;
         unsigned int i = atomicAdd(&aprTLN, 1u);
         if (i < APR_TL_MAX) {
             aprTL[4 * i] = tl_grid();
