@@ -448,10 +448,9 @@ func rmsThreads(n int) int {
 	return min(1024, max(32, ceilDiv(ceilDiv(n, rmsPerThread), 32)*32))
 }
 
-// rmsPerThread is the values of a row a thread of rmsnorm takes (8: the
-// block is one thread for each 8; 4 was the block size before the
-// nineteenth session). A variable for the tests' comparisons
-// (APR_CUDA_TUNE "rmsdiv=N").
+// rmsPerThread is the values of a row a thread of rmsnorm takes (rmsThreads:
+// more than 8 would change the bits). A variable for the tests'
+// comparisons (APR_CUDA_TUNE "rmsdiv=N").
 var rmsPerThread = 8
 
 // ropeStore rotates the queries and keys of m rows of qkv (each stride

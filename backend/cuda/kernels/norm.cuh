@@ -131,8 +131,9 @@ __device__ __forceinline__ float rms_value(float x, float scale, float w, int gg
 // slotBytes a slot, rowBytes a position) of the row's slot at the last
 // FA_PRE positions before its own (the pass state read at L2 early, as
 // rope_store says). The step's weights evict them from L2 between steps,
-// and the attention's blocks start too late to ask for them early
-// themselves (their registers need an SM the q/k/v product has left).
+// and the attention (a cluster kernel) starts only once the q/k/v product
+// has ended, too late to ask for them early itself: TestDecodeTimeline
+// shows it so with any registers, shared memory or carveout.
 #define FA_PRE 1024
 extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __restrict__ w,
                                    float* __restrict__ out, int n, float eps, int ggml,
