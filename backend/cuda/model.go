@@ -465,7 +465,27 @@ func (g *Model) normFor(nw devptr, m int, kv kvRows, ws ...*matrix) error {
 		}
 	}
 	q80, q8k := g.quants(ws...)
-	return d.rmsNormPre(g.x, nw, g.xn, h, m, eps, ggml, 0, q80, q8k, kv)
+	out := g.xn
+	if allQuantized(ws...) {
+		out = 0 // every product reads q80 or q8k (Model.mul): no float rows to write
+	}
+	return d.rmsNormPre(g.x, nw, out, h, m, eps, ggml, 0, q80, q8k, kv)
+}
+
+// allQuantized reports whether every non-nil w (one at least) has
+// quantized weights, whose products read quantized activations.
+func allQuantized(ws ...*matrix) bool {
+	n := 0
+	for _, w := range ws {
+		if w == nil {
+			continue
+		}
+		if weightTypes[w.dt] == 0 {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 // oneFloatType returns the type of the matrices of ws that are not nil

@@ -273,9 +273,11 @@ __device__ void quant_chunk(const float v[8], i64 base, i64 n, u8* __restrict__ 
             float d = amax / 127.0f;
             float id = amax != 0.0f ? 127.0f / amax : 0.0f;
             u8* blk = q80 + (e0 / 32) * 34;
-            u8* qs = blk + 2 + (lane % 4) * 8;
+            u16* qs = (u16*)(blk + 2 + (lane % 4) * 8);  // 2-byte aligned: four u16 stores
 #pragma unroll
-            for (int j = 0; j < 8; j++) qs[j] = (u8)(i8)__float2int_rn(__fmul_rn(v[j], id));
+            for (int j = 0; j < 8; j += 2)
+                qs[j / 2] = (u16)((u8)(i8)__float2int_rn(__fmul_rn(v[j], id)) |
+                                  ((u32)(u8)(i8)__float2int_rn(__fmul_rn(v[j + 1], id)) << 8));
             if (lane % 4 == 0) *(u16*)blk = f2h(d);
         }
     }
@@ -294,22 +296,28 @@ __device__ void quant_chunk(const float v[8], i64 base, i64 n, u8* __restrict__ 
             if (a2 > amax || (a2 == amax && i2 < idx)) { amax = a2; xmax = x2; idx = i2; }
         }
         u8* blk = q8k + (base / 256) * 292;
+        // A lane's 8 quants at blk + 4 + 8*lane: 4-byte aligned (292-byte
+        // blocks), two u32 stores.
+        u32* qs = (u32*)(blk + 4 + lane * 8);
         if (amax == 0.0f) {
             // ggml clears the whole block.
-#pragma unroll
-            for (int j = 0; j < 8; j++) blk[4 + lane * 8 + j] = 0;
+            qs[0] = 0u;
+            qs[1] = 0u;
             if (lane < 16) *(short*)(blk + 260 + 2 * lane) = 0;
             if (lane == 0) *(float*)blk = 0.0f;
             return;
         }
         float iscale = -127.0f / xmax;
         int s = 0;
+        u32 packed[2] = {0u, 0u};
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             int q = min(127, __float2int_rn(__fmul_rn(iscale, v[j])));
-            blk[4 + lane * 8 + j] = (u8)(i8)q;
+            packed[j / 4] |= (u32)(u8)(i8)q << (8 * (j % 4));
             s += q;
         }
+        qs[0] = packed[0];
+        qs[1] = packed[1];
         s += __shfl_xor_sync(FULL, s, 1);
         if ((lane & 1) == 0) *(short*)(blk + 260 + lane) = (short)s;
         if (lane == 0) *(float*)blk = 1.0f / iscale;

@@ -119,9 +119,10 @@ __device__ __forceinline__ float rms_value(float x, float scale, float w, int gg
 
 // rmsnorm writes w * x/rms(x) for rows of n values, one block (a multiple
 // of 32 threads, at most 1024) per row: output row r reads input row
-// sel[r] (r when sel is null). The scale is rms_scale's with the block's
-// threads. The output rows are then quantized as quantize does into q80 /
-// q8k (either may be null). The weights of a thread's first outputs
+// sel[r] (r when sel is null); out may be null where only the quantized
+// rows are wanted. The scale is rms_scale's with the block's threads. The
+// output rows are then quantized as quantize does into q80 / q8k (either
+// may be null). The weights of a thread's first outputs
 // (constants) are asked for before the wait for the kernel before, so
 // that they arrive while it runs.
 //
@@ -157,7 +158,7 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
     pdl_start();
     int r = blockIdx.x;
     const float* xr = x + (i64)(sel ? sel[r] : r) * n;
-    float* o = out + (i64)r * n;
+    float* o = out ? out + (i64)r * n : nullptr;  // none: only the quantized rows are wanted
     float scale = rms_scale(xr, n, blockDim.x, eps, ggml);
     // Each warp takes chunks of 256 outputs, quantized from registers.
     u8* q80r = q80 ? q80 + (i64)r * (n / 32) * 34 : 0;
@@ -170,7 +171,7 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
             v[j] = 0.0f;
             if (e < n) {
                 v[j] = rms_value(xr[e], scale, base == wi * 256 ? w0[j] : w[e], ggml);
-                o[e] = v[j];
+                if (o) o[e] = v[j];
             }
         }
         if (q80r || q8kr) quant_chunk(v, base, n, q80r, q8kr);
