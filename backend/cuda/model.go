@@ -472,15 +472,15 @@ func (g *Model) normFor(nw devptr, m int, kv kvRows, ws ...*matrix) error {
 	return d.rmsNormPre(g.x, nw, out, h, m, eps, ggml, 0, q80, q8k, kv)
 }
 
-// allQuantized reports whether every non-nil w (one at least) has
-// quantized weights, whose products read quantized activations.
+// allQuantized reports whether the products of every non-nil w (one at
+// least) read a quantized activation, as Model.mul decides by actType.
 func allQuantized(ws ...*matrix) bool {
 	n := 0
 	for _, w := range ws {
 		if w == nil {
 			continue
 		}
-		if weightTypes[w.dt] == 0 {
+		if actType(w.dt) == tensor.F32 {
 			return false
 		}
 		n++

@@ -116,7 +116,10 @@ __device__ __forceinline__ void tl_marks_out() {
 #endif
 }
 
-// tl_mark_after is tl_mark once v (a value in a register) is known.
+// tl_mark_after is tl_mark after v (a value in a register) in program
+// order. The empty asm orders the PTX only: ptxas may still read the timer
+// before v's loads arrive (a helper's reading of the SASS found such a
+// trigger issued right after the loads), so the mark is a lower bound.
 __device__ __forceinline__ void tl_mark_after(int mark, double v) {
 #ifdef APR_TIMELINE
     asm volatile("" ::"d"(v));
