@@ -112,7 +112,6 @@ __device__ __forceinline__ void tl_marks_out() {
         }
         i++;
     }
-    aprTLMask = 0;
 #endif
 }
 
