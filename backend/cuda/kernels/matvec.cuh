@@ -558,14 +558,18 @@ __device__ __forceinline__ void prefetch_rows(const u8* W, int rows, i64 rowByte
 // mvTerms is the _mv and mvx kernels' dynamic shared memory.
 extern __shared__ float mvTerms[];
 
-// MV_LIMIT_Q4K and MV_LIMIT_Q6K are attributes of the Q4_K and Q6_K _mv
-// kernels (empty, or a register limit such as __maxnreg__(80), which needs
-// nvcc 12.4 or later): fewer registers let more blocks share an SM.
+// MV_LIMIT_Q4K, MV_LIMIT_Q6K and MV_LIMIT_Q80 are attributes of the Q4_K,
+// Q6_K and Q8_0 _mv kernels (empty, or a register limit such as
+// __maxnreg__(80), which needs nvcc 12.4 or later): fewer registers let
+// more blocks share an SM.
 #ifndef MV_LIMIT_Q4K
 #define MV_LIMIT_Q4K
 #endif
 #ifndef MV_LIMIT_Q6K
 #define MV_LIMIT_Q6K
+#endif
+#ifndef MV_LIMIT_Q80
+#define MV_LIMIT_Q80
 #endif
 
 // The _mv kernels take rw (1, 2 or 4): the weight rows of a group; LIMIT
@@ -606,7 +610,7 @@ extern __shared__ float mvTerms[];
         matmul_f<16, KIND>(MM_ARGS);                                                               \
     }
 
-MM_Q(matmul_q8_0, TQ32<0>, )
+MM_Q(matmul_q8_0, TQ32<0>, MV_LIMIT_Q80)
 MM_Q(matmul_q4_0, TQ32<1>, )
 MM_Q(matmul_q5_0, TQ32<2>, )
 MM_Q(matmul_q4_k, TQ45K<false>, MV_LIMIT_Q4K)
