@@ -83,29 +83,71 @@ func faRowsShared(dim int) int {
 // 642.5; 0.5B Q4_K_M 1184, 1187 -> 1146, 1134.
 var ropeInAttention = 0
 
+// attnQuant lets the one-row cluster attention quantize its output for
+// the o product itself (fa_cl_quant: quantize's bytes), one launch less a
+// layer of a decode step. A variable for the tests' comparisons and the
+// benchmarks (APR_CUDA_TUNE "noattnq").
+var attnQuant = true
+
+// attnQuantHeads is the heads a cluster of the one-row attention takes
+// when it also encodes the output as q80 or q8k (one of them, the o
+// product's activation): 1 for Q8_0 (head dims of whole 32-value blocks),
+// 2 for Q8_K at head dimension 128 (a 256-value block two heads:
+// attention_fa_cl_rope2); 0 where it cannot (quantize runs after it).
+func attnQuantHeads(a attnArgs, q80, q8k devptr) int {
+	switch {
+	case !attnQuant || (q80 == 0) == (q8k == 0):
+		return 0
+	case q80 != 0 && a.dim%32 == 0:
+		return 1
+	case q8k != 0 && a.dim == 128 && a.heads%2 == 0:
+		return 2
+	}
+	return 0
+}
+
 // attentionRope runs ropeStore's and attention's work for a pass of one
 // row in one launch (attention_fa_cl_rope, or attention_fa_rope) where
 // attention would run ggml's one-row F16 flash attention and
 // ropeInAttention allows; ran is false (nothing launched) otherwise.
-// invFreq, thetaScale and style are ropeStore's.
+// invFreq, thetaScale and style are ropeStore's. q80 and q8k are the
+// buffers that quantize would encode out into (either may be 0); where
+// the cluster kernel encodes it itself (attnQuantHeads), quantized is
+// true and quantize need not run.
 func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devptr, thetaScale float32, style int,
-	a attnArgs, m int) (ran bool, err error) {
+	a attnArgs, m int, q80, q8k devptr) (ran, quantized bool, err error) {
 	if ropeInAttention < 0 || m != 1 || !a.fa || !a.f16 || a.long || a.pass >= 64 || a.dim%8 != 0 || a.dim > 128 ||
 		a.kvHeads < 1 || a.heads%a.kvHeads != 0 {
-		return false, nil
+		return false, false, nil
 	}
 	name, blocks, shared := "attention_fa_rope", a.heads, faSharedBytes(a.dim)
+	cluster := d.clusterRows(a, m) && d.has("attention_fa_cl_rope")
 	switch {
-	case d.clusterRows(a, m) && d.has("attention_fa_cl_rope"):
+	case cluster:
 		name, blocks, shared = "attention_fa_cl_rope", a.heads*faCluster, faClusterBytes(a.dim)
 	case ropeInAttention == 0 || !d.has(name):
-		return false, nil
+		return false, false, nil
 	}
 	if err := a.scratchRows(name, m); err != nil {
-		return true, err
+		return true, false, err
 	}
-	return true, d.launch2(name, blocks, 1, 256, shared, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim, info,
-		a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), invFreq, thetaScale, style)
+	args := []any{q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim, info, a.ctx, a.scale, passp, a.qStride,
+		int64(a.slotBytes), invFreq, thetaScale, style}
+	if cluster {
+		switch attnQuantHeads(a, q80, q8k) {
+		case 2:
+			if d.has("attention_fa_cl_rope2") {
+				name, quantized = "attention_fa_cl_rope2", true
+			}
+		case 1:
+			quantized = true
+		}
+		if !quantized {
+			q80, q8k = 0, 0
+		}
+		args = append(args, q80, q8k)
+	}
+	return true, quantized, d.launch2(name, blocks, 1, 256, shared, args...)
 }
 
 // faTiledBytes is the shared memory of attention_fa's tiled part (ggml's

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/apr-llm/apr/backend/cpu"
+	"github.com/apr-llm/apr/quant"
+	"github.com/apr-llm/apr/tensor"
 )
 
 // passRows lays out a pass of p rows over three slots: a prompt of p/2
@@ -355,7 +357,9 @@ func TestAttentionScratchRows(t *testing.T) {
 // backend's rotation (both styles), its F16 cache row and its
 // FlashAttentionGGML over the cache, bit for bit: rows of 1 to 1,501 keys,
 // the row's key in every quarter of the cluster and past the 1,024 keys
-// the cluster's first block takes alone.
+// the cluster's first block takes alone; and the output's Q8_0 and Q8_K
+// encodings for the o product (attnQuantHeads) against the CPU's
+// quantization of the CPU's output.
 func TestAttentionRopeOneRow(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
@@ -368,7 +372,9 @@ func TestAttentionRopeOneRow(t *testing.T) {
 	variants := []struct {
 		name          string
 		rope, cluster int
-	}{{"attention_fa_cl_rope", 0, 0}, {"attention_fa_rope", 1, -1}}
+		quant         tensor.DType // the o product's activation, encoded in the launch where it can
+	}{{"attention_fa_cl_rope", 0, 0, 0}, {"attention_fa_rope", 1, -1, 0},
+		{"attention_fa_cl_rope q8_0", 0, 0, tensor.Q8_0}, {"attention_fa_cl_rope2 q8_k", 0, 0, tensor.Q8_K}}
 	for _, sh := range []attnShape{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}} {
 		kvDim, qDim := sh.kvHeads*sh.dim, sh.heads*sh.dim
 		slotBytes := ctx * kvDim * 2
@@ -410,13 +416,37 @@ func TestAttentionRopeOneRow(t *testing.T) {
 					}
 					kc, vc := b.bytes(kh), b.bytes(vh)
 					out := b.poisoned(4 * qDim)
-					ran, err := d.attentionRope(b.floats(qkv), kc, vc, out, b.poisoned(4*sh.heads*ctx),
+					var q80, q8k devptr
+					var qBytes int
+					if vr.quant != 0 {
+						qBytes, _ = vr.quant.RowBytes(qDim)
+						if vr.quant == tensor.Q8_0 {
+							q80 = b.poisoned(qBytes)
+						} else {
+							q8k = b.poisoned(qBytes)
+						}
+					}
+					ran, quantized, err := d.attentionRope(b.floats(qkv), kc, vc, out, b.poisoned(4*sh.heads*ctx),
 						b.ints(rowInfo(Row{Slot: 1, Pos: pos})), b.ints([]int32{1}), b.floats(inv),
-						float32(math.Pow(theta, -2.0/float64(sh.dim))), style, a, 1)
+						float32(math.Pow(theta, -2.0/float64(sh.dim))), style, a, 1, q80, q8k)
 					if err != nil || !ran {
 						t.Fatalf("%s: ran %v, %v", what, ran, err)
 					}
 					compare(t, what, b.readFloats(out, qDim), want, 0)
+					wantQ := vr.quant == tensor.Q8_0 || vr.quant == tensor.Q8_K && sh.dim == 128 && sh.heads%2 == 0
+					if quantized != wantQ {
+						t.Fatalf("%s: quantized %v, want %v", what, quantized, wantQ)
+					}
+					if quantized {
+						// The encoding quantize (and the CPU's matmul) makes of the CPU's output.
+						enc := make([]byte, qBytes)
+						if err := quant.QuantizeActivation(vr.quant, want, enc); err != nil {
+							t.Fatal(err)
+						}
+						if got := b.readBytes(max(q80, q8k), qBytes); !bytes.Equal(got, enc) {
+							t.Errorf("%s: the output's %v encoding differs from cpu's", what, vr.quant)
+						}
+					}
 					if !bytes.Equal(b.readBytes(kc, 2*slotBytes)[at:at+kvDim*2], encodeKV(k, true)) ||
 						!bytes.Equal(b.readBytes(vc, 2*slotBytes)[at:at+kvDim*2], encodeKV(v, true)) {
 						t.Errorf("%s: the cached key or value differs from cpu's", what)

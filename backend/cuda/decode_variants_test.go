@@ -17,9 +17,10 @@ import (
 // products' items by pass, or by unit everywhere (mvUnits), and blocks of
 // unit plans sized as planMatvec's groups had them (mvItems 6), smaller
 // blocks by pass (mvPassItems), and groups of 4 rows in plans by pass of
-// one pass a row (mvOnePassRW), and rmsnorm blocks of a thread for 4
-// values (rmsPerThread).
-var decodeVariants = []string{"nokvpre", "noqkv1", "norope1", "rope1,nocluster", "noqkv1,norope1", "nounits", "allunits", "mvitems=6", "passitems=3", "onepassrw=4", "rmsdiv=4"}
+// one pass a row (mvOnePassRW), rmsnorm blocks of a thread for 4 values
+// (rmsPerThread), and the attention's output quantized by quantize
+// instead of the attention (attnQuant).
+var decodeVariants = []string{"noattnq", "nokvpre", "noqkv1", "norope1", "rope1,nocluster", "noqkv1,norope1", "nounits", "allunits", "mvitems=6", "passitems=3", "onepassrw=4", "rmsdiv=4"}
 
 // TestDecodeVariantsEqual decodes 40 greedy steps of the synthetic GGUF
 // models (1.5B Q4_K_M: q and k Q4_K, v Q6_K, the mixed launch; 0.5B

@@ -600,8 +600,15 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 				err = errors.Join(err, g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
 			}
 		}
-		if ran, e := d.attentionRope(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), g.invFreq, g.thetaScale,
-			g.style(), at, m); ran {
+		// The o product's activation, which the attention may encode itself.
+		q80o, q8ko := g.quants(l.o)
+		fuseO := fuse&fuseO != 0 && fusable(l.o)
+		if fuseO {
+			q80o, q8ko = 0, 0 // the fused product quantizes g.attn itself
+		}
+		ran, quantized, e := d.attentionRope(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), g.invFreq,
+			g.thetaScale, g.style(), at, m, q80o, q8ko)
+		if ran {
 			err = errors.Join(err, e)
 		} else {
 			err = errors.Join(err,
@@ -609,11 +616,13 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 					l.kc, l.vc, f16, g.slotBytes, m),
 				d.attention(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), at, m))
 		}
-		if fuse&fuseO != 0 && fusable(l.o) {
+		if fuseO {
 			err = errors.Join(err, d.matvecFused([]mvxOut{{w: l.o, y: g.x, acc: true}}, mvxQuant, g.attn, qDim, 0, 0, false))
 		} else {
-			q80o, q8ko := g.quants(l.o)
-			err = errors.Join(err, d.quantize(g.attn, qDim*m, q80o, q8ko), g.mul(l.o, g.attn, qDim, g.x, h, 0, true, m))
+			if !quantized {
+				err = errors.Join(err, d.quantize(g.attn, qDim*m, q80o, q8ko))
+			}
+			err = errors.Join(err, g.mul(l.o, g.attn, qDim, g.x, h, 0, true, m))
 		}
 		if fuse&fuseFFN != 0 && fusable(l.gateUp, l.gate, l.up) {
 			err = errors.Join(err, d.matvecFused(g.gateUpOuts(l), mvxNorm, g.x, h, l.mlpNorm, eps, ggml))

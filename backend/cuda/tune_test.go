@@ -13,7 +13,7 @@ import (
 // (no programmatic dependent launch), "noattnpdl" (none for attention), "nofuse" (no fused one-row
 // products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
 // product on), "noattndec" (no attn_f32_dec: few-row passes over a float32
-// cache as before), "spread=N" (mvSpread), "mvxwarps=N" (mvxWarps), "rmsdiv=N" (rmsPerThread), "nokvpre" (no cache rows asked for by the attention norm: kvPrefetch), "nostack" / "stackall" (no /
+// cache as before), "spread=N" (mvSpread), "mvxwarps=N" (mvxWarps), "rmsdiv=N" (rmsPerThread), "nokvpre" (no cache rows asked for by the attention norm: kvPrefetch), "noattnq" (the one-row attention leaves its output's quantization to quantize: attnQuant), "nostack" / "stackall" (no /
 // every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
 // leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
 // (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention), "noterms"
@@ -42,6 +42,8 @@ func applyTune(flags string) {
 			mvUnits = 2
 		case "nokvpre":
 			kvPrefetch = false
+		case "noattnq":
+			attnQuant = false
 		case "nopdl":
 			pdlEnabled = false
 		case "noattnpdl":
