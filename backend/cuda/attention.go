@@ -83,27 +83,24 @@ func faRowsShared(dim int) int {
 // 642.5; 0.5B Q4_K_M 1184, 1187 -> 1146, 1134.
 var ropeInAttention = 0
 
-// attnQuant lets the one-row cluster attention quantize its output for
-// the o product itself (fa_cl_quant: quantize's bytes), one launch less a
-// layer of a decode step. A variable for the tests' comparisons and the
-// benchmarks (APR_CUDA_TUNE "noattnq").
+// attnQuant lets the one-row cluster attention encode its output as the o
+// product's Q8_0 activation itself where a block's 32 output values are
+// one Q8_0 block (head dimension 4 x 32: q80_warp, quantize's bytes), so
+// that no quantize launch runs between them. H100, BenchmarkDecodeSynthetic,
+// tok/s, two rounds, same call: 1.5B Q8_0 798.4, 798.5 -> 809.0, 809.0.
+// Where the values of a Q8_0 or Q8_K block lie in several blocks (0.5B's
+// head dimension 64; Q8_K at 128, two heads a cluster of 8) the cluster's
+// first block gathering them through distributed shared memory behind two
+// more cluster barriers lost: 0.5B Q8_0 1421 -> 1362, 0.5B Q4_K_M 1347 ->
+// 1311, 1.5B Q4_K_M 852.4 -> 818.5. A variable for the tests' comparisons
+// and the benchmarks (APR_CUDA_TUNE "noattnq").
 var attnQuant = true
 
-// attnQuantHeads is the heads a cluster of the one-row attention takes
-// when it also encodes the output as q80 or q8k (one of them, the o
-// product's activation): 1 for Q8_0 (head dims of whole 32-value blocks),
-// 2 for Q8_K at head dimension 128 (a 256-value block two heads:
-// attention_fa_cl_rope2); 0 where it cannot (quantize runs after it).
-func attnQuantHeads(a attnArgs, q80, q8k devptr) int {
-	switch {
-	case !attnQuant || (q80 == 0) == (q8k == 0):
-		return 0
-	case q80 != 0 && a.dim%32 == 0:
-		return 1
-	case q8k != 0 && a.dim == 128 && a.heads%2 == 0:
-		return 2
-	}
-	return 0
+// attnQuantQ80 reports whether the one-row cluster attention encodes its
+// output into q80 (attnQuant) for an o product that reads Q8_0 (q80 set,
+// q8k not).
+func attnQuantQ80(a attnArgs, q80, q8k devptr) bool {
+	return attnQuant && q80 != 0 && q8k == 0 && a.dim == 32*faCluster
 }
 
 // attentionRope runs ropeStore's and attention's work for a pass of one
@@ -112,8 +109,8 @@ func attnQuantHeads(a attnArgs, q80, q8k devptr) int {
 // ropeInAttention allows; ran is false (nothing launched) otherwise.
 // invFreq, thetaScale and style are ropeStore's. q80 and q8k are the
 // buffers that quantize would encode out into (either may be 0); where
-// the cluster kernel encodes it itself (attnQuantHeads), quantized is
-// true and quantize need not run.
+// the cluster kernel encodes it itself (attnQuantQ80), quantized is true
+// and quantize need not run.
 func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devptr, thetaScale float32, style int,
 	a attnArgs, m int, q80, q8k devptr) (ran, quantized bool, err error) {
 	if ropeInAttention < 0 || m != 1 || !a.fa || !a.f16 || a.long || a.pass >= 64 || a.dim%8 != 0 || a.dim > 128 ||
@@ -134,18 +131,11 @@ func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devp
 	args := []any{q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim, info, a.ctx, a.scale, passp, a.qStride,
 		int64(a.slotBytes), invFreq, thetaScale, style}
 	if cluster {
-		switch attnQuantHeads(a, q80, q8k) {
-		case 2:
-			if d.has("attention_fa_cl_rope2") {
-				name, quantized = "attention_fa_cl_rope2", true
-			}
-		case 1:
-			quantized = true
-		}
+		quantized = attnQuantQ80(a, q80, q8k)
 		if !quantized {
-			q80, q8k = 0, 0
+			q80 = 0
 		}
-		args = append(args, q80, q8k)
+		args = append(args, q80)
 	}
 	return true, quantized, d.launch2(name, blocks, 1, 256, shared, args...)
 }

@@ -357,9 +357,9 @@ func TestAttentionScratchRows(t *testing.T) {
 // backend's rotation (both styles), its F16 cache row and its
 // FlashAttentionGGML over the cache, bit for bit: rows of 1 to 1,501 keys,
 // the row's key in every quarter of the cluster and past the 1,024 keys
-// the cluster's first block takes alone; and the output's Q8_0 and Q8_K
-// encodings for the o product (attnQuantHeads) against the CPU's
-// quantization of the CPU's output.
+// the cluster's first block takes alone; and the output's Q8_0 encoding
+// for the o product (attnQuantQ80: head dimension 128 only, never Q8_K)
+// against the CPU's quantization of the CPU's output.
 func TestAttentionRopeOneRow(t *testing.T) {
 	d := testDevice(t)
 	b := newBuffers(t, d)
@@ -374,7 +374,7 @@ func TestAttentionRopeOneRow(t *testing.T) {
 		rope, cluster int
 		quant         tensor.DType // the o product's activation, encoded in the launch where it can
 	}{{"attention_fa_cl_rope", 0, 0, 0}, {"attention_fa_rope", 1, -1, 0},
-		{"attention_fa_cl_rope q8_0", 0, 0, tensor.Q8_0}, {"attention_fa_cl_rope2 q8_k", 0, 0, tensor.Q8_K}}
+		{"attention_fa_cl_rope q8_0", 0, 0, tensor.Q8_0}, {"attention_fa_cl_rope q8_k", 0, 0, tensor.Q8_K}}
 	for _, sh := range []attnShape{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}} {
 		kvDim, qDim := sh.kvHeads*sh.dim, sh.heads*sh.dim
 		slotBytes := ctx * kvDim * 2
@@ -433,7 +433,7 @@ func TestAttentionRopeOneRow(t *testing.T) {
 						t.Fatalf("%s: ran %v, %v", what, ran, err)
 					}
 					compare(t, what, b.readFloats(out, qDim), want, 0)
-					wantQ := vr.quant == tensor.Q8_0 || vr.quant == tensor.Q8_K && sh.dim == 128 && sh.heads%2 == 0
+					wantQ := vr.quant == tensor.Q8_0 && sh.dim == 128
 					if quantized != wantQ {
 						t.Fatalf("%s: quantized %v, want %v", what, quantized, wantQ)
 					}

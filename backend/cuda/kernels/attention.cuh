@@ -785,8 +785,8 @@ __device__ __forceinline__ void fa_rope_row(float* row, u8* kc, u8* vc, int head
 }
 
 // q80_warp quantizes a warp's 32 values (x in lane l) into the Q8_0
-// block at blk, with quant_chunk's arithmetic (the maximum is exact in
-// any order): the same bytes.
+// block at blk with quant_chunk's arithmetic (the maximum is exact in any
+// order): quantize's bytes.
 __device__ __forceinline__ void q80_warp(float x, u8* blk) {
     int lane = threadIdx.x % WARP;
     float amax = fabsf(x);
@@ -795,64 +795,6 @@ __device__ __forceinline__ void q80_warp(float x, u8* blk) {
     float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     blk[2 + lane] = (u8)(i8)__float2int_rn(__fmul_rn(x, id));
     if (lane == 0) *(u16*)blk = f2h(amax / 127.0f);
-}
-
-// fa_cl_quant quantizes a one-row attention's output for the o product as
-// quantize does (quant_chunk, the same bytes): the cluster's CL blocks
-// hold CL*e consecutive values (CL/FA_CL heads), from element base =
-// (blockIdx.x / CL) * CL * e; val is thread i's value (i < e). Where a
-// block's e values are one Q8_0 block its first warp encodes them;
-// otherwise every block leaves its values in shared memory and the
-// cluster's first block gathers them (distributed shared memory) and
-// encodes them. Every thread of the cluster calls it after its second
-// arrive (the scores read), whose phase it completes.
-template <int CL>
-__device__ __forceinline__ void fa_cl_quant(float val, int e, u8* __restrict__ q80, u8* __restrict__ q8k) {
-    __shared__ float ov[WARP];  // e <= 32: dim <= 128
-    int i = threadIdx.x, rank = blockIdx.x % CL, cnt = CL * e;
-    i64 base = (i64)(blockIdx.x / CL) * cnt;
-    if (q80 && e == WARP) {
-        cluster_wait();  // no block leaves while another reads its scores
-        if (i < WARP) q80_warp(val, q80 + (base + rank * e) / 32 * 34);
-        return;
-    }
-    if (i < e) ov[i] = val;
-    cluster_wait();
-    cluster_arrive();
-    cluster_wait();  // every block's values are in its ov
-    if (rank == 0 && i < WARP) {
-        float v[8];
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            int m = 8 * i + j;
-            v[j] = m < cnt ? cluster_load(ov + m % e, m / e) : 0.0f;
-        }
-        quant_chunk(v, base, base + cnt, q80, q8k);
-    }
-    cluster_arrive();
-    cluster_wait();  // no block leaves while the first reads its values
-}
-
-// fa_cl_quant_out is fa_cl_quant for rows that the cluster's first
-// blocks ran alone (attention_fa's body, one block a head): the cluster's
-// first block reads the heads' values back from out (row 0) once every
-// block has passed the cluster's barrier.
-template <int CL>
-__device__ __forceinline__ void fa_cl_quant_out(const float* out, int e, u8* __restrict__ q80, u8* __restrict__ q8k) {
-    int i = threadIdx.x, cnt = CL * e;
-    i64 base = (i64)(blockIdx.x / CL) * cnt;
-    __threadfence();
-    cluster_arrive();
-    cluster_wait();  // every head's values are in out
-    if (blockIdx.x % CL == 0 && i < WARP) {
-        float v[8];
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            int m = 8 * i + j;
-            v[j] = m < cnt ? __ldcg(out + base + m) : 0.0f;
-        }
-        quant_chunk(v, base, base + cnt, q80, q8k);
-    }
 }
 
 // fa_cl is attention_fa_cl's work. With ROPE (attention_fa_cl_rope, one
@@ -866,11 +808,10 @@ __device__ __forceinline__ void fa_cl_quant_out(const float* out, int e, u8* __r
 // (float32, then F16 as this kernel reads it), the key and value rounded
 // to F16 as the cache holds them. Rows of more keys (or passes of ggml's
 // tiled kernel) take fa_rope_row, then attention_fa's body, in block 0.
-template <bool ROPE, int CL>
+template <bool ROPE>
 __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ invFreq, float thetaScale,
-                                      int style, u8* __restrict__ q80, u8* __restrict__ q8k) {
+                                      int style, u8* __restrict__ q80) {
     int b = blockIdx.x % FA_CL, h = blockIdx.x / FA_CL, r = blockIdx.y;
-    int rbase = blockIdx.x % CL - b;  // the cluster rank of the head's first block
     // The pass state before the wait, at L2, as rope_store reads it: the
     // first copies' addresses need no round trip after it.
     int n = __ldcg(&ROW_POS(info, r)) + 1, slot = __ldcg(&ROW_SLOT(info, r)), rows = __ldcg(passp);
@@ -889,8 +830,12 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
                 __syncthreads();
             }
             attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);
+            if (q80 && dim == FA_CL * WARP) {
+                __syncthreads();  // the head's output (row 0) is in out
+                int w = threadIdx.x / WARP;
+                if (w < FA_CL) q80_warp(out[h * dim + WARP * w + threadIdx.x % WARP], q80 + (h * FA_CL + w) * 34);
+            }
         }
-        if (q80 || q8k) fa_cl_quant_out<CL>(out, dim / FA_CL, q80, q8k);
         return;
     }
     kc += (i64)slot * slotBytes;
@@ -949,7 +894,7 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
     if (k < nk) mine[k] = __fmul_rn(dot_f16_swz(kt + k * dim, k, swz, qs, dim), scale);
     cluster_arrive();
     cluster_wait();  // every block's scores are there
-    for (int j = threadIdx.x; j < n; j += blockDim.x) sc[j] = cluster_load(mine + j % chunk, rbase + j / chunk);
+    for (int j = threadIdx.x; j < n; j += blockDim.x) sc[j] = cluster_load(mine + j % chunk, j / chunk);
     cluster_arrive();  // this block is done with the others' shared memory (waited for at the end)
     __syncthreads();
     tl_mark(2);  // every score of the row
@@ -975,32 +920,21 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
         val = __fmul_rn(h2f(acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
         out[h * dim + b * e + i] = val;
     }
-    if (q80 || q8k)
-        fa_cl_quant<CL>(val, e, q80, q8k);  // completes the cluster's barrier
-    else
-        cluster_wait();  // no block leaves while another reads its scores
+    if (q80 && e == WARP && i < WARP) q80_warp(val, q80 + (h * FA_CL + b) * 34);
+    cluster_wait();  // no block leaves while another reads its scores
     tl_exit();
 }
 extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 1) attention_fa_cl(ATTN_FA_PARAMS) {
-    fa_cl<false, FA_CL>(ATTN_FA_ARGS, nullptr, 0.0f, 0, nullptr, nullptr);
+    fa_cl<false>(ATTN_FA_ARGS, nullptr, 0.0f, 0, nullptr);
 }
-// attention_fa_cl_rope takes the o product's activation buffers: q80 or
-// q8k (or neither) gets the row's output quantized as quantize would
-// (fa_cl_quant), one launch less a layer. Its cluster is a head's blocks,
-// so a Q8_0 encoding of head dimensions that are multiples of 32;
-// attention_fa_cl_rope2 clusters two heads' blocks, for Q8_K at head
-// dimension 128 (a 256-value block two heads).
+// attention_fa_cl_rope takes the o product's activation buffer q80 (or
+// null): at head dimension 4 x 32 a block's 32 output values are one Q8_0
+// block, which its first warp encodes as quantize would (q80_warp), so
+// that no quantize launch runs between the attention and the o product.
 extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1)
     __launch_bounds__(256, 1) attention_fa_cl_rope(ATTN_FA_PARAMS, const float* __restrict__ invFreq,
-                                                   float thetaScale, int style, u8* __restrict__ q80,
-                                                   u8* __restrict__ q8k) {
-    fa_cl<true, FA_CL>(ATTN_FA_ARGS, invFreq, thetaScale, style, q80, q8k);
-}
-extern "C" __global__ void __cluster_dims__(2 * FA_CL, 1, 1)
-    __launch_bounds__(256, 1) attention_fa_cl_rope2(ATTN_FA_PARAMS, const float* __restrict__ invFreq,
-                                                    float thetaScale, int style, u8* __restrict__ q80,
-                                                    u8* __restrict__ q8k) {
-    fa_cl<true, 2 * FA_CL>(ATTN_FA_ARGS, invFreq, thetaScale, style, q80, q8k);
+                                                   float thetaScale, int style, u8* __restrict__ q80) {
+    fa_cl<true>(ATTN_FA_ARGS, invFreq, thetaScale, style, q80);
 }
 
 // attention_fa_rope is attention_fa for a pass of one row (grid (heads,
