@@ -98,9 +98,10 @@ var attnQuant = true
 
 // attnQuantQ80 reports whether the one-row cluster attention encodes its
 // output into q80 (attnQuant) for an o product that reads Q8_0 (q80 set,
-// q8k not).
+// q8k not): head dimensions of whole Q8_0 blocks, 32 output elements a
+// cluster block (below 128, only the first dim/32 blocks have outputs).
 func attnQuantQ80(a attnArgs, q80, q8k devptr) bool {
-	return attnQuant && q80 != 0 && q8k == 0 && a.dim == 32*faCluster
+	return attnQuant && q80 != 0 && q8k == 0 && a.dim%32 == 0
 }
 
 // attentionRope runs ropeStore's and attention's work for a pass of one
@@ -176,8 +177,13 @@ const faCluster = 4
 // faDecScores rows of its dim/faCluster values; or attention_fa's body,
 // which it runs for longer rows, if more.
 func faClusterBytes(dim int) int {
-	return max(faSharedBytes(dim), 4*(dim+faDecScores+256)+2*256*dim+2*faDecScores*dim/faCluster)
+	return max(faSharedBytes(dim), 4*(dim+faDecScores+256)+2*256*dim+2*faDecScores*faClusterElems(dim))
 }
+
+// faClusterElems is the most output elements of a head that one block of
+// attention_fa_cl takes (fa_cl's e): a quarter of the head, or 32 where the
+// block encodes them as a Q8_0 block (attnQuantQ80) and a quarter is less.
+func faClusterElems(dim int) int { return max(dim/faCluster, min(dim, 32)) }
 
 // attnCluster picks attention_fa_cl (ggml's one-chunk kernel, a head's
 // rows of up to faDecScores keys split over a cluster of faCluster blocks)

@@ -830,10 +830,10 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
                 __syncthreads();
             }
             attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);
-            if (q80 && dim == FA_CL * WARP) {
+            if (q80 && dim % WARP == 0) {
                 __syncthreads();  // the head's output (row 0) is in out
                 int w = threadIdx.x / WARP;
-                if (w < FA_CL) q80_warp(out[h * dim + WARP * w + threadIdx.x % WARP], q80 + (h * FA_CL + w) * 34);
+                if (w < dim / WARP) q80_warp(out[h * dim + WARP * w + threadIdx.x % WARP], q80 + (h * dim / WARP + w) * 34);
             }
         }
         return;
@@ -844,7 +844,13 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
     extern __shared__ __align__(16) float faClShared[];
     __shared__ float total;
     __shared__ u32 flags[FA_DEC_SC / 8];  // fa_flags
-    int e = dim / FA_CL;                 // output elements a block
+    // Output elements a block: a quarter of the head, or where the block
+    // encodes them as the o product's Q8_0 blocks (q80) and a quarter is
+    // less than one, 32 in each of the first dim/32 blocks (eo: this
+    // block's; the others take only their keys' scores). Each element's
+    // chain is the same whichever block runs it.
+    int e = q80 && dim < FA_CL * WARP ? min(dim, WARP) : dim / FA_CL;
+    int eo = b * e < dim ? e : 0;
     float* qs = faClShared;              // dim
     float* sc = qs + dim;                // the row's scores, then weights
     float* mine = sc + FA_DEC_SC;        // this block's scores (FA_DEC_KT)
@@ -858,7 +864,7 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
     pdl_start();
     copy_rows_async(kc, (u8*)kt, kvStride, off, j0, nk - (last ? 1 : 0), dim * 2, 2, dim * 2, threadIdx.x, blockDim.x,
                     swz);
-    copy_rows_async(vc, (u8*)vs, kvStride, off + b * e, 0, n - (ROPE ? 1 : 0), e * 2, 2, e * 2, threadIdx.x,
+    copy_rows_async(vc, (u8*)vs, kvStride, off + b * e, 0, eo ? n - (ROPE ? 1 : 0) : 0, e * 2, 2, e * 2, threadIdx.x,
                     blockDim.x);
     if (ROPE) {
         const float* kh = row + heads * dim + off;
@@ -880,7 +886,7 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
                 ((u16*)(kc + (i64)(n - 1) * kvStride * 2))[off + i + half] = kb;
             }
         }
-        if (i < e) vs[(n - 1) * e + i] = f2h(__ldcg(kh + kvStride + b * e + i));
+        if (i < eo) vs[(n - 1) * e + i] = f2h(__ldcg(kh + kvStride + b * e + i));
         if (b == 0 && h % (heads / kvHeads) == 0)
             for (int j = i; j < dim; j += blockDim.x)
                 ((u16*)(vc + (i64)(n - 1) * kvStride * 2))[off + j] = f2h(__ldcg(kh + kvStride + j));
@@ -906,7 +912,7 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
     __syncthreads();
     int i = threadIdx.x, lastT = blockDim.x - 1;
     u16 acc = 0;
-    if (i < e) {
+    if (i < eo) {
         acc = fa_elem<true, 16, 32>(0, vs + i, e, sc, flags, n);
     } else if (i == lastT) {
         fa_sum f{0.0f};
@@ -916,11 +922,11 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
     __syncthreads();
     tl_mark(4);  // the element chains and the sum
     float S = total, val = 0.0f;
-    if (i < e) {
+    if (i < eo) {
         val = __fmul_rn(h2f(acc), S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f);
         out[h * dim + b * e + i] = val;
     }
-    if (q80 && e == WARP && i < WARP) q80_warp(val, q80 + (h * FA_CL + b) * 34);
+    if (q80 && eo == WARP && i < WARP) q80_warp(val, q80 + (h * dim / WARP + b) * 34);
     cluster_wait();  // no block leaves while another reads its scores
     tl_exit();
 }
@@ -928,9 +934,10 @@ extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1) __launch_bounds__(256, 
     fa_cl<false>(ATTN_FA_ARGS, nullptr, 0.0f, 0, nullptr);
 }
 // attention_fa_cl_rope takes the o product's activation buffer q80 (or
-// null): at head dimension 4 x 32 a block's 32 output values are one Q8_0
-// block, which its first warp encodes as quantize would (q80_warp), so
-// that no quantize launch runs between the attention and the o product.
+// null; head dimensions of whole Q8_0 blocks): each block's 32 output
+// values are one Q8_0 block (fa_cl's e), which its first warp encodes as
+// quantize would (q80_warp), so that no quantize launch runs between the
+// attention and the o product.
 extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1)
     __launch_bounds__(256, 1) attention_fa_cl_rope(ATTN_FA_PARAMS, const float* __restrict__ invFreq,
                                                    float thetaScale, int style, u8* __restrict__ q80) {
