@@ -84,16 +84,19 @@ func faRowsShared(dim int) int {
 var ropeInAttention = 0
 
 // attnQuant lets the one-row cluster attention encode its output as the o
-// product's Q8_0 activation itself where a block's 32 output values are
-// one Q8_0 block (head dimension 4 x 32: q80_warp, quantize's bytes), so
-// that no quantize launch runs between them. H100, BenchmarkDecodeSynthetic,
-// tok/s, two rounds, same call: 1.5B Q8_0 798.4, 798.5 -> 809.0, 809.0.
-// Where the values of a Q8_0 or Q8_K block lie in several blocks (0.5B's
-// head dimension 64; Q8_K at 128, two heads a cluster of 8) the cluster's
-// first block gathering them through distributed shared memory behind two
-// more cluster barriers lost: 0.5B Q8_0 1421 -> 1362, 0.5B Q4_K_M 1347 ->
-// 1311, 1.5B Q4_K_M 852.4 -> 818.5. A variable for the tests' comparisons
-// and the benchmarks (APR_CUDA_TUNE "noattnq").
+// product's Q8_0 activation itself: each cluster block owning 32 output
+// elements (one Q8_0 block; below head dimension 128 only the first dim/32
+// blocks own any) encodes them in place (q80_warp, quantize's bytes), so
+// that no quantize launch runs between the attention and the o product.
+// H100, BenchmarkDecodeSynthetic, tok/s, two rounds, same call, noattnq ->
+// attnq: 0.5B Q8_0 1425, 1425 -> 1465, 1468; 0.5B Q4_K_M 1354, 1354 ->
+// 1414, 1418; 1.5B Q8_0 796.9, 796.9 -> 806.6, 806.4 (1.5B Q4_K_M's o
+// product reads Q8_K: 854.1 -> 854.5, not taken). Gathering a block that
+// spans several cluster blocks through distributed shared memory behind
+// two more cluster barriers (the first version, with Q8_K at dimension 128
+// over clusters of two heads) lost: 0.5B Q8_0 1421 -> 1362, 1.5B Q4_K_M
+// 852.4 -> 818.5. A variable for the tests' comparisons and the benchmarks
+// (APR_CUDA_TUNE "noattnq").
 var attnQuant = true
 
 // attnQuantQ80 reports whether the one-row cluster attention encodes its
