@@ -602,8 +602,8 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 		}
 		// The o product's activation, which the attention may encode itself.
 		q80o, q8ko := g.quants(l.o)
-		fuseO := fuse&fuseO != 0 && fusable(l.o)
-		if fuseO {
+		oFused := fuse&fuseO != 0 && fusable(l.o)
+		if oFused {
 			q80o, q8ko = 0, 0 // the fused product quantizes g.attn itself
 		}
 		ran, quantized, e := d.attentionRope(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), g.invFreq,
@@ -616,7 +616,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 					l.kc, l.vc, f16, g.slotBytes, m),
 				d.attention(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), at, m))
 		}
-		if fuseO {
+		if oFused {
 			err = errors.Join(err, d.matvecFused([]mvxOut{{w: l.o, y: g.x, acc: true}}, mvxQuant, g.attn, qDim, 0, 0, false))
 		} else {
 			if !quantized {
