@@ -784,19 +784,6 @@ __device__ __forceinline__ void fa_rope_row(float* row, u8* kc, u8* vc, int head
     for (int i = threadIdx.x; i < dim; i += blockDim.x) vd[i] = f2h(__ldcg(kh + kvDim + i));
 }
 
-// q80_warp quantizes a warp's 32 values (x in lane l) into the Q8_0
-// block at blk with quant_chunk's arithmetic (the maximum is exact in any
-// order): quantize's bytes.
-__device__ __forceinline__ void q80_warp(float x, u8* blk) {
-    int lane = threadIdx.x % WARP;
-    float amax = fabsf(x);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(FULL, amax, o));
-    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    blk[2 + lane] = (u8)(i8)__float2int_rn(__fmul_rn(x, id));
-    if (lane == 0) *(u16*)blk = f2h(amax / 127.0f);
-}
-
 // fa_cl is attention_fa_cl's work. With ROPE (attention_fa_cl_rope, one
 // row: grid (heads x FA_CL, 1)) it does rope_store's too, one launch less a
 // layer of a decode step: the rotations (rope_cs, before the wait) of the

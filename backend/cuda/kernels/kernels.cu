@@ -262,6 +262,14 @@ __device__ float block_excl_max(float v) {
 // Q8_0 as ggml's x86 quantize_row_q8_0: d = amax/127, q = round-half-even(
 // x * 127/amax). Q8_K as quantize_row_q8_K_ref: the element of largest
 // magnitude (the first one on ties) sets iscale = -127/max.
+//
+// q80_id is a Q8_0 block's 127/amax (0 for an all-zero block), q80_q a
+// value's quant and q80_d the block's F16 scale: every Q8_0 encoder takes
+// them, so that all write quantize's bytes.
+__device__ __forceinline__ float q80_id(float amax) { return amax != 0.0f ? 127.0f / amax : 0.0f; }
+__device__ __forceinline__ u32 q80_q(float x, float id) { return (u8)(i8)__float2int_rn(__fmul_rn(x, id)); }
+__device__ __forceinline__ u16 q80_d(float amax) { return f2h(amax / 127.0f); }
+
 __device__ void quant_chunk(const float v[8], i64 base, i64 n, u8* __restrict__ q80, u8* __restrict__ q8k) {
     int lane = threadIdx.x % WARP;
     i64 e0 = base + 8 * lane;
@@ -272,15 +280,12 @@ __device__ void quant_chunk(const float v[8], i64 base, i64 n, u8* __restrict__ 
         amax = fmaxf(amax, __shfl_xor_sync(FULL, amax, 1));
         amax = fmaxf(amax, __shfl_xor_sync(FULL, amax, 2));
         if (e0 < n) {
-            float d = amax / 127.0f;
-            float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            float id = q80_id(amax);
             u8* blk = q80 + (e0 / 32) * 34;
             u16* qs = (u16*)(blk + 2 + (lane % 4) * 8);  // 2-byte aligned: four u16 stores
 #pragma unroll
-            for (int j = 0; j < 8; j += 2)
-                qs[j / 2] = (u16)((u8)(i8)__float2int_rn(__fmul_rn(v[j], id)) |
-                                  ((u32)(u8)(i8)__float2int_rn(__fmul_rn(v[j + 1], id)) << 8));
-            if (lane % 4 == 0) *(u16*)blk = f2h(d);
+            for (int j = 0; j < 8; j += 2) qs[j / 2] = (u16)(q80_q(v[j], id) | q80_q(v[j + 1], id) << 8);
+            if (lane % 4 == 0) *(u16*)blk = q80_d(amax);
         }
     }
     if (q8k && base + 256 <= n) {
@@ -324,6 +329,18 @@ __device__ void quant_chunk(const float v[8], i64 base, i64 n, u8* __restrict__ 
         if ((lane & 1) == 0) *(short*)(blk + 260 + lane) = (short)s;
         if (lane == 0) *(float*)blk = 1.0f / iscale;
     }
+}
+
+// q80_warp encodes a warp's 32 values (x in lane l) as the Q8_0 block at
+// blk: quant_chunk's arithmetic (the maximum is exact in any order), so
+// quantize's bytes.
+__device__ __forceinline__ void q80_warp(float x, u8* blk) {
+    int lane = threadIdx.x % WARP;
+    float amax = fabsf(x);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(FULL, amax, o));
+    blk[2 + lane] = (u8)q80_q(x, q80_id(amax));
+    if (lane == 0) *(u16*)blk = q80_d(amax);
 }
 
 // quantize encodes n floats (rows of a multiple of 32 each, so blocks never
