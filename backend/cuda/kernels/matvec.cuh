@@ -549,10 +549,26 @@ __device__ __forceinline__ void matvec_rw(int rw, const u8* __restrict__ W, cons
 
 // prefetch_rows brings block blk's rpc weight rows (of rows) into L2: the
 // _mv kernels call it before pdl_wait, so that their weights stream in
-// while the kernel before them finishes.
+// while the kernel before them finishes. -DMV_PF_CAP=N asks for at most
+// the first N bytes of a block's rows, of blocks whose rows are more than
+// MV_PF_OVER bytes (default 0: every block); a measurement knob, by default
+// a block asks for all of its rows. H100, BenchmarkDecodeSynthetic, tok/s,
+// two rounds, one call (23rd session): all -> N = 16384 -> N = 4096: 1.5B
+// Q8_0 811.2, 811.1 -> 821.7, 821.4 -> 822.4, 820.1 (only its down
+// product's blocks, 38 KB of rows each, are over 16 KB); 1.5B Q4_K_M 858.4,
+// 855.4 -> 854.4, 854.3 -> 844.3, 841.7; 0.5B Q8_0 1463, 1463 -> 1455,
+// 1457 -> 1408, 1403; 0.5B Q4_K_M 1412, 1414 -> 1409, 1407 -> 1370, 1365.
 __device__ __forceinline__ void prefetch_rows(const u8* W, int rows, i64 rowBytes, int rpc, int blk) {
     int r0 = blk * rpc;
+#ifdef MV_PF_CAP
+#ifndef MV_PF_OVER
+#define MV_PF_OVER 0
+#endif
+    i64 n = (i64)min(rpc, rows - r0) * rowBytes;
+    prefetch_l2(W + (i64)r0 * rowBytes, n > (i64)MV_PF_OVER ? min(n, (i64)MV_PF_CAP) : n);
+#else
     prefetch_l2(W + (i64)r0 * rowBytes, (i64)min(rpc, rows - r0) * rowBytes);
+#endif
 }
 
 // mvTerms is the _mv and mvx kernels' dynamic shared memory.
