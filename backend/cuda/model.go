@@ -600,11 +600,12 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 				err = errors.Join(err, g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
 			}
 		}
-		// The o product's activation, which the attention may encode itself.
-		q80o, q8ko := g.quants(l.o)
+		// The o product's activation, which the attention may encode itself
+		// (none where the fused product quantizes g.attn itself).
 		oFused := fuse&fuseO != 0 && fusable(l.o)
-		if oFused {
-			q80o, q8ko = 0, 0 // the fused product quantizes g.attn itself
+		var q80o, q8ko devptr
+		if !oFused {
+			q80o, q8ko = g.quants(l.o)
 		}
 		ran, quantized, e := d.attentionRope(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), g.invFreq,
 			g.thetaScale, g.style(), at, m, q80o, q8ko)

@@ -558,17 +558,17 @@ __device__ __forceinline__ void matvec_rw(int rw, const u8* __restrict__ W, cons
 // product's blocks, 38 KB of rows each, are over 16 KB); 1.5B Q4_K_M 858.4,
 // 855.4 -> 854.4, 854.3 -> 844.3, 841.7; 0.5B Q8_0 1463, 1463 -> 1455,
 // 1457 -> 1408, 1403; 0.5B Q4_K_M 1412, 1414 -> 1409, 1407 -> 1370, 1365.
+#ifdef MV_PF_CAP
 #ifndef MV_PF_OVER
 #define MV_PF_OVER 0
 #endif
+#define MV_PF_BYTES(n) ((n) > (i64)MV_PF_OVER ? min((n), (i64)MV_PF_CAP) : (n))
+#else
+#define MV_PF_BYTES(n) (n)
+#endif
 __device__ __forceinline__ void prefetch_rows(const u8* W, int rows, i64 rowBytes, int rpc, int blk) {
     int r0 = blk * rpc;
-#ifdef MV_PF_CAP
-    i64 n = (i64)min(rpc, rows - r0) * rowBytes;
-    prefetch_l2(W + (i64)r0 * rowBytes, n > (i64)MV_PF_OVER ? min(n, (i64)MV_PF_CAP) : n);
-#else
-    prefetch_l2(W + (i64)r0 * rowBytes, (i64)min(rpc, rows - r0) * rowBytes);
-#endif
+    prefetch_l2(W + (i64)r0 * rowBytes, MV_PF_BYTES((i64)min(rpc, rows - r0) * rowBytes));
 }
 
 // mvTerms is the _mv and mvx kernels' dynamic shared memory.
