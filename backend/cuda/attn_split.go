@@ -2,7 +2,7 @@ package cuda
 
 // attnSplitMin is the keys of a row above which a decode step's attention
 // (a pass of fewer rows than the row-tiled kernels take, the captured
-// decode graph included) runs split over chunks of keys
+// decode graph included) runs split over ranges of keys
 // (kernels/attn_split.cuh) instead of one block a head; rows of at most
 // attnSplitMin keys run today's kernels unchanged (bit for bit as the
 // CPU with GGUF numerics). The host launches the split kernels only for
@@ -36,10 +36,10 @@ func splitMin(fa bool) int {
 	return attnSplitMin
 }
 
-// attnSplitChunk is the fewest keys a block of the split takes; the host
-// raises it (by 32) until the chunks' partial results fit the attention
-// scratch (splitChunk).
-var attnSplitChunk = 64
+// attnSplitPerSM is the split blocks a decode step's attention gives each
+// multiprocessor (splitCount): two keep one block's loads going while the
+// other uses its tile.
+var attnSplitPerSM = 2
 
 // attnSplitKernels are the split kernels by cache (F16?) and head
 // dimension; attnSplitFinDec the kernels that run today's attention
@@ -61,25 +61,40 @@ var (
 // split kernels (AS_GMAX).
 const attnSplitGroupMax = 8
 
-// splitChunk is the keys a split block takes for a context of ctx
-// positions and head dimension dim: the smallest multiple of 32 from
-// attnSplitChunk up to 256 whose chunks' partials (dim+4 floats each) fit
-// the ctx floats of scratch a row and head has; 0 when none does.
-func splitChunk(ctx, dim int) int {
-	for c := max(32, ceilDiv(attnSplitChunk, 32)*32); c <= 256; c += 32 {
-		if ceilDiv(ctx, c)*(dim+4) <= ctx {
-			return c
-		}
+// splitCount is the key ranges (splits) a row's keys go by for each KV
+// head in a pass of m rows: about attnSplitPerSM blocks a multiprocessor
+// for the whole pass, at most one range a 32 keys of the context, and no
+// more than the scores scratch holds partials for (dim+4 floats a range,
+// row and head: a.fits); 0 when not one fits. The kernels cut a row of n
+// keys into ranges of as_per(n, splits) keys (kernels/attn_split.cuh), so
+// the same launch serves every position of the decode graph.
+func splitCount(a attnArgs, m, sms int) int {
+	if sms <= 0 {
+		sms = 132 // an H100's
 	}
-	return 0
+	s := min(ceilDiv(attnSplitPerSM*sms, max(1, a.kvHeads*m)), ceilDiv(a.ctx, 32))
+	for s > 0 && !a.fits(s*(a.dim+4), m) {
+		s--
+	}
+	return s
+}
+
+// splitTile is the keys of a split block's staged tile (as_tile): 64 over
+// an F16 cache, 32 over a float32 one.
+func splitTile(elem int) int {
+	if elem == 2 {
+		return 64
+	}
+	return 32
 }
 
 // splitShared is a split block's dynamic shared memory (as_sizes in
-// kernels/attn_split.cuh): key rows (or the P.V parts' sums), value rows
-// (dim elements + 16 bytes each), the group's queries, 8 weights a key.
-func splitShared(dim, elem, chunk, group int) int {
-	rs := dim*elem + 16
-	return max(chunk*rs, (512/dim)*group*dim*4) + chunk*rs + group*dim*4 + chunk*8*4
+// kernels/attn_split.cuh): two tiles of key rows (or the P.V parts' sums),
+// two of value rows (dim elements + 16 bytes each), the group's queries,
+// 8 weights a key of a tile.
+func splitShared(dim, elem, group int) int {
+	rs, kt := dim*elem+16, splitTile(elem)
+	return max(2*kt*rs, (512/dim)*group*dim*4) + 2*kt*rs + group*dim*4 + kt*8*4
 }
 
 // attnSplit runs attention as the split kernels and the fin kernel when
@@ -103,11 +118,11 @@ func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArg
 		fin = attnDecFinName(a.f16, a.dim)
 	}
 	name := attnSplitKernels[a.f16][a.dim]
-	chunk := splitChunk(a.ctx, a.dim)
-	if fin == "" || name == "" || chunk == 0 || !d.has(name) || !d.has(fin) {
+	splits := splitCount(a, m, d.sms)
+	if fin == "" || name == "" || splits == 0 || !d.has(name) || !d.has(fin) {
 		return false, nil
 	}
-	elem, group, chunks := 2, a.heads/a.kvHeads, ceilDiv(a.ctx, chunk)
+	elem, group := 2, a.heads/a.kvHeads
 	if !a.f16 {
 		elem = 4
 	}
@@ -115,19 +130,19 @@ func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArg
 	if a.fa {
 		pp = passp
 	}
-	err := d.launch2(name, a.kvHeads*chunks, m, 256, splitShared(a.dim, elem, chunk, group),
-		q, kc, vc, scores, a.heads, a.kvHeads, info, a.scale, a.qStride, int64(a.slotBytes), a.ctx, lim, chunk, pp)
+	err := d.launch2(name, a.kvHeads*splits, m, 256, splitShared(a.dim, elem, group),
+		q, kc, vc, scores, a.heads, a.kvHeads, info, a.scale, a.qStride, int64(a.slotBytes), lim, splits, pp)
 	if err != nil {
 		return true, err
 	}
-	merge := 4 * chunks
+	merge := 4 * splits
 	if a.fa {
 		merge = max(merge, faSharedBytes(a.dim)) // attention_fa's body runs the short rows
 		return true, d.launch2(fin, a.heads, m, 256, merge, q, kc, vc, out, scores, a.heads, a.kvHeads, a.dim,
-			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), lim, chunk)
+			info, a.ctx, a.scale, passp, a.qStride, int64(a.slotBytes), lim, splits)
 	}
 	return true, d.launch2(fin, a.heads, m, 256, merge, q, kc, vc, out, scores, a.heads, a.kvHeads, info, a.scale,
-		a.qStride, int64(a.slotBytes), a.ctx, lim, chunk)
+		a.qStride, int64(a.slotBytes), lim, splits)
 }
 
 // attnDecFinName is the fin kernel without ggml's flash attention for a

@@ -22,11 +22,11 @@ import (
 // ggml's F16-rounded ones: attnSplitMinGGML) and to a bar for numerics
 // that are not bit-exact: their activations are quantized to 8 bits before
 // every product, so a last-bit change in attention moves some of them a
-// whole step and the logits by ~1e-2 x max|logit| (H100, 2026-11-26: worst
-// 0.0125; greedy steps equal 346 and 349 of 352). Each prompt's logits
+// whole step and the logits by 1-2e-2 x max|logit|. Each prompt's logits
 // within ggufSplitLogits x max|logit|, and at least ggufSplitGreedy of all
-// greedy steps equal; a wrong split (a lost chunk, a bad merge) is far
-// outside both.
+// greedy steps equal; a wrong split (a lost range, a bad merge) is far
+// outside both. The kernel's own error is TestAttentionSplit's (1e-5 of
+// the largest output against the CPU's Attention).
 func TestSplitDecodeMatchesCPU(t *testing.T) {
 	skipWithoutGPU(t)
 	defer cuda.SetAttnSplitMin(0)()
@@ -94,10 +94,16 @@ func plainAttention(t *testing.T, m *model.Model) *engine.Engine {
 }
 
 // ggufSplitLogits and ggufSplitGreedy are TestSplitDecodeMatchesCPU's bar
-// for GGUF models (8-bit activations): last-position logits within 2e-2 x
+// for GGUF models (8-bit activations): last-position logits within 3e-2 x
 // max|logit| and 95% of the greedy steps equal (each prompt counts its
-// steps up to its first difference).
-const ggufSplitLogits, ggufSplitGreedy = 2e-2, 0.95
+// steps up to its first difference). The worst prompt (raw_long_code on
+// Q8_0) moves with the order of the split's float32 sums alone (H100):
+// 0.0125 with chunks of 160 keys merged by one thread a range and element,
+// 0.0169 with fixed key ranges, 0.0216 with the ranges merged by float4
+// rows (the kernel since 2026-11-27), while TestAttentionSplit holds every
+// one of them within 1e-5 of the CPU's Attention and 346-349 of the 352
+// greedy steps agree.
+const ggufSplitLogits, ggufSplitGreedy = 3e-2, 0.95
 
 // greedySame decodes up to steps greedy tokens on the CPU sequence and the
 // GPU from the first tokens ct and gt at position pos, and returns how many

@@ -14,13 +14,13 @@ import (
 
 func init() {
 	// APR_ATTN_SPLIT_MIN sets attnSplitMin (-1: no split, today's kernels)
-	// and APR_ATTN_SPLIT_CHUNK attnSplitChunk, for before/after figures
+	// and APR_ATTN_SPLIT_PER_SM attnSplitPerSM, for before/after figures
 	// in one run.
 	if n, err := strconv.Atoi(os.Getenv("APR_ATTN_SPLIT_MIN")); err == nil {
 		attnSplitMin, attnSplitMinGGML = n, n
 	}
-	if n, err := strconv.Atoi(os.Getenv("APR_ATTN_SPLIT_CHUNK")); err == nil {
-		attnSplitChunk = n
+	if n, err := strconv.Atoi(os.Getenv("APR_ATTN_SPLIT_PER_SM")); err == nil {
+		attnSplitPerSM = n
 	}
 }
 
@@ -105,21 +105,35 @@ func TestAttentionSplit(t *testing.T) {
 	}
 }
 
-// TestSplitChunk checks the chunk sizes the host picks: the smallest
-// multiple of 32 from attnSplitChunk whose partials fit the scratch, none
-// for a context too short to hold them.
-func TestSplitChunk(t *testing.T) {
-	defer func(c int) { attnSplitChunk = c }(attnSplitChunk)
-	attnSplitChunk = 64
-	for _, c := range []struct{ ctx, dim, want int }{
-		{5120, 128, 160}, {5120, 64, 96}, {16640, 128, 160}, {1024, 64, 96}, {64, 64, 0}, {200, 128, 224}, {100, 128, 0}, {32768, 64, 96},
+// TestSplitCount checks the key ranges the host picks: about
+// attnSplitPerSM blocks a multiprocessor over the pass's KV heads and
+// rows, at most one range a 32 keys of the context, and never more
+// partials than the scores scratch holds (none for a context too short to
+// hold one).
+func TestSplitCount(t *testing.T) {
+	defer func(n int) { attnSplitPerSM = n }(attnSplitPerSM)
+	attnSplitPerSM = 2
+	for _, c := range []struct {
+		ctx, dim, kvHeads, m, scoreRows, sms, want int
+	}{
+		{16640, 128, 2, 1, 64, 132, 132}, // decode: two blocks an SM
+		{16640, 64, 2, 1, 64, 132, 132},
+		{4224, 128, 2, 1, 0, 132, 32},  // a one-row scratch: 32 x 132 floats <= 4,224
+		{5120, 128, 2, 4, 0, 132, 33},  // 264 blocks over 2 KV heads x 4 rows
+		{4096, 128, 4, 1, 64, 114, 57}, // 228 blocks over 4 KV heads
+		{1024, 128, 4, 1, 64, 114, 32}, // one range a 32 keys
+		{200, 128, 2, 1, 64, 132, 7},   // one range a 32 keys
+		{100, 128, 2, 1, 0, 132, 0},    // not one partial fits
+		{16640, 128, 2, 32, 64, 0, 5},  // no SM count: an H100's
 	} {
-		got := splitChunk(c.ctx, c.dim)
+		a := attnArgs{ctx: c.ctx, dim: c.dim, kvHeads: c.kvHeads, scoreRows: c.scoreRows}
+		got := splitCount(a, c.m, c.sms)
 		if got != c.want {
-			t.Errorf("splitChunk(%d, %d) = %d, want %d", c.ctx, c.dim, got, c.want)
+			t.Errorf("splitCount(ctx %d, dim %d, %d KV heads, %d rows, scratch %d, %d SMs) = %d, want %d",
+				c.ctx, c.dim, c.kvHeads, c.m, c.scoreRows, c.sms, got, c.want)
 		}
-		if got > 0 && ceilDiv(c.ctx, got)*(c.dim+4) > c.ctx {
-			t.Errorf("splitChunk(%d, %d) = %d: partials overflow the scratch", c.ctx, c.dim, got)
+		if got > 0 && !a.fits(got*(c.dim+4), c.m) {
+			t.Errorf("splitCount(ctx %d, dim %d) = %d: partials overflow the scratch", c.ctx, c.dim, got)
 		}
 	}
 }
