@@ -69,7 +69,8 @@ func parseLong(list string) ([]int, error) {
 }
 
 // longRun is one longer prompt of a GPU case (-gpu-long): apr's runs
-// (prompt, then the decode steps after it) and llama-bench's pp.
+// (prompt, then the decode steps after it), llama-bench's pp and its
+// decode steps after a context of the prompt's length (tg at depth N).
 type longRun struct {
 	Prompt  int
 	APRRuns []*gpuRun
@@ -77,6 +78,9 @@ type longRun struct {
 	// llama.cpp keeps it, where apr's default is f32 (SafeTensors).
 	APRF16 []*gpuRun
 	Llama  *llamaBenchRow
+	// LlamaDepth is llama-bench's -n n-predict -d Prompt: the decode steps
+	// at positions Prompt.., as apr's decode after the prompt.
+	LlamaDepth *llamaBenchRow
 }
 
 // gpuRun is one run of apr's or PyTorch's GPU driver: runResult plus the
@@ -122,6 +126,7 @@ type llamaBenchRow struct {
 	NGPULayers  int       `json:"n_gpu_layers"`
 	NPrompt     int       `json:"n_prompt"`
 	NGen        int       `json:"n_gen"`
+	NDepth      int       `json:"n_depth"`
 	AvgTS       float64   `json:"avg_ts"`
 	SamplesTS   []float64 `json:"samples_ts"`
 }
@@ -235,8 +240,8 @@ func runGPU(o *options) error {
 		logf("models ready in %s", o.cache)
 		return nil
 	}
-	if g.llamaBench == "" || g.llamaBatched == "" {
-		return errors.New("-gpu needs -llama-bench and -llama-batched-bench: the programs of a llama.cpp CUDA build")
+	if g.llamaBench == "" || (g.llamaBatched == "" && g.streams > 0) {
+		return errors.New("-gpu needs -llama-bench and (unless -streams 0) -llama-batched-bench: the programs of a llama.cpp CUDA build")
 	}
 	apr, err := buildAPR(o)
 	if err != nil {
@@ -370,8 +375,9 @@ func measureGPUCase(o *options, apr string, prompt []int, c *gpuCase, rep *gpuRe
 }
 
 // measureLong runs the longer prompt on case c: apr (o.gpu.longReps
-// processes, no streams, a context of the prompt and the decode steps) and
-// llama-bench's pp of the same length (-n 0).
+// processes, no streams, a context of the prompt and the decode steps),
+// llama-bench's pp of the same length (-n 0) and its decode steps after a
+// context of that length (-p 0 -n n-predict -d N).
 func measureLong(o *options, apr string, prompt []int, c *gpuCase) longRun {
 	g := &o.gpu
 	lr := longRun{Prompt: len(prompt)}
@@ -400,7 +406,8 @@ func measureLong(o *options, apr string, prompt []int, c *gpuCase) longRun {
 				len(prompt), k+1, run.PromptRate(), run.AfterPromptRate())
 		}
 	}
-	rows, err := llamaBenchRuns(o, c.Llama.path(o.cache, c.Shape), len(prompt), 0, g.longReps)
+	file := c.Llama.path(o.cache, c.Shape)
+	rows, err := llamaBenchRuns(o, file, len(prompt), 0, 0, g.longReps)
 	if err != nil {
 		fail("llama-bench", err)
 	}
@@ -408,6 +415,17 @@ func measureLong(o *options, apr string, prompt []int, c *gpuCase) longRun {
 		if rows[i].NPrompt == len(prompt) && rows[i].NGen == 0 {
 			lr.Llama = &rows[i]
 			logf("%s %s llama-bench: pp%d %.0f tok/s", c.Shape.Name, c.Llama.Name, len(prompt), median(rows[i].SamplesTS))
+		}
+	}
+	rows, err = llamaBenchRuns(o, file, 0, o.nPredict, len(prompt), g.longReps)
+	if err != nil {
+		fail(fmt.Sprintf("llama-bench tg%d at depth", o.nPredict), err)
+	}
+	for i := range rows {
+		if rows[i].NPrompt == 0 && rows[i].NGen == o.nPredict && rows[i].NDepth == len(prompt) {
+			lr.LlamaDepth = &rows[i]
+			logf("%s %s llama-bench: tg%d at depth %d %.1f tok/s", c.Shape.Name, c.Llama.Name, o.nPredict, len(prompt),
+				median(rows[i].SamplesTS))
 		}
 	}
 	return lr
@@ -494,14 +512,17 @@ func (r *gpuRun) check(prompt, predict int) error {
 // llamaBench runs llama-bench on file: pp<prompt> and tg<n-predict>, all
 // layers on the GPU, o.reps repetitions.
 func llamaBench(o *options, file string, prompt int) ([]llamaBenchRow, error) {
-	return llamaBenchRuns(o, file, prompt, o.nPredict, o.reps)
+	return llamaBenchRuns(o, file, prompt, o.nPredict, 0, o.reps)
 }
 
-// llamaBenchRuns runs llama-bench on file: pp<prompt> and tg<gen> (gen 0:
-// none), reps repetitions.
-func llamaBenchRuns(o *options, file string, prompt, gen, reps int) ([]llamaBenchRow, error) {
-	out, err := runOutput(o.timeout, o.gpu.llamaBench, "-m", file, "-ngl", "99", "-p", strconv.Itoa(prompt),
-		"-n", strconv.Itoa(gen), "-r", strconv.Itoa(reps), "-o", "jsonl")
+// llamaBenchRuns runs llama-bench on file: pp<prompt> and tg<gen> (either
+// 0: none) after a context of depth tokens (0: none), reps repetitions.
+func llamaBenchRuns(o *options, file string, prompt, gen, depth, reps int) ([]llamaBenchRow, error) {
+	args := []string{"-m", file, "-ngl", "99", "-p", strconv.Itoa(prompt), "-n", strconv.Itoa(gen), "-r", strconv.Itoa(reps), "-o", "jsonl"}
+	if depth > 0 {
+		args = append(args, "-d", strconv.Itoa(depth))
+	}
+	out, err := runOutput(o.timeout, o.gpu.llamaBench, args...)
 	if err != nil {
 		return nil, err
 	}

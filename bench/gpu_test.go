@@ -164,11 +164,12 @@ func TestGPUReportVerdicts(t *testing.T) {
 			// Streams run in the first process only: the others do not count as 0.
 			{Shape: s, APR: kindQ4KM, Llama: kindQ4KM, WeightBytes: 1e9, APRRuns: []*gpuRun{run(21000, 1600), noStreams(run(21000, 1600))},
 				LlamaTG: tg, LlamaPP: pp, Long: []longRun{{Prompt: 4096, APRRuns: []*gpuRun{noStreams(run(30000, 600))},
-					Llama: &llamaBenchRow{NPrompt: 4096, SamplesTS: []float64{18000, 20000, 22000}}}, {Prompt: 16384}}},
+					Llama:      &llamaBenchRow{NPrompt: 4096, SamplesTS: []float64{18000, 20000, 22000}},
+					LlamaDepth: &llamaBenchRow{NGen: 128, NDepth: 4096, SamplesTS: []float64{400}}}, {Prompt: 16384}}},
 			{Shape: s, APR: kindQ8_0, Llama: kindQ8_0, WeightBytes: 1e9, APRRuns: []*gpuRun{run(19000, 590)}, LlamaTG: tg, LlamaPP: pp},
 			{Shape: s, APR: kindBF16, Llama: kindF16, WeightBytes: 1e9, Errs: []string{"apr: cuda: out of memory | x"},
 				Long: []longRun{{Prompt: 4096, APRRuns: []*gpuRun{noStreams(run(15000, 500))}, APRF16: []*gpuRun{noStreams(run(25000, 450))},
-					Llama: &llamaBenchRow{NPrompt: 4096, SamplesTS: []float64{20000}}}}},
+					Llama: &llamaBenchRow{NPrompt: 4096, SamplesTS: []float64{20000}}, LlamaDepth: &llamaBenchRow{NGen: 128, NDepth: 4096, SamplesTS: []float64{450}}}}},
 		}}
 	var b bytes.Buffer
 	r.write(&b)
@@ -182,9 +183,14 @@ func TestGPUReportVerdicts(t *testing.T) {
 		"| 1.5B | Q4_K_M | 4096 | n/a | n/a | n/a |",
 		"`apr: cuda: out of memory \\| x`",
 		"## Longer prompts in one pass",
-		"| 1.5B | Q4_K_M | 4096 | 30000 | 20000 | 1.50x | the default | the default | 480.0 | the default |",
-		"| 1.5B | Q4_K_M | 16384 | n/a | n/a | n/a | the default | the default | n/a | the default |",
-		"| 1.5B | BF16 / F16 | 4096 | 15000 | 20000 | 0.75x | 25000 | 1.25x | 400.0 | 360.0 |",
+		"| 1.5B | Q4_K_M | 4096 | 30000 | 20000 | 1.50x | the default | the default |",
+		"| 1.5B | Q4_K_M | 16384 | n/a | n/a | n/a | the default | the default |",
+		"| 1.5B | BF16 / F16 | 4096 | 15000 | 20000 | 0.75x | 25000 | 1.25x |",
+		"## Decode after a longer prompt (tokens/s)",
+		"`llama-bench -ngl 99 -p 0 -n 128 -d N`",
+		"| 1.5B | Q4_K_M | 4096 | 480.0 | 400.0 | 1.20x | the default | the default |",
+		"| 1.5B | Q4_K_M | 16384 | n/a | n/a | n/a | the default | the default |",
+		"| 1.5B | BF16 / F16 | 4096 | 400.0 | 450.0 | 0.89x | 360.0 | 0.80x |",
 		"-llama-batched-bench build/bin/llama-batched-bench -gpu-long 4096,16384\n",
 		"**NVIDIA H100 80GB HBM3**",
 	} {

@@ -242,31 +242,40 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 	if r.hasLong() {
 		p("\n## Longer prompts in one pass (tokens/s)\n\n")
 		p("apr: `bench-run` with the prompt and a context of the prompt and the decode steps, %s (medians); "+
-			"llama.cpp: `llama-bench -ngl 99 -p N -n 0`, medians of its samples. The last column is apr's %d greedy steps "+
-			"right after the prompt. llama.cpp keeps its KV cache in F16, as apr does by default for GGUF files; "+
-			"for the SafeTensors folder apr's default is an f32 cache (transformers' numerics), and the \"f16 cache\" "+
-			"columns are apr with `--cache-type-k f16`, llama.cpp's cache type.\n\n", processes(r.longReps()), r.NPredict)
-		p("| model | weights | prompt | apr | llama.cpp | apr / llama.cpp | apr, f16 cache | f16 cache / llama.cpp | apr decode after it | f16 cache: decode after it |\n")
-		p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-		for i := range r.Cases {
-			c := &r.Cases[i]
-			for _, l := range c.Long {
-				a := summarizeGPU(l.APRRuns)
-				llama := 0.0
-				if l.Llama != nil {
-					llama = median(l.Llama.SamplesTS)
-				}
-				rc, _ := ratioCell(a.Prompt, llama, 0)
-				f16, f16r, f16d := "the default", "the default", "the default"
-				if c.APR == kindBF16 {
-					h := summarizeGPU(l.APRF16)
-					f16, f16d = rate(h.Prompt, "%.0f"), rate(h.AfterPrompt, "%.1f")
-					f16r, _ = ratioCell(h.Prompt, llama, 0)
-				}
-				p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), l.Prompt, rate(a.Prompt, "%.0f"),
-					rate(llama, "%.0f"), rc, f16, f16r, rate(a.AfterPrompt, "%.1f"), f16d)
+			"llama.cpp: `llama-bench -ngl 99 -p N -n 0`, medians of its samples. llama.cpp keeps its KV cache in F16, "+
+			"as apr does by default for GGUF files; for the SafeTensors folder apr's default is an f32 cache "+
+			"(transformers' numerics), and the \"f16 cache\" columns are apr with `--cache-type-k f16`, llama.cpp's "+
+			"cache type.\n\n", processes(r.longReps()))
+		p("| model | weights | prompt | apr | llama.cpp | apr / llama.cpp | apr, f16 cache | f16 cache / llama.cpp |\n")
+		p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		r.eachLong(func(c *gpuCase, l *longRun, a, h aprSummary) {
+			llama := l.Llama.median()
+			rc, _ := ratioCell(a.Prompt, llama, 0)
+			f16, f16r := "the default", "the default"
+			if c.APR == kindBF16 {
+				f16 = rate(h.Prompt, "%.0f")
+				f16r, _ = ratioCell(h.Prompt, llama, 0)
 			}
-		}
+			p("| %s | %s | %d | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), l.Prompt, rate(a.Prompt, "%.0f"),
+				rate(llama, "%.0f"), rc, f16, f16r)
+		})
+		p("\n## Decode after a longer prompt (tokens/s)\n\n")
+		p("apr: the %d greedy steps right after the prompt above (positions N to N+%d); llama.cpp: "+
+			"`llama-bench -ngl 99 -p 0 -n %d -d N` (the same steps after a context of N tokens), medians of its samples.\n\n",
+			r.NPredict, r.NPredict-1, r.NPredict)
+		p("| model | weights | context N | apr | llama.cpp | apr / llama.cpp | apr, f16 cache | f16 cache / llama.cpp |\n")
+		p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		r.eachLong(func(c *gpuCase, l *longRun, a, h aprSummary) {
+			llama := l.LlamaDepth.median()
+			rc, _ := ratioCell(a.AfterPrompt, llama, 0)
+			f16, f16r := "the default", "the default"
+			if c.APR == kindBF16 {
+				f16 = rate(h.AfterPrompt, "%.1f")
+				f16r, _ = ratioCell(h.AfterPrompt, llama, 0)
+			}
+			p("| %s | %s | %d | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), l.Prompt, rate(a.AfterPrompt, "%.1f"),
+				rate(llama, "%.1f"), rc, f16, f16r)
+		})
 	}
 
 	if r.Streams > 0 {
@@ -301,6 +310,26 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 		"go run ./bench -gpu -llama-bench build/bin/llama-bench -llama-batched-bench build/bin/llama-batched-bench%s\n"+
 		"```\n\nWithout Go on the GPU machine, build `apr` and the bench here (`go build -ldflags \"-X main.buildCommit=$(git rev-parse --short=12 HEAD)\" ./bench` names the commit in the report where the build stamps none), carry them, and pass `-apr PATH`.\n\n", r.longFlag())
 	p("%s\n", gpuEnd)
+}
+
+// eachLong calls f with every longer prompt of every case, and the
+// summaries of apr's runs with its default cache (a) and an F16 one (h).
+func (r *gpuReport) eachLong(f func(c *gpuCase, l *longRun, a, h aprSummary)) {
+	for i := range r.Cases {
+		c := &r.Cases[i]
+		for j := range c.Long {
+			l := &c.Long[j]
+			f(c, l, summarizeGPU(l.APRRuns), summarizeGPU(l.APRF16))
+		}
+	}
+}
+
+// median is the median of a llama-bench row's samples, 0 without a row.
+func (b *llamaBenchRow) median() float64 {
+	if b == nil {
+		return 0
+	}
+	return median(b.SamplesTS)
 }
 
 // hasLong reports whether a case measured longer prompts (-gpu-long).
