@@ -246,36 +246,13 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 			"as apr does by default for GGUF files; for the SafeTensors folder apr's default is an f32 cache "+
 			"(transformers' numerics), and the \"f16 cache\" columns are apr with `--cache-type-k f16`, llama.cpp's "+
 			"cache type.\n\n", processes(r.longReps()))
-		p("| model | weights | prompt | apr | llama.cpp | apr / llama.cpp | apr, f16 cache | f16 cache / llama.cpp |\n")
-		p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-		r.eachLong(func(c *gpuCase, l *longRun, a, h aprSummary) {
-			llama := l.Llama.median()
-			rc, _ := ratioCell(a.Prompt, llama, 0)
-			f16, f16r := "the default", "the default"
-			if c.APR == kindBF16 {
-				f16 = rate(h.Prompt, "%.0f")
-				f16r, _ = ratioCell(h.Prompt, llama, 0)
-			}
-			p("| %s | %s | %d | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), l.Prompt, rate(a.Prompt, "%.0f"),
-				rate(llama, "%.0f"), rc, f16, f16r)
-		})
+		r.longTable(p, "prompt", "%.0f", func(a aprSummary) float64 { return a.Prompt }, func(l *longRun) float64 { return l.Llama.median() })
 		p("\n## Decode after a longer prompt (tokens/s)\n\n")
 		p("apr: the %d greedy steps right after the prompt above (positions N to N+%d); llama.cpp: "+
 			"`llama-bench -ngl 99 -p 0 -n %d -d N` (the same steps after a context of N tokens), medians of its samples.\n\n",
 			r.NPredict, r.NPredict-1, r.NPredict)
-		p("| model | weights | context N | apr | llama.cpp | apr / llama.cpp | apr, f16 cache | f16 cache / llama.cpp |\n")
-		p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-		r.eachLong(func(c *gpuCase, l *longRun, a, h aprSummary) {
-			llama := l.LlamaDepth.median()
-			rc, _ := ratioCell(a.AfterPrompt, llama, 0)
-			f16, f16r := "the default", "the default"
-			if c.APR == kindBF16 {
-				f16 = rate(h.AfterPrompt, "%.1f")
-				f16r, _ = ratioCell(h.AfterPrompt, llama, 0)
-			}
-			p("| %s | %s | %d | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), l.Prompt, rate(a.AfterPrompt, "%.1f"),
-				rate(llama, "%.1f"), rc, f16, f16r)
-		})
+		r.longTable(p, "context N", "%.1f", func(a aprSummary) float64 { return a.AfterPrompt },
+			func(l *longRun) float64 { return l.LlamaDepth.median() })
 	}
 
 	if r.Streams > 0 {
@@ -312,14 +289,28 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 	p("%s\n", gpuEnd)
 }
 
-// eachLong calls f with every longer prompt of every case, and the
-// summaries of apr's runs with its default cache (a) and an F16 one (h).
-func (r *gpuReport) eachLong(f func(c *gpuCase, l *longRun, a, h aprSummary)) {
+// longTable writes a table of the longer prompts, a row each: apr's
+// figure (apr picks it from a run summary, printed with format) with its
+// default cache and, for SafeTensors, an F16 one, against llama.cpp's
+// (llama), and their ratios; first names the third column.
+func (r *gpuReport) longTable(p func(string, ...any), first, format string, apr func(aprSummary) float64,
+	llama func(*longRun) float64) {
+	p("| model | weights | %s | apr | llama.cpp | apr / llama.cpp | apr, f16 cache | f16 cache / llama.cpp |\n", first)
+	p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for i := range r.Cases {
 		c := &r.Cases[i]
 		for j := range c.Long {
 			l := &c.Long[j]
-			f(c, l, summarizeGPU(l.APRRuns), summarizeGPU(l.APRF16))
+			a, ll := apr(summarizeGPU(l.APRRuns)), llama(l)
+			rc, _ := ratioCell(a, ll, 0)
+			f16, f16r := "the default", "the default"
+			if c.APR == kindBF16 {
+				h := apr(summarizeGPU(l.APRF16))
+				f16 = rate(h, format)
+				f16r, _ = ratioCell(h, ll, 0)
+			}
+			p("| %s | %s | %d | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), l.Prompt, rate(a, format),
+				rate(ll, format), rc, f16, f16r)
 		}
 	}
 }
