@@ -68,7 +68,16 @@ const attnSplitGroupMax = 8
 // row and head: a.fits); 0 when not one fits. The kernels cut a row of n
 // keys into ranges of as_per(n, splits) keys (kernels/attn_split.cuh), so
 // the same launch serves every position of the decode graph.
+//
+// The partials of row r lie at r x heads x splits x (dim+4) floats, not
+// in the row's own heads x ctx: with ggml's flash attention the short
+// rows' body (in attn_split_fin_fa, beside the long rows' merges) must
+// then keep its scores in shared memory, which it does up to faDecScores
+// keys. A threshold above that (APR_ATTN_SPLIT_MIN) gets 0: no split.
 func splitCount(a attnArgs, m, sms int) int {
+	if a.fa && splitMin(true) > faDecScores {
+		return 0
+	}
 	if sms <= 0 {
 		sms = 132 // an H100's
 	}

@@ -115,18 +115,20 @@ func TestSplitCount(t *testing.T) {
 	attnSplitPerSM = 2
 	for _, c := range []struct {
 		ctx, dim, kvHeads, m, scoreRows, sms, want int
+		fa                                         bool
 	}{
-		{16640, 128, 2, 1, 64, 132, 132}, // decode: two blocks an SM
-		{16640, 64, 2, 1, 64, 132, 132},
-		{4224, 128, 2, 1, 0, 132, 32},  // a one-row scratch: 32 x 132 floats <= 4,224
-		{5120, 128, 2, 4, 0, 132, 33},  // 264 blocks over 2 KV heads x 4 rows
-		{4096, 128, 4, 1, 64, 114, 57}, // 228 blocks over 4 KV heads
-		{1024, 128, 4, 1, 64, 114, 32}, // one range a 32 keys
-		{200, 128, 2, 1, 64, 132, 7},   // one range a 32 keys
-		{100, 128, 2, 1, 0, 132, 0},    // not one partial fits
-		{16640, 128, 2, 32, 64, 0, 5},  // no SM count: an H100's
+		{16640, 128, 2, 1, 64, 132, 132, false}, // decode: two blocks an SM
+		{16640, 64, 2, 1, 64, 132, 132, false},
+		{4224, 128, 2, 1, 0, 132, 32, false},   // a one-row scratch: 32 x 132 floats <= 4,224
+		{5120, 128, 2, 4, 0, 132, 33, false},   // 264 blocks over 2 KV heads x 4 rows
+		{4096, 128, 4, 1, 64, 114, 57, false},  // 228 blocks over 4 KV heads
+		{1024, 128, 4, 1, 64, 114, 32, false},  // one range a 32 keys
+		{200, 128, 2, 1, 64, 132, 7, false},    // one range a 32 keys
+		{100, 128, 2, 1, 0, 132, 0, false},     // not one partial fits
+		{16640, 128, 2, 32, 64, 0, 5, false},   // no SM count: an H100's
+		{16640, 128, 2, 1, 64, 132, 132, true}, // ggml's numerics at the default threshold
 	} {
-		a := attnArgs{ctx: c.ctx, dim: c.dim, kvHeads: c.kvHeads, scoreRows: c.scoreRows}
+		a := attnArgs{ctx: c.ctx, dim: c.dim, kvHeads: c.kvHeads, scoreRows: c.scoreRows, fa: c.fa}
 		got := splitCount(a, c.m, c.sms)
 		if got != c.want {
 			t.Errorf("splitCount(ctx %d, dim %d, %d KV heads, %d rows, scratch %d, %d SMs) = %d, want %d",
@@ -135,6 +137,17 @@ func TestSplitCount(t *testing.T) {
 		if got > 0 && !a.fits(got*(c.dim+4), c.m) {
 			t.Errorf("splitCount(ctx %d, dim %d) = %d: partials overflow the scratch", c.ctx, c.dim, got)
 		}
+	}
+	// Past faDecScores the short rows' ggml body keeps its scores in the
+	// scratch, where the long rows' partials lie: no split.
+	defer func(g int) { attnSplitMinGGML = g }(attnSplitMinGGML)
+	attnSplitMinGGML = faDecScores + 1
+	a := attnArgs{ctx: 16640, dim: 128, kvHeads: 2, scoreRows: 64, fa: true}
+	if got := splitCount(a, 1, 132); got != 0 {
+		t.Errorf("splitCount with ggml's threshold at %d keys = %d, want 0", attnSplitMinGGML, got)
+	}
+	if a.fa = false; splitCount(a, 1, 132) != 132 {
+		t.Errorf("splitCount without ggml's numerics declined because of ggml's threshold")
 	}
 }
 
