@@ -244,7 +244,7 @@ func (d *Device) manyRows(heads, m int) bool {
 // cpu's FlashAttentionGGML computes it, for a pass of *passp rows (ggml's
 // tiled kernel from 64 rows on).
 func (d *Device) attention(q, kc, vc, out, scores, info, passp devptr, a attnArgs, m int) error {
-	// Decode steps over a long context: split over chunks of keys
+	// Decode steps over a long context: split over ranges of keys
 	// (attn_split.go); rows of few keys still run the kernels below.
 	if ok, err := d.attnSplit(q, kc, vc, out, scores, info, passp, a, m); ok {
 		return err

@@ -15,7 +15,7 @@ package cuda
 var attnSplitMin = 384
 
 // attnSplitMinGGML is attnSplitMin for an F16 cache with ggml's flash
-// attention (GGUF numerics). The split accumulates each chunk's values in
+// attention (GGUF numerics). The split accumulates each range's values in
 // float32, where ggml's CPU kernel (and the CPU engine, llama.cpp's CPU
 // reference) rounds its accumulator to F16 at every key: past a few
 // hundred keys the two differ by ~1e-2 x max|logit| on the shared models
@@ -43,7 +43,7 @@ var attnSplitPerSM = 2
 
 // attnSplitKernels are the split kernels by cache (F16?) and head
 // dimension; attnSplitFinDec the kernels that run today's attention
-// (attnDecKernels' body) or merge the chunks, by cache and head dimension,
+// (attnDecKernels' body) or merge the ranges, by cache and head dimension,
 // without ggml's flash attention (with it, attn_split_fin_fa, which takes
 // attention_fa's parameters).
 var (

@@ -13,7 +13,7 @@ import (
 
 // TestSplitDecodeMatchesCPU is TestDecodeMatchesCPU with the split decode
 // attention forced at every position (attnSplitMin 0, a context of 1,024
-// positions so that the chunks' partials fit): for every shared model
+// positions so that the ranges' partials fit): for every shared model
 // file and reference prompt, the GPU's decode step token by token against
 // the CPU engine. The SafeTensors model (float32 cache, and F16 without
 // ggml's flash attention) is held to the bar: the last prompt position's logits within 1e-2 x max|logit|
@@ -36,7 +36,7 @@ func TestSplitDecodeMatchesCPU(t *testing.T) {
 			m, e, g := openBothCache(t, c.rel, 1024, c.cache, nil)
 			batch := func(ids []int) int { return len(ids) }
 			if pe := plainAttention(t, m); pe != nil {
-				// The split sums each chunk's values in float32: its
+				// The split sums each range's values in float32: its
 				// reference is the CPU's plain attention over the same F16
 				// cache, not ggml's kernel, which rounds its sum to F16 at
 				// every key (attnSplitMinGGML). Every GPU row is a one-row
