@@ -127,17 +127,20 @@ func attnBenchData(bufs *buffers, r *rand.Rand, sh attnBenchShape, ctx int, f16 
 	if f16 {
 		elem = 2
 	}
-	cache := func() devptr {
-		v := randn(r, ctx*kvDim, 1)
-		if f16 {
-			return bufs.bytes(encodeKV(v, true))
-		}
-		return bufs.floats(v)
-	}
-	kc, vc = cache(), cache()
+	kc, vc = benchCache(bufs, r, ctx*kvDim, f16), benchCache(bufs, r, ctx*kvDim, f16)
 	q = bufs.floats(randn(r, ctx*qStride, 2))
 	out, scores = bufs.poisoned(4*ctx*sh.heads*sh.dim), bufs.poisoned(4*ctx*sh.heads*ctx)
 	a = attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
 		f16: f16, qStride: qStride, slotBytes: ctx * kvDim * elem}
 	return kc, vc, q, out, scores, a
+}
+
+// benchCache is n random cache elements on the device: F16 where f16,
+// else float32.
+func benchCache(bufs *buffers, r *rand.Rand, n int, f16 bool) devptr {
+	v := randn(r, n, 1)
+	if f16 {
+		return bufs.bytes(encodeKV(v, true))
+	}
+	return bufs.floats(v)
 }

@@ -29,14 +29,7 @@ func BenchmarkAttentionSplit(b *testing.B) {
 			if !f16 {
 				elem = 4
 			}
-			cache := func() devptr {
-				v := randn(r, ctx*kvDim, 1)
-				if f16 {
-					return bufs.bytes(encodeKV(v, true))
-				}
-				return bufs.floats(v)
-			}
-			kc, vc := cache(), cache()
+			kc, vc := benchCache(bufs, r, ctx*kvDim, f16), benchCache(bufs, r, ctx*kvDim, f16)
 			q := bufs.floats(randn(r, qStride, 2))
 			out, scores := bufs.poisoned(4*sh.heads*sh.dim), bufs.poisoned(4*scoreRows*sh.heads*ctx)
 			a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx,
