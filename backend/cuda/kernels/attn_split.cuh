@@ -75,28 +75,6 @@ __device__ __forceinline__ as_layout as_sizes(int dim, int elem, int group) {
     return l;
 }
 
-// as_copy starts copying nk rows (keys j0.., head offset off in elements,
-// rows kvStride elements apart; rowBytes each, a multiple of 16) of cache
-// src into dst (rows of rowBytes + 16 bytes) as 16-byte cp.async pieces,
-// consecutive threads along a row; the caller commits the group. The
-// pieces carry an L2 evict-first policy: a decode step reads each key and
-// value once, and the weights the next products asked for in L2 should
-// stay there (BenchmarkDecodeLong, H100: 1.5B Q4_K_M at 16,384 positions
-// 567 -> 611 tok/s).
-__device__ __forceinline__ void as_copy(const u8* src, u8* dst, i64 kvStride, i64 off, int j0, int nk, int rowBytes,
-                                        int elem) {
-    int pr = rowBytes / 16;
-    unsigned long long pol;
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
-    for (int i = threadIdx.x; i < nk * pr; i += AS_NT) {
-        int key = i / pr, p = i % pr;
-        const u8* s = src + (((i64)(j0 + key) * kvStride + off) * elem) + p * 16;
-        u32 d = (u32)__cvta_generic_to_shared(dst + key * (rowBytes + 16) + p * 16);
-        asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(d), "l"(s), "l"(pol)
-                     : "memory");
-    }
-}
-
 // as_piece widens 16 bytes of a staged row (8 F16 values or 4 floats) to
 // floats.
 template <bool F16>
@@ -147,8 +125,8 @@ __device__ __forceinline__ void attn_split_body(const float* __restrict__ q, con
     int tiles = (nk + KT - 1) / KT;
     auto stage = [&](int t) {  // tile t's keys and values, one cp.async group
         int b = (t & 1) * KT * RS, k0 = j0 + t * KT, m = min(KT, nk - t * KT);
-        as_copy(kc + sb, ks + b, kvStride, off, k0, m, RB, ELEM);
-        as_copy(vc + sb, vs + b, kvStride, off, k0, m, RB, ELEM);
+        copy_rows_async<true>(kc + sb, ks + b, kvStride, off, k0, m, RB, ELEM, RS, threadIdx.x, AS_NT, 0, false);
+        copy_rows_async<true>(vc + sb, vs + b, kvStride, off, k0, m, RB, ELEM, RS, threadIdx.x, AS_NT, 0, false);
         asm volatile("cp.async.commit_group;" ::: "memory");
     };
     stage(0);

@@ -549,19 +549,23 @@ __device__ __forceinline__ void matvec_rw(int rw, const u8* __restrict__ W, cons
 
 // prefetch_rows brings block blk's rpc weight rows (of rows) into L2: the
 // _mv kernels call it before pdl_wait, so that their weights stream in
-// while the kernel before them finishes. -DMV_PF_CAP=N asks for at most
-// the first N bytes of a block's rows, of blocks whose rows are more than
-// MV_PF_OVER bytes (default 0: every block); a measurement knob, by default
-// a block asks for all of its rows. H100, BenchmarkDecodeSynthetic, tok/s,
-// two rounds, one call (23rd session): all -> N = 16384 -> N = 4096: 1.5B
-// Q8_0 811.2, 811.1 -> 821.7, 821.4 -> 822.4, 820.1 (only its down
-// product's blocks, 38 KB of rows each, are over 16 KB); 1.5B Q4_K_M 858.4,
-// 855.4 -> 854.4, 854.3 -> 844.3, 841.7; 0.5B Q8_0 1463, 1463 -> 1455,
-// 1457 -> 1408, 1403; 0.5B Q4_K_M 1412, 1414 -> 1409, 1407 -> 1370, 1365.
-#ifdef MV_PF_CAP
-#ifndef MV_PF_OVER
-#define MV_PF_OVER 0
+// while the kernel before them finishes. A block whose rows are more than
+// MV_PF_OVER bytes asks for only their first MV_PF_CAP bytes: a large
+// request queues ahead of the loads of the kernel still running (the down
+// products' blocks of 20-38 KB delay silu_quant's loads). Bit-identical
+// by construction. H100, BenchmarkDecodeSynthetic, tok/s, two rounds, one
+// call (24th session), no cap -> 16 KB over 32 KB (the default): 1.5B
+// Q8_0 805.5, 805.2 -> 815.9, 815.8; 1.5B Q4_K_M 853.4, 854.0 -> 857.8,
+// 857.4; 0.5B Q8_0 1463, 1464 -> 1467, 1466; 0.5B Q4_K_M 1407, 1407 ->
+// 1404, 1404. A cap of 16 KB on every block (23rd session) cost the 0.5B
+// models 0.2-0.5%, one of 4 KB 3.5%. -DMV_PF_CAP=0 turns the cap off.
+#ifndef MV_PF_CAP
+#define MV_PF_CAP 16384
 #endif
+#ifndef MV_PF_OVER
+#define MV_PF_OVER 32768
+#endif
+#if MV_PF_CAP > 0
 #define MV_PF_BYTES(n) ((n) > (i64)MV_PF_OVER ? min((n), (i64)MV_PF_CAP) : (n))
 #else
 #define MV_PF_BYTES(n) (n)
