@@ -12,9 +12,12 @@ import (
 
 // The kernels are CUDA C in kernels/kernels.cu (which includes the other kernels/*.cuh files), compiled to PTX for sm_90
 // by nvcc (CUDA 13) and committed; the driver JIT-compiles the PTX when the
-// module loads. Regenerate on a machine with the CUDA toolkit:
+// module loads. Regenerate on a machine with the CUDA toolkit; the second
+// step records the sources' hash in kernels/kernels.ptx.sources, which
+// TestPTXBuiltFromSources checks (without a GPU) against the sources:
 //
 //go:generate nvcc -ptx -arch=sm_90 -O3 -o kernels/kernels.ptx kernels/kernels.cu
+//go:generate go test -run TestPTXBuiltFromSources -update-ptx-sources .
 
 //go:embed kernels/kernels.ptx
 var embeddedPTX []byte
