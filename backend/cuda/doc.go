@@ -4,8 +4,11 @@
 // building apr needs neither cgo nor the CUDA toolkit; Available reports,
 // in one line, why a machine cannot use it. The kernels are CUDA C in
 // kernels/kernels.cu, compiled to PTX for sm_90 by nvcc (the go:generate
-// line in kernels.go) and committed; the driver JIT-compiles the embedded
+// lines in kernels.go) and committed; the driver JIT-compiles the embedded
 // PTX when the module loads. APR_CUDA_PTX names a PTX file to load instead.
+// kernels/kernels.ptx.sources records the hash of the sources the PTX was
+// built from, and TestPTXBuiltFromSources (no GPU needed) fails when they
+// have changed since.
 //
 // Model holds a Qwen2/LLaMA model's weights resident on the device in their
 // stored encoding (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, F16, BF16, F32), the
