@@ -149,9 +149,32 @@ __device__ __forceinline__ float kaffine(int isum, int summs, float wd, float wd
     return __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)summs));
 }
 
+// k4_scales decodes, without branches on j, what scale_min_k4 gives for
+// sub-blocks 2j and 2j+1 of a Q4_K/Q5_K super-block whose 12 scale bytes
+// are the words A, B, C: sc = {scale 2j, min 2j, scale 2j+1, min 2j+1}.
+__device__ __forceinline__ void k4_scales(int j, u32 A, u32 B, u32 C, int sc[4]) {
+    int sh = 16 * (j & 1);
+    bool hi = j >= 2;
+    u32 a = A >> sh, b = B >> sh, c = C >> sh;
+    u32 x = hi ? c : a, y = hi ? (a >> 2) : a, xm = hi ? (c >> 4) : b, ym = hi ? (b >> 2) : b;
+    sc[0] = (int)((x & 0xF) | (y & 0x30));
+    sc[1] = (int)((xm & 0xF) | (ym & 0x30));
+    sc[2] = (int)(((x >> 8) & 0xF) | ((y >> 8) & 0x30));
+    sc[3] = (int)(((xm >> 8) & 0xF) | ((ym >> 8) & 0x30));
+}
+
+// dp4a_us is dp4a of unsigned bytes a by signed bytes b.
+__device__ __forceinline__ int dp4a_us(u32 a, int b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
 // Q4_K and Q5_K: 4 lanes a super-block; lane j of a block takes the 32
 // bytes of nibbles of sub-blocks 2j (low) and 2j+1 (high) and, for Q5_K,
-// the 32 bytes of fifth bits (the same for every lane).
+// the 32 bytes of fifth bits (the same for every lane). A block's first 16
+// bytes (d, dmin, the scales) come in one load; Q4_K's high nibbles enter
+// dp4a in place (16 times the sum, shifted back: the same integers).
 template <bool Q5>
 struct TQ45K {
     static const int LANES = 4, PER = 8, BYTES = Q5 ? 176 : 144, ABYTES = 292;
@@ -165,12 +188,12 @@ struct TQ45K {
     };
     static __device__ __forceinline__ int blocks(int cols) { return cols / 256; }
     static __device__ __forceinline__ void wload(const u8* wb, int j, W& o) {
-        scale_min_k4(2 * j, wb + 4, &o.sc[0], &o.sc[1]);
-        scale_min_k4(2 * j + 1, wb + 4, &o.sc[2], &o.sc[3]);
+        uint4 hd = *(const uint4*)wb;
+        k4_scales(j, hd.y, hd.z, hd.w, o.sc);
         ld8v(wb + (Q5 ? 48 : 16) + 32 * j, o.q);
         if (Q5) ld8v(wb + 16, o.h);
-        o.d = h2f(ld16(wb));
-        o.dmin = h2f(ld16(wb + 2));
+        o.d = h2f((u16)(hd.x & 0xffff));
+        o.dmin = h2f((u16)(hd.x >> 16));
     }
     static __device__ __forceinline__ void aload(const u8* ab, int j, A& o) {
 #pragma unroll
@@ -183,14 +206,18 @@ struct TQ45K {
         int s0 = 0, s1 = 0;
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            int lo = w.q[k] & 0x0f0f0f0f, hi = (w.q[k] >> 4) & 0x0f0f0f0f;
+            int lo = w.q[k] & 0x0f0f0f0f;
             if (Q5) {
+                int hi = (w.q[k] >> 4) & 0x0f0f0f0f;
                 lo |= ((w.h[k] >> (2 * j)) & 0x01010101) << 4;
                 hi |= ((w.h[k] >> (2 * j + 1)) & 0x01010101) << 4;
+                s1 = __dp4a(hi, a.x[8 + k], s1);
+            } else {
+                s1 = dp4a_us((u32)w.q[k] & 0xf0f0f0f0u, a.x[8 + k], s1);
             }
             s0 = __dp4a(lo, a.x[k], s0);
-            s1 = __dp4a(hi, a.x[8 + k], s1);
         }
+        if (!Q5) s1 >>= 4;
         int isum = w.sc[0] * s0 + w.sc[2] * s1;
         int summs = a.bs0 * w.sc[1] + a.bs1 * w.sc[3];
         return kaffine(isum, summs, w.d, w.dmin, a.d);
