@@ -23,6 +23,15 @@ type attnArgs struct {
 	scoreRows int
 }
 
+// kvElem is the bytes of a KV cache element: 2 in an F16 cache, 4 in a
+// float32 one.
+func kvElem(f16 bool) int {
+	if f16 {
+		return 2
+	}
+	return 4
+}
+
 // fits reports whether the scores scratch holds perRow floats a row and
 // head for m rows.
 func (a attnArgs) fits(perRow, m int) bool {

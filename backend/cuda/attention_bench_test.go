@@ -123,10 +123,7 @@ type attnBenchShape struct {
 func attnBenchData(bufs *buffers, r *rand.Rand, sh attnBenchShape, ctx int, f16 bool) (kc, vc, q, out, scores devptr, a attnArgs) {
 	kvDim := sh.kvHeads * sh.dim
 	qStride := sh.heads*sh.dim + 2*kvDim
-	elem := 4
-	if f16 {
-		elem = 2
-	}
+	elem := kvElem(f16)
 	kc, vc = benchCache(bufs, r, ctx*kvDim, f16), benchCache(bufs, r, ctx*kvDim, f16)
 	q = bufs.floats(randn(r, ctx*qStride, 2))
 	out, scores = bufs.poisoned(4*ctx*sh.heads*sh.dim), bufs.poisoned(4*ctx*sh.heads*ctx)

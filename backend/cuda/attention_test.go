@@ -300,10 +300,7 @@ func TestAttentionScratchRows(t *testing.T) {
 	m, kvDim := len(rows), kvHeads*dim
 	qStride := heads*dim + 2*kvDim
 	for _, f16 := range []bool{true, false} {
-		elem := 2
-		if !f16 {
-			elem = 4
-		}
+		elem := kvElem(f16)
 		caches, kc, vc := randomCaches(r, b, 1, ctx, kvDim, f16)
 		q, qs, rc, rp := passQueries(r, rows, caches, heads*dim, qStride)
 		want := make([]float32, len(q))

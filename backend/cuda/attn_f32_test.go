@@ -120,10 +120,7 @@ func TestNewKernelsInPTX(t *testing.T) {
 // and values on the CPU and the same values on the device (F16 or float32,
 // slot after slot).
 func randomCaches(r *rand.Rand, b *buffers, slots, ctx, kvDim int, f16 bool) (caches []*cpu.KVCache, kc, vc devptr) {
-	elem := 4
-	if f16 {
-		elem = 2
-	}
+	elem := kvElem(f16)
 	slotBytes := ctx * kvDim * elem
 	caches = make([]*cpu.KVCache, slots)
 	kh, vh := make([]byte, slots*slotBytes), make([]byte, slots*slotBytes)

@@ -131,10 +131,7 @@ func (d *Device) attnSplit(q, kc, vc, out, scores, info, passp devptr, a attnArg
 	if fin == "" || name == "" || splits == 0 || !d.has(name) || !d.has(fin) {
 		return false, nil
 	}
-	elem, group := 2, a.heads/a.kvHeads
-	if !a.f16 {
-		elem = 4
-	}
+	elem, group := kvElem(a.f16), a.heads/a.kvHeads
 	pp := devptr(0) // ggml's kernels skip passes of 64 rows or more (its tiled kernel)
 	if a.fa {
 		pp = passp

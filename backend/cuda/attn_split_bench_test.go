@@ -25,10 +25,7 @@ func BenchmarkAttentionSplit(b *testing.B) {
 		for _, f16 := range []bool{true, false} {
 			kvDim := sh.kvHeads * sh.dim
 			qStride := sh.heads*sh.dim + 2*kvDim
-			elem := 2
-			if !f16 {
-				elem = 4
-			}
+			elem := kvElem(f16)
 			kc, vc := benchCache(bufs, r, ctx*kvDim, f16), benchCache(bufs, r, ctx*kvDim, f16)
 			q := bufs.floats(randn(r, qStride, 2))
 			out, scores := bufs.poisoned(4*sh.heads*sh.dim), bufs.poisoned(4*scoreRows*sh.heads*ctx)

@@ -54,10 +54,7 @@ func TestAttentionSplit(t *testing.T) {
 	for _, sh := range []struct{ heads, kvHeads, dim int }{{12, 2, 128}, {14, 2, 64}, {28, 4, 128}, {12, 2, 64}, {2, 1, 64}} {
 		for _, cache := range []struct{ f16, fa bool }{{true, true}, {true, false}, {false, false}} {
 			f16, fa := cache.f16, cache.fa
-			elem := 4
-			if f16 {
-				elem = 2
-			}
+			elem := kvElem(f16)
 			kvDim := sh.kvHeads * sh.dim
 			qStride := sh.heads*sh.dim + 2*kvDim
 			caches, kc, vc := randomCaches(r, b, slots, ctx, kvDim, f16)

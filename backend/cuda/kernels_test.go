@@ -348,10 +348,7 @@ func TestRoPEStore(t *testing.T) {
 	}
 	for style, rs := range []cpu.RopeStyle{cpu.RopeHF, cpu.RopeGGML} {
 		for _, f16 := range []bool{false, true} {
-			elem := 4
-			if f16 {
-				elem = 2
-			}
+			elem := kvElem(f16)
 			slotBytes := ctx * kvDim * elem
 			qkv := randn(r, len(rows)*stride, 1)
 			want := append([]float32(nil), qkv...)
@@ -416,10 +413,7 @@ func TestAttention(t *testing.T) {
 	attnMMAF16 = false // ggml's tiled kernel for the 64-row pass
 	rows := []Row{{Slot: 1, Pos: n - 1}, {Slot: 0, Pos: n - 1}, {Slot: 1, Pos: n - 9}}
 	for _, f16 := range []bool{true, false} {
-		elem := 4
-		if f16 {
-			elem = 2
-		}
+		elem := kvElem(f16)
 		slotBytes := ctx * kvDim * elem
 		caches := []*cpu.KVCache{cpu.NewKVCache(ctx, kvDim, f16), cpu.NewKVCache(ctx, kvDim, f16)}
 		kh, vh := make([]byte, 2*slotBytes), make([]byte, 2*slotBytes)

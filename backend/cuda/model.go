@@ -334,10 +334,7 @@ func (g *Model) load(m *model.Model) error {
 	if l.err != nil {
 		return l.err
 	}
-	elem := 4
-	if g.opts.KVCacheF16 {
-		elem = 2
-	}
+	elem := kvElem(g.opts.KVCacheF16)
 	g.slotBytes = g.ctx * kvDim * elem
 	for i := g.first; i < cfg.NumLayers; i++ {
 		ly := g.loadLayer(l, i)
