@@ -31,6 +31,23 @@ __device__ __forceinline__ void ld8u(const u8* p, int v[8]) {
     for (int k = 0; k < 8; k++) v[k] = (int)__funnelshift_r(w[k], w[k + 1], sh);
 }
 
+// ld_q8_0 reads a 34-byte Q8_0 block at a 2-byte aligned address as nine
+// aligned words (from the block's first 4-byte boundary at or before it):
+// the 32 quants into v, funnel-shifted, and the scale, returned. d and the
+// quants come from the same loads; a block at a 4-byte boundary reads the
+// 2 bytes after it, as ld8u of its quants does.
+__device__ __forceinline__ float ld_q8_0(const u8* p, int v[8]) {
+    unsigned long long a = (unsigned long long)p;
+    const u32* b = (const u32*)(a & ~3ull);
+    u32 sh = (a & 3) ? 32u : 16u;  // quants at bit sh of the word pair
+    u32 w[9];
+#pragma unroll
+    for (int k = 0; k < 9; k++) w[k] = b[k];
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = (int)__funnelshift_rc(w[k], w[k + 1], sh);
+    return h2f((u16)((w[0] >> (sh - 16)) & 0xffff));
+}
+
 // ld8v reads 32 bytes at a 16-byte aligned address in two vector loads.
 __device__ __forceinline__ void ld8v(const u8* p, int v[8]) {
     int4 x = ((const int4*)p)[0], y = ((const int4*)p)[1];
@@ -101,18 +118,27 @@ struct TQ32 {
         float d;
     };
     static __device__ __forceinline__ int blocks(int cols) { return cols / 32; }
+    // Q8_0 weights and their activation: d and the quants from one set of
+    // loads (ld_q8_0). The activation of Q4_0/Q5_0 weights keeps the
+    // 8-word read and a separate d: ld_q8_0's ninth word costs those
+    // kernels 8-16 registers and 0.5B Q4_K_M's Q5_0 gate/up 1.9% of its
+    // step (H100, 26th session), where Q8_0 models gain 1-1.8%.
     static __device__ __forceinline__ void wload(const u8* wb, int, W& o) {
         if (KIND == 0) {
-            ld8u(wb + 2, o.q);
+            o.d = ld_q8_0(wb, o.q);
         } else {
 #pragma unroll
             for (int k = 0; k < 8; k++) o.q[k] = Q::word(wb, 4 * k);
+            o.d = h2f(ld16(wb));
         }
-        o.d = h2f(ld16(wb));
     }
     static __device__ __forceinline__ void aload(const u8* ab, int, A& o) {
-        ld8u(ab + 2, o.x);
-        o.d = h2f(ld16(ab));
+        if (KIND == 0) {
+            o.d = ld_q8_0(ab, o.x);
+        } else {
+            ld8u(ab + 2, o.x);
+            o.d = h2f(ld16(ab));
+        }
     }
     static __device__ __forceinline__ float wdot(const W& w, const A& a, int) {
         int s = 0;
@@ -121,17 +147,6 @@ struct TQ32 {
         return Q::term(s, w.d, a.d);
     }
 };
-
-// scale_min_k4 is ggml's get_scale_min_k4.
-__device__ __forceinline__ void scale_min_k4(int j, const u8* s, int* sc, int* m) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
 
 __device__ __forceinline__ int bsum(const u8* ab, int j) { return (int)*(const short*)(ab + 260 + 2 * j); }
 
@@ -149,9 +164,10 @@ __device__ __forceinline__ float kaffine(int isum, int summs, float wd, float wd
     return __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)summs));
 }
 
-// k4_scales decodes, without branches on j, what scale_min_k4 gives for
-// sub-blocks 2j and 2j+1 of a Q4_K/Q5_K super-block whose 12 scale bytes
-// are the words A, B, C: sc = {scale 2j, min 2j, scale 2j+1, min 2j+1}.
+// k4_scales is ggml's get_scale_min_k4 for sub-blocks 2j and 2j+1 of a
+// Q4_K/Q5_K super-block whose 12 scale bytes are the words A, B, C,
+// decoded without branches on j: sc = {scale 2j, min 2j, scale 2j+1,
+// min 2j+1}. The products, mmq's staging and get_rows all use it.
 __device__ __forceinline__ void k4_scales(int j, u32 A, u32 B, u32 C, int sc[4]) {
     int sh = 16 * (j & 1);
     bool hi = j >= 2;
@@ -245,9 +261,9 @@ struct TQ6K {
         int ns = 4 * (sub >> 1), hs = 2 * sub;
 #pragma unroll
         for (int k = 0; k < 8; k++) o.q[k] = ((ql[k] >> ns) & 0x0f0f0f0f) | (((qh[k] >> hs) & 0x03030303) << 4);
-        int e0 = 128 * half + 32 * sub;
-        o.sc0 = (int)(i8)wb[192 + e0 / 16];
-        o.sc1 = (int)(i8)wb[192 + e0 / 16 + 1];
+        u32 sc = ld16(wb + 192 + 8 * half + 2 * sub);  // the quarter's two int8 scales
+        o.sc0 = (int)(i8)(sc & 0xff);
+        o.sc1 = (int)(i8)(sc >> 8);
         o.d = h2f(ld16(wb + 208));
     }
     static __device__ __forceinline__ void aload(const u8* ab, int k8, A& o) {

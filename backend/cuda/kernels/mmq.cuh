@@ -194,9 +194,6 @@ struct B32 {
     }
 };
 
-// byte k of three little-endian words.
-__device__ __forceinline__ int byte3(const u32 s[3], int k) { return (s[k >> 2] >> (8 * (k & 3))) & 0xff; }
-
 // MK45 runs Q4_K and Q5_K against Q8_K: a chunk is a super-block of 8
 // sub-blocks of 32 (sub-block j: nibbles j%2 of bytes 32(j/2).. of the
 // quants; Q5_K's fifth bit is bit j of the qh bytes), each with a 6-bit
@@ -253,17 +250,13 @@ struct MK45 {
             int r = threadIdx.x;
             u32 s[3] = {(u32)p.x[1], (u32)p.x[2], (u32)p.x[3]};
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                int s0, s1;
-                if (j < 4) {
-                    s0 = byte3(s, j) & 63;
-                    s1 = byte3(s, j + 4) & 63;
-                } else {
-                    s0 = (byte3(s, j + 4) & 0x0f) | ((byte3(s, j - 4) >> 6) << 4);
-                    s1 = (byte3(s, j + 4) >> 4) | ((byte3(s, j) >> 6) << 4);
-                }
-                sc.sc[r][j] = (u8)s0;
-                sc.mn[r][j] = (u8)s1;
+            for (int j = 0; j < 4; j++) {
+                int q[4];
+                k4_scales(j, s[0], s[1], s[2], q);
+                sc.sc[r][2 * j] = (u8)q[0];
+                sc.mn[r][2 * j] = (u8)q[1];
+                sc.sc[r][2 * j + 1] = (u8)q[2];
+                sc.mn[r][2 * j + 1] = (u8)q[3];
             }
             sc.d[r] = h2f((u16)(p.x[0] & 0xffff));
             sc.dmin[r] = h2f((u16)((u32)p.x[0] >> 16));

@@ -33,9 +33,12 @@ __device__ __forceinline__ float deq_q45k(const u8* w, int i) {
     int byte = b[(Q5 ? 48 : 16) + 32 * chunk + l];
     int q = high ? (byte >> 4) : (byte & 0x0f);
     if (Q5) q |= ((b[16 + l] >> (2 * chunk + (high ? 1 : 0))) & 1) << 4;
-    int sc, m;
-    scale_min_k4(e / 32, b + 4, &sc, &m);
-    float d1 = __fmul_rn(h2f(ld16(b)), (float)sc), m1 = __fmul_rn(h2f(ld16(b + 2)), (float)m);
+    uint4 hd = *(const uint4*)b;
+    int sc4[4];
+    k4_scales(e / 64, hd.y, hd.z, hd.w, sc4);
+    bool odd = (e & 32) != 0;
+    int sc = odd ? sc4[2] : sc4[0], m = odd ? sc4[3] : sc4[1];
+    float d1 = __fmul_rn(h2f((u16)(hd.x & 0xffff)), (float)sc), m1 = __fmul_rn(h2f((u16)(hd.x >> 16)), (float)m);
     return __fsub_rn(__fmul_rn(d1, (float)q), m1);
 }
 __device__ __forceinline__ float deq_q6_k(const u8* w, int i) {
