@@ -130,9 +130,12 @@ func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devp
 		a.kvHeads < 1 || a.heads%a.kvHeads != 0 {
 		return false, false, nil
 	}
-	name, blocks, shared := "attention_fa_rope", a.heads, faSharedBytes(a.dim)
+	name, blocks, threads, shared := "attention_fa_rope", a.heads, 256, faSharedBytes(a.dim)
 	cluster := d.clusterRows(a, m) && d.has("attention_fa_cl_rope")
+	pipe := cluster && faPipelined && a.dim%32 == 0 && d.has("attention_fa_pl_rope")
 	switch {
+	case pipe:
+		name, blocks, threads, shared = "attention_fa_pl_rope", a.heads*(a.dim/32), faPipeThreads, faPipeBytes(a.dim)
 	case cluster:
 		name, blocks, shared = "attention_fa_cl_rope", a.heads*faCluster, faClusterBytes(a.dim)
 	case ropeInAttention == 0 || !d.has(name):
@@ -150,7 +153,40 @@ func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devp
 		}
 		args = append(args, q80)
 	}
-	return true, quantized, d.launch2(name, blocks, 1, 256, shared, args...)
+	return true, quantized, d.launch2(name, blocks, 1, threads, shared, args...)
+}
+
+// faPipelined picks attention_fa_pl_rope for the one-row attention where
+// attention_fa_cl_rope would run and the head dimension is whole warps:
+// no cluster, a block for each 32 output elements, every block scoring all
+// keys while its chain warp runs the weights already made (kernels/
+// attention.cuh). The same bits (TestAttentionRopeOneRow,
+// TestDecodeVariantsEqual); a variable for the tests' comparisons
+// (APR_CUDA_TUNE "nofapl"). H100, nofapl -> default, two rounds in one
+// call, tok/s: BenchmarkDecodeSynthetic (positions 0-127) 0.5B Q8_0 1478,
+// 1478 -> 1543, 1544; 0.5B Q4_K_M 1399, 1400 -> 1457, 1455; 1.5B Q8_0
+// 823.0, 822.7 -> 844.9, 844.7; 1.5B Q4_K_M 882.0, 881.9 -> 898.5, 898.8;
+// BenchmarkDecodeLong 1.5B Q4_K_M at positions 256 / 512 / 896 (+127)
+// 777.6 / 693.4 / 600.3 -> 787.2 / 693.2 / 592.1: past ~600 keys the
+// element chains (~35 cycles a key in both kernels) bound the launch, and
+// four blocks reading all of the keys cost a little more than a cluster
+// exchanging their scores.
+var faPipelined = true
+
+// faPipeKeys and faPipeThreads are attention_fa_pl_rope's key tile and
+// block (FA_PL_KT, FA_PL_THREADS in kernels/attention.cuh): a producer
+// thread a key, and the chain warp.
+const (
+	faPipeKeys    = 256
+	faPipeThreads = faPipeKeys + 32
+)
+
+// faPipeBytes is attention_fa_pl_rope's shared memory for head dimension
+// dim: the query, faDecScores weights, the row's own key, two tiles of
+// key rows and faDecScores rows of its 32 values; or attention_fa's body,
+// which it runs for longer rows, if more.
+func faPipeBytes(dim int) int {
+	return max(faSharedBytes(dim), 4*(dim+faDecScores)+2*dim+2*2*faPipeKeys*dim+2*faDecScores*32)
 }
 
 // faTiledBytes is the shared memory of attention_fa's tiled part (ggml's

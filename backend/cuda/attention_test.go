@@ -349,12 +349,12 @@ func TestAttentionScratchRows(t *testing.T) {
 }
 
 // TestAttentionRopeOneRow runs RoPE, the KV store and ggml's one-chunk
-// attention of one row in one launch (attentionRope: attention_fa_cl_rope,
-// and attention_fa_rope for a block a head) and compares with the CPU
+// attention of one row in one launch (attentionRope: attention_fa_pl_rope,
+// attention_fa_cl_rope, and attention_fa_rope for a block a head) and compares with the CPU
 // backend's rotation (both styles), its F16 cache row and its
 // FlashAttentionGGML over the cache, bit for bit: rows of 1 to 1,501 keys,
-// the row's key in every quarter of the cluster and past the 1,024 keys
-// the cluster's first block takes alone; and the output's Q8_0 encoding
+// the row's key in every quarter of the cluster, in each of the pipelined
+// kernel's key tiles and past the 1,024 keys the first block takes alone; and the output's Q8_0 encoding
 // for the o product (attnQuantQ80: every head dimension here, never Q8_K)
 // against the CPU's quantization of the CPU's output.
 func TestAttentionRopeOneRow(t *testing.T) {
@@ -365,13 +365,17 @@ func TestAttentionRopeOneRow(t *testing.T) {
 	defer be.Close()
 	defer save(&ropeInAttention)()
 	defer save(&attnCluster)()
+	defer save(&faPipelined)()
 	const ctx, theta = 2048, 1e6
 	variants := []struct {
 		name          string
 		rope, cluster int
+		pipe          bool
 		quant         tensor.DType // the o product's activation, encoded in the launch where it can
-	}{{"attention_fa_cl_rope", 0, 0, 0}, {"attention_fa_rope", 1, -1, 0},
-		{"attention_fa_cl_rope q8_0", 0, 0, tensor.Q8_0}, {"attention_fa_cl_rope q8_k", 0, 0, tensor.Q8_K}}
+	}{{"attention_fa_cl_rope", 0, 0, false, 0}, {"attention_fa_rope", 1, -1, false, 0},
+		{"attention_fa_cl_rope q8_0", 0, 0, false, tensor.Q8_0}, {"attention_fa_cl_rope q8_k", 0, 0, false, tensor.Q8_K},
+		{"attention_fa_pl_rope", 0, 0, true, 0}, {"attention_fa_pl_rope q8_0", 0, 0, true, tensor.Q8_0},
+		{"attention_fa_pl_rope q8_k", 0, 0, true, tensor.Q8_K}}
 	for _, sh := range []attnShape{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}} {
 		kvDim, qDim := sh.kvHeads*sh.dim, sh.heads*sh.dim
 		slotBytes := ctx * kvDim * 2
@@ -389,7 +393,7 @@ func TestAttentionRopeOneRow(t *testing.T) {
 		}
 		a := attnArgs{heads: sh.heads, kvHeads: sh.kvHeads, dim: sh.dim, ctx: ctx, scale: float32(1 / math.Sqrt(float64(sh.dim))),
 			f16: true, fa: true, qStride: qDim + 2*kvDim, slotBytes: slotBytes}
-		for _, pos := range []int{0, 1, 6, 255, 256, 1022, 1023, 1024, 1500} {
+		for _, pos := range []int{0, 1, 6, 7, 8, 255, 256, 511, 512, 700, 1022, 1023, 1024, 1500} {
 			for style, rs := range []cpu.RopeStyle{cpu.RopeHF, cpu.RopeGGML} {
 				qkv := randn(r, a.qStride, 1)
 				q := append([]float32(nil), qkv[:qDim]...)
@@ -406,7 +410,7 @@ func TestAttentionRopeOneRow(t *testing.T) {
 				be.FlashAttentionGGML(want, q, []*cpu.KVCache{cache}, []int{pos}, 1, sh.heads, sh.kvHeads, sh.dim)
 				at := slotBytes + pos*kvDim*2
 				for _, vr := range variants {
-					ropeInAttention, attnCluster = vr.rope, vr.cluster
+					ropeInAttention, attnCluster, faPipelined = vr.rope, vr.cluster, vr.pipe
 					what := fmt.Sprintf("%dx%d dim %d style %d position %d %s", sh.heads, sh.kvHeads, sh.dim, style, pos, vr.name)
 					for i := at; i < at+kvDim*2; i++ {
 						kh[i], vh[i] = 0xff, 0xff // the row the kernel stores

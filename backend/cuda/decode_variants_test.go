@@ -18,17 +18,19 @@ import (
 // unit plans sized as planMatvec's groups had them (mvItems 6), smaller
 // blocks by pass (mvPassItems), and groups of 4 rows in plans by pass of
 // one pass a row (mvOnePassRW), rmsnorm blocks of a thread for 4 values
-// (rmsPerThread), and the attention's output quantized by quantize
-// instead of the attention (attnQuant).
-var decodeVariants = []string{"noattnq", "nokvpre", "noqkv1", "norope1", "rope1,nocluster", "noqkv1,norope1", "nounits", "allunits", "mvitems=6", "passitems=3", "onepassrw=4", "rmsdiv=4"}
+// (rmsPerThread), the attention's output quantized by quantize instead of
+// the attention (attnQuant), and the one-row attention in the cluster
+// kernel instead of attention_fa_pl_rope (faPipelined).
+var decodeVariants = []string{"nofapl", "nofapl,noattnq", "noattnq", "nokvpre", "noqkv1", "norope1", "rope1,nocluster", "noqkv1,norope1", "nounits", "allunits", "mvitems=6", "passitems=3", "onepassrw=4", "rmsdiv=4"}
 
 // TestDecodeVariantsEqual decodes 40 greedy steps of the synthetic GGUF
 // models (1.5B Q4_K_M: q and k Q4_K, v Q6_K, the mixed launch; 0.5B
 // Q4_K_M: Q5_0, Q8_0, Q4_K and Q6_K; 1.5B Q8_0) under every
 // decodeVariants choice and holds each step's logits bit-identical to the
 // default's: the one-launch q/k/v runs the same per-row sums, and
-// attention_fa_cl_rope and attention_fa_rope the same rotations and
-// attention as rope_store and attention_fa_cl or attention_fa.
+// attention_fa_pl_rope, attention_fa_cl_rope and attention_fa_rope the same
+// rotations and attention as rope_store and attention_fa_cl or
+// attention_fa.
 func TestDecodeVariantsEqual(t *testing.T) {
 	skipWithoutGPU(t)
 	for _, i := range []int{3, 1, 2} {

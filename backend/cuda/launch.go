@@ -66,7 +66,7 @@ func pdlKernel(name string) bool {
 	case "quantize", "rmsnorm", "rope_store", "silu_quant", "add", "argmax_part", "argmax_final", "mvx_q8_0", "mvx_q8_k",
 		"term_sum":
 		return true
-	case "attention", "attention_fa", "attention_fa_tiled", "attention_fa_m", "attention_fa_cl", "attention_fa_cl_rope", "attention_fa_rope", "attn_f32_rows_64", "attn_f32_rows_128",
+	case "attention", "attention_fa", "attention_fa_tiled", "attention_fa_m", "attention_fa_cl", "attention_fa_cl_rope", "attention_fa_pl_rope", "attention_fa_rope", "attn_f32_rows_64", "attn_f32_rows_128",
 		"attn_f32_dec_64", "attn_f32_dec_128":
 		return pdlAttention
 	}

@@ -9,7 +9,7 @@ import (
 // launches is an entry of the embedded PTX (a renamed or missing kernel
 // would otherwise only fail on a GPU machine).
 func TestKernelNamesInPTX(t *testing.T) {
-	names := []string{"quantize", "rmsnorm", "rope_store", "attention", "attention_fa", "attention_fa_tiled", "attention_fa_m", "attention_fa_cl", "attention_fa_cl_rope", "attention_fa_rope",
+	names := []string{"quantize", "rmsnorm", "rope_store", "attention", "attention_fa", "attention_fa_tiled", "attention_fa_m", "attention_fa_cl", "attention_fa_cl_rope", "attention_fa_pl_rope", "attention_fa_rope",
 		"silu_quant", "add", "argmax_part", "argmax_final", "mvx_q8_0", "mvx_q8_k", "mvf_bf16", "mvf_f16", "mvf_f32",
 		"pick_penalize", "pick_part", "pick_merge"}
 	for dt, per := range weightTypes {

@@ -19,7 +19,8 @@ import (
 // (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention), "noterms"
 // (no split quantized products of few rows: termsEnabled), "nofam"
 // (passes of many rows keep attention_fa: attnManyRows), "nocluster"
-// (ggml's one-chunk decode attention one block a head: attnCluster), "noks" (no
+// (ggml's one-chunk decode attention one block a head: attnCluster), "nofapl" (the one-row attention
+// in the cluster kernel, not attention_fa_pl_rope: faPipelined), "noks" (no
 // K-split mmq32 kernels: mmq32KSMode), "ks32" / "ks16" (their tiles'
 // weight rows: mmq32KSRows), "mmqfew=N" (mmqFewRows) and "noattnmma16"
 // (long prompts' passes over an F16 cache keep ggml's tiled kernel:
@@ -62,6 +63,8 @@ func applyTune(flags string) {
 			attnMMAF16 = false
 		case "nocluster":
 			attnCluster = -1
+		case "nofapl":
+			faPipelined = false
 		case "smallchunks":
 			smallChunks = true
 		case "attnmma32":
@@ -123,7 +126,7 @@ func SetTune(flags string) (restore func()) {
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread), save(&mvxWarps), save(&kvPrefetch),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
 		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),
-		save(&rmsPerThread),
+		save(&rmsPerThread), save(&faPipelined),
 	}
 	applyTune(flags)
 	return func() {

@@ -944,6 +944,200 @@ extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1)
     fa_cl<true>(ATTN_FA_ARGS, invFreq, thetaScale, style, q80);
 }
 
+// attention_fa_pl_rope is attention_fa_cl_rope's work (rope_store's, then
+// ggml's one-chunk kernel for a decode row of up to FA_DEC_SC keys, the
+// same bits) without a cluster, its element chains started on the first
+// keys' weights while the later keys are scored. Grid (heads x P, 1), P =
+// dim/32: block b of head h owns output elements 32b..32b+31, and every
+// block scores all of the row's keys itself (the cluster's exchange and
+// its two barriers gone; the keys are read from L2 P times). Warps 0-7
+// (the producers) take the keys by tiles of FA_PL_KT, a key a thread: the
+// score (dot_f16_swz), the row's running maximum before it (a scan over the
+// tile, carried from tile to tile), its weight as fa_softmax leaves it and
+// fa_flags' flag, then release the tile's count (st.release.cta). Warp 8
+// (the chains) waits for each count (ld.acquire.cta) and runs its 32
+// elements' F16 chains over the released keys (fa_run), each lane also
+// carrying the running sum S (fa_acc_sum: the same chain as fa_sum's). The
+// cache rows of earlier steps (keys and values 0..n-2, final before this
+// launch) are asked for before the PDL wait, the row's own key and value
+// come from the rotation and q. Rows of more keys, or passes of ggml's
+// tiled kernel, run attention_fa's body in block 0, as fa_cl does.
+#define FA_PL_KT 256
+#define FA_PL_THREADS (FA_PL_KT + WARP)
+
+// fa_acc_sum is fa_acc<S> and fa_sum in one chain: the element's F16
+// accumulator and the running sum of the weights, each updated as its own
+// struct does.
+template <int S>
+struct fa_acc_sum {
+    u16 acc;
+    float sum;
+    const u16* v;
+    __device__ __forceinline__ u32 load(int t) const { return v[t * S]; }
+    __device__ __forceinline__ void add(u32 x, float w) {
+        acc = f2h(__fmaf_rn(h2f((u16)x), w, h2f(acc)));
+        sum = __fadd_rn(sum, w);
+    }
+    __device__ __forceinline__ void scale(float ms) {
+        acc = f2h(__fmul_rn(h2f(acc), ms));
+        sum = __fmul_rn(sum, ms);
+    }
+};
+
+__device__ __forceinline__ void st_release_cta(u32* p, u32 v) {
+    asm volatile("st.release.cta.shared.u32 [%0], %1;" ::"r"((u32)__cvta_generic_to_shared(p)), "r"(v) : "memory");
+}
+__device__ __forceinline__ u32 ld_acquire_cta(const u32* p) {
+    u32 v;
+    asm volatile("ld.acquire.cta.shared.u32 %0, [%1];" : "=r"(v) : "r"((u32)__cvta_generic_to_shared(p)) : "memory");
+    return v;
+}
+// bar_producers is a barrier of the FA_PL_KT producer threads only.
+__device__ __forceinline__ void bar_producers() { asm volatile("bar.sync 1, %0;" ::"n"(FA_PL_KT) : "memory"); }
+
+extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
+    attention_fa_pl_rope(ATTN_FA_PARAMS, const float* __restrict__ invFreq, float thetaScale, int style,
+                         u8* __restrict__ q80) {
+    const int E = WARP;  // output elements a block
+    int P = dim / E, b = blockIdx.x % P, h = blockIdx.x / P, r = blockIdx.y;
+    int n = __ldcg(&ROW_POS(info, r)) + 1, slot = __ldcg(&ROW_SLOT(info, r)), rows = __ldcg(passp);
+    int half = dim / 2, tid = threadIdx.x;
+    float2 cs = make_float2(0.0f, 0.0f);
+    if (tid < half) cs = rope_cs(n - 1, tid, invFreq, thetaScale, style);
+    int kvStride = kvHeads * dim, kvh = h / (heads / kvHeads), off = kvh * dim;
+    float* row = (float*)q + (i64)r * qStride;  // q, k and v as the product left them
+    i64 at = (i64)slot * slotBytes + (i64)(n - 1) * kvStride * 2;
+    if (n > FA_DEC_SC || rows >= 64) {
+        pdl_start();
+        if (b == 0) {
+            fa_rope_row(row, (u8*)kc, (u8*)vc, heads, kvHeads, dim, h, kvh, at, cs);
+            __threadfence();
+            __syncthreads();
+            attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);
+            if (q80) {
+                __syncthreads();  // the head's output (row 0) is in out
+                int w = tid / WARP;
+                if (w < dim / WARP) q80_warp(out[h * dim + WARP * w + tid % WARP], q80 + (h * dim / WARP + w) * 34);
+            }
+        }
+        return;
+    }
+    kc += (i64)slot * slotBytes;
+    vc += (i64)slot * slotBytes;
+    out += (i64)r * heads * dim;
+    extern __shared__ __align__(16) float faPlShared[];
+    __shared__ u32 flags[FA_DEC_SC / 8];
+    __shared__ float wmax[FA_PL_KT / WARP];
+    __shared__ u32 ready;
+    float* qs = faPlShared;                    // dim: the query, rounded to F16
+    float* sc = qs + dim;                      // FA_DEC_SC: the weights
+    u16* kown = (u16*)(sc + FA_DEC_SC);        // dim: the row's own key
+    u16* kt = kown + dim;                      // 2 x FA_PL_KT key rows of dim
+    u16* vs = kt + 2 * FA_PL_KT * dim;         // n rows of E: this block's values
+    int cs8 = dim / 8, swz = cs8 % 8 == 0 ? 7 : cs8 % 4 == 0 ? 3 : cs8 % 2 == 0 ? 1 : 0;
+    int nt = (n + FA_PL_KT - 1) / FA_PL_KT, nc = n - 1;  // tiles; cache rows (the row's own comes from q)
+    bool prod = tid < FA_PL_KT;
+    // tile(t) asks for tile t's cache keys (a commit group, empty past them).
+    auto tile = [&](int t) {
+        int j0 = t * FA_PL_KT, nk = max(0, min(FA_PL_KT, nc - j0));
+        copy_rows_async(kc, (u8*)(kt + (t % 2) * FA_PL_KT * dim), kvStride, off, j0, nk, dim * 2, 2, dim * 2, tid,
+                        FA_PL_KT, swz);
+    };
+    if (prod) {
+        tile(0);
+        tile(1);
+    } else {
+        copy_rows_async(vc, (u8*)vs, kvStride, off + b * E, 0, nc, E * 2, 2, E * 2, tid - FA_PL_KT, WARP);
+    }
+    if (tid == 0) ready = 0;
+    pdl_start();
+    {
+        const float* kh = row + heads * dim + off;
+        if (tid < half) {
+            float ra, rb;
+            rot_cs(__ldcg(row + h * dim + tid), __ldcg(row + h * dim + tid + half), cs, &ra, &rb);
+            qs[tid] = h2f(f2h(ra));
+            qs[tid + half] = h2f(f2h(rb));
+            rot_cs(__ldcg(kh + tid), __ldcg(kh + tid + half), cs, &ra, &rb);
+            u16 ka = f2h(ra), kb = f2h(rb);
+            kown[tid] = ka;
+            kown[tid + half] = kb;
+            if (b == 0 && h % (heads / kvHeads) == 0) {
+                ((u16*)(kc + (i64)(n - 1) * kvStride * 2))[off + tid] = ka;
+                ((u16*)(kc + (i64)(n - 1) * kvStride * 2))[off + tid + half] = kb;
+            }
+        }
+        if (!prod) vs[nc * E + tid - FA_PL_KT] = f2h(__ldcg(kh + kvStride + b * E + tid - FA_PL_KT));
+        if (b == 0 && h % (heads / kvHeads) == 0)
+            for (int j = tid; j < dim; j += blockDim.x)
+                ((u16*)(vc + (i64)(n - 1) * kvStride * 2))[off + j] = f2h(__ldcg(kh + kvStride + j));
+    }
+    __syncthreads();  // the query, the own key and value, ready = 0
+    int lane = tid % WARP, w = tid / WARP;
+    if (prod) {
+        const float ninf = __uint_as_float(0xff800000u);
+        float carry = ninf;  // the row's maximum over the tiles before
+        for (int t = 0; t < nt; t++) {
+            asm volatile("cp.async.wait_group 1;" ::: "memory");  // tile t (t + 1 may still come)
+            bar_producers();
+            int j = t * FA_PL_KT + tid;
+            float s = ninf;
+            if (j < nc)
+                s = __fmul_rn(dot_f16_swz(kt + (t % 2) * FA_PL_KT * dim + tid * dim, tid, swz, qs, dim), scale);
+            else if (j == nc)
+                s = __fmul_rn(dot_f16_swz(kown, 0, 0, qs, dim), scale);
+            float incl = s;
+#pragma unroll
+            for (int o = 1; o < WARP; o <<= 1) {
+                float y = __shfl_up_sync(FULL, incl, o);
+                if (lane >= o) incl = fmaxf(incl, y);
+            }
+            float excl = __shfl_up_sync(FULL, incl, 1);
+            if (lane == 0) excl = ninf;
+            if (lane == WARP - 1) wmax[w] = incl;
+            bar_producers();  // the tile's keys are scored: its buffer is free; wmax is complete
+            if (t + 2 < nt) {
+                tile(t + 2);
+            } else {
+                asm volatile("cp.async.commit_group;" ::: "memory");
+            }
+            float M = carry, tmax = carry;
+#pragma unroll
+            for (int u = 0; u < FA_PL_KT / WARP; u++) {
+                if (u < w) M = fmaxf(M, wmax[u]);
+                tmax = fmaxf(tmax, wmax[u]);
+            }
+            M = fmaxf(M, excl);
+            carry = tmax;
+            float x = 0.0f;
+            if (j < n) {
+                x = s > M ? -(float)exp((double)__fsub_rn(M, s)) : (float)exp((double)__fsub_rn(s, M));
+                sc[j] = x;
+            }
+            u32 neg = __ballot_sync(FULL, j < n && (__float_as_uint(x) >> 31));
+            if (lane % 8 == 0 && j + 8 <= n) flags[j / 8] = (neg >> lane) & 0xffu ? 1u : 0u;
+            bar_producers();  // the tile's weights and flags are written; wmax is read
+            if (tid == 0) st_release_cta(&ready, (u32)min(n, (t + 1) * FA_PL_KT));
+        }
+        asm volatile("cp.async.wait_group 0;" ::: "memory");
+    } else {
+        asm volatile("cp.async.wait_group 0;" ::: "memory");  // this lane's values
+        __syncwarp();
+        fa_acc_sum<E> c{0, 0.0f, vs + lane};
+        for (int done = 0; done < n;) {
+            int rdy;
+            while ((rdy = (int)ld_acquire_cta(&ready)) <= done) {
+            }
+            c.v = vs + lane + done * E;
+            fa_run<true>(c, sc + done, flags + done / 8, rdy - done);
+            done = rdy;
+        }
+        float val = __fmul_rn(h2f(c.acc), c.sum != 0.0f ? __fdiv_rn(1.0f, c.sum) : 0.0f);
+        out[h * dim + b * E + lane] = val;
+        if (q80) q80_warp(val, q80 + (h * dim / WARP + b) * 34);
+    }
+}
+
 // attention_fa_rope is attention_fa for a pass of one row (grid (heads,
 // 1)) with rope_store's work done in it, one launch less a layer of a
 // decode step: block h turns query head h in place and its group's key out
