@@ -797,6 +797,27 @@ __device__ __forceinline__ void fa_rope_row(float* row, u8* kc, u8* vc, int head
     for (int i = threadIdx.x; i < dim; i += blockDim.x) vd[i] = f2h(__ldcg(kh + kvDim + i));
 }
 
+// fa_rope_qk turns pair i (< dim/2) of query head h into qs (rounded to
+// F16, as the one-row kernels read the query) and of the row's key (kh:
+// the group's key as the product left it) into ka, kb (F16, as the cache
+// holds them), and stores the key in the cache row kd where store (one
+// block a group). cs is the pair's rotation (rope_cs).
+__device__ __forceinline__ void fa_rope_qk(const float* row, const float* kh, int h, int dim, int i, float2 cs,
+                                           float* qs, u16* kd, bool store, u16& ka, u16& kb) {
+    int half = dim / 2;
+    float ra, rb;
+    rot_cs(__ldcg(row + h * dim + i), __ldcg(row + h * dim + i + half), cs, &ra, &rb);
+    qs[i] = h2f(f2h(ra));
+    qs[i + half] = h2f(f2h(rb));
+    rot_cs(__ldcg(kh + i), __ldcg(kh + i + half), cs, &ra, &rb);
+    ka = f2h(ra);
+    kb = f2h(rb);
+    if (store) {
+        kd[i] = ka;
+        kd[i + half] = kb;
+    }
+}
+
 // fa_cl is attention_fa_cl's work. With ROPE (attention_fa_cl_rope, one
 // row: grid (heads x FA_CL, 1)) it does rope_store's too, one launch less a
 // layer of a decode step: the rotations (rope_cs, before the wait) of the
@@ -870,20 +891,13 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
         const float* kh = row + heads * dim + off;
         int i = threadIdx.x;
         if (i < half) {
-            float ra, rb;
-            rot_cs(__ldcg(row + h * dim + i), __ldcg(row + h * dim + i + half), cs, &ra, &rb);
-            qs[i] = h2f(f2h(ra));
-            qs[i + half] = h2f(f2h(rb));
-            rot_cs(__ldcg(kh + i), __ldcg(kh + i + half), cs, &ra, &rb);
-            u16 ka = f2h(ra), kb = f2h(rb);
+            u16 ka, kb;
+            fa_rope_qk(row, kh, h, dim, i, cs, qs, (u16*)(kc + (i64)(n - 1) * kvStride * 2) + off,
+                       b == 0 && h % (heads / kvHeads) == 0, ka, kb);
             if (last) {
                 int k = nk - 1, ib = i + half;
                 kt[k * dim + ((i / 8) ^ (k & swz)) * 8 + i % 8] = ka;
                 kt[k * dim + ((ib / 8) ^ (k & swz)) * 8 + ib % 8] = kb;
-            }
-            if (b == 0 && h % (heads / kvHeads) == 0) {
-                ((u16*)(kc + (i64)(n - 1) * kvStride * 2))[off + i] = ka;
-                ((u16*)(kc + (i64)(n - 1) * kvStride * 2))[off + i + half] = kb;
             }
         }
         if (i < eo) vs[(n - 1) * e + i] = f2h(__ldcg(kh + kvStride + b * e + i));
@@ -1054,18 +1068,11 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
     {
         const float* kh = row + heads * dim + off;
         if (tid < half) {
-            float ra, rb;
-            rot_cs(__ldcg(row + h * dim + tid), __ldcg(row + h * dim + tid + half), cs, &ra, &rb);
-            qs[tid] = h2f(f2h(ra));
-            qs[tid + half] = h2f(f2h(rb));
-            rot_cs(__ldcg(kh + tid), __ldcg(kh + tid + half), cs, &ra, &rb);
-            u16 ka = f2h(ra), kb = f2h(rb);
+            u16 ka, kb;
+            fa_rope_qk(row, kh, h, dim, tid, cs, qs, (u16*)(kc + (i64)(n - 1) * kvStride * 2) + off,
+                       b == 0 && h % (heads / kvHeads) == 0, ka, kb);
             kown[tid] = ka;
             kown[tid + half] = kb;
-            if (b == 0 && h % (heads / kvHeads) == 0) {
-                ((u16*)(kc + (i64)(n - 1) * kvStride * 2))[off + tid] = ka;
-                ((u16*)(kc + (i64)(n - 1) * kvStride * 2))[off + tid + half] = kb;
-            }
         }
         if (!prod) vs[nc * E + tid - FA_PL_KT] = f2h(__ldcg(kh + kvStride + b * E + tid - FA_PL_KT));
         if (b == 0 && h % (heads / kvHeads) == 0)
