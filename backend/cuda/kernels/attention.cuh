@@ -774,6 +774,12 @@ __device__ __forceinline__ float cluster_load(const float* p, int rank) {
     asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(ra) : "memory");
     return v;
 }
+// fa_store_v stores the row's value v (float32, as the product left it)
+// in the F16 cache row vd, the block's threads striding over dim.
+__device__ __forceinline__ void fa_store_v(u16* vd, const float* v, int dim) {
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) vd[j] = f2h(__ldcg(v + j));
+}
+
 // fa_rope_row does rope_store's work for row r's query head h and key and
 // value head kvh in a one-row attention kernel: query head h turned in
 // place, the key turned out of place (the key in q stays as it is) and
@@ -794,7 +800,7 @@ __device__ __forceinline__ void fa_rope_row(float* row, u8* kc, u8* vc, int head
         kd[i] = f2h(ra);
         kd[i + half] = f2h(rb);
     }
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) vd[i] = f2h(__ldcg(kh + kvDim + i));
+    fa_store_v(vd, kh + kvDim, dim);
 }
 
 // fa_rope_qk turns pair i (< dim/2) of query head h into qs (rounded to
@@ -815,6 +821,28 @@ __device__ __forceinline__ void fa_rope_qk(const float* row, const float* kh, in
     if (store) {
         kd[i] = ka;
         kd[i + half] = kb;
+    }
+}
+
+// fa_one_block is the one-row kernels' work for a row they do not spread
+// over their blocks (past FA_DEC_SC keys, or a pass of ggml's tiled
+// kernel): in the head's first block (first), rope_store's (ROPE) and
+// attention_fa's body, then the o product's Q8_0 blocks where q80 is set.
+template <bool ROPE>
+__device__ __forceinline__ void fa_one_block(ATTN_FA_PARAMS, int h, int r, int kvh, i64 at, float2 cs, u8* q80,
+                                             bool first) {
+    pdl_start();
+    if (!first) return;
+    if (ROPE) {
+        fa_rope_row((float*)q + (i64)r * qStride, (u8*)kc, (u8*)vc, heads, kvHeads, dim, h, kvh, at, cs);
+        __threadfence();
+        __syncthreads();
+    }
+    attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);
+    if (q80 && dim % WARP == 0) {
+        __syncthreads();  // the head's output (row 0) is in out
+        int w = threadIdx.x / WARP;
+        if (w < dim / WARP) q80_warp(out[h * dim + WARP * w + threadIdx.x % WARP], q80 + (h * dim / WARP + w) * 34);
     }
 }
 
@@ -843,20 +871,7 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
     float* row = (float*)q + (i64)r * qStride;  // ROPE: q, k and v as the product left them
     i64 at = (i64)slot * slotBytes + (i64)(n - 1) * kvStride * 2;
     if (n > FA_DEC_SC || rows >= 64) {
-        pdl_start();
-        if (b == 0) {
-            if (ROPE) {
-                fa_rope_row(row, (u8*)kc, (u8*)vc, heads, kvHeads, dim, h, kvh, at, cs);
-                __threadfence();
-                __syncthreads();
-            }
-            attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);
-            if (q80 && dim % WARP == 0) {
-                __syncthreads();  // the head's output (row 0) is in out
-                int w = threadIdx.x / WARP;
-                if (w < dim / WARP) q80_warp(out[h * dim + WARP * w + threadIdx.x % WARP], q80 + (h * dim / WARP + w) * 34);
-            }
-        }
+        fa_one_block<ROPE>(ATTN_FA_ARGS, h, r, kvh, at, cs, q80, b == 0);
         return;
     }
     kc += (i64)slot * slotBytes;
@@ -889,11 +904,11 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
                     blockDim.x);
     if (ROPE) {
         const float* kh = row + heads * dim + off;
+        bool writer = b == 0 && h % (heads / kvHeads) == 0;  // the group's block that stores the cache row
         int i = threadIdx.x;
         if (i < half) {
             u16 ka, kb;
-            fa_rope_qk(row, kh, h, dim, i, cs, qs, (u16*)(kc + (i64)(n - 1) * kvStride * 2) + off,
-                       b == 0 && h % (heads / kvHeads) == 0, ka, kb);
+            fa_rope_qk(row, kh, h, dim, i, cs, qs, (u16*)(kc + (i64)(n - 1) * kvStride * 2) + off, writer, ka, kb);
             if (last) {
                 int k = nk - 1, ib = i + half;
                 kt[k * dim + ((i / 8) ^ (k & swz)) * 8 + i % 8] = ka;
@@ -901,9 +916,7 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
             }
         }
         if (i < eo) vs[(n - 1) * e + i] = f2h(__ldcg(kh + kvStride + b * e + i));
-        if (b == 0 && h % (heads / kvHeads) == 0)
-            for (int j = i; j < dim; j += blockDim.x)
-                ((u16*)(vc + (i64)(n - 1) * kvStride * 2))[off + j] = f2h(__ldcg(kh + kvStride + j));
+        if (writer) fa_store_v((u16*)(vc + (i64)(n - 1) * kvStride * 2) + off, kh + kvStride, dim);
     } else {
         for (int i = threadIdx.x; i < dim; i += blockDim.x) qs[i] = h2f(f2h(__ldcg(row + h * dim + i)));
     }
@@ -1022,18 +1035,7 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
     float* row = (float*)q + (i64)r * qStride;  // q, k and v as the product left them
     i64 at = (i64)slot * slotBytes + (i64)(n - 1) * kvStride * 2;
     if (n > FA_DEC_SC || rows >= 64) {
-        pdl_start();
-        if (b == 0) {
-            fa_rope_row(row, (u8*)kc, (u8*)vc, heads, kvHeads, dim, h, kvh, at, cs);
-            __threadfence();
-            __syncthreads();
-            attention_fa_body<false, FA_DEC_KT>(ATTN_FA_ARGS, h, r);
-            if (q80) {
-                __syncthreads();  // the head's output (row 0) is in out
-                int w = tid / WARP;
-                if (w < dim / WARP) q80_warp(out[h * dim + WARP * w + tid % WARP], q80 + (h * dim / WARP + w) * 34);
-            }
-        }
+        fa_one_block<true>(ATTN_FA_ARGS, h, r, kvh, at, cs, q80, b == 0);
         return;
     }
     kc += (i64)slot * slotBytes;
@@ -1067,17 +1069,16 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
     pdl_start();
     {
         const float* kh = row + heads * dim + off;
+        bool writer = b == 0 && h % (heads / kvHeads) == 0;  // the group's block that stores the cache row
         if (tid < half) {
             u16 ka, kb;
-            fa_rope_qk(row, kh, h, dim, tid, cs, qs, (u16*)(kc + (i64)(n - 1) * kvStride * 2) + off,
-                       b == 0 && h % (heads / kvHeads) == 0, ka, kb);
+            fa_rope_qk(row, kh, h, dim, tid, cs, qs, (u16*)(kc + (i64)(n - 1) * kvStride * 2) + off, writer, ka,
+                       kb);
             kown[tid] = ka;
             kown[tid + half] = kb;
         }
         if (!prod) vs[nc * E + tid - FA_PL_KT] = f2h(__ldcg(kh + kvStride + b * E + tid - FA_PL_KT));
-        if (b == 0 && h % (heads / kvHeads) == 0)
-            for (int j = tid; j < dim; j += blockDim.x)
-                ((u16*)(vc + (i64)(n - 1) * kvStride * 2))[off + j] = f2h(__ldcg(kh + kvStride + j));
+        if (writer) fa_store_v((u16*)(vc + (i64)(n - 1) * kvStride * 2) + off, kh + kvStride, dim);
     }
     __syncthreads();  // the query, the own key and value, ready = 0
     int lane = tid % WARP, w = tid / WARP;

@@ -54,11 +54,6 @@ __device__ __forceinline__ void ld8v(const u8* p, int v[8]) {
     v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w, v[4] = y.x, v[5] = y.y, v[6] = y.z, v[7] = y.w;
 }
 
-__device__ __forceinline__ void ld8(const u8* p, int v[8]) {
-#pragma unroll
-    for (int k = 0; k < 8; k++) v[k] = ld32(p + 4 * k);
-}
-
 // asum4 is the sum of 4 int8 of a word.
 __device__ __forceinline__ int asum4(int a, int s) { return __dp4a(0x01010101, a, s); }
 
