@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -83,13 +84,33 @@ func TestDecodeTimeline(t *testing.T) {
 	if os.Getenv("APR_CUDA_TIMELINE") == "" {
 		t.Skip("APR_CUDA_TIMELINE not set (a measurement: needs a PTX built with -DAPR_TIMELINE)")
 	}
+	// APR_TIMELINE_POS moves the timed steps from position 64 (a long
+	// row's attention: 896 times the one-row kernels' F16 chains).
+	at := 64
+	if v := os.Getenv("APR_TIMELINE_POS"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 0 {
+			t.Fatalf("APR_TIMELINE_POS=%q: want a position", v)
+		}
+		at = p
+	}
 	for _, i := range []int{3, 2, 1, 0} {
 		s := synthCases[i]
 		t.Run(s.name, func(t *testing.T) {
-			g, cfg := loadSynth(t, i, 512)
+			g, cfg := loadSynth(t, i, max(512, at+64))
 			defer g.Close()
+			if at > 64 {
+				// A prompt fills the cache up to the timed steps.
+				rows := make([]cuda.Row, at)
+				for p := range rows {
+					rows[p] = cuda.Row{Token: (p * 7919) % cfg.VocabSize, Pos: p, Logits: p == at-1}
+				}
+				if err := g.Forward(rows, make([]float32, cfg.VocabSize)); err != nil {
+					t.Fatal(err)
+				}
+			}
 			for p := range 32 {
-				if err := g.DecodeNoRead(9707, p); err != nil {
+				if err := g.DecodeNoRead(9707, p+max(0, at-64)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -100,7 +121,7 @@ func TestDecodeTimeline(t *testing.T) {
 			// from one replay to the next.
 			const steps = 8
 			var runs [][]launchStamps
-			for p := 64; p < 64+steps; p++ {
+			for p := at; p < at+steps; p++ {
 				tl, ok, err := g.Timeline(func() error { return g.DecodeNoRead(9707, p) })
 				if err != nil {
 					t.Fatal(err)

@@ -370,95 +370,147 @@ struct fa_sum {
     __device__ __forceinline__ void scale(float ms) { S = __fmul_rn(S, ms); }
 };
 
-// fa_run takes nk keys into chain c (fa_acc or fa_sum) in order: w the
-// keys' weights, -ms where a key is a new maximum (the chain is scaled by
-// ms, then the key added with weight 1). Groups of 8 keys load their
-// weights and values one group ahead, and a group without a new maximum
-// (the weights are the same for every thread: a uniform branch) runs only
-// the additions; with FLAGS, flags[g] (fa_flags) says whether group g has
-// one, else the group's weights are looked at.
-template <bool FLAGS, class C>
-__device__ __forceinline__ void fa_run(C& c, const float* __restrict__ w, const u32* __restrict__ flags, int nk) {
-    int ng = nk / 8;
-    float wn[8];
-    u32 vn[8], fn = 0;
-    if (ng > 0) {
-#pragma unroll
-        for (int u = 0; u < 8; u++) wn[u] = w[u], vn[u] = c.load(u);
-        if (FLAGS) fn = flags[0];
+// fa_key takes key t (weight x, -ms where it is a new maximum: the chain
+// is scaled by ms, then the key added with weight 1) into chain c.
+template <class C>
+__device__ __forceinline__ void fa_key(C& c, u32 v, float x) {
+    if (__float_as_uint(x) >> 31) {
+        c.scale(-x);
+        x = 1.0f;
     }
+    c.add(v, x);
+}
+
+// fa_add8 takes group g of 8 keys, none a new maximum, into chain c: only
+// the additions, the weights and values loaded first.
+template <class C>
+__device__ __forceinline__ void fa_add8(C& c, const float* __restrict__ w, int g) {
+    float ww[8];
+    u32 vv[8];
+#pragma unroll
+    for (int u = 0; u < 8; u++) ww[u] = w[8 * g + u], vv[u] = c.load(8 * g + u);
+#pragma unroll
+    for (int u = 0; u < 8; u++) c.add(vv[u], ww[u]);
+}
+
+// FA_RUNS_MIN is the fewest keys for which fa_run goes by runs of groups
+// without a new maximum: shorter rows (and a pipelined row's last tile)
+// take the groups one by one, which measured ~1% faster a decode step at
+// positions 0-127 (BenchmarkDecodeSynthetic, H100), where a row's first
+// groups hold most of its maxima.
+#define FA_RUNS_MIN 256
+
+// fa_run takes nk keys into chain c (fa_acc, fa_acc_sum or fa_sum) in
+// order: w the keys' weights, -ms where a key is a new maximum (fa_key).
+// With FLAGS, flags is fa_flags' bit mask of the groups of 8 keys that
+// hold a new maximum, group g of w at bit g0 + g. From FA_RUNS_MIN keys
+// on, the groups between two flagged ones go through a loop of additions
+// only (fa_add8: no branch a group, which the compiler pipelines; an H100
+// runs the F16 chain at ~18 cycles a key there against ~28 with a branch
+// a group, and a decode step's one-row attention at 896 keys at ~31
+// cycles a key against ~37), a flagged group key by key. Otherwise groups
+// of 8 load their weights, values and flag (without FLAGS: the weights'
+// sign bits) one group ahead, and a group without a new maximum (the same
+// for every thread: a uniform branch) runs only the additions.
+template <bool FLAGS, class C>
+__device__ __forceinline__ void fa_run(C& c, const float* __restrict__ w, const u32* __restrict__ flags, int g0,
+                                       int nk) {
+    int ng = nk / 8;
+    if (FLAGS && nk >= FA_RUNS_MIN) {
+        for (int g = 0; g < ng;) {
+            // e: the next flagged group at or after g (ng: none).
+            int b = g0 + g, k = b >> 5, end = g0 + ng;
+            u32 m = flags[k] & (~0u << (b & 31));
+            while (m == 0 && (++k) * 32 < end) m = flags[k];
+            int e = m ? min(ng, k * 32 + __ffs(m) - 1 - g0) : ng;
+            for (; g < e; g++) fa_add8(c, w, g);
+            if (e < ng) {
+#pragma unroll
+                for (int u = 0; u < 8; u++) fa_key(c, c.load(8 * e + u), w[8 * e + u]);
+            }
+            g = e + 1;
+        }
+    } else {
+        auto flag = [&](int g) { return flags[(g0 + g) >> 5] >> ((g0 + g) & 31) & 1u; };
+        float wn[8];
+        u32 vn[8], fn = 0;
+        if (ng > 0) {
+#pragma unroll
+            for (int u = 0; u < 8; u++) wn[u] = w[u], vn[u] = c.load(u);
+            if (FLAGS) fn = flag(0);
+        }
 #pragma unroll 2
-    for (int g = 0; g < ng; g++) {
-        float ww[8];
-        u32 vv[8], neg = fn;
+        for (int g = 0; g < ng; g++) {
+            float ww[8];
+            u32 vv[8], neg = fn;
 #pragma unroll
-        for (int u = 0; u < 8; u++) ww[u] = wn[u], vv[u] = vn[u];
-        if (!FLAGS) {
-            u32 o[4];
+            for (int u = 0; u < 8; u++) ww[u] = wn[u], vv[u] = vn[u];
+            if (!FLAGS) {
+                u32 o[4];
 #pragma unroll
-            for (int u = 0; u < 4; u++) o[u] = __float_as_uint(wn[2 * u]) | __float_as_uint(wn[2 * u + 1]);
-            neg = ((o[0] | o[1]) | (o[2] | o[3])) >> 31;
-        }
-        if (g + 1 < ng) {
-            int t = (g + 1) * 8;
+                for (int u = 0; u < 4; u++) o[u] = __float_as_uint(wn[2 * u]) | __float_as_uint(wn[2 * u + 1]);
+                neg = ((o[0] | o[1]) | (o[2] | o[3])) >> 31;
+            }
+            if (g + 1 < ng) {
+                int t = (g + 1) * 8;
 #pragma unroll
-            for (int u = 0; u < 8; u++) wn[u] = w[t + u], vn[u] = c.load(t + u);
-            if (FLAGS) fn = flags[g + 1];
-        }
-        if (neg == 0) {
+                for (int u = 0; u < 8; u++) wn[u] = w[t + u], vn[u] = c.load(t + u);
+                if (FLAGS) fn = flag(g + 1);
+            }
+            if (neg == 0) {
 #pragma unroll
-            for (int u = 0; u < 8; u++) c.add(vv[u], ww[u]);
-        } else {
+                for (int u = 0; u < 8; u++) c.add(vv[u], ww[u]);
+            } else {
 #pragma unroll
-            for (int u = 0; u < 8; u++) {
-                float x = ww[u];
-                if (__float_as_uint(x) >> 31) {
-                    c.scale(-x);
-                    x = 1.0f;
-                }
-                c.add(vv[u], x);
+                for (int u = 0; u < 8; u++) fa_key(c, vv[u], ww[u]);
             }
         }
     }
-    for (int t = ng * 8; t < nk; t++) {
-        float x = w[t];
-        if (__float_as_uint(x) >> 31) {
-            c.scale(-x);
-            x = 1.0f;
-        }
-        c.add(c.load(t), x);
-    }
+    for (int t = ng * 8; t < nk; t++) fa_key(c, c.load(t), w[t]);
 }
 
 // fa_elem runs an output element's chain (fa_acc from acc) over nk keys:
 // v its values, rows s halves apart, a constant where s is S0 or S1 (the
-// strides a kernel meets: one instance each, and one for any other).
+// strides a kernel meets: one instance each, and one for any other);
+// flags and g0 as fa_run takes them.
 template <bool FLAGS, int S0, int S1>
-__device__ __forceinline__ u16 fa_elem(u16 acc, const u16* v, int s, const float* w, const u32* flags, int nk) {
+__device__ __forceinline__ u16 fa_elem(u16 acc, const u16* v, int s, const float* w, const u32* flags, int g0,
+                                       int nk) {
     if (s == S0) {
         fa_acc<S0> c{acc, v, s};
-        fa_run<FLAGS>(c, w, flags, nk);
+        fa_run<FLAGS>(c, w, flags, g0, nk);
         return c.acc;
     }
     if (s == S1) {
         fa_acc<S1> c{acc, v, s};
-        fa_run<FLAGS>(c, w, flags, nk);
+        fa_run<FLAGS>(c, w, flags, g0, nk);
         return c.acc;
     }
     fa_acc<0> c{acc, v, s};
-    fa_run<FLAGS>(c, w, flags, nk);
+    fa_run<FLAGS>(c, w, flags, g0, nk);
     return c.acc;
 }
 
-// fa_flags sets flags[g] for each whole group g of 8 of the n weights w:
-// 1 where one is a new maximum (its sign bit), else 0. Every thread of
-// the block calls it; the flags are read after a barrier.
+// FA_FLAG_WORDS is the words of fa_flags' mask for a row of up to
+// FA_DEC_SC keys.
+#define FA_FLAG_WORDS (FA_DEC_SC / 256)
+
+// fa_flags sets bit g of flags for each whole group g of 8 of the n
+// weights w that holds a new maximum (a sign bit), the other bits (up to
+// the word of the last group) to 0: a warp's ballot for 32 groups. Every
+// thread of the block calls it (blocks of whole warps); the flags are
+// read after a barrier.
 __device__ __forceinline__ void fa_flags(const float* w, u32* flags, int n) {
-    for (int g = threadIdx.x; g < n / 8; g += blockDim.x) {
+    int ng = n / 8, lane = threadIdx.x % WARP;
+    for (int g0 = threadIdx.x - lane; g0 < ng; g0 += blockDim.x) {
+        int g = g0 + lane;
         u32 o = 0;
+        if (g < ng) {
 #pragma unroll
-        for (int u = 0; u < 8; u++) o |= __float_as_uint(w[8 * g + u]);
-        flags[g] = o >> 31;
+            for (int u = 0; u < 8; u++) o |= __float_as_uint(w[8 * g + u]);
+        }
+        u32 m = __ballot_sync(FULL, o >> 31);
+        if (lane == 0) flags[g0 / WARP] = m;
     }
 }
 
@@ -544,7 +596,7 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
     float* qs = faShared;
     __shared__ float total, tms, ms;
     __shared__ int tflag;
-    __shared__ u32 faFlags[FA_DEC_SC / 8];  // (staged, up to FA_DEC_SC keys) fa_flags
+    __shared__ u32 faFlags[FA_FLAG_WORDS];  // (staged, up to FA_DEC_SC keys) fa_flags
     int group = heads / kvHeads;
     int kvStride = kvHeads * dim;
     int off = (h / group) * dim;
@@ -688,19 +740,19 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
             if (i < dim) {
                 const u16* v = buf + (s % 2) * KT * dim + i;
                 if (local) {
-                    acc = fa_elem<true, 64, 128>(acc, v, dim, sc + j0, faFlags + j0 / 8, nk);
+                    acc = fa_elem<true, 64, 128>(acc, v, dim, sc + j0, faFlags, j0 / 8, nk);
                 } else {
                     fa_acc<0> c{acc, v, dim};
-                    fa_run<false>(c, sc + j0, nullptr, nk);
+                    fa_run<false>(c, sc + j0, nullptr, 0, nk);
                     acc = c.acc;
                 }
             } else if (i >= pw) {
                 if (t + 1 < nt) tile(s + 1, i - pw, blockDim.x - pw);
                 if (i == last) {
                     if (local)
-                        fa_run<true>(f, sc + j0, faFlags + j0 / 8, nk);
+                        fa_run<true>(f, sc + j0, faFlags, j0 / 8, nk);
                     else
-                        fa_run<false>(f, sc + j0, nullptr, nk);
+                        fa_run<false>(f, sc + j0, nullptr, 0, nk);
                 }
                 asm volatile("cp.async.wait_group 0;" ::: "memory");
             }
@@ -714,7 +766,7 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
     }
     if (threadIdx.x == 0) {
         fa_sum f{0.0f};
-        fa_run<false>(f, sc, nullptr, n);
+        fa_run<false>(f, sc, nullptr, 0, n);
         total = f.S;
     }
     __syncthreads();
@@ -722,7 +774,7 @@ __device__ __forceinline__ void attention_fa_body(ATTN_FA_PARAMS, int h, int r) 
     float inv = S != 0.0f ? __fdiv_rn(1.0f, S) : 0.0f;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         fa_acc<0> c{0, (const u16*)vc + off + i, kvStride};
-        fa_run<false>(c, sc, nullptr, n);
+        fa_run<false>(c, sc, nullptr, 0, n);
         out[h * dim + i] = __fmul_rn(h2f(c.acc), inv);
     }
 }
@@ -879,7 +931,7 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
     out += (i64)r * heads * dim;
     extern __shared__ __align__(16) float faClShared[];
     __shared__ float total;
-    __shared__ u32 flags[FA_DEC_SC / 8];  // fa_flags
+    __shared__ u32 flags[FA_FLAG_WORDS];  // fa_flags
     // Output elements a block: a quarter of the head, or where the block
     // encodes them as the o product's Q8_0 blocks (q80) and a quarter is
     // less than one, 32 in each of the first dim/32 blocks (eo: this
@@ -940,10 +992,10 @@ __device__ __forceinline__ void fa_cl(ATTN_FA_PARAMS, const float* __restrict__ 
     int i = threadIdx.x, lastT = blockDim.x - 1;
     u16 acc = 0;
     if (i < eo) {
-        acc = fa_elem<true, 16, 32>(0, vs + i, e, sc, flags, n);
+        acc = fa_elem<true, 16, 32>(0, vs + i, e, sc, flags, 0, n);
     } else if (i == lastT) {
         fa_sum f{0.0f};
-        fa_run<true>(f, sc, flags, n);
+        fa_run<true>(f, sc, flags, 0, n);
         total = f.S;
     }
     __syncthreads();
@@ -1042,7 +1094,7 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
     vc += (i64)slot * slotBytes;
     out += (i64)r * heads * dim;
     extern __shared__ __align__(16) float faPlShared[];
-    __shared__ u32 flags[FA_DEC_SC / 8];
+    __shared__ u32 flags[FA_FLAG_WORDS];  // fa_flags' mask, a word a tile
     __shared__ float wmax[FA_PL_KT / WARP];
     __shared__ u32 ready;
     float* qs = faPlShared;                    // dim: the query, rounded to F16
@@ -1066,6 +1118,7 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
         copy_rows_async(vc, (u8*)vs, kvStride, off + b * E, 0, nc, E * 2, 2, E * 2, tid - FA_PL_KT, WARP);
     }
     if (tid == 0) ready = 0;
+    if (tid < FA_FLAG_WORDS) flags[tid] = 0;
     pdl_start();
     {
         const float* kh = row + heads * dim + off;
@@ -1081,6 +1134,7 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
         if (writer) fa_store_v((u16*)(vc + (i64)(n - 1) * kvStride * 2) + off, kh + kvStride, dim);
     }
     __syncthreads();  // the query, the own key and value, ready = 0
+    if (tid == 0) tl_mark_any(1);  // the query rotated, the cache row stored
     int lane = tid % WARP, w = tid / WARP;
     if (prod) {
         const float ninf = __uint_as_float(0xff800000u);
@@ -1123,10 +1177,20 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
                 sc[j] = x;
             }
             u32 neg = __ballot_sync(FULL, j < n && (__float_as_uint(x) >> 31));
-            if (lane % 8 == 0 && j + 8 <= n) flags[j / 8] = (neg >> lane) & 0xffu ? 1u : 0u;
+            if (lane == 0) {
+                // The warp's four groups of 8 keys (whole ones only) in
+                // fa_flags' mask: word t, bits 4w..4w+3.
+                u32 nib = 0;
+#pragma unroll
+                for (int u = 0; u < 4; u++)
+                    if (j + 8 * u + 8 <= n && (neg >> (8 * u)) & 0xffu) nib |= 1u << u;
+                if (nib) atomicOr(&flags[t], nib << (4 * w));
+            }
             bar_producers();  // the tile's weights and flags are written; wmax is read
             if (tid == 0) st_release_cta(&ready, (u32)min(n, (t + 1) * FA_PL_KT));
+            if (t == 0 && tid == 0) tl_mark_any(2);  // the first tile released
         }
+        if (tid == 0) tl_mark_any(3);  // every tile released
         asm volatile("cp.async.wait_group 0;" ::: "memory");
     } else {
         asm volatile("cp.async.wait_group 0;" ::: "memory");  // this lane's values
@@ -1136,14 +1200,20 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
             int rdy;
             while ((rdy = (int)ld_acquire_cta(&ready)) <= done) {
             }
+            if (done == 0 && lane == 0) tl_mark_any(4);  // the chains start
             c.v = vs + lane + done * E;
-            fa_run<true>(c, sc + done, flags + done / 8, rdy - done);
+            fa_run<true>(c, sc + done, flags, done / 8, rdy - done);
             done = rdy;
         }
+        if (lane == 0) tl_mark_any(5);  // the chains end
         float val = __fmul_rn(h2f(c.acc), c.sum != 0.0f ? __fdiv_rn(1.0f, c.sum) : 0.0f);
         out[h * dim + b * E + lane] = val;
         if (q80) q80_warp(val, q80 + (h * dim / WARP + b) * 34);
     }
+#ifdef APR_TIMELINE
+    __syncthreads();
+    tl_exit();
+#endif
 }
 
 // attention_fa_rope is attention_fa for a pass of one row (grid (heads,

@@ -96,6 +96,16 @@ __device__ __forceinline__ void tl_mark(int mark) {
 #endif
 }
 
+// tl_mark_any is tl_mark from whichever thread calls it (the caller
+// picks one thread; the mask is set atomically, as marks of other threads
+// may come at the same time).
+__device__ __forceinline__ void tl_mark_any(int mark) {
+#ifdef APR_TIMELINE
+    aprTLMark[mark & 7] = gtimer();
+    atomicOr(&aprTLMask, 1u << (mark & 7));
+#endif
+}
+
 // tl_marks_out writes the block's marks out (thread 0, in tl_exit).
 __device__ __forceinline__ void tl_marks_out() {
 #ifdef APR_TIMELINE
