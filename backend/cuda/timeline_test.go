@@ -73,8 +73,9 @@ func shapeString(s uint64) string {
 // ended), how far apart its blocks' releases were (waves), and, for the
 // kernels that call tl_exit, from its first release to its last warp's end
 // (work) and from there to the next launch's release (the boundary), and
-// for the kernels that mark their phases (tl_mark: rmsnorm, the cluster
-// attention, silu_quant) when the last block reached each. It needs a PTX built with
+// for the kernels that mark their phases (tl_mark, tl_mark_any: rmsnorm,
+// the cluster and pipelined attentions, silu_quant) when the last block
+// reached each. It needs a PTX built with
 // -DAPR_TIMELINE (APR_CUDA_PTX) and APR_CUDA_TIMELINE set, else it skips;
 // APR_TIMELINE_OUT names a folder for every launch as CSV. A measurement,
 // not a check: the stamps perturb the step slightly (one atomic and four

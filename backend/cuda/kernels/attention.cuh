@@ -1142,6 +1142,7 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
         for (int t = 0; t < nt; t++) {
             asm volatile("cp.async.wait_group 1;" ::: "memory");  // tile t (t + 1 may still come)
             bar_producers();
+            if (t == 0 && tid == 0) tl_mark_any(6);  // the first tile's keys in shared memory
             int j = t * FA_PL_KT + tid;
             float s = ninf;
             if (j < nc)
@@ -1158,6 +1159,7 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
             if (lane == 0) excl = ninf;
             if (lane == WARP - 1) wmax[w] = incl;
             bar_producers();  // the tile's keys are scored: its buffer is free; wmax is complete
+            if (t == 0 && tid == 0) tl_mark_any(7);  // the first tile scored
             if (t + 2 < nt) {
                 tile(t + 2);
             } else {
