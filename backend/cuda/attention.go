@@ -532,3 +532,41 @@ func attnMMAShared(dim, rows int, f16 bool) int {
 	}
 	return 4*2*64*(2*dim+12) + 2*2*rows*(dim+8)
 }
+
+// staticSharedAllowance is room for the attention kernels' static shared
+// memory (flags, maxima, counters: ~1.2 KiB in attention_fa_pl_rope)
+// beside the dynamic sizes below.
+const staticSharedAllowance = 2 << 10
+
+// sharedNeed is the most shared memory (bytes) a block of the attention
+// kernels asks for with heads of dimension dim: the one-row kernels
+// (attention_fa_pl_rope, the cluster, the staged one-block kernel) up to
+// dimension 128, the row-tiled and tensor-core prompt kernels at 64 and
+// 128, ggml's tiled kernel at any. At 128 that is attention_fa_pl_rope's
+// ~197 KiB: Hopper-class GPUs let a block have 227 KiB, GPUs of 99 KiB
+// (consumer Blackwell) would fail their first attention launch.
+func sharedNeed(dim int) int {
+	need := faTiledBytes(dim)
+	if dim <= 128 {
+		need = max(need, faSharedBytes(dim), faClusterBytes(dim))
+		if dim%32 == 0 {
+			need = max(need, faPipeBytes(dim))
+		}
+	}
+	if _, ok := faRowsKernels[dim]; ok {
+		need = max(need, faRowsShared(dim), attnMMAShared(dim, 64, false))
+	}
+	return need + staticSharedAllowance
+}
+
+// checkShared says why a device that lets a block have optin bytes of
+// shared memory cannot run a model of head dimension dim (nil when it
+// can): refused at load, the engine falls back to the CPU with this line,
+// where the first attention launch would fail mid-run.
+func checkShared(name string, optin, dim int) error {
+	if need := sharedNeed(dim); optin < need {
+		return fmt.Errorf("cuda: %s lets a block have %d KiB of shared memory; apr's attention kernels need %d KiB at head dimension %d",
+			name, optin>>10, (need+1023)>>10, dim)
+	}
+	return nil
+}

@@ -197,10 +197,13 @@ type Device struct {
 	fns    map[string]uintptr
 	args   args
 	// pdl: the device runs programmatic dependent launches (compute
-	// capability 9.0 or later and a driver with cuLaunchKernelEx).
+	// capability 9.0 or later, which openDevice requires, and a driver
+	// with cuLaunchKernelEx).
 	pdl bool
-	sms int     // multiprocessors
-	mvx mvxArgs // the fused products' parameter (see launch)
+	// sharedOptin is the most shared memory a block may ask for (bytes).
+	sharedOptin int
+	sms         int     // multiprocessors
+	mvx         mvxArgs // the fused products' parameter (see launch)
 	// cuBLAS for float products of many rows (cublas.go): nil when not
 	// loaded; blasReason says why once blasTried.
 	blas       *blas
@@ -236,6 +239,25 @@ func Available() (bool, string) {
 	return true, fmt.Sprintf("CUDA device %s, %d MiB", d.name, d.mem>>20)
 }
 
+// Device attributes (cuda.h's CUdevice_attribute).
+const (
+	attrCCMajor     = 75 // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+	attrCCMinor     = 76 // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
+	attrSharedOptin = 97 // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+)
+
+// checkCapability says why a device of compute capability major.minor
+// cannot run the kernels: their PTX is built for sm_90, which the driver
+// compiles for Hopper (9.0) and later GPUs only. An older GPU then gets
+// this one line as the CPU fallback's notice instead of the module load's
+// error code.
+func checkCapability(name string, major, minor int) error {
+	if major < 9 {
+		return fmt.Errorf("cuda: %s is compute capability %d.%d; apr's kernels are built for sm_90 (Hopper) and later GPUs", name, major, minor)
+	}
+	return nil
+}
+
 func openDevice() (*Device, error) {
 	drv, err := openDriver()
 	if err != nil {
@@ -263,11 +285,25 @@ func openDevice() (*Device, error) {
 	if err := drv.check("cuDeviceTotalMem", drv.cuDeviceTotalMem(&d.mem, d.dev)); err != nil {
 		return nil, err
 	}
-	const ccMajor = 75 // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
-	var major int32
-	if drv.cuDeviceGetAttribute(&major, ccMajor, d.dev) == 0 && major >= 9 && drv.cuLaunchKernelEx != 0 {
-		d.pdl = true
+	var major, minor, optin int32
+	for _, a := range []struct {
+		v    *int32
+		attr int32
+		what string
+	}{
+		{&major, attrCCMajor, "compute capability"},
+		{&minor, attrCCMinor, "compute capability"},
+		{&optin, attrSharedOptin, "shared memory a block"},
+	} {
+		if err := drv.check("cuDeviceGetAttribute ("+a.what+")", drv.cuDeviceGetAttribute(a.v, a.attr, d.dev)); err != nil {
+			return nil, err
+		}
 	}
+	if err := checkCapability(d.name, int(major), int(minor)); err != nil {
+		return nil, err
+	}
+	d.sharedOptin = int(optin)
+	d.pdl = drv.cuLaunchKernelEx != 0
 	const smCount = 16 // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
 	var sms int32
 	if drv.cuDeviceGetAttribute(&sms, smCount, d.dev) == 0 {

@@ -127,6 +127,9 @@ func Load(m *model.Model, opts Options) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkShared(d.name, d.sharedOptin, cfg.HeadDim); err != nil {
+		return nil, err
+	}
 	ctx := opts.Context
 	if ctx < 1 {
 		ctx = 4096
