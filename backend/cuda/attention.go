@@ -136,6 +136,9 @@ func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devp
 	switch {
 	case pipe:
 		name, blocks, threads, shared = "attention_fa_pl_rope", a.heads*(a.dim/32), faPipeThreads, faPipeBytes(a.dim)
+		if faPipeIso {
+			threads = faPipeIsoThreads
+		}
 	case cluster:
 		name, blocks, shared = "attention_fa_cl_rope", a.heads*faCluster, faClusterBytes(a.dim)
 	case ropeInAttention == 0 || !d.has(name):
@@ -173,12 +176,23 @@ func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devp
 // exchanging their scores.
 var faPipelined = true
 
+// faPipeIso launches attention_fa_pl_rope with faPipeIsoThreads threads:
+// its chain warp alone on a scheduler while the producers score later
+// tiles (the chain ran at ~31 cycles a key in the step against ~18 alone).
+// H100, 1.5B Q4_K_M: decode at 896-1,023 keys +2.8% against the
+// faPipeThreads layout, -0.2% at 0-127 (APR_CUDA_TUNE "fapl288" turns it
+// off).
+var faPipeIso = true
+
 // faPipeKeys and faPipeThreads are attention_fa_pl_rope's key tile and
 // block (FA_PL_KT, FA_PL_THREADS in kernels/attention.cuh): a producer
 // thread a key, and the chain warp.
 const (
 	faPipeKeys    = 256
 	faPipeThreads = faPipeKeys + 32
+	// faPipeIsoThreads is the layout that gives the chain warp a
+	// scheduler of its own (faPipeIso).
+	faPipeIsoThreads = faPipeKeys + 128
 )
 
 // faPipeBytes is attention_fa_pl_rope's shared memory for head dimension

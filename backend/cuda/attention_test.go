@@ -366,16 +366,18 @@ func TestAttentionRopeOneRow(t *testing.T) {
 	defer save(&ropeInAttention)()
 	defer save(&attnCluster)()
 	defer save(&faPipelined)()
+	defer save(&faPipeIso)()
 	const ctx, theta = 2048, 1e6
 	variants := []struct {
 		name          string
 		rope, cluster int
-		pipe          bool
+		pipe, iso     bool
 		quant         tensor.DType // the o product's activation, encoded in the launch where it can
-	}{{"attention_fa_cl_rope", 0, 0, false, 0}, {"attention_fa_rope", 1, -1, false, 0},
-		{"attention_fa_cl_rope q8_0", 0, 0, false, tensor.Q8_0}, {"attention_fa_cl_rope q8_k", 0, 0, false, tensor.Q8_K},
-		{"attention_fa_pl_rope", 0, 0, true, 0}, {"attention_fa_pl_rope q8_0", 0, 0, true, tensor.Q8_0},
-		{"attention_fa_pl_rope q8_k", 0, 0, true, tensor.Q8_K}}
+	}{{"attention_fa_cl_rope", 0, 0, false, false, 0}, {"attention_fa_rope", 1, -1, false, false, 0},
+		{"attention_fa_cl_rope q8_0", 0, 0, false, false, tensor.Q8_0}, {"attention_fa_cl_rope q8_k", 0, 0, false, false, tensor.Q8_K},
+		{"attention_fa_pl_rope", 0, 0, true, false, 0}, {"attention_fa_pl_rope q8_0", 0, 0, true, false, tensor.Q8_0},
+		{"attention_fa_pl_rope q8_k", 0, 0, true, false, tensor.Q8_K},
+		{"attention_fa_pl_rope iso", 0, 0, true, true, 0}, {"attention_fa_pl_rope iso q8_0", 0, 0, true, true, tensor.Q8_0}}
 	for _, sh := range []attnShape{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}} {
 		kvDim, qDim := sh.kvHeads*sh.dim, sh.heads*sh.dim
 		slotBytes := ctx * kvDim * 2
@@ -410,7 +412,7 @@ func TestAttentionRopeOneRow(t *testing.T) {
 				be.FlashAttentionGGML(want, q, []*cpu.KVCache{cache}, []int{pos}, 1, sh.heads, sh.kvHeads, sh.dim)
 				at := slotBytes + pos*kvDim*2
 				for _, vr := range variants {
-					ropeInAttention, attnCluster, faPipelined = vr.rope, vr.cluster, vr.pipe
+					ropeInAttention, attnCluster, faPipelined, faPipeIso = vr.rope, vr.cluster, vr.pipe, vr.iso
 					what := fmt.Sprintf("%dx%d dim %d style %d position %d %s", sh.heads, sh.kvHeads, sh.dim, style, pos, vr.name)
 					for i := at; i < at+kvDim*2; i++ {
 						kh[i], vh[i] = 0xff, 0xff // the row the kernel stores

@@ -20,7 +20,8 @@ import (
 // (no split quantized products of few rows: termsEnabled), "nofam"
 // (passes of many rows keep attention_fa: attnManyRows), "nocluster"
 // (ggml's one-chunk decode attention one block a head: attnCluster), "nofapl" (the one-row attention
-// in the cluster kernel, not attention_fa_pl_rope: faPipelined), "noks" (no
+// in the cluster kernel, not attention_fa_pl_rope: faPipelined), "fapl288" (attention_fa_pl_rope
+// in 288 threads, its chain warp sharing a scheduler: faPipeIso off), "noks" (no
 // K-split mmq32 kernels: mmq32KSMode), "ks32" / "ks16" (their tiles'
 // weight rows: mmq32KSRows), "mmqfew=N" (mmqFewRows) and "noattnmma16"
 // (long prompts' passes over an F16 cache keep ggml's tiled kernel:
@@ -65,6 +66,8 @@ func applyTune(flags string) {
 			attnCluster = -1
 		case "nofapl":
 			faPipelined = false
+		case "fapl288":
+			faPipeIso = false
 		case "smallchunks":
 			smallChunks = true
 		case "attnmma32":
@@ -126,7 +129,7 @@ func SetTune(flags string) (restore func()) {
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread), save(&mvxWarps), save(&kvPrefetch),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
 		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),
-		save(&rmsPerThread), save(&faPipelined),
+		save(&rmsPerThread), save(&faPipelined), save(&faPipeIso),
 	}
 	applyTune(flags)
 	return func() {

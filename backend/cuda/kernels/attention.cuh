@@ -197,6 +197,52 @@ __device__ __forceinline__ float dot_f16_swz(const u16* __restrict__ k, int key,
     return dot_reduce(a);
 }
 
+// dot_f16_swz_p is dot_f16_swz (head dimension a multiple of 64) over P
+// consecutive lanes (P = 2 or 4, sub = the lane's place among them): each
+// takes the 16/P accumulator lanes l = sub*16/P.. of dot_reduce's four
+// rows, and dot_reduce's halving steps cross lanes by shuffles (segments of
+// P lanes) where the partner lane holds l + w: the same products, sums and
+// order, so the same float. Every lane of the warp calls it; lane sub 0
+// gets the dot product. For rows of few keys, where one thread a key
+// leaves most producers idle and the chain waits on the dot's latency.
+template <int P>
+__device__ __forceinline__ float dot_f16_swz_p(const u16* __restrict__ k, int key, int swz,
+                                               const float* __restrict__ q, int dim, int sub) {
+    constexpr int L = 16 / P;  // accumulator lanes a thread: 8 or 4 values, one 16-byte chunk or half of one
+    int x = key & swz;
+    float a[4][L] = {};
+    for (int i = 0; i < dim; i += 64) {
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int e0 = i + 16 * j + sub * L, c = e0 / 8;
+            float kv[8];
+            if (L == 8) {
+                unpack8(*(const uint4*)(k + (c ^ x) * 8), kv);
+            } else {
+                uint2 h = *(const uint2*)(k + (c ^ x) * 8 + e0 % 8);
+                unpack8(make_uint4(h.x, h.y, 0u, 0u), kv);
+            }
+#pragma unroll
+            for (int u = 0; u < L; u++) a[j][u] = __fmaf_rn(kv[u], q[e0 + u], a[j][u]);
+        }
+    }
+    float v[L];
+#pragma unroll
+    for (int u = 0; u < L; u++) v[u] = __fadd_rn(__fadd_rn(a[0][u], a[2][u]), __fadd_rn(a[1][u], a[3][u]));
+#pragma unroll
+    for (int w = 8; w >= 1; w /= 2) {
+        if (w >= L) {
+#pragma unroll
+            for (int u = 0; u < L; u++) v[u] = __fadd_rn(v[u], __shfl_down_sync(FULL, v[u], w / L, P));
+        } else {
+#pragma unroll
+            for (int u = 0; u < L; u++)
+                if (u < w) v[u] = __fadd_rn(v[u], v[u + w]);
+        }
+    }
+    return v[0];
+}
+
 // fa_tile_max takes a key tile's maximum tileMax (not -inf) into a row's
 // running maximum M: where M grows, the running sum S is scaled by ms (the
 // exponential of the old maximum less the new, in double, rounded to
@@ -1045,6 +1091,7 @@ extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1)
 // tiled kernel, run attention_fa's body in block 0, as fa_cl does.
 #define FA_PL_KT 256
 #define FA_PL_THREADS (FA_PL_KT + WARP)
+#define FA_PL_ISO_THREADS (FA_PL_KT + 4 * WARP)
 
 // fa_acc_sum is fa_acc<S> and fa_sum in one chain: the element's F16
 // accumulator and the running sum of the weights, each updated as its own
@@ -1076,7 +1123,7 @@ __device__ __forceinline__ u32 ld_acquire_cta(const u32* p) {
 // bar_producers is a barrier of the FA_PL_KT producer threads only.
 __device__ __forceinline__ void bar_producers() { asm volatile("bar.sync 1, %0;" ::"n"(FA_PL_KT) : "memory"); }
 
-extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
+extern "C" __global__ void __launch_bounds__(FA_PL_ISO_THREADS, 1)
     attention_fa_pl_rope(ATTN_FA_PARAMS, const float* __restrict__ invFreq, float thetaScale, int style,
                          u8* __restrict__ q80) {
     const int E = WARP;  // output elements a block
@@ -1106,18 +1153,28 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
     u16* vs = kt + 2 * FA_PL_KT * dim;         // n rows of E: this block's values
     int cs8 = dim / 8, swz = cs8 % 8 == 0 ? 7 : cs8 % 4 == 0 ? 3 : cs8 % 2 == 0 ? 1 : 0;
     int nt = (n + FA_PL_KT - 1) / FA_PL_KT, nc = n - 1;  // tiles; cache rows (the row's own comes from q)
-    bool prod = tid < FA_PL_KT;
+    // Roles: FA_PL_ISO_THREADS threads (the launch's default) give the
+    // chain warp 0 a scheduler of its own (warps 4, 8 and 11 idle; warp w
+    // is on scheduler w % 4): producers 1-3, 5-7, 9 and 10. FA_PL_THREADS
+    // threads run 8 producer warps (0-7) and the chain warp (8), which then
+    // shares its scheduler with producers 0 and 4 (the chain at 896 keys:
+    // ~34 cycles a key there, ~29 alone on its scheduler; H100 timeline).
+    int lane = tid % WARP, wr = tid / WARP;
+    bool iso = blockDim.x == FA_PL_ISO_THREADS;
+    bool chain = iso ? wr == 0 : wr == FA_PL_KT / WARP;
+    bool prod = iso ? wr % 4 != 0 && wr != 11 : wr < FA_PL_KT / WARP;
+    int w = iso ? wr - 1 - wr / 4 : wr, ptid = w * WARP + lane;  // a producer's warp and thread among the producers
     // tile(t) asks for tile t's cache keys (a commit group, empty past them).
     auto tile = [&](int t) {
         int j0 = t * FA_PL_KT, nk = max(0, min(FA_PL_KT, nc - j0));
-        copy_rows_async(kc, (u8*)(kt + (t % 2) * FA_PL_KT * dim), kvStride, off, j0, nk, dim * 2, 2, dim * 2, tid,
+        copy_rows_async(kc, (u8*)(kt + (t % 2) * FA_PL_KT * dim), kvStride, off, j0, nk, dim * 2, 2, dim * 2, ptid,
                         FA_PL_KT, swz);
     };
     if (prod) {
         tile(0);
         tile(1);
-    } else {
-        copy_rows_async(vc, (u8*)vs, kvStride, off + b * E, 0, nc, E * 2, 2, E * 2, tid - FA_PL_KT, WARP);
+    } else if (chain) {
+        copy_rows_async(vc, (u8*)vs, kvStride, off + b * E, 0, nc, E * 2, 2, E * 2, lane, WARP);
     }
     if (tid == 0) ready = 0;
     if (tid < FA_FLAG_WORDS) flags[tid] = 0;
@@ -1132,25 +1189,39 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
             kown[tid] = ka;
             kown[tid + half] = kb;
         }
-        if (!prod) vs[nc * E + tid - FA_PL_KT] = f2h(__ldcg(kh + kvStride + b * E + tid - FA_PL_KT));
+        if (chain) vs[nc * E + lane] = f2h(__ldcg(kh + kvStride + b * E + lane));
         if (writer) fa_store_v((u16*)(vc + (i64)(n - 1) * kvStride * 2) + off, kh + kvStride, dim);
     }
     __syncthreads();  // the query, the own key and value, ready = 0
     if (tid == 0) tl_mark_any(1);  // the query rotated, the cache row stored
-    int lane = tid % WARP, w = tid / WARP;
     if (prod) {
         const float ninf = __uint_as_float(0xff800000u);
         float carry = ninf;  // the row's maximum over the tiles before
+        // Threads a key for the scores of a row of few keys (one tile).
+        int parts = dim % 64 != 0 || n > FA_PL_KT / 2 ? 1 : n > FA_PL_KT / 4 ? 2 : 4;
         for (int t = 0; t < nt; t++) {
             asm volatile("cp.async.wait_group 1;" ::: "memory");  // tile t (t + 1 may still come)
             bar_producers();
-            if (t == 0 && tid == 0) tl_mark_any(6);  // the first tile's keys in shared memory
-            int j = t * FA_PL_KT + tid;
+            if (t == 0 && ptid == 0) tl_mark_any(6);  // the first tile's keys in shared memory
+            int j = t * FA_PL_KT + ptid;
             float s = ninf;
-            if (j < nc)
-                s = __fmul_rn(dot_f16_swz(kt + (t % 2) * FA_PL_KT * dim + tid * dim, tid, swz, qs, dim), scale);
-            else if (j == nc)
+            if (parts > 1) {
+                // A row of one tile and at most FA_PL_KT / parts keys: parts
+                // threads a key (dot_f16_swz_p), the scores through sc
+                // (each thread later writes only its own key's weight).
+                int key = ptid / parts, sub = ptid % parts, kk = min(key, nc);
+                const u16* kr = kk < nc ? kt + kk * dim : kown;
+                int kx = kk < nc ? kk : 0, ks = kk < nc ? swz : 0;
+                float d = parts == 4 ? dot_f16_swz_p<4>(kr, kx, ks, qs, dim, sub)
+                                     : dot_f16_swz_p<2>(kr, kx, ks, qs, dim, sub);
+                if (sub == 0 && key <= nc) sc[key] = __fmul_rn(d, scale);
+                bar_producers();
+                if (j <= nc) s = sc[j];
+            } else if (j < nc) {
+                s = __fmul_rn(dot_f16_swz(kt + (t % 2) * FA_PL_KT * dim + ptid * dim, ptid, swz, qs, dim), scale);
+            } else if (j == nc) {
                 s = __fmul_rn(dot_f16_swz(kown, 0, 0, qs, dim), scale);
+            }
             float incl = s;
 #pragma unroll
             for (int o = 1; o < WARP; o <<= 1) {
@@ -1161,12 +1232,7 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
             if (lane == 0) excl = ninf;
             if (lane == WARP - 1) wmax[w] = incl;
             bar_producers();  // the tile's keys are scored: its buffer is free; wmax is complete
-            if (t == 0 && tid == 0) tl_mark_any(7);  // the first tile scored
-            if (t + 2 < nt) {
-                tile(t + 2);
-            } else {
-                asm volatile("cp.async.commit_group;" ::: "memory");
-            }
+            if (t == 0 && ptid == 0) tl_mark_any(7);  // the first tile scored
             float M = carry, tmax = carry;
 #pragma unroll
             for (int u = 0; u < FA_PL_KT / WARP; u++) {
@@ -1191,12 +1257,20 @@ extern "C" __global__ void __launch_bounds__(FA_PL_THREADS, 1)
                 if (nib) atomicOr(&flags[t], nib << (4 * w));
             }
             bar_producers();  // the tile's weights and flags are written; wmax is read
-            if (tid == 0) st_release_cta(&ready, (u32)min(n, (t + 1) * FA_PL_KT));
-            if (t == 0 && tid == 0) tl_mark_any(2);  // the first tile released
+            if (ptid == 0) st_release_cta(&ready, (u32)min(n, (t + 1) * FA_PL_KT));
+            if (t == 0 && ptid == 0) tl_mark_any(2);  // the first tile released
+            // Tile t + 2's keys into the buffer scored above, once the chains
+            // have tile t: issuing its 4,096 pieces took ~1 us, which delayed
+            // the release (a commit group each tile, empty past the row).
+            if (t + 2 < nt) {
+                tile(t + 2);
+            } else {
+                asm volatile("cp.async.commit_group;" ::: "memory");
+            }
         }
-        if (tid == 0) tl_mark_any(3);  // every tile released
+        if (ptid == 0) tl_mark_any(3);  // every tile released
         asm volatile("cp.async.wait_group 0;" ::: "memory");
-    } else {
+    } else if (chain) {
         asm volatile("cp.async.wait_group 0;" ::: "memory");  // this lane's values
         __syncwarp();
         fa_acc_sum<E> c{0, 0.0f, vs + lane};
