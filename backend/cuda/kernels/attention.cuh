@@ -446,7 +446,9 @@ __device__ __forceinline__ void fa_add8(C& c, const float* __restrict__ w, int g
 // maxima (BenchmarkDecodeLong 1.5B Q4_K_M at positions 0-127, H100: runs
 // for every row 1.1% below the one-group-ahead loop, runs from 256 keys
 // 0.6%).
+#ifndef FA_RUNS_MIN
 #define FA_RUNS_MIN 256
+#endif
 
 // fa_run takes nk keys into chain c (fa_acc, fa_acc_sum or fa_sum) in
 // order: w the keys' weights, -ms where a key is a new maximum (fa_key).
