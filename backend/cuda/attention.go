@@ -178,10 +178,10 @@ var faPipelined = true
 
 // faPipeIso launches attention_fa_pl_rope with faPipeIsoThreads threads:
 // its chain warp alone on a scheduler while the producers score later
-// tiles (the chain ran at ~31 cycles a key in the step against ~18 alone).
-// H100, 1.5B Q4_K_M: decode at 896-1,023 keys +2.8% against the
-// faPipeThreads layout, -0.2% at 0-127 (APR_CUDA_TUNE "fapl288" turns it
-// off).
+// tiles (H100, 1.5B Q4_K_M at 896 keys: the chain ~29 cycles a key against
+// ~34 sharing one, ~18 in a loop alone). Decode at 896-1,023 keys +2.8%
+// against the faPipeThreads layout, -0.2% at 0-127 (APR_CUDA_TUNE
+// "fapl288" turns it off).
 var faPipeIso = true
 
 // faPipeKeys and faPipeThreads are attention_fa_pl_rope's key tile and
@@ -190,8 +190,8 @@ var faPipeIso = true
 const (
 	faPipeKeys    = 256
 	faPipeThreads = faPipeKeys + 32
-	// faPipeIsoThreads is the layout that gives the chain warp a
-	// scheduler of its own (faPipeIso).
+	// faPipeIsoThreads (FA_PL_ISO_THREADS) is the layout that gives the
+	// chain warp a scheduler of its own (faPipeIso).
 	faPipeIsoThreads = faPipeKeys + 128
 )
 

@@ -375,9 +375,9 @@ func TestAttentionRopeOneRow(t *testing.T) {
 		quant         tensor.DType // the o product's activation, encoded in the launch where it can
 	}{{"attention_fa_cl_rope", 0, 0, false, false, 0}, {"attention_fa_rope", 1, -1, false, false, 0},
 		{"attention_fa_cl_rope q8_0", 0, 0, false, false, tensor.Q8_0}, {"attention_fa_cl_rope q8_k", 0, 0, false, false, tensor.Q8_K},
-		{"attention_fa_pl_rope", 0, 0, true, false, 0}, {"attention_fa_pl_rope q8_0", 0, 0, true, false, tensor.Q8_0},
-		{"attention_fa_pl_rope q8_k", 0, 0, true, false, tensor.Q8_K},
-		{"attention_fa_pl_rope iso", 0, 0, true, true, 0}, {"attention_fa_pl_rope iso q8_0", 0, 0, true, true, tensor.Q8_0}}
+		{"attention_fa_pl_rope", 0, 0, true, true, 0}, {"attention_fa_pl_rope q8_0", 0, 0, true, true, tensor.Q8_0},
+		{"attention_fa_pl_rope q8_k", 0, 0, true, true, tensor.Q8_K},
+		{"attention_fa_pl_rope 288", 0, 0, true, false, 0}, {"attention_fa_pl_rope 288 q8_0", 0, 0, true, false, tensor.Q8_0}}
 	for _, sh := range []attnShape{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}} {
 		kvDim, qDim := sh.kvHeads*sh.dim, sh.heads*sh.dim
 		slotBytes := ctx * kvDim * 2
