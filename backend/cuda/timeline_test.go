@@ -85,8 +85,9 @@ func TestDecodeTimeline(t *testing.T) {
 	if os.Getenv("APR_CUDA_TIMELINE") == "" {
 		t.Skip("APR_CUDA_TIMELINE not set (a measurement: needs a PTX built with -DAPR_TIMELINE)")
 	}
-	// APR_TIMELINE_POS moves the timed steps from position 64 (a long
-	// row's attention: 896 times the one-row kernels' F16 chains).
+	// APR_TIMELINE_POS moves the timed steps from position 64 to a later
+	// one (e.g. 896, where the one-row attention's F16 chains dominate):
+	// a prompt fills the cache up to it.
 	at := 64
 	if v := os.Getenv("APR_TIMELINE_POS"); v != "" {
 		p, err := strconv.Atoi(v)
@@ -101,7 +102,6 @@ func TestDecodeTimeline(t *testing.T) {
 			g, cfg := loadSynth(t, i, max(512, at+64))
 			defer g.Close()
 			if at > 64 {
-				// A prompt fills the cache up to the timed steps.
 				rows := make([]cuda.Row, at)
 				for p := range rows {
 					rows[p] = cuda.Row{Token: (p * 7919) % cfg.VocabSize, Pos: p, Logits: p == at-1}

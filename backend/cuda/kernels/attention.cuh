@@ -1079,18 +1079,21 @@ extern "C" __global__ void __cluster_dims__(FA_CL, 1, 1)
 // keys' weights while the later keys are scored. Grid (heads x P, 1), P =
 // dim/32: block b of head h owns output elements 32b..32b+31, and every
 // block scores all of the row's keys itself (the cluster's exchange and
-// its two barriers gone; the keys are read from L2 P times). Warps 0-7
-// (the producers) take the keys by tiles of FA_PL_KT, a key a thread: the
-// score (dot_f16_swz), the row's running maximum before it (a scan over the
-// tile, carried from tile to tile), its weight as fa_softmax leaves it and
-// fa_flags' flag, then release the tile's count (st.release.cta). Warp 8
-// (the chains) waits for each count (ld.acquire.cta) and runs its 32
+// its two barriers gone; the keys are read from L2 P times). Eight producer
+// warps take the keys by tiles of FA_PL_KT, a key a thread (rows of up to
+// FA_PL_KT / 2 keys: 2 or 4 threads a key, dot_f16_swz_p): the score
+// (dot_f16_swz), the row's running maximum before it (a scan over the tile,
+// carried from tile to tile), its weight as fa_softmax leaves it and
+// fa_flags' flag, then release the tile's count (st.release.cta). The chain
+// warp waits for each count (ld.acquire.cta) and runs its 32
 // elements' F16 chains over the released keys (fa_run), each lane also
 // carrying the running sum S (fa_acc_sum: the same chain as fa_sum's). The
 // cache rows of earlier steps (keys and values 0..n-2, final before this
 // launch) are asked for before the PDL wait, the row's own key and value
-// come from the rotation and q. Rows of more keys, or passes of ggml's
-// tiled kernel, run attention_fa's body in block 0, as fa_cl does.
+// come from the rotation and q. Which warps take which role depends on the
+// launch's layout (FA_PL_THREADS or FA_PL_ISO_THREADS, in the kernel).
+// Rows of more keys, or passes of ggml's tiled kernel, run attention_fa's
+// body in block 0, as fa_cl does.
 #define FA_PL_KT 256
 #define FA_PL_THREADS (FA_PL_KT + WARP)
 #define FA_PL_ISO_THREADS (FA_PL_KT + 4 * WARP)
