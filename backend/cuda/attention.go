@@ -181,7 +181,10 @@ var faPipelined = true
 // tiles (H100, 1.5B Q4_K_M at 896 keys: the chain ~29 cycles a key against
 // ~34 sharing one, ~18 in a loop alone). Decode at 896-1,023 keys +2.8%
 // against the faPipeThreads layout, -0.2% at 0-127 (APR_CUDA_TUNE
-// "fapl288" turns it off).
+// "fapl288" turns it off). Rows of one tile (up to faPipeKeys keys) take
+// the faPipeThreads roles inside this launch (three warps idle), whose
+// chain starts only after every key is scored: +0.25-0.3% at positions
+// 0-127 (H100, two calls), bit-identical.
 var faPipeIso = true
 
 // faPipeKeys and faPipeThreads are attention_fa_pl_rope's key tile and

@@ -378,7 +378,8 @@ func TestAttentionRopeOneRow(t *testing.T) {
 		{"attention_fa_pl_rope", 0, 0, true, true, 0}, {"attention_fa_pl_rope q8_0", 0, 0, true, true, tensor.Q8_0},
 		{"attention_fa_pl_rope q8_k", 0, 0, true, true, tensor.Q8_K},
 		{"attention_fa_pl_rope 288", 0, 0, true, false, 0}, {"attention_fa_pl_rope 288 q8_0", 0, 0, true, false, tensor.Q8_0}}
-	for _, sh := range []attnShape{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}} {
+	// 12x2x128 is the 1.5B's attention, 14x2x64 the 0.5B's.
+	for _, sh := range []attnShape{{12, 2, 128}, {14, 2, 64}, {4, 2, 32}, {16, 4, 64}, {8, 2, 32}} {
 		kvDim, qDim := sh.kvHeads*sh.dim, sh.heads*sh.dim
 		slotBytes := ctx * kvDim * 2
 		// Slot 1 of two; its earlier positions random.

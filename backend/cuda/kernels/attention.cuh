@@ -1164,8 +1164,16 @@ extern "C" __global__ void __launch_bounds__(FA_PL_ISO_THREADS, 1)
     // threads run 8 producer warps (0-7) and the chain warp (8), which then
     // shares its scheduler with producers 0 and 4 (the chain at 896 keys:
     // ~34 cycles a key there, ~29 alone on its scheduler; H100 timeline).
+    // A row of one tile takes the FA_PL_THREADS roles in either launch
+    // (warps 9-11 idle): its chain starts only after the producers are
+    // done, so a scheduler of its own buys it nothing (-DFA_PL_ISO_ALL:
+    // the ISO roles at every length).
     int lane = tid % WARP, wr = tid / WARP;
+#ifdef FA_PL_ISO_ALL
     bool iso = blockDim.x == FA_PL_ISO_THREADS;
+#else
+    bool iso = blockDim.x == FA_PL_ISO_THREADS && nt > 1;
+#endif
     bool chain = iso ? wr == 0 : wr == FA_PL_KT / WARP;
     bool prod = iso ? wr % 4 != 0 && wr != 11 : wr < FA_PL_KT / WARP;
     int w = iso ? wr - 1 - wr / 4 : wr, ptid = w * WARP + lane;  // a producer's warp and thread among the producers
