@@ -126,22 +126,8 @@ func attnQuantQ80(a attnArgs, q80, q8k devptr) bool {
 // and quantize need not run.
 func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devptr, thetaScale float32, style int,
 	a attnArgs, m int, q80, q8k devptr) (ran, quantized bool, err error) {
-	if ropeInAttention < 0 || m != 1 || !a.fa || !a.f16 || a.long || a.pass >= 64 || a.dim%8 != 0 || a.dim > 128 ||
-		a.kvHeads < 1 || a.heads%a.kvHeads != 0 {
-		return false, false, nil
-	}
-	name, blocks, threads, shared := "attention_fa_rope", a.heads, 256, faSharedBytes(a.dim)
-	cluster := d.clusterRows(a, m) && d.has("attention_fa_cl_rope")
-	pipe := cluster && faPipelined && a.dim%32 == 0 && d.has("attention_fa_pl_rope")
-	switch {
-	case pipe:
-		name, blocks, threads, shared = "attention_fa_pl_rope", a.heads*(a.dim/32), faPipeThreads, faPipeBytes(a.dim)
-		if faPipeIso {
-			threads = faPipeIsoThreads
-		}
-	case cluster:
-		name, blocks, shared = "attention_fa_cl_rope", a.heads*faCluster, faClusterBytes(a.dim)
-	case ropeInAttention == 0 || !d.has(name):
+	name, blocks, threads, shared, cluster := d.ropeAttnLaunch(a, m)
+	if name == "" {
 		return false, false, nil
 	}
 	if err := a.scratchRows(name, m); err != nil {
@@ -157,6 +143,32 @@ func (d *Device) attentionRope(q, kc, vc, out, scores, info, passp, invFreq devp
 		args = append(args, q80)
 	}
 	return true, quantized, d.launch2(name, blocks, 1, threads, shared, args...)
+}
+
+// ropeAttnLaunch is attentionRope's kernel for a pass of m rows, its
+// blocks, threads and shared memory, and whether it is one of the cluster
+// kernel's family (which take the o product's activation); name is ""
+// where attentionRope launches nothing.
+func (d *Device) ropeAttnLaunch(a attnArgs, m int) (name string, blocks, threads, shared int, cluster bool) {
+	if ropeInAttention < 0 || m != 1 || !a.fa || !a.f16 || a.long || a.pass >= 64 || a.dim%8 != 0 || a.dim > 128 ||
+		a.kvHeads < 1 || a.heads%a.kvHeads != 0 {
+		return "", 0, 0, 0, false
+	}
+	name, blocks, threads, shared = "attention_fa_rope", a.heads, 256, faSharedBytes(a.dim)
+	cluster = d.clusterRows(a, m) && d.has("attention_fa_cl_rope")
+	pipe := cluster && faPipelined && a.dim%32 == 0 && d.has("attention_fa_pl_rope")
+	switch {
+	case pipe:
+		name, blocks, threads, shared = "attention_fa_pl_rope", a.heads*(a.dim/32), faPipeThreads, faPipeBytes(a.dim)
+		if faPipeIso {
+			threads = faPipeIsoThreads
+		}
+	case cluster:
+		name, blocks, shared = "attention_fa_cl_rope", a.heads*faCluster, faClusterBytes(a.dim)
+	case ropeInAttention == 0 || !d.has(name):
+		return "", 0, 0, 0, false
+	}
+	return name, blocks, threads, shared, cluster
 }
 
 // faPipelined picks attention_fa_pl_rope for the one-row attention where

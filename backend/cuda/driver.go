@@ -57,6 +57,7 @@ type driver struct {
 	cuLaunchKernel            uintptr // called through purego.SyscallN (11 arguments, no reflection)
 	cuLaunchKernelEx          uintptr // likewise; 0 when the driver lacks it (before CUDA 11.8)
 	cuFuncSetAttribute        func(fn uintptr, attr int32, v int32) result
+	cuFuncGetAttribute        func(v *int32, attr int32, fn uintptr) result
 	cuMemGetInfo              func(free, total *uint64) result
 	cuStreamBeginCapture      func(s uintptr, mode uint32) result
 	cuStreamEndCapture        func(s uintptr, graph *uintptr) result
@@ -108,6 +109,7 @@ func (d *driver) symbols() []struct {
 		{"cuEventElapsedTime", &d.cuEventElapsedTime},
 		{"cuGetErrorString", &d.cuGetErrorString},
 		{"cuFuncSetAttribute", &d.cuFuncSetAttribute},
+		{"cuFuncGetAttribute", &d.cuFuncGetAttribute},
 		{"cuMemGetInfo_v2", &d.cuMemGetInfo},
 		{"cuStreamBeginCapture_v2", &d.cuStreamBeginCapture},
 		{"cuStreamEndCapture", &d.cuStreamEndCapture},
@@ -204,6 +206,7 @@ type Device struct {
 	sharedOptin int
 	sms         int     // multiprocessors
 	mvx         mvxArgs // the fused products' parameter (see launch)
+	mvCap       int     // the most blocks the next one-row product launches (0: its plan's; qkvCap)
 	// cuBLAS for float products of many rows (cublas.go): nil when not
 	// loaded; blasReason says why once blasTried.
 	blas       *blas
@@ -376,6 +379,21 @@ func (d *Device) fn(name string) (uintptr, error) {
 	}
 	d.fns[name] = f
 	return f, nil
+}
+
+// maxThreads returns the most threads a block of kernel name may have
+// (its registers allow), 1,024 where the driver does not say.
+func (d *Device) maxThreads(name string) int {
+	f, err := d.fn(name)
+	if err != nil {
+		return 1024
+	}
+	const maxThreadsPerBlock = 0 // CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK
+	var v int32
+	if d.drv.cuFuncGetAttribute(&v, maxThreadsPerBlock, f) != 0 || v < 32 {
+		return 1024
+	}
+	return int(v)
 }
 
 // allocSlack is allocated past every buffer's end: the kernels' aligned

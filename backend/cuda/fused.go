@@ -59,6 +59,45 @@ var mvSpread = 0
 // A variable for the tests' comparisons (APR_CUDA_TUNE "mvxwarps=N").
 var mvxWarps = 0
 
+// qkvCap bounds the blocks of a decode step's q/k/v launch where the
+// one-row attention after it (attention_fa_pl_rope, attention_fa_cl_rope)
+// needs whole multiprocessors (at head dimension 128 attention_fa_pl_rope's
+// block takes 64,512 registers and 203 KB of shared memory): with the
+// products' 576 blocks spread over all of them, its blocks could start only
+// once the products had ended, and its prologue (the cache rows asked for,
+// the rotation's angles) ran after them. -1 (the default) bounds them to
+// the multiprocessors less the attention's blocks, N > 0 to N, 0 not at
+// all; the products' blocks then take more rows each (widen), as many
+// warps as their kernel allows. The same bits (a row's sums do not depend
+// on the block that runs it). H100, 1.5B Q4_K_M (q/k/v 576 -> 83 blocks of
+// 16 warps; the products' work 2.98 -> 3.58 us, the attention's blocks
+// entered 1.86 us before their release instead of at it, the boundary
+// after the products 2.11 -> 0.86 us), tok/s, two rounds, 0 -> -1:
+// BenchmarkDecodeLong positions 0 / 256 / 512 908.5, 908.6 -> 935.0, 935.4
+// / 788.7, 788.7 -> 817.8, 817.9 / 717.4, 717.0 -> 752.8, 752.3;
+// BenchmarkDecodeSynthetic 0.5B Q8_0 1555, 1556 -> 1584, 1585; 0.5B Q4_K_M
+// 1460, 1457 -> 1509, 1507; 1.5B Q8_0 852.2, 851.6 -> 859.1, 858.8; 1.5B
+// Q4_K_M 910.1, 909.9 -> 935.3, 935.2. A bound of 66 was slower than -1's
+// 84 (930.7 at position 0). APR_CUDA_TUNE "qkvcap=N".
+var qkvCap = -1
+
+// widen returns plan g with k times its rows a block and its warps grown
+// with them up to maxWarps (more items a warp beyond).
+func (g matvecPlan) widen(k, maxWarps int) matvecPlan {
+	g.rpc *= k
+	g.warps = max(g.warps, min(32, maxWarps, g.warps*k))
+	return g
+}
+
+// spanFactor is the least k that brings blocks to at most capBlocks (1
+// where capBlocks is 0 or more).
+func spanFactor(blocks, capBlocks int) int {
+	if capBlocks <= 0 || blocks <= capBlocks {
+		return 1
+	}
+	return ceilDiv(blocks, capBlocks)
+}
+
 // planRows is planMatvec's split of a rows x nb-block product (passes of
 // per blocks), spread by mvSpread.
 func (d *Device) planRows(rows, nb, per int) matvecPlan {
@@ -140,14 +179,26 @@ func (d *Device) matvecFused(outs []mvxOut, mode int, x devptr, n int, normW dev
 		return fmt.Errorf("cuda: fused product of %d matrices (1..%d)", len(outs), mvxParts)
 	}
 	kernel, blocks, warps, terms := "", 0, 1, 0
+	plans := make([]matvecPlan, len(outs))
 	for i, o := range outs {
-		k, typ, ok := mvxFamily(o.w.dt)
+		k, _, ok := mvxFamily(o.w.dt)
 		if !ok || (kernel != "" && k != kernel) {
 			return fmt.Errorf("cuda: %s (%v) does not fuse with %s", o.w.name, o.w.dt, outs[0].w.name)
 		}
 		kernel = k
+		plans[i] = d.planRows(o.w.rows, o.w.cols/o.w.dt.BlockSize(), weightTypes[o.w.dt])
+		blocks += ceilDiv(o.w.rows, plans[i].rpc)
+	}
+	if k := spanFactor(blocks, d.mvCap); k > 1 {
+		for i := range plans {
+			plans[i] = plans[i].widen(k, d.maxThreads(kernel)/32)
+		}
+	}
+	blocks = 0
+	for i, o := range outs {
+		_, typ, _ := mvxFamily(o.w.dt)
 		nb := o.w.cols / o.w.dt.BlockSize()
-		g := d.planRows(o.w.rows, nb, weightTypes[o.w.dt])
+		g := plans[i]
 		b := ceilDiv(o.w.rows, g.rpc)
 		a.p[i] = mvPart{w: o.w.ptr, y: o.y, bias: o.bias, rowBytes: int64(o.w.rowBytes), rows: int32(o.w.rows),
 			cols: int32(o.w.cols), typ: int32(typ), rw: int32(g.arg()), rpc: int32(g.rpc), blocks: int32(b),

@@ -434,6 +434,24 @@ func (g *Model) dropExec() {
 	}
 }
 
+// qkvBlocks is qkvCap's bound on the q/k/v launch of a decode step whose
+// attention is at (0: none): where attentionRope runs a kernel of whole
+// multiprocessors after it, the multiprocessors less its blocks (-1; none
+// where that leaves under a quarter of them), or qkvCap.
+func (g *Model) qkvBlocks(at attnArgs) int {
+	name, blocks, _, _, _ := g.dev.ropeAttnLaunch(at, 1)
+	switch {
+	case name == "" || qkvCap == 0:
+		return 0
+	case qkvCap > 0:
+		return qkvCap
+	}
+	if n := g.dev.sms - blocks; n >= g.dev.sms/4 {
+		return n
+	}
+	return 0
+}
+
 // quants returns the activation buffers that the matrices ws read (0 for
 // an encoding none of them reads).
 func (g *Model) quants(ws ...*matrix) (q80, q8k devptr) {
@@ -585,6 +603,9 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 				kv = kvRows{kc: l.kc, vc: l.vc, info: info, slotBytes: g.slotBytes, rowBytes: g.slotBytes / g.ctx}
 			}
 			err = g.normFor(l.attnNorm, m, kv, l.qkv, l.q, l.k, l.v)
+			if m == 1 {
+				d.mvCap = g.qkvBlocks(at)
+			}
 			if l.qkv == nil && m == 1 && qkvOneLaunch && fusable(l.q, l.k, l.v) {
 				// q (+k) and v of different types, one launch on the
 				// activation that normFor quantized.
@@ -600,6 +621,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 				err = errors.Join(err, g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
 			}
 		}
+		d.mvCap = 0
 		// The o product's activation, which the attention may encode itself
 		// (none where the fused product quantizes g.attn itself).
 		oFused := fuse&fuseO != 0 && fusable(l.o)
