@@ -129,7 +129,7 @@ func SetTune(flags string) (restore func()) {
 		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread), save(&mvxWarps), save(&qkvCap), save(&kvPrefetch),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
 		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),
-		save(&rmsPerThread), save(&faPipelined), save(&faPipeIso),
+		save(&rmsPerThread), save(&faPipelined), save(&faPipeIso), save(&attnCluster), save(&attnQuant),
 	}
 	applyTune(flags)
 	return func() {
