@@ -81,9 +81,14 @@ var mvxWarps = 0
 // 84 (930.7 at position 0). APR_CUDA_TUNE "qkvcap=N".
 var qkvCap = -1
 
-// widen returns plan g with k times its rows a block and its warps grown
-// with them up to maxWarps (more items a warp beyond).
-func (g matvecPlan) widen(k, maxWarps int) matvecPlan {
+// widen returns plan g (of a matrix of nb blocks a row) with up to k
+// times its rows a block, as many as keep their terms within
+// mvSharedBytes, and its warps grown with them up to maxWarps (more items a
+// warp beyond).
+func (g matvecPlan) widen(k, maxWarps, nb int) matvecPlan {
+	for k > 1 && 4*g.rpc*k*nb > mvSharedBytes {
+		k--
+	}
 	g.rpc *= k
 	g.warps = max(g.warps, min(32, maxWarps, g.warps*k))
 	return g
@@ -191,7 +196,7 @@ func (d *Device) matvecFused(outs []mvxOut, mode int, x devptr, n int, normW dev
 	}
 	if k := spanFactor(blocks, d.mvCap); k > 1 {
 		for i := range plans {
-			plans[i] = plans[i].widen(k, d.maxThreads(kernel)/32)
+			plans[i] = plans[i].widen(k, d.maxThreads(kernel)/32, outs[i].w.cols/outs[i].w.dt.BlockSize())
 		}
 	}
 	blocks = 0

@@ -187,3 +187,41 @@ func TestPlanRowsSpread(t *testing.T) {
 		}
 	}
 }
+
+// TestWidenPlan checks qkvCap's wider blocks: the least factor that brings
+// a launch's blocks within the bound, rows and warps grown by it, warps
+// within the kernel's limit and 32, and terms within mvSharedBytes.
+func TestWidenPlan(t *testing.T) {
+	for _, tc := range []struct {
+		what              string
+		blocks, capBlocks int
+		g                 matvecPlan
+		maxWarps, nb      int
+		wantK             int
+		want              matvecPlan
+	}{
+		{"1.5B q Q4_K in 84", 576, 84, matvecPlan{rw: 1, rpc: 4, warps: 3, units: true}, 16, 6, 7,
+			matvecPlan{rw: 1, rpc: 28, warps: 16, units: true}},
+		{"no bound", 576, 0, matvecPlan{rw: 1, rpc: 4, warps: 3}, 16, 6, 1, matvecPlan{rw: 1, rpc: 4, warps: 3}},
+		{"within the bound", 80, 84, matvecPlan{rw: 2, rpc: 8, warps: 4}, 32, 48, 1, matvecPlan{rw: 2, rpc: 8, warps: 4}},
+		{"warps to 32", 1000, 100, matvecPlan{rw: 4, rpc: 8, warps: 4}, 32, 48, 10, matvecPlan{rw: 4, rpc: 80, warps: 32}},
+		{"terms capped", 1000, 10, matvecPlan{rw: 4, rpc: 64, warps: 8}, 32, 48, 100, matvecPlan{rw: 4, rpc: 256, warps: 32}},
+		{"kernel allows fewer warps than the plan", 576, 84, matvecPlan{rw: 1, rpc: 4, warps: 8}, 4, 6, 7,
+			matvecPlan{rw: 1, rpc: 28, warps: 8}},
+	} {
+		k := spanFactor(tc.blocks, tc.capBlocks)
+		if k != tc.wantK {
+			t.Errorf("%s: spanFactor = %d, want %d", tc.what, k, tc.wantK)
+		}
+		got := tc.g
+		if k > 1 {
+			got = tc.g.widen(k, tc.maxWarps, tc.nb)
+		}
+		if got != tc.want {
+			t.Errorf("%s: widen = %+v, want %+v", tc.what, got, tc.want)
+		}
+		if 4*got.rpc*tc.nb > mvSharedBytes {
+			t.Errorf("%s: %d bytes of terms", tc.what, 4*got.rpc*tc.nb)
+		}
+	}
+}

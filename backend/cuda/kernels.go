@@ -276,7 +276,7 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 		nb := w.cols / w.dt.BlockSize()
 		g := d.planRows(w.rows, nb, per)
 		if k := spanFactor(ceilDiv(w.rows, g.rpc), d.mvCap); k > 1 {
-			g = g.widen(k, d.maxThreads(kernelName("matmul_", w.dt)+"_mv")/32)
+			g = g.widen(k, d.maxThreads(kernelName("matmul_", w.dt)+"_mv")/32, nb)
 		}
 		return d.launch2(kernelName("matmul_", w.dt)+"_mv", ceilDiv(w.rows, g.rpc), 1, 32*g.warps, 4*g.rpc*nb,
 			append(mmArgs(w, act, actStride, y, yStride, bias, accumulate, m), g.rpc, g.arg())...)
