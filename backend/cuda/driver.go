@@ -382,16 +382,17 @@ func (d *Device) fn(name string) (uintptr, error) {
 }
 
 // maxThreads returns the most threads a block of kernel name may have
-// (its registers allow), 1,024 where the driver does not say.
+// (its registers allow), 0 where the driver does not say (a plan widened
+// with it then keeps its warps).
 func (d *Device) maxThreads(name string) int {
 	f, err := d.fn(name)
 	if err != nil {
-		return 1024
+		return 0
 	}
 	const maxThreadsPerBlock = 0 // CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK
 	var v int32
-	if d.drv.cuFuncGetAttribute(&v, maxThreadsPerBlock, f) != 0 || v < 32 {
-		return 1024
+	if d.drv.cuFuncGetAttribute(&v, maxThreadsPerBlock, f) != 0 || v < 0 {
+		return 0
 	}
 	return int(v)
 }

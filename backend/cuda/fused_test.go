@@ -208,6 +208,8 @@ func TestWidenPlan(t *testing.T) {
 		{"terms capped", 1000, 10, matvecPlan{rw: 4, rpc: 64, warps: 8}, 32, 48, 100, matvecPlan{rw: 4, rpc: 256, warps: 32}},
 		{"kernel allows fewer warps than the plan", 576, 84, matvecPlan{rw: 1, rpc: 4, warps: 8}, 4, 6, 7,
 			matvecPlan{rw: 1, rpc: 28, warps: 8}},
+		{"the driver does not say (maxThreads 0)", 576, 84, matvecPlan{rw: 1, rpc: 4, warps: 3}, 0, 6, 7,
+			matvecPlan{rw: 1, rpc: 28, warps: 3}},
 	} {
 		k := spanFactor(tc.blocks, tc.capBlocks)
 		if k != tc.wantK {
