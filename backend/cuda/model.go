@@ -595,6 +595,10 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 	for li := range g.layers {
 		l := &g.layers[li]
 		var err error
+		if m == 1 {
+			// The q/k/v launch's blocks, bounded by qkvCap (reset after it).
+			d.mvCap = g.qkvBlocks(at)
+		}
 		if fuse&fuseQKV != 0 && fusable(l.qkv, l.q, l.k, l.v) {
 			err = d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml)
 		} else {
@@ -603,9 +607,6 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 				kv = kvRows{kc: l.kc, vc: l.vc, info: info, slotBytes: g.slotBytes, rowBytes: g.slotBytes / g.ctx}
 			}
 			err = g.normFor(l.attnNorm, m, kv, l.qkv, l.q, l.k, l.v)
-			if m == 1 {
-				d.mvCap = g.qkvBlocks(at)
-			}
 			if l.qkv == nil && m == 1 && qkvOneLaunch && fusable(l.q, l.k, l.v) {
 				// q (+k) and v of different types, one launch on the
 				// activation that normFor quantized.
