@@ -247,6 +247,7 @@ const (
 	attrCCMajor     = 75 // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
 	attrCCMinor     = 76 // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
 	attrSharedOptin = 97 // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+	attrSMCount     = 16 // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
 )
 
 // checkCapability says why a device of compute capability major.minor
@@ -307,9 +308,8 @@ func openDevice() (*Device, error) {
 	}
 	d.sharedOptin = int(optin)
 	d.pdl = drv.cuLaunchKernelEx != 0
-	const smCount = 16 // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
 	var sms int32
-	if drv.cuDeviceGetAttribute(&sms, smCount, d.dev) == 0 {
+	if drv.cuDeviceGetAttribute(&sms, attrSMCount, d.dev) == 0 {
 		d.sms = int(sms)
 	}
 	if err := drv.check("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain(&d.ctx, d.dev)); err != nil {

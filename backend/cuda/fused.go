@@ -94,6 +94,16 @@ func (g matvecPlan) widen(k, maxWarps, nb int) matvecPlan {
 	return g
 }
 
+// capPlan is plan g of kernel (a matrix of nb blocks a row) in a launch of
+// blocks blocks, widened by the least factor that brings them within
+// d.mvCap (qkvCap's bound; g itself where there is none).
+func (d *Device) capPlan(kernel string, g matvecPlan, blocks, nb int) matvecPlan {
+	if k := spanFactor(blocks, d.mvCap); k > 1 {
+		return g.widen(k, d.maxThreads(kernel)/32, nb)
+	}
+	return g
+}
+
 // spanFactor is the least k that brings blocks to at most capBlocks (1
 // where capBlocks is 0 or more).
 func spanFactor(blocks, capBlocks int) int {
@@ -183,30 +193,27 @@ func (d *Device) matvecFused(outs []mvxOut, mode int, x devptr, n int, normW dev
 	if len(outs) == 0 || len(outs) > mvxParts {
 		return fmt.Errorf("cuda: fused product of %d matrices (1..%d)", len(outs), mvxParts)
 	}
-	kernel, blocks, warps, terms := "", 0, 1, 0
-	plans := make([]matvecPlan, len(outs))
+	// The parts' plans first: qkvCap's bound (capPlan) is on their blocks
+	// in all.
+	kernel, total := "", 0
+	var plans [mvxParts]matvecPlan
+	var typs [mvxParts]int
 	for i, o := range outs {
-		k, _, ok := mvxFamily(o.w.dt)
+		k, typ, ok := mvxFamily(o.w.dt)
 		if !ok || (kernel != "" && k != kernel) {
 			return fmt.Errorf("cuda: %s (%v) does not fuse with %s", o.w.name, o.w.dt, outs[0].w.name)
 		}
-		kernel = k
+		kernel, typs[i] = k, typ
 		plans[i] = d.planRows(o.w.rows, o.w.cols/o.w.dt.BlockSize(), weightTypes[o.w.dt])
-		blocks += ceilDiv(o.w.rows, plans[i].rpc)
+		total += ceilDiv(o.w.rows, plans[i].rpc)
 	}
-	if k := spanFactor(blocks, d.mvCap); k > 1 {
-		for i := range plans {
-			plans[i] = plans[i].widen(k, d.maxThreads(kernel)/32, outs[i].w.cols/outs[i].w.dt.BlockSize())
-		}
-	}
-	blocks = 0
+	blocks, warps, terms := 0, 1, 0
 	for i, o := range outs {
-		_, typ, _ := mvxFamily(o.w.dt)
 		nb := o.w.cols / o.w.dt.BlockSize()
-		g := plans[i]
+		g := d.capPlan(kernel, plans[i], total, nb)
 		b := ceilDiv(o.w.rows, g.rpc)
 		a.p[i] = mvPart{w: o.w.ptr, y: o.y, bias: o.bias, rowBytes: int64(o.w.rowBytes), rows: int32(o.w.rows),
-			cols: int32(o.w.cols), typ: int32(typ), rw: int32(g.arg()), rpc: int32(g.rpc), blocks: int32(b),
+			cols: int32(o.w.cols), typ: int32(typs[i]), rw: int32(g.arg()), rpc: int32(g.rpc), blocks: int32(b),
 			acc: int32(boolInt(o.acc))}
 		blocks += b
 		warps = max(warps, g.warps)

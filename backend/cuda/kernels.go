@@ -274,11 +274,10 @@ func (d *Device) matmul(w *matrix, act devptr, actStride int, y devptr, yStride 
 	}
 	if per > 0 && m == 1 {
 		nb := w.cols / w.dt.BlockSize()
+		name := kernelName("matmul_", w.dt) + "_mv"
 		g := d.planRows(w.rows, nb, per)
-		if k := spanFactor(ceilDiv(w.rows, g.rpc), d.mvCap); k > 1 {
-			g = g.widen(k, d.maxThreads(kernelName("matmul_", w.dt)+"_mv")/32, nb)
-		}
-		return d.launch2(kernelName("matmul_", w.dt)+"_mv", ceilDiv(w.rows, g.rpc), 1, 32*g.warps, 4*g.rpc*nb,
+		g = d.capPlan(name, g, ceilDiv(w.rows, g.rpc), nb)
+		return d.launch2(name, ceilDiv(w.rows, g.rpc), 1, 32*g.warps, 4*g.rpc*nb,
 			append(mmArgs(w, act, actStride, y, yStride, bias, accumulate, m), g.rpc, g.arg())...)
 	}
 	name, tile := kernelName("matmul_", w.dt)+"_r1", 1

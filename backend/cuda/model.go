@@ -592,13 +592,16 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 	if m == 1 {
 		fuse = fuseDecode
 	}
+	// The q/k/v launches' blocks, bounded by qkvCap (the same every layer;
+	// d.mvCap is reset after each).
+	qkvMax := 0
+	if m == 1 {
+		qkvMax = g.qkvBlocks(at)
+	}
 	for li := range g.layers {
 		l := &g.layers[li]
 		var err error
-		if m == 1 {
-			// The q/k/v launch's blocks, bounded by qkvCap (reset after it).
-			d.mvCap = g.qkvBlocks(at)
-		}
+		d.mvCap = qkvMax
 		if fuse&fuseQKV != 0 && fusable(l.qkv, l.q, l.k, l.v) {
 			err = d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml)
 		} else {
