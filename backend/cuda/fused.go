@@ -81,6 +81,22 @@ var mvxWarps = 0
 // 84 (930.7 at position 0). APR_CUDA_TUNE "qkvcap=N".
 var qkvCap = -1
 
+// fuseCap bounds the blocks of a decode step's fused o, gate/up and down
+// launches (fuseO, fuseFFN, fuseDown) as qkvCap does the q/k/v launch's:
+// -1 to the multiprocessors, N > 0 to N, 0 (the default) not at all. Each
+// block of a fused launch makes its activation itself, so fewer, wider
+// blocks pay that prologue fewer times. A variable for the tests'
+// comparisons (APR_CUDA_TUNE "fusecap=N").
+var fuseCap = 0
+
+// fuseBlocks is fuseCap's bound on d's multiprocessors (0: none).
+func (d *Device) fuseBlocks() int {
+	if fuseCap < 0 {
+		return d.sms
+	}
+	return fuseCap
+}
+
 // widen returns plan g (of a matrix of nb blocks a row) with up to k
 // times its rows a block, as many as keep their terms within
 // mvSharedBytes, and its warps grown with them up to maxWarps (more items a

@@ -13,7 +13,7 @@ import (
 // (no programmatic dependent launch), "noattnpdl" (none for attention), "nofuse" (no fused one-row
 // products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
 // product on), "noattndec" (no attn_f32_dec: few-row passes over a float32
-// cache as before), "spread=N" (mvSpread), "mvxwarps=N" (mvxWarps), "qkvcap=N" (qkvCap), "rmsdiv=N" (rmsPerThread), "nokvpre" (no cache rows asked for by the attention norm: kvPrefetch), "noattnq" (the one-row attention leaves its output's quantization to quantize: attnQuant), "nostack" / "stackall" (no /
+// cache as before), "spread=N" (mvSpread), "mvxwarps=N" (mvxWarps), "qkvcap=N" (qkvCap), "fusecap=N" (fuseCap), "rmsdiv=N" (rmsPerThread), "nokvpre" (no cache rows asked for by the attention norm: kvPrefetch), "noattnq" (the one-row attention leaves its output's quantization to quantize: attnQuant), "nostack" / "stackall" (no /
 // every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
 // leaves the split for cuBLAS to blas_split), "qkv1" / "noqkv1"
 // (qkvOneLaunch), "rope1" / "norope1" (ropeInAttention), "noterms"
@@ -109,7 +109,7 @@ func applyTune(flags string) {
 		for prefix, p := range map[string]*int{
 			"spread=": &mvSpread, "mmasplitrows=": &attnMMASplitRows, "mmasplit=": &attnMMASplit,
 			"mmqfew=": &mmqFewRows, "mvitems=": &mvItems, "passitems=": &mvPassItems, "onepassrw=": &mvOnePassRW,
-			"mvtarget=": &mvTargetWarps, "mvxwarps=": &mvxWarps, "qkvcap=": &qkvCap,
+			"mvtarget=": &mvTargetWarps, "mvxwarps=": &mvxWarps, "qkvcap=": &qkvCap, "fusecap=": &fuseCap,
 			"rmsdiv=": &rmsPerThread,
 		} {
 			if v, ok := strings.CutPrefix(f, prefix); ok {
@@ -126,7 +126,7 @@ func applyTune(flags string) {
 func SetTune(flags string) (restore func()) {
 	saved := []func(){
 		save(&pipeline), save(&mvUnits), save(&mvItems), save(&mvPassItems), save(&mvOnePassRW), save(&mvTargetWarps), save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
-		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread), save(&mvxWarps), save(&qkvCap), save(&kvPrefetch),
+		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread), save(&mvxWarps), save(&qkvCap), save(&fuseCap), save(&kvPrefetch),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
 		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),
 		save(&rmsPerThread), save(&faPipelined), save(&faPipeIso), save(&attnCluster), save(&attnQuant),
