@@ -22,8 +22,10 @@ import (
 // the attention (attnQuant), and the one-row attention in the cluster
 // kernel instead of attention_fa_pl_rope (faPipelined),
 // attention_fa_pl_rope in its 288-thread layout (faPipeIso off), and the
-// q/k/v launch over every multiprocessor or in 40 blocks (qkvCap).
-var decodeVariants = []string{"fapl288", "nofapl", "nofapl,noattnq", "noattnq", "nokvpre", "noqkv1", "norope1", "rope1,nocluster", "noqkv1,norope1", "nounits", "allunits", "mvitems=6", "passitems=3", "onepassrw=4", "rmsdiv=4", "qkvcap=0", "qkvcap=40"}
+// q/k/v launch over every multiprocessor or in 40 blocks (qkvCap), and
+// q/k/v of Q8_K activations after a launch of rmsnorm instead of fused with
+// it (fuseQKVK).
+var decodeVariants = []string{"fapl288", "nofapl", "nofapl,noattnq", "noattnq", "nokvpre", "noqkv1", "norope1", "rope1,nocluster", "noqkv1,norope1", "nounits", "allunits", "mvitems=6", "passitems=3", "onepassrw=4", "rmsdiv=4", "qkvcap=0", "qkvcap=40", "nofuseqkvk", "nofuseqkvk,qkvcap=0"}
 
 // TestDecodeVariantsEqual decodes 40 greedy steps of the synthetic GGUF
 // models (1.5B Q4_K_M: q and k Q4_K, v Q6_K, the mixed launch; 0.5B

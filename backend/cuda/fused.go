@@ -37,6 +37,38 @@ const (
 
 var fuseDecode = 0
 
+// fuseQKVK runs a one-row pass's q/k/v products with the attention's
+// RMSNorm as one fused launch (mvxNorm: every block normalises and
+// quantizes x itself, the same bits as rmsnorm) where their activation is
+// Q8_K (mvx_q8_k: the 1.5B Q4_K_M's Q4_K q/k and Q6_K v), whatever
+// fuseDecode says. Under qkvCap the launch is one wave of 83 blocks of 16
+// warps, which pays the prologue once an SM; the attention norm's launch
+// goes. H100, same lease, two rounds, tok/s, off -> on: 1.5B Q4_K_M
+// BenchmarkDecodeLong positions 0-127 932.2, 931.2 -> 936.9, 935.5,
+// positions 512-639 754.8, 754.8 -> 761.4, 761.3; BenchmarkDecodeSynthetic
+// 935.5, 935.5 -> 941.0, 941.1. Q8_0-family q/k/v lose by it (1.5B Q8_0
+// 871.4 -> 842.2, 0.5B Q4_K_M 1490 -> 1455, 0.5B Q8_0 1589 -> 1581), so
+// they keep the rmsnorm launch. APR_CUDA_TUNE "nofuseqkvk" turns it off.
+var fuseQKVK = true
+
+// fuseQKVNorm reports whether layer l's q/k/v products of a pass of m rows
+// run fused with the attention's RMSNorm (fuseDecode's fuseQKV, or
+// fuseQKVK for Q8_K activations).
+func fuseQKVNorm(l *layer, m int) bool {
+	if m != 1 || !fusable(l.qkv, l.q, l.k, l.v) {
+		return false
+	}
+	if fuseDecode&fuseQKV != 0 {
+		return true
+	}
+	w := l.qkv
+	if w == nil {
+		w = l.q
+	}
+	kernel, _, _ := mvxFamily(w.dt)
+	return fuseQKVK && kernel == "mvx_q8_k"
+}
+
 // qkvOneLaunch runs a one-row pass's q (with k) and v products of different
 // types (Q4_K_M's Q6_K attn_v) as one fused launch on the activation that
 // RMSNorm quantized (mvxGlobal: no per-block prologue), instead of one

@@ -227,3 +227,38 @@ func TestWidenPlan(t *testing.T) {
 		}
 	}
 }
+
+// TestFuseQKVNorm checks which layers' q/k/v run fused with the
+// attention's RMSNorm: one-row passes of Q8_K activations by default
+// (fuseQKVK), every fusable family under fuseDecode's fuseQKV.
+func TestFuseQKVNorm(t *testing.T) {
+	defer func(f int, k bool) { fuseDecode, fuseQKVK = f, k }(fuseDecode, fuseQKVK)
+	m := func(dt tensor.DType) *matrix { return &matrix{dt: dt} }
+	q4k := layer{q: m(tensor.Q4_K), k: m(tensor.Q4_K), v: m(tensor.Q6_K)}
+	q80 := layer{q: m(tensor.Q8_0), k: m(tensor.Q8_0), v: m(tensor.Q8_0)}
+	fusedK := layer{qkv: m(tensor.Q4_K)}
+	mixed := layer{q: m(tensor.Q4_K), k: m(tensor.Q4_K), v: m(tensor.Q8_0)}
+	bf16 := layer{q: m(tensor.BF16), k: m(tensor.BF16), v: m(tensor.BF16)}
+	for _, c := range []struct {
+		what   string
+		l      layer
+		rows   int
+		decode int
+		k      bool
+		want   bool
+	}{
+		{"Q4_K/Q6_K, one row", q4k, 1, 0, true, true},
+		{"Q4_K/Q6_K, two rows", q4k, 2, 0, true, false},
+		{"Q4_K/Q6_K, nofuseqkvk", q4k, 1, 0, false, false},
+		{"fused Q4_K qkv", fusedK, 1, 0, true, true},
+		{"Q8_0", q80, 1, 0, true, false},
+		{"Q8_0 under fuseqkv", q80, 1, fuseQKV, true, true},
+		{"Q4_K with a Q8_0 v (not fusable)", mixed, 1, fuseQKV, true, false},
+		{"BF16", bf16, 1, fuseQKV, true, false},
+	} {
+		fuseDecode, fuseQKVK = c.decode, c.k
+		if got := fuseQKVNorm(&c.l, c.rows); got != c.want {
+			t.Errorf("%s: fuseQKVNorm = %v, want %v", c.what, got, c.want)
+		}
+	}
+}

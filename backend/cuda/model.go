@@ -602,7 +602,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 		l := &g.layers[li]
 		var err error
 		d.mvCap = qkvMax
-		if fuse&fuseQKV != 0 && fusable(l.qkv, l.q, l.k, l.v) {
+		if fuseQKVNorm(l, m) {
 			err = d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml)
 		} else {
 			var kv kvRows

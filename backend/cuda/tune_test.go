@@ -11,7 +11,7 @@ import (
 // (no greedy decode step sent ahead: ahead.go), "nounits" / "allunits"
 // (_mv and mvx items by pass / by unit everywhere: mvUnits), "nopdl"
 // (no programmatic dependent launch), "noattnpdl" (none for attention), "nofuse" (no fused one-row
-// products), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
+// products), "nofuseqkvk" (fuseQKVK off), "fuseqkv", "fuseo", "fuseffn", "fusedown", "fusehead" (that fused
 // product on), "noattndec" (no attn_f32_dec: few-row passes over a float32
 // cache as before), "spread=N" (mvSpread), "mvxwarps=N" (mvxWarps), "qkvcap=N" (qkvCap), "fusecap=N" (fuseCap), "rmsdiv=N" (rmsPerThread), "nokvpre" (no cache rows asked for by the attention norm: kvPrefetch), "noattnq" (the one-row attention leaves its output's quantization to quantize: attnQuant), "nostack" / "stackall" (no /
 // every cuBLAS product stacked: blasStacks), "nonormsplit" (RMSNorm
@@ -75,7 +75,9 @@ func applyTune(flags string) {
 		case "attnmma64":
 			attnMMARows = 64
 		case "nofuse":
-			fuseDecode = 0
+			fuseDecode, fuseQKVK = 0, false
+		case "nofuseqkvk":
+			fuseQKVK = false
 		case "fuseqkv":
 			fuseDecode |= fuseQKV
 		case "fuseo":
@@ -126,7 +128,7 @@ func applyTune(flags string) {
 func SetTune(flags string) (restore func()) {
 	saved := []func(){
 		save(&pipeline), save(&mvUnits), save(&mvItems), save(&mvPassItems), save(&mvOnePassRW), save(&mvTargetWarps), save(&pdlEnabled), save(&pdlAttention), save(&attnF32Dec), save(&blasStackTiles), save(&blasStackMaxCols),
-		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&mvSpread), save(&mvxWarps), save(&qkvCap), save(&fuseCap), save(&kvPrefetch),
+		save(&blasNormSplit), save(&attnMMA), save(&attnMMARows), save(&fuseDecode), save(&fuseQKVK), save(&mvSpread), save(&mvxWarps), save(&qkvCap), save(&fuseCap), save(&kvPrefetch),
 		save(&qkvOneLaunch), save(&ropeInAttention), save(&termsEnabled), save(&attnManyRows),
 		save(&mmq32KSMode), save(&mmqFewRows), save(&mmq32KSRows), save(&attnMMAF16), save(&attnMMASplit), save(&attnMMASplitRows), save(&smallChunks),
 		save(&rmsPerThread), save(&faPipelined), save(&faPipeIso), save(&attnCluster), save(&attnQuant),
