@@ -43,7 +43,9 @@ var fuseDecode = 0
 // Q8_K (mvx_q8_k: the 1.5B Q4_K_M's Q4_K q/k and Q6_K v), whatever
 // fuseDecode says. Under qkvCap the launch is one wave of 83 blocks of 16
 // warps, which pays the prologue once an SM; the attention norm's launch
-// goes. H100, same lease, two rounds, tok/s, off -> on: 1.5B Q4_K_M
+// goes, and with it its cache-row prefetch (kvPrefetch): the attention's
+// blocks, which now enter ~5 us before their release, ask for those rows
+// themselves. H100, same lease, two rounds, tok/s, off -> on: 1.5B Q4_K_M
 // BenchmarkDecodeLong positions 0-127 932.2, 931.2 -> 936.9, 935.5,
 // positions 512-639 754.8, 754.8 -> 761.4, 761.3; BenchmarkDecodeSynthetic
 // 935.5, 935.5 -> 941.0, 941.1. Q8_0-family q/k/v lose by it (1.5B Q8_0
@@ -288,6 +290,14 @@ func (d *Device) matvecFused(outs []mvxOut, mode int, x devptr, n int, normW dev
 		shmem += ab
 	}
 	return d.launch(kernel, blocks, 32*warps, shmem, a)
+}
+
+// matvecFusedCap is matvecFused with its blocks bounded to capBlocks (0:
+// its plans'), as qkvCap bounds the q/k/v launch.
+func (d *Device) matvecFusedCap(capBlocks int, outs []mvxOut, mode int, x devptr, n int, normW devptr, eps float32, ggml bool) error {
+	d.mvCap = capBlocks
+	defer func() { d.mvCap = 0 }()
+	return d.matvecFused(outs, mode, x, n, normW, eps, ggml)
 }
 
 // qkvOuts are layer l's q, k and v products of one row (into g.qkv, with

@@ -644,9 +644,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 				d.attention(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), at, m))
 		}
 		if oFused {
-			d.mvCap = d.fuseBlocks()
-			err = errors.Join(err, d.matvecFused([]mvxOut{{w: l.o, y: g.x, acc: true}}, mvxQuant, g.attn, qDim, 0, 0, false))
-			d.mvCap = 0
+			err = errors.Join(err, d.matvecFusedCap(d.fuseBlocks(), []mvxOut{{w: l.o, y: g.x, acc: true}}, mvxQuant, g.attn, qDim, 0, 0, false))
 		} else {
 			if !quantized {
 				err = errors.Join(err, d.quantize(g.attn, qDim*m, q80o, q8ko))
@@ -654,9 +652,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 			err = errors.Join(err, g.mul(l.o, g.attn, qDim, g.x, h, 0, true, m))
 		}
 		if fuse&fuseFFN != 0 && fusable(l.gateUp, l.gate, l.up) {
-			d.mvCap = d.fuseBlocks()
-			err = errors.Join(err, d.matvecFused(g.gateUpOuts(l), mvxNorm, g.x, h, l.mlpNorm, eps, ggml))
-			d.mvCap = 0
+			err = errors.Join(err, d.matvecFusedCap(d.fuseBlocks(), g.gateUpOuts(l), mvxNorm, g.x, h, l.mlpNorm, eps, ggml))
 		} else {
 			err = errors.Join(err, g.normFor(l.mlpNorm, m, kvRows{}, l.gateUp, l.gate, l.up))
 			if l.gateUp != nil {
@@ -668,9 +664,7 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 			}
 		}
 		if fuse&fuseDown != 0 && fusable(l.down) {
-			d.mvCap = d.fuseBlocks()
-			err = errors.Join(err, d.matvecFused([]mvxOut{{w: l.down, y: g.x, acc: true}}, mvxSilu, g.gu, ffn, 0, 0, ggml))
-			d.mvCap = 0
+			err = errors.Join(err, d.matvecFusedCap(d.fuseBlocks(), []mvxOut{{w: l.down, y: g.x, acc: true}}, mvxSilu, g.gu, ffn, 0, 0, ggml))
 		} else {
 			q80, q8k := g.quants(l.down)
 			err = errors.Join(err,
