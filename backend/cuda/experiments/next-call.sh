@@ -4,6 +4,7 @@
 #     APR_CUDA_TUNE=noattnq8k (main 1490), although the Go choice cannot pick the q8k kernel on
 #     that model: the same runs in both orders, then the timeline of both.
 # (2) fuseqkv loses 3.4% on the 1.5B Q8_0: the timeline with and without it.
+# Also qkvcap=66 on the 0.5B models (the twenty-ninth session saw 0.5B Q8_0 at 1595 with it, 1584 with 84).
 #
 # Prepare here, in an ignored folder G (.git/info/exclude), from the repository root:
 #   git worktree add --detach /tmp/wt-q8k HEAD && (cd /tmp/wt-q8k && git apply backend/cuda/experiments/q8k-cluster.patch)
@@ -36,9 +37,9 @@ run() { # tag binary ptx tune
 }
 for order in 1 2 3; do
 	if [ $order = 2 ]; then
-		run q8kno q8k /tmp/q8k.ptx noattnq8k; run q8k q8k /tmp/q8k.ptx ""; run main main "" ""
+		run qkvcap66 main "" qkvcap=66; run q8kno q8k /tmp/q8k.ptx noattnq8k; run q8k q8k /tmp/q8k.ptx ""; run main main "" ""
 	else
-		run main main "" ""; run q8k q8k /tmp/q8k.ptx ""; run q8kno q8k /tmp/q8k.ptx noattnq8k
+		run main main "" ""; run q8k q8k /tmp/q8k.ptx ""; run q8kno q8k /tmp/q8k.ptx noattnq8k; run qkvcap66 main "" qkvcap=66
 	fi
 	el "order $order"
 done
