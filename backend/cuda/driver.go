@@ -206,7 +206,7 @@ type Device struct {
 	sharedOptin int
 	sms         int     // multiprocessors
 	mvx         mvxArgs // the fused products' parameter (see launch)
-	mvCap       int     // the most blocks the next one-row product launches (0: its plan's; qkvCap)
+	mvCap       int     // the most blocks a one-row product launches in all (0: its plan's), set only inside capped
 	// cuBLAS for float products of many rows (cublas.go): nil when not
 	// loaded; blasReason says why once blasTried.
 	blas       *blas

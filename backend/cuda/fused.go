@@ -292,12 +292,13 @@ func (d *Device) matvecFused(outs []mvxOut, mode int, x devptr, n int, normW dev
 	return d.launch(kernel, blocks, 32*warps, shmem, a)
 }
 
-// matvecFusedCap is matvecFused with its blocks bounded to capBlocks (0:
-// its plans'), as qkvCap bounds the q/k/v launch.
-func (d *Device) matvecFusedCap(capBlocks int, outs []mvxOut, mode int, x devptr, n int, normW devptr, eps float32, ggml bool) error {
-	d.mvCap = capBlocks
+// capped runs f with the one-row products it launches bounded to n blocks
+// in all (d.mvCap, which capPlan reads; 0: their plans'), and the bound
+// lifted after it.
+func (d *Device) capped(n int, f func() error) error {
+	d.mvCap = n
 	defer func() { d.mvCap = 0 }()
-	return d.matvecFused(outs, mode, x, n, normW, eps, ggml)
+	return f()
 }
 
 // qkvOuts are layer l's q, k and v products of one row (into g.qkv, with

@@ -592,40 +592,14 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 	if m == 1 {
 		fuse = fuseDecode
 	}
-	// The q/k/v launches' blocks, bounded by qkvCap (the same every layer;
-	// d.mvCap is reset after each).
+	// The q/k/v launches' blocks, bounded by qkvCap (the same every layer).
 	qkvMax := 0
 	if m == 1 {
 		qkvMax = g.qkvBlocks(at)
 	}
 	for li := range g.layers {
 		l := &g.layers[li]
-		var err error
-		d.mvCap = qkvMax
-		if fuseQKVNorm(l, m) {
-			err = d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml)
-		} else {
-			var kv kvRows
-			if m == 1 && kvPrefetch {
-				kv = kvRows{kc: l.kc, vc: l.vc, info: info, slotBytes: g.slotBytes, rowBytes: g.slotBytes / g.ctx}
-			}
-			err = g.normFor(l.attnNorm, m, kv, l.qkv, l.q, l.k, l.v)
-			if l.qkv == nil && m == 1 && qkvOneLaunch && fusable(l.q, l.k, l.v) {
-				// q (+k) and v of different types, one launch on the
-				// activation that normFor quantized.
-				q80, q8k := g.quants(l.q, l.k, l.v)
-				err = errors.Join(err, d.matvecFused(g.qkvOuts(l), mvxGlobal, max(q80, q8k), h, 0, 0, false))
-			} else if l.qkv != nil {
-				err = errors.Join(err, g.mul(l.qkv, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
-			} else {
-				err = errors.Join(err, g.mul(l.q, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
-				if l.k != nil {
-					err = errors.Join(err, g.mul(l.k, g.xn, h, offset(g.qkv, qDim), qkvDim, offset(l.qkvBias, qDim), false, m))
-				}
-				err = errors.Join(err, g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
-			}
-		}
-		d.mvCap = 0
+		err := d.capped(qkvMax, func() error { return g.qkvProducts(l, m, info) })
 		// The o product's activation, which the attention may encode itself
 		// (none where the fused product quantizes g.attn itself).
 		oFused := fuse&fuseO != 0 && fusable(l.o)
@@ -644,7 +618,9 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 				d.attention(g.qkv, l.kc, l.vc, g.attn, g.scores, info, g.passp(), at, m))
 		}
 		if oFused {
-			err = errors.Join(err, d.matvecFusedCap(d.fuseBlocks(), []mvxOut{{w: l.o, y: g.x, acc: true}}, mvxQuant, g.attn, qDim, 0, 0, false))
+			err = errors.Join(err, d.capped(d.fuseBlocks(), func() error {
+				return d.matvecFused([]mvxOut{{w: l.o, y: g.x, acc: true}}, mvxQuant, g.attn, qDim, 0, 0, false)
+			}))
 		} else {
 			if !quantized {
 				err = errors.Join(err, d.quantize(g.attn, qDim*m, q80o, q8ko))
@@ -652,7 +628,9 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 			err = errors.Join(err, g.mul(l.o, g.attn, qDim, g.x, h, 0, true, m))
 		}
 		if fuse&fuseFFN != 0 && fusable(l.gateUp, l.gate, l.up) {
-			err = errors.Join(err, d.matvecFusedCap(d.fuseBlocks(), g.gateUpOuts(l), mvxNorm, g.x, h, l.mlpNorm, eps, ggml))
+			err = errors.Join(err, d.capped(d.fuseBlocks(), func() error {
+				return d.matvecFused(g.gateUpOuts(l), mvxNorm, g.x, h, l.mlpNorm, eps, ggml)
+			}))
 		} else {
 			err = errors.Join(err, g.normFor(l.mlpNorm, m, kvRows{}, l.gateUp, l.gate, l.up))
 			if l.gateUp != nil {
@@ -664,7 +642,9 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 			}
 		}
 		if fuse&fuseDown != 0 && fusable(l.down) {
-			err = errors.Join(err, d.matvecFusedCap(d.fuseBlocks(), []mvxOut{{w: l.down, y: g.x, acc: true}}, mvxSilu, g.gu, ffn, 0, 0, ggml))
+			err = errors.Join(err, d.capped(d.fuseBlocks(), func() error {
+				return d.matvecFused([]mvxOut{{w: l.down, y: g.x, acc: true}}, mvxSilu, g.gu, ffn, 0, 0, ggml)
+			}))
 		} else {
 			q80, q8k := g.quants(l.down)
 			err = errors.Join(err,
@@ -676,6 +656,38 @@ func (g *Model) enqueue(m, pass int, hidden []float32) error {
 		}
 	}
 	return nil
+}
+
+// qkvProducts issues layer l's q/k/v products of a pass of m rows into
+// g.qkv: fused with the attention's RMSNorm where fuseQKVNorm says so, else
+// after it (the norm also asks for the layer's cache rows in one-row passes:
+// kvPrefetch).
+func (g *Model) qkvProducts(l *layer, m int, info devptr) error {
+	h, qDim, kvDim, _ := g.Config.Dims()
+	qkvDim := qDim + 2*kvDim
+	eps, ggml, d := float32(g.Config.RMSNormEps), g.opts.GGMLOps, g.dev
+	if fuseQKVNorm(l, m) {
+		return d.matvecFused(g.qkvOuts(l), mvxNorm, g.x, h, l.attnNorm, eps, ggml)
+	}
+	var kv kvRows
+	if m == 1 && kvPrefetch {
+		kv = kvRows{kc: l.kc, vc: l.vc, info: info, slotBytes: g.slotBytes, rowBytes: g.slotBytes / g.ctx}
+	}
+	err := g.normFor(l.attnNorm, m, kv, l.qkv, l.q, l.k, l.v)
+	switch {
+	case l.qkv == nil && m == 1 && qkvOneLaunch && fusable(l.q, l.k, l.v):
+		// q (+k) and v of different types, one launch on the activation
+		// that normFor quantized.
+		q80, q8k := g.quants(l.q, l.k, l.v)
+		return errors.Join(err, d.matvecFused(g.qkvOuts(l), mvxGlobal, max(q80, q8k), h, 0, 0, false))
+	case l.qkv != nil:
+		return errors.Join(err, g.mul(l.qkv, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
+	}
+	err = errors.Join(err, g.mul(l.q, g.xn, h, g.qkv, qkvDim, l.qkvBias, false, m))
+	if l.k != nil {
+		err = errors.Join(err, g.mul(l.k, g.xn, h, offset(g.qkv, qDim), qkvDim, offset(l.qkvBias, qDim), false, m))
+	}
+	return errors.Join(err, g.mul(l.v, g.xn, h, offset(g.qkv, qDim+kvDim), qkvDim, offset(l.qkvBias, qDim+kvDim), false, m))
 }
 
 // head issues the final norm and the LM head for n rows of the pass: those
