@@ -175,8 +175,8 @@ func TestGPUReportVerdicts(t *testing.T) {
 	r.write(&b)
 	doc := b.String()
 	for _, want := range []string{
-		"| 1.5B | Q4_K_M | 1600.0 | 500.0 | n/a | 3.20x | met | 3000 | 53% | met | 1280.0 |",
-		"| 1.5B | Q8_0 | 590.0 | 500.0 | n/a | 1.18x | **not met** | 3000 | 20% | **not met** | 472.0 |",
+		"| 1.5B | Q4_K_M | 1600.0 | 500.0 | n/a | 3.20x | met | 3000 | 53.3% | met | 1280.0 |",
+		"| 1.5B | Q8_0 | 590.0 | 500.0 | n/a | 1.18x | **not met** | 3000 | 19.6% | **not met** | 472.0 |",
 		"| 1.5B | BF16 / F16 | n/a | n/a | n/a | n/a | not measured | 3000 | n/a | not measured | n/a |",
 		"| 1.5B | Q4_K_M | 21000 | 20000 | n/a | 1.05x | met |",
 		"| 1.5B | Q8_0 | 19000 | 20000 | n/a | 0.95x | **not met** |",
@@ -190,7 +190,7 @@ func TestGPUReportVerdicts(t *testing.T) {
 		"`llama-bench -ngl 99 -p 0 -n 128 -d N`",
 		"| 1.5B | Q4_K_M | 4096 | 480.0 | 400.0 | 1.20x | the default | the default |",
 		"| 1.5B | Q4_K_M | 16384 | n/a | n/a | n/a | the default | the default |",
-		"| 1.5B | BF16 / F16 | 4096 | 400.0 | 450.0 | 0.89x | 360.0 | 0.80x |",
+		"| 1.5B | BF16 / F16 | 4096 | 400.0 | 450.0 | 0.88x | 360.0 | 0.80x |",
 		"-llama-batched-bench build/bin/llama-batched-bench -gpu-long 4096,16384\n",
 		"**NVIDIA H100 80GB HBM3**",
 	} {

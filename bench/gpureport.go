@@ -170,7 +170,7 @@ func ratioCell(a, b, target float64) (string, string) {
 		return "n/a", "not measured"
 	}
 	r := a / b
-	return fmt.Sprintf("%.2fx", r), verdict(r, target)
+	return floorFixed(r, 2) + "x", verdict(r, target)
 }
 
 func (r *gpuReport) write(b *bytes.Buffer) {
@@ -205,7 +205,8 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 	p("| models | the CPU section's random-weight files, Qwen2.5-Coder-0.5B and -1.5B dimensions; BF16 is apr and PyTorch on the " +
 		"SafeTensors folder, llama.cpp on an F16 GGUF of the same weights |\n\n")
 	p("Roofline: the bytes of weights one decode step reads (every matrix once; the tied embedding as the output " +
-		"matrix) divided into the measured read bandwidth: the most tokens/s batch-1 decode can reach.\n\n")
+		"matrix) divided into the measured read bandwidth: the most tokens/s batch-1 decode can reach. Ratios and " +
+		"shares are rounded down, so a figure beside \"not met\" never reads as its target.\n\n")
 
 	p("## Decode at batch 1 (tokens/s)\n\n")
 	p("%d greedy steps from position 0 (llama-bench's tg%d); the last column is apr's same steps right after the %d-token prompt.\n\n",
@@ -221,7 +222,7 @@ func (r *gpuReport) write(b *bytes.Buffer) {
 		if r.ReadBW > 0 && c.WeightBytes > 0 {
 			roof = r.ReadBW / float64(c.WeightBytes)
 			if f.apr.Decode > 0 {
-				share, sv = fmt.Sprintf("%.0f%%", 100*f.apr.Decode/roof), verdict(f.apr.Decode/roof, gpuRooflineTarget)
+				share, sv = floorFixed(100*f.apr.Decode/roof, 1)+"%", verdict(f.apr.Decode/roof, gpuRooflineTarget)
 			}
 		}
 		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Shape.Name, c.title(), rate(f.apr.Decode, "%.1f"),

@@ -138,7 +138,7 @@ func TestReportVerdicts(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"| 0.5B | Q4_K_M | 36.00 | 30.00 | 1.20x | met | 100.0 | 110.0 | 0.91x | **not met** |",
+		"| 0.5B | Q4_K_M | 36.00 | 30.00 | 1.20x | met | 100.0 | 110.0 | 0.90x | **not met** |",
 		"| 1.5B | Q8_0 | | | | not measured |",
 		"this case stopped after 0 runs: `timed out`",
 		"**The machine was busy**",
@@ -201,6 +201,29 @@ func TestBusy(t *testing.T) {
 	} {
 		if got := busy(c.load, c.limit); got != c.want {
 			t.Errorf("busy(%q, %d) = %v, want %v", c.load, c.limit, got, c.want)
+		}
+	}
+}
+
+// A figure printed beside its verdict is rounded down: a share just short of
+// the target must not print as the target.
+func TestFloorFixed(t *testing.T) {
+	for _, c := range []struct {
+		v        float64
+		decimals int
+		want     string
+	}{
+		{100 * 882.0 / 1775, 1, "49.6"}, // the 1.5B Q8_0's share that once printed as "50%"
+		{100 * 0.49999, 1, "49.9"},
+		{1.1999, 2, "1.19"},
+		{1.18, 2, "1.18"}, // exact decimals stay as they are
+		{590.0 / 500, 2, "1.18"},
+		{36.0 / 30, 2, "1.20"},
+		{3.2, 2, "3.20"},
+		{53.0, 0, "53"},
+	} {
+		if got := floorFixed(c.v, c.decimals); got != c.want {
+			t.Errorf("floorFixed(%v, %d) = %q, want %q", c.v, c.decimals, got, c.want)
 		}
 	}
 }
