@@ -2,7 +2,10 @@
 # bench-gpu.sh: BENCHMARKS.md's GPU section on the device machine, in two calls
 # (one call of 600 s is too short: building llama.cpp takes ~250 s, the bench
 # ~300 s with -gpu-long 4096,16384; the thirtieth session's single call stopped
-# inside the 1.5B BF16 case).
+# inside the 1.5B BF16 case). The thirty-first session ran it this way: `build` 464 s, `bench` 306 s.
+# Run nothing that needs the CPUs beside `build`: that session's cuda suite, run beside it, took
+# past its 320 s timeout (it takes ~190 s alone). The second call must start within the machine's
+# idle release (~30 s) of the first one's end, or llama.cpp's build is gone with the machine.
 #
 # Prepare here, in an ignored folder G (.git/info/exclude), from the repository root:
 #   npm pack node-llama-cpp@3.22.1; tar xzf node-llama-cpp-3.22.1.tgz package/llama/gitRelease.bundle
