@@ -88,8 +88,10 @@ func ratio(a, b float64) float64 {
 
 // floorFixed formats v with the given decimals, rounded down, so a figure
 // printed beside its verdict never reads as the target when it falls short
-// of it (0.4969 of the roofline printed as 50% beside "not met"). The small
-// tolerance keeps exact decimals such as 1.18 from flooring to 1.17.
+// of it (0.4969 of the roofline printed as 50% beside "not met"). The 1e-9
+// tolerance keeps exact decimals whose binary value lies just below them
+// (1.18) from flooring to 1.17; a measured figure within 1e-9 of a digit
+// boundary is far below a benchmark's noise.
 func floorFixed(v float64, decimals int) string {
 	scale := math.Pow(10, float64(decimals))
 	return strconv.FormatFloat(math.Floor(v*scale+1e-9)/scale, 'f', decimals, 64)
