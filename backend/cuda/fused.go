@@ -57,18 +57,11 @@ var fuseQKVK = true
 // run fused with the attention's RMSNorm (fuseDecode's fuseQKV, or
 // fuseQKVK for Q8_K activations).
 func fuseQKVNorm(l *layer, m int) bool {
-	if m != 1 || !fusable(l.qkv, l.q, l.k, l.v) {
+	kernel := fusedKernel(l.qkv, l.q, l.k, l.v)
+	if m != 1 || kernel == "" {
 		return false
 	}
-	if fuseDecode&fuseQKV != 0 {
-		return true
-	}
-	w := l.qkv
-	if w == nil {
-		w = l.q
-	}
-	kernel, _, _ := mvxFamily(w.dt)
-	return fuseQKVK && kernel == "mvx_q8_k"
+	return fuseDecode&fuseQKV != 0 || (fuseQKVK && kernel == "mvx_q8_k")
 }
 
 // qkvOneLaunch runs a one-row pass's q (with k) and v products of different
@@ -216,6 +209,12 @@ func mvxFamily(dt tensor.DType) (kernel string, typ int, ok bool) {
 // fusable reports whether the non-nil matrices ws (at most mvxParts) can
 // go as one fused launch: all quantized with one activation encoding.
 func fusable(ws ...*matrix) bool {
+	return fusedKernel(ws...) != ""
+}
+
+// fusedKernel is the fused kernel (mvxFamily) that runs the non-nil
+// matrices ws as one launch, "" where they cannot go as one (fusable).
+func fusedKernel(ws ...*matrix) string {
 	kernel, n := "", 0
 	for _, w := range ws {
 		if w == nil {
@@ -223,12 +222,15 @@ func fusable(ws ...*matrix) bool {
 		}
 		k, _, ok := mvxFamily(w.dt)
 		if !ok || (kernel != "" && k != kernel) {
-			return false
+			return ""
 		}
 		kernel = k
 		n++
 	}
-	return n > 0 && n <= mvxParts
+	if n == 0 || n > mvxParts {
+		return ""
+	}
+	return kernel
 }
 
 // mvxOut is one matrix of a fused launch: y (+)= w·act (+ bias).
