@@ -1,0 +1,1123 @@
+// mk2.cu: a dataflow megakernel prototype for one decode step of the
+// Qwen2.5-Coder-1.5B shapes (28 layers, hidden 1536, 12 query heads and 2
+// KV heads of 128, FFN 8960), to measure how many microseconds a layer the
+// step can take when one persistent kernel replaces the kernel sequence.
+// Not part of apr: a standalone program (nvcc -arch=sm_90 -O3 mk2.cu), run
+// on the device machine by run.sh beside it. NOTES.md (thirty-second
+// session) has its design, figures and what they say.
+//
+// Design. One block an SM (grid = the SMs, ~220 KB of shared memory each).
+// Warp NCW of a block is its producer: it walks the block's weight rows in
+// the order the block uses them (q/k/v, o, gate, up, down, next layer: a
+// block's rows of a matrix are one contiguous range) and copies them with
+// cp.async (16 bytes a lane, L2 evict-first) into a ring of NPAGE pages of
+// whole rows, waiting only for free pages (mbarriers). Warps 0..NCW-1
+// consume: per layer five stages, each waiting on a counter in global
+// memory that the stage before it raises once per block (release/acquire
+// at gpu scope):
+//   A: x ready          -> RMSNorm + Q8_K of x, q/k/v rows (+ bias)
+//   B: q/k/v ready      -> blocks 0..11: RoPE, the cache row, attention
+//   C: attention ready  -> Q8_K of the heads' output, o rows + residual
+//   D: o ready          -> RMSNorm + Q8_K, gate and up rows, silu(g)*u
+//   E: act ready        -> Q8_K of act, down rows + residual = next x
+// Every block makes the activation it needs itself from floats in L2.
+// Weights here are random Q4_K (the real 1.5B Q4_K_M has Q6_K attn_v and
+// half its ffn_down in Q6_K; MIX=1 gives those rows Q6_K).
+//
+// Check: every stage of every layer against a plain reference computed on
+// the device from the megakernel's own inputs to that stage (so float-order
+// differences do not compound over the layers): max |diff| / max |ref|.
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+typedef unsigned char u8;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define NL 28
+#define H 1536
+#define NH 12
+#define NKV 2
+#define HD 128
+#define FF 8960
+#define NQKV (H + 2 * NKV * HD)  // 2048
+#define Q4B 144                  // Q4_K super-block bytes
+#define Q6B 210                  // Q6_K super-block bytes
+#define MAXPOS 2048
+#define EPS 1e-6f
+#define ROPE_BASE 1000000.0f
+
+#ifndef NCW
+#define NCW 15  // consumer warps
+#endif
+#define NT ((NCW + 1) * 32)
+#ifndef NPAGE
+#define NPAGE 12
+#endif
+#define PAGE 16384
+#define MAXNB (FF / 256)  // 35 activation blocks at most
+
+#define CK(x)                                                                          \
+    do {                                                                               \
+        cudaError_t e = (x);                                                           \
+        if (e != cudaSuccess) {                                                        \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); \
+            exit(1);                                                                   \
+        }                                                                              \
+    } while (0)
+
+// ------------------------------------------------------------ the model
+
+// A matrix of rows x cols in one quant type (0 Q4_K, 1 Q6_K), row-major.
+struct Mat {
+    const u8* w;
+    int rows, cols, type, rb;  // rb: bytes a row
+};
+
+struct Layer {
+    Mat qkv[2];  // [0]: q and k rows (Q4_K); [1]: v rows (Q4_K or Q6_K)
+    Mat o, gate, up, down;
+    const float *anorm, *fnorm, *bias;  // bias: NQKV
+    __half *kc, *vc;                    // [NKV][MAXPOS][HD]
+};
+
+struct Bufs {
+    float* x;     // [NL+1][H]: x[l] is layer l's input
+    float* qkv;   // [NL][NQKV]
+    float* attn;  // [NL][H]
+    float* x2;    // [NL][H]: after the attention's residual
+    float* act;   // [NL][FF]
+    u32* cnt;     // [NL][5]
+};
+
+struct Params {
+    Layer L[NL];
+    Bufs b;
+    int pos;
+    int mode;  // bit 0: no weight copies; bit 1: no counter waits
+    int nl;
+    long long* st;  // [G][NL][16] clock64 stamps of thread 0 at the stages' ends
+};
+
+// The step's parameters (too many for a kernel's 4 KB of arguments).
+__constant__ Params cP;
+
+// ------------------------------------------------------------ primitives
+
+__device__ __forceinline__ u32 smem_addr(const void* p) { return (u32)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void mbar_init(u64* b, u32 count) {
+    asm volatile("mbarrier.init.shared.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count));
+}
+__device__ __forceinline__ void mbar_arrive(u64* b) {
+    asm volatile("{ .reg .b64 st; mbarrier.arrive.shared.b64 st, [%0]; }" ::"r"(smem_addr(b)) : "memory");
+}
+// watchdog traps a wait that lasts past ~2 s (a schedule bug), so a run
+// fails instead of hanging the device call.
+__device__ __forceinline__ void watchdog(long long t0) {
+    if (clock64() - t0 > 4000000000ll) asm volatile("trap;");
+}
+__device__ __forceinline__ void mbar_wait(u64* b, u32 parity) {
+    u32 ok;
+    long long t0 = clock64();
+    do {
+        watchdog(t0);
+        asm volatile(
+            "{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+            : "=r"(ok)
+            : "r"(smem_addr(b)), "r"(parity)
+            : "memory");
+    } while (!ok);
+}
+__device__ __forceinline__ void cp16(void* dst, const void* src, u64 pol) {
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src),
+                 "l"(pol)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_arrive(u64* b) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];" ::"r"(smem_addr(b)) : "memory");
+}
+__device__ __forceinline__ u32 ld_acquire(const u32* p) {
+    u32 v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void red_release(u32* p, u32 v) {
+    asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+// Named barrier 1: the consumer warps only.
+__device__ __forceinline__ void cbar() { asm volatile("bar.sync 1, %0;" ::"n"(NCW * 32) : "memory"); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// ------------------------------------------------------------ Q8_K activation
+//
+// Shared-memory layout (structure of arrays, so the quants load 16 bytes at
+// a time): qs[nb][256] int8, d[nb] float, bs[nb][16] short.
+struct ActQ {
+    signed char qs[MAXNB * 256];
+    float d[MAXNB];
+    short bs[MAXNB * 16];
+};
+
+// quant_block quantizes 256 values, 8 a lane (lane l: values 8l..8l+7), as
+// ggml's quantize_row_q8_K: the signed value of largest magnitude (the
+// first on ties) gives iscale = -127/max, q = nearest(iscale*v) <= 127.
+__device__ __forceinline__ void quant_block(const float v[8], ActQ* a, int ib, int lane) {
+    float amax = 0.f, mx = 0.f;
+    int idx = 0;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        float ax = fabsf(v[k]);
+        if (ax > amax) amax = ax, mx = v[k], idx = 8 * lane + k;
+    }
+    if (amax == 0.f) idx = 1 << 20;
+#pragma unroll
+    for (int o = 16; o; o >>= 1) {
+        float oa = __shfl_xor_sync(0xffffffffu, amax, o), om = __shfl_xor_sync(0xffffffffu, mx, o);
+        int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+        if (oa > amax || (oa == amax && oi < idx)) amax = oa, mx = om, idx = oi;
+    }
+    int s = 0;
+    u32 w0 = 0, w1 = 0;
+    if (amax != 0.f) {
+        float iscale = -127.f / mx;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            int q = min(127, __float2int_rn(iscale * v[k]));
+            s += q;
+            u32 b = (u32)(q & 0xff);
+            if (k < 4)
+                w0 |= b << (8 * k);
+            else
+                w1 |= b << (8 * (k - 4));
+        }
+        if (lane == 0) a->d[ib] = 1.f / iscale;
+    } else if (lane == 0) {
+        a->d[ib] = 0.f;
+    }
+    *(uint2*)&a->qs[ib * 256 + 8 * lane] = make_uint2(w0, w1);
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    if ((lane & 1) == 0) a->bs[ib * 16 + lane / 2] = (short)s;
+}
+
+// make_act builds the Q8_K activation of n floats (n/256 blocks) from src
+// (global, written by other blocks: plain loads after the acquire), scaled
+// by RMSNorm with weights nw when nw is set. Called by every consumer
+// thread; ends with the consumers' barrier.
+__device__ void make_act(const float* src, int n, const float* nw, ActQ* a, float* red, int w, int lane) {
+    int nb = n / 256;
+    if (nw) {  // n == H: warps 0..5 hold a block each
+        float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        float ss = 0.f;
+        if (w < nb) {
+            float4 p = ((const float4*)(src + w * 256 + 8 * lane))[0];
+            float4 q = ((const float4*)(src + w * 256 + 8 * lane))[1];
+            v[0] = p.x, v[1] = p.y, v[2] = p.z, v[3] = p.w, v[4] = q.x, v[5] = q.y, v[6] = q.z, v[7] = q.w;
+#pragma unroll
+            for (int k = 0; k < 8; k++) ss += v[k] * v[k];
+            ss = warp_sum(ss);
+            if (lane == 0) red[w] = ss;
+        }
+        cbar();
+        if (w < nb) {
+            float t = 0.f;
+            for (int i = 0; i < nb; i++) t += red[i];
+            float sc = 1.f / sqrtf(t / n + EPS);
+            float4 p = ((const float4*)(nw + w * 256 + 8 * lane))[0];
+            float4 q = ((const float4*)(nw + w * 256 + 8 * lane))[1];
+            v[0] = v[0] * sc * p.x, v[1] = v[1] * sc * p.y, v[2] = v[2] * sc * p.z, v[3] = v[3] * sc * p.w;
+            v[4] = v[4] * sc * q.x, v[5] = v[5] * sc * q.y, v[6] = v[6] * sc * q.z, v[7] = v[7] * sc * q.w;
+            quant_block(v, a, w, lane);
+        }
+    } else {
+        // Every load of the warp's blocks first, then their quantizations.
+        const int MR = (MAXNB + NCW - 1) / NCW;
+        float v[MR][8];
+#pragma unroll
+        for (int r = 0; r < MR; r++) {
+            int ib = w + r * NCW;
+            if (ib < nb) {
+                float4 p = ((const float4*)(src + ib * 256 + 8 * lane))[0];
+                float4 q = ((const float4*)(src + ib * 256 + 8 * lane))[1];
+                v[r][0] = p.x, v[r][1] = p.y, v[r][2] = p.z, v[r][3] = p.w;
+                v[r][4] = q.x, v[r][5] = q.y, v[r][6] = q.z, v[r][7] = q.w;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < MR; r++)
+            if (w + r * NCW < nb) quant_block(v[r], a, w + r * NCW, lane);
+    }
+    cbar();
+}
+
+// ------------------------------------------------------------ row dots
+
+// k4sc: ggml's get_scale_min_k4 for sub-blocks 2j, 2j+1 from the 12 scale
+// bytes as words A, B, C: {scale 2j, min 2j, scale 2j+1, min 2j+1}.
+__device__ __forceinline__ void k4sc(int j, u32 A, u32 B, u32 C, int sc[4]) {
+    int sh = 16 * (j & 1);
+    bool hi = j >= 2;
+    u32 a = A >> sh, b = B >> sh, c = C >> sh;
+    u32 x = hi ? c : a, y = hi ? (a >> 2) : a, xm = hi ? (c >> 4) : b, ym = hi ? (b >> 2) : b;
+    sc[0] = (int)((x & 0xF) | (y & 0x30));
+    sc[1] = (int)((xm & 0xF) | (ym & 0x30));
+    sc[2] = (int)(((x >> 8) & 0xF) | ((y >> 8) & 0x30));
+    sc[3] = (int)(((xm >> 8) & 0xF) | ((ym >> 8) & 0x30));
+}
+
+__device__ __forceinline__ int dp4a_us(u32 a, int b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+// dot_q4k: NR Q4_K rows (nsb super-blocks, rb bytes apart from row) against
+// the activation, by one warp: task t = (super-block t/4, lane-quarter j =
+// t%4: the 32 bytes of nibbles of sub-blocks 2j, 2j+1); the rows share the
+// activation's loads. out[r]: row r's sum, in every lane.
+template <int NR>
+__device__ __forceinline__ void dot_q4k(const u8* row, int rb, int nsb, const ActQ* a, int lane, float out[NR]) {
+    float acc[NR];
+#pragma unroll
+    for (int r = 0; r < NR; r++) acc[r] = 0.f;
+    int j = lane & 3;
+    for (int t = lane; t < 4 * nsb; t += 32) {
+        int sb = t >> 2;
+        const int4* ap = (const int4*)(a->qs + sb * 256 + 64 * j);
+        int4 a0 = ap[0], a1 = ap[1], a2 = ap[2], a3 = ap[3];
+        int lo[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+        int hi[8] = {a2.x, a2.y, a2.z, a2.w, a3.x, a3.y, a3.z, a3.w};
+        const short* bs = a->bs + sb * 16 + 4 * j;
+        int b0 = bs[0] + bs[1], b1 = bs[2] + bs[3];
+        float ad = a->d[sb];
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const u8* wb = row + r * rb + sb * Q4B;
+            uint4 hd = *(const uint4*)wb;
+            int4 q0 = *(const int4*)(wb + 16 + 32 * j), q1 = *(const int4*)(wb + 32 + 32 * j);
+            int sc[4];
+            k4sc(j, hd.y, hd.z, hd.w, sc);
+            int wq[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+            int s0 = 0, s1 = 0;
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                s0 = __dp4a(wq[k] & 0x0f0f0f0f, lo[k], s0);
+                s1 = dp4a_us((u32)wq[k] & 0xf0f0f0f0u, hi[k], s1);
+            }
+            s1 >>= 4;
+            int isum = sc[0] * s0 + sc[2] * s1;
+            int summs = b0 * sc[1] + b1 * sc[3];
+            isum += __shfl_xor_sync(__activemask(), isum, 1);
+            isum += __shfl_xor_sync(__activemask(), isum, 2);
+            summs += __shfl_xor_sync(__activemask(), summs, 1);
+            summs += __shfl_xor_sync(__activemask(), summs, 2);
+            if (j == 0) {
+                float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffff))) * ad;
+                float dm = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16))) * ad;
+                acc[r] += d * (float)isum - dm * (float)summs;
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++) out[r] = warp_sum(acc[r]);
+}
+
+// dot_q6k: NR Q6_K rows by one warp: task t = (super-block t/8, lane k =
+// t%8: elements 32k..32k+31, i.e. half k/4, quarter k%4 of ggml's layout).
+template <int NR>
+__device__ __forceinline__ void dot_q6k(const u8* row, int rb, int nsb, const ActQ* a, int lane, float out[NR]) {
+    float acc[NR];
+#pragma unroll
+    for (int r = 0; r < NR; r++) acc[r] = 0.f;
+    int k = lane & 7, hf = k >> 2, qr = k & 3;
+    for (int t = lane; t < 8 * nsb; t += 32) {
+        int sb = t >> 3;
+        const int4* ap = (const int4*)(a->qs + sb * 256 + 32 * k);
+        int4 a0 = ap[0], a1 = ap[1];
+        int av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+        float ad = a->d[sb];
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const u8* wb = row + r * rb + sb * Q6B;
+            // ql: 128 bytes at 0; qh: 64 at 128; scales: 16 int8 at 192; d: f16 at 208.
+            // Element e = 128*hf + 32*qr + i (i < 32): ql byte 64*hf + 32*(qr&1) + i,
+            // nibble qr>>1; qh byte 32*hf + i, bits 2*qr.
+            const u8* ql = wb + 64 * hf + 32 * (qr & 1);
+            const u8* qh = wb + 128 + 32 * hf;
+            int s0 = 0, s1 = 0;
+#pragma unroll
+            for (int m = 0; m < 8; m++) {
+                u32 l = (u32)(ql[4 * m] | (ql[4 * m + 1] << 8) | (ql[4 * m + 2] << 16) | (ql[4 * m + 3] << 24));
+                u32 h = (u32)(qh[4 * m] | (qh[4 * m + 1] << 8) | (qh[4 * m + 2] << 16) | (qh[4 * m + 3] << 24));
+                u32 lo = (qr >> 1) ? (l >> 4) & 0x0f0f0f0fu : l & 0x0f0f0f0fu;
+                u32 hb = ((h >> (2 * qr)) & 0x03030303u) << 4;
+                int qs = __vsubss4((int)(lo | hb), 0x20202020);
+                if (m < 4)
+                    s0 = __dp4a(qs, av[m], s0);
+                else
+                    s1 = __dp4a(qs, av[m], s1);
+            }
+            const signed char* sc = (const signed char*)(wb + 192);
+            int is = 8 * hf + 2 * qr;  // 16-element scale index of the first half
+            int isum = sc[is] * s0 + sc[is + 1] * s1;
+            isum += __shfl_xor_sync(__activemask(), isum, 1);
+            isum += __shfl_xor_sync(__activemask(), isum, 2);
+            isum += __shfl_xor_sync(__activemask(), isum, 4);
+            if (k == 0) acc[r] += __half2float(*(const __half*)(wb + 208)) * ad * (float)isum;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++) out[r] = warp_sum(acc[r]);
+}
+
+template <int NR>
+__device__ __forceinline__ void dot_rows(const Mat& m, const u8* row, const ActQ* a, int lane, float out[NR]) {
+    int nsb = m.cols / 256;
+    if (m.type == 0)
+        dot_q4k<NR>(row, m.rb, nsb, a, lane, out);
+    else
+        dot_q6k<NR>(row, m.rb, nsb, a, lane, out);
+}
+
+// ------------------------------------------------------------ the schedule
+
+// A block's share of a matrix of n rows: [r0, r1).
+__device__ __forceinline__ void share(int n, int b, int g, int& r0, int& r1) {
+    r0 = (int)((long long)n * b / g);
+    r1 = (int)((long long)n * (b + 1) / g);
+}
+
+// The ops of a layer in the order the block streams them: q/k rows, v
+// rows, o, gate, up, down. The q/k/v share of a block is over NQKV rows;
+// its part in [0, H+NKV*HD) is op 0, the rest op 1.
+struct Op {
+    Mat m;
+    int r0, r1;  // rows of m
+};
+
+__device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
+    Op o;
+    int r0, r1;
+    switch (op) {
+        case 0:
+        case 1: {
+            share(NQKV, b, g, r0, r1);
+            int kv = H + NKV * HD;  // first v row
+            if (op == 0) {
+                o.m = L.qkv[0];
+                o.r0 = min(r0, kv), o.r1 = min(r1, kv);
+            } else {
+                o.m = L.qkv[1];
+                o.r0 = max(r0, kv) - kv, o.r1 = max(r1, kv) - kv;
+            }
+            return o;
+        }
+        case 2: o.m = L.o; share(H, b, g, o.r0, o.r1); return o;
+        case 3: o.m = L.gate; share(FF, b, g, o.r0, o.r1); return o;
+        case 4: o.m = L.up; share(FF, b, g, o.r0, o.r1); return o;
+        default: o.m = L.down; share(H, b, g, o.r0, o.r1); return o;
+    }
+}
+#define NOPS 6
+
+// Rows a page holds, and where a page's rows start: rows of types whose row
+// bytes are not a multiple of 16 (Q6_K) are copied from the 16-byte
+// boundary at or before their first byte, pre bytes ahead of it.
+__device__ __forceinline__ int page_rows(const Mat& m) { return (m.rb % 16 ? PAGE - 16 : PAGE) / m.rb; }
+struct Span {
+    const u8* src;   // 16-byte aligned
+    int pre, bytes;  // bytes: a multiple of 16
+};
+__device__ __forceinline__ Span page_span(const Op& o, int p0, int n) {
+    const u8* a = o.m.w + (size_t)(o.r0 + p0) * o.m.rb;
+    Span sp;
+    sp.pre = (int)((unsigned long long)a & 15);
+    sp.src = a - sp.pre;
+    sp.bytes = (sp.pre + n * o.m.rb + 15) & ~15;
+    return sp;
+}
+
+// ------------------------------------------------------------ the kernel
+
+struct Smem {
+    u8 pages[NPAGE][PAGE];
+    ActQ a;
+    float g[80];          // the block's gate rows (FF/132 <= 68)
+    float sc[MAXPOS];     // attention scores
+    float part[NCW][HD];  // attention P.V partials
+    float q[HD], k[HD], v[HD];
+    float red[32];
+    u64 full[NPAGE], empty[NPAGE];
+};
+
+// Consumer-side page walker: the same sequence the producer issues.
+struct Walk {
+    u32 k;  // pages consumed so far
+    __device__ __forceinline__ u8* enter(Smem* s) {
+        int slot = k % NPAGE;
+        mbar_wait(&s->full[slot], (k / NPAGE) & 1);
+        return s->pages[slot];
+    }
+    __device__ __forceinline__ void leave(Smem* s, int lane) {
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&s->empty[k % NPAGE]);
+        k++;
+    }
+};
+
+__device__ __forceinline__ void wait_count(const u32* c, u32 target, int mode) {
+    long long t0 = clock64();
+    if (!(mode & 2))
+        while (ld_acquire(c) < target) watchdog(t0);
+}
+
+// run_op: the block's rows of op o, page by page, in groups of PAIR
+// consecutive rows of a page (the rows of a group share the activation's
+// loads); groups are numbered through the op and warp w takes those whose
+// number % NCW == w. out(i, v) stores row i's result (i from the op's first
+// row; lane 0 calls it).
+#ifndef PAIR
+#define PAIR 2
+#endif
+template <class F>
+__device__ __forceinline__ void run_op(Smem* s, Walk& wk, const Op& o, int w, int lane, F out) {
+    int n = o.r1 - o.r0;
+    if (n <= 0) return;
+    int rpp = page_rows(o.m), gg = 0;
+    for (int p0 = 0; p0 < n; p0 += rpp) {
+        int pn = min(rpp, n - p0), ng = (pn + PAIR - 1) / PAIR;
+        u8* pg = wk.enter(s) + page_span(o, p0, pn).pre;
+        for (int gi = (w - gg % NCW + NCW) % NCW; gi < ng; gi += NCW) {
+            int i = PAIR * gi;  // in the page
+            const u8* row = pg + (size_t)i * o.m.rb;
+            if (PAIR == 2 && i + 1 < pn) {
+                float v[2];
+                dot_rows<2>(o.m, row, &s->a, lane, v);
+                if (lane == 0) out(p0 + i, v[0]), out(p0 + i + 1, v[1]);
+            } else {
+                for (int r = i; r < min(i + PAIR, pn); r++) {
+                    float v[1];
+                    dot_rows<1>(o.m, pg + (size_t)r * o.m.rb, &s->a, lane, v);
+                    if (lane == 0) out(p0 + r, v[0]);
+                }
+            }
+        }
+        gg += ng;
+        wk.leave(s, lane);
+    }
+}
+
+__device__ void attention(Smem* s, const Params& P, int l, int h, int w, int lane) {
+    const Layer& L = P.L[l];
+    int pos = P.pos, kvh = h / (NH / NKV), t = threadIdx.x;
+    const float* qkv = P.b.qkv + (size_t)l * NQKV;
+    // RoPE (NeoX halves) of q and the new k; the new k and v rounded to f16
+    // as the cache holds them.
+    if (t < HD / 2) {
+        float inv = powf(ROPE_BASE, -2.f * t / HD);
+        float ang = pos * inv, cs, sn;
+        sincosf(ang, &sn, &cs);
+        float q0 = qkv[h * HD + t], q1 = qkv[h * HD + t + HD / 2];
+        s->q[t] = q0 * cs - q1 * sn, s->q[t + HD / 2] = q1 * cs + q0 * sn;
+        float k0 = qkv[H + kvh * HD + t], k1 = qkv[H + kvh * HD + t + HD / 2];
+        s->k[t] = __half2float(__float2half(k0 * cs - k1 * sn));
+        s->k[t + HD / 2] = __half2float(__float2half(k1 * cs + k0 * sn));
+    } else if (t < HD / 2 + HD) {
+        int d = t - HD / 2;
+        s->v[d] = __half2float(__float2half(qkv[H + NKV * HD + kvh * HD + d]));
+    }
+    cbar();
+    __half* kc = L.kc + (size_t)kvh * MAXPOS * HD;
+    __half* vc = L.vc + (size_t)kvh * MAXPOS * HD;
+    if (h % (NH / NKV) == 0 && t < HD) {
+        kc[(size_t)pos * HD + t] = __float2half(s->k[t]);
+        vc[(size_t)pos * HD + t] = __float2half(s->v[t]);
+    }
+    float scale = rsqrtf((float)HD);
+    // Scores: a thread a key (its row's 16 loads in flight together).
+    for (int j = t; j <= pos; j += NCW * 32) {
+        float dd = 0.f;
+        if (j < pos) {
+            const uint4* kr = (const uint4*)(kc + (size_t)j * HD);
+#pragma unroll
+            for (int h2 = 0; h2 < 2; h2++) {
+                uint4 r[8];
+#pragma unroll
+                for (int c = 0; c < 8; c++) r[c] = kr[8 * h2 + c];
+#pragma unroll
+                for (int c = 0; c < 8; c++) {
+                    const __half2* hp = (const __half2*)&r[c];
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float2 f = __half22float2(hp[e]);
+                        int d = 64 * h2 + 8 * c + 2 * e;
+                        dd += s->q[d] * f.x + s->q[d + 1] * f.y;
+                    }
+                }
+            }
+        } else {
+            for (int d = 0; d < HD; d++) dd += s->q[d] * s->k[d];
+        }
+        s->sc[j] = dd * scale;
+    }
+    cbar();
+    float m = -INFINITY;
+    for (int j = t; j <= pos; j += NCW * 32) m = fmaxf(m, s->sc[j]);
+    m = warp_max(m);
+    if (lane == 0) s->red[w] = m;
+    cbar();
+    m = s->red[0];
+    for (int i = 1; i < NCW; i++) m = fmaxf(m, s->red[i]);
+    cbar();
+    float sum = 0.f;
+    for (int j = t; j <= pos; j += NCW * 32) {
+        float e = __expf(s->sc[j] - m);
+        s->sc[j] = e;
+        sum += e;
+    }
+    sum = warp_sum(sum);
+    if (lane == 0) s->red[w] = sum;
+    cbar();
+    sum = 0.f;
+    for (int i = 0; i < NCW; i++) sum += s->red[i];
+    float acc[4] = {0, 0, 0, 0};
+#pragma unroll 4
+    for (int j = w; j <= pos; j += NCW) {
+        float p = s->sc[j], vv[4];
+        if (j < pos) {
+            uint2 r = *(const uint2*)(vc + (size_t)j * HD + 4 * lane);
+            float2 a = __half22float2(*(__half2*)&r.x), b = __half22float2(*(__half2*)&r.y);
+            vv[0] = a.x, vv[1] = a.y, vv[2] = b.x, vv[3] = b.y;
+        } else {
+#pragma unroll
+            for (int d = 0; d < 4; d++) vv[d] = s->v[4 * lane + d];
+        }
+#pragma unroll
+        for (int d = 0; d < 4; d++) acc[d] += p * vv[d];
+    }
+#pragma unroll
+    for (int d = 0; d < 4; d++) s->part[w][4 * lane + d] = acc[d];
+    cbar();
+    if (t < HD) {
+        float o = 0.f;
+        for (int i = 0; i < NCW; i++) o += s->part[i][t];
+        P.b.attn[(size_t)l * H + h * HD + t] = o / sum;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
+    const Params& P = cP;
+    extern __shared__ __align__(128) u8 smraw[];
+    Smem* s = (Smem*)smraw;
+    int w = threadIdx.x / 32, lane = threadIdx.x & 31, b = blockIdx.x, g = gridDim.x;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < NPAGE; i++) mbar_init(&s->full[i], 32), mbar_init(&s->empty[i], NCW);
+#if __CUDACC_VER_MAJOR__ >= 12
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+    }
+    __syncthreads();
+    const int nl = P.nl;
+    if (w == NCW) {  // producer
+        u64 pol;
+        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+        u32 k = 0;
+        for (int l = 0; l < nl; l++)
+            for (int op = 0; op < NOPS; op++) {
+                Op o = layer_op(P.L[l], op, b, g);
+                int n = o.r1 - o.r0;
+                if (n <= 0) continue;
+                int rpp = page_rows(o.m);
+                for (int p0 = 0; p0 < n; p0 += rpp, k++) {
+                    int slot = k % NPAGE;
+                    if (k >= NPAGE) mbar_wait(&s->empty[slot], ((k / NPAGE) - 1) & 1);
+                    Span sp = page_span(o, p0, min(rpp, n - p0));
+                    if (!(P.mode & 1))
+                        for (int off = 16 * lane; off < sp.bytes; off += 512)
+                            cp16(s->pages[slot] + off, sp.src + off, pol);
+                    cp_arrive(&s->full[slot]);
+                }
+            }
+        asm volatile("cp.async.wait_all;" ::: "memory");
+        return;
+    }
+    Walk wk{0};
+    const Bufs& B = P.b;
+    for (int l = 0; l < nl; l++) {
+        const Layer& L = P.L[l];
+        u32* cnt = B.cnt + l * 5;
+        long long* st = P.st + ((size_t)b * NL + l) * 16;
+#define STAMP(k) \
+    if (threadIdx.x == 0) st[k] = clock64();
+        STAMP(0);
+        // A: q/k/v
+        if (l > 0 && threadIdx.x == 0) wait_count(cnt - 1, g, P.mode);
+        cbar();
+        STAMP(1);
+        make_act(B.x + (size_t)l * H, H, L.anorm, &s->a, s->red, w, lane);
+        STAMP(2);
+        float* qkv = B.qkv + (size_t)l * NQKV;
+        for (int op = 0; op < 2; op++) {
+            Op o = layer_op(L, op, b, g);
+            int base = op == 0 ? 0 : H + NKV * HD;
+            run_op(s, wk, o, w, lane, [&](int i, float v) {
+                int r = base + o.r0 + i;
+                qkv[r] = v + L.bias[r];
+            });
+        }
+        cbar();
+        STAMP(3);
+        if (threadIdx.x == 0) red_release(cnt + 0, 1);
+        // B: attention
+        if (b < NH) {
+            if (threadIdx.x == 0) wait_count(cnt + 0, g, P.mode);
+            cbar();
+            STAMP(4);
+            attention(s, P, l, b, w, lane);
+            cbar();
+            STAMP(5);
+            if (threadIdx.x == 0) red_release(cnt + 1, 1);
+        }
+        // C: o + residual
+        if (threadIdx.x == 0) wait_count(cnt + 1, NH, P.mode);
+        cbar();
+        STAMP(6);
+        make_act(B.attn + (size_t)l * H, H, nullptr, &s->a, s->red, w, lane);
+        STAMP(7);
+        {
+            Op o = layer_op(L, 2, b, g);
+            const float* x = B.x + (size_t)l * H;
+            float* x2 = B.x2 + (size_t)l * H;
+            run_op(s, wk, o, w, lane, [&](int i, float v) { x2[o.r0 + i] = x[o.r0 + i] + v; });
+        }
+        cbar();
+        STAMP(8);
+        if (threadIdx.x == 0) red_release(cnt + 2, 1);
+        // D: gate, up, act
+        if (threadIdx.x == 0) wait_count(cnt + 2, g, P.mode);
+        cbar();
+        STAMP(9);
+        make_act(B.x2 + (size_t)l * H, H, L.fnorm, &s->a, s->red, w, lane);
+        STAMP(10);
+        {
+            Op og = layer_op(L, 3, b, g), ou = layer_op(L, 4, b, g);
+            float* act = B.act + (size_t)l * FF;
+            run_op(s, wk, og, w, lane, [&](int i, float v) { s->g[i] = v; });
+            STAMP(11);
+            run_op(s, wk, ou, w, lane, [&](int i, float v) {
+                float gv = s->g[i];
+                act[ou.r0 + i] = gv / (1.f + __expf(-gv)) * v;
+            });
+        }
+        cbar();
+        STAMP(12);
+        if (threadIdx.x == 0) red_release(cnt + 3, 1);
+        // E: down + residual
+        if (threadIdx.x == 0) wait_count(cnt + 3, g, P.mode);
+        cbar();
+        STAMP(13);
+        make_act(B.act + (size_t)l * FF, FF, nullptr, &s->a, s->red, w, lane);
+        STAMP(14);
+        {
+            Op o = layer_op(L, 5, b, g);
+            const float* x2 = B.x2 + (size_t)l * H;
+            float* xn = B.x + (size_t)(l + 1) * H;
+            run_op(s, wk, o, w, lane, [&](int i, float v) { xn[o.r0 + i] = x2[o.r0 + i] + v; });
+        }
+        cbar();
+        STAMP(15);
+        if (threadIdx.x == 0) red_release(cnt + 4, 1);
+    }
+}
+
+// ------------------------------------------------------------ reference
+//
+// Plain kernels, written from ggml's formulas with byte-level decoding (not
+// the megakernel's word tricks): quantize_row_q8_K, vec_dot_q4_K_q8_K and
+// vec_dot_q6_K_q8_K per super-block, one thread a row.
+
+struct RefQ {
+    signed char qs[MAXNB * 256];
+    float d[MAXNB];
+    int bs[MAXNB * 16];
+};
+
+__global__ void ref_quant(const float* src, int n, const float* nw, RefQ* q) {
+    if (threadIdx.x || blockIdx.x) return;
+    float sc = 1.f;
+    if (nw) {
+        double t = 0;
+        for (int i = 0; i < n; i++) t += (double)src[i] * src[i];
+        sc = 1.f / sqrtf((float)(t / n) + EPS);
+    }
+    for (int ib = 0; ib < n / 256; ib++) {
+        float v[256], amax = 0.f, mx = 0.f;
+        for (int i = 0; i < 256; i++) {
+            v[i] = src[ib * 256 + i];
+            if (nw) v[i] = v[i] * sc * nw[ib * 256 + i];
+            if (fabsf(v[i]) > amax) amax = fabsf(v[i]), mx = v[i];
+        }
+        if (amax == 0.f) {
+            q->d[ib] = 0.f;
+            for (int i = 0; i < 256; i++) q->qs[ib * 256 + i] = 0;
+            for (int i = 0; i < 16; i++) q->bs[ib * 16 + i] = 0;
+            continue;
+        }
+        float is = -127.f / mx;
+        for (int i = 0; i < 256; i++) q->qs[ib * 256 + i] = (signed char)min(127, (int)rintf(is * v[i]));
+        for (int i = 0; i < 16; i++) {
+            int s = 0;
+            for (int k = 0; k < 16; k++) s += q->qs[ib * 256 + 16 * i + k];
+            q->bs[ib * 16 + i] = s;
+        }
+        q->d[ib] = 1.f / is;
+    }
+}
+
+__device__ void scale_min_k4(int j, const u8* q, int& d, int& m) {
+    if (j < 4) {
+        d = q[j] & 63, m = q[j + 4] & 63;
+    } else {
+        d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+__global__ void ref_mv(Mat m, const RefQ* a, const float* add, float* y) {
+    int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= m.rows) return;
+    const u8* row = m.w + (size_t)r * m.rb;
+    float sum = 0.f;
+    for (int sb = 0; sb < m.cols / 256; sb++) {
+        const signed char* aq = a->qs + sb * 256;
+        if (m.type == 0) {
+            const u8* wb = row + sb * Q4B;
+            float d = __half2float(*(const __half*)wb), dmin = __half2float(*(const __half*)(wb + 2));
+            int isum = 0, summs = 0;
+            for (int j = 0; j < 8; j++) {
+                int sc, mn;
+                scale_min_k4(j, wb + 4, sc, mn);
+                int s = 0;
+                for (int i = 0; i < 32; i++) {
+                    u8 byte = wb[16 + 32 * (j / 2) + i];
+                    int qv = (j & 1) ? (byte >> 4) : (byte & 15);
+                    s += qv * aq[32 * j + i];
+                }
+                isum += sc * s;
+                summs += mn * (a->bs[sb * 16 + 2 * j] + a->bs[sb * 16 + 2 * j + 1]);
+            }
+            sum += a->d[sb] * d * isum - a->d[sb] * dmin * summs;
+        } else {
+            const u8* wb = row + sb * Q6B;
+            float d = __half2float(*(const __half*)(wb + 208));
+            const signed char* scs = (const signed char*)(wb + 192);
+            int isum = 0;
+            for (int e = 0; e < 256; e++) {
+                int hf = e / 128, r2 = e % 128, qr = r2 / 32, i = r2 % 32;
+                u8 l = wb[64 * hf + 32 * (qr & 1) + i];
+                int lo = (qr >> 1) ? (l >> 4) : (l & 15);
+                int hb = (wb[128 + 32 * hf + i] >> (2 * qr)) & 3;
+                int qv = (lo | (hb << 4)) - 32;
+                isum += scs[e / 16] * qv * aq[e];
+            }
+            sum += a->d[sb] * d * isum;
+        }
+    }
+    y[r] = sum + (add ? add[r] : 0.f);
+}
+
+__global__ void ref_attn(const float* qkv, const __half* kc0, const __half* vc0, int pos, float* out) {
+    int h = blockIdx.x, kvh = h / (NH / NKV);
+    if (threadIdx.x) return;
+    const __half* kc = kc0 + (size_t)kvh * MAXPOS * HD;
+    const __half* vc = vc0 + (size_t)kvh * MAXPOS * HD;
+    float q[HD], k[HD], v[HD];
+    for (int t = 0; t < HD / 2; t++) {
+        float inv = powf(ROPE_BASE, -2.f * t / HD), cs, sn;
+        sincosf(pos * inv, &sn, &cs);
+        float q0 = qkv[h * HD + t], q1 = qkv[h * HD + t + HD / 2];
+        q[t] = q0 * cs - q1 * sn, q[t + HD / 2] = q1 * cs + q0 * sn;
+        float k0 = qkv[H + kvh * HD + t], k1 = qkv[H + kvh * HD + t + HD / 2];
+        k[t] = __half2float(__float2half(k0 * cs - k1 * sn));
+        k[t + HD / 2] = __half2float(__float2half(k1 * cs + k0 * sn));
+    }
+    for (int d = 0; d < HD; d++) v[d] = __half2float(__float2half(qkv[H + NKV * HD + kvh * HD + d]));
+    float m = -INFINITY;
+    float* sc = (float*)malloc(sizeof(float) * (pos + 1));
+    for (int j = 0; j <= pos; j++) {
+        float s = 0;
+        for (int d = 0; d < HD; d++) s += q[d] * (j < pos ? __half2float(kc[(size_t)j * HD + d]) : k[d]);
+        sc[j] = s / sqrtf((float)HD);
+        m = fmaxf(m, sc[j]);
+    }
+    float sum = 0;
+    for (int j = 0; j <= pos; j++) sc[j] = expf(sc[j] - m), sum += sc[j];
+    for (int d = 0; d < HD; d++) {
+        float o = 0;
+        for (int j = 0; j <= pos; j++) o += sc[j] * (j < pos ? __half2float(vc[(size_t)j * HD + d]) : v[d]);
+        out[h * HD + d] = o / sum;
+    }
+    free(sc);
+}
+
+__global__ void ref_act(const float* g, const float* u, float* act) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < FF) act[i] = g[i] / (1.f + expf(-g[i])) * u[i];
+}
+
+// ------------------------------------------------------------ random model
+
+__device__ __forceinline__ u32 hash(u64 x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return (u32)x;
+}
+
+// Random super-blocks: random quants and scales, d and dmin small enough
+// that the weights are ~0.02 in size.
+__global__ void init_mat(u8* w, size_t nblocks, int type, u64 seed) {
+    for (size_t bi = blockIdx.x * (size_t)blockDim.x + threadIdx.x; bi < nblocks; bi += (size_t)gridDim.x * blockDim.x) {
+        int bytes = type == 0 ? Q4B : Q6B;
+        u8* p = w + bi * bytes;
+        for (int i = 0; i < bytes; i += 4) {
+            u32 r = hash(seed * 0x9e3779b97f4a7c15ull + bi * 64 + i);
+            for (int k = 0; k < 4 && i + k < bytes; k++) p[i + k] = (u8)(r >> (8 * k));
+        }
+        u32 r = hash(seed + bi * 7 + 3);
+        if (type == 0) {
+            *(__half*)p = __float2half(1.5e-4f * (1.f + (r & 255) / 256.f));
+            *(__half*)(p + 2) = __float2half(1.0e-4f * (1.f + ((r >> 8) & 255) / 256.f));
+        } else {
+            for (int i = 0; i < 16; i++) p[192 + i] = (u8)(signed char)((int)((r >> i) & 31) - 15);
+            *(__half*)(p + 208) = __float2half(1.5e-4f * (1.f + ((r >> 16) & 255) / 256.f));
+        }
+    }
+}
+
+__global__ void init_f32(float* x, size_t n, float lo, float hi, u64 seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = lo + (hi - lo) * (hash(seed * 1315423911ull + i) / 4294967296.f);
+}
+__global__ void init_f16(__half* x, size_t n, u64 seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = __float2half(-1.f + 2.f * (hash(seed * 2654435761ull + i) / 4294967296.f));
+}
+
+static Mat new_mat(int rows, int cols, int type, u64 seed, size_t& bytes) {
+    Mat m;
+    m.rows = rows, m.cols = cols, m.type = type;
+    m.rb = cols / 256 * (type == 0 ? Q4B : Q6B);
+    u8* w;
+    CK(cudaMalloc(&w, (size_t)rows * m.rb + 16));  // + 16: a page's copy may round up past the end
+    init_mat<<<1024, 256>>>(w, (size_t)rows * cols / 256, type, seed);
+    m.w = w;
+    bytes += (size_t)rows * m.rb;
+    return m;
+}
+
+static float* dalloc(size_t n) {
+    float* p;
+    CK(cudaMalloc(&p, n * sizeof(float)));
+    CK(cudaMemset(p, 0, n * sizeof(float)));
+    return p;
+}
+
+static std::vector<float> dget(const float* p, size_t n) {
+    std::vector<float> v(n);
+    CK(cudaMemcpy(v.data(), p, n * sizeof(float), cudaMemcpyDeviceToHost));
+    return v;
+}
+
+// rel: max |a-b| / max |b|.
+static double rel(const float* a, const float* b, size_t n) {
+    std::vector<float> x = dget(a, n), y = dget(b, n);
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!std::isfinite(x[i])) return INFINITY;
+        md = std::max(md, (double)fabsf(x[i] - y[i]));
+        mr = std::max(mr, (double)fabsf(y[i]));
+    }
+    return md / (mr > 0 ? mr : 1);
+}
+
+int main(int argc, char** argv) {
+    int pos = argc > 1 ? atoi(argv[1]) : 64;
+    int mix = argc > 2 ? atoi(argv[2]) : 0;
+    int steps = argc > 3 ? atoi(argv[3]) : 200;
+    const char* modes = argc > 4 ? argv[4] : "0";
+    if (pos < 0 || pos >= MAXPOS) return fprintf(stderr, "pos out of range\n"), 1;
+    cudaDeviceProp pr;
+    CK(cudaGetDeviceProperties(&pr, 0));
+    int G = pr.multiProcessorCount;
+    printf("device %s, %d SMs; NCW %d, NPAGE %d, pos %d, mix %d, smem %zu\n", pr.name, G, NCW, NPAGE, pos, mix,
+           sizeof(Smem));
+    static Params P;
+    size_t wbytes = 0;
+    for (int l = 0; l < NL; l++) {
+        Layer& L = P.L[l];
+        u64 s = 1000 * (l + 1);
+        L.qkv[0] = new_mat(H + NKV * HD, H, 0, s + 1, wbytes);
+        L.qkv[1] = new_mat(NKV * HD, H, mix ? 1 : 0, s + 2, wbytes);
+        L.o = new_mat(H, H, 0, s + 3, wbytes);
+        L.gate = new_mat(FF, H, 0, s + 4, wbytes);
+        L.up = new_mat(FF, H, 0, s + 5, wbytes);
+        L.down = new_mat(H, FF, (mix && l % 2 == 0) ? 1 : 0, s + 6, wbytes);
+        float* nw = dalloc(2 * H + NQKV);
+        init_f32<<<64, 256>>>(nw, 2 * H, 0.8f, 1.2f, s + 7);
+        init_f32<<<64, 256>>>(nw + 2 * H, NQKV, -0.1f, 0.1f, s + 8);
+        L.anorm = nw, L.fnorm = nw + H, L.bias = nw + 2 * H;
+        CK(cudaMalloc(&L.kc, sizeof(__half) * NKV * MAXPOS * HD));
+        CK(cudaMalloc(&L.vc, sizeof(__half) * NKV * MAXPOS * HD));
+        init_f16<<<256, 256>>>(L.kc, (size_t)NKV * MAXPOS * HD, s + 9);
+        init_f16<<<256, 256>>>(L.vc, (size_t)NKV * MAXPOS * HD, s + 10);
+    }
+    printf("layer weights %.1f MB (%.2f MB a layer)\n", wbytes / 1e6, wbytes / 1e6 / NL);
+    Bufs& B = P.b;
+    B.x = dalloc((size_t)(NL + 1) * H);
+    B.qkv = dalloc((size_t)NL * NQKV);
+    B.attn = dalloc((size_t)NL * H);
+    B.x2 = dalloc((size_t)NL * H);
+    B.act = dalloc((size_t)NL * FF);
+    CK(cudaMalloc(&B.cnt, sizeof(u32) * NL * 5));
+    CK(cudaMalloc(&P.st, sizeof(long long) * G * NL * 16));
+    CK(cudaMemset(P.st, 0, sizeof(long long) * G * NL * 16));
+    init_f32<<<64, 256>>>(B.x, H, -1.f, 1.f, 42);
+    P.pos = pos, P.nl = NL;
+    if (FF / G + 1 > 80) return fprintf(stderr, "too few SMs for Smem.g\n"), 1;
+    size_t smem = sizeof(Smem);
+    CK(cudaFuncSetAttribute(mk_step, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    int occ = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, mk_step, NT, smem));
+    if (occ < 1) return fprintf(stderr, "mk_step does not fit an SM\n"), 1;
+    CK(cudaDeviceSynchronize());
+
+    // Check (mode 0), one step, every stage of every layer.
+    P.mode = 0;
+    CK(cudaMemcpyToSymbol(cP, &P, sizeof(P)));
+    CK(cudaMemset(B.cnt, 0, sizeof(u32) * NL * 5));
+    mk_step<<<G, NT, smem>>>();
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    {
+        RefQ* rq;
+        CK(cudaMalloc(&rq, sizeof(RefQ)));
+        float *r = dalloc(FF), *r2 = dalloc(FF), *r3 = dalloc(FF);
+        double worst[5] = {0, 0, 0, 0, 0};
+        for (int l = 0; l < NL; l++) {
+            Layer& L = P.L[l];
+            // A
+            ref_quant<<<1, 1>>>(B.x + (size_t)l * H, H, L.anorm, rq);
+            ref_mv<<<(H + NKV * HD + 127) / 128, 128>>>(L.qkv[0], rq, L.bias, r);
+            ref_mv<<<(NKV * HD + 127) / 128, 128>>>(L.qkv[1], rq, L.bias + H + NKV * HD, r + H + NKV * HD);
+            worst[0] = std::max(worst[0], rel(B.qkv + (size_t)l * NQKV, r, NQKV));
+            // B: the cache row at pos was written by the megakernel; the reference uses the
+            // rows below pos and its own new row.
+            ref_attn<<<NH, 32>>>(B.qkv + (size_t)l * NQKV, L.kc, L.vc, pos, r);
+            worst[1] = std::max(worst[1], rel(B.attn + (size_t)l * H, r, H));
+            // C
+            ref_quant<<<1, 1>>>(B.attn + (size_t)l * H, H, nullptr, rq);
+            ref_mv<<<(H + 127) / 128, 128>>>(L.o, rq, B.x + (size_t)l * H, r);
+            worst[2] = std::max(worst[2], rel(B.x2 + (size_t)l * H, r, H));
+            // D
+            ref_quant<<<1, 1>>>(B.x2 + (size_t)l * H, H, L.fnorm, rq);
+            ref_mv<<<(FF + 127) / 128, 128>>>(L.gate, rq, nullptr, r2);
+            ref_mv<<<(FF + 127) / 128, 128>>>(L.up, rq, nullptr, r3);
+            ref_act<<<(FF + 255) / 256, 256>>>(r2, r3, r);
+            worst[3] = std::max(worst[3], rel(B.act + (size_t)l * FF, r, FF));
+            // E
+            ref_quant<<<1, 1>>>(B.act + (size_t)l * FF, FF, nullptr, rq);
+            ref_mv<<<(H + 127) / 128, 128>>>(L.down, rq, B.x2 + (size_t)l * H, r);
+            worst[4] = std::max(worst[4], rel(B.x + (size_t)(l + 1) * H, r, H));
+        }
+        CK(cudaDeviceSynchronize());
+        printf("check (max |mk - ref| / max |ref|, worst layer): qkv %.2e attn %.2e o %.2e act %.2e down %.2e\n",
+               worst[0], worst[1], worst[2], worst[3], worst[4]);
+        std::vector<float> xl = dget(B.x + (size_t)NL * H, H);
+        double mx = 0;
+        for (float v : xl) mx = std::max(mx, (double)fabsf(v));
+        printf("final x max |x| %.3f\n", mx);
+        bool ok = true;
+        for (double v : worst) ok = ok && v < 2e-3;
+        printf("check %s\n", ok ? "PASSED" : "FAILED");
+    }
+
+    // Timing: each mode in the list, steps launches (counters zeroed before
+    // each), per-step times from events, median.
+    for (const char* m = modes; *m; m++) {
+        if (*m == ',') continue;
+        P.mode = *m - '0';
+        CK(cudaMemcpyToSymbol(cP, &P, sizeof(P)));
+        cudaEvent_t ev[2];
+        CK(cudaEventCreate(&ev[0]));
+        CK(cudaEventCreate(&ev[1]));
+        std::vector<float> t;
+        for (int i = 0; i < steps + 5; i++) {
+            CK(cudaMemsetAsync(B.cnt, 0, sizeof(u32) * NL * 5));
+            CK(cudaEventRecord(ev[0]));
+            mk_step<<<G, NT, smem>>>();
+            CK(cudaEventRecord(ev[1]));
+            CK(cudaEventSynchronize(ev[1]));
+            float ms;
+            CK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+            if (i >= 5) t.push_back(ms * 1000.f);
+        }
+        CK(cudaGetLastError());
+        std::sort(t.begin(), t.end());
+        float med = t[t.size() / 2];
+        printf("mode %d: step median %.1f us (min %.1f, p90 %.1f): %.2f us a layer, %.0f GB/s of layer weights\n",
+               P.mode, med, t[0], t[t.size() * 9 / 10], med / NL, wbytes / (med * 1e3));
+        // The last step's stamps: per stage, the median over layers 4..23 of
+        // blocks 0 (attention) and 66, in us (clock64 at the SM clock the
+        // first block's whole step implies against the median step).
+        std::vector<long long> st((size_t)G * NL * 16);
+        CK(cudaMemcpy(st.data(), P.st, st.size() * sizeof(long long), cudaMemcpyDeviceToHost));
+        double cyc_us = (st[(size_t)(NL - 1) * 16 + 15] - st[0]) / (double)med;
+        static const char* nm[15] = {"waitA", "actA", "qkv", "waitB", "attn", "waitC", "actC", "o",
+                                     "waitD", "actD", "gate", "up", "waitE", "actE", "down"};
+        static const int from[15] = {0, 1, 2, 3, 4, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14};
+        static const int to[15] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        for (int bb : {0, 66}) {
+            printf("  block %2d (%.0f cycles/us):", bb, cyc_us);
+            double tot = 0;
+            for (int k = 0; k < 15; k++) {
+                if (bb != 0 && (k == 3 || k == 4)) continue;
+                std::vector<double> d;
+                for (int l = 4; l < 24; l++) {
+                    const long long* q = &st[((size_t)bb * NL + l) * 16];
+                    int f = from[k];
+                    if (bb == 0 && k == 5) f = 5;  // attention blocks wait for C after their attention
+                    d.push_back((q[to[k]] - q[f]) / cyc_us);
+                }
+                std::sort(d.begin(), d.end());
+                printf(" %s %.2f", nm[k], d[d.size() / 2]);
+                tot += d[d.size() / 2];
+            }
+            const long long* q0 = &st[((size_t)bb * NL + 4) * 16];
+            const long long* q1 = &st[((size_t)bb * NL + 24) * 16];
+            printf(" | sum %.2f, layer %.2f\n", tot, (q1[0] - q0[0]) / cyc_us / 20);
+        }
+    }
+    return 0;
+}
