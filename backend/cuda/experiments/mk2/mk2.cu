@@ -81,6 +81,7 @@ typedef unsigned long long u64;
 struct Mat {
     const u8* w;
     int rows, cols, type, rb;  // rb: bytes a row
+    int nr, rpp;               // run_op's rows a group, rows a page (set by new_mat)
 };
 
 struct Layer {
@@ -105,7 +106,7 @@ struct Params {
     int pos;
     int mode;  // bit 0: no weight copies; bit 1: no counter waits
     int nl;
-    long long* st;  // [G][NL][16] clock64 stamps of thread 0 at the stages' ends
+    long long* st;  // [G][NL][32] clock64 stamps of thread 0: the stages' ends, then run_op's
 };
 
 // The step's parameters (too many for a kernel's 4 KB of arguments).
@@ -121,18 +122,32 @@ __device__ __forceinline__ void mbar_init(u64* b, u32 count) {
 __device__ __forceinline__ void mbar_arrive(u64* b) {
     asm volatile("{ .reg .b64 st; mbarrier.arrive.shared.b64 st, [%0]; }" ::"r"(smem_addr(b)) : "memory");
 }
-// watchdog traps a wait that lasts past ~2 s (a schedule bug), so a run
+// mbar_wait spins on test_wait (try_wait, -DTRYWAIT, may suspend the thread
+// for a time). watchdog traps a wait that lasts past ~2 s (a schedule bug), so a run
 // fails instead of hanging the device call.
 __device__ __forceinline__ void watchdog(long long t0) {
     if (clock64() - t0 > 4000000000ll) asm volatile("trap;");
 }
+__device__ __forceinline__ u32 mbar_test(u64* b, u32 parity) {
+    u32 ok;
+    asm volatile("{ .reg .pred p; mbarrier.test_wait.parity.shared.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(ok)
+                 : "r"(smem_addr(b)), "r"(parity)
+                 : "memory");
+    return ok;
+}
 __device__ __forceinline__ void mbar_wait(u64* b, u32 parity) {
+    if (mbar_test(b, parity)) return;
     u32 ok;
     long long t0 = clock64();
     do {
         watchdog(t0);
         asm volatile(
+#ifdef TRYWAIT
             "{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+#else
+            "{ .reg .pred p; mbarrier.test_wait.parity.shared.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+#endif
             : "=r"(ok)
             : "r"(smem_addr(b)), "r"(parity)
             : "memory");
@@ -290,17 +305,38 @@ __device__ __forceinline__ int dp4a_us(u32 a, int b, int c) {
     return d;
 }
 
-// dot_q4k: NR Q4_K rows (nsb super-blocks, rb bytes apart from row) against
-// the activation, by one warp: task t = (super-block t/4, lane-quarter j =
-// t%4: the 32 bytes of nibbles of sub-blocks 2j, 2j+1); the rows share the
-// activation's loads. out[r]: row r's sum, in every lane.
+// Row dots by one warp, NR rows (rb bytes apart from row) at once sharing
+// the activation's loads. Each lane keeps a float sum a row over its tasks
+// (no shuffles inside the loop: the float order differs from ggml's, which
+// adds a super-block's integer parts first); rsum then adds the lanes.
+
+// rsum: a transposing warp reduction of NR (1, 2 or 4) values a lane; row
+// r's total ends in lanes whose bits 4..(5 - log2 NR) spell r (for NR 4:
+// lane 0 row 0, 8 row 1, 16 row 2, 24 row 3). Returns lane's row.
 template <int NR>
-__device__ __forceinline__ void dot_q4k(const u8* row, int rb, int nsb, const ActQ* a, int lane, float out[NR]) {
-    float acc[NR];
+__device__ __forceinline__ int rsum(float v[NR], int lane) {
+    int row = 0, off = 16;
 #pragma unroll
-    for (int r = 0; r < NR; r++) acc[r] = 0.f;
+    for (int n = NR; n > 1; n >>= 1, off >>= 1) {
+        bool up = lane & off;
+#pragma unroll
+        for (int i = 0; i < n / 2; i++) {
+            float send = up ? v[i] : v[i + n / 2], keep = up ? v[i + n / 2] : v[i];
+            v[i] = keep + __shfl_xor_sync(0xffffffffu, send, off);
+        }
+        if (up) row += n / 2;
+    }
+    for (; off; off >>= 1) v[0] += __shfl_xor_sync(0xffffffffu, v[0], off);
+    return row;
+}
+
+// dot_q4k: task t = (super-block t/4, lane-quarter j = t%4: the 32 bytes of
+// nibbles of sub-blocks 2j (low) and 2j+1 (high)).
+template <int NR>
+__device__ __forceinline__ void dot_q4k(const u8* row, int rb, int sb0, int sb1, const ActQ* a, int lane,
+                                        float acc[NR]) {
     int j = lane & 3;
-    for (int t = lane; t < 4 * nsb; t += 32) {
+    for (int t = 4 * sb0 + lane; t < 4 * sb1; t += 32) {
         int sb = t >> 2;
         const int4* ap = (const int4*)(a->qs + sb * 256 + 64 * j);
         int4 a0 = ap[0], a1 = ap[1], a2 = ap[2], a3 = ap[3];
@@ -324,86 +360,92 @@ __device__ __forceinline__ void dot_q4k(const u8* row, int rb, int nsb, const Ac
                 s1 = dp4a_us((u32)wq[k] & 0xf0f0f0f0u, hi[k], s1);
             }
             s1 >>= 4;
-            int isum = sc[0] * s0 + sc[2] * s1;
-            int summs = b0 * sc[1] + b1 * sc[3];
-            isum += __shfl_xor_sync(__activemask(), isum, 1);
-            isum += __shfl_xor_sync(__activemask(), isum, 2);
-            summs += __shfl_xor_sync(__activemask(), summs, 1);
-            summs += __shfl_xor_sync(__activemask(), summs, 2);
-            if (j == 0) {
-                float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffff))) * ad;
-                float dm = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16))) * ad;
-                acc[r] += d * (float)isum - dm * (float)summs;
-            }
+            float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffff))) * ad;
+            float dm = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16))) * ad;
+            acc[r] += d * (float)(sc[0] * s0 + sc[2] * s1) - dm * (float)(b0 * sc[1] + b1 * sc[3]);
         }
     }
-#pragma unroll
-    for (int r = 0; r < NR; r++) out[r] = warp_sum(acc[r]);
 }
 
-// dot_q6k: NR Q6_K rows by one warp: task t = (super-block t/8, lane k =
-// t%8: elements 32k..32k+31, i.e. half k/4, quarter k%4 of ggml's layout).
-template <int NR>
-__device__ __forceinline__ void dot_q6k(const u8* row, int rb, int nsb, const ActQ* a, int lane, float out[NR]) {
-    float acc[NR];
+// ld8f reads 32 bytes at a 2-byte aligned shared address as 8 words:
+// aligned words, funnel-shifted.
+__device__ __forceinline__ void ld8f(const u8* p, u32 v[8]) {
+    const u32* b = (const u32*)((unsigned long long)p & ~3ull);
+    u32 sh = (u32)((unsigned long long)p & 3) * 8, w[9];
 #pragma unroll
-    for (int r = 0; r < NR; r++) acc[r] = 0.f;
+    for (int k = 0; k < 9; k++) w[k] = b[k];
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = __funnelshift_r(w[k], w[k + 1], sh);
+}
+
+// dot_q6k: task t = (super-block t/8, lane k = t%8: elements 32k..32k+31,
+// i.e. half k/4, quarter k%4 of ggml's layout: ql byte 64*half + 32*(k&1) +
+// i, nibble (k&3)>>1; qh byte 32*half + i, bits 2*(k&3); scales 8*half +
+// 2*(k&3) and the next).
+template <int NR>
+__device__ __forceinline__ void dot_q6k(const u8* row, int rb, int sb0, int sb1, const ActQ* a, int lane,
+                                        float acc[NR]) {
     int k = lane & 7, hf = k >> 2, qr = k & 3;
-    for (int t = lane; t < 8 * nsb; t += 32) {
+    for (int t = 8 * sb0 + lane; t < 8 * sb1; t += 32) {
         int sb = t >> 3;
         const int4* ap = (const int4*)(a->qs + sb * 256 + 32 * k);
         int4 a0 = ap[0], a1 = ap[1];
         int av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+        // The quants enter unsigned (0..63); 32 x the activation's sums comes off after.
+        int m0 = 32 * a->bs[sb * 16 + 2 * k], m1 = 32 * a->bs[sb * 16 + 2 * k + 1];
         float ad = a->d[sb];
 #pragma unroll
         for (int r = 0; r < NR; r++) {
             const u8* wb = row + r * rb + sb * Q6B;
-            // ql: 128 bytes at 0; qh: 64 at 128; scales: 16 int8 at 192; d: f16 at 208.
-            // Element e = 128*hf + 32*qr + i (i < 32): ql byte 64*hf + 32*(qr&1) + i,
-            // nibble qr>>1; qh byte 32*hf + i, bits 2*qr.
-            const u8* ql = wb + 64 * hf + 32 * (qr & 1);
-            const u8* qh = wb + 128 + 32 * hf;
+            u32 l[8], h[8];
+            ld8f(wb + 64 * hf + 32 * (qr & 1), l);
+            ld8f(wb + 128 + 32 * hf, h);
             int s0 = 0, s1 = 0;
 #pragma unroll
             for (int m = 0; m < 8; m++) {
-                u32 l = (u32)(ql[4 * m] | (ql[4 * m + 1] << 8) | (ql[4 * m + 2] << 16) | (ql[4 * m + 3] << 24));
-                u32 h = (u32)(qh[4 * m] | (qh[4 * m + 1] << 8) | (qh[4 * m + 2] << 16) | (qh[4 * m + 3] << 24));
-                u32 lo = (qr >> 1) ? (l >> 4) & 0x0f0f0f0fu : l & 0x0f0f0f0fu;
-                u32 hb = ((h >> (2 * qr)) & 0x03030303u) << 4;
-                int qs = __vsubss4((int)(lo | hb), 0x20202020);
+                u32 lo = (qr >> 1) ? (l[m] >> 4) & 0x0f0f0f0fu : l[m] & 0x0f0f0f0fu;
+                u32 hb = ((h[m] >> (2 * qr)) & 0x03030303u) << 4;
                 if (m < 4)
-                    s0 = __dp4a(qs, av[m], s0);
+                    s0 = dp4a_us(lo | hb, av[m], s0);
                 else
-                    s1 = __dp4a(qs, av[m], s1);
+                    s1 = dp4a_us(lo | hb, av[m], s1);
             }
-            const signed char* sc = (const signed char*)(wb + 192);
-            int is = 8 * hf + 2 * qr;  // 16-element scale index of the first half
-            int isum = sc[is] * s0 + sc[is + 1] * s1;
-            isum += __shfl_xor_sync(__activemask(), isum, 1);
-            isum += __shfl_xor_sync(__activemask(), isum, 2);
-            isum += __shfl_xor_sync(__activemask(), isum, 4);
-            if (k == 0) acc[r] += __half2float(*(const __half*)(wb + 208)) * ad * (float)isum;
+            s0 -= m0, s1 -= m1;
+            u32 sc2 = *(const unsigned short*)(wb + 192 + 8 * hf + 2 * qr);
+            int sc0 = (int)(signed char)(sc2 & 0xff), sc1 = (int)(signed char)(sc2 >> 8);
+            acc[r] += __half2float(*(const __half*)(wb + 208)) * ad * (float)(sc0 * s0 + sc1 * s1);
         }
     }
-#pragma unroll
-    for (int r = 0; r < NR; r++) out[r] = warp_sum(acc[r]);
 }
 
+// dot_rows: NR rows' sums over super-blocks [sb0, sb1); returns the row
+// (0..NR-1) whose total this lane holds in *v (rsum's lanes).
+#ifdef DOTNOINLINE
+#define DOTINL __noinline__
+#else
+#define DOTINL __forceinline__
+#endif
 template <int NR>
-__device__ __forceinline__ void dot_rows(const Mat& m, const u8* row, const ActQ* a, int lane, float out[NR]) {
-    int nsb = m.cols / 256;
+__device__ DOTINL int dot_rows(const Mat& m, const u8* row, const ActQ* a, int lane, float* v, int sb0,
+                                        int sb1) {
+    float acc[NR];
+#pragma unroll
+    for (int r = 0; r < NR; r++) acc[r] = 0.f;
     if (m.type == 0)
-        dot_q4k<NR>(row, m.rb, nsb, a, lane, out);
+        dot_q4k<NR>(row, m.rb, sb0, sb1, a, lane, acc);
     else
-        dot_q6k<NR>(row, m.rb, nsb, a, lane, out);
+        dot_q6k<NR>(row, m.rb, sb0, sb1, a, lane, acc);
+    int r = rsum<NR>(acc, lane);
+    *v = acc[0];
+    return r;
 }
 
 // ------------------------------------------------------------ the schedule
 
 // A block's share of a matrix of n rows: [r0, r1).
 __device__ __forceinline__ void share(int n, int b, int g, int& r0, int& r1) {
-    r0 = (int)((long long)n * b / g);
-    r1 = (int)((long long)n * (b + 1) / g);
+    r0 = n * b / g;  // n * g < 2^31 for these shapes
+    r1 = n * (b + 1) / g;
 }
 
 // The ops of a layer in the order the block streams them: q/k rows, v
@@ -439,10 +481,26 @@ __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
 }
 #define NOPS 6
 
-// Rows a page holds, and where a page's rows start: rows of types whose row
-// bytes are not a multiple of 16 (Q6_K) are copied from the 16-byte
-// boundary at or before their first byte, pre bytes ahead of it.
-__device__ __forceinline__ int page_rows(const Mat& m) { return (m.rb % 16 ? PAGE - 16 : PAGE) / m.rb; }
+// Rows a page holds (Mat.rpp: a multiple of run_op's group of rows, Mat.nr),
+// and where a page's rows start: rows of types whose row bytes are not a
+// multiple of 16 (Q6_K) are copied from the 16-byte boundary at or before
+// their first byte, pre bytes ahead of it.
+#ifndef NRDOWN
+#define NRDOWN 1
+#endif
+#ifndef NRSMALL
+#define NRSMALL 4
+#endif
+// KSPLIT: warps a row of more than 2048 columns is split over (its parts'
+// sums meet in shared memory; the last part stores the row).
+#ifndef KSPLIT
+#define KSPLIT 1
+#endif
+static int group_rows(int cols) { return cols <= 2048 ? NRSMALL : NRDOWN; }
+static int page_rows(int rb, int cols) {
+    int n = (rb % 16 ? PAGE - 16 : PAGE) / rb, g = group_rows(cols);
+    return n >= g ? n / g * g : n;
+}
 struct Span {
     const u8* src;   // 16-byte aligned
     int pre, bytes;  // bytes: a multiple of 16
@@ -466,22 +524,35 @@ struct Smem {
     float part[NCW][HD];  // attention P.V partials
     float q[HD], k[HD], v[HD];
     float red[32];
+    float kacc[16];  // KSPLIT's sums of the down rows
+    int kcnt[16];
+    int pcnt[NPAGE];
     u64 full[NPAGE], empty[NPAGE];
 };
 
 // Consumer-side page walker: the same sequence the producer issues.
+// A page is free when the warps with rows in it (involved) have left it:
+// they count in pcnt, and the last one arrives on the page's empty barrier
+// (count 1); warps without rows in a page skip it.
 struct Walk {
-    u32 k;  // pages consumed so far
+    u32 k;  // pages passed so far
     __device__ __forceinline__ u8* enter(Smem* s) {
         int slot = k % NPAGE;
         mbar_wait(&s->full[slot], (k / NPAGE) & 1);
         return s->pages[slot];
     }
-    __device__ __forceinline__ void leave(Smem* s, int lane) {
+    __device__ __forceinline__ void leave(Smem* s, int lane, int involved) {
         __syncwarp();
-        if (lane == 0) mbar_arrive(&s->empty[k % NPAGE]);
+        if (lane == 0) {
+            int slot = k % NPAGE;
+            if (atomicAdd(&s->pcnt[slot], 1) == involved - 1) {
+                s->pcnt[slot] = 0;
+                mbar_arrive(&s->empty[slot]);
+            }
+        }
         k++;
     }
+    __device__ __forceinline__ void skip() { k++; }
 };
 
 __device__ __forceinline__ void wait_count(const u32* c, u32 target, int mode) {
@@ -490,39 +561,84 @@ __device__ __forceinline__ void wait_count(const u32* c, u32 target, int mode) {
         while (ld_acquire(c) < target) watchdog(t0);
 }
 
-// run_op: the block's rows of op o, page by page, in groups of PAIR
-// consecutive rows of a page (the rows of a group share the activation's
-// loads); groups are numbered through the op and warp w takes those whose
-// number % NCW == w. out(i, v) stores row i's result (i from the op's first
-// row; lane 0 calls it).
-#ifndef PAIR
-#define PAIR 2
-#endif
-template <class F>
-__device__ __forceinline__ void run_op(Smem* s, Walk& wk, const Op& o, int w, int lane, F out) {
+// Where run_op puts row i's result v (i from the op's first row).
+struct Out {
+    int kind;        // 0: y[i] = add[i] + v; 1: the gate, s->g[i] = v; 2: y[i] = silu(s->g[i]) * v
+    float* y;        // from the op's first row
+    const float* add;
+    long long* st;  // warp 0's first group's stamps (4: entry, page entered, dot done, stored), or null
+    long long* st2;  // the dot of warp 0's first group past the first page (2 stamps), or null
+};
+
+// run_op: the block's rows of op o, page by page, in groups of NR
+// consecutive rows of a page (group_rows: 4 for rows of <= 2048 columns,
+// else 2; the rows of a group share the activation's loads; a group may run
+// past the op's last row, whose results are dropped); groups are numbered
+// through the op and warp w takes those whose number % NCW == w.
+__device__ __forceinline__ void run_op(Smem* s, Walk& wk, const Op& o, Out d, int w, int lane) {
     int n = o.r1 - o.r0;
     if (n <= 0) return;
-    int rpp = page_rows(o.m), gg = 0;
+    int rpp = o.m.rpp, gg = 0, NR = o.m.nr, ks = o.m.cols > 2048 ? KSPLIT : 1, nsb = o.m.cols / 256;
+    bool tl = d.st && threadIdx.x == 0;
+    if (tl) d.st[0] = clock64();
     for (int p0 = 0; p0 < n; p0 += rpp) {
-        int pn = min(rpp, n - p0), ng = (pn + PAIR - 1) / PAIR;
+        int pn = min(rpp, n - p0), ng = (pn + NR - 1) / NR * ks;
+        int first = (w - gg % NCW + NCW) % NCW;
+        if (first >= ng) {
+            gg += ng;
+            wk.skip();
+            continue;
+        }
         u8* pg = wk.enter(s) + page_span(o, p0, pn).pre;
-        for (int gi = (w - gg % NCW + NCW) % NCW; gi < ng; gi += NCW) {
-            int i = PAIR * gi;  // in the page
-            const u8* row = pg + (size_t)i * o.m.rb;
-            if (PAIR == 2 && i + 1 < pn) {
-                float v[2];
-                dot_rows<2>(o.m, row, &s->a, lane, v);
-                if (lane == 0) out(p0 + i, v[0]), out(p0 + i + 1, v[1]);
-            } else {
-                for (int r = i; r < min(i + PAIR, pn); r++) {
-                    float v[1];
-                    dot_rows<1>(o.m, pg + (size_t)r * o.m.rb, &s->a, lane, v);
-                    if (lane == 0) out(p0 + r, v[0]);
+        if (tl && p0 == 0) d.st[1] = clock64();
+        for (int gi = first; gi < ng; gi += NCW) {
+            int i = NR * (gi / ks), part = gi % ks;  // i: in the page
+            int sb0 = nsb * part / ks, sb1 = nsb * (part + 1) / ks;
+            // The lane's row after rsum (the lanes that own a row: (lane & (32/NR - 1)) == 0),
+            // and its add operand, loaded before the dot.
+            int lr = NR == 4 ? (lane >> 3) : (NR == 2 ? (lane >> 4) : 0);
+            bool mine = (lane & (32 / NR - 1)) == 0 && i + lr < pn;
+            float av = 0.f;
+            if (mine && d.kind == 0 && ks == 1) av = d.add[p0 + i + lr];
+            float v;
+            const u8* rw = pg + (size_t)i * o.m.rb;
+            bool tl2 = tl && p0 > 0 && d.st2;
+            if (tl2) d.st2[0] = clock64();
+            int r;
+            if (NRSMALL == 4 && NR == 4)
+                r = dot_rows<4>(o.m, rw, &s->a, lane, &v, sb0, sb1);
+            else if ((NRSMALL == 2 || NRDOWN == 2) && NR == 2)
+                r = dot_rows<2>(o.m, rw, &s->a, lane, &v, sb0, sb1);
+            else
+                r = dot_rows<1>(o.m, rw, &s->a, lane, &v, sb0, sb1);
+            if (tl && p0 == 0 && gi == 0) d.st[2] = clock64();
+            if (tl2) d.st2[1] = clock64(), d.st2 = nullptr;
+            if (mine && ks > 1) {
+                int ri = p0 + i + r;
+                atomicAdd(&s->kacc[ri], v);
+                __threadfence_block();
+                if (atomicAdd(&s->kcnt[ri], 1) == ks - 1) {
+                    __threadfence_block();
+                    d.y[ri] = d.add[ri] + atomicAdd(&s->kacc[ri], 0.f);
                 }
+            } else if (mine) {
+                int ri = p0 + i + r;
+                if (d.kind == 0) {
+                    d.y[ri] = av + v;
+                } else if (d.kind == 1) {
+                    s->g[ri] = v;
+                } else {
+                    float gv = s->g[ri];
+                    d.y[ri] = gv / (1.f + __expf(-gv)) * v;
+                }
+            }
+            if (tl && p0 == 0 && gi == 0) {
+                __threadfence_block();
+                d.st[3] = clock64();
             }
         }
         gg += ng;
-        wk.leave(s, lane);
+        wk.leave(s, lane, min(ng, NCW));
     }
 }
 
@@ -630,7 +746,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
     Smem* s = (Smem*)smraw;
     int w = threadIdx.x / 32, lane = threadIdx.x & 31, b = blockIdx.x, g = gridDim.x;
     if (threadIdx.x == 0) {
-        for (int i = 0; i < NPAGE; i++) mbar_init(&s->full[i], 32), mbar_init(&s->empty[i], NCW);
+        for (int i = 0; i < NPAGE; i++) mbar_init(&s->full[i], 32), mbar_init(&s->empty[i], 1), s->pcnt[i] = 0;
 #if __CUDACC_VER_MAJOR__ >= 12
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
 #endif
@@ -646,7 +762,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
                 Op o = layer_op(P.L[l], op, b, g);
                 int n = o.r1 - o.r0;
                 if (n <= 0) continue;
-                int rpp = page_rows(o.m);
+                int rpp = o.m.rpp;
                 for (int p0 = 0; p0 < n; p0 += rpp, k++) {
                     int slot = k % NPAGE;
                     if (k >= NPAGE) mbar_wait(&s->empty[slot], ((k / NPAGE) - 1) & 1);
@@ -665,7 +781,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
     for (int l = 0; l < nl; l++) {
         const Layer& L = P.L[l];
         u32* cnt = B.cnt + l * 5;
-        long long* st = P.st + ((size_t)b * NL + l) * 16;
+        long long* st = P.st + ((size_t)b * NL + l) * 40;
 #define STAMP(k) \
     if (threadIdx.x == 0) st[k] = clock64();
         STAMP(0);
@@ -678,11 +794,8 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
         float* qkv = B.qkv + (size_t)l * NQKV;
         for (int op = 0; op < 2; op++) {
             Op o = layer_op(L, op, b, g);
-            int base = op == 0 ? 0 : H + NKV * HD;
-            run_op(s, wk, o, w, lane, [&](int i, float v) {
-                int r = base + o.r0 + i;
-                qkv[r] = v + L.bias[r];
-            });
+            int base = (op == 0 ? 0 : H + NKV * HD) + o.r0;
+            run_op(s, wk, o, Out{0, qkv + base, L.bias + base, op == 0 ? st + 16 : nullptr, nullptr}, w, lane);
         }
         cbar();
         STAMP(3);
@@ -707,7 +820,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
             Op o = layer_op(L, 2, b, g);
             const float* x = B.x + (size_t)l * H;
             float* x2 = B.x2 + (size_t)l * H;
-            run_op(s, wk, o, w, lane, [&](int i, float v) { x2[o.r0 + i] = x[o.r0 + i] + v; });
+            run_op(s, wk, o, Out{0, x2 + o.r0, x + o.r0, st + 20, nullptr}, w, lane);
         }
         cbar();
         STAMP(8);
@@ -721,17 +834,15 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
         {
             Op og = layer_op(L, 3, b, g), ou = layer_op(L, 4, b, g);
             float* act = B.act + (size_t)l * FF;
-            run_op(s, wk, og, w, lane, [&](int i, float v) { s->g[i] = v; });
+            run_op(s, wk, og, Out{1, nullptr, nullptr, st + 24, st + 32}, w, lane);
             STAMP(11);
-            run_op(s, wk, ou, w, lane, [&](int i, float v) {
-                float gv = s->g[i];
-                act[ou.r0 + i] = gv / (1.f + __expf(-gv)) * v;
-            });
+            run_op(s, wk, ou, Out{2, act + ou.r0, nullptr, nullptr, nullptr}, w, lane);
         }
         cbar();
         STAMP(12);
         if (threadIdx.x == 0) red_release(cnt + 3, 1);
         // E: down + residual
+        if (threadIdx.x < 16) s->kacc[threadIdx.x] = 0.f, s->kcnt[threadIdx.x] = 0;
         if (threadIdx.x == 0) wait_count(cnt + 3, g, P.mode);
         cbar();
         STAMP(13);
@@ -741,7 +852,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
             Op o = layer_op(L, 5, b, g);
             const float* x2 = B.x2 + (size_t)l * H;
             float* xn = B.x + (size_t)(l + 1) * H;
-            run_op(s, wk, o, w, lane, [&](int i, float v) { xn[o.r0 + i] = x2[o.r0 + i] + v; });
+            run_op(s, wk, o, Out{0, xn + o.r0, x2 + o.r0, st + 28, st + 34}, w, lane);
         }
         cbar();
         STAMP(15);
@@ -929,6 +1040,7 @@ static Mat new_mat(int rows, int cols, int type, u64 seed, size_t& bytes) {
     Mat m;
     m.rows = rows, m.cols = cols, m.type = type;
     m.rb = cols / 256 * (type == 0 ? Q4B : Q6B);
+    m.nr = group_rows(cols), m.rpp = page_rows(m.rb, cols);
     u8* w;
     CK(cudaMalloc(&w, (size_t)rows * m.rb + 16));  // + 16: a page's copy may round up past the end
     init_mat<<<1024, 256>>>(w, (size_t)rows * cols / 256, type, seed);
@@ -1001,11 +1113,11 @@ int main(int argc, char** argv) {
     B.x2 = dalloc((size_t)NL * H);
     B.act = dalloc((size_t)NL * FF);
     CK(cudaMalloc(&B.cnt, sizeof(u32) * NL * 5));
-    CK(cudaMalloc(&P.st, sizeof(long long) * G * NL * 16));
-    CK(cudaMemset(P.st, 0, sizeof(long long) * G * NL * 16));
+    CK(cudaMalloc(&P.st, sizeof(long long) * G * NL * 40));
+    CK(cudaMemset(P.st, 0, sizeof(long long) * G * NL * 40));
     init_f32<<<64, 256>>>(B.x, H, -1.f, 1.f, 42);
     P.pos = pos, P.nl = NL;
-    if (FF / G + 1 > 80) return fprintf(stderr, "too few SMs for Smem.g\n"), 1;
+    if (FF / G + 1 > 80 || H / G + 1 > 16) return fprintf(stderr, "too few SMs for Smem.g or kacc\n"), 1;
     size_t smem = sizeof(Smem);
     CK(cudaFuncSetAttribute(mk_step, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     int occ = 0;
@@ -1091,9 +1203,9 @@ int main(int argc, char** argv) {
         // The last step's stamps: per stage, the median over layers 4..23 of
         // blocks 0 (attention) and 66, in us (clock64 at the SM clock the
         // first block's whole step implies against the median step).
-        std::vector<long long> st((size_t)G * NL * 16);
+        std::vector<long long> st((size_t)G * NL * 40);
         CK(cudaMemcpy(st.data(), P.st, st.size() * sizeof(long long), cudaMemcpyDeviceToHost));
-        double cyc_us = (st[(size_t)(NL - 1) * 16 + 15] - st[0]) / (double)med;
+        double cyc_us = (st[(size_t)(NL - 1) * 40 + 15] - st[0]) / (double)med;
         static const char* nm[15] = {"waitA", "actA", "qkv", "waitB", "attn", "waitC", "actC", "o",
                                      "waitD", "actD", "gate", "up", "waitE", "actE", "down"};
         static const int from[15] = {0, 1, 2, 3, 4, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14};
@@ -1105,7 +1217,7 @@ int main(int argc, char** argv) {
                 if (bb != 0 && (k == 3 || k == 4)) continue;
                 std::vector<double> d;
                 for (int l = 4; l < 24; l++) {
-                    const long long* q = &st[((size_t)bb * NL + l) * 16];
+                    const long long* q = &st[((size_t)bb * NL + l) * 40];
                     int f = from[k];
                     if (bb == 0 && k == 5) f = 5;  // attention blocks wait for C after their attention
                     d.push_back((q[to[k]] - q[f]) / cyc_us);
@@ -1114,9 +1226,34 @@ int main(int argc, char** argv) {
                 printf(" %s %.2f", nm[k], d[d.size() / 2]);
                 tot += d[d.size() / 2];
             }
-            const long long* q0 = &st[((size_t)bb * NL + 4) * 16];
-            const long long* q1 = &st[((size_t)bb * NL + 24) * 16];
+            const long long* q0 = &st[((size_t)bb * NL + 4) * 40];
+            const long long* q1 = &st[((size_t)bb * NL + 24) * 40];
             printf(" | sum %.2f, layer %.2f\n", tot, (q1[0] - q0[0]) / cyc_us / 20);
+            // run_op's first group of warp 0, cycles: page entered, dot, store; then to the stage's end.
+            static const char* on[4] = {"qkv", "o", "gate", "down"};
+            static const int end[4] = {3, 8, 11, 15};
+            printf("  block %2d first group (cycles: enter dot store rest):", bb);
+            for (int k = 0; k < 4; k++) {
+                std::vector<long long> e, dd, sto, rest;
+                for (int l = 4; l < 24; l++) {
+                    const long long* q = &st[((size_t)bb * NL + l) * 40];
+                    const long long* u = q + 16 + 4 * k;
+                    e.push_back(u[1] - u[0]), dd.push_back(u[2] - u[1]), sto.push_back(u[3] - u[2]);
+                    rest.push_back(q[end[k]] - u[3]);
+                }
+                for (auto* v : {&e, &dd, &sto, &rest}) std::sort(v->begin(), v->end());
+                printf(" %s %lld %lld %lld %lld;", on[k], e[10], dd[10], sto[10], rest[10]);
+            }
+            for (int k = 0; k < 2; k++) {
+                std::vector<long long> e;
+                for (int l = 4; l < 24; l++) {
+                    const long long* q = &st[((size_t)bb * NL + l) * 40] + 32 + 2 * k;
+                    e.push_back(q[1] - q[0]);
+                }
+                std::sort(e.begin(), e.end());
+                printf(" %s later group's dot %lld;", k ? "down" : "gate", e[10]);
+            }
+            printf("\n");
         }
     }
     return 0;
