@@ -196,21 +196,20 @@ struct ActQ {
 // quant_block quantizes 256 values, 8 a lane (lane l: values 8l..8l+7), as
 // ggml's quantize_row_q8_K: the signed value of largest magnitude (the
 // first on ties) gives iscale = -127/max, q = nearest(iscale*v) <= 127.
+// The maximum magnitude comes from one redux.sync on the floats' bits
+// (non-negative floats order as their bits), the first lane holding it by a
+// ballot (lane l's values precede lane l+1's), its signed value by a shuffle.
 __device__ __forceinline__ void quant_block(const float v[8], ActQ* a, int ib, int lane) {
     float amax = 0.f, mx = 0.f;
-    int idx = 0;
 #pragma unroll
     for (int k = 0; k < 8; k++) {
         float ax = fabsf(v[k]);
-        if (ax > amax) amax = ax, mx = v[k], idx = 8 * lane + k;
+        if (ax > amax) amax = ax, mx = v[k];
     }
-    if (amax == 0.f) idx = 1 << 20;
-#pragma unroll
-    for (int o = 16; o; o >>= 1) {
-        float oa = __shfl_xor_sync(0xffffffffu, amax, o), om = __shfl_xor_sync(0xffffffffu, mx, o);
-        int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (oa > amax || (oa == amax && oi < idx)) amax = oa, mx = om, idx = oi;
-    }
+    u32 bits = __float_as_uint(amax), top = __reduce_max_sync(0xffffffffu, bits);
+    int src = __ffs(__ballot_sync(0xffffffffu, bits == top)) - 1;
+    mx = __shfl_sync(0xffffffffu, mx, src);
+    amax = __uint_as_float(top);
     int s = 0;
     u32 w0 = 0, w1 = 0;
     if (amax != 0.f) {
@@ -797,6 +796,8 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
             int base = (op == 0 ? 0 : H + NKV * HD) + o.r0;
             run_op(s, wk, o, Out{0, qkv + base, L.bias + base, op == 0 ? st + 16 : nullptr, nullptr}, w, lane);
         }
+        // One release a block after the consumers' barrier: a release a warp
+        // (15x the atomics on one counter) made the waits 1-2 us longer.
         cbar();
         STAMP(3);
         if (threadIdx.x == 0) red_release(cnt + 0, 1);
