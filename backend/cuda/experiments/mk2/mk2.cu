@@ -461,6 +461,11 @@ __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
     switch (op) {
         case 0:
         case 1: {
+#ifndef VSPREAD
+            // Shares of the q/k/v rows as one range: the v rows (Q6_K in the
+            // real mix) fall to the last ~16 blocks, which end ~2 us late.
+            // -DVSPREAD (every block a share of both) evens that out but costs
+            // every block a second page and a Q6_K group: 2 us more, measured.
             share(NQKV, b, g, r0, r1);
             int kv = H + NKV * HD;  // first v row
             if (op == 0) {
@@ -470,6 +475,11 @@ __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
                 o.m = L.qkv[1];
                 o.r0 = max(r0, kv) - kv, o.r1 = max(r1, kv) - kv;
             }
+#else
+            // Every block takes its share of the q/k rows and of the v rows.
+            o.m = L.qkv[op];
+            share(o.m.rows, b, g, o.r0, o.r1);
+#endif
             return o;
         }
         case 2: o.m = L.o; share(H, b, g, o.r0, o.r1); return o;
@@ -641,16 +651,23 @@ __device__ __forceinline__ void run_op(Smem* s, Walk& wk, const Op& o, Out d, in
     }
 }
 
-__device__ void attention(Smem* s, const Params& P, int l, int h, int w, int lane) {
+// rope_angle: thread t < HD/2's RoPE cosine and sine at pos (computed
+// before the attention's wait).
+__device__ __forceinline__ void rope_angle(int pos, int t, float& cs, float& sn) {
+    cs = 1.f, sn = 0.f;
+    if (t < HD / 2) {
+        float inv = powf(ROPE_BASE, -2.f * t / HD);
+        sincosf(pos * inv, &sn, &cs);
+    }
+}
+
+__device__ void attention(Smem* s, const Params& P, int l, int h, int w, int lane, float cs, float sn) {
     const Layer& L = P.L[l];
     int pos = P.pos, kvh = h / (NH / NKV), t = threadIdx.x;
     const float* qkv = P.b.qkv + (size_t)l * NQKV;
     // RoPE (NeoX halves) of q and the new k; the new k and v rounded to f16
     // as the cache holds them.
     if (t < HD / 2) {
-        float inv = powf(ROPE_BASE, -2.f * t / HD);
-        float ang = pos * inv, cs, sn;
-        sincosf(ang, &sn, &cs);
         float q0 = qkv[h * HD + t], q1 = qkv[h * HD + t + HD / 2];
         s->q[t] = q0 * cs - q1 * sn, s->q[t + HD / 2] = q1 * cs + q0 * sn;
         float k0 = qkv[H + kvh * HD + t], k1 = qkv[H + kvh * HD + t + HD / 2];
@@ -714,6 +731,9 @@ __device__ void attention(Smem* s, const Params& P, int l, int h, int w, int lan
     cbar();
     sum = 0.f;
     for (int i = 0; i < NCW; i++) sum += s->red[i];
+    // P.V: warp w takes keys w, w+NCW, ..., a lane 4 dims. (Measured slower,
+    // 3.8 us against 2.9 at position 64: threads of 2 dims and a key group
+    // each, all loads in flight.)
     float acc[4] = {0, 0, 0, 0};
 #pragma unroll 4
     for (int j = w; j <= pos; j += NCW) {
@@ -803,10 +823,12 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
         if (threadIdx.x == 0) red_release(cnt + 0, 1);
         // B: attention
         if (b < NH) {
+            float cs, sn;
+            rope_angle(P.pos, threadIdx.x, cs, sn);
             if (threadIdx.x == 0) wait_count(cnt + 0, g, P.mode);
             cbar();
             STAMP(4);
-            attention(s, P, l, b, w, lane);
+            attention(s, P, l, b, w, lane, cs, sn);
             cbar();
             STAMP(5);
             if (threadIdx.x == 0) red_release(cnt + 1, 1);
