@@ -20,9 +20,20 @@
 //   C: attention ready  -> Q8_K of the heads' output, o rows + residual
 //   D: o ready          -> RMSNorm + Q8_K, gate and up rows, silu(g)*u
 //   E: act ready        -> Q8_K of act, down rows + residual = next x
-// Every block makes the activation it needs itself from floats in L2.
-// Weights here are random Q4_K (the real 1.5B Q4_K_M has Q6_K attn_v and
-// half its ffn_down in Q6_K; MIX=1 gives those rows Q6_K).
+// Every block makes the activation it needs itself from floats in L2. The
+// products: a lane a task of 64 (Q4_K) or 32 (Q6_K) weights, float sums a
+// lane over groups of 4 rows of 1536 columns (the rows share the
+// activation's loads) or one down row a warp, a transposing warp reduction
+// at the end. Weights are random: Q4_K, or with the second argument 1 the
+// real 1.5B Q4_K_M's mix (attn_v and every other layer's ffn_down Q6_K).
+//
+// Usage: mk2 [pos [mix [steps [modes]]]]; modes is a list of digits, each
+// a bit set: 1 no weight copies, 2 no counter waits (timing only). Stamps
+// of each stage (clock64 of thread 0, blocks 0 and 66, the median over
+// layers 4..23) follow each mode's step time. Compile-time knobs: NCW
+// (consumer warps, 15; 11 gives 168 registers and no spills), NPAGE (12),
+// NRSMALL / NRDOWN (rows a group, 4 / 1), KSPLIT (warps a down row, 1),
+// VSPREAD, TRYWAIT, DOTNOINLINE (variants measured slower; NOTES.md).
 //
 // Check: every stage of every layer against a plain reference computed on
 // the device from the megakernel's own inputs to that stage (so float-order
