@@ -197,7 +197,17 @@ __device__ __forceinline__ float warp_max(float v) {
 // ------------------------------------------------------------ Q8_K activation
 //
 // Shared-memory layout (structure of arrays, so the quants load 16 bytes at
-// a time): qs[nb][256] int8, d[nb] float, bs[nb][16] short.
+// a time): qs[nb][256] int8, d[nb] float, bs[nb][16] short. A block's 16
+// chunks of 16 quants are swizzled (achunk): a Q4_K task (sb, j) reads chunks
+// 4j + k (k = 0..3), and without the swizzle the 8 lanes of a quarter-warp
+// (two super-blocks x four j) hit two of the eight 16-byte bank groups (a
+// 4-way conflict on every activation load); with it, eight. -DNOSWIZZLE
+// turns it off.
+#ifdef NOSWIZZLE
+__device__ __forceinline__ int achunk(int sb, int c) { return c; }
+#else
+__device__ __forceinline__ int achunk(int sb, int c) { return c ^ (((c >> 3) & 1) << 1) ^ (sb & 1); }
+#endif
 struct ActQ {
     signed char qs[MAXNB * 256];
     float d[MAXNB];
@@ -239,7 +249,7 @@ __device__ __forceinline__ void quant_block(const float v[8], ActQ* a, int ib, i
     } else if (lane == 0) {
         a->d[ib] = 0.f;
     }
-    *(uint2*)&a->qs[ib * 256 + 8 * lane] = make_uint2(w0, w1);
+    *(uint2*)&a->qs[ib * 256 + 16 * achunk(ib, lane >> 1) + 8 * (lane & 1)] = make_uint2(w0, w1);
     s += __shfl_xor_sync(0xffffffffu, s, 1);
     if ((lane & 1) == 0) a->bs[ib * 16 + lane / 2] = (short)s;
 }
@@ -340,40 +350,54 @@ __device__ __forceinline__ int rsum(float v[NR], int lane) {
     return row;
 }
 
-// dot_q4k: task t = (super-block t/4, lane-quarter j = t%4: the 32 bytes of
-// nibbles of sub-blocks 2j (low) and 2j+1 (high)).
+// A Q4_K task (super-block sb, lane-quarter j: the 32 bytes of nibbles of
+// sub-blocks 2j (low) and 2j+1 (high)): its activation operand and its
+// term for one row's super-block at wb.
+struct Q4A {
+    int lo[8], hi[8], b0, b1;
+    float ad;
+};
+__device__ __forceinline__ void q4k_act(const ActQ* a, int sb, int j, Q4A& o) {
+    const int4* ap = (const int4*)(a->qs + sb * 256);
+    int4 a0 = ap[achunk(sb, 4 * j)], a1 = ap[achunk(sb, 4 * j + 1)], a2 = ap[achunk(sb, 4 * j + 2)],
+         a3 = ap[achunk(sb, 4 * j + 3)];
+    o.lo[0] = a0.x, o.lo[1] = a0.y, o.lo[2] = a0.z, o.lo[3] = a0.w;
+    o.lo[4] = a1.x, o.lo[5] = a1.y, o.lo[6] = a1.z, o.lo[7] = a1.w;
+    o.hi[0] = a2.x, o.hi[1] = a2.y, o.hi[2] = a2.z, o.hi[3] = a2.w;
+    o.hi[4] = a3.x, o.hi[5] = a3.y, o.hi[6] = a3.z, o.hi[7] = a3.w;
+    const short* bs = a->bs + sb * 16 + 4 * j;
+    o.b0 = bs[0] + bs[1], o.b1 = bs[2] + bs[3];
+    o.ad = a->d[sb];
+}
+__device__ __forceinline__ float q4k_term(const u8* wb, int j, const Q4A& a) {
+    uint4 hd = *(const uint4*)wb;
+    int4 q0 = *(const int4*)(wb + 16 + 32 * j), q1 = *(const int4*)(wb + 32 + 32 * j);
+    int sc[4];
+    k4sc(j, hd.y, hd.z, hd.w, sc);
+    int wq[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+    int s0 = 0, s1 = 0;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        s0 = __dp4a(wq[k] & 0x0f0f0f0f, a.lo[k], s0);
+        s1 = dp4a_us((u32)wq[k] & 0xf0f0f0f0u, a.hi[k], s1);
+    }
+    s1 >>= 4;
+    float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffff))) * a.ad;
+    float dm = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16))) * a.ad;
+    return d * (float)(sc[0] * s0 + sc[2] * s1) - dm * (float)(a.b0 * sc[1] + a.b1 * sc[3]);
+}
+
+// dot_q4k: task t = (super-block t/4, lane-quarter j = t%4).
 template <int NR>
 __device__ __forceinline__ void dot_q4k(const u8* row, int rb, int sb0, int sb1, const ActQ* a, int lane,
                                         float acc[NR]) {
     int j = lane & 3;
     for (int t = 4 * sb0 + lane; t < 4 * sb1; t += 32) {
         int sb = t >> 2;
-        const int4* ap = (const int4*)(a->qs + sb * 256 + 64 * j);
-        int4 a0 = ap[0], a1 = ap[1], a2 = ap[2], a3 = ap[3];
-        int lo[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-        int hi[8] = {a2.x, a2.y, a2.z, a2.w, a3.x, a3.y, a3.z, a3.w};
-        const short* bs = a->bs + sb * 16 + 4 * j;
-        int b0 = bs[0] + bs[1], b1 = bs[2] + bs[3];
-        float ad = a->d[sb];
+        Q4A av;
+        q4k_act(a, sb, j, av);
 #pragma unroll
-        for (int r = 0; r < NR; r++) {
-            const u8* wb = row + r * rb + sb * Q4B;
-            uint4 hd = *(const uint4*)wb;
-            int4 q0 = *(const int4*)(wb + 16 + 32 * j), q1 = *(const int4*)(wb + 32 + 32 * j);
-            int sc[4];
-            k4sc(j, hd.y, hd.z, hd.w, sc);
-            int wq[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
-            int s0 = 0, s1 = 0;
-#pragma unroll
-            for (int k = 0; k < 8; k++) {
-                s0 = __dp4a(wq[k] & 0x0f0f0f0f, lo[k], s0);
-                s1 = dp4a_us((u32)wq[k] & 0xf0f0f0f0u, hi[k], s1);
-            }
-            s1 >>= 4;
-            float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffff))) * ad;
-            float dm = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16))) * ad;
-            acc[r] += d * (float)(sc[0] * s0 + sc[2] * s1) - dm * (float)(b0 * sc[1] + b1 * sc[3]);
-        }
+        for (int r = 0; r < NR; r++) acc[r] += q4k_term(row + r * rb + sb * Q4B, j, av);
     }
 }
 
@@ -388,43 +412,56 @@ __device__ __forceinline__ void ld8f(const u8* p, u32 v[8]) {
     for (int k = 0; k < 8; k++) v[k] = __funnelshift_r(w[k], w[k + 1], sh);
 }
 
-// dot_q6k: task t = (super-block t/8, lane k = t%8: elements 32k..32k+31,
-// i.e. half k/4, quarter k%4 of ggml's layout: ql byte 64*half + 32*(k&1) +
-// i, nibble (k&3)>>1; qh byte 32*half + i, bits 2*(k&3); scales 8*half +
-// 2*(k&3) and the next).
+// A Q6_K task (super-block sb, lane k: elements 32k..32k+31, i.e. half
+// k/4, quarter k%4 of ggml's layout: ql byte 64*half + 32*(k&1) + i, nibble
+// (k&3)>>1; qh byte 32*half + i, bits 2*(k&3); scales 8*half + 2*(k&3) and
+// the next): its activation operand and its term for one row's super-block
+// at wb. The quants enter unsigned (0..63); 32 x the activation's sums come
+// off after.
+struct Q6A {
+    int av[8], m0, m1;
+    float ad;
+};
+__device__ __forceinline__ void q6k_act(const ActQ* a, int sb, int k, Q6A& o) {
+    const int4* ap = (const int4*)(a->qs + sb * 256);
+    int4 a0 = ap[achunk(sb, 2 * k)], a1 = ap[achunk(sb, 2 * k + 1)];
+    o.av[0] = a0.x, o.av[1] = a0.y, o.av[2] = a0.z, o.av[3] = a0.w;
+    o.av[4] = a1.x, o.av[5] = a1.y, o.av[6] = a1.z, o.av[7] = a1.w;
+    o.m0 = 32 * a->bs[sb * 16 + 2 * k], o.m1 = 32 * a->bs[sb * 16 + 2 * k + 1];
+    o.ad = a->d[sb];
+}
+__device__ __forceinline__ float q6k_term(const u8* wb, int k, const Q6A& a) {
+    int hf = k >> 2, qr = k & 3;
+    u32 l[8], h[8];
+    ld8f(wb + 64 * hf + 32 * (qr & 1), l);
+    ld8f(wb + 128 + 32 * hf, h);
+    int s0 = 0, s1 = 0;
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        u32 lo = (qr >> 1) ? (l[m] >> 4) & 0x0f0f0f0fu : l[m] & 0x0f0f0f0fu;
+        u32 hb = ((h[m] >> (2 * qr)) & 0x03030303u) << 4;
+        if (m < 4)
+            s0 = dp4a_us(lo | hb, a.av[m], s0);
+        else
+            s1 = dp4a_us(lo | hb, a.av[m], s1);
+    }
+    s0 -= a.m0, s1 -= a.m1;
+    u32 sc2 = *(const unsigned short*)(wb + 192 + 8 * hf + 2 * qr);
+    int sc0 = (int)(signed char)(sc2 & 0xff), sc1 = (int)(signed char)(sc2 >> 8);
+    return __half2float(*(const __half*)(wb + 208)) * a.ad * (float)(sc0 * s0 + sc1 * s1);
+}
+
+// dot_q6k: task t = (super-block t/8, lane k = t%8).
 template <int NR>
 __device__ __forceinline__ void dot_q6k(const u8* row, int rb, int sb0, int sb1, const ActQ* a, int lane,
                                         float acc[NR]) {
-    int k = lane & 7, hf = k >> 2, qr = k & 3;
+    int k = lane & 7;
     for (int t = 8 * sb0 + lane; t < 8 * sb1; t += 32) {
         int sb = t >> 3;
-        const int4* ap = (const int4*)(a->qs + sb * 256 + 32 * k);
-        int4 a0 = ap[0], a1 = ap[1];
-        int av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-        // The quants enter unsigned (0..63); 32 x the activation's sums comes off after.
-        int m0 = 32 * a->bs[sb * 16 + 2 * k], m1 = 32 * a->bs[sb * 16 + 2 * k + 1];
-        float ad = a->d[sb];
+        Q6A av;
+        q6k_act(a, sb, k, av);
 #pragma unroll
-        for (int r = 0; r < NR; r++) {
-            const u8* wb = row + r * rb + sb * Q6B;
-            u32 l[8], h[8];
-            ld8f(wb + 64 * hf + 32 * (qr & 1), l);
-            ld8f(wb + 128 + 32 * hf, h);
-            int s0 = 0, s1 = 0;
-#pragma unroll
-            for (int m = 0; m < 8; m++) {
-                u32 lo = (qr >> 1) ? (l[m] >> 4) & 0x0f0f0f0fu : l[m] & 0x0f0f0f0fu;
-                u32 hb = ((h[m] >> (2 * qr)) & 0x03030303u) << 4;
-                if (m < 4)
-                    s0 = dp4a_us(lo | hb, av[m], s0);
-                else
-                    s1 = dp4a_us(lo | hb, av[m], s1);
-            }
-            s0 -= m0, s1 -= m1;
-            u32 sc2 = *(const unsigned short*)(wb + 192 + 8 * hf + 2 * qr);
-            int sc0 = (int)(signed char)(sc2 & 0xff), sc1 = (int)(signed char)(sc2 >> 8);
-            acc[r] += __half2float(*(const __half*)(wb + 208)) * ad * (float)(sc0 * s0 + sc1 * s1);
-        }
+        for (int r = 0; r < NR; r++) acc[r] += q6k_term(row + r * rb + sb * Q6B, k, av);
     }
 }
 
@@ -516,7 +553,11 @@ __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
 #ifndef KSPLIT
 #define KSPLIT 1
 #endif
-static int group_rows(int cols) { return cols <= 2048 ? NRSMALL : NRDOWN; }
+// TASKS=1: run_tasks instead of run_op (pages of whole rows, no groups).
+#ifndef TASKS
+#define TASKS 0
+#endif
+static int group_rows(int cols) { return TASKS ? 1 : cols <= 2048 ? NRSMALL : NRDOWN; }
 static int page_rows(int rb, int cols) {
     int n = (rb % 16 ? PAGE - 16 : PAGE) / rb, g = group_rows(cols);
     return n >= g ? n / g * g : n;
@@ -544,6 +585,7 @@ struct Smem {
     float part[NCW][HD];  // attention P.V partials
     float q[HD], k[HD], v[HD];
     float red[32];
+    float acc[160];  // run_tasks' row sums (q/k 0.., v 32..; o, down 0..; gate 0.., up 80..)
     float kacc[16];  // KSPLIT's sums of the down rows
     int kcnt[16];
     int pcnt[NPAGE];
@@ -669,6 +711,52 @@ __device__ __forceinline__ void rope_angle(int pos, int t, float& cs, float& sn)
     if (t < HD / 2) {
         float inv = powf(ROPE_BASE, -2.f * t / HD);
         sincosf(pos * inv, &sn, &cs);
+    }
+}
+
+// run_tasks: the block's rows of op o, page by page; a page's tasks (row,
+// super-block, lane part: rows x 4 x super-blocks for Q4_K, x 8 for Q6_K)
+// go to the consumer threads in order, thread c taking tasks c, c + 32 NCW,
+// ..., so each page is one round over every warp (warps past its tasks skip
+// it). A warp adds its lanes' terms per row with a segmented shuffle
+// reduction (a row's tasks are consecutive lanes) and the first lane of
+// each row's run adds the sum into acc[row] (shared memory, zeroed before;
+// the order of these float adds varies).
+__device__ __forceinline__ void run_tasks(Smem* s, Walk& wk, const Op& o, float* acc, int w, int lane) {
+    int n = o.r1 - o.r0;
+    if (n <= 0) return;
+    const int NC = NCW * 32;
+    int q6 = o.m.type, tpr = (q6 ? 8 : 4) * (o.m.cols / 256), rpp = o.m.rpp;
+    for (int p0 = 0; p0 < n; p0 += rpp) {
+        int pn = min(rpp, n - p0), T = pn * tpr, involved = min(NCW, (T + 31) / 32);
+        if (w >= involved) {
+            wk.skip();
+            continue;
+        }
+        const u8* pg = wk.enter(s) + page_span(o, p0, pn).pre;
+        for (int tb = 32 * w; tb < T; tb += NC) {
+            int t = tb + lane, row = t / tpr, sub = t - row * tpr;
+            float v = 0.f;
+            if (t < T) {
+                const u8* rw = pg + (size_t)row * o.m.rb;
+                if (q6) {
+                    Q6A a;
+                    q6k_act(&s->a, sub >> 3, sub & 7, a);
+                    v = q6k_term(rw + (sub >> 3) * Q6B, sub & 7, a);
+                } else {
+                    Q4A a;
+                    q4k_act(&s->a, sub >> 2, sub & 3, a);
+                    v = q4k_term(rw + (sub >> 2) * Q4B, sub & 3, a);
+                }
+            }
+#pragma unroll
+            for (int off = 1; off < 32; off <<= 1) {
+                float u = __shfl_down_sync(0xffffffffu, v, off);
+                if (lane + off < 32 && sub + off < tpr) v += u;
+            }
+            if (t < T && (lane == 0 || sub == 0)) atomicAdd(&acc[p0 + row], v);
+        }
+        wk.leave(s, lane, involved);
     }
 }
 
@@ -816,6 +904,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
     if (threadIdx.x == 0) st[k] = clock64();
         STAMP(0);
         // A: q/k/v
+        if (TASKS && threadIdx.x < 64) s->acc[threadIdx.x] = 0.f;
         if (l > 0 && threadIdx.x == 0) wait_count(cnt - 1, g, P.mode);
         cbar();
         STAMP(1);
@@ -825,7 +914,18 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
         for (int op = 0; op < 2; op++) {
             Op o = layer_op(L, op, b, g);
             int base = (op == 0 ? 0 : H + NKV * HD) + o.r0;
-            run_op(s, wk, o, Out{0, qkv + base, L.bias + base, op == 0 ? st + 16 : nullptr, nullptr}, w, lane);
+            if (TASKS)
+                run_tasks(s, wk, o, s->acc + 32 * op, w, lane);
+            else
+                run_op(s, wk, o, Out{0, qkv + base, L.bias + base, op == 0 ? st + 16 : nullptr, nullptr}, w, lane);
+        }
+        if (TASKS) {
+            cbar();
+            for (int op = 0; op < 2; op++) {
+                Op o = layer_op(L, op, b, g);
+                int base = (op == 0 ? 0 : H + NKV * HD) + o.r0, t = threadIdx.x;
+                if (t < o.r1 - o.r0) qkv[base + t] = L.bias[base + t] + s->acc[32 * op + t];
+            }
         }
         // One release a block after the consumers' barrier: a release a warp
         // (15x the atomics on one counter) made the waits 1-2 us longer.
@@ -845,6 +945,7 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
             if (threadIdx.x == 0) red_release(cnt + 1, 1);
         }
         // C: o + residual
+        if (TASKS && threadIdx.x < 16) s->acc[threadIdx.x] = 0.f;
         if (threadIdx.x == 0) wait_count(cnt + 1, NH, P.mode);
         cbar();
         STAMP(6);
@@ -854,12 +955,20 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
             Op o = layer_op(L, 2, b, g);
             const float* x = B.x + (size_t)l * H;
             float* x2 = B.x2 + (size_t)l * H;
-            run_op(s, wk, o, Out{0, x2 + o.r0, x + o.r0, st + 20, nullptr}, w, lane);
+            if (TASKS) {
+                run_tasks(s, wk, o, s->acc, w, lane);
+                cbar();
+                int t = threadIdx.x;
+                if (t < o.r1 - o.r0) x2[o.r0 + t] = x[o.r0 + t] + s->acc[t];
+            } else {
+                run_op(s, wk, o, Out{0, x2 + o.r0, x + o.r0, st + 20, nullptr}, w, lane);
+            }
         }
         cbar();
         STAMP(8);
         if (threadIdx.x == 0) red_release(cnt + 2, 1);
         // D: gate, up, act
+        if (TASKS && threadIdx.x < 160) s->acc[threadIdx.x] = 0.f;
         if (threadIdx.x == 0) wait_count(cnt + 2, g, P.mode);
         cbar();
         STAMP(9);
@@ -868,15 +977,27 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
         {
             Op og = layer_op(L, 3, b, g), ou = layer_op(L, 4, b, g);
             float* act = B.act + (size_t)l * FF;
-            run_op(s, wk, og, Out{1, nullptr, nullptr, st + 24, st + 32}, w, lane);
-            STAMP(11);
-            run_op(s, wk, ou, Out{2, act + ou.r0, nullptr, nullptr, nullptr}, w, lane);
+            if (TASKS) {
+                run_tasks(s, wk, og, s->acc, w, lane);
+                STAMP(11);
+                run_tasks(s, wk, ou, s->acc + 80, w, lane);
+                cbar();
+                int t = threadIdx.x;
+                if (t < ou.r1 - ou.r0) {
+                    float gv = s->acc[t];
+                    act[ou.r0 + t] = gv / (1.f + __expf(-gv)) * s->acc[80 + t];
+                }
+            } else {
+                run_op(s, wk, og, Out{1, nullptr, nullptr, st + 24, st + 32}, w, lane);
+                STAMP(11);
+                run_op(s, wk, ou, Out{2, act + ou.r0, nullptr, nullptr, nullptr}, w, lane);
+            }
         }
         cbar();
         STAMP(12);
         if (threadIdx.x == 0) red_release(cnt + 3, 1);
         // E: down + residual
-        if (threadIdx.x < 16) s->kacc[threadIdx.x] = 0.f, s->kcnt[threadIdx.x] = 0;
+        if (threadIdx.x < 16) s->kacc[threadIdx.x] = 0.f, s->kcnt[threadIdx.x] = 0, s->acc[threadIdx.x] = 0.f;
         if (threadIdx.x == 0) wait_count(cnt + 3, g, P.mode);
         cbar();
         STAMP(13);
@@ -886,7 +1007,14 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
             Op o = layer_op(L, 5, b, g);
             const float* x2 = B.x2 + (size_t)l * H;
             float* xn = B.x + (size_t)(l + 1) * H;
-            run_op(s, wk, o, Out{0, xn + o.r0, x2 + o.r0, st + 28, st + 34}, w, lane);
+            if (TASKS) {
+                run_tasks(s, wk, o, s->acc, w, lane);
+                cbar();
+                int t = threadIdx.x;
+                if (t < o.r1 - o.r0) xn[o.r0 + t] = x2[o.r0 + t] + s->acc[t];
+            } else {
+                run_op(s, wk, o, Out{0, xn + o.r0, x2 + o.r0, st + 28, st + 34}, w, lane);
+            }
         }
         cbar();
         STAMP(15);
@@ -1151,7 +1279,7 @@ int main(int argc, char** argv) {
     CK(cudaMemset(P.st, 0, sizeof(long long) * G * NL * 40));
     init_f32<<<64, 256>>>(B.x, H, -1.f, 1.f, 42);
     P.pos = pos, P.nl = NL;
-    if (FF / G + 1 > 80 || H / G + 1 > 16) return fprintf(stderr, "too few SMs for Smem.g or kacc\n"), 1;
+    if (FF / G + 1 > 80 || H / G + 1 > 16 || NQKV / G + 1 > 32) return fprintf(stderr, "too few SMs for Smem.g or kacc\n"), 1;
     size_t smem = sizeof(Smem);
     CK(cudaFuncSetAttribute(mk_step, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     int occ = 0;
