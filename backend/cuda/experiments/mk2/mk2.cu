@@ -33,7 +33,8 @@
 // layers 4..23) follow each mode's step time. Compile-time knobs: NCW
 // (consumer warps, 15; 11 gives 168 registers and no spills), NPAGE (12),
 // NRSMALL / NRDOWN (rows a group, 4 / 1), KSPLIT (warps a down row, 1),
-// VSPREAD, TRYWAIT, DOTNOINLINE (variants measured slower; NOTES.md).
+// and variants measured slower (NOTES.md): TASKS=1, NOSWIZZLE, VSPREAD,
+// TRYWAIT, DOTNOINLINE.
 //
 // Check: every stage of every layer against a plain reference computed on
 // the device from the megakernel's own inputs to that stage (so float-order
