@@ -307,24 +307,9 @@ __device__ void make_act(const float* src, int n, const float* nw, ActQ* a, floa
 
 // ------------------------------------------------------------ row dots
 
-// k4sc: ggml's get_scale_min_k4 for sub-blocks 2j, 2j+1 from the 12 scale
-// bytes as words A, B, C: {scale 2j, min 2j, scale 2j+1, min 2j+1}.
-__device__ __forceinline__ void k4sc(int j, u32 A, u32 B, u32 C, int sc[4]) {
-    int sh = 16 * (j & 1);
-    bool hi = j >= 2;
-    u32 a = A >> sh, b = B >> sh, c = C >> sh;
-    u32 x = hi ? c : a, y = hi ? (a >> 2) : a, xm = hi ? (c >> 4) : b, ym = hi ? (b >> 2) : b;
-    sc[0] = (int)((x & 0xF) | (y & 0x30));
-    sc[1] = (int)((xm & 0xF) | (ym & 0x30));
-    sc[2] = (int)(((x >> 8) & 0xF) | ((y >> 8) & 0x30));
-    sc[3] = (int)(((xm >> 8) & 0xF) | ((ym >> 8) & 0x30));
-}
-
-__device__ __forceinline__ int dp4a_us(u32 a, int b, int c) {
-    int d;
-    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-    return d;
-}
+// k4_scales (ggml's get_scale_min_k4 for sub-blocks 2j, 2j+1) and dp4a_us
+// (unsigned bytes by signed bytes) are the kernels' own.
+#include "../../kernels/kscales.cuh"
 
 // Row dots by one warp, NR rows (rb bytes apart from row) at once sharing
 // the activation's loads. Each lane keeps a float sum a row over its tasks
@@ -374,7 +359,7 @@ __device__ __forceinline__ float q4k_term(const u8* wb, int j, const Q4A& a) {
     uint4 hd = *(const uint4*)wb;
     int4 q0 = *(const int4*)(wb + 16 + 32 * j), q1 = *(const int4*)(wb + 32 + 32 * j);
     int sc[4];
-    k4sc(j, hd.y, hd.z, hd.w, sc);
+    k4_scales(j, hd.y, hd.z, hd.w, sc);
     int wq[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
     int s0 = 0, s1 = 0;
 #pragma unroll
@@ -386,20 +371,6 @@ __device__ __forceinline__ float q4k_term(const u8* wb, int j, const Q4A& a) {
     float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffff))) * a.ad;
     float dm = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16))) * a.ad;
     return d * (float)(sc[0] * s0 + sc[2] * s1) - dm * (float)(a.b0 * sc[1] + a.b1 * sc[3]);
-}
-
-// dot_q4k: task t = (super-block t/4, lane-quarter j = t%4).
-template <int NR>
-__device__ __forceinline__ void dot_q4k(const u8* row, int rb, int sb0, int sb1, const ActQ* a, int lane,
-                                        float acc[NR]) {
-    int j = lane & 3;
-    for (int t = 4 * sb0 + lane; t < 4 * sb1; t += 32) {
-        int sb = t >> 2;
-        Q4A av;
-        q4k_act(a, sb, j, av);
-#pragma unroll
-        for (int r = 0; r < NR; r++) acc[r] += q4k_term(row + r * rb + sb * Q4B, j, av);
-    }
 }
 
 // ld8f reads 32 bytes at a 2-byte aligned shared address as 8 words:
@@ -452,17 +423,33 @@ __device__ __forceinline__ float q6k_term(const u8* wb, int k, const Q6A& a) {
     return __half2float(*(const __half*)(wb + 208)) * a.ad * (float)(sc0 * s0 + sc1 * s1);
 }
 
-// dot_q6k: task t = (super-block t/8, lane k = t%8).
-template <int NR>
-__device__ __forceinline__ void dot_q6k(const u8* row, int rb, int sb0, int sb1, const ActQ* a, int lane,
-                                        float acc[NR]) {
-    int k = lane & 7;
-    for (int t = 8 * sb0 + lane; t < 8 * sb1; t += 32) {
-        int sb = t >> 3;
-        Q6A av;
-        q6k_act(a, sb, k, av);
+// The two weight types as dot_k sees them: LANES lanes a super-block, BYTES
+// a super-block, the activation operand and the term of a task.
+struct TQ4 {
+    static const int LANES = 4, BYTES = Q4B;
+    typedef Q4A A;
+    static __device__ __forceinline__ void act(const ActQ* a, int sb, int j, A& o) { q4k_act(a, sb, j, o); }
+    static __device__ __forceinline__ float term(const u8* wb, int j, const A& a) { return q4k_term(wb, j, a); }
+};
+struct TQ6 {
+    static const int LANES = 8, BYTES = Q6B;
+    typedef Q6A A;
+    static __device__ __forceinline__ void act(const ActQ* a, int sb, int k, A& o) { q6k_act(a, sb, k, o); }
+    static __device__ __forceinline__ float term(const u8* wb, int k, const A& a) { return q6k_term(wb, k, a); }
+};
+
+// dot_k: NR rows over super-blocks [sb0, sb1), task t = (super-block
+// t/LANES, lane part t%LANES), the rows sharing each task's activation.
+template <class T, int NR>
+__device__ __forceinline__ void dot_k(const u8* row, int rb, int sb0, int sb1, const ActQ* a, int lane,
+                                      float acc[NR]) {
+    int part = lane & (T::LANES - 1);
+    for (int t = T::LANES * sb0 + lane; t < T::LANES * sb1; t += 32) {
+        int sb = t / T::LANES;
+        typename T::A av;
+        T::act(a, sb, part, av);
 #pragma unroll
-        for (int r = 0; r < NR; r++) acc[r] += q6k_term(row + r * rb + sb * Q6B, k, av);
+        for (int r = 0; r < NR; r++) acc[r] += T::term(row + r * rb + sb * T::BYTES, part, av);
     }
 }
 
@@ -480,9 +467,9 @@ __device__ DOTINL int dot_rows(const Mat& m, const u8* row, const ActQ* a, int l
 #pragma unroll
     for (int r = 0; r < NR; r++) acc[r] = 0.f;
     if (m.type == 0)
-        dot_q4k<NR>(row, m.rb, sb0, sb1, a, lane, acc);
+        dot_k<TQ4, NR>(row, m.rb, sb0, sb1, a, lane, acc);
     else
-        dot_q6k<NR>(row, m.rb, sb0, sb1, a, lane, acc);
+        dot_k<TQ6, NR>(row, m.rb, sb0, sb1, a, lane, acc);
     int r = rsum<NR>(acc, lane);
     *v = acc[0];
     return r;
@@ -740,15 +727,10 @@ __device__ __forceinline__ void run_tasks(Smem* s, Walk& wk, const Op& o, float*
             float v = 0.f;
             if (t < T) {
                 const u8* rw = pg + (size_t)row * o.m.rb;
-                if (q6) {
-                    Q6A a;
-                    q6k_act(&s->a, sub >> 3, sub & 7, a);
-                    v = q6k_term(rw + (sub >> 3) * Q6B, sub & 7, a);
-                } else {
-                    Q4A a;
-                    q4k_act(&s->a, sub >> 2, sub & 3, a);
-                    v = q4k_term(rw + (sub >> 2) * Q4B, sub & 3, a);
-                }
+                if (q6)
+                    dot_k<TQ6, 1>(rw, 0, sub >> 3, (sub >> 3) + 1, &s->a, sub & 7, &v);
+                else
+                    dot_k<TQ4, 1>(rw, 0, sub >> 2, (sub >> 2) + 1, &s->a, sub & 3, &v);
             }
 #pragma unroll
             for (int off = 1; off < 32; off <<= 1) {
