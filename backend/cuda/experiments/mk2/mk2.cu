@@ -118,7 +118,7 @@ struct Params {
     int pos;
     int mode;  // bit 0: no weight copies; bit 1: no counter waits
     int nl;
-    long long* st;  // [G][NL][32] clock64 stamps of thread 0: the stages' ends, then run_op's
+    long long* st;  // [G][NL][40] clock64 stamps of thread 0: the stages' ends (0..15), run_op's (16..35)
 };
 
 // The step's parameters (too many for a kernel's 4 KB of arguments).
@@ -135,35 +135,29 @@ __device__ __forceinline__ void mbar_arrive(u64* b) {
     asm volatile("{ .reg .b64 st; mbarrier.arrive.shared.b64 st, [%0]; }" ::"r"(smem_addr(b)) : "memory");
 }
 // mbar_wait spins on test_wait (try_wait, -DTRYWAIT, may suspend the thread
-// for a time). watchdog traps a wait that lasts past ~2 s (a schedule bug), so a run
-// fails instead of hanging the device call.
+// for a time: measured the same). watchdog traps a wait that lasts past ~2 s
+// (a schedule bug), so a run fails instead of hanging the device call.
 __device__ __forceinline__ void watchdog(long long t0) {
     if (clock64() - t0 > 4000000000ll) asm volatile("trap;");
 }
 __device__ __forceinline__ u32 mbar_test(u64* b, u32 parity) {
     u32 ok;
-    asm volatile("{ .reg .pred p; mbarrier.test_wait.parity.shared.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-                 : "=r"(ok)
-                 : "r"(smem_addr(b)), "r"(parity)
-                 : "memory");
+    asm volatile(
+#ifdef TRYWAIT
+        "{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+#else
+        "{ .reg .pred p; mbarrier.test_wait.parity.shared.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+#endif
+        : "=r"(ok)
+        : "r"(smem_addr(b)), "r"(parity)
+        : "memory");
     return ok;
 }
 __device__ __forceinline__ void mbar_wait(u64* b, u32 parity) {
     if (mbar_test(b, parity)) return;
-    u32 ok;
     long long t0 = clock64();
-    do {
-        watchdog(t0);
-        asm volatile(
-#ifdef TRYWAIT
-            "{ .reg .pred p; mbarrier.try_wait.parity.shared.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-#else
-            "{ .reg .pred p; mbarrier.test_wait.parity.shared.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-#endif
-            : "=r"(ok)
-            : "r"(smem_addr(b)), "r"(parity)
-            : "memory");
-    } while (!ok);
+    do watchdog(t0);
+    while (!mbar_test(b, parity));
 }
 __device__ __forceinline__ void cp16(void* dst, const void* src, u64 pol) {
     asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src),
