@@ -33,8 +33,8 @@
 // layers 4..23) follow each mode's step time. Compile-time knobs: NCW
 // (consumer warps, 15; 11 gives 168 registers and no spills), NPAGE (12),
 // NRSMALL / NRDOWN (rows a group, 4 / 1), KSPLIT (warps a down row, 1),
-// and variants measured slower (NOTES.md): TASKS=1, NOSWIZZLE, VSPREAD,
-// TRYWAIT, DOTNOINLINE.
+// and variants measured slower (NOTES.md): GU=0, TASKS=1, NOSWIZZLE,
+// VSPREAD, TRYWAIT, DOTNOINLINE.
 //
 // Check: every stage of every layer against a plain reference computed on
 // the device from the megakernel's own inputs to that stage (so float-order
@@ -482,11 +482,23 @@ __device__ __forceinline__ void share(int n, int b, int g, int& r0, int& r1) {
 // its part in [0, H+NKV*HD) is op 0, the rest op 1.
 struct Op {
     Mat m;
-    int r0, r1;  // rows of m
+    int r0, r1;     // rows of m
+    const u8* up;  // GU: the up matrix, whose rows r0..r1 interleave with m's (gate) in the pages
 };
+
+// GU (default; GU=0 off): gate and up as one op: each page holds GUR gate
+// rows and the same GUR up rows (Q4_K rows, 16-byte multiples), so the op's
+// 34 groups spread over the warps as one list (at most 3 rounds a warp
+// against 2 + 2 as two ops: 28.41 -> 27.28 us a layer); silu(gate)*up is
+// taken after the op.
+#ifndef GU
+#define GU 1
+#endif
+#define GUR 8
 
 __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
     Op o;
+    o.up = nullptr;
     int r0, r1;
     switch (op) {
         case 0:
@@ -513,8 +525,8 @@ __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
             return o;
         }
         case 2: o.m = L.o; share(H, b, g, o.r0, o.r1); return o;
-        case 3: o.m = L.gate; share(FF, b, g, o.r0, o.r1); return o;
-        case 4: o.m = L.up; share(FF, b, g, o.r0, o.r1); return o;
+        case 3: o.m = L.gate; share(FF, b, g, o.r0, o.r1); o.up = GU ? L.up.w : nullptr; return o;
+        case 4: o.m = L.up; share(FF, b, g, o.r0, o.r1); if (GU) o.r1 = o.r0; return o;
         default: o.m = L.down; share(H, b, g, o.r0, o.r1); return o;
     }
 }
@@ -607,7 +619,8 @@ __device__ __forceinline__ void wait_count(const u32* c, u32 target, int mode) {
 
 // Where run_op puts row i's result v (i from the op's first row).
 struct Out {
-    int kind;        // 0: y[i] = add[i] + v; 1: the gate, s->g[i] = v; 2: y[i] = silu(s->g[i]) * v
+    int kind;        // 0: y[i] = add[i] + v; 1: the gate, s->g[i] = v; 2: y[i] = silu(s->g[i]) * v;
+                     // 3 (GU): gate row i to s->acc[i], up row i to s->acc[80 + i]
     float* y;        // from the op's first row
     const float* add;
     long long* st;  // warp 0's first group's stamps (4: entry, page entered, dot done, stored), or null
@@ -622,18 +635,18 @@ struct Out {
 __device__ __forceinline__ void run_op(Smem* s, Walk& wk, const Op& o, Out d, int w, int lane) {
     int n = o.r1 - o.r0;
     if (n <= 0) return;
-    int rpp = o.m.rpp, gg = 0, NR = o.m.nr, ks = o.m.cols > 2048 ? KSPLIT : 1, nsb = o.m.cols / 256;
+    int rpp = o.up ? GUR : o.m.rpp, gg = 0, NR = o.m.nr, ks = o.m.cols > 2048 ? KSPLIT : 1, nsb = o.m.cols / 256;
     bool tl = d.st && threadIdx.x == 0;
     if (tl) d.st[0] = clock64();
     for (int p0 = 0; p0 < n; p0 += rpp) {
-        int pn = min(rpp, n - p0), ng = (pn + NR - 1) / NR * ks;
+        int an = min(rpp, n - p0), pn = o.up ? 2 * an : an, ng = (pn + NR - 1) / NR * ks;
         int first = (w - gg % NCW + NCW) % NCW;
         if (first >= ng) {
             gg += ng;
             wk.skip();
             continue;
         }
-        u8* pg = wk.enter(s) + page_span(o, p0, pn).pre;
+        u8* pg = wk.enter(s) + page_span(o, p0, an).pre;
         if (tl && p0 == 0) d.st[1] = clock64();
         for (int gi = first; gi < ng; gi += NCW) {
             int i = NR * (gi / ks), part = gi % ks;  // i: in the page
@@ -665,6 +678,9 @@ __device__ __forceinline__ void run_op(Smem* s, Walk& wk, const Op& o, Out d, in
                     __threadfence_block();
                     d.y[ri] = d.add[ri] + atomicAdd(&s->kacc[ri], 0.f);
                 }
+            } else if (mine && d.kind == 3) {  // GU: gate rows, then up rows
+                int pi = i + r;
+                s->acc[pi < an ? p0 + pi : 80 + p0 + pi - an] = v;
             } else if (mine) {
                 int ri = p0 + i + r;
                 if (d.kind == 0) {
@@ -857,14 +873,20 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
                 Op o = layer_op(P.L[l], op, b, g);
                 int n = o.r1 - o.r0;
                 if (n <= 0) continue;
-                int rpp = o.m.rpp;
+                int rpp = o.up ? GUR : o.m.rpp;
                 for (int p0 = 0; p0 < n; p0 += rpp, k++) {
-                    int slot = k % NPAGE;
+                    int slot = k % NPAGE, pn = min(rpp, n - p0);
                     if (k >= NPAGE) mbar_wait(&s->empty[slot], ((k / NPAGE) - 1) & 1);
-                    Span sp = page_span(o, p0, min(rpp, n - p0));
-                    if (!(P.mode & 1))
+                    Span sp = page_span(o, p0, pn);
+                    if (!(P.mode & 1)) {
                         for (int off = 16 * lane; off < sp.bytes; off += 512)
                             cp16(s->pages[slot] + off, sp.src + off, pol);
+                        if (o.up) {  // the up rows after the gate rows (Q4_K: no pre)
+                            const u8* src = o.up + (size_t)(o.r0 + p0) * o.m.rb;
+                            u8* dst = s->pages[slot] + pn * o.m.rb;
+                            for (int off = 16 * lane; off < pn * o.m.rb; off += 512) cp16(dst + off, src + off, pol);
+                        }
+                    }
                     cp_arrive(&s->full[slot]);
                 }
             }
@@ -963,6 +985,15 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
                 if (t < ou.r1 - ou.r0) {
                     float gv = s->acc[t];
                     act[ou.r0 + t] = gv / (1.f + __expf(-gv)) * s->acc[80 + t];
+                }
+            } else if (GU) {
+                run_op(s, wk, og, Out{3, nullptr, nullptr, st + 24, st + 32}, w, lane);
+                STAMP(11);
+                cbar();
+                int t = threadIdx.x;
+                if (t < og.r1 - og.r0) {
+                    float gv = s->acc[t];
+                    act[og.r0 + t] = gv / (1.f + __expf(-gv)) * s->acc[80 + t];
                 }
             } else {
                 run_op(s, wk, og, Out{1, nullptr, nullptr, st + 24, st + 32}, w, lane);
