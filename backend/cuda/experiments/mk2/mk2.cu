@@ -33,8 +33,9 @@
 // layers 4..23) follow each mode's step time. Compile-time knobs: NCW
 // (consumer warps, 15; 11 gives 168 registers and no spills), NPAGE (12),
 // NRSMALL / NRDOWN (rows a group, 4 / 1), KSPLIT (warps a down row, 1),
-// and variants measured slower (NOTES.md): GU=0, TASKS=1, NOSWIZZLE,
-// VSPREAD, TRYWAIT, DOTNOINLINE.
+// variants measured slower (NOTES.md): GU=0, TASKS=1, NOSWIZZLE, VSPREAD,
+// TRYWAIT, DOTNOINLINE; and EXACT=1 (the products' sums as apr's,
+// bit-identical to the CPU: written, not yet run on a GPU).
 //
 // Check: every stage of every layer against a plain reference computed on
 // the device from the megakernel's own inputs to that stage (so float-order
@@ -419,18 +420,102 @@ __device__ __forceinline__ float q6k_term(const u8* wb, int k, const Q6A& a) {
 
 // The two weight types as dot_k sees them: LANES lanes a super-block, BYTES
 // a super-block, the activation operand and the term of a task.
+// exact (EXACT=1 only): the super-block's term as apr's products make it
+// (matvec.cuh: TQ45K::wdot + kaffine, TQ6K::wdot), in every lane of the
+// block's LANES lanes: the lanes' integer parts added first, then the
+// float ops in order, rounded one by one (no fused multiply-add). Every
+// lane calls it; valid false gives zero integers.
 struct TQ4 {
     static const int LANES = 4, BYTES = Q4B;
     typedef Q4A A;
     static __device__ __forceinline__ void act(const ActQ* a, int sb, int j, A& o) { q4k_act(a, sb, j, o); }
     static __device__ __forceinline__ float term(const u8* wb, int j, const A& a) { return q4k_term(wb, j, a); }
+    static __device__ __forceinline__ float exact(const u8* wb, int j, const A& a, bool valid) {
+        // Branch-free: an invalid lane (wb and a from a clamped super-block)
+        // computes and then contributes zero integers.
+        uint4 hd = *(const uint4*)wb;
+        int4 q0 = *(const int4*)(wb + 16 + 32 * j), q1 = *(const int4*)(wb + 32 + 32 * j);
+        int sc[4];
+        k4_scales(j, hd.y, hd.z, hd.w, sc);
+        int wq[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+        int s0 = 0, s1 = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            s0 = __dp4a(wq[k] & 0x0f0f0f0f, a.lo[k], s0);
+            s1 = dp4a_us((u32)wq[k] & 0xf0f0f0f0u, a.hi[k], s1);
+        }
+        s1 >>= 4;
+        int isum = valid ? sc[0] * s0 + sc[2] * s1 : 0;
+        int summs = valid ? a.b0 * sc[1] + a.b1 * sc[3] : 0;
+        float wd = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffff)));
+        float wdm = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
+        isum += __shfl_xor_sync(0xffffffffu, isum, 1);
+        isum += __shfl_xor_sync(0xffffffffu, isum, 2);
+        summs += __shfl_xor_sync(0xffffffffu, summs, 1);
+        summs += __shfl_xor_sync(0xffffffffu, summs, 2);
+        float d = __fmul_rn(wd, a.ad), dm = __fmul_rn(wdm, a.ad);
+        return __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dm, (float)summs));
+    }
 };
 struct TQ6 {
     static const int LANES = 8, BYTES = Q6B;
     typedef Q6A A;
     static __device__ __forceinline__ void act(const ActQ* a, int sb, int k, A& o) { q6k_act(a, sb, k, o); }
     static __device__ __forceinline__ float term(const u8* wb, int k, const A& a) { return q6k_term(wb, k, a); }
+    static __device__ __forceinline__ float exact(const u8* wb, int k, const A& a, bool valid) {
+        int hf = k >> 2, qr = k & 3;  // branch-free, as TQ4::exact
+        u32 l[8], h[8];
+        ld8f(wb + 64 * hf + 32 * (qr & 1), l);
+        ld8f(wb + 128 + 32 * hf, h);
+        int s0 = 0, s1 = 0;
+#pragma unroll
+        for (int m = 0; m < 8; m++) {
+            u32 lo = (qr >> 1) ? (l[m] >> 4) & 0x0f0f0f0fu : l[m] & 0x0f0f0f0fu;
+            u32 hb = ((h[m] >> (2 * qr)) & 0x03030303u) << 4;
+            if (m < 4)
+                s0 = dp4a_us(lo | hb, a.av[m], s0);
+            else
+                s1 = dp4a_us(lo | hb, a.av[m], s1);
+        }
+        u32 sc2 = *(const unsigned short*)(wb + 192 + 8 * hf + 2 * qr);
+        int isum = valid ? (int)(signed char)(sc2 & 0xff) * (s0 - a.m0) + (int)(signed char)(sc2 >> 8) * (s1 - a.m1) : 0;
+        float wd = __half2float(*(const __half*)(wb + 208));
+        isum += __shfl_xor_sync(0xffffffffu, isum, 1);
+        isum += __shfl_xor_sync(0xffffffffu, isum, 2);
+        isum += __shfl_xor_sync(0xffffffffu, isum, 4);
+        return __fmul_rn(__fmul_rn(wd, a.ad), (float)isum);
+    }
 };
+
+// EXACT=1: the products' sums as apr's (bit-identical to the CPU's portable
+// kernels): each super-block's term made by its lanes (T::exact), the
+// row's terms added in block order from 0 (sum_terms), every lane holding
+// every row's sum (the terms reach it by broadcast shuffles). Not measured
+// yet (NOTES.md, thirty-second session: the first thing to measure).
+#ifndef EXACT
+#define EXACT 0
+#endif
+template <class T, int NR>
+__device__ __forceinline__ void dot_k_exact(const u8* row, int rb, int sb0, int sb1, const ActQ* a, int lane,
+                                            float acc[NR]) {
+    int part = lane & (T::LANES - 1);
+    for (int tb = T::LANES * sb0; tb < T::LANES * sb1; tb += 32) {  // warp-uniform
+        int t = tb + lane;
+        bool valid = t < T::LANES * sb1;
+        int sb = valid ? t / T::LANES : sb1 - 1;  // invalid lanes read the last super-block
+        typename T::A av;
+        T::act(a, sb, part, av);
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            float term = T::exact(row + r * rb + sb * T::BYTES, part, av, valid);
+#pragma unroll
+            for (int q = 0; q < 32 / T::LANES; q++) {
+                float tq = __shfl_sync(0xffffffffu, term, q * T::LANES);
+                if (tb / T::LANES + q < sb1) acc[r] = __fadd_rn(acc[r], tq);
+            }
+        }
+    }
+}
 
 // dot_k: NR rows over super-blocks [sb0, sb1), task t = (super-block
 // t/LANES, lane part t%LANES), the rows sharing each task's activation.
@@ -460,6 +545,20 @@ __device__ DOTINL int dot_rows(const Mat& m, const u8* row, const ActQ* a, int l
     float acc[NR];
 #pragma unroll
     for (int r = 0; r < NR; r++) acc[r] = 0.f;
+    if (EXACT) {
+        if (m.type == 0)
+            dot_k_exact<TQ4, NR>(row, m.rb, sb0, sb1, a, lane, acc);
+        else
+            dot_k_exact<TQ6, NR>(row, m.rb, sb0, sb1, a, lane, acc);
+        // Every lane holds every row's sum: hand lane the row rsum would.
+        int r = NR == 4 ? (lane >> 3) : (NR == 2 ? (lane >> 4) : 0);
+        float o = acc[0];
+#pragma unroll
+        for (int i = 1; i < NR; i++)
+            if (r == i) o = acc[i];
+        *v = o;
+        return r;
+    }
     if (m.type == 0)
         dot_k<TQ4, NR>(row, m.rb, sb0, sb1, a, lane, acc);
     else
