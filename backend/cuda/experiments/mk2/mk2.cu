@@ -350,7 +350,10 @@ __device__ __forceinline__ void q4k_act(const ActQ* a, int sb, int j, Q4A& o) {
     o.b0 = bs[0] + bs[1], o.b1 = bs[2] + bs[3];
     o.ad = a->d[sb];
 }
-__device__ __forceinline__ float q4k_term(const u8* wb, int j, const Q4A& a) {
+// q4k_ints: the task's integer parts (isum: scales x dots; summs: mins x
+// the activation's sums) and the super-block's d and dmin.
+__device__ __forceinline__ void q4k_ints(const u8* wb, int j, const Q4A& a, int& isum, int& summs, float& wd,
+                                         float& wdm) {
     uint4 hd = *(const uint4*)wb;
     int4 q0 = *(const int4*)(wb + 16 + 32 * j), q1 = *(const int4*)(wb + 32 + 32 * j);
     int sc[4];
@@ -363,9 +366,17 @@ __device__ __forceinline__ float q4k_term(const u8* wb, int j, const Q4A& a) {
         s1 = dp4a_us((u32)wq[k] & 0xf0f0f0f0u, a.hi[k], s1);
     }
     s1 >>= 4;
-    float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffff))) * a.ad;
-    float dm = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16))) * a.ad;
-    return d * (float)(sc[0] * s0 + sc[2] * s1) - dm * (float)(a.b0 * sc[1] + a.b1 * sc[3]);
+    isum = sc[0] * s0 + sc[2] * s1;
+    summs = a.b0 * sc[1] + a.b1 * sc[3];
+    wd = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffff)));
+    wdm = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
+}
+__device__ __forceinline__ float q4k_term(const u8* wb, int j, const Q4A& a) {
+    int isum, summs;
+    float wd, wdm;
+    q4k_ints(wb, j, a, isum, summs, wd, wdm);
+    float d = wd * a.ad, dm = wdm * a.ad;
+    return d * (float)isum - dm * (float)summs;
 }
 
 // ld8f reads 32 bytes at a 2-byte aligned shared address as 8 words:
@@ -397,7 +408,9 @@ __device__ __forceinline__ void q6k_act(const ActQ* a, int sb, int k, Q6A& o) {
     o.m0 = 32 * a->bs[sb * 16 + 2 * k], o.m1 = 32 * a->bs[sb * 16 + 2 * k + 1];
     o.ad = a->d[sb];
 }
-__device__ __forceinline__ float q6k_term(const u8* wb, int k, const Q6A& a) {
+// q6k_ints: the task's integer part (scales x signed dots) and the
+// super-block's d.
+__device__ __forceinline__ void q6k_ints(const u8* wb, int k, const Q6A& a, int& isum, float& wd) {
     int hf = k >> 2, qr = k & 3;
     u32 l[8], h[8];
     ld8f(wb + 64 * hf + 32 * (qr & 1), l);
@@ -414,8 +427,14 @@ __device__ __forceinline__ float q6k_term(const u8* wb, int k, const Q6A& a) {
     }
     s0 -= a.m0, s1 -= a.m1;
     u32 sc2 = *(const unsigned short*)(wb + 192 + 8 * hf + 2 * qr);
-    int sc0 = (int)(signed char)(sc2 & 0xff), sc1 = (int)(signed char)(sc2 >> 8);
-    return __half2float(*(const __half*)(wb + 208)) * a.ad * (float)(sc0 * s0 + sc1 * s1);
+    isum = (int)(signed char)(sc2 & 0xff) * s0 + (int)(signed char)(sc2 >> 8) * s1;
+    wd = __half2float(*(const __half*)(wb + 208));
+}
+__device__ __forceinline__ float q6k_term(const u8* wb, int k, const Q6A& a) {
+    int isum;
+    float wd;
+    q6k_ints(wb, k, a, isum, wd);
+    return wd * a.ad * (float)isum;
 }
 
 // The two weight types as dot_k sees them: LANES lanes a super-block, BYTES
@@ -433,22 +452,10 @@ struct TQ4 {
     static __device__ __forceinline__ float exact(const u8* wb, int j, const A& a, bool valid) {
         // Branch-free: an invalid lane (wb and a from a clamped super-block)
         // computes and then contributes zero integers.
-        uint4 hd = *(const uint4*)wb;
-        int4 q0 = *(const int4*)(wb + 16 + 32 * j), q1 = *(const int4*)(wb + 32 + 32 * j);
-        int sc[4];
-        k4_scales(j, hd.y, hd.z, hd.w, sc);
-        int wq[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
-        int s0 = 0, s1 = 0;
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            s0 = __dp4a(wq[k] & 0x0f0f0f0f, a.lo[k], s0);
-            s1 = dp4a_us((u32)wq[k] & 0xf0f0f0f0u, a.hi[k], s1);
-        }
-        s1 >>= 4;
-        int isum = valid ? sc[0] * s0 + sc[2] * s1 : 0;
-        int summs = valid ? a.b0 * sc[1] + a.b1 * sc[3] : 0;
-        float wd = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffff)));
-        float wdm = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
+        int isum, summs;
+        float wd, wdm;
+        q4k_ints(wb, j, a, isum, summs, wd, wdm);
+        if (!valid) isum = 0, summs = 0;
         isum += __shfl_xor_sync(0xffffffffu, isum, 1);
         isum += __shfl_xor_sync(0xffffffffu, isum, 2);
         summs += __shfl_xor_sync(0xffffffffu, summs, 1);
@@ -463,23 +470,10 @@ struct TQ6 {
     static __device__ __forceinline__ void act(const ActQ* a, int sb, int k, A& o) { q6k_act(a, sb, k, o); }
     static __device__ __forceinline__ float term(const u8* wb, int k, const A& a) { return q6k_term(wb, k, a); }
     static __device__ __forceinline__ float exact(const u8* wb, int k, const A& a, bool valid) {
-        int hf = k >> 2, qr = k & 3;  // branch-free, as TQ4::exact
-        u32 l[8], h[8];
-        ld8f(wb + 64 * hf + 32 * (qr & 1), l);
-        ld8f(wb + 128 + 32 * hf, h);
-        int s0 = 0, s1 = 0;
-#pragma unroll
-        for (int m = 0; m < 8; m++) {
-            u32 lo = (qr >> 1) ? (l[m] >> 4) & 0x0f0f0f0fu : l[m] & 0x0f0f0f0fu;
-            u32 hb = ((h[m] >> (2 * qr)) & 0x03030303u) << 4;
-            if (m < 4)
-                s0 = dp4a_us(lo | hb, a.av[m], s0);
-            else
-                s1 = dp4a_us(lo | hb, a.av[m], s1);
-        }
-        u32 sc2 = *(const unsigned short*)(wb + 192 + 8 * hf + 2 * qr);
-        int isum = valid ? (int)(signed char)(sc2 & 0xff) * (s0 - a.m0) + (int)(signed char)(sc2 >> 8) * (s1 - a.m1) : 0;
-        float wd = __half2float(*(const __half*)(wb + 208));
+        int isum;  // branch-free, as TQ4::exact
+        float wd;
+        q6k_ints(wb, k, a, isum, wd);
+        if (!valid) isum = 0;
         isum += __shfl_xor_sync(0xffffffffu, isum, 1);
         isum += __shfl_xor_sync(0xffffffffu, isum, 2);
         isum += __shfl_xor_sync(0xffffffffu, isum, 4);
