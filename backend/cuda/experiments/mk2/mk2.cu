@@ -34,8 +34,11 @@
 // (consumer warps, 15; 11 gives 168 registers and no spills), NPAGE (12),
 // NRSMALL / NRDOWN (rows a group, 4 / 1), KSPLIT (warps a down row, 1),
 // variants measured slower (NOTES.md): GU=0, TASKS=1, NOSWIZZLE, VSPREAD,
-// TRYWAIT, DOTNOINLINE; and EXACT=1 (the products' sums as apr's,
-// bit-identical to the CPU: written, not yet run on a GPU).
+// TRYWAIT, DOTNOINLINE; EXACT=1 (the products' sums as apr's, bit-identical
+// to the CPU: +2.6-2.9 us a layer); MMA=1 (the Q4_K rows of 1536 columns by
+// exact integer tensor-core products, with MMACH, MKP, MKPS and MMAQK: gate
+// and up 5.7 -> 3.6 us, the layer 27.4 -> 27.0 at best; NOTES.md,
+// thirty-third session).
 //
 // Check: every stage of every layer against a plain reference computed on
 // the device from the megakernel's own inputs to that stage (so float-order
@@ -562,6 +565,101 @@ __device__ DOTINL int dot_rows(const Mat& m, const u8* row, const ActQ* a, int l
     return r;
 }
 
+// ------------------------------------------------------------ tensor-core row dots (MMA=1)
+//
+// MMA=1: the Q4_K pages of 1536 columns (q/k, o, gate+up: 16 rows a page)
+// by integer tensor-core products, mma.sync m16n8k32 (u8 weights, s8
+// activation), one 16-row page = one tile. Thread (g = lane/4, t = lane%4)
+// holds A's bytes 8t..8t+7 of each 32-byte chunk of rows g and g+8 (the k
+// order within an mma is free as long as B's matches). The 8 columns of B
+// are the 8 sub-blocks of the super-block: column j holds sub-block j's
+// activation only in the mma of its chunk (j/2), zeros in the others, so
+// C[row][j] ends as sub-block j's integer dot, and thread t holds
+// sub-blocks 2t and 2t+1 of rows g and g+8: exactly the sub-blocks whose
+// scales k4_scales(t) gives it. Two mmas a chunk: the raw bytes (lo + 16 hi)
+// against column 2j+1's activation, and the low nibbles against column 2j's
+// and minus column 2j+1's, leaving 16 x the high nibbles' dot in column
+// 2j+1: one mask a word instead of two. The integer parts are then summed
+// over the 4 threads of a row and the super-block's float term made as
+// apr's products make it (TQ4::exact), so the row sums (mma_finish: terms
+// added in block order from 0) are exact. A page's 6 super-blocks are
+// MKP (or MKPS for ops of one page) groups, a warp a group; the terms meet
+// in shared memory (s->sc) and the op's final pass adds them.
+#ifndef MMA
+#define MMA 0
+#endif
+#ifndef MKP
+#define MKP 3
+#endif
+#ifndef MKPS
+#define MKPS 6
+#endif
+#ifndef MMACH
+#define MMACH 1
+#endif
+__device__ __forceinline__ void mma_us(int c[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+// mma_q4k: the float terms of the 16 rows of tile (rb bytes apart) over
+// super-blocks [sb0, sb1) into terms[i * 6 + sb] for rows i < pn.
+__device__ __forceinline__ void mma_q4k(const u8* tile, int rb, int sb0, int sb1, const ActQ* a, int lane, int pn,
+                                        float* terms) {
+    const u32 M = 0x0f0f0f0fu;
+    int g = lane >> 2, t = lane & 3, cg = g >> 1;
+    bool odd = g & 1;
+    for (int sb = sb0; sb < sb1; sb++) {
+        const u8* w0 = tile + g * rb + sb * Q4B;
+        const u8* w1 = w0 + 8 * rb;
+        uint2 av = *(const uint2*)(a->qs + sb * 256 + 16 * achunk(sb, 2 * g + (t >> 1)) + 8 * (t & 1));
+        u32 nx = __vneg4(av.x), ny = __vneg4(av.y);
+        int acc[4] = {0, 0, 0, 0};
+#if MMACH > 1
+        int acc2[4] = {0, 0, 0, 0};  // the low nibbles' chain (MMACH=2: two independent mma chains)
+#else
+        int* acc2 = acc;
+#endif
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            uint2 x0 = *(const uint2*)(w0 + 16 + 32 * c + 8 * t), x1 = *(const uint2*)(w1 + 16 + 32 * c + 8 * t);
+            bool mine = c == cg;
+            u32 b1x = mine && odd ? av.x : 0u, b1y = mine && odd ? av.y : 0u;
+            u32 b2x = mine ? (odd ? nx : av.x) : 0u, b2y = mine ? (odd ? ny : av.y) : 0u;
+            mma_us(acc, x0.x, x1.x, x0.y, x1.y, b1x, b1y);
+            mma_us(acc2, x0.x & M, x1.x & M, x0.y & M, x1.y & M, b2x, b2y);
+        }
+#if MMACH > 1
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[i] += acc2[i];
+#endif
+        uint4 h0 = *(const uint4*)w0, h1 = *(const uint4*)w1;
+        int s0[4], s1[4];
+        k4_scales(t, h0.y, h0.z, h0.w, s0);
+        k4_scales(t, h1.y, h1.z, h1.w, s1);
+        const short* bs = a->bs + sb * 16 + 4 * t;
+        int bb0 = bs[0] + bs[1], bb1 = bs[2] + bs[3];
+        int i0 = s0[0] * acc[0] + s0[2] * (acc[1] >> 4), m0 = bb0 * s0[1] + bb1 * s0[3];
+        int i1 = s1[0] * acc[2] + s1[2] * (acc[3] >> 4), m1 = bb0 * s1[1] + bb1 * s1[3];
+#pragma unroll
+        for (int o = 1; o < 4; o <<= 1) {
+            i0 += __shfl_xor_sync(0xffffffffu, i0, o);
+            m0 += __shfl_xor_sync(0xffffffffu, m0, o);
+            i1 += __shfl_xor_sync(0xffffffffu, i1, o);
+            m1 += __shfl_xor_sync(0xffffffffu, m1, o);
+        }
+        // Thread t 0 makes row g's term, t 1 row g+8's.
+        u32 hx = t == 0 ? h0.x : h1.x;
+        int is = t == 0 ? i0 : i1, ms = t == 0 ? m0 : m1, row = g + 8 * t;
+        float ad = a->d[sb];
+        float wd = __half2float(__ushort_as_half((unsigned short)(hx & 0xffff)));
+        float wdm = __half2float(__ushort_as_half((unsigned short)(hx >> 16)));
+        float d = __fmul_rn(wd, ad), dm = __fmul_rn(wdm, ad);
+        float term = __fsub_rn(__fmul_rn(d, (float)is), __fmul_rn(dm, (float)ms));
+        if (t < 2 && row < pn) terms[row * 6 + sb] = term;
+    }
+}
+
 // ------------------------------------------------------------ the schedule
 
 // A block's share of a matrix of n rows: [r0, r1).
@@ -795,6 +893,54 @@ __device__ __forceinline__ void run_op(Smem* s, Walk& wk, const Op& o, Out d, in
     }
 }
 
+// mma_ok: the ops run_op_mma takes (Q4_K rows of 1536 columns, 16 a page).
+// MMAQK=0 leaves the q/k rows to run_op (MMA for o and gate+up only).
+#ifndef MMAQK
+#define MMAQK 1
+#endif
+__device__ __forceinline__ bool mma_ok(const Op& o) { return MMA && o.m.type == 0 && o.m.cols == 1536 && (MMAQK || o.m.rows != H + NKV * HD); }
+
+// run_op_mma: op o's pages by mma_q4k, the terms of page p at terms + 96p;
+// groups are numbered through the op as run_op's.
+__device__ __forceinline__ void run_op_mma(Smem* s, Walk& wk, const Op& o, float* terms, int w, int lane,
+                                           long long* st) {
+    int n = o.r1 - o.r0;
+    if (n <= 0) return;
+    int rpp = o.up ? GUR : o.m.rpp, gg = 0, ng = n > rpp ? MKP : MKPS;
+    bool tl = st && threadIdx.x == 0;
+    if (tl) st[0] = clock64();
+    for (int p0 = 0, p = 0; p0 < n; p0 += rpp, p++) {
+        int an = min(rpp, n - p0), pn = o.up ? 2 * an : an;
+        int first = (w - gg % NCW + NCW) % NCW;
+        if (first >= ng) {
+            gg += ng;
+            wk.skip();
+            continue;
+        }
+        u8* pg = wk.enter(s);
+        if (tl && p0 == 0) st[1] = clock64();
+        for (int gi = first; gi < ng; gi += NCW) {
+            // Constant divisors: a division by the runtime ng cost ~50 instructions a group.
+            int sb0 = ng == MKP ? 6 * gi / MKP : 6 * gi / MKPS, sb1 = ng == MKP ? 6 * (gi + 1) / MKP : 6 * (gi + 1) / MKPS;
+            mma_q4k(pg, o.m.rb, sb0, sb1, &s->a, lane, pn, terms + 96 * p);
+            if (tl && p0 == 0 && gi == 0) st[2] = st[3] = clock64();
+        }
+        gg += ng;
+        wk.leave(s, lane, min(ng, NCW));
+    }
+}
+
+// mma_row: row i of op o's sum (i from the op's first row; up: the up row
+// of a gate+up op), its terms added in block order from 0.
+__device__ __forceinline__ float mma_row(const Op& o, const float* terms, int i, bool up) {
+    int rpp = o.up ? GUR : o.m.rpp, p = i / rpp, p0 = p * rpp, an = min(rpp, o.r1 - o.r0 - p0);
+    const float* tr = terms + 96 * p + 6 * (i - p0 + (up ? an : 0));
+    float v = 0.f;
+#pragma unroll
+    for (int k = 0; k < 6; k++) v = __fadd_rn(v, tr[k]);
+    return v;
+}
+
 // rope_angle: thread t < HD/2's RoPE cosine and sine at pos (computed
 // before the attention's wait).
 __device__ __forceinline__ void rope_angle(int pos, int t, float& cs, float& sn) {
@@ -1008,8 +1154,18 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
             int base = (op == 0 ? 0 : H + NKV * HD) + o.r0;
             if (TASKS)
                 run_tasks(s, wk, o, s->acc + 32 * op, w, lane);
+            else if (mma_ok(o))
+                run_op_mma(s, wk, o, s->sc + 1024 * op, w, lane, op == 0 ? st + 16 : nullptr);
             else
                 run_op(s, wk, o, Out{0, qkv + base, L.bias + base, op == 0 ? st + 16 : nullptr, nullptr}, w, lane);
+        }
+        if (mma_ok(layer_op(L, 0, b, g)) || mma_ok(layer_op(L, 1, b, g))) {
+            cbar();
+            for (int op = 0; op < 2; op++) {
+                Op o = layer_op(L, op, b, g);
+                int base = (op == 0 ? 0 : H + NKV * HD) + o.r0, t = threadIdx.x;
+                if (mma_ok(o) && t < o.r1 - o.r0) qkv[base + t] = L.bias[base + t] + mma_row(o, s->sc + 1024 * op, t, false);
+            }
         }
         if (TASKS) {
             cbar();
@@ -1052,6 +1208,11 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
                 cbar();
                 int t = threadIdx.x;
                 if (t < o.r1 - o.r0) x2[o.r0 + t] = x[o.r0 + t] + s->acc[t];
+            } else if (mma_ok(o)) {
+                run_op_mma(s, wk, o, s->sc, w, lane, st + 20);
+                cbar();
+                int t = threadIdx.x;
+                if (t < o.r1 - o.r0) x2[o.r0 + t] = x[o.r0 + t] + mma_row(o, s->sc, t, false);
             } else {
                 run_op(s, wk, o, Out{0, x2 + o.r0, x + o.r0, st + 20, nullptr}, w, lane);
             }
@@ -1078,6 +1239,14 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
                 if (t < ou.r1 - ou.r0) {
                     float gv = s->acc[t];
                     act[ou.r0 + t] = gv / (1.f + __expf(-gv)) * s->acc[80 + t];
+                }
+            } else if (GU && mma_ok(og)) {
+                run_op_mma(s, wk, og, s->sc, w, lane, st + 24);
+                STAMP(11);
+                cbar();
+                for (int t = threadIdx.x; t < og.r1 - og.r0; t += NCW * 32) {
+                    float gv = mma_row(og, s->sc, t, false), uv = mma_row(og, s->sc, t, true);
+                    act[og.r0 + t] = gv / (1.f + __expf(-gv)) * uv;
                 }
             } else if (GU) {
                 run_op(s, wk, og, Out{3, nullptr, nullptr, st + 24, st + 32}, w, lane);
