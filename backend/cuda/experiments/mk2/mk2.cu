@@ -29,16 +29,17 @@
 //
 // Usage: mk2 [pos [mix [steps [modes]]]]; modes is a list of digits, each
 // a bit set: 1 no weight copies, 2 no counter waits (timing only). Stamps
-// of each stage (clock64 of thread 0, blocks 0 and 66, the median over
+// of each stage (clock64 of thread 0, blocks 0, 66 and 131, the median over
 // layers 4..23) follow each mode's step time. Compile-time knobs: NCW
 // (consumer warps, 15; 11 gives 168 registers and no spills), NPAGE (12),
-// NRSMALL / NRDOWN (rows a group, 4 / 1), KSPLIT (warps a down row, 1),
+// NRSMALL / NRV / NRDOWN (rows a group: 4, the Q6_K v rows 2, down 1),
+// KSPLIT (warps a down row, 1),
 // variants measured slower (NOTES.md): GU=0, TASKS=1, NOSWIZZLE, VSPREAD,
 // TRYWAIT, DOTNOINLINE; EXACT=1 (the products' sums as apr's, bit-identical
 // to the CPU: +2.6-2.9 us a layer); MMA=1 (the Q4_K rows of 1536 columns by
 // exact integer tensor-core products, with MMACH, MKP, MKPS and MMAQK: gate
-// and up 5.7 -> 3.6 us, the layer 27.4 -> 27.0 at best; NOTES.md,
-// thirty-third session).
+// and up 5.7 -> 3.6 us; the layer 26.93 -> 26.63 us with NCW=11 MMACH=2
+// MKP=2 MMAQK=0; NOTES.md, thirty-third session).
 //
 // Check: every stage of every layer against a plain reference computed on
 // the device from the megakernel's own inputs to that stage (so float-order
@@ -742,9 +743,16 @@ __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
 #ifndef TASKS
 #define TASKS 0
 #endif
-static int group_rows(int cols) { return TASKS ? 1 : cols <= 2048 ? NRSMALL : NRDOWN; }
-static int page_rows(int rb, int cols) {
-    int n = (rb % 16 ? PAGE - 16 : PAGE) / rb, g = group_rows(cols);
+// NRV: rows a group for the Q6_K rows of <= 2048 columns (the v rows of the
+// real mix), whose blocks end the q/k/v stage last: 2 (8 groups on 8 warps
+// instead of 4 on 4) cut those blocks' q/k/v 2.65 -> 2.27 us and the layer
+// 27.56 -> 26.93 us (H100, same lease; 1: 26.97).
+#ifndef NRV
+#define NRV 2
+#endif
+static int group_rows(int cols, int type) { return TASKS ? 1 : cols <= 2048 ? (type == 1 ? NRV : NRSMALL) : NRDOWN; }
+static int page_rows(int rb, int cols, int type) {
+    int n = (rb % 16 ? PAGE - 16 : PAGE) / rb, g = group_rows(cols, type);
     return n >= g ? n / g * g : n;
 }
 struct Span {
@@ -855,7 +863,7 @@ __device__ __forceinline__ void run_op(Smem* s, Walk& wk, const Op& o, Out d, in
             int r;
             if (NRSMALL == 4 && NR == 4)
                 r = dot_rows<4>(o.m, rw, &s->a, lane, &v, sb0, sb1);
-            else if ((NRSMALL == 2 || NRDOWN == 2) && NR == 2)
+            else if ((NRSMALL == 2 || NRDOWN == 2 || NRV == 2) && NR == 2)
                 r = dot_rows<2>(o.m, rw, &s->a, lane, &v, sb0, sb1);
             else
                 r = dot_rows<1>(o.m, rw, &s->a, lane, &v, sb0, sb1);
@@ -1472,7 +1480,7 @@ static Mat new_mat(int rows, int cols, int type, u64 seed, size_t& bytes) {
     Mat m;
     m.rows = rows, m.cols = cols, m.type = type;
     m.rb = cols / 256 * (type == 0 ? Q4B : Q6B);
-    m.nr = group_rows(cols), m.rpp = page_rows(m.rb, cols);
+    m.nr = group_rows(cols, type), m.rpp = page_rows(m.rb, cols, type);
     u8* w;
     CK(cudaMalloc(&w, (size_t)rows * m.rb + 16));  // + 16: a page's copy may round up past the end
     init_mat<<<1024, 256>>>(w, (size_t)rows * cols / 256, type, seed);
@@ -1642,7 +1650,8 @@ int main(int argc, char** argv) {
                                      "waitD", "actD", "gate", "up", "waitE", "actE", "down"};
         static const int from[15] = {0, 1, 2, 3, 4, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14};
         static const int to[15] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-        for (int bb : {0, 66}) {
+        for (int bb : {0, 66, 131}) {
+            if (bb >= G) continue;
             printf("  block %2d (%.0f cycles/us):", bb, cyc_us);
             double tot = 0;
             for (int k = 0; k < 15; k++) {
