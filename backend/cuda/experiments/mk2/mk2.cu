@@ -582,10 +582,12 @@ __device__ DOTINL int dot_rows(const Mat& m, const u8* row, const ActQ* a, int l
 // and minus column 2j+1's, leaving 16 x the high nibbles' dot in column
 // 2j+1: one mask a word instead of two. The integer parts are then summed
 // over the 4 threads of a row and the super-block's float term made as
-// apr's products make it (TQ4::exact), so the row sums (mma_finish: terms
+// apr's products make it (TQ4::exact), so the row sums (mma_row: terms
 // added in block order from 0) are exact. A page's 6 super-blocks are
 // MKP (or MKPS for ops of one page) groups, a warp a group; the terms meet
-// in shared memory (s->sc) and the op's final pass adds them.
+// in shared memory (s->sc: 96 floats a page, at most 9 pages an op, the
+// q/k/v stage's second op at 1024) and the op's final pass adds them.
+// Needs pages of at most 16 rows (new_mat checks).
 #ifndef MMA
 #define MMA 0
 #endif
@@ -1481,6 +1483,10 @@ static Mat new_mat(int rows, int cols, int type, u64 seed, size_t& bytes) {
     m.rows = rows, m.cols = cols, m.type = type;
     m.rb = cols / 256 * (type == 0 ? Q4B : Q6B);
     m.nr = group_rows(cols, type), m.rpp = page_rows(m.rb, cols, type);
+    if (MMA && type == 0 && cols == 1536 && m.rpp > 16) {  // run_op_mma: a page is one 16-row tile
+        fprintf(stderr, "MMA=1 needs pages of <= 16 rows of 1536 columns, got %d\n", m.rpp);
+        exit(1);
+    }
     u8* w;
     CK(cudaMalloc(&w, (size_t)rows * m.rb + 16));  // + 16: a page's copy may round up past the end
     init_mat<<<1024, 256>>>(w, (size_t)rows * cols / 256, type, seed);
