@@ -39,7 +39,8 @@
 // to the CPU: +2.6-2.9 us a layer); MMA=1 (the Q4_K rows of 1536 columns by
 // exact integer tensor-core products, with MMACH, MKP, MKPS and MMAQK: gate
 // and up 5.7 -> 3.6 us; the layer 26.93 -> 26.63 us with NCW=11 MMACH=2
-// MKP=2 MMAQK=0; NOTES.md, thirty-third session).
+// MKP=2 MMAQK=0; NOTES.md, thirty-third session); LATT=n (every block its
+// own attention up to position n; ATTLINLINE inlines it; slower).
 //
 // Check: every stage of every layer against a plain reference computed on
 // the device from the megakernel's own inputs to that stage (so float-order
@@ -776,7 +777,7 @@ struct Smem {
     u8 pages[NPAGE][PAGE];
     ActQ a;
     float g[80];          // the block's gate rows (FF/132 <= 68)
-    float sc[MAXPOS];     // attention scores
+    float sc[MAXPOS] __attribute__((aligned(16)));  // attention scores (LATT: the output, read as float4)
     float part[NCW][HD];  // attention P.V partials
     float q[HD], k[HD], v[HD];
     float red[32];
@@ -1100,6 +1101,160 @@ __device__ void attention(Smem* s, const Params& P, int l, int h, int w, int lan
     }
 }
 
+// LATT > 0: at positions up to LATT every block computes all 12 heads'
+// attention itself (attention_local), right after the q/k/v stage, into its
+// own shared memory: no attention hop, no 12-block bottleneck, at the price
+// of every block reading the layer's whole cache (2 KV heads x pos rows) from
+// L2. Past LATT the 12-block attention as before. 12 x (pos+1) scores must
+// fit s->sc: LATT <= 169. Measured slower (NOTES.md, thirty-third session):
+// 4.3-4.5 us at position 0 and 11.8-15.8 at 64 against 1.4-1.7 and 2.7 for
+// the 12 blocks (+0.9 us of hop): ~0.15-0.2 us more a position, as if the
+// 132 blocks reading the same cache lines at once queue at the L2.
+#ifndef LATT
+#define LATT 0
+#endif
+// attention_local: the attention of every head for this block, its output
+// (H floats) left in s->sc; block 0 also writes it to P.b.attn (the check)
+// and the new cache rows. Scratch: the activation's quants (free between
+// the q/k/v products and stage C's activation): q roped [0, H), the new k
+// (f16-rounded) [H, H+256), the new v [H+256, H+512), cos/sin [2048, 2176).
+// A real call by default (inlined, the kernel spilled 632 B; -DATTLINLINE
+// inlines it), so it takes plain pointers: a reference into __constant__
+// memory has no generic address.
+#ifdef ATTLINLINE
+#define ATTLINL __forceinline__
+#else
+#define ATTLINL __noinline__
+#endif
+__device__ ATTLINL void attention_local(Smem* s, const float* qkv, __half* kc, __half* vc, float* attn, int pos,
+                                             int w, int lane, float cs, float sn) {
+    const int NC = NCW * 32, G6 = NH / NKV;
+    int np = pos + 1, t = threadIdx.x;
+    float* qa = (float*)s->a.qs;
+    if (t < HD / 2) qa[2048 + t] = cs, qa[2048 + HD / 2 + t] = sn;
+    cbar();
+    // RoPE of the 12 query heads and the 2 new keys (heads 12, 13 of qkv).
+    for (int i = t; i < (NH + NKV) * HD / 2; i += NC) {
+        int hh = i / (HD / 2), d = i % (HD / 2);
+        float c = qa[2048 + d], sg = qa[2048 + HD / 2 + d];
+        float x0 = qkv[hh * HD + d], x1 = qkv[hh * HD + d + HD / 2];
+        float r0 = x0 * c - x1 * sg, r1 = x1 * c + x0 * sg;
+        if (hh >= NH) r0 = __half2float(__float2half(r0)), r1 = __half2float(__float2half(r1));
+        qa[hh * HD + d] = r0, qa[hh * HD + d + HD / 2] = r1;
+    }
+    for (int i = t; i < NKV * HD; i += NC) qa[H + NKV * HD + i] = __half2float(__float2half(qkv[H + NKV * HD + i]));
+    cbar();
+    if (blockIdx.x == 0)
+        for (int i = t; i < NKV * HD; i += NC) {
+            int kvh = i / HD, d = i % HD;
+            kc[((size_t)kvh * MAXPOS + pos) * HD + d] = __float2half(qa[H + i]);
+            vc[((size_t)kvh * MAXPOS + pos) * HD + d] = __float2half(qa[H + NKV * HD + i]);
+        }
+    // Scores: a warp a (KV head, key), a lane 4 dims of the key and of its 6
+    // query heads (the queries in registers per KV head), the 6 sums by
+    // shuffles. (A thread a key took ~2 us even at position 0: 768 serial
+    // products with their shared-memory loads.)
+    float scale = rsqrtf((float)HD);
+    for (int kvh = 0; kvh < NKV; kvh++) {
+        float qr[G6][4];
+#pragma unroll
+        for (int e = 0; e < G6; e++) {
+            float4 v = *(const float4*)(qa + (kvh * G6 + e) * HD + 4 * lane);
+            qr[e][0] = v.x, qr[e][1] = v.y, qr[e][2] = v.z, qr[e][3] = v.w;
+        }
+#pragma unroll 2
+        for (int j = w; j < np; j += NCW) {
+            float k4[4];
+            if (j < pos) {
+                uint2 r = *(const uint2*)(kc + ((size_t)kvh * MAXPOS + j) * HD + 4 * lane);
+                float2 x = __half22float2(*(__half2*)&r.x), y = __half22float2(*(__half2*)&r.y);
+                k4[0] = x.x, k4[1] = x.y, k4[2] = y.x, k4[3] = y.y;
+            } else {
+                float4 v = *(const float4*)(qa + H + kvh * HD + 4 * lane);
+                k4[0] = v.x, k4[1] = v.y, k4[2] = v.z, k4[3] = v.w;
+            }
+            float dd[G6];
+#pragma unroll
+            for (int e = 0; e < G6; e++) {
+                dd[e] = qr[e][0] * k4[0] + qr[e][1] * k4[1] + qr[e][2] * k4[2] + qr[e][3] * k4[3];
+                dd[e] = warp_sum(dd[e]);
+            }
+            if (lane < G6) {
+                float v = dd[0];
+#pragma unroll
+                for (int e = 1; e < G6; e++)
+                    if (lane == e) v = dd[e];
+                s->sc[(kvh * G6 + lane) * np + j] = v * scale;
+            }
+        }
+    }
+    cbar();
+    // Softmax: a warp a head.
+    for (int h = w; h < NH; h += NCW) {
+        float* sc = s->sc + h * np;
+        float m = -INFINITY;
+        for (int j = lane; j < np; j += 32) m = fmaxf(m, sc[j]);
+        m = warp_max(m);
+        float sum = 0.f;
+        for (int j = lane; j < np; j += 32) {
+            float e = __expf(sc[j] - m);
+            sc[j] = e;
+            sum += e;
+        }
+        sum = warp_sum(sum);
+        if (lane == 0) s->red[h] = sum;
+    }
+    cbar();
+    // P.V: a warp 16 dims of one KV head, lane = (dim pair, key group of 4):
+    // each lane sums its keys for the 6 query heads (a value load serves 12
+    // products), the key groups meet by shuffles.
+    const int NDW = HD / 16;  // warps a KV head
+    for (int wt = w; wt < NKV * NDW; wt += NCW) {
+        int kvh = wt / NDW, dp = (wt % NDW) * 8 + (lane & 7), jg = lane >> 3;
+        float acc[G6][2];
+#pragma unroll
+        for (int e = 0; e < G6; e++) acc[e][0] = acc[e][1] = 0.f;
+        const __half2* vr = (const __half2*)(vc + (size_t)kvh * MAXPOS * HD) + dp;
+        const float* p = s->sc + kvh * G6 * np;
+#pragma unroll 4
+        for (int j = jg; j < np; j += 4) {
+            float2 v;
+            if (j < pos)
+                v = __half22float2(vr[(size_t)j * (HD / 2)]);
+            else
+                v = make_float2(qa[H + NKV * HD + kvh * HD + 2 * dp], qa[H + NKV * HD + kvh * HD + 2 * dp + 1]);
+#pragma unroll
+            for (int e = 0; e < G6; e++) {
+                float pe = p[e * np + j];
+                acc[e][0] += pe * v.x, acc[e][1] += pe * v.y;
+            }
+        }
+#pragma unroll
+        for (int e = 0; e < G6; e++)
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                acc[e][c] += __shfl_xor_sync(0xffffffffu, acc[e][c], 8);
+                acc[e][c] += __shfl_xor_sync(0xffffffffu, acc[e][c], 16);
+            }
+        // Lanes of key group 0 hold the sums; stored after every warp has read the scores.
+        if (jg == 0)
+#pragma unroll
+            for (int e = 0; e < G6; e++) {
+                int h = kvh * G6 + e;
+                qa[h * HD + 2 * dp] = acc[e][0] / s->red[h];
+                qa[h * HD + 2 * dp + 1] = acc[e][1] / s->red[h];
+            }
+    }
+    cbar();
+    // The output (in the q region, free since the scores) to s->sc for make_act.
+    for (int o = t; o < H; o += NC) {
+        float v = qa[o];
+        s->sc[o] = v;
+        if (blockIdx.x == 0) attn[o] = v;
+    }
+    cbar();
+}
+
 extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
     const Params& P = cP;
     extern __shared__ __align__(128) u8 smraw[];
@@ -1191,7 +1346,16 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
         STAMP(3);
         if (threadIdx.x == 0) red_release(cnt + 0, 1);
         // B: attention
-        if (b < NH) {
+        bool local = LATT > 0 && P.pos <= LATT;
+        if (local) {
+            float cs, sn;
+            rope_angle(P.pos, threadIdx.x, cs, sn);
+            if (threadIdx.x == 0) wait_count(cnt + 0, g, P.mode);
+            cbar();
+            STAMP(4);
+            attention_local(s, B.qkv + (size_t)l * NQKV, L.kc, L.vc, B.attn + (size_t)l * H, P.pos, w, lane, cs, sn);
+            STAMP(5);
+        } else if (b < NH) {
             float cs, sn;
             rope_angle(P.pos, threadIdx.x, cs, sn);
             if (threadIdx.x == 0) wait_count(cnt + 0, g, P.mode);
@@ -1204,10 +1368,10 @@ extern "C" __global__ void __launch_bounds__(NT, 1) mk_step() {
         }
         // C: o + residual
         if (TASKS && threadIdx.x < 16) s->acc[threadIdx.x] = 0.f;
-        if (threadIdx.x == 0) wait_count(cnt + 1, NH, P.mode);
+        if (!local && threadIdx.x == 0) wait_count(cnt + 1, NH, P.mode);
         cbar();
         STAMP(6);
-        make_act(B.attn + (size_t)l * H, H, nullptr, &s->a, s->red, w, lane);
+        make_act(local ? s->sc : B.attn + (size_t)l * H, H, nullptr, &s->a, s->red, w, lane);
         STAMP(7);
         {
             Op o = layer_op(L, 2, b, g);
