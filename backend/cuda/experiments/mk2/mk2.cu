@@ -1108,8 +1108,10 @@ __device__ void attention(Smem* s, const Params& P, int l, int h, int w, int lan
 // L2. Past LATT the 12-block attention as before. 12 x (pos+1) scores must
 // fit s->sc: LATT <= 169. Measured slower (NOTES.md, thirty-third session):
 // 4.3-4.5 us at position 0 and 11.8-15.8 at 64 against 1.4-1.7 and 2.7 for
-// the 12 blocks (+0.9 us of hop): ~0.15-0.2 us more a position, as if the
-// 132 blocks reading the same cache lines at once queue at the L2.
+// the 12 blocks (+0.9 us of hop), ~0.15-0.2 us more a position. Not L2
+// contention (experiments/bcast: 132 blocks reading the same 35 KB take
+// 0.47 us, less than distinct copies): its chains of dependent L2 loads
+// (a round ~0.3-0.5 us) are the likelier cost.
 #ifndef LATT
 #define LATT 0
 #endif
