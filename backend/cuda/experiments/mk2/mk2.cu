@@ -703,8 +703,18 @@ __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
             // real mix) fall to the last ~16 blocks, which end ~2 us late.
             // -DVSPREAD (every block a share of both) evens that out but costs
             // every block a second page and a Q6_K group: 2 us more, measured.
-            share(NQKV, b, g, r0, r1);
             int kv = H + NKV * HD;  // first v row
+#if QKB
+            // QKB blocks share the q/k rows, the rest the v rows.
+            if (b < QKB) {
+                share(kv, b, QKB, r0, r1);
+            } else {
+                share(NKV * HD, b - QKB, g - QKB, r0, r1);
+                r0 += kv, r1 += kv;
+            }
+#else
+            share(NQKV, b, g, r0, r1);
+#endif
             if (op == 0) {
                 o.m = L.qkv[0];
                 o.r0 = min(r0, kv), o.r1 = min(r1, kv);
@@ -752,6 +762,14 @@ __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
 // 27.56 -> 26.93 us (H100, same lease; 1: 26.97).
 #ifndef NRV
 #define NRV 2
+#endif
+// NRQK: rows a group for the q/k rows (0: NRSMALL); QKB: blocks the q/k
+// rows go to (0: the q/k/v rows shared as one range).
+#ifndef NRQK
+#define NRQK 0
+#endif
+#ifndef QKB
+#define QKB 0
 #endif
 static int group_rows(int cols, int type) { return TASKS ? 1 : cols <= 2048 ? (type == 1 ? NRV : NRSMALL) : NRDOWN; }
 static int page_rows(int rb, int cols, int type) {
@@ -866,7 +884,7 @@ __device__ __forceinline__ void run_op(Smem* s, Walk& wk, const Op& o, Out d, in
             int r;
             if (NRSMALL == 4 && NR == 4)
                 r = dot_rows<4>(o.m, rw, &s->a, lane, &v, sb0, sb1);
-            else if ((NRSMALL == 2 || NRDOWN == 2 || NRV == 2) && NR == 2)
+            else if ((NRSMALL == 2 || NRDOWN == 2 || NRV == 2 || NRQK == 2) && NR == 2)
                 r = dot_rows<2>(o.m, rw, &s->a, lane, &v, sb0, sb1);
             else
                 r = dot_rows<1>(o.m, rw, &s->a, lane, &v, sb0, sb1);
@@ -1703,6 +1721,13 @@ int main(int argc, char** argv) {
         Layer& L = P.L[l];
         u64 s = 1000 * (l + 1);
         L.qkv[0] = new_mat(H + NKV * HD, H, 0, s + 1, wbytes);
+        if (NRQK) {
+            if (MMA && MMAQK) {  // run_op_mma's pages are 16-row tiles
+                fprintf(stderr, "NRQK needs MMAQK=0 with MMA=1\n");
+                exit(1);
+            }
+            L.qkv[0].nr = NRQK, L.qkv[0].rpp = (PAGE / L.qkv[0].rb) / NRQK * NRQK;
+        }
         L.qkv[1] = new_mat(NKV * HD, H, mix ? 1 : 0, s + 2, wbytes);
         L.o = new_mat(H, H, 0, s + 3, wbytes);
         L.gate = new_mat(FF, H, 0, s + 4, wbytes);
