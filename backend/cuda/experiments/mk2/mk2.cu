@@ -40,7 +40,9 @@
 // exact integer tensor-core products, with MMACH, MKP, MKPS and MMAQK: gate
 // and up 5.7 -> 3.6 us; the layer 26.93 -> 26.63 us with NCW=11 MMACH=2
 // MKP=2 MMAQK=0; NOTES.md, thirty-third session); LATT=n (every block its
-// own attention up to position n; ATTLINLINE inlines it; slower).
+// own attention up to position n; ATTLINLINE inlines it; slower); QKB=n
+// (the q/k rows over blocks 0..n-1, v over the rest; 112: -0.3 us a layer
+// in one call) and NRQK (rows a q/k group).
 //
 // Check: every stage of every layer against a plain reference computed on
 // the device from the megakernel's own inputs to that stage (so float-order
