@@ -8,20 +8,11 @@
 // in flight, L2 only: ld.global.cg) once a round, rounds separated by a block
 // barrier and a grid-wide counter so every block reads in the same window;
 // block 0's clock64 gives the median round in us.
-#include <cuda_runtime.h>
-
 #include <algorithm>
-#include <cstdio>
 #include <vector>
 
-#define CK(x)                                                                           \
-    do {                                                                                \
-        cudaError_t e = (x);                                                            \
-        if (e != cudaSuccess) {                                                         \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); \
-            return 1;                                                                   \
-        }                                                                               \
-    } while (0)
+#include "../common.cuh"
+
 
 __device__ unsigned int gcount;
 
@@ -57,11 +48,8 @@ __global__ void __launch_bounds__(512, 1) rd(const float4* buf, int n4, int R, i
 }
 
 int main() {
-    cudaDeviceProp pr;
-    CK(cudaGetDeviceProperties(&pr, 0));
-    int G = pr.multiProcessorCount, rounds = 200, clk;
-    CK(cudaDeviceGetAttribute(&clk, cudaDevAttrClockRate, 0));
-    printf("device %s, %d SMs; us from clock64 at %.0f MHz (the max SM clock)\n", pr.name, G, clk / 1e3);
+    int G, clk, rounds = 200;
+    if (device_info(G, clk)) return 1;
     float4* buf;
     long long* st;
     float* sink;

@@ -5,20 +5,11 @@
 // Block 0's clock64 gives the median hop. Not part of apr: a standalone
 // program (nvcc -arch=sm_90 -O3 hop.cu), run on the device machine;
 // NOTES.md (thirty-third session) has its figures.
-#include <cuda_runtime.h>
-
 #include <algorithm>
-#include <cstdio>
 #include <vector>
 
-#define CK(x)                                                                           \
-    do {                                                                                \
-        cudaError_t e = (x);                                                            \
-        if (e != cudaSuccess) {                                                         \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); \
-            return 1;                                                                   \
-        }                                                                               \
-    } while (0)
+#include "../common.cuh"
+
 
 __device__ __forceinline__ unsigned int ld_acquire(const unsigned int* p) {
     unsigned int v;
@@ -63,11 +54,8 @@ __global__ void __launch_bounds__(512, 1) hops(unsigned int* cnt, int S, int mod
 }
 
 int main() {
-    cudaDeviceProp pr;
-    CK(cudaGetDeviceProperties(&pr, 0));
-    int G = pr.multiProcessorCount, S = 2000, clk;
-    CK(cudaDeviceGetAttribute(&clk, cudaDevAttrClockRate, 0));
-    printf("device %s, %d blocks of 512; us at %.0f MHz (the max SM clock)\n", pr.name, G, clk / 1e3);
+    int G, clk, S = 2000;
+    if (device_info(G, clk)) return 1;
     unsigned int* cnt;
     long long* st;
     CK(cudaMalloc(&cnt, S * sizeof(unsigned int)));
