@@ -41,8 +41,8 @@
 // and up 5.7 -> 3.6 us; the layer 26.93 -> 26.63 us with NCW=11 MMACH=2
 // MKP=2 MMAQK=0; NOTES.md, thirty-third session); LATT=n (every block its
 // own attention up to position n; ATTLINLINE inlines it; slower); QKB=n
-// (the q/k rows over blocks 0..n-1, v over the rest; 112: -0.3 us a layer
-// in one call) and NRQK (rows a q/k group).
+// (the q/k rows over blocks 0..n-1, v over the rest; 112, the default:
+// -0.07..-0.3 us a layer) and NRQK (rows a q/k group).
 //
 // Check: every stage of every layer against a plain reference computed on
 // the device from the megakernel's own inputs to that stage (so float-order
@@ -693,6 +693,17 @@ struct Op {
 #endif
 #define GUR 8
 
+// NRQK: rows a group for the q/k rows (0: NRSMALL); QKB: blocks the q/k
+// rows go to (0: the q/k/v rows shared as one range).
+#ifndef NRQK
+#define NRQK 0
+#endif
+// QKB=112 (default; used when the grid has more blocks): 16 q/k rows a
+// block, the v rows on the last 20; -0.07..-0.23 us a layer at positions
+// 0..127 (H100, two calls).
+#ifndef QKB
+#define QKB 112
+#endif
 __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
     Op o;
     o.up = nullptr;
@@ -706,17 +717,16 @@ __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
             // -DVSPREAD (every block a share of both) evens that out but costs
             // every block a second page and a Q6_K group: 2 us more, measured.
             int kv = H + NKV * HD;  // first v row
-#if QKB
-            // QKB blocks share the q/k rows, the rest the v rows.
-            if (b < QKB) {
-                share(kv, b, QKB, r0, r1);
+            if (QKB && QKB < g) {  // QKB blocks share the q/k rows, the rest the v rows
+                if (b < QKB) {
+                    share(kv, b, QKB, r0, r1);
+                } else {
+                    share(NKV * HD, b - QKB, g - QKB, r0, r1);
+                    r0 += kv, r1 += kv;
+                }
             } else {
-                share(NKV * HD, b - QKB, g - QKB, r0, r1);
-                r0 += kv, r1 += kv;
+                share(NQKV, b, g, r0, r1);
             }
-#else
-            share(NQKV, b, g, r0, r1);
-#endif
             if (op == 0) {
                 o.m = L.qkv[0];
                 o.r0 = min(r0, kv), o.r1 = min(r1, kv);
@@ -764,14 +774,6 @@ __device__ __forceinline__ Op layer_op(const Layer& L, int op, int b, int g) {
 // 27.56 -> 26.93 us (H100, same lease; 1: 26.97).
 #ifndef NRV
 #define NRV 2
-#endif
-// NRQK: rows a group for the q/k rows (0: NRSMALL); QKB: blocks the q/k
-// rows go to (0: the q/k/v rows shared as one range).
-#ifndef NRQK
-#define NRQK 0
-#endif
-#ifndef QKB
-#define QKB 0
 #endif
 static int group_rows(int cols, int type) { return TASKS ? 1 : cols <= 2048 ? (type == 1 ? NRV : NRSMALL) : NRDOWN; }
 static int page_rows(int rb, int cols, int type) {
@@ -1723,13 +1725,13 @@ int main(int argc, char** argv) {
         Layer& L = P.L[l];
         u64 s = 1000 * (l + 1);
         L.qkv[0] = new_mat(H + NKV * HD, H, 0, s + 1, wbytes);
-        if (NRQK) {
-            if (MMA && MMAQK) {  // run_op_mma's pages are 16-row tiles
-                fprintf(stderr, "NRQK needs MMAQK=0 with MMA=1\n");
-                exit(1);
-            }
-            L.qkv[0].nr = NRQK, L.qkv[0].rpp = (PAGE / L.qkv[0].rb) / NRQK * NRQK;
+#if NRQK
+        if (MMA && MMAQK) {  // run_op_mma's pages are 16-row tiles
+            fprintf(stderr, "NRQK needs MMAQK=0 with MMA=1\n");
+            exit(1);
         }
+        L.qkv[0].nr = NRQK, L.qkv[0].rpp = (PAGE / L.qkv[0].rb) / NRQK * NRQK;
+#endif
         L.qkv[1] = new_mat(NKV * HD, H, mix ? 1 : 0, s + 2, wbytes);
         L.o = new_mat(H, H, 0, s + 3, wbytes);
         L.gate = new_mat(FF, H, 0, s + 4, wbytes);
