@@ -59,6 +59,8 @@
 #include <cstring>
 #include <vector>
 
+#include "../common.cuh"
+
 typedef unsigned char u8;
 typedef unsigned int u32;
 typedef unsigned long long u64;
@@ -86,14 +88,6 @@ typedef unsigned long long u64;
 #define PAGE 16384
 #define MAXNB (FF / 256)  // 35 activation blocks at most
 
-#define CK(x)                                                                          \
-    do {                                                                               \
-        cudaError_t e = (x);                                                           \
-        if (e != cudaSuccess) {                                                        \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); \
-            exit(1);                                                                   \
-        }                                                                              \
-    } while (0)
 
 // ------------------------------------------------------------ the model
 
